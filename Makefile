@@ -1,0 +1,41 @@
+# The README's two commands. Both create the virtual environment on first use
+# and reuse it afterwards (the stamp file is rebuilt only when pyproject.toml changes).
+#
+#   make demo   set up, then run the main job on the built-in demo model
+#   make test   set up (including headless Chromium for the browser tests), then run every test
+
+VENV  ?= .venv
+PY    := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# The CPU build of torch, installed before anything else so that no dependency
+# pulls a multi-GB CUDA build onto a machine without a GPU. On a GPU machine:
+#   make demo TORCH_SPEC=torch
+TORCH_SPEC ?= torch==2.13.0
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: demo test setup browser clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet -e ".[test]"
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	@mkdir -p .cache/demo
+	$(VENV)/bin/inspector train --dataset digits --out .cache/demo/digits-mlp.pt --force --quiet
+	$(VENV)/bin/inspector info .cache/demo/digits-mlp.pt
+
+# Debian's chromium and chromium-driver drive the dash_duo browser tests and kaleido's exports.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium chromium-driver)
+
+test: $(STAMP) browser
+	$(PY) -m pytest --headless
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache artifacts

@@ -1,0 +1,41 @@
+"""dense-inspector: see inside the dense (``nn.Linear``) layers of a neural network.
+
+The public API, re-exported from one place::
+
+    import inspector
+    dataset = inspector.load_digits()
+    splits = inspector.split_dataset(dataset)
+    result = inspector.train(inspector.MLPConfig(64, (128, 64), 10), splits)
+    ckpt = inspector.load("digits-mlp.pt")
+"""
+
+from __future__ import annotations
+
+from inspector._version import __version__
+from inspector.checkpoints import Checkpoint, DatasetInfo, checkpoint_from_training, load, save_checkpoint
+from inspector.data import (
+    Dataset,
+    PlantedTruth,
+    SplitSpec,
+    Splits,
+    Standardizer,
+    load_csv,
+    load_dataset,
+    load_digits,
+    load_npz,
+    make_synthetic,
+    split_dataset,
+)
+from inspector.errors import InspectorError
+from inspector.inventory import Inventory, LinearLayerInfo, iter_tensors, read_inventory
+from inspector.models import MLP, MLPConfig, build_mlp, infer_mlp_layout, mlp_from_state_dict
+from inspector.training import History, TrainConfig, TrainResult, evaluate, train
+
+__all__ = [
+    "Checkpoint", "Dataset", "DatasetInfo", "History", "InspectorError", "Inventory",
+    "LinearLayerInfo", "MLP", "MLPConfig", "PlantedTruth", "SplitSpec", "Splits", "Standardizer",
+    "TrainConfig", "TrainResult", "__version__", "build_mlp", "checkpoint_from_training",
+    "evaluate", "infer_mlp_layout", "iter_tensors", "load", "load_csv", "load_dataset",
+    "load_digits", "load_npz", "make_synthetic", "mlp_from_state_dict", "read_inventory",
+    "save_checkpoint", "split_dataset", "train",
+]

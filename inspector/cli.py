@@ -1,0 +1,168 @@
+"""The ``inspector`` command: parses arguments, calls the API, prints results.
+
+User errors (:class:`~inspector.errors.InspectorError`) become one line on
+stderr and exit status 1; nothing else lives here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from inspector._version import __version__
+from inspector.errors import InspectorError
+from inspector.models import ACTIVATIONS
+
+EXIT_USER_ERROR = 1
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(s) for s in text.replace(" ", "").split(",") if s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated sizes like 128,64, got {text!r}") from None
+    if any(s < 1 for s in sizes):
+        raise argparse.ArgumentTypeError("hidden sizes must be positive")
+    return sizes
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="inspector",
+        description="See inside the dense (nn.Linear) layers of a neural network.",
+    )
+    parser.add_argument("--version", action="version", version=f"dense-inspector {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = sub.add_parser("train", help="train an MLP and save a checkpoint",
+                           description="Train an MLP on a built-in or user dataset and save a checkpoint.")
+    train.add_argument("--dataset", default="digits",
+                       help="digits, synthetic, or a .npz/.csv file (default: digits)")
+    train.add_argument("--label-column", help="name of the label column in a .csv dataset")
+    train.add_argument("--hidden", type=_sizes, default=(128, 64), metavar="SIZES",
+                       help="hidden layer sizes, comma-separated (default: 128,64)")
+    train.add_argument("--activation", choices=sorted(ACTIVATIONS), default="relu")
+    train.add_argument("--dropout", type=float, default=0.0, help="dropout probability (default: 0)")
+    train.add_argument("--batch-norm", action="store_true", help="batch norm after every hidden layer")
+    train.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
+    train.add_argument("--lr", type=float, default=1e-3, help="learning rate (default: 1e-3)")
+    train.add_argument("--weight-decay", type=float, default=0.0, help="L2 weight decay (default: 0)")
+    train.add_argument("--epochs", type=int, default=100, help="maximum epochs (default: 100)")
+    train.add_argument("--batch-size", type=int, default=64)
+    train.add_argument("--patience", type=int, default=10,
+                       help="early-stopping patience in epochs; 0 turns it off (default: 10)")
+    train.add_argument("--snapshot-every", type=int, default=None, metavar="K",
+                       help="keep a copy of the weights every K epochs in the checkpoint")
+    train.add_argument("--seed", type=int, default=0, help="seed for the split, init and shuffling")
+    train.add_argument("--val-fraction", type=float, default=0.15)
+    train.add_argument("--test-fraction", type=float, default=0.2)
+    train.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    train.add_argument("--out", "-o", type=Path, default=None,
+                       help="checkpoint to write, .pt or .safetensors (default: DATASET-mlp.pt)")
+    train.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    train.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+    info = sub.add_parser("info", help="print a checkpoint's layer table",
+                          description="List the linear layers of a checkpoint, read from its header "
+                                      "where the format allows.")
+    info.add_argument("checkpoint", type=Path)
+    info.add_argument("--json", action="store_true", help="machine-readable output")
+    info.add_argument("--trust-pickle", action="store_true",
+                      help="allow unpickling Python objects (runs code from the file: trusted files only)")
+    return parser
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from inspector.checkpoints import checkpoint_from_training, save_checkpoint
+    from inspector.data import SplitSpec, load_dataset, split_dataset
+    from inspector.fileio import check_writable
+    from inspector.inventory import format_inventory, inventory_from_model
+    from inspector.models import MLPConfig
+    from inspector.training import TrainConfig, train
+
+    dataset_name = Path(args.dataset).stem if args.dataset not in ("digits", "synthetic") else args.dataset
+    out = args.out or Path(f"{dataset_name}-mlp.pt")
+    check_writable(out, force=args.force)  # fail before training, not after
+    if out.suffix.lower() not in (".pt", ".pth", ".safetensors"):
+        raise InspectorError(f"{out}: unknown checkpoint extension {out.suffix!r}; use .pt or .safetensors")
+    dataset = load_dataset(args.dataset, label_column=args.label_column)
+    spec = SplitSpec(seed=args.seed, val_fraction=args.val_fraction, test_fraction=args.test_fraction)
+    splits = split_dataset(dataset, spec)
+    config = MLPConfig(
+        input_size=dataset.n_features, hidden_sizes=args.hidden, output_size=dataset.n_classes,
+        activation=args.activation, dropout=args.dropout, batch_norm=args.batch_norm,
+    )
+    train_config = TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
+        weight_decay=args.weight_decay, patience=args.patience or None,
+        snapshot_every=args.snapshot_every, seed=args.seed,
+    )
+    result = train(config, splits, train_config, device=args.device,
+                   progress=False if args.quiet else None)
+    ckpt = checkpoint_from_training(result, dataset, splits.standardizer, spec)
+    save_checkpoint(ckpt, out, force=args.force)
+    h = result.history
+    print(f"MLP {'-'.join(map(str, config.layer_sizes))} ({config.activation}) on {dataset.name}: "
+          f"{dataset.n_samples} samples, {len(splits.y_train)}/{len(splits.y_val)}/{len(splits.y_test)} "
+          "train/val/test")
+    print(format_inventory(inventory_from_model(result.model)))
+    stop = f"early stop, best epoch {h.best_epoch}" if h.stopped_early else f"best epoch {h.best_epoch}"
+    print(f"trained {h.epochs_run} epochs ({stop}) in {result.wall_time_s:.1f} s on {result.device}")
+    print(f"test accuracy {result.test_accuracy:.2%} ({len(splits.y_test)} samples), "
+          f"test loss {result.test_loss:.4f}")
+    if result.snapshots:
+        print(f"kept {len(result.snapshots)} weight snapshots")
+    print(f"saved {out}")
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from inspector.inventory import format_inventory, read_inventory, scan_nonfinite
+
+    inv = read_inventory(args.checkpoint, trust_pickle=args.trust_pickle)
+    nonfinite = scan_nonfinite(args.checkpoint, trust_pickle=args.trust_pickle)
+    if args.json:
+        payload = inv.to_dict()
+        payload["nonfinite"] = nonfinite
+        print(json.dumps(payload, indent=2))
+        return 0
+    print(f"{inv.path} ({inv.format})")
+    config = inv.metadata.get("config")
+    if config:
+        sizes = [config["input_size"], *config["hidden_sizes"], config["output_size"]]
+        extras = [config["activation"]]
+        if config.get("batch_norm"):
+            extras.append("batch norm")
+        if config.get("dropout"):
+            extras.append(f"dropout {config['dropout']}")
+        print(f"MLP {'-'.join(map(str, sizes))} ({', '.join(extras)})")
+    if not inv.linear_layers:
+        raise InspectorError(f"{inv.path}: no 2-D weight tensors found; nothing dense to inspect")
+    print(format_inventory(inv))
+    metrics = inv.metadata.get("metrics") or {}
+    if "test_accuracy" in metrics:
+        print(f"test accuracy {metrics['test_accuracy']:.2%}")
+    for name, count in nonfinite.items():
+        print(f"warning: {name} holds {count:,} NaN/Inf values", file=sys.stderr)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    handlers = {"train": _cmd_train, "info": _cmd_info}
+    try:
+        return handlers[args.command](args)
+    except InspectorError as exc:
+        print(f"inspector: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("inspector: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

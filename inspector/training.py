@@ -1,0 +1,240 @@
+"""The training loop: Adam or SGD, L2 weight decay, early stopping, snapshots.
+
+Seeded and reproducible on the CPU: the same seed gives bit-identical weights.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from inspector.data import Splits
+from inspector.errors import InspectorError
+from inspector.models import MLP, MLPConfig, build_mlp
+
+OPTIMIZERS = ("adam", "sgd")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings. ``patience=None`` turns early stopping off."""
+
+    epochs: int = 100
+    batch_size: int = 64
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    patience: int | None = 10
+    snapshot_every: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise InspectorError(f"unknown optimizer {self.optimizer!r}; choose adam or sgd")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise InspectorError("epochs and batch size must be at least 1")
+        if self.lr <= 0 or self.weight_decay < 0:
+            raise InspectorError("learning rate must be positive and weight decay non-negative")
+        if self.patience is not None and self.patience < 1:
+            raise InspectorError("patience must be at least 1 (or None to turn early stopping off)")
+        if self.snapshot_every is not None and self.snapshot_every < 1:
+            raise InspectorError("snapshot interval must be at least 1 epoch")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class History:
+    """Per-epoch curves, index e is epoch e + 1. ``best_epoch`` is 1-based."""
+
+    train_loss: np.ndarray
+    val_loss: np.ndarray
+    train_accuracy: np.ndarray
+    val_accuracy: np.ndarray
+    best_epoch: int
+    stopped_early: bool
+
+    @property
+    def epochs_run(self) -> int:
+        return int(self.train_loss.shape[0])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "train_loss": self.train_loss.tolist(),
+            "val_loss": self.val_loss.tolist(),
+            "train_accuracy": self.train_accuracy.tolist(),
+            "val_accuracy": self.val_accuracy.tolist(),
+            "best_epoch": self.best_epoch,
+            "stopped_early": self.stopped_early,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> History:
+        return cls(
+            train_loss=np.asarray(d["train_loss"], np.float64),
+            val_loss=np.asarray(d["val_loss"], np.float64),
+            train_accuracy=np.asarray(d["train_accuracy"], np.float64),
+            val_accuracy=np.asarray(d["val_accuracy"], np.float64),
+            best_epoch=int(d["best_epoch"]),
+            stopped_early=bool(d["stopped_early"]),
+        )
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """A trained model (best weights restored), its history and weight snapshots.
+
+    ``snapshots`` maps a 1-based epoch to the state dict at the end of that epoch (CPU tensors).
+    """
+
+    model: MLP
+    history: History
+    train_config: TrainConfig
+    test_accuracy: float
+    test_loss: float
+    wall_time_s: float
+    device: str
+    snapshots: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict, repr=False)
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` picks CUDA when present; asking for CUDA without one is a user error."""
+    name = str(device)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise InspectorError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
+    if not (name == "cpu" or name.startswith("cuda")):
+        raise InspectorError(f"unknown device {name!r}; use auto, cpu or cuda")
+    return torch.device(name)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor, batch_size: int = 4096) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``model`` on ``X`` ``(n, d)``, ``y`` ``(n,)``, in eval mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        loss_sum = torch.zeros((), device=X.device)
+        correct = torch.zeros((), device=X.device, dtype=torch.long)
+        for start in range(0, X.shape[0], batch_size):
+            logits = model(X[start:start + batch_size])
+            target = y[start:start + batch_size]
+            loss_sum += nn.functional.cross_entropy(logits, target, reduction="sum")
+            correct += (logits.argmax(dim=1) == target).sum()
+        n = max(1, X.shape[0])
+        return float(loss_sum) / n, float(correct) / n
+    finally:
+        model.train(was_training)
+
+
+def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def train(
+    config: MLPConfig,
+    splits: Splits,
+    train_config: TrainConfig | None = None,
+    *,
+    device: str | torch.device = "auto",
+    progress: bool | None = None,
+) -> TrainResult:
+    """Train an :class:`MLP` on ``splits`` and return it with the best validation weights.
+
+    Early stopping watches validation loss: after ``patience`` epochs without
+    improvement, training stops and the best epoch's weights are restored.
+    ``progress=None`` shows a tqdm bar only when stderr is a terminal.
+    """
+    tc = train_config or TrainConfig()
+    if config.input_size != splits.X_train.shape[1]:
+        raise InspectorError(
+            f"model expects {config.input_size} inputs but the data has {splits.X_train.shape[1]} features"
+        )
+    if config.output_size < splits.dataset.n_classes:
+        raise InspectorError(
+            f"model has {config.output_size} outputs but the data has {splits.dataset.n_classes} classes"
+        )
+    dev = resolve_device(device)
+    torch.manual_seed(tc.seed)
+    model = build_mlp(config).to(dev)
+    generator = torch.Generator().manual_seed(tc.seed)
+
+    def tensors(X: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.from_numpy(X).to(dev), torch.from_numpy(y).to(dev)
+
+    X_train, y_train = tensors(splits.X_train, splits.y_train)
+    X_val, y_val = tensors(splits.X_val, splits.y_val)
+    X_test, y_test = tensors(splits.X_test, splits.y_test)
+
+    if tc.optimizer == "adam":
+        optimizer: torch.optim.Optimizer = torch.optim.Adam(
+            model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    else:
+        optimizer = torch.optim.SGD(
+            model.parameters(), lr=tc.lr, momentum=tc.momentum, weight_decay=tc.weight_decay)
+
+    curves: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "train_accuracy": [], "val_accuracy": []}
+    snapshots: dict[int, dict[str, torch.Tensor]] = {}
+    best_loss, best_epoch, best_state = float("inf"), 0, _cpu_state(model)
+    stopped_early = False
+    n = X_train.shape[0]
+    show = sys.stderr.isatty() if progress is None else progress
+    started = time.perf_counter()
+    bar = tqdm(range(1, tc.epochs + 1), desc="training", unit="epoch", disable=not show, leave=False)
+    for epoch in bar:
+        model.train()
+        order = torch.randperm(n, generator=generator).to(dev)
+        for start in range(0, n, tc.batch_size):
+            idx = order[start:start + tc.batch_size]
+            if idx.numel() < 2 and config.batch_norm:
+                continue  # batch norm cannot normalise a batch of one
+            optimizer.zero_grad(set_to_none=True)
+            loss = nn.functional.cross_entropy(model(X_train[idx]), y_train[idx])
+            loss.backward()
+            optimizer.step()
+        train_loss, train_acc = evaluate(model, X_train, y_train)
+        val_loss, val_acc = evaluate(model, X_val, y_val)
+        for key, value in zip(curves, (train_loss, val_loss, train_acc, val_acc)):
+            curves[key].append(value)
+        bar.set_postfix(train_loss=f"{train_loss:.3f}", val_loss=f"{val_loss:.3f}", val_acc=f"{val_acc:.3f}")
+        if tc.snapshot_every and epoch % tc.snapshot_every == 0:
+            snapshots[epoch] = _cpu_state(model)
+        if val_loss < best_loss:
+            best_loss, best_epoch, best_state = val_loss, epoch, _cpu_state(model)
+        elif tc.patience is not None and epoch - best_epoch >= tc.patience:
+            stopped_early = True
+            break
+    bar.close()
+    if tc.patience is not None:
+        model.load_state_dict(best_state)
+    else:
+        best_epoch = len(curves["train_loss"])
+    wall = time.perf_counter() - started
+    test_loss, test_acc = evaluate(model, X_test, y_test)
+    model.eval()
+    history = History(
+        **{k: np.asarray(v, np.float64) for k, v in curves.items()},
+        best_epoch=best_epoch,
+        stopped_early=stopped_early,
+    )
+    return TrainResult(
+        model=model.cpu(),
+        history=history,
+        train_config=tc,
+        test_accuracy=test_acc,
+        test_loss=test_loss,
+        wall_time_s=wall,
+        device=str(dev),
+        snapshots=snapshots,
+    )
+

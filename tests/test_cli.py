@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+from inspector import __version__
+from inspector.checkpoints import load
+from inspector.cli import main
+
+
+def test_train_then_info(tmp_path, capsys):
+    out = tmp_path / "s.pt"
+    assert main(["train", "--dataset", "synthetic", "--hidden", "16", "--epochs", "3",
+                 "--out", str(out), "-q"]) == 0
+    printed = capsys.readouterr().out
+    assert "test accuracy" in printed and f"saved {out}" in printed
+    assert main(["info", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "fc1" in table and "176" in table  # fc1: 16 x (10 + 1)
+    assert main(["info", str(out), "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert [layer["parameters"] for layer in payload["layers"]] == [16 * 11, 2 * 17]
+    assert payload["metadata"]["config"]["hidden_sizes"] == [16]
+
+
+def test_train_refuses_to_overwrite_before_training(tmp_path, capsys):
+    out = tmp_path / "s.pt"
+    out.write_bytes(b"keep")
+    assert main(["train", "--dataset", "synthetic", "--out", str(out), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == f"inspector: error: {out} already exists; pass --force to overwrite it"
+    assert out.read_bytes() == b"keep"
+
+
+def test_train_safetensors_with_snapshots(tmp_path, capsys):
+    out = tmp_path / "s.safetensors"
+    assert main(["train", "--dataset", "synthetic", "--hidden", "8", "--epochs", "4", "--patience", "0",
+                 "--snapshot-every", "2", "--out", str(out), "-q"]) == 0
+    assert sorted(load(out).snapshots) == [2, 4]
+
+
+def test_train_from_csv(tmp_path, capsys):
+    rows = ["a,b,label"] + [f"{i % 7},{(i * 3) % 5},{int(i % 7 > 3)}" for i in range(60)]
+    (tmp_path / "d.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "csv.pt"
+    assert main(["train", "--dataset", str(tmp_path / "d.csv"), "--label-column", "label",
+                 "--epochs", "2", "--out", str(out), "-q"]) == 0
+    assert load(out).dataset.feature_names == ("a", "b")
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"dense-inspector {__version__}"
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda p: None, "no such file"),
+    (lambda p: p.write_bytes(b"\x00" * 40), "unknown checkpoint format"),
+    (lambda p: torch.save(nn.Sequential(nn.Linear(2, 2)), p), "--trust-pickle"),
+])
+def test_info_bad_input_is_one_line_and_exit_1(tmp_path, capsys, make, match):
+    path = tmp_path / "x.pt"
+    make(path)
+    assert main(["info", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and match in err and str(path) in err
+
+
+def test_nan_weights_warned_by_info(tmp_path, capsys):
+    model = nn.Sequential(nn.Linear(2, 2))
+    with torch.no_grad():
+        model[0].weight.fill_(float("nan"))
+    torch.save(model.state_dict(), tmp_path / "n.pt")
+    assert main(["info", str(tmp_path / "n.pt")]) == 0
+    assert "warning: 0.weight holds 4 NaN/Inf values" in capsys.readouterr().err
+
+
+def test_console_script_has_no_traceback_on_user_error(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "inspector", "info", str(tmp_path / "missing.pt")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == f"inspector: error: {tmp_path / 'missing.pt'}: no such file; check the path"
+
+
+def test_bad_hidden_sizes_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--hidden", "12,abc"])
+    assert info.value.code == 2

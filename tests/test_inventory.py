@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+from inspector.errors import InspectorError
+from inspector.inventory import format_inventory, iter_tensors, read_inventory, scan_nonfinite
+
+
+def _transformer_like() -> dict[str, torch.Tensor]:
+    """Two MLP blocks of a transformer plus the non-dense tensors around them."""
+    g = torch.Generator().manual_seed(0)
+    tensors = {"embed.weight": torch.randn(50, 16, generator=g)}
+    for b in range(2):
+        tensors[f"blocks.{b}.ln.weight"] = torch.ones(16)
+        tensors[f"blocks.{b}.mlp.up.weight"] = torch.randn(64, 16, generator=g)
+        tensors[f"blocks.{b}.mlp.up.bias"] = torch.zeros(64)
+        tensors[f"blocks.{b}.mlp.down.weight"] = torch.randn(16, 64, generator=g)
+    return tensors
+
+
+def test_safetensors_inventory_comes_from_the_header(tmp_path, monkeypatch):
+    path = tmp_path / "t.safetensors"
+    save_file(_transformer_like(), str(path))
+    import safetensors.torch
+
+    def no_full_load(*a, **k):
+        raise AssertionError("read_inventory must not load the tensors")
+
+    monkeypatch.setattr(safetensors.torch, "load_file", no_full_load)
+    inv = read_inventory(path)
+    layers = {layer.name: layer for layer in inv.linear_layers}
+    assert layers["blocks.0.mlp.up"].parameters == 64 * (16 + 1)
+    assert layers["blocks.0.mlp.down"].parameters == 16 * 64  # no bias
+    assert layers["blocks.0.mlp.down"].biases == 0
+    assert {t.name for t in inv.other_tensors} == {"blocks.0.ln.weight", "blocks.1.ln.weight"}
+    assert inv.totals()["parameters"] == 50 * 16 + 2 * (64 * 17 + 16 * 64)
+
+
+def test_iter_tensors_yields_one_at_a_time_and_matches(tmp_path):
+    tensors = _transformer_like()
+    path = tmp_path / "t.safetensors"
+    save_file(tensors, str(path))
+    names = ["blocks.1.mlp.up.weight", "embed.weight"]
+    got = dict(iter_tensors(path, names))
+    assert list(got) == names
+    for name in names:
+        assert torch.equal(got[name], tensors[name])
+
+
+def test_torch_inventory_matches_the_model(tmp_path):
+    model = nn.Sequential(nn.Linear(100, 50), nn.ReLU(), nn.Linear(50, 10))
+    torch.save(model.state_dict(), tmp_path / "m.pt")
+    inv = read_inventory(tmp_path / "m.pt")
+    assert [(layer.name, layer.parameters) for layer in inv.linear_layers] == [("0", 5050), ("2", 510)]
+    assert inv.totals()["parameters"] == sum(p.numel() for p in model.parameters())
+
+
+def test_scan_nonfinite_counts_bad_values(tmp_path):
+    tensors = _transformer_like()
+    tensors["blocks.1.mlp.down.weight"][0, :3] = float("inf")
+    save_file(tensors, str(tmp_path / "t.safetensors"))
+    assert scan_nonfinite(tmp_path / "t.safetensors") == {"blocks.1.mlp.down.weight": 3}
+
+
+def test_table_shows_arithmetic_and_totals(tmp_path):
+    torch.save(nn.Sequential(nn.Linear(1000, 500)).state_dict(), tmp_path / "m.pt")
+    text = format_inventory(read_inventory(tmp_path / "m.pt"))
+    assert "params m*(n+1)" in text
+    row = next(line for line in text.splitlines() if line.startswith("0 "))
+    assert row.split()[:6] == ["0", "1,000", "500", "500,000", "500", "500,500"]
+
+
+def test_inventory_json_serialises(tmp_path):
+    torch.save(nn.Sequential(nn.Linear(3, 2)).state_dict(), tmp_path / "m.pt")
+    payload = json.loads(json.dumps(read_inventory(tmp_path / "m.pt").to_dict()))
+    assert payload["totals"]["parameters"] == 8
+
+
+def test_pickled_file_inventory_is_refused_without_trust(tmp_path):
+    torch.save(nn.Sequential(nn.Linear(3, 2)), tmp_path / "whole.pt")
+    with pytest.raises(InspectorError, match="trust-pickle"):
+        read_inventory(tmp_path / "whole.pt")
+    assert read_inventory(tmp_path / "whole.pt", trust_pickle=True).totals()["parameters"] == 8
