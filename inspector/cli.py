@@ -72,7 +72,69 @@ def _build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true", help="machine-readable output")
     info.add_argument("--trust-pickle", action="store_true",
                       help="allow unpickling Python objects (runs code from the file: trusted files only)")
+    analyze = sub.add_parser(
+        "analyze", help="run every analysis on a checkpoint and save the result",
+        description="Analyse a checkpoint: parameters and weights always; activations, feature importance "
+                    "and pruning when evaluation data is available. Writes DIR/analysis.json and "
+                    "DIR/arrays.npz and prints a summary.")
+    analyze.add_argument("checkpoint", type=Path)
+    _add_data_arguments(analyze)
+    analyze.add_argument("--out", "-o", type=Path, required=True, metavar="DIR", help="folder to write")
+    analyze.add_argument("--force", action="store_true", help="replace an existing output folder")
+    analyze.add_argument("--sections", default=None, metavar="LIST",
+                         help="comma-separated subset of: parameters, weights, activations, importance, "
+                              "pruning, training (default: all)")
+    analyze.add_argument("--methods", default=None, metavar="LIST",
+                         help="comma-separated attribution methods (default: all seven)")
+    analyze.add_argument("--steps", type=int, default=50, help="Integrated Gradients steps (default: 50)")
+    analyze.add_argument("--nearly-dead", type=float, default=0.01, metavar="RATE",
+                         help="firing rate below which a neuron counts as nearly dead (default: 0.01)")
+    analyze.add_argument("--finetune-epochs", type=int, default=0,
+                         help="fine-tune each pruned model for this many epochs (needs the training split)")
+    analyze.add_argument("--device", default="cpu", help="auto, cpu or cuda (default: cpu)")
     return parser
+
+
+def _add_data_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", default=None,
+                   help="digits, synthetic, or a .npz/.csv file (default: the dataset the model was trained on)")
+    p.add_argument("--label-column", help="name of the label column in a .csv file")
+    p.add_argument("--activation", choices=sorted(ACTIVATIONS), default=None,
+                   help="activation of a foreign state dict, which does not store one (default: relu)")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="allow unpickling Python objects (runs code from the file: trusted files only)")
+
+
+def _csv(text: str | None) -> tuple[str, ...] | None:
+    return tuple(t.strip() for t in text.split(",") if t.strip()) if text else None
+
+
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    from inspector.analysis import AnalysisOptions, analyze
+    from inspector.checkpoints import load
+    from inspector.evaluation import eval_data_for
+    from inspector.summary import format_summary
+    from inspector.training import resolve_device
+
+    if args.out.exists() and not args.force:
+        raise InspectorError(f"{args.out} already exists; pass --force to overwrite it")
+    defaults = AnalysisOptions()
+    options = AnalysisOptions(
+        sections=_csv(args.sections) or defaults.sections,
+        methods=_csv(args.methods) or defaults.methods,
+        n_steps=args.steps, nearly_dead_threshold=args.nearly_dead, finetune_epochs=args.finetune_epochs,
+    )
+    ckpt = load(args.checkpoint, activation=args.activation, trust_pickle=args.trust_pickle)
+    for notice in ckpt.notices:
+        print(f"inspector: note: {notice}", file=sys.stderr)
+    ckpt.model.to(resolve_device(args.device))
+    data = eval_data_for(ckpt, args.data, label_column=args.label_column)
+    analysis = analyze(ckpt, data, options=options)
+    analysis.save(args.out, force=args.force)
+    print(format_summary(analysis))
+    print(f"wrote {args.out}/analysis.json and {args.out}/arrays.npz "
+          f"in {sum(analysis.timings.values()):.1f} s of analysis")
+    return 0
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -153,7 +215,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
-    handlers = {"train": _cmd_train, "info": _cmd_info}
+    handlers = {"train": _cmd_train, "info": _cmd_info, "analyze": _cmd_analyze}
     try:
         return handlers[args.command](args)
     except InspectorError as exc:

@@ -128,6 +128,9 @@ def save_result(obj: Any, directory: str | os.PathLike[str], *, force: bool = Fa
         raise InspectorError(f"folder {parent} does not exist; create it first")
     doc, arrays = to_json_and_arrays(obj)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the result is an ordinary folder
     try:
         (tmp / JSON_NAME).write_text(json.dumps(doc, indent=1, allow_nan=False), encoding="utf-8")
         np.savez_compressed(tmp / ARRAYS_NAME, **arrays)

@@ -1,0 +1,279 @@
+"""Magnitude-pruning sweeps: accuracy and loss against sparsity.
+
+Scopes:
+
+* ``global``: one magnitude ranking over the weights of every linear layer
+  (Han et al. 2015); at sparsity s exactly ``floor(s * N)`` weights, the
+  smallest by |w|, are zeroed;
+* ``layer``: the same inside each layer, so every layer loses the same fraction;
+* ``neuron``: structured pruning of hidden neurons (rows of hidden linear
+  layers) by their incoming L2 norm, weakest first, a fraction s of each
+  hidden layer; a removed neuron's weights, bias and outgoing weights are zeroed.
+
+The ranking is computed once (one sort per scope), not once per level, and
+every level is evaluated on a copy: the caller's model is never modified.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from inspector.analysis.guard import inspecting
+from inspector.analysis.parameters import linear_layers
+from inspector.results import result
+
+DEFAULT_SPARSITIES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+SCOPES = ("global", "layer", "neuron")
+
+
+@result
+class PruningCurve:
+    """One scope's sweep: per sparsity level, the evaluation accuracy, loss and parameters left.
+
+    ``parameters_left`` counts nonzero linear weights plus the biases of neurons that remain.
+    ``finetuned_accuracy`` is filled when fine-tuning was asked for.
+    """
+
+    scope: str
+    sparsity: np.ndarray
+    accuracy: np.ndarray
+    loss: np.ndarray
+    parameters_left: np.ndarray
+    finetuned_accuracy: np.ndarray | None = None
+
+
+@result
+class PruningReport:
+    curves: tuple[PruningCurve, ...]
+    baseline_accuracy: float
+    baseline_loss: float
+    total_parameters: int
+    n_samples: int
+    dead_removed_accuracy: float | None = None
+    dead_removed_count: int = 0
+
+    def curve(self, scope: str) -> PruningCurve:
+        for c in self.curves:
+            if c.scope == scope:
+                return c
+        raise KeyError(f"no pruning curve for scope {scope!r}")
+
+
+def _weights(model: nn.Module) -> list[nn.Linear]:
+    return [layer for _, layer in linear_layers(model)]
+
+
+def global_masks(model: nn.Module, sparsities: tuple[float, ...]) -> list[list[torch.Tensor]]:
+    """Per level, a keep-mask per linear weight; exactly ``floor(s * N)`` smallest |w| are dropped."""
+    layers = _weights(model)
+    flat = torch.cat([layer.weight.detach().abs().reshape(-1) for layer in layers])
+    order = torch.argsort(flat, stable=True)  # the one sort
+    sizes = [layer.weight.numel() for layer in layers]
+    out = []
+    for s in sparsities:
+        keep = torch.ones_like(flat, dtype=torch.bool)
+        keep[order[: math.floor(s * flat.numel())]] = False
+        out.append([m.view_as(layer.weight) for m, layer in zip(torch.split(keep, sizes), layers)])
+    return out
+
+
+def layer_masks(model: nn.Module, sparsities: tuple[float, ...]) -> list[list[torch.Tensor]]:
+    """Per level, each layer keeps all but its ``floor(s * N_layer)`` smallest weights."""
+    layers = _weights(model)
+    orders = [torch.argsort(layer.weight.detach().abs().reshape(-1), stable=True) for layer in layers]
+    out = []
+    for s in sparsities:
+        level = []
+        for layer, order in zip(layers, orders):
+            keep = torch.ones(layer.weight.numel(), dtype=torch.bool, device=layer.weight.device)
+            keep[order[: math.floor(s * layer.weight.numel())]] = False
+            level.append(keep.view_as(layer.weight))
+        out.append(level)
+    return out
+
+
+def neuron_keep(model: nn.Module, sparsities: tuple[float, ...]) -> list[list[torch.Tensor]]:
+    """Per level, a keep-vector per hidden layer: drops the ``floor(s * m)`` weakest neurons by incoming norm."""
+    hidden = _weights(model)[:-1]
+    orders = [torch.argsort(torch.linalg.vector_norm(layer.weight.detach(), dim=1), stable=True) for layer in hidden]
+    out = []
+    for s in sparsities:
+        level = []
+        for layer, order in zip(hidden, orders):
+            keep = torch.ones(layer.out_features, dtype=torch.bool, device=layer.weight.device)
+            keep[order[: math.floor(s * layer.out_features)]] = False
+            level.append(keep)
+        out.append(level)
+    return out
+
+
+def neuron_masks(model: nn.Module, keep: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Weight and bias keep-masks that remove the hidden neurons not in ``keep``.
+
+    Removing neuron j of layer k zeroes row j and bias j of layer k and column j
+    of layer k + 1. Zeroing the outgoing column is what makes the removal
+    complete: whatever the neuron still emits (a batch-norm shift, GELU(0),
+    sigmoid(0) = 0.5) is multiplied by zero downstream.
+    """
+    layers = _weights(model)
+    w_masks = [torch.ones_like(layer.weight, dtype=torch.bool) for layer in layers]
+    b_masks = [torch.ones(layer.out_features, dtype=torch.bool, device=layer.weight.device) for layer in layers]
+    for k, kv in enumerate(keep):
+        w_masks[k] &= kv[:, None]
+        b_masks[k] &= kv
+        if layers[k + 1].in_features == kv.numel():
+            w_masks[k + 1] &= kv[None, :]
+    return w_masks, b_masks
+
+
+def dead_keep(model: nn.Module, dead_masks: dict[str, np.ndarray]) -> list[torch.Tensor]:
+    """Keep-vectors per hidden layer that drop the neurons a census found dead (``{linear name: mask}``)."""
+    out = []
+    for name, layer in linear_layers(model)[:-1]:
+        dead = dead_masks.get(name)
+        keep = torch.ones(layer.out_features, dtype=torch.bool, device=layer.weight.device)
+        if dead is not None:
+            keep &= ~torch.as_tensor(dead, device=layer.weight.device)
+        out.append(keep)
+    return out
+
+
+@torch.no_grad()
+def _evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    logits = model(X)
+    return (float(nn.functional.cross_entropy(logits, y)), float((logits.argmax(1) == y).float().mean()))
+
+
+def apply_masks(model: nn.Module, weight_masks: list[torch.Tensor], bias_masks: list[torch.Tensor] | None = None) -> nn.Module:
+    """Zero masked weights (and biases) of ``model`` in place; returns ``model``."""
+    with torch.no_grad():
+        for k, layer in enumerate(_weights(model)):
+            layer.weight.mul_(weight_masks[k])
+            if bias_masks is not None and layer.bias is not None:
+                layer.bias.mul_(bias_masks[k])
+    return model
+
+
+def prune(model: nn.Module, sparsity: float, scope: str = "global") -> nn.Module:
+    """A pruned **copy** of ``model`` at ``sparsity`` (0 <= s < 1) in ``scope``."""
+    if not 0 <= sparsity < 1:
+        raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
+    clone = copy.deepcopy(model)
+    if scope == "global":
+        return apply_masks(clone, global_masks(clone, (sparsity,))[0])
+    if scope == "layer":
+        return apply_masks(clone, layer_masks(clone, (sparsity,))[0])
+    if scope == "neuron":
+        return apply_masks(clone, *neuron_masks(clone, neuron_keep(clone, (sparsity,))[0]))
+    raise ValueError(f"unknown pruning scope {scope!r}; choose from {', '.join(SCOPES)}")
+
+
+def _finetune(model: nn.Module, w_masks: list[torch.Tensor], b_masks: list[torch.Tensor] | None,
+              X: torch.Tensor, y: torch.Tensor, epochs: int, lr: float, seed: int) -> None:
+    """Train the pruned model for ``epochs`` with Adam, re-applying the masks after each step."""
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    for _ in range(epochs):
+        order = torch.randperm(len(X), generator=g).to(X.device)
+        for s in range(0, len(X), 64):
+            idx = order[s:s + 64]
+            if len(idx) < 2:
+                continue
+            opt.zero_grad(set_to_none=True)
+            nn.functional.cross_entropy(model(X[idx]), y[idx]).backward()
+            opt.step()
+            apply_masks(model, w_masks, b_masks)
+    model.eval()
+
+
+def pruning_sweep(
+    model: nn.Module,
+    X: torch.Tensor | np.ndarray,
+    y: torch.Tensor | np.ndarray,
+    *,
+    sparsities: tuple[float, ...] = DEFAULT_SPARSITIES,
+    scopes: tuple[str, ...] = SCOPES,
+    dead_masks: dict[str, np.ndarray] | None = None,
+    finetune: tuple[np.ndarray, np.ndarray] | None = None,
+    finetune_epochs: int = 0,
+    finetune_lr: float = 1e-3,
+    seed: int = 0,
+) -> PruningReport:
+    """Accuracy, loss and parameters left at each sparsity for each scope.
+
+    ``dead_masks`` (``{linear name: (m,) bool}``) adds the accuracy with the dead
+    neurons removed. ``finetune=(X_train, y_train)`` with ``finetune_epochs > 0``
+    also reports the accuracy after that many epochs of masked fine-tuning.
+    """
+    for s in sparsities:
+        if not 0 <= s < 1:
+            raise ValueError(f"sparsities must lie in [0, 1), got {s}")
+    unknown = set(scopes) - set(SCOPES)
+    if unknown:
+        raise ValueError(f"unknown pruning scopes {sorted(unknown)}; choose from {', '.join(SCOPES)}")
+    device = next(model.parameters()).device
+    X = torch.as_tensor(X, dtype=torch.float32, device=device)
+    y = torch.as_tensor(y, dtype=torch.long, device=device)
+    work = copy.deepcopy(model).eval()
+    layers = _weights(work)
+    original = [(layer.weight.detach().clone(), None if layer.bias is None else layer.bias.detach().clone())
+                for layer in layers]
+    total = sum(w.numel() + (0 if b is None else b.numel()) for w, b in original)
+
+    def restore() -> None:
+        with torch.no_grad():
+            for layer, (w, b) in zip(layers, original):
+                layer.weight.copy_(w)
+                if b is not None:
+                    layer.bias.copy_(b)
+
+    def left(w_masks: list[torch.Tensor], b_masks: list[torch.Tensor] | None) -> int:
+        n = 0
+        for k, (layer, mask) in enumerate(zip(layers, w_masks)):
+            n += int((mask & (original[k][0] != 0)).sum())
+            if layer.bias is not None:
+                n += int(b_masks[k].sum()) if b_masks is not None else layer.out_features
+        return n
+
+    base_loss, base_acc = _evaluate(work, X, y)
+    curves = []
+    ft = None
+    if finetune is not None and finetune_epochs > 0:
+        ft = (torch.as_tensor(finetune[0], dtype=torch.float32, device=device),
+              torch.as_tensor(finetune[1], dtype=torch.long, device=device))
+    with inspecting(work):
+        for scope in scopes:
+            if scope == "neuron":
+                levels = [neuron_masks(work, keep) for keep in neuron_keep(work, sparsities)]
+            else:
+                masks = global_masks(work, sparsities) if scope == "global" else layer_masks(work, sparsities)
+                levels = [(m, None) for m in masks]
+            acc, loss, params, tuned = [], [], [], []
+            for w_masks, b_masks in levels:
+                restore()
+                apply_masks(work, w_masks, b_masks)
+                lo, ac = _evaluate(work, X, y)
+                acc.append(ac), loss.append(lo), params.append(left(w_masks, b_masks))
+                if ft is not None:
+                    _finetune(work, w_masks, b_masks, ft[0], ft[1], finetune_epochs, finetune_lr, seed)
+                    tuned.append(_evaluate(work, X, y)[1])
+            curves.append(PruningCurve(
+                scope=scope, sparsity=np.asarray(sparsities, dtype=np.float64),
+                accuracy=np.asarray(acc), loss=np.asarray(loss), parameters_left=np.asarray(params, dtype=np.int64),
+                finetuned_accuracy=np.asarray(tuned) if ft is not None else None,
+            ))
+        dead_acc, dead_count = None, 0
+        if dead_masks:
+            keep = dead_keep(work, dead_masks)
+            dead_count = int(sum(int((~k).sum()) for k in keep))
+            restore()
+            apply_masks(work, *neuron_masks(work, keep))
+            dead_acc = _evaluate(work, X, y)[1]
+        restore()
+    return PruningReport(tuple(curves), base_acc, base_loss, int(total), int(len(X)), dead_acc, dead_count)

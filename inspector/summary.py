@@ -1,0 +1,49 @@
+"""Text summaries for the terminal: a torchinfo-like table and the headline findings."""
+
+from __future__ import annotations
+
+from inspector.analysis import Analysis
+from inspector.analysis.parameters import ParameterReport
+
+
+def format_parameters(report: ParameterReport) -> str:
+    """One row per linear layer with the m x (n + 1) arithmetic, then totals."""
+    head = ("layer", "in n", "out m", "params m*(n+1)", "MACs/sample", "trainable")
+    rows = [
+        (layer.name + (f" (tied to {layer.tied_to})" if layer.tied_to else ""),
+         f"{layer.in_features:,}", f"{layer.out_features:,}",
+         f"{layer.out_features:,}*({layer.in_features:,}+1) = {layer.parameters:,}"
+         if layer.biases else f"{layer.out_features:,}*{layer.in_features:,} = {layer.parameters:,}",
+         f"{layer.macs_per_sample:,}", "yes" if layer.trainable else "no")
+        for layer in report.layers
+    ]
+    widths = [max(len(r[i]) for r in (head, *rows)) for i in range(len(head))]
+
+    def line(r: tuple[str, ...]) -> str:
+        return "  ".join(c.ljust(w) if i in (0, 5) else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+
+    rule = "=" * len(line(head))
+    out = [rule, line(head), rule, *map(line, rows), rule]
+    out.append(f"Linear parameters: {report.linear_parameters:,}")
+    if report.other:
+        kinds = ", ".join(sorted({o.kind for o in report.other}))
+        out.append(f"Other parameters ({kinds}): {report.other_parameters:,}")
+    out.append(f"Total parameters: {report.total_parameters:,}  (trainable {report.trainable_parameters:,})")
+    out.append(f"Multiply-adds per sample: {report.macs_per_sample:,}")
+    out.append(f"Parameter size: {report.total_bytes / 1024:.1f} KiB")
+    out.append(rule)
+    return "\n".join(out)
+
+
+def format_summary(analysis: Analysis) -> str:
+    """The parameter table, the evaluation result and the findings."""
+    parts = [analysis.model.architecture + f"  [{analysis.model.source}]", format_parameters(analysis.parameters)]
+    if analysis.data is not None:
+        d = analysis.data
+        parts.append(f"evaluated on {d.n_samples} {d.name} {d.split} samples: accuracy {d.accuracy:.2%}, "
+                     f"loss {d.loss:.4f}")
+    else:
+        parts.append("no evaluation data: weight-only sections (pass --data for activations, importance, pruning)")
+    parts.append("findings:")
+    parts += [f"  {'!' if f.severity == 'warning' else '-'} {f.text}" for f in analysis.findings]
+    return "\n".join(parts)
