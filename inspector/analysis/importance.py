@@ -90,12 +90,16 @@ class LayerConductanceResult:
     samples of class c (how much the neuron carries that class's logit).
     ``neuron_inputs`` ``(m, d)``: mean |NeuronConductance| of input i through
     neuron j, for the predicted class (which inputs drive neuron j).
+    ``completeness_gap``: mean over samples of ``|sum_j conductance_j - (f(x) - f(baseline))|``;
+    conductance is a first-order path sum, so this shrinks like ``1 / n_steps``.
     """
 
     layer: str
     by_class: np.ndarray
     neuron_inputs: np.ndarray
     n_samples: int
+    n_steps: int
+    completeness_gap: float
 
 
 @result
@@ -290,7 +294,7 @@ def conductance(
     y: torch.Tensor,
     n_classes: int,
     *,
-    n_steps: int = 20,
+    n_steps: int = 50,
     max_samples: int = 128,
     neuron_samples: int = 32,
 ) -> tuple[LayerConductanceResult, ...]:
@@ -300,9 +304,10 @@ def conductance(
     layers = linear_layers(model)[:-1]  # the last linear layer is the output, not a hidden layer
     X_sub, y_sub = X[:max_samples], y[:max_samples]
     X_nc = X[:neuron_samples]
+    baseline = torch.zeros_like(X[:1])
     with torch.no_grad():
         predicted = model(X_nc).argmax(dim=1)
-    baseline = torch.zeros_like(X[:1])
+        logit_change = (model(X_sub) - model(baseline)).gather(1, y_sub[:, None]).squeeze(1).cpu().numpy()
     y_np = y_sub.cpu().numpy()
     out = []
     for name, layer in layers:
@@ -310,6 +315,7 @@ def conductance(
             X_sub, baselines=baseline, target=y_sub, n_steps=n_steps,
             internal_batch_size=len(X_sub) * n_steps)
         cond = cond.detach().cpu().numpy().astype(np.float64)
+        gap = float(np.abs(cond.sum(axis=1) - logit_change).mean()) if len(cond) else 0.0
         by_class = np.full((n_classes, cond.shape[1]), np.nan)
         for c in range(n_classes):
             if np.any(y_np == c):
@@ -320,7 +326,7 @@ def conductance(
             a = nc.attribute(X_nc, neuron_selector=j, baselines=baseline, target=predicted,
                              n_steps=n_steps, internal_batch_size=len(X_nc) * n_steps)
             neuron_inputs[j] = a.detach().abs().mean(dim=0).cpu().numpy()
-        out.append(LayerConductanceResult(name, by_class, neuron_inputs, int(len(X_sub))))
+        out.append(LayerConductanceResult(name, by_class, neuron_inputs, int(len(X_sub)), int(n_steps), gap))
     return tuple(out)
 
 

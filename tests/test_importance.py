@@ -1,0 +1,163 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from inspector.analysis.importance import (
+    METHODS,
+    attribute,
+    conductance,
+    importance_report,
+    method_importance,
+    randomization_correlation,
+    randomized_copy,
+    spearman_rows,
+)
+from inspector.data import SplitSpec, make_synthetic, split_dataset
+from inspector.models import MLPConfig, build_mlp
+from inspector.training import TrainConfig, train
+
+
+def _only_features_2_and_5(activation: str = "relu") -> nn.Module:
+    """An MLP whose first layer reads nothing but inputs 2 and 5."""
+    torch.manual_seed(0)
+    model = build_mlp(MLPConfig(8, (16,), 3, activation=activation))
+    with torch.no_grad():
+        keep = torch.zeros(8)
+        keep[[2, 5]] = 1.0
+        model.fc1.weight.mul_(keep)
+        model.fc1.weight[:, [2, 5]] = torch.randn(16, 2).abs() + 0.5  # strong, so they clearly matter
+        model.fc1.bias.fill_(0.1)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def data():
+    X = torch.randn(200, 8, generator=torch.Generator().manual_seed(1))
+    return X
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_ranks_features_2_and_5_on_top(method, data):
+    model = _only_features_2_and_5()
+    target = model(data).argmax(dim=1)
+    result = method_importance(model, method, data, target, n_classes=3, n_steps=32)
+    assert result.error is None
+    assert set(result.ranking[:2].tolist()) == {2, 5}
+    others = np.delete(result.global_importance, [2, 5])
+    assert np.all(others <= 1e-6 * result.global_importance[[2, 5]].min() + 1e-9)
+
+
+# A smooth activation: Gauss-Legendre quadrature then converges quickly, so the
+# completeness identities hold to tight tolerances (ReLU kinks slow it down).
+def test_integrated_gradients_completeness(data):
+    model = _only_features_2_and_5("gelu")
+    target = model(data).argmax(dim=1)
+    attributions, delta = attribute(model, "integrated_gradients", data[:50], target[:50], n_steps=50)
+    with torch.no_grad():
+        f_x = model(data[:50]).gather(1, target[:50, None]).squeeze(1)
+        f_0 = model(torch.zeros(1, 8)).expand(50, -1).gather(1, target[:50, None]).squeeze(1)
+    total = attributions.sum(dim=1).detach()
+    np.testing.assert_allclose(total.numpy(), (f_x - f_0).numpy(), atol=1e-4)
+    np.testing.assert_allclose(delta.numpy(), (total - (f_x - f_0)).numpy(), atol=1e-5)
+
+
+def test_integrated_gradients_of_a_linear_model_is_w_times_x():
+    w = torch.tensor([0.5, -2.0, 3.0, 0.0])
+    model = nn.Sequential(nn.Linear(4, 1))
+    with torch.no_grad():
+        model[0].weight.copy_(w[None])
+        model[0].bias.fill_(0.7)
+    X = torch.randn(20, 4)
+    attributions, _ = attribute(model, "integrated_gradients", X, torch.zeros(20, dtype=torch.long))
+    np.testing.assert_allclose(attributions.detach().numpy(), (w * X).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_per_class_importance_averages_each_classes_samples(data):
+    model = _only_features_2_and_5()
+    y = model(data).argmax(dim=1)
+    result = method_importance(model, "saliency", data, y, n_classes=3)
+    a, _ = attribute(model, "saliency", data, y)
+    a = a.abs().detach().numpy()
+    for c in range(3):
+        if (y == c).any():
+            np.testing.assert_allclose(result.per_class[c], a[(y == c).numpy()].mean(axis=0), rtol=1e-5)
+        else:
+            assert np.isnan(result.per_class[c]).all()
+    np.testing.assert_allclose(result.global_importance, a.mean(axis=0), rtol=1e-5)
+
+
+def test_layer_conductance_sums_to_the_logit_change(data):
+    model = _only_features_2_and_5("gelu")
+    y = model(data[:40]).argmax(dim=1)
+    with torch.no_grad():
+        change = (model(data[:40]) - model(torch.zeros(1, 8))).gather(1, y[:, None]).squeeze(1).numpy()
+    # conductance is a first-order path sum: its completeness gap shrinks like 1 / n_steps
+    coarse, = conductance(model, data[:40], y, n_classes=3, n_steps=20, max_samples=40, neuron_samples=2)
+    (layer,) = conductance(model, data[:40], y, n_classes=3, n_steps=2000, max_samples=40, neuron_samples=2)
+    assert layer.completeness_gap < coarse.completeness_gap / 50
+    assert layer.completeness_gap < 5e-4  # float32 path sums floor it near here
+    for c in range(3):
+        rows = (y == c).numpy()
+        if rows.any():
+            assert layer.by_class[c].sum() == pytest.approx(change[rows].mean(), abs=5e-4)
+
+
+def test_neuron_conductance_sees_only_the_inputs_a_neuron_reads(data):
+    model = _only_features_2_and_5()
+    with torch.no_grad():
+        model.fc1.weight[3] = 0.0
+        model.fc1.weight[3, 5] = 1.0  # neuron 3 reads input 5 only
+    (layer,) = conductance(model, data, model(data).argmax(1), n_classes=3, neuron_samples=16)
+    assert layer.neuron_inputs.shape == (16, 8)
+    assert np.flatnonzero(layer.neuron_inputs[3] > 0).tolist() == [5]
+
+
+def test_sanity_check_separates_trained_from_random_and_flags_a_blind_method():
+    ds = make_synthetic(n_samples=600, n_features=10, informative=(2, 5))
+    splits = split_dataset(ds, SplitSpec(seed=0))
+    model = train(MLPConfig(10, (32,), 2), splits, TrainConfig(epochs=30), device="cpu", progress=False).model
+    X = torch.from_numpy(splits.X_test[:64])
+    y = torch.from_numpy(splits.y_test[:64])
+
+    def saliency(m, xs, ts):
+        return attribute(m, "saliency", xs, ts)[0]
+
+    def blind(m, xs, ts):  # an "explanation" that never looks at the model
+        return xs.abs()
+
+    assert randomization_correlation(saliency, model, X, y) < 0.5
+    assert randomization_correlation(blind, model, X, y) == pytest.approx(1.0)
+
+
+def test_randomized_copy_changes_every_linear_layer_but_not_the_original():
+    model = build_mlp(MLPConfig(4, (5,), 2))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    clone = randomized_copy(model)
+    assert not torch.equal(clone.fc1.weight, model.fc1.weight)
+    assert not torch.equal(clone.fc2.weight, model.fc2.weight)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_spearman_rows_ignores_shared_zeros():
+    a = np.array([[1.0, 2.0, 3.0, 0.0, 0.0]])
+    b = np.array([[10.0, 20.0, 30.0, 0.0, 0.0]])
+    assert spearman_rows(a, b)[0] == pytest.approx(1.0)
+    assert spearman_rows(a, -b[:, ::-1] + 0)[0] < 1.0
+
+
+def test_report_leaves_model_untouched_and_records_deltas(data):
+    model = _only_features_2_and_5()
+    model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    report = importance_report(model, data[:64], model.eval()(data[:64]).argmax(1), 3, n_steps=16)
+    model.train()
+    report = importance_report(model, data[:64], torch.zeros(64, dtype=torch.long), 3, n_steps=16)
+    assert model.training
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(not m._forward_hooks and not m._backward_hooks for m in model.modules())
+    ig = report.method("integrated_gradients")
+    assert ig.convergence_delta is not None and report.method("saliency").convergence_delta is None
+    assert [c.layer for c in report.conductance] == ["fc1"]

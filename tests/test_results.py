@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from inspector.errors import InspectorError
+from inspector.results import load_result, result, results_equal, save_result, to_json_and_arrays
+
+
+@result
+class _Leaf:
+    values: np.ndarray
+    score: float
+    label: str | None
+
+
+@result
+class _Tree:
+    leaves: tuple[_Leaf, ...]
+    table: dict[str, float]
+    flag: bool
+    count: int
+    maybe: np.ndarray | None
+
+
+def _tree() -> _Tree:
+    return _Tree(
+        leaves=(
+            _Leaf(np.arange(6, dtype=np.int64).reshape(2, 3), 0.1 + 0.2, "a"),
+            _Leaf(np.array([np.nan, np.inf, -1.5], dtype=np.float32), float("nan"), None),
+        ),
+        table={"x": float("-inf"), "y": 1e-300},
+        flag=True, count=2**40, maybe=None,
+    )
+
+
+def test_round_trip_is_lossless(tmp_path):
+    tree = _tree()
+    save_result(tree, tmp_path / "out")
+    back = load_result(tmp_path / "out")
+    assert results_equal(tree, back)
+    assert back.leaves[0].score == 0.1 + 0.2  # floats survive bit for bit
+    assert back.leaves[1].values.dtype == np.float32
+
+
+def test_json_is_strict_and_arrays_are_referenced(tmp_path):
+    save_result(_tree(), tmp_path / "out")
+    text = (tmp_path / "out" / "analysis.json").read_text()
+    doc = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
+    assert doc["result"]["leaves"][0]["values"] == {"__array__": "leaves.0.values"}
+
+
+def test_results_equal_sees_differences():
+    a, b = _tree(), _tree()
+    b.leaves[0].values[0, 0] = 99
+    assert not results_equal(a, b)
+
+
+def test_existing_folder_needs_force_and_failure_leaves_nothing(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    save_result(_tree(), out)
+    with pytest.raises(InspectorError, match="already exists; pass --force"):
+        save_result(_tree(), out)
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez_compressed", boom)
+    with pytest.raises(OSError):
+        save_result(_tree(), out, force=True)
+    assert results_equal(load_result(out), _tree())  # the old result is intact
+    with pytest.raises(OSError):
+        save_result(_tree(), tmp_path / "new")
+    assert sorted(os.listdir(tmp_path)) == ["out"]
+
+
+def test_unregistered_types_are_refused():
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class Stray:
+        x: int
+
+    with pytest.raises(TypeError, match="not a registered result type"):
+        to_json_and_arrays(Stray(1))
+
+
+def test_missing_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(InspectorError, match="not an analysis folder"):
+        load_result(tmp_path)

@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from inspector.analysis.weights import layer_weights, pool_magnitude, weight_report, zoom
+from inspector.models import MLPConfig, build_mlp
+
+
+def test_norms_are_row_and_column_l2():
+    w = torch.tensor([[3.0, 4.0], [0.0, 1.0], [0.0, 0.0]])
+    stats = layer_weights("l", w)
+    np.testing.assert_allclose(stats.neuron_norm, [5.0, 1.0, 0.0])
+    np.testing.assert_allclose(stats.input_norm, [3.0, np.sqrt(16 + 1)])
+    np.testing.assert_array_equal(stats.values, w.numpy())
+    assert stats.magnitude.is_full_resolution
+    np.testing.assert_array_equal(stats.magnitude.values, w.abs().numpy())
+
+
+def test_stable_rank_of_rank_one_and_orthogonal_matrices():
+    u, v = torch.randn(20, 1), torch.randn(1, 30)
+    assert layer_weights("r1", u @ v).stable_rank == pytest.approx(1.0, rel=1e-6)
+    q, _ = torch.linalg.qr(torch.randn(16, 16))
+    ortho = layer_weights("q", q)
+    assert ortho.stable_rank == pytest.approx(16.0, rel=1e-5)
+    np.testing.assert_allclose(ortho.singular_values, np.ones(16), rtol=1e-5)
+
+
+def test_singular_values_match_svd():
+    w = torch.randn(40, 25, generator=torch.Generator().manual_seed(0))
+    stats = layer_weights("w", w, top_k=5)
+    np.testing.assert_allclose(stats.singular_values, torch.linalg.svdvals(w.double())[:5].numpy(), rtol=1e-6)
+    assert stats.frobenius_norm == pytest.approx(float(w.double().norm()), rel=1e-9)
+
+
+def test_near_zero_fraction_of_planted_weights():
+    w = torch.ones(10, 10)
+    w[:3] = 1e-4  # 30 weights far below 1% of the largest magnitude
+    stats = layer_weights("w", w)
+    assert stats.near_zero_threshold == pytest.approx(0.01)
+    assert stats.near_zero_fraction == pytest.approx(0.3)
+
+
+def test_histogram_counts_every_weight():
+    w = torch.randn(30, 7)
+    stats = layer_weights("w", w)
+    assert stats.histogram_counts.sum() == 210
+    assert stats.histogram_edges[0] == pytest.approx(float(w.min()))
+
+
+def test_block_max_pooling_keeps_every_block_maximum():
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(2050, 3000, generator=g) * 0.01
+    w[1234, 2999] = -7.0  # one large weight in the last (partial) column block
+    pooled = pool_magnitude(w, max_side=1024)
+    assert pooled.values.shape[0] <= 1024 and pooled.values.shape[1] <= 1024
+    br, bc = pooled.block_rows, pooled.block_cols
+    assert (br, bc) == (3, 3)
+    assert pooled.values[1234 // br, 2999 // bc] == pytest.approx(7.0)
+    for r, c in [(0, 0), (17, 500), (683, 999)]:
+        block = w[r * br:(r + 1) * br, c * bc:(c + 1) * bc].abs().max()
+        assert pooled.values[r, c] == pytest.approx(float(block))
+
+
+def test_zoom_returns_the_region_at_full_resolution():
+    w = torch.randn(4096, 4096, generator=torch.Generator().manual_seed(1))
+    region = zoom(w, (100, 400), (3000, 3500))
+    assert region.is_full_resolution and (region.row_offset, region.col_offset) == (100, 3000)
+    np.testing.assert_array_equal(region.values, w[100:400, 3000:3500].abs().numpy())
+    assert region.full_shape == (4096, 4096)
+
+
+def test_large_layer_keeps_no_full_signed_copy():
+    stats = layer_weights("big", torch.randn(2048, 1100))
+    assert stats.values is None and not stats.magnitude.is_full_resolution
+
+
+def test_first_layer_neuron_images_for_image_inputs():
+    model = build_mlp(MLPConfig(64, (5,), 3))
+    report = weight_report(model, image_shape=(8, 8))
+    assert report[0].neuron_images.shape == (5, 8, 8)
+    np.testing.assert_array_equal(report[0].neuron_images[2, 1, 3], model.fc1.weight[2, 8 + 3].item())
+    assert report[1].neuron_images is None
+
+
+def test_weight_report_covers_every_linear_layer():
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Sequential(nn.Linear(4, 2)))
+    assert [w.name for w in weight_report(model)] == ["0", "2.0"]
