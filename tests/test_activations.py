@@ -142,3 +142,16 @@ def test_death_timeline_dates_each_death():
     assert timeline.dead_counts[0].tolist() == [1, 1, 3, 2]
     assert timeline.death_epoch[0].tolist() == [-1, -1, -1, 4, -1, 6]
     assert torch.equal(model.fc1.bias, base["fc1.bias"])  # the template was not touched
+
+
+def test_counts_stay_exact_when_partial_sums_are_flushed(monkeypatch):
+    from inspector.analysis import activations
+
+    monkeypatch.setattr(activations, "_FLUSH_ROWS", 300)  # fold into float64 every few batches
+    model = build_mlp(MLPConfig(10, (16,), 3))
+    X = _standard_normal(1001)
+    census = activation_census(model, X, batch_size=128)[0]
+    with torch.no_grad():
+        pre = model.fc1(X)
+    np.testing.assert_array_equal(census.fire_rate, (pre > 0).double().mean(0).numpy())
+    np.testing.assert_allclose(census.mean_activation, torch.relu(pre).double().mean(0).numpy(), rtol=1e-5)

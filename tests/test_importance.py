@@ -161,3 +161,21 @@ def test_report_leaves_model_untouched_and_records_deltas(data):
     ig = report.method("integrated_gradients")
     assert ig.convergence_delta is not None and report.method("saliency").convergence_delta is None
     assert [c.layer for c in report.conductance] == ["fc1"]
+
+
+@pytest.mark.parametrize("activation", ["relu", "gelu", "tanh"])
+@pytest.mark.parametrize("method", ["integrated_gradients", "saliency", "input_x_gradient"])
+def test_summed_gradients_match_captums_default_exactly(activation, method):
+    from captum import attr
+
+    torch.manual_seed(0)
+    model = build_mlp(MLPConfig(8, (16, 12), 3, activation=activation, batch_norm=True)).eval()
+    X, t = torch.randn(40, 8), torch.randint(0, 3, (40,))
+    reference = {
+        "integrated_gradients": lambda: attr.IntegratedGradients(model).attribute(
+            X, baselines=torch.zeros(1, 8), target=t, n_steps=50),
+        "saliency": lambda: attr.Saliency(model).attribute(X, target=t, abs=True),
+        "input_x_gradient": lambda: attr.InputXGradient(model).attribute(X, target=t),
+    }[method]()
+    ours, _ = attribute(model, method, X, t, n_steps=50)
+    torch.testing.assert_close(ours, reference, rtol=0, atol=1e-6)

@@ -99,18 +99,44 @@ class DeathTimeline:
     death_epoch: tuple[np.ndarray, ...]
 
 
+_FLUSH_ROWS = 2 ** 23  # float32 counts are exact below 2**24; flush to float64 well before
+
+
 @dataclass
 class _Accumulator:
-    """Per-layer running sums, kept on the device for the whole pass."""
+    """Per-layer running sums, kept on the device for the whole pass.
+
+    Each batch adds into float32 row vectors with one GEMM against a row of ones
+    (the cheapest column sum on CPU and GPU alike); every ``_FLUSH_ROWS`` rows
+    they are folded into float64 totals, so counts stay exact for any dataset size.
+    """
 
     name: str
     linear: str
     kind: str
     fired: torch.Tensor | None = None  # rectifiers: samples with output > 0; squashers: saturated
     total: torch.Tensor | None = None
+    fired32: torch.Tensor | None = None
+    total32: torch.Tensor | None = None
+    pending_rows: int = 0
     n: int = 0
     kept: list[torch.Tensor] | None = None
     kept_n: int = 0
+
+    def start(self, width: int, device: torch.device) -> None:
+        self.fired = torch.zeros(width, dtype=torch.float64, device=device)
+        self.total = torch.zeros(width, dtype=torch.float64, device=device)
+        self.fired32 = torch.zeros(1, width, device=device)
+        self.total32 = torch.zeros(1, width, device=device)
+        self.kept = []
+
+    def flush(self) -> None:
+        if self.pending_rows:
+            self.fired += self.fired32[0]
+            self.total += self.total32[0]
+            self.fired32.zero_()
+            self.total32.zero_()
+            self.pending_rows = 0
 
 
 def activation_sites(model: nn.Module) -> list[tuple[str, str, nn.Module, str]]:
@@ -133,22 +159,22 @@ def activation_sites(model: nn.Module) -> list[tuple[str, str, nn.Module, str]]:
 
 def _hook(acc: _Accumulator, keep_samples: int):
     squash = acc.kind in ("sigmoid", "tanh")
-    scratch: dict[tuple[int, ...], torch.Tensor] = {}
+    scratch: dict[tuple[int, ...], tuple[torch.Tensor, torch.Tensor]] = {}
 
     def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
         out = output.detach()
         width = out.shape[-1]
         out = out.reshape(-1, width)
+        rows = out.shape[0]
         if acc.total is None:
-            acc.total = torch.zeros(width, dtype=torch.float64, device=out.device)
-            acc.fired = torch.zeros(width, dtype=torch.float64, device=out.device)
-            acc.kept = []
-        # The 0/1 indicator is written into a reused float buffer and summed in
-        # float32 (exact: a batch holds far fewer than 2**24 rows); the running
-        # totals are float64 and stay on the device, so there is no host sync.
-        indicator = scratch.get(out.shape)
-        if indicator is None:
-            indicator = scratch.setdefault(out.shape, torch.empty(out.shape, device=out.device))
+            acc.start(width, out.device)
+        if acc.pending_rows + rows > _FLUSH_ROWS:
+            acc.flush()
+        buffers = scratch.get(out.shape)
+        if buffers is None:  # one indicator buffer and one row of ones per batch shape, reused
+            buffers = scratch.setdefault(out.shape, (torch.empty(out.shape, device=out.device),
+                                                     torch.ones(1, rows, device=out.device)))
+        indicator, ones = buffers
         if squash:
             if acc.kind == "tanh":
                 torch.gt(out.abs(), SATURATION, out=indicator)
@@ -158,13 +184,14 @@ def _hook(acc: _Accumulator, keep_samples: int):
             # ReLU fires where its output is > 0; LeakyReLU and GELU where their input is
             source = out if acc.kind == "relu" else inputs[0].detach().reshape(-1, width)
             torch.gt(source, 0, out=indicator)
-        acc.fired += indicator.sum(dim=0)
-        acc.total += out.sum(dim=0)
+        acc.fired32.addmm_(ones, indicator)
+        acc.total32.addmm_(ones, out)
+        acc.pending_rows += rows
         if acc.kept_n < keep_samples:
             take = out[: keep_samples - acc.kept_n]
             acc.kept.append(take.clone())
             acc.kept_n += take.shape[0]
-        acc.n += out.shape[0]
+        acc.n += rows
     return hook
 
 
@@ -252,6 +279,9 @@ def activation_census(
         with torch.inference_mode():
             for start in range(0, X.shape[0], batch_size):
                 model(X[start:start + batch_size].to(dev, non_blocking=True))
+            for acc in accs:  # the totals are inference tensors: fold them in while still in the mode
+                if acc.total is not None:
+                    acc.flush()
     return tuple(_finish(acc, nearly_dead_threshold, y) for acc in accs if acc.total is not None)
 
 

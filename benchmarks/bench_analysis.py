@@ -1,0 +1,137 @@
+"""Benchmarks for the analysis core. Prints ratios; asserts nothing.
+
+    .venv/bin/python benchmarks/bench_analysis.py [--quick]
+
+Targets (issue 3):
+  census / bare inference forward               <= 1.10  (hidden width >= 256, batch >= 256)
+  IG over a batch / (n_steps x forward+backward) <= 1.3
+  pruning thresholds for K levels / one sort     <= 1.5
+  one pruning level's evaluation / plain eval    <= 1.1
+  `inspector analyze` on the digits model        < 30 s end to end
+
+Each timing is the best of several repeats (the least disturbed by the rest of the machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from inspector.analysis import pruning as P
+from inspector.analysis.activations import activation_census
+from inspector.analysis.importance import attribute
+from inspector.models import MLPConfig, build_mlp
+
+
+def best(fn: Callable[[], object], repeats: int = 5) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def census_ratio(width: int, batch: int, n: int, keep: int) -> tuple[float, float, float]:
+    torch.manual_seed(0)
+    model = build_mlp(MLPConfig(256, (width, width, width), 10)).eval()
+    X = torch.randn(n, 256)
+
+    def bare() -> None:
+        with torch.inference_mode():
+            for s in range(0, n, batch):
+                model(X[s:s + batch])
+
+    t_bare = best(bare)
+    t_census = best(lambda: activation_census(model, X, batch_size=batch, keep_samples=keep))
+    return t_bare, t_census, t_census / t_bare
+
+
+def ig_ratio(batch: int, n_steps: int, width: int) -> tuple[float, float, float]:
+    torch.manual_seed(0)
+    model = build_mlp(MLPConfig(256, (width, width), 10)).eval()
+    X = torch.randn(batch, 256)
+    target = torch.randint(0, 10, (batch,))
+
+    def forward_backward() -> None:
+        x = X.clone().requires_grad_()
+        out = model(x).gather(1, target[:, None]).sum()
+        torch.autograd.grad(out, x)
+
+    t_fb = best(forward_backward, 10)
+    t_ig = best(lambda: attribute(model, "integrated_gradients", X, target, n_steps=n_steps,
+                                  internal_batch_size=batch * n_steps), 3)
+    return t_fb * n_steps, t_ig, t_ig / (t_fb * n_steps)
+
+
+def pruning_ratios(width: int, n_eval: int) -> tuple[float, float]:
+    torch.manual_seed(0)
+    model = build_mlp(MLPConfig(784, (width, width), 10)).eval()
+    layers = [m for _, m in P.linear_layers(model)]
+    flat = torch.cat([m.weight.detach().abs().reshape(-1) for m in layers])
+    t_sort = best(lambda: torch.argsort(flat, stable=True))
+    t_masks = best(lambda: P.global_masks(model, P.DEFAULT_SPARSITIES))
+    X, y = torch.randn(n_eval, 784), torch.randint(0, 10, (n_eval,))
+    masks = P.global_masks(model, (0.5,))[0]
+    work = P.copy.deepcopy(model)
+    originals = [m.weight.detach().clone() for _, m in P.linear_layers(work)]
+
+    def plain() -> None:
+        P._evaluate(model, X, y)
+
+    def level() -> None:  # what the sweep does per level: restore, mask, evaluate
+        with torch.no_grad():
+            for (_, m), w in zip(P.linear_layers(work), originals):
+                m.weight.copy_(w)
+        P.apply_masks(work, masks)
+        P._evaluate(work, X, y)
+
+    return t_masks / t_sort, best(level) / best(plain)
+
+
+def analyze_wall_time() -> float:
+    exe = Path(sys.executable).with_name("inspector")
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = Path(tmp) / "digits.pt"
+        subprocess.run([str(exe), "train", "--dataset", "digits", "--out", str(ckpt), "-q"],
+                       check=True, capture_output=True)
+        start = time.perf_counter()
+        subprocess.run([str(exe), "analyze", str(ckpt), "--out", str(Path(tmp) / "a")],
+                       check=True, capture_output=True)
+        return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    args = parser.parse_args()
+    n = 8192 if args.quick else 65536
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device cpu")
+    print("\nactivation census vs bare torch.inference_mode forward (3 hidden layers)")
+    print(f"{'width':>6} {'batch':>6} {'kept':>5} {'bare s':>8} {'census s':>9} {'ratio':>6}  target <= 1.10")
+    for width, batch, keep in ((256, 256, 0), (256, 1024, 0), (1024, 1024, 0), (1024, 1024, 2048)):
+        t_bare, t_census, ratio = census_ratio(width, batch, n, keep)
+        print(f"{width:>6} {batch:>6} {keep:>5} {t_bare:8.4f} {t_census:9.4f} {ratio:6.2f}")
+    print("\nIntegrated Gradients vs n_steps x (forward + backward) on the same batch")
+    for batch, steps, width in ((256, 50, 256), (64, 50, 1024)):
+        ref, t_ig, ratio = ig_ratio(batch, steps, width)
+        print(f"  batch {batch}, {steps} steps, width {width}: {t_ig:.4f} s vs {ref:.4f} s -> ratio {ratio:.2f}"
+              "  (target <= 1.3)")
+    print("\npruning sweep (784-1024-1024-10, 11 levels)")
+    thresholds, level = pruning_ratios(1024, 2048 if args.quick else 10000)
+    print(f"  thresholds for all levels / one sort: {thresholds:.2f}  (target <= 1.5)")
+    print(f"  one level's evaluation / plain evaluation: {level:.2f}  (target <= 1.1)")
+    if not args.quick:
+        print(f"\n`inspector analyze` on the digits model, end to end: {analyze_wall_time():.1f} s  (target < 30 s)")
+
+
+if __name__ == "__main__":
+    main()
