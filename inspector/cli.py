@@ -92,6 +92,19 @@ def _build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--finetune-epochs", type=int, default=0,
                          help="fine-tune each pruned model for this many epochs (needs the training split)")
     analyze.add_argument("--device", default="cpu", help="auto, cpu or cuda (default: cpu)")
+
+    prune = sub.add_parser("prune", help="export a magnitude-pruned checkpoint",
+                           description="Zero the smallest weights (or the weakest neurons) of a checkpoint and "
+                                       "save the result as a new checkpoint.")
+    prune.add_argument("checkpoint", type=Path)
+    prune.add_argument("--sparsity", type=float, required=True, help="fraction to prune, 0 <= s < 1")
+    prune.add_argument("--scope", choices=("global", "layer", "neuron"), default="global",
+                       help="global magnitude ranking, per layer, or whole hidden neurons (default: global)")
+    _add_data_arguments(prune)
+    prune.add_argument("--finetune-epochs", type=int, default=0,
+                       help="fine-tune the pruned model on the training split (built-in datasets)")
+    prune.add_argument("--out", "-o", type=Path, required=True, help="checkpoint to write (.pt or .safetensors)")
+    prune.add_argument("--force", action="store_true", help="overwrite an existing output file")
     return parser
 
 
@@ -134,6 +147,51 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     print(format_summary(analysis))
     print(f"wrote {args.out}/analysis.json and {args.out}/arrays.npz "
           f"in {sum(analysis.timings.values()):.1f} s of analysis")
+    return 0
+
+
+def _cmd_prune(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import torch
+
+    from inspector.analysis.parameters import count_parameters
+    from inspector.analysis.pruning import prune, prune_and_finetune
+    from inspector.checkpoints import load, save_checkpoint
+    from inspector.evaluation import eval_data_for
+    from inspector.fileio import check_writable
+    from inspector.training import evaluate
+
+    check_writable(args.out, force=args.force)
+    if not 0 <= args.sparsity < 1:
+        raise InspectorError(f"--sparsity must be in [0, 1), got {args.sparsity}")
+    ckpt = load(args.checkpoint, activation=args.activation, trust_pickle=args.trust_pickle)
+    for notice in ckpt.notices:
+        print(f"inspector: note: {notice}", file=sys.stderr)
+    if ckpt.config is None:
+        raise InspectorError(f"{args.checkpoint}: only MLP checkpoints can be exported after pruning")
+    data = eval_data_for(ckpt, args.data, label_column=args.label_column)
+    if args.finetune_epochs:
+        if data is None or data.train_X is None:
+            raise InspectorError("fine-tuning needs a training split: use a built-in --data or a model trained on one")
+        pruned = prune_and_finetune(ckpt.model, args.sparsity, args.scope, data.train_X, data.train_y,
+                                    args.finetune_epochs)
+    else:
+        pruned = prune(ckpt.model, args.sparsity, args.scope)
+    nonzero = sum(int((p != 0).sum()) for p in pruned.parameters())
+    total = count_parameters(pruned).total_parameters
+    metrics = {"pruned_sparsity": args.sparsity, "nonzero_parameters": float(nonzero)}
+    line = f"pruned {args.sparsity:.0%} ({args.scope}): {nonzero:,} of {total:,} parameters are nonzero"
+    if data is not None:
+        X, y = torch.from_numpy(data.X), torch.from_numpy(data.y)
+        before = evaluate(ckpt.model, X, y)[1]
+        after = evaluate(pruned, X, y)[1]
+        metrics["test_accuracy"] = after
+        line += f"; {data.name} {data.split} accuracy {before:.2%} -> {after:.2%}"
+    save_checkpoint(dataclasses.replace(ckpt, model=pruned, snapshots={}, metrics=metrics), args.out,
+                    force=args.force)
+    print(line)
+    print(f"saved {args.out}")
     return 0
 
 
@@ -215,7 +273,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
-    handlers = {"train": _cmd_train, "info": _cmd_info, "analyze": _cmd_analyze}
+    handlers = {"train": _cmd_train, "info": _cmd_info, "analyze": _cmd_analyze, "prune": _cmd_prune}
     try:
         return handlers[args.command](args)
     except InspectorError as exc:

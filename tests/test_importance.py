@@ -179,3 +179,19 @@ def test_summed_gradients_match_captums_default_exactly(activation, method):
     }[method]()
     ours, _ = attribute(model, method, X, t, n_steps=50)
     torch.testing.assert_close(ours, reference, rtol=0, atol=1e-6)
+
+
+def test_explainer_answers_one_sample_and_caches(data):
+    from inspector.analysis.importance import Explainer
+
+    model = _only_features_2_and_5()
+    y = model(data).argmax(1).numpy()
+    explainer = Explainer(model, data.numpy(), y, n_steps=32)
+    first = explainer.explain("integrated_gradients", 7)
+    direct, _ = attribute(model, "integrated_gradients", data[7:8], torch.tensor([y[7]]), n_steps=32)
+    np.testing.assert_allclose(first, direct.detach().numpy()[0], rtol=1e-6)
+    assert explainer.explain("integrated_gradients", 7) is first  # cached
+    assert np.flatnonzero(first).tolist() == [2, 5]  # the model reads nothing else
+    probabilities = explainer.predict(7)
+    assert probabilities.shape == (3,) and probabilities.sum() == pytest.approx(1.0)
+    assert int(probabilities.argmax()) == y[7]

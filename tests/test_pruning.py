@@ -114,3 +114,33 @@ def test_removing_planted_dead_neurons_keeps_accuracy():
 def test_bad_sparsity_is_refused():
     with pytest.raises(ValueError, match="sparsit"):
         pruning_sweep(_model(), torch.randn(5, 10), torch.zeros(5, dtype=torch.long), sparsities=(1.0,))
+
+
+def test_finetuning_keeps_pruned_weights_at_zero():
+    model = _model()
+    X, y = torch.randn(200, 10), torch.randint(0, 3, (200,))
+    for scope in ("global", "neuron"):
+        plain = P.prune(model, 0.5, scope)
+        tuned = P.prune_and_finetune(model, 0.5, scope, X, y, epochs=2)
+        for a, b in zip(_weights(plain), _weights(tuned)):
+            assert torch.equal(a == 0, b == 0)
+        assert not torch.equal(plain.fc3.weight, tuned.fc3.weight)  # it did train
+
+
+def test_cli_exports_a_pruned_checkpoint(tmp_path, capsys):
+    from inspector.checkpoints import load
+    from inspector.cli import main
+
+    ckpt = tmp_path / "s.pt"
+    assert main(["train", "--dataset", "synthetic", "--hidden", "16", "--epochs", "3", "--out", str(ckpt), "-q"]) == 0
+    out = tmp_path / "pruned.safetensors"
+    assert main(["prune", str(ckpt), "--sparsity", "0.75", "--out", str(out)]) == 0
+    assert "synthetic test accuracy" in capsys.readouterr().out
+    pruned, original = load(out), load(ckpt)
+    weights = [original.model.fc1.weight, original.model.fc2.weight]
+    n = sum(w.numel() for w in weights)
+    zeros = sum(int((w == 0).sum()) for w in (pruned.model.fc1.weight, pruned.model.fc2.weight))
+    assert zeros == math.floor(0.75 * n)
+    assert pruned.config == original.config and pruned.standardizer is not None
+    assert main(["prune", str(ckpt), "--sparsity", "1.0", "--out", str(tmp_path / "x.pt")]) == 1
+    assert "--sparsity must be in [0, 1)" in capsys.readouterr().err

@@ -173,6 +173,22 @@ def prune(model: nn.Module, sparsity: float, scope: str = "global") -> nn.Module
     raise ValueError(f"unknown pruning scope {scope!r}; choose from {', '.join(SCOPES)}")
 
 
+def prune_and_finetune(model: nn.Module, sparsity: float, scope: str, X: torch.Tensor | np.ndarray,
+                       y: torch.Tensor | np.ndarray, epochs: int, lr: float = 1e-3, seed: int = 0) -> nn.Module:
+    """:func:`prune`, then ``epochs`` of masked fine-tuning on ``(X, y)``: pruned weights stay zero."""
+    pruned = prune(model, sparsity, scope)
+    layers = _weights(pruned)
+    w_masks = [layer.weight.detach() != 0 for layer in layers]
+    b_masks = None
+    if scope == "neuron":
+        b_masks = [(layer.weight.detach() != 0).any(dim=1) | (layer.bias.detach() != 0) if layer.bias is not None
+                   else torch.ones(layer.out_features, dtype=torch.bool) for layer in layers]
+    device = next(pruned.parameters()).device
+    _finetune(pruned, w_masks, b_masks, torch.as_tensor(X, dtype=torch.float32, device=device),
+              torch.as_tensor(y, dtype=torch.long, device=device), epochs, lr, seed)
+    return pruned
+
+
 def _finetune(model: nn.Module, w_masks: list[torch.Tensor], b_masks: list[torch.Tensor] | None,
               X: torch.Tensor, y: torch.Tensor, epochs: int, lr: float, seed: int) -> None:
     """Train the pruned model for ``epochs`` with Adam, re-applying the masks after each step."""
