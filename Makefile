@@ -1,7 +1,7 @@
 # The README's two commands. Both create the virtual environment on first use
 # and reuse it afterwards (the stamp file is rebuilt only when pyproject.toml changes).
 #
-#   make demo   set up, then run the main job on the built-in demo model
+#   make demo   set up, then serve the dashboard on the built-in demo model
 #   make test   set up (including headless Chromium for the browser tests), then run every test
 
 VENV  ?= .venv
@@ -24,10 +24,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[test]"
 	@touch $(STAMP)
 
+# The dashboard on the built-in demo model (trained on first use, cached in .cache/), at 127.0.0.1:8050.
 demo: $(STAMP)
-	@mkdir -p .cache/demo
-	$(VENV)/bin/inspector train --dataset digits --out .cache/demo/digits-mlp.pt --force --quiet
-	$(VENV)/bin/inspector info .cache/demo/digits-mlp.pt
+	DENSE_INSPECTOR_CACHE=$(CURDIR)/.cache $(VENV)/bin/inspector dashboard
 
 # Debian's chromium and chromium-driver drive the dash_duo browser tests and kaleido's exports.
 browser:

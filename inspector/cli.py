@@ -105,6 +105,15 @@ def _build_parser() -> argparse.ArgumentParser:
                        help="fine-tune the pruned model on the training split (built-in datasets)")
     prune.add_argument("--out", "-o", type=Path, required=True, help="checkpoint to write (.pt or .safetensors)")
     prune.add_argument("--force", action="store_true", help="overwrite an existing output file")
+
+    dash = sub.add_parser("dashboard", help="serve the interactive dashboard",
+                          description="Serve the Dash dashboard for a checkpoint or an analysis folder; with no "
+                                      "PATH, the built-in demo (a digits MLP, trained on first use and cached).")
+    dash.add_argument("path", nargs="?", type=Path, help="checkpoint or analysis folder (default: the demo)")
+    _add_data_arguments(dash)
+    dash.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
+    dash.add_argument("--port", type=int, default=8050, help="port (default: 8050)")
+    dash.add_argument("--debug", action="store_true", help="Dash debug mode (never on a shared network)")
     return parser
 
 
@@ -147,6 +156,22 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     print(format_summary(analysis))
     print(f"wrote {args.out}/analysis.json and {args.out}/arrays.npz "
           f"in {sum(analysis.timings.values()):.1f} s of analysis")
+    return 0
+
+
+def _cmd_dashboard(args: argparse.Namespace) -> int:
+    from dashboards.app import check_port, serve
+    from dashboards.launch import app_for_path
+
+    check_port(args.host, args.port)  # before minutes of training or analysis, not after
+
+    def log(message: str) -> None:
+        print(f"inspector: {message}", file=sys.stderr)
+
+    app = app_for_path(args.path, data=args.data, label_column=args.label_column, activation=args.activation,
+                       trust_pickle=args.trust_pickle, log=log)
+    print(f"dense-inspector dashboard on http://{args.host}:{args.port}/ (Ctrl+C to stop)", flush=True)
+    serve(app, args.host, args.port, debug=args.debug)
     return 0
 
 
@@ -273,7 +298,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
-    handlers = {"train": _cmd_train, "info": _cmd_info, "analyze": _cmd_analyze, "prune": _cmd_prune}
+    handlers = {"train": _cmd_train, "info": _cmd_info, "analyze": _cmd_analyze, "prune": _cmd_prune,
+                "dashboard": _cmd_dashboard}
     try:
         return handlers[args.command](args)
     except InspectorError as exc:

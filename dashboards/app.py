@@ -1,0 +1,80 @@
+"""The Dash app: ``create_app(analysis)`` builds it, ``serve(app)`` runs it.
+
+    from dashboards.app import create_app, serve
+    app = create_app(analysis, model=model, data=data)   # model and data enable on-demand views
+    serve(app)                                           # http://127.0.0.1:8050
+    serve(app, jupyter_mode="inline")                    # inside a notebook
+    # under gunicorn: app.server is the Flask WSGI app (see dashboards/wsgi.py)
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+
+from dash import Dash, dcc, html
+from torch import nn
+
+from dashboards import ids
+from dashboards.state import DashboardState
+from dashboards.views import activations, dead, importance, neurons, overview, pruning, weights
+from inspector.analysis import Analysis
+from inspector.errors import InspectorError
+from inspector.evaluation import EvalData
+
+VIEWS = (
+    ("overview", "Overview", overview),
+    ("weights", "Weights", weights),
+    ("neurons", "Neurons", neurons),
+    ("dead", "Dead ReLU", dead),
+    ("importance", "Feature importance", importance),
+    ("pruning", "Pruning", pruning),
+    ("activations", "Activations", activations),
+)
+
+
+def create_app(analysis: Analysis, *, model: nn.Module | None = None, data: EvalData | None = None,
+               title: str | None = None) -> Dash:
+    """A ``dash.Dash`` showing ``analysis``.
+
+    ``model`` and ``data`` (the evaluation data the analysis used) are optional:
+    with them the dashboard also answers per-sample attributions and zooms
+    large layers to full resolution; without them those two views say so.
+    """
+    state = DashboardState.build(analysis, model, data)
+    app = Dash(__name__, title=title or f"dense-inspector · {analysis.model.architecture}",
+               suppress_callback_exceptions=False)
+    app.layout = html.Div([
+        html.H2(f"dense-inspector · {analysis.model.architecture}", style={"margin": "8px 0"}),
+        html.Div(analysis.model.source, style={"color": "#666", "marginBottom": "8px"}),
+        dcc.Tabs(id=ids.TABS, value="overview", children=[
+            dcc.Tab(label=label, value=value, children=html.Div(view.layout(state), style={"padding": "12px"}))
+            for value, label, view in VIEWS
+        ]),
+    ], style={"fontFamily": "system-ui, sans-serif", "maxWidth": "1400px", "margin": "0 auto",
+              "padding": "0 16px"})
+    for _, _, view in VIEWS:
+        view.register(app, state)
+    app.state = state  # type: ignore[attr-defined]  # for tests and notebooks
+    return app
+
+
+def check_port(host: str, port: int) -> None:
+    """Fail with one line, before Dash starts, when ``host:port`` cannot be bound."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise InspectorError(f"port {port} on {host} is already in use; pass --port with a free one") from None
+            raise InspectorError(f"cannot listen on {host}:{port} ({exc.strerror}); check --host and --port") from None
+
+
+def serve(app: Dash, host: str = "127.0.0.1", port: int = 8050, *, debug: bool = False,
+          jupyter_mode: str | None = None) -> None:
+    """Run ``app``; local-only and without the debugger unless asked."""
+    if jupyter_mode:
+        app.run(jupyter_mode=jupyter_mode, host=host, port=port, debug=debug)
+        return
+    check_port(host, port)
+    app.run(host=host, port=port, debug=debug, use_reloader=False)

@@ -1,0 +1,57 @@
+"""Every component id of the dashboard, in one place (callbacks and tests import these)."""
+
+TABS = "tabs"
+NEURON_STORE = "neuron-store"
+
+# overview
+ARCH_FIG = "overview-architecture"
+PARAM_TABLE = "overview-parameters"
+TRAIN_FIG = "overview-training"
+FINDINGS = "overview-findings"
+
+# weights
+WEIGHT_LAYER = "weights-layer"
+WEIGHT_SORT = "weights-sort"
+WEIGHT_MODE = "weights-mode"
+WEIGHT_HEATMAP = "weights-heatmap"
+WEIGHT_HIST = "weights-histogram"
+WEIGHT_IMAGES = "weights-images"
+WEIGHT_NOTE = "weights-note"
+
+# neurons
+NEURON_LAYER = "neurons-layer"
+NEURON_INDEX = "neurons-index"
+NEURON_TABLE = "neurons-table"
+NEURON_TITLE = "neurons-title"
+NEURON_ACT = "neurons-activation"
+NEURON_IN = "neurons-incoming"
+NEURON_DRIVERS = "neurons-drivers"
+NEURON_CLASSES = "neurons-classes"
+
+# dead ReLU
+DEAD_THRESHOLD = "dead-threshold"
+DEAD_COUNT = "dead-nearly-count"
+DEAD_SUMMARY = "dead-summary"
+DEAD_LAYER = "dead-layer"
+DEAD_STRIP = "dead-strip"
+DEAD_TIMELINE = "dead-timeline"
+
+# feature importance
+IMP_METHOD = "importance-method"
+IMP_CLASS = "importance-class"
+IMP_BAR = "importance-bar"
+IMP_MAP = "importance-map"
+IMP_SANITY = "importance-sanity"
+IMP_SANITY_TEXT = "importance-sanity-text"
+SAMPLE_INDEX = "sample-index"
+SAMPLE_FIG = "sample-figure"
+SAMPLE_NOTE = "sample-note"
+
+# pruning
+PRUNE_FIG = "pruning-figure"
+PRUNE_SLIDER = "pruning-slider"
+PRUNE_PREVIEW = "pruning-preview"
+
+# activations
+ACT_LAYER = "activations-layer"
+ACT_PROJ = "activations-projection"

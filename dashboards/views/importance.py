@@ -1,0 +1,92 @@
+"""Feature importance: method and class pickers, top inputs, image map, sanity check, sample explorer."""
+
+from __future__ import annotations
+
+from dash import Dash, Input, Output, dcc, html
+
+from dashboards import ids
+from dashboards.state import DashboardState
+from dashboards.views import control, graph, note, row
+from inspector import figures as F
+from inspector.analysis.findings import SANITY_FAIL
+from inspector.analysis.importance import METHOD_LABELS
+
+ALL = "all"
+
+
+def charts(state: DashboardState, method: str, klass: str) -> tuple[object, object, str]:
+    a = state.analysis
+    report = a.importance
+    if report is None:
+        empty = F.empty_figure("no feature importance (needs evaluation data)")
+        return empty, empty, ""
+    m = report.method(method)
+    index = None if klass == ALL else int(klass)
+    bar = F.importance_bar_figure(m, a.model.feature_names, index, a.model.class_names)
+    if m.error is not None:
+        return bar, F.empty_figure(m.error), f"{METHOD_LABELS[method]} could not run."
+    values = m.global_importance if index is None else m.per_class[index]
+    which = "all classes" if index is None else f"class {a.model.class_names[index]}"
+    image = F.importance_map_figure(values, a.model.image_shape, f"{METHOD_LABELS[method]} on the input grid ({which})")
+    score = m.sanity_correlation
+    verdict = ("passes: its attributions change when the weights are randomised" if score <= SANITY_FAIL else
+               "fails: its attributions barely change when the weights are randomised")
+    text = f"Sanity check, {METHOD_LABELS[method]}: rank correlation {score:.2f} with a randomised model; {verdict}."
+    return bar, image, text
+
+
+def sample_view(state: DashboardState, method: str, index: int | None) -> tuple[object, str]:
+    if state.explainer is None or state.data is None:
+        return (F.empty_figure("start the dashboard on a checkpoint (not a saved analysis) to explain single samples"),
+                "")
+    n = len(state.data.y)
+    if index is None or not 0 <= int(index) < n:
+        return F.empty_figure(f"pick a sample between 0 and {n - 1}"), ""
+    i = int(index)
+    attribution = state.explainer.explain(method, i)
+    probabilities = state.explainer.predict(i)
+    a = state.analysis
+    fig = F.sample_figure(state.data.X[i], attribution, probabilities, label=int(state.data.y[i]),
+                          image_shape=a.model.image_shape, feature_names=a.model.feature_names,
+                          class_names=a.model.class_names, method=method)
+    return fig, f"Sample {i} of {n} ({state.data.name} {state.data.split} split); attribution for its label."
+
+
+def layout(state: DashboardState) -> html.Div:
+    a = state.analysis
+    methods = [m.method for m in a.importance.methods] if a.importance else []
+    method = "integrated_gradients" if "integrated_gradients" in methods else (methods[0] if methods else None)
+    classes = [{"label": "all classes", "value": ALL}] + [
+        {"label": f"class {name}", "value": str(i)} for i, name in enumerate(a.model.class_names)]
+    bar, image, text = charts(state, method, ALL) if method else (F.empty_figure("needs data"),) * 2 + ("",)
+    sample_fig, sample_note = sample_view(state, method, 0) if method else (F.empty_figure("needs data"), "")
+    n = len(state.data.y) if state.data is not None else 1
+    return html.Div([
+        html.Div([
+            control("Method", dcc.Dropdown(id=ids.IMP_METHOD, value=method, clearable=False,
+                                           options=[{"label": METHOD_LABELS[m], "value": m} for m in methods],
+                                           style={"width": "240px", "display": "inline-block"})),
+            control("Class", dcc.Dropdown(id=ids.IMP_CLASS, options=classes, value=ALL, clearable=False,
+                                          style={"width": "180px", "display": "inline-block"})),
+        ]),
+        html.P(text, id=ids.IMP_SANITY_TEXT, style={"fontWeight": 600}),
+        row(graph(ids.IMP_BAR, bar), graph(ids.IMP_MAP, image)),
+        graph(ids.IMP_SANITY, F.sanity_figure(a.importance) if a.importance else F.empty_figure("needs data")),
+        html.H4("Sample explorer"),
+        control("Sample", dcc.Input(id=ids.SAMPLE_INDEX, type="number", min=0, max=max(n - 1, 0), step=1, value=0,
+                                    debounce=True, style={"width": "90px"})),
+        note(sample_note, ids.SAMPLE_NOTE),
+        dcc.Loading(graph(ids.SAMPLE_FIG, sample_fig)),
+    ])
+
+
+def register(app: Dash, state: DashboardState) -> None:
+    @app.callback(Output(ids.IMP_BAR, "figure"), Output(ids.IMP_MAP, "figure"), Output(ids.IMP_SANITY_TEXT, "children"),
+                  Input(ids.IMP_METHOD, "value"), Input(ids.IMP_CLASS, "value"), prevent_initial_call=True)
+    def update_charts(method: str, klass: str):
+        return charts(state, method, klass)
+
+    @app.callback(Output(ids.SAMPLE_FIG, "figure"), Output(ids.SAMPLE_NOTE, "children"),
+                  Input(ids.IMP_METHOD, "value"), Input(ids.SAMPLE_INDEX, "value"), prevent_initial_call=True)
+    def update_sample(method: str, index: int | None):
+        return sample_view(state, method, index)

@@ -1,0 +1,37 @@
+"""Overview: architecture, parameter table, training curves, findings."""
+
+from __future__ import annotations
+
+from dash import Dash, dash_table, html
+
+from dashboards import ids
+from dashboards.state import DashboardState
+from dashboards.views import graph, row
+from inspector import figures as F
+
+
+def layout(state: DashboardState) -> html.Div:
+    a = state.analysis
+    rows = [{k: f"{v:,}" if isinstance(v, int) else v for k, v in r.items()} for r in F.parameter_rows(a.parameters)]
+    columns = [{"name": k, "id": k} for k in rows[0]] if rows else []
+    findings = [html.Li(text, style={"color": "#b30000" if sev == "warning" else "inherit"})
+                for sev, text in F.findings_lines(a)]
+    data_line = (f"Evaluated on {a.data.n_samples} {a.data.name} {a.data.split} samples: "
+                 f"accuracy {a.data.accuracy:.2%}, loss {a.data.loss:.4f}." if a.data else
+                 "No evaluation data: the data views are empty. Start the dashboard on a checkpoint with --data.")
+    return html.Div([
+        graph(ids.ARCH_FIG, F.architecture_figure(a.model)),
+        html.P(data_line),
+        html.H4("Parameters: a layer with n inputs and m neurons has m × (n + 1)"),
+        dash_table.DataTable(id=ids.PARAM_TABLE, data=rows, columns=columns, style_table={"overflowX": "auto"},
+                             style_cell={"fontFamily": "monospace", "padding": "4px 8px", "textAlign": "right"},
+                             style_cell_conditional=[{"if": {"column_id": "layer"}, "textAlign": "left"}],
+                             style_data_conditional=[{"if": {"filter_query": '{layer} = "total"'},
+                                                      "fontWeight": "bold"}]),
+        row(graph(ids.TRAIN_FIG, F.training_figure(a.training)),
+            html.Div([html.H4("Findings"), html.Ul(findings, id=ids.FINDINGS)])),
+    ])
+
+
+def register(app: Dash, state: DashboardState) -> None:
+    """The overview is static: everything on it comes from the stored analysis."""

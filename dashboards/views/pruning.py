@@ -1,0 +1,44 @@
+"""Pruning: accuracy and parameters left against sparsity, with a one-level preview."""
+
+from __future__ import annotations
+
+from dash import Dash, Input, Output, dash_table, dcc, html
+
+from dashboards import ids
+from dashboards.state import DashboardState
+from dashboards.views import control, graph, note
+from inspector import figures as F
+
+
+def layout(state: DashboardState) -> html.Div:
+    report = state.analysis.pruning
+    if report is None:
+        return html.Div([graph(ids.PRUNE_FIG, F.pruning_figure(None)),
+                         dcc.Slider(id=ids.PRUNE_SLIDER, min=0, max=0, step=1, value=0),
+                         html.Div(id=ids.PRUNE_PREVIEW)])
+    levels = report.curves[0].sparsity
+    start = int(len(levels) // 2)
+    rows = F.pruning_preview_rows(report, float(levels[start]))
+    return html.Div([
+        graph(ids.PRUNE_FIG, F.pruning_figure(report, float(levels[start]))),
+        control("Preview sparsity", html.Div(dcc.Slider(
+            id=ids.PRUNE_SLIDER, min=0, max=len(levels) - 1, step=1, value=start,
+            marks={i: f"{s:.0%}" for i, s in enumerate(levels)}), style={"width": "560px"})),
+        note("Each level zeroes the smallest weights (or the weakest neurons) of a copy of the model and "
+             "re-evaluates it; export one with `inspector prune CHECKPOINT --sparsity S --out FILE`."),
+        dash_table.DataTable(id=ids.PRUNE_PREVIEW, data=rows, columns=[{"name": k, "id": k} for k in rows[0]],
+                             style_cell={"fontFamily": "monospace", "padding": "4px 8px"}),
+    ])
+
+
+def register(app: Dash, state: DashboardState) -> None:
+    report = state.analysis.pruning
+    if report is None:
+        return
+    levels = report.curves[0].sparsity
+
+    @app.callback(Output(ids.PRUNE_FIG, "figure"), Output(ids.PRUNE_PREVIEW, "data"),
+                  Input(ids.PRUNE_SLIDER, "value"), prevent_initial_call=True)
+    def preview(index: int):
+        sparsity = float(levels[int(index)])
+        return F.pruning_figure(report, sparsity), F.pruning_preview_rows(report, sparsity)

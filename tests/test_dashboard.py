@@ -1,0 +1,139 @@
+"""The dashboard's logic without a browser: callbacks' helpers, state, demo cache, serving."""
+
+from __future__ import annotations
+
+import socket
+
+import numpy as np
+import pytest
+import torch
+
+from dashboards import ids
+from dashboards.app import check_port, create_app
+from dashboards.demo import load_demo
+from dashboards.state import DashboardState
+from dashboards.views import dead, importance, neurons, weights
+from inspector.analysis import AnalysisOptions, analyze
+from inspector.cli import main
+from inspector.errors import InspectorError
+from inspector.models import MLPConfig, build_mlp
+
+
+@pytest.fixture(scope="module")
+def state(demo):
+    analysis, ckpt, data = demo
+    return DashboardState.build(analysis, ckpt.model, data)
+
+
+def test_demo_is_cached_after_first_use(demo, tmp_path):
+    analysis, ckpt, _ = demo
+    first = load_demo(tmp_path, log=lambda _: None)
+    messages: list[str] = []
+    second = load_demo(tmp_path, log=messages.append)
+    assert messages == []  # neither trained nor analysed again
+    assert second[0].data.accuracy == first[0].data.accuracy
+    assert analysis.data.accuracy >= 0.9 and analysis.deaths is not None
+
+
+def test_heatmap_follows_the_layer_and_modes(state):
+    fig, _ = weights.heatmap(state, "fc2", sort_rows=False, magnitude=False)
+    assert fig.layout.title.text.startswith("fc2: 64 × 128")
+    np.testing.assert_array_equal(fig.data[0].z, state.weights("fc2").values)
+    fig, _ = weights.heatmap(state, "fc2", sort_rows=False, magnitude=True)
+    np.testing.assert_array_equal(fig.data[0].z, np.abs(state.weights("fc2").values))
+    fig, _ = weights.heatmap(state, "fc1", sort_rows=True, magnitude=False)
+    strongest = int(np.argmax(state.weights("fc1").neuron_norm))
+    assert fig.data[0].y[0] == str(strongest)
+
+
+def test_click_on_a_cell_names_its_neuron(state):
+    layer = state.weights("fc1")
+    assert weights.neuron_from_click({"points": [{"x": 3, "y": 17, "z": 0.1}]}, layer) == 17
+    assert weights.neuron_from_click({"points": [{"x": 3, "y": "42"}]}, layer) == 42  # sorted rows are labels
+    assert weights.neuron_from_click({"points": [{"x": 3, "y": 500}]}, layer) is None
+    assert weights.neuron_from_click(None, layer) is None
+
+
+def test_neuron_panels_read_the_stored_results(state):
+    title, activation, incoming, drivers, classes = neurons.panels(state, "fc1", 5)
+    acts = state.activations("fc1")
+    assert title.startswith("Neuron 5 of fc1")
+    assert f"{100 * acts.fire_rate[5]:.1f}%" in activation.layout.title.text
+    np.testing.assert_array_equal(incoming.data[0].z, state.weights("fc1").values[5].reshape(8, 8))
+    cond = state.conductance("fc1")
+    np.testing.assert_allclose(np.asarray(classes.data[0].y), np.nan_to_num(cond.by_class[:, 5]))
+    top = state.analysis.model.feature_names[int(np.argmax(cond.neuron_inputs[5]))]
+    assert drivers.data[0].y[-1] == top  # the longest bar, drawn last, is the top input
+    rows = neurons.table_rows(state, "fc2")
+    assert len(rows) == 64 and sum(r["state"] == "dead" for r in rows) == state.activations("fc2").dead_count
+
+
+def test_dead_count_text_counts_from_the_census(state):
+    acts = [a for a in state.analysis.activations if a.fire_rate is not None]
+    for threshold in dead.THRESHOLDS:
+        nearly = sum(int(((a.fire_rate > 0) & (a.fire_rate < threshold)).sum()) for a in acts)
+        dead_total = sum(int(a.dead_mask.sum()) for a in acts)
+        assert dead.count_text(state, threshold).startswith(f"{dead_total} dead and {nearly} nearly dead")
+
+
+def test_importance_charts_follow_method_and_class(state):
+    report = state.analysis.importance
+    bar, image, text = importance.charts(state, "saliency", "3")
+    per_class = report.method("saliency").per_class[3]
+    names = state.analysis.model.feature_names
+    assert bar.data[0].y[-1] == names[int(np.argmax(per_class))]
+    np.testing.assert_allclose(image.data[0].z, per_class.reshape(8, 8))
+    assert "Saliency" in text and f"{report.method('saliency').sanity_correlation:.2f}" in text
+    bar_all, _, _ = importance.charts(state, "integrated_gradients", importance.ALL)
+    assert bar_all.data[0].y[-1] == names[int(report.method("integrated_gradients").ranking[0])]
+
+
+def test_sample_explorer_explains_on_demand(state):
+    fig, note = importance.sample_view(state, "integrated_gradients", 4)
+    expected = state.explainer.explain("integrated_gradients", 4)
+    np.testing.assert_allclose(np.asarray(fig.data[2].z).reshape(-1), expected)
+    assert "Sample 4 of 359" in note
+    out_of_range, _ = importance.sample_view(state, "integrated_gradients", 10_000)
+    assert "between 0 and 358" in out_of_range.layout.annotations[0].text
+
+
+def test_app_from_a_saved_analysis_alone_explains_what_is_missing(demo):
+    analysis, _, _ = demo
+    state = DashboardState.build(analysis)
+    fig, _ = importance.sample_view(state, "saliency", 0)
+    assert "start the dashboard on a checkpoint" in fig.layout.annotations[0].text
+    app = create_app(analysis)
+    assert app.server is not None and ids.TABS in str(app.layout)
+
+
+def test_large_layers_are_pooled_and_zoom_to_full_resolution():
+    torch.manual_seed(0)
+    model = build_mlp(MLPConfig(2500, (1100,), 3))
+    analysis = analyze(model, options=AnalysisOptions(sections=("parameters", "weights")))
+    state = DashboardState.build(analysis, model)
+    fig, hint = weights.heatmap(state, "fc1", False, False)
+    assert "blocks" in fig.layout.title.text and "Zoom in" in hint
+    assert max(np.asarray(fig.data[0].z).shape) <= 1024
+    relayout = {"xaxis.range[0]": 100.2, "xaxis.range[1]": 399.7, "yaxis.range[0]": 50.4, "yaxis.range[1]": 80.6}
+    fig, _ = weights.heatmap(state, "fc1", False, False, relayout)
+    np.testing.assert_array_equal(fig.data[0].z, model.fc1.weight.detach().numpy()[50:81, 100:400])
+    assert state.zoom("fc1", (50, 81), (100, 400)) is state.zoom("fc1", (50, 81), (100, 400))  # cached
+
+
+def test_busy_port_is_a_one_line_error(capsys):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        with pytest.raises(InspectorError, match=f"port {port} on 127.0.0.1 is already in use"):
+            check_port("127.0.0.1", port)
+        assert main(["dashboard", "--port", str(port)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == f"inspector: error: port {port} on 127.0.0.1 is already in use; pass --port with a free one"
+
+
+def test_dashboard_defaults_are_local_and_without_debug():
+    from inspector.cli import _build_parser
+
+    args = _build_parser().parse_args(["dashboard"])
+    assert (args.host, args.port, args.debug, args.path) == ("127.0.0.1", 8050, False, None)

@@ -1,0 +1,133 @@
+"""The dashboard in a real headless Chromium (dash_duo), on the built-in demo.
+
+Each test leaves a screenshot of its view in artifacts/screenshots/ (git-ignored).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.keys import Keys
+
+from dashboards import ids
+from dashboards.app import create_app
+
+pytestmark = pytest.mark.browser
+SHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
+
+
+@pytest.fixture
+def started(dash_duo, demo):
+    analysis, ckpt, data = demo
+    dash_duo.start_server(create_app(analysis, model=ckpt.model, data=data))
+    dash_duo.wait_for_element(f"#{ids.ARCH_FIG} .main-svg", timeout=20)
+    return dash_duo
+
+
+def _open_tab(duo, label: str) -> None:
+    for tab in duo.find_elements(f"#{ids.TABS} .tab"):
+        if tab.text.strip() == label:
+            tab.click()
+            return
+    raise AssertionError(f"no tab {label!r}")
+
+
+def _title(duo, graph_id: str) -> str:
+    return duo.find_element(f"#{graph_id} .gtitle").text
+
+
+def _shot(duo, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    duo.driver.save_screenshot(str(SHOTS / f"{name}.png"))
+
+
+def _no_console_errors(duo) -> None:
+    assert duo.get_logs() == [], "the browser console reported errors"
+
+
+def test_app_loads_without_console_errors(started):
+    assert "64-128-64-10" in _title(started, ids.ARCH_FIG)
+    assert started.find_element(f"#{ids.PARAM_TABLE}").text.count("×") >= 3
+    assert started.find_elements(f"#{ids.FINDINGS} li")
+    _shot(started, "overview")
+    _no_console_errors(started)
+
+
+def test_picking_a_layer_redraws_the_heatmap(started):
+    _open_tab(started, "Weights")
+    started.wait_for_contains_text(f"#{ids.WEIGHT_HEATMAP} .gtitle", "fc1:", timeout=10)
+    started.select_dcc_dropdown(f"#{ids.WEIGHT_LAYER}", value="fc2")
+    started.wait_for_contains_text(f"#{ids.WEIGHT_HEATMAP} .gtitle", "fc2: 64 × 128", timeout=10)
+    started.wait_for_contains_text(f"#{ids.WEIGHT_HIST} .gtitle", "fc2", timeout=10)
+    _shot(started, "weights")
+    _no_console_errors(started)
+
+
+def test_clicking_a_neuron_fills_the_neuron_view(started):
+    _open_tab(started, "Weights")
+    plot = started.wait_for_element(f"#{ids.WEIGHT_HEATMAP} .nsewdrag", timeout=10)
+    # click a quarter of the way down the plot: some neuron of fc1 other than 0
+    ActionChains(started.driver).move_to_element(plot).move_by_offset(
+        0, -plot.size["height"] // 4).click().perform()
+    started.wait_for_contains_text(f"#{ids.NEURON_TITLE}", "of fc1", timeout=10)
+    title = started.find_element(f"#{ids.NEURON_TITLE}").text
+    neuron = int(title.split()[1])
+    assert 0 < neuron < 128
+    started.wait_for_contains_text(f"#{ids.NEURON_ACT} .gtitle", f"neuron {neuron} of fc1", timeout=10)
+    assert f"neuron {neuron}" in _title(started, ids.NEURON_DRIVERS)
+    _shot(started, "neurons")
+    _no_console_errors(started)
+
+
+def test_switching_method_or_class_changes_the_importance_chart(started):
+    _open_tab(started, "Feature importance")
+    started.wait_for_contains_text(f"#{ids.IMP_BAR} .gtitle", "Integrated Gradients", timeout=10)
+    started.select_dcc_dropdown(f"#{ids.IMP_METHOD}", value="Saliency")
+    started.wait_for_contains_text(f"#{ids.IMP_BAR} .gtitle", "Saliency", timeout=10)
+    started.wait_for_contains_text(f"#{ids.IMP_SANITY_TEXT}", "Saliency", timeout=10)
+    started.select_dcc_dropdown(f"#{ids.IMP_CLASS}", value="class 3")
+    started.wait_for_contains_text(f"#{ids.IMP_BAR} .gtitle", "class 3", timeout=10)
+    started.wait_for_contains_text(f"#{ids.SAMPLE_FIG} .gtitle", "predicted", timeout=20)
+    _shot(started, "importance")
+    _no_console_errors(started)
+
+
+def _press(duo, slider_id: str, *keys: str) -> None:
+    """Move a slider with the keyboard, as a user tabbing to it would."""
+    thumb = duo.wait_for_element(f"#{slider_id} [role=slider]", timeout=10)
+    thumb.send_keys(*keys)
+
+
+def test_threshold_slider_changes_the_nearly_dead_count(started):
+    _open_tab(started, "Dead ReLU")
+    before = started.wait_for_element(f"#{ids.DEAD_COUNT}").text
+    assert "fewer than 1% of samples" in before
+    _press(started, ids.DEAD_THRESHOLD, Keys.END)  # the largest threshold, 20%
+    started.wait_for_contains_text(f"#{ids.DEAD_COUNT}", "fewer than 20% of samples", timeout=10)
+    after = started.find_element(f"#{ids.DEAD_COUNT}").text
+    nearly_before = int(before.split(" and ")[1].split()[0])
+    nearly_after = int(after.split(" and ")[1].split()[0])
+    assert nearly_after > nearly_before
+    _shot(started, "dead")
+    _no_console_errors(started)
+
+
+def test_pruning_slider_updates_the_preview(started):
+    _open_tab(started, "Pruning")
+    started.wait_for_contains_text(f"#{ids.PRUNE_PREVIEW}", "50%", timeout=10)
+    _press(started, ids.PRUNE_SLIDER, Keys.END, Keys.ARROW_LEFT)  # 95%, then one level down
+    started.wait_for_contains_text(f"#{ids.PRUNE_PREVIEW}", "90%", timeout=10)
+    assert "50%" not in started.find_element(f"#{ids.PRUNE_PREVIEW}").text
+    _shot(started, "pruning")
+    _no_console_errors(started)
+
+
+def test_activation_projection_view(started):
+    _open_tab(started, "Activations")
+    started.wait_for_contains_text(f"#{ids.ACT_PROJ} .gtitle", "fc1 activations", timeout=10)
+    started.select_dcc_dropdown(f"#{ids.ACT_LAYER}", value="fc2")
+    started.wait_for_contains_text(f"#{ids.ACT_PROJ} .gtitle", "fc2 activations", timeout=10)
+    _shot(started, "activations")
+    _no_console_errors(started)
