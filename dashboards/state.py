@@ -7,8 +7,11 @@ resolution. Both are answered here and cached, so a repeated request costs nothi
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from torch import nn
@@ -21,6 +24,7 @@ from inspector.analysis.weights import LayerWeights, PooledMap, zoom
 from inspector.evaluation import EvalData
 
 _ZOOM_CACHE = 64
+_VIEW_CACHE = 512
 
 
 @dataclass
@@ -30,6 +34,26 @@ class DashboardState:
     data: EvalData | None = None
     _weights: dict[str, np.ndarray] = field(default_factory=dict)
     _zooms: OrderedDict[tuple[str, int, int, int, int], PooledMap] = field(default_factory=OrderedDict)
+    _views: OrderedDict[tuple[Any, ...], Any] = field(default_factory=OrderedDict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def memo(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+        """``compute()`` once per ``key``; a bounded LRU, so memory stays flat under load.
+
+        Everything a view shows is a pure function of the stored analysis and the
+        view's inputs, so a repeated request (another user, a tab switched back)
+        reuses the built figures instead of rebuilding them.
+        """
+        with self._lock:
+            if key in self._views:
+                self._views.move_to_end(key)
+                return self._views[key]
+        value = compute()
+        with self._lock:
+            self._views[key] = value
+            while len(self._views) > _VIEW_CACHE:
+                self._views.popitem(last=False)
+        return value
 
     @classmethod
     def build(cls, analysis: Analysis, model: nn.Module | None = None, data: EvalData | None = None,
@@ -83,12 +107,16 @@ class DashboardState:
         if weight is None:
             return None
         key = (name, int(rows[0]), int(rows[1]), int(cols[0]), int(cols[1]))
-        if key not in self._zooms:
-            self._zooms[key] = zoom(weight, rows, cols)
+        with self._lock:
+            if key in self._zooms:
+                self._zooms.move_to_end(key)
+                return self._zooms[key]
+        region = zoom(weight, rows, cols)
+        with self._lock:
+            self._zooms[key] = region
             while len(self._zooms) > _ZOOM_CACHE:
                 self._zooms.popitem(last=False)
-        self._zooms.move_to_end(key)
-        return self._zooms[key]
+        return region
 
     def region_values(self, name: str, region: PooledMap) -> np.ndarray | None:
         """Signed weights of a full-resolution region, for hover."""

@@ -32,4 +32,4 @@ def layout(state: DashboardState) -> html.Div:
 def register(app: Dash, state: DashboardState) -> None:
     @app.callback(Output(ids.ACT_PROJ, "figure"), Input(ids.ACT_LAYER, "value"), prevent_initial_call=True)
     def update(name: str):
-        return figure(state, name)
+        return state.memo(("projection", name), lambda: figure(state, name))

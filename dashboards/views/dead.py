@@ -51,10 +51,14 @@ def register(app: Dash, state: DashboardState) -> None:
     def update_threshold(index: int):
         threshold = THRESHOLDS[int(index)]
         acts = state.analysis.activations or ()
-        return count_text(state, threshold), F.dead_summary_figure(acts, threshold)
+        return state.memo(("dead", threshold),
+                          lambda: (count_text(state, threshold), F.dead_summary_figure(acts, threshold)))
 
     @app.callback(Output(ids.DEAD_STRIP, "figure"),
                   Input(ids.DEAD_LAYER, "value"), Input(ids.DEAD_THRESHOLD, "value"), prevent_initial_call=True)
     def update_strip(name: str, index: int):
         acts = state.activations(name)
-        return F.firing_strip_figure(acts, THRESHOLDS[int(index)]) if acts else F.empty_figure("no data")
+        if acts is None:
+            return F.empty_figure("no data")
+        threshold = THRESHOLDS[int(index)]
+        return state.memo(("strip", name, threshold), lambda: F.firing_strip_figure(acts, threshold))

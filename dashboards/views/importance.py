@@ -84,9 +84,9 @@ def register(app: Dash, state: DashboardState) -> None:
     @app.callback(Output(ids.IMP_BAR, "figure"), Output(ids.IMP_MAP, "figure"), Output(ids.IMP_SANITY_TEXT, "children"),
                   Input(ids.IMP_METHOD, "value"), Input(ids.IMP_CLASS, "value"), prevent_initial_call=True)
     def update_charts(method: str, klass: str):
-        return charts(state, method, klass)
+        return state.memo(("importance", method, klass), lambda: charts(state, method, klass))
 
     @app.callback(Output(ids.SAMPLE_FIG, "figure"), Output(ids.SAMPLE_NOTE, "children"),
                   Input(ids.IMP_METHOD, "value"), Input(ids.SAMPLE_INDEX, "value"), prevent_initial_call=True)
     def update_sample(method: str, index: int | None):
-        return sample_view(state, method, index)
+        return state.memo(("sample", method, index), lambda: sample_view(state, method, index))

@@ -78,7 +78,8 @@ def register(app: Dash, state: DashboardState) -> None:
         Input(ids.NEURON_LAYER, "value"), Input(ids.NEURON_INDEX, "value"), prevent_initial_call=True,
     )
     def update_neuron(name: str, j: int | None):
-        return panels(state, name, int(j) if j is not None else -1)
+        j = int(j) if j is not None else -1
+        return state.memo(("neuron", name, j), lambda: panels(state, name, j))
 
     @app.callback(Output(ids.NEURON_TABLE, "data"), Output(ids.NEURON_TABLE, "columns"),
                   Input(ids.NEURON_LAYER, "value"), prevent_initial_call=True)

@@ -41,4 +41,5 @@ def register(app: Dash, state: DashboardState) -> None:
                   Input(ids.PRUNE_SLIDER, "value"), prevent_initial_call=True)
     def preview(index: int):
         sparsity = float(levels[int(index)])
-        return F.pruning_figure(report, sparsity), F.pruning_preview_rows(report, sparsity)
+        return state.memo(("pruning", sparsity),
+                          lambda: (F.pruning_figure(report, sparsity), F.pruning_preview_rows(report, sparsity)))

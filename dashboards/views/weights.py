@@ -76,8 +76,11 @@ def register(app: Dash, state: DashboardState) -> None:
         prevent_initial_call=True,
     )
     def update_heatmap(name: str, sort: list[str], mode: str, relayout: dict[str, Any] | None):
-        zooming = callback_context.triggered_id == ids.WEIGHT_HEATMAP
-        return heatmap(state, name, "sort" in (sort or []), mode == "abs", relayout if zooming else None)
+        zooming = callback_context.triggered_id == ids.WEIGHT_HEATMAP and relayout
+        sort_rows, magnitude = "sort" in (sort or []), mode == "abs"
+        if zooming:
+            return heatmap(state, name, sort_rows, magnitude, relayout)
+        return state.memo(("heatmap", name, sort_rows, magnitude), lambda: heatmap(state, name, sort_rows, magnitude))
 
     @app.callback(
         Output(ids.WEIGHT_HIST, "figure"), Output(ids.WEIGHT_IMAGES, "figure"),
@@ -88,7 +91,8 @@ def register(app: Dash, state: DashboardState) -> None:
         if layer is None:
             empty = F.empty_figure(f"no weight statistics for {name}")
             return empty, empty
-        return F.weight_histogram_figure(layer), F.neuron_images_figure(layer)
+        return state.memo(("weight-panels", name),
+                          lambda: (F.weight_histogram_figure(layer), F.neuron_images_figure(layer)))
 
     @app.callback(
         Output(ids.NEURON_LAYER, "value"), Output(ids.NEURON_INDEX, "value"), Output(ids.TABS, "value"),

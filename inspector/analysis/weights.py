@@ -21,8 +21,9 @@ from torch import nn
 from inspector.analysis.parameters import linear_layers
 from inspector.results import result
 
-MAX_MAP_SIDE = 1024
+MAX_MAP_SIDE = 768  # 768 x 768 float32 cells stay under 6 MB once Dash has serialised them
 HISTOGRAM_BINS = 60
+EXACT_SVD_SIDE = 1024  # above this, the top singular values come from a randomised SVD
 
 
 @result
@@ -97,7 +98,7 @@ def zoom(weight: torch.Tensor | np.ndarray, rows: tuple[int, int], cols: tuple[i
 
 def _spectrum(w: torch.Tensor, top_k: int) -> tuple[np.ndarray, float]:
     """Top ``top_k`` singular values (descending) and the largest one."""
-    if min(w.shape) <= MAX_MAP_SIDE:
+    if min(w.shape) <= EXACT_SVD_SIDE:
         s = torch.linalg.svdvals(w.double())
     else:  # randomised SVD: exact enough for the top values, affordable for 4096 x 4096
         _, s, _ = torch.svd_lowrank(w.double(), q=min(top_k + 10, min(w.shape)), niter=6)
