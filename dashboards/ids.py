@@ -8,6 +8,8 @@ ARCH_FIG = "overview-architecture"
 PARAM_TABLE = "overview-parameters"
 TRAIN_FIG = "overview-training"
 FINDINGS = "overview-findings"
+REPORT_BUTTON = "overview-report-button"
+REPORT_DOWNLOAD = "overview-report-download"
 
 # weights
 WEIGHT_LAYER = "weights-layer"

@@ -102,6 +102,13 @@ class Checkpoint:
     notices: tuple[str, ...] = ()
     package_version: str | None = None
 
+    def at_epoch(self, epoch: int) -> Checkpoint:
+        """This run as it was at the end of ``epoch`` (from its weight snapshots)."""
+        import dataclasses
+
+        return dataclasses.replace(self, model=self.snapshot_model(epoch), source=f"{self.source}@{epoch}",
+                                   snapshots={}, metrics={})
+
     def snapshot_model(self, epoch: int) -> nn.Module:
         """The model with the weights it had at the end of ``epoch`` (needs snapshots)."""
         if epoch not in self.snapshots:

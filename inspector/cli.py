@@ -106,6 +106,20 @@ def _build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--out", "-o", type=Path, required=True, help="checkpoint to write (.pt or .safetensors)")
     prune.add_argument("--force", action="store_true", help="overwrite an existing output file")
 
+    report = sub.add_parser(
+        "report", help="write a report (HTML, Markdown, JSON, PDF or PNG)",
+        description="Write a self-contained report for a checkpoint or an analysis folder; with two paths, a "
+                    "comparison (two epochs, or before and after pruning).")
+    report.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+                        help="checkpoint or analysis folder; a second one makes a comparison; RUN.pt@EPOCH "
+                             "is a run's weight snapshot at that epoch")
+    report.add_argument("--out", "-o", type=Path, required=True,
+                        help="file to write (.html, .md, .json, .pdf) or, for png, a folder")
+    report.add_argument("--format", choices=("html", "md", "json", "pdf", "png"), default=None,
+                        help="default: from the --out extension")
+    _add_data_arguments(report)
+    report.add_argument("--force", action="store_true", help="overwrite an existing output")
+
     dash = sub.add_parser("dashboard", help="serve the interactive dashboard",
                           description="Serve the Dash dashboard for a checkpoint or an analysis folder; with no "
                                       "PATH, the built-in demo (a digits MLP, trained on first use and cached).")
@@ -156,6 +170,49 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     print(format_summary(analysis))
     print(f"wrote {args.out}/analysis.json and {args.out}/arrays.npz "
           f"in {sum(analysis.timings.values()):.1f} s of analysis")
+    return 0
+
+
+def _analysis_for(path: Path, args: argparse.Namespace):
+    """A saved analysis folder or report JSON as is; a checkpoint analysed now. Returns (analysis, model)."""
+    from inspector.analysis import Analysis, analyze
+    from inspector.checkpoints import load
+    from inspector.evaluation import eval_data_for
+    from inspector.results import JSON_NAME
+
+    if (path.is_dir() and (path / JSON_NAME).exists()) or (path.is_file() and path.suffix.lower() == ".json"):
+        return Analysis.load(path), None
+    epoch = None
+    if not path.exists() and "@" in path.name:  # run.pt@5: the run's weights at the end of epoch 5
+        stem, _, suffix = str(path).rpartition("@")
+        if not suffix.isdigit():
+            raise InspectorError(f"{path}: after '@' give an epoch number, e.g. run.pt@5")
+        path, epoch = Path(stem), int(suffix)
+    ckpt = load(path, activation=args.activation, trust_pickle=args.trust_pickle)
+    if epoch is not None:
+        ckpt = ckpt.at_epoch(epoch)
+    for notice in ckpt.notices:
+        print(f"inspector: note: {notice}", file=sys.stderr)
+    return analyze(ckpt, eval_data_for(ckpt, args.data, label_column=args.label_column)), ckpt.model
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from inspector.analysis.compare import compare
+    from inspector.fileio import check_writable
+    from inspector.report import format_for, write_report
+
+    if len(args.paths) > 2:
+        raise InspectorError("give one path for a report or two for a comparison")
+    fmt = format_for(args.out, args.format)
+    if fmt != "png":
+        check_writable(args.out, force=args.force)  # before the analysis, not after
+    analysis, model = _analysis_for(args.paths[0], args)
+    subject = analysis
+    if len(args.paths) == 2:
+        other, other_model = _analysis_for(args.paths[1], args)
+        subject = compare(analysis, other, model_a=model, model_b=other_model)
+    write_report(subject, args.out, fmt, force=args.force)
+    print(f"wrote {args.out} ({fmt})")
     return 0
 
 
@@ -299,7 +356,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
     handlers = {"train": _cmd_train, "info": _cmd_info, "analyze": _cmd_analyze, "prune": _cmd_prune,
-                "dashboard": _cmd_dashboard}
+                "dashboard": _cmd_dashboard, "report": _cmd_report}
     try:
         return handlers[args.command](args)
     except InspectorError as exc:

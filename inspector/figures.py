@@ -22,12 +22,14 @@ from inspector.analysis.weights import LayerWeights, PooledMap
 
 TEMPLATE = "plotly_white"
 SCOPE_LABELS = {"global": "global magnitude", "layer": "per layer", "neuron": "neurons (structured)"}
+SCOPE_COLORS = {"global": "#1f77b4", "layer": "#2ca02c", "neuron": "#ff7f0e"}
 COLORS = {"dead": "#d62728", "nearly": "#ff7f0e", "alive": "#2ca02c", "train": "#1f77b4", "val": "#ff7f0e"}
 
 
 def _base(fig: go.Figure, title: str, height: int = 380) -> go.Figure:
-    fig.update_layout(template=TEMPLATE, title={"text": title, "x": 0.01, "xanchor": "left"}, height=height,
-                      margin={"l": 60, "r": 20, "t": 50, "b": 50})
+    fig.update_layout(template=TEMPLATE, title={"text": title, "x": 0.01, "xanchor": "left", "y": 0.98,
+                                                "yanchor": "top"}, height=height,
+                      margin={"l": 60, "r": 20, "t": 64, "b": 50})
     return fig
 
 
@@ -392,14 +394,15 @@ def pruning_figure(report: PruningReport | None, preview: float | None = None) -
     fig = make_subplots(rows=1, cols=2, subplot_titles=("accuracy", "parameters left"))
     for curve in report.curves:
         label = SCOPE_LABELS.get(curve.scope, curve.scope)
+        line = {"color": SCOPE_COLORS.get(curve.scope)}
         fig.add_trace(go.Scatter(x=curve.sparsity, y=curve.accuracy, mode="lines+markers", name=label,
-                                 legendgroup=curve.scope), row=1, col=1)
+                                 legendgroup=curve.scope, line=line), row=1, col=1)
         if curve.finetuned_accuracy is not None:
             fig.add_trace(go.Scatter(x=curve.sparsity, y=curve.finetuned_accuracy, mode="lines+markers",
-                                     line={"dash": "dot"}, name=f"{label}, fine-tuned", legendgroup=curve.scope),
-                          row=1, col=1)
+                                     line={**line, "dash": "dot"}, name=f"{label}, fine-tuned",
+                                     legendgroup=curve.scope), row=1, col=1)
         fig.add_trace(go.Scatter(x=curve.sparsity, y=curve.parameters_left, mode="lines+markers", name=label,
-                                 legendgroup=curve.scope, showlegend=False), row=1, col=2)
+                                 legendgroup=curve.scope, showlegend=False, line=line), row=1, col=2)
     fig.add_hline(y=report.baseline_accuracy, line_dash="dot", line_color="#444", row=1, col=1)
     if preview is not None:
         fig.add_vline(x=preview, line_color="#e6550d", row=1, col=1)

@@ -14,6 +14,7 @@ the JSON stays strict. Lists come back as tuples (results never hold lists).
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import math
@@ -26,6 +27,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from inspector.errors import InspectorError
+from inspector.fileio import umask
 
 SCHEMA_VERSION = 1
 JSON_NAME = "analysis.json"
@@ -112,6 +114,45 @@ def from_json_and_arrays(doc: dict[str, Any], arrays: Any) -> Any:
     return _decode(doc["result"], arrays)
 
 
+def _inline(tree: Any, arrays: dict[str, np.ndarray]) -> Any:
+    if isinstance(tree, dict):
+        if set(tree) == {"__array__"}:
+            a = np.ascontiguousarray(arrays[tree["__array__"]])
+            return {"__ndarray__": {"dtype": a.dtype.str, "shape": list(a.shape),
+                                    "base64": base64.b64encode(a.tobytes()).decode("ascii")}}
+        return {k: _inline(v, arrays) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [_inline(v, arrays) for v in tree]
+    return tree
+
+
+def _outline(tree: Any, arrays: dict[str, np.ndarray], path: str = "") -> Any:
+    if isinstance(tree, dict):
+        if set(tree) == {"__ndarray__"}:
+            spec = tree["__ndarray__"]
+            raw = base64.b64decode(spec["base64"])
+            arrays[path] = np.frombuffer(raw, dtype=np.dtype(spec["dtype"])).reshape(spec["shape"]).copy()
+            return {"__array__": path}
+        return {k: _outline(v, arrays, f"{path}.{k}") for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [_outline(v, arrays, f"{path}.{i}") for i, v in enumerate(tree)]
+    return tree
+
+
+def to_json_document(obj: Any) -> str:
+    """One self-contained JSON text: the same tree, each array inline as dtype, shape and base64 bytes."""
+    doc, arrays = to_json_and_arrays(obj)
+    doc["result"] = _inline(doc["result"], arrays)
+    return json.dumps(doc, allow_nan=False)
+
+
+def from_json_document(text: str) -> Any:
+    doc = json.loads(text)
+    arrays: dict[str, np.ndarray] = {}
+    doc["result"] = _outline(doc["result"], arrays)
+    return from_json_and_arrays(doc, arrays)
+
+
 def save_result(obj: Any, directory: str | os.PathLike[str], *, force: bool = False) -> Path:
     """Write ``directory/analysis.json`` and ``directory/arrays.npz`` atomically.
 
@@ -128,9 +169,7 @@ def save_result(obj: Any, directory: str | os.PathLike[str], *, force: bool = Fa
         raise InspectorError(f"folder {parent} does not exist; create it first")
     doc, arrays = to_json_and_arrays(obj)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the result is an ordinary folder
+    os.chmod(tmp, 0o777 & ~umask())  # mkdtemp makes it private; the result is an ordinary folder
     try:
         (tmp / JSON_NAME).write_text(json.dumps(doc, indent=1, allow_nan=False), encoding="utf-8")
         np.savez_compressed(tmp / ARRAYS_NAME, **arrays)
@@ -147,8 +186,13 @@ def save_result(obj: Any, directory: str | os.PathLike[str], *, force: bool = Fa
 
 
 def load_result(directory: str | os.PathLike[str]) -> Any:
-    """Read a result written by :func:`save_result`."""
+    """Read a result written by :func:`save_result` (a folder) or :func:`to_json_document` (a .json file)."""
     directory = Path(directory)
+    if directory.is_file() and directory.suffix.lower() == ".json":
+        try:
+            return from_json_document(directory.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise InspectorError(f"{directory}: not a dense-inspector JSON report ({exc})") from None
     json_path, npz_path = directory / JSON_NAME, directory / ARRAYS_NAME
     if not json_path.is_file() or not npz_path.is_file():
         raise InspectorError(f"{directory}: not an analysis folder (needs {JSON_NAME} and {ARRAYS_NAME})")

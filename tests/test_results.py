@@ -91,3 +91,13 @@ def test_unregistered_types_are_refused():
 def test_missing_folder_is_a_clear_error(tmp_path):
     with pytest.raises(InspectorError, match="not an analysis folder"):
         load_result(tmp_path)
+
+
+def test_single_file_json_document_round_trips(tmp_path):
+    from inspector.results import from_json_document, to_json_document
+
+    text = to_json_document(_tree())
+    json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
+    assert results_equal(from_json_document(text), _tree())
+    (tmp_path / "r.json").write_text(text)
+    assert results_equal(load_result(tmp_path / "r.json"), _tree())

@@ -31,7 +31,7 @@ def layout(state: DashboardState) -> html.Div:
     strip = F.firing_strip_figure(acts[0], THRESHOLDS[index]) if acts else F.empty_figure("needs evaluation data")
     return html.Div([
         control("Nearly-dead threshold", html.Div(dcc.Slider(
-            id=ids.DEAD_THRESHOLD, min=0, max=len(THRESHOLDS) - 1, step=1, value=index,
+            id=ids.DEAD_THRESHOLD, min=0, max=len(THRESHOLDS) - 1, step=1, value=index, allow_direct_input=False,
             marks={i: f"{100 * t:g}%" for i, t in enumerate(THRESHOLDS)}), style={"width": "480px"})),
         html.H4(count_text(state, THRESHOLDS[index]), id=ids.DEAD_COUNT),
         note("Dead: never fires on the evaluation data, so it passes no signal and gets no gradient. "

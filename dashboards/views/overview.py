@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dash import Dash, dash_table, html
+from dash import Dash, Input, Output, dash_table, dcc, html
 
 from dashboards import ids
 from dashboards.state import DashboardState
@@ -20,6 +20,9 @@ def layout(state: DashboardState) -> html.Div:
                  f"accuracy {a.data.accuracy:.2%}, loss {a.data.loss:.4f}." if a.data else
                  "No evaluation data: the data views are empty. Start the dashboard on a checkpoint with --data.")
     return html.Div([
+        html.Div([html.Button("Download report", id=ids.REPORT_BUTTON, n_clicks=0,
+                              title="the same self-contained HTML file as `inspector report`"),
+                  dcc.Download(id=ids.REPORT_DOWNLOAD)], style={"float": "right"}),
         graph(ids.ARCH_FIG, F.architecture_figure(a.model)),
         html.P(data_line),
         html.H4("Parameters: a layer with n inputs and m neurons has m × (n + 1)"),
@@ -34,4 +37,13 @@ def layout(state: DashboardState) -> html.Div:
 
 
 def register(app: Dash, state: DashboardState) -> None:
-    """The overview is static: everything on it comes from the stored analysis."""
+    @app.callback(Output(ids.REPORT_DOWNLOAD, "data"), Input(ids.REPORT_BUTTON, "n_clicks"),
+                  prevent_initial_call=True)
+    def download(_: int):
+        return state.memo(("report",), lambda: report_download(state))
+
+
+def report_download(state: DashboardState) -> dict[str, str]:
+    from inspector.report import to_html
+
+    return {"content": to_html(state.analysis), "filename": "dense-inspector-report.html", "type": "text/html"}

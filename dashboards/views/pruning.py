@@ -22,7 +22,7 @@ def layout(state: DashboardState) -> html.Div:
     return html.Div([
         graph(ids.PRUNE_FIG, F.pruning_figure(report, float(levels[start]))),
         control("Preview sparsity", html.Div(dcc.Slider(
-            id=ids.PRUNE_SLIDER, min=0, max=len(levels) - 1, step=1, value=start,
+            id=ids.PRUNE_SLIDER, min=0, max=len(levels) - 1, step=1, value=start, allow_direct_input=False,
             marks={i: f"{s:.0%}" for i, s in enumerate(levels)}), style={"width": "560px"})),
         note("Each level zeroes the smallest weights (or the weakest neurons) of a copy of the model and "
              "re-evaluates it; export one with `inspector prune CHECKPOINT --sparsity S --out FILE`."),

@@ -1,0 +1,429 @@
+"""Reports: one self-contained file a person can read offline.
+
+* HTML: every section with interactive figures; plotly.js is inlined, so the file
+  makes no network request. A table of contents and a print stylesheet.
+* Markdown: the tables and findings, for pull requests and CI logs.
+* JSON: the analysis schema in one file (arrays inline).
+* PDF: the HTML report printed by headless Chrome/Chromium; PNG: every figure
+  as an image, through kaleido (which drives the same browser).
+
+Figures come from :mod:`inspector.figures`, the builders the dashboard uses.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import html
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+import plotly.io as pio
+
+from inspector import figures as F
+from inspector._version import __version__
+from inspector.analysis import Analysis
+from inspector.analysis.compare import Comparison
+from inspector.analysis.findings import SANITY_FAIL, Finding
+from inspector.analysis.importance import METHOD_LABELS
+from inspector.errors import InspectorError
+from inspector.fileio import umask
+from inspector.fileio import atomic_path, write_text_atomic
+from inspector.results import to_json_document
+
+FORMATS = ("html", "md", "json", "pdf", "png")
+_EXTENSIONS = {".html": "html", ".htm": "html", ".md": "md", ".json": "json", ".pdf": "pdf", ".png": "png"}
+
+
+@dataclass
+class Section:
+    """A titled part of a report: text blocks (HTML) and figures, in order."""
+
+    id: str
+    title: str
+    blocks: list[str | go.Figure] = field(default_factory=list)
+
+
+def format_for(path: Path, requested: str | None) -> str:
+    fmt = requested or _EXTENSIONS.get(path.suffix.lower())
+    if fmt is None:
+        raise InspectorError(f"{path}: cannot tell the report format from the extension; pass --format "
+                             f"({', '.join(FORMATS)})")
+    if fmt not in FORMATS:
+        raise InspectorError(f"unknown report format {fmt!r}; choose from {', '.join(FORMATS)}")
+    return fmt
+
+
+# --------------------------------------------------------------------------- building blocks
+
+
+def _e(text: object) -> str:
+    return html.escape(str(text))
+
+
+def _table(rows: list[dict[str, object]], numeric: set[str] | None = None) -> str:
+    if not rows:
+        return ""
+    numeric = numeric or set()
+    head = "".join(f"<th>{_e(k)}</th>" for k in rows[0])
+    body = "".join(
+        "<tr>" + "".join(f'<td class="{"num" if k in numeric else ""}">'
+                         f'{_e(f"{v:,}" if isinstance(v, (int, np.integer)) and not isinstance(v, bool) else v)}</td>'
+                         for k, v in r.items()) + "</tr>"
+        for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _findings_html(findings: tuple[Finding, ...] | list[Finding]) -> str:
+    items = "".join(f'<li class="{f.severity}">{_e(f.text)}</li>'
+                    for f in sorted(findings, key=lambda f: f.severity != "warning"))
+    return f"<ul class=\"findings\">{items}</ul>"
+
+
+def census_rows(analysis: Analysis) -> list[dict[str, object]]:
+    rows = []
+    for a in analysis.activations or ():
+        if a.fire_rate is not None:
+            rows.append({"layer": a.linear, "activation": a.activation, "neurons": a.width, "dead": a.dead_count,
+                         f"nearly dead (< {100 * a.nearly_dead_threshold:g}%)": a.nearly_dead_count(),
+                         "dead fraction": f"{100 * a.dead_fraction:.1f}%",
+                         "mean firing rate": f"{100 * float(a.fire_rate.mean()):.1f}%"})
+        else:
+            rows.append({"layer": a.linear, "activation": a.activation, "neurons": a.width, "dead": "-",
+                         "nearly dead": "-", "dead fraction": "-",
+                         "mean saturation": f"{100 * float(a.saturation_rate.mean()):.1f}%"})
+    return rows
+
+
+def importance_rows(analysis: Analysis, k: int = 5) -> list[dict[str, object]]:
+    names = analysis.model.feature_names
+    rows = []
+    for m in analysis.importance.methods if analysis.importance else ():
+        if m.error is not None:
+            rows.append({"method": METHOD_LABELS[m.method], "top inputs": f"could not run: {m.error}",
+                         "sanity (rank corr.)": "-", "verdict": "-", "delta": "-"})
+            continue
+        rows.append({"method": METHOD_LABELS[m.method],
+                     "top inputs": ", ".join(names[i] for i in m.ranking[:k]),
+                     "sanity (rank corr.)": f"{m.sanity_correlation:.2f}",
+                     "verdict": "passes" if m.sanity_correlation <= SANITY_FAIL else "fails",
+                     "delta": f"{m.convergence_delta:.2g}" if m.convergence_delta is not None else "-"})
+    return rows
+
+
+def pruning_rows(analysis: Analysis) -> list[dict[str, object]]:
+    report = analysis.pruning
+    rows = []
+    for i, s in enumerate(report.curves[0].sparsity if report else ()):
+        row: dict[str, object] = {"sparsity": f"{s:.0%}"}
+        for curve in report.curves:
+            row[f"{curve.scope} accuracy"] = f"{curve.accuracy[i]:.1%}"
+            row[f"{curve.scope} params"] = int(curve.parameters_left[i])
+        rows.append(row)
+    return rows
+
+
+def analysis_sections(analysis: Analysis) -> list[Section]:
+    """Every section of a report, in reading order."""
+    a = analysis
+    sections = []
+    summary = Section("summary", "Summary and findings")
+    data = (f"Evaluated on {a.data.n_samples} {_e(a.data.name)} {_e(a.data.split)} samples: accuracy "
+            f"<b>{a.data.accuracy:.2%}</b>, loss {a.data.loss:.4f}." if a.data else
+            "No evaluation data was available: only the weight sections are filled.")
+    summary.blocks += [f"<p>{_e(a.model.architecture)} from <code>{_e(a.model.source)}</code>. {data} "
+                       f"{a.parameters.total_parameters:,} parameters.</p>", _findings_html(a.findings)]
+    sections.append(summary)
+
+    arch = Section("architecture", "Architecture and parameters")
+    arch.blocks += [F.architecture_figure(a.model),
+                    "<p>A linear layer with n inputs and m neurons has an m × n weight and m biases: "
+                    "m × (n + 1) parameters.</p>",
+                    _table(F.parameter_rows(a.parameters), {"inputs n", "outputs m", "weights", "biases",
+                                                            "parameters", "MACs/sample"})]
+    sections.append(arch)
+
+    if a.training is not None:
+        sections.append(Section("training", "Training curves", [F.training_figure(a.training)]))
+
+    if a.weights:
+        weights = Section("weights", "Weight maps")
+        for layer in a.weights:
+            weights.blocks += [f"<h3>{_e(layer.name)}</h3>", F.weight_heatmap_figure(layer),
+                               F.weight_histogram_figure(layer)]
+            if layer.neuron_images is not None:
+                weights.blocks.append(F.neuron_images_figure(layer))
+        sections.append(weights)
+
+    if a.activations:
+        dead = Section("dead", "Dead ReLUs and saturation")
+        threshold = a.activations[0].nearly_dead_threshold
+        dead.blocks += ["<p>A neuron is dead when it fires (pre-activation &gt; 0) on none of the evaluation "
+                        "samples: it passes no signal and receives no gradient. Remedies: a lower learning rate, "
+                        "LeakyReLU or GELU, He initialisation, batch norm; or prune it.</p>",
+                        _table(census_rows(a), {"neurons", "dead"}), F.dead_summary_figure(a.activations, threshold)]
+        dead.blocks += [F.firing_strip_figure(layer, threshold) for layer in a.activations]
+        if a.deaths is not None:
+            dead.blocks.append(F.deaths_figure(a.deaths))
+        sections.append(dead)
+
+    if a.importance is not None:
+        imp = Section("importance", "Feature importance")
+        imp.blocks += [f"<p>Attributions explain the logit of each sample's true class from an all-zero baseline "
+                       f"(the training mean), over {a.importance.n_samples} samples. The sanity check (Adebayo et "
+                       f"al. 2018) reruns each method on a copy with re-initialised weights: a rank correlation "
+                       f"above {SANITY_FAIL} means the map shows the input more than the model.</p>",
+                       _table(importance_rows(a)), F.sanity_figure(a.importance)]
+        for m in a.importance.methods:
+            if m.error is not None:
+                continue
+            imp.blocks += [f"<h3>{_e(METHOD_LABELS[m.method])} (sanity {m.sanity_correlation:.2f})</h3>",
+                           F.importance_bar_figure(m, a.model.feature_names)]
+            if a.model.image_shape is not None:
+                imp.blocks.append(F.importance_map_figure(m.global_importance, a.model.image_shape,
+                                                          f"{METHOD_LABELS[m.method]} on the input grid"))
+        sections.append(imp)
+
+    if a.pruning is not None:
+        sections.append(Section("pruning", "Pruning", [F.pruning_figure(a.pruning),
+                                                       _table(pruning_rows(a))]))
+    if a.activations:
+        sections.append(Section("activations", "Activations by class",
+                                [F.projection_figure(layer, a.model.class_names) for layer in a.activations]))
+    return sections
+
+
+def comparison_sections(c: Comparison) -> list[Section]:
+    summary = Section("summary", "Summary")
+    acc = (f" Accuracy {c.accuracy_a:.2%} → {c.accuracy_b:.2%}." if c.accuracy_a is not None
+           and c.accuracy_b is not None else "")
+    summary.blocks += [f"<p>a: {_e(c.architecture_a)} from <code>{_e(c.source_a)}</code><br>b: "
+                       f"{_e(c.architecture_b)} from <code>{_e(c.source_b)}</code><br>Parameters "
+                       f"{c.parameters_a:,} → {c.parameters_b:,}.{acc}</p>", _findings_html(c.findings)]
+    layers = Section("layers", "Per-layer differences", [_table(comparison_rows(c))])
+    for layer in c.layers:
+        if layer.change is not None:
+            fig = F.weight_heatmap_figure(_change_as_weights(layer), magnitude=True)
+            fig.update_layout(title_text=f"{layer.name}: |W_b − W_a| (relative change {100 * layer.relative_change:.1f}%)")
+            layers.blocks.append(fig)
+    sections = [summary, layers]
+    if c.importance:
+        sections.append(Section("importance", "Feature-importance ranks", [_table(shift_rows(c))]))
+    return sections
+
+
+def _change_as_weights(layer):  # a LayerWeights-shaped view of a change map, for the heatmap builder
+    from inspector.analysis.weights import LayerWeights
+
+    m, n = layer.change.full_shape
+    empty = np.zeros(0)
+    return LayerWeights(layer.name, m, n, None, layer.change, empty, empty, None, empty, empty, 0.0, 0.0,
+                        empty, 0.0, 0.0, 0.0, None)
+
+
+def comparison_rows(c: Comparison) -> list[dict[str, object]]:
+    return [{"layer": layer.name,
+             "shape a": "×".join(map(str, layer.shape_a)) if layer.shape_a else "-",
+             "shape b": "×".join(map(str, layer.shape_b)) if layer.shape_b else "-",
+             "params a": layer.parameters_a, "params b": layer.parameters_b,
+             "zero weights a → b": (f"{layer.zero_weights_a:,} → {layer.zero_weights_b:,}"
+                                    if layer.zero_weights_a is not None and layer.zero_weights_b is not None else "-"),
+             "weight change": f"{100 * layer.relative_change:.1f}%" if layer.relative_change is not None else "-",
+             "dead a → b": f"{layer.dead_a} → {layer.dead_b}" if layer.dead_a is not None and layer.dead_b is not None
+             else "-",
+             "died": ", ".join(map(str, layer.died[:12])) + ("…" if len(layer.died) > 12 else ""),
+             "revived": ", ".join(map(str, layer.revived[:12])) + ("…" if len(layer.revived) > 12 else "")}
+            for layer in c.layers]
+
+
+def shift_rows(c: Comparison) -> list[dict[str, object]]:
+    names = c.feature_names
+    return [{"method": METHOD_LABELS[s.method], "rank correlation": f"{s.rank_correlation:.2f}",
+             "top in a": ", ".join(names[i] for i in s.top_a), "top in b": ", ".join(names[i] for i in s.top_b)}
+            for s in c.importance]
+
+
+# --------------------------------------------------------------------------- HTML
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1200px;margin:0 auto;padding:0 20px;color:#222}
+h1{margin-bottom:4px} .meta{color:#666;margin-top:0}
+nav.toc{background:#f6f8fa;border:1px solid #ddd;padding:8px 16px;border-radius:6px}
+table{border-collapse:collapse;margin:10px 0;font-size:14px} th,td{border:1px solid #ccc;padding:4px 8px;text-align:left}
+td.num{text-align:right;font-variant-numeric:tabular-nums} thead th{background:#f0f0f0}
+ul.findings li.warning{color:#b30000} section{margin-top:28px} .figure{margin:8px 0}
+@media print{nav.toc,.modebar{display:none} section{break-before:page} section:first-of-type{break-before:auto}
+ .figure,table{break-inside:avoid}
+ body{max-width:none;padding:0} a{color:inherit;text-decoration:none}}
+"""
+
+
+def render_html(title: str, sections: list[Section]) -> str:
+    toc = "".join(f'<li><a href="#{s.id}">{_e(s.title)}</a></li>' for s in sections)
+    parts = []
+    counter = 0
+    for s in sections:
+        body = []
+        for block in s.blocks:
+            if isinstance(block, go.Figure):
+                counter += 1
+                body.append('<div class="figure">' + pio.to_html(
+                    block, full_html=False, include_plotlyjs=False, div_id=f"fig-{counter}",
+                    config={"displaylogo": False, "responsive": True}) + "</div>")
+            else:
+                body.append(block)
+        parts.append(f'<section id="{s.id}"><h2>{_e(s.title)}</h2>{"".join(body)}</section>')
+    from plotly.offline import get_plotlyjs
+
+    stamp = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    return (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{_e(title)}</title>"
+            f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><style>{_CSS}</style>"
+            f"<script type=\"text/javascript\">{get_plotlyjs()}</script></head><body>"
+            f"<h1>{_e(title)}</h1><p class=\"meta\">dense-inspector {__version__}, {stamp}</p>"
+            f"<nav class=\"toc\"><b>Contents</b><ol>{toc}</ol></nav>{''.join(parts)}</body></html>")
+
+
+def to_html(analysis: Analysis) -> str:
+    return render_html(f"dense-inspector report: {analysis.model.architecture}", analysis_sections(analysis))
+
+
+def comparison_html(c: Comparison) -> str:
+    return render_html("dense-inspector comparison", comparison_sections(c))
+
+
+# --------------------------------------------------------------------------- Markdown
+
+
+def _md_table(rows: list[dict[str, object]]) -> str:
+    if not rows:
+        return ""
+    cells = [[str(k) for k in rows[0]]] + [
+        [f"{v:,}" if isinstance(v, (int, np.integer)) and not isinstance(v, bool) else str(v) for v in r.values()]
+        for r in rows]
+    lines = ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in cells]
+    lines.insert(1, "|" + "|".join(" --- " for _ in cells[0]) + "|")
+    return "\n".join(lines)
+
+
+def _md_findings(findings: tuple[Finding, ...] | list[Finding]) -> str:
+    return "\n".join(f"- {'**warning:** ' if f.severity == 'warning' else ''}{f.text}"
+                     for f in sorted(findings, key=lambda f: f.severity != "warning"))
+
+
+def to_markdown(analysis: Analysis) -> str:
+    a = analysis
+    out = [f"# dense-inspector report: {a.model.architecture}", "",
+           f"Source: `{a.model.source}`; {a.parameters.total_parameters:,} parameters."]
+    if a.data:
+        out.append(f"Evaluated on {a.data.n_samples} {a.data.name} {a.data.split} samples: accuracy "
+                   f"**{a.data.accuracy:.2%}**, loss {a.data.loss:.4f}.")
+    out += ["", "## Findings", "", _md_findings(a.findings), "", "## Parameters", "",
+            "A layer with n inputs and m neurons has m × (n + 1) parameters.", "",
+            _md_table(F.parameter_rows(a.parameters))]
+    if a.activations:
+        out += ["", "## Dead ReLUs and saturation", "", _md_table(census_rows(a))]
+    if a.importance:
+        out += ["", "## Feature importance", "", _md_table(importance_rows(a))]
+    if a.pruning:
+        out += ["", "## Pruning", "", _md_table(pruning_rows(a))]
+    if a.training:
+        t = a.training
+        out += ["", "## Training", "", f"{t.epochs_run} epochs, best epoch {t.best_epoch}"
+                + (" (early stopping)" if t.stopped_early else "")
+                + (f", validation loss rising from epoch {t.overfitting_epoch}" if t.overfitting_epoch else "")
+                + f"; train/validation accuracy gap {100 * t.accuracy_gap:.1f} points."]
+    return "\n".join(out) + "\n"
+
+
+def comparison_markdown(c: Comparison) -> str:
+    out = ["# dense-inspector comparison", "", f"- a: {c.architecture_a} (`{c.source_a}`)",
+           f"- b: {c.architecture_b} (`{c.source_b}`)", f"- parameters: {c.parameters_a:,} → {c.parameters_b:,}"]
+    if c.accuracy_a is not None and c.accuracy_b is not None:
+        out.append(f"- accuracy: {c.accuracy_a:.2%} → {c.accuracy_b:.2%}")
+    out += ["", "## Findings", "", _md_findings(c.findings), "", "## Per-layer differences", "", _md_table(comparison_rows(c))]
+    if c.importance:
+        out += ["", "## Feature-importance ranks", "", _md_table(shift_rows(c))]
+    return "\n".join(out) + "\n"
+
+
+# --------------------------------------------------------------------------- static output
+
+
+def find_browser() -> str:
+    """A Chrome or Chromium executable, for PDF and PNG output."""
+    candidates = [os.environ.get("BROWSER_PATH", "")] + [shutil.which(n) or "" for n in (
+        "chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")]
+    for c in candidates:
+        if c and os.path.exists(c):
+            return c
+    raise InspectorError("PDF and PNG reports need Chrome or Chromium (Debian: apt-get install chromium; "
+                         "or set BROWSER_PATH); HTML, md and json reports work without one")
+
+
+def write_pdf(html_text: str, path: Path, *, force: bool = False) -> Path:
+    """Print the HTML report to PDF with headless Chromium, after its figures have drawn."""
+    browser = find_browser()
+    with tempfile.TemporaryDirectory() as tmp, atomic_path(path, force=force) as out:
+        page = Path(tmp) / "report.html"
+        page.write_text(html_text, encoding="utf-8")
+        cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync",
+               "--no-first-run", f"--user-data-dir={tmp}/profile", "--no-pdf-header-footer",
+               "--virtual-time-budget=20000", f"--print-to-pdf={out}", page.as_uri()]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        if proc.returncode != 0 or not out.exists() or out.stat().st_size == 0:
+            raise InspectorError(f"{browser} could not print the report to PDF: "
+                                 f"{(proc.stderr.strip().splitlines() or ['no output'])[-1][:200]}")
+    return path
+
+
+def write_pngs(sections: list[Section], directory: Path, *, force: bool = False) -> list[Path]:
+    """Every figure as ``NN-section.png`` in ``directory``, through kaleido."""
+    find_browser()
+    if directory.exists() and not directory.is_dir():
+        raise InspectorError(f"{directory} exists and is not a folder; PNG output is a folder of images")
+    if directory.exists() and any(directory.iterdir()) and not force:
+        raise InspectorError(f"{directory} already exists; pass --force to overwrite it")
+    figures = [(s.id, b) for s in sections for b in s.blocks if isinstance(b, go.Figure)]
+    if not directory.parent.exists():
+        raise InspectorError(f"folder {directory.parent} does not exist; create it first")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    os.chmod(tmp, 0o777 & ~umask())
+    try:
+        paths = [tmp / f"{i:02d}-{sid}.png" for i, (sid, _) in enumerate(figures, start=1)]
+        try:
+            pio.write_images([fig for _, fig in figures], paths, format="png", width=1100, scale=1)
+        except Exception as exc:  # kaleido reports browser problems in its own types
+            raise InspectorError(f"kaleido could not render the figures: {str(exc).splitlines()[0][:200]}") from None
+        if directory.exists():
+            shutil.rmtree(directory)
+        os.replace(tmp, directory)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return [directory / p.name for p in paths]
+
+
+def write_report(analysis: Analysis | Comparison, path: str | os.PathLike[str], fmt: str | None = None, *,
+                 force: bool = False) -> Path:
+    """Write ``analysis`` (or a comparison) as ``fmt`` (default: from the extension), atomically."""
+    path = Path(path)
+    fmt = format_for(path, fmt)
+    comparison = isinstance(analysis, Comparison)
+    if fmt == "png":
+        sections = comparison_sections(analysis) if comparison else analysis_sections(analysis)
+        write_pngs(sections, path, force=force)
+        return path
+    if fmt == "json":
+        return write_text_atomic(path, to_json_document(analysis), force=force)
+    if fmt == "md":
+        text = comparison_markdown(analysis) if comparison else to_markdown(analysis)
+        return write_text_atomic(path, text, force=force)
+    text = comparison_html(analysis) if comparison else to_html(analysis)
+    if fmt == "pdf":
+        return write_pdf(text, path, force=force)
+    return write_text_atomic(path, text, force=force)

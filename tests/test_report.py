@@ -1,0 +1,152 @@
+from __future__ import annotations
+
+import os
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from inspector.analysis import Analysis, AnalysisOptions, analyze
+from inspector.analysis.compare import compare
+from inspector.cli import main
+from inspector.errors import InspectorError
+from inspector.evaluation import EvalData
+from inspector.models import MLPConfig, build_mlp
+from inspector.report import analysis_sections, find_browser, format_for, to_html, to_markdown, write_report
+from inspector.results import results_equal
+
+
+@pytest.fixture(scope="module")
+def analysis(demo) -> Analysis:
+    return demo[0]
+
+
+def test_markdown_holds_the_parameter_table(analysis):
+    md = to_markdown(analysis)
+    assert "| layer | inputs n | outputs m | weights | biases | formula | parameters |" in md
+    assert "| fc1 | 64 | 128 | 8,192 | 128 | 128 × (64 + 1) | 8,320 |" in md
+    assert "| total |  |  | 17,024 | 202 |  | 17,226 |" in md
+    assert "## Dead ReLUs and saturation" in md and "## Feature importance" in md and "## Pruning" in md
+
+
+def test_html_is_self_contained_with_every_section(analysis):
+    text = to_html(analysis)
+    ids = [s.id for s in analysis_sections(analysis)]
+    assert ids == ["summary", "architecture", "training", "weights", "dead", "importance", "pruning", "activations"]
+    for section in ids:
+        assert f'<section id="{section}">' in text and f'href="#{section}"' in text
+    # no external resource in the page itself (plotly.js's own source mentions map-tile URLs it never
+    # loads for these charts; the browser test checks that nothing is fetched)
+    from plotly.offline import get_plotlyjs
+
+    page = text.replace(get_plotlyjs(), "")
+    assert len(page) < len(text) - 4_000_000  # plotly.js was inlined, once
+    assert not re.findall(r'(?:src|href)\s*=\s*["\'](?:https?:)?//', page)
+    assert "@media print" in text
+    assert "8,320" in text and "128 × (64 + 1)" in text
+    assert len(text.encode()) < 8_000_000  # plotly.js (about 4.8 MB) is most of it
+
+
+def test_json_report_is_the_analysis(analysis, tmp_path):
+    path = write_report(analysis, tmp_path / "a.json")
+    assert results_equal(Analysis.load(path), analysis)
+
+
+def test_format_comes_from_extension_or_flag(tmp_path):
+    assert format_for(tmp_path / "r.md", None) == "md"
+    assert format_for(tmp_path / "r.txt", "html") == "html"
+    with pytest.raises(InspectorError, match="pass --format"):
+        format_for(tmp_path / "r.txt", None)
+
+
+def test_existing_report_needs_force_and_failure_leaves_nothing(analysis, tmp_path, monkeypatch):
+    out = tmp_path / "r.html"
+    out.write_text("keep")
+    with pytest.raises(InspectorError, match="already exists; pass --force"):
+        write_report(analysis, out)
+    assert out.read_text() == "keep"
+    import inspector.report as report
+
+    def broken(_):
+        raise RuntimeError("figure failed")
+
+    monkeypatch.setattr(report, "to_html", broken)
+    with pytest.raises(RuntimeError):
+        write_report(analysis, tmp_path / "new.html")
+    assert sorted(os.listdir(tmp_path)) == ["r.html"]
+
+
+def test_cli_bad_path_is_one_line_and_writes_nothing(tmp_path, capsys):
+    assert main(["report", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "r.html")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "missing.pt: no such file" in err
+    assert os.listdir(tmp_path) == []
+
+
+def test_cli_report_from_analysis_folder(analysis, tmp_path, capsys):
+    analysis.save(tmp_path / "a")
+    assert main(["report", str(tmp_path / "a"), "--out", str(tmp_path / "r.md")]) == 0
+    assert "| fc2 | 128 | 64 |" in (tmp_path / "r.md").read_text()
+
+
+def test_pdf_and_png_need_a_browser(analysis, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("BROWSER_PATH", raising=False)
+    with pytest.raises(InspectorError, match="need Chrome or Chromium"):
+        write_report(analysis, tmp_path / "r.pdf")
+    assert not (tmp_path / "r.pdf").exists()
+
+
+@pytest.mark.browser
+def test_pdf_and_png_with_chromium(analysis, tmp_path):
+    try:
+        find_browser()
+    except InspectorError:
+        pytest.skip("no Chrome or Chromium on this machine")
+    pdf = write_report(analysis, tmp_path / "r.pdf")
+    assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 50_000
+    pngs = sorted((tmp_path / "png").glob("*.png")) if write_report(analysis, tmp_path / "png", "png") else []
+    n_figures = sum(1 for s in analysis_sections(analysis) for b in s.blocks if not isinstance(b, str))
+    assert len(pngs) == n_figures and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+
+
+def _planted_pair():
+    torch.manual_seed(0)
+    before = build_mlp(MLPConfig(10, (16,), 3))
+    after = build_mlp(MLPConfig(10, (16,), 3))
+    after.load_state_dict(before.state_dict())
+    with torch.no_grad():
+        before.fc1.bias[[7]] = -10.0  # dead before, revived after
+        after.fc1.bias[[2, 9]] = -10.0  # alive before, dead after
+        after.fc2.weight.mul_(2.0)
+    return before, after
+
+
+def test_comparison_finds_died_revived_and_weight_change():
+    before, after = _planted_pair()
+    X = np.random.default_rng(0).standard_normal((300, 10)).astype(np.float32)
+    data = EvalData.from_arrays(X, np.arange(300) % 3)
+    options = AnalysisOptions(sections=("parameters", "weights", "activations"))
+    c = compare(analyze(before, data, options=options), analyze(after, data, options=options))
+    fc1, fc2 = c.layers
+    assert fc1.died.tolist() == [2, 9] and fc1.revived.tolist() == [7]
+    assert fc2.relative_change == pytest.approx(1.0, rel=1e-6)  # W_b - W_a = W_a
+    assert fc1.relative_change == 0.0
+    np.testing.assert_allclose(fc2.change.values, np.abs(before.fc2.weight.detach().numpy()), rtol=1e-6)
+    assert any("2 neurons died and 1 revived" in f.text for f in c.findings)
+
+
+def test_comparison_of_two_snapshots_of_one_run(tmp_path, capsys):
+    run = tmp_path / "run.pt"
+    assert main(["train", "--dataset", "synthetic", "--hidden", "16", "--epochs", "6", "--patience", "0",
+                 "--snapshot-every", "3", "--out", str(run), "-q"]) == 0
+    out = tmp_path / "cmp.md"
+    assert main(["report", f"{run}@3", str(run), "--out", str(out)]) == 0
+    md = out.read_text()
+    assert f"`{run}@3`" in md and "| fc1 | 16×10 | 16×10 |" in md and "rank correlation" in md
+    html_out = tmp_path / "cmp.html"
+    assert main(["report", f"{run}@3", f"{run}@6", "--out", str(html_out)]) == 0
+    assert "Per-layer differences" in html_out.read_text()
+    assert main(["report", f"{run}@4", str(run), "--out", str(tmp_path / "x.md")]) == 1
+    assert "no snapshot for epoch 4 (have: 3, 6)" in capsys.readouterr().err
