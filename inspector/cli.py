@@ -162,7 +162,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     )
     ckpt = load(args.checkpoint, activation=args.activation, trust_pickle=args.trust_pickle)
     for notice in ckpt.notices:
-        print(f"inspector: note: {notice}", file=sys.stderr)
+        _note(notice)
     ckpt.model.to(resolve_device(args.device))
     data = eval_data_for(ckpt, args.data, label_column=args.label_column)
     analysis = analyze(ckpt, data, options=options)
@@ -173,27 +173,17 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
-def _analysis_for(path: Path, args: argparse.Namespace):
-    """A saved analysis folder or report JSON as is; a checkpoint analysed now. Returns (analysis, model)."""
-    from inspector.analysis import Analysis, analyze
-    from inspector.checkpoints import load
-    from inspector.evaluation import eval_data_for
-    from inspector.results import JSON_NAME
+def _note(message: str) -> None:
+    print(f"inspector: note: {message}", file=sys.stderr)
 
-    if (path.is_dir() and (path / JSON_NAME).exists()) or (path.is_file() and path.suffix.lower() == ".json"):
-        return Analysis.load(path), None
-    epoch = None
-    if not path.exists() and "@" in path.name:  # run.pt@5: the run's weights at the end of epoch 5
-        stem, _, suffix = str(path).rpartition("@")
-        if not suffix.isdigit():
-            raise InspectorError(f"{path}: after '@' give an epoch number, e.g. run.pt@5")
-        path, epoch = Path(stem), int(suffix)
-    ckpt = load(path, activation=args.activation, trust_pickle=args.trust_pickle)
-    if epoch is not None:
-        ckpt = ckpt.at_epoch(epoch)
-    for notice in ckpt.notices:
-        print(f"inspector: note: {notice}", file=sys.stderr)
-    return analyze(ckpt, eval_data_for(ckpt, args.data, label_column=args.label_column)), ckpt.model
+
+def _analysis_for(path: Path, args: argparse.Namespace):
+    """(analysis, model or None) for a saved analysis, a checkpoint or RUN.pt@EPOCH."""
+    from inspector.analysis import analyze_path
+
+    analysis, ckpt, _ = analyze_path(path, data=args.data, label_column=args.label_column,
+                                     activation=args.activation, trust_pickle=args.trust_pickle, notify=_note)
+    return analysis, ckpt.model if ckpt is not None else None
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -249,7 +239,7 @@ def _cmd_prune(args: argparse.Namespace) -> int:
         raise InspectorError(f"--sparsity must be in [0, 1), got {args.sparsity}")
     ckpt = load(args.checkpoint, activation=args.activation, trust_pickle=args.trust_pickle)
     for notice in ckpt.notices:
-        print(f"inspector: note: {notice}", file=sys.stderr)
+        _note(notice)
     if ckpt.config is None:
         raise InspectorError(f"{args.checkpoint}: only MLP checkpoints can be exported after pruning")
     data = eval_data_for(ckpt, args.data, label_column=args.label_column)

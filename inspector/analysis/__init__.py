@@ -248,5 +248,44 @@ def analyze(
     )
 
 
-__all__ = ["Analysis", "AnalysisOptions", "DataInfo", "ModelInfo", "SECTIONS", "analyze"]
+def analyze_path(
+    path: str | os.PathLike[str],
+    *,
+    data: str | None = None,
+    label_column: str | None = None,
+    activation: str | None = None,
+    trust_pickle: bool = False,
+    options: AnalysisOptions | None = None,
+    notify: Any = None,
+) -> tuple[Analysis, Checkpoint | None, EvalData | None]:
+    """What a user named, as an analysis: a saved analysis (folder or JSON report) is read back;
+    a checkpoint (``RUN.pt@EPOCH`` for a weight snapshot) is loaded and analysed on its data.
+
+    Returns the analysis and, for a checkpoint, the checkpoint and evaluation data (which
+    on-demand views need). ``notify(message)`` receives the loader's notices.
+    """
+    from inspector.checkpoints import load
+    from inspector.evaluation import eval_data_for
+    from inspector.results import JSON_NAME
+
+    path = Path(path)
+    if (path.is_dir() and (path / JSON_NAME).exists()) or (path.is_file() and path.suffix.lower() == ".json"):
+        return Analysis.load(path), None, None
+    epoch = None
+    if not path.exists() and "@" in path.name:  # run.pt@5: the run's weights at the end of epoch 5
+        stem, _, suffix = str(path).rpartition("@")
+        if not suffix.isdigit():
+            raise InspectorError(f"{path}: after '@' give an epoch number, e.g. run.pt@5")
+        path, epoch = Path(stem), int(suffix)
+    ckpt = load(path, activation=activation, trust_pickle=trust_pickle)
+    if epoch is not None:
+        ckpt = ckpt.at_epoch(epoch)
+    for notice in ckpt.notices:
+        if notify is not None:
+            notify(notice)
+    eval_data = eval_data_for(ckpt, data, label_column=label_column)
+    return analyze(ckpt, eval_data, options=options), ckpt, eval_data
+
+
+__all__ = ["Analysis", "AnalysisOptions", "DataInfo", "ModelInfo", "SECTIONS", "analyze", "analyze_path"]
 
