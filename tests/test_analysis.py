@@ -108,3 +108,18 @@ def test_cli_analyze_wrong_data_width_is_one_line(digits_checkpoint, tmp_path, c
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "has 10 features but" in err
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "gelu", "sigmoid", "tanh"])
+def test_every_activation_and_batch_norm_analyses_end_to_end(activation, tmp_path):
+    torch.manual_seed(0)
+    model = build_mlp(MLPConfig(6, (12, 8), 3, activation=activation, batch_norm=True, dropout=0.1)).eval()
+    rng = np.random.default_rng(0)
+    data = EvalData.from_arrays(rng.standard_normal((90, 6)).astype(np.float32), np.arange(90) % 3)
+    analysis = analyze(model, data, options=AnalysisOptions(n_steps=8, sparsities=(0.0, 0.5)))
+    assert [a.activation for a in analysis.activations] == [activation, activation]
+    squashing = activation in ("sigmoid", "tanh")
+    assert all((a.saturation_rate is not None) == squashing for a in analysis.activations)
+    assert all(m.error is None for m in analysis.importance.methods), [m.error for m in analysis.importance.methods]
+    analysis.save(tmp_path / "a")
+    assert results_equal(Analysis.load(tmp_path / "a"), analysis)
