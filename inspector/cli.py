@@ -146,9 +146,7 @@ def _csv(text: str | None) -> tuple[str, ...] | None:
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
-    from inspector.analysis import AnalysisOptions, analyze
-    from inspector.checkpoints import load
-    from inspector.evaluation import eval_data_for
+    from inspector.analysis import AnalysisOptions, analyze_path
     from inspector.summary import format_summary
     from inspector.training import resolve_device
 
@@ -160,12 +158,9 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         methods=_csv(args.methods) or defaults.methods,
         n_steps=args.steps, nearly_dead_threshold=args.nearly_dead, finetune_epochs=args.finetune_epochs,
     )
-    ckpt = load(args.checkpoint, activation=args.activation, trust_pickle=args.trust_pickle)
-    for notice in ckpt.notices:
-        _note(notice)
-    ckpt.model.to(resolve_device(args.device))
-    data = eval_data_for(ckpt, args.data, label_column=args.label_column)
-    analysis = analyze(ckpt, data, options=options)
+    analysis, _, _ = analyze_path(args.checkpoint, data=args.data, label_column=args.label_column,
+                                  activation=args.activation, trust_pickle=args.trust_pickle, options=options,
+                                  notify=_note, device=resolve_device(args.device))
     analysis.save(args.out, force=args.force)
     print(format_summary(analysis))
     print(f"wrote {args.out}/analysis.json and {args.out}/arrays.npz "

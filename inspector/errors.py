@@ -11,3 +11,11 @@ from __future__ import annotations
 
 class InspectorError(Exception):
     """A problem with the user's input, reported in one line."""
+
+
+class NotAnMLPError(InspectorError):
+    """The file holds dense weights, but not a chain that rebuilds as an MLP.
+
+    Its 2-D weights can still be inspected one tensor at a time
+    (:func:`inspector.analysis.analyze_weights_file`, ``inspector info``).
+    """

@@ -72,7 +72,7 @@ def architecture_figure(model: ModelInfo) -> go.Figure:
     """Layers as boxes whose height grows with their width (log scale), left to right."""
     sizes = model.layer_sizes
     if not sizes:
-        return empty_figure("no linear layers")
+        return empty_figure(f"{model.architecture}: the layers do not form one chain, so there is no diagram")
     labels = ["input"] + [name for name, _ in model.blocks]
     acts = [""] + [act if act != "none" else "" for _, act in model.blocks]
     top = np.log2(max(sizes) + 1)

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from inspector.errors import InspectorError
+from inspector.errors import InspectorError, NotAnMLPError
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -159,17 +159,17 @@ def infer_mlp_layout(
         if "running_mean" in leaves:
             batch_norm.append(prefix)
             if set(leaves) - set(_BN_SUFFIXES):
-                raise InspectorError(f"{source}: {prefix!r} looks like batch norm but has extra keys")
+                raise NotAnMLPError(f"{source}: {prefix!r} looks like batch norm but has extra keys")
         elif "weight" in leaves and leaves["weight"].ndim == 2:
             w = leaves["weight"]
             b = leaves.get("bias")
             if b is not None and tuple(b.shape) != (w.shape[0],):
-                raise InspectorError(
+                raise NotAnMLPError(
                     f"{source}: {prefix}.bias has shape {tuple(b.shape)} but {prefix}.weight "
                     f"has {w.shape[0]} outputs; the file is not a consistent linear layer"
                 )
             if set(leaves) - {"weight", "bias"}:
-                raise InspectorError(
+                raise NotAnMLPError(
                     f"{source}: module {prefix!r} has keys {sorted(leaves)}; it is not a plain "
                     "nn.Linear, so the model can't be rebuilt as an MLP "
                     "(use `inspector info` for weight-only inspection)"
@@ -177,7 +177,7 @@ def infer_mlp_layout(
             linear.append(prefix)
         else:
             shapes = {leaf: tuple(t.shape) for leaf, t in leaves.items()}
-            raise InspectorError(
+            raise NotAnMLPError(
                 f"{source}: module {prefix or '<root>'!r} with {shapes} is neither nn.Linear nor "
                 "BatchNorm1d, so the model can't be rebuilt as an MLP "
                 "(use `inspector info` for weight-only inspection)"
@@ -198,7 +198,7 @@ def infer_mlp_layout(
                 f"{p}: {modules[p]['weight'].shape[1]}->{modules[p]['weight'].shape[0]}"
                 for p in linear
             )
-            raise InspectorError(
+            raise NotAnMLPError(
                 f"{source}: the linear layers' shapes don't chain ({desc}); each layer's inputs "
                 "must equal the previous layer's outputs, so this is not a plain MLP "
                 "(use `inspector info` for weight-only inspection)"
@@ -212,14 +212,14 @@ def infer_mlp_layout(
     if batch_norm:
         bn_sizes = [int(modules[p]["running_mean"].shape[0]) for p in batch_norm]
         if len(batch_norm) != len(hidden) or bn_sizes != list(hidden):
-            raise InspectorError(
+            raise NotAnMLPError(
                 f"{source}: found batch norm on {len(batch_norm)} of {len(hidden)} hidden layers "
                 f"(sizes {bn_sizes} vs {list(hidden)}); only a batch norm after every hidden layer "
                 "can be rebuilt (use `inspector info` for weight-only inspection)"
             )
     for p in linear:
         if "bias" not in modules[p]:
-            raise InspectorError(
+            raise NotAnMLPError(
                 f"{source}: layer {p!r} has no bias; only nn.Linear(bias=True) layers can be "
                 "rebuilt as an MLP (use `inspector info` for weight-only inspection)"
             )

@@ -42,6 +42,8 @@ def format_summary(analysis: Analysis) -> str:
         d = analysis.data
         parts.append(f"evaluated on {d.n_samples} {d.name} {d.split} samples: accuracy {d.accuracy:.2%}, "
                      f"loss {d.loss:.4f}")
+    elif not analysis.model.layer_sizes:
+        parts.append("weight-only: the file's weights do not rebuild as one model, so no data can be run through it")
     else:
         parts.append("no evaluation data: weight-only sections (pass --data for activations, importance, pruning)")
     parts.append("findings:")

@@ -86,3 +86,56 @@ def test_pickled_file_inventory_is_refused_without_trust(tmp_path):
     with pytest.raises(InspectorError, match="trust-pickle"):
         read_inventory(tmp_path / "whole.pt")
     assert read_inventory(tmp_path / "whole.pt", trust_pickle=True).totals()["parameters"] == 8
+
+
+def test_weight_only_analysis_of_transformer_blocks_reads_one_tensor_at_a_time(tmp_path, monkeypatch):
+    import numpy as np
+    import safetensors.torch
+
+    from inspector.analysis import Analysis, analyze_weights_file
+    from inspector.analysis.weights import layer_weights
+    from inspector.results import results_equal
+
+    tensors = _transformer_like()
+    path = tmp_path / "t.safetensors"
+    save_file(tensors, str(path))
+
+    def no_full_load(*a, **k):
+        raise AssertionError("weight-only analysis must not load the whole file")
+
+    monkeypatch.setattr(safetensors.torch, "load_file", no_full_load)
+    analysis = analyze_weights_file(path)
+    by_name = {w.name: w for w in analysis.weights}
+    assert set(by_name) == {"embed", "blocks.0.mlp.up", "blocks.0.mlp.down", "blocks.1.mlp.up", "blocks.1.mlp.down"}
+    expected = layer_weights("blocks.1.mlp.up", tensors["blocks.1.mlp.up.weight"], tensors["blocks.1.mlp.up.bias"])
+    np.testing.assert_array_equal(by_name["blocks.1.mlp.up"].neuron_norm, expected.neuron_norm)
+    assert by_name["blocks.1.mlp.up"].stable_rank == pytest.approx(expected.stable_rank)
+    assert analysis.parameters.total_parameters == sum(t.numel() for t in tensors.values())
+    assert analysis.data is None and analysis.activations is None
+    analysis.save(tmp_path / "a")
+    assert results_equal(Analysis.load(tmp_path / "a"), analysis)
+
+
+def test_cli_analyze_falls_back_to_weights_only(tmp_path, capsys):
+    from inspector.cli import main
+
+    save_file(_transformer_like(), str(tmp_path / "t.safetensors"))
+    assert main(["analyze", str(tmp_path / "t.safetensors"), "--out", str(tmp_path / "a")]) == 0
+    captured = capsys.readouterr()
+    assert "analysing its weights only" in captured.err and "weight-only" in captured.out
+    assert "blocks.0.mlp.up" in captured.out and "64*(16+1) = 1,088" in captured.out
+    # asking for data on such a file is an error, not a silent fallback
+    assert main(["analyze", str(tmp_path / "t.safetensors"), "--data", "synthetic", "--out", str(tmp_path / "b")]) == 1
+    assert "can't be rebuilt as an MLP" in capsys.readouterr().err
+
+
+def test_dashboard_and_report_handle_a_weight_only_analysis(tmp_path):
+    from dashboards.app import create_app
+    from inspector.analysis import analyze_weights_file
+    from inspector.report import to_html, to_markdown
+
+    save_file(_transformer_like(), str(tmp_path / "t.safetensors"))
+    analysis = analyze_weights_file(tmp_path / "t.safetensors")
+    assert create_app(analysis).layout is not None
+    assert "blocks.0.mlp.down" in to_markdown(analysis)
+    assert '<section id="weights">' in to_html(analysis)

@@ -27,7 +27,7 @@ from inspector.analysis.parameters import ParameterReport, count_parameters, lin
 from inspector.analysis.pruning import DEFAULT_SPARSITIES, SCOPES, PruningReport, pruning_sweep
 from inspector.analysis.weights import LayerWeights, weight_report
 from inspector.checkpoints import Checkpoint
-from inspector.errors import InspectorError
+from inspector.errors import InspectorError, NotAnMLPError
 from inspector.evaluation import EvalData
 from inspector.results import load_result, result, save_result
 from inspector.training import History
@@ -248,6 +248,61 @@ def analyze(
     )
 
 
+def analyze_weights_file(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> Analysis:
+    """Weight-only analysis of any file with 2-D weights (e.g. a transformer's MLP blocks).
+
+    Nothing is rebuilt and nothing runs: parameter counts come from the header
+    (:func:`inspector.inventory.read_inventory`) and each weight is read, summarised
+    and dropped one tensor at a time, so a file larger than memory can be inspected.
+    """
+    from inspector.analysis.parameters import LayerParameters, OtherParameters
+    from inspector.inventory import iter_tensors, read_inventory
+
+    started = time.perf_counter()
+    inventory = read_inventory(path, trust_pickle=trust_pickle)
+    if not inventory.linear_layers:
+        raise InspectorError(f"{path}: no 2-D weight tensors found; nothing dense to analyse")
+    layers = tuple(
+        LayerParameters(name=l.name, in_features=l.in_features, out_features=l.out_features, weights=l.weights,
+                        biases=l.biases, parameters=l.parameters, trainable=True, bytes=l.nbytes,
+                        macs_per_sample=l.weights, dtype=l.dtype)
+        for l in inventory.linear_layers)
+    others = tuple(OtherParameters(name=t.name, kind="tensor", parameters=t.numel, trainable=True)
+                   for t in inventory.other_tensors)
+    linear_total = sum(l.parameters for l in layers)
+    other_total = sum(o.parameters for o in others)
+    parameters = ParameterReport(
+        layers=layers, other=others, linear_parameters=linear_total, other_parameters=other_total,
+        total_parameters=linear_total + other_total, trainable_parameters=linear_total + other_total,
+        total_bytes=sum(t.nbytes for t in inventory.tensors), macs_per_sample=sum(l.weights for l in layers))
+    from inspector.analysis.weights import layer_weights
+
+    names = {t.name for t in inventory.tensors}
+    weights = []
+    nonfinite = []
+    for layer in inventory.linear_layers:
+        wanted = [f"{layer.name}.weight"] + ([f"{layer.name}.bias"] if layer.biases else [])
+        if wanted[0] not in names:  # a bare 2-D tensor whose name does not end in .weight
+            wanted = [layer.name]
+        tensors = dict(iter_tensors(path, wanted, trust_pickle=trust_pickle))
+        weight = tensors[wanted[0]]
+        bias = tensors.get(f"{layer.name}.bias")
+        for name, t in tensors.items():
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                nonfinite.append(name)
+        weights.append(layer_weights(layer.name, weight, bias))
+        del tensors, weight, bias
+    info = ModelInfo(
+        source=str(path), architecture=f"{len(layers)} dense layers (weight-only)", layer_sizes=(),
+        activation=None, batch_norm=False, dropout=0.0, feature_names=(), class_names=(), image_shape=None,
+        blocks=tuple((l.name, "none") for l in layers), nonfinite=tuple(nonfinite))
+    found = F.parameter_findings(parameters) + F.weight_findings(tuple(weights))
+    found += [F.Finding("weights", "warning", f"{name} holds NaN or Inf values", {}) for name in nonfinite]
+    return Analysis(model=info, data=None, parameters=parameters, weights=tuple(weights), activations=None,
+                    deaths=None, importance=None, pruning=None, training=None, findings=tuple(found),
+                    timings={"weights": time.perf_counter() - started}, package_version=__version__)
+
+
 def analyze_path(
     path: str | os.PathLike[str],
     *,
@@ -257,9 +312,11 @@ def analyze_path(
     trust_pickle: bool = False,
     options: AnalysisOptions | None = None,
     notify: Any = None,
+    device: torch.device | None = None,
 ) -> tuple[Analysis, Checkpoint | None, EvalData | None]:
     """What a user named, as an analysis: a saved analysis (folder or JSON report) is read back;
-    a checkpoint (``RUN.pt@EPOCH`` for a weight snapshot) is loaded and analysed on its data.
+    a checkpoint (``RUN.pt@EPOCH`` for a weight snapshot) is loaded and analysed on its data;
+    a file whose weights do not rebuild as an MLP gets a weight-only analysis.
 
     Returns the analysis and, for a checkpoint, the checkpoint and evaluation data (which
     on-demand views need). ``notify(message)`` receives the loader's notices.
@@ -277,15 +334,25 @@ def analyze_path(
         if not suffix.isdigit():
             raise InspectorError(f"{path}: after '@' give an epoch number, e.g. run.pt@5")
         path, epoch = Path(stem), int(suffix)
-    ckpt = load(path, activation=activation, trust_pickle=trust_pickle)
+    try:
+        ckpt = load(path, activation=activation, trust_pickle=trust_pickle)
+    except NotAnMLPError as exc:
+        if epoch is not None or data is not None:
+            raise
+        if notify is not None:
+            notify(f"{exc}; analysing its weights only")
+        return analyze_weights_file(path, trust_pickle=trust_pickle), None, None
     if epoch is not None:
         ckpt = ckpt.at_epoch(epoch)
     for notice in ckpt.notices:
         if notify is not None:
             notify(notice)
+    if device is not None:
+        ckpt.model.to(device)
     eval_data = eval_data_for(ckpt, data, label_column=label_column)
     return analyze(ckpt, eval_data, options=options), ckpt, eval_data
 
 
-__all__ = ["Analysis", "AnalysisOptions", "DataInfo", "ModelInfo", "SECTIONS", "analyze", "analyze_path"]
+__all__ = ["Analysis", "AnalysisOptions", "DataInfo", "ModelInfo", "SECTIONS", "analyze", "analyze_path",
+           "analyze_weights_file"]
 
