@@ -20,9 +20,11 @@ def pytest_setup_options():
     for flag in ("--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1400,1000"):
         options.add_argument(flag)
-    for binary in ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"):
-        import os
+    import os
 
+    if not os.environ.get("DISPLAY"):  # no screen: headless even when pytest was run without --headless
+        options.add_argument("--headless=new")
+    for binary in ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"):
         if os.path.exists(binary):
             options.binary_location = binary
             break
