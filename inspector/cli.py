@@ -266,7 +266,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from inspector.checkpoints import checkpoint_from_training, save_checkpoint
     from inspector.data import SplitSpec, load_dataset, split_dataset
     from inspector.fileio import check_writable
-    from inspector.inventory import format_inventory, inventory_from_model
+    from inspector.analysis.parameters import count_parameters
+    from inspector.summary import format_parameters
     from inspector.models import MLPConfig
     from inspector.training import TrainConfig, train
 
@@ -295,7 +296,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     print(f"MLP {'-'.join(map(str, config.layer_sizes))} ({config.activation}) on {dataset.name}: "
           f"{dataset.n_samples} samples, {len(splits.y_train)}/{len(splits.y_val)}/{len(splits.y_test)} "
           "train/val/test")
-    print(format_inventory(inventory_from_model(result.model)))
+    print(format_parameters(count_parameters(result.model)))
     stop = f"early stop, best epoch {h.best_epoch}" if h.stopped_early else f"best epoch {h.best_epoch}"
     print(f"trained {h.epochs_run} epochs ({stop}) in {result.wall_time_s:.1f} s on {result.device}")
     print(f"test accuracy {result.test_accuracy:.2%} ({len(splits.y_test)} samples), "

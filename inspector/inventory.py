@@ -216,20 +216,6 @@ def scan_nonfinite(path: str | os.PathLike[str], *, trust_pickle: bool = False) 
     return bad
 
 
-def inventory_from_model(model: torch.nn.Module, name: str = "<model>") -> Inventory:
-    """The same inventory for a live model (tied tensors listed once)."""
-    seen: set[int] = set()
-    tensors = []
-    for key, t in model.state_dict(keep_vars=False).items():
-        if t.data_ptr() in seen and t.numel():
-            continue
-        seen.add(t.data_ptr())
-        tensors.append(TensorInfo(key, tuple(t.shape), str(t.dtype).removeprefix("torch."),
-                                  t.numel() * t.element_size()))
-    tensors_t = tuple(tensors)
-    return Inventory(name, "module", tensors_t, linear_layers(tensors_t), {})
-
-
 def format_inventory(inv: Inventory) -> str:
     """A torchinfo-like text table: one row per linear layer, then totals."""
     head = ("layer", "in n", "out m", "weights", "biases", "params m*(n+1)", "dtype", "bytes")

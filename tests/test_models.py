@@ -7,21 +7,20 @@ import torch
 from torch import nn
 
 from inspector.errors import InspectorError
-from inspector.inventory import inventory_from_model
+from inspector.analysis.parameters import count_parameters
 from inspector.models import MLP, MLPConfig, build_mlp, infer_mlp_layout, mlp_from_state_dict
 
 
 def test_linear_100_to_50_has_5050_parameters():
-    inv = inventory_from_model(nn.Sequential(nn.Linear(100, 50)))
-    (layer,) = inv.linear_layers
+    (layer,) = count_parameters(nn.Sequential(nn.Linear(100, 50))).layers
     assert (layer.in_features, layer.out_features) == (100, 50)
     assert layer.parameters == 50 * (100 + 1) == 5050
 
 
 def test_linear_1000_to_500_has_500500_parameters():
-    inv = inventory_from_model(nn.Sequential(nn.Linear(1000, 500)))
-    assert inv.linear_layers[0].parameters == 500_500
-    assert inv.linear_layers[0].nbytes == 500_500 * 4
+    (layer,) = count_parameters(nn.Sequential(nn.Linear(1000, 500))).layers
+    assert layer.parameters == 500_500
+    assert layer.bytes == 500_500 * 4
 
 
 @pytest.mark.parametrize("sizes", [(64, (128, 64), 10), (3, (), 2), (10, (7, 5, 3), 4)])
@@ -31,7 +30,7 @@ def test_mlp_parameter_count_is_sum_of_m_times_n_plus_one(sizes):
     chain = (n_in, *hidden, n_out)
     expected = sum(m * (n + 1) for n, m in zip(chain, chain[1:]))
     assert sum(p.numel() for p in model.parameters()) == expected
-    assert inventory_from_model(model).totals()["parameters"] == expected
+    assert count_parameters(model).total_parameters == expected
 
 
 def test_mlp_modules_are_named_and_ordered():
