@@ -28,6 +28,7 @@ from inspector.analysis import pruning as P
 from inspector.analysis.activations import activation_census
 from inspector.analysis.importance import attribute
 from inspector.models import MLPConfig, build_mlp
+from inspector.training import evaluate
 
 
 def best(fn: Callable[[], object], repeats: int = 5) -> float:
@@ -85,14 +86,14 @@ def pruning_ratios(width: int, n_eval: int) -> tuple[float, float]:
     originals = [m.weight.detach().clone() for _, m in P.linear_layers(work)]
 
     def plain() -> None:
-        P._evaluate(model, X, y)
+        evaluate(model, X, y)
 
     def level() -> None:  # what the sweep does per level: restore, mask, evaluate
         with torch.no_grad():
             for (_, m), w in zip(P.linear_layers(work), originals):
                 m.weight.copy_(w)
         P.apply_masks(work, masks)
-        P._evaluate(work, X, y)
+        evaluate(work, X, y)
 
     return t_masks / t_sort, best(level) / best(plain)
 

@@ -30,7 +30,7 @@ from inspector.checkpoints import Checkpoint
 from inspector.errors import InspectorError, NotAnMLPError
 from inspector.evaluation import EvalData
 from inspector.results import load_result, result, save_result
-from inspector.training import History
+from inspector.training import History, evaluate
 
 SECTIONS = ("parameters", "weights", "activations", "importance", "pruning", "training")
 DATA_SECTIONS = ("activations", "importance", "pruning")
@@ -211,10 +211,8 @@ def analyze(
         device = next(module.parameters()).device
         X = torch.as_tensor(data.X, dtype=torch.float32, device=device)
         y = torch.as_tensor(data.y, dtype=torch.long, device=device)
-        with inspecting(module), torch.no_grad():
-            logits = module(X)
-            loss = float(torch.nn.functional.cross_entropy(logits, y))
-            accuracy = float((logits.argmax(1) == y).float().mean())
+        with inspecting(module):
+            loss, accuracy = evaluate(module, X, y)
         data_info = DataInfo(data.name, data.split, int(len(data.y)), accuracy, loss)
         n_classes = info.layer_sizes[-1]
         if "activations" in wanted:

@@ -26,6 +26,7 @@ from torch import nn
 from inspector.analysis.guard import inspecting
 from inspector.analysis.parameters import linear_layers
 from inspector.results import result
+from inspector.training import evaluate
 
 DEFAULT_SPARSITIES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 SCOPES = ("global", "layer", "neuron")
@@ -143,12 +144,6 @@ def dead_keep(model: nn.Module, dead_masks: dict[str, np.ndarray]) -> list[torch
     return out
 
 
-@torch.no_grad()
-def _evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-    logits = model(X)
-    return (float(nn.functional.cross_entropy(logits, y)), float((logits.argmax(1) == y).float().mean()))
-
-
 def apply_masks(model: nn.Module, weight_masks: list[torch.Tensor], bias_masks: list[torch.Tensor] | None = None) -> nn.Module:
     """Zero masked weights (and biases) of ``model`` in place; returns ``model``."""
     with torch.no_grad():
@@ -257,7 +252,7 @@ def pruning_sweep(
                 n += int(b_masks[k].sum()) if b_masks is not None else layer.out_features
         return n
 
-    base_loss, base_acc = _evaluate(work, X, y)
+    base_loss, base_acc = evaluate(work, X, y)
     curves = []
     ft = None
     if finetune is not None and finetune_epochs > 0:
@@ -274,11 +269,11 @@ def pruning_sweep(
             for w_masks, b_masks in levels:
                 restore()
                 apply_masks(work, w_masks, b_masks)
-                lo, ac = _evaluate(work, X, y)
+                lo, ac = evaluate(work, X, y)
                 acc.append(ac), loss.append(lo), params.append(left(w_masks, b_masks))
                 if ft is not None:
                     _finetune(work, w_masks, b_masks, ft[0], ft[1], finetune_epochs, finetune_lr, seed)
-                    tuned.append(_evaluate(work, X, y)[1])
+                    tuned.append(evaluate(work, X, y)[1])
             curves.append(PruningCurve(
                 scope=scope, sparsity=np.asarray(sparsities, dtype=np.float64),
                 accuracy=np.asarray(acc), loss=np.asarray(loss), parameters_left=np.asarray(params, dtype=np.int64),
@@ -290,6 +285,6 @@ def pruning_sweep(
             dead_count = int(sum(int((~k).sum()) for k in keep))
             restore()
             apply_masks(work, *neuron_masks(work, keep))
-            dead_acc = _evaluate(work, X, y)[1]
+            dead_acc = evaluate(work, X, y)[1]
         restore()
     return PruningReport(tuple(curves), base_acc, base_loss, int(total), int(len(X)), dead_acc, dead_count)
