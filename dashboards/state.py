@@ -19,7 +19,7 @@ from torch import nn
 from inspector.analysis import Analysis
 from inspector.analysis.activations import LayerActivations
 from inspector.analysis.importance import Explainer, LayerConductanceResult
-from inspector.analysis.parameters import linear_layers
+from inspector.analysis.parameters import linear_weights
 from inspector.analysis.weights import LayerWeights, PooledMap, zoom
 from inspector.evaluation import EvalData
 
@@ -60,7 +60,7 @@ class DashboardState:
               n_steps: int = 50) -> DashboardState:
         state = cls(analysis=analysis, data=data)
         if model is not None:
-            state._weights = {name: layer.weight.detach().float().cpu().numpy() for name, layer in linear_layers(model)}
+            state._weights = linear_weights(model)
             if data is not None:
                 state.explainer = Explainer(model, data.X, data.y, n_steps=n_steps)
         return state

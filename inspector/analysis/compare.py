@@ -8,7 +8,7 @@ from torch import nn
 from inspector.analysis import Analysis
 from inspector.analysis.findings import Finding
 from inspector.analysis.importance import METHOD_LABELS
-from inspector.analysis.parameters import linear_layers
+from inspector.analysis.parameters import linear_weights
 from inspector.analysis.weights import PooledMap, pool_magnitude
 from inspector.results import result
 
@@ -68,7 +68,7 @@ class Comparison:
 
 def _weights_of(analysis: Analysis, model: nn.Module | None) -> dict[str, np.ndarray]:
     if model is not None:
-        return {name: layer.weight.detach().float().cpu().numpy() for name, layer in linear_layers(model)}
+        return linear_weights(model)
     return {w.name: w.values for w in analysis.weights or () if w.values is not None}
 
 

@@ -6,6 +6,7 @@ A linear layer with n inputs and m outputs has an ``(m, n)`` weight and an
 
 from __future__ import annotations
 
+import numpy as np
 from torch import nn
 
 from inspector.results import result
@@ -55,6 +56,11 @@ class ParameterReport:
 def linear_layers(model: nn.Module) -> list[tuple[str, nn.Linear]]:
     """``(qualified name, module)`` for every ``nn.Linear``, in registration order, each module once."""
     return [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+
+
+def linear_weights(model: nn.Module) -> dict[str, np.ndarray]:
+    """``{name: weight (out_features, in_features)}`` as float32 numpy copies, for every ``nn.Linear``."""
+    return {name: layer.weight.detach().float().cpu().numpy() for name, layer in linear_layers(model)}
 
 
 def count_parameters(model: nn.Module) -> ParameterReport:
