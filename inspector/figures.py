@@ -166,6 +166,19 @@ def weight_heatmap_figure(layer: LayerWeights, *, sort_rows: bool = False, magni
     return _base(fig, f"{layer.name}: {m:,} × {n:,} weights ({what})", 520)
 
 
+def magnitude_map_figure(pooled: PooledMap, title: str, colorbar: str = "max |w|") -> go.Figure:
+    """Any non-negative map over a weight's (neuron, input) grid, e.g. a weight change |W_b - W_a|."""
+    full = pooled.is_full_resolution
+    fig = go.Figure(go.Heatmap(
+        z=pooled.values, x0=pooled.col_offset, dx=pooled.block_cols, y0=pooled.row_offset, dy=pooled.block_rows,
+        colorscale="Viridis", colorbar={"title": colorbar},
+        hovertemplate=("neuron %{y}<br>input %{x}<br>%{z:.4g}<extra></extra>" if full else
+                       "neurons from %{y}<br>inputs from %{x}<br>max %{z:.4g}<extra></extra>")))
+    fig.update_yaxes(title_text="neuron j", autorange="reversed")
+    fig.update_xaxes(title_text="input i")
+    return _base(fig, title, 480)
+
+
 def weight_histogram_figure(layer: LayerWeights) -> go.Figure:
     edges = layer.histogram_edges
     centres = (edges[:-1] + edges[1:]) / 2

@@ -208,22 +208,13 @@ def comparison_sections(c: Comparison) -> list[Section]:
     layers = Section("layers", "Per-layer differences", [_table(comparison_rows(c))])
     for layer in c.layers:
         if layer.change is not None:
-            fig = F.weight_heatmap_figure(_change_as_weights(layer), magnitude=True)
-            fig.update_layout(title_text=f"{layer.name}: |W_b − W_a| (relative change {100 * layer.relative_change:.1f}%)")
-            layers.blocks.append(fig)
+            layers.blocks.append(F.magnitude_map_figure(
+                layer.change, f"{layer.name}: |W_b − W_a| (relative change {100 * layer.relative_change:.1f}%)",
+                "|Δw|"))
     sections = [summary, layers]
     if c.importance:
         sections.append(Section("importance", "Feature-importance ranks", [_table(shift_rows(c))]))
     return sections
-
-
-def _change_as_weights(layer):  # a LayerWeights-shaped view of a change map, for the heatmap builder
-    from inspector.analysis.weights import LayerWeights
-
-    m, n = layer.change.full_shape
-    empty = np.zeros(0)
-    return LayerWeights(layer.name, m, n, None, layer.change, empty, empty, None, empty, empty, 0.0, 0.0,
-                        empty, 0.0, 0.0, 0.0, None)
 
 
 def comparison_rows(c: Comparison) -> list[dict[str, object]]:
