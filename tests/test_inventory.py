@@ -139,3 +139,24 @@ def test_dashboard_and_report_handle_a_weight_only_analysis(tmp_path):
     assert create_app(analysis).layout is not None
     assert "blocks.0.mlp.down" in to_markdown(analysis)
     assert '<section id="weights">' in to_html(analysis)
+
+
+def test_weight_only_analysis_reads_a_pt_file_once(tmp_path, monkeypatch):
+    import inspector.inventory as inventory_module
+    from inspector.analysis import analyze_weights_file
+
+    tensors = _transformer_like()
+    tensors["blocks.0.mlp.up.weight"][0, 0] = float("nan")
+    torch.save(tensors, tmp_path / "t.pt")
+    loads = []
+    real = inventory_module._torch_payload
+
+    def counting(*a, **k):
+        loads.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(inventory_module, "_torch_payload", counting)
+    analysis = analyze_weights_file(tmp_path / "t.pt")
+    assert len(loads) == 2  # the inventory, then one streaming pass over every weight
+    assert len(analysis.weights) == 5 and analysis.model.nonfinite == ("blocks.0.mlp.up.weight",)
+    assert any("blocks.0.mlp.up.weight holds NaN" in f.text for f in analysis.findings)

@@ -88,3 +88,14 @@ def test_first_layer_neuron_images_for_image_inputs():
 def test_weight_report_covers_every_linear_layer():
     model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Sequential(nn.Linear(4, 2)))
     assert [w.name for w in weight_report(model)] == ["0", "2.0"]
+
+
+def test_nonfinite_weights_are_reported_not_hidden():
+    w = torch.ones(4, 3)
+    w[1, 2] = float("nan")
+    w[3, 0] = float("inf")
+    stats = layer_weights("bad", w)
+    assert stats.histogram_counts.sum() == 10  # the finite weights
+    assert np.isnan(stats.stable_rank) and np.isnan(stats.singular_values).all()
+    assert np.isnan(stats.neuron_norm[1]) and np.isinf(stats.neuron_norm[3])
+    assert stats.neuron_norm[0] == pytest.approx(np.sqrt(3), rel=1e-6)

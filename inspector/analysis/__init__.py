@@ -276,20 +276,19 @@ def analyze_weights_file(path: str | os.PathLike[str], *, trust_pickle: bool = F
     from inspector.analysis.weights import layer_weights
 
     names = {t.name for t in inventory.tensors}
-    weights = []
-    nonfinite = []
-    for layer in inventory.linear_layers:
-        wanted = [f"{layer.name}.weight"] + ([f"{layer.name}.bias"] if layer.biases else [])
-        if wanted[0] not in names:  # a bare 2-D tensor whose name does not end in .weight
-            wanted = [layer.name]
-        tensors = dict(iter_tensors(path, wanted, trust_pickle=trust_pickle))
-        weight = tensors[wanted[0]]
-        bias = tensors.get(f"{layer.name}.bias")
-        for name, t in tensors.items():
-            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-                nonfinite.append(name)
+    # (layer, weight key, bias key): a bare 2-D tensor is its own weight key
+    plan = [(layer, f"{layer.name}.weight" if f"{layer.name}.weight" in names else layer.name,
+             f"{layer.name}.bias" if layer.biases else None) for layer in inventory.linear_layers]
+    # one pass over the file, in plan order: each weight (and bias) is summarised and dropped before the next
+    stream = iter_tensors(path, [k for _, w, b in plan for k in (w, b) if k], trust_pickle=trust_pickle)
+    weights, nonfinite = [], []
+    for layer, weight_key, bias_key in plan:
+        weight = next(stream)[1]
+        bias = next(stream)[1] if bias_key else None
+        for key, t in ((weight_key, weight), (bias_key, bias)):
+            if t is not None and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                nonfinite.append(key)
         weights.append(layer_weights(layer.name, weight, bias))
-        del tensors, weight, bias
     info = ModelInfo(
         source=str(path), architecture=f"{len(layers)} dense layers (weight-only)", layer_sizes=(),
         activation=None, batch_norm=False, dropout=0.0, feature_names=(), class_names=(), image_shape=None,

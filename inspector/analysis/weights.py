@@ -114,11 +114,19 @@ def layer_weights(name: str, weight: torch.Tensor, bias: torch.Tensor | None = N
     w = weight.detach().float().cpu()
     m, n = w.shape
     w_np = w.numpy()
-    abs_max = float(w.abs().max()) if w.numel() else 0.0
+    finite = torch.isfinite(w)
+    all_finite = bool(finite.all())
+    # NaN/Inf weights are reported, not hidden: statistics that need every value become NaN,
+    # the histogram and the near-zero fraction describe the finite ones
+    finite_values = w[finite]
+    abs_max = float(finite_values.abs().max()) if finite_values.numel() else 0.0
     threshold = near_zero_rel * abs_max
-    counts, edges = np.histogram(w_np, bins=HISTOGRAM_BINS)
-    singular, spectral = _spectrum(w, top_k)
-    frobenius = float(torch.linalg.vector_norm(w.double()))
+    counts, edges = np.histogram(finite_values.numpy(), bins=HISTOGRAM_BINS)
+    if all_finite:
+        singular, spectral = _spectrum(w, top_k)
+        frobenius = float(torch.linalg.vector_norm(w.double()))
+    else:
+        singular, spectral, frobenius = np.full(min(top_k, m, n), np.nan), float("nan"), float("nan")
     small = m <= max_side and n <= max_side
     images = None
     if image_shape is not None and image_shape[0] * image_shape[1] == n:
@@ -132,9 +140,9 @@ def layer_weights(name: str, weight: torch.Tensor, bias: torch.Tensor | None = N
         bias=bias.detach().float().cpu().numpy().copy() if bias is not None else None,
         histogram_counts=counts.astype(np.int64), histogram_edges=edges.astype(np.float64),
         near_zero_threshold=threshold,
-        near_zero_fraction=float((w.abs() < threshold).float().mean()) if w.numel() else 0.0,
+        near_zero_fraction=float((finite_values.abs() < threshold).float().mean()) if finite_values.numel() else 0.0,
         singular_values=singular, spectral_norm=spectral, frobenius_norm=frobenius,
-        stable_rank=frobenius ** 2 / spectral ** 2 if spectral > 0 else 0.0,
+        stable_rank=frobenius ** 2 / spectral ** 2 if spectral > 0 else (0.0 if all_finite else float("nan")),
         neuron_images=images,
     )
 
