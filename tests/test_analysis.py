@@ -123,3 +123,19 @@ def test_every_activation_and_batch_norm_analyses_end_to_end(activation, tmp_pat
     assert all(m.error is None for m in analysis.importance.methods), [m.error for m in analysis.importance.methods]
     analysis.save(tmp_path / "a")
     assert results_equal(Analysis.load(tmp_path / "a"), analysis)
+
+
+def test_nan_weights_of_a_foreign_model_are_flagged_under_their_rebuilt_names(tmp_path):
+    from torch import nn
+
+    from inspector.checkpoints import load
+
+    model = nn.Sequential(nn.Linear(6, 4), nn.ReLU(), nn.Linear(4, 3))
+    with torch.no_grad():
+        model[2].weight[1, 1] = float("nan")
+    torch.save(model.state_dict(), tmp_path / "nan.pt")
+    ckpt = load(tmp_path / "nan.pt")
+    assert ckpt.nonfinite == ("2.weight",)  # the file's own name
+    analysis = analyze(ckpt, options=AnalysisOptions(sections=("parameters", "weights")))
+    assert analysis.model.nonfinite == ("fc2.weight",)
+    assert any(f.severity == "warning" and f.text.startswith("fc2.weight holds NaN or Inf") for f in analysis.findings)

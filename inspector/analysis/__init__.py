@@ -155,7 +155,10 @@ def _model_info(model: nn.Module, ckpt: Checkpoint | None, data: EvalData | None
         source=ckpt.source if ckpt else "<model>", architecture=arch, layer_sizes=sizes,
         activation=config.activation if config else None, batch_norm=bool(config.batch_norm) if config else False,
         dropout=float(config.dropout) if config else 0.0, feature_names=tuple(features), class_names=tuple(classes),
-        image_shape=image_shape, blocks=_blocks(model), nonfinite=ckpt.nonfinite if ckpt else (),
+        image_shape=image_shape, blocks=_blocks(model),
+        # from the module itself: a rebuilt foreign model renames the file's keys
+        nonfinite=tuple(name for name, t in model.state_dict().items()
+                        if t.is_floating_point() and not bool(torch.isfinite(t).all())),
     )
 
 
@@ -199,10 +202,9 @@ def analyze(
     parameters = timed("parameters", lambda: count_parameters(module))
     weights = timed("weights", lambda: weight_report(module, info.image_shape)) if "weights" in wanted else None
     found: list[F.Finding] = F.parameter_findings(parameters)
-    for name in module.state_dict():
-        if name in info.nonfinite:
-            found.append(F.Finding("weights", "warning", f"{name} holds NaN or Inf values; results that use it are "
-                                   "unreliable", {}))
+    for name in info.nonfinite:
+        found.append(F.Finding("weights", "warning", f"{name} holds NaN or Inf values; results that use it are "
+                               "unreliable", {}))
     if weights:
         found += F.weight_findings(weights)
 
