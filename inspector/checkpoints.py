@@ -164,15 +164,21 @@ def _extras(ckpt: Checkpoint) -> dict[str, Any]:
     }
 
 
+def checkpoint_suffix(path: Path) -> str:
+    """``.pt``, ``.pth`` or ``.safetensors``: the formats :func:`save_checkpoint` writes."""
+    suffix = path.suffix.lower()
+    if suffix not in (".pt", ".pth", ".safetensors"):
+        raise InspectorError(f"{path}: unknown checkpoint extension {suffix!r}; use .pt or .safetensors")
+    return suffix
+
+
 def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike[str], *, force: bool = False) -> Path:
     """Write ``ckpt`` to ``.pt`` or ``.safetensors`` (chosen by extension), atomically.
 
     An existing file is only replaced with ``force=True``.
     """
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in (".pt", ".pth", ".safetensors"):
-        raise InspectorError(f"{path}: unknown checkpoint extension {suffix!r}; use .pt or .safetensors")
+    suffix = checkpoint_suffix(path)
     extras = _extras(ckpt)
     preprocessing = (
         {"mean": torch.from_numpy(ckpt.standardizer.mean), "scale": torch.from_numpy(ckpt.standardizer.scale)}

@@ -263,7 +263,7 @@ def _cmd_prune(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from inspector.checkpoints import checkpoint_from_training, save_checkpoint
+    from inspector.checkpoints import checkpoint_from_training, checkpoint_suffix, save_checkpoint
     from inspector.data import SplitSpec, load_dataset, split_dataset
     from inspector.fileio import check_writable
     from inspector.analysis.parameters import count_parameters
@@ -274,8 +274,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     dataset_name = Path(args.dataset).stem if args.dataset not in ("digits", "synthetic") else args.dataset
     out = args.out or Path(f"{dataset_name}-mlp.pt")
     check_writable(out, force=args.force)  # fail before training, not after
-    if out.suffix.lower() not in (".pt", ".pth", ".safetensors"):
-        raise InspectorError(f"{out}: unknown checkpoint extension {out.suffix!r}; use .pt or .safetensors")
+    checkpoint_suffix(out)
     dataset = load_dataset(args.dataset, label_column=args.label_column)
     spec = SplitSpec(seed=args.seed, val_fraction=args.val_fraction, test_fraction=args.test_fraction)
     splits = split_dataset(dataset, spec)
