@@ -224,12 +224,13 @@ def _cmd_prune(args: argparse.Namespace) -> int:
 
     from inspector.analysis.parameters import count_parameters
     from inspector.analysis.pruning import prune, prune_and_finetune
-    from inspector.checkpoints import load, save_checkpoint
+    from inspector.checkpoints import checkpoint_suffix, load, save_checkpoint
     from inspector.evaluation import eval_data_for
     from inspector.fileio import check_writable
     from inspector.training import evaluate
 
     check_writable(args.out, force=args.force)
+    checkpoint_suffix(args.out)
     if not 0 <= args.sparsity < 1:
         raise InspectorError(f"--sparsity must be in [0, 1), got {args.sparsity}")
     ckpt = load(args.checkpoint, activation=args.activation, trust_pickle=args.trust_pickle)
