@@ -253,17 +253,23 @@ def randomization_correlation(
     X: torch.Tensor,
     target: torch.Tensor,
     seed: int = 1,
+    trained: np.ndarray | None = None,
 ) -> float:
-    """Mean Spearman correlation between ``explain`` on ``model`` and on its randomised copy."""
-    trained = explain(model, X, target).detach().cpu().numpy()
+    """Mean Spearman correlation between ``explain`` on ``model`` and on its randomised copy.
+
+    ``trained`` ``(n, d)``: the trained model's attributions for ``X`` when already computed.
+    """
+    if trained is None:
+        trained = explain(model, X, target).detach().cpu().numpy()
     random = explain(randomized_copy(model, seed), X, target).detach().cpu().numpy()
     return float(np.nanmean(spearman_rows(trained, random))) if len(X) else float("nan")
 
 
-def _per_class(abs_attr: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
-    out = np.full((n_classes, abs_attr.shape[1]), np.nan)
+def _per_class(values: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
+    """Row means of ``values`` ``(n, k)`` per class ``(C, k)``; NaN for a class with no rows."""
+    out = np.full((n_classes, values.shape[1]), np.nan)
     for c in range(n_classes):
-        rows = abs_attr[y == c]
+        rows = values[y == c]
         if len(rows):
             out[c] = rows.mean(axis=0)
     return out
@@ -301,7 +307,8 @@ def method_importance(
         def explain(m: nn.Module, xs: torch.Tensor, ts: torch.Tensor) -> torch.Tensor:
             return attribute(m, method, xs, ts, n_steps=n_steps, background=background)[0]
 
-        sanity = randomization_correlation(explain, model, X[sub], y[sub])
+        # the trained model's attributions for these samples are already in hand
+        sanity = randomization_correlation(explain, model, X[sub], y[sub], trained=attributions[sub])
     except (RuntimeError, AssertionError, ValueError, TypeError) as exc:
         # Captum refuses some architectures (e.g. DeepLift on an unsupported
         # nonlinearity); the other methods still run and the report says why.
@@ -349,10 +356,7 @@ def conductance(
             internal_batch_size=len(X_sub) * n_steps)
         cond = cond.detach().cpu().numpy().astype(np.float64)
         gap = float(np.abs(cond.sum(axis=1) - logit_change).mean()) if len(cond) else 0.0
-        by_class = np.full((n_classes, cond.shape[1]), np.nan)
-        for c in range(n_classes):
-            if np.any(y_np == c):
-                by_class[c] = cond[y_np == c].mean(axis=0)
+        by_class = _per_class(cond, y_np, n_classes)
         nc = NeuronConductance(model, layer)
         neuron_inputs = np.zeros((layer.out_features, X.shape[1]))
         for j in range(layer.out_features):  # one batched call per neuron, over all samples at once
