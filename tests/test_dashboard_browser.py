@@ -8,6 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from dash.testing.wait import until
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.keys import Keys
 
@@ -71,8 +73,17 @@ def test_clicking_a_neuron_fills_the_neuron_view(started):
     # click a quarter of the way down the plot: some neuron of fc1 other than 0
     ActionChains(started.driver).move_to_element(plot).move_by_offset(
         0, -plot.size["height"] // 4).click().perform()
-    started.wait_for_contains_text(f"#{ids.NEURON_TITLE}", "of fc1", timeout=10)
+    # the tab opens showing its previous neuron (0) until the click's neuron arrives: wait for that one
+    def clicked_neuron_shown() -> bool:
+        try:
+            text = started.find_element(f"#{ids.NEURON_TITLE}").text
+        except WebDriverException:  # not rendered yet, or re-rendered under us
+            return False
+        return text.startswith("Neuron ") and not text.startswith("Neuron 0 ")
+
+    until(clicked_neuron_shown, timeout=10)
     title = started.find_element(f"#{ids.NEURON_TITLE}").text
+    assert " of fc1 " in title
     neuron = int(title.split()[1])
     assert 0 < neuron < 128
     started.wait_for_contains_text(f"#{ids.NEURON_ACT} .gtitle", f"neuron {neuron} of fc1", timeout=10)
