@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from inspector.analysis import Analysis
+from inspector.analysis.findings import describe_samples
 from inspector.analysis.parameters import ParameterReport
 
 
 def format_parameters(report: ParameterReport) -> str:
-    """One row per linear layer with the m x (n + 1) arithmetic, then totals."""
-    head = ("layer", "in n", "out m", "params m*(n+1)", "MACs/sample", "trainable")
+    """One row per linear layer with its arithmetic (m*(n+1), or m*n without a bias), then totals.
+
+    A tensor shared by several layers is counted in the first, so the rows add up to
+    the linear total.
+    """
+    head = ("layer", "in n", "out m", "parameters", "MACs/sample", "trainable")
     rows = [
         (layer.name + (f" (tied to {layer.tied_to})" if layer.tied_to else ""),
          f"{layer.in_features:,}", f"{layer.out_features:,}",
-         f"{layer.out_features:,}*({layer.in_features:,}+1) = {layer.parameters:,}"
-         if layer.biases else f"{layer.out_features:,}*{layer.in_features:,} = {layer.parameters:,}",
+         f"{layer.formula('*', space='')} = {layer.parameters:,}",
          f"{layer.macs_per_sample:,}", "yes" if layer.trainable else "no")
         for layer in report.layers
     ]
@@ -40,7 +44,7 @@ def format_summary(analysis: Analysis) -> str:
     parts = [analysis.model.architecture + f"  [{analysis.model.source}]", format_parameters(analysis.parameters)]
     if analysis.data is not None:
         d = analysis.data
-        parts.append(f"evaluated on {d.n_samples} {d.name} {d.split} samples: accuracy {d.accuracy:.2%}, "
+        parts.append(f"evaluated on {describe_samples(d.n_samples, d.split, d.name)}: accuracy {d.accuracy:.2%}, "
                      f"loss {d.loss:.4f}")
     elif not analysis.model.layer_sizes:
         parts.append("weight-only: the file's weights do not rebuild as one model, so no data can be run through it")

@@ -63,7 +63,7 @@ def test_planted_dead_neurons_reach_the_findings():
                                                              sparsities=(0.0,)))
     assert np.flatnonzero(analysis.activations[0].dead_mask).tolist() == [2, 3, 11]
     texts = [f.text for f in analysis.findings]
-    assert "layer fc1: 3 of 16 neurons never fire on the 360 all samples" in texts
+    assert "layer fc1: 3 of 16 neurons never fire on the 360 samples" in texts
     assert analysis.pruning.dead_removed_count == 3
     assert any("removing the 3 dead neurons changes accuracy by +0.0 points" in t for t in texts)
 

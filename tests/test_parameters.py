@@ -70,3 +70,19 @@ def test_frozen_layer_is_not_trainable():
     assert not report.layers[0].trainable and report.layers[1].trainable
     assert report.trainable_parameters == 2 * 4
     assert torch.is_grad_enabled()
+
+
+def test_layer_rows_add_up_to_the_total_when_a_weight_is_tied():
+    enc, dec = nn.Linear(16, 16), nn.Linear(16, 16)
+    dec.weight = enc.weight
+    model = nn.Sequential(enc, nn.ReLU(), dec, nn.ReLU(), nn.Linear(16, 4, bias=False))
+    report = count_parameters(model)
+    expected = 16 * 17 + 16 + 4 * 16  # the shared 16x16 weight once, both biases, the bias-free head
+    assert report.total_parameters == expected == sum(p.numel() for p in model.parameters())
+    assert sum(layer.parameters for layer in report.layers) == report.linear_parameters == expected
+    assert sum(layer.bytes for layer in report.layers) == report.total_bytes == expected * 4
+    tied = report.layers[1]
+    assert (tied.tied_to, tied.weights, tied.biases, tied.parameters) == ("0", 0, 16, 16)
+    assert tied.macs_per_sample == 16 * 16  # a shared weight is still multiplied in every layer that uses it
+    assert [layer.formula() for layer in report.layers] == [
+        "16 × (16 + 1)", "16 (weight counted in 0)", "4 × 16"]

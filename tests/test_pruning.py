@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -8,6 +9,8 @@ import torch
 
 from inspector.analysis import pruning as P
 from inspector.analysis.pruning import prune, pruning_sweep
+from torch import nn
+
 from inspector.models import MLPConfig, build_mlp
 
 
@@ -144,3 +147,136 @@ def test_cli_exports_a_pruned_checkpoint(tmp_path, capsys):
     assert pruned.config == original.config and pruned.standardizer is not None
     assert main(["prune", str(ckpt), "--sparsity", "1.0", "--out", str(tmp_path / "x.pt")]) == 1
     assert "--sparsity must be in [0, 1)" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- independent re-implementation
+# numpy, float64, written from the definitions in the module docstring: sort |w|, zero the floor(s * N)
+# smallest, run the plain forward pass, count correct argmaxes
+
+
+def _numpy_layers(model):
+    return [(layer.weight.detach().double().numpy().copy(), layer.bias.detach().double().numpy().copy())
+            for layer in (model.fc1, model.fc2, model.fc3)]
+
+
+def _numpy_accuracy(layers, X, y):
+    h = np.asarray(X, np.float64)
+    for k, (w, b) in enumerate(layers):
+        h = h @ w.T + b
+        if k < len(layers) - 1:
+            h = np.maximum(h, 0.0)
+    return float(np.mean(h.argmax(1) == np.asarray(y)))
+
+
+def _numpy_prune(layers, s, scope):
+    layers = [(w.copy(), b.copy()) for w, b in layers]
+    if scope == "global":
+        flat = np.concatenate([np.abs(w).ravel() for w, _ in layers])
+        drop = np.zeros(flat.size, bool)
+        drop[np.argsort(flat, kind="stable")[: math.floor(s * flat.size)]] = True
+        start = 0
+        for w, _ in layers:
+            w.ravel()[drop[start:start + w.size]] = 0.0
+            start += w.size
+    elif scope == "layer":
+        for w, _ in layers:
+            w.ravel()[np.argsort(np.abs(w).ravel(), kind="stable")[: math.floor(s * w.size)]] = 0.0
+    else:  # neuron: weakest rows of each hidden layer by L2 norm, with their bias and outgoing column
+        drops = [np.argsort(np.linalg.norm(w, axis=1), kind="stable")[: math.floor(s * w.shape[0])]
+                 for w, _ in layers[:-1]]  # every norm from the unpruned weights
+        for k, drop in enumerate(drops):
+            w, b = layers[k]
+            w[drop], b[drop] = 0.0, 0.0
+            layers[k + 1][0][:, drop] = 0.0
+    return layers
+
+
+def _assert_matches_numpy(curve, model, X, y):
+    layers = _numpy_layers(model)
+    expected = [_numpy_accuracy(_numpy_prune(layers, s, curve.scope), X, y) for s in curve.sparsity]
+    # float32 (torch) against float64 (numpy) logits may swap an argmax that is tied to 1e-6: allow one sample
+    np.testing.assert_allclose(curve.accuracy, expected, rtol=0, atol=1.01 / len(y))
+
+
+def test_each_scope_gives_the_same_curve_alone_as_with_the_others():
+    model = _model()
+    X, y = torch.randn(300, 10), torch.randint(0, 3, (300,))
+    together = pruning_sweep(model, X, y)
+    reversed_order = pruning_sweep(model, X, y, scopes=tuple(reversed(P.SCOPES)))
+    for scope in P.SCOPES:
+        alone = pruning_sweep(model, X, y, scopes=(scope,)).curve(scope)
+        for other in (together.curve(scope), reversed_order.curve(scope)):
+            np.testing.assert_array_equal(other.accuracy, alone.accuracy)
+            np.testing.assert_array_equal(other.loss, alone.loss)
+            np.testing.assert_array_equal(other.parameters_left, alone.parameters_left)
+        _assert_matches_numpy(alone, model, X.numpy(), y.numpy())
+
+
+def test_finetuning_one_level_leaks_into_no_other_level_scope_or_dead_neuron_check():
+    torch.manual_seed(0)
+    model = build_mlp(MLPConfig(10, (20, 12), 3, batch_norm=True)).eval()  # batch norm: buffers that train too
+    X, y = torch.randn(200, 10), torch.randint(0, 3, (200,))
+    X_train, y_train = torch.randn(256, 10), torch.randint(0, 3, (256,))
+    dead = {"fc1": np.isin(np.arange(20), [1, 4]), "fc2": np.zeros(12, bool)}
+    sparsities = (0.0, 0.5, 0.8)
+    report = pruning_sweep(model, X, y, sparsities=sparsities, dead_masks=dead,
+                           finetune=(X_train.numpy(), y_train.numpy()), finetune_epochs=2)
+    for curve in report.curves:
+        for s, tuned in zip(sparsities, curve.finetuned_accuracy):
+            fresh = P.prune_and_finetune(model, s, curve.scope, X_train, y_train, epochs=2)
+            with torch.no_grad():
+                assert tuned == int((fresh.eval()(X).argmax(1) == y).sum()) / len(y)
+    clean = copy.deepcopy(model)
+    with torch.no_grad():
+        clean.fc1.weight[[1, 4]] = 0
+        clean.fc1.bias[[1, 4]] = 0
+        clean.fc2.weight[:, [1, 4]] = 0
+        assert report.dead_removed_accuracy == int((clean(X).argmax(1) == y).sum()) / len(y)
+
+
+def _tied_model():
+    torch.manual_seed(1)
+    enc, dec = nn.Linear(6, 6), nn.Linear(6, 6)
+    dec.weight = enc.weight
+    return nn.Sequential(enc, nn.ReLU(), dec, nn.ReLU(), nn.Linear(6, 3)).eval()
+
+
+def test_tied_weights_are_ranked_and_counted_once():
+    model = _tied_model()
+    X, y = torch.randn(50, 6), torch.randint(0, 3, (50,))
+    report = pruning_sweep(model, X, y, sparsities=(0.0, 0.3, 0.6), scopes=("global", "layer"))
+    distinct_weights = 36 + 18  # the shared 6x6 weight once, plus the head
+    assert report.total_parameters == 36 + 6 + 6 + 18 + 3 == sum(p.numel() for p in model.parameters())
+    curve = report.curve("global")
+    for s, left in zip(curve.sparsity, curve.parameters_left):
+        assert left == report.total_parameters - math.floor(s * distinct_weights)
+    pruned = prune(model, 0.3, "global")
+    assert int((pruned[0].weight == 0).sum() + (pruned[4].weight == 0).sum()) == math.floor(0.3 * distinct_weights)
+    layer = report.curve("layer")
+    assert layer.parameters_left[1] == report.total_parameters - math.floor(0.3 * 36) - math.floor(0.3 * 18)
+
+
+@pytest.fixture(scope="module")
+def digits_model():
+    from inspector.data import SplitSpec, load_digits, split_dataset
+    from inspector.evaluation import EvalData
+    from inspector.training import TrainConfig, train
+
+    dataset = load_digits()
+    splits = split_dataset(dataset, SplitSpec(seed=0))
+    result = train(MLPConfig(64, (32, 16), 10), splits, TrainConfig(epochs=10, patience=None, lr=1e-2),
+                   device="cpu", progress=False)
+    data = EvalData(dataset.name, "test", splits.X_test, splits.y_test, dataset.feature_names,
+                    dataset.class_names, dataset.image_shape)
+    return result.model, data
+
+
+def test_full_analysis_of_a_digits_model_prunes_every_scope_from_the_original_weights(digits_model):
+    from inspector.analysis import AnalysisOptions, analyze
+
+    model, data = digits_model
+    analysis = analyze(model, data, options=AnalysisOptions(n_steps=4, max_importance_samples=40,
+                                                            conductance=False))
+    assert [c.scope for c in analysis.pruning.curves] == list(P.SCOPES)
+    for curve in analysis.pruning.curves:
+        _assert_matches_numpy(curve, model, data.X, data.y)

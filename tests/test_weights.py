@@ -30,9 +30,44 @@ def test_stable_rank_of_rank_one_and_orthogonal_matrices():
 
 def test_singular_values_match_svd():
     w = torch.randn(40, 25, generator=torch.Generator().manual_seed(0))
-    stats = layer_weights("w", w, top_k=5)
-    np.testing.assert_allclose(stats.singular_values, torch.linalg.svdvals(w.double())[:5].numpy(), rtol=1e-6)
+    stats = layer_weights("w", w)
+    np.testing.assert_allclose(stats.singular_values, torch.linalg.svdvals(w.double()).numpy(), rtol=1e-6)
     assert stats.frobenius_norm == pytest.approx(float(w.double().norm()), rel=1e-9)
+
+
+def test_full_spectrum_of_a_layer_wider_than_1024_matches_numpy_svd():
+    w = torch.randn(1100, 1500, generator=torch.Generator().manual_seed(3))
+    stats = layer_weights("wide", w)
+    reference = np.linalg.svd(w.numpy().astype(np.float64), compute_uv=False)
+    assert stats.singular_values.shape == (1100,)
+    # a Gaussian 1100 x 1500 matrix is well conditioned (s_min ~ sqrt(1500) - sqrt(1100) ~ 5.5), so every value is
+    # held to the same relative tolerance, the bottom of the spectrum included
+    np.testing.assert_allclose(stats.singular_values, reference, rtol=1e-6)
+    assert stats.spectral_norm == pytest.approx(reference[0], rel=1e-9)
+    assert stats.stable_rank == pytest.approx(np.sum(reference ** 2) / reference[0] ** 2, rel=1e-9)
+
+
+def test_planted_spectrum_of_a_large_layer_is_recovered_exactly():
+    """W = U diag(s) V^T with known s: the values the layer must report, worked out before any SVD."""
+    rng = np.random.default_rng(0)
+    m, n = 1300, 1060  # taller than wide: the spectrum comes from W^T W
+
+    def householder(size: int) -> np.ndarray:  # I - 2 a a^T / |a|^2 is orthogonal and dense
+        a = rng.standard_normal(size)
+        return np.eye(size) - 2.0 * np.outer(a, a) / (a @ a)
+
+    u = householder(m)[:, :n]
+    v = householder(n)
+    planted = 10.0 * 0.99 ** np.arange(n)  # from 10 down to ~2.4e-4: a tail a randomised SVD misses
+    w = torch.from_numpy(((u * planted) @ v.T).astype(np.float32))
+    stats = layer_weights("planted", w)
+    s = stats.singular_values
+    assert s.shape == (n,) and np.all(np.diff(s) <= 0)
+    # float32 storage moves each singular value by at most ~1e-6 of the largest
+    np.testing.assert_allclose(s[:50], planted[:50], rtol=1e-4)
+    np.testing.assert_allclose(s, planted, rtol=0, atol=1e-5 * planted[0])
+    assert stats.spectral_norm == pytest.approx(10.0, rel=1e-5)
+    assert stats.stable_rank == pytest.approx(np.sum(planted ** 2) / 100.0, rel=1e-4)
 
 
 def test_near_zero_fraction_of_planted_weights():
@@ -97,5 +132,6 @@ def test_nonfinite_weights_are_reported_not_hidden():
     stats = layer_weights("bad", w)
     assert stats.histogram_counts.sum() == 10  # the finite weights
     assert np.isnan(stats.stable_rank) and np.isnan(stats.singular_values).all()
+    assert stats.singular_values.shape == (3,)
     assert np.isnan(stats.neuron_norm[1]) and np.isinf(stats.neuron_norm[3])
     assert stats.neuron_norm[0] == pytest.approx(np.sqrt(3), rel=1e-6)

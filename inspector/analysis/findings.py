@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from inspector.analysis.activations import DeathTimeline, LayerActivations
-from inspector.analysis.diagnostics import TrainingDiagnostics
+from inspector.analysis.diagnostics import RISE_TOLERANCE, TrainingDiagnostics
 from inspector.analysis.importance import METHOD_LABELS, ImportanceReport
 from inspector.analysis.parameters import ParameterReport
 from inspector.analysis.pruning import PruningReport
@@ -28,17 +28,48 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
+def count(n: int, noun: str, plural: str | None = None) -> str:
+    """``1 neuron``, ``2 neurons``, ``1,634 parameters``: the number and the noun that agrees with it."""
+    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
+
+
+def _agree(n: int, one: str, many: str) -> str:
+    """The word (noun or verb) that agrees with a count of ``n``."""
+    return one if n == 1 else many
+
+
+def describe_samples(n: int, split: str, name: str | None = None) -> str:
+    """``359 digits test samples``; a split of ``all`` (every row of a file) is not a split name: ``600 samples``."""
+    words = [name] if name else []
+    if split and split != "all":
+        words.append(split)
+    return " ".join([f"{n:,}", *words, "sample" if n == 1 else "samples"])
+
+
 def parameter_findings(p: ParameterReport) -> list[Finding]:
     if not p.layers:
         return [Finding("parameters", "warning", "the model has no nn.Linear layers", {})]
     biggest = max(p.layers, key=lambda layer: layer.parameters)
     share = biggest.parameters / max(p.total_parameters, 1)
-    return [Finding(
+    layers = count(len(p.layers), "linear layer")
+    where = (f" in {layers}" if p.linear_parameters == p.total_parameters
+             else f", {p.linear_parameters:,} of them in {layers}")
+    out = [Finding(
         "parameters", "info",
-        f"{p.total_parameters:,} parameters in {len(p.layers)} linear layers; layer {biggest.name} "
-        f"({biggest.in_features}->{biggest.out_features}) holds {_pct(share)} of them",
-        {"total_parameters": p.total_parameters, "largest_layer_share": share},
+        f"{count(p.total_parameters, 'parameter')}{where}; layer {biggest.name} "
+        f"({biggest.in_features}->{biggest.out_features}) holds {_pct(share)} of all parameters",
+        {"total_parameters": p.total_parameters, "linear_parameters": p.linear_parameters,
+         "largest_layer_share": share},
     )]
+    for layer in p.layers:
+        if layer.tied_to:
+            out.append(Finding(
+                "parameters", "info",
+                f"layer {layer.name} shares its weight with layer {layer.tied_to}; the "
+                f"{layer.out_features * layer.in_features:,} shared weights are counted once, under "
+                f"{layer.tied_to}",
+                {"shared_weights": layer.out_features * layer.in_features}))
+    return out
 
 
 def weight_findings(weights: tuple[LayerWeights, ...]) -> list[Finding]:
@@ -68,27 +99,29 @@ def activation_findings(census: tuple[LayerActivations, ...], split: str) -> lis
             if dead:
                 out.append(Finding(
                     "activations", "warning",
-                    f"layer {layer.linear}: {dead} of {layer.width} neurons never fire on the "
-                    f"{layer.n_samples} {split} samples",
+                    f"layer {layer.linear}: {dead} of {count(layer.width, 'neuron')} never "
+                    f"{_agree(dead, 'fires', 'fire')} on the {describe_samples(layer.n_samples, split)}",
                     {"dead": dead, "width": layer.width, "samples": layer.n_samples}))
             if nearly:
                 out.append(Finding(
                     "activations", "info",
-                    f"layer {layer.linear}: {nearly} more neurons fire on fewer than "
-                    f"{_pct(layer.nearly_dead_threshold)} of samples",
+                    f"layer {layer.linear}: {nearly} more {_agree(nearly, 'neuron', 'neurons')} "
+                    f"{_agree(nearly, 'fires', 'fire')} on fewer than {_pct(layer.nearly_dead_threshold)} of samples",
                     {"nearly_dead": nearly, "threshold": layer.nearly_dead_threshold}))
             if not dead and not nearly:
                 out.append(Finding(
                     "activations", "info",
-                    f"layer {layer.linear}: all {layer.width} neurons fire on at least "
-                    f"{_pct(layer.nearly_dead_threshold)} of the {layer.n_samples} {split} samples",
+                    f"layer {layer.linear}: "
+                    + (f"all {layer.width} neurons fire" if layer.width != 1 else "its one neuron fires")
+                    + f" on at least {_pct(layer.nearly_dead_threshold)} of the "
+                    f"{describe_samples(layer.n_samples, split)}",
                     {"width": layer.width}))
         elif layer.saturation_rate is not None:
             mean = float(layer.saturation_rate.mean())
             mostly = int((layer.saturation_rate > 0.9).sum())
             severity = "warning" if mean > 0.5 else "info"
             text = (f"layer {layer.linear} ({layer.activation}): units are saturated on {_pct(mean)} of samples "
-                    f"on average; {mostly} of {layer.width} are saturated on more than 90%")
+                    f"on average; {mostly} of {layer.width} {_agree(mostly, 'is', 'are')} saturated on more than 90%")
             if severity == "warning":
                 text += " (vanishing-gradient risk: rescale inputs or weights, or use a rectifier)"
             out.append(Finding("activations", severity, text,
@@ -102,13 +135,13 @@ def death_findings(timeline: DeathTimeline | None) -> list[Finding]:
     out = []
     for k, name in enumerate(timeline.layers):
         died = timeline.death_epoch[k]
-        count = int((died >= 0).sum())
-        if count:
+        dead = int((died >= 0).sum())
+        if dead:
             out.append(Finding(
                 "activations", "info",
-                f"layer {name}: {count} neurons are dead at the last snapshot (epoch {int(timeline.epochs[-1])}); "
-                f"the first died by epoch {int(died[died >= 0].min())}",
-                {"dead_at_end": count, "first_death_epoch": int(died[died >= 0].min())}))
+                f"layer {name}: {count(dead, 'neuron')} {_agree(dead, 'is', 'are')} dead at the last snapshot "
+                f"(epoch {int(timeline.epochs[-1])}); the first died by epoch {int(died[died >= 0].min())}",
+                {"dead_at_end": dead, "first_death_epoch": int(died[died >= 0].min())}))
     return out
 
 
@@ -128,7 +161,7 @@ def importance_findings(report: ImportanceReport, feature_names: tuple[str, ...]
     if lead.method == "integrated_gradients" and lead.convergence_delta is not None:
         out.append(Finding("importance", "info",
                            f"Integrated Gradients convergence delta {lead.convergence_delta:.2g} "
-                           f"({report.n_steps} steps): attributions sum to f(x) - f(baseline) within that",
+                           f"({count(report.n_steps, 'step')}): attributions sum to f(x) - f(baseline) within that",
                            {"convergence_delta": lead.convergence_delta}))
     failing = [m for m in ok if m.sanity_correlation is not None and m.sanity_correlation > SANITY_FAIL]
     if failing:
@@ -143,7 +176,8 @@ def importance_findings(report: ImportanceReport, feature_names: tuple[str, ...]
         best = min(passing, key=lambda m: m.sanity_correlation)
         out.append(Finding(
             "importance", "info",
-            f"{len(passing)} of {len(ok)} methods pass the randomisation sanity check; "
+            f"{len(passing)} of {count(len(ok), 'method')} {_agree(len(passing), 'passes', 'pass')} the "
+            "randomisation sanity check; "
             f"{METHOD_LABELS[best.method]} depends most on the weights (rank correlation {best.sanity_correlation:.2f})",
             {"passing": len(passing), "best_correlation": best.sanity_correlation}))
     return out
@@ -153,42 +187,69 @@ def pruning_findings(report: PruningReport) -> list[Finding]:
     out = []
     base = report.baseline_accuracy
     for curve in report.curves:
-        within = [i for i, a in enumerate(curve.accuracy) if base - a <= ACCURACY_BUDGET]
-        i = max(within) if within else 0
-        s = float(curve.sparsity[i])
-        drop = 100 * (base - float(curve.accuracy[i]))
+        tried = [i for i, s in enumerate(curve.sparsity) if s > 0]
+        if not tried:
+            continue  # only the unpruned model was evaluated: nothing to say about pruning
+        within = [i for i in tried if base - curve.accuracy[i] <= ACCURACY_BUDGET]
         what = {"global": "of weights (global magnitude)", "layer": "of each layer's weights",
                 "neuron": "of hidden neurons (weakest first)"}[curve.scope]
-        if s > 0:
+        if within:
+            i = max(within)
+            s = float(curve.sparsity[i])
+            drop = 100 * (base - float(curve.accuracy[i]))
             cost = f"costs {drop:.1f} points of accuracy" if drop > 0 else "costs no accuracy"
             out.append(Finding(
                 "pruning", "info",
                 f"pruning {_pct(s)} {what} {cost} "
                 f"({_pct(base)} -> {_pct(float(curve.accuracy[i]))}), leaving {int(curve.parameters_left[i]):,} "
-                f"of {report.total_parameters:,} parameters",
-                {"sparsity": s, "accuracy_drop_points": drop, "parameters_left": int(curve.parameters_left[i])}))
+                f"of the {count(report.total_parameters, 'parameter')} in linear layers",
+                {"sparsity": s, "accuracy_drop_points": drop, "parameters_left": int(curve.parameters_left[i]),
+                 "linear_parameters": report.total_parameters}))
         else:
-            out.append(Finding("pruning", "info",
-                               f"every {curve.scope} pruning level tried costs more than 1 point of accuracy",
-                               {"baseline_accuracy": base}))
+            mildest = min(tried, key=lambda i: curve.sparsity[i])
+            drop = 100 * (base - float(curve.accuracy[mildest]))
+            levels = "the one level" if len(tried) == 1 else f"each of the {len(tried)} levels"
+            budget = 100 * ACCURACY_BUDGET
+            out.append(Finding(
+                "pruning", "info",
+                f"{curve.scope} pruning: {levels} tried costs more than {budget:g} "
+                f"{_agree(budget, 'point', 'points')} of accuracy "
+                f"(pruning {_pct(float(curve.sparsity[mildest]))} {what} costs {drop:.1f} points)",
+                {"baseline_accuracy": base, "mildest_sparsity": float(curve.sparsity[mildest]),
+                 "accuracy_drop_points": drop}))
     if report.dead_removed_accuracy is not None and report.dead_removed_count:
         change = 100 * (report.dead_removed_accuracy - base)
+        n = report.dead_removed_count
         out.append(Finding(
             "pruning", "info",
-            f"removing the {report.dead_removed_count} dead neurons changes accuracy by {change:+.1f} points",
-            {"dead_removed": report.dead_removed_count, "accuracy_change_points": change}))
+            f"removing the {count(n, 'dead neuron')} changes accuracy by {change:+.1f} points",
+            {"dead_removed": n, "accuracy_change_points": change}))
     return out
 
 
 def training_findings(d: TrainingDiagnostics) -> list[Finding]:
     out = []
-    if d.overfitting_epoch is not None:
+    if d.nonfinite_epochs:
         out.append(Finding(
             "training", "warning",
-            f"validation loss rose after epoch {d.overfitting_epoch - 1} "
-            f"({_pct(d.final_val_loss_rise)} above its minimum by epoch {d.epochs_run}) while training loss kept "
-            "falling: the model began to overfit",
-            {"overfitting_epoch": d.overfitting_epoch, "val_loss_rise": d.final_val_loss_rise}))
+            f"the training or validation loss was NaN or Inf in {d.nonfinite_epochs} of "
+            f"{count(d.epochs_run, 'epoch')}: training diverged or was numerically unstable there "
+            "(lower the learning rate or check the inputs)",
+            {"nonfinite_epochs": d.nonfinite_epochs}))
+    if d.overfitting_epoch is not None:
+        best, w = d.overfitting_epoch - 1, d.smoothing_window
+        if d.final_val_loss_rise >= RISE_TOLERANCE:
+            trend = (f"validation loss rose after epoch {best} (over the last {count(w, 'epoch')} it averaged "
+                     f"{_pct(d.final_val_loss_rise)} above its smoothed minimum)")
+        else:
+            trend = (f"validation loss has not improved since epoch {best} ({count(d.epochs_run - best, 'epoch')} "
+                     "ago)")
+        out.append(Finding(
+            "training", "warning",
+            f"{trend}, while the gap between validation and training loss grew by "
+            f"{_pct(d.loss_gap_growth)} of that minimum: the model began to overfit",
+            {"overfitting_epoch": d.overfitting_epoch, "val_loss_rise": d.final_val_loss_rise,
+             "loss_gap_growth": d.loss_gap_growth}))
     if d.stopped_early:
         out.append(Finding("training", "info",
                            f"early stopping ended training at epoch {d.epochs_run} and restored epoch {d.best_epoch}",
@@ -198,4 +259,3 @@ def training_findings(d: TrainingDiagnostics) -> list[Finding]:
                        f"train/validation accuracy gap at the best epoch: {gap:.1f} points",
                        {"accuracy_gap_points": gap}))
     return out
-

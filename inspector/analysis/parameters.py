@@ -2,6 +2,10 @@
 
 A linear layer with n inputs and m outputs has an ``(m, n)`` weight and an
 ``(m,)`` bias: ``m * (n + 1)`` parameters and ``m * n`` multiply-adds per sample.
+
+A tensor shared by several layers (tied weights) is counted once, in the first
+layer that holds it, exactly as ``sum(p.numel() for p in model.parameters())``
+does; so the rows always add up to the totals.
 """
 
 from __future__ import annotations
@@ -14,7 +18,14 @@ from inspector.results import result
 
 @result
 class LayerParameters:
-    """One ``nn.Linear``. ``tied_to`` names an earlier layer whose weight this one shares."""
+    """One ``nn.Linear``; its counts are the tensors counted in this row.
+
+    ``weights`` is ``m * n`` and ``biases`` ``m``, except that a tensor shared with
+    an earlier layer counts 0 here (it is counted there): ``tied_to`` names the
+    earlier layer whose weight this one shares. ``parameters = weights + biases``
+    and ``bytes`` follow the same rule; ``macs_per_sample`` (``m * n``) does not,
+    because a shared weight is still multiplied in every layer that uses it.
+    """
 
     name: str
     in_features: int
@@ -27,6 +38,21 @@ class LayerParameters:
     macs_per_sample: int
     dtype: str
     tied_to: str | None = None
+
+    def formula(self, times: str = "×", space: str = " ") -> str:
+        """The arithmetic behind ``parameters``: ``m × (n + 1)``, ``m × n`` without a bias, and
+        only what this row counts when a tensor is counted in an earlier layer."""
+        m, n = f"{self.out_features:,}", f"{self.in_features:,}"
+        op = f"{space}{times}{space}"
+        if self.weights and self.biases:
+            text = f"{m}{op}({n}{space}+{space}1)"
+        elif self.weights:
+            text = f"{m}{op}{n}"
+        else:
+            text = m if self.biases else "0"
+        if self.tied_to is not None:
+            text += f" (weight counted in {self.tied_to})"
+        return text
 
 
 @result
@@ -68,28 +94,30 @@ def count_parameters(model: nn.Module) -> ParameterReport:
     seen: dict[int, str] = {}
     layers: list[LayerParameters] = []
     unique_linear = trainable = total_bytes = macs = 0
+
+    def claim(p: nn.Parameter | None, owner: str) -> tuple[int, int]:
+        """``(count, bytes)`` of ``p`` if no earlier layer counted it, else ``(0, 0)``."""
+        nonlocal trainable
+        if p is None or id(p) in seen:
+            return 0, 0
+        seen[id(p)] = owner
+        if p.requires_grad:
+            trainable += p.numel()
+        return p.numel(), p.numel() * p.element_size()
+
     for name, layer in linear_layers(model):
         m, n = layer.weight.shape
-        bias = layer.bias
         tied_to = seen.get(id(layer.weight))
-        unique = 0
-        for p in (layer.weight, bias):
-            if p is None or id(p) in seen:
-                continue
-            seen[id(p)] = name
-            unique += p.numel()
-            total_bytes += p.numel() * p.element_size()
-            if p.requires_grad:
-                trainable += p.numel()
-        unique_linear += unique
+        weights, weight_bytes = claim(layer.weight, name)
+        biases, bias_bytes = claim(layer.bias, name)
+        unique_linear += weights + biases
+        total_bytes += weight_bytes + bias_bytes
         macs += m * n
         layers.append(LayerParameters(
-            name=name, in_features=int(n), out_features=int(m), weights=int(m * n),
-            biases=int(bias.numel()) if bias is not None else 0,
-            parameters=int(m * n + (bias.numel() if bias is not None else 0)),
-            trainable=bool(layer.weight.requires_grad), bytes=int(layer.weight.numel() * layer.weight.element_size()
-                                                               + (bias.numel() * bias.element_size() if bias is not None else 0)),
-            macs_per_sample=int(m * n), dtype=str(layer.weight.dtype).removeprefix("torch."), tied_to=tied_to,
+            name=name, in_features=int(n), out_features=int(m), weights=int(weights), biases=int(biases),
+            parameters=int(weights + biases), trainable=bool(layer.weight.requires_grad),
+            bytes=int(weight_bytes + bias_bytes), macs_per_sample=int(m * n),
+            dtype=str(layer.weight.dtype).removeprefix("torch."), tied_to=tied_to,
         ))
     other: list[OtherParameters] = []
     other_total = 0

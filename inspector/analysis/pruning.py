@@ -10,8 +10,11 @@ Scopes:
   layers) by their incoming L2 norm, weakest first, a fraction s of each
   hidden layer; a removed neuron's weights, bias and outgoing weights are zeroed.
 
-The ranking is computed once (one sort per scope), not once per level, and
-every level is evaluated on a copy: the caller's model is never modified.
+The ranking is computed once (one sort per scope), not once per level, always
+on the caller's original weights, and every level is evaluated on a copy that
+starts from those weights: the caller's model is never modified, and no level
+or scope sees what an earlier one pruned or fine-tuned. A weight tensor shared
+by several layers (tied) is ranked, pruned and counted once.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import torch
 from torch import nn
 
 from inspector.analysis.guard import inspecting
-from inspector.analysis.parameters import linear_layers
+from inspector.analysis.parameters import count_parameters, linear_layers
 from inspector.results import result
 from inspector.training import evaluate
 
@@ -36,7 +39,9 @@ SCOPES = ("global", "layer", "neuron")
 class PruningCurve:
     """One scope's sweep: per sparsity level, the evaluation accuracy, loss and parameters left.
 
-    ``parameters_left`` counts nonzero linear weights plus the biases of neurons that remain.
+    ``parameters_left`` counts nonzero linear weights plus the biases of neurons that remain
+    (see :func:`parameters_left`); ``PruningReport.total_parameters`` is the same count
+    for the unpruned model (its linear layers' weights and biases, a shared tensor once).
     ``finetuned_accuracy`` is filled when fine-tuning was asked for.
     """
 
@@ -69,32 +74,51 @@ def _weights(model: nn.Module) -> list[nn.Linear]:
     return [layer for _, layer in linear_layers(model)]
 
 
+def _distinct_weights(layers: list[nn.Linear]) -> tuple[list[torch.Tensor], list[int]]:
+    """The distinct weight tensors of ``layers`` and, per layer, the index of its own among them.
+
+    A weight shared by several layers (tied) is one set of numbers: ranked once,
+    masked once, counted once.
+    """
+    index: dict[int, int] = {}
+    distinct: list[torch.Tensor] = []
+    owner = []
+    for layer in layers:
+        if id(layer.weight) not in index:
+            index[id(layer.weight)] = len(distinct)
+            distinct.append(layer.weight)
+        owner.append(index[id(layer.weight)])
+    return distinct, owner
+
+
 def global_masks(model: nn.Module, sparsities: tuple[float, ...]) -> list[list[torch.Tensor]]:
     """Per level, a keep-mask per linear weight; exactly ``floor(s * N)`` smallest |w| are dropped."""
     layers = _weights(model)
-    flat = torch.cat([layer.weight.detach().abs().reshape(-1) for layer in layers])
+    distinct, owner = _distinct_weights(layers)
+    flat = torch.cat([w.detach().abs().reshape(-1) for w in distinct])
     order = torch.argsort(flat, stable=True)  # the one sort
-    sizes = [layer.weight.numel() for layer in layers]
+    sizes = [w.numel() for w in distinct]
     out = []
     for s in sparsities:
         keep = torch.ones_like(flat, dtype=torch.bool)
         keep[order[: math.floor(s * flat.numel())]] = False
-        out.append([m.view_as(layer.weight) for m, layer in zip(torch.split(keep, sizes), layers)])
+        pieces = [m.view_as(w) for m, w in zip(torch.split(keep, sizes), distinct)]
+        out.append([pieces[k] for k in owner])
     return out
 
 
 def layer_masks(model: nn.Module, sparsities: tuple[float, ...]) -> list[list[torch.Tensor]]:
     """Per level, each layer keeps all but its ``floor(s * N_layer)`` smallest weights."""
-    layers = _weights(model)
-    orders = [torch.argsort(layer.weight.detach().abs().reshape(-1), stable=True) for layer in layers]
+    distinct, owner = _distinct_weights(_weights(model))
+    orders = [torch.argsort(w.detach().abs().reshape(-1), stable=True) for w in distinct]
     out = []
     for s in sparsities:
-        level = []
-        for layer, order in zip(layers, orders):
-            keep = torch.ones(layer.weight.numel(), dtype=torch.bool, device=layer.weight.device)
-            keep[order[: math.floor(s * layer.weight.numel())]] = False
-            level.append(keep.view_as(layer.weight))
-        out.append(level)
+        pieces = []
+        for w, order in zip(distinct, orders):
+            keep = torch.ones(w.numel(), dtype=torch.bool, device=w.device)
+            keep[order[: math.floor(s * w.numel())]] = False
+            pieces.append(keep.view_as(w))
+        out.append([pieces[k] for k in owner])
     return out
 
 
@@ -154,32 +178,37 @@ def apply_masks(model: nn.Module, weight_masks: list[torch.Tensor], bias_masks: 
     return model
 
 
+Masks = tuple[list[torch.Tensor], list[torch.Tensor] | None]
+
+
+def level_masks(model: nn.Module, scope: str, sparsities: tuple[float, ...]) -> list[Masks]:
+    """Per sparsity level, ``(weight masks, bias masks or None)`` for ``scope``, ranked on ``model``'s weights."""
+    if scope == "global":
+        return [(m, None) for m in global_masks(model, sparsities)]
+    if scope == "layer":
+        return [(m, None) for m in layer_masks(model, sparsities)]
+    if scope == "neuron":
+        return [neuron_masks(model, keep) for keep in neuron_keep(model, sparsities)]
+    raise ValueError(f"unknown pruning scope {scope!r}; choose from {', '.join(SCOPES)}")
+
+
 def prune(model: nn.Module, sparsity: float, scope: str = "global") -> nn.Module:
     """A pruned **copy** of ``model`` at ``sparsity`` (0 <= s < 1) in ``scope``."""
     if not 0 <= sparsity < 1:
         raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
-    clone = copy.deepcopy(model)
-    if scope == "global":
-        return apply_masks(clone, global_masks(clone, (sparsity,))[0])
-    if scope == "layer":
-        return apply_masks(clone, layer_masks(clone, (sparsity,))[0])
-    if scope == "neuron":
-        return apply_masks(clone, *neuron_masks(clone, neuron_keep(clone, (sparsity,))[0]))
-    raise ValueError(f"unknown pruning scope {scope!r}; choose from {', '.join(SCOPES)}")
+    (masks,) = level_masks(model, scope, (sparsity,))
+    return apply_masks(copy.deepcopy(model), *masks)
 
 
 def prune_and_finetune(model: nn.Module, sparsity: float, scope: str, X: torch.Tensor | np.ndarray,
                        y: torch.Tensor | np.ndarray, epochs: int, lr: float = 1e-3, seed: int = 0) -> nn.Module:
     """:func:`prune`, then ``epochs`` of masked fine-tuning on ``(X, y)``: pruned weights stay zero."""
-    pruned = prune(model, sparsity, scope)
-    layers = _weights(pruned)
-    w_masks = [layer.weight.detach() != 0 for layer in layers]
-    b_masks = None
-    if scope == "neuron":
-        b_masks = [(layer.weight.detach() != 0).any(dim=1) | (layer.bias.detach() != 0) if layer.bias is not None
-                   else torch.ones(layer.out_features, dtype=torch.bool) for layer in layers]
+    if not 0 <= sparsity < 1:
+        raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
+    (masks,) = level_masks(model, scope, (sparsity,))
+    pruned = apply_masks(copy.deepcopy(model), *masks)
     device = next(pruned.parameters()).device
-    _finetune(pruned, w_masks, b_masks, torch.as_tensor(X, dtype=torch.float32, device=device),
+    _finetune(pruned, *masks, torch.as_tensor(X, dtype=torch.float32, device=device),
               torch.as_tensor(y, dtype=torch.long, device=device), epochs, lr, seed)
     return pruned
 
@@ -231,26 +260,16 @@ def pruning_sweep(
     device = next(model.parameters()).device
     X = torch.as_tensor(X, dtype=torch.float32, device=device)
     y = torch.as_tensor(y, dtype=torch.long, device=device)
+    total = count_parameters(model).linear_parameters
     work = copy.deepcopy(model).eval()
-    layers = _weights(work)
-    original = [(layer.weight.detach().clone(), None if layer.bias is None else layer.bias.detach().clone())
-                for layer in layers]
-    total = sum(w.numel() + (0 if b is None else b.numel()) for w, b in original)
+    # Every level starts from the caller's model, which nothing here modifies: masks are
+    # ranked on its weights, and before each level the whole state of the working copy
+    # (weights, biases, batch-norm parameters and running statistics) is reloaded from
+    # it, so neither a previous level's pruning nor its fine-tuning can leak forward.
+    original = model.state_dict()
 
     def restore() -> None:
-        with torch.no_grad():
-            for layer, (w, b) in zip(layers, original):
-                layer.weight.copy_(w)
-                if b is not None:
-                    layer.bias.copy_(b)
-
-    def left(w_masks: list[torch.Tensor], b_masks: list[torch.Tensor] | None) -> int:
-        n = 0
-        for k, (layer, mask) in enumerate(zip(layers, w_masks)):
-            n += int((mask & (original[k][0] != 0)).sum())
-            if layer.bias is not None:
-                n += int(b_masks[k].sum()) if b_masks is not None else layer.out_features
-        return n
+        work.load_state_dict(original)
 
     base_loss, base_acc = evaluate(work, X, y)
     curves = []
@@ -260,17 +279,12 @@ def pruning_sweep(
               torch.as_tensor(finetune[1], dtype=torch.long, device=device))
     with inspecting(work):
         for scope in scopes:
-            if scope == "neuron":
-                levels = [neuron_masks(work, keep) for keep in neuron_keep(work, sparsities)]
-            else:
-                masks = global_masks(work, sparsities) if scope == "global" else layer_masks(work, sparsities)
-                levels = [(m, None) for m in masks]
             acc, loss, params, tuned = [], [], [], []
-            for w_masks, b_masks in levels:
+            for w_masks, b_masks in level_masks(model, scope, sparsities):
                 restore()
                 apply_masks(work, w_masks, b_masks)
                 lo, ac = evaluate(work, X, y)
-                acc.append(ac), loss.append(lo), params.append(left(w_masks, b_masks))
+                acc.append(ac), loss.append(lo), params.append(parameters_left(model, w_masks, b_masks))
                 if ft is not None:
                     _finetune(work, w_masks, b_masks, ft[0], ft[1], finetune_epochs, finetune_lr, seed)
                     tuned.append(evaluate(work, X, y)[1])
@@ -281,10 +295,35 @@ def pruning_sweep(
             ))
         dead_acc, dead_count = None, 0
         if dead_masks:
-            keep = dead_keep(work, dead_masks)
+            keep = dead_keep(model, dead_masks)
             dead_count = int(sum(int((~k).sum()) for k in keep))
             restore()
-            apply_masks(work, *neuron_masks(work, keep))
+            apply_masks(work, *neuron_masks(model, keep))
             dead_acc = evaluate(work, X, y)[1]
-        restore()
     return PruningReport(tuple(curves), base_acc, base_loss, int(total), int(len(X)), dead_acc, dead_count)
+
+
+def parameters_left(model: nn.Module, weight_masks: list[torch.Tensor],
+                    bias_masks: list[torch.Tensor] | None = None) -> int:
+    """Nonzero weights of ``model`` kept by ``weight_masks`` plus the biases kept by ``bias_masks``.
+
+    A tensor shared by several layers counts once, and only the entries that every
+    layer using it keeps are left, so at sparsity 0 this equals
+    :func:`~inspector.analysis.parameters.count_parameters`' ``linear_parameters``
+    (when no weight is exactly zero).
+    """
+    kept: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def keep(tensor: torch.Tensor | None, mask: torch.Tensor | None) -> None:
+        if tensor is None:
+            return
+        mask = torch.ones_like(tensor, dtype=torch.bool) if mask is None else mask
+        previous = kept.get(id(tensor))
+        kept[id(tensor)] = (tensor, mask if previous is None else previous[1] & mask)
+
+    for k, layer in enumerate(_weights(model)):
+        keep(layer.weight, weight_masks[k])
+        keep(layer.bias, None if bias_masks is None else bias_masks[k])
+    weights = {id(layer.weight) for layer in _weights(model)}
+    return int(sum(int((mask & (tensor.detach() != 0)).sum()) if key in weights else int(mask.sum())
+                   for key, (tensor, mask) in kept.items()))

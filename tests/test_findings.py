@@ -1,0 +1,93 @@
+"""Findings say what their numbers are: the right set, the right plural, no invented split names."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from inspector.analysis import AnalysisOptions, analyze
+from inspector.analysis import findings as F
+from inspector.analysis.activations import DeathTimeline
+from inspector.analysis.parameters import count_parameters
+from inspector.analysis.pruning import PruningCurve, PruningReport
+from inspector.evaluation import EvalData
+from inspector.models import MLPConfig, build_mlp
+
+
+def test_parameter_total_and_linear_share_are_not_conflated():
+    model = build_mlp(MLPConfig(12, (7, 5), 4, batch_norm=True))
+    linear = 7 * 13 + 5 * 8 + 4 * 6  # 155
+    total = linear + 2 * (7 + 5)  # batch norm's scale and shift: 179
+    (finding,) = F.parameter_findings(count_parameters(model))
+    assert finding.text.startswith(f"{total} parameters, {linear} of them in 3 linear layers; ")
+    assert finding.numbers["linear_parameters"] == linear and finding.numbers["total_parameters"] == total
+    assert f"holds {100 * 7 * 13 / total:.1f}% of all parameters" in finding.text
+
+
+def test_one_linear_layer_is_singular():
+    (finding,) = F.parameter_findings(count_parameters(nn.Sequential(nn.Linear(2, 5))))
+    assert finding.text.startswith("15 parameters in 1 linear layer; ")
+
+
+def test_a_tied_weight_is_named_and_counted_once():
+    enc, dec = nn.Linear(6, 6), nn.Linear(6, 6)
+    dec.weight = enc.weight
+    found = F.parameter_findings(count_parameters(nn.Sequential(enc, nn.ReLU(), dec)))
+    assert found[0].text.startswith("48 parameters in 2 linear layers")
+    assert found[1].text == "layer 2 shares its weight with layer 0; the 36 shared weights are counted once, under 0"
+
+
+def _census(split_name):
+    torch.manual_seed(0)
+    model = build_mlp(MLPConfig(10, (16,), 3))
+    with torch.no_grad():
+        model.fc1.bias[[2]] = -50.0  # one planted dead neuron
+    X = np.random.default_rng(0).standard_normal((600, 10)).astype(np.float32)
+    data = EvalData.from_arrays(X, np.arange(600) % 3)
+    if split_name != "all":
+        data = EvalData("data", split_name, data.X, data.y, data.feature_names, data.class_names)
+    return analyze(model, data, options=AnalysisOptions(sections=("activations",))).findings
+
+
+def test_rows_of_a_file_are_not_called_an_all_split():
+    texts = [f.text for f in _census("all")]
+    assert "layer fc1: 1 of 16 neurons never fires on the 600 samples" in texts
+    assert not any("all samples" in t for t in texts)
+
+
+def test_a_named_split_is_kept():
+    assert "layer fc1: 1 of 16 neurons never fires on the 600 test samples" in [f.text for f in _census("test")]
+
+
+def test_counts_agree_with_their_nouns():
+    assert F.count(1, "neuron") == "1 neuron" and F.count(2_034, "parameter") == "2,034 parameters"
+    assert F.describe_samples(1, "test", "digits") == "1 digits test sample"
+    timeline = DeathTimeline(epochs=np.array([2, 4]), layers=("fc1",), dead_counts=np.array([[0, 1]]),
+                             death_epoch=(np.array([-1, 4, -1]),))
+    (finding,) = F.death_findings(timeline)
+    assert finding.text.startswith("layer fc1: 1 neuron is dead at the last snapshot (epoch 4)")
+
+
+def _pruning(sparsity, accuracy, left, total=100, dead_removed=None):
+    curve = PruningCurve(scope="layer", sparsity=np.asarray(sparsity, float), accuracy=np.asarray(accuracy, float),
+                         loss=np.zeros(len(sparsity)), parameters_left=np.asarray(left, np.int64))
+    return PruningReport((curve,), baseline_accuracy=accuracy[0], baseline_loss=0.1, total_parameters=total,
+                         n_samples=100, dead_removed_accuracy=None if dead_removed is None else accuracy[0],
+                         dead_removed_count=dead_removed or 0)
+
+
+def test_no_pruning_claim_when_no_pruned_level_was_tried():
+    # only the unpruned model was evaluated: "every level tried costs more than 1 point" would be false
+    assert F.pruning_findings(_pruning([0.0], [0.9], [100])) == []
+
+
+def test_pruning_claims_name_the_set_their_numbers_count():
+    (finding,) = F.pruning_findings(_pruning([0.0, 0.5], [0.9, 0.895], [100, 55], total=100))
+    assert finding.text == ("pruning 50.0% of each layer's weights costs 0.5 points of accuracy (90.0% -> 89.5%), "
+                            "leaving 55 of the 100 parameters in linear layers")
+    (costly,) = F.pruning_findings(_pruning([0.0, 0.1, 0.5], [0.9, 0.85, 0.5], [100, 90, 50]))
+    assert costly.text == ("layer pruning: each of the 2 levels tried costs more than 1 point of accuracy "
+                           "(pruning 10.0% of each layer's weights costs 5.0 points)")
+    texts = [f.text for f in F.pruning_findings(_pruning([0.0], [0.9], [100], dead_removed=1))]
+    assert texts == ["removing the 1 dead neuron changes accuracy by +0.0 points"]
