@@ -32,9 +32,20 @@ from inspector._version import __version__
 from inspector.data import Dataset, SplitSpec, Standardizer
 from inspector.errors import InspectorError
 from inspector.fileio import atomic_path
-from inspector.formats import detect_format, read_safetensors_header
+from inspector.formats import (
+    NeedsTrust,
+    TensorInfo,
+    check_tensor,
+    detect_format,
+    is_zip,
+    pickle_refused,
+    read_safetensors_header,
+    read_torch_header,
+)
+from inspector.inventory import count_nonfinite
 from inspector.models import MLP, MLPConfig, build_mlp, mlp_from_state_dict
 from inspector.training import History, TrainConfig, TrainResult
+from inspector.validation import check_fields, is_int, printable
 
 FORMAT_NAME = "dense-inspector"
 FORMAT_VERSION = 1
@@ -194,7 +205,9 @@ def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike[str], *, force: bo
             for epoch, state in ckpt.snapshots.items():
                 tensors.update({f"{_PREFIX}snapshot.{epoch}.{k}": v.contiguous().clone() for k, v in state.items()})
             metadata = {k: json.dumps(v) for k, v in extras.items()}
+            mode = tmp.stat().st_mode & 0o777  # an ordinary new file's mode: 0o666 less the umask
             save_file(tensors, str(tmp), metadata=metadata)
+            os.chmod(tmp, mode)  # safetensors replaces the file with a private (0600) one
         else:
             payload = dict(extras)
             payload["state_dict"] = _state(ckpt.model)
@@ -210,25 +223,29 @@ def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike[str], *, force: bo
 
 
 def torch_load_safely(path: Path, *, trust_pickle: bool, mmap: bool = False) -> Any:
+    """``torch.load`` a file whose header :func:`read_header` has already validated."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        return _torch_load(path, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
         if "weights_only" not in str(exc) and "Weights only" not in str(exc):
             raise InspectorError(f"{path}: corrupt pickle data ({_first_line(exc)}); the file is damaged") from None
         if not trust_pickle:
-            raise InspectorError(
-                f"{path}: holds pickled Python objects (e.g. a whole nn.Module), which can run code "
-                "when loaded; save model.state_dict() instead, or pass --trust-pickle "
-                "(trust_pickle=True) only if you trust where the file came from"
-            ) from None
-    except (RuntimeError, EOFError, ValueError, OSError, AttributeError, KeyError) as exc:
+            raise pickle_refused(path) from None
+    except Exception as exc:  # the weights-only unpickler runs no code: any failure means a damaged file
         raise InspectorError(
             f"{path}: truncated or corrupt PyTorch file ({_first_line(exc)}); re-export or re-download it"
         ) from None
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return _torch_load(path, weights_only=False, mmap=False)
     except Exception as exc:  # arbitrary unpickling can fail in arbitrary ways
         raise InspectorError(f"{path}: could not unpickle the file ({_first_line(exc)})") from None
+
+
+def _torch_load(path: Path, *, weights_only: bool, mmap: bool) -> Any:
+    if mmap and not path.name.lower().endswith(".safetensors"):
+        return torch.load(path, map_location="cpu", weights_only=weights_only, mmap=True)
+    with path.open("rb") as fh:  # a file object: given a name ending .safetensors, torch.load hands it to safetensors
+        return torch.load(fh, map_location="cpu", weights_only=weights_only)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -238,56 +255,331 @@ def _first_line(exc: BaseException) -> str:
     first = lines[0]
     # torch's messages run on for several sentences; the first one says what broke
     cut = first.find(". ")
-    return (first[:cut] if cut > 0 else first)[:200]
+    return printable((first[:cut] if cut > 0 else first)[:200])
 
 
 def _nonfinite(tensors: Mapping[str, torch.Tensor]) -> tuple[str, ...]:
-    return tuple(
-        name for name, t in tensors.items()
-        if t.is_floating_point() and not bool(torch.isfinite(t).all())
-    )
+    return tuple(name for name, t in tensors.items() if count_nonfinite(t))
 
 
-def _own_checkpoint(path: Path, extras: Mapping[str, Any], state: Mapping[str, torch.Tensor],
-                    preprocessing: Mapping[str, torch.Tensor] | None,
-                    snapshots: dict[int, dict[str, torch.Tensor]], activation: str | None) -> Checkpoint:
-    version = int(extras.get("format_version", 0))
+# --------------------------------------------------------------------------- #
+# One validation of every file's structure and metadata, shared by every command
+# --------------------------------------------------------------------------- #
+
+
+@dataclass(frozen=True)
+class OwnMetadata:
+    """A dense-inspector checkpoint's metadata, every field type-checked."""
+
+    format_version: int
+    package_version: str | None
+    config: MLPConfig
+    history: History | None
+    train_config: TrainConfig | None
+    dataset: DatasetInfo | None
+    metrics: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        """What ``inspector info`` shows: everything but the history and the training settings."""
+        return {"format": FORMAT_NAME, "format_version": self.format_version,
+                "package_version": self.package_version, "config": self.config.to_dict(),
+                "dataset": self.dataset.to_dict() if self.dataset else None, "metrics": dict(self.metrics)}
+
+
+def own_metadata(extras: Mapping[str, Any]) -> OwnMetadata:
+    """Validate a dense-inspector checkpoint's metadata (decoded from JSON for safetensors).
+
+    Raises:
+        InspectorError: naming the first bad field (the caller adds the path).
+    """
+    version = extras.get("format_version", 0)
+    if not is_int(version) or version < 0:
+        raise InspectorError(f"format_version must be a non-negative integer, got {printable(repr(version))[:40]}")
     if version > FORMAT_VERSION:
-        raise InspectorError(
-            f"{path}: written in checkpoint format {version}, newer than this dense-inspector "
-            f"reads ({FORMAT_VERSION}); upgrade dense-inspector"
-        )
-    config = MLPConfig.from_dict(extras["config"])
-    notices: list[str] = []
-    if activation is not None and activation != config.activation:
-        notices.append(f"the checkpoint stores activation {config.activation!r}; ignoring --activation {activation}")
-    model = build_mlp(config)
-    try:
-        model.load_state_dict(dict(state))
-    except RuntimeError as exc:
-        raise InspectorError(f"{path}: weights don't match the stored config ({_first_line(exc)})") from None
-    model.eval()
+        raise InspectorError(f"written in checkpoint format {version}, newer than this dense-inspector "
+                             f"reads ({FORMAT_VERSION}); upgrade dense-inspector")
+    package_version = extras.get("package_version")
+    if package_version is not None and not isinstance(package_version, str):
+        raise InspectorError("package_version must be a string")
+    config = extras.get("config")
+    if not isinstance(config, Mapping):
+        raise InspectorError("the dense-inspector metadata has no model config")
+    if "activation" not in config:  # never defaulted: a tanh model must not come back as relu
+        raise InspectorError("the model config has no activation")
+    mlp_config = MLPConfig.from_dict(config)
     history = extras.get("history")
     train_config = extras.get("train_config")
     dataset = extras.get("dataset")
+    metrics = extras.get("metrics") or {}
+    if not isinstance(metrics, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) for k, v in metrics.items()):
+        raise InspectorError("metrics must map names to numbers")
+    return OwnMetadata(
+        format_version=version, package_version=package_version, config=mlp_config,
+        history=_history(history) if history is not None else None,
+        train_config=TrainConfig(**check_fields(TrainConfig, train_config, "training config"))
+        if train_config is not None else None,
+        dataset=_dataset(dataset, mlp_config) if dataset is not None else None,
+        metrics={k: float(v) for k, v in metrics.items()},
+    )
+
+
+def _history(d: Any) -> History:
+    check_fields(History, d, "training history")
+    curves = ("train_loss", "val_loss", "train_accuracy", "val_accuracy")
+    for key in curves:
+        values = d[key]
+        if not isinstance(values, (list, tuple)) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            raise InspectorError(f"training history: {key} must be a list of numbers")
+    epochs = len(d["train_loss"])
+    if any(len(d[key]) != epochs for key in curves):
+        raise InspectorError("training history: the curves have different lengths")
+    if not is_int(d["best_epoch"]) or not 0 <= d["best_epoch"] <= epochs:
+        raise InspectorError(f"training history: best_epoch must be an epoch between 0 and {epochs}")
+    return History.from_dict(d)
+
+
+def _dataset(d: Any, config: MLPConfig) -> DatasetInfo:
+    check_fields(DatasetInfo, d, "dataset info")
+    split = SplitSpec(**check_fields(SplitSpec, d.get("split", {}), "dataset split"))
+    if not (0 <= split.val_fraction < 1 and 0 <= split.test_fraction < 1
+            and split.val_fraction + split.test_fraction < 1):
+        raise InspectorError("dataset split: fractions must be in [0, 1) and sum to less than 1")
+    info = DatasetInfo.from_dict(d)
+    if info.feature_names and len(info.feature_names) != config.input_size:
+        raise InspectorError(f"dataset info names {len(info.feature_names)} features for a model with "
+                             f"{config.input_size} inputs")
+    if info.class_names and len(info.class_names) != config.output_size:
+        raise InspectorError(f"dataset info names {len(info.class_names)} classes for a model with "
+                             f"{config.output_size} outputs")
+    if info.image_shape and info.image_shape[0] * info.image_shape[1] != config.input_size:
+        raise InspectorError(f"dataset image shape {info.image_shape} does not hold {config.input_size} inputs")
+    return info
+
+
+@dataclass(frozen=True)
+class _Parts:
+    """A checkpoint taken apart: the model's state and the extras, as meta or real tensors."""
+
+    kind: str
+    state: dict[str, torch.Tensor]
+    own: OwnMetadata | None = None
+    preprocessing: dict[str, torch.Tensor] | None = None
+    snapshots: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def _check_against_config(path: Path, config: MLPConfig, state: Mapping[str, torch.Tensor], what: str) -> None:
+    """Compare shapes with the config before anything is built: a 1 KB file declaring a
+    60000 x 60000 layer must fail here, not after allocating 14 GB in ``build_mlp``."""
+    if 2 * (len(config.layer_sizes) - 1) > len(state):  # before listing shapes for a million declared layers
+        raise InspectorError(f"{path}: {what} don't match the stored config ({len(config.layer_sizes) - 1} "
+                             f"layers declared, {len(state)} tensors stored)")
+    expected = config.state_shapes()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [f"{k}: {tuple(state[k].shape)} vs {expected[k]}" for k in expected
+             if k in state and tuple(state[k].shape) != expected[k]]
+    floats = [k for k in expected if k in state and not k.endswith("num_batches_tracked")
+              and not state[k].is_floating_point()]
+    if missing or unexpected or wrong or floats:
+        detail = (f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}" if unexpected
+                  else f"shape {wrong[0]}" if wrong else f"{floats[0]} is not floating point")
+        raise InspectorError(f"{path}: {what} don't match the stored config "
+                             f"{'-'.join(map(str, config.layer_sizes))} ({printable(detail)})")
+
+
+def _check_preprocessing(path: Path, config: MLPConfig, pre: Mapping[str, torch.Tensor] | None) -> None:
+    if pre is None:
+        return
+    if set(pre) != {"mean", "scale"} or any(
+            not isinstance(t, torch.Tensor) or tuple(t.shape) != (config.input_size,) or not t.is_floating_point()
+            for t in pre.values()):
+        raise InspectorError(f"{path}: the stored preprocessing is not a mean and a scale of "
+                             f"{config.input_size} floats; the file is damaged")
+
+
+def _own_parts(path: Path, extras: Mapping[str, Any], state: Any, preprocessing: Any,
+               snapshots: dict[int, Any], metadata: dict[str, Any] | None = None) -> _Parts:
+    try:
+        own = own_metadata(extras)
+    except InspectorError as exc:
+        raise InspectorError(f"{path}: {exc}") from None
+    state = _tensor_mapping(path, state, "state_dict")
+    _check_against_config(path, own.config, state, "weights")
+    _check_preprocessing(path, own.config, preprocessing)
+    for epoch, snapshot in snapshots.items():
+        _check_against_config(path, own.config, _tensor_mapping(path, snapshot, f"snapshot {epoch}"),
+                              f"the epoch-{epoch} snapshot's weights")
+    return _Parts(FORMAT_NAME, dict(state), own, dict(preprocessing) if preprocessing else None,
+                  dict(sorted(snapshots.items())), metadata if metadata is not None else own.to_dict())
+
+
+def _tensor_mapping(path: Path, obj: Any, what: str) -> Mapping[str, torch.Tensor]:
+    if not isinstance(obj, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
+        raise InspectorError(f"{path}: the dense-inspector checkpoint's {what} is not a mapping from names "
+                             "to tensors; the file is damaged")
+    return obj
+
+
+def _epoch(path: Path, key: Any) -> int:
+    if is_int(key) and key >= 0:
+        return key
+    if isinstance(key, str) and key.isascii() and key.isdigit():
+        return int(key)
+    raise InspectorError(f"{path}: snapshot epoch {printable(repr(key))[:40]} is not a number; the file is damaged")
+
+
+def _torch_parts(path: Path, obj: Any, notices: list[str]) -> _Parts:
+    """Take apart what ``torch.load`` (or :func:`read_torch_header`) returned."""
+    if isinstance(obj, nn.Module):
+        state = obj.state_dict()
+        for name, t in state.items():
+            check_tensor(path, name, t)
+        return _Parts("pickled-module", dict(state), metadata={"kind": "pickled-module", "class": type(obj).__name__})
+    if isinstance(obj, Mapping) and isinstance(obj.get("format"), str) and obj.get("format") == FORMAT_NAME:
+        if "state_dict" not in obj:
+            raise InspectorError(f"{path}: dense-inspector checkpoint is missing 'state_dict'; the file is damaged")
+        snapshots = obj.get("snapshots") or {}
+        if not isinstance(snapshots, Mapping):
+            raise InspectorError(f"{path}: the dense-inspector checkpoint's snapshots are not a mapping; "
+                                 "the file is damaged")
+        snaps = {_epoch(path, e): s for e, s in snapshots.items()}
+        preprocessing = obj.get("preprocessing")
+        if preprocessing is not None and not isinstance(preprocessing, Mapping):
+            raise InspectorError(f"{path}: the stored preprocessing is not a mapping; the file is damaged")
+        parts = _own_parts(path, obj, obj["state_dict"], preprocessing, snaps)
+    else:
+        parts = _Parts("state-dict", dict(as_state_dict(obj, path, notices)))
+    for tensors in (parts.state, parts.preprocessing or {}, *parts.snapshots.values()):
+        for name, t in tensors.items():
+            check_tensor(path, name, t)
+    return parts
+
+
+def _safetensors_parts(path: Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> _Parts:
+    """Take apart a safetensors file's tensors (meta from the header, or real) and metadata."""
+    state = {k: v for k, v in tensors.items() if not k.startswith(_PREFIX)}
+    if metadata.get("format") != json.dumps(FORMAT_NAME):
+        shown: dict[str, Any] = {}
+        for key, value in metadata.items():
+            try:
+                shown[key] = json.loads(value)
+            except (ValueError, RecursionError):
+                shown[key] = value
+        shown.pop("history", None)
+        shown.pop("train_config", None)
+        return _Parts("state-dict", state, metadata=shown)
+    try:
+        extras = {k: json.loads(v) for k, v in metadata.items()}
+    except (ValueError, RecursionError) as exc:
+        raise InspectorError(f"{path}: unreadable dense-inspector metadata ({printable(str(exc))[:120]})") from None
+    pre = f"{_PREFIX}preprocessing."
+    snap = f"{_PREFIX}snapshot."
+    preprocessing = {k[len(pre):]: v for k, v in tensors.items() if k.startswith(pre)} or None
+    snapshots: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith(snap):
+            epoch, _, name = key[len(snap):].partition(".")
+            snapshots.setdefault(_epoch(path, epoch), {})[name] = value
+        elif key.startswith(_PREFIX) and not key.startswith(pre):
+            raise InspectorError(f"{path}: unknown dense-inspector tensor {key!r}; was it written by a newer "
+                                 "dense-inspector?")
+    return _own_parts(path, extras, state, preprocessing, snapshots)
+
+
+@dataclass(frozen=True)
+class FileHeader:
+    """What a checkpoint declares, validated against its bytes; no tensor data was read.
+
+    ``tensors`` are the model's weights in file order (dense-inspector's extras left
+    out); ``metadata`` is what ``inspector info`` shows; ``own`` is set for
+    dense-inspector checkpoints.
+    """
+
+    path: Path
+    format: str
+    kind: str
+    tensors: tuple[TensorInfo, ...]
+    own: OwnMetadata | None
+    metadata: dict[str, Any]
+    notices: tuple[str, ...]
+
+
+def read_header(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> FileHeader:
+    """Validate a checkpoint's structure and metadata without reading its tensors.
+
+    Every command goes through here first (``info`` stops here). A pickled whole
+    module can't be read without running it: with ``trust_pickle`` it is loaded whole.
+    """
+    path = Path(path)
+    fmt = detect_format(path)
+    notices: list[str] = []
+    if fmt == "safetensors":
+        header = read_safetensors_header(path)
+        meta = {name: torch.empty(e.shape, dtype=e.torch_dtype, device="meta") for name, e in header.tensors.items()}
+        parts = _safetensors_parts(path, meta, header.metadata)
+    else:
+        try:
+            obj = read_torch_header(path)
+        except NeedsTrust:
+            if not trust_pickle:
+                raise
+            obj = torch_load_safely(path, trust_pickle=True)
+        parts = _torch_parts(path, obj, notices)
+    tensors = tuple(TensorInfo(name, tuple(t.shape), str(t.dtype).removeprefix("torch."), t.numel() * t.element_size())
+                    for name, t in parts.state.items())
+    return FileHeader(path, fmt, parts.kind, tensors, parts.own, parts.metadata, tuple(notices))
+
+
+def read_parts(path: Path, header: FileHeader, *, trust_pickle: bool, mmap: bool = False) -> tuple[_Parts, list[str]]:
+    """The tensors themselves, for a file :func:`read_header` validated."""
+    notices: list[str] = []
+    if header.format == "safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            tensors = load_file(str(path), device="cpu")
+        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+            raise InspectorError(f"{path}: corrupt safetensors file ({_first_line(exc)})") from None
+        return _safetensors_parts(path, tensors, read_safetensors_header(path).metadata), notices
+    obj = torch_load_safely(path, trust_pickle=trust_pickle, mmap=mmap and is_zip(path))
+    return _torch_parts(path, obj, notices), notices
+
+
+def _own_checkpoint(path: Path, parts: _Parts, activation: str | None) -> Checkpoint:
+    own = parts.own
+    assert own is not None
+    notices: list[str] = []
+    if activation is not None and activation != own.config.activation:
+        notices.append(f"the checkpoint stores activation {own.config.activation!r}; ignoring --activation {activation}")
+    model = build_mlp(own.config)  # sizes already checked against the tensors in the file
+    try:
+        model.load_state_dict(parts.state)
+    except RuntimeError as exc:  # pragma: no cover - _check_against_config guarantees a full match
+        raise InspectorError(f"{path}: weights don't match the stored config ({_first_line(exc)})") from None
+    model.eval()
+    pre = parts.preprocessing
     return Checkpoint(
         model=model,
-        config=config,
+        config=own.config,
         source=str(path),
         kind=FORMAT_NAME,
-        history=History.from_dict(history) if history else None,
-        train_config=TrainConfig(**train_config) if train_config else None,
+        history=own.history,
+        train_config=own.train_config,
         standardizer=(
-            Standardizer(preprocessing["mean"].numpy().astype(np.float32),
-                         preprocessing["scale"].numpy().astype(np.float32))
-            if preprocessing else None
+            Standardizer(pre["mean"].numpy().astype(np.float32), pre["scale"].numpy().astype(np.float32))
+            if pre else None
         ),
-        dataset=DatasetInfo.from_dict(dataset) if dataset else None,
-        metrics={k: float(v) for k, v in (extras.get("metrics") or {}).items()},
-        snapshots=snapshots,
-        nonfinite=_nonfinite(state),
+        dataset=own.dataset,
+        metrics=dict(own.metrics),
+        snapshots=parts.snapshots,
+        nonfinite=_nonfinite(parts.state),
         notices=tuple(notices),
-        package_version=extras.get("package_version"),
+        package_version=own.package_version,
     )
 
 
@@ -309,12 +601,16 @@ def _foreign_checkpoint(path: Path, state: Mapping[str, torch.Tensor], activatio
 
 
 def as_state_dict(obj: Any, path: Path, notices: list[str]) -> Mapping[str, torch.Tensor]:
-    if isinstance(obj, Mapping) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+    def is_state(candidate: Any) -> bool:
+        return isinstance(candidate, Mapping) and bool(candidate) and all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in candidate.items())
+
+    if is_state(obj):
         return obj
     if isinstance(obj, Mapping):
         for key in _WRAPPER_KEYS:
             inner = obj.get(key)
-            if isinstance(inner, Mapping) and inner and all(isinstance(v, torch.Tensor) for v in inner.values()):
+            if is_state(inner):
                 notices.append(f"read the model weights from the checkpoint's {key!r} entry")
                 return inner
     what = type(obj).__name__
@@ -334,6 +630,10 @@ def load(
 ) -> Checkpoint:
     """Load a dense model from ``path`` (``.pt``/``.pth`` or ``.safetensors``, detected by content).
 
+    The header and metadata are validated first (:func:`read_header`): no tensor is
+    read and nothing is built until every declared size has been checked against the
+    bytes in the file.
+
     Args:
         path: the checkpoint file.
         activation: for foreign state dicts, which carry no activation; default ``relu``
@@ -345,22 +645,15 @@ def load(
         InspectorError: for a missing, corrupt, unsafe or non-MLP file, naming the file.
     """
     path = Path(path)
-    fmt = detect_format(path)
-    notices: list[str] = []
-    if fmt == "safetensors":
-        return _load_safetensors(path, activation, notices)
-    obj = torch_load_safely(path, trust_pickle=trust_pickle)
-    if isinstance(obj, nn.Module):
-        return _pickled_module(obj, path, activation)
-    if isinstance(obj, Mapping) and obj.get("format") == FORMAT_NAME:
-        try:
-            return _own_checkpoint(
-                path, obj, obj["state_dict"], obj.get("preprocessing"),
-                {int(e): s for e, s in (obj.get("snapshots") or {}).items()}, activation,
-            )
-        except KeyError as exc:
-            raise InspectorError(f"{path}: dense-inspector checkpoint is missing {exc}; the file is damaged") from None
-    return _foreign_checkpoint(path, as_state_dict(obj, path, notices), activation, notices)
+    header = read_header(path, trust_pickle=trust_pickle)
+    if header.kind == "state-dict" and header.format == "safetensors" and not header.tensors:
+        raise InspectorError(f"{path}: the safetensors file holds no tensors")
+    if header.kind == "pickled-module":
+        return _pickled_module(torch_load_safely(path, trust_pickle=True), path, activation)
+    parts, notices = read_parts(path, header, trust_pickle=trust_pickle)
+    if parts.kind == FORMAT_NAME:
+        return _own_checkpoint(path, parts, activation)
+    return _foreign_checkpoint(path, parts.state, activation, notices)
 
 
 def _pickled_module(module: nn.Module, path: Path, activation: str | None) -> Checkpoint:
@@ -372,33 +665,3 @@ def _pickled_module(module: nn.Module, path: Path, activation: str | None) -> Ch
         raise InspectorError(f"{path}: the pickled {type(module).__name__} has no nn.Linear layers")
     return Checkpoint(model=module, config=config, source=str(path), kind="pickled-module",
                       nonfinite=_nonfinite(state), notices=tuple(notices))
-
-
-def _load_safetensors(path: Path, activation: str | None, notices: list[str]) -> Checkpoint:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    header = read_safetensors_header(path)
-    try:
-        tensors = load_file(str(path), device="cpu")
-    except (SafetensorError, OSError) as exc:
-        raise InspectorError(f"{path}: corrupt safetensors file ({_first_line(exc)})") from None
-    metadata = header.metadata
-    state = {k: v for k, v in tensors.items() if not k.startswith(_PREFIX)}
-    if metadata.get("format") == json.dumps(FORMAT_NAME):
-        try:
-            extras = {k: json.loads(v) for k, v in metadata.items()}
-        except json.JSONDecodeError as exc:
-            raise InspectorError(f"{path}: unreadable dense-inspector metadata ({exc})") from None
-        pre = f"{_PREFIX}preprocessing."
-        preprocessing = {k[len(pre):]: v for k, v in tensors.items() if k.startswith(pre)} or None
-        snapshots: dict[int, dict[str, torch.Tensor]] = {}
-        snap = f"{_PREFIX}snapshot."
-        for key, value in tensors.items():
-            if key.startswith(snap):
-                epoch, _, name = key[len(snap):].partition(".")
-                snapshots.setdefault(int(epoch), {})[name] = value
-        return _own_checkpoint(path, extras, state, preprocessing, dict(sorted(snapshots.items())), activation)
-    if not state:
-        raise InspectorError(f"{path}: the safetensors file holds no tensors")
-    return _foreign_checkpoint(path, state, activation, notices)

@@ -1,17 +1,44 @@
-"""Recognise checkpoint files by their bytes, and read safetensors headers without the data."""
+"""Recognise checkpoint files by their bytes, and read their headers without the data.
+
+Every reader here validates what a file declares against the bytes it holds
+before anything is allocated: a header that promises a 60000 x 60000 layer in
+a 1 KB file is an error, not a 14 GB allocation. ``read_safetensors_header``
+and ``read_torch_header`` are the only places that parse a checkpoint's
+structure; everything else (``info``, ``analyze``, ``load``) goes through them.
+"""
 
 from __future__ import annotations
 
+import io
 import json
 import struct
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from inspector.errors import InspectorError
+from inspector.validation import is_int, printable
 
 _ZIP_MAGIC = b"PK\x03\x04"
 _MAX_HEADER = 100 * 1024 * 1024  # the safetensors spec's own limit
+_MAX_PICKLE = 256 * 1024 * 1024  # a state dict's pickle (names, shapes) is far smaller than its data
+_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # torch.save's pre-1.6 (non-zip) format starts with this number
+
+# safetensors dtype names -> torch dtypes; types this torch lacks are left out (and refused)
+_ST_DTYPES: dict[str, torch.dtype] = {
+    name: dtype for name, dtype in {
+        "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+        "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+        "BOOL": torch.bool, "C64": torch.complex64,
+        "F8_E4M3": getattr(torch, "float8_e4m3fn", None), "F8_E5M2": getattr(torch, "float8_e5m2", None),
+        "U16": getattr(torch, "uint16", None), "U32": getattr(torch, "uint32", None),
+        "U64": getattr(torch, "uint64", None),
+    }.items() if dtype is not None
+}
 
 
 def check_file(path: Path) -> int:
@@ -27,62 +54,353 @@ def check_file(path: Path) -> int:
 
 
 def detect_format(path: Path) -> str:
-    """``"torch"`` (zip or legacy pickle from ``torch.save``) or ``"safetensors"``."""
+    """``"torch"`` (zip or legacy pickle from ``torch.save``) or ``"safetensors"``, from the bytes.
+
+    A safetensors file starts with its header length (8 bytes, little-endian) and then
+    ``{``; that length can begin with any byte, 0x80 included (a 640-byte header does),
+    so the safetensors test comes before the pickle test, and the reader validates the rest.
+    """
     size = check_file(path)
     with path.open("rb") as fh:
-        head = fh.read(16)
+        head = fh.read(9)
     if head.startswith(_ZIP_MAGIC):
         return "torch"
-    if head[:1] == b"\x80" and size > 2:  # pickle protocol >= 2: torch.save's legacy format
-        return "torch"
-    if len(head) >= 9:
-        (n,) = struct.unpack("<Q", head[:8])
-        if 0 < n <= _MAX_HEADER and head[8:9] == b"{":
-            return "safetensors"
+    if len(head) == 9 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] <= _MAX_HEADER:
+        return "safetensors"
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return "torch"  # pickle protocol >= 2: torch.save's legacy (pre-1.6) format
+    if head.lstrip()[:1] == b"{":
+        check_not_sharded_index(path)
     raise InspectorError(
         f"{path}: unknown checkpoint format (neither a PyTorch file nor safetensors); "
         "save with torch.save(model.state_dict(), ...) or safetensors"
     )
 
 
+def check_not_sharded_index(path: Path) -> None:
+    """Refuse a Hugging Face ``model.safetensors.index.json`` (or ``pytorch_model.bin.index.json``)."""
+    try:
+        if path.stat().st_size > _MAX_HEADER:
+            return
+        doc = json.loads(path.read_bytes())
+    except (OSError, ValueError, RecursionError):
+        return
+    if isinstance(doc, dict) and isinstance(doc.get("weight_map"), dict):
+        shards = sorted({str(v) for v in doc["weight_map"].values()})
+        example = f" (e.g. {printable(shards[0])})" if shards else ""
+        raise InspectorError(
+            f"{path} is a sharded-checkpoint index; sharded checkpoints are not supported yet: "
+            f"pass one shard{example} to inspect its tensors"
+        )
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One tensor as its file declares it; ``nbytes`` is checked against the bytes present."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    nbytes: int
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+
+def is_zip(path: Path) -> bool:
+    with path.open("rb") as fh:
+        return fh.read(4) == _ZIP_MAGIC
+
+
+# --------------------------------------------------------------------------- #
+# safetensors
+# --------------------------------------------------------------------------- #
+
+
+@dataclass(frozen=True)
+class SafetensorsEntry:
+    """One tensor of a safetensors header: its bytes are ``data[begin:end]``."""
+
+    dtype: str
+    shape: tuple[int, ...]
+    begin: int
+    end: int
+
+    @property
+    def nbytes(self) -> int:
+        return self.end - self.begin
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return _ST_DTYPES[self.dtype]
+
+
 @dataclass(frozen=True)
 class SafetensorsHeader:
-    """The JSON header: ``tensors`` maps a name to ``{"dtype", "shape", "data_offsets"}``."""
+    """The JSON header, validated: ``tensors`` in file order, ``metadata`` string to string."""
 
-    tensors: dict[str, dict[str, Any]]
+    tensors: dict[str, SafetensorsEntry]
     metadata: dict[str, str]
     data_start: int
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
 def read_safetensors_header(path: Path) -> SafetensorsHeader:
-    """Parse the header only, and check the file is long enough for the data it declares."""
+    """Parse and validate the header only: dtypes known, shapes and offsets non-negative
+    integers, each tensor's byte count equal to its shape times its dtype size, and the
+    tensors tiling the data section exactly (no gap, no overlap, nothing past the end)."""
     size = check_file(path)
     with path.open("rb") as fh:
         prefix = fh.read(8)
         if len(prefix) < 8:
             raise InspectorError(f"{path}: truncated safetensors file (no header); re-export it")
         (n,) = struct.unpack("<Q", prefix)
-        if n > _MAX_HEADER or 8 + n > size:
+        if n < 2 or n > _MAX_HEADER or 8 + n > size:
             raise InspectorError(f"{path}: truncated or corrupt safetensors header; re-export the file")
         raw = fh.read(n)
     try:
-        header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise InspectorError(f"{path}: corrupt safetensors header (not JSON); re-export the file") from None
+        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise InspectorError(f"{path}: corrupt safetensors header (not valid JSON: {printable(reason)}); "
+                             "re-export the file") from None
     if not isinstance(header, dict):
-        raise InspectorError(f"{path}: corrupt safetensors header; re-export the file")
-    metadata = header.pop("__metadata__", None) or {}
-    end = 0
-    for name, info in header.items():
-        try:
-            begin_, end_ = info["data_offsets"]
-            info["dtype"], list(info["shape"])
-        except (KeyError, TypeError, ValueError):
-            raise InspectorError(f"{path}: corrupt safetensors entry {name!r}; re-export the file") from None
-        end = max(end, int(end_))
-    if 8 + n + end > size:
+        raise InspectorError(f"{path}: corrupt safetensors header (not a JSON object); re-export the file")
+    metadata = header.pop("__metadata__", None)
+    if metadata is None:
+        metadata = {}
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise InspectorError(f"{path}: corrupt safetensors header (__metadata__ must map names to strings); "
+                             "re-export the file")
+    data_size = size - 8 - n
+    tensors = {name: _safetensors_entry(path, name, info) for name, info in header.items()}
+    declared = max((e.end for e in tensors.values()), default=0)
+    if declared > data_size:
         raise InspectorError(
-            f"{path}: truncated safetensors file ({size} bytes, header declares {8 + n + end}); "
+            f"{path}: truncated safetensors file ({size} bytes, header declares {8 + n + declared}); "
             "re-export or re-download it"
         )
-    return SafetensorsHeader(tensors=header, metadata=dict(metadata), data_start=8 + n)
+    expected = 0
+    for name, entry in sorted(tensors.items(), key=lambda item: (item[1].begin, item[1].end)):
+        if entry.begin != expected:
+            how = "overlaps the tensor before it" if entry.begin < expected else "leaves a gap before it"
+            raise InspectorError(f"{path}: corrupt safetensors header (tensor {name!r} at bytes "
+                                 f"{entry.begin}..{entry.end} {how}); re-export the file")
+        expected = entry.end
+    if expected != data_size:
+        raise InspectorError(f"{path}: corrupt safetensors file ({data_size - expected} bytes after the last "
+                             "tensor); re-export the file")
+    return SafetensorsHeader(tensors=tensors, metadata=dict(metadata), data_start=8 + n)
+
+
+def _safetensors_entry(path: Path, name: str, info: Any) -> SafetensorsEntry:
+    def bad(what: str) -> InspectorError:
+        return InspectorError(f"{path}: corrupt safetensors entry {name!r} ({what}); re-export the file")
+
+    if not isinstance(info, dict):
+        raise bad("not a JSON object")
+    dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
+    if not isinstance(dtype, str) or dtype not in _ST_DTYPES:
+        shown = dtype[:40] if isinstance(dtype, str) else type(dtype).__name__
+        raise bad(f"unknown dtype {shown!r}; known: {', '.join(_ST_DTYPES)}")
+    if not isinstance(shape, list) or not all(is_int(s) and s >= 0 for s in shape):
+        raise bad("shape must be a list of non-negative integers")
+    if (not isinstance(offsets, list) or len(offsets) != 2 or not all(is_int(o) for o in offsets)
+            or not 0 <= offsets[0] <= offsets[1]):
+        raise bad("data_offsets must be two integers [begin, end] with 0 <= begin <= end")
+    numel = 1
+    for s in shape:
+        numel *= s
+    itemsize = _ST_DTYPES[dtype].itemsize
+    if numel * itemsize != offsets[1] - offsets[0]:
+        raise bad(f"shape {shape} of {dtype} needs {numel * itemsize} bytes, data_offsets give "
+                  f"{offsets[1] - offsets[0]}")
+    return SafetensorsEntry(dtype, tuple(shape), offsets[0], offsets[1])
+
+
+# --------------------------------------------------------------------------- #
+# torch.save files
+# --------------------------------------------------------------------------- #
+
+
+class NeedsTrust(InspectorError):
+    """The pickle holds Python objects beyond tensors and containers (e.g. a whole ``nn.Module``)."""
+
+
+def pickle_refused(path: Path) -> NeedsTrust:
+    return NeedsTrust(
+        f"{path}: holds pickled Python objects (e.g. a whole nn.Module), which can run code "
+        "when loaded; save model.state_dict() instead, or pass --trust-pickle "
+        "(trust_pickle=True) only if you trust where the file came from"
+    )
+
+
+def read_torch_header(path: Path) -> Any:
+    """Unpickle a ``torch.save`` file with every storage on the ``meta`` device: the object
+    tree with its tensors' shapes, dtypes and strides, and no tensor data read or allocated.
+
+    Uses the same weights-only unpickler as ``torch.load(weights_only=True)``: no code
+    runs. Each storage's declared size is checked against the bytes the file holds for
+    it (the zip directory, or the legacy format's size prefixes), and each tensor against
+    its storage (see :func:`check_tensor`), so a later ``torch.load`` is bounded by the file.
+
+    Raises:
+        NeedsTrust: the pickle holds other Python objects.
+        InspectorError: the file is truncated or corrupt.
+    """
+    size = check_file(path)
+    try:
+        return _read_zip_header(path) if is_zip(path) else _read_legacy_header(path, size)
+    except InspectorError:
+        raise
+    except Exception as exc:  # untrusted bytes through a side-effect-free unpickler: any failure is corruption
+        if "global" in str(exc).lower() and isinstance(exc, _unpickling_error()):
+            raise pickle_refused(path) from None
+        raise InspectorError(f"{path}: truncated or corrupt PyTorch file ({_reason(exc)}); "
+                             "re-export or re-download it") from None
+
+
+def _unpickling_error() -> type[Exception]:
+    import pickle
+
+    return pickle.UnpicklingError
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    cut = text.find(". ")
+    return printable((text[:cut] if cut > 0 else text)[:200])
+
+
+def _meta_storage(path: Path, storage_type: Any, numel: Any, available: int | None, key: str) -> Any:
+    dtype = torch.uint8 if storage_type is torch.UntypedStorage else getattr(storage_type, "dtype", None)
+    if not isinstance(dtype, torch.dtype) or not is_int(numel) or numel < 0:
+        raise InspectorError(f"{path}: corrupt PyTorch file (storage {key!r} is malformed); "
+                             "re-export or re-download it")
+    nbytes = numel * dtype.itemsize
+    if available is not None and nbytes != available:
+        raise InspectorError(f"{path}: corrupt PyTorch file (storage {key!r} declares {nbytes} bytes, "
+                             f"the file holds {available}); re-export or re-download it")
+    return torch.storage.TypedStorage(wrap_storage=torch.UntypedStorage(nbytes, device="meta"), dtype=dtype,
+                                      _internal=True)
+
+
+def _unpickler(data: Any, persistent_load: Any) -> Any:
+    from torch import _weights_only_unpickler
+
+    unpickler = _weights_only_unpickler.Unpickler(data, encoding="utf-8")
+    unpickler.persistent_load = persistent_load
+    return unpickler
+
+
+def _read_zip_header(path: Path) -> Any:
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
+        raise InspectorError(f"{path}: truncated or corrupt PyTorch file ({_reason(exc)}); "
+                             "re-export or re-download it") from None
+    with archive:
+        records = {info.filename: info for info in archive.infolist()}
+        pickles = [name for name in records if name.count("/") == 1 and name.endswith("/data.pkl")]
+        if len(pickles) != 1:
+            raise InspectorError(f"{path}: a zip file but not a PyTorch checkpoint (no data.pkl); "
+                                 "save with torch.save(model.state_dict(), ...)")
+        prefix = pickles[0][: -len("data.pkl")]
+        if records[pickles[0]].file_size > _MAX_PICKLE:
+            raise InspectorError(f"{path}: corrupt PyTorch file (its data.pkl declares "
+                                 f"{records[pickles[0]].file_size} bytes); re-export or re-download it")
+        try:
+            pickled = archive.read(pickles[0])
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError, ValueError) as exc:
+            raise InspectorError(f"{path}: truncated or corrupt PyTorch file ({_reason(exc)}); "
+                                 "re-export or re-download it") from None
+        storages: dict[str, Any] = {}
+
+        def persistent_load(pid: Any) -> Any:
+            if not isinstance(pid, tuple) or len(pid) != 5:
+                raise InspectorError(f"{path}: corrupt PyTorch file (malformed storage reference); "
+                                     "re-export or re-download it")
+            _, storage_type, key, _, numel = pid
+            key = key.decode("ascii", "replace") if isinstance(key, bytes) else str(key)
+            if key not in storages:
+                record = records.get(f"{prefix}data/{key}")
+                if record is None or record.compress_type != zipfile.ZIP_STORED:
+                    raise InspectorError(f"{path}: truncated or corrupt PyTorch file (storage {key!r} "
+                                         "is missing); re-export or re-download it")
+                storages[key] = _meta_storage(path, storage_type, numel, record.file_size, key)
+            return storages[key]
+
+        return _unpickler(io.BytesIO(pickled), persistent_load).load()
+
+
+def _read_legacy_header(path: Path, size: int) -> Any:
+    """torch.save's pre-1.6 layout: magic, protocol, sys info, the object (storages as
+    persistent ids), the storage keys, then each storage as an int64 element count and its bytes."""
+    declared: dict[str, Any] = {}
+
+    def persistent_load(pid: Any) -> Any:
+        if not isinstance(pid, tuple) or len(pid) != 6 or pid[5] is not None:
+            raise InspectorError(f"{path}: unsupported legacy PyTorch file (storage views); "
+                                 "re-save it with a current torch.save")
+        _, storage_type, key, _, numel, _ = pid
+        key = str(key)
+        if key not in declared:
+            declared[key] = _meta_storage(path, storage_type, numel, None, key)
+        return declared[key]
+
+    with path.open("rb") as fh:
+        if _unpickler(fh, None).load() != _LEGACY_MAGIC:
+            raise InspectorError(f"{path}: a pickle, but not written by torch.save; "
+                                 "save with torch.save(model.state_dict(), ...)")
+        _unpickler(fh, None).load()  # protocol version
+        _unpickler(fh, None).load()  # sys info
+        obj = _unpickler(fh, persistent_load).load()
+        keys = _unpickler(fh, None).load()
+        if not isinstance(keys, list) or sorted(map(str, keys)) != sorted(declared):
+            raise InspectorError(f"{path}: corrupt PyTorch file (storage list does not match); "
+                                 "re-export or re-download it")
+        for key in map(str, keys):
+            storage = declared[key]
+            prefix = fh.read(8)
+            count = struct.unpack("<q", prefix)[0] if len(prefix) == 8 else -1
+            nbytes = storage._untyped_storage.nbytes()
+            if count * storage.dtype.itemsize != nbytes or fh.tell() + nbytes > size:
+                raise InspectorError(f"{path}: truncated or corrupt PyTorch file (storage {key!r}); "
+                                     "re-export or re-download it")
+            fh.seek(nbytes, io.SEEK_CUR)
+    return obj
+
+
+def check_tensor(path: Path, name: str, tensor: torch.Tensor) -> int:
+    """``tensor``'s byte count, after checking its bytes are present in its storage.
+
+    A view may not reach past its storage, nor claim more elements than the storage holds:
+    ``torch.zeros(1).expand(30000, 30000)`` is 4 bytes on disk and 3.6 GB once touched.
+    """
+    if tensor.layout != torch.strided or tensor.is_quantized:
+        raise InspectorError(f"{path}: tensor {name!r} has an unsupported layout ({tensor.layout}); "
+                             "save dense tensors")
+    itemsize = tensor.element_size()
+    nbytes = tensor.numel() * itemsize
+    available = tensor.untyped_storage().nbytes()
+    if tensor.numel():
+        if any(s < 0 for s in tensor.stride()) or tensor.storage_offset() < 0:
+            raise InspectorError(f"{path}: tensor {name!r} has negative strides; the file is corrupt")
+        last = tensor.storage_offset() + sum((n - 1) * s for n, s in zip(tensor.shape, tensor.stride()))
+        if (last + 1) * itemsize > available or nbytes > available:
+            raise InspectorError(
+                f"{path}: tensor {name!r} declares shape {tuple(tensor.shape)} ({nbytes:,} bytes) but "
+                f"the file holds {available:,} bytes for it; the file is crafted or corrupt")
+    return nbytes

@@ -1,49 +1,32 @@
-"""What is in a checkpoint file, read from its header where the format allows.
+"""What is in a checkpoint file, read from its header alone.
 
-``read_inventory`` never materialises the whole file: safetensors is read from
-its JSON header, PyTorch zip files are memory-mapped (tensor data stays on
-disk until touched). ``iter_tensors`` then yields one tensor at a time, for
-weight-only inspection of files larger than memory, e.g. a transformer's MLP
-blocks.
+``read_inventory`` reads no tensor data: safetensors from its JSON header, PyTorch
+files by unpickling their structure with every storage on the ``meta`` device
+(:func:`inspector.checkpoints.read_header`, which validates every declared size
+against the bytes in the file). ``iter_tensors`` then yields one tensor at a
+time, for weight-only inspection of files larger than memory, e.g. a
+transformer's MLP blocks.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from inspector.errors import InspectorError
-from inspector.formats import detect_format, read_safetensors_header
+from inspector.formats import TensorInfo, is_zip
+from inspector.validation import printable
 
-_ST_DTYPE_BYTES = {
-    "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
-    "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1, "U16": 2, "U32": 4, "U64": 8,
-}
-_ST_DTYPE_NAMES = {
-    "F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64",
-    "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool",
-}
+if TYPE_CHECKING:
+    from inspector.models import MLPConfig
+
 _INTERNAL = "_inspector."
-
-
-@dataclass(frozen=True)
-class TensorInfo:
-    name: str
-    shape: tuple[int, ...]
-    dtype: str
-    nbytes: int
-
-    @property
-    def numel(self) -> int:
-        n = 1
-        for s in self.shape:
-            n *= s
-        return n
+_NONFINITE_CHUNK = 1 << 20  # elements per isfinite() call: the scan's memory is bounded by this, not the tensor
 
 
 @dataclass(frozen=True)
@@ -75,6 +58,7 @@ class Inventory:
     tensors: tuple[TensorInfo, ...]
     linear_layers: tuple[LinearLayerInfo, ...]
     metadata: dict[str, Any]
+    config: MLPConfig | None = field(default=None, compare=False)
 
     @property
     def other_tensors(self) -> tuple[TensorInfo, ...]:
@@ -128,91 +112,69 @@ def linear_layers(tensors: tuple[TensorInfo, ...]) -> tuple[LinearLayerInfo, ...
     return tuple(layers)
 
 
-def _torch_payload(path: Path, *, trust_pickle: bool) -> tuple[Mapping[str, torch.Tensor], dict[str, Any]]:
-    from torch import nn
-
-    from inspector.checkpoints import FORMAT_NAME, as_state_dict, torch_load_safely
-
-    obj = torch_load_safely(path, trust_pickle=trust_pickle, mmap=_is_zip(path))
-    if isinstance(obj, nn.Module):
-        return obj.state_dict(), {"kind": "pickled-module", "class": type(obj).__name__}
-    if isinstance(obj, Mapping) and obj.get("format") == FORMAT_NAME:
-        meta = {k: obj.get(k) for k in ("format", "format_version", "package_version", "config", "dataset", "metrics")}
-        return obj["state_dict"], meta
-    return as_state_dict(obj, path, []), {}
-
-
-def _is_zip(path: Path) -> bool:
-    with path.open("rb") as fh:
-        return fh.read(4) == b"PK\x03\x04"
-
-
 def read_inventory(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> Inventory:
-    """List the tensors and linear layers of a checkpoint without loading its data."""
-    import json
+    """List the tensors and linear layers of a checkpoint without reading any tensor data."""
+    from inspector.checkpoints import read_header
 
-    path = Path(path)
-    fmt = detect_format(path)
-    if fmt == "safetensors":
-        header = read_safetensors_header(path)
-        tensors = []
-        for name, info in header.tensors.items():
-            if name.startswith(_INTERNAL):
-                continue
-            shape = tuple(int(s) for s in info["shape"])
-            begin, end = info["data_offsets"]
-            tensors.append(TensorInfo(name, shape, _ST_DTYPE_NAMES.get(info["dtype"], info["dtype"]),
-                                      int(end) - int(begin)))
-        metadata: dict[str, Any] = {}
-        for key, value in header.metadata.items():
-            try:
-                metadata[key] = json.loads(value)
-            except json.JSONDecodeError:
-                metadata[key] = value
-        metadata.pop("history", None)
-        metadata.pop("train_config", None)
-    else:
-        state, metadata = _torch_payload(path, trust_pickle=trust_pickle)
-        tensors = [
-            TensorInfo(name, tuple(t.shape), str(t.dtype).removeprefix("torch."), t.numel() * t.element_size())
-            for name, t in state.items()
-        ]
-    tensors_t = tuple(tensors)
-    return Inventory(str(path), fmt, tensors_t, linear_layers(tensors_t), metadata)
+    header = read_header(path, trust_pickle=trust_pickle)
+    tensors = tuple(t for t in header.tensors if not t.name.startswith(_INTERNAL))
+    return Inventory(str(header.path), header.format, tensors, linear_layers(tensors), header.metadata,
+                     header.own.config if header.own else None)
 
 
 def iter_tensors(path: str | os.PathLike[str], names: list[str] | None = None, *,
                  trust_pickle: bool = False) -> Iterator[tuple[str, torch.Tensor]]:
-    """Yield ``(name, tensor)`` one at a time; memory holds one tensor, not the file."""
+    """Yield ``(name, tensor)`` one at a time; memory holds one tensor, not the file.
+
+    The header is validated first, so no tensor is read whose size the file does not back.
+    """
+    from inspector.checkpoints import read_header, read_parts
+
     path = Path(path)
-    if detect_format(path) == "safetensors":
+    header = read_header(path, trust_pickle=trust_pickle)
+    known = [t.name for t in header.tensors if not t.name.startswith(_INTERNAL)]
+    for name in names or ():
+        if name not in known:
+            raise InspectorError(f"{path}: no tensor named {name!r}")
+    wanted = names if names is not None else known
+    if header.format == "safetensors":
         from safetensors import safe_open
 
-        read_safetensors_header(path)  # validates length before safe_open maps it
         with safe_open(str(path), framework="pt", device="cpu") as fh:
-            for name in names if names is not None else list(fh.keys()):
-                if name.startswith(_INTERNAL):
-                    continue
+            for name in wanted:
                 try:
-                    yield name, fh.get_tensor(name)
+                    tensor = fh.get_tensor(name)
                 except Exception as exc:  # safetensors raises its own error types per version
-                    raise InspectorError(f"{path}: cannot read tensor {name!r} ({exc})") from None
+                    raise InspectorError(f"{path}: cannot read tensor {name!r} ({printable(str(exc))[:200]})") from None
+                yield name, tensor
         return
-    state, _ = _torch_payload(path, trust_pickle=trust_pickle)
-    for name in names if names is not None else list(state):
-        if name not in state:
-            raise InspectorError(f"{path}: no tensor named {name!r}")
-        yield name, state[name]
+    parts, _ = read_parts(path, header, trust_pickle=trust_pickle, mmap=is_zip(path))
+    for name in wanted:
+        yield name, parts.state[name]
+
+
+def count_nonfinite(tensor: torch.Tensor, chunk: int = _NONFINITE_CHUNK) -> int:
+    """NaN and Inf entries of ``tensor`` (0 for integer tensors), counted ``chunk`` elements at a time."""
+    if not (tensor.is_floating_point() or tensor.is_complex()):
+        return 0
+    if tensor.dim() == 0 or tensor.numel() <= chunk:
+        if tensor.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64) and not tensor.is_complex():
+            tensor = tensor.float()  # float8 has no isfinite kernel; the chunk bounds the copy
+        return int((~torch.isfinite(tensor)).sum())
+    row = tensor[0].numel()
+    step = max(1, chunk // max(1, row))
+    if step == 1 and tensor.dim() > 1:
+        return sum(count_nonfinite(tensor[i], chunk) for i in range(tensor.shape[0]))
+    return sum(count_nonfinite(tensor[i:i + step], chunk) for i in range(0, tensor.shape[0], step))
 
 
 def scan_nonfinite(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> dict[str, int]:
-    """Count NaN/Inf entries per floating tensor, reading one tensor at a time."""
+    """Count NaN/Inf entries per floating tensor, one tensor and one chunk at a time."""
     bad: dict[str, int] = {}
     for name, t in iter_tensors(path, trust_pickle=trust_pickle):
-        if t.is_floating_point():
-            count = int((~torch.isfinite(t)).sum())
-            if count:
-                bad[name] = count
+        count = count_nonfinite(t)
+        if count:
+            bad[name] = count
     return bad
 
 
@@ -220,7 +182,7 @@ def format_inventory(inv: Inventory) -> str:
     """A torchinfo-like text table: one row per linear layer, then totals."""
     head = ("layer", "in n", "out m", "weights", "biases", "params m*(n+1)", "dtype", "bytes")
     rows = [
-        (layer.name, f"{layer.in_features:,}", f"{layer.out_features:,}", f"{layer.weights:,}",
+        (printable(layer.name), f"{layer.in_features:,}", f"{layer.out_features:,}", f"{layer.weights:,}",
          f"{layer.biases:,}", f"{layer.parameters:,}", layer.dtype, _human_bytes(layer.nbytes))
         for layer in inv.linear_layers
     ]

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from inspector.errors import InspectorError, NotAnMLPError
+from inspector.validation import printable
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -66,17 +67,26 @@ class MLPConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> MLPConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise InspectorError(
-                f"model config has unknown fields {sorted(unknown)}; "
-                "was it written by a newer dense-inspector?"
-            )
-        try:
-            return cls(**{k: d[k] for k in d})
-        except TypeError as exc:
-            raise InspectorError(f"model config is incomplete: {exc}") from None
+        """Rebuild a config read from a file; every field is type-checked first (``"64"`` is no size)."""
+        from inspector.validation import check_fields
+
+        return cls(**check_fields(cls, d, "model config"))
+
+    def state_shapes(self) -> dict[str, tuple[int, ...]]:
+        """The shape of every entry of ``MLP(self).state_dict()``, computed without building it.
+
+        Lets a loader compare a file's tensors with its config before allocating any layer.
+        """
+        sizes = self.layer_sizes
+        shapes: dict[str, tuple[int, ...]] = {}
+        for k in range(len(sizes) - 1):
+            shapes[f"fc{k + 1}.weight"] = (sizes[k + 1], sizes[k])
+            shapes[f"fc{k + 1}.bias"] = (sizes[k + 1],)
+            if self.batch_norm and k < len(sizes) - 2:
+                for leaf in ("weight", "bias", "running_mean", "running_var"):
+                    shapes[f"bn{k + 1}.{leaf}"] = (sizes[k + 1],)
+                shapes[f"bn{k + 1}.num_batches_tracked"] = ()
+        return shapes
 
 
 class MLP(nn.Sequential):
@@ -165,7 +175,7 @@ def infer_mlp_layout(
             b = leaves.get("bias")
             if b is not None and tuple(b.shape) != (w.shape[0],):
                 raise NotAnMLPError(
-                    f"{source}: {prefix}.bias has shape {tuple(b.shape)} but {prefix}.weight "
+                    f"{source}: {printable(prefix)}.bias has shape {tuple(b.shape)} but {printable(prefix)}.weight "
                     f"has {w.shape[0]} outputs; the file is not a consistent linear layer"
                 )
             if set(leaves) - {"weight", "bias"}:
@@ -195,7 +205,7 @@ def infer_mlp_layout(
         natural = sorted(linear, key=_natural_key)
         if not chains(natural):
             desc = ", ".join(
-                f"{p}: {modules[p]['weight'].shape[1]}->{modules[p]['weight'].shape[0]}"
+                f"{printable(p)}: {modules[p]['weight'].shape[1]}->{modules[p]['weight'].shape[0]}"
                 for p in linear
             )
             raise NotAnMLPError(

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import struct
 from pathlib import Path
@@ -66,7 +67,7 @@ def test_failed_write_leaves_no_partial_file(tmp_path, trained, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", explode)
-    with pytest.raises(OSError):
+    with pytest.raises((OSError, InspectorError), match="disk full"):
         save_checkpoint(ckpt, tmp_path / "m.pt")
     assert os.listdir(tmp_path) == []
 
@@ -200,3 +201,200 @@ def test_unchained_state_dict_is_a_clear_error(tmp_path):
                 "b.weight": torch.zeros(2, 5), "b.bias": torch.zeros(2)}, tmp_path / "u.pt")
     with pytest.raises(InspectorError, match="u.pt: the linear layers' shapes don't chain"):
         load(tmp_path / "u.pt")
+
+
+# --------------------------------------------------------------------------- #
+# Malformed files: the cases named in issue 8 (items 12 and 13), one line each
+# --------------------------------------------------------------------------- #
+
+from tests.checkpoint_files import (  # noqa: E402
+    edit_own_safetensors,
+    foreign_pt,
+    foreign_safetensors,
+    own_file,
+    rezip,
+    safetensors_bytes,
+    split_safetensors,
+)
+
+
+def _entry_edit(field: str, value):
+    def build(folder: Path) -> bytes:
+        header, data = split_safetensors(foreign_safetensors())
+        header["fc.weight"][field] = value
+        return safetensors_bytes(header, data)
+    return build
+
+
+def _own_st_edit(key: str, value):
+    def build(folder: Path) -> bytes:
+        return edit_own_safetensors(own_file(folder / "src", ".safetensors").read_bytes(), key, value)
+    return build
+
+
+def _own_config_edit(**changes):
+    def build(folder: Path) -> bytes:
+        blob = own_file(folder / "src", ".safetensors").read_bytes()
+        header, _ = split_safetensors(blob)
+        config = json.loads(header["__metadata__"]["config"])
+        for key, value in changes.items():
+            if value is ...:
+                config.pop(key)
+            else:
+                config[key] = value
+        return edit_own_safetensors(blob, "config", config)
+    return build
+
+
+def _own_pt_edit(edit):
+    def build(folder: Path) -> bytes:
+        src = own_file(folder / "src", ".pt")
+        payload = torch.load(src, weights_only=True)
+        edit(payload)
+        torch.save(payload, folder / "src" / "edited.pt")
+        return (folder / "src" / "edited.pt").read_bytes()
+    return build
+
+
+def _expanded(side: int, **save_kwargs):
+    def build(folder: Path) -> bytes:
+        torch.save({"w": torch.zeros(1).expand(side, side)}, folder / "src" / "x.pt", **save_kwargs)
+        return (folder / "src" / "x.pt").read_bytes()
+    return build
+
+
+def _storage_larger_than_record(folder: Path) -> bytes:
+    torch.save({"w": torch.arange(4, dtype=torch.float32)}, folder / "src" / "ok.pt")
+    # the pickle declares 2**26 elements for a storage whose zip record holds 4
+    rezip(folder / "src" / "ok.pt", folder / "src" / "big.pt",
+          lambda pkl: pkl.replace(b"K\x04tq", b"J" + struct.pack("<i", 1 << 26) + b"tq"))
+    return (folder / "src" / "big.pt").read_bytes()
+
+
+def _giant_layer_config(folder: Path) -> bytes:
+    """Issue 8 item 12: 1.4 KB of own-format checkpoint declaring a 60000 x 60000 layer."""
+    blob = own_file(folder / "src", ".safetensors", snapshots=False).read_bytes()
+    header, _ = split_safetensors(blob)
+    config = json.loads(header["__metadata__"]["config"])
+    config["hidden_sizes"] = [60000]
+    config["input_size"] = 60000
+    return edit_own_safetensors(blob, "config", config)
+
+
+MALFORMED = {
+    "pt renamed to .safetensors, cut in half": lambda f: foreign_pt(f / "src" / "a.pt").read_bytes()[:400],
+    "overlapping offsets": _entry_edit("data_offsets", [12, 36]),
+    "reversed offsets": _entry_edit("data_offsets", [24, 0]),
+    "unknown dtype": _entry_edit("dtype", "F31"),
+    "overflowing shape": _entry_edit("shape", [2**64, 2**64]),
+    "negative shape": _entry_edit("shape", [-3, -2]),
+    "string offsets": _entry_edit("data_offsets", ["0", "24"]),
+    "string shape": _entry_edit("shape", ["3", "2"]),
+    "null end offset": _entry_edit("data_offsets", [0, None]),
+    "entry not an object": _entry_edit("shape", {"a": 1}),
+    "metadata not a dict": lambda f: safetensors_bytes(
+        {**split_safetensors(foreign_safetensors())[0], "__metadata__": ["x"]}, split_safetensors(foreign_safetensors())[1]),
+    "header length past the end": lambda f: struct.pack("<Q", 5000) + b"{" + b" " * 20,
+    "header not JSON": lambda f: struct.pack("<Q", 4) + b"{x:1" + b"\0" * 8,
+    "deeply nested header": lambda f: struct.pack("<Q", 200001) + b"{" + b"[" * 100000 + b"]" * 100000,
+    "bytes after the last tensor": lambda f: foreign_safetensors() + b"\0" * 8,
+    "own metadata without config": _own_st_edit("config", ...),
+    "own config without activation": _own_config_edit(activation=...),
+    "own config input_size as a string": _own_config_edit(input_size="64"),
+    "own config hidden_sizes of strings": _own_config_edit(hidden_sizes=["3"]),
+    "own config unknown activation": _own_config_edit(activation="swish"),
+    "own config with a 60000 x 60000 layer": _giant_layer_config,
+    "own unknown train_config keys": _own_st_edit("train_config", {"epochs": 2, "warp_drive": True}),
+    "own train_config epochs as a string": _own_st_edit("train_config", {"epochs": "2"}),
+    "own history with uneven curves": _own_st_edit("history", {"train_loss": [1.0], "val_loss": [], "train_accuracy": [],
+                                                               "val_accuracy": [], "best_epoch": 1,
+                                                               "stopped_early": False}),
+    "own metrics not numbers": _own_st_edit("metrics", {"test_accuracy": "high"}),
+    "own metadata not JSON": _own_st_edit("__raw__", "{not json"),
+    "own format version from the future": _own_st_edit("format_version", 99),
+    "own dataset with a wrong image shape": _own_st_edit("dataset", {"name": "d", "feature_names": [], "class_names": [],
+                                                                     "image_shape": [5, 5], "split": {}}),
+    "own safetensors snapshot epoch 'x'": lambda f: _rename_snapshot(f, "x"),
+    "own .pt snapshot epoch 'x'": _own_pt_edit(lambda p: p.update(snapshots={"x": p["snapshots"][1]})),
+    "own .pt without config": _own_pt_edit(lambda p: p.pop("config")),
+    "own .pt input_size '64'": _own_pt_edit(lambda p: p["config"].update(input_size="64")),
+    "own .pt state shapes not matching the config": _own_pt_edit(
+        lambda p: p["state_dict"].update({"fc1.weight": torch.zeros(3, 5)})),
+    "own .pt snapshot missing a layer": _own_pt_edit(lambda p: p["snapshots"][1].pop("fc2.bias")),
+    "own .pt preprocessing of the wrong size": _own_pt_edit(
+        lambda p: p.update(preprocessing={"mean": torch.zeros(9), "scale": torch.ones(9)})),
+    "zip .pt, 30000 x 30000 expanded view": _expanded(30000),
+    "zip .pt, 100000 x 100000 expanded view": _expanded(100000),
+    "legacy .pt, 30000 x 30000 expanded view": _expanded(30000, _use_new_zipfile_serialization=False),
+    "zip .pt whose storage declares more than its record": _storage_larger_than_record,
+    "zip .pt cut short": lambda f: foreign_pt(f / "src" / "a.pt").read_bytes()[:-30],
+    "legacy .pt cut short": lambda f: foreign_pt(f / "src" / "a.pt",
+                                                 _use_new_zipfile_serialization=False).read_bytes()[:-5],
+}
+
+
+def _rename_snapshot(folder: Path, epoch: str) -> bytes:
+    header, data = split_safetensors(own_file(folder / "src", ".safetensors").read_bytes())
+    header = {k.replace("_inspector.snapshot.1.", f"_inspector.snapshot.{epoch}."): v for k, v in header.items()}
+    return safetensors_bytes(header, data)
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_malformed_checkpoint_is_one_error_line_in_every_command(tmp_path, capsys, case, suffix):
+    from inspector.cli import main
+
+    (tmp_path / "src").mkdir()
+    blob = MALFORMED[case](tmp_path)
+    folder = tmp_path / "run"
+    folder.mkdir()
+    path = folder / f"bad{suffix}"
+    path.write_bytes(blob)
+    for argv in (["info", str(path)], ["info", "--json", str(path)],
+                 ["analyze", str(path), "--out", str(folder / "out")]):
+        assert main(argv) == 1, argv
+        captured = capsys.readouterr()
+        lines = captured.err.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("inspector: error: "), (argv, captured.err)
+        assert str(path) in lines[0] and "Traceback" not in captured.err
+        assert sorted(os.listdir(folder)) == [path.name]  # no output folder, no temporary left behind
+
+
+def test_safetensors_checkpoint_honours_the_umask_like_a_pt(tmp_path):
+    from tests.checkpoint_files import own_checkpoint
+
+    old = os.umask(0o022)
+    try:
+        for suffix in (".pt", ".safetensors"):
+            path = save_checkpoint(own_checkpoint(), tmp_path / f"m{suffix}")
+            assert path.stat().st_mode & 0o777 == 0o644, suffix
+    finally:
+        os.umask(old)
+
+
+def test_own_config_is_checked_against_the_tensors_before_building(tmp_path, monkeypatch):
+    import inspector.checkpoints as checkpoints_module
+
+    (tmp_path / "src").mkdir()
+    path = tmp_path / "giant.safetensors"
+    path.write_bytes(_giant_layer_config(tmp_path))
+    assert path.stat().st_size < 4096
+
+    def no_build(config):
+        raise AssertionError("build_mlp ran before the sizes were checked")
+
+    monkeypatch.setattr(checkpoints_module, "build_mlp", no_build)
+    with pytest.raises(InspectorError, match=r"weights don't match the stored config 60000-60000-2"):
+        load(path)
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_content_decides_the_format_not_the_extension(tmp_path, suffix):
+    from tests.checkpoint_files import own_file
+
+    other = ".safetensors" if suffix == ".pt" else ".pt"
+    (tmp_path / "src").mkdir()
+    renamed = tmp_path / f"renamed{other}"
+    renamed.write_bytes(own_file(tmp_path / "src", suffix).read_bytes())
+    back = load(renamed)
+    assert back.config.activation == "tanh" and sorted(back.snapshots) == [1]

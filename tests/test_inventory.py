@@ -123,7 +123,7 @@ def test_cli_analyze_falls_back_to_weights_only(tmp_path, capsys):
     assert main(["analyze", str(tmp_path / "t.safetensors"), "--out", str(tmp_path / "a")]) == 0
     captured = capsys.readouterr()
     assert "analysing its weights only" in captured.err and "weight-only" in captured.out
-    assert "blocks.0.mlp.up" in captured.out and "64*(16+1) = 1,088" in captured.out
+    assert "blocks.0.mlp.up" in captured.out and "1,088" in captured.out  # 64 x (16 + 1)
     # asking for data on such a file is an error, not a silent fallback
     assert main(["analyze", str(tmp_path / "t.safetensors"), "--data", "synthetic", "--out", str(tmp_path / "b")]) == 1
     assert "can't be rebuilt as an MLP" in capsys.readouterr().err
@@ -142,21 +142,79 @@ def test_dashboard_and_report_handle_a_weight_only_analysis(tmp_path):
 
 
 def test_weight_only_analysis_reads_a_pt_file_once(tmp_path, monkeypatch):
-    import inspector.inventory as inventory_module
+    import inspector.checkpoints as checkpoints_module
     from inspector.analysis import analyze_weights_file
 
     tensors = _transformer_like()
     tensors["blocks.0.mlp.up.weight"][0, 0] = float("nan")
     torch.save(tensors, tmp_path / "t.pt")
     loads = []
-    real = inventory_module._torch_payload
+    real = checkpoints_module.torch_load_safely
 
     def counting(*a, **k):
         loads.append(1)
         return real(*a, **k)
 
-    monkeypatch.setattr(inventory_module, "_torch_payload", counting)
+    monkeypatch.setattr(checkpoints_module, "torch_load_safely", counting)
     analysis = analyze_weights_file(tmp_path / "t.pt")
-    assert len(loads) == 2  # the inventory, then one streaming pass over every weight
+    assert len(loads) == 1  # the inventory reads the header only, then one streaming pass over every weight
     assert len(analysis.weights) == 5 and analysis.model.nonfinite == ("blocks.0.mlp.up.weight",)
     assert any("blocks.0.mlp.up.weight holds NaN" in f.text for f in analysis.findings)
+
+
+def test_info_reads_no_tensor_data(tmp_path, capsys, monkeypatch):
+    import safetensors
+
+    from inspector.cli import main
+    from tests.checkpoint_files import own_file
+
+    pt = own_file(tmp_path, ".pt")
+    st = own_file(tmp_path, ".safetensors")
+
+    def no_data(*a, **k):
+        raise AssertionError("info must not read tensor data")
+
+    monkeypatch.setattr(torch, "load", no_data)
+    monkeypatch.setattr(safetensors, "safe_open", no_data)
+    monkeypatch.setattr(safetensors.torch, "load_file", no_data)
+    for path in (pt, st):
+        assert main(["info", str(path)]) == 0
+        out = capsys.readouterr().out
+        assert "MLP 4-3-2 (tanh)" in out and "test accuracy 50.00%" in out
+        assert main(["info", "--json", str(path)]) == 0
+        assert json.loads(capsys.readouterr().out)["metadata"]["config"]["hidden_sizes"] == [3]
+
+
+def test_tensor_names_are_escaped_in_the_table_and_the_weight_only_summary(tmp_path, capsys):
+    from inspector.cli import main
+
+    save_file({"\x1b[2J.weight": torch.ones(3, 2), "x\ny.weight": torch.ones(5, 4)}, str(tmp_path / "e.safetensors"))
+    assert main(["info", str(tmp_path / "e.safetensors")]) == 0
+    table = capsys.readouterr().out
+    assert "\x1b" not in table and "\\x1b[2J" in table and "x\\ny" in table
+    assert main(["analyze", str(tmp_path / "e.safetensors"), "--out", str(tmp_path / "a")]) == 0
+    captured = capsys.readouterr()
+    assert "\x1b" not in captured.out + captured.err and "\\x1b[2J" in captured.out
+    assert all(line.startswith("inspector: note:") for line in captured.err.splitlines())
+
+
+def test_foreign_metadata_named_config_is_not_taken_for_ours(tmp_path, capsys):
+    from inspector.cli import main
+
+    save_file(_transformer_like(), str(tmp_path / "t.safetensors"), metadata={"config": '{"hidden": 1}',
+                                                                              "metrics": '"high"'})
+    assert main(["info", str(tmp_path / "t.safetensors")]) == 0
+    assert "MLP" not in capsys.readouterr().out.splitlines()[1]
+
+
+def test_nonfinite_scan_counts_in_bounded_chunks():
+    from inspector.inventory import count_nonfinite
+
+    t = torch.zeros(7, 5)
+    t[0, 0], t[3, 4], t[6, 2] = float("nan"), float("inf"), -float("inf")
+    for chunk in (1, 2, 3, 5, 11, 35, 1000):
+        assert count_nonfinite(t, chunk) == 3
+        assert count_nonfinite(t.t(), chunk) == 3  # a non-contiguous view
+        assert count_nonfinite(t.reshape(-1), chunk) == 3
+    assert count_nonfinite(torch.tensor(float("nan"))) == 1
+    assert count_nonfinite(torch.arange(4)) == 0

@@ -154,3 +154,19 @@ def test_non_linear_modules_are_refused():
 def test_rebuilt_model_is_an_mlp():
     model = mlp_from_state_dict(nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1)).state_dict())
     assert isinstance(model, MLP)
+
+
+@pytest.mark.parametrize("config", [
+    MLPConfig(4, (), 2), MLPConfig(4, (3, 5), 2), MLPConfig(6, (10, 8), 3, batch_norm=True, dropout=0.1)])
+def test_state_shapes_match_a_built_model_without_building_one(config):
+    built = {k: tuple(v.shape) for k, v in build_mlp(config).state_dict().items()}
+    assert config.state_shapes() == built
+
+
+@pytest.mark.parametrize("field,value", [("input_size", "64"), ("hidden_sizes", ["3"]), ("batch_norm", "yes"),
+                                         ("output_size", True), ("dropout", "0.1"), ("colour", 1)])
+def test_config_from_dict_checks_types(field, value):
+    d = MLPConfig(4, (3,), 2).to_dict()
+    d[field] = value
+    with pytest.raises(InspectorError, match=field):
+        MLPConfig.from_dict(d)

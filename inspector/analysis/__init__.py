@@ -81,7 +81,7 @@ class Analysis:
     package_version: str
 
     def save(self, directory: str | os.PathLike[str], *, force: bool = False) -> Path:
-        """Write ``directory/analysis.json`` + ``directory/arrays.npz`` atomically."""
+        """Write ``directory/analysis.json`` + the arrays file it names, atomically (see :func:`save_result`)."""
         return save_result(self, directory, force=force)
 
     def to_html(self, path: str | os.PathLike[str] | None = None, *, force: bool = False) -> str:
@@ -256,18 +256,19 @@ def analyze_weights_file(path: str | os.PathLike[str], *, trust_pickle: bool = F
     and dropped one tensor at a time, so a file larger than memory can be inspected.
     """
     from inspector.analysis.parameters import LayerParameters, OtherParameters
-    from inspector.inventory import iter_tensors, read_inventory
+    from inspector.inventory import count_nonfinite, iter_tensors, read_inventory
+    from inspector.validation import printable  # names in the file are data; they reach a terminal
 
     started = time.perf_counter()
     inventory = read_inventory(path, trust_pickle=trust_pickle)
     if not inventory.linear_layers:
         raise InspectorError(f"{path}: no 2-D weight tensors found; nothing dense to analyse")
     layers = tuple(
-        LayerParameters(name=l.name, in_features=l.in_features, out_features=l.out_features, weights=l.weights,
+        LayerParameters(name=printable(l.name), in_features=l.in_features, out_features=l.out_features, weights=l.weights,
                         biases=l.biases, parameters=l.parameters, trainable=True, bytes=l.nbytes,
                         macs_per_sample=l.weights, dtype=l.dtype)
         for l in inventory.linear_layers)
-    others = tuple(OtherParameters(name=t.name, kind="tensor", parameters=t.numel, trainable=True)
+    others = tuple(OtherParameters(name=printable(t.name), kind="tensor", parameters=t.numel, trainable=True)
                    for t in inventory.other_tensors)
     linear_total = sum(l.parameters for l in layers)
     other_total = sum(o.parameters for o in others)
@@ -288,9 +289,9 @@ def analyze_weights_file(path: str | os.PathLike[str], *, trust_pickle: bool = F
         weight = next(stream)[1]
         bias = next(stream)[1] if bias_key else None
         for key, t in ((weight_key, weight), (bias_key, bias)):
-            if t is not None and t.is_floating_point() and not bool(torch.isfinite(t).all()):
-                nonfinite.append(key)
-        weights.append(layer_weights(layer.name, weight, bias))
+            if t is not None and count_nonfinite(t):
+                nonfinite.append(printable(key))
+        weights.append(layer_weights(printable(layer.name), weight, bias))
     info = ModelInfo(
         source=str(path), architecture=f"{len(layers)} dense layers (weight-only)", layer_sizes=(),
         activation=None, batch_norm=False, dropout=0.0, feature_names=(), class_names=(), image_shape=None,
@@ -300,6 +301,16 @@ def analyze_weights_file(path: str | os.PathLike[str], *, trust_pickle: bool = F
     return Analysis(model=info, data=None, parameters=parameters, weights=tuple(weights), activations=None,
                     deaths=None, importance=None, pruning=None, training=None, findings=tuple(found),
                     timings={"weights": time.perf_counter() - started}, package_version=__version__)
+
+
+def _looks_like_report(path: Path) -> bool:
+    import json
+
+    try:
+        doc = json.loads(path.read_bytes())
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(doc, dict) and "schema_version" in doc and "result" in doc
 
 
 def analyze_path(
@@ -322,11 +333,23 @@ def analyze_path(
     """
     from inspector.checkpoints import load
     from inspector.evaluation import eval_data_for
+    from inspector.formats import check_not_sharded_index
     from inspector.results import JSON_NAME
 
     path = Path(path)
-    if (path.is_dir() and (path / JSON_NAME).exists()) or (path.is_file() and path.suffix.lower() == ".json"):
+    if path.is_dir() and (path / JSON_NAME).exists():
         return Analysis.load(path), None, None
+    if path.is_file() and path.suffix.lower() == ".json":
+        check_not_sharded_index(path)
+        try:
+            return Analysis.load(path), None, None
+        except InspectorError:
+            if _looks_like_report(path):
+                raise  # a report, but a damaged or newer one: its own message says which
+            raise InspectorError(
+                f"{path}: not a dense-inspector JSON report (expected the file `inspector report --format json` "
+                "writes, or a sharded-checkpoint index); pass a checkpoint (.pt, .safetensors), an analysis "
+                "folder or such a report") from None
     epoch = None
     if not path.exists() and "@" in path.name:  # run.pt@5: the run's weights at the end of epoch 5
         stem, _, suffix = str(path).rpartition("@")

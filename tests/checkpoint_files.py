@@ -1,0 +1,74 @@
+"""Builders for malformed checkpoint files, shared by the checkpoint tests and the fuzz suite."""
+
+from __future__ import annotations
+
+import json
+import struct
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from inspector.checkpoints import Checkpoint, save_checkpoint
+from inspector.models import MLPConfig, build_mlp
+from inspector.training import History, TrainConfig
+
+
+def safetensors_bytes(header: dict[str, Any], data: bytes) -> bytes:
+    """A safetensors file from a header dict (written as given, however wrong) and a data section."""
+    raw = json.dumps(header).encode()
+    return struct.pack("<Q", len(raw)) + raw + data
+
+
+def split_safetensors(blob: bytes) -> tuple[dict[str, Any], bytes]:
+    (n,) = struct.unpack("<Q", blob[:8])
+    return json.loads(blob[8:8 + n]), blob[8 + n:]
+
+
+def foreign_safetensors() -> bytes:
+    """Two float32 tensors: a (3, 2) weight and a (3,) bias, 36 bytes of data."""
+    header = {"fc.weight": {"dtype": "F32", "shape": [3, 2], "data_offsets": [0, 24]},
+              "fc.bias": {"dtype": "F32", "shape": [3], "data_offsets": [24, 36]}}
+    return safetensors_bytes(header, torch.arange(9, dtype=torch.float32).numpy().tobytes())
+
+
+def own_checkpoint(activation: str = "tanh", snapshots: bool = True) -> Checkpoint:
+    torch.manual_seed(0)
+    config = MLPConfig(4, (3,), 2, activation=activation)
+    model = build_mlp(config).eval()
+    history = History(*(torch.linspace(1, 0, 2).double().numpy() for _ in range(4)), best_epoch=2,
+                      stopped_early=False)
+    snaps = {1: {k: v.clone() for k, v in model.state_dict().items()}} if snapshots else {}
+    return Checkpoint(model=model, config=config, source="<test>", kind="dense-inspector", history=history,
+                      train_config=TrainConfig(epochs=2), metrics={"test_accuracy": 0.5}, snapshots=snaps)
+
+
+def own_file(folder: Path, suffix: str, **kwargs: Any) -> Path:
+    return save_checkpoint(own_checkpoint(**kwargs), folder / f"own{suffix}")
+
+
+def edit_own_safetensors(blob: bytes, key: str, value: Any) -> bytes:
+    """Replace (or, with ``value`` ``...``, delete) one dense-inspector metadata entry."""
+    header, data = split_safetensors(blob)
+    if value is ...:
+        header["__metadata__"].pop(key, None)
+    else:
+        header["__metadata__"][key] = value if key == "__raw__" else json.dumps(value)
+    return safetensors_bytes(header, data)
+
+
+def foreign_pt(path: Path, **save_kwargs: Any) -> Path:
+    torch.manual_seed(0)
+    torch.save(nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2)).state_dict(), path, **save_kwargs)
+    return path
+
+
+def rezip(src: Path, dst: Path, edit_pickle: Any) -> Path:
+    """Copy a zip ``.pt`` with its data.pkl passed through ``edit_pickle(bytes) -> bytes``."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_STORED) as zout:
+        for info in zin.infolist():
+            data = zin.read(info.filename)
+            zout.writestr(info.filename, edit_pickle(data) if info.filename.endswith("/data.pkl") else data)
+    return dst
