@@ -12,12 +12,15 @@ Figures come from :mod:`inspector.figures`, the builders the dashboard uses.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import html
 import os
+import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,14 +32,28 @@ from inspector import figures as F
 from inspector._version import __version__
 from inspector.analysis import Analysis
 from inspector.analysis.compare import Comparison
-from inspector.analysis.findings import SANITY_FAIL, Finding
+from inspector.analysis.findings import SANITY_FAIL, Finding, describe_samples
 from inspector.analysis.importance import METHOD_LABELS
 from inspector.errors import InspectorError
-from inspector.fileio import umask
-from inspector.fileio import atomic_path, write_text_atomic
+from inspector.fileio import (
+    atomic_path,
+    check_output_folder,
+    describe_os_error,
+    fsync_file,
+    make_output_folder,
+    refuse_inputs,
+    temporary_name,
+    write_text_atomic,
+)
 from inspector.results import to_json_document
 
 FORMATS = ("html", "md", "json", "pdf", "png")
+# The report's section ids. PNG figures are named `NN-<id>.png`; a figure of an earlier report
+# that the new one lacks is removed only when its id is one of these (and it is a PNG).
+SECTION_IDS = ("summary", "architecture", "training", "weights", "dead", "importance", "pruning", "activations",
+               "layers")
+_FIGURE_NAME = re.compile(rf"^\d{{2,}}-(?:{'|'.join(SECTION_IDS)})\.png$")
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _EXTENSIONS = {".html": "html", ".htm": "html", ".md": "md", ".json": "json", ".pdf": "pdf", ".png": "png"}
 
 
@@ -47,7 +64,6 @@ class Section:
     id: str
     title: str
     blocks: list[str | go.Figure] = field(default_factory=list)
-
 
 def format_for(path: Path, requested: str | None) -> str:
     fmt = requested or _EXTENSIONS.get(path.suffix.lower())
@@ -133,7 +149,7 @@ def analysis_sections(analysis: Analysis) -> list[Section]:
     a = analysis
     sections = []
     summary = Section("summary", "Summary and findings")
-    data = (f"Evaluated on {a.data.n_samples} {_e(a.data.name)} {_e(a.data.split)} samples: accuracy "
+    data = (f"Evaluated on {_e(describe_samples(a.data.n_samples, a.data.split, a.data.name))}: accuracy "
             f"<b>{a.data.accuracy:.2%}</b>, loss {a.data.loss:.4f}." if a.data else
             "No evaluation data was available: only the weight sections are filled.")
     summary.blocks += [f"<p>{_e(a.model.architecture)} from <code>{_e(a.model.source)}</code>. {data} "
@@ -143,7 +159,8 @@ def analysis_sections(analysis: Analysis) -> list[Section]:
     arch = Section("architecture", "Architecture and parameters")
     arch.blocks += [F.architecture_figure(a.model),
                     "<p>A linear layer with n inputs and m neurons has an m × n weight and m biases: "
-                    "m × (n + 1) parameters.</p>",
+                    "m × (n + 1) parameters (m × n without a bias; a weight shared by several layers is "
+                    "counted once, in the first).</p>",
                     _table(F.parameter_rows(a.parameters), {"inputs n", "outputs m", "weights", "biases",
                                                             "parameters", "MACs/sample"})]
     sections.append(arch)
@@ -290,31 +307,70 @@ def comparison_html(c: Comparison) -> str:
 # --------------------------------------------------------------------------- Markdown
 
 
+# Inline Markdown (CommonMark and GitHub's extensions) that a name could start: emphasis, code, links,
+# tables, strikethrough, math, and raw HTML or entities (only `<` before a tag or autolink, `&` before an entity).
+_MD_INLINE = re.compile(r"[\\`*_\[\]|~$]|<(?=[A-Za-z/!?])|&(?=[A-Za-z#])")
+# What makes a line a heading, quote, list item, setext underline or thematic break.
+_MD_LINE_START = re.compile(r"^(\s*)([#>+=-]|\d+(?=[.)]))")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
+
+
+def md_escape(text: object, *, line_start: bool = True) -> str:
+    """``text`` as literal Markdown text: no markup, no HTML, one line.
+
+    ``line_start=False`` for text that cannot open a block (a table cell, the middle of a line).
+    """
+    escaped = _MD_INLINE.sub(lambda m: "\\" + m.group(0), _CONTROL.sub(" ", str(text)))
+    return _escape_line_start(escaped) if line_start else escaped
+
+
+def _escape_line_start(text: str) -> str:
+    match = _MD_LINE_START.match(text)
+    if match is None:
+        return text
+    start, marker = match.group(1), match.group(2)
+    if marker[0].isdigit():  # "1. x" is a list item: escape the dot or parenthesis after the number
+        end = match.end()
+        return text[:end] + "\\" + text[end:]
+    return start + "\\" + text[len(start):]
+
+
+def md_code(text: object) -> str:
+    """``text`` as a Markdown code span, fenced by more backticks than it contains."""
+    flat = _CONTROL.sub(" ", str(text))
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", flat)), default=0) + 1)
+    pad = " " if flat.startswith(("`", " ")) or flat.endswith(("`", " ")) else ""
+    return f"{fence}{pad}{flat}{pad}{fence}"
+
+
 def _md_table(rows: list[dict[str, object]]) -> str:
     if not rows:
         return ""
-    cells = [[str(k) for k in rows[0]]] + [
-        [f"{v:,}" if isinstance(v, (int, np.integer)) and not isinstance(v, bool) else str(v) for v in r.values()]
+    cells = [[md_escape(k, line_start=False) for k in rows[0]]] + [
+        [f"{v:,}" if isinstance(v, (int, np.integer)) and not isinstance(v, bool) else md_escape(v, line_start=False)
+         for v in r.values()]
         for r in rows]
-    lines = ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in cells]
+    lines = ["| " + " | ".join(row) + " |" for row in cells]
     lines.insert(1, "|" + "|".join(" --- " for _ in cells[0]) + "|")
     return "\n".join(lines)
 
 
 def _md_findings(findings: tuple[Finding, ...] | list[Finding]) -> str:
-    return "\n".join(f"- {'**warning:** ' if f.severity == 'warning' else ''}{f.text}"
+    return "\n".join(f"- {'**warning:** ' if f.severity == 'warning' else ''}{md_escape(f.text)}"
                      for f in sorted(findings, key=lambda f: f.severity != "warning"))
 
 
 def to_markdown(analysis: Analysis) -> str:
     a = analysis
-    out = [f"# dense-inspector report: {a.model.architecture}", "",
-           f"Source: `{a.model.source}`; {a.parameters.total_parameters:,} parameters."]
+    out = [f"# dense-inspector report: {md_escape(a.model.architecture, line_start=False)}", "",
+           f"Source: {md_code(a.model.source)}; {a.parameters.total_parameters:,} parameters."]
     if a.data:
-        out.append(f"Evaluated on {a.data.n_samples} {a.data.name} {a.data.split} samples: accuracy "
+        samples = describe_samples(a.data.n_samples, a.data.split, a.data.name)
+        out.append(f"Evaluated on {md_escape(samples, line_start=False)}: accuracy "
                    f"**{a.data.accuracy:.2%}**, loss {a.data.loss:.4f}.")
     out += ["", "## Findings", "", _md_findings(a.findings), "", "## Parameters", "",
-            "A layer with n inputs and m neurons has m × (n + 1) parameters.", "",
+            "A layer with n inputs and m neurons has m × (n + 1) parameters (m × n without a bias; a weight "
+            "shared by several layers is counted once, in the first).", "",
             _md_table(F.parameter_rows(a.parameters))]
     if a.activations:
         out += ["", "## Dead ReLUs and saturation", "", _md_table(census_rows(a))]
@@ -326,14 +382,16 @@ def to_markdown(analysis: Analysis) -> str:
         t = a.training
         out += ["", "## Training", "", f"{t.epochs_run} epochs, best epoch {t.best_epoch}"
                 + (" (early stopping)" if t.stopped_early else "")
-                + (f", validation loss rising from epoch {t.overfitting_epoch}" if t.overfitting_epoch else "")
+                + (f", overfitting from epoch {t.overfitting_epoch}" if t.overfitting_epoch else "")
                 + f"; train/validation accuracy gap {100 * t.accuracy_gap:.1f} points."]
     return "\n".join(out) + "\n"
 
 
 def comparison_markdown(c: Comparison) -> str:
-    out = ["# dense-inspector comparison", "", f"- a: {c.architecture_a} (`{c.source_a}`)",
-           f"- b: {c.architecture_b} (`{c.source_b}`)", f"- parameters: {c.parameters_a:,} → {c.parameters_b:,}"]
+    out = ["# dense-inspector comparison", "",
+           f"- a: {md_escape(c.architecture_a, line_start=False)} ({md_code(c.source_a)})",
+           f"- b: {md_escape(c.architecture_b, line_start=False)} ({md_code(c.source_b)})",
+           f"- parameters: {c.parameters_a:,} → {c.parameters_b:,}"]
     if c.accuracy_a is not None and c.accuracy_b is not None:
         out.append(f"- accuracy: {c.accuracy_a:.2%} → {c.accuracy_b:.2%}")
     out += ["", "## Findings", "", _md_findings(c.findings), "", "## Per-layer differences", "", _md_table(comparison_rows(c))]
@@ -373,30 +431,79 @@ def write_pdf(html_text: str, path: Path, *, force: bool = False) -> Path:
     return path
 
 
-def write_pngs(sections: list[Section], directory: Path, *, force: bool = False) -> list[Path]:
-    """Every figure as ``NN-section.png`` in ``directory``, through kaleido."""
-    find_browser()
-    if directory.exists() and not directory.is_dir():
-        raise InspectorError(f"{directory} exists and is not a folder; PNG output is a folder of images")
-    if directory.exists() and any(directory.iterdir()) and not force:
-        raise InspectorError(f"{directory} already exists; pass --force to overwrite it")
-    figures = [(s.id, b) for s in sections for b in s.blocks if isinstance(b, go.Figure)]
-    if not directory.parent.exists():
-        raise InspectorError(f"folder {directory.parent} does not exist; create it first")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    os.chmod(tmp, 0o777 & ~umask())
+def _figure_files(directory: Path, names: Iterable[str] = ()) -> list[Path]:
+    """The files in ``directory`` named like a report's figures, or named in ``names``."""
+    if not directory.is_dir():
+        return []
+    names = set(names)
+    return sorted(p for p in directory.iterdir() if _FIGURE_NAME.match(p.name) or p.name in names)
+
+
+def _is_png(path: Path) -> bool:
     try:
-        paths = [tmp / f"{i:02d}-{sid}.png" for i, (sid, _) in enumerate(figures, start=1)]
+        with path.open("rb") as fh:
+            return fh.read(len(_PNG_SIGNATURE)) == _PNG_SIGNATURE
+    except OSError:
+        return False
+
+
+def check_png_folder(directory: str | os.PathLike[str], *, force: bool = False,
+                     inputs: Iterable[str | os.PathLike[str]] = (), names: Iterable[str] = ()) -> Path:
+    """Raise unless :func:`write_pngs` could write ``names`` into ``directory``; creates nothing.
+
+    The folder may hold other files: only figure files (``NN-section.png``, PNG images)
+    are replaced, and only with ``force``.
+    """
+    directory = Path(directory)
+    check_output_folder(directory)
+    figures = _figure_files(directory, names)
+    for figure in figures:
+        refuse_inputs(figure, inputs)
+    if figures and not force:
+        raise InspectorError(f"{directory} already holds report figures ({figures[0].name}); "
+                             "pass --force to overwrite them")
+    foreign = [f for f in figures if f.is_symlink() or not f.is_file() or not _is_png(f)]
+    if foreign:
+        raise InspectorError(f"{foreign[0]} is not a figure dense-inspector wrote; move it away or choose "
+                             "another --out")
+    return directory
+
+
+def write_pngs(sections: list[Section], directory: Path, *, force: bool = False) -> list[Path]:
+    """Every figure as ``NN-section.png`` in ``directory``, through kaleido.
+
+    Each image is rendered to a temporary and renamed into place, so every figure file is
+    whole; with ``force``, figure files of an earlier report that this one does not have
+    are removed. Other files in the folder are never touched.
+    """
+    find_browser()
+    figures = [(s.id, b) for s in sections for b in s.blocks if isinstance(b, go.Figure)]
+    names = [f"{i:02d}-{sid}.png" for i, (sid, _) in enumerate(figures, start=1)]
+    directory = check_png_folder(directory, force=force, names=names)
+    old = _figure_files(directory)
+    make_output_folder(directory)
+    temps = [directory / temporary_name() for _ in figures]
+    try:
         try:
-            pio.write_images([fig for _, fig in figures], paths, format="png", width=1100, scale=1)
+            pio.write_images([fig for _, fig in figures], temps, format="png", width=1100, scale=1)
+        except OSError:
+            raise
         except Exception as exc:  # kaleido reports browser problems in its own types
             raise InspectorError(f"kaleido could not render the figures: {str(exc).splitlines()[0][:200]}") from None
-        if directory.exists():
-            shutil.rmtree(directory)
-        os.replace(tmp, directory)
+        for tmp, name in zip(temps, names):
+            fsync_file(tmp)
+            os.replace(tmp, directory / name)
+    except OSError as exc:
+        raise InspectorError(f"could not write the figures into {directory}: {describe_os_error(exc)}") from None
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return [directory / p.name for p in paths]
+        for tmp in temps:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+    for stale in old:
+        if stale.name not in names:
+            with contextlib.suppress(OSError):
+                stale.unlink()
+    return [directory / name for name in names]
 
 
 def write_report(analysis: Analysis | Comparison, path: str | os.PathLike[str], fmt: str | None = None, *,

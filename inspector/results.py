@@ -2,11 +2,12 @@
 
 A result is a tree of frozen dataclasses whose leaves are numpy arrays,
 numbers, strings, booleans, ``None``, tuples and string-keyed dicts. It is
-written as two files:
+written as two files into a folder that may hold other files:
 
 * ``analysis.json``: the tree, with each dataclass tagged ``{"__type__": name}``
-  and each array replaced by ``{"__array__": key}``;
-* ``arrays.npz``: the arrays under those keys, with their exact dtypes.
+  and each array replaced by ``{"__array__": key}``, and the name of its arrays file;
+* ``arrays-<pid>-<hex>.npz`` (``arrays.npz`` in older folders): the arrays under
+  those keys, with their exact dtypes.
 
 Non-finite floats are written as ``{"__float__": "nan" | "inf" | "-inf"}`` so
 the JSON stays strict. Lists come back as tuples (results never hold lists).
@@ -15,23 +16,38 @@ the JSON stays strict. Lists come back as tuples (results never hold lists).
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import json
 import math
 import os
-import shutil
-import tempfile
+import re
+import secrets
+import zipfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 
 from inspector.errors import InspectorError
-from inspector.fileio import umask
+from inspector.fileio import (
+    check_output_folder,
+    describe_os_error,
+    make_output_folder,
+    process_alive,
+    refuse_inputs,
+    write_atomic,
+    write_text_atomic,
+)
 
 SCHEMA_VERSION = 1
 JSON_NAME = "analysis.json"
-ARRAYS_NAME = "arrays.npz"
+ARRAYS_NAME = "arrays.npz"  # the arrays file of folders written before analysis.json named its own
+# `arrays-<pid of the writer>-<hex>.npz`, or the older fixed name.
+# Arrays files this process has written but not yet committed (another thread may be sweeping the folder).
+_COMMITTING: set[str] = set()
+_ARRAYS_RE = re.compile(r"^arrays(?:-(\d+)-[0-9a-f]+)?\.npz$")
 
 _REGISTRY: dict[str, type] = {}
 T = TypeVar("T")
@@ -153,35 +169,104 @@ def from_json_document(text: str) -> Any:
     return from_json_and_arrays(doc, arrays)
 
 
-def save_result(obj: Any, directory: str | os.PathLike[str], *, force: bool = False) -> Path:
-    """Write ``directory/analysis.json`` and ``directory/arrays.npz`` atomically.
+def _arrays_name_of(doc: Any) -> str | None:
+    """The arrays file an ``analysis.json`` document names, or None when the name is not one of ours."""
+    name = doc.get("arrays", ARRAYS_NAME) if isinstance(doc, dict) else None
+    return name if isinstance(name, str) and _ARRAYS_RE.match(name) else None
 
-    Both files are written into a temporary sibling folder that is renamed onto
-    ``directory`` only when complete; an existing directory is replaced only with ``force``.
+
+def _own_document(json_path: Path) -> dict[str, Any] | None:
+    """``analysis.json`` parsed, when it is recognisably one this module wrote; else None."""
+    try:
+        doc = json.loads(json_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if isinstance(doc, dict) and "schema_version" in doc and "result" in doc and _arrays_name_of(doc):
+        return doc
+    return None
+
+
+def result_files(directory: str | os.PathLike[str]) -> tuple[Path, Path | None]:
+    """``(analysis.json, the arrays file it names)`` of an analysis folder; the second is None if unknown."""
+    json_path = Path(directory) / JSON_NAME
+    doc = _own_document(json_path)
+    return json_path, (json_path.parent / _arrays_name_of(doc)) if doc else None
+
+
+def check_result_folder(directory: str | os.PathLike[str], *, force: bool = False,
+                        inputs: Iterable[str | os.PathLike[str]] = ()) -> Path:
+    """Raise unless :func:`save_result` could write into ``directory``; creates nothing.
+
+    The folder may hold other files (a checkpoint, notes): only ``analysis.json`` and the
+    arrays file it names are ever replaced, and only with ``force`` and when they are ours.
     """
     directory = Path(directory)
-    if directory.exists() and not directory.is_dir():
-        raise InspectorError(f"{directory} exists and is not a directory; choose another --out")
-    if directory.exists() and not force:
-        raise InspectorError(f"{directory} already exists; pass --force to overwrite it")
-    parent = directory.parent
-    if not parent.exists():
-        raise InspectorError(f"folder {parent} does not exist; create it first")
+    check_output_folder(directory)
+    json_path, arrays_path = result_files(directory)
+    refuse_inputs(directory, inputs)
+    refuse_inputs(json_path, inputs)
+    if arrays_path is not None:
+        refuse_inputs(arrays_path, inputs)
+    if json_path.exists() or json_path.is_symlink():
+        if not force:
+            raise InspectorError(f"{json_path} already exists; pass --force to overwrite it")
+        if arrays_path is None or json_path.is_symlink():
+            raise InspectorError(f"{json_path} was not written by dense-inspector; move it away or choose "
+                                 "another --out")
+    return directory
+
+
+def _remove_orphaned_arrays(directory: Path, keep: str) -> None:
+    """Delete our arrays files that no ``analysis.json`` names any more and no save is still committing."""
+    for name in os.listdir(directory):
+        match = _ARRAYS_RE.match(name)
+        if match is None or name == keep or match.group(1) is None:
+            continue
+        pid = int(match.group(1))
+        if (pid == os.getpid() and str(directory / name) not in _COMMITTING) or not process_alive(pid):
+            with contextlib.suppress(OSError):
+                (directory / name).unlink()
+
+
+def save_result(obj: Any, directory: str | os.PathLike[str], *, force: bool = False) -> Path:
+    """Write ``directory/analysis.json`` and the arrays file it names, atomically.
+
+    The arrays go to a fresh ``arrays-<pid>-<hex>.npz``; renaming the new ``analysis.json``
+    into place is the single commit point, so a reader (or a run killed at any moment)
+    sees either the whole old result or the whole new one. The replaced arrays file is
+    deleted only after that commit. Nothing else in the folder is touched.
+    """
+    directory = check_result_folder(directory, force=force)
+    old_doc = _own_document(directory / JSON_NAME)
+    old_arrays = _arrays_name_of(old_doc) if old_doc else None
     doc, arrays = to_json_and_arrays(obj)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=parent))
-    os.chmod(tmp, 0o777 & ~umask())  # mkdtemp makes it private; the result is an ordinary folder
+    created = not directory.exists()
+    make_output_folder(directory)
+    arrays_name = f"arrays-{os.getpid()}-{secrets.token_hex(6)}.npz"
+    doc["arrays"] = arrays_name
+    arrays_path = directory / arrays_name
+
+    def write_arrays(tmp: Path) -> None:
+        with tmp.open("wb") as fh:  # a file object: given a name, numpy would append its own .npz
+            np.savez_compressed(fh, **arrays)
+
+    _COMMITTING.add(str(arrays_path))
     try:
-        (tmp / JSON_NAME).write_text(json.dumps(doc, indent=1, allow_nan=False), encoding="utf-8")
-        np.savez_compressed(tmp / ARRAYS_NAME, **arrays)
-        if directory.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old.", dir=parent))
-            os.replace(directory, old / "x")
-            os.replace(tmp, directory)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, directory)
+        write_atomic(arrays_path, write_arrays)
+        write_text_atomic(directory / JSON_NAME, json.dumps(doc, indent=1, allow_nan=False), force=True)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            arrays_path.unlink()
+        if created:
+            with contextlib.suppress(OSError):  # only if still empty: a failed first write leaves no folder
+                directory.rmdir()
+        raise
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _COMMITTING.discard(str(arrays_path))
+    if old_arrays is not None and old_arrays != arrays_name:
+        with contextlib.suppress(OSError):
+            (directory / old_arrays).unlink()
+    _remove_orphaned_arrays(directory, keep=arrays_name)
     return directory
 
 
@@ -191,17 +276,37 @@ def load_result(directory: str | os.PathLike[str]) -> Any:
     if directory.is_file() and directory.suffix.lower() == ".json":
         try:
             return from_json_document(directory.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise InspectorError(f"cannot read {directory}: {describe_os_error(exc)}") from None
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as exc:
             raise InspectorError(f"{directory}: not a dense-inspector JSON report ({exc})") from None
-    json_path, npz_path = directory / JSON_NAME, directory / ARRAYS_NAME
-    if not json_path.is_file() or not npz_path.is_file():
-        raise InspectorError(f"{directory}: not an analysis folder (needs {JSON_NAME} and {ARRAYS_NAME})")
-    try:
-        doc = json.loads(json_path.read_text(encoding="utf-8"))
-        with np.load(npz_path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (json.JSONDecodeError, UnicodeDecodeError, OSError, ValueError) as exc:
-        raise InspectorError(f"{directory}: corrupt analysis files ({exc}); re-run `inspector analyze`") from None
+    json_path = directory / JSON_NAME
+    if not json_path.is_file():
+        raise InspectorError(f"{directory}: not an analysis folder (no {JSON_NAME}); run `inspector analyze` first")
+    # A concurrent --force may commit a new analysis.json and delete the arrays we were about to read.
+    for attempt in range(3):
+        try:
+            doc = json.loads(json_path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise InspectorError(f"cannot read {json_path}: {describe_os_error(exc)}") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InspectorError(f"{json_path}: corrupt analysis file ({exc}); re-run `inspector analyze`") from None
+        arrays_name = _arrays_name_of(doc)
+        if arrays_name is None:
+            raise InspectorError(f"{json_path}: not a dense-inspector analysis file; re-run `inspector analyze`")
+        npz_path = directory / arrays_name
+        try:
+            with np.load(npz_path, allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+            break
+        except FileNotFoundError:
+            if attempt == 2:
+                raise InspectorError(f"{directory}: {arrays_name}, named by {JSON_NAME}, is missing; "
+                                     "re-run `inspector analyze`") from None
+        except OSError as exc:
+            raise InspectorError(f"cannot read {npz_path}: {describe_os_error(exc)}") from None
+        except (ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise InspectorError(f"{npz_path}: corrupt analysis arrays ({exc}); re-run `inspector analyze`") from None
     try:
         return from_json_and_arrays(doc, arrays)
     except (KeyError, TypeError) as exc:

@@ -150,3 +150,55 @@ def test_comparison_of_two_snapshots_of_one_run(tmp_path, capsys):
     assert "Per-layer differences" in html_out.read_text()
     assert main(["report", f"{run}@4", str(run), "--out", str(tmp_path / "x.md")]) == 1
     assert "no snapshot for epoch 4 (have: 3, 6)" in capsys.readouterr().err
+
+
+# Names a checkpoint can carry (module names, CSV headers): Markdown and HTML that must stay text.
+_HOSTILE = ("<img src=x onerror=alert(1)>", "a|b", "**bold** _it_ [x](javascript:alert(1))", "`code`",
+            "# heading", "1. item", "- item", "~~gone~~ $x$ &amp; \\", "two\nlines")
+_MD_META = re.compile(r"(?<!\\)(?:\\\\)*[*_`\[\]|~$]|(?<!\\)<[A-Za-z/!?]|(?<!\\)&[A-Za-z#]")
+
+
+def _md_unescape(text: str) -> str:
+    """CommonMark's backslash escapes undone: what a renderer shows."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", text)
+
+
+@pytest.mark.parametrize("name", _HOSTILE)
+def test_markdown_escape_renders_a_name_as_the_literal_text(name):
+    from inspector.report import md_code, md_escape
+
+    escaped = md_escape(name)
+    assert "\n" not in escaped and _md_unescape(escaped) == name.replace("\n", " ")
+    assert not _MD_META.search(escaped.replace("\\\\", ""))
+    assert not re.match(r"\s*(?:[#>+=-]|\d+[.)])", escaped)  # cannot open a heading, quote or list
+    code = md_code(name)
+    fence = re.match(r"`+", code).group(0)
+    assert code.endswith(fence) and fence not in code[len(fence):-len(fence)]
+
+
+def test_hostile_layer_and_feature_names_stay_text_in_markdown_and_html(analysis):
+    import dataclasses
+    import html as html_module
+
+    evil = _HOSTILE[0] + "|" + _HOSTILE[2]
+    layers = tuple(dataclasses.replace(p, name=f"{evil}{i}") for i, p in enumerate(analysis.parameters.layers))
+    hostile = dataclasses.replace(
+        analysis, parameters=dataclasses.replace(analysis.parameters, layers=layers),
+        weights=tuple(dataclasses.replace(w, name=f"{evil}{i}") for i, w in enumerate(analysis.weights)),
+        model=dataclasses.replace(analysis.model, source=f"`{evil}`",
+                                  feature_names=tuple(f"{evil}f{i}" for i in range(len(analysis.model.feature_names)))),
+        findings=(*analysis.findings, dataclasses.replace(analysis.findings[0], text=f"# {evil}")))
+    from inspector.report import md_code
+
+    md = to_markdown(hostile)
+    source = md_code(hostile.model.source)
+    assert f"Source: {source};" in md  # a code span shows its text literally, HTML included
+    md = md.replace(source, "")
+    assert evil not in md and "<img" not in md.replace("\\<img", "")
+    table = [line for line in md.splitlines() if line.startswith("| ") and "onerror" in line]
+    header = next(line for line in md.splitlines() if line.startswith("| layer | inputs n"))
+    cells = lambda line: len(re.split(r"(?<!\\)\|", line))  # noqa: E731
+    assert table and all(cells(line) == cells(header) for line in table[:len(layers)])
+    assert "\n- \\# " in md and "\n- # " not in md  # the finding opens no heading
+    page = to_html(hostile)
+    assert _HOSTILE[0] not in page and html_module.escape(_HOSTILE[0]) in page

@@ -69,10 +69,12 @@ def test_existing_folder_needs_force_and_failure_leaves_nothing(tmp_path, monkey
         raise OSError("disk full")
 
     monkeypatch.setattr(np, "savez_compressed", boom)
-    with pytest.raises(OSError):
+    before = sorted(os.listdir(out))
+    with pytest.raises(InspectorError, match="could not write .*: disk full"):
         save_result(_tree(), out, force=True)
     assert results_equal(load_result(out), _tree())  # the old result is intact
-    with pytest.raises(OSError):
+    assert sorted(os.listdir(out)) == before  # and no temporary is left beside it
+    with pytest.raises(InspectorError, match="disk full"):
         save_result(_tree(), tmp_path / "new")
     assert sorted(os.listdir(tmp_path)) == ["out"]
 
