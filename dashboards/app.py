@@ -4,18 +4,24 @@
     app = create_app(analysis, model=model, data=data)   # model and data enable on-demand views
     serve(app)                                           # http://127.0.0.1:8050
     serve(app, jupyter_mode="inline")                    # inside a notebook
+    serve(app, host="0.0.0.0", allow_hosts=["box.lan"])  # on a network, answering http://box.lan:8050
     # under gunicorn: app.server is the Flask WSGI app (see dashboards/wsgi.py)
+
+The server answers only requests addressed to a host it was told about
+(loopback, the bound name, ``allow_hosts``); see dashboards/security.py.
 """
 
 from __future__ import annotations
 
 import errno
 import socket
+from collections.abc import Iterable
 
 from dash import Dash, dcc, html
 from torch import nn
 
 from dashboards import ids
+from dashboards.security import allowed_hosts, protect, set_allowed_hosts
 from dashboards.state import DashboardState
 from dashboards.views import activations, dead, importance, neurons, overview, pruning, weights
 from inspector.analysis import Analysis
@@ -34,12 +40,14 @@ VIEWS = (
 
 
 def create_app(analysis: Analysis, *, model: nn.Module | None = None, data: EvalData | None = None,
-               title: str | None = None) -> Dash:
+               title: str | None = None, hosts: Iterable[str] | None = None) -> Dash:
     """A ``dash.Dash`` showing ``analysis``.
 
     ``model`` and ``data`` (the evaluation data the analysis used) are optional:
-    with them the dashboard also answers per-sample attributions and zooms
-    large layers to full resolution; without them those two views say so.
+    with them the dashboard also answers per-sample attributions, zooms large
+    layers to full resolution and sorts their neurons by norm; without them
+    those views say so. ``hosts`` are the ``Host`` names it answers (default:
+    loopback only; :func:`serve` widens it to the name it binds).
     """
     state = DashboardState.build(analysis, model, data)
     app = Dash(__name__, title=title or f"dense-inspector · {analysis.model.architecture}",
@@ -55,6 +63,7 @@ def create_app(analysis: Analysis, *, model: nn.Module | None = None, data: Eval
               "padding": "0 16px"})
     for _, _, view in VIEWS:
         view.register(app, state)
+    protect(app, hosts)
     app.state = state  # type: ignore[attr-defined]  # for tests and notebooks
     return app
 
@@ -71,8 +80,14 @@ def check_port(host: str, port: int) -> None:
 
 
 def serve(app: Dash, host: str = "127.0.0.1", port: int = 8050, *, debug: bool = False,
-          jupyter_mode: str | None = None) -> None:
-    """Run ``app``; local-only and without the debugger unless asked."""
+          jupyter_mode: str | None = None, allow_hosts: Iterable[str] = ()) -> None:
+    """Run ``app``; local-only and without the debugger unless asked.
+
+    It answers requests addressed to loopback names, to ``host`` unless that is a
+    wildcard such as 0.0.0.0, and to ``allow_hosts`` (``"*"``: any host, for a
+    proxy that checks them itself).
+    """
+    set_allowed_hosts(app, allowed_hosts(host, allow_hosts))
     if jupyter_mode:
         app.run(jupyter_mode=jupyter_mode, host=host, port=port, debug=debug)
         return

@@ -50,11 +50,9 @@ def parameter_rows(report: ParameterReport) -> list[dict[str, object]]:
     """Table rows with the m x (n + 1) arithmetic spelled out, plus a totals row."""
     rows: list[dict[str, object]] = []
     for layer in report.layers:
-        formula = (f"{layer.out_features:,} × ({layer.in_features:,} + 1)" if layer.biases
-                   else f"{layer.out_features:,} × {layer.in_features:,}")
         rows.append({"layer": layer.name + (f" (tied to {layer.tied_to})" if layer.tied_to else ""),
                      "inputs n": layer.in_features, "outputs m": layer.out_features,
-                     "weights": layer.weights, "biases": layer.biases, "formula": formula,
+                     "weights": layer.weights, "biases": layer.biases, "formula": layer.formula(),
                      "parameters": layer.parameters, "MACs/sample": layer.macs_per_sample,
                      "trainable": "yes" if layer.trainable else "no"})
     for other in report.other:
@@ -119,50 +117,88 @@ def training_figure(training: TrainingDiagnostics | None) -> go.Figure:
 # --------------------------------------------------------------------------- weights
 
 
+def neuron_order(layer: LayerWeights) -> np.ndarray:
+    """Neuron numbers ordered by incoming norm ``||W[j, :]||``, strongest first.
+
+    Ties keep neuron order; NaN norms (non-finite weights) go last. The one
+    ordering behind every "sort neurons by norm" view.
+    """
+    return np.argsort(-layer.neuron_norm, kind="stable")
+
+
+def _rank_ticks(ranks: np.ndarray, neurons: np.ndarray, most: int = 24) -> dict[str, object]:
+    """Tick labels for a sorted map: the neuron number at up to ``most`` evenly spaced rows."""
+    picks = np.unique(np.linspace(0, len(ranks) - 1, min(len(ranks), most)).round().astype(int))
+    return {"tickmode": "array", "tickvals": ranks[picks].tolist(), "ticktext": [str(j) for j in neurons[picks]]}
+
+
 def weight_heatmap_figure(layer: LayerWeights, *, sort_rows: bool = False, magnitude: bool = False,
                           region: PooledMap | None = None, signed_values: np.ndarray | None = None) -> go.Figure:
     """The weights with neuron j on the y axis and input i on the x axis.
 
     At full resolution the colour is the signed w_ij on a diverging scale
     (intensity is |w|) and hover gives (j, i, w_ij); ``magnitude`` shows |w|
-    instead. Layers too large to keep show the block maximum of |w|, and a
-    zoomed ``region`` (with its ``signed_values``) is drawn at full resolution.
-    ``sort_rows`` orders neurons by incoming norm, strongest on top.
+    instead. Layers too large to keep show the block maximum of |w|. ``region``
+    replaces the stored map with one the caller pooled from the full weight
+    (a zoom, drawn at full resolution when it fits), ``signed_values`` its
+    signed weights.
+
+    ``sort_rows`` orders neurons by incoming norm, strongest on top
+    (:func:`neuron_order`). The y axis is then the rank, labelled with neuron
+    numbers, so a zoom's y range is a range of ranks. A stored full-resolution
+    layer is sorted here; a pooled one cannot be, since block maxima of the
+    unsorted rows mix strong and weak neurons: pass the ``region`` pooled from
+    the row-sorted weight (its ``row_offset`` a rank) instead.
     """
+    if sort_rows and region is None and not layer.magnitude.is_full_resolution:
+        raise ValueError(f"{layer.name} is stored pooled; sort its full weight's rows, pool them, "
+                         "and pass that map as region")
     pooled = region or layer.magnitude
     full = pooled.is_full_resolution
     values = None
     if full and not magnitude:
         values = signed_values if signed_values is not None else (layer.values if region is None else None)
     z = pooled.values if values is None else values
-    order = None
-    if sort_rows and region is None and full:
-        order = np.argsort(-layer.neuron_norm, kind="stable")
-        z = z[order]
+    rows_shown = z.shape[0]
+    ranks = pooled.row_offset + pooled.block_rows * np.arange(rows_shown)
+    neurons = None
+    if sort_rows:
+        order = neuron_order(layer)
+        if region is None:
+            z = z[order]
+        neurons = order[ranks]  # for a pooled map, the strongest neuron of each block
     kwargs: dict[str, object] = {}
     if values is not None:
         limit = float(np.abs(values).max()) or 1.0
         kwargs.update(zmin=-limit, zmax=limit, colorscale="RdBu_r", colorbar={"title": "w"})
-        hover = "neuron %{y}<br>input %{x}<br>w = %{z:.4g}<extra></extra>"
+        shown = "w = %{z:.4g}"
     else:
         kwargs.update(colorscale="Viridis", colorbar={"title": "|w|" if full else "max |w|"})
-        hover = ("neuron %{y}<br>input %{x}<br>|w| = %{z:.4g}<extra></extra>" if full
-                 else "neurons from %{y}<br>inputs from %{x}<br>max |w| = %{z:.4g}<extra></extra>")
-    if order is not None:
-        # rows are permuted: label each with its neuron number
-        trace = go.Heatmap(z=z, y=[str(j) for j in order], x0=pooled.col_offset, dx=pooled.block_cols,
-                           hovertemplate=hover, **kwargs)
+        shown = "|w| = %{z:.4g}" if full else "max |w| = %{z:.4g}"
+    if neurons is None:
+        where = "neuron %{y}<br>input %{x}" if full else "neurons from %{y}<br>inputs from %{x}"
     else:
-        trace = go.Heatmap(z=z, x0=pooled.col_offset, dx=pooled.block_cols, y0=pooled.row_offset,
-                           dy=pooled.block_rows, hovertemplate=hover, **kwargs)
+        # hover names the neuron of each row; a small unsigned grid ships as a typed array, not JSON numbers
+        dtype = np.uint16 if layer.out_features <= np.iinfo(np.uint16).max else np.uint32
+        kwargs["customdata"] = np.repeat(neurons.astype(dtype)[:, None], z.shape[1], axis=1)
+        where = ("neuron %{customdata} (rank %{y} by norm)<br>input %{x}" if full else
+                 "neurons ranked %{y}+ by norm, strongest %{customdata}<br>inputs from %{x}")
+    trace = go.Heatmap(z=z, x0=pooled.col_offset, dx=pooled.block_cols, y0=pooled.row_offset,
+                       dy=pooled.block_rows, hovertemplate=f"{where}<br>{shown}<extra></extra>", **kwargs)
     fig = go.Figure(trace)
-    fig.update_yaxes(title_text="neuron j" + (" (strongest first)" if order is not None else ""),
-                     autorange="reversed", type="category" if order is not None else "-")
+    if neurons is None:
+        fig.update_yaxes(title_text="neuron j", autorange="reversed")
+    else:
+        fig.update_yaxes(title_text="neuron j, by incoming norm (strongest first)", autorange="reversed",
+                         **_rank_ticks(ranks, neurons))
     fig.update_xaxes(title_text="input i")
     m, n = pooled.full_shape
     what = "full resolution" if full else f"max |w| over {pooled.block_rows}×{pooled.block_cols} blocks"
-    if region is not None:
-        what += f", rows {region.row_offset}+, columns {region.col_offset}+"
+    if sort_rows:
+        what += ", rows sorted by norm"
+    if region is not None and (region.row_offset or region.col_offset or rows_shown * region.block_rows < m
+                               or z.shape[1] * region.block_cols < n):
+        what += f", {'ranks' if sort_rows else 'rows'} {region.row_offset}+, columns {region.col_offset}+"
     return _base(fig, f"{layer.name}: {m:,} × {n:,} weights ({what})", 520)
 
 

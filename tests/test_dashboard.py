@@ -7,6 +7,7 @@ import socket
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from dashboards import ids
 from dashboards.app import check_port, create_app
@@ -43,15 +44,20 @@ def test_heatmap_follows_the_layer_and_modes(state):
     np.testing.assert_array_equal(fig.data[0].z, np.abs(state.weights("fc2").values))
     fig, _ = weights.heatmap(state, "fc1", sort_rows=True, magnitude=False)
     strongest = int(np.argmax(state.weights("fc1").neuron_norm))
-    assert fig.data[0].y[0] == str(strongest)
+    assert fig.data[0].customdata[0][0] == strongest
 
 
 def test_click_on_a_cell_names_its_neuron(state):
     layer = state.weights("fc1")
     assert weights.neuron_from_click({"points": [{"x": 3, "y": 17, "z": 0.1}]}, layer) == 17
-    assert weights.neuron_from_click({"points": [{"x": 3, "y": "42"}]}, layer) == 42  # sorted rows are labels
+    assert weights.neuron_from_click({"points": [{"x": 3, "y": "42"}]}, layer) == 42
     assert weights.neuron_from_click({"points": [{"x": 3, "y": 500}]}, layer) is None
+    assert weights.neuron_from_click({"points": [{"x": 3, "y": "1e309"}]}, layer) is None
+    assert weights.neuron_from_click({"points": [{"x": 3, "y": float("nan")}]}, layer) is None
+    assert weights.neuron_from_click({"points": ["y"]}, layer) is None
     assert weights.neuron_from_click(None, layer) is None
+    order = np.argsort(-layer.neuron_norm)
+    assert weights.neuron_from_click({"points": [{"x": 3, "y": 0}]}, layer, order) == int(order[0])  # sorted: rank
 
 
 def test_neuron_panels_read_the_stored_results(state):
@@ -115,7 +121,7 @@ def test_large_layers_are_pooled_and_zoom_to_full_resolution():
     assert "blocks" in fig.layout.title.text and "Zoom in" in hint
     assert max(np.asarray(fig.data[0].z).shape) <= 1024
     relayout = {"xaxis.range[0]": 100.2, "xaxis.range[1]": 399.7, "yaxis.range[0]": 50.4, "yaxis.range[1]": 80.6}
-    fig, _ = weights.heatmap(state, "fc1", False, False, relayout)
+    fig, _ = weights.heatmap(state, "fc1", False, False, weights.zoom_region(relayout, 1100, 2500))
     np.testing.assert_array_equal(fig.data[0].z, model.fc1.weight.detach().numpy()[50:81, 100:400])
     assert state.zoom("fc1", (50, 81), (100, 400)) is state.zoom("fc1", (50, 81), (100, 400))  # cached
 
@@ -137,3 +143,121 @@ def test_dashboard_defaults_are_local_and_without_debug():
 
     args = _build_parser().parse_args(["dashboard"])
     assert (args.host, args.port, args.debug, args.path) == ("127.0.0.1", 8050, False, None)
+
+
+# --------------------------------------------------------------------------- sorting rows by norm
+
+
+def _planted_model(in_features: int, hidden: int, seed: int) -> tuple[nn.Module, np.ndarray]:
+    """An MLP whose fc1 row j has norm ``target[j]``: distinct values 0.01 apart, in shuffled order."""
+    torch.manual_seed(seed)
+    model = build_mlp(MLPConfig(in_features, (hidden,), 3))
+    target = 1.0 + 0.01 * np.random.default_rng(seed).permutation(hidden)
+    with torch.no_grad():
+        w = model.fc1.weight
+        w.mul_(torch.as_tensor(target / np.linalg.norm(w.numpy().astype(np.float64), axis=1),
+                               dtype=torch.float32)[:, None])
+    np.testing.assert_allclose(np.linalg.norm(model.fc1.weight.detach().numpy().astype(np.float64), axis=1), target,
+                               rtol=1e-5)
+    return model, target
+
+
+@pytest.fixture(scope="module")
+def small_planted():
+    model, target = _planted_model(20, 30, seed=1)
+    analysis = analyze(model, options=AnalysisOptions(sections=("parameters", "weights")))
+    return model, analysis, np.argsort(-target)
+
+
+@pytest.fixture(scope="module")
+def pooled_planted():
+    """fc1 is 1000 x 40: taller than 768, so it is stored as 2 x 1 block maxima."""
+    model, target = _planted_model(40, 1000, seed=2)
+    analysis = analyze(model, options=AnalysisOptions(sections=("parameters", "weights")))
+    assert not analysis.weights[0].magnitude.is_full_resolution
+    return model, analysis, np.argsort(-target)
+
+
+def _rows_shown(fig) -> np.ndarray:
+    """The neuron number of each row of a sorted heatmap, as its hover reports it."""
+    return np.asarray(fig.data[0].customdata)[:, 0]
+
+
+def test_sorted_small_layer_shows_rows_strongest_first(small_planted):
+    model, analysis, order = small_planted
+    state = DashboardState.build(analysis)  # a saved analysis alone: small layers keep their values
+    fig, note = weights.heatmap(state, "fc1", sort_rows=True, magnitude=False)
+    np.testing.assert_array_equal(_rows_shown(fig), order)
+    np.testing.assert_array_equal(fig.data[0].z, model.fc1.weight.detach().numpy()[order])
+    assert "sorted by norm" in fig.layout.title.text and "sorted" in note
+    ticks = dict(zip(fig.layout.yaxis.tickvals, fig.layout.yaxis.ticktext))
+    assert ticks[0] == str(order[0]) and all(text == str(order[rank]) for rank, text in ticks.items())
+    assert weights.neuron_from_click({"points": [{"x": 2, "y": 5}]}, analysis.weights[0], order) == order[5]
+    assert weights.sort_options(state, "fc1")[0]["disabled"] is False
+
+
+def test_sorted_pooled_layer_pools_the_row_sorted_weight(pooled_planted):
+    model, analysis, order = pooled_planted
+    state = DashboardState.build(analysis, model)
+    fig, note = weights.heatmap(state, "fc1", sort_rows=True, magnitude=False)
+    w = np.abs(model.fc1.weight.detach().numpy())
+    expected = w[order].reshape(500, 2, 40).max(axis=1)  # 2 x 1 block maxima of the sorted rows
+    np.testing.assert_array_equal(fig.data[0].z, expected)
+    np.testing.assert_array_equal(_rows_shown(fig), order[::2])  # each block's strongest neuron
+    assert (fig.data[0].y0, fig.data[0].dy) == (0, 2)
+    assert "sorted by norm" in fig.layout.title.text and "sorted" in note
+    # a click on a block (y = its first rank) opens that block's strongest neuron
+    assert weights.neuron_from_click({"points": [{"x": 3, "y": 100}]}, analysis.weights[0], order) == order[100]
+    unsorted, _ = weights.heatmap(state, "fc1", sort_rows=False, magnitude=False)
+    np.testing.assert_array_equal(unsorted.data[0].z, analysis.weights[0].magnitude.values)
+
+
+def test_zoom_into_a_sorted_pooled_layer_shows_those_ranks_strongest_first(pooled_planted):
+    model, analysis, order = pooled_planted
+    state = DashboardState.build(analysis, model)
+    relayout = {"yaxis.range[0]": 100.3, "yaxis.range[1]": 139.6, "xaxis.range[0]": 4.8, "xaxis.range[1]": 20.2}
+    region = weights.zoom_region(relayout, 1000, 40)
+    assert region == ((100, 140), (4, 21))
+    fig, note = weights.heatmap(state, "fc1", True, False, region)
+    w = model.fc1.weight.detach().numpy()
+    np.testing.assert_array_equal(_rows_shown(fig), order[100:140])
+    np.testing.assert_array_equal(fig.data[0].z, w[order[100:140], 4:21])
+    assert (fig.data[0].y0, fig.data[0].x0) == (100, 4)
+    assert note.startswith("Neurons ranked 100-139 by norm")
+    unsorted, _ = weights.heatmap(state, "fc1", False, False, region)  # the same box, unsorted: neurons 100-139
+    np.testing.assert_array_equal(unsorted.data[0].z, w[100:140, 4:21])
+
+
+def test_zoom_callback_on_a_sorted_view_answers_the_ranks(pooled_planted):
+    import base64
+
+    model, analysis, order = pooled_planted
+    app = create_app(analysis, model=model)
+    relayout = {"yaxis.range[0]": 10, "yaxis.range[1]": 19, "xaxis.range[0]": 0, "xaxis.range[1]": 39}
+    body = {"output": "..weights-heatmap.figure...weights-note.children..",
+            "outputs": [{"id": ids.WEIGHT_HEATMAP, "property": "figure"},
+                        {"id": ids.WEIGHT_NOTE, "property": "children"}],
+            "inputs": [{"id": ids.WEIGHT_LAYER, "property": "value", "value": "fc1"},
+                       {"id": ids.WEIGHT_SORT, "property": "value", "value": ["sort"]},
+                       {"id": ids.WEIGHT_MODE, "property": "value", "value": "abs"},
+                       {"id": ids.WEIGHT_HEATMAP, "property": "relayoutData", "value": relayout}],
+            "changedPropIds": [f"{ids.WEIGHT_HEATMAP}.relayoutData"], "state": []}
+    reply = app.server.test_client().post("/_dash-update-component", json=body).get_json()["response"]
+    assert reply[ids.WEIGHT_NOTE]["children"].startswith("Neurons ranked 10-19 by norm")
+    custom = reply[ids.WEIGHT_HEATMAP]["figure"]["data"][0]["customdata"]
+    dtype = {"u2": np.uint16, "u4": np.uint32, "i4": np.int32}[custom["dtype"]]
+    rows = np.frombuffer(base64.b64decode(custom["bdata"]), dtype=dtype).reshape(10, 40)[:, 0]
+    np.testing.assert_array_equal(rows, order[10:20])
+
+
+def test_sorting_a_pooled_layer_without_the_model_is_disabled_with_a_reason(pooled_planted):
+    _, analysis, _ = pooled_planted
+    state = DashboardState.build(analysis)
+    option = weights.sort_options(state, "fc1")[0]
+    assert option["disabled"] is True and "checkpoint" in option["label"]
+    fig, note = weights.heatmap(state, "fc1", sort_rows=True, magnitude=False)
+    assert note.startswith("Sorting by norm is off for this layer") and "checkpoint" in note
+    assert "sorted" not in fig.layout.title.text and fig.data[0].customdata is None
+    np.testing.assert_array_equal(fig.data[0].z, analysis.weights[0].magnitude.values)
+    app = create_app(analysis)  # the control starts disabled when the first layer is that layer
+    assert "'disabled': True" in str(app.layout)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from dash.testing.wait import until
 from selenium.common.exceptions import WebDriverException
@@ -64,6 +65,27 @@ def test_picking_a_layer_redraws_the_heatmap(started):
     started.wait_for_contains_text(f"#{ids.WEIGHT_HEATMAP} .gtitle", "fc2: 64 × 128", timeout=10)
     started.wait_for_contains_text(f"#{ids.WEIGHT_HIST} .gtitle", "fc2", timeout=10)
     _shot(started, "weights")
+    _no_console_errors(started)
+
+
+def test_sorting_by_norm_puts_the_strongest_neuron_on_top(started, demo):
+    analysis = demo[0]
+    norm = next(w for w in analysis.weights if w.name == "fc1").neuron_norm
+    _open_tab(started, "Weights")
+    started.wait_for_contains_text(f"#{ids.WEIGHT_HEATMAP} .gtitle", "fc1:", timeout=10)
+    started.find_element(f"#{ids.WEIGHT_SORT} input").click()
+    started.wait_for_contains_text(f"#{ids.WEIGHT_HEATMAP} .gtitle", "rows sorted by norm", timeout=10)
+    started.wait_for_contains_text(f"#{ids.WEIGHT_NOTE}", "sorted by incoming norm", timeout=10)
+    top_label = started.find_elements(f"#{ids.WEIGHT_HEATMAP} .ytick text")[0].text
+    assert top_label == str(int(np.argmax(norm)))
+    plot = started.find_element(f"#{ids.WEIGHT_HEATMAP} .nsewdrag")
+    ActionChains(started.driver).move_to_element(plot).perform()
+    until(lambda: started.find_elements(f"#{ids.WEIGHT_HEATMAP} .hovertext"), timeout=10)
+    hover = started.find_element(f"#{ids.WEIGHT_HEATMAP} .hovertext").text
+    assert "(rank " in hover and "customdata" not in hover
+    neuron, rank = int(hover.split()[1]), int(hover.split("(rank ")[1].split()[0])
+    assert neuron == int(np.argsort(-norm, kind="stable")[rank])
+    _shot(started, "weights-sorted")
     _no_console_errors(started)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dash import Dash, Input, Output, dcc, html
 
 from dashboards import ids
+from dashboards.security import choice
 from dashboards.state import DashboardState
 from dashboards.views import control, graph, note
 from inspector import figures as F
@@ -31,5 +32,6 @@ def layout(state: DashboardState) -> html.Div:
 
 def register(app: Dash, state: DashboardState) -> None:
     @app.callback(Output(ids.ACT_PROJ, "figure"), Input(ids.ACT_LAYER, "value"), prevent_initial_call=True)
-    def update(name: str):
+    def update(name: object):
+        name = choice(name, state.census_layers)
         return state.memo(("projection", name), lambda: figure(state, name))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dash import Dash, Input, Output, dcc, html
 
 from dashboards import ids
+from dashboards.security import choice, index
 from dashboards.state import DashboardState
 from dashboards.views import control, graph, note, row
 from inspector import figures as F
@@ -48,17 +49,16 @@ def layout(state: DashboardState) -> html.Div:
 def register(app: Dash, state: DashboardState) -> None:
     @app.callback(Output(ids.DEAD_COUNT, "children"), Output(ids.DEAD_SUMMARY, "figure"),
                   Input(ids.DEAD_THRESHOLD, "value"), prevent_initial_call=True)
-    def update_threshold(index: int):
-        threshold = THRESHOLDS[int(index)]
+    def update_threshold(position: object):
+        threshold = THRESHOLDS[index(position, len(THRESHOLDS))]
         acts = state.analysis.activations or ()
         return state.memo(("dead", threshold),
                           lambda: (count_text(state, threshold), F.dead_summary_figure(acts, threshold)))
 
     @app.callback(Output(ids.DEAD_STRIP, "figure"),
                   Input(ids.DEAD_LAYER, "value"), Input(ids.DEAD_THRESHOLD, "value"), prevent_initial_call=True)
-    def update_strip(name: str, index: int):
+    def update_strip(name: object, position: object):
+        name = choice(name, state.census_layers)
+        threshold = THRESHOLDS[index(position, len(THRESHOLDS))]
         acts = state.activations(name)
-        if acts is None:
-            return F.empty_figure("no data")
-        threshold = THRESHOLDS[int(index)]
         return state.memo(("strip", name, threshold), lambda: F.firing_strip_figure(acts, threshold))

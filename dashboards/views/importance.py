@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dash import Dash, Input, Output, dcc, html
+from dash.exceptions import PreventUpdate
 
 from dashboards import ids
+from dashboards.security import choice, finite_number, index_or_none
 from dashboards.state import DashboardState
 from dashboards.views import control, graph, note, row
 from inspector import figures as F
@@ -35,14 +37,15 @@ def charts(state: DashboardState, method: str, klass: str) -> tuple[object, obje
     return bar, image, text
 
 
-def sample_view(state: DashboardState, method: str, index: int | None) -> tuple[object, str]:
+def sample_view(state: DashboardState, method: str, index: object) -> tuple[object, str]:
+    """Sample ``index``'s attribution by ``method``; anything but a sample number asks for one."""
     if state.explainer is None or state.data is None:
         return (F.empty_figure("start the dashboard on a checkpoint (not a saved analysis) to explain single samples"),
                 "")
     n = len(state.data.y)
-    if index is None or not 0 <= int(index) < n:
+    i = index_or_none(index, n)
+    if i is None:
         return F.empty_figure(f"pick a sample between 0 and {n - 1}"), ""
-    i = int(index)
     attribution = state.explainer.explain(method, i)
     probabilities = state.explainer.predict(i)
     a = state.analysis
@@ -52,10 +55,21 @@ def sample_view(state: DashboardState, method: str, index: int | None) -> tuple[
     return fig, f"Sample {i} of {n} ({state.data.name} {state.data.split} split); attribution for its label."
 
 
+def methods(state: DashboardState) -> list[str]:
+    """The attribution methods the analysis holds."""
+    report = state.analysis.importance
+    return [m.method for m in report.methods] if report else []
+
+
+def class_values(state: DashboardState) -> list[str]:
+    """The class picker's values: ``all`` and each class number as a string."""
+    return [ALL] + [str(i) for i in range(len(state.analysis.model.class_names))]
+
+
 def layout(state: DashboardState) -> html.Div:
     a = state.analysis
-    methods = [m.method for m in a.importance.methods] if a.importance else []
-    method = "integrated_gradients" if "integrated_gradients" in methods else (methods[0] if methods else None)
+    available = methods(state)
+    method = "integrated_gradients" if "integrated_gradients" in available else (available[0] if available else None)
     classes = [{"label": "all classes", "value": ALL}] + [
         {"label": f"class {name}", "value": str(i)} for i, name in enumerate(a.model.class_names)]
     bar, image, text = charts(state, method, ALL) if method else (F.empty_figure("needs data"),) * 2 + ("",)
@@ -64,7 +78,7 @@ def layout(state: DashboardState) -> html.Div:
     return html.Div([
         html.Div([
             control("Method", dcc.Dropdown(id=ids.IMP_METHOD, value=method, clearable=False,
-                                           options=[{"label": METHOD_LABELS[m], "value": m} for m in methods],
+                                           options=[{"label": METHOD_LABELS[m], "value": m} for m in available],
                                            style={"width": "240px", "display": "inline-block"})),
             control("Class", dcc.Dropdown(id=ids.IMP_CLASS, options=classes, value=ALL, clearable=False,
                                           style={"width": "180px", "display": "inline-block"})),
@@ -83,10 +97,17 @@ def layout(state: DashboardState) -> html.Div:
 def register(app: Dash, state: DashboardState) -> None:
     @app.callback(Output(ids.IMP_BAR, "figure"), Output(ids.IMP_MAP, "figure"), Output(ids.IMP_SANITY_TEXT, "children"),
                   Input(ids.IMP_METHOD, "value"), Input(ids.IMP_CLASS, "value"), prevent_initial_call=True)
-    def update_charts(method: str, klass: str):
+    def update_charts(method: object, klass: object):
+        method = choice(method, methods(state))
+        klass = choice(klass, class_values(state))
         return state.memo(("importance", method, klass), lambda: charts(state, method, klass))
 
     @app.callback(Output(ids.SAMPLE_FIG, "figure"), Output(ids.SAMPLE_NOTE, "children"),
                   Input(ids.IMP_METHOD, "value"), Input(ids.SAMPLE_INDEX, "value"), prevent_initial_call=True)
-    def update_sample(method: str, index: int | None):
-        return state.memo(("sample", method, index), lambda: sample_view(state, method, index))
+    def update_sample(method: object, index: object):
+        method = choice(method, methods(state))
+        if index is not None and finite_number(index) is None:
+            raise PreventUpdate  # not a number at all; an empty box or a number out of range asks for a sample
+        n = len(state.data.y) if state.data is not None else 0
+        key = index_or_none(index, n)
+        return state.memo(("sample", method, key), lambda: sample_view(state, method, key))

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-from dash import Dash, Input, Output, dash_table, dcc, html, no_update
+from dash import Dash, Input, Output, dash_table, dcc, html
+from dash.exceptions import PreventUpdate
 
 from dashboards import ids
+from dashboards.security import choice, finite_number, index_or_none
 from dashboards.state import DashboardState
 from dashboards.views import control, graph, row
 from inspector import figures as F
@@ -77,20 +78,31 @@ def register(app: Dash, state: DashboardState) -> None:
         Output(ids.NEURON_DRIVERS, "figure"), Output(ids.NEURON_CLASSES, "figure"),
         Input(ids.NEURON_LAYER, "value"), Input(ids.NEURON_INDEX, "value"), prevent_initial_call=True,
     )
-    def update_neuron(name: str, j: int | None):
-        j = int(j) if j is not None else -1
-        return state.memo(("neuron", name, j), lambda: panels(state, name, j))
+    def update_neuron(name: object, j: object):
+        name = choice(name, state.layer_names)
+        layer = state.weights(name)
+        neuron = index_or_none(j, layer.out_features if layer is not None else 0)
+        if neuron is None and j is not None and finite_number(j) is None:
+            raise PreventUpdate  # not a number at all; an empty box or a number out of range says "pick a neuron"
+        key = -1 if neuron is None else neuron
+        return state.memo(("neuron", name, key), lambda: panels(state, name, key))
 
     @app.callback(Output(ids.NEURON_TABLE, "data"), Output(ids.NEURON_TABLE, "columns"),
                   Input(ids.NEURON_LAYER, "value"), prevent_initial_call=True)
-    def update_table(name: str):
-        rows = table_rows(state, name)
+    def update_table(name: object):
+        rows = table_rows(state, choice(name, state.layer_names))
         return rows, [{"name": k, "id": k} for k in (rows[0] if rows else {})]
 
     @app.callback(Output(ids.NEURON_INDEX, "value", allow_duplicate=True),
                   Input(ids.NEURON_TABLE, "active_cell"), Input(ids.NEURON_TABLE, "derived_viewport_data"),
                   prevent_initial_call=True)
-    def pick_from_table(cell: dict[str, Any] | None, viewport: list[dict[str, Any]] | None):
-        if not cell or not viewport or cell.get("row") is None or cell["row"] >= len(viewport):
-            return no_update
-        return int(np.int64(viewport[cell["row"]]["neuron"]))
+    def pick_from_table(cell: object, viewport: object):
+        if not isinstance(cell, dict) or not isinstance(viewport, list):
+            raise PreventUpdate
+        row = index_or_none(cell.get("row"), len(viewport))
+        entry = viewport[row] if row is not None else None
+        widest = max((layer.out_features for layer in state.analysis.parameters.layers), default=0)
+        neuron = index_or_none(entry.get("neuron"), widest) if isinstance(entry, dict) else None
+        if neuron is None:
+            raise PreventUpdate
+        return neuron

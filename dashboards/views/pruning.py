@@ -5,6 +5,7 @@ from __future__ import annotations
 from dash import Dash, Input, Output, dash_table, dcc, html
 
 from dashboards import ids
+from dashboards.security import index
 from dashboards.state import DashboardState
 from dashboards.views import control, graph, note
 from inspector import figures as F
@@ -39,7 +40,7 @@ def register(app: Dash, state: DashboardState) -> None:
 
     @app.callback(Output(ids.PRUNE_FIG, "figure"), Output(ids.PRUNE_PREVIEW, "data"),
                   Input(ids.PRUNE_SLIDER, "value"), prevent_initial_call=True)
-    def preview(index: int):
-        sparsity = float(levels[int(index)])
+    def preview(position: object):
+        sparsity = float(levels[index(position, len(levels))])
         return state.memo(("pruning", sparsity),
                           lambda: (F.pruning_figure(report, sparsity), F.pruning_preview_rows(report, sparsity)))

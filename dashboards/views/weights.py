@@ -4,44 +4,119 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from dash import Dash, Input, Output, State, callback_context, dcc, html
+from dash.exceptions import PreventUpdate
 from plotly.graph_objects import Figure
 
 from dashboards import ids
+from dashboards.security import choice, finite_number, flags
 from dashboards.state import DashboardState
 from dashboards.views import control, graph, note, row
 from inspector import figures as F
+from inspector.analysis.weights import LayerWeights
+
+SORT = "sort"
+MODES = ("signed", "abs")
+SORT_LABEL = " sort neurons by norm"
+
+Region = tuple[tuple[int, int], tuple[int, int]]
+
+
+def sort_unavailable(state: DashboardState, name: str) -> str | None:
+    """Why the rows of ``name`` cannot be sorted by norm, or None when they can."""
+    if state.can_sort(name):
+        return None
+    return ("Sorting by norm is off for this layer: it is stored as block maxima, and sorting needs its full "
+            "weight. Start the dashboard on the checkpoint to sort it.")
+
+
+def sort_options(state: DashboardState, name: str) -> list[dict[str, Any]]:
+    """The sort checkbox for layer ``name``: disabled, with the reason in its label, where sorting is impossible."""
+    off = sort_unavailable(state, name) is not None
+    return [{"label": SORT_LABEL + (" (needs the checkpoint for this layer)" if off else ""), "value": SORT,
+             "disabled": off}]
 
 
 def heatmap(state: DashboardState, name: str, sort_rows: bool, magnitude: bool,
-            relayout: dict[str, Any] | None = None) -> tuple[Figure, str]:
-    """The heatmap for ``name``; for a pooled layer zoomed in, the region at full resolution."""
+            region: Region | None = None) -> tuple[Figure, str]:
+    """The heatmap for ``name`` and a line under it saying what it shows.
+
+    ``region`` ((row0, row1), (col0, col1)) zooms a pooled layer to full
+    resolution; in a sorted view its rows are ranks by norm (the sorted map's
+    own y coordinates). A pooled layer is sorted by ordering the full weight's
+    rows before pooling, which needs the model; without it a requested sort is
+    not drawn and the line says why.
+    """
     layer = state.weights(name)
     if layer is None:
         return F.empty_figure(f"no weight statistics for {name}"), ""
+    unavailable = sort_unavailable(state, name) if sort_rows else None
+    sort_rows = sort_rows and unavailable is None
+    sorted_note = " Rows are sorted by incoming norm, strongest on top." if sort_rows else ""
     if layer.magnitude.is_full_resolution:
-        return F.weight_heatmap_figure(layer, sort_rows=sort_rows, magnitude=magnitude), \
-            "Click a cell to open that neuron."
-    region = _region(relayout, layer.out_features, layer.in_features)
-    if region is None or not state.can_zoom:
-        hint = ("Zoom in (drag a box) to see that region at full resolution." if state.can_zoom else
-                "Large layer shown as block maxima; start the dashboard on a checkpoint to zoom to full resolution.")
-        return F.weight_heatmap_figure(layer), hint
-    zoomed = state.zoom(name, *region)
-    signed = None if magnitude else state.region_values(name, zoomed)
-    return (F.weight_heatmap_figure(layer, region=zoomed, signed_values=signed, magnitude=magnitude),
-            f"Rows {region[0][0]}-{region[0][1]}, columns {region[1][0]}-{region[1][1]}; double-click to zoom out.")
+        return (F.weight_heatmap_figure(layer, sort_rows=sort_rows, magnitude=magnitude),
+                "Click a cell to open that neuron." + sorted_note)
+    if not state.has_weight(name):
+        return F.weight_heatmap_figure(layer), unavailable or (
+            "Large layer shown as block maxima; start the dashboard on a checkpoint to zoom to full "
+            "resolution or sort its neurons by norm.")
+    if region is None and not sort_rows:
+        return (F.weight_heatmap_figure(layer),
+                "Zoom in (drag a box) to see that region at full resolution; click a block to open its first neuron.")
+    rows, cols = region or ((0, layer.out_features), (0, layer.in_features))
+    pooled = state.region(name, rows, cols, sort_rows)
+    if pooled is None:
+        return F.weight_heatmap_figure(layer), "That region is empty; double-click to zoom out."
+    signed = None if magnitude else state.region_values(name, pooled, sort_rows)
+    fig = F.weight_heatmap_figure(layer, sort_rows=sort_rows, region=pooled, signed_values=signed,
+                                  magnitude=magnitude)
+    if region is None:
+        return fig, ("Zoom in (drag a box) to see those neurons at full resolution; click a block to open its "
+                     "strongest neuron." + sorted_note)
+    (r0, r1), (c0, c1) = rows, cols
+    what = f"Neurons ranked {r0}-{r1 - 1} by norm" if sort_rows else f"Rows {r0}-{r1 - 1}"
+    return fig, f"{what}, columns {c0}-{c1 - 1}; double-click to zoom out."
 
 
-def _region(relayout: dict[str, Any] | None, m: int, n: int) -> tuple[tuple[int, int], tuple[int, int]] | None:
-    if not relayout or "xaxis.range[0]" not in relayout or "yaxis.range[0]" not in relayout:
+def _axis_range(relayout: dict[str, Any], axis: str) -> tuple[float, float] | None:
+    """The ``axis`` range a zoom set, None when it set none; ``PreventUpdate`` when malformed."""
+    pair = relayout.get(f"{axis}.range")
+    if pair is None and f"{axis}.range[0]" not in relayout and f"{axis}.range[1]" not in relayout:
         return None
-    x0, x1 = sorted((relayout["xaxis.range[0]"], relayout["xaxis.range[1]"]))
-    y0, y1 = sorted((relayout["yaxis.range[0]"], relayout["yaxis.range[1]"]))
-    rows = (max(0, int(y0)), min(m, int(y1) + 1))
-    cols = (max(0, int(x0)), min(n, int(x1) + 1))
+    if pair is None:
+        pair = [relayout.get(f"{axis}.range[0]"), relayout.get(f"{axis}.range[1]")]
+    if not isinstance(pair, list) or len(pair) != 2:
+        raise PreventUpdate
+    lo, hi = finite_number(pair[0]), finite_number(pair[1])
+    if lo is None or hi is None:
+        raise PreventUpdate
+    return (lo, hi) if lo <= hi else (hi, lo)
+
+
+def zoom_region(relayout: object, m: int, n: int) -> Region | None:
+    """The rows and columns a relayout event zoomed to, clipped to an ``(m, n)`` map; None to zoom out.
+
+    Anything that is neither a zoom nor a zoom-out (a pan-mode switch, an autosize)
+    or is malformed answers ``PreventUpdate``: the figure on screen stays.
+    """
+    if not isinstance(relayout, dict):
+        raise PreventUpdate
+    x, y = _axis_range(relayout, "xaxis"), _axis_range(relayout, "yaxis")
+    if x is None and y is None:
+        if relayout.get("xaxis.autorange") is True or relayout.get("yaxis.autorange") is True:
+            return None
+        raise PreventUpdate
+
+    def span(bounds: tuple[float, float] | None, size: int) -> tuple[int, int]:
+        if bounds is None:
+            return 0, size
+        lo, hi = (min(max(b, 0.0), float(size)) for b in bounds)  # clip before int(): no huge ints
+        return int(lo), min(size, int(hi) + 1)
+
+    rows, cols = span(y, m), span(x, n)
     if rows[0] >= rows[1] or cols[0] >= cols[1]:
-        return None
+        raise PreventUpdate
     return rows, cols
 
 
@@ -54,8 +129,7 @@ def layout(state: DashboardState) -> html.Div:
         html.Div([
             control("Layer", dcc.Dropdown(id=ids.WEIGHT_LAYER, options=names, value=first, clearable=False,
                                           style={"width": "220px", "display": "inline-block"})),
-            control("", dcc.Checklist(id=ids.WEIGHT_SORT, options=[{"label": " sort neurons by norm",
-                                                                    "value": "sort"}], value=[],
+            control("", dcc.Checklist(id=ids.WEIGHT_SORT, options=sort_options(state, first), value=[],
                                       inline=True)),
             control("Colour", dcc.RadioItems(id=ids.WEIGHT_MODE, options=[{"label": " signed w ", "value": "signed"},
                                                                           {"label": " |w|", "value": "abs"}],
@@ -63,8 +137,8 @@ def layout(state: DashboardState) -> html.Div:
         ]),
         note(hint, ids.WEIGHT_NOTE),
         dcc.Loading(graph(ids.WEIGHT_HEATMAP, fig)),
-        row(graph(ids.WEIGHT_HIST, F.weight_histogram_figure(layer)),
-            graph(ids.WEIGHT_IMAGES, F.neuron_images_figure(layer))),
+        row(graph(ids.WEIGHT_HIST, F.weight_histogram_figure(layer) if layer else F.empty_figure("no weights")),
+            graph(ids.WEIGHT_IMAGES, F.neuron_images_figure(layer) if layer else F.empty_figure("no weights"))),
     ])
 
 
@@ -75,18 +149,29 @@ def register(app: Dash, state: DashboardState) -> None:
         Input(ids.WEIGHT_HEATMAP, "relayoutData"),
         prevent_initial_call=True,
     )
-    def update_heatmap(name: str, sort: list[str], mode: str, relayout: dict[str, Any] | None):
-        zooming = callback_context.triggered_id == ids.WEIGHT_HEATMAP and relayout
-        sort_rows, magnitude = "sort" in (sort or []), mode == "abs"
-        if zooming:
-            return heatmap(state, name, sort_rows, magnitude, relayout)
-        return state.memo(("heatmap", name, sort_rows, magnitude), lambda: heatmap(state, name, sort_rows, magnitude))
+    def update_heatmap(name: object, sort: object, mode: object, relayout: object):
+        name = choice(name, state.layer_names)
+        sort_rows = SORT in flags(sort, {SORT})
+        magnitude = choice(mode, MODES) == "abs"
+        region = None
+        if callback_context.triggered_id == ids.WEIGHT_HEATMAP:
+            layer = state.weights(name)
+            if layer is None or layer.magnitude.is_full_resolution or not state.has_weight(name):
+                raise PreventUpdate  # the browser zooms a full-resolution map by itself
+            region = zoom_region(relayout, layer.out_features, layer.in_features)
+        return state.memo(("heatmap", name, sort_rows, magnitude, region),
+                          lambda: heatmap(state, name, sort_rows, magnitude, region))
+
+    @app.callback(Output(ids.WEIGHT_SORT, "options"), Input(ids.WEIGHT_LAYER, "value"), prevent_initial_call=True)
+    def update_sort_control(name: object):
+        return sort_options(state, choice(name, state.layer_names))
 
     @app.callback(
         Output(ids.WEIGHT_HIST, "figure"), Output(ids.WEIGHT_IMAGES, "figure"),
         Input(ids.WEIGHT_LAYER, "value"), prevent_initial_call=True,
     )
-    def update_layer_panels(name: str):
+    def update_layer_panels(name: object):
+        name = choice(name, state.layer_names)
         layer = state.weights(name)
         if layer is None:
             empty = F.empty_figure(f"no weight statistics for {name}")
@@ -96,25 +181,38 @@ def register(app: Dash, state: DashboardState) -> None:
 
     @app.callback(
         Output(ids.NEURON_LAYER, "value"), Output(ids.NEURON_INDEX, "value"), Output(ids.TABS, "value"),
-        Input(ids.WEIGHT_HEATMAP, "clickData"), State(ids.WEIGHT_LAYER, "value"),
+        Input(ids.WEIGHT_HEATMAP, "clickData"), State(ids.WEIGHT_LAYER, "value"), State(ids.WEIGHT_SORT, "value"),
         prevent_initial_call=True,
     )
-    def open_neuron(click: dict[str, Any] | None, name: str):
-        neuron = neuron_from_click(click, state.weights(name))
+    def open_neuron(click: object, name: object, sort: object):
+        name = choice(name, state.layer_names)
+        layer = state.weights(name)
+        sorted_view = SORT in flags(sort, {SORT}) and state.can_sort(name)
+        neuron = neuron_from_click(click, layer, F.neuron_order(layer) if sorted_view and layer else None)
         if neuron is None:
-            from dash import no_update
-
-            return no_update, no_update, no_update
+            raise PreventUpdate
         return name, neuron, "neurons"
 
 
-def neuron_from_click(click: dict[str, Any] | None, layer: Any) -> int | None:
-    """The neuron (row) under a heatmap click; rows are neuron numbers or their labels when sorted."""
-    if not click or not click.get("points") or layer is None:
+def neuron_from_click(click: object, layer: LayerWeights | None, order: np.ndarray | None = None) -> int | None:
+    """The neuron under a heatmap click, or None for a click on nothing or a malformed one.
+
+    The click's y is a row coordinate: the neuron number itself, or in a sorted
+    view (``order`` from :func:`inspector.figures.neuron_order`) its rank. On a
+    pooled map it is the block's first row, so the block's first (or strongest) neuron.
+    """
+    if layer is None or not isinstance(click, dict):
         return None
-    y = click["points"][0].get("y")
-    try:
-        j = int(float(y))
-    except (TypeError, ValueError):
+    points = click.get("points")
+    if not isinstance(points, list) or not points or not isinstance(points[0], dict):
         return None
-    return j if 0 <= j < layer.out_features else None
+    y = points[0].get("y")
+    if isinstance(y, str):
+        try:
+            y = float(y)
+        except ValueError:
+            return None
+    row = finite_number(y)
+    if row is None or not 0 <= row < layer.out_features:
+        return None
+    return int(order[int(row)]) if order is not None else int(row)
