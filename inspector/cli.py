@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 from inspector._version import __version__
 from inspector.errors import InspectorError
 from inspector.models import ACTIVATIONS
+from inspector.validation import printable
 
 EXIT_USER_ERROR = 1
 
@@ -75,12 +77,12 @@ def _build_parser() -> argparse.ArgumentParser:
     analyze = sub.add_parser(
         "analyze", help="run every analysis on a checkpoint and save the result",
         description="Analyse a checkpoint: parameters and weights always; activations, feature importance "
-                    "and pruning when evaluation data is available. Writes DIR/analysis.json and "
-                    "DIR/arrays.npz and prints a summary.")
+                    "and pruning when evaluation data is available. Writes DIR/analysis.json and the "
+                    "arrays file it names (other files in DIR are left alone) and prints a summary.")
     analyze.add_argument("checkpoint", type=Path)
     _add_data_arguments(analyze)
     analyze.add_argument("--out", "-o", type=Path, required=True, metavar="DIR", help="folder to write")
-    analyze.add_argument("--force", action="store_true", help="replace an existing output folder")
+    analyze.add_argument("--force", action="store_true", help="replace an earlier analysis in DIR")
     analyze.add_argument("--sections", default=None, metavar="LIST",
                          help="comma-separated subset of: parameters, weights, activations, importance, "
                               "pruning, training (default: all)")
@@ -127,6 +129,10 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_data_arguments(dash)
     dash.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
     dash.add_argument("--port", type=int, default=8050, help="port (default: 8050)")
+    dash.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                      help="also answer requests addressed to NAME (repeatable); by default only loopback names "
+                           "and the --host name are answered, against DNS rebinding. '*' answers any name "
+                           "(behind a proxy that checks them)")
     dash.add_argument("--debug", action="store_true", help="Dash debug mode (never on a shared network)")
     return parser
 
@@ -147,11 +153,11 @@ def _csv(text: str | None) -> tuple[str, ...] | None:
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
     from inspector.analysis import AnalysisOptions, analyze_path
+    from inspector.results import check_result_folder, result_files
     from inspector.summary import format_summary
     from inspector.training import resolve_device
 
-    if args.out.exists() and not args.force:
-        raise InspectorError(f"{args.out} already exists; pass --force to overwrite it")
+    check_result_folder(args.out, force=args.force, inputs=_input_files(args.checkpoint, args.data))
     defaults = AnalysisOptions()
     options = AnalysisOptions(
         sections=_csv(args.sections) or defaults.sections,
@@ -163,13 +169,33 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
                                   notify=_note, device=resolve_device(args.device))
     analysis.save(args.out, force=args.force)
     print(format_summary(analysis))
-    print(f"wrote {args.out}/analysis.json and {args.out}/arrays.npz "
-          f"in {sum(analysis.timings.values()):.1f} s of analysis")
+    json_path, arrays_path = result_files(args.out)
+    print(f"wrote {json_path} and {arrays_path} in {sum(analysis.timings.values()):.1f} s of analysis")
     return 0
 
 
+def _input_files(*paths: str | Path | None) -> list[Path]:
+    """The files a command reads, which its --force must never replace.
+
+    ``RUN.pt@EPOCH`` reads ``RUN.pt``; an analysis folder, its ``analysis.json`` and arrays.
+    """
+    from inspector.results import result_files
+
+    files = []
+    for path in paths:
+        if path is None:
+            continue
+        path = Path(path)
+        if not path.exists() and "@" in path.name:
+            path = Path(str(path).rpartition("@")[0])
+        files.append(path)
+        if path.is_dir():
+            files += [p for p in result_files(path) if p is not None]
+    return files
+
+
 def _note(message: str) -> None:
-    print(f"inspector: note: {message}", file=sys.stderr)
+    print(f"inspector: note: {printable(message)}", file=sys.stderr)  # may quote names from a file
 
 
 def _analysis_for(path: Path, args: argparse.Namespace):
@@ -184,13 +210,16 @@ def _analysis_for(path: Path, args: argparse.Namespace):
 def _cmd_report(args: argparse.Namespace) -> int:
     from inspector.analysis.compare import compare
     from inspector.fileio import check_writable
-    from inspector.report import format_for, write_report
+    from inspector.report import check_png_folder, format_for, write_report
 
     if len(args.paths) > 2:
         raise InspectorError("give one path for a report or two for a comparison")
     fmt = format_for(args.out, args.format)
-    if fmt != "png":
-        check_writable(args.out, force=args.force)  # before the analysis, not after
+    inputs = _input_files(*args.paths, args.data)
+    if fmt == "png":  # before the analysis, not after
+        check_png_folder(args.out, force=args.force, inputs=inputs)
+    else:
+        check_writable(args.out, force=args.force, inputs=inputs)
     analysis, model = _analysis_for(args.paths[0], args)
     subject = analysis
     if len(args.paths) == 2:
@@ -213,7 +242,7 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
     app = app_for_path(args.path, data=args.data, label_column=args.label_column, activation=args.activation,
                        trust_pickle=args.trust_pickle, log=log)
     print(f"dense-inspector dashboard on http://{args.host}:{args.port}/ (Ctrl+C to stop)", flush=True)
-    serve(app, args.host, args.port, debug=args.debug)
+    serve(app, args.host, args.port, debug=args.debug, allow_hosts=args.allow_host)
     return 0
 
 
@@ -229,7 +258,7 @@ def _cmd_prune(args: argparse.Namespace) -> int:
     from inspector.fileio import check_writable
     from inspector.training import evaluate
 
-    check_writable(args.out, force=args.force)
+    check_writable(args.out, force=args.force, inputs=_input_files(args.checkpoint, args.data))
     checkpoint_suffix(args.out)
     if not 0 <= args.sparsity < 1:
         raise InspectorError(f"--sparsity must be in [0, 1), got {args.sparsity}")
@@ -274,7 +303,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     dataset_name = Path(args.dataset).stem if args.dataset not in ("digits", "synthetic") else args.dataset
     out = args.out or Path(f"{dataset_name}-mlp.pt")
-    check_writable(out, force=args.force)  # fail before training, not after
+    check_writable(out, force=args.force, inputs=_input_files(args.dataset))  # fail before training, not after
     checkpoint_suffix(out)
     dataset = load_dataset(args.dataset, label_column=args.label_column)
     spec = SplitSpec(seed=args.seed, val_fraction=args.val_fraction, test_fraction=args.test_fraction)
@@ -308,49 +337,71 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from inspector.inventory import format_inventory, read_inventory, scan_nonfinite
+    """Header only: no tensor is read (the NaN/Inf scan is ``analyze``'s), so any file answers at once."""
+    from inspector.inventory import format_inventory, read_inventory
 
     inv = read_inventory(args.checkpoint, trust_pickle=args.trust_pickle)
-    nonfinite = scan_nonfinite(args.checkpoint, trust_pickle=args.trust_pickle)
     if args.json:
-        payload = inv.to_dict()
-        payload["nonfinite"] = nonfinite
-        print(json.dumps(payload, indent=2))
+        print(json.dumps(inv.to_dict(), indent=2))
         return 0
     print(f"{inv.path} ({inv.format})")
-    config = inv.metadata.get("config")
-    if config:
-        sizes = [config["input_size"], *config["hidden_sizes"], config["output_size"]]
-        extras = [config["activation"]]
-        if config.get("batch_norm"):
+    if inv.config is not None:  # validated: only dense-inspector's own metadata has a config
+        extras = [inv.config.activation]
+        if inv.config.batch_norm:
             extras.append("batch norm")
-        if config.get("dropout"):
-            extras.append(f"dropout {config['dropout']}")
-        print(f"MLP {'-'.join(map(str, sizes))} ({', '.join(extras)})")
+        if inv.config.dropout:
+            extras.append(f"dropout {inv.config.dropout}")
+        print(f"MLP {'-'.join(map(str, inv.config.layer_sizes))} ({', '.join(extras)})")
     if not inv.linear_layers:
         raise InspectorError(f"{inv.path}: no 2-D weight tensors found; nothing dense to inspect")
     print(format_inventory(inv))
-    metrics = inv.metadata.get("metrics") or {}
-    if "test_accuracy" in metrics:
-        print(f"test accuracy {metrics['test_accuracy']:.2%}")
-    for name, count in nonfinite.items():
-        print(f"warning: {name} holds {count:,} NaN/Inf values", file=sys.stderr)
+    accuracy = inv.metadata.get("metrics", {}).get("test_accuracy") if inv.config is not None else None
+    if accuracy is not None:
+        print(f"test accuracy {accuracy:.2%}")
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _run(argv)
+    except BrokenPipeError:
+        # The reader (`| head`) left. Python's documented recipe: point stdout at devnull so the
+        # interpreter's exit flush stays silent, and stop without a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_USER_ERROR
+
+
+def _run(argv: Sequence[str] | None) -> int:
     parser = _build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit:  # --help, --version: their text must meet a closed pipe here, not at exit
+        sys.stdout.flush()
+        raise
     handlers = {"train": _cmd_train, "info": _cmd_info, "analyze": _cmd_analyze, "prune": _cmd_prune,
                 "dashboard": _cmd_dashboard, "report": _cmd_report}
     try:
-        return handlers[args.command](args)
+        status = handlers[args.command](args)
+        sys.stdout.flush()
+        return status
+    except BrokenPipeError:
+        raise
     except InspectorError as exc:
-        print(f"inspector: error: {exc}", file=sys.stderr)
+        print(f"inspector: error: {printable(str(exc))}", file=sys.stderr)  # one line, whatever a file held
+        return EXIT_USER_ERROR
+    except OSError as exc:  # a file the user named or a folder we write: one line, never a traceback
+        print(f"inspector: error: {printable(_os_error_line(exc))}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("inspector: interrupted", file=sys.stderr)
         return 130
+
+
+def _os_error_line(exc: OSError) -> str:
+    from inspector.fileio import describe_os_error
+
+    names = [str(n) for n in (exc.filename, exc.filename2) if n is not None]
+    return f"{' -> '.join(names)}: {describe_os_error(exc)}" if names else describe_os_error(exc)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -73,13 +73,15 @@ def test_info_bad_input_is_one_line_and_exit_1(tmp_path, capsys, make, match):
     assert len(err.strip().splitlines()) == 1 and match in err and str(path) in err
 
 
-def test_nan_weights_warned_by_info(tmp_path, capsys):
+def test_nan_weights_are_analyze_findings_and_info_stays_header_only(tmp_path, capsys):
     model = nn.Sequential(nn.Linear(2, 2))
     with torch.no_grad():
         model[0].weight.fill_(float("nan"))
     torch.save(model.state_dict(), tmp_path / "n.pt")
-    assert main(["info", str(tmp_path / "n.pt")]) == 0
-    assert "warning: 0.weight holds 4 NaN/Inf values" in capsys.readouterr().err
+    assert main(["info", str(tmp_path / "n.pt")]) == 0  # info reads no tensor, so it can't see NaNs
+    assert "NaN" not in capsys.readouterr().err
+    assert main(["analyze", str(tmp_path / "n.pt"), "--out", str(tmp_path / "a")]) == 0
+    assert "fc1.weight holds NaN or Inf values" in capsys.readouterr().out  # the rebuilt MLP's name
 
 
 def test_console_script_has_no_traceback_on_user_error(tmp_path):
@@ -94,3 +96,39 @@ def test_bad_hidden_sizes_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as info:
         main(["train", "--hidden", "12,abc"])
     assert info.value.code == 2
+
+
+@pytest.fixture(scope="module")
+def small_checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ckpt") / "s.pt"
+    assert main(["train", "--dataset", "synthetic", "--hidden", "4", "--epochs", "1", "--out", str(path), "-q"]) == 0
+    return path
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["info", "{ckpt}", "--json"], ["info", "{ckpt}"],
+                                  ["analyze", "{ckpt}", "--out", "{tmp}/an", "--sections", "parameters"]])
+def test_closed_stdout_pipe_ends_quietly(small_checkpoint, tmp_path, monkeypatch, capsys, argv):
+    import os
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader (`| head`) is gone before anything is written
+    stream = os.fdopen(write_end, "w")
+    monkeypatch.setattr(sys, "stdout", stream)
+    try:
+        status = main([a.format(ckpt=small_checkpoint, tmp=tmp_path) for a in argv])
+        stream.write("more")
+        stream.flush()  # stdout now points at devnull: the interpreter's exit flush cannot fail either
+    finally:
+        stream.close()
+    assert status == 1 and capsys.readouterr().err == ""
+
+
+def test_console_script_piped_into_a_closed_reader_prints_no_traceback(small_checkpoint):
+    import os
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    proc = subprocess.run([sys.executable, "-m", "inspector", "info", str(small_checkpoint), "--json"],
+                          stdout=write_end, stderr=subprocess.PIPE, text=True)
+    os.close(write_end)
+    assert proc.stderr == "" and proc.returncode == 1
