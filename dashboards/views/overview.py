@@ -8,6 +8,7 @@ from dashboards import ids
 from dashboards.state import DashboardState
 from dashboards.views import graph, row
 from inspector import figures as F
+from inspector.analysis.findings import describe_samples
 
 
 def layout(state: DashboardState) -> html.Div:
@@ -16,7 +17,7 @@ def layout(state: DashboardState) -> html.Div:
     columns = [{"name": k, "id": k} for k in rows[0]] if rows else []
     findings = [html.Li(text, style={"color": "#b30000" if sev == "warning" else "inherit"})
                 for sev, text in F.findings_lines(a)]
-    data_line = (f"Evaluated on {a.data.n_samples} {a.data.name} {a.data.split} samples: "
+    data_line = (f"Evaluated on {describe_samples(a.data.n_samples, a.data.split, a.data.name)}: "
                  f"accuracy {a.data.accuracy:.2%}, loss {a.data.loss:.4f}." if a.data else
                  "No evaluation data: the data views are empty. Start the dashboard on a checkpoint with --data.")
     return html.Div([
@@ -25,7 +26,8 @@ def layout(state: DashboardState) -> html.Div:
                   dcc.Download(id=ids.REPORT_DOWNLOAD)], style={"float": "right"}),
         graph(ids.ARCH_FIG, F.architecture_figure(a.model)),
         html.P(data_line),
-        html.H4("Parameters: a layer with n inputs and m neurons has m × (n + 1)"),
+        html.H4("Parameters: a layer with n inputs and m neurons has m × (n + 1), or m × n without a bias; "
+                "a shared (tied) weight is counted once"),
         dash_table.DataTable(id=ids.PARAM_TABLE, data=rows, columns=columns, style_table={"overflowX": "auto"},
                              style_cell={"fontFamily": "monospace", "padding": "4px 8px", "textAlign": "right"},
                              style_cell_conditional=[{"if": {"column_id": "layer"}, "textAlign": "left"}],
