@@ -9,8 +9,12 @@
 from __future__ import annotations
 
 import csv
+import math
 import os
 import zipfile
+import zlib
+from array import array
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,18 +71,31 @@ class Standardizer:
 
     @classmethod
     def fit(cls, X: np.ndarray) -> Standardizer:
-        mean = X.mean(axis=0).astype(np.float32)
-        scale = X.std(axis=0).astype(np.float32)
+        # float64: a float32 sum of large features (1e37 x 100 rows) overflows to Inf
+        # and would turn every standardised value into NaN.
+        X64 = np.asarray(X, dtype=np.float64)
+        mean = X64.mean(axis=0).astype(np.float32)
+        scale = X64.std(axis=0).astype(np.float32)
         scale[scale < 1e-8] = 1.0
         return cls(mean=mean, scale=scale)
 
     def transform(self, X: np.ndarray) -> np.ndarray:
+        """``(X - mean) / scale`` as float32; refuses values that standardise beyond float32's range."""
         if X.shape[1] != self.mean.shape[0]:
             raise InspectorError(
                 f"data has {X.shape[1]} features but the model was trained on "
                 f"{self.mean.shape[0]}; use the same feature columns as in training"
             )
-        return ((X - self.mean) / self.scale).astype(np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):
+            standardised = ((np.asarray(X, np.float64) - self.mean) / self.scale).astype(np.float32)
+        bad = ~np.isfinite(standardised)
+        if bad.any():
+            i, j = (int(k) for k in np.argwhere(bad)[0])
+            raise InspectorError(
+                f"row {i}, feature {j}: {X[i, j]!r} is too far from the training mean {self.mean[j]:.4g} "
+                f"(scale {self.scale[j]:.4g}) to standardise; check the data's units"
+            )
+        return standardised
 
     def to_dict(self) -> dict[str, Any]:
         return {"mean": self.mean.tolist(), "scale": self.scale.tolist()}
@@ -120,6 +137,13 @@ def split_dataset(dataset: Dataset, spec: SplitSpec | None = None) -> Splits:
     from sklearn.model_selection import train_test_split
 
     spec = spec or SplitSpec()
+    # Only here, not in the loaders: evaluating a model on rows of one class is fine, training is not.
+    if dataset.n_classes < 2:
+        classes = ", ".join(repr(c) for c in dataset.class_names) or "none"
+        raise InspectorError(
+            f"dataset {dataset.name!r} has {dataset.n_classes} class ({classes}); "
+            "a classifier needs at least two classes"
+        )
     if not (0 < spec.test_fraction < 1 and 0 < spec.val_fraction < 1
             and spec.val_fraction + spec.test_fraction < 1):
         raise InspectorError("validation and test fractions must be in (0, 1) and sum to less than 1")
@@ -221,119 +245,323 @@ def make_synthetic(
 # User files
 # --------------------------------------------------------------------------- #
 
-
-def _encode_labels(raw: np.ndarray, path: Path) -> tuple[np.ndarray, tuple[str, ...]]:
-    if raw.ndim != 1:
-        raise InspectorError(f"{path}: labels must be one-dimensional, got shape {raw.shape}")
-    if np.issubdtype(raw.dtype, np.floating):
-        if not np.all(np.isfinite(raw)) or not np.all(raw == np.round(raw)):
-            raise InspectorError(f"{path}: labels must be whole class numbers or names, got floats")
-        raw = raw.astype(np.int64)
-    if np.issubdtype(raw.dtype, np.integer) and raw.min(initial=0) >= 0 and raw.size:
-        n_classes = int(raw.max()) + 1
-        return raw.astype(np.int64), tuple(str(c) for c in range(n_classes))
-    classes, y = np.unique(raw.astype(str), return_inverse=True)
-    return y.astype(np.int64), tuple(str(c) for c in classes)
+# Deflate cannot expand a byte to more than 1032 (RFC 1951: 258-byte matches from
+# 2-bit codes), so a member's declared size is checked against its compressed
+# bytes before anything is allocated.
+_DEFLATE_MAX_RATIO = 1032
+_NPZ_KEYS = ("X", "y", "feature_names")
+_MISSING_LABELS = frozenset({"", "nan"})
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-def _finish(name: str, X: np.ndarray, raw_y: np.ndarray, feature_names: tuple[str, ...],
-            path: Path, n_features: int | None) -> Dataset:
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def preview_names(items: Sequence[str], limit: int = 8) -> str:
+    """``'a', 'b' and 3 more``: a list of names short enough for a one-line message."""
+    shown = ", ".join(repr(i) for i in items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def _short(text: str, limit: int = 40) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def _parse_number(text: str) -> int | float | None:
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _encode_numbers(values: Sequence[int | float] | np.ndarray, path: Path,
+                    where: Callable[[int], str]) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Whole-number labels as indices into their sorted distinct values (never as indices themselves)."""
+    if isinstance(values, np.ndarray) and values.dtype.kind in "iu":
+        classes, y = np.unique(values, return_inverse=True)
+        return y.astype(np.int64), tuple(str(int(c)) for c in classes)
+    whole: list[int] = []
+    for i, v in enumerate(values.tolist() if isinstance(values, np.ndarray) else values):
+        if isinstance(v, float):
+            if not math.isfinite(v):
+                raise InspectorError(f"{path}: the label at {where(i)} is {v}; every sample needs a class label")
+            if not v.is_integer():
+                raise InspectorError(
+                    f"{path}: the labels are continuous (e.g. {v!r} at {where(i)}); dense-inspector trains "
+                    "classifiers, so labels must be class names or whole numbers"
+                )
+            v = int(v)
+        whole.append(v)
+    classes = sorted(set(whole))
+    code = {c: i for i, c in enumerate(classes)}
+    return np.fromiter((code[v] for v in whole), np.int64, len(whole)), tuple(str(c) for c in classes)
+
+
+def _encode_labels(raw: np.ndarray | Sequence[str], path: Path,
+                   where: Callable[[int], str]) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Class indices ``(n,)`` and class names for the labels ``raw``.
+
+    The classes are the distinct labels that occur, sorted numerically when every
+    label is a number (``"9"`` before ``"10"``; ``1000`` and ``2000`` are two classes
+    named ``"1000"`` and ``"2000"``), else as text. Numbers are named by their integer
+    value, so ``1``, ``1.0`` and ``"01"`` are one class ``"1"`` in CSV and .npz files alike.
+    """
+    if isinstance(raw, np.ndarray):
+        if raw.ndim != 1:
+            raise InspectorError(f"{path}: labels must be one-dimensional, got shape {raw.shape}")
+        kind = raw.dtype.kind
+        if kind in "iuf":
+            return _encode_numbers(raw, path, where)
+        if kind == "S":
+            try:
+                raw = np.char.decode(raw, "utf-8")
+            except UnicodeDecodeError:
+                raise InspectorError(f"{path}: the labels are bytes that are not UTF-8 text") from None
+        elif kind not in "Ub":
+            raise InspectorError(
+                f"{path}: labels must be numbers or text, got dtype {raw.dtype}"
+            )
+        raw = [str(v) for v in raw.tolist()]
+    text = [t.strip() for t in raw]
+    for i, t in enumerate(text):
+        if t.lower() in _MISSING_LABELS:
+            raise InspectorError(
+                f"{path}: the label at {where(i)} is {repr(t) if t else 'blank'}; every sample needs a class label"
+            )
+    numbers = [_parse_number(t) for t in text]
+    if all(n is not None for n in numbers):
+        y, names = _encode_numbers(numbers, path, where)  # type: ignore[arg-type]
+    else:
+        classes = sorted(set(text))
+        code = {c: i for i, c in enumerate(classes)}
+        y, names = np.fromiter((code[t] for t in text), np.int64, len(text)), tuple(classes)
+    return y, names
+
+
+def _finish(name: str, X: np.ndarray, raw_y: np.ndarray | Sequence[str], feature_names: tuple[str, ...],
+            path: Path, n_features: int | None, *, cell: Callable[[int, int], str],
+            where: Callable[[int], str]) -> Dataset:
+    """Check ``X`` ``(n, d)`` and encode ``raw_y`` ``(n,)`` into a :class:`Dataset`.
+
+    NaN, Inf and values beyond float32's range (which would become Inf) are
+    refused, naming the first such cell: the tool does not impute.
+    """
+    if X.dtype.kind == "c":
+        raise InspectorError(f"{path}: X is complex ({X.dtype}); give real-valued features")
+    if X.dtype.kind not in "iufb":
+        raise InspectorError(f"{path}: X must be numeric, got dtype {X.dtype}")
     if X.ndim != 2:
         raise InspectorError(f"{path}: X must be 2-D (samples x features), got shape {X.shape}")
-    if X.shape[0] != raw_y.shape[0]:
-        raise InspectorError(f"{path}: X has {X.shape[0]} rows but y has {raw_y.shape[0]} labels")
+    if X.shape[0] != len(raw_y):
+        raise InspectorError(f"{path}: X has {X.shape[0]} rows but y has {len(raw_y)} labels")
     if X.shape[0] < 2:
         raise InspectorError(f"{path}: needs at least two samples, found {X.shape[0]}")
-    if not np.all(np.isfinite(X)):
-        raise InspectorError(f"{path}: features contain NaN or Inf; clean or impute them first")
+    if X.shape[1] < 1:
+        raise InspectorError(f"{path}: has no feature columns; a dataset needs at least one besides the label")
+    if len(feature_names) != X.shape[1]:
+        raise InspectorError(
+            f"{path}: feature_names has {len(feature_names)} entries but X has {X.shape[1]} columns"
+        )
+    _check_feature_names(feature_names, path)
     if n_features is not None and X.shape[1] != n_features:
         raise InspectorError(
             f"{path}: has {X.shape[1]} features but the model expects {n_features}; "
             "pass the same feature columns the model was trained on"
         )
-    y, class_names = _encode_labels(raw_y, path)
-    return Dataset(name=name, X=X.astype(np.float32), y=y, feature_names=feature_names,
-                   class_names=class_names)
+    with np.errstate(over="ignore", invalid="ignore"):
+        X32 = X.astype(np.float32)
+    bad = ~np.isfinite(X32)
+    if bad.any():
+        i, j = (int(k) for k in np.argwhere(bad)[0])
+        raise InspectorError(
+            f"{path}: {cell(i, j)} is {X[i, j].item()!r}; features must be finite numbers within float32 range "
+            f"(|x| <= {_FLOAT32_MAX:.3g}): clean or impute them first"
+        )
+    y, class_names = _encode_labels(raw_y, path, where)
+    return Dataset(name=name, X=X32, y=y, feature_names=feature_names, class_names=class_names)
+
+
+def _check_feature_names(names: tuple[str, ...], path: Path, noun: str = "feature") -> None:
+    # A repeated name is how a copied label column slips into the features unnoticed.
+    seen: dict[str, int] = {}
+    for j, name in enumerate(names):
+        if name in seen:
+            raise InspectorError(
+                f"{path}: {noun} {name!r} appears twice (columns {seen[name] + 1} and {j + 1}); "
+                "give every column a distinct name"
+            )
+        seen[name] = j
+
+
+def _npy_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path, key: str, disk_size: int) -> np.ndarray:
+    """One array of an .npz, its header checked against the bytes present before reading it."""
+    if info.compress_type == zipfile.ZIP_STORED:
+        most = info.compress_size
+    elif info.compress_type == zipfile.ZIP_DEFLATED:
+        most = _DEFLATE_MAX_RATIO * info.compress_size + 1024
+    else:
+        raise InspectorError(
+            f"{path}: array {key!r} uses an unsupported zip compression; save it with numpy.savez"
+        )
+    if info.compress_size > disk_size or info.file_size > most:
+        raise InspectorError(f"{path}: array {key!r} declares more bytes than the file holds; it is corrupt")
+    with zf.open(info) as fh:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+        else:
+            raise InspectorError(f"{path}: array {key!r} uses .npy format {version}; save it with numpy.savez")
+        header_size = fh.tell()
+    if dtype.hasobject:
+        raise InspectorError(
+            f"{path}: array {key!r} holds Python objects, which are not loaded for safety; "
+            "save plain numeric or text arrays"
+        )
+    if any(d < 0 for d in shape):
+        raise InspectorError(f"{path}: array {key!r} declares a negative shape {shape}; it is corrupt")
+    declared = math.prod(shape) * dtype.itemsize
+    present = info.file_size - header_size
+    if declared > present:
+        raise InspectorError(
+            f"{path}: array {key!r} declares shape {shape} ({declared:,} bytes) but holds only "
+            f"{max(present, 0):,} bytes; the file is truncated or corrupt"
+        )
+    with zf.open(info) as fh:
+        return np.lib.format.read_array(fh, allow_pickle=False)
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    try:
+        disk_size = path.stat().st_size
+        with zipfile.ZipFile(path) as zf:
+            members = {info.filename[:-4]: info for info in zf.infolist() if info.filename.endswith(".npy")}
+            if not {"X", "y"} <= members.keys():
+                raise InspectorError(
+                    f"{path}: an .npz dataset needs arrays 'X' and 'y', found {sorted(members)}"
+                )
+            return {key: _npy_member(zf, members[key], path, key, disk_size)
+                    for key in _NPZ_KEYS if key in members}
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, OSError, EOFError, ValueError,
+            NotImplementedError, RuntimeError) as exc:
+        # RuntimeError: an encrypted member; ValueError: a malformed .npy header or short data.
+        raise InspectorError(
+            f"{path}: not a readable .npz file, as numpy.savez writes ({_one_line(exc)})"
+        ) from None
 
 
 def load_npz(path: str | os.PathLike[str], n_features: int | None = None) -> Dataset:
-    """Read ``X`` ``(n, d)``, ``y`` ``(n,)`` and optional ``feature_names`` ``(d,)`` from an .npz."""
+    """Read ``X`` ``(n, d)``, ``y`` ``(n,)`` and optional ``feature_names`` ``(d,)`` from an .npz.
+
+    ``y`` may hold numbers or text; see :func:`_encode_labels` for how classes are named.
+    """
     path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            keys = set(npz.files)
-            if not {"X", "y"} <= keys:
-                raise InspectorError(
-                    f"{path}: an .npz dataset needs arrays 'X' and 'y', found {sorted(keys)}"
-                )
-            X = np.asarray(npz["X"])
-            y = np.asarray(npz["y"])
-            names = npz["feature_names"] if "feature_names" in keys else None
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise InspectorError(f"{path}: not a readable .npz file ({exc})") from None
-    except ValueError as exc:
+    arrays = _read_npz(path)
+    X, y = arrays["X"], arrays["y"]
+    if "feature_names" in arrays:
+        names = arrays["feature_names"]
+        if names.ndim != 1 or names.dtype.kind not in "USiu":
+            raise InspectorError(
+                f"{path}: feature_names must be a 1-D array of names, got {names.dtype} of shape {names.shape}"
+            )
+        if names.dtype.kind == "S":
+            try:
+                names = np.char.decode(names, "utf-8")
+            except UnicodeDecodeError:
+                raise InspectorError(f"{path}: feature_names are bytes that are not UTF-8 text") from None
+        feature_names = tuple(str(n) for n in names.tolist())
+    else:
+        feature_names = tuple(f"x{i}" for i in range(X.shape[1] if X.ndim == 2 else 0))
+    if y.ndim != 1:
+        raise InspectorError(f"{path}: y must be one-dimensional (one label per row), got shape {y.shape}")
+    return _finish(path.stem, X, y, feature_names, path, n_features,
+                   cell=lambda i, j: f"X[{i}, {j}]", where=lambda i: f"y[{i}]")
+
+
+def _label_index(header: list[str], label_column: str, path: Path) -> int:
+    for j, name in enumerate(header):
+        if not name:
+            raise InspectorError(
+                f"{path}: column {j + 1} of the header has no name; name every column "
+                "(a pandas index? save with index=False)"
+            )
+    _check_feature_names(tuple(header), path, "column")
+    label = label_column.strip()
+    if label not in header:
+        hint = ""
+        if len(header) == 1 and any(sep in header[0] for sep in ";\t|"):
+            hint = " (the file does not look comma-separated; save it as CSV with ',' between fields)"
         raise InspectorError(
-            f"{path}: holds Python objects, which are not loaded for safety; "
-            f"save plain numeric arrays ({exc})"
-        ) from None
-    if not np.issubdtype(X.dtype, np.number):
-        raise InspectorError(f"{path}: X must be numeric, got dtype {X.dtype}")
-    feature_names = (
-        tuple(str(n) for n in names) if names is not None
-        else tuple(f"x{i}" for i in range(X.shape[1] if X.ndim == 2 else 0))
-    )
-    if X.ndim == 2 and len(feature_names) != X.shape[1]:
-        raise InspectorError(
-            f"{path}: feature_names has {len(feature_names)} entries but X has {X.shape[1]} columns"
+            f"{path}: no column named {label!r}; columns are {', '.join(header[:20])}"
+            f"{' ...' if len(header) > 20 else ''}{hint}"
         )
-    return _finish(path.stem, X, y, feature_names, path, n_features)
+    return header.index(label)
+
+
+def _feature_value(text: str, column: str, line: int, path: Path) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        what = "an empty cell" if not text.strip() else f"a non-numeric value {_short(text)}"
+        raise InspectorError(
+            f"{path}: line {line} has {what} in feature column {column!r}; features must be numbers "
+            "(fill in missing values, encode categories as numbers)"
+        ) from None
 
 
 def load_csv(
     path: str | os.PathLike[str], label_column: str | None, n_features: int | None = None
 ) -> Dataset:
-    """Read a CSV with a header row; ``label_column`` names the label, every other column is a feature."""
+    """Read a CSV with a header row; ``label_column`` names the label, every other column is a feature.
+
+    UTF-8 with or without a byte-order mark; blank lines are skipped. Every column
+    needs a distinct name, every row as many fields as the header, every feature
+    cell a finite number and every row a label.
+    """
     path = Path(path)
     if not label_column:
         raise InspectorError(f"{path}: name the label column with --label-column")
+    values = array("d")  # 8 bytes a cell while reading, not a Python list of strings
+    labels: list[str] = []
+    lines: list[int] = []
+    reader = None
     try:
-        with path.open(newline="", encoding="utf-8") as fh:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
             reader = csv.reader(fh)
             header = next(reader, None)
-            rows = [row for row in reader if row]
+            if not header:
+                raise InspectorError(f"{path}: empty file; a CSV dataset needs a header row")
+            header = [h.strip() for h in header]
+            label_at = _label_index(header, label_column, path)
+            feature_at = [j for j in range(len(header)) if j != label_at]
+            for row in reader:
+                if not row:
+                    continue
+                if len(row) != len(header):
+                    raise InspectorError(
+                        f"{path}: line {reader.line_num} has {len(row)} fields, the header has {len(header)}"
+                    )
+                labels.append(row[label_at])
+                lines.append(reader.line_num)
+                values.extend(_feature_value(row[j], header[j], reader.line_num, path) for j in feature_at)
     except UnicodeDecodeError:
-        raise InspectorError(f"{path}: not a UTF-8 text CSV file") from None
-    if not header:
-        raise InspectorError(f"{path}: empty file; a CSV dataset needs a header row")
-    header = [h.strip() for h in header]
-    if label_column not in header:
-        raise InspectorError(
-            f"{path}: no column named {label_column!r}; columns are {', '.join(header)}"
-        )
-    label_at = header.index(label_column)
-    feature_names = tuple(h for i, h in enumerate(header) if i != label_at)
-    X = np.empty((len(rows), len(feature_names)), dtype=np.float32)
-    labels = []
-    for r, row in enumerate(rows, start=2):
-        if len(row) != len(header):
-            raise InspectorError(f"{path}: line {r} has {len(row)} fields, the header has {len(header)}")
-        labels.append(row[label_at].strip())
-        values = [v for i, v in enumerate(row) if i != label_at]
-        try:
-            X[r - 2] = [float(v) for v in values]
-        except ValueError:
-            raise InspectorError(
-                f"{path}: line {r} has a non-numeric feature value; "
-                "encode categorical columns as numbers first"
-            ) from None
-    raw_y = np.asarray(labels)
-    try:
-        as_float = raw_y.astype(np.float64)
-        if np.all(as_float == np.round(as_float)) and np.all(as_float >= 0):
-            raw_y = as_float.astype(np.int64)
-    except ValueError:
-        pass
-    return _finish(path.stem, X, raw_y, feature_names, path, n_features)
+        raise InspectorError(f"{path}: not UTF-8 text; save the CSV as UTF-8") from None
+    except csv.Error as exc:
+        line = f" line {reader.line_num}:" if reader is not None else ""
+        raise InspectorError(f"{path}:{line} not a well-formed CSV file ({_one_line(exc)})") from None
+    except OSError as exc:
+        raise InspectorError(f"{path}: cannot be read ({exc.strerror or _one_line(exc)})") from None
+    feature_names = tuple(header[j] for j in feature_at)
+    X = np.frombuffer(values, dtype=np.float64).reshape(len(labels), len(feature_names))
+    return _finish(path.stem, X, labels, feature_names, path, n_features,
+                   cell=lambda i, j: f"column {feature_names[j]!r} on line {lines[i]}",
+                   where=lambda i: f"line {lines[i]}")
 
 
 def load_dataset(
@@ -354,6 +582,8 @@ def load_dataset(
         )
     if path.is_dir():
         raise InspectorError(f"{path} is a directory; give an .npz or .csv file")
+    if not path.is_file():  # a FIFO or device would block or never end
+        raise InspectorError(f"{path} is not a regular file; give an .npz or .csv file")
     suffix = path.suffix.lower()
     if suffix == ".npz":
         return load_npz(path, n_features)

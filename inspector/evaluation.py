@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
 from inspector.checkpoints import Checkpoint
-from inspector.data import BUILTIN_DATASETS, Dataset, SplitSpec, load_dataset, split_dataset
+from inspector.data import (BUILTIN_DATASETS, Dataset, SplitSpec, Standardizer, load_dataset, preview_names,
+                            split_dataset)
 from inspector.errors import InspectorError
 
 
@@ -42,17 +44,75 @@ class EvalData:
                    class_names or tuple(str(c) for c in range(n_classes)), image_shape)
 
 
-def _check(ckpt: Checkpoint, dataset: Dataset, n_inputs: int, n_outputs: int) -> None:
+def _model_class_names(ckpt: Checkpoint, n_outputs: int) -> tuple[str, ...]:
+    """The name of each output; a model that stores none has classes ``"0"`` .. ``"n_outputs - 1"``."""
+    names = ckpt.dataset.class_names if ckpt.dataset is not None else ()
+    if not names:
+        return tuple(str(c) for c in range(n_outputs))
+    if len(names) != n_outputs or len(set(names)) != len(names):
+        raise InspectorError(
+            f"{ckpt.source}: stores {len(names)} class names for {n_outputs} outputs; the checkpoint is "
+            "inconsistent, so its outputs cannot be matched to labels"
+        )
+    return tuple(names)
+
+
+def _label_map(ckpt: Checkpoint, dataset: Dataset, class_names: tuple[str, ...]) -> np.ndarray:
+    """``(dataset.n_classes,)``: the model output each of the data's classes is, matched by name.
+
+    Data classes are numbered by the labels that occur in that file, so an index
+    means nothing to the model; only the name does (a file holding only the
+    labels "cat" and "fish" of a cat/dog/fish model must score "fish" as output 2).
+    """
+    output = {name: i for i, name in enumerate(class_names)}
+    unknown = [name for name in dataset.class_names if name not in output]
+    if unknown:
+        stored = ("" if ckpt.dataset and ckpt.dataset.class_names
+                  else " (it stores no class names, so they are 0..n-1)")
+        raise InspectorError(
+            f"dataset {dataset.name!r} has labels the model was not trained on: {preview_names(unknown)}; "
+            f"{ckpt.source} knows {preview_names(list(class_names))}{stored}"
+        )
+    return np.array([output[name] for name in dataset.class_names], dtype=np.int64)
+
+
+def _model_columns(ckpt: Checkpoint, dataset: Dataset, n_inputs: int) -> np.ndarray:
+    """``(n_inputs,)``: the data column for each model input.
+
+    When the data holds exactly the columns the model was trained on, in another
+    order, they are put in the model's order; columns named unlike the model's
+    are refused rather than fed positionally to the wrong inputs.
+    """
     if dataset.n_features != n_inputs:
         raise InspectorError(
             f"dataset {dataset.name!r} has {dataset.n_features} features but {ckpt.source} expects "
             f"{n_inputs} inputs; pass --data with the features the model was trained on"
         )
-    if dataset.n_classes > n_outputs:
-        raise InspectorError(
-            f"dataset {dataset.name!r} has {dataset.n_classes} classes but {ckpt.source} has only "
-            f"{n_outputs} outputs; pass --data with the labels the model was trained on"
-        )
+    trained = ckpt.dataset.feature_names if ckpt.dataset is not None else ()
+    given = dataset.feature_names
+    positional = np.arange(n_inputs)
+    if len(trained) != n_inputs or tuple(trained) == tuple(given):
+        return positional
+    column = {name: j for j, name in enumerate(given)}
+    missing = [name for name in trained if name not in column]
+    if not missing:
+        return np.array([column[name] for name in trained], dtype=np.int64)
+    if len(missing) == len(trained):  # no name in common (e.g. an .npz without names): by position
+        return positional
+    raise InspectorError(
+        f"dataset {dataset.name!r} lacks columns the model was trained on: {preview_names(missing)}; "
+        f"pass --data with the columns of {ckpt.source}'s training data"
+    )
+
+
+def _for_model(ckpt: Checkpoint, dataset: Dataset, n_inputs: int, n_outputs: int) -> Dataset:
+    """``dataset`` with its columns in the model's input order and its labels as the model's output indices."""
+    columns = _model_columns(ckpt, dataset, n_inputs)
+    class_names = _model_class_names(ckpt, n_outputs)
+    label_map = _label_map(ckpt, dataset, class_names)
+    feature_names = tuple(dataset.feature_names[j] for j in columns)
+    return dataclasses.replace(dataset, X=dataset.X[:, columns], y=label_map[dataset.y],
+                               feature_names=feature_names, class_names=class_names)
 
 
 def eval_data_for(ckpt: Checkpoint, spec: str | None = None, *, label_column: str | None = None) -> EvalData | None:
@@ -74,12 +134,13 @@ def eval_data_for(ckpt: Checkpoint, spec: str | None = None, *, label_column: st
         if ckpt.dataset is None or ckpt.dataset.name not in BUILTIN_DATASETS:
             return None
         spec = ckpt.dataset.name
-    dataset = load_dataset(spec, label_column=label_column, n_features=n_inputs)
-    _check(ckpt, dataset, n_inputs, n_outputs)
+    loaded = load_dataset(spec, label_column=label_column, n_features=n_inputs)
+    dataset = _for_model(ckpt, loaded, n_inputs, n_outputs)
     if spec in BUILTIN_DATASETS:
         split_spec = ckpt.dataset.split if ckpt.dataset and ckpt.dataset.name == spec else SplitSpec()
-        splits = split_dataset(dataset, split_spec)
-        standardizer = ckpt.standardizer or splits.standardizer
+        # split as in training: the stratification depends on the file's own classes
+        splits = split_dataset(loaded, split_spec)
+        standardizer = ckpt.standardizer or Standardizer.fit(dataset.X[splits.train_index])
         raw = dataset.X
         return EvalData(
             dataset.name, "test", standardizer.transform(raw[splits.test_index]), dataset.y[splits.test_index],

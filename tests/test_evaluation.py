@@ -1,0 +1,106 @@
+"""Evaluation data meets a checkpoint by name: labels to outputs, columns to inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from inspector.checkpoints import Checkpoint, DatasetInfo
+from inspector.errors import InspectorError
+from inspector.evaluation import eval_data_for
+from inspector.models import MLPConfig, build_mlp
+from inspector.training import evaluate
+
+CLASSES = ("cat", "dog", "fish")
+FEATURES = ("a", "b", "c")
+
+
+def _argmax_checkpoint(class_names: tuple[str, ...] | None = CLASSES,
+                       feature_names: tuple[str, ...] = FEATURES) -> Checkpoint:
+    """3 -> 3 -> 3 ReLU MLP with identity weights: on non-negative inputs it predicts argmax(x)."""
+    config = MLPConfig(3, (3,), 3)
+    model = build_mlp(config)
+    with torch.no_grad():
+        for layer in (model.fc1, model.fc2):
+            layer.weight.copy_(torch.eye(3))
+            layer.bias.zero_()
+    dataset = DatasetInfo("train", feature_names, class_names) if class_names is not None else None
+    return Checkpoint(model=model.eval(), config=config, source="m.pt", kind="dense-inspector", dataset=dataset)
+
+
+def _write(tmp_path, text: str):
+    path = tmp_path / "eval.csv"
+    path.write_text(text)
+    return str(path)
+
+
+def test_labels_map_to_the_model_outputs_by_name_not_by_position(tmp_path):
+    # no "dog" row: by position "fish" would become output 1 (dog) and half the answers wrong
+    spec = _write(tmp_path, "a,b,c,label\n5,0,0,cat\n0,0,5,fish\n4,1,0,cat\n0,1,3,fish\n")
+    data = eval_data_for(_argmax_checkpoint(), spec, label_column="label")
+    np.testing.assert_array_equal(data.y, [0, 2, 0, 2])
+    assert data.class_names == CLASSES
+    accuracy = evaluate(_argmax_checkpoint().model, torch.from_numpy(data.X), torch.from_numpy(data.y))[1]
+    assert accuracy == 1.0
+
+
+def test_numeric_labels_map_by_value(tmp_path):
+    ckpt = _argmax_checkpoint(("1000", "2000", "3000"))
+    data = eval_data_for(ckpt, _write(tmp_path, "a,b,c,y\n0,0,1,3000.0\n1,0,0,1000\n"), label_column="y")
+    np.testing.assert_array_equal(data.y, [2, 0])
+
+
+def test_labels_the_model_was_not_trained_on_are_named(tmp_path):
+    spec = _write(tmp_path, "a,b,c,label\n1,0,0,cat\n0,1,0,bird\n")
+    with pytest.raises(InspectorError, match=r"labels the model was not trained on: 'bird'; "
+                                             r"m.pt knows 'cat', 'dog', 'fish'"):
+        eval_data_for(_argmax_checkpoint(), spec, label_column="label")
+
+
+def test_a_model_without_class_names_has_classes_0_to_n_minus_1(tmp_path):
+    ckpt = _argmax_checkpoint(class_names=None)
+    data = eval_data_for(ckpt, _write(tmp_path, "a,b,c,label\n0,0,1,2\n1,0,0,0\n"), label_column="label")
+    np.testing.assert_array_equal(data.y, [2, 0])
+    assert data.class_names == ("0", "1", "2")
+    with pytest.raises(InspectorError, match=r"'cat', 'dog'.*stores no class names, so they are 0..n-1"):
+        eval_data_for(ckpt, _write(tmp_path, "a,b,c,label\n0,0,1,cat\n1,0,0,dog\n"), label_column="label")
+
+
+def test_columns_in_another_order_are_put_in_the_model_order(tmp_path):
+    spec = _write(tmp_path, "c,label,a,b\n7,fish,1,2\n0,dog,0,9\n")
+    data = eval_data_for(_argmax_checkpoint(), spec, label_column="label")
+    assert data.feature_names == FEATURES
+    np.testing.assert_array_equal(data.X, [[1, 2, 7], [0, 9, 0]])
+    assert evaluate(_argmax_checkpoint().model, torch.from_numpy(data.X), torch.from_numpy(data.y))[1] == 1.0
+
+
+def test_columns_unlike_the_model_are_refused_not_fed_by_position(tmp_path):
+    spec = _write(tmp_path, "a,b,z,label\n1,0,0,cat\n0,1,0,dog\n")
+    with pytest.raises(InspectorError, match=r"lacks columns the model was trained on: 'c'"):
+        eval_data_for(_argmax_checkpoint(), spec, label_column="label")
+
+
+def test_columns_with_no_name_in_common_are_taken_by_position(tmp_path):
+    np.savez(tmp_path / "e.npz", X=np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]), y=np.array(["fish", "cat"]))
+    data = eval_data_for(_argmax_checkpoint(), str(tmp_path / "e.npz"))
+    np.testing.assert_array_equal(data.X, [[0, 0, 1], [1, 0, 0]])
+    np.testing.assert_array_equal(data.y, [2, 0])
+
+
+def test_a_different_feature_count_is_refused(tmp_path):
+    spec = _write(tmp_path, "a,b,label\n1,0,cat\n0,1,dog\n")
+    with pytest.raises(InspectorError, match="has 2 features but the model expects 3"):
+        eval_data_for(_argmax_checkpoint(), spec, label_column="label")
+
+
+def test_class_names_that_do_not_match_the_outputs_are_refused(tmp_path):
+    spec = _write(tmp_path, "a,b,c,label\n1,0,0,cat\n0,1,0,dog\n")
+    with pytest.raises(InspectorError, match="stores 2 class names for 3 outputs"):
+        eval_data_for(_argmax_checkpoint(("cat", "dog")), spec, label_column="label")
+
+
+def test_evaluation_rows_of_a_single_class_are_fine(tmp_path):
+    data = eval_data_for(_argmax_checkpoint(), _write(tmp_path, "a,b,c,label\n0,0,1,fish\n1,0,2,fish\n"),
+                         label_column="label")
+    np.testing.assert_array_equal(data.y, [2, 2])
