@@ -73,9 +73,12 @@ def test_sorting_by_norm_puts_the_strongest_neuron_on_top(started, demo):
     norm = next(w for w in analysis.weights if w.name == "fc1").neuron_norm
     _open_tab(started, "Weights")
     started.wait_for_contains_text(f"#{ids.WEIGHT_HEATMAP} .gtitle", "fc1:", timeout=10)
-    started.find_element(f"#{ids.WEIGHT_SORT} input").click()
-    started.wait_for_contains_text(f"#{ids.WEIGHT_HEATMAP} .gtitle", "rows sorted by norm", timeout=10)
-    started.wait_for_contains_text(f"#{ids.WEIGHT_NOTE}", "sorted by incoming norm", timeout=10)
+    box = started.find_element(f"#{ids.WEIGHT_SORT} input")
+    box.click()
+    until(box.is_selected, timeout=10)
+    # under a loaded machine the redraw can take a while: the wait is for correctness, not speed
+    started.wait_for_contains_text(f"#{ids.WEIGHT_HEATMAP} .gtitle", "rows sorted by norm", timeout=30)
+    started.wait_for_contains_text(f"#{ids.WEIGHT_NOTE}", "sorted by incoming norm", timeout=30)
     top_label = started.find_elements(f"#{ids.WEIGHT_HEATMAP} .ytick text")[0].text
     assert top_label == str(int(np.argmax(norm)))
     plot = started.find_element(f"#{ids.WEIGHT_HEATMAP} .nsewdrag")
