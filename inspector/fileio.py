@@ -63,9 +63,9 @@ def remove_stale_temporaries(folder: str | os.PathLike[str], *, legacy_target: s
     except OSError:
         return removed
     for name in names:
-        match = _TEMP_RE.match(name)
+        match = _TEMP_RE.fullmatch(name)
         stale = (match is not None and not process_alive(int(match.group(1)))) or (
-            legacy is not None and legacy.match(name) is not None)
+            legacy is not None and legacy.fullmatch(name) is not None)
         path = folder / name
         if stale and path.is_file() and not path.is_symlink():
             with contextlib.suppress(OSError):  # another run cleaning the same folder, or no permission

@@ -172,7 +172,7 @@ def from_json_document(text: str) -> Any:
 def _arrays_name_of(doc: Any) -> str | None:
     """The arrays file an ``analysis.json`` document names, or None when the name is not one of ours."""
     name = doc.get("arrays", ARRAYS_NAME) if isinstance(doc, dict) else None
-    return name if isinstance(name, str) and _ARRAYS_RE.match(name) else None
+    return name if isinstance(name, str) and _ARRAYS_RE.fullmatch(name) else None
 
 
 def _own_document(json_path: Path) -> dict[str, Any] | None:
@@ -219,7 +219,7 @@ def check_result_folder(directory: str | os.PathLike[str], *, force: bool = Fals
 def _remove_orphaned_arrays(directory: Path, keep: str) -> None:
     """Delete our arrays files that no ``analysis.json`` names any more and no save is still committing."""
     for name in os.listdir(directory):
-        match = _ARRAYS_RE.match(name)
+        match = _ARRAYS_RE.fullmatch(name)
         if match is None or name == keep or match.group(1) is None:
             continue
         pid = int(match.group(1))

@@ -34,7 +34,9 @@ def test_process_alive_tells_a_running_process_from_an_exited_one():
 def test_killed_runs_temporaries_are_removed_and_a_running_ones_and_user_files_kept(tmp_path):
     dead = tmp_path / f".inspector-{_dead_pid()}-0a1b2c.tmp"
     running = tmp_path / temporary_name()  # this process's: a write in progress
-    users = [tmp_path / n for n in (".notes.tmp", "x.tmp", ".inspector-notes.tmp", ".inspector-12-xyz.tmp")]
+    # a name that only *starts* like ours (a trailing newline fools a `$`-anchored pattern) is the user's
+    users = [tmp_path / n for n in (".notes.tmp", "x.tmp", ".inspector-notes.tmp", ".inspector-12-xyz.tmp",
+                                    f"{dead.name}\n")]
     for path in [dead, running, *users]:
         path.write_text("data")
     assert remove_stale_temporaries(tmp_path) == [dead]
