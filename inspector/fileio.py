@@ -117,19 +117,40 @@ def probe_folder(folder: str | os.PathLike[str]) -> Path:
 
 
 def check_writable(path: str | os.PathLike[str], *, force: bool = False,
-                   inputs: Iterable[str | os.PathLike[str]] = ()) -> Path:
+                   inputs: Iterable[str | os.PathLike[str]] = (),
+                   ours: Callable[[Path], bool] | None = None) -> Path:
     """Raise unless ``path`` can be written: not a folder, not an input, new or ``force``, folder writable.
 
-    Call it before long work, so that a bad output path fails in seconds, not after training.
+    With ``force``, an existing file is replaced only when ``ours(path)`` recognises it as one
+    this tool wrote (``--force`` never deletes a user's file). Call it before long work, so
+    that a bad output path fails in seconds, not after training.
     """
+    if str(path) == "":
+        raise InspectorError("empty path; give a file name to write to")
     path = Path(path)
     if path.is_dir():
         raise InspectorError(f"{path} is a directory; give a file name to write to")
     refuse_inputs(path, inputs)
+    if path.exists() and not path.is_file():
+        # A device node or FIFO (/dev/null, a pipe) would be swapped for a plain file by the rename.
+        raise InspectorError(f"{path} is not a regular file; choose another output path")
     if (path.exists() or path.is_symlink()) and not force:
         raise InspectorError(f"{path} already exists; pass --force to overwrite it")
+    if path.exists() and ours is not None and not ours(path):
+        raise InspectorError(f"{path} was not written by dense-inspector; move it away or choose another --out")
     probe_folder(path.parent)
     return path
+
+
+def read_prefix(path: Path, size: int = 4096) -> bytes:
+    """The first ``size`` bytes of a regular file (b"" when unreadable): enough to recognise our formats."""
+    if not path.is_file():
+        return b""
+    try:
+        with path.open("rb") as fh:
+            return fh.read(size)
+    except OSError:
+        return b""
 
 
 def fsync_file(path: Path) -> None:
@@ -142,14 +163,15 @@ def fsync_file(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str], *, force: bool = False) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike[str], *, force: bool = False,
+                ours: Callable[[Path], bool] | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
 
     A crash or an exception while writing leaves any existing file untouched; a
     kill leaves at most a temporary, which the next write into the folder removes.
     Errors from the file system become an :class:`InspectorError` naming ``path``.
     """
-    path = check_writable(path, force=force)
+    path = check_writable(path, force=force, ours=ours)
     remove_stale_temporaries(path.parent, legacy_target=path.name)
     tmp = path.parent / temporary_name()
     try:
@@ -166,16 +188,18 @@ def atomic_path(path: str | os.PathLike[str], *, force: bool = False) -> Iterato
 
 
 def write_atomic(
-    path: str | os.PathLike[str], write: Callable[[Path], None], *, force: bool = False
+    path: str | os.PathLike[str], write: Callable[[Path], None], *, force: bool = False,
+    ours: Callable[[Path], bool] | None = None,
 ) -> Path:
     """Call ``write(tmp_path)`` and move the result onto ``path`` atomically."""
-    with atomic_path(path, force=force) as tmp:
+    with atomic_path(path, force=force, ours=ours) as tmp:
         write(tmp)
     return Path(path)
 
 
-def write_text_atomic(path: str | os.PathLike[str], text: str, *, force: bool = False) -> Path:
-    return write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), force=force)
+def write_text_atomic(path: str | os.PathLike[str], text: str, *, force: bool = False,
+                      ours: Callable[[Path], bool] | None = None) -> Path:
+    return write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), force=force, ours=ours)
 
 
 def make_output_folder(folder: str | os.PathLike[str]) -> Path:

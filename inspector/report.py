@@ -13,6 +13,7 @@ Figures come from :mod:`inspector.figures`, the builders the dashboard uses.
 from __future__ import annotations
 
 import contextlib
+import functools
 import datetime as _dt
 import html
 import os
@@ -41,6 +42,7 @@ from inspector.fileio import (
     describe_os_error,
     fsync_file,
     make_output_folder,
+    read_prefix,
     refuse_inputs,
     temporary_name,
     write_text_atomic,
@@ -54,6 +56,9 @@ SECTION_IDS = ("summary", "architecture", "training", "weights", "dead", "import
                "layers")
 _FIGURE_NAME = re.compile(rf"^\d{{2,}}-(?:{'|'.join(SECTION_IDS)})\.png$")
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# What marks a report as ours, so that --force replaces it and never a user's file of the same name.
+_HTML_MARKER = b'<meta name="generator" content="dense-inspector">'
+_MD_MARKER = "<!-- generator: dense-inspector -->"
 _EXTENSIONS = {".html": "html", ".htm": "html", ".md": "md", ".json": "json", ".pdf": "pdf", ".png": "png"}
 
 
@@ -289,7 +294,8 @@ def render_html(title: str, sections: list[Section]) -> str:
     from plotly.offline import get_plotlyjs
 
     stamp = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
-    return (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{_e(title)}</title>"
+    return (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"generator\" content=\"dense-inspector\">"
+            f"<title>{_e(title)}</title>"
             f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><style>{_CSS}</style>"
             f"<script type=\"text/javascript\">{get_plotlyjs()}</script></head><body>"
             f"<h1>{_e(title)}</h1><p class=\"meta\">dense-inspector {__version__}, {stamp}</p>"
@@ -362,7 +368,7 @@ def _md_findings(findings: tuple[Finding, ...] | list[Finding]) -> str:
 
 def to_markdown(analysis: Analysis) -> str:
     a = analysis
-    out = [f"# dense-inspector report: {md_escape(a.model.architecture, line_start=False)}", "",
+    out = [_MD_MARKER, f"# dense-inspector report: {md_escape(a.model.architecture, line_start=False)}", "",
            f"Source: {md_code(a.model.source)}; {a.parameters.total_parameters:,} parameters."]
     if a.data:
         samples = describe_samples(a.data.n_samples, a.data.split, a.data.name)
@@ -388,7 +394,7 @@ def to_markdown(analysis: Analysis) -> str:
 
 
 def comparison_markdown(c: Comparison) -> str:
-    out = ["# dense-inspector comparison", "",
+    out = [_MD_MARKER, "# dense-inspector comparison", "",
            f"- a: {md_escape(c.architecture_a, line_start=False)} ({md_code(c.source_a)})",
            f"- b: {md_escape(c.architecture_b, line_start=False)} ({md_code(c.source_b)})",
            f"- parameters: {c.parameters_a:,} → {c.parameters_b:,}"]
@@ -417,7 +423,8 @@ def find_browser() -> str:
 def write_pdf(html_text: str, path: Path, *, force: bool = False) -> Path:
     """Print the HTML report to PDF with headless Chromium, after its figures have drawn."""
     browser = find_browser()
-    with tempfile.TemporaryDirectory() as tmp, atomic_path(path, force=force) as out:
+    with tempfile.TemporaryDirectory() as tmp, atomic_path(
+            path, force=force, ours=functools.partial(is_own_report, fmt="pdf")) as out:
         page = Path(tmp) / "report.html"
         page.write_text(html_text, encoding="utf-8")
         cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -506,6 +513,36 @@ def write_pngs(sections: list[Section], directory: Path, *, force: bool = False)
     return [directory / name for name in names]
 
 
+def is_own_report(path: Path, fmt: str) -> bool:
+    """Whether ``path`` is a ``fmt`` report this module wrote, from its first bytes only.
+
+    HTML carries a generator meta, Markdown a leading comment, JSON starts with its schema key.
+    Chromium's PDF keeps no marker we can read back cheaply, so any PDF counts as ours.
+    """
+    head = read_prefix(path)
+    if fmt == "html":
+        return _HTML_MARKER in head
+    if fmt == "md":
+        return head.startswith(_MD_MARKER.encode())
+    if fmt == "json":
+        return head.startswith(b'{"schema_version": ')
+    if fmt == "pdf":
+        return head.startswith(b"%PDF-")
+    return False
+
+
+def render_text(analysis: Analysis | Comparison, fmt: str) -> str:
+    """The report as text, for the text formats (html, md, json)."""
+    comparison = isinstance(analysis, Comparison)
+    if fmt == "json":
+        return to_json_document(analysis)
+    if fmt == "md":
+        return comparison_markdown(analysis) if comparison else to_markdown(analysis)
+    if fmt == "html":
+        return comparison_html(analysis) if comparison else to_html(analysis)
+    raise InspectorError(f"{fmt} reports are binary; give a file name to --out, not '-'")
+
+
 def write_report(analysis: Analysis | Comparison, path: str | os.PathLike[str], fmt: str | None = None, *,
                  force: bool = False) -> Path:
     """Write ``analysis`` (or a comparison) as ``fmt`` (default: from the extension), atomically."""
@@ -516,12 +553,8 @@ def write_report(analysis: Analysis | Comparison, path: str | os.PathLike[str], 
         sections = comparison_sections(analysis) if comparison else analysis_sections(analysis)
         write_pngs(sections, path, force=force)
         return path
-    if fmt == "json":
-        return write_text_atomic(path, to_json_document(analysis), force=force)
-    if fmt == "md":
-        text = comparison_markdown(analysis) if comparison else to_markdown(analysis)
-        return write_text_atomic(path, text, force=force)
-    text = comparison_html(analysis) if comparison else to_html(analysis)
+    ours = functools.partial(is_own_report, fmt=fmt)
     if fmt == "pdf":
+        text = comparison_html(analysis) if comparison else to_html(analysis)
         return write_pdf(text, path, force=force)
-    return write_text_atomic(path, text, force=force)
+    return write_text_atomic(path, render_text(analysis, fmt), force=force, ours=ours)

@@ -36,6 +36,7 @@ from inspector.fileio import (
     describe_os_error,
     make_output_folder,
     process_alive,
+    read_prefix,
     refuse_inputs,
     write_atomic,
     write_text_atomic,
@@ -48,6 +49,8 @@ ARRAYS_NAME = "arrays.npz"  # the arrays file of folders written before analysis
 # Arrays files this process has written but not yet committed (another thread may be sweeping the folder).
 _COMMITTING: set[str] = set()
 _ARRAYS_RE = re.compile(r"^arrays(?:-(\d+)-[0-9a-f]+)?\.npz$")
+_ARRAYS_PREFIX_RE = re.compile(r'\{\s*"arrays"\s*:\s*"(arrays-\d+-[0-9a-f]+\.npz)"\s*,')
+_ARRAYS_MENTION_RE = re.compile(r"arrays-\d+-[0-9a-f]+\.npz")
 
 _REGISTRY: dict[str, type] = {}
 T = TypeVar("T")
@@ -177,6 +180,8 @@ def _arrays_name_of(doc: Any) -> str | None:
 
 def _own_document(json_path: Path) -> dict[str, Any] | None:
     """``analysis.json`` parsed, when it is recognisably one this module wrote; else None."""
+    if not json_path.is_file():  # a FIFO named analysis.json would block the read forever
+        return None
     try:
         doc = json.loads(json_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
@@ -216,11 +221,30 @@ def check_result_folder(directory: str | os.PathLike[str], *, force: bool = Fals
     return directory
 
 
+def _referenced_arrays(directory: Path) -> set[str]:
+    """Every arrays file name that some ``*.json`` in ``directory`` names (a renamed old analysis, too).
+
+    Our documents start with ``{"arrays": "<name>"``, so a short prefix suffices; any other
+    JSON is searched whole, because a name it mentions must never be deleted.
+    """
+    names: set[str] = set()
+    for json_path in directory.glob("*.json"):
+        head = read_prefix(json_path, 256).decode("utf-8", "replace")
+        match = _ARRAYS_PREFIX_RE.match(head)
+        if match is not None:
+            names.add(match.group(1))
+        elif json_path.is_file():
+            with contextlib.suppress(OSError):
+                names.update(_ARRAYS_MENTION_RE.findall(json_path.read_bytes().decode("utf-8", "replace")))
+    return names
+
+
 def _remove_orphaned_arrays(directory: Path, keep: str) -> None:
-    """Delete our arrays files that no ``analysis.json`` names any more and no save is still committing."""
+    """Delete our arrays files that no ``*.json`` names, whose writer has exited (or is this save, done)."""
+    referenced = _referenced_arrays(directory)
     for name in os.listdir(directory):
         match = _ARRAYS_RE.fullmatch(name)
-        if match is None or name == keep or match.group(1) is None:
+        if match is None or name == keep or match.group(1) is None or name in referenced:
             continue
         pid = int(match.group(1))
         if (pid == os.getpid() and str(directory / name) not in _COMMITTING) or not process_alive(pid):
@@ -243,7 +267,7 @@ def save_result(obj: Any, directory: str | os.PathLike[str], *, force: bool = Fa
     created = not directory.exists()
     make_output_folder(directory)
     arrays_name = f"arrays-{os.getpid()}-{secrets.token_hex(6)}.npz"
-    doc["arrays"] = arrays_name
+    doc = {"arrays": arrays_name, **doc}  # first, so that _referenced_arrays reads only a prefix
     arrays_path = directory / arrays_name
 
     def write_arrays(tmp: Path) -> None:

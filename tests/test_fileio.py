@@ -104,3 +104,37 @@ def test_an_input_is_never_an_output(tmp_path):
     with pytest.raises(InspectorError, match="is an input of this command"):
         check_writable(tmp_path / "hard.pt", force=True, inputs=[model])
     assert model.read_bytes() == b"weights"
+
+
+def test_a_target_that_is_not_a_regular_file_is_refused_even_with_force(tmp_path):
+    import stat
+
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "dir").mkdir()
+    targets = [tmp_path / "fifo", tmp_path / "dir"]
+    try:
+        os.mknod(tmp_path / "null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        targets.append(tmp_path / "null")
+    except OSError:  # mknod needs root
+        pass
+    for target in targets:
+        for force in (False, True):
+            with pytest.raises(InspectorError) as info:
+                fileio.write_text_atomic(target, "x", force=force)
+            assert str(target) in str(info.value) and "\n" not in str(info.value)
+        assert not stat.S_ISREG(os.stat(target).st_mode)
+    link = tmp_path / "link"
+    (tmp_path / "real").write_text("old")
+    link.symlink_to(tmp_path / "real")
+    fileio.write_text_atomic(link, "new", force=True)  # a symlink to a regular file is still replaceable
+    assert link.read_text() == "new"
+
+
+def test_force_replaces_only_what_ours_recognises(tmp_path):
+    target = tmp_path / "notes.txt"
+    target.write_text("mine")
+    with pytest.raises(InspectorError, match="not written by dense-inspector"):
+        fileio.write_text_atomic(target, "x", force=True, ours=lambda p: False)
+    assert target.read_text() == "mine"
+    fileio.write_text_atomic(target, "x", force=True, ours=lambda p: True)
+    assert target.read_text() == "x"

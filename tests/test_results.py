@@ -103,3 +103,31 @@ def test_single_file_json_document_round_trips(tmp_path):
     assert results_equal(from_json_document(text), _tree())
     (tmp_path / "r.json").write_text(text)
     assert results_equal(load_result(tmp_path / "r.json"), _tree())
+
+
+def test_an_old_analysis_renamed_by_the_user_keeps_its_arrays(tmp_path):
+    from inspector.cli import main
+
+    torch = pytest.importorskip("torch")
+    from inspector.models import MLPConfig, build_mlp
+
+    ckpt = tmp_path / "m.pt"
+    torch.save(build_mlp(MLPConfig(input_size=3, hidden_sizes=(2,), output_size=2)).state_dict(), ckpt)
+    out = tmp_path / "out"
+    assert main(["analyze", str(ckpt), "--out", str(out), "--sections", "parameters"]) == 0
+    (out / "analysis.json").rename(out / "old-analysis.json")
+    old_arrays = json.loads((out / "old-analysis.json").read_text())["arrays"]
+    assert main(["analyze", str(ckpt), "--out", str(out), "--sections", "parameters"]) == 0
+    assert (out / old_arrays).is_file()
+    (tmp_path / "old").mkdir()
+    for name in ("old-analysis.json", old_arrays):
+        (out / name).rename(tmp_path / "old" / (name if name != "old-analysis.json" else "analysis.json"))
+    load_result(tmp_path / "old")  # still a whole analysis
+
+
+def test_analysis_json_names_its_arrays_first(tmp_path):
+    from inspector.results import save_result
+
+    save_result(_tree(), tmp_path / "r")
+    text = (tmp_path / "r" / "analysis.json").read_text()
+    assert next(iter(json.loads(text))) == "arrays"
