@@ -41,6 +41,7 @@ from inspector.formats import (
     pickle_refused,
     read_safetensors_header,
     read_torch_header,
+    shared_storage,
 )
 from inspector.inventory import count_nonfinite
 from inspector.models import MLP, MLPConfig, build_mlp, mlp_from_state_dict
@@ -195,7 +196,7 @@ def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike[str], *, force: bo
         {"mean": torch.from_numpy(ckpt.standardizer.mean), "scale": torch.from_numpy(ckpt.standardizer.scale)}
         if ckpt.standardizer else None
     )
-    with atomic_path(path, force=force) as tmp:
+    with atomic_path(path, force=force, ours=is_own_checkpoint) as tmp:
         if suffix == ".safetensors":
             from safetensors.torch import save_file
 
@@ -343,9 +344,10 @@ def _history(d: Any) -> History:
 def _dataset(d: Any, config: MLPConfig) -> DatasetInfo:
     check_fields(DatasetInfo, d, "dataset info")
     split = SplitSpec(**check_fields(SplitSpec, d.get("split", {}), "dataset split"))
-    if not (0 <= split.val_fraction < 1 and 0 <= split.test_fraction < 1
-            and split.val_fraction + split.test_fraction < 1):
-        raise InspectorError("dataset split: fractions must be in [0, 1) and sum to less than 1")
+    try:
+        split.check()
+    except InspectorError as exc:
+        raise InspectorError(f"dataset split: {exc}") from None
     info = DatasetInfo.from_dict(d)
     if info.feature_names and len(info.feature_names) != config.input_size:
         raise InspectorError(f"dataset info names {len(info.feature_names)} features for a model with "
@@ -398,6 +400,12 @@ def _check_preprocessing(path: Path, config: MLPConfig, pre: Mapping[str, torch.
             for t in pre.values()):
         raise InspectorError(f"{path}: the stored preprocessing is not a mean and a scale of "
                              f"{config.input_size} floats; the file is damaged")
+    if pre["mean"].device.type == "meta":
+        return  # values are checked when the tensors are read (read_parts)
+    if not bool(torch.isfinite(pre["mean"]).all()):
+        raise InspectorError(f"{path}: standardizer mean must be finite; re-export the checkpoint")
+    if not bool((torch.isfinite(pre["scale"]) & (pre["scale"] > 0)).all()):
+        raise InspectorError(f"{path}: standardizer scale must be finite and > 0; re-export the checkpoint")
 
 
 def _own_parts(path: Path, extras: Mapping[str, Any], state: Any, preprocessing: Any,
@@ -529,9 +537,19 @@ def read_header(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> 
                 raise
             obj = torch_load_safely(path, trust_pickle=True)
         parts = _torch_parts(path, obj, notices)
-    tensors = tuple(TensorInfo(name, tuple(t.shape), str(t.dtype).removeprefix("torch."), t.numel() * t.element_size())
+    tied = shared_storage(parts.state)
+    tensors = tuple(TensorInfo(name, tuple(t.shape), str(t.dtype).removeprefix("torch."), t.numel() * t.element_size(),
+                               tied.get(name))
                     for name, t in parts.state.items())
     return FileHeader(path, fmt, parts.kind, tensors, parts.own, parts.metadata, tuple(notices))
+
+
+def is_own_checkpoint(path: Path) -> bool:
+    """Whether ``path`` is a dense-inspector checkpoint, from its header alone (what ``--force`` may replace)."""
+    try:
+        return read_header(path).own is not None
+    except Exception:  # any unreadable or foreign file, including one that needs --trust-pickle
+        return False
 
 
 def read_parts(path: Path, header: FileHeader, *, trust_pickle: bool, mmap: bool = False) -> tuple[_Parts, list[str]]:

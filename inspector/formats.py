@@ -14,6 +14,7 @@ import json
 import struct
 import zipfile
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,7 @@ class TensorInfo:
     shape: tuple[int, ...]
     dtype: str
     nbytes: int
+    tied_to: str | None = None  # an earlier tensor viewing the same stored bytes: counted there, not here
 
     @property
     def numel(self) -> int:
@@ -109,6 +111,30 @@ class TensorInfo:
         for s in self.shape:
             n *= s
         return n
+
+
+def shared_storage(tensors: Mapping[str, torch.Tensor]) -> dict[str, str]:
+    """``{later name: first name}`` for tensors whose bytes overlap an earlier tensor's in one storage.
+
+    ``torch.save`` keeps tied weights (``b.weight = a.weight``, or a transposed view of it)
+    as one storage; counting each name would count those parameters twice. Works on
+    ``meta`` tensors from :func:`read_torch_header` as well as on loaded ones.
+    """
+    spans: dict[int, list[tuple[int, int, str]]] = {}
+    tied: dict[str, str] = {}
+    for name, t in tensors.items():
+        if not isinstance(t, torch.Tensor) or t.numel() == 0 or t.layout != torch.strided:
+            continue
+        itemsize = t.element_size()
+        begin = t.storage_offset() * itemsize
+        end = begin + (1 + sum((n - 1) * abs(s) for n, s in zip(t.shape, t.stride()))) * itemsize
+        owners = spans.setdefault(t.untyped_storage()._cdata, [])
+        first = next((owner for b, e, owner in owners if b < end and begin < e), None)
+        if first is not None:
+            tied[name] = tied.get(first, first)
+        else:
+            owners.append((begin, end, name))
+    return tied
 
 
 def is_zip(path: Path) -> bool:

@@ -33,7 +33,10 @@ _NONFINITE_CHUNK = 1 << 20  # elements per isfinite() call: the scan's memory is
 class LinearLayerInfo:
     """A 2-D weight ``(out_features m, in_features n)`` and its optional bias ``(m,)``.
 
-    ``parameters = weights + biases``; with a bias that is ``m * (n + 1)``.
+    ``parameters = weights + biases``; with a bias that is ``m * (n + 1)``. A tensor
+    stored as a view of an earlier tensor's bytes (tied weights) counts 0 here, like
+    :class:`inspector.analysis.parameters.LayerParameters`: ``tied_to`` names the layer
+    (or tensor) it is counted in.
     """
 
     name: str
@@ -43,6 +46,8 @@ class LinearLayerInfo:
     biases: int
     dtype: str
     nbytes: int
+    tied_to: str | None = None
+    tensor_names: tuple[str, ...] = ()
 
     @property
     def parameters(self) -> int:
@@ -62,7 +67,7 @@ class Inventory:
 
     @property
     def other_tensors(self) -> tuple[TensorInfo, ...]:
-        linear = {f"{layer.name}.{leaf}" for layer in self.linear_layers for leaf in ("weight", "bias")}
+        linear = {name for layer in self.linear_layers for name in layer.tensor_names}
         return tuple(t for t in self.tensors if t.name not in linear)
 
     def totals(self) -> dict[str, int]:
@@ -71,7 +76,7 @@ class Inventory:
             "biases": sum(layer.biases for layer in self.linear_layers),
             "parameters": sum(layer.parameters for layer in self.linear_layers),
             "bytes": sum(layer.nbytes for layer in self.linear_layers),
-            "other_parameters": sum(t.numel for t in self.other_tensors),
+            "other_parameters": sum(t.numel for t in self.other_tensors if t.tied_to is None),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -81,11 +86,11 @@ class Inventory:
             "layers": [
                 {"name": layer.name, "in_features": layer.in_features, "out_features": layer.out_features,
                  "weights": layer.weights, "biases": layer.biases, "parameters": layer.parameters,
-                 "dtype": layer.dtype, "bytes": layer.nbytes}
+                 "dtype": layer.dtype, "bytes": layer.nbytes, "tied_to": layer.tied_to}
                 for layer in self.linear_layers
             ],
             "other_tensors": [
-                {"name": t.name, "shape": list(t.shape), "dtype": t.dtype, "bytes": t.nbytes}
+                {"name": t.name, "shape": list(t.shape), "dtype": t.dtype, "bytes": t.nbytes, "tied_to": t.tied_to}
                 for t in self.other_tensors
             ],
             "totals": self.totals(),
@@ -94,20 +99,35 @@ class Inventory:
 
 
 def linear_layers(tensors: tuple[TensorInfo, ...]) -> tuple[LinearLayerInfo, ...]:
-    """Pair each 2-D ``<prefix>.weight`` with a matching 1-D ``<prefix>.bias``, in file order."""
+    """Each 2-D tensor is a layer's weight, in file order, paired with a matching 1-D
+    ``<prefix>.bias`` when it is named ``<prefix>.weight``.
+
+    Every 2-D tensor counts (a bare ``w`` too), so ``info`` and ``info --json`` list the
+    same layers. Tied tensors (:attr:`TensorInfo.tied_to`) count 0 where they repeat.
+    """
     by_name = {t.name: t for t in tensors}
+    layer_of: dict[str, str] = {}
     layers = []
     for t in tensors:
-        prefix, _, leaf = t.name.rpartition(".")
-        if leaf != "weight" or len(t.shape) != 2:
+        if len(t.shape) != 2:
             continue
+        prefix, _, leaf = t.name.rpartition(".")
+        named_weight = leaf == "weight"
         m, n = t.shape
-        bias = by_name.get(f"{prefix}.bias")
+        bias = by_name.get(f"{prefix}.bias") if named_weight else None
         if bias is not None and bias.shape != (m,):
             bias = None
+        name = (prefix or t.name) if named_weight else t.name
+        for member in (t, bias):
+            if member is not None:
+                layer_of[member.name] = name
+        counted = [x for x in (t, bias) if x is not None and x.tied_to is None]
+        tied_to = layer_of.get(t.tied_to, t.tied_to) if t.tied_to is not None else None
         layers.append(LinearLayerInfo(
-            name=prefix or t.name, in_features=n, out_features=m, weights=m * n,
-            biases=m if bias else 0, dtype=t.dtype, nbytes=t.nbytes + (bias.nbytes if bias else 0),
+            name=name, in_features=n, out_features=m, weights=m * n if t.tied_to is None else 0,
+            biases=m if bias is not None and bias.tied_to is None else 0, dtype=t.dtype,
+            nbytes=sum(x.nbytes for x in counted), tied_to=tied_to,
+            tensor_names=tuple(x.name for x in (t, bias) if x is not None),
         ))
     return tuple(layers)
 
@@ -179,16 +199,28 @@ def scan_nonfinite(path: str | os.PathLike[str], *, trust_pickle: bool = False) 
 
 
 def format_inventory(inv: Inventory) -> str:
-    """A torchinfo-like text table: one row per linear layer, then totals."""
-    head = ("layer", "in n", "out m", "weights", "biases", "params m*(n+1)", "dtype", "bytes")
-    rows = [
-        (printable(layer.name), f"{layer.in_features:,}", f"{layer.out_features:,}", f"{layer.weights:,}",
-         f"{layer.biases:,}", f"{layer.parameters:,}", layer.dtype, _human_bytes(layer.nbytes))
-        for layer in inv.linear_layers
-    ]
+    """A torchinfo-like text table: one row per linear layer, then totals.
+
+    The parameters column shows each row's arithmetic with the analyze table's
+    :meth:`~inspector.analysis.parameters.LayerParameters.formula` (``m*(n+1)``, ``m*n``
+    without a bias, and only what a tied row counts).
+    """
+    from inspector.analysis.parameters import LayerParameters
+
+    head = ("layer", "in n", "out m", "weights", "biases", "parameters", "dtype", "bytes")
+    rows = []
+    for layer in inv.linear_layers:
+        arithmetic = LayerParameters(
+            name=layer.name, in_features=layer.in_features, out_features=layer.out_features,
+            weights=layer.weights, biases=layer.biases, parameters=layer.parameters, trainable=True,
+            bytes=layer.nbytes, macs_per_sample=layer.in_features * layer.out_features, dtype=layer.dtype,
+            tied_to=layer.tied_to).formula("*", space="")
+        rows.append((printable(layer.name + (f" (tied to {layer.tied_to})" if layer.tied_to else "")), f"{layer.in_features:,}", f"{layer.out_features:,}", f"{layer.weights:,}",
+                     f"{layer.biases:,}", f"{printable(arithmetic)} = {layer.parameters:,}", layer.dtype,
+                     human_bytes(layer.nbytes)))
     totals = inv.totals()
     rows.append(("total", "", "", f"{totals['weights']:,}", f"{totals['biases']:,}",
-                 f"{totals['parameters']:,}", "", _human_bytes(totals["bytes"])))
+                 f"{totals['parameters']:,}", "", human_bytes(totals["bytes"])))
     widths = [max(len(str(r[i])) for r in (head, *rows)) for i in range(len(head))]
 
     def line(r: tuple[str, ...]) -> str:
@@ -201,10 +233,11 @@ def format_inventory(inv: Inventory) -> str:
     return "\n".join(out)
 
 
-def _human_bytes(n: int) -> str:
+def human_bytes(n: int) -> str:
+    """``n`` bytes in the largest binary unit that keeps the number >= 1: ``384 B``, ``12.6 MiB``."""
     value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     raise AssertionError("unreachable")

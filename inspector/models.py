@@ -261,4 +261,18 @@ def mlp_from_state_dict(
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     if missing or unexpected:  # pragma: no cover - infer_mlp_layout guarantees a full match
         raise InspectorError(f"{source}: could not map keys {missing or unexpected} onto the MLP")
+    _retie(model, renamed)
     return model
+
+
+def _retie(model: MLP, renamed: Mapping[str, torch.Tensor]) -> None:
+    """Share one Parameter where the file stored one tensor under two names (tied weights),
+    so the rebuilt model counts it once, as the file's own model did."""
+    from inspector.formats import shared_storage
+
+    for name, first in shared_storage(renamed).items():
+        a, b = renamed[name], renamed[first]
+        if a.shape == b.shape and a.stride() == b.stride() and a.storage_offset() == b.storage_offset():
+            module, _, leaf = name.rpartition(".")
+            owner, _, owner_leaf = first.rpartition(".")
+            setattr(getattr(model, module), leaf, getattr(getattr(model, owner), owner_leaf))

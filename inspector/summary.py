@@ -5,6 +5,7 @@ from __future__ import annotations
 from inspector.analysis import Analysis
 from inspector.analysis.findings import describe_samples
 from inspector.analysis.parameters import ParameterReport
+from inspector.inventory import human_bytes
 
 
 def format_parameters(report: ParameterReport) -> str:
@@ -34,7 +35,7 @@ def format_parameters(report: ParameterReport) -> str:
         out.append(f"Other parameters ({kinds}): {report.other_parameters:,}")
     out.append(f"Total parameters: {report.total_parameters:,}  (trainable {report.trainable_parameters:,})")
     out.append(f"Multiply-adds per sample: {report.macs_per_sample:,}")
-    out.append(f"Parameter size: {report.total_bytes / 1024:.1f} KiB")
+    out.append(f"Parameter size: {human_bytes(report.total_bytes)}")
     out.append(rule)
     return "\n".join(out)
 
@@ -46,6 +47,8 @@ def format_summary(analysis: Analysis) -> str:
         d = analysis.data
         parts.append(f"evaluated on {describe_samples(d.n_samples, d.split, d.name)}: accuracy {d.accuracy:.2%}, "
                      f"loss {d.loss:.4f}")
+        if analysis.activations is None and analysis.importance is None and analysis.pruning is None:
+            parts.append("data sections (activations, importance, pruning) were not requested (see --sections)")
     elif not analysis.model.layer_sizes:
         parts.append("weight-only: the file's weights do not rebuild as one model, so no data can be run through it")
     else:

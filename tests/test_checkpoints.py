@@ -55,7 +55,12 @@ def test_existing_file_is_not_overwritten_without_force(tmp_path, trained):
     with pytest.raises(InspectorError, match="already exists; pass --force"):
         save_checkpoint(ckpt, path)
     assert path.read_bytes() == b"precious"
-    save_checkpoint(ckpt, path, force=True)
+    with pytest.raises(InspectorError, match="not written by dense-inspector"):  # --force spares a user's file
+        save_checkpoint(ckpt, path, force=True)
+    assert path.read_bytes() == b"precious"
+    path.unlink()
+    save_checkpoint(ckpt, path)
+    save_checkpoint(ckpt, path, force=True)  # our own checkpoint is replaced
     assert load(path).config == ckpt.config
 
 
@@ -398,3 +403,40 @@ def test_content_decides_the_format_not_the_extension(tmp_path, suffix):
     renamed.write_bytes(own_file(tmp_path / "src", suffix).read_bytes())
     back = load(renamed)
     assert back.config.activation == "tanh" and sorted(back.snapshots) == [1]
+
+
+def _edited_pt(tmp_path, ckpt, edit):
+    path = save_checkpoint(ckpt, tmp_path / "m.pt")
+    payload = torch.load(path, weights_only=True)
+    edit(payload)
+    torch.save(payload, path)
+    return path
+
+
+@pytest.mark.parametrize("seed", [2 ** 70, -1, 2 ** 32])
+def test_stored_split_seed_outside_the_splitters_range_is_refused(tmp_path, trained, seed):
+    path = _edited_pt(tmp_path, trained[1], lambda p: p["dataset"]["split"].update(seed=seed))
+    with pytest.raises(InspectorError, match=r"m\.pt: dataset split: seed must be an integer from 0 to"):
+        load(path)
+
+
+def test_stored_zero_test_fraction_is_refused_at_load(tmp_path, trained):
+    path = _edited_pt(tmp_path, trained[1], lambda p: p["dataset"]["split"].update(test_fraction=0.0))
+    with pytest.raises(InspectorError, match=r"m\.pt: dataset split: .*fractions must be in \(0, 1\)"):
+        load(path)
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("mean", float("nan"), "standardizer mean must be finite"),
+    ("scale", 0.0, "standardizer scale must be finite and > 0"),
+    ("scale", -1.0, "standardizer scale must be finite and > 0"),
+    ("scale", float("nan"), "standardizer scale must be finite and > 0"),
+])
+def test_corrupt_stored_standardizer_is_refused_naming_file_and_field(tmp_path, trained, field, value, message):
+    def edit(payload):
+        payload["preprocessing"][field][2] = value
+
+    path = _edited_pt(tmp_path, trained[1], edit)
+    with pytest.raises(InspectorError, match=rf"m\.pt: {message}; re-export the checkpoint") as exc:
+        load(path)
+    assert "\n" not in str(exc.value)

@@ -8,7 +8,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from inspector.errors import InspectorError
-from inspector.inventory import format_inventory, iter_tensors, read_inventory, scan_nonfinite
+from inspector.inventory import format_inventory, human_bytes, iter_tensors, read_inventory, scan_nonfinite
 
 
 def _transformer_like() -> dict[str, torch.Tensor]:
@@ -70,9 +70,8 @@ def test_scan_nonfinite_counts_bad_values(tmp_path):
 def test_table_shows_arithmetic_and_totals(tmp_path):
     torch.save(nn.Sequential(nn.Linear(1000, 500)).state_dict(), tmp_path / "m.pt")
     text = format_inventory(read_inventory(tmp_path / "m.pt"))
-    assert "params m*(n+1)" in text
     row = next(line for line in text.splitlines() if line.startswith("0 "))
-    assert row.split()[:6] == ["0", "1,000", "500", "500,000", "500", "500,500"]
+    assert row.split()[:8] == ["0", "1,000", "500", "500,000", "500", "500*(1,000+1)", "=", "500,500"]
 
 
 def test_inventory_json_serialises(tmp_path):
@@ -218,3 +217,64 @@ def test_nonfinite_scan_counts_in_bounded_chunks():
         assert count_nonfinite(t.reshape(-1), chunk) == 3
     assert count_nonfinite(torch.tensor(float("nan"))) == 1
     assert count_nonfinite(torch.arange(4)) == 0
+
+
+# --- tied weights and header-only counts (issue 8) ---------------------------------------------
+
+
+class _Tied(nn.Module):
+    """20 -> 32 -> 32 -> 32 -> 3 with ``b.weight is a.weight``: 32*21 + 32*33 + 0 + 3*32 = 1,824 parameters."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inp = nn.Linear(20, 32)
+        self.a = nn.Linear(32, 32)
+        self.b = nn.Linear(32, 32, bias=False)
+        self.b.weight = self.a.weight
+        self.out = nn.Linear(32, 3, bias=False)
+
+
+def test_tied_weights_in_a_state_dict_count_once(tmp_path):
+    model = _Tied()
+    path = tmp_path / "tied.pt"
+    torch.save(model.state_dict(), path)
+    inv = read_inventory(path)
+    expected = 32 * (20 + 1) + 32 * (32 + 1) + 3 * 32
+    assert expected == sum(p.numel() for p in model.parameters()) == 1824
+    assert inv.totals()["parameters"] == expected
+    assert inv.totals()["bytes"] == expected * 4
+    tied = {layer.name: layer.tied_to for layer in inv.linear_layers}
+    assert tied == {"inp": None, "a": None, "b": "a", "out": None}
+    assert "b (tied to a)" in format_inventory(inv)
+
+
+def test_transposed_tie_counts_once(tmp_path):
+    enc, dec = nn.Linear(20, 8, bias=False), nn.Linear(8, 20, bias=False)
+    state = {"enc.weight": enc.weight.detach(), "dec.weight": enc.weight.detach().t()}
+    path = tmp_path / "ae.pt"
+    torch.save(state, path)
+    inv = read_inventory(path)
+    assert inv.totals()["parameters"] == 8 * 20
+    assert [layer.tied_to for layer in inv.linear_layers] == [None, "enc"]
+
+
+def test_a_bare_2d_tensor_is_listed_as_a_layer(tmp_path):
+    path = tmp_path / "w.pt"
+    torch.save({"w": torch.zeros(3, 5)}, path)
+    inv = read_inventory(path)
+    assert [(layer.name, layer.parameters) for layer in inv.linear_layers] == [("w", 15)]
+    assert inv.other_tensors == ()
+
+
+def test_info_table_shows_each_rows_arithmetic(tmp_path):
+    path = tmp_path / "nobias.pt"
+    torch.save({"fc.weight": torch.zeros(32, 64)}, path)
+    table = format_inventory(read_inventory(path))
+    assert "m*(n+1)" not in table
+    assert "32*64 = 2,048" in table
+
+
+def test_human_bytes_picks_a_readable_unit():
+    assert human_bytes(384) == "384 B"
+    assert human_bytes(12900.8 * 1024) == "12.6 MiB"
+    assert human_bytes(3 * 1024 ** 3) == "3.0 GiB"

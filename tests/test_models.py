@@ -170,3 +170,16 @@ def test_config_from_dict_checks_types(field, value):
     d[field] = value
     with pytest.raises(InspectorError, match=field):
         MLPConfig.from_dict(d)
+
+
+def test_tied_weights_rebuild_as_one_shared_parameter():
+    """fc1 20->8, fc2 8->8, fc3 8->8 sharing fc2's weight, fc4 8->3: 8*21 + 8*9 + 8 + 3*9 = 275."""
+    from inspector.analysis.parameters import count_parameters
+
+    layers = [nn.Linear(20, 8), nn.Linear(8, 8), nn.Linear(8, 8), nn.Linear(8, 3)]
+    layers[2].weight = layers[1].weight
+    source = nn.Sequential(*layers)
+    state = source.state_dict()
+    model = mlp_from_state_dict(state)
+    assert model.fc3.weight is model.fc2.weight
+    assert count_parameters(model).total_parameters == sum(p.numel() for p in source.parameters()) == 275
