@@ -152,7 +152,11 @@ def protect(app: Dash, hosts: Iterable[str] | None = None) -> None:
     dispatch = server.view_functions[endpoint]
 
     def guarded_dispatch(*args: Any, **kwargs: Any) -> Any:
-        problem = callback_request_problem(request.get_json(silent=True), app.callback_map)
+        try:
+            body = request.get_json(silent=True)
+        except RecursionError:  # '[' * 400000 fits the size cap; json recurses once per level
+            body = None
+        problem = callback_request_problem(body, app.callback_map)
         if problem is not None:
             return Response(f"dense-inspector: not a callback request: {problem}\n", status=400,
                             mimetype="text/plain")

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 from inspector._version import __version__
+from inspector.data import MAX_SEED
 from inspector.errors import InspectorError
 from inspector.models import ACTIVATIONS
 from inspector.validation import printable
@@ -29,6 +32,44 @@ def _sizes(text: str) -> tuple[int, ...]:
     if any(s < 1 for s in sizes):
         raise argparse.ArgumentTypeError("hidden sizes must be positive")
     return sizes
+
+
+def _integer(minimum: int, maximum: int | None = None):
+    """An argparse type: an int in ``[minimum, maximum]``, refused in one line at parse time."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum or (maximum is not None and value > maximum):
+            bound = f"from {minimum} to {maximum}" if maximum is not None else f"of at least {minimum}"
+            raise argparse.ArgumentTypeError(f"expected an integer {bound}, got {text!r}")
+        return value
+    return parse
+
+
+def _real(low: float, high: float = math.inf, *, low_open: bool = False, high_open: bool = True):
+    """An argparse type: a finite float in the interval from ``low`` to ``high`` (never NaN or inf)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        above = value > low if low_open else value >= low
+        below = value < high if high_open else value <= high
+        if not (math.isfinite(value) and above and below):
+            interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+            raise argparse.ArgumentTypeError(f"expected a finite number in {interval}, got {text!r}")
+        return value
+    return parse
+
+
+# Path("") is Path("."), which would send an empty argument to the current folder.
+_EMPTY_PATH = object()
+
+
+def _path(text: str) -> Path | object:
+    return Path(text) if text else _EMPTY_PATH
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -47,22 +88,22 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--hidden", type=_sizes, default=(128, 64), metavar="SIZES",
                        help="hidden layer sizes, comma-separated (default: 128,64)")
     train.add_argument("--activation", choices=sorted(ACTIVATIONS), default="relu")
-    train.add_argument("--dropout", type=float, default=0.0, help="dropout probability (default: 0)")
+    train.add_argument("--dropout", type=_real(0, 1), default=0.0, help="dropout probability (default: 0)")
     train.add_argument("--batch-norm", action="store_true", help="batch norm after every hidden layer")
     train.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
-    train.add_argument("--lr", type=float, default=1e-3, help="learning rate (default: 1e-3)")
-    train.add_argument("--weight-decay", type=float, default=0.0, help="L2 weight decay (default: 0)")
-    train.add_argument("--epochs", type=int, default=100, help="maximum epochs (default: 100)")
-    train.add_argument("--batch-size", type=int, default=64)
-    train.add_argument("--patience", type=int, default=10,
+    train.add_argument("--lr", type=_real(0, low_open=True), default=1e-3, help="learning rate (default: 1e-3)")
+    train.add_argument("--weight-decay", type=_real(0), default=0.0, help="L2 weight decay (default: 0)")
+    train.add_argument("--epochs", type=_integer(1), default=100, help="maximum epochs (default: 100)")
+    train.add_argument("--batch-size", type=_integer(1), default=64)
+    train.add_argument("--patience", type=_integer(0), default=10,
                        help="early-stopping patience in epochs; 0 turns it off (default: 10)")
-    train.add_argument("--snapshot-every", type=int, default=None, metavar="K",
+    train.add_argument("--snapshot-every", type=_integer(1), default=None, metavar="K",
                        help="keep a copy of the weights every K epochs in the checkpoint")
-    train.add_argument("--seed", type=int, default=0, help="seed for the split, init and shuffling")
-    train.add_argument("--val-fraction", type=float, default=0.15)
-    train.add_argument("--test-fraction", type=float, default=0.2)
+    train.add_argument("--seed", type=_integer(0, MAX_SEED), default=0, help="seed for the split, init and shuffling")
+    train.add_argument("--val-fraction", type=_real(0, 1, low_open=True), default=0.15)
+    train.add_argument("--test-fraction", type=_real(0, 1, low_open=True), default=0.2)
     train.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
-    train.add_argument("--out", "-o", type=Path, default=None,
+    train.add_argument("--out", "-o", type=_path, default=None,
                        help="checkpoint to write, .pt or .safetensors (default: DATASET-mlp.pt)")
     train.add_argument("--force", action="store_true", help="overwrite an existing output file")
     train.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
@@ -70,7 +111,7 @@ def _build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="print a checkpoint's layer table",
                           description="List the linear layers of a checkpoint, read from its header "
                                       "where the format allows.")
-    info.add_argument("checkpoint", type=Path)
+    info.add_argument("checkpoint", type=_path)
     info.add_argument("--json", action="store_true", help="machine-readable output")
     info.add_argument("--trust-pickle", action="store_true",
                       help="allow unpickling Python objects (runs code from the file: trusted files only)")
@@ -79,43 +120,43 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Analyse a checkpoint: parameters and weights always; activations, feature importance "
                     "and pruning when evaluation data is available. Writes DIR/analysis.json and the "
                     "arrays file it names (other files in DIR are left alone) and prints a summary.")
-    analyze.add_argument("checkpoint", type=Path)
+    analyze.add_argument("checkpoint", type=_path)
     _add_data_arguments(analyze)
-    analyze.add_argument("--out", "-o", type=Path, required=True, metavar="DIR", help="folder to write")
+    analyze.add_argument("--out", "-o", type=_path, required=True, metavar="DIR", help="folder to write")
     analyze.add_argument("--force", action="store_true", help="replace an earlier analysis in DIR")
     analyze.add_argument("--sections", default=None, metavar="LIST",
                          help="comma-separated subset of: parameters, weights, activations, importance, "
                               "pruning, training (default: all)")
     analyze.add_argument("--methods", default=None, metavar="LIST",
                          help="comma-separated attribution methods (default: all seven)")
-    analyze.add_argument("--steps", type=int, default=50, help="Integrated Gradients steps (default: 50)")
-    analyze.add_argument("--nearly-dead", type=float, default=0.01, metavar="RATE",
+    analyze.add_argument("--steps", type=_integer(1), default=50, help="Integrated Gradients steps (default: 50)")
+    analyze.add_argument("--nearly-dead", type=_real(0, 1, low_open=True), default=0.01, metavar="RATE",
                          help="firing rate below which a neuron counts as nearly dead (default: 0.01)")
-    analyze.add_argument("--finetune-epochs", type=int, default=0,
+    analyze.add_argument("--finetune-epochs", type=_integer(0), default=0,
                          help="fine-tune each pruned model for this many epochs (needs the training split)")
     analyze.add_argument("--device", default="cpu", help="auto, cpu or cuda (default: cpu)")
 
     prune = sub.add_parser("prune", help="export a magnitude-pruned checkpoint",
                            description="Zero the smallest weights (or the weakest neurons) of a checkpoint and "
                                        "save the result as a new checkpoint.")
-    prune.add_argument("checkpoint", type=Path)
-    prune.add_argument("--sparsity", type=float, required=True, help="fraction to prune, 0 <= s < 1")
+    prune.add_argument("checkpoint", type=_path)
+    prune.add_argument("--sparsity", type=_real(0, 1), required=True, help="fraction to prune, 0 <= s < 1")
     prune.add_argument("--scope", choices=("global", "layer", "neuron"), default="global",
                        help="global magnitude ranking, per layer, or whole hidden neurons (default: global)")
     _add_data_arguments(prune)
-    prune.add_argument("--finetune-epochs", type=int, default=0,
+    prune.add_argument("--finetune-epochs", type=_integer(0), default=0,
                        help="fine-tune the pruned model on the training split (built-in datasets)")
-    prune.add_argument("--out", "-o", type=Path, required=True, help="checkpoint to write (.pt or .safetensors)")
+    prune.add_argument("--out", "-o", type=_path, required=True, help="checkpoint to write (.pt or .safetensors)")
     prune.add_argument("--force", action="store_true", help="overwrite an existing output file")
 
     report = sub.add_parser(
         "report", help="write a report (HTML, Markdown, JSON, PDF or PNG)",
         description="Write a self-contained report for a checkpoint or an analysis folder; with two paths, a "
                     "comparison (two epochs, or before and after pruning).")
-    report.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+    report.add_argument("paths", nargs="+", type=_path, metavar="PATH",
                         help="checkpoint or analysis folder; a second one makes a comparison; RUN.pt@EPOCH "
                              "is a run's weight snapshot at that epoch")
-    report.add_argument("--out", "-o", type=Path, required=True,
+    report.add_argument("--out", "-o", type=_path, required=True,
                         help="file to write (.html, .md, .json, .pdf) or, for png, a folder")
     report.add_argument("--format", choices=("html", "md", "json", "pdf", "png"), default=None,
                         help="default: from the --out extension")
@@ -125,7 +166,7 @@ def _build_parser() -> argparse.ArgumentParser:
     dash = sub.add_parser("dashboard", help="serve the interactive dashboard",
                           description="Serve the Dash dashboard for a checkpoint or an analysis folder; with no "
                                       "PATH, the built-in demo (a digits MLP, trained on first use and cached).")
-    dash.add_argument("path", nargs="?", type=Path, help="checkpoint or analysis folder (default: the demo)")
+    dash.add_argument("path", nargs="?", type=_path, help="checkpoint or analysis folder (default: the demo)")
     _add_data_arguments(dash)
     dash.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
     dash.add_argument("--port", type=int, default=8050, help="port (default: 8050)")
@@ -210,21 +251,28 @@ def _analysis_for(path: Path, args: argparse.Namespace):
 def _cmd_report(args: argparse.Namespace) -> int:
     from inspector.analysis.compare import compare
     from inspector.fileio import check_writable
-    from inspector.report import check_png_folder, format_for, write_report
+    from inspector.report import check_png_folder, format_for, is_own_report, render_text, write_report
 
     if len(args.paths) > 2:
         raise InspectorError("give one path for a report or two for a comparison")
+    to_stdout = str(args.out) == "-"
     fmt = format_for(args.out, args.format)
     inputs = _input_files(*args.paths, args.data)
-    if fmt == "png":  # before the analysis, not after
+    if to_stdout:
+        if fmt in ("pdf", "png"):
+            raise InspectorError(f"{fmt} reports can't go to standard output; give a file name to --out")
+    elif fmt == "png":  # before the analysis, not after
         check_png_folder(args.out, force=args.force, inputs=inputs)
     else:
-        check_writable(args.out, force=args.force, inputs=inputs)
+        check_writable(args.out, force=args.force, inputs=inputs, ours=partial(is_own_report, fmt=fmt))
     analysis, model = _analysis_for(args.paths[0], args)
     subject = analysis
     if len(args.paths) == 2:
         other, other_model = _analysis_for(args.paths[1], args)
         subject = compare(analysis, other, model_a=model, model_b=other_model)
+    if to_stdout:
+        sys.stdout.write(render_text(subject, fmt))
+        return 0
     write_report(subject, args.out, fmt, force=args.force)
     print(f"wrote {args.out} ({fmt})")
     return 0
@@ -253,12 +301,12 @@ def _cmd_prune(args: argparse.Namespace) -> int:
 
     from inspector.analysis.parameters import count_parameters
     from inspector.analysis.pruning import prune, prune_and_finetune
-    from inspector.checkpoints import checkpoint_suffix, load, save_checkpoint
+    from inspector.checkpoints import checkpoint_suffix, is_own_checkpoint, load, save_checkpoint
     from inspector.evaluation import eval_data_for
     from inspector.fileio import check_writable
     from inspector.training import evaluate
 
-    check_writable(args.out, force=args.force, inputs=_input_files(args.checkpoint, args.data))
+    check_writable(args.out, force=args.force, inputs=_input_files(args.checkpoint, args.data), ours=is_own_checkpoint)
     checkpoint_suffix(args.out)
     if not 0 <= args.sparsity < 1:
         raise InspectorError(f"--sparsity must be in [0, 1), got {args.sparsity}")
@@ -293,7 +341,7 @@ def _cmd_prune(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from inspector.checkpoints import checkpoint_from_training, checkpoint_suffix, save_checkpoint
+    from inspector.checkpoints import checkpoint_from_training, checkpoint_suffix, is_own_checkpoint, save_checkpoint
     from inspector.data import SplitSpec, load_dataset, split_dataset
     from inspector.fileio import check_writable
     from inspector.analysis.parameters import count_parameters
@@ -303,7 +351,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     dataset_name = Path(args.dataset).stem if args.dataset not in ("digits", "synthetic") else args.dataset
     out = args.out or Path(f"{dataset_name}-mlp.pt")
-    check_writable(out, force=args.force, inputs=_input_files(args.dataset))  # fail before training, not after
+    check_writable(out, force=args.force, inputs=_input_files(args.dataset),  # fail before training, not after
+                   ours=is_own_checkpoint)
     checkpoint_suffix(out)
     dataset = load_dataset(args.dataset, label_column=args.label_column)
     spec = SplitSpec(seed=args.seed, val_fraction=args.val_fraction, test_fraction=args.test_fraction)
@@ -363,12 +412,14 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        return _run(argv)
+        status = _run(argv)
+        sys.stdout.flush()  # here, not at interpreter exit, so that a closed pipe is caught below
+        return status
     except BrokenPipeError:
-        # The reader (`| head`) left. Python's documented recipe: point stdout at devnull so the
-        # interpreter's exit flush stays silent, and stop without a traceback.
+        # The reader (`| head`) left: like ripgrep, that is success, for every command. Python's
+        # documented recipe: point stdout at devnull so the exit flush stays silent, no traceback.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_USER_ERROR
+        return 0
 
 
 def _run(argv: Sequence[str] | None) -> int:
@@ -378,6 +429,12 @@ def _run(argv: Sequence[str] | None) -> int:
     except SystemExit:  # --help, --version: their text must meet a closed pipe here, not at exit
         sys.stdout.flush()
         raise
+    for name in ("checkpoint", "paths", "path", "out", "data", "dataset"):
+        values = getattr(args, name, None)
+        if any(v is _EMPTY_PATH or v == "" for v in (values if isinstance(values, list) else [values])):
+            what = f"--{name}" if name in ("out", "data", "dataset") else name.upper()
+            print(f"inspector: error: {what}: empty path; give a file or folder name", file=sys.stderr)
+            return EXIT_USER_ERROR
     handlers = {"train": _cmd_train, "info": _cmd_info, "analyze": _cmd_analyze, "prune": _cmd_prune,
                 "dashboard": _cmd_dashboard, "report": _cmd_report}
     try:

@@ -105,6 +105,16 @@ class Standardizer:
         return cls(np.asarray(d["mean"], np.float32), np.asarray(d["scale"], np.float32))
 
 
+MAX_SEED = 2**32 - 1  # numpy's (and so sklearn's) RandomState accepts seeds in [0, 2**32)
+
+
+def check_seed(seed: object) -> int:
+    """``seed`` when it is an int in ``[0, MAX_SEED]``; otherwise a one-line :class:`InspectorError`."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
+        raise InspectorError(f"seed must be an integer from 0 to {MAX_SEED}, got {seed!r}")
+    return int(seed)
+
+
 @dataclass(frozen=True)
 class SplitSpec:
     """How a dataset was split, stored with the checkpoint so the split can be recreated."""
@@ -112,6 +122,14 @@ class SplitSpec:
     seed: int = 0
     val_fraction: float = 0.15
     test_fraction: float = 0.2
+
+    def check(self) -> SplitSpec:
+        """``self`` when it can split a dataset: fractions in (0, 1) summing below 1, seed in range."""
+        if not (0 < self.test_fraction < 1 and 0 < self.val_fraction < 1
+                and self.val_fraction + self.test_fraction < 1):
+            raise InspectorError("validation and test fractions must be in (0, 1) and sum to less than 1")
+        check_seed(self.seed)
+        return self
 
 
 @dataclass(frozen=True)
@@ -144,9 +162,7 @@ def split_dataset(dataset: Dataset, spec: SplitSpec | None = None) -> Splits:
             f"dataset {dataset.name!r} has {dataset.n_classes} class ({classes}); "
             "a classifier needs at least two classes"
         )
-    if not (0 < spec.test_fraction < 1 and 0 < spec.val_fraction < 1
-            and spec.val_fraction + spec.test_fraction < 1):
-        raise InspectorError("validation and test fractions must be in (0, 1) and sum to less than 1")
+    spec.check()
     n = dataset.n_samples
     index = np.arange(n)
     counts = np.bincount(dataset.y, minlength=dataset.n_classes)
@@ -160,7 +176,7 @@ def split_dataset(dataset: Dataset, spec: SplitSpec | None = None) -> Splits:
         stratify=dataset.y if stratify else None,
     )
     train, val = train_test_split(
-        rest, test_size=n_val, random_state=spec.seed + 1,
+        rest, test_size=n_val, random_state=(spec.seed + 1) % (MAX_SEED + 1),  # sklearn takes seeds below 2**32
         stratify=dataset.y[rest] if stratify else None,
     )
     train, val, test = np.sort(train), np.sort(val), np.sort(test)

@@ -5,6 +5,8 @@ Seeded and reproducible on the CPU: the same seed gives bit-identical weights.
 
 from __future__ import annotations
 
+import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -15,7 +17,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from inspector.data import Splits
+from inspector.data import Splits, check_seed
 from inspector.errors import InspectorError
 from inspector.models import MLP, MLPConfig, build_mlp
 
@@ -41,8 +43,14 @@ class TrainConfig:
             raise InspectorError(f"unknown optimizer {self.optimizer!r}; choose adam or sgd")
         if self.epochs < 1 or self.batch_size < 1:
             raise InspectorError("epochs and batch size must be at least 1")
-        if self.lr <= 0 or self.weight_decay < 0:
-            raise InspectorError("learning rate must be positive and weight decay non-negative")
+        # isfinite first: NaN passes every `x <= 0` test, and an infinite step trains NaN weights
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise InspectorError(f"learning rate must be a finite number above 0, got {self.lr}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise InspectorError(f"weight decay must be a finite number of at least 0, got {self.weight_decay}")
+        if not (math.isfinite(self.momentum) and 0 <= self.momentum < 1):
+            raise InspectorError(f"momentum must be in [0, 1), got {self.momentum}")
+        check_seed(self.seed)
         if self.patience is not None and self.patience < 1:
             raise InspectorError("patience must be at least 1 (or None to turn early stopping off)")
         if self.snapshot_every is not None and self.snapshot_every < 1:
@@ -141,6 +149,44 @@ def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
+# Weights, gradients and Adam's two moment buffers: four float32 copies of every parameter.
+TRAINING_COPIES = 4
+FLOAT32_BYTES = 4
+
+
+def _gib(n_bytes: int) -> str:
+    return f"{n_bytes / 2**30:,.1f} GiB"
+
+
+def physical_memory_bytes() -> int | None:
+    """This machine's RAM, or None where the OS does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows) or no such name
+        return None
+
+
+def check_fits_in_memory(config: MLPConfig, device: torch.device) -> None:
+    """Refuse, before anything is allocated, a model whose training state cannot fit on ``device``."""
+    n_parameters = sum(math.prod(shape) for shape in config.state_shapes().values())
+    needed = n_parameters * FLOAT32_BYTES * TRAINING_COPIES
+    available = physical_memory_bytes()
+    where = "this machine's memory"
+    if device.type == "cuda":
+        available, where = torch.cuda.get_device_properties(device).total_memory, f"{device}'s memory"
+    if available is not None and needed > available:
+        raise InspectorError(
+            f"an MLP {'-'.join(map(str, config.layer_sizes))} has {n_parameters:,} parameters and needs about "
+            f"{_gib(needed)} to train, more than {where} ({_gib(available)}); choose smaller --hidden sizes")
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    if isinstance(exc, MemoryError):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text)
+
+
 def train(
     config: MLPConfig,
     splits: Splits,
@@ -154,8 +200,23 @@ def train(
     Early stopping watches validation loss: after ``patience`` epochs without
     improvement, training stops and the best epoch's weights are restored.
     ``progress=None`` shows a tqdm bar only when stderr is a terminal.
+    A model too large for the device's memory is a user error, refused before building it.
     """
-    tc = train_config or TrainConfig()
+    dev = resolve_device(device)
+    check_fits_in_memory(config, dev)
+    try:
+        return _train(config, splits, train_config or TrainConfig(), dev, progress)
+    except (MemoryError, RuntimeError) as exc:
+        # The estimate leaves out activations and the data: an allocation can still fail.
+        if not _is_out_of_memory(exc):
+            raise
+        raise InspectorError(
+            f"out of memory while training an MLP {'-'.join(map(str, config.layer_sizes))} on {dev}; "
+            "choose smaller --hidden sizes or --batch-size") from None
+
+
+def _train(config: MLPConfig, splits: Splits, tc: TrainConfig, dev: torch.device,
+           progress: bool | None) -> TrainResult:
     if config.input_size != splits.X_train.shape[1]:
         raise InspectorError(
             f"model expects {config.input_size} inputs but the data has {splits.X_train.shape[1]} features"
@@ -164,7 +225,6 @@ def train(
         raise InspectorError(
             f"model has {config.output_size} outputs but the data has {splits.dataset.n_classes} classes"
         )
-    dev = resolve_device(device)
     torch.manual_seed(tc.seed)
     model = build_mlp(config).to(dev)
     generator = torch.Generator().manual_seed(tc.seed)

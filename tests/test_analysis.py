@@ -139,3 +139,29 @@ def test_nan_weights_of_a_foreign_model_are_flagged_under_their_rebuilt_names(tm
     analysis = analyze(ckpt, options=AnalysisOptions(sections=("parameters", "weights")))
     assert analysis.model.nonfinite == ("fc2.weight",)
     assert any(f.severity == "warning" and f.text.startswith("fc2.weight holds NaN or Inf") for f in analysis.findings)
+
+
+@pytest.mark.parametrize("kwargs", [{"n_steps": 0}, {"finetune_epochs": -1}, {"batch_size": 0},
+                                    {"max_importance_samples": 0}, {"n_steps": 2.5}, {"nearly_dead_threshold": float("nan")}])
+def test_analysis_options_refuse_out_of_range_counts(kwargs):
+    from inspector.errors import InspectorError
+
+    with pytest.raises(InspectorError):
+        AnalysisOptions(**kwargs)
+
+
+def test_data_is_evaluated_even_when_only_weight_sections_are_asked_for():
+    torch.manual_seed(0)
+    model = build_mlp(MLPConfig(4, (3,), 2))
+    with torch.no_grad():  # logits (0.5, relu(x0)): class 1 exactly when x0 > 0.5
+        for layer in (model.fc1, model.fc2):
+            layer.weight.zero_()
+            layer.bias.zero_()
+        model.fc1.weight[0, 0] = 1.0
+        model.fc2.weight[1, 0] = 1.0
+        model.fc2.bias[0] = 0.5
+    X = np.array([[1, 0, 0, 0], [2, 1, 1, 1], [-1, 0, 0, 0], [-3, 2, 2, 2]], np.float32)
+    data = EvalData.from_arrays(X, np.array([1, 1, 0, 0]))
+    analysis = analyze(model, data, options=AnalysisOptions(sections=("parameters", "weights")))
+    assert analysis.data is not None and analysis.data.accuracy == 1.0 and analysis.data.n_samples == 4
+    assert analysis.activations is None and analysis.importance is None and analysis.pruning is None

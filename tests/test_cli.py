@@ -120,7 +120,7 @@ def test_closed_stdout_pipe_ends_quietly(small_checkpoint, tmp_path, monkeypatch
         stream.flush()  # stdout now points at devnull: the interpreter's exit flush cannot fail either
     finally:
         stream.close()
-    assert status == 1 and capsys.readouterr().err == ""
+    assert status == 0 and capsys.readouterr().err == ""  # a reader that left is success, like ripgrep
 
 
 def test_console_script_piped_into_a_closed_reader_prints_no_traceback(small_checkpoint):
@@ -131,4 +131,108 @@ def test_console_script_piped_into_a_closed_reader_prints_no_traceback(small_che
     proc = subprocess.run([sys.executable, "-m", "inspector", "info", str(small_checkpoint), "--json"],
                           stdout=write_end, stderr=subprocess.PIPE, text=True)
     os.close(write_end)
-    assert proc.stderr == "" and proc.returncode == 1
+    assert proc.stderr == "" and proc.returncode == 0
+
+
+@pytest.mark.parametrize("argv", [["analyze", "", "--out", "{tmp}/a"], ["info", ""], ["report", "", "--out", "{tmp}/r.md"],
+                                  ["report", "{ckpt}", "--out", ""], ["prune", "{ckpt}", "--sparsity", "0.5", "--out", ""]])
+def test_an_empty_path_argument_is_one_line_saying_so(small_checkpoint, tmp_path, capsys, argv):
+    assert main([a.format(ckpt=small_checkpoint, tmp=tmp_path) for a in argv]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "empty path" in err and "is a directory" not in err
+
+
+def test_report_out_dash_writes_text_to_stdout_and_refuses_binary(small_checkpoint, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", str(small_checkpoint), "--out", "-", "--format", "md"]) == 0
+    assert "# dense-inspector report" in capsys.readouterr().out and not (tmp_path / "-").exists()
+    assert main(["report", str(small_checkpoint), "--out", "-", "--format", "pdf"]) == 1
+    assert "standard output" in capsys.readouterr().err and not (tmp_path / "-").exists()
+
+
+def test_force_never_replaces_a_users_file_or_a_foreign_checkpoint(small_checkpoint, tmp_path, capsys):
+    import torch
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes")
+    assert main(["report", str(small_checkpoint), "--format", "md", "--out", str(notes), "--force"]) == 1
+    assert "not written by dense-inspector" in capsys.readouterr().err and notes.read_text() == "my notes"
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"w": torch.zeros(2, 2)}, foreign)
+    before = foreign.read_bytes()
+    assert main(["prune", str(small_checkpoint), "--sparsity", "0.5", "--out", str(foreign), "--force"]) == 1
+    assert "not written by dense-inspector" in capsys.readouterr().err and foreign.read_bytes() == before
+    # the tool's own outputs are still replaced with --force
+    own = tmp_path / "own.md"
+    for _ in range(2):
+        assert main(["report", str(small_checkpoint), "--out", str(own), "--force"]) == 0
+    assert main(["prune", str(small_checkpoint), "--sparsity", "0.5", "--out", str(tmp_path / "p.pt")]) == 0
+    assert main(["prune", str(small_checkpoint), "--sparsity", "0.2", "--out", str(tmp_path / "p.pt"), "--force"]) == 0
+
+
+def test_force_refuses_fifos_and_device_nodes(small_checkpoint, tmp_path, capsys):
+    import os
+    import stat
+
+    fifo = tmp_path / "fifo.md"
+    os.mkfifo(fifo)
+    targets = [fifo]
+    try:
+        os.mknod(tmp_path / "nulldev", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        targets.append(tmp_path / "nulldev")
+    except (PermissionError, OSError):
+        pass
+    for target in targets:
+        assert main(["report", str(small_checkpoint), "--format", "md", "--out", str(target), "--force"]) == 1
+        assert "not a regular file" in capsys.readouterr().err
+        assert not stat.S_ISREG(os.stat(target).st_mode)
+
+
+@pytest.mark.parametrize("argv", [
+    ["train", "--seed=-1"], ["train", "--seed", str(2**32)], ["train", "--seed", "1.5"],
+    ["train", "--lr", "nan"], ["train", "--lr", "inf"], ["train", "--lr", "0"],
+    ["train", "--weight-decay", "nan"], ["train", "--weight-decay", "-0.1"], ["train", "--weight-decay", "inf"],
+    ["train", "--dropout", "1"], ["train", "--dropout", "nan"], ["train", "--dropout", "-0.1"],
+    ["train", "--epochs", "0"], ["train", "--batch-size", "0"], ["train", "--patience", "-1"],
+    ["train", "--snapshot-every", "0"], ["train", "--val-fraction", "0"], ["train", "--test-fraction", "1"],
+    ["train", "--val-fraction", "nan"],
+    ["analyze", "m.pt", "--out", "d", "--steps", "0"], ["analyze", "m.pt", "--out", "d", "--nearly-dead", "nan"],
+    ["analyze", "m.pt", "--out", "d", "--finetune-epochs", "-1"],
+    ["prune", "m.pt", "--out", "p.pt", "--sparsity", "nan"], ["prune", "m.pt", "--out", "p.pt", "--sparsity", "1"],
+    ["prune", "m.pt", "--out", "p.pt", "--sparsity", "0.5", "--finetune-epochs", "-2"],
+])
+def test_out_of_range_numeric_options_are_usage_errors_naming_the_option(argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    option = [a for a in argv if a.startswith("--")][-1].split("=")[0]  # the last option is the bad one
+    assert f"argument {option}: expected " in err.splitlines()[-1]
+    assert "Traceback" not in err
+
+
+def test_train_accepts_the_largest_seed(tmp_path, capsys):
+    # sklearn takes seeds below 2**32; the split's second draw used seed + 1, which overflowed
+    out = tmp_path / "s.pt"
+    assert main(["train", "--dataset", "synthetic", "--hidden", "4", "--epochs", "1", "--seed", str(2**32 - 1),
+                 "--out", str(out), "-q"]) == 0
+    assert load(out).train_config.seed == 2**32 - 1
+
+
+def test_train_refuses_a_model_larger_than_memory_in_one_line(tmp_path, capsys, monkeypatch):
+    # 64 -> 10**8 -> 10 on digits: 10**8 x 65 + 10 x (10**8 + 1) parameters, x 16 bytes = 111.8 GiB to train
+    monkeypatch.setattr("inspector.training.physical_memory_bytes", lambda: 64 * 2**30)  # any machine: 64 GiB
+    out = tmp_path / "big.pt"
+    assert main(["train", "--dataset", "digits", "--hidden", "100000000", "--epochs", "1", "--out", str(out),
+                 "-q"]) == 1
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "7,500,000,010 parameters" in err and "111.8 GiB" in err
+    assert not out.exists()
+
+
+def test_narrowed_sections_say_the_data_sections_were_not_requested(small_checkpoint, tmp_path, capsys):
+    assert main(["analyze", str(small_checkpoint), "--out", str(tmp_path / "an"),
+                 "--sections", "parameters,weights"]) == 0
+    printed = capsys.readouterr().out
+    assert "no evaluation data" not in printed
+    assert "were not requested" in printed and "evaluated on" in printed

@@ -193,6 +193,17 @@ def test_requests_that_name_no_callback_get_400(app, body, caplog):
     _no_tracebacks(caplog)
 
 
+@pytest.mark.parametrize("open_, close", [("[", "]"), ('{"a":', "}"), ('{"output": [', "]}")])
+def test_json_nested_past_the_recursion_limit_gets_400_without_a_traceback(app, caplog, open_, close):
+    depth = (MAX_REQUEST_BYTES - 16) // (len(open_) + len(close))  # under the size cap: the parser must see it
+    assert depth > 10 * sys.getrecursionlimit()
+    body = open_ * depth + ("1" if open_.endswith(":") else "") + close * depth
+    response = _post(app, body)
+    assert response.status_code == 400
+    assert len(response.data.splitlines()) == 1
+    _no_tracebacks(caplog)
+
+
 # --------------------------------------------------------------------------- callback values
 
 HOSTILE = [

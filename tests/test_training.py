@@ -97,3 +97,66 @@ def test_default_digits_run_reaches_95_percent():
     splits = split_dataset(load_digits(), SplitSpec(seed=0))
     result = train(MLPConfig(64, (128, 64), 10), splits, TrainConfig(), device="cpu", progress=False)
     assert result.test_accuracy >= 0.95
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"lr": float("nan")}, {"lr": float("inf")}, {"lr": 0.0}, {"weight_decay": float("nan")},
+    {"weight_decay": float("inf")}, {"weight_decay": -1e-4}, {"momentum": float("nan")},
+    {"seed": -1}, {"seed": 2**32}, {"seed": 1.5},
+])
+def test_train_config_refuses_non_finite_and_out_of_range_values(kwargs):
+    with pytest.raises(InspectorError) as info:
+        TrainConfig(**kwargs)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32])
+def test_split_refuses_a_seed_outside_numpy_range_in_one_line(seed):
+    with pytest.raises(InspectorError, match="seed must be an integer from 0 to 4294967295"):
+        split_dataset(tiny_splits().dataset, SplitSpec(seed=seed))
+
+
+def test_split_accepts_the_largest_seed_and_is_deterministic():
+    dataset = tiny_splits().dataset
+    a, b = (split_dataset(dataset, SplitSpec(seed=2**32 - 1)) for _ in range(2))
+    assert np.array_equal(a.train_index, b.train_index) and np.array_equal(a.val_index, b.val_index)
+    assert len(a.train_index) + len(a.val_index) + len(a.test_index) == 200
+
+
+def test_a_model_whose_training_state_exceeds_memory_is_refused_before_building(monkeypatch):
+    import inspector.training as training
+
+    monkeypatch.setattr(training, "physical_memory_bytes", lambda: 2**30)  # a 1 GiB machine
+    built = []
+    monkeypatch.setattr(training, "build_mlp", lambda config: built.append(config))
+    # 6 -> 5000 -> 5000 -> 3: 5000*7 + 5000*5001 + 3*5001 = 25,055,008 parameters, x 16 bytes = 0.37 GiB: fits
+    training.check_fits_in_memory(MLPConfig(6, (5000, 5000), 3), torch.device("cpu"))
+    # 6 -> 20000 -> 20000 -> 3: 20000*7 + 20000*20001 + 3*20001 = 400,220,003 parameters, x 16 = 5.96 GiB
+    with pytest.raises(InspectorError, match=r"400,220,003 parameters .* 6\.0 GiB .* \(1\.0 GiB\)"):
+        train(MLPConfig(6, (20000, 20000), 3), tiny_splits(), TrainConfig(epochs=1), device="cpu", progress=False)
+    assert built == []
+
+
+@pytest.mark.parametrize("error", [MemoryError(), RuntimeError("[enforce fail at alloc_cpu.cpp:114] "
+                                   "DefaultCPUAllocator: can't allocate memory: you tried to allocate 4000 bytes")])
+def test_an_allocation_failure_during_training_is_one_line(monkeypatch, error):
+    import inspector.training as training
+
+    def fail(config):
+        raise error
+
+    monkeypatch.setattr(training, "build_mlp", fail)
+    with pytest.raises(InspectorError, match="out of memory while training an MLP 6-4-3 on cpu") as info:
+        train(MLPConfig(6, (4,), 3), tiny_splits(), TrainConfig(epochs=1), device="cpu", progress=False)
+    assert "\n" not in str(info.value)
+
+
+def test_other_runtime_errors_during_training_are_not_disguised(monkeypatch):
+    import inspector.training as training
+
+    def fail(config):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(training, "build_mlp", fail)
+    with pytest.raises(RuntimeError, match="a bug"):
+        train(MLPConfig(6, (4,), 3), tiny_splits(), TrainConfig(epochs=1), device="cpu", progress=False)

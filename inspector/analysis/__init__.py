@@ -130,6 +130,11 @@ class AnalysisOptions:
             raise InspectorError(f"unknown attribution methods {sorted(unknown)}; choose from {', '.join(METHODS)}")
         if not 0 < self.nearly_dead_threshold < 1:
             raise InspectorError("the nearly-dead threshold must lie strictly between 0 and 1")
+        for name, value, least in (("n_steps", self.n_steps, 1), ("finetune_epochs", self.finetune_epochs, 0),
+                                   ("batch_size", self.batch_size, 1),
+                                   ("max_importance_samples", self.max_importance_samples, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise InspectorError(f"{name} must be an integer of at least {least}, got {value!r}")
 
 
 def _blocks(model: nn.Module) -> tuple[tuple[str, str], ...]:
@@ -209,7 +214,9 @@ def analyze(
         found += F.weight_findings(weights)
 
     data_info = census = deaths = importance = pruning = None
-    if data is not None and wanted & set(DATA_SECTIONS):
+    # Evaluated even when --sections leaves out every data section: one forward pass, and the
+    # summary can then say the data was there and the sections were not asked for.
+    if data is not None:
         device = next(module.parameters()).device
         X = torch.as_tensor(data.X, dtype=torch.float32, device=device)
         y = torch.as_tensor(data.y, dtype=torch.long, device=device)
@@ -266,16 +273,18 @@ def analyze_weights_file(path: str | os.PathLike[str], *, trust_pickle: bool = F
     layers = tuple(
         LayerParameters(name=printable(l.name), in_features=l.in_features, out_features=l.out_features, weights=l.weights,
                         biases=l.biases, parameters=l.parameters, trainable=True, bytes=l.nbytes,
-                        macs_per_sample=l.weights, dtype=l.dtype)
+                        macs_per_sample=l.in_features * l.out_features, dtype=l.dtype,
+                        tied_to=printable(l.tied_to) if l.tied_to else None)
         for l in inventory.linear_layers)
     others = tuple(OtherParameters(name=printable(t.name), kind="tensor", parameters=t.numel, trainable=True)
-                   for t in inventory.other_tensors)
+                   for t in inventory.other_tensors if t.tied_to is None)
     linear_total = sum(l.parameters for l in layers)
     other_total = sum(o.parameters for o in others)
     parameters = ParameterReport(
         layers=layers, other=others, linear_parameters=linear_total, other_parameters=other_total,
         total_parameters=linear_total + other_total, trainable_parameters=linear_total + other_total,
-        total_bytes=sum(t.nbytes for t in inventory.tensors), macs_per_sample=sum(l.weights for l in layers))
+        total_bytes=sum(t.nbytes for t in inventory.tensors if t.tied_to is None),
+        macs_per_sample=sum(l.macs_per_sample for l in layers))
     from inspector.analysis.weights import layer_weights
 
     names = {t.name for t in inventory.tensors}
