@@ -145,8 +145,13 @@ def test_cli_exports_a_pruned_checkpoint(tmp_path, capsys):
     zeros = sum(int((w == 0).sum()) for w in (pruned.model.fc1.weight, pruned.model.fc2.weight))
     assert zeros == math.floor(0.75 * n)
     assert pruned.config == original.config and pruned.standardizer is not None
-    assert main(["prune", str(ckpt), "--sparsity", "1.0", "--out", str(tmp_path / "x.pt")]) == 1
-    assert "--sparsity must be in [0, 1)" in capsys.readouterr().err
+    # an out-of-range sparsity is a usage error, refused while parsing (argparse's exit status 2)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["prune", str(ckpt), "--sparsity", "1.0", "--out", str(tmp_path / "x.pt")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--sparsity: expected a finite number in [0, 1), got '1.0'" in err and "Traceback" not in err
+    assert not (tmp_path / "x.pt").exists()
 
 
 # --------------------------------------------------------------------------- independent re-implementation
