@@ -26,6 +26,20 @@ from inspector.errors import InspectorError
 BUILTIN_DATASETS = ("digits", "synthetic")
 
 
+def finite_float32(values: np.ndarray, describe: Callable[[int, int], str]) -> np.ndarray:
+    """``values`` ``(n, d)`` as float32, or an error naming the first cell that is not finite there.
+
+    A float64 value beyond float32's range becomes Inf in the cast, so the check runs after it.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.asarray(values).astype(np.float32)
+    bad = ~np.isfinite(out)
+    if bad.any():
+        i, j = (int(k) for k in np.argwhere(bad)[0])
+        raise InspectorError(describe(i, j))
+    return out
+
+
 @dataclass(frozen=True)
 class PlantedTruth:
     """What generated a synthetic label, so tests and users can check an analysis."""
@@ -87,15 +101,10 @@ class Standardizer:
                 f"{self.mean.shape[0]}; use the same feature columns as in training"
             )
         with np.errstate(over="ignore", invalid="ignore"):
-            standardised = ((np.asarray(X, np.float64) - self.mean) / self.scale).astype(np.float32)
-        bad = ~np.isfinite(standardised)
-        if bad.any():
-            i, j = (int(k) for k in np.argwhere(bad)[0])
-            raise InspectorError(
-                f"row {i}, feature {j}: {X[i, j]!r} is too far from the training mean {self.mean[j]:.4g} "
-                f"(scale {self.scale[j]:.4g}) to standardise; check the data's units"
-            )
-        return standardised
+            shifted = (np.asarray(X, np.float64) - self.mean) / self.scale
+        return finite_float32(shifted, lambda i, j: (
+            f"row {i}, feature {j}: {float(X[i, j])!r} is too far from the training mean {self.mean[j]:.4g} "
+            f"(scale {self.scale[j]:.4g}) to standardise; check the data's units"))
 
     def to_dict(self) -> dict[str, Any]:
         return {"mean": self.mean.tolist(), "scale": self.scale.tolist()}
@@ -389,15 +398,9 @@ def _finish(name: str, X: np.ndarray, raw_y: np.ndarray | Sequence[str], feature
             f"{path}: has {X.shape[1]} features but the model expects {n_features}; "
             "pass the same feature columns the model was trained on"
         )
-    with np.errstate(over="ignore", invalid="ignore"):
-        X32 = X.astype(np.float32)
-    bad = ~np.isfinite(X32)
-    if bad.any():
-        i, j = (int(k) for k in np.argwhere(bad)[0])
-        raise InspectorError(
-            f"{path}: {cell(i, j)} is {X[i, j].item()!r}; features must be finite numbers within float32 range "
-            f"(|x| <= {_FLOAT32_MAX:.3g}): clean or impute them first"
-        )
+    X32 = finite_float32(X, lambda i, j: (
+        f"{path}: {cell(i, j)} is {X[i, j].item()!r}; features must be finite numbers within float32 range "
+        f"(|x| <= {_FLOAT32_MAX:.3g}): clean or impute them first"))
     y, class_names = _encode_labels(raw_y, path, where)
     return Dataset(name=name, X=X32, y=y, feature_names=feature_names, class_names=class_names)
 
