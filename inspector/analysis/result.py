@@ -1,0 +1,85 @@
+"""The result of :func:`~inspector.analysis.analyze`: what was analysed, on which data, and every section."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from inspector.analysis import findings as F
+from inspector.analysis.activations import DeathTimeline, LayerActivations
+from inspector.analysis.diagnostics import TrainingDiagnostics
+from inspector.analysis.importance import ImportanceReport
+from inspector.analysis.parameters import ParameterReport
+from inspector.analysis.pruning import PruningReport
+from inspector.analysis.weights import LayerWeights
+from inspector.errors import InspectorError
+from inspector.results import load_result, result, save_result
+
+@result
+class ModelInfo:
+    """What was analysed. ``layer_sizes`` and ``activation`` are set for MLPs; ``blocks``
+    lists each linear layer with the activation that follows it (for diagrams)."""
+
+    source: str
+    architecture: str
+    layer_sizes: tuple[int, ...]
+    activation: str | None
+    batch_norm: bool
+    dropout: float
+    feature_names: tuple[str, ...]
+    class_names: tuple[str, ...]
+    image_shape: tuple[int, int] | None
+    blocks: tuple[tuple[str, str], ...]
+    nonfinite: tuple[str, ...]
+
+
+@result
+class DataInfo:
+    name: str
+    split: str
+    n_samples: int
+    accuracy: float
+    loss: float
+
+
+@result
+class Analysis:
+    """Everything dense-inspector knows about one model; sections not run are ``None``."""
+
+    model: ModelInfo
+    data: DataInfo | None
+    parameters: ParameterReport
+    weights: tuple[LayerWeights, ...] | None
+    activations: tuple[LayerActivations, ...] | None
+    deaths: DeathTimeline | None
+    importance: ImportanceReport | None
+    pruning: PruningReport | None
+    training: TrainingDiagnostics | None
+    findings: tuple[F.Finding, ...]
+    timings: dict[str, float]
+    package_version: str
+
+    def save(self, directory: str | os.PathLike[str], *, force: bool = False) -> Path:
+        """Write ``directory/analysis.json`` + the arrays file it names, atomically (see :func:`save_result`)."""
+        return save_result(self, directory, force=force)
+
+    def to_html(self, path: str | os.PathLike[str] | None = None, *, force: bool = False) -> str:
+        """The self-contained HTML report; also written to ``path`` (atomically) when given."""
+        from inspector.report import to_html, write_report  # the report is a face: imported on use
+
+        if path is not None:
+            write_report(self, path, "html", force=force)
+            return Path(path).read_text(encoding="utf-8")
+        return to_html(self)
+
+    def to_markdown(self) -> str:
+        from inspector.report import to_markdown
+
+        return to_markdown(self)
+
+    @staticmethod
+    def load(directory: str | os.PathLike[str]) -> Analysis:
+        obj = load_result(directory)
+        if not isinstance(obj, Analysis):
+            raise InspectorError(f"{directory}: holds a {type(obj).__name__}, not an analysis")
+        return obj
