@@ -15,7 +15,8 @@ from plotly.subplots import make_subplots
 from inspector.analysis import Analysis, ModelInfo
 from inspector.analysis.activations import DeathTimeline, LayerActivations
 from inspector.analysis.diagnostics import TrainingDiagnostics
-from inspector.analysis.importance import METHOD_LABELS, ImportanceReport, LayerConductanceResult, MethodImportance
+from inspector.analysis.importance import ImportanceReport, LayerConductanceResult, MethodImportance
+from inspector.analysis.methods import METHOD_LABELS
 from inspector.analysis.parameters import ParameterReport
 from inspector.analysis.pruning import PruningReport
 from inspector.analysis.weights import LayerWeights, PooledMap

@@ -61,7 +61,7 @@ def detect_format(path: Path) -> str:
     ``{``; that length can begin with any byte, 0x80 included (a 640-byte header does),
     so the safetensors test comes before the pickle test, and the reader validates the rest.
     """
-    size = check_file(path)
+    check_file(path)
     with path.open("rb") as fh:
         head = fh.read(9)
     if head.startswith(_ZIP_MAGIC):

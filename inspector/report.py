@@ -34,7 +34,7 @@ from inspector._version import __version__
 from inspector.analysis import Analysis
 from inspector.analysis.compare import Comparison
 from inspector.analysis.findings import SANITY_FAIL, Finding, describe_samples
-from inspector.analysis.importance import METHOD_LABELS
+from inspector.analysis.methods import METHOD_LABELS
 from inspector.errors import InspectorError
 from inspector.fileio import (
     atomic_path,

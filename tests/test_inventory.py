@@ -249,7 +249,7 @@ def test_tied_weights_in_a_state_dict_count_once(tmp_path):
 
 
 def test_transposed_tie_counts_once(tmp_path):
-    enc, dec = nn.Linear(20, 8, bias=False), nn.Linear(8, 20, bias=False)
+    enc = nn.Linear(20, 8, bias=False)
     state = {"enc.weight": enc.weight.detach(), "dec.weight": enc.weight.detach().t()}
     path = tmp_path / "ae.pt"
     torch.save(state, path)

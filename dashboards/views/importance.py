@@ -11,7 +11,7 @@ from dashboards.state import DashboardState
 from dashboards.views import control, graph, note, row
 from inspector import figures as F
 from inspector.analysis.findings import SANITY_FAIL
-from inspector.analysis.importance import METHOD_LABELS
+from inspector.analysis.methods import METHOD_LABELS
 
 ALL = "all"
 

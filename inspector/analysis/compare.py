@@ -7,7 +7,7 @@ from torch import nn
 
 from inspector.analysis import Analysis
 from inspector.analysis.findings import Finding
-from inspector.analysis.importance import METHOD_LABELS
+from inspector.analysis.methods import METHOD_LABELS
 from inspector.analysis.parameters import linear_weights
 from inspector.analysis.weights import PooledMap, pool_magnitude
 from inspector.results import result

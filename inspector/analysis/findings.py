@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from inspector.analysis.activations import DeathTimeline, LayerActivations
 from inspector.analysis.diagnostics import RISE_TOLERANCE, TrainingDiagnostics
-from inspector.analysis.importance import METHOD_LABELS, ImportanceReport
+from inspector.analysis.importance import ImportanceReport
+from inspector.analysis.methods import METHOD_LABELS
 from inspector.analysis.parameters import ParameterReport
 from inspector.analysis.pruning import PruningReport
 from inspector.analysis.weights import LayerWeights

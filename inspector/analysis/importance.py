@@ -6,18 +6,7 @@ all-zero baseline. After dense-inspector's standardisation, zero is the
 training mean: an attribution says how much a feature's deviation from the
 average moved the logit.
 
-Methods (one Captum class each):
-
-===================== ======================================================
-integrated_gradients  Sundararajan et al. 2017; completeness: attributions sum
-                      to f(x) - f(baseline), off by the reported delta
-saliency              |df/dx| (Simonyan et al. 2014)
-input_x_gradient      x * df/dx (Shrikumar et al. 2016)
-deeplift              Shrikumar et al. 2017 (rescale rule)
-gradient_shap         Lundberg & Lee 2017, baselines drawn from the data
-feature_ablation      f(x) - f(x with feature i set to the baseline)
-feature_permutation   f(x) - f(x with feature i shuffled across the batch)
-===================== ======================================================
+The methods, one Captum class each, are the registry in :mod:`inspector.analysis.methods`.
 
 Global importance is the mean |attribution| over the evaluation samples, and
 per class over the samples of that class. The sanity check follows Adebayo et
@@ -34,26 +23,16 @@ import copy
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from inspector.analysis.guard import inspecting
+from inspector.analysis.methods import METHODS, CallContext, method_spec
 from inspector.analysis.parameters import linear_layers
 from inspector.results import result
 
-METHODS = (
-    "integrated_gradients", "saliency", "input_x_gradient", "deeplift",
-    "gradient_shap", "feature_ablation", "feature_permutation",
-)
-METHOD_LABELS = {
-    "integrated_gradients": "Integrated Gradients", "saliency": "Saliency",
-    "input_x_gradient": "Input x Gradient", "deeplift": "DeepLift", "gradient_shap": "GradientShap",
-    "feature_ablation": "Feature ablation", "feature_permutation": "Feature permutation",
-}
-_WITH_DELTA = ("integrated_gradients", "deeplift", "gradient_shap")
 
 
 @result
@@ -156,11 +135,6 @@ def summed_gradients(
         return torch.autograd.grad(out.sum(), inputs)
 
 
-def _fast(method: Any) -> Any:
-    method.gradient_func = summed_gradients
-    return method
-
-
 def attribute(
     model: nn.Module,
     method: str,
@@ -174,42 +148,26 @@ def attribute(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Attributions ``(n, d)`` of ``method`` for ``X`` ``(n, d)`` and ``target`` ``(n,)``, with delta ``(n,)``.
 
-    ``model`` must already be in eval mode. Batched by Captum
-    (``internal_batch_size`` / ``perturbations_per_eval``), never per sample.
+    ``method`` is a name in :data:`~inspector.analysis.methods.REGISTRY`. ``model`` must
+    already be in eval mode. Batched by Captum (``internal_batch_size`` /
+    ``perturbations_per_eval``), never per sample.
     """
     from captum import attr
 
-    baseline = torch.zeros_like(X[:1])
-    d = X.shape[1]
-    X = X.detach().clone().requires_grad_(method not in ("feature_ablation", "feature_permutation"))
+    spec = method_spec(method)
+    X = X.detach().clone().requires_grad_(spec.needs_gradient)
+    explainer = getattr(attr, spec.captum_class)(model)
+    if spec.summed_gradients:
+        explainer.gradient_func = summed_gradients
+    settings = spec.settings(CallContext(inputs=X, baseline=torch.zeros_like(X[:1]), background=background,
+                                         n_steps=n_steps, internal_batch_size=internal_batch_size))
     with _seeded(seed), warnings.catch_warnings():
         # DeepLift announces the temporary hooks it puts on activations; they are its own and it removes them
         warnings.filterwarnings("ignore", message="Setting forward, backward hooks", category=UserWarning)
-        if method == "integrated_gradients":
-            out, delta = _fast(attr.IntegratedGradients(model)).attribute(
-                X, baselines=baseline, target=target, n_steps=n_steps,
-                internal_batch_size=internal_batch_size, return_convergence_delta=True)
+        if spec.has_delta:
+            out, delta = explainer.attribute(X, target=target, return_convergence_delta=True, **settings)
             return out, delta
-        if method == "saliency":
-            return _fast(attr.Saliency(model)).attribute(X, target=target, abs=True), None
-        if method == "input_x_gradient":
-            return _fast(attr.InputXGradient(model)).attribute(X, target=target), None
-        if method == "deeplift":
-            out, delta = attr.DeepLift(model).attribute(
-                X, baselines=baseline.expand_as(X), target=target, return_convergence_delta=True)
-            return out, delta
-        if method == "gradient_shap":
-            bg = background if background is not None else baseline
-            out, delta = attr.GradientShap(model).attribute(
-                X, baselines=bg, target=target, n_samples=20, stdevs=0.0, return_convergence_delta=True)
-            return out, delta
-        if method == "feature_ablation":
-            return attr.FeatureAblation(model).attribute(
-                X, baselines=0.0, target=target, perturbations_per_eval=min(d, 32)), None
-        if method == "feature_permutation":
-            return attr.FeaturePermutation(model).attribute(
-                X, target=target, perturbations_per_eval=min(d, 32)), None
-    raise ValueError(f"unknown attribution method {method!r}; choose from {', '.join(METHODS)}")
+        return explainer.attribute(X, target=target, **settings), None
 
 
 def _rank(a: np.ndarray) -> np.ndarray:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from inspector.analysis.importance import METHODS
+from inspector.analysis.methods import METHODS
 from inspector.analysis.pruning import DEFAULT_SPARSITIES, SCOPES
 from inspector.errors import InspectorError
 
