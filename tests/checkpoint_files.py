@@ -11,9 +11,25 @@ from typing import Any
 import torch
 from torch import nn
 
-from inspector.checkpoints import Checkpoint, save_checkpoint
+from inspector.checkpoints import Checkpoint, DatasetInfo, save_checkpoint
 from inspector.models import MLPConfig, build_mlp
 from inspector.training import History, TrainConfig
+
+
+def argmax_checkpoint(class_names: tuple[str, ...] | None, feature_names: tuple[str, ...],
+                      source: str = "m.pt") -> Checkpoint:
+    """3 -> 3 -> 3 ReLU MLP with identity weights and no standardiser: on x >= 0 it predicts argmax(x).
+
+    With ``class_names`` None the checkpoint stores no dataset (classes are then "0".."2").
+    """
+    config = MLPConfig(3, (3,), 3)
+    model = build_mlp(config)
+    with torch.no_grad():
+        for layer in (model.fc1, model.fc2):
+            layer.weight.copy_(torch.eye(3))
+            layer.bias.zero_()
+    dataset = DatasetInfo("train", feature_names, class_names) if class_names is not None else None
+    return Checkpoint(model=model.eval(), config=config, source=source, kind="dense-inspector", dataset=dataset)
 
 
 def safetensors_bytes(header: dict[str, Any], data: bytes) -> bytes:

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from inspector.checkpoints import Checkpoint, DatasetInfo
+from inspector.checkpoints import Checkpoint
 from inspector.errors import InspectorError
 from inspector.evaluation import eval_data_for
-from inspector.models import MLPConfig, build_mlp
 from inspector.training import evaluate
+from tests.checkpoint_files import argmax_checkpoint
 
 CLASSES = ("cat", "dog", "fish")
 FEATURES = ("a", "b", "c")
@@ -18,15 +18,7 @@ FEATURES = ("a", "b", "c")
 
 def _argmax_checkpoint(class_names: tuple[str, ...] | None = CLASSES,
                        feature_names: tuple[str, ...] = FEATURES) -> Checkpoint:
-    """3 -> 3 -> 3 ReLU MLP with identity weights: on non-negative inputs it predicts argmax(x)."""
-    config = MLPConfig(3, (3,), 3)
-    model = build_mlp(config)
-    with torch.no_grad():
-        for layer in (model.fc1, model.fc2):
-            layer.weight.copy_(torch.eye(3))
-            layer.bias.zero_()
-    dataset = DatasetInfo("train", feature_names, class_names) if class_names is not None else None
-    return Checkpoint(model=model.eval(), config=config, source="m.pt", kind="dense-inspector", dataset=dataset)
+    return argmax_checkpoint(class_names, feature_names)
 
 
 def _write(tmp_path, text: str):

@@ -31,11 +31,11 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from inspector.analysis import Analysis
-from inspector.checkpoints import Checkpoint, DatasetInfo, load, save_checkpoint
+from inspector.checkpoints import load, save_checkpoint
 from inspector.cli import main
 from inspector.data import load_dataset
 from inspector.errors import InspectorError
-from inspector.models import MLPConfig, build_mlp
+from tests.checkpoint_files import argmax_checkpoint as argmax_checkpoint_of
 
 pytestmark = pytest.mark.fuzz
 
@@ -344,16 +344,9 @@ FEATURES = ("a", "b", "c")
 
 @pytest.fixture(scope="module")
 def argmax_checkpoint(tmp_path_factory) -> Path:
-    """3 -> 3 -> 3 ReLU MLP with identity weights and no standardiser: predicts argmax(x) for x >= 0."""
-    config = MLPConfig(3, (3,), 3)
-    model = build_mlp(config)
-    with torch.no_grad():
-        for layer in (model.fc1, model.fc2):
-            layer.weight.copy_(torch.eye(3))
-            layer.bias.zero_()
+    """The identity argmax MLP (see :func:`tests.checkpoint_files.argmax_checkpoint`), saved once."""
     path = tmp_path_factory.mktemp("fuzz-ckpt") / "argmax.pt"
-    save_checkpoint(Checkpoint(model=model, config=config, source="argmax", kind="dense-inspector",
-                               dataset=DatasetInfo("train", FEATURES, CLASSES)), path)
+    save_checkpoint(argmax_checkpoint_of(CLASSES, FEATURES), path)
     return path
 
 
