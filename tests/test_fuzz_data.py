@@ -170,6 +170,16 @@ def csv_cases(draw, hostile: str | None):
     return data, classes, tuple(names)
 
 
+def _assert_trained(path: Path, classes: tuple[str, ...], feature_names: tuple[str, ...]) -> None:
+    """A valid data file trained a checkpoint with exactly its classes and columns, and finite numbers."""
+    ckpt = load(path)
+    assert ckpt.dataset.class_names == classes and ckpt.config.output_size == len(classes)
+    assert ckpt.dataset.feature_names == feature_names and ckpt.config.input_size == len(feature_names)
+    assert np.all(np.isfinite(ckpt.standardizer.mean)) and np.all(np.isfinite(ckpt.standardizer.scale))
+    assert all(torch.isfinite(t).all() for t in ckpt.model.state_dict().values())
+    assert 0.0 <= ckpt.metrics["test_accuracy"] <= 1.0
+
+
 @pytest.mark.parametrize("hostile", (None, *CSV_HOSTILE))
 @settings(FUZZ, max_examples=16)
 @given(data=st.data())
@@ -183,12 +193,7 @@ def test_hostile_csv_trains_correctly_or_fails_in_one_line(capsys, hostile, data
             _refused(code, err, folder, {"d.csv"})
             return
         assert code == 0 and err == "", err
-        ckpt = load(folder / "m.pt")
-        assert ckpt.dataset.class_names == classes and ckpt.config.output_size == len(classes)
-        assert ckpt.dataset.feature_names == feature_names and ckpt.config.input_size == len(feature_names)
-        assert np.all(np.isfinite(ckpt.standardizer.mean)) and np.all(np.isfinite(ckpt.standardizer.scale))
-        assert all(torch.isfinite(t).all() for t in ckpt.model.state_dict().values())
-        assert 0.0 <= ckpt.metrics["test_accuracy"] <= 1.0
+        _assert_trained(folder / "m.pt", classes, feature_names)
 
 
 @settings(FUZZ, max_examples=80)
@@ -329,9 +334,7 @@ def test_hostile_npz_trains_correctly_or_fails_in_one_line(capsys, hostile, data
             _refused(code, err, folder, {"d.npz"})
             return
         assert code == 0 and err == "", err
-        ckpt = load(folder / "m.pt")
-        assert ckpt.dataset.class_names == classes and ckpt.dataset.feature_names == feature_names
-        assert ckpt.config.output_size == len(classes)
+        _assert_trained(folder / "m.pt", classes, feature_names)
 
 
 # --------------------------------------------------------------------------- #
