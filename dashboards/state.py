@@ -124,17 +124,17 @@ class DashboardState:
 
     @property
     def layer_names(self) -> list[str]:
-        return [layer.name for layer in self.analysis.parameters.layers]
+        return [layer.layer for layer in self.analysis.parameters.layers]
 
     def weights(self, name: str) -> LayerWeights | None:
         for w in self.analysis.weights or ():
-            if w.name == name:
+            if w.layer == name:
                 return w
         return None
 
-    def activations(self, linear: str) -> LayerActivations | None:
+    def activations(self, layer: str) -> LayerActivations | None:
         for a in self.analysis.activations or ():
-            if a.linear == linear:
+            if a.layer == layer:
                 return a
         return None
 
@@ -148,7 +148,7 @@ class DashboardState:
 
     @property
     def census_layers(self) -> list[str]:
-        return [a.linear for a in self.analysis.activations or ()]
+        return [a.layer for a in self.analysis.activations or ()]
 
     # --- on-demand questions ---------------------------------------------------------------
 

@@ -54,9 +54,9 @@ def main() -> None:
         top = [dataset.feature_names[i] for i in method.ranking[:2]]
         print(f"  {method.method:<22} top two: {', '.join(top)}")
     for layer in analysis.parameters.layers:
-        print(f"  {layer.name:<12} {layer.out_features} x ({layer.in_features} + 1) = {layer.parameters} parameters")
+        print(f"  {layer.layer:<12} {layer.out_features} x ({layer.in_features} + 1) = {layer.parameters} parameters")
     for census in analysis.activations:
-        print(f"  {census.linear}: {census.dead_count} of {census.width} units never fire")
+        print(f"  {census.layer}: {census.dead_count} of {census.width} units never fire")
 
 
 if __name__ == "__main__":

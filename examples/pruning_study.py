@@ -39,13 +39,13 @@ def main() -> None:
     finetune_epochs = 1 if args.small else 3
     sweep = pruning_sweep(ckpt.model, data.X, data.y, finetune=(data.train_X, data.train_y),
                           finetune_epochs=finetune_epochs)
-    print(f"unpruned accuracy {sweep.baseline_accuracy:.2%}")
+    print(f"unpruned accuracy {sweep.baseline_metric:.2%}")
     best = 0.0
     for curve in sweep.curves:
-        for s, acc, tuned, left in zip(curve.sparsity, curve.accuracy, curve.finetuned_accuracy,
+        for s, acc, tuned, left in zip(curve.sparsity, curve.metric, curve.finetuned_metric,
                                        curve.parameters_left):
             print(f"  {curve.scope:<7} {s:4.0%}: {acc:.2%} -> fine-tuned {tuned:.2%}, {left:,} parameters left")
-            if curve.scope == "global" and sweep.baseline_accuracy - tuned <= 0.01:
+            if curve.scope == "global" and sweep.baseline_metric - tuned <= 0.01:
                 best = max(best, float(s))
     print(f"sparsest global level within one point after fine-tuning: {best:.0%}")
 

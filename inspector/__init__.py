@@ -7,11 +7,13 @@ The public API, re-exported from one place::
     splits = inspector.split_dataset(dataset)
     result = inspector.train(inspector.MLPConfig(64, (128, 64), 10), splits)
     ckpt = inspector.load("digits-mlp.pt")
+    analysis = inspector.analyze(model, loader)   # any nn.Module, any data (see inspector.analysis)
 """
 
 from __future__ import annotations
 
 from inspector._version import __version__
+from inspector.analysis import Analysis, AnalysisOptions, analyze
 from inspector.checkpoints import Checkpoint, DatasetInfo, checkpoint_from_training, load, save_checkpoint
 from inspector.data import (
     Dataset,
@@ -32,6 +34,7 @@ from inspector.models import MLP, MLPConfig, build_mlp, infer_mlp_layout, mlp_fr
 from inspector.training import History, TrainConfig, TrainResult, evaluate, train
 
 __all__ = [
+    "Analysis", "AnalysisOptions", "analyze",
     "Checkpoint", "Dataset", "DatasetInfo", "History", "InspectorError", "Inventory",
     "LinearLayerInfo", "MLP", "MLPConfig", "PlantedTruth", "SplitSpec", "Splits", "Standardizer",
     "TrainConfig", "TrainResult", "__version__", "build_mlp", "checkpoint_from_training",

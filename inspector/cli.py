@@ -109,8 +109,9 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
     info = sub.add_parser("info", help="print a checkpoint's layer table",
-                          description="List the linear layers of a checkpoint, read from its header "
-                                      "where the format allows.")
+                          description="List the linear layers and embedding tables of a checkpoint, read "
+                                      "from its header where the format allows. A file does not record "
+                                      "which parameters are trainable, so none is claimed.")
     info.add_argument("checkpoint", type=_path)
     info.add_argument("--json", action="store_true", help="machine-readable output")
     info.add_argument("--trust-pickle", action="store_true",
@@ -342,7 +343,7 @@ def _cmd_prune(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from inspector.checkpoints import checkpoint_from_training, checkpoint_suffix, is_own_checkpoint, save_checkpoint
-    from inspector.data import SplitSpec, load_dataset, split_dataset
+    from inspector.data import SplitSpec, check_classification_labels, load_dataset, split_dataset
     from inspector.fileio import check_writable
     from inspector.analysis.parameters import count_parameters
     from inspector.summary import format_parameters
@@ -355,6 +356,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                    ours=is_own_checkpoint)
     checkpoint_suffix(out)
     dataset = load_dataset(args.dataset, label_column=args.label_column)
+    check_classification_labels(dataset, str(args.dataset))
     spec = SplitSpec(seed=args.seed, val_fraction=args.val_fraction, test_fraction=args.test_fraction)
     splits = split_dataset(dataset, spec)
     config = MLPConfig(
@@ -401,7 +403,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
         if inv.config.dropout:
             extras.append(f"dropout {inv.config.dropout}")
         print(f"MLP {'-'.join(map(str, inv.config.layer_sizes))} ({', '.join(extras)})")
-    if not inv.linear_layers:
+    if not inv.linear_layers and not inv.embeddings:
         raise InspectorError(f"{inv.path}: no 2-D weight tensors found; nothing dense to inspect")
     print(format_inventory(inv))
     accuracy = inv.metadata.get("metrics", {}).get("test_accuracy") if inv.config is not None else None

@@ -277,6 +277,22 @@ _DEFLATE_MAX_RATIO = 1032
 _NPZ_KEYS = ("X", "y", "feature_names")
 _MISSING_LABELS = frozenset({"", "nan"})
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+REGRESSION_HINT = ('To analyse a regression model, call inspector.analyze(model, data, task="regression") '
+                   "from Python")
+# Whole-number labels with at least this many classes, and more classes than half the samples
+# (fewer than two samples per class on average), are a continuous target written as integers
+# (prices, counts, ids): no classifier can learn classes it sees about once.
+CONTINUOUS_MIN_CLASSES = 20
+
+
+def check_classification_labels(dataset: Dataset, source: str) -> None:
+    """Refuse labels that are a continuous target rather than classes (see :data:`CONTINUOUS_MIN_CLASSES`)."""
+    n, k = dataset.n_samples, dataset.n_classes
+    if k >= CONTINUOUS_MIN_CLASSES and 2 * k > n and all(_parse_number(c) is not None for c in dataset.class_names):
+        raise InspectorError(
+            f"{source}: the labels look continuous ({k:,} distinct numbers in {n:,} rows, fewer than two samples "
+            f"per class); `inspector train` trains classifiers. {REGRESSION_HINT}"
+        )
 
 
 def _one_line(exc: BaseException) -> str:
@@ -318,7 +334,7 @@ def _encode_numbers(values: Sequence[int | float] | np.ndarray, path: Path,
             if not v.is_integer():
                 raise InspectorError(
                     f"{path}: the labels are continuous (e.g. {v!r} at {where(i)}); dense-inspector trains "
-                    "classifiers, so labels must be class names or whole numbers"
+                    f"classifiers, so labels must be class names or whole numbers. {REGRESSION_HINT}"
                 )
             v = int(v)
         whole.append(v)

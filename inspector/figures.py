@@ -17,7 +17,7 @@ from inspector.analysis.activations import DeathTimeline, LayerActivations
 from inspector.analysis.diagnostics import TrainingDiagnostics
 from inspector.analysis.importance import ImportanceReport, LayerConductanceResult, MethodImportance
 from inspector.analysis.methods import METHOD_LABELS
-from inspector.analysis.parameters import ParameterReport
+from inspector.analysis.parameters import ParameterReport, trainable_text
 from inspector.analysis.pruning import PruningReport
 from inspector.analysis.weights import LayerWeights, PooledMap
 
@@ -48,18 +48,23 @@ def empty_figure(message: str, height: int = 300) -> go.Figure:
 
 
 def parameter_rows(report: ParameterReport) -> list[dict[str, object]]:
-    """Table rows with the m x (n + 1) arithmetic spelled out, plus a totals row."""
+    """Table rows with the m x (n + 1) arithmetic spelled out, embeddings (rows x dim), plus a totals row."""
     rows: list[dict[str, object]] = []
     for layer in report.layers:
-        rows.append({"layer": layer.name + (f" (tied to {layer.tied_to})" if layer.tied_to else ""),
+        rows.append({"layer": layer.layer + (f" (tied to {layer.tied_to})" if layer.tied_to else ""),
                      "inputs n": layer.in_features, "outputs m": layer.out_features,
                      "weights": layer.weights, "biases": layer.biases, "formula": layer.formula(),
                      "parameters": layer.parameters, "MACs/sample": layer.macs_per_sample,
-                     "trainable": "yes" if layer.trainable else "no"})
+                     "trainable": trainable_text(layer.trainable)})
+    for emb in report.embeddings:
+        rows.append({"layer": f"{emb.layer} (Embedding {emb.num_embeddings:,} × {emb.embedding_dim:,})"
+                     + (f" (tied to {emb.tied_to})" if emb.tied_to else ""),
+                     "inputs n": "", "outputs m": "", "weights": "", "biases": "", "formula": emb.formula(),
+                     "parameters": emb.parameters, "MACs/sample": "", "trainable": trainable_text(emb.trainable)})
     for other in report.other:
         rows.append({"layer": f"{other.name} ({other.kind})", "inputs n": "", "outputs m": "", "weights": "",
                      "biases": "", "formula": "", "parameters": other.parameters, "MACs/sample": "",
-                     "trainable": "yes" if other.trainable else "no"})
+                     "trainable": trainable_text(other.trainable)})
     rows.append({"layer": "total", "inputs n": "", "outputs m": "",
                  "weights": sum(layer.weights for layer in report.layers),
                  "biases": sum(layer.biases for layer in report.layers), "formula": "",
@@ -152,7 +157,7 @@ def weight_heatmap_figure(layer: LayerWeights, *, sort_rows: bool = False, magni
     the row-sorted weight (its ``row_offset`` a rank) instead.
     """
     if sort_rows and region is None and not layer.magnitude.is_full_resolution:
-        raise ValueError(f"{layer.name} is stored pooled; sort its full weight's rows, pool them, "
+        raise ValueError(f"{layer.layer} is stored pooled; sort its full weight's rows, pool them, "
                          "and pass that map as region")
     pooled = region or layer.magnitude
     full = pooled.is_full_resolution
@@ -200,7 +205,7 @@ def weight_heatmap_figure(layer: LayerWeights, *, sort_rows: bool = False, magni
     if region is not None and (region.row_offset or region.col_offset or rows_shown * region.block_rows < m
                                or z.shape[1] * region.block_cols < n):
         what += f", {'ranks' if sort_rows else 'rows'} {region.row_offset}+, columns {region.col_offset}+"
-    return _base(fig, f"{layer.name}: {m:,} × {n:,} weights ({what})", 520)
+    return _base(fig, f"{layer.layer}: {m:,} × {n:,} weights ({what})", 520)
 
 
 def magnitude_map_figure(pooled: PooledMap, title: str, colorbar: str = "max |w|") -> go.Figure:
@@ -223,7 +228,7 @@ def weight_histogram_figure(layer: LayerWeights) -> go.Figure:
                            hovertemplate="w ≈ %{x:.3g}<br>%{y} weights<extra></extra>"))
     fig.update_xaxes(title_text="weight")
     fig.update_yaxes(title_text="count")
-    return _base(fig, f"{layer.name}: weight histogram · {100 * layer.near_zero_fraction:.1f}% near zero · "
+    return _base(fig, f"{layer.layer}: weight histogram · {100 * layer.near_zero_fraction:.1f}% near zero · "
                       f"stable rank {layer.stable_rank:.1f}", 300)
 
 
@@ -243,7 +248,7 @@ def neuron_images_figure(layer: LayerWeights, max_neurons: int = 64, columns: in
                                colorbar={"title": "w"}))
     fig.update_yaxes(autorange="reversed", visible=False, scaleanchor="x")
     fig.update_xaxes(visible=False)
-    return _base(fig, f"{layer.name}: incoming weights of the first {k} neurons as {h}×{w} images", 460)
+    return _base(fig, f"{layer.layer}: incoming weights of the first {k} neurons as {h}×{w} images", 460)
 
 
 # --------------------------------------------------------------------------- neurons
@@ -256,13 +261,29 @@ def neuron_activation_figure(acts: LayerActivations | None, j: int) -> go.Figure
     fig = go.Figure(go.Bar(x=(edges[:-1] + edges[1:]) / 2, y=acts.histogram_counts[j], width=np.diff(edges),
                            marker_color="#74c476"))
     if acts.fire_rate is not None:
-        state = "dead" if acts.dead_mask[j] else ("nearly dead" if acts.nearly_dead_mask[j] else "alive")
-        title = f"neuron {j} of {acts.linear}: fires on {100 * acts.fire_rate[j]:.1f}% of samples ({state})"
+        title = f"neuron {j} of {acts.layer}: fires on {100 * acts.fire_rate[j]:.1f}% of samples"
+        state = neuron_state(acts, j)
+        if state is not None:
+            title += f" ({state})"
+        if acts.zero_rate is not None:
+            title += f", near zero on {100 * acts.zero_rate[j]:.1f}%"
+    elif acts.saturation_rate is not None:
+        title = f"neuron {j} of {acts.layer}: saturated on {100 * acts.saturation_rate[j]:.1f}% of samples"
     else:
-        title = f"neuron {j} of {acts.linear}: saturated on {100 * acts.saturation_rate[j]:.1f}% of samples"
+        title = f"neuron {j} of {acts.layer}: activation {acts.activation}"
     fig.update_xaxes(title_text=f"{acts.activation} output")
     fig.update_yaxes(title_text="samples")
     return _base(fig, title, 300)
+
+
+def neuron_state(acts: LayerActivations, j: int, threshold: float | None = None) -> str | None:
+    """"dead", "nearly dead" or "alive" for a unit with a dead mask; ``None`` for any other unit."""
+    if acts.dead_mask is None or acts.fire_rate is None:
+        return None
+    if acts.dead_mask[j]:
+        return "dead"
+    t = acts.nearly_dead_threshold if threshold is None else threshold
+    return "nearly dead" if acts.fire_rate[j] < t else "alive"
 
 
 def _feature_bar(values: np.ndarray, names: tuple[str, ...], k: int, title: str, color: str,
@@ -283,22 +304,23 @@ def neuron_incoming_figure(layer: LayerWeights, j: int, feature_names: tuple[str
         limit = float(np.abs(row).max()) or 1.0
         fig = go.Figure(go.Heatmap(z=row.reshape(image_shape), colorscale="RdBu_r", zmin=-limit, zmax=limit))
         fig.update_yaxes(autorange="reversed", scaleanchor="x")
-        return _base(fig, f"neuron {j} of {layer.name}: incoming weights", 320)
-    return _feature_bar(row, feature_names, 15, f"neuron {j} of {layer.name}: largest incoming weights",
+        return _base(fig, f"neuron {j} of {layer.layer}: incoming weights", 320)
+    return _feature_bar(row, feature_names, 15, f"neuron {j} of {layer.layer}: largest incoming weights",
                         "#6baed6", signed=True)
 
 
 def neuron_inputs_figure(cond: LayerConductanceResult | None, j: int, feature_names: tuple[str, ...],
                          k: int = 12) -> go.Figure:
     if cond is None or j >= cond.neuron_inputs.shape[0]:
-        return empty_figure("no neuron conductance (needs data; hidden layers only)")
+        why = getattr(cond, "neuron_inputs_skipped", None)
+        return empty_figure(f"no neuron conductance: {why}" if why else "no neuron conductance (needs data; hidden layers only)")
     return _feature_bar(cond.neuron_inputs[j], feature_names, k,
                         f"inputs that drive neuron {j} (NeuronConductance, mean |attribution|)", "#9e9ac8")
 
 
 def neuron_classes_figure(cond: LayerConductanceResult | None, j: int, class_names: tuple[str, ...]) -> go.Figure:
-    if cond is None or j >= cond.by_class.shape[1]:
-        return empty_figure("no layer conductance (needs data; hidden layers only)")
+    if cond is None or cond.by_class is None or j >= cond.by_class.shape[1]:
+        return empty_figure("no layer conductance per class (needs data and a classification; hidden layers only)")
     values = np.nan_to_num(cond.by_class[:, j])
     fig = go.Figure(go.Bar(x=list(class_names[:len(values)]), y=values,
                            marker_color=np.where(values >= 0, "#31a354", "#de2d26")))
@@ -311,10 +333,10 @@ def neuron_classes_figure(cond: LayerConductanceResult | None, j: int, class_nam
 
 
 def dead_summary_figure(activations: tuple[LayerActivations, ...], threshold: float) -> go.Figure:
-    layers = [a for a in activations if a.fire_rate is not None]
+    layers = [a for a in activations if a.dead_mask is not None and a.fire_rate is not None]
     if not layers:
         return empty_figure("no ReLU-family layers to count")
-    names = [a.linear for a in layers]
+    names = [a.layer for a in layers]
     dead = np.array([a.dead_count for a in layers])
     nearly = np.array([a.nearly_dead_count(threshold) for a in layers])
     alive = np.array([a.width for a in layers]) - dead - nearly
@@ -330,26 +352,36 @@ def dead_summary_figure(activations: tuple[LayerActivations, ...], threshold: fl
 
 
 def firing_strip_figure(acts: LayerActivations, threshold: float) -> go.Figure:
-    """Each neuron's firing rate, one bar per neuron, coloured by its state."""
+    """Each neuron's firing rate, one bar per neuron, coloured by its state.
+
+    Units without a dead mask (smooth units such as GELU, an unknown activation)
+    are drawn in one colour: their firing rate is shown, but "dead" does not apply.
+    """
     if acts.fire_rate is None:
         return saturation_figure(acts)
     rate = acts.fire_rate
-    colors = np.where(acts.dead_mask, COLORS["dead"], np.where(rate < threshold, COLORS["nearly"], COLORS["alive"]))
+    if acts.dead_mask is None:
+        colors = np.full(len(rate), COLORS["alive"], dtype=object)
+    else:
+        colors = np.where(acts.dead_mask, COLORS["dead"],
+                          np.where(rate < threshold, COLORS["nearly"], COLORS["alive"]))
     fig = go.Figure(go.Bar(x=np.arange(len(rate)), y=rate, marker_color=colors,
                            hovertemplate="neuron %{x}<br>fires on %{y:.1%} of samples<extra></extra>"))
     fig.add_hline(y=threshold, line_dash="dot", line_color="#444")
     fig.update_xaxes(title_text="neuron")
     fig.update_yaxes(title_text="firing rate", range=[0, 1])
-    return _base(fig, f"{acts.linear}: firing rate per neuron on {acts.n_samples} samples", 300)
+    return _base(fig, f"{acts.layer}: firing rate per neuron on {acts.n_samples} samples", 300)
 
 
 def saturation_figure(acts: LayerActivations) -> go.Figure:
     rate = acts.saturation_rate
+    if rate is None:
+        return empty_figure(f"{acts.layer} ({acts.activation}): no firing or saturation rate measured")
     fig = go.Figure(go.Bar(x=np.arange(len(rate)), y=rate, marker_color="#9e9ac8",
                            hovertemplate="unit %{x}<br>saturated on %{y:.1%} of samples<extra></extra>"))
     fig.update_yaxes(title_text="saturation rate", range=[0, 1])
     fig.update_xaxes(title_text="unit")
-    return _base(fig, f"{acts.linear} ({acts.activation}): saturation per unit", 300)
+    return _base(fig, f"{acts.layer} ({acts.activation}): saturation per unit", 300)
 
 
 def deaths_figure(timeline: DeathTimeline | None) -> go.Figure:
@@ -370,7 +402,10 @@ def importance_bar_figure(method: MethodImportance, feature_names: tuple[str, ..
                           class_names: tuple[str, ...] = (), k: int = 15) -> go.Figure:
     if method.error is not None:
         return empty_figure(f"{METHOD_LABELS[method.method]} could not run: {method.error}")
-    values = method.global_importance if class_index is None else np.nan_to_num(method.per_class[class_index])
+    if method.per_class is None:  # not a classification: one importance over all samples
+        class_index = None
+    values = (method.global_importance if class_index is None or method.per_class is None
+              else np.nan_to_num(method.per_class[class_index]))
     which = "all classes" if class_index is None else f"class {class_names[class_index] if class_names else class_index}"
     return _feature_bar(values, feature_names, k, f"{METHOD_LABELS[method.method]}: top {k} inputs ({which}, "
                         "mean |attribution|)", "#3182bd")
@@ -438,39 +473,56 @@ def sample_figure(x: np.ndarray, attribution: np.ndarray, probabilities: np.ndar
 # --------------------------------------------------------------------------- pruning and activations
 
 
+def format_metric(name: str, value: float) -> str:
+    """A pruning metric as text: accuracy as a percentage, anything else (R², a user metric) as a number."""
+    if not np.isfinite(value):
+        return "n/a"
+    return f"{value:.1%}" if name == "accuracy" else f"{value:.4g}"
+
+
+def _metric_change(name: str, change: float) -> str:
+    if not np.isfinite(change):
+        return "n/a"
+    return f"{100 * change:+.1f} points" if name == "accuracy" else f"{change:+.4g}"
+
+
 def pruning_figure(report: PruningReport | None, preview: float | None = None) -> go.Figure:
     if report is None:
         return empty_figure("no pruning sweep (needs data)")
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("accuracy", "parameters left"))
+    name = report.metric_name
+    fig = make_subplots(rows=1, cols=2, subplot_titles=(name, "parameters left"))
     for curve in report.curves:
         label = SCOPE_LABELS.get(curve.scope, curve.scope)
         line = {"color": SCOPE_COLORS.get(curve.scope)}
-        fig.add_trace(go.Scatter(x=curve.sparsity, y=curve.accuracy, mode="lines+markers", name=label,
+        fig.add_trace(go.Scatter(x=curve.sparsity, y=curve.metric, mode="lines+markers", name=label,
                                  legendgroup=curve.scope, line=line), row=1, col=1)
-        if curve.finetuned_accuracy is not None:
-            fig.add_trace(go.Scatter(x=curve.sparsity, y=curve.finetuned_accuracy, mode="lines+markers",
+        if curve.finetuned_metric is not None:
+            fig.add_trace(go.Scatter(x=curve.sparsity, y=curve.finetuned_metric, mode="lines+markers",
                                      line={**line, "dash": "dot"}, name=f"{label}, fine-tuned",
                                      legendgroup=curve.scope), row=1, col=1)
         fig.add_trace(go.Scatter(x=curve.sparsity, y=curve.parameters_left, mode="lines+markers", name=label,
                                  legendgroup=curve.scope, showlegend=False, line=line), row=1, col=2)
-    fig.add_hline(y=report.baseline_accuracy, line_dash="dot", line_color="#444", row=1, col=1)
+    if np.isfinite(report.baseline_metric):
+        fig.add_hline(y=report.baseline_metric, line_dash="dot", line_color="#444", row=1, col=1)
     if preview is not None:
         fig.add_vline(x=preview, line_color="#e6550d", row=1, col=1)
         fig.add_vline(x=preview, line_color="#e6550d", row=1, col=2)
     fig.update_xaxes(title_text="sparsity", tickformat=".0%")
-    fig.update_yaxes(tickformat=".0%", row=1, col=1)
-    return _base(fig, f"Magnitude pruning on {report.n_samples} samples (unpruned accuracy "
-                      f"{100 * report.baseline_accuracy:.1f}%)", 380)
+    if name == "accuracy":
+        fig.update_yaxes(tickformat=".0%", row=1, col=1)
+    return _base(fig, f"Magnitude pruning on {report.n_samples} samples (unpruned {name} "
+                      f"{format_metric(name, report.baseline_metric)})", 380)
 
 
 def pruning_preview_rows(report: PruningReport, sparsity: float) -> list[dict[str, object]]:
     """The stored level nearest ``sparsity`` for each scope."""
-    rows = []
+    rows: list[dict[str, object]] = []
+    name = report.metric_name
     for curve in report.curves:
         i = int(np.argmin(np.abs(curve.sparsity - sparsity)))
         rows.append({"scope": SCOPE_LABELS.get(curve.scope, curve.scope), "sparsity": f"{curve.sparsity[i]:.0%}",
-                     "accuracy": f"{curve.accuracy[i]:.1%}",
-                     "change": f"{100 * (curve.accuracy[i] - report.baseline_accuracy):+.1f} points",
+                     name: format_metric(name, float(curve.metric[i])),
+                     "change": _metric_change(name, float(curve.metric[i] - report.baseline_metric)),
                      "parameters left": f"{int(curve.parameters_left[i]):,} of {report.total_parameters:,}"})
     return rows
 
@@ -491,7 +543,7 @@ def projection_figure(acts: LayerActivations, class_names: tuple[str, ...]) -> g
     v = acts.projection_variance
     fig.update_xaxes(title_text=f"PC1 ({100 * v[0]:.1f}% of variance)")
     fig.update_yaxes(title_text=f"PC2 ({100 * v[1]:.1f}% of variance)")
-    return _base(fig, f"{acts.linear} activations ({acts.activation}), first two principal components", 480)
+    return _base(fig, f"{acts.layer} activations ({acts.activation}), first two principal components", 480)
 
 
 def findings_lines(analysis: Analysis) -> list[tuple[str, str]]:

@@ -97,12 +97,12 @@ def check_not_sharded_index(path: Path) -> None:
 
 @dataclass(frozen=True)
 class TensorInfo:
-    """One tensor as its file declares it; ``nbytes`` is checked against the bytes present."""
+    """One tensor as its file declares it; ``bytes`` is checked against the bytes present."""
 
     name: str
     shape: tuple[int, ...]
     dtype: str
-    nbytes: int
+    bytes: int
     tied_to: str | None = None  # an earlier tensor viewing the same stored bytes: counted there, not here
 
     @property

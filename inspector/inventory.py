@@ -6,12 +6,30 @@ files by unpickling their structure with every storage on the ``meta`` device
 against the bytes in the file). ``iter_tensors`` then yields one tensor at a
 time, for weight-only inspection of files larger than memory, e.g. a
 transformer's MLP blocks.
+
+What each tensor is, from its name, shape and dtype alone (a file records no
+module types and no ``requires_grad``, so ``info`` never says what is trainable):
+
+* an **integer or boolean** tensor (``position_ids``, ``token_type_ids``, batch
+  norm's ``num_batches_tracked``) is a buffer, never a parameter;
+* a 2-D floating tensor is an **embedding table** ``(num_embeddings, embedding_dim)``
+  when its module's name (the path component before ``.weight``; for any other
+  leaf, the leaf or the component before it) is one of the usual names: a name
+  whose last ``_``-separated word is ``embed``, ``embeds``, ``embedding``,
+  ``embeddings`` or ``emb`` (``word_embeddings``, ``position_embeddings``,
+  ``token_type_embeddings``, ``tok_embeddings``, ``pos_emb``, ``embed``),
+  ``embed_tokens``, ``embed_positions``, ``embed_in``, or exactly ``wte``,
+  ``wpe``, ``shared`` (T5) or ``relative_attention_bias``. Names such as
+  ``unembed``, ``embed_out`` or ``embeddings_project`` are not tables;
+* every other 2-D floating tensor is a linear layer's weight ``(m, n)``;
+* everything else (1-D norms, orphan biases, convolution kernels) is "other".
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +45,12 @@ if TYPE_CHECKING:
 
 _INTERNAL = "_inspector."
 _NONFINITE_CHUNK = 1 << 20  # elements per isfinite() call: the scan's memory is bounded by this, not the tensor
+# Embedding-table module names (see the module docstring): the families of PyTorch, Hugging Face
+# (BERT, GPT-2, Llama, BART/OPT, GPT-NeoX, T5), fairseq and TransformerLens checkpoints.
+_EMBEDDING_WORDS = frozenset({"embed", "embeds", "embedding", "embeddings", "emb"})
+_EMBEDDING_NAMES = frozenset({"wte", "wpe", "shared", "embed_tokens", "embed_positions", "embed_in",
+                              "relative_attention_bias"})
+_INTEGER_DTYPE = re.compile(r"^(?:u?int\d*|bool)$")
 
 
 @dataclass(frozen=True)
@@ -39,13 +63,13 @@ class LinearLayerInfo:
     (or tensor) it is counted in.
     """
 
-    name: str
+    layer: str
     in_features: int
     out_features: int
     weights: int
     biases: int
     dtype: str
-    nbytes: int
+    bytes: int
     tied_to: str | None = None
     tensor_names: tuple[str, ...] = ()
 
@@ -55,8 +79,43 @@ class LinearLayerInfo:
 
 
 @dataclass(frozen=True)
+class EmbeddingInfo:
+    """An embedding table ``(num_embeddings, embedding_dim)``: a lookup, not a dense layer.
+
+    ``parameters`` is ``num_embeddings * embedding_dim``, or 0 when the table is stored
+    as a view of an earlier tensor (``tied_to`` names the layer it is counted in).
+    """
+
+    layer: str
+    num_embeddings: int
+    embedding_dim: int
+    parameters: int
+    dtype: str
+    bytes: int
+    tied_to: str | None = None
+    tensor_names: tuple[str, ...] = ()
+
+
+def is_integer_dtype(dtype: str) -> bool:
+    """Integer and boolean tensors (``position_ids``, ``num_batches_tracked``) are buffers, never parameters."""
+    return bool(_INTEGER_DTYPE.match(dtype))
+
+
+def is_embedding_name(name: str) -> bool:
+    """Whether a 2-D tensor called ``name`` is an embedding table, by the rule in the module docstring."""
+    parts = name.lower().split(".")
+    leaf = parts[-1]
+    candidates = [parts[-2]] if leaf == "weight" and len(parts) > 1 else [leaf, *parts[-2:-1]]
+    for module in candidates:
+        if module in _EMBEDDING_NAMES or module.split("_")[-1] in _EMBEDDING_WORDS:
+            return True
+    return False
+
+
+@dataclass(frozen=True)
 class Inventory:
-    """Every tensor in a file, the linear layers among them, and the stored metadata."""
+    """Every tensor in a file: its linear layers, embedding tables, other tensors and
+    integer buffers, and the stored metadata."""
 
     path: str
     format: str
@@ -64,82 +123,118 @@ class Inventory:
     linear_layers: tuple[LinearLayerInfo, ...]
     metadata: dict[str, Any]
     config: MLPConfig | None = field(default=None, compare=False)
+    embeddings: tuple[EmbeddingInfo, ...] = ()
 
     @property
     def other_tensors(self) -> tuple[TensorInfo, ...]:
-        linear = {name for layer in self.linear_layers for name in layer.tensor_names}
-        return tuple(t for t in self.tensors if t.name not in linear)
+        """Floating tensors outside linear layers and embeddings (norms, orphan biases, kernels): parameters."""
+        claimed = {name for layer in self.linear_layers for name in layer.tensor_names}
+        claimed.update(name for e in self.embeddings for name in e.tensor_names)
+        return tuple(t for t in self.tensors if t.name not in claimed and not is_integer_dtype(t.dtype))
+
+    @property
+    def integer_tensors(self) -> tuple[TensorInfo, ...]:
+        """Integer and boolean tensors (``position_ids``, ``num_batches_tracked``): buffers, not parameters."""
+        return tuple(t for t in self.tensors if is_integer_dtype(t.dtype))
 
     def totals(self) -> dict[str, int]:
+        """Parameter counts; ``total_parameters`` is what ``sum(p.numel() for p in model.parameters())``
+        gives for the module the file was saved from (tied tensors once, buffers never)."""
+        linear = sum(layer.parameters for layer in self.linear_layers)
+        embedding = sum(e.parameters for e in self.embeddings)
+        other = sum(t.numel for t in self.other_tensors if t.tied_to is None)
         return {
             "weights": sum(layer.weights for layer in self.linear_layers),
             "biases": sum(layer.biases for layer in self.linear_layers),
-            "parameters": sum(layer.parameters for layer in self.linear_layers),
-            "bytes": sum(layer.nbytes for layer in self.linear_layers),
-            "other_parameters": sum(t.numel for t in self.other_tensors if t.tied_to is None),
+            "parameters": linear,
+            "bytes": sum(layer.bytes for layer in self.linear_layers),
+            "embedding_parameters": embedding,
+            "other_parameters": other,
+            "total_parameters": linear + embedding + other,
         }
 
     def to_dict(self) -> dict[str, Any]:
+        def tensor_row(t: TensorInfo) -> dict[str, Any]:
+            return {"tensor": t.name, "shape": list(t.shape), "dtype": t.dtype, "bytes": t.bytes,
+                    "tied_to": t.tied_to}
+
         return {
             "path": self.path,
             "format": self.format,
             "layers": [
-                {"name": layer.name, "in_features": layer.in_features, "out_features": layer.out_features,
+                {"layer": layer.layer, "in_features": layer.in_features, "out_features": layer.out_features,
                  "weights": layer.weights, "biases": layer.biases, "parameters": layer.parameters,
-                 "dtype": layer.dtype, "bytes": layer.nbytes, "tied_to": layer.tied_to}
+                 "dtype": layer.dtype, "bytes": layer.bytes, "tied_to": layer.tied_to}
                 for layer in self.linear_layers
             ],
-            "other_tensors": [
-                {"name": t.name, "shape": list(t.shape), "dtype": t.dtype, "bytes": t.nbytes, "tied_to": t.tied_to}
-                for t in self.other_tensors
+            "embeddings": [
+                {"layer": e.layer, "num_embeddings": e.num_embeddings, "embedding_dim": e.embedding_dim,
+                 "parameters": e.parameters, "dtype": e.dtype, "bytes": e.bytes, "tied_to": e.tied_to}
+                for e in self.embeddings
             ],
+            "other_tensors": [tensor_row(t) for t in self.other_tensors],
+            "integer_tensors": [tensor_row(t) for t in self.integer_tensors],
             "totals": self.totals(),
             "metadata": self.metadata,
         }
 
 
-def linear_layers(tensors: tuple[TensorInfo, ...]) -> tuple[LinearLayerInfo, ...]:
-    """Each 2-D tensor is a layer's weight, in file order, paired with a matching 1-D
-    ``<prefix>.bias`` when it is named ``<prefix>.weight``.
+def layers_from_tensors(
+    tensors: tuple[TensorInfo, ...],
+) -> tuple[tuple[LinearLayerInfo, ...], tuple[EmbeddingInfo, ...]]:
+    """The linear layers and embedding tables among a file's tensors, in file order.
 
-    Every 2-D tensor counts (a bare ``w`` too), so ``info`` and ``info --json`` list the
-    same layers. Tied tensors (:attr:`TensorInfo.tied_to`) count 0 where they repeat.
+    Each 2-D floating tensor is an embedding table when its name says so (see
+    :func:`is_embedding_name`), else a linear layer's weight, paired with a matching
+    1-D ``<prefix>.bias`` when it is named ``<prefix>.weight``. Every other 2-D
+    floating tensor counts (a bare ``w`` too), so ``info`` and ``info --json`` list
+    the same layers. Tied tensors (:attr:`TensorInfo.tied_to`) count 0 where they repeat.
     """
     by_name = {t.name: t for t in tensors}
     layer_of: dict[str, str] = {}
-    layers = []
+    layers: list[LinearLayerInfo] = []
+    embeddings: list[EmbeddingInfo] = []
     for t in tensors:
-        if len(t.shape) != 2:
+        if len(t.shape) != 2 or is_integer_dtype(t.dtype):
             continue
         prefix, _, leaf = t.name.rpartition(".")
         named_weight = leaf == "weight"
         m, n = t.shape
-        bias = by_name.get(f"{prefix}.bias") if named_weight else None
-        if bias is not None and bias.shape != (m,):
-            bias = None
         name = (prefix or t.name) if named_weight else t.name
+        tied_to = layer_of.get(t.tied_to, t.tied_to) if t.tied_to is not None else None
+        if is_embedding_name(t.name):
+            layer_of[t.name] = name
+            embeddings.append(EmbeddingInfo(
+                layer=name, num_embeddings=m, embedding_dim=n, parameters=m * n if t.tied_to is None else 0,
+                dtype=t.dtype, bytes=t.bytes if t.tied_to is None else 0, tied_to=tied_to,
+                tensor_names=(t.name,)))
+            continue
+        bias = by_name.get(f"{prefix}.bias") if named_weight else None
+        if bias is not None and (bias.shape != (m,) or is_integer_dtype(bias.dtype)):
+            bias = None
         for member in (t, bias):
             if member is not None:
                 layer_of[member.name] = name
         counted = [x for x in (t, bias) if x is not None and x.tied_to is None]
-        tied_to = layer_of.get(t.tied_to, t.tied_to) if t.tied_to is not None else None
         layers.append(LinearLayerInfo(
-            name=name, in_features=n, out_features=m, weights=m * n if t.tied_to is None else 0,
+            layer=name, in_features=n, out_features=m, weights=m * n if t.tied_to is None else 0,
             biases=m if bias is not None and bias.tied_to is None else 0, dtype=t.dtype,
-            nbytes=sum(x.nbytes for x in counted), tied_to=tied_to,
+            bytes=sum(x.bytes for x in counted), tied_to=tied_to,
             tensor_names=tuple(x.name for x in (t, bias) if x is not None),
         ))
-    return tuple(layers)
+    return tuple(layers), tuple(embeddings)
 
 
 def read_inventory(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> Inventory:
-    """List the tensors and linear layers of a checkpoint without reading any tensor data."""
+    """List the tensors, linear layers and embeddings of a checkpoint without reading any tensor data."""
     from inspector.checkpoints import read_header
 
     header = read_header(path, trust_pickle=trust_pickle)
     tensors = tuple(t for t in header.tensors if not t.name.startswith(_INTERNAL))
-    return Inventory(str(header.path), header.format, tensors, linear_layers(tensors), header.metadata,
-                     header.own.config if header.own else None)
+    layers, embeddings = layers_from_tensors(tensors)
+    return Inventory(path=str(header.path), format=header.format, tensors=tensors, linear_layers=layers,
+                     metadata=header.metadata, config=header.own.config if header.own else None,
+                     embeddings=embeddings)
 
 
 def iter_tensors(path: str | os.PathLike[str], names: list[str] | None = None, *,
@@ -198,38 +293,70 @@ def scan_nonfinite(path: str | os.PathLike[str], *, trust_pickle: bool = False) 
     return bad
 
 
+def _text_table(head: tuple[str, ...], rows: Sequence[tuple[str, ...]], total: tuple[str, ...],
+                left: tuple[int, ...]) -> list[str]:
+    """Rows under a header, a rule, then the totals row; columns in ``left`` are left-aligned."""
+    widths = [max(len(str(r[i])) for r in (head, *rows, total)) for i in range(len(head))]
+
+    def line(r: tuple[str, ...]) -> str:
+        return "  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+
+    rule = "-" * len(line(head))
+    return [line(head), rule, *map(line, rows), rule, line(total)]
+
+
 def format_inventory(inv: Inventory) -> str:
-    """A torchinfo-like text table: one row per linear layer, then totals.
+    """A torchinfo-like text table: one row per linear layer, one per embedding table, then totals.
 
     The parameters column shows each row's arithmetic with the analyze table's
     :meth:`~inspector.analysis.parameters.LayerParameters.formula` (``m*(n+1)``, ``m*n``
-    without a bias, and only what a tied row counts).
+    without a bias, and only what a tied row counts). A file does not record which
+    parameters are trainable, so no row says so.
     """
-    from inspector.analysis.parameters import LayerParameters
+    from inspector.analysis.parameters import EmbeddingParameters, LayerParameters
 
-    head = ("layer", "in n", "out m", "weights", "biases", "parameters", "dtype", "bytes")
+    def named(name: str, tied_to: str | None) -> str:
+        return printable(name + (f" (tied to {tied_to})" if tied_to else ""))
+
     rows = []
     for layer in inv.linear_layers:
         arithmetic = LayerParameters(
-            name=layer.name, in_features=layer.in_features, out_features=layer.out_features,
-            weights=layer.weights, biases=layer.biases, parameters=layer.parameters, trainable=True,
-            bytes=layer.nbytes, macs_per_sample=layer.in_features * layer.out_features, dtype=layer.dtype,
+            layer=layer.layer, in_features=layer.in_features, out_features=layer.out_features,
+            weights=layer.weights, biases=layer.biases, parameters=layer.parameters, trainable=None,
+            bytes=layer.bytes, macs_per_sample=layer.in_features * layer.out_features, dtype=layer.dtype,
             tied_to=layer.tied_to).formula("*", space="")
-        rows.append((printable(layer.name + (f" (tied to {layer.tied_to})" if layer.tied_to else "")), f"{layer.in_features:,}", f"{layer.out_features:,}", f"{layer.weights:,}",
-                     f"{layer.biases:,}", f"{printable(arithmetic)} = {layer.parameters:,}", layer.dtype,
-                     human_bytes(layer.nbytes)))
+        rows.append((named(layer.layer, layer.tied_to), f"{layer.in_features:,}", f"{layer.out_features:,}",
+                     f"{layer.weights:,}", f"{layer.biases:,}", f"{printable(arithmetic)} = {layer.parameters:,}",
+                     layer.dtype, human_bytes(layer.bytes)))
     totals = inv.totals()
-    rows.append(("total", "", "", f"{totals['weights']:,}", f"{totals['biases']:,}",
-                 f"{totals['parameters']:,}", "", human_bytes(totals["bytes"])))
-    widths = [max(len(str(r[i])) for r in (head, *rows)) for i in range(len(head))]
-
-    def line(r: tuple[str, ...]) -> str:
-        return "  ".join(c.ljust(w) if i in (0, 6) else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
-
-    rule = "-" * len(line(head))
-    out = [line(head), rule, *map(line, rows[:-1]), rule, line(rows[-1])]
-    if totals["other_parameters"]:
-        out.append(f"other tensors (batch norm, embeddings, ...): {totals['other_parameters']:,} values")
+    out: list[str] = []
+    if rows or not inv.embeddings:
+        out += _text_table(("layer", "in n", "out m", "weights", "biases", "parameters", "dtype", "bytes"), rows,
+                           ("total", "", "", f"{totals['weights']:,}", f"{totals['biases']:,}",
+                            f"{totals['parameters']:,}", "", human_bytes(totals["bytes"])), left=(0, 6))
+    if inv.embeddings:
+        tables = []
+        for e in inv.embeddings:
+            arithmetic = EmbeddingParameters(
+                layer=e.layer, num_embeddings=e.num_embeddings, embedding_dim=e.embedding_dim,
+                parameters=e.parameters, bytes=e.bytes, tied_to=e.tied_to).formula("*", space="")
+            tables.append((named(e.layer, e.tied_to), f"{e.num_embeddings:,}", f"{e.embedding_dim:,}",
+                           f"{printable(arithmetic)} = {e.parameters:,}", e.dtype, human_bytes(e.bytes)))
+        out += [""] * bool(out) + _text_table(
+            ("embedding", "num_embeddings", "embedding_dim", "parameters", "dtype", "bytes"), tables,
+            ("total", "", "", f"{totals['embedding_parameters']:,}", "",
+             human_bytes(sum(e.bytes for e in inv.embeddings))), left=(0, 4))
+    others = [t for t in inv.other_tensors if t.tied_to is None]
+    if others:
+        out.append(f"other tensors (norms, biases, ...): {totals['other_parameters']:,} parameters "
+                   f"in {len(others):,} {'tensor' if len(others) == 1 else 'tensors'}")
+    integers = inv.integer_tensors
+    if integers:
+        shown = ", ".join(printable(t.name) for t in integers[:3]) + (", ..." if len(integers) > 3 else "")
+        out.append(f"integer tensors (buffers, not parameters): {len(integers):,} ({shown})")
+    if inv.embeddings or others:
+        out.append(f"total parameters: {totals['total_parameters']:,} (linear {totals['parameters']:,}, "
+                   f"embeddings {totals['embedding_parameters']:,}, other {totals['other_parameters']:,})")
     return "\n".join(out)
 
 

@@ -107,30 +107,44 @@ def _findings_html(findings: tuple[Finding, ...] | list[Finding]) -> str:
 
 
 def census_rows(analysis: Analysis) -> list[dict[str, object]]:
+    """One row per census site, the same columns for every kind of unit.
+
+    Rectifiers with a dead mask fill the dead columns; smooth units (GELU, SiLU)
+    report their firing and near-zero rates; squashers their saturation; a site
+    whose activation is unknown says so.
+    """
     rows = []
     for a in analysis.activations or ():
+        threshold = f"nearly dead (< {100 * a.nearly_dead_threshold:g}%)"
+        rates = []
         if a.fire_rate is not None:
-            rows.append({"layer": a.linear, "activation": a.activation, "neurons": a.width, "dead": a.dead_count,
-                         f"nearly dead (< {100 * a.nearly_dead_threshold:g}%)": a.nearly_dead_count(),
-                         "dead fraction": f"{100 * a.dead_fraction:.1f}%",
-                         "mean firing rate": f"{100 * float(a.fire_rate.mean()):.1f}%"})
-        else:
-            rows.append({"layer": a.linear, "activation": a.activation, "neurons": a.width, "dead": "-",
-                         "nearly dead": "-", "dead fraction": "-",
-                         "mean saturation": f"{100 * float(a.saturation_rate.mean()):.1f}%"})
+            rates.append(f"fires {100 * float(a.fire_rate.mean()):.1f}%")
+        if a.zero_rate is not None:
+            rates.append(f"near zero {100 * float(a.zero_rate.mean()):.1f}%")
+        if a.saturation_rate is not None:
+            rates.append(f"saturated {100 * float(a.saturation_rate.mean()):.1f}%")
+        has_dead = a.dead_mask is not None
+        rows.append({"layer": a.layer, "activation": a.activation, "found by": a.found_by, "neurons": a.width,
+                     "dead": a.dead_count if has_dead else "-",
+                     threshold: a.nearly_dead_count() if has_dead else "-",
+                     "dead fraction": f"{100 * a.dead_fraction:.1f}%" if has_dead else "-",
+                     "mean rate": ", ".join(rates) or "-"})
     return rows
 
 
 def importance_rows(analysis: Analysis, k: int = 5) -> list[dict[str, object]]:
     names = analysis.model.feature_names
+    report = analysis.importance
+    if report is None:
+        return []
     rows = []
-    for m in analysis.importance.methods if analysis.importance else ():
+    for m in report.methods:
         if m.error is not None:
             rows.append({"method": METHOD_LABELS[m.method], "top inputs": f"could not run: {m.error}",
                          "sanity (rank corr.)": "-", "verdict": "-", "delta": "-"})
             continue
         rows.append({"method": METHOD_LABELS[m.method],
-                     "top inputs": ", ".join(names[i] for i in m.ranking[:k]),
+                     "top inputs": ", ".join(report.feature_label(i, names) for i in m.ranking[:k]),
                      "sanity (rank corr.)": f"{m.sanity_correlation:.2f}",
                      "verdict": "passes" if m.sanity_correlation <= SANITY_FAIL else "fails",
                      "delta": f"{m.convergence_delta:.2g}" if m.convergence_delta is not None else "-"})
@@ -139,11 +153,13 @@ def importance_rows(analysis: Analysis, k: int = 5) -> list[dict[str, object]]:
 
 def pruning_rows(analysis: Analysis) -> list[dict[str, object]]:
     report = analysis.pruning
-    rows = []
-    for i, s in enumerate(report.curves[0].sparsity if report else ()):
+    rows: list[dict[str, object]] = []
+    if report is None:
+        return rows
+    for i, s in enumerate(report.curves[0].sparsity):
         row: dict[str, object] = {"sparsity": f"{s:.0%}"}
         for curve in report.curves:
-            row[f"{curve.scope} accuracy"] = f"{curve.accuracy[i]:.1%}"
+            row[f"{curve.scope} {report.metric_name}"] = F.format_metric(report.metric_name, float(curve.metric[i]))
             row[f"{curve.scope} params"] = int(curve.parameters_left[i])
         rows.append(row)
     return rows
@@ -176,7 +192,7 @@ def analysis_sections(analysis: Analysis) -> list[Section]:
     if a.weights:
         weights = Section("weights", "Weight maps")
         for layer in a.weights:
-            weights.blocks += [f"<h3>{_e(layer.name)}</h3>", F.weight_heatmap_figure(layer),
+            weights.blocks += [f"<h3>{_e(layer.layer)}</h3>", F.weight_heatmap_figure(layer),
                                F.weight_histogram_figure(layer)]
             if layer.neuron_images is not None:
                 weights.blocks.append(F.neuron_images_figure(layer))
@@ -231,7 +247,7 @@ def comparison_sections(c: Comparison) -> list[Section]:
     for layer in c.layers:
         if layer.change is not None:
             layers.blocks.append(F.magnitude_map_figure(
-                layer.change, f"{layer.name}: |W_b − W_a| (relative change {100 * layer.relative_change:.1f}%)",
+                layer.change, f"{layer.layer}: |W_b − W_a| (relative change {100 * layer.relative_change:.1f}%)",
                 "|Δw|"))
     sections = [summary, layers]
     if c.importance:
@@ -240,7 +256,7 @@ def comparison_sections(c: Comparison) -> list[Section]:
 
 
 def comparison_rows(c: Comparison) -> list[dict[str, object]]:
-    return [{"layer": layer.name,
+    return [{"layer": layer.layer,
              "shape a": "×".join(map(str, layer.shape_a)) if layer.shape_a else "-",
              "shape b": "×".join(map(str, layer.shape_b)) if layer.shape_b else "-",
              "params a": layer.parameters_a, "params b": layer.parameters_b,

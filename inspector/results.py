@@ -11,6 +11,10 @@ written as two files into a folder that may hold other files:
 
 Non-finite floats are written as ``{"__float__": "nan" | "inf" | "-inf"}`` so
 the JSON stays strict. Lists come back as tuples (results never hold lists).
+
+Older schema versions stay readable: :data:`FIELD_RENAMES` maps each version to the
+field renames that lead to the next one, applied in order while decoding, and a field
+an older file lacks takes its dataclass default.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from typing_extensions import dataclass_transform  # typing's own from Python 3.11; a dependency of torch
+
 import numpy as np
 
 from inspector.errors import InspectorError
@@ -42,7 +48,23 @@ from inspector.fileio import (
     write_text_atomic,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# {schema version v: {result type name: {field name in v: field name in v + 1}}}. Reading a
+# version-v document applies the renames of v, v + 1, ... in turn, so each change of the
+# schema is one entry here. A field added with a dataclass default needs no entry: older
+# files lack it and decoding fills in the default.
+FIELD_RENAMES: dict[int, dict[str, dict[str, str]]] = {
+    1: {  # schema 2: one key, "layer", for which layer (the nn.Linear's module path)
+        "LayerParameters": {"name": "layer"},
+        "LayerWeights": {"name": "layer"},
+        "LayerComparison": {"name": "layer"},
+        "LayerActivations": {"name": "module", "linear": "layer"},
+        "DataInfo": {"accuracy": "metric"},
+        # pruning names the task's metric (accuracy, R², a user metric), not always accuracy
+        "PruningCurve": {"accuracy": "metric", "finetuned_accuracy": "finetuned_metric"},
+        "PruningReport": {"baseline_accuracy": "baseline_metric", "dead_removed_accuracy": "dead_removed_metric"},
+    },
+}
 JSON_NAME = "analysis.json"
 ARRAYS_NAME = "arrays.npz"  # the arrays file of folders written before analysis.json named its own
 # `arrays-<pid of the writer>-<hex>.npz`, or the older fixed name.
@@ -56,6 +78,7 @@ _REGISTRY: dict[str, type] = {}
 T = TypeVar("T")
 
 
+@dataclass_transform(frozen_default=True)
 def result(cls: type[T]) -> type[T]:
     """Make ``cls`` a frozen dataclass and register it for decoding."""
     frozen = dataclasses.dataclass(frozen=True)(cls)
@@ -99,7 +122,23 @@ def _encode(obj: Any, key: str, arrays: dict[str, np.ndarray]) -> Any:
     raise TypeError(f"{key}: cannot serialise {type(obj).__name__}")
 
 
-def _decode(obj: Any, arrays: Any) -> Any:
+def _renames_from(version: int) -> dict[str, dict[str, str]]:
+    """Per type, each field name of a version-``version`` document mapped to its current name."""
+    combined: dict[str, dict[str, str]] = {}
+    for step in range(version, SCHEMA_VERSION):
+        for type_name, renames in FIELD_RENAMES.get(step, {}).items():
+            current = combined.setdefault(type_name, {})
+            carried = set(current.values())  # names at this step that an older name was renamed to
+            for original, name in current.items():  # a rename of a rename: follow the chain
+                current[original] = renames.get(name, name)
+            for old, new in renames.items():
+                if old in carried or old in current:
+                    continue  # already followed above, or a reused name the document never meant
+                current[old] = new
+    return combined
+
+
+def _decode(obj: Any, arrays: Any, renames: dict[str, dict[str, str]] | None = None) -> Any:
     if isinstance(obj, dict):
         if "__array__" in obj:
             return arrays[obj["__array__"]]
@@ -109,11 +148,12 @@ def _decode(obj: Any, arrays: Any) -> Any:
             cls = _REGISTRY.get(obj["__type__"])
             if cls is None:
                 raise InspectorError(f"unknown result type {obj['__type__']!r}; upgrade dense-inspector")
-            kwargs = {k: _decode(v, arrays) for k, v in obj.items() if k != "__type__"}
+            rename = (renames or {}).get(obj["__type__"], {})
+            kwargs = {rename.get(k, k): _decode(v, arrays, renames) for k, v in obj.items() if k != "__type__"}
             return cls(**kwargs)
-        return {k: _decode(v, arrays) for k, v in obj.items()}
+        return {k: _decode(v, arrays, renames) for k, v in obj.items()}
     if isinstance(obj, list):
-        return tuple(_decode(v, arrays) for v in obj)
+        return tuple(_decode(v, arrays, renames) for v in obj)
     return obj
 
 
@@ -125,12 +165,14 @@ def to_json_and_arrays(obj: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]
 
 
 def from_json_and_arrays(doc: dict[str, Any], arrays: Any) -> Any:
+    """Decode a document of this schema version or any older one (see :data:`FIELD_RENAMES`)."""
     version = doc.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= SCHEMA_VERSION:
         raise InspectorError(
-            f"analysis schema version {version} is not {SCHEMA_VERSION}; re-run `inspector analyze`"
+            f"analysis schema version {version} is not one this dense-inspector reads (1 to {SCHEMA_VERSION}); "
+            "upgrade dense-inspector or re-run `inspector analyze`"
         )
-    return _decode(doc["result"], arrays)
+    return _decode(doc["result"], arrays, _renames_from(version) if version < SCHEMA_VERSION else None)
 
 
 def _inline(tree: Any, arrays: dict[str, np.ndarray]) -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from inspector.analysis import Analysis
 from inspector.analysis.findings import describe_samples
-from inspector.analysis.parameters import ParameterReport
+from inspector.analysis.parameters import ParameterReport, trainable_text
 from inspector.inventory import human_bytes
 
 
@@ -16,11 +16,17 @@ def format_parameters(report: ParameterReport) -> str:
     """
     head = ("layer", "in n", "out m", "parameters", "MACs/sample", "trainable")
     rows = [
-        (layer.name + (f" (tied to {layer.tied_to})" if layer.tied_to else ""),
+        (layer.layer + (f" (tied to {layer.tied_to})" if layer.tied_to else ""),
          f"{layer.in_features:,}", f"{layer.out_features:,}",
          f"{layer.formula('*', space='')} = {layer.parameters:,}",
-         f"{layer.macs_per_sample:,}", "yes" if layer.trainable else "no")
+         f"{layer.macs_per_sample:,}", trainable_text(layer.trainable))
         for layer in report.layers
+    ]
+    rows += [
+        (f"{e.layer} (embedding)" + (f" (tied to {e.tied_to})" if e.tied_to else ""),
+         f"{e.num_embeddings:,}", f"{e.embedding_dim:,}", f"{e.formula('*', space='')} = {e.parameters:,}",
+         "", trainable_text(e.trainable))
+        for e in report.embeddings
     ]
     widths = [max(len(r[i]) for r in (head, *rows)) for i in range(len(head))]
 
@@ -30,10 +36,14 @@ def format_parameters(report: ParameterReport) -> str:
     rule = "=" * len(line(head))
     out = [rule, line(head), rule, *map(line, rows), rule]
     out.append(f"Linear parameters: {report.linear_parameters:,}")
+    if report.embeddings:
+        out.append(f"Embedding parameters: {report.embedding_parameters:,}")
     if report.other:
         kinds = ", ".join(sorted({o.kind for o in report.other}))
         out.append(f"Other parameters ({kinds}): {report.other_parameters:,}")
-    out.append(f"Total parameters: {report.total_parameters:,}  (trainable {report.trainable_parameters:,})")
+    trainable = (f"{report.trainable_parameters:,}" if report.trainable_parameters is not None
+                 else "unknown: a file does not record it")
+    out.append(f"Total parameters: {report.total_parameters:,}  (trainable {trainable})")
     out.append(f"Multiply-adds per sample: {report.macs_per_sample:,}")
     out.append(f"Parameter size: {human_bytes(report.total_bytes)}")
     out.append(rule)

@@ -34,7 +34,7 @@ def test_analysis_of_the_digits_model_round_trips(digits_checkpoint, tmp_path):
     assert data.split == "test" and len(data.y) == 359 and data.image_shape == (8, 8)
     analysis = analyze(ckpt, data, options=FAST)
     assert analysis.data.accuracy == pytest.approx(ckpt.metrics["test_accuracy"])
-    assert [w.name for w in analysis.weights] == ["fc1", "fc2", "fc3"]
+    assert [w.layer for w in analysis.weights] == ["fc1", "fc2", "fc3"]
     assert analysis.weights[0].neuron_images.shape == (32, 8, 8)
     assert analysis.deaths is not None and analysis.deaths.epochs.tolist() == [4, 8, 12]
     assert analysis.training.epochs_run == 12

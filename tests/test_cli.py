@@ -53,6 +53,28 @@ def test_train_from_csv(tmp_path, capsys):
     assert load(out).dataset.feature_names == ("a", "b")
 
 
+@pytest.mark.parametrize("label", [
+    lambda i, y: f"{y:.4f}",  # continuous: refused while reading the labels
+    lambda i, y: str(round(1000 * y)),  # continuous written as whole numbers: 296 "classes" in 300 rows
+])
+def test_train_refuses_a_continuous_label_column_and_says_how_to_analyse_a_regression_model(tmp_path, capsys, label):
+    rng = torch.Generator().manual_seed(0)
+    X = torch.randn(300, 3, generator=rng)
+    y = 3 * X[:, 1] - 2 * X[:, 2]
+    rows = ["a,b,c,target"] + [f"{r[0]:.4f},{r[1]:.4f},{r[2]:.4f},{label(i, float(t))}" for i, (r, t) in
+                                enumerate(zip(X.tolist(), y.tolist()))]
+    (tmp_path / "reg.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "reg.pt"
+    assert main(["train", "--dataset", str(tmp_path / "reg.csv"), "--label-column", "target", "--epochs", "1",
+                 "--out", str(out), "-q"]) == 1
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert err.count("\n") == 0 and "Traceback" not in err and captured.out == ""
+    assert "continuous" in err and "trains classifiers" in err
+    assert 'inspector.analyze(model, data, task="regression")' in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["reg.csv"]
+
+
 def test_version(capsys):
     with pytest.raises(SystemExit) as info:
         main(["--version"])

@@ -261,3 +261,22 @@ def test_sorting_a_pooled_layer_without_the_model_is_disabled_with_a_reason(pool
     np.testing.assert_array_equal(fig.data[0].z, analysis.weights[0].magnitude.values)
     app = create_app(analysis)  # the control starts disabled when the first layer is that layer
     assert "'disabled': True" in str(app.layout)
+
+
+def test_a_version_1_analysis_and_units_without_a_dead_mask_still_serve():
+    from inspector.analysis import Analysis
+    from tests.test_report import V1_ANALYSIS, _smooth_and_unknown
+
+    old = Analysis.load(V1_ANALYSIS)
+    for analysis in (old, _smooth_and_unknown(old)):
+        app = create_app(analysis)
+        assert app.server is not None and ids.TABS in str(app.layout)
+        state = DashboardState.build(analysis)
+        assert state.census_layers == ["fc1", "fc2"]
+        rows = neurons.table_rows(state, "fc1")
+        assert len(rows) == 5 and neurons.panels(state, "fc1", 0)[0].startswith("Neuron 0 of fc1")
+        neurons.table_rows(state, "fc2")
+    assert sum(r["state"] == "dead" for r in neurons.table_rows(DashboardState.build(old), "fc1")) == 1
+    smooth = DashboardState.build(_smooth_and_unknown(old))
+    assert "state" not in neurons.table_rows(smooth, "fc1")[0]
+    assert dead.count_text(smooth, 0.01).startswith("No ReLU-family layers")

@@ -70,7 +70,7 @@ def test_picking_a_layer_redraws_the_heatmap(started):
 
 def test_sorting_by_norm_puts_the_strongest_neuron_on_top(started, demo):
     analysis = demo[0]
-    norm = next(w for w in analysis.weights if w.name == "fc1").neuron_norm
+    norm = next(w for w in analysis.weights if w.layer == "fc1").neuron_norm
     _open_tab(started, "Weights")
     started.wait_for_contains_text(f"#{ids.WEIGHT_HEATMAP} .gtitle", "fc1:", timeout=10)
     # Dash titles the page "Updating..." while callbacks are in flight: click once the view has settled

@@ -60,6 +60,25 @@ def test_a_named_split_is_kept():
     assert "layer fc1: 1 of 16 neurons never fires on the 600 test samples" in [f.text for f in _census("test")]
 
 
+def test_census_findings_count_positions_and_never_call_a_smooth_unit_dead():
+    from inspector.analysis.activations import activation_census
+    from tests.models import plant_dead
+
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 3), nn.GELU())
+    with torch.no_grad():  # every unplanted neuron fires: positive bias, inputs of magnitude < 1
+        model[0].bias.fill_(5.0)
+        model[2].bias.fill_(5.0)
+    plant_dead(model[0], 1)
+    plant_dead(model[2], 0)
+    X = torch.rand(10, 7, 4) - 0.5  # 10 samples of 7 positions each: rows are positions
+    texts = [f.text for f in F.activation_findings(activation_census(model, X), "test")]
+    assert texts[0] == "layer 0: 1 of 3 neurons never fires on the 70 positions of the 10 test samples"
+    assert texts[1].startswith("layer 2 (gelu): outputs are near zero on 33.3% of the 70 positions of the 10 test "
+                               "samples on average; units fire (pre-activation > 0) on 66.7%; 1 of 3 neurons is "
+                               "never positive")
+    assert not any("dead" in t for t in texts[1:])
+
+
 def test_counts_agree_with_their_nouns():
     assert F.count(1, "neuron") == "1 neuron" and F.count(2_034, "parameter") == "2,034 parameters"
     assert F.describe_samples(1, "test", "digits") == "1 digits test sample"
@@ -70,10 +89,10 @@ def test_counts_agree_with_their_nouns():
 
 
 def _pruning(sparsity, accuracy, left, total=100, dead_removed=None):
-    curve = PruningCurve(scope="layer", sparsity=np.asarray(sparsity, float), accuracy=np.asarray(accuracy, float),
+    curve = PruningCurve(scope="layer", sparsity=np.asarray(sparsity, float), metric=np.asarray(accuracy, float),
                          loss=np.zeros(len(sparsity)), parameters_left=np.asarray(left, np.int64))
-    return PruningReport((curve,), baseline_accuracy=accuracy[0], baseline_loss=0.1, total_parameters=total,
-                         n_samples=100, dead_removed_accuracy=None if dead_removed is None else accuracy[0],
+    return PruningReport((curve,), baseline_metric=accuracy[0], baseline_loss=0.1, total_parameters=total,
+                         n_samples=100, dead_removed_metric=None if dead_removed is None else accuracy[0],
                          dead_removed_count=dead_removed or 0)
 
 

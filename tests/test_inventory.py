@@ -9,6 +9,7 @@ from torch import nn
 
 from inspector.errors import InspectorError
 from inspector.inventory import format_inventory, human_bytes, iter_tensors, read_inventory, scan_nonfinite
+from tests.test_parameters import BERT_EMBEDDINGS, BERT_LINEAR, BERT_NORMS, _bert_config
 
 
 def _transformer_like() -> dict[str, torch.Tensor]:
@@ -33,12 +34,17 @@ def test_safetensors_inventory_comes_from_the_header(tmp_path, monkeypatch):
 
     monkeypatch.setattr(safetensors.torch, "load_file", no_full_load)
     inv = read_inventory(path)
-    layers = {layer.name: layer for layer in inv.linear_layers}
+    layers = {layer.layer: layer for layer in inv.linear_layers}
     assert layers["blocks.0.mlp.up"].parameters == 64 * (16 + 1)
     assert layers["blocks.0.mlp.down"].parameters == 16 * 64  # no bias
     assert layers["blocks.0.mlp.down"].biases == 0
     assert {t.name for t in inv.other_tensors} == {"blocks.0.ln.weight", "blocks.1.ln.weight"}
-    assert inv.totals()["parameters"] == 50 * 16 + 2 * (64 * 17 + 16 * 64)
+    assert "embed" not in layers  # an embedding table, not a dense layer
+    assert [(e.layer, e.num_embeddings, e.embedding_dim, e.parameters) for e in inv.embeddings] == [
+        ("embed", 50, 16, 50 * 16)]
+    assert inv.totals()["parameters"] == 2 * (64 * 17 + 16 * 64)
+    assert inv.totals()["embedding_parameters"] == 50 * 16
+    assert inv.totals()["total_parameters"] == 50 * 16 + 2 * (64 * 17 + 16 * 64) + 2 * 16
 
 
 def test_iter_tensors_yields_one_at_a_time_and_matches(tmp_path):
@@ -56,7 +62,7 @@ def test_torch_inventory_matches_the_model(tmp_path):
     model = nn.Sequential(nn.Linear(100, 50), nn.ReLU(), nn.Linear(50, 10))
     torch.save(model.state_dict(), tmp_path / "m.pt")
     inv = read_inventory(tmp_path / "m.pt")
-    assert [(layer.name, layer.parameters) for layer in inv.linear_layers] == [("0", 5050), ("2", 510)]
+    assert [(layer.layer, layer.parameters) for layer in inv.linear_layers] == [("0", 5050), ("2", 510)]
     assert inv.totals()["parameters"] == sum(p.numel() for p in model.parameters())
 
 
@@ -104,8 +110,10 @@ def test_weight_only_analysis_of_transformer_blocks_reads_one_tensor_at_a_time(t
 
     monkeypatch.setattr(safetensors.torch, "load_file", no_full_load)
     analysis = analyze_weights_file(path)
-    by_name = {w.name: w for w in analysis.weights}
-    assert set(by_name) == {"embed", "blocks.0.mlp.up", "blocks.0.mlp.down", "blocks.1.mlp.up", "blocks.1.mlp.down"}
+    by_name = {w.layer: w for w in analysis.weights}
+    assert set(by_name) == {"blocks.0.mlp.up", "blocks.0.mlp.down", "blocks.1.mlp.up", "blocks.1.mlp.down"}
+    assert [(e.layer, e.parameters) for e in analysis.parameters.embeddings] == [("embed", 50 * 16)]
+    assert analysis.parameters.trainable_parameters is None  # a file does not record requires_grad
     expected = layer_weights("blocks.1.mlp.up", tensors["blocks.1.mlp.up.weight"], tensors["blocks.1.mlp.up.bias"])
     np.testing.assert_array_equal(by_name["blocks.1.mlp.up"].neuron_norm, expected.neuron_norm)
     assert by_name["blocks.1.mlp.up"].stable_rank == pytest.approx(expected.stable_rank)
@@ -157,7 +165,7 @@ def test_weight_only_analysis_reads_a_pt_file_once(tmp_path, monkeypatch):
     monkeypatch.setattr(checkpoints_module, "torch_load_safely", counting)
     analysis = analyze_weights_file(tmp_path / "t.pt")
     assert len(loads) == 1  # the inventory reads the header only, then one streaming pass over every weight
-    assert len(analysis.weights) == 5 and analysis.model.nonfinite == ("blocks.0.mlp.up.weight",)
+    assert len(analysis.weights) == 4 and analysis.model.nonfinite == ("blocks.0.mlp.up.weight",)
     assert any("blocks.0.mlp.up.weight holds NaN" in f.text for f in analysis.findings)
 
 
@@ -243,7 +251,7 @@ def test_tied_weights_in_a_state_dict_count_once(tmp_path):
     assert expected == sum(p.numel() for p in model.parameters()) == 1824
     assert inv.totals()["parameters"] == expected
     assert inv.totals()["bytes"] == expected * 4
-    tied = {layer.name: layer.tied_to for layer in inv.linear_layers}
+    tied = {layer.layer: layer.tied_to for layer in inv.linear_layers}
     assert tied == {"inp": None, "a": None, "b": "a", "out": None}
     assert "b (tied to a)" in format_inventory(inv)
 
@@ -262,7 +270,7 @@ def test_a_bare_2d_tensor_is_listed_as_a_layer(tmp_path):
     path = tmp_path / "w.pt"
     torch.save({"w": torch.zeros(3, 5)}, path)
     inv = read_inventory(path)
-    assert [(layer.name, layer.parameters) for layer in inv.linear_layers] == [("w", 15)]
+    assert [(layer.layer, layer.parameters) for layer in inv.linear_layers] == [("w", 15)]
     assert inv.other_tensors == ()
 
 
@@ -278,3 +286,112 @@ def test_human_bytes_picks_a_readable_unit():
     assert human_bytes(384) == "384 B"
     assert human_bytes(12900.8 * 1024) == "12.6 MiB"
     assert human_bytes(3 * 1024 ** 3) == "3.0 GiB"
+
+
+# --- embeddings are not dense layers; buffers are not parameters (issue 9) ----------------------
+
+
+def _bert_file(tmp_path, *, masked_lm: bool = False, fmt: str = "safetensors"):
+    """A locally built BERT saved as a file, with the ``position_ids`` buffer older checkpoints store."""
+    transformers, config = _bert_config()
+    torch.manual_seed(0)
+    model = (transformers.BertForMaskedLM if masked_lm else transformers.BertModel)(config)
+    prefix = "bert." if masked_lm else ""
+    path = tmp_path / f"bert.{'safetensors' if fmt == 'safetensors' else 'pt'}"
+    if fmt == "safetensors":
+        from safetensors.torch import save_model
+
+        save_model(model, str(path))  # writes a tied tensor once, under one of its names
+        if not masked_lm:
+            state = {k: v.contiguous() for k, v in model.state_dict().items()}
+            state[f"{prefix}embeddings.position_ids"] = torch.arange(64).unsqueeze(0)  # (1, 64) int64
+            save_file(state, str(path))
+    else:
+        state = model.state_dict()
+        state[f"{prefix}embeddings.position_ids"] = torch.arange(64).unsqueeze(0)
+        torch.save(state, path)  # tied tensors stay one storage
+    return model, path
+
+
+def test_bert_file_lists_embeddings_apart_and_counts_what_the_module_counts(tmp_path):
+    model, path = _bert_file(tmp_path)
+    inv = read_inventory(path)
+    assert sorted((e.layer, e.num_embeddings, e.embedding_dim, e.parameters) for e in inv.embeddings) == sorted(
+        (name, rows, dim, rows * dim) for name, rows, dim in BERT_EMBEDDINGS)
+    expected = [*BERT_LINEAR, ("pooler.dense", 32, 32)]
+    assert sorted((layer.layer, layer.in_features, layer.out_features, layer.parameters)
+                  for layer in inv.linear_layers) == sorted((name, n, m, m * (n + 1)) for name, n, m in expected)
+    assert [t.name for t in inv.integer_tensors] == ["embeddings.position_ids"]
+    totals = inv.totals()
+    assert totals["embedding_parameters"] == 5280 and totals["other_parameters"] == BERT_NORMS
+    assert totals["parameters"] == sum(m * (n + 1) for _, n, m in expected)
+    assert totals["total_parameters"] == sum(p.numel() for p in model.parameters()) == 19978
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "pt"])
+def test_bert_masked_lm_file_counts_its_tied_decoder_once(tmp_path, fmt):
+    model, path = _bert_file(tmp_path, masked_lm=True, fmt=fmt)
+    inv = read_inventory(path)
+    assert inv.totals()["total_parameters"] == sum(p.numel() for p in model.parameters()) == 20141
+    assert {e.layer for e in inv.embeddings} == {f"bert.{name}" for name, _, _ in BERT_EMBEDDINGS}
+    assert all(e.tied_to is None for e in inv.embeddings)
+    decoder = [layer for layer in inv.linear_layers if layer.layer == "cls.predictions.decoder"]
+    if fmt == "pt":  # one storage under two names: the decoder row says where its weight is counted
+        assert [(d.tied_to, d.weights, d.parameters) for d in decoder] == [("bert.embeddings.word_embeddings", 0, 0)]
+    else:  # safetensors keeps one name of a tied tensor (here the embedding's)
+        assert decoder == []
+
+
+def test_info_lists_embeddings_and_claims_nothing_about_trainable(tmp_path, capsys):
+    from inspector.cli import main
+
+    _, path = _bert_file(tmp_path)
+    assert main(["info", str(path)]) == 0
+    text = capsys.readouterr().out
+    word = next(line for line in text.splitlines() if line.startswith("embeddings.word_embeddings "))
+    assert word.split() == ["embeddings.word_embeddings", "99", "32", "99*32", "=", "3,168", "float32", "12.4", "KiB"]
+    assert not any("embeddings" in line and "->" in line for line in text.splitlines())
+    assert "total parameters: 19,978" in text and "position_ids" in text and "not parameters" in text
+    assert "trainable" not in text.lower()
+    assert main(["info", "--json", str(path)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert "trainable" not in json.dumps(doc)
+    assert {row["layer"] for row in doc["embeddings"]} == {name for name, _, _ in BERT_EMBEDDINGS}
+    assert all("layer" in row and "name" not in row for row in doc["layers"])
+    assert "embeddings.word_embeddings" not in {row["layer"] for row in doc["layers"]}
+    assert [row["tensor"] for row in doc["integer_tensors"]] == ["embeddings.position_ids"]
+    assert doc["totals"]["total_parameters"] == 19978
+
+
+@pytest.mark.parametrize("name", [
+    "bert.embeddings.word_embeddings.weight", "embeddings.position_embeddings.weight",
+    "embeddings.token_type_embeddings.weight", "transformer.wte.weight", "transformer.wpe.weight",
+    "model.embed_tokens.weight", "model.decoder.embed_positions.weight", "gpt_neox.embed_in.weight",
+    "shared.weight", "tok_embeddings.weight", "embed.weight", "embedding.weight", "pos_emb.weight", "embed.W_E",
+    "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
+])
+def test_usual_embedding_names_are_tables(name):
+    from inspector.inventory import is_embedding_name
+
+    assert is_embedding_name(name)
+
+
+@pytest.mark.parametrize("name", [
+    "lm_head.weight", "cls.predictions.decoder.weight", "embed_out.weight", "unembed.W_U",
+    "electra.embeddings_project.weight", "albert.encoder.embedding_hidden_mapping_in.weight",
+    "embeddings.projection.weight", "blocks.0.mlp.up.weight", "w",
+])
+def test_dense_layers_near_embeddings_are_not_tables(name):
+    from inspector.inventory import is_embedding_name
+
+    assert not is_embedding_name(name)
+
+
+def test_integer_tensors_are_buffers_not_layers_or_parameters(tmp_path):
+    path = tmp_path / "m.pt"
+    torch.save({"fc.weight": torch.zeros(3, 5), "fc.bias": torch.zeros(3), "position_ids": torch.arange(7)[None],
+                "bn.num_batches_tracked": torch.tensor(4)}, path)
+    inv = read_inventory(path)
+    assert [(layer.layer, layer.parameters) for layer in inv.linear_layers] == [("fc", 18)]
+    assert {t.name for t in inv.integer_tensors} == {"position_ids", "bn.num_batches_tracked"}
+    assert inv.other_tensors == () and inv.totals()["total_parameters"] == 18

@@ -49,7 +49,7 @@ def test_totals_agree_with_torchinfo_and_numel(make, n_in):
 
 def test_nested_layers_found_and_batch_norm_listed_apart():
     report = count_parameters(_Nested())
-    assert [layer.name for layer in report.layers] == ["encoder.0", "encoder.3.0", "head"]
+    assert [layer.layer for layer in report.layers] == ["encoder.0", "encoder.3.0", "head"]
     assert report.layers[2].biases == 0 and report.layers[2].parameters == 18
     assert [(o.name, o.kind, o.parameters) for o in report.other] == [("encoder.1", "BatchNorm1d", 16)]
 
@@ -86,3 +86,79 @@ def test_layer_rows_add_up_to_the_total_when_a_weight_is_tied():
     assert tied.macs_per_sample == 16 * 16  # a shared weight is still multiplied in every layer that uses it
     assert [layer.formula() for layer in report.layers] == [
         "16 × (16 + 1)", "16 (weight counted in 0)", "4 × 16"]
+
+
+# --- embeddings are not dense layers (issue 9) ---------------------------------------------------
+
+
+def test_an_embedding_is_listed_apart_with_rows_times_dim_parameters():
+    model = nn.Sequential(nn.Embedding(10, 4), nn.Linear(4, 3))
+    report = count_parameters(model)
+    assert [layer.layer for layer in report.layers] == ["1"]
+    (emb,) = report.embeddings
+    assert (emb.layer, emb.num_embeddings, emb.embedding_dim, emb.parameters, emb.bytes) == ("0", 10, 4, 40, 160)
+    assert emb.formula() == "10 × 4" and emb.tied_to is None and emb.trainable
+    assert report.other == () and report.embedding_parameters == 40 and report.linear_parameters == 3 * 5
+    assert report.total_parameters == 40 + 15 == sum(p.numel() for p in model.parameters())
+    assert report.macs_per_sample == 3 * 4  # a lookup multiplies nothing
+
+
+def test_an_lm_head_tied_to_its_embedding_is_counted_once_in_the_embedding():
+    class TinyLM(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = nn.Embedding(11, 6)
+            self.head = nn.Linear(6, 11, bias=False)
+            self.head.weight = self.embed.weight
+
+    model = TinyLM()
+    report = count_parameters(model)
+    assert report.embeddings[0].parameters == 66 and report.embeddings[0].tied_to is None
+    (head,) = report.layers
+    assert (head.layer, head.tied_to, head.weights, head.parameters) == ("head", "embed", 0, 0)
+    assert report.total_parameters == 66 == sum(p.numel() for p in model.parameters())
+
+
+def _bert_config():
+    transformers = pytest.importorskip("transformers")
+    return transformers, transformers.BertConfig(
+        vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
+        max_position_embeddings=64)
+
+
+# BertConfig(vocab 99, hidden 32, 2 layers, intermediate 37, 64 positions, 2 token types), worked out by hand:
+BERT_EMBEDDINGS = [("embeddings.word_embeddings", 99, 32), ("embeddings.position_embeddings", 64, 32),
+                   ("embeddings.token_type_embeddings", 2, 32)]
+BERT_BLOCK = [("attention.self.query", 32, 32), ("attention.self.key", 32, 32), ("attention.self.value", 32, 32),
+              ("attention.output.dense", 32, 32), ("intermediate.dense", 32, 37), ("output.dense", 37, 32)]
+BERT_LINEAR = [(f"encoder.layer.{b}.{name}", n, m) for b in range(2) for name, n, m in BERT_BLOCK]
+BERT_NORMS = 32 * 2 * (1 + 2 * 2)  # LayerNorm weight and bias: after the embeddings and twice per block
+
+
+def test_bert_embeddings_and_dense_layers_have_closed_form_counts():
+    transformers, config = _bert_config()
+    model = transformers.BertModel(config)
+    report = count_parameters(model)
+    assert [(e.layer, e.num_embeddings, e.embedding_dim, e.parameters) for e in report.embeddings] == [
+        (name, rows, dim, rows * dim) for name, rows, dim in BERT_EMBEDDINGS]
+    expected_linear = [*BERT_LINEAR, ("pooler.dense", 32, 32)]
+    assert [(layer.layer, layer.in_features, layer.out_features, layer.parameters) for layer in report.layers] == [
+        (name, n, m, m * (n + 1)) for name, n, m in expected_linear]
+    assert report.embedding_parameters == 99 * 32 + 64 * 32 + 2 * 32 == 5280
+    assert report.other_parameters == BERT_NORMS == 320  # position_ids is a buffer, never a parameter
+    assert report.total_parameters == 5280 + sum(m * (n + 1) for _, n, m in expected_linear) + 320
+    assert report.total_parameters == sum(p.numel() for p in model.parameters()) == 19978
+
+
+def test_bert_masked_lm_decoder_is_tied_to_the_word_embeddings():
+    transformers, config = _bert_config()
+    model = transformers.BertForMaskedLM(config)
+    report = count_parameters(model)
+    decoder = next(layer for layer in report.layers if layer.layer == "cls.predictions.decoder")
+    assert (decoder.tied_to, decoder.weights, decoder.in_features, decoder.out_features) == (
+        "bert.embeddings.word_embeddings", 0, 32, 99)
+    word = report.embeddings[0]
+    assert (word.layer, word.parameters, word.tied_to) == ("bert.embeddings.word_embeddings", 99 * 32, None)
+    assert report.total_parameters == sum(p.numel() for p in model.parameters())
+    assert sum(layer.parameters for layer in report.layers) == report.linear_parameters
+    assert report.total_parameters == report.linear_parameters + report.embedding_parameters + report.other_parameters

@@ -69,10 +69,10 @@ def test_sweep_never_modifies_the_callers_model_and_starts_at_baseline():
     assert model.training
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     for curve in report.curves:
-        assert curve.accuracy[0] == pytest.approx(report.baseline_accuracy)
+        assert curve.metric[0] == pytest.approx(report.baseline_metric)
         assert curve.parameters_left[0] == report.total_parameters == 20 * 11 + 12 * 21 + 3 * 13
         assert np.all(np.diff(curve.parameters_left) <= 0)
-        assert curve.finetuned_accuracy.shape == curve.accuracy.shape
+        assert curve.finetuned_metric.shape == curve.metric.shape
 
 
 def test_sweep_accuracy_matches_pruned_copy():
@@ -81,7 +81,7 @@ def test_sweep_accuracy_matches_pruned_copy():
     report = pruning_sweep(model, X, y, sparsities=(0.0, 0.6), scopes=("global",))
     with torch.no_grad():
         expected = float((prune(model, 0.6).eval()(X).argmax(1) == y).float().mean())
-    assert report.curve("global").accuracy[1] == pytest.approx(expected)
+    assert report.curve("global").metric[1] == pytest.approx(expected)
     n_weights = 20 * 10 + 12 * 20 + 3 * 12
     assert report.curve("global").parameters_left[1] == n_weights - math.floor(0.6 * n_weights) + 20 + 12 + 3
 
@@ -111,7 +111,7 @@ def test_removing_planted_dead_neurons_keeps_accuracy():
     dead = {"fc1": np.isin(np.arange(20), [0, 5]), "fc2": np.zeros(12, bool)}
     report = pruning_sweep(model, X, y, sparsities=(0.0,), scopes=("global",), dead_masks=dead)
     assert report.dead_removed_count == 2
-    assert report.dead_removed_accuracy == pytest.approx(report.baseline_accuracy)
+    assert report.dead_removed_metric == pytest.approx(report.baseline_metric)
 
 
 def test_bad_sparsity_is_refused():
@@ -200,7 +200,7 @@ def _assert_matches_numpy(curve, model, X, y):
     layers = _numpy_layers(model)
     expected = [_numpy_accuracy(_numpy_prune(layers, s, curve.scope), X, y) for s in curve.sparsity]
     # float32 (torch) against float64 (numpy) logits may swap an argmax that is tied to 1e-6: allow one sample
-    np.testing.assert_allclose(curve.accuracy, expected, rtol=0, atol=1.01 / len(y))
+    np.testing.assert_allclose(curve.metric, expected, rtol=0, atol=1.01 / len(y))
 
 
 def test_each_scope_gives_the_same_curve_alone_as_with_the_others():
@@ -211,7 +211,7 @@ def test_each_scope_gives_the_same_curve_alone_as_with_the_others():
     for scope in P.SCOPES:
         alone = pruning_sweep(model, X, y, scopes=(scope,)).curve(scope)
         for other in (together.curve(scope), reversed_order.curve(scope)):
-            np.testing.assert_array_equal(other.accuracy, alone.accuracy)
+            np.testing.assert_array_equal(other.metric, alone.metric)
             np.testing.assert_array_equal(other.loss, alone.loss)
             np.testing.assert_array_equal(other.parameters_left, alone.parameters_left)
         _assert_matches_numpy(alone, model, X.numpy(), y.numpy())
@@ -227,7 +227,7 @@ def test_finetuning_one_level_leaks_into_no_other_level_scope_or_dead_neuron_che
     report = pruning_sweep(model, X, y, sparsities=sparsities, dead_masks=dead,
                            finetune=(X_train.numpy(), y_train.numpy()), finetune_epochs=2)
     for curve in report.curves:
-        for s, tuned in zip(sparsities, curve.finetuned_accuracy):
+        for s, tuned in zip(sparsities, curve.finetuned_metric):
             fresh = P.prune_and_finetune(model, s, curve.scope, X_train, y_train, epochs=2)
             with torch.no_grad():
                 assert tuned == int((fresh.eval()(X).argmax(1) == y).sum()) / len(y)
@@ -236,7 +236,7 @@ def test_finetuning_one_level_leaks_into_no_other_level_scope_or_dead_neuron_che
         clean.fc1.weight[[1, 4]] = 0
         clean.fc1.bias[[1, 4]] = 0
         clean.fc2.weight[:, [1, 4]] = 0
-        assert report.dead_removed_accuracy == int((clean(X).argmax(1) == y).sum()) / len(y)
+        assert report.dead_removed_metric == int((clean(X).argmax(1) == y).sum()) / len(y)
 
 
 def _tied_model():
@@ -285,3 +285,20 @@ def test_full_analysis_of_a_digits_model_prunes_every_scope_from_the_original_we
     assert [c.scope for c in analysis.pruning.curves] == list(P.SCOPES)
     for curve in analysis.pruning.curves:
         _assert_matches_numpy(curve, model, data.X, data.y)
+
+
+def test_a_schema_1_analysis_reads_its_accuracy_fields_as_the_metric_fields():
+    import json
+    import os
+
+    from inspector.analysis import Analysis
+
+    folder = os.path.join(os.path.dirname(__file__), "data", "analysis-v1")  # saved by schema-1 dense-inspector
+    with open(os.path.join(folder, "analysis.json")) as f:
+        stored = json.load(f)["result"]["pruning"]
+    report = Analysis.load(folder).pruning
+    assert report.baseline_metric == stored["baseline_accuracy"]
+    assert report.dead_removed_metric == stored["dead_removed_accuracy"]
+    assert (report.metric_name, report.loss_name) == ("accuracy", "cross-entropy")  # what schema 1 always meant
+    assert [c.scope for c in report.curves] == [c["scope"] for c in stored["curves"]]
+    assert all(c.metric.shape == c.sparsity.shape for c in report.curves)

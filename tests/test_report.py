@@ -181,10 +181,10 @@ def test_hostile_layer_and_feature_names_stay_text_in_markdown_and_html(analysis
     import html as html_module
 
     evil = _HOSTILE[0] + "|" + _HOSTILE[2]
-    layers = tuple(dataclasses.replace(p, name=f"{evil}{i}") for i, p in enumerate(analysis.parameters.layers))
+    layers = tuple(dataclasses.replace(p, layer=f"{evil}{i}") for i, p in enumerate(analysis.parameters.layers))
     hostile = dataclasses.replace(
         analysis, parameters=dataclasses.replace(analysis.parameters, layers=layers),
-        weights=tuple(dataclasses.replace(w, name=f"{evil}{i}") for i, w in enumerate(analysis.weights)),
+        weights=tuple(dataclasses.replace(w, layer=f"{evil}{i}") for i, w in enumerate(analysis.weights)),
         model=dataclasses.replace(analysis.model, source=f"`{evil}`",
                                   feature_names=tuple(f"{evil}f{i}" for i in range(len(analysis.model.feature_names)))),
         findings=(*analysis.findings, dataclasses.replace(analysis.findings[0], text=f"# {evil}")))
@@ -202,3 +202,62 @@ def test_hostile_layer_and_feature_names_stay_text_in_markdown_and_html(analysis
     assert "\n- \\# " in md and "\n- # " not in md  # the finding opens no heading
     page = to_html(hostile)
     assert _HOSTILE[0] not in page and html_module.escape(_HOSTILE[0]) in page
+
+
+# --- analyses saved before schema 2; units without a dead mask (issue 9) --------------------------
+
+V1_ANALYSIS = os.path.join(os.path.dirname(__file__), "data", "analysis-v1")  # saved by schema-1 dense-inspector
+
+
+def test_a_version_1_analysis_folder_still_makes_every_report(tmp_path, capsys):
+    import shutil
+
+    from inspector.results import SCHEMA_VERSION
+
+    folder = tmp_path / "v1"
+    shutil.copytree(V1_ANALYSIS, folder)
+    analysis = Analysis.load(folder)
+    md = to_markdown(analysis)
+    assert "| fc1 | 6 | 5 | 30 | 5 | 5 × (6 + 1) | 35 |" in md
+    assert "| fc1 | relu | module | 5 | 1 |" in md  # the planted dead unit, from the stored census
+    assert '<section id="dead">' in to_html(analysis)
+    for name in ("r.html", "r.md", "r.json"):
+        assert main(["report", str(folder), "--out", str(tmp_path / name)]) == 0, capsys.readouterr().err
+    assert "| fc2 | 5 | 4 |" in (tmp_path / "r.md").read_text()
+    assert f'{{"schema_version": {SCHEMA_VERSION},' in (tmp_path / "r.json").read_text()[:40]
+    assert results_equal(Analysis.load(tmp_path / "r.json"), analysis)
+
+
+def _smooth_and_unknown(analysis: Analysis) -> Analysis:
+    """The v1 analysis with its census replaced by a GELU site (firing and near-zero rates, no dead
+    mask) and a site whose activation is unknown (no rates at all)."""
+    import dataclasses
+
+    first, second = analysis.activations
+    gelu = dataclasses.replace(first, activation="gelu", dead_mask=None, nearly_dead_mask=None,
+                               zero_rate=np.linspace(0.0, 0.8, first.width), found_by="module")
+    unknown = dataclasses.replace(second, activation="unknown", module=None, found_by="not found", fire_rate=None,
+                                  dead_mask=None, nearly_dead_mask=None, saturation_rate=None)
+    return dataclasses.replace(analysis, activations=(gelu, unknown))
+
+
+def test_smooth_and_unknown_units_are_reported_without_a_dead_count():
+    from inspector import figures as F
+    from inspector.analysis.findings import activation_findings
+    from inspector.report import census_rows
+
+    analysis = _smooth_and_unknown(Analysis.load(V1_ANALYSIS))
+    gelu, unknown = analysis.activations
+    rows = census_rows(analysis)
+    assert list(rows[0]) == list(rows[1])  # one set of columns for every kind of unit
+    assert rows[0]["dead"] == "-" and "near zero 40.0%" in rows[0]["mean rate"]
+    assert (rows[1]["activation"], rows[1]["found by"], rows[1]["dead"], rows[1]["mean rate"]) == (
+        "unknown", "not found", "-", "-")
+    assert "dead" not in F.neuron_activation_figure(gelu, 0).layout.title.text
+    assert F.firing_strip_figure(gelu, 0.01).data[0].marker.color[0] == F.COLORS["alive"]
+    assert "no firing or saturation rate" in F.firing_strip_figure(unknown, 0.01).layout.annotations[0].text
+    assert "no ReLU-family" in F.dead_summary_figure(analysis.activations, 0.01).layout.annotations[0].text
+    texts = [f.text for f in activation_findings(analysis.activations, "test")]
+    assert any("near zero on 40.0%" in t for t in texts) and any("unknown" in t for t in texts)
+    assert not any("never fire" in t for t in texts)
+    assert "gelu" in to_markdown(analysis) and '<section id="dead">' in to_html(analysis)

@@ -131,3 +131,61 @@ def test_analysis_json_names_its_arrays_first(tmp_path):
     save_result(_tree(), tmp_path / "r")
     text = (tmp_path / "r" / "analysis.json").read_text()
     assert next(iter(json.loads(text))) == "arrays"
+
+
+# --- older schema versions stay readable (issue 9) -----------------------------------------------
+
+V1_ANALYSIS = os.path.join(os.path.dirname(__file__), "data", "analysis-v1")  # saved by schema-1 dense-inspector
+
+
+@result
+class _Renamed:
+    layer: str
+    module: str | None
+    added: int = 7
+
+
+def test_a_version_1_document_is_read_through_the_renames_and_defaults(monkeypatch):
+    import inspector.results as results_module
+
+    monkeypatch.setitem(results_module.FIELD_RENAMES, 1, {"_Renamed": {"linear": "layer", "name": "module"}})
+    doc = {"schema_version": 1, "result": {"__type__": "_Renamed", "linear": "fc1", "name": "act1"}}
+    assert results_module.from_json_and_arrays(doc, {}) == _Renamed("fc1", "act1", 7)
+    current = {"schema_version": results_module.SCHEMA_VERSION,
+               "result": {"__type__": "_Renamed", "layer": "fc1", "module": None}}
+    assert results_module.from_json_and_arrays(current, {}) == _Renamed("fc1", None, 7)
+
+
+def test_renames_of_several_versions_follow_their_chain(monkeypatch):
+    import inspector.results as results_module
+
+    monkeypatch.setattr(results_module, "SCHEMA_VERSION", 4)
+    monkeypatch.setattr(results_module, "FIELD_RENAMES", {
+        1: {"T": {"a": "b"}}, 2: {"T": {"b": "c", "x": "y"}}, 3: {"T": {"c": "d", "a": "z"}}})
+    assert results_module._renames_from(1) == {"T": {"a": "d", "x": "y"}}  # v3's new "a" is not v1's "a"
+    assert results_module._renames_from(3) == {"T": {"c": "d", "a": "z"}}
+    assert results_module._renames_from(4) == {}
+
+
+@pytest.mark.parametrize("version", [0, 3, "2", None, True])
+def test_unknown_schema_versions_are_refused(version):
+    from inspector.results import from_json_and_arrays
+
+    with pytest.raises(InspectorError, match="schema version"):
+        from_json_and_arrays({"schema_version": version, "result": None}, {})
+
+
+def test_a_version_1_analysis_folder_loads_with_todays_field_names():
+    from inspector.analysis import Analysis
+
+    with open(os.path.join(V1_ANALYSIS, "analysis.json"), encoding="utf-8") as fh:
+        assert json.load(fh)["schema_version"] == 1
+    analysis = Analysis.load(V1_ANALYSIS)
+    assert [p.layer for p in analysis.parameters.layers] == ["fc1", "fc2", "fc3"]
+    assert [w.layer for w in analysis.weights] == ["fc1", "fc2", "fc3"]
+    assert [(a.layer, a.module, a.found_by) for a in analysis.activations] == [("fc1", "act1", "module"),
+                                                                                 ("fc2", "act2", "module")]
+    first = analysis.activations[0]
+    assert first.dead_count == 1 and first.zero_rate is None and first.n_positions == 0  # the planted unit 0
+    assert analysis.parameters.embeddings == () and analysis.parameters.embedding_parameters == 0
+    assert analysis.parameters.total_parameters == 5 * 7 + 4 * 6 + 3 * 5

@@ -122,7 +122,7 @@ def test_first_layer_neuron_images_for_image_inputs():
 
 def test_weight_report_covers_every_linear_layer():
     model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Sequential(nn.Linear(4, 2)))
-    assert [w.name for w in weight_report(model)] == ["0", "2.0"]
+    assert [w.layer for w in weight_report(model)] == ["0", "2.0"]
 
 
 def test_nonfinite_weights_are_reported_not_hidden():

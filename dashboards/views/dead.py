@@ -14,7 +14,7 @@ THRESHOLDS = [0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2]
 
 
 def count_text(state: DashboardState, threshold: float) -> str:
-    layers = [a for a in state.analysis.activations or () if a.fire_rate is not None]
+    layers = [a for a in state.analysis.activations or () if a.dead_mask is not None and a.fire_rate is not None]
     if not layers:
         return "No ReLU-family layers were measured (needs evaluation data)."
     dead = sum(a.dead_count for a in layers)

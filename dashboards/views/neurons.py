@@ -43,8 +43,12 @@ def table_rows(state: DashboardState, name: str) -> list[dict[str, Any]]:
         entry: dict[str, Any] = {"neuron": j, "incoming norm": round(float(layer.neuron_norm[j]), 4)}
         if acts is not None and acts.fire_rate is not None:
             entry["firing rate"] = round(float(acts.fire_rate[j]), 4)
-            entry["state"] = "dead" if acts.dead_mask[j] else ("nearly dead" if acts.nearly_dead_mask[j] else "alive")
-        elif acts is not None:
+            if acts.zero_rate is not None:
+                entry["near-zero rate"] = round(float(acts.zero_rate[j]), 4)
+            state = F.neuron_state(acts, j)
+            if state is not None:
+                entry["state"] = state
+        elif acts is not None and acts.saturation_rate is not None:
             entry["saturation"] = round(float(acts.saturation_rate[j]), 4)
         rows.append(entry)
     return rows

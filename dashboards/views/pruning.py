@@ -1,4 +1,4 @@
-"""Pruning: accuracy and parameters left against sparsity, with a one-level preview."""
+"""Pruning: the task's metric (accuracy, R², ...) and parameters left against sparsity, with a one-level preview."""
 
 from __future__ import annotations
 

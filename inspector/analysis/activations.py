@@ -1,55 +1,93 @@
-"""The activation census: one streaming pass over a dataset with forward hooks.
+"""The activation census: one streaming pass over the data, for every dense site of any model.
 
-For every activation module that follows a linear layer:
+The sites are the model's ``nn.Linear`` layers and the activation applied to
+each one's output (:func:`~inspector.analysis.sites.discover_sites`: a module,
+a function found by tracing, a declared kind, or unknown);
+:class:`~inspector.analysis.sites.SiteObserver` reports every application of a
+site's activation as ``(pre-activation, output)``, whatever the rank of the
+layer's output. Statistics are per neuron over every row: a ``(n, m)`` output
+is n rows, a ``(n, T, m)`` one n x T rows, of which only the real positions
+count when the batch has an ``attention_mask``. A layer whose activation module
+is shared with other layers is counted per layer; a layer called twice in one
+forward pass counts both calls.
 
-* rectifiers (ReLU, LeakyReLU, GELU): each neuron's **firing rate**, the fraction
-  of samples whose pre-activation is > 0 (for ReLU, the output is > 0). A neuron
-  that fires on no sample is **dead**: for ReLU its output is always 0; for
-  LeakyReLU and GELU it carries almost no signal (Lu et al. 2019, "Dying ReLU
-  and Initialization"). Below ``nearly_dead_threshold`` it is **nearly dead**.
-* squashing units (sigmoid, tanh): the **saturation rate**, the fraction of
-  samples where the unit sits in a flat tail (``|tanh| > 0.99``; sigmoid
-  ``< 0.01`` or ``> 0.99``), where its gradient all but vanishes (Glorot &
-  Bengio 2010).
-* every unit: its mean activation over all samples, and a histogram plus a 2-D
-  PCA projection of the layer from the first ``keep_samples`` samples.
+* rectifiers (ReLU, ReLU6): each neuron's **firing rate**, the fraction of rows
+  whose output is > 0. A neuron that fires on no row is **dead**: its output is
+  always 0 and it gets no gradient (Lu et al. 2019, "Dying ReLU and
+  Initialization"). Below ``nearly_dead_threshold`` it is **nearly dead**.
+* leaky units (LeakyReLU, PReLU): the same, on the pre-activation (> 0).
+* smooth units (GELU, SiLU, Mish, Softplus, ELU, ...): the firing rate on the
+  pre-activation and the **zero rate**, the fraction of rows whose output is
+  nearly zero (``|output| < near_zero(kind)``); such a unit still passes a
+  gradient when its input is negative, so it is never called dead (a neuron
+  that is never positive has ``fire_rate == 0``).
+* squashing units (sigmoid, tanh, hard variants): the **saturation rate**, the
+  fraction of rows where the unit sits in a flat tail (``|tanh| > 0.99``;
+  sigmoid ``< 0.01`` or ``> 0.99``), where its gradient all but vanishes
+  (Glorot & Bengio 2010).
+* an unknown activation: the firing rate of the pre-activation (> 0), no dead
+  mask; the statistics are of the pre-activation.
+* every unit: its mean output, and a histogram plus a 2-D PCA projection of the
+  layer from the first ``keep_samples`` rows.
 
-Memory grows with the number of neurons (plus the bounded sample kept for the
-histogram and projection), not with the number of samples, and the per-batch
-statistics stay on the device until the pass ends.
+Memory grows with the number of neurons (plus the bounded rows kept for the
+histogram and projection), not with the data: the per-batch sums stay on the
+device in float32 (one GEMM against a row of ones per statistic) and are folded
+into float64 totals before a float32 count could lose a unit.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from inspector.analysis.guard import inspecting
+from inspector.analysis.inputs import Batch, DataSource, as_source
+from inspector.analysis.sites import (
+    LEAKY,
+    RECTIFIERS,
+    SMOOTH,
+    SQUASHERS,
+    Site,
+    SiteObserver,
+    discover_sites,
+    near_zero,
+)
+from inspector.errors import InspectorError
 from inspector.results import result
 
-RECTIFIERS: dict[type[nn.Module], str] = {nn.ReLU: "relu", nn.LeakyReLU: "leaky_relu", nn.GELU: "gelu"}
-SQUASHERS: dict[type[nn.Module], str] = {nn.Sigmoid: "sigmoid", nn.Tanh: "tanh"}
 SATURATION = 0.99
 HISTOGRAM_BINS = 30
 
 
 @result
 class LayerActivations:
-    """Census of one activation module ``name`` that reads linear layer ``linear``.
+    """Census of linear layer ``layer`` (its module path) through its activation.
 
-    Per-neuron arrays have shape ``(m,)``; ``fire_rate`` and the dead masks are
-    ``None`` for sigmoid/tanh, ``saturation_rate`` is ``None`` for rectifiers.
+    ``module`` is the activation module's path (the function's name for a traced
+    activation), or ``None`` when declared or unknown; ``found_by`` says how it
+    was found (see :mod:`inspector.analysis.sites`).
+    Per-neuron arrays have shape ``(m,)``. ``fire_rate``: rectifiers, leaky and
+    smooth units and unknown activations, else ``None``. ``dead_mask`` and
+    ``nearly_dead_mask``: rectifiers and leaky units only. ``zero_rate``: smooth
+    units only. ``saturation_rate``: squashing units only.
     ``histogram_counts`` is ``(m, bins)`` over the shared ``histogram_edges``.
-    ``projection`` is ``(k, 2)``: the first ``k`` samples' activations on the
-    layer's top two principal components, with ``projection_labels`` ``(k,)``.
+    ``projection`` is ``(k, 2)``: the first ``k`` rows' activations on the
+    layer's top two principal components, with ``projection_labels`` ``(k,)``
+    when every row is a sample with an integer label (else ``None``).
+    ``n_samples`` counts the samples seen, ``n_positions`` the rows counted
+    (samples x real positions x calls per forward); 0 (files written before it
+    existed) means the same as ``n_samples``.
     """
 
-    name: str
-    linear: str
+    layer: str
+    module: str | None
     activation: str
     n_samples: int
     fire_rate: np.ndarray | None
@@ -63,10 +101,18 @@ class LayerActivations:
     projection: np.ndarray
     projection_variance: np.ndarray
     projection_labels: np.ndarray | None
+    found_by: str = "module"
+    zero_rate: np.ndarray | None = None
+    n_positions: int = 0
 
     @property
     def width(self) -> int:
         return int(self.mean_activation.shape[0])
+
+    @property
+    def rows(self) -> int:
+        """Rows the rates are fractions of (``n_positions``, or ``n_samples`` for older files)."""
+        return self.n_positions or self.n_samples
 
     @property
     def dead_count(self) -> int:
@@ -76,9 +122,14 @@ class LayerActivations:
     def dead_fraction(self) -> float:
         return self.dead_count / self.width if self.width else 0.0
 
+    @property
+    def never_positive_count(self) -> int:
+        """Neurons whose (pre-)activation is never positive; for rectifiers these are the dead ones."""
+        return int((self.fire_rate == 0).sum()) if self.fire_rate is not None else 0
+
     def nearly_dead_count(self, threshold: float | None = None) -> int:
-        """Neurons that fire, but on fewer than ``threshold`` of the samples."""
-        if self.fire_rate is None:
+        """Neurons that fire, but on fewer than ``threshold`` of the rows (units with a dead mask only)."""
+        if self.fire_rate is None or self.dead_mask is None:
             return 0
         t = self.nearly_dead_threshold if threshold is None else threshold
         return int(((self.fire_rate > 0) & (self.fire_rate < t)).sum())
@@ -102,97 +153,177 @@ class DeathTimeline:
 _FLUSH_ROWS = 2 ** 23  # float32 counts are exact below 2**24; flush to float64 well before
 
 
-@dataclass
-class _Accumulator:
-    """Per-layer running sums, kept on the device for the whole pass.
+def _group(kind: str) -> str:
+    """Which rule a kind of unit is counted by: rectifier, leaky, smooth, squasher or unknown."""
+    for name, kinds in (("rectifier", RECTIFIERS), ("leaky", LEAKY), ("smooth", SMOOTH), ("squasher", SQUASHERS)):
+        if kind in kinds:
+            return name
+    return "unknown"
 
-    Each batch adds into float32 row vectors with one GEMM against a row of ones
-    (the cheapest column sum on CPU and GPU alike); every ``_FLUSH_ROWS`` rows
-    they are folded into float64 totals, so counts stay exact for any dataset size.
-    """
 
-    name: str
-    linear: str
-    kind: str
-    fired: torch.Tensor | None = None  # rectifiers: samples with output > 0; squashers: saturated
-    total: torch.Tensor | None = None
-    fired32: torch.Tensor | None = None
-    total32: torch.Tensor | None = None
-    pending_rows: int = 0
-    n: int = 0
-    kept: list[torch.Tensor] | None = None
-    kept_n: int = 0
+def _saturated(kind: str, out: torch.Tensor, indicator: torch.Tensor) -> None:
+    """``indicator`` := 1 where the squashing unit ``kind`` sits in a flat tail."""
+    if kind in ("tanh", "hardtanh"):  # range (-1, 1)
+        torch.gt(out.abs(), SATURATION, out=indicator)
+    else:  # sigmoid, hardsigmoid: range (0, 1)
+        torch.gt((out - 0.5).abs(), SATURATION - 0.5, out=indicator)
 
-    def start(self, width: int, device: torch.device) -> None:
-        self.fired = torch.zeros(width, dtype=torch.float64, device=device)
-        self.total = torch.zeros(width, dtype=torch.float64, device=device)
-        self.fired32 = torch.zeros(1, width, device=device)
-        self.total32 = torch.zeros(1, width, device=device)
-        self.kept = []
+
+class _Sums:
+    """One site's sums on the device: float64 ``totals`` ``(3, m)`` (fired, zero, total) and the float32
+    ``partial`` sums ``(3, 1, m)`` added since the last flush."""
+
+    def __init__(self, width: int, device: torch.device) -> None:
+        self.totals = torch.zeros(3, width, dtype=torch.float64, device=device)
+        self.partial = torch.zeros(3, 1, width, device=device)
+        self.pending_rows = 0
+
+    @property
+    def width(self) -> int:
+        return int(self.totals.shape[1])
 
     def flush(self) -> None:
         if self.pending_rows:
-            self.fired += self.fired32[0]
-            self.total += self.total32[0]
-            self.fired32.zero_()
-            self.total32.zero_()
+            self.totals += self.partial[:, 0]
+            self.partial.zero_()
             self.pending_rows = 0
 
 
-def activation_sites(model: nn.Module) -> list[tuple[str, str, nn.Module, str]]:
-    """``(activation name, preceding linear name, module, kind)`` for each rectifier or squasher.
+@dataclass
+class _Accumulator:
+    """One site's running statistics, kept on the device for the whole pass (update / flush / finish).
 
-    An activation is paired with the most recent ``nn.Linear`` registered before
-    it, so ``Linear -> BatchNorm -> ReLU`` pairs the ReLU with the Linear.
+    Each call adds into float32 row vectors with one GEMM against a row of ones
+    (the cheapest column sum on CPU and GPU alike); every ``_FLUSH_ROWS`` rows
+    they are folded into float64 totals, so counts stay exact for any dataset size.
+    Sums: ``fired``, rows with a positive (pre-)activation (saturated, for squashers);
+    ``zero``, smooth units' rows with a near-zero output; ``total``, the sum of outputs.
     """
-    sites = []
-    last_linear: str | None = None
-    for name, module in model.named_modules():
-        if isinstance(module, nn.Linear):
-            last_linear = name
-            continue
-        kind = RECTIFIERS.get(type(module)) or SQUASHERS.get(type(module))
-        if kind is not None and last_linear is not None:
-            sites.append((name, last_linear, module, kind))
-    return sites
 
+    site: Site
+    keep_samples: int
+    group: str = ""
+    sums: _Sums | None = None  # from the first call, when the width and device are known
+    n_rows: int = 0
+    n_samples: int = 0
+    last_batch: int = -1
+    kept: list[torch.Tensor] = field(default_factory=list)
+    kept_labels: list[torch.Tensor] | None = field(default_factory=list)
+    kept_n: int = 0
+    _buffers: tuple[torch.Tensor, torch.Tensor] | None = None
 
-def _hook(acc: _Accumulator, keep_samples: int):
-    squash = acc.kind in ("sigmoid", "tanh")
-    scratch: dict[tuple[int, ...], tuple[torch.Tensor, torch.Tensor]] = {}
+    def __post_init__(self) -> None:
+        self.group = _group(self.site.activation)
 
-    def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-        out = output.detach()
-        width = out.shape[-1]
-        out = out.reshape(-1, width)
-        rows = out.shape[0]
-        if acc.total is None:
-            acc.start(width, out.device)
-        if acc.pending_rows + rows > _FLUSH_ROWS:
-            acc.flush()
-        buffers = scratch.get(out.shape)
-        if buffers is None:  # one indicator buffer and one row of ones per batch shape, reused
-            buffers = scratch.setdefault(out.shape, (torch.empty(out.shape, device=out.device),
-                                                     torch.ones(1, rows, device=out.device)))
-        indicator, ones = buffers
-        if squash:
-            if acc.kind == "tanh":
-                torch.gt(out.abs(), SATURATION, out=indicator)
-            else:
-                torch.gt((out - 0.5).abs(), SATURATION - 0.5, out=indicator)
+    def _scratch(self, rows: int, width: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        # one indicator buffer and one row of ones, reused while the row count stays the same (only the
+        # latest shape is kept: variable-length batches must not grow a cache)
+        if self._buffers is None or self._buffers[0].shape != (rows, width) or self._buffers[0].device != device:
+            self._buffers = (torch.empty(rows, width, device=device), torch.ones(1, rows, device=device))
+        return self._buffers
+
+    def update(self, batch: Batch, batch_index: int, pre: torch.Tensor, out: torch.Tensor) -> None:
+        """Add one application of the site's activation: ``pre``/``out`` ``(..., m)``."""
+        width = int(out.shape[-1])
+        positions = batch.position_mask(out.shape)
+        pre = pre.detach().reshape(-1, width)
+        out = out.detach().reshape(-1, width)
+        if positions is not None:  # padded positions are not data: leave their rows out
+            real = positions.reshape(-1)
+            pre, out = pre[real], out[real]
+        if out.dtype != torch.float32:
+            out = out.float()
+        if pre.dtype != torch.float32:
+            pre = pre.float()
+        if self.sums is None:
+            self.sums = _Sums(width, out.device)
+        elif width != self.sums.width:
+            raise InspectorError(f"layer {self.site.layer}: its activation saw {width} features on one call and "
+                                 f"{self.sums.width} on another; declare its activation with activations=")
+        if batch_index != self.last_batch:
+            self.last_batch = batch_index
+            self.n_samples += len(batch)
+        if out.shape[0]:
+            self._sum(self.sums, pre, out)
+        self._keep(batch, out, positions is None)
+        self.n_rows += out.shape[0]
+
+    def _sum(self, sums: _Sums, pre: torch.Tensor, out: torch.Tensor) -> None:
+        rows, width = out.shape
+        if sums.pending_rows + rows > _FLUSH_ROWS:
+            sums.flush()
+        indicator, ones = self._scratch(rows, width, out.device)
+        fired, zero, total = sums.partial
+        if self.group == "squasher":
+            _saturated(self.site.activation, out, indicator)
         else:
-            # ReLU fires where its output is > 0; LeakyReLU and GELU where their input is
-            source = out if acc.kind == "relu" else inputs[0].detach().reshape(-1, width)
-            torch.gt(source, 0, out=indicator)
-        acc.fired32.addmm_(ones, indicator)
-        acc.total32.addmm_(ones, out)
-        acc.pending_rows += rows
-        if acc.kept_n < keep_samples:
-            take = out[: keep_samples - acc.kept_n]
-            acc.kept.append(take.clone())
-            acc.kept_n += take.shape[0]
-        acc.n += rows
-    return hook
+            # ReLU fires where its output is > 0; every other unit where its input is
+            torch.gt(out if self.group == "rectifier" else pre, 0, out=indicator)
+        fired.addmm_(ones, indicator)
+        if self.group == "smooth":
+            torch.lt(out.abs(), near_zero(self.site.activation), out=indicator)
+            zero.addmm_(ones, indicator)
+        total.addmm_(ones, out)
+        sums.pending_rows += rows
+
+    def _keep(self, batch: Batch, out: torch.Tensor, unmasked: bool) -> None:
+        if self.kept_n >= self.keep_samples:
+            return
+        take = out[: self.keep_samples - self.kept_n]
+        self.kept.append(take.clone())
+        self.kept_n += take.shape[0]
+        labels = batch.labels
+        # a projection point is labelled only when it is one sample with one integer label
+        rows_are_samples = (unmasked and labels is not None and labels.dim() == 1 and out.shape[0] == len(batch)
+                            and not labels.is_floating_point() and not labels.is_complex())
+        if self.kept_labels is not None and rows_are_samples:
+            self.kept_labels.append(labels[: take.shape[0]].detach().clone())  # type: ignore[index]
+        else:
+            self.kept_labels = None
+
+    def finish(self, threshold: float) -> LayerActivations:
+        """The site's :class:`LayerActivations`; call after :meth:`_Sums.flush`, on a site that was called."""
+        if self.sums is None:
+            raise ValueError(f"layer {self.site.layer} was never called")
+        width = self.sums.width
+        kept = torch.cat(self.kept).float().cpu() if self.kept else torch.zeros(0, width)
+        counts, edges = _histogram(kept)
+        projection, variance = _pca_2d(kept)
+        labels = torch.cat(self.kept_labels).cpu().numpy() if self.kept_labels else None
+        fired, zero, total = self.sums.totals.cpu()
+        n = max(self.n_rows, 1)
+        fire_rate = dead = nearly = saturation = zero_rate = None
+        rate = (fired / n).numpy()
+        if self.group == "squasher":
+            saturation = rate
+        else:
+            fire_rate = rate
+        if self.group in ("rectifier", "leaky"):
+            dead = fired.numpy() == 0
+            nearly = (~dead) & (rate < threshold)
+        if self.group == "smooth":
+            zero_rate = (zero / n).numpy()
+        return LayerActivations(
+            layer=self.site.layer, module=self.site.module, activation=self.site.activation,
+            n_samples=int(self.n_samples), fire_rate=fire_rate, dead_mask=dead, nearly_dead_mask=nearly,
+            nearly_dead_threshold=float(threshold), saturation_rate=saturation, mean_activation=(total / n).numpy(),
+            histogram_counts=counts, histogram_edges=edges, projection=projection, projection_variance=variance,
+            projection_labels=labels, found_by=self.site.found_by, zero_rate=zero_rate,
+            n_positions=int(self.n_rows),
+        )
+
+
+def _histogram(kept: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Per-neuron counts ``(m, bins)`` of the kept rows ``(k, m)`` over shared edges ``(bins + 1,)``."""
+    width = kept.shape[1]
+    lo, hi = (float(kept.min()), float(kept.max())) if kept.numel() else (0.0, 1.0)
+    if hi <= lo:
+        hi = lo + 1.0
+    edges = np.linspace(lo, hi, HISTOGRAM_BINS + 1)
+    bins = torch.clamp(((kept - lo) / (hi - lo) * HISTOGRAM_BINS).long(), 0, HISTOGRAM_BINS - 1)
+    flat = bins + torch.arange(width) * HISTOGRAM_BINS
+    counts = torch.bincount(flat.reshape(-1), minlength=width * HISTOGRAM_BINS).reshape(width, HISTOGRAM_BINS)
+    return counts.numpy().astype(np.int64), edges
 
 
 def _pca_2d(a: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -223,66 +354,70 @@ def _pca_2d(a: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     return scores, ratio
 
 
-def _finish(acc: _Accumulator, threshold: float, labels: np.ndarray | None) -> LayerActivations:
-    width = int(acc.total.shape[0])
-    kept = torch.cat(acc.kept).float().cpu() if acc.kept else torch.zeros(0, width)
-    lo, hi = (float(kept.min()), float(kept.max())) if kept.numel() else (0.0, 1.0)
-    if hi <= lo:
-        hi = lo + 1.0
-    edges = np.linspace(lo, hi, HISTOGRAM_BINS + 1)
-    bins = torch.clamp(((kept - lo) / (hi - lo) * HISTOGRAM_BINS).long(), 0, HISTOGRAM_BINS - 1)
-    flat = bins + torch.arange(width) * HISTOGRAM_BINS
-    counts = torch.bincount(flat.reshape(-1), minlength=width * HISTOGRAM_BINS).reshape(width, HISTOGRAM_BINS)
-    projection, variance = _pca_2d(kept)
-    n = max(acc.n, 1)
-    fire_rate = dead = nearly = saturation = None
-    rate = (acc.fired / n).cpu().numpy()
-    if acc.kind in ("sigmoid", "tanh"):
-        saturation = rate
-    else:
-        fire_rate = rate
-        dead = acc.fired.cpu().numpy() == 0
-        nearly = (~dead) & (fire_rate < threshold)
-    return LayerActivations(
-        name=acc.name, linear=acc.linear, activation=acc.kind, n_samples=int(acc.n),
-        fire_rate=fire_rate, dead_mask=dead, nearly_dead_mask=nearly, nearly_dead_threshold=float(threshold),
-        saturation_rate=saturation, mean_activation=(acc.total / n).cpu().numpy(),
-        histogram_counts=counts.numpy().astype(np.int64), histogram_edges=edges,
-        projection=projection, projection_variance=variance,
-        projection_labels=labels[: kept.shape[0]].copy() if labels is not None else None,
-    )
+def _is_sites(value: Any) -> bool:
+    return isinstance(value, (tuple, list)) and all(isinstance(s, Site) for s in value)
+
+
+def _source(data: Any, labels: Any, batch_size: int, device: torch.device) -> DataSource:
+    if labels is None:
+        return as_source(data, batch_size=batch_size, device=device)
+    if isinstance(data, DataSource):
+        raise InspectorError("labels were given beside a DataSource; put them in its batches")
+    return as_source((data, labels if isinstance(labels, (torch.Tensor, np.ndarray)) else np.asarray(labels)),
+                     batch_size=batch_size, device=device)
 
 
 def activation_census(
     model: nn.Module,
-    X: torch.Tensor | np.ndarray,
-    y: np.ndarray | None = None,
+    data: Any,
+    sites: tuple[Site, ...] | None = None,
     *,
-    batch_size: int = 1024,
     nearly_dead_threshold: float = 0.01,
     keep_samples: int = 2048,
+    batch_size: int = 1024,
     device: torch.device | str | None = None,
 ) -> tuple[LayerActivations, ...]:
-    """Run the census over ``X`` ``(n_samples, n_features)`` in one pass.
+    """Count every counted site of ``model`` over ``data`` in one pass.
 
-    ``y`` ``(n_samples,)`` only labels the projection. The model is left as it
-    was: eval mode inside, hooks removed and ``training`` restored afterwards,
-    even if the forward pass raises.
+    ``data``: a :class:`~inspector.analysis.inputs.DataSource` or anything
+    :func:`~inspector.analysis.inputs.as_source` accepts (``(X, y)``, a tensor,
+    a ``Dataset``, a ``DataLoader``, a list of batches, a dict batch); integer
+    batch labels label the projection. The older ``activation_census(model, X, y)``
+    still works: an array in place of ``sites`` is the labels ``y`` ``(n,)``.
+    ``sites``: from :func:`~inspector.analysis.sites.discover_sites`; ``None``
+    discovers them on the first batch.
+
+    Returns one :class:`LayerActivations` per counted site (``site.counted``) that
+    the data reached, in site order. The model is left as it was: eval mode inside,
+    hooks removed and ``training`` restored afterwards, even if the forward pass raises.
     """
-    sites = activation_sites(model)
-    accs = [_Accumulator(name, linear, kind) for name, linear, _, kind in sites]
-    X = torch.as_tensor(X, dtype=torch.float32)
+    labels = None
+    if sites is not None and not _is_sites(sites):
+        labels, sites = sites, None
     dev = torch.device(device) if device is not None else _model_device(model)
+    source = _source(data, labels, batch_size, dev)
+    if sites is None:
+        sites = discover_sites(model, source.first())
+    counted = tuple(s for s in sites if s.counted)
+    accumulators = {s.layer: _Accumulator(s, keep_samples) for s in counted}
+    current: list[Any] = [None, -1]  # the batch in flight and its index
+
+    def observe(layer: str, pre: torch.Tensor, out: torch.Tensor) -> None:
+        accumulators[layer].update(current[0], current[1], pre, out)
+
     with inspecting(model) as guard:
-        for (_, _, module, _), acc in zip(sites, accs):
-            guard.hook(module.register_forward_hook(_hook(acc, keep_samples)))
+        observer = SiteObserver(model, counted, observe, guard)
         with torch.inference_mode():
-            for start in range(0, X.shape[0], batch_size):
-                model(X[start:start + batch_size].to(dev, non_blocking=True))
-            for acc in accs:  # the totals are inference tensors: fold them in while still in the mode
-                if acc.total is not None:
-                    acc.flush()
-    return tuple(_finish(acc, nearly_dead_threshold, y) for acc in accs if acc.total is not None)
+            for index, batch in enumerate(source):
+                current[:] = [batch, index]
+                observer.start_batch()
+                batch.call(model)
+            for acc in accumulators.values():  # the totals are inference tensors: fold them in while still in the mode
+                if acc.sums is not None:
+                    acc.sums.flush()
+    # a site the data never reached (a layer this forward pass does not use) has nothing to report
+    return tuple(accumulators[s.layer].finish(nearly_dead_threshold) for s in counted
+                 if accumulators[s.layer].sums is not None)
 
 
 def _model_device(model: nn.Module) -> torch.device:
@@ -293,28 +428,33 @@ def _model_device(model: nn.Module) -> torch.device:
 def death_timeline(
     model: nn.Module,
     snapshots: Mapping[int, Mapping[str, torch.Tensor]],
-    X: torch.Tensor | np.ndarray,
+    data: Any,
     *,
+    sites: tuple[Site, ...] | None = None,
     batch_size: int = 1024,
 ) -> DeathTimeline | None:
     """Dead neurons per layer at each snapshot epoch, and the epoch each final-dead neuron died.
 
-    ``model`` is only used as a template: it is copied, never changed.
+    ``data`` as for :func:`activation_census`; ``sites`` found once (on the first
+    snapshot when ``None``) and used for every snapshot. Only units with a dead mask
+    (rectifiers, leaky units) are followed. ``model`` is only used as a template: it
+    is copied, never changed.
     """
-    import copy
-
     if not snapshots:
         return None
     epochs = sorted(int(e) for e in snapshots)
     template = copy.deepcopy(model)
+    source = _source(data, None, batch_size, _model_device(template))
     masks: list[list[np.ndarray]] = []
     names: tuple[str, ...] = ()
     for epoch in epochs:
         template.load_state_dict(snapshots[epoch])
-        census = activation_census(template, X, batch_size=batch_size, keep_samples=0)
+        if sites is None:
+            sites = discover_sites(template, source.first())
+        census = activation_census(template, source, sites, batch_size=batch_size, keep_samples=0)
         census = tuple(c for c in census if c.dead_mask is not None)
-        names = tuple(c.linear for c in census)
-        masks.append([c.dead_mask for c in census])
+        names = tuple(c.layer for c in census)
+        masks.append([c.dead_mask for c in census])  # type: ignore[misc]
     if not names:
         return None
     dead = np.array([[m.sum() for m in per_epoch] for per_epoch in masks], dtype=np.int64).T

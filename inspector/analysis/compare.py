@@ -15,14 +15,14 @@ from inspector.results import result
 
 @result
 class LayerComparison:
-    """One layer in both models (matched by name).
+    """One layer in both models (matched by its module path, ``layer``).
 
     ``change`` holds ``|W_b - W_a|`` (block-max pooled when large) and
     ``relative_change = ||W_b - W_a||_F / ||W_a||_F`` when the shapes match and
     both weights are known. ``died``/``revived`` list neurons dead only in b / only in a.
     """
 
-    name: str
+    layer: str
     shape_a: tuple[int, int] | None
     shape_b: tuple[int, int] | None
     parameters_a: int
@@ -69,7 +69,7 @@ class Comparison:
 def _weights_of(analysis: Analysis, model: nn.Module | None) -> dict[str, np.ndarray]:
     if model is not None:
         return linear_weights(model)
-    return {w.name: w.values for w in analysis.weights or () if w.values is not None}
+    return {w.layer: w.values for w in analysis.weights or () if w.values is not None}
 
 
 def _ranks(values: np.ndarray) -> np.ndarray:
@@ -84,10 +84,10 @@ def compare(a: Analysis, b: Analysis, *, model_a: nn.Module | None = None, model
     """Per-layer differences between ``a`` and ``b``; pass the models to compare layers too large
     for the analyses to keep every weight."""
     weights_a, weights_b = _weights_of(a, model_a), _weights_of(b, model_b)
-    params_a = {p.name: p for p in a.parameters.layers}
-    params_b = {p.name: p for p in b.parameters.layers}
-    dead_a = {c.linear: c.dead_mask for c in a.activations or () if c.dead_mask is not None}
-    dead_b = {c.linear: c.dead_mask for c in b.activations or () if c.dead_mask is not None}
+    params_a = {p.layer: p for p in a.parameters.layers}
+    params_b = {p.layer: p for p in b.parameters.layers}
+    dead_a = {c.layer: c.dead_mask for c in a.activations or () if c.dead_mask is not None}
+    dead_b = {c.layer: c.dead_mask for c in b.activations or () if c.dead_mask is not None}
     names = list(params_a) + [n for n in params_b if n not in params_a]
     layers, found = [], []
     for name in names:
@@ -105,7 +105,7 @@ def compare(a: Analysis, b: Analysis, *, model_a: nn.Module | None = None, model
             died = np.flatnonzero(db & ~da).astype(np.int64)
             revived = np.flatnonzero(da & ~db).astype(np.int64)
         layers.append(LayerComparison(
-            name=name,
+            layer=name,
             shape_a=(pa.out_features, pa.in_features) if pa else None,
             shape_b=(pb.out_features, pb.in_features) if pb else None,
             parameters_a=pa.parameters if pa else 0, parameters_b=pb.parameters if pb else 0,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from inspector.analysis.activations import DeathTimeline, LayerActivations
 from inspector.analysis.diagnostics import RISE_TOLERANCE, TrainingDiagnostics
 from inspector.analysis.importance import ImportanceReport
@@ -57,7 +59,7 @@ def parameter_findings(p: ParameterReport) -> list[Finding]:
              else f", {p.linear_parameters:,} of them in {layers}")
     out = [Finding(
         "parameters", "info",
-        f"{count(p.total_parameters, 'parameter')}{where}; layer {biggest.name} "
+        f"{count(p.total_parameters, 'parameter')}{where}; layer {biggest.layer} "
         f"({biggest.in_features}->{biggest.out_features}) holds {_pct(share)} of all parameters",
         {"total_parameters": p.total_parameters, "linear_parameters": p.linear_parameters,
          "largest_layer_share": share},
@@ -66,7 +68,7 @@ def parameter_findings(p: ParameterReport) -> list[Finding]:
         if layer.tied_to:
             out.append(Finding(
                 "parameters", "info",
-                f"layer {layer.name} shares its weight with layer {layer.tied_to}; the "
+                f"layer {layer.layer} shares its weight with layer {layer.tied_to}; the "
                 f"{layer.out_features * layer.in_features:,} shared weights are counted once, under "
                 f"{layer.tied_to}",
                 {"shared_weights": layer.out_features * layer.in_features}))
@@ -79,49 +81,95 @@ def weight_findings(weights: tuple[LayerWeights, ...]) -> list[Finding]:
         if w.near_zero_fraction >= 0.5:
             out.append(Finding(
                 "weights", "info",
-                f"layer {w.name}: {_pct(w.near_zero_fraction)} of weights are below 1% of the layer's largest "
+                f"layer {w.layer}: {_pct(w.near_zero_fraction)} of weights are below 1% of the layer's largest "
                 "magnitude; it is a good candidate for pruning",
                 {"near_zero_fraction": w.near_zero_fraction}))
         low = min(w.out_features, w.in_features)
         if low >= 8 and w.stable_rank < 0.05 * low:
             out.append(Finding(
                 "weights", "info",
-                f"layer {w.name}: stable rank {w.stable_rank:.1f} of a possible {low}; the layer acts almost "
+                f"layer {w.layer}: stable rank {w.stable_rank:.1f} of a possible {low}; the layer acts almost "
                 "like a low-rank map",
                 {"stable_rank": w.stable_rank, "max_rank": low}))
     return out
 
 
+def _census_rows(layer: LayerActivations, split: str) -> str:
+    """What a census rate is a fraction of: ``600 test samples``, or ``4,120 positions of 600 test samples``
+    when the layer's output has a row per position (or per call)."""
+    samples = describe_samples(layer.n_samples, split)
+    if layer.n_positions and layer.n_positions != layer.n_samples:
+        return f"{count(layer.n_positions, 'position')} of the {samples}"
+    return samples
+
+
+def _unknown_finding(layers: list[LayerActivations], split: str) -> Finding:
+    """One finding for every layer whose activation is unknown (a transformer has several per block)."""
+    fires = float(sum(float(a.fire_rate.mean()) for a in layers if a.fire_rate is not None) / len(layers))
+    never = sum(a.never_positive_count for a in layers)
+    width = sum(a.width for a in layers)
+    if len(layers) == 1:
+        head = (f"layer {layers[0].layer}: activation unknown, counted on its pre-activation (declare it with "
+                f"activations=); its neurons are positive on {_pct(fires)} of the "
+                f"{_census_rows(layers[0], split)} on average")
+    else:
+        names = ", ".join(a.layer for a in layers[:4]) + (f" and {len(layers) - 4} more" if len(layers) > 4 else "")
+        head = (f"{len(layers)} layers ({names}): activation unknown, each counted on its pre-activation "
+                f"(declare them with activations=); their neurons are positive on {_pct(fires)} of rows on average")
+    tail = f"; {never} of {count(width, 'neuron')} {_agree(never, 'is', 'are')} never positive" if never else ""
+    return Finding("activations", "info", head + tail,
+                   {"layers": len(layers), "width": width, "mean_fire_rate": fires, "never_positive": never})
+
+
 def activation_findings(census: tuple[LayerActivations, ...], split: str) -> list[Finding]:
     out = []
+    unknown = [layer for layer in census if layer.activation == "unknown"]
+    if unknown:
+        out.append(_unknown_finding(unknown, split))
     for layer in census:
-        if layer.fire_rate is not None:
+        where = _census_rows(layer, split)
+        if layer.activation == "unknown":
+            continue
+        if layer.fire_rate is not None and layer.dead_mask is None:
+            # smooth units (GELU, SiLU) are never exactly "dead": a negative input still passes a
+            # gradient; report how often they output ~0, and the units that are never positive
+            mean = float(layer.zero_rate.mean()) if layer.zero_rate is not None else 0.0
+            never = layer.never_positive_count
+            out.append(Finding(
+                "activations", "info",
+                f"layer {layer.layer} ({layer.activation}): outputs are near zero on {_pct(mean)} of "
+                f"the {where} on average; units fire (pre-activation > 0) on "
+                f"{_pct(float(layer.fire_rate.mean()))}"
+                + (f"; {never} of {count(layer.width, 'neuron')} {_agree(never, 'is', 'are')} never positive"
+                   if never else ""),
+                {"mean_zero_rate": mean, "mean_fire_rate": float(layer.fire_rate.mean()),
+                 "never_positive": never, "width": layer.width}))
+        elif layer.fire_rate is not None:
             dead, nearly = layer.dead_count, layer.nearly_dead_count()
             if dead:
                 out.append(Finding(
                     "activations", "warning",
-                    f"layer {layer.linear}: {dead} of {count(layer.width, 'neuron')} never "
-                    f"{_agree(dead, 'fires', 'fire')} on the {describe_samples(layer.n_samples, split)}",
+                    f"layer {layer.layer}: {dead} of {count(layer.width, 'neuron')} never "
+                    f"{_agree(dead, 'fires', 'fire')} on the {where}",
                     {"dead": dead, "width": layer.width, "samples": layer.n_samples}))
             if nearly:
                 out.append(Finding(
                     "activations", "info",
-                    f"layer {layer.linear}: {nearly} more {_agree(nearly, 'neuron', 'neurons')} "
+                    f"layer {layer.layer}: {nearly} more {_agree(nearly, 'neuron', 'neurons')} "
                     f"{_agree(nearly, 'fires', 'fire')} on fewer than {_pct(layer.nearly_dead_threshold)} of samples",
                     {"nearly_dead": nearly, "threshold": layer.nearly_dead_threshold}))
             if not dead and not nearly:
                 out.append(Finding(
                     "activations", "info",
-                    f"layer {layer.linear}: "
+                    f"layer {layer.layer}: "
                     + (f"all {layer.width} neurons fire" if layer.width != 1 else "its one neuron fires")
-                    + f" on at least {_pct(layer.nearly_dead_threshold)} of the "
-                    f"{describe_samples(layer.n_samples, split)}",
+                    + f" on at least {_pct(layer.nearly_dead_threshold)} of the {where}",
                     {"width": layer.width}))
         elif layer.saturation_rate is not None:
             mean = float(layer.saturation_rate.mean())
             mostly = int((layer.saturation_rate > 0.9).sum())
             severity = "warning" if mean > 0.5 else "info"
-            text = (f"layer {layer.linear} ({layer.activation}): units are saturated on {_pct(mean)} of samples "
+            text = (f"layer {layer.layer} ({layer.activation}): units are saturated on {_pct(mean)} of samples "
                     f"on average; {mostly} of {layer.width} {_agree(mostly, 'is', 'are')} saturated on more than 90%")
             if severity == "warning":
                 text += " (vanishing-gradient risk: rescale inputs or weights, or use a rectifier)"
@@ -155,9 +203,10 @@ def importance_findings(report: ImportanceReport, feature_names: tuple[str, ...]
     if not ok:
         return out
     lead = next((m for m in ok if m.method == "integrated_gradients"), ok[0])
-    top = [feature_names[i] if i < len(feature_names) else f"x{i}" for i in lead.ranking[:3]]
+    top = [report.feature_label(i, feature_names) for i in lead.ranking[:3]]
+    what = "tokens" if report.input_kind == "tokens" else "inputs"
     out.append(Finding("importance", "info",
-                       f"most important inputs by {METHOD_LABELS[lead.method]}: {', '.join(top)}",
+                       f"most important {what} by {METHOD_LABELS[lead.method]}: {', '.join(top)}",
                        {f"importance_{i}": float(lead.global_importance[j]) for i, j in enumerate(lead.ranking[:3])}))
     if lead.method == "integrated_gradients" and lead.convergence_delta is not None:
         out.append(Finding("importance", "info",
@@ -184,47 +233,113 @@ def importance_findings(report: ImportanceReport, feature_names: tuple[str, ...]
     return out
 
 
+def _metric_budget(report: PruningReport) -> float:
+    """How far the metric may fall for pruning to count as free: one point of accuracy, 0.01 of R²,
+    else 1% of the unpruned value (a user metric's scale is unknown)."""
+    if report.metric_name in ("accuracy", "R²"):
+        return ACCURACY_BUDGET
+    return ACCURACY_BUDGET * abs(report.baseline_metric)
+
+
 def pruning_findings(report: PruningReport) -> list[Finding]:
+    if report.metric_name != "accuracy":
+        return _metric_pruning_findings(report)
     out = []
-    base = report.baseline_accuracy
+    base = report.baseline_metric
     for curve in report.curves:
         tried = [i for i, s in enumerate(curve.sparsity) if s > 0]
         if not tried:
             continue  # only the unpruned model was evaluated: nothing to say about pruning
-        within = [i for i in tried if base - curve.accuracy[i] <= ACCURACY_BUDGET]
-        what = {"global": "of weights (global magnitude)", "layer": "of each layer's weights",
-                "neuron": "of hidden neurons (weakest first)"}[curve.scope]
+        within = [i for i in tried if base - curve.metric[i] <= ACCURACY_BUDGET]
+        what = PRUNED_SET[curve.scope]
         if within:
             i = max(within)
             s = float(curve.sparsity[i])
-            drop = 100 * (base - float(curve.accuracy[i]))
+            drop = 100 * (base - float(curve.metric[i]))
             cost = f"costs {drop:.1f} points of accuracy" if drop > 0 else "costs no accuracy"
             out.append(Finding(
                 "pruning", "info",
                 f"pruning {_pct(s)} {what} {cost} "
-                f"({_pct(base)} -> {_pct(float(curve.accuracy[i]))}), leaving {int(curve.parameters_left[i]):,} "
+                f"({_pct(base)} -> {_pct(float(curve.metric[i]))}), leaving {int(curve.parameters_left[i]):,} "
                 f"of the {count(report.total_parameters, 'parameter')} in linear layers",
                 {"sparsity": s, "accuracy_drop_points": drop, "parameters_left": int(curve.parameters_left[i]),
                  "linear_parameters": report.total_parameters}))
         else:
             mildest = min(tried, key=lambda i: curve.sparsity[i])
-            drop = 100 * (base - float(curve.accuracy[mildest]))
+            drop = 100 * (base - float(curve.metric[mildest]))
             levels = "the one level" if len(tried) == 1 else f"each of the {len(tried)} levels"
             budget = 100 * ACCURACY_BUDGET
             out.append(Finding(
                 "pruning", "info",
                 f"{curve.scope} pruning: {levels} tried costs more than {budget:g} "
-                f"{_agree(budget, 'point', 'points')} of accuracy "
+                f"{_agree(int(budget), 'point', 'points')} of accuracy "
                 f"(pruning {_pct(float(curve.sparsity[mildest]))} {what} costs {drop:.1f} points)",
                 {"baseline_accuracy": base, "mildest_sparsity": float(curve.sparsity[mildest]),
                  "accuracy_drop_points": drop}))
-    if report.dead_removed_accuracy is not None and report.dead_removed_count:
-        change = 100 * (report.dead_removed_accuracy - base)
+    if report.dead_removed_metric is not None and report.dead_removed_count:
+        change = 100 * (report.dead_removed_metric - base)
         n = report.dead_removed_count
         out.append(Finding(
             "pruning", "info",
             f"removing the {count(n, 'dead neuron')} changes accuracy by {change:+.1f} points",
             {"dead_removed": n, "accuracy_change_points": change}))
+    return out
+
+
+PRUNED_SET = {"global": "of weights (global magnitude)", "layer": "of each layer's weights",
+              "neuron": "of hidden neurons (weakest first)"}
+
+
+def _metric_pruning_findings(report: PruningReport) -> list[Finding]:
+    """:func:`pruning_findings` for a metric other than accuracy (R², a user metric, the mean target):
+    the same claims in the metric's own units. A mean target is not better when larger, so
+    there the budget bounds the change either way."""
+    out: list[Finding] = []
+    base, name = report.baseline_metric, report.metric_name
+    if not math.isfinite(base):
+        return out  # an undefined baseline (R² of constant targets): no claim can be measured against it
+    budget = _metric_budget(report)
+    two_sided = name == "mean target"
+    for curve in report.curves:
+        tried = [i for i, s in enumerate(curve.sparsity) if s > 0 and math.isfinite(curve.metric[i])]
+        if not tried:
+            continue
+        drops = {i: base - float(curve.metric[i]) for i in tried}
+        within = [i for i in tried if (abs(drops[i]) if two_sided else drops[i]) <= budget]
+        what = PRUNED_SET[curve.scope]
+        if within:
+            i = max(within)
+            s = float(curve.sparsity[i])
+            if two_sided:
+                cost = f"changes the {name} by {-drops[i]:+.3g}"
+            else:
+                cost = f"lowers {name} by {drops[i]:.3g}" if drops[i] > 0 else f"does not lower {name}"
+            out.append(Finding(
+                "pruning", "info",
+                f"pruning {_pct(s)} {what} {cost} ({base:.4g} -> {float(curve.metric[i]):.4g}), leaving "
+                f"{int(curve.parameters_left[i]):,} of the {count(report.total_parameters, 'parameter')} in "
+                "linear layers",
+                {"sparsity": s, "metric_drop": drops[i], "parameters_left": int(curve.parameters_left[i]),
+                 "linear_parameters": report.total_parameters}))
+        else:
+            mildest = min(tried, key=lambda i: curve.sparsity[i])
+            levels = "the one level" if len(tried) == 1 else f"each of the {len(tried)} levels"
+            verb = "changes" if two_sided else "lowers"
+            amount = f"{-drops[mildest]:+.3g}" if two_sided else f"{drops[mildest]:.3g}"
+            out.append(Finding(
+                "pruning", "info",
+                f"{curve.scope} pruning: {levels} tried {verb} {name} by more than {budget:.3g} "
+                f"(pruning {_pct(float(curve.sparsity[mildest]))} {what} {verb} it by {amount})",
+                {"baseline_metric": base, "mildest_sparsity": float(curve.sparsity[mildest]),
+                 "metric_drop": drops[mildest]}))
+    if report.dead_removed_metric is not None and report.dead_removed_count:
+        change = report.dead_removed_metric - base
+        n = report.dead_removed_count
+        out.append(Finding(
+            "pruning", "info",
+            f"removing the {count(n, 'dead neuron')} changes {name} by {change:+.3g} "
+            f"({base:.4g} -> {report.dead_removed_metric:.4g})",
+            {"dead_removed": n, "metric_change": change}))
     return out
 
 

@@ -3,15 +3,21 @@
 A linear layer with n inputs and m outputs has an ``(m, n)`` weight and an
 ``(m,)`` bias: ``m * (n + 1)`` parameters and ``m * n`` multiply-adds per sample.
 
-A tensor shared by several layers (tied weights) is counted once, in the first
-layer that holds it, exactly as ``sum(p.numel() for p in model.parameters())``
-does; so the rows always add up to the totals.
+``nn.Embedding`` tables are not dense layers: an ``(num_embeddings, embedding_dim)``
+table is a lookup, not a matrix product, so it is listed under ``embeddings`` with
+``num_embeddings * embedding_dim`` parameters and no multiply-adds.
+
+A tensor shared by several layers (tied weights, e.g. a language model's output
+projection tied to its word embeddings) is counted once, in the first layer or
+embedding that holds it in registration order, exactly as
+``sum(p.numel() for p in model.parameters())`` does; so the rows always add up
+to the totals. Buffers (``position_ids``, batch-norm statistics) are never parameters.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from torch import nn
+from torch import Tensor, nn
 
 from inspector.results import result
 
@@ -25,15 +31,16 @@ class LayerParameters:
     earlier layer whose weight this one shares. ``parameters = weights + biases``
     and ``bytes`` follow the same rule; ``macs_per_sample`` (``m * n``) does not,
     because a shared weight is still multiplied in every layer that uses it.
+    ``trainable`` is ``None`` when unknown (read from a file, which does not record it).
     """
 
-    name: str
+    layer: str
     in_features: int
     out_features: int
     weights: int
     biases: int
     parameters: int
-    trainable: bool
+    trainable: bool | None
     bytes: int
     macs_per_sample: int
     dtype: str
@@ -56,27 +63,62 @@ class LayerParameters:
 
 
 @result
+class EmbeddingParameters:
+    """One embedding table ``(num_embeddings, embedding_dim)``: ``num_embeddings * embedding_dim`` parameters.
+
+    As for :class:`LayerParameters`, a table whose weight is counted in an earlier
+    layer counts 0 here and ``tied_to`` names that layer. ``trainable`` is ``None``
+    when unknown (read from a file).
+    """
+
+    layer: str
+    num_embeddings: int
+    embedding_dim: int
+    parameters: int
+    bytes: int
+    tied_to: str | None = None
+    dtype: str = ""
+    trainable: bool | None = None
+
+    def formula(self, times: str = "×", space: str = " ") -> str:
+        """``num_embeddings × embedding_dim``; only what this row counts when its table is counted elsewhere."""
+        text = f"{self.num_embeddings:,}{space}{times}{space}{self.embedding_dim:,}"
+        return text if self.tied_to is None else f"0 (table counted in {self.tied_to})"
+
+
+@result
 class OtherParameters:
-    """Parameters outside linear layers (batch norm, embeddings, ...), per module."""
+    """Parameters outside linear layers and embeddings (batch norm, layer norm, ...), per module."""
 
     name: str
     kind: str
     parameters: int
-    trainable: bool
+    trainable: bool | None
 
 
 @result
 class ParameterReport:
-    """Per-layer counts and model totals. Tied weights are counted once in the totals."""
+    """Per-layer counts and model totals. Tied weights are counted once in the totals.
+
+    ``total_parameters = linear_parameters + embedding_parameters + other_parameters``.
+    ``trainable_parameters`` is ``None`` when unknown (read from a file).
+    """
 
     layers: tuple[LayerParameters, ...]
     other: tuple[OtherParameters, ...]
     linear_parameters: int
     other_parameters: int
     total_parameters: int
-    trainable_parameters: int
+    trainable_parameters: int | None
     total_bytes: int
     macs_per_sample: int
+    embeddings: tuple[EmbeddingParameters, ...] = ()
+    embedding_parameters: int = 0
+
+
+def trainable_text(trainable: bool | None) -> str:
+    """``yes``, ``no``, or ``unknown`` where the source (a file) does not record it."""
+    return "unknown" if trainable is None else ("yes" if trainable else "no")
 
 
 def linear_layers(model: nn.Module) -> list[tuple[str, nn.Linear]]:
@@ -89,13 +131,24 @@ def linear_weights(model: nn.Module) -> dict[str, np.ndarray]:
     return {name: layer.weight.detach().float().cpu().numpy() for name, layer in linear_layers(model)}
 
 
+def embedding_layers(model: nn.Module) -> list[tuple[str, nn.Embedding | nn.EmbeddingBag]]:
+    """``(qualified name, module)`` for every ``nn.Embedding`` and ``nn.EmbeddingBag``, in registration order."""
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag))]
+
+
 def count_parameters(model: nn.Module) -> ParameterReport:
-    """Count parameters per linear layer; totals equal ``sum(p.numel() for p in model.parameters())``."""
+    """Count parameters per linear layer and per embedding table.
+
+    Totals equal ``sum(p.numel() for p in model.parameters())``: a tensor shared by
+    several modules is counted in the first (registration order), and every later
+    row that shares it says ``tied_to``.
+    """
     seen: dict[int, str] = {}
     layers: list[LayerParameters] = []
-    unique_linear = trainable = total_bytes = macs = 0
+    embeddings: list[EmbeddingParameters] = []
+    unique_linear = unique_embedding = trainable = total_bytes = macs = 0
 
-    def claim(p: nn.Parameter | None, owner: str) -> tuple[int, int]:
+    def claim(p: Tensor | None, owner: str) -> tuple[int, int]:
         """``(count, bytes)`` of ``p`` if no earlier layer counted it, else ``(0, 0)``."""
         nonlocal trainable
         if p is None or id(p) in seen:
@@ -105,7 +158,23 @@ def count_parameters(model: nn.Module) -> ParameterReport:
             trainable += p.numel()
         return p.numel(), p.numel() * p.element_size()
 
-    for name, layer in linear_layers(model):
+    # one pass in registration order, so a weight tied between an embedding and a later
+    # linear layer (an LM head) is counted where it is first defined: in the embedding
+    for name, module in model.named_modules():
+        if isinstance(module, (nn.Embedding, nn.EmbeddingBag)):
+            rows, dim = module.weight.shape
+            tied_to = seen.get(id(module.weight))
+            count, nbytes = claim(module.weight, name)
+            unique_embedding += count
+            total_bytes += nbytes
+            embeddings.append(EmbeddingParameters(
+                layer=name, num_embeddings=int(rows), embedding_dim=int(dim), parameters=int(count),
+                bytes=int(nbytes), tied_to=tied_to, dtype=str(module.weight.dtype).removeprefix("torch."),
+                trainable=bool(module.weight.requires_grad)))
+            continue
+        if not isinstance(module, nn.Linear):
+            continue
+        layer = module
         m, n = layer.weight.shape
         tied_to = seen.get(id(layer.weight))
         weights, weight_bytes = claim(layer.weight, name)
@@ -114,7 +183,7 @@ def count_parameters(model: nn.Module) -> ParameterReport:
         total_bytes += weight_bytes + bias_bytes
         macs += m * n
         layers.append(LayerParameters(
-            name=name, in_features=int(n), out_features=int(m), weights=int(weights), biases=int(biases),
+            layer=name, in_features=int(n), out_features=int(m), weights=int(weights), biases=int(biases),
             parameters=int(weights + biases), trainable=bool(layer.weight.requires_grad),
             bytes=int(weight_bytes + bias_bytes), macs_per_sample=int(m * n),
             dtype=str(layer.weight.dtype).removeprefix("torch."), tied_to=tied_to,
@@ -136,6 +205,7 @@ def count_parameters(model: nn.Module) -> ParameterReport:
                                      trainable=all(p.requires_grad for p in own)))
     return ParameterReport(
         layers=tuple(layers), other=tuple(other), linear_parameters=int(unique_linear),
-        other_parameters=int(other_total), total_parameters=int(unique_linear + other_total),
+        other_parameters=int(other_total), total_parameters=int(unique_linear + unique_embedding + other_total),
         trainable_parameters=int(trainable), total_bytes=int(total_bytes), macs_per_sample=int(macs),
+        embeddings=tuple(embeddings), embedding_parameters=int(unique_embedding),
     )

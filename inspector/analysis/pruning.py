@@ -1,67 +1,105 @@
-"""Magnitude-pruning sweeps: accuracy and loss against sparsity.
+"""Magnitude-pruning sweeps: the task's metric and loss against sparsity, for any model.
 
 Scopes:
 
-* ``global``: one magnitude ranking over the weights of every linear layer
+* ``global``: one magnitude ranking over the weights of every ``nn.Linear``
   (Han et al. 2015); at sparsity s exactly ``floor(s * N)`` weights, the
   smallest by |w|, are zeroed;
 * ``layer``: the same inside each layer, so every layer loses the same fraction;
-* ``neuron``: structured pruning of hidden neurons (rows of hidden linear
-  layers) by their incoming L2 norm, weakest first, a fraction s of each
-  hidden layer; a removed neuron's weights, bias and outgoing weights are zeroed.
+* ``neuron``: structured pruning of hidden neurons by their incoming L2 norm,
+  weakest first, a fraction s of each hidden layer: a removed neuron's row of
+  weights and its bias are zeroed, and so is its column in the layer that
+  consumes it, where that consumer is known for certain (see :class:`NeuronPlan`).
 
-The ranking is computed once (one sort per scope), not once per level, always
-on the caller's original weights, and every level is evaluated on a copy that
-starts from those weights: the caller's model is never modified, and no level
-or scope sees what an earlier one pruned or fine-tuned. A weight tensor shared
-by several layers (tied) is ranked, pruned and counted once.
+A *hidden layer* is a site (:mod:`~inspector.analysis.sites`) with a known
+activation whose output is not a model output. Its *consumer* is a linear layer
+whose input is exactly that activation's output tensor, seen by tensor identity
+in one observed forward pass (through dropout, identity and batch-norm modules,
+which act per neuron), or in the model's ``torch.fx`` graph for functional
+activations. A layer of the same width that merely comes next (a transformer's
+query then key) is no consumer: its columns are never touched.
+
+Each scope's ranking is computed once (one sort per scope), not once per level,
+always on the caller's original weights, and every level is evaluated on a copy
+that starts from those weights: the caller's model is never modified, and no
+level or scope sees what an earlier one pruned or fine-tuned. A weight tensor
+shared by several layers (tied) is ranked, pruned and counted once.
+
+Evaluation streams over the data batch by batch with the task's
+:class:`~inspector.analysis.task.Scores`: accuracy and cross-entropy for
+classification, R² and MSE for regression, the user's metric (or the mean
+target) for a custom task. Fine-tuning uses the task's loss.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import weakref
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from inspector.analysis.guard import inspecting
+from inspector.analysis.inputs import Batch, DataSource, as_source
 from inspector.analysis.parameters import count_parameters, linear_layers
+from inspector.analysis.sites import (FUNCTION_KINDS, KINDS, METHOD_KINDS, Site, SiteObserver, activation_kind,
+                                      discover_sites)
+from inspector.analysis.task import (Task, _labels, _per_sample, _regression_output, evaluate_task, make_task,
+                                     output_tensor)
+from inspector.errors import InspectorError
 from inspector.results import result
-from inspector.training import evaluate
 
 DEFAULT_SPARSITIES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 SCOPES = ("global", "layer", "neuron")
+FINETUNE_BATCH = 64
+# Modules after an activation that keep neuron j in channel j (so a consumer's column j is still neuron j).
+PER_NEURON: tuple[type[nn.Module], ...] = (
+    nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout, nn.Identity,
+    nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 
 @result
 class PruningCurve:
-    """One scope's sweep: per sparsity level, the evaluation accuracy, loss and parameters left.
+    """One scope's sweep: per sparsity level, the evaluation metric, loss and parameters left.
 
-    ``parameters_left`` counts nonzero linear weights plus the biases of neurons that remain
-    (see :func:`parameters_left`); ``PruningReport.total_parameters`` is the same count
+    ``metric``/``loss`` are the report's ``metric_name``/``loss_name`` (NaN where the task has no
+    loss). ``parameters_left`` counts nonzero linear weights plus the biases of neurons that
+    remain (see :func:`parameters_left`); ``PruningReport.total_parameters`` is the same count
     for the unpruned model (its linear layers' weights and biases, a shared tensor once).
-    ``finetuned_accuracy`` is filled when fine-tuning was asked for.
+    ``finetuned_metric`` is filled when fine-tuning was asked for.
     """
 
     scope: str
     sparsity: np.ndarray
-    accuracy: np.ndarray
+    metric: np.ndarray
     loss: np.ndarray
     parameters_left: np.ndarray
-    finetuned_accuracy: np.ndarray | None = None
+    finetuned_metric: np.ndarray | None = None
 
 
 @result
 class PruningReport:
+    """Every scope's curve and the unpruned model's numbers.
+
+    ``metric_name``: ``"accuracy"``, ``"R²"``, a user metric's name or ``"mean target"``;
+    ``loss_name``: ``"cross-entropy"``, ``"MSE"`` or ``None`` (a custom task has no loss).
+    ``dead_removed_metric``: the metric with the census's dead neurons removed.
+    """
+
     curves: tuple[PruningCurve, ...]
-    baseline_accuracy: float
+    baseline_metric: float
     baseline_loss: float
     total_parameters: int
     n_samples: int
-    dead_removed_accuracy: float | None = None
+    dead_removed_metric: float | None = None
     dead_removed_count: int = 0
+    metric_name: str = "accuracy"
+    loss_name: str | None = "cross-entropy"
 
     def curve(self, scope: str) -> PruningCurve:
         for c in self.curves:
@@ -70,8 +108,180 @@ class PruningReport:
         raise KeyError(f"no pruning curve for scope {scope!r}")
 
 
+# --------------------------------------------------------------------------- which layers, which neurons
+
+
+@dataclass(frozen=True)
+class NeuronPlan:
+    """What the neuron scope may prune.
+
+    ``hidden``: the module paths of the hidden layers, in registration order.
+    ``consumers``: ``{hidden layer: linear layers whose input is its activation output}``;
+    a layer with no entry has no consumer known for certain, so only its rows are zeroed.
+    """
+
+    hidden: tuple[str, ...] = ()
+    consumers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
 def _weights(model: nn.Module) -> list[nn.Linear]:
     return [layer for _, layer in linear_layers(model)]
+
+
+def _tensors(value: Any) -> Iterator[torch.Tensor]:
+    """Every tensor in a model output (a tensor, tuple, dict or ``ModelOutput``)."""
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, Mapping):
+        for v in value.values():
+            yield from _tensors(v)
+    elif isinstance(value, (tuple, list)):
+        for v in value:
+            yield from _tensors(v)
+
+
+class _ConsumerObserver:
+    """One observed forward pass: which linear layer takes each site's activation output as its input.
+
+    The activation outputs come from :class:`SiteObserver` (module sites: the very tensor the
+    activation module returned); they are followed through :data:`PER_NEURON` modules and
+    matched by identity (``id`` plus a weak reference, so a recycled id never matches) with
+    each linear layer's input.
+    """
+
+    def __init__(self, model: nn.Module, sites: tuple[Site, ...]) -> None:
+        self.model = model
+        self.sites = sites
+        self._produced: dict[int, tuple[weakref.ref[torch.Tensor], str]] = {}
+        self.consumers: dict[str, list[str]] = {}
+        self.outputs: set[str] = set()
+
+    def _mark(self, tensor: Any, layer: str) -> None:
+        if isinstance(tensor, torch.Tensor):
+            self._produced[id(tensor)] = (weakref.ref(tensor), layer)
+
+    def _source(self, tensor: Any) -> str | None:
+        if not isinstance(tensor, torch.Tensor):
+            return None
+        entry = self._produced.get(id(tensor))
+        return entry[1] if entry is not None and entry[0]() is tensor else None
+
+    def run(self, batch: Batch) -> _ConsumerObserver:
+        with inspecting(self.model) as guard:
+            observer = SiteObserver(self.model, self.sites, lambda layer, pre, out: self._mark(out, layer), guard)
+            for name, module in self.model.named_modules():
+                if isinstance(module, nn.Linear):
+                    guard.hook(module.register_forward_pre_hook(self._consume(name, module)))
+                elif isinstance(module, PER_NEURON):
+                    guard.hook(module.register_forward_hook(self._pass_on))
+            observer.start_batch()
+            with torch.no_grad():
+                output = batch.call(self.model)
+            self.outputs = {layer for t in _tensors(output) if (layer := self._source(t)) is not None}
+        return self
+
+    def _consume(self, name: str, module: nn.Linear) -> Any:
+        def hook(mod: nn.Module, inputs: tuple[Any, ...]) -> None:
+            layer = self._source(inputs[0]) if inputs else None
+            if layer is not None and inputs[0].shape[-1] == module.in_features:
+                found = self.consumers.setdefault(layer, [])
+                if name not in found:
+                    found.append(name)
+        return hook
+
+    def _pass_on(self, module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+        layer = self._source(inputs[0]) if inputs else None
+        if layer is not None and isinstance(output, torch.Tensor) and output.shape == inputs[0].shape:
+            self._mark(output, layer)
+
+
+def _traced_consumers(model: nn.Module, layers: set[str]) -> tuple[dict[str, tuple[str, ...]], set[str]] | None:
+    """From the ``torch.fx`` graph: ``({layer: consumers}, {layers whose activation output is a model output})``
+    for the ``layers`` whose output reaches a recognised activation (through per-neuron modules);
+    ``None`` when the model does not trace."""
+    import torch.fx
+
+    try:
+        graph = torch.fx.symbolic_trace(model).graph
+    except Exception:  # noqa: BLE001 - a model that does not trace has no graph to read
+        return None
+    modules = dict(model.named_modules())
+    # Before the activation a normalisation may sit between layer and activation (as sites allow).
+    before = (*PER_NEURON, nn.LayerNorm)
+
+    def passes(node: torch.fx.Node, kinds: tuple[type[nn.Module], ...]) -> bool:
+        if node.op == "call_module":
+            return isinstance(modules.get(str(node.target)), kinds)
+        return node.op == "call_function" and node.target is nn.functional.dropout
+
+    def is_activation(node: torch.fx.Node) -> bool:
+        if node.op == "call_function":
+            return node.target in FUNCTION_KINDS
+        if node.op == "call_method":
+            return node.target in METHOD_KINDS
+        return node.op == "call_module" and activation_kind(modules[str(node.target)]) is not None
+
+    consumers: dict[str, tuple[str, ...]] = {}
+    outputs: set[str] = set()
+    for node in graph.nodes:
+        if node.op != "call_module" or str(node.target) not in layers:
+            continue
+        current = node
+        while len(current.users) == 1 and passes(next(iter(current.users)), before):
+            current = next(iter(current.users))
+        users = list(current.users)
+        if len(users) != 1 or not is_activation(users[0]):
+            continue
+        found = list(consumers.get(str(node.target), ()))  # a layer called twice: both calls' consumers
+        frontier = [users[0]]
+        while frontier:
+            for user in frontier.pop().users:
+                if user.op == "output":
+                    outputs.add(str(node.target))
+                elif user.op == "call_module" and isinstance(modules.get(str(user.target)), nn.Linear):
+                    if str(user.target) not in found:
+                        found.append(str(user.target))
+                elif passes(user, PER_NEURON):
+                    frontier.append(user)
+        consumers[str(node.target)] = tuple(found)
+    return consumers, outputs
+
+
+def neuron_plan(model: nn.Module, batch: Batch | None = None, sites: tuple[Site, ...] | None = None) -> NeuronPlan:
+    """The hidden layers of ``model`` and their consumers.
+
+    ``batch``: one real batch for the observed forward pass (without it only the
+    ``torch.fx`` graph can tell). ``sites``: the discovered sites (``None``: discover
+    them from ``batch``). Where the model does not trace and the observed pass did not
+    see the last registered linear layer, that layer is taken as the output layer.
+    """
+    if sites is None:
+        sites = discover_sites(model, batch)
+    candidates = tuple(s for s in sites if s.counted and s.activation in KINDS)
+    if not candidates:
+        return NeuronPlan()
+    consumers: dict[str, tuple[str, ...]] = {}
+    outputs: set[str] = set()
+    observed: set[str] = set()
+    module_sites = tuple(s for s in candidates if s.found_by in ("module", "convention"))
+    if batch is not None and module_sites:
+        watch = _ConsumerObserver(model, module_sites).run(batch)
+        consumers.update({layer: tuple(found) for layer, found in watch.consumers.items()})
+        outputs |= watch.outputs
+        observed = {s.layer for s in module_sites}
+    traced = _traced_consumers(model, {s.layer for s in candidates})
+    if traced is not None:
+        for layer, found in traced[0].items():
+            if layer not in observed:
+                consumers[layer] = found
+        outputs |= {layer for layer in traced[1] if layer not in observed}
+    elif linear_layers(model)[-1][0] not in observed:  # nothing says what the model returns: the usual layout
+        outputs.add(linear_layers(model)[-1][0])
+    hidden = tuple(s.layer for s in candidates if s.layer not in outputs)
+    return NeuronPlan(hidden, {layer: consumers[layer] for layer in hidden if consumers.get(layer)})
+
+
+# --------------------------------------------------------------------------- masks
 
 
 def _distinct_weights(layers: list[nn.Linear]) -> tuple[list[torch.Tensor], list[int]]:
@@ -122,49 +332,63 @@ def layer_masks(model: nn.Module, sparsities: tuple[float, ...]) -> list[list[to
     return out
 
 
-def neuron_keep(model: nn.Module, sparsities: tuple[float, ...]) -> list[list[torch.Tensor]]:
-    """Per level, a keep-vector per hidden layer: drops the ``floor(s * m)`` weakest neurons by incoming norm."""
-    hidden = _weights(model)[:-1]
-    orders = [torch.argsort(torch.linalg.vector_norm(layer.weight.detach(), dim=1), stable=True) for layer in hidden]
+def neuron_keep(model: nn.Module, plan: NeuronPlan, sparsities: tuple[float, ...]) -> list[dict[str, torch.Tensor]]:
+    """Per level, ``{hidden layer: (m,) keep}``: drops the ``floor(s * m)`` weakest neurons by incoming norm."""
+    modules = dict(linear_layers(model))
+    hidden = [(name, modules[name]) for name in plan.hidden]
+    orders = [torch.argsort(torch.linalg.vector_norm(layer.weight.detach(), dim=1), stable=True)
+              for _, layer in hidden]
     out = []
     for s in sparsities:
-        level = []
-        for layer, order in zip(hidden, orders):
+        level = {}
+        for (name, layer), order in zip(hidden, orders):
             keep = torch.ones(layer.out_features, dtype=torch.bool, device=layer.weight.device)
             keep[order[: math.floor(s * layer.out_features)]] = False
-            level.append(keep)
+            level[name] = keep
         out.append(level)
     return out
 
 
-def neuron_masks(model: nn.Module, keep: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """Weight and bias keep-masks that remove the hidden neurons not in ``keep``.
+def neuron_masks(model: nn.Module, keep: Mapping[str, torch.Tensor],
+                 plan: NeuronPlan) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Weight and bias keep-masks that remove the neurons not in ``keep`` (``{layer: (m,) bool}``).
 
-    Removing neuron j of layer k zeroes row j and bias j of layer k and column j
-    of layer k + 1. Zeroing the outgoing column is what makes the removal
-    complete: whatever the neuron still emits (a batch-norm shift, GELU(0),
-    sigmoid(0) = 0.5) is multiplied by zero downstream.
+    Removing neuron j of layer L zeroes row j and bias j of L and column j of each
+    of L's consumers in ``plan``. Zeroing the outgoing column is what makes the
+    removal complete: whatever the neuron still emits (a batch-norm shift, GELU(0),
+    sigmoid(0) = 0.5) is multiplied by zero downstream. Where no consumer is known
+    the column stays: zeroing a layer that does not read this neuron would prune
+    something else.
     """
+    names = [name for name, _ in linear_layers(model)]
+    index = {name: k for k, name in enumerate(names)}
     layers = _weights(model)
     w_masks = [torch.ones_like(layer.weight, dtype=torch.bool) for layer in layers]
     b_masks = [torch.ones(layer.out_features, dtype=torch.bool, device=layer.weight.device) for layer in layers]
-    for k, kv in enumerate(keep):
+    for layer, kv in keep.items():
+        k = index[layer]
         w_masks[k] &= kv[:, None]
         b_masks[k] &= kv
-        if layers[k + 1].in_features == kv.numel():
-            w_masks[k + 1] &= kv[None, :]
+        for consumer in plan.consumers.get(layer, ()):
+            c = index[consumer]
+            if layers[c].in_features == kv.numel():
+                w_masks[c] &= kv[None, :]
     return w_masks, b_masks
 
 
-def dead_keep(model: nn.Module, dead_masks: dict[str, np.ndarray]) -> list[torch.Tensor]:
-    """Keep-vectors per hidden layer that drop the neurons a census found dead (``{linear name: mask}``)."""
-    out = []
-    for name, layer in linear_layers(model)[:-1]:
-        dead = dead_masks.get(name)
-        keep = torch.ones(layer.out_features, dtype=torch.bool, device=layer.weight.device)
-        if dead is not None:
-            keep &= ~torch.as_tensor(dead, device=layer.weight.device)
-        out.append(keep)
+def dead_keep(model: nn.Module, dead_masks: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    """``{layer: (m,) keep}`` dropping the neurons a census found dead (``{layer path: (m,) bool}``)."""
+    modules = dict(linear_layers(model))
+    out = {}
+    for name, dead in dead_masks.items():
+        layer = modules.get(name)
+        if layer is None:
+            raise InspectorError(f"dead_masks names {name!r}, which is not an nn.Linear of the model")
+        mask = torch.as_tensor(np.asarray(dead, dtype=bool), device=layer.weight.device)
+        if mask.shape != (layer.out_features,):
+            raise InspectorError(f"dead_masks[{name!r}] has shape {tuple(mask.shape)}; {name} has "
+                                 f"{layer.out_features} neurons")
+        out[name] = ~mask
     return out
 
 
@@ -181,75 +405,167 @@ def apply_masks(model: nn.Module, weight_masks: list[torch.Tensor], bias_masks: 
 Masks = tuple[list[torch.Tensor], list[torch.Tensor] | None]
 
 
-def level_masks(model: nn.Module, scope: str, sparsities: tuple[float, ...]) -> list[Masks]:
-    """Per sparsity level, ``(weight masks, bias masks or None)`` for ``scope``, ranked on ``model``'s weights."""
+def level_masks(model: nn.Module, scope: str, sparsities: tuple[float, ...],
+                plan: NeuronPlan | None = None) -> list[Masks]:
+    """Per sparsity level, ``(weight masks, bias masks or None)`` for ``scope``, ranked on ``model``'s weights.
+
+    ``plan``: the neuron scope's hidden layers and consumers (``None``: from the model's graph alone).
+    """
     if scope == "global":
         return [(m, None) for m in global_masks(model, sparsities)]
     if scope == "layer":
         return [(m, None) for m in layer_masks(model, sparsities)]
     if scope == "neuron":
-        return [neuron_masks(model, keep) for keep in neuron_keep(model, sparsities)]
+        plan = neuron_plan(model) if plan is None else plan
+        return [neuron_masks(model, keep, plan) for keep in neuron_keep(model, plan, sparsities)]
     raise ValueError(f"unknown pruning scope {scope!r}; choose from {', '.join(SCOPES)}")
 
 
-def prune(model: nn.Module, sparsity: float, scope: str = "global") -> nn.Module:
-    """A pruned **copy** of ``model`` at ``sparsity`` (0 <= s < 1) in ``scope``."""
-    if not 0 <= sparsity < 1:
-        raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
-    (masks,) = level_masks(model, scope, (sparsity,))
-    return apply_masks(copy.deepcopy(model), *masks)
+# --------------------------------------------------------------------------- data, task, fine-tuning
 
 
-def prune_and_finetune(model: nn.Module, sparsity: float, scope: str, X: torch.Tensor | np.ndarray,
-                       y: torch.Tensor | np.ndarray, epochs: int, lr: float = 1e-3, seed: int = 0) -> nn.Module:
-    """:func:`prune`, then ``epochs`` of masked fine-tuning on ``(X, y)``: pruned weights stay zero."""
-    if not 0 <= sparsity < 1:
-        raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
-    (masks,) = level_masks(model, scope, (sparsity,))
-    pruned = apply_masks(copy.deepcopy(model), *masks)
-    device = next(pruned.parameters()).device
-    _finetune(pruned, *masks, torch.as_tensor(X, dtype=torch.float32, device=device),
-              torch.as_tensor(y, dtype=torch.long, device=device), epochs, lr, seed)
-    return pruned
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _source(data: Any, labels: Any, device: torch.device, *, whole: bool = False) -> DataSource:
+    """``data`` (with ``labels`` when given separately, as in ``(model, X, y)`` calls) as a source on
+    ``device``. ``whole``: arrays in memory are one batch (a view, nothing copied), so fine-tuning
+    shuffles over all of them as it always has."""
+    if labels is not None:
+        data = (data, labels)
+    in_memory = isinstance(data, (torch.Tensor, np.ndarray)) or (
+        isinstance(data, tuple) and all(isinstance(v, (torch.Tensor, np.ndarray)) for v in data))
+    if whole and in_memory:
+        n = len(data[0]) if isinstance(data, tuple) else len(data)
+        return as_source(data, batch_size=max(1, n), device=device)
+    return as_source(data, device=device)
+
+
+def _resolve_task(task: Task | str | None, first: Batch) -> Task:
+    return task if isinstance(task, Task) else make_task(task, first)
+
+
+def task_loss(task: Task, output: Any, batch: Batch) -> torch.Tensor:
+    """The mean training loss of ``task`` on one batch: cross-entropy or MSE."""
+    out = output_tensor(output)
+    if task.kind == "classification":
+        return nn.functional.cross_entropy(_per_sample(out, "classification").float(), _labels(batch))
+    if task.kind == "regression":
+        if batch.labels is None:
+            raise InspectorError("regression needs targets: give (inputs, targets) batches or a 'labels' key")
+        pred = _regression_output(out)
+        return nn.functional.mse_loss(pred.float(), batch.labels.reshape(len(batch), -1)[:, 0].float())
+    raise _no_loss()
+
+
+def _no_loss() -> InspectorError:
+    return InspectorError("fine-tuning needs a loss and a custom task (target=...) has none: leave "
+                          "finetune_epochs at 0, or pass task='classification' or 'regression'")
 
 
 def _finetune(model: nn.Module, w_masks: list[torch.Tensor], b_masks: list[torch.Tensor] | None,
-              X: torch.Tensor, y: torch.Tensor, epochs: int, lr: float, seed: int) -> None:
-    """Train the pruned model for ``epochs`` with Adam, re-applying the masks after each step."""
+              data: DataSource, task: Task, epochs: int, lr: float, seed: int) -> None:
+    """Train the pruned model for ``epochs`` with Adam on ``task``'s loss, re-applying the masks after each step.
+
+    Each batch of ``data`` is shuffled and cut into steps of :data:`FINETUNE_BATCH` samples.
+    """
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
     for _ in range(epochs):
-        order = torch.randperm(len(X), generator=g).to(X.device)
-        for s in range(0, len(X), 64):
-            idx = order[s:s + 64]
-            if len(idx) < 2:
-                continue
-            opt.zero_grad(set_to_none=True)
-            nn.functional.cross_entropy(model(X[idx]), y[idx]).backward()
-            opt.step()
-            apply_masks(model, w_masks, b_masks)
+        for batch in data:
+            order = torch.randperm(len(batch), generator=g).to(batch.inputs.device)
+            for s in range(0, len(batch), FINETUNE_BATCH):
+                idx = order[s:s + FINETUNE_BATCH]
+                if len(idx) < 2:
+                    continue
+                part = batch.rows(idx)
+                opt.zero_grad(set_to_none=True)
+                task_loss(task, part.call(model), part).backward()
+                opt.step()
+                apply_masks(model, w_masks, b_masks)
     model.eval()
+
+
+# --------------------------------------------------------------------------- public verbs
+
+
+def _check_sparsity(sparsity: float) -> None:
+    if not 0 <= sparsity < 1:
+        raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
+
+
+def _plan_for(model: nn.Module, scope: str, data: Any, sites: tuple[Site, ...] | None) -> NeuronPlan | None:
+    if scope != "neuron":
+        return None
+    batch = as_source(data, device=_device(model)).first() if data is not None else None
+    return neuron_plan(model, batch, sites)
+
+
+def prune(model: nn.Module, sparsity: float, scope: str = "global", *, data: Any = None,
+          sites: tuple[Site, ...] | None = None) -> nn.Module:
+    """A pruned **copy** of ``model`` at ``sparsity`` (0 <= s < 1) in ``scope``.
+
+    ``data`` (anything :func:`~inspector.analysis.inputs.as_source` accepts; its first batch
+    is run once) and ``sites`` tell the neuron scope which layers are hidden and what consumes
+    them; without them it reads the model's ``torch.fx`` graph.
+    """
+    _check_sparsity(sparsity)
+    (masks,) = level_masks(model, scope, (sparsity,), _plan_for(model, scope, data, sites))
+    return apply_masks(copy.deepcopy(model), *masks)
+
+
+def prune_and_finetune(model: nn.Module, sparsity: float, scope: str, data: Any, labels: Any = None,
+                       epochs: int = 1, lr: float = 1e-3, seed: int = 0, *, task: Task | str | None = None,
+                       sites: tuple[Site, ...] | None = None) -> nn.Module:
+    """:func:`prune`, then ``epochs`` of masked fine-tuning on ``data`` (pruned weights stay zero).
+
+    ``data``: a source, or inputs ``X`` with ``labels`` ``y`` (``prune_and_finetune(m, s, scope, X, y,
+    epochs)``). ``task``: as in :func:`pruning_sweep`.
+    """
+    _check_sparsity(sparsity)
+    source = _source(data, labels, _device(model), whole=True)
+    first = source.first()
+    resolved = _resolve_task(task, first)
+    if resolved.loss_name is None:
+        raise _no_loss()
+    plan = neuron_plan(model, first, sites) if scope == "neuron" else None
+    (masks,) = level_masks(model, scope, (sparsity,), plan)
+    pruned = apply_masks(copy.deepcopy(model), *masks)
+    _finetune(pruned, *masks, source, resolved, epochs, lr, seed)
+    return pruned
 
 
 def pruning_sweep(
     model: nn.Module,
-    X: torch.Tensor | np.ndarray,
-    y: torch.Tensor | np.ndarray,
+    data: Any,
+    task: Task | str | None = None,
     *,
     sparsities: tuple[float, ...] = DEFAULT_SPARSITIES,
     scopes: tuple[str, ...] = SCOPES,
-    dead_masks: dict[str, np.ndarray] | None = None,
-    finetune: tuple[np.ndarray, np.ndarray] | None = None,
+    dead_masks: Mapping[str, np.ndarray] | None = None,
+    finetune: Any = None,
     finetune_epochs: int = 0,
     finetune_lr: float = 1e-3,
     seed: int = 0,
+    sites: tuple[Site, ...] | None = None,
 ) -> PruningReport:
-    """Accuracy, loss and parameters left at each sparsity for each scope.
+    """The task's metric, loss and parameters left at each sparsity for each scope.
 
-    ``dead_masks`` (``{linear name: (m,) bool}``) adds the accuracy with the dead
-    neurons removed. ``finetune=(X_train, y_train)`` with ``finetune_epochs > 0``
-    also reports the accuracy after that many epochs of masked fine-tuning.
+    Args:
+        model: any module with ``nn.Linear`` layers; never modified (levels run on a copy).
+        data: a :class:`~inspector.analysis.inputs.DataSource` or anything ``as_source``
+            accepts; streamed once per level, never gathered. ``pruning_sweep(model, X, y)``
+            still works: an array or tensor in ``task``'s place is the labels of ``X``.
+        task: a :class:`~inspector.analysis.task.Task`, a task name, or ``None`` (inferred from
+            the labels' dtype).
+        dead_masks: ``{layer path: (m,) bool}`` from a census; adds the metric with those
+            neurons removed (rows, biases and known consumer columns).
+        finetune: training data (anything ``as_source`` accepts, or ``(X, y)``); with
+            ``finetune_epochs > 0`` each level is also fine-tuned with masks on the task's
+            loss and re-evaluated. A custom task has no loss and refuses fine-tuning.
+        sites: the discovered sites (``None``: discovered from the first batch).
     """
     for s in sparsities:
         if not 0 <= s < 1:
@@ -257,9 +573,19 @@ def pruning_sweep(
     unknown = set(scopes) - set(SCOPES)
     if unknown:
         raise ValueError(f"unknown pruning scopes {sorted(unknown)}; choose from {', '.join(SCOPES)}")
-    device = next(model.parameters()).device
-    X = torch.as_tensor(X, dtype=torch.float32, device=device)
-    y = torch.as_tensor(y, dtype=torch.long, device=device)
+    labels = None
+    if isinstance(task, (torch.Tensor, np.ndarray)):  # the old (model, X, y) call
+        labels, task = task, None
+    device = _device(model)
+    source = _source(data, labels, device)
+    first = source.first()
+    task = _resolve_task(task, first)
+    tune = None
+    if finetune is not None and finetune_epochs > 0:
+        if task.loss_name is None:
+            raise _no_loss()
+        tune = _source(finetune, None, device, whole=True)
+    plan = neuron_plan(model, first, sites) if "neuron" in scopes or dead_masks else None
     total = count_parameters(model).linear_parameters
     work = copy.deepcopy(model).eval()
     # Every level starts from the caller's model, which nothing here modifies: masks are
@@ -271,36 +597,36 @@ def pruning_sweep(
     def restore() -> None:
         work.load_state_dict(original)
 
-    base_loss, base_acc = evaluate(work, X, y)
     curves = []
-    ft = None
-    if finetune is not None and finetune_epochs > 0:
-        ft = (torch.as_tensor(finetune[0], dtype=torch.float32, device=device),
-              torch.as_tensor(finetune[1], dtype=torch.long, device=device))
     with inspecting(work):
+        base_loss, base_metric, n = evaluate_task(work, source, task)
         for scope in scopes:
-            acc, loss, params, tuned = [], [], [], []
-            for w_masks, b_masks in level_masks(model, scope, sparsities):
+            metric, loss, params, tuned = [], [], [], []
+            for w_masks, b_masks in level_masks(model, scope, sparsities, plan):
                 restore()
                 apply_masks(work, w_masks, b_masks)
-                lo, ac = evaluate(work, X, y)
-                acc.append(ac), loss.append(lo), params.append(parameters_left(model, w_masks, b_masks))
-                if ft is not None:
-                    _finetune(work, w_masks, b_masks, ft[0], ft[1], finetune_epochs, finetune_lr, seed)
-                    tuned.append(evaluate(work, X, y)[1])
+                lo, me, _ = evaluate_task(work, source, task)
+                metric.append(me)
+                loss.append(lo)
+                params.append(parameters_left(model, w_masks, b_masks))
+                if tune is not None:
+                    _finetune(work, w_masks, b_masks, tune, task, finetune_epochs, finetune_lr, seed)
+                    tuned.append(evaluate_task(work, source, task)[1])
             curves.append(PruningCurve(
                 scope=scope, sparsity=np.asarray(sparsities, dtype=np.float64),
-                accuracy=np.asarray(acc), loss=np.asarray(loss), parameters_left=np.asarray(params, dtype=np.int64),
-                finetuned_accuracy=np.asarray(tuned) if ft is not None else None,
+                metric=np.asarray(metric, dtype=np.float64), loss=np.asarray(loss, dtype=np.float64),
+                parameters_left=np.asarray(params, dtype=np.int64),
+                finetuned_metric=np.asarray(tuned, dtype=np.float64) if tune is not None else None,
             ))
-        dead_acc, dead_count = None, 0
+        dead_metric, dead_count = None, 0
         if dead_masks:
             keep = dead_keep(model, dead_masks)
-            dead_count = int(sum(int((~k).sum()) for k in keep))
+            dead_count = int(sum(int((~k).sum()) for k in keep.values()))
             restore()
-            apply_masks(work, *neuron_masks(model, keep))
-            dead_acc = evaluate(work, X, y)[1]
-    return PruningReport(tuple(curves), base_acc, base_loss, int(total), int(len(X)), dead_acc, dead_count)
+            apply_masks(work, *neuron_masks(model, keep, plan or NeuronPlan()))
+            dead_metric = evaluate_task(work, source, task)[1]
+    return PruningReport(tuple(curves), base_metric, base_loss, int(total), int(n), dead_metric, dead_count,
+                         task.metric_name, task.loss_name)
 
 
 def parameters_left(model: nn.Module, weight_masks: list[torch.Tensor],

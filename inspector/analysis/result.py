@@ -11,14 +11,25 @@ from inspector.analysis.diagnostics import TrainingDiagnostics
 from inspector.analysis.importance import ImportanceReport
 from inspector.analysis.parameters import ParameterReport
 from inspector.analysis.pruning import PruningReport
+from inspector.analysis.sites import Site
 from inspector.analysis.weights import LayerWeights
 from inspector.errors import InspectorError
 from inspector.results import load_result, result, save_result
 
 @result
 class ModelInfo:
-    """What was analysed. ``layer_sizes`` and ``activation`` are set for MLPs; ``blocks``
-    lists each linear layer with the activation that follows it (for diagrams)."""
+    """What was analysed, for any model.
+
+    ``architecture``: "MLP 64-128-10 (relu)" for dense-inspector's own MLPs, else the class
+    name. ``layer_sizes``: the first linear layer's inputs then every linear layer's outputs
+    (a chain only for MLPs); ``activation``, ``batch_norm``, ``dropout``: set for MLPs.
+    ``blocks``: each linear layer with its activation (for diagrams). ``sites``: every
+    ``nn.Linear`` with its activation and how it was found. ``embeddings``: the module paths of
+    the ``nn.Embedding`` layers (not dense layers). ``modules``: the module tree, ``(path, class
+    name)`` per module. ``task``: classification, regression or custom; ``target``: what an
+    attribution explains. ``input_kind``: features, array or tokens; ``input_shape``: one
+    sample's input shape.
+    """
 
     source: str
     architecture: str
@@ -31,15 +42,33 @@ class ModelInfo:
     image_shape: tuple[int, int] | None
     blocks: tuple[tuple[str, str], ...]
     nonfinite: tuple[str, ...]
+    sites: tuple[Site, ...] = ()
+    embeddings: tuple[str, ...] = ()
+    modules: tuple[tuple[str, str], ...] = ()
+    task: str = "classification"
+    target: str = "the true class's logit"
+    input_kind: str = "features"
+    input_shape: tuple[int, ...] = ()
 
 
 @result
 class DataInfo:
+    """The evaluation data and the model's score on it: ``metric`` (accuracy, R², a user metric)
+    and ``loss`` (cross-entropy, MSE; NaN for a custom task), named by ``metric_name`` / ``loss_name``."""
+
     name: str
     split: str
     n_samples: int
-    accuracy: float
+    metric: float
     loss: float
+    task: str = "classification"
+    metric_name: str = "accuracy"
+    loss_name: str | None = "cross-entropy"
+
+    @property
+    def accuracy(self) -> float:
+        """The accuracy of a classifier; NaN for other tasks (see ``metric``)."""
+        return self.metric if self.metric_name == "accuracy" else float("nan")
 
 
 @result

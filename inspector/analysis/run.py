@@ -9,6 +9,7 @@ data. The model is never changed: eval mode inside, ``training`` and
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -20,61 +21,124 @@ from inspector.analysis.activations import activation_census, death_timeline
 from inspector.analysis.diagnostics import training_diagnostics
 from inspector.analysis.guard import inspecting
 from inspector.analysis.importance import importance_report
+from inspector.analysis.inputs import Batch, DataSource, InputAdapter, as_source, make_adapter
 from inspector.analysis.options import AnalysisOptions
 from inspector.analysis.parameters import count_parameters, linear_layers
 from inspector.analysis.pruning import pruning_sweep
 from inspector.analysis.result import Analysis, DataInfo, ModelInfo
+from inspector.analysis.sites import Site, discover_sites
+from inspector.analysis.task import Metric, Target, Task, evaluate_task, make_task, output_tensor
 from inspector.analysis.weights import weight_report
 from inspector.checkpoints import Checkpoint
 from inspector.errors import InspectorError
 from inspector.evaluation import EvalData
-from inspector.training import History, evaluate
+from inspector.models import MLPConfig
+from inspector.training import History
 
-def _blocks(model: nn.Module) -> tuple[tuple[str, str], ...]:
-    from inspector.analysis.activations import activation_sites
-
-    after = {linear: kind for _, linear, _, kind in activation_sites(model)}
-    return tuple((name, after.get(name, "none")) for name, _ in linear_layers(model))
+def _blocks(sites: tuple[Site, ...]) -> tuple[tuple[str, str], ...]:
+    return tuple((site.layer, site.activation if site.activation != "unknown" else "none") for site in sites)
 
 
-def _model_info(model: nn.Module, ckpt: Checkpoint | None, data: EvalData | None) -> ModelInfo:
-    layers = linear_layers(model)
-    config = getattr(model, "config", None) if ckpt is None else ckpt.config
+def _class_names(module: nn.Module, first: Batch | None, task: Task | None, known: tuple[str, ...]) -> tuple[str, ...]:
+    """The name of each output for a classifier (the data's, else ``"0"`` .. ``"C-1"``); none otherwise."""
+    if task is None or task.kind != "classification" or first is None:
+        return known
+    with inspecting(module), torch.no_grad():
+        width = int(output_tensor(first.call(module)).shape[-1])
+    if known and len(known) == width:
+        return known
+    return tuple(str(c) for c in range(width))
+
+
+def _model_info(module: nn.Module, ckpt: Checkpoint | None, source: DataSource | None, first: Batch | None,
+                adapter: InputAdapter | None, task: Task | None, sites: tuple[Site, ...]) -> ModelInfo:
+    layers = linear_layers(module)
+    config = getattr(module, "config", None) if ckpt is None else ckpt.config
+    if not isinstance(config, MLPConfig):
+        config = None
     sizes = tuple([layers[0][1].in_features] + [layer.out_features for _, layer in layers]) if layers else ()
     ds = ckpt.dataset if ckpt is not None else None
-    features = data.feature_names if data else (ds.feature_names if ds else tuple(f"x{i}" for i in range(sizes[0] if sizes else 0)))
-    classes = data.class_names if data else (ds.class_names if ds else tuple(str(c) for c in range(sizes[-1] if sizes else 0)))
-    image_shape = data.image_shape if data else (ds.image_shape if ds else None)
+    if adapter is not None:
+        features = adapter.feature_names
+        known_classes = source.class_names if source is not None else ()
+        image_shape = source.image_shape if source is not None else None
+    else:
+        features = ds.feature_names if ds else tuple(f"x{i}" for i in range(sizes[0] if sizes else 0))
+        known_classes = ds.class_names if ds else tuple(str(c) for c in range(sizes[-1] if sizes else 0))
+        image_shape = ds.image_shape if ds else None
     if config is not None:
         arch = f"MLP {'-'.join(map(str, config.layer_sizes))} ({config.activation})"
     else:
-        arch = type(model).__name__
+        arch = type(module).__name__
     return ModelInfo(
         source=ckpt.source if ckpt else "<model>", architecture=arch, layer_sizes=sizes,
         activation=config.activation if config else None, batch_norm=bool(config.batch_norm) if config else False,
-        dropout=float(config.dropout) if config else 0.0, feature_names=tuple(features), class_names=tuple(classes),
-        image_shape=image_shape, blocks=_blocks(model),
+        dropout=float(config.dropout) if config else 0.0, feature_names=tuple(features),
+        class_names=_class_names(module, first, task, tuple(known_classes)),
+        image_shape=image_shape, blocks=_blocks(sites),
         # from the module itself: a rebuilt foreign model renames the file's keys
-        nonfinite=tuple(name for name, t in model.state_dict().items()
+        nonfinite=tuple(name for name, t in module.state_dict().items()
                         if t.is_floating_point() and not bool(torch.isfinite(t).all())),
+        sites=sites,
+        embeddings=tuple(name for name, m in module.named_modules() if isinstance(m, nn.Embedding)),
+        modules=tuple((name, type(m).__name__) for name, m in module.named_modules()),
+        task=task.kind if task is not None else "classification",
+        target=_target_text(task),
+        input_kind=adapter.kind if adapter is not None else "features",
+        input_shape=adapter.sample_shape if adapter is not None else ((sizes[0],) if sizes else ()),
     )
+
+
+def _target_text(task: Task | None) -> str:
+    if task is None or task.kind == "classification" and task.target_fn is None:
+        return "the true class's logit"
+    if task.target_fn is not None:
+        return "the target= function's value"
+    return "the model's output"
+
+
+def _device(module: nn.Module, device: torch.device | str | None) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    p = next(module.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
 
 
 def analyze(
     model: nn.Module | Checkpoint,
-    data: EvalData | None = None,
+    data: Any = None,
     *,
+    task: str | None = None,
+    target: Target | None = None,
+    metric: Metric | None = None,
+    metric_name: str | None = None,
+    tokenizer: Any = None,
+    vocabulary: Sequence[str] | None = None,
+    activations: Mapping[str, str] | None = None,
+    feature_names: Sequence[str] | None = None,
     history: History | None = None,
     snapshots: dict[int, dict[str, torch.Tensor]] | None = None,
     options: AnalysisOptions | None = None,
 ) -> Analysis:
-    """Analyse ``model`` (an ``nn.Module`` or a loaded :class:`~inspector.checkpoints.Checkpoint`).
+    """Analyse the dense layers of ``model`` (any ``nn.Module``, or a loaded :class:`~inspector.checkpoints.Checkpoint`).
 
     Args:
-        model: any module with ``nn.Linear`` layers; data sections need it to map
-            ``(batch, d)`` inputs to ``(batch, C)`` logits.
-        data: evaluation data (see :class:`~inspector.evaluation.EvalData`); without it
-            only the weight-only sections run.
+        model: any module with ``nn.Linear`` layers, anywhere in it.
+        data: evaluation data: ``(X, y)`` arrays or tensors, a tensor ``X``, an
+            :class:`~inspector.evaluation.EvalData`, a ``torch.utils.data.Dataset``, a
+            ``DataLoader`` or a list of batches; a batch is a tensor, ``(inputs, labels)`` or a
+            dict of ``forward`` keyword arguments (``labels`` and ``attention_mask`` keys are
+            understood). Streamed, never gathered. Without it only the weight-only sections run.
+        task: ``"classification"`` (explain the true class's logit; accuracy),
+            ``"regression"`` (explain the output; MSE and R²) or ``"custom"``; inferred when
+            omitted (float labels: regression; ``target=`` given: custom).
+        target: ``target(output, batch) -> (n,)``, the scalar per sample to explain.
+        metric: ``metric(output, batch)``, per-sample values or a batch mean, for evaluation and
+            pruning (``metric_name`` names it).
+        tokenizer, vocabulary: token text for integer inputs (``convert_ids_to_tokens``, or a list).
+        activations: ``{linear layer path: activation}`` for layers whose activation cannot be
+            found from the model (see :mod:`inspector.analysis.sites`).
+        feature_names: one name per input column of ``(n, d)`` float inputs.
         history, snapshots: training history and ``{epoch: state_dict}``; taken from
             the checkpoint when ``model`` is one.
         options: which sections and how; see :class:`AnalysisOptions`.
@@ -82,6 +146,8 @@ def analyze(
     options = options or AnalysisOptions()
     ckpt = model if isinstance(model, Checkpoint) else None
     module: nn.Module = ckpt.model if ckpt is not None else model  # type: ignore[assignment]
+    if not isinstance(module, nn.Module):
+        raise InspectorError(f"analyze() takes an nn.Module or a loaded checkpoint, not a {type(module).__name__}")
     if ckpt is not None:
         history = history or ckpt.history
         snapshots = snapshots or ckpt.snapshots
@@ -96,7 +162,18 @@ def analyze(
         timings[name] = time.perf_counter() - started
         return value
 
-    info = _model_info(module, ckpt, data)
+    source = first = adapter = the_task = None
+    if data is not None:
+        source = as_source(data, batch_size=options.batch_size, device=_device(module, None))
+        first = source.first()
+        names = feature_names or source.feature_names
+        adapter = make_adapter(module, first, feature_names=names or (), tokenizer=tokenizer, vocabulary=vocabulary)
+        the_task = make_task(task, first, target=target, metric=metric, metric_name=metric_name)
+    elif task is not None or target is not None:
+        raise InspectorError("task= and target= need data to evaluate; pass data as well")
+    with inspecting(module):
+        sites = timed("sites", lambda: discover_sites(module, first, activations))
+    info = _model_info(module, ckpt, source, first, adapter, the_task, sites)
     parameters = timed("parameters", lambda: count_parameters(module))
     weights = timed("weights", lambda: weight_report(module, info.image_shape)) if "weights" in wanted else None
     found: list[F.Finding] = F.parameter_findings(parameters)
@@ -107,35 +184,33 @@ def analyze(
         found += F.weight_findings(weights)
 
     data_info = census = deaths = importance = pruning = None
-    # Evaluated even when --sections leaves out every data section: one forward pass, and the
+    # Evaluated even when --sections leaves out every data section: one pass, and the
     # summary can then say the data was there and the sections were not asked for.
-    if data is not None:
-        device = next(module.parameters()).device
-        X = torch.as_tensor(data.X, dtype=torch.float32, device=device)
-        y = torch.as_tensor(data.y, dtype=torch.long, device=device)
+    if source is not None and the_task is not None and adapter is not None:
         with inspecting(module):
-            loss, accuracy = evaluate(module, X, y)
-        data_info = DataInfo(data.name, data.split, int(len(data.y)), accuracy, loss)
-        n_classes = info.layer_sizes[-1]
+            loss, score, n = timed("evaluation", lambda: evaluate_task(module, source, the_task))
+        data_info = DataInfo(source.name, source.split, int(n), score, loss, the_task.kind, the_task.metric_name,
+                             the_task.loss_name)
         if "activations" in wanted:
             census = timed("activations", lambda: activation_census(
-                module, X, data.y, batch_size=options.batch_size,
-                nearly_dead_threshold=options.nearly_dead_threshold))
-            found += F.activation_findings(census, data.split)
+                module, source, sites, nearly_dead_threshold=options.nearly_dead_threshold))
+            found += F.activation_findings(census, source.split)
             if snapshots:
-                deaths = timed("deaths", lambda: death_timeline(module, snapshots, X, batch_size=options.batch_size))
+                deaths = timed("deaths", lambda: death_timeline(module, snapshots, source, sites=sites))
                 found += F.death_findings(deaths)
         if "importance" in wanted:
             importance = timed("importance", lambda: importance_report(
-                module, X, y, n_classes, methods=options.methods, n_steps=options.n_steps,
+                module, source, the_task, adapter, methods=options.methods, n_steps=options.n_steps,
                 max_samples=options.max_importance_samples, with_conductance=options.conductance))
             found += F.importance_findings(importance, info.feature_names)
         if "pruning" in wanted:
-            dead = {c.linear: c.dead_mask for c in census or () if c.dead_mask is not None}
-            finetune = (data.train_X, data.train_y) if data.train_X is not None and options.finetune_epochs else None
+            dead = {c.layer: c.dead_mask for c in census or () if c.dead_mask is not None}
+            finetune = None
+            if isinstance(data, EvalData) and data.train_X is not None and options.finetune_epochs:
+                finetune = (data.train_X, data.train_y)
             pruning = timed("pruning", lambda: pruning_sweep(
-                module, X, y, sparsities=options.sparsities, scopes=options.pruning_scopes,
-                dead_masks=dead or None, finetune=finetune, finetune_epochs=options.finetune_epochs))
+                module, source, the_task, sparsities=options.sparsities, scopes=options.pruning_scopes,
+                dead_masks=dead or None, finetune=finetune, finetune_epochs=options.finetune_epochs, sites=sites))
             found += F.pruning_findings(pruning)
     training = None
     if history is not None and "training" in wanted and history.epochs_run:

@@ -56,7 +56,7 @@ class LayerWeights:
     (see :func:`singular_values`); ``spectral_norm`` is the first of them.
     """
 
-    name: str
+    layer: str
     out_features: int
     in_features: int
     values: np.ndarray | None
@@ -135,7 +135,7 @@ def singular_values(weight: torch.Tensor) -> np.ndarray:
 
 
 @torch.no_grad()
-def layer_weights(name: str, weight: torch.Tensor, bias: torch.Tensor | None = None, *,
+def layer_weights(layer: str, weight: torch.Tensor, bias: torch.Tensor | None = None, *,
                   image_shape: tuple[int, int] | None = None, near_zero_rel: float = 0.01,
                   max_side: int = MAX_MAP_SIDE) -> LayerWeights:
     """Statistics of one weight ``(m, n)``; ``image_shape`` (h, w) with ``h * w == n`` adds neuron images."""
@@ -162,7 +162,7 @@ def layer_weights(name: str, weight: torch.Tensor, bias: torch.Tensor | None = N
     if image_shape is not None and image_shape[0] * image_shape[1] == n:
         images = w_np.reshape(m, *image_shape).copy()
     return LayerWeights(
-        name=name, out_features=int(m), in_features=int(n),
+        layer=layer, out_features=int(m), in_features=int(n),
         values=w_np.copy() if small else None,
         magnitude=pool_magnitude(w, max_side),
         neuron_norm=torch.linalg.vector_norm(w, dim=1).numpy(),

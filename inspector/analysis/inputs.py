@@ -1,0 +1,419 @@
+"""What a batch is and how it reaches the model: the input adapter.
+
+Every data section (census, importance, pruning, evaluation) reads the data
+through one :class:`DataSource` and hands each :class:`Batch` to the model
+through :meth:`Batch.call`; none of them assumes "input = float ``(n, d)``,
+feature = column". What the data may be (after torchinfo's opaque
+``input_data`` and Hugging Face's dict batches):
+
+* ``(X, y)`` arrays or tensors, a single tensor ``X`` (inputs only), an
+  :class:`~inspector.evaluation.EvalData`;
+* a map-style ``torch.utils.data.Dataset`` (batched here with a ``DataLoader``);
+* a ``DataLoader`` or any re-iterable of batches (a list of batches).
+
+A batch is a tensor (inputs only), a tuple/list ``(inputs, labels)``, or a
+mapping passed to ``forward`` as keyword arguments (a tokenizer's output): its
+``labels`` (or ``label``) entry is the labels, never passed to ``forward``, and
+its ``attention_mask`` marks padded positions (passed to ``forward`` and used
+to leave padding out of every statistic).
+
+The attributed input is the positional input, or in a mapping ``input_ids``,
+``inputs_embeds``, ``pixel_values``, ... (see :data:`INPUT_KEYS`). Its dtype
+decides the kind: floating inputs are ``"features"`` (``(n, d)``) or
+``"array"`` (any other shape, e.g. images ``(n, C, H, W)``; an attribution has
+the input's shape), integer inputs are ``"tokens"`` (attributed through the
+model's input embedding; a feature is a distinct token).
+
+Data is streamed batch by batch and never gathered; what must be kept (the
+samples for attribution, the projection's sample) is a bounded prefix,
+:meth:`DataSource.head`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from inspector.errors import InspectorError
+
+LABEL_KEYS = ("labels", "label")
+MASK_KEY = "attention_mask"
+INPUT_KEYS = ("input_ids", "inputs_embeds", "pixel_values", "input_values", "inputs", "input", "x", "features")
+KINDS = ("features", "array", "tokens")
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One batch, split into what the analysis needs to know.
+
+    ``inputs`` ``(n, ...)``: the attributed input. ``extra``: the other keyword
+    arguments of ``forward`` (a mapping batch), passed as they are. ``labels``
+    ``(n,)`` or ``(n, ...)`` or ``None``. ``mask`` ``(n, T)`` bool (True = a real
+    position) or ``None`` (every position is real). ``key``: the keyword under
+    which ``inputs`` is passed, ``None`` when positional.
+    """
+
+    inputs: torch.Tensor
+    labels: torch.Tensor | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    mask: torch.Tensor | None = None
+    key: str | None = None
+
+    def __len__(self) -> int:
+        return int(self.inputs.shape[0])
+
+    def call(self, model: nn.Module, inputs: torch.Tensor | None = None, **overrides: Any) -> Any:
+        """``model``'s output on this batch (``inputs`` replaces the attributed input when given)."""
+        x = self.inputs if inputs is None else inputs
+        kwargs = {**self.extra, **overrides}
+        if self.key is None:
+            return model(x, **kwargs)
+        return model(**{self.key: x}, **kwargs)
+
+    def to(self, device: torch.device | str) -> Batch:
+        return Batch(_to(self.inputs, device), _to(self.labels, device),
+                     {k: _to(v, device) for k, v in self.extra.items()}, _to(self.mask, device), self.key)
+
+    def rows(self, index: slice | torch.Tensor) -> Batch:
+        """The rows ``index`` of every per-sample tensor."""
+        n = len(self)
+        return Batch(self.inputs[index], _rows(self.labels, index, n),
+                     {k: _rows(v, index, n) for k, v in self.extra.items()}, _rows(self.mask, index, n), self.key)
+
+    def position_mask(self, shape: torch.Size | tuple[int, ...]) -> torch.Tensor | None:
+        """``(n, T)`` bool selecting the real positions of a per-position tensor of ``shape`` ``(n, T, m)``,
+        or ``None`` when every row of it counts (no mask, or a tensor that is not per position)."""
+        if self.mask is None or len(shape) != 3 or tuple(shape[:2]) != tuple(self.mask.shape):
+            return None
+        return self.mask
+
+    @staticmethod
+    def concat(batches: Sequence[Batch], pad_id: int = 0) -> Batch:
+        """One batch from several; per-position tensors of different lengths are right-padded
+        (``pad_id`` for token ids, 0 elsewhere, the mask with False)."""
+        if not batches:
+            raise ValueError("no batches to concatenate")
+        first = batches[0]
+        lengths = {b.inputs.shape[1] for b in batches if b.inputs.dim() >= 2}
+        width = max(lengths) if lengths else None
+
+        def cat(values: list[Any], fill: float) -> Any:
+            if not all(isinstance(v, torch.Tensor) for v in values):
+                return values[0]
+            ragged = len({tuple(v.shape[1:]) for v in values}) > 1
+            if ragged and width is not None:
+                values = [_pad_dim1(v, width, fill) for v in values]
+            return torch.cat(values)
+
+        labels = cat([b.labels for b in batches], -100) if first.labels is not None else None
+        mask = cat([b.mask for b in batches], 0) if first.mask is not None else None
+        extra = {k: cat([b.extra[k] for b in batches], 0) for k in first.extra}
+        return Batch(cat([b.inputs for b in batches], pad_id), labels, extra, mask, first.key)
+
+
+def _to(value: Any, device: torch.device | str) -> Any:
+    return value.to(device, non_blocking=True) if isinstance(value, torch.Tensor) else value
+
+
+def _rows(value: Any, index: slice | torch.Tensor, n: int) -> Any:
+    if isinstance(value, torch.Tensor) and value.dim() >= 1 and value.shape[0] == n:
+        return value[index]
+    return value
+
+
+def _pad_dim1(value: torch.Tensor, width: int, fill: float) -> torch.Tensor:
+    if value.dim() < 2 or value.shape[1] >= width:
+        return value
+    pad = value.new_full((value.shape[0], width - value.shape[1], *value.shape[2:]), fill)
+    return torch.cat([value, pad], dim=1)
+
+
+def _tensor(value: Any, what: str) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, np.ndarray):
+        if value.dtype == object:
+            raise InspectorError(f"{what} is an object array; give numbers (a float or integer array)")
+        return torch.from_numpy(np.ascontiguousarray(value))
+    if isinstance(value, (list, tuple)) and value and isinstance(value[0], (int, float, list, tuple)):
+        return torch.as_tensor(value)
+    raise InspectorError(f"{what} is a {type(value).__name__}; a batch must hold tensors or arrays")
+
+
+def to_batch(raw: Any) -> Batch:
+    """Split one batch as a ``DataLoader`` yields it into a :class:`Batch`."""
+    if isinstance(raw, Mapping):
+        return _mapping_batch(raw)
+    if isinstance(raw, (tuple, list)):
+        if len(raw) == 1:
+            return Batch(_tensor(raw[0], "the batch's inputs"))
+        if len(raw) == 2:
+            return Batch(_tensor(raw[0], "the batch's inputs"), _tensor(raw[1], "the batch's labels"))
+        raise InspectorError(
+            f"a batch is a tuple of {len(raw)} items; give (inputs, labels), or a dict of keyword "
+            "arguments for forward (with 'labels' and 'attention_mask' keys)")
+    return Batch(_tensor(raw, "the batch"))
+
+
+def _mapping_batch(raw: Mapping[str, Any]) -> Batch:
+    keys = list(raw)
+    label_key = next((k for k in LABEL_KEYS if k in raw), None)
+    candidates = [k for k in INPUT_KEYS if k in raw]
+    if not candidates:
+        candidates = [k for k in keys if k not in (*LABEL_KEYS, MASK_KEY, "token_type_ids", "position_ids")
+                      and isinstance(raw[k], (torch.Tensor, np.ndarray))]
+    if not candidates:
+        raise InspectorError(f"a dict batch with keys {keys} has no input tensor; name it one of "
+                             f"{', '.join(INPUT_KEYS)}")
+    key = candidates[0]
+    extra = {k: (_tensor(v, f"batch[{k!r}]") if isinstance(v, np.ndarray) else v)
+             for k, v in raw.items() if k not in (key, label_key)}
+    mask = None
+    if MASK_KEY in raw:
+        m = _tensor(raw[MASK_KEY], "the attention_mask")
+        mask = m.bool() if m.dim() == 2 else None
+    labels = _tensor(raw[label_key], "the batch's labels") if label_key is not None else None
+    return Batch(_tensor(raw[key], f"batch[{key!r}]"), labels, extra, mask, key)
+
+
+class DataSource:
+    """A re-iterable stream of :class:`Batch` objects on ``device``.
+
+    ``name``/``split`` describe the data; ``feature_names``/``class_names`` are
+    what the data itself knows (a tabular file), empty otherwise.
+    """
+
+    def __init__(self, batches: Callable[[], Iterable[Any]], *, name: str = "data", split: str = "all",
+                 n_samples: int | None = None, feature_names: tuple[str, ...] = (),
+                 class_names: tuple[str, ...] = (), image_shape: tuple[int, int] | None = None,
+                 device: torch.device | str = "cpu") -> None:
+        self._batches = batches
+        self.name = name
+        self.split = split
+        self.n_samples = n_samples
+        self.feature_names = feature_names
+        self.class_names = class_names
+        self.image_shape = image_shape
+        self.device = torch.device(device)
+
+    def on(self, device: torch.device | str) -> DataSource:
+        clone = DataSource(self._batches, name=self.name, split=self.split, n_samples=self.n_samples,
+                           feature_names=self.feature_names, class_names=self.class_names,
+                           image_shape=self.image_shape, device=device)
+        return clone
+
+    def __iter__(self) -> Iterator[Batch]:
+        seen = 0
+        for raw in self._batches():
+            batch = raw if isinstance(raw, Batch) else to_batch(raw)
+            if len(batch) == 0:
+                continue
+            seen += len(batch)
+            yield batch.to(self.device)
+        if self.n_samples is None:
+            self.n_samples = seen
+
+    def first(self) -> Batch:
+        """The first batch; an error when the data holds none."""
+        for batch in self:
+            return batch
+        raise InspectorError(f"the data {self.name!r} holds no samples")
+
+    def head(self, n: int) -> list[Batch]:
+        """The first ``n`` samples, as the batches that hold them (the last one cut); a fixed,
+        bounded sample: the same rows every call."""
+        out: list[Batch] = []
+        left = n
+        for batch in self:
+            if left <= 0:
+                break
+            if len(batch) > left:
+                batch = batch.rows(slice(0, left))
+            out.append(batch)
+            left -= len(batch)
+        return out
+
+
+def _dataloader(dataset: Any, batch_size: int) -> Callable[[], Iterable[Any]]:
+    from torch.utils.data import DataLoader
+
+    return lambda: DataLoader(dataset, batch_size=batch_size, shuffle=False)
+
+
+def _array_batches(X: torch.Tensor, y: torch.Tensor | None, batch_size: int) -> Callable[[], Iterable[Batch]]:
+    def batches() -> Iterator[Batch]:
+        for start in range(0, X.shape[0], batch_size):
+            stop = start + batch_size
+            yield Batch(X[start:stop], None if y is None else y[start:stop])
+    return batches
+
+
+def _as_input_tensor(X: Any) -> torch.Tensor:
+    t = _tensor(X, "X")
+    if t.is_floating_point():
+        return t.float() if t.dtype == torch.float64 else t
+    if t.dtype == torch.bool:
+        return t.float()
+    return t.long()
+
+
+def as_source(data: Any, *, batch_size: int = 1024, device: torch.device | str = "cpu") -> DataSource:
+    """Whatever a user hands :func:`~inspector.analysis.analyze` as data, as a :class:`DataSource`."""
+    from torch.utils.data import DataLoader
+    from torch.utils.data import Dataset as TorchDataset
+    from torch.utils.data import IterableDataset
+
+    from inspector.evaluation import EvalData
+
+    if isinstance(data, DataSource):
+        return data.on(device)
+    if isinstance(data, EvalData):
+        X = torch.as_tensor(np.asarray(data.X, dtype=np.float32))
+        y = torch.as_tensor(np.asarray(data.y))
+        return DataSource(_array_batches(X, y, batch_size), name=data.name, split=data.split,
+                          n_samples=int(X.shape[0]), feature_names=tuple(data.feature_names),
+                          class_names=tuple(data.class_names), image_shape=data.image_shape, device=device)
+    if isinstance(data, (torch.Tensor, np.ndarray)):
+        X = _as_input_tensor(data)
+        return DataSource(_array_batches(X, None, batch_size), n_samples=int(X.shape[0]), device=device)
+    if isinstance(data, tuple) and len(data) == 2 and all(isinstance(v, (torch.Tensor, np.ndarray)) for v in data):
+        X = _as_input_tensor(data[0])
+        y = _tensor(data[1], "y")
+        if y.shape[:1] != X.shape[:1]:
+            raise InspectorError(f"X has {X.shape[0]} samples but y has {y.shape[0] if y.dim() else 1}; "
+                                 "give one label per sample")
+        if y.dtype == torch.float64:
+            y = y.float()
+        return DataSource(_array_batches(X, y, batch_size), n_samples=int(X.shape[0]), device=device)
+    if isinstance(data, Mapping):
+        first = to_batch(data)
+        return DataSource(lambda: (first.rows(slice(s, s + batch_size)) for s in range(0, len(first), batch_size)),
+                          n_samples=len(first), device=device)
+    if isinstance(data, DataLoader):
+        return DataSource(lambda: data, n_samples=_maybe_len(data.dataset), device=device)
+    if isinstance(data, TorchDataset) and not isinstance(data, IterableDataset):
+        return DataSource(_dataloader(data, batch_size), n_samples=_maybe_len(data), device=device)
+    if isinstance(data, IterableDataset):
+        return DataSource(_dataloader(data, batch_size), device=device)
+    if isinstance(data, Iterable):
+        if iter(data) is data:
+            raise InspectorError(
+                "the data is a one-shot iterator (e.g. a generator); the analysis reads the data more than "
+                "once: pass a DataLoader, a Dataset or a list of batches")
+        return DataSource(lambda: data, device=device)
+    raise InspectorError(f"cannot read data of type {type(data).__name__}; give (X, y) arrays, a torch "
+                         "Dataset, a DataLoader or a list of batches")
+
+
+def _maybe_len(obj: Any) -> int | None:
+    try:
+        return int(len(obj))
+    except TypeError:
+        return None
+
+
+@dataclass(frozen=True)
+class InputAdapter:
+    """What the attributed input is, decided once per analysis from the first batch and the model.
+
+    ``kind``: ``"features"`` (float ``(n, d)``), ``"array"`` (float, any other
+    shape) or ``"tokens"`` (integer ids). ``sample_shape``: one sample's input
+    shape (``(d,)``, ``(C, H, W)``, ``(T,)`` of the first batch). ``embedding``:
+    for tokens, the module path of the ``nn.Embedding`` the ids go through (the
+    layer attributions are taken at). ``feature_names``: one per input element for
+    ``"features"`` (``x0``... unless the data names them), empty otherwise.
+    ``vocabulary``: token text by id when a tokenizer or vocabulary was given.
+    ``pad_id``: the id used as the reference ("nothing here") token.
+    """
+
+    kind: str
+    key: str | None
+    sample_shape: tuple[int, ...]
+    embedding: str | None = None
+    feature_names: tuple[str, ...] = ()
+    vocabulary: Callable[[int], str] | None = None
+    pad_id: int = 0
+
+    @property
+    def n_features(self) -> int | None:
+        """Input elements per sample for float inputs; ``None`` for tokens (features are distinct ids)."""
+        return None if self.kind == "tokens" else int(math.prod(self.sample_shape))
+
+    def token_text(self, ids: Sequence[int] | np.ndarray) -> tuple[str, ...]:
+        """The text of each token id (``"#<id>"`` when no tokenizer or vocabulary was given)."""
+        if self.vocabulary is None:
+            return tuple(f"#{int(i)}" for i in ids)
+        return tuple(self.vocabulary(int(i)) for i in ids)
+
+    def embedding_module(self, model: nn.Module) -> nn.Module:
+        if self.embedding is None:
+            raise InspectorError("the inputs are not token ids; there is no input embedding")
+        return model.get_submodule(self.embedding)
+
+    def with_names(self, names: Sequence[str]) -> InputAdapter:
+        return replace(self, feature_names=tuple(names))
+
+
+def input_embedding(model: nn.Module) -> str | None:
+    """The module path of the model's input embedding: a Hugging Face model's ``get_input_embeddings()``,
+    else the first ``nn.Embedding`` registered; ``None`` when it has none."""
+    getter = getattr(model, "get_input_embeddings", None)
+    if callable(getter):
+        try:
+            module = getter()
+        except (NotImplementedError, AttributeError):
+            module = None
+        if isinstance(module, nn.Module):
+            for name, m in model.named_modules():
+                if m is module:
+                    return name
+    return next((name for name, m in model.named_modules() if isinstance(m, nn.Embedding)), None)
+
+
+def _vocabulary(tokenizer: Any, vocabulary: Sequence[str] | None) -> Callable[[int], str] | None:
+    if vocabulary is not None:
+        words = list(vocabulary)
+        return lambda i: words[i] if 0 <= i < len(words) else f"#{i}"
+    if tokenizer is None:
+        return None
+    convert = getattr(tokenizer, "convert_ids_to_tokens", None)
+    if callable(convert):
+        return lambda i: str(convert(int(i)))
+    decode = getattr(tokenizer, "decode", None)
+    if callable(decode):
+        return lambda i: str(decode([int(i)]))
+    raise InspectorError(f"tokenizer of type {type(tokenizer).__name__} has neither convert_ids_to_tokens "
+                         "nor decode; pass vocabulary=[...] instead")
+
+
+def make_adapter(model: nn.Module, first: Batch, *, feature_names: Sequence[str] = (), tokenizer: Any = None,
+                 vocabulary: Sequence[str] | None = None) -> InputAdapter:
+    """The :class:`InputAdapter` for ``model`` fed batches like ``first``."""
+    x = first.inputs
+    shape = tuple(int(s) for s in x.shape[1:])
+    if x.is_floating_point():
+        kind = "features" if x.dim() == 2 else "array"
+        names: tuple[str, ...] = ()
+        if kind == "features":
+            names = tuple(feature_names) if feature_names else tuple(f"x{i}" for i in range(shape[0]))
+            if len(names) != shape[0]:
+                raise InspectorError(f"{len(names)} feature names for inputs with {shape[0]} features")
+        return InputAdapter(kind, first.key, shape, feature_names=names)
+    if x.is_complex():
+        raise InspectorError("complex inputs are not supported; give float features or integer token ids")
+    embedding = input_embedding(model)
+    if embedding is None:
+        raise InspectorError("the inputs are integers (token ids) but the model has no nn.Embedding to "
+                             "attribute them through; give float inputs, or a model whose ids go through "
+                             "an nn.Embedding")
+    pad = getattr(tokenizer, "pad_token_id", None)
+    if pad is None:
+        pad = getattr(model.get_submodule(embedding), "padding_idx", None)
+    return InputAdapter("tokens", first.key, shape, embedding=embedding,
+                        vocabulary=_vocabulary(tokenizer, vocabulary), pad_id=int(pad) if pad is not None else 0)

@@ -1,0 +1,336 @@
+"""Site discovery: every ``nn.Linear`` in a model, and the activation applied to its output.
+
+A :class:`Site` is one linear layer (named by its module path), its activation
+(``relu``, ``gelu``, ..., ``none`` or ``unknown``) and how that was found:
+
+``module``
+    an activation module was called on exactly this layer's output tensor (or on
+    it after normalisation/dropout modules) in a forward pass over a real batch.
+    One module shared by several layers (``self.act``) is attributed per call, to
+    the layer whose output it received.
+``convention``
+    the same, for a module recognised by its class name rather than its type
+    (Hugging Face's ``GELUActivation``, ``NewGELUActivation``, ``SiLUActivation``
+    held as ``act_fn`` / ``intermediate_act_fn``).
+``traced``
+    a functional call (``F.relu``, ``torch.relu``, ``x.relu()``, ``F.gelu``,
+    ``F.silu``, ...) on the layer's output in the model's ``torch.fx`` graph,
+    where the model traces.
+``declared``
+    given by the user (``activations={"head.fc1": "relu"}``); applied to the layer's output.
+``traced-none``
+    the graph shows the output goes on with no activation (an output layer, a
+    projection): not an activation site, not counted by the census.
+``unknown``
+    none of the above; the census counts the layer on its pre-activation and says so.
+
+:class:`SiteObserver` installs the hooks that report, for every application of
+a site's activation, ``(layer, pre-activation, activation output)``: the census
+is built on it, and discovery itself is one observed forward pass.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from inspector.analysis.guard import _Guard, inspecting
+from inspector.analysis.inputs import Batch
+from inspector.errors import InspectorError
+from inspector.results import result
+
+# Units whose output is exactly zero for every non-positive input: a neuron that never
+# receives a positive input is dead (Lu et al. 2019).
+RECTIFIERS = ("relu", "relu6")
+# Leaky units pass a scaled negative part; "dead" means the input is never positive (as for ReLU).
+LEAKY = ("leaky_relu", "prelu")
+# Smooth units: never exactly zero, so they report the fraction of (nearly) zero outputs instead.
+SMOOTH = ("gelu", "silu", "mish", "softplus", "elu", "selu", "celu", "hardswish")
+# Squashing units: the fraction of samples in a flat tail (Glorot & Bengio 2010).
+SQUASHERS = ("sigmoid", "tanh", "hardtanh", "hardsigmoid")
+KINDS = RECTIFIERS + LEAKY + SMOOTH + SQUASHERS
+FOUND_BY = ("module", "convention", "traced", "declared", "traced-none", "unknown")
+
+MODULE_KINDS: dict[type[nn.Module], str] = {
+    nn.ReLU: "relu", nn.ReLU6: "relu6", nn.LeakyReLU: "leaky_relu", nn.PReLU: "prelu", nn.GELU: "gelu",
+    nn.SiLU: "silu", nn.Mish: "mish", nn.Softplus: "softplus", nn.ELU: "elu", nn.SELU: "selu", nn.CELU: "celu",
+    nn.Hardswish: "hardswish", nn.Sigmoid: "sigmoid", nn.Tanh: "tanh", nn.Hardtanh: "hardtanh",
+    nn.Hardsigmoid: "hardsigmoid",
+}
+# Class-name fragments of activation modules in model families (lower case, longest first).
+NAME_KINDS: tuple[tuple[str, str], ...] = (
+    ("leakyrelu", "leaky_relu"), ("relu6", "relu6"), ("gelu", "gelu"), ("silu", "silu"), ("swish", "silu"),
+    ("mish", "mish"), ("softplus", "softplus"), ("sigmoid", "sigmoid"), ("tanh", "tanh"), ("relu", "relu"),
+)
+FUNCTION_KINDS: dict[Any, str] = {
+    F.relu: "relu", torch.relu: "relu", F.relu6: "relu6", F.leaky_relu: "leaky_relu", F.gelu: "gelu",
+    F.silu: "silu", F.mish: "mish", F.softplus: "softplus", F.elu: "elu", F.selu: "selu", torch.selu: "selu",
+    F.celu: "celu", F.hardswish: "hardswish", torch.sigmoid: "sigmoid", F.sigmoid: "sigmoid",
+    torch.tanh: "tanh", F.tanh: "tanh", F.hardtanh: "hardtanh", F.hardsigmoid: "hardsigmoid",
+}
+METHOD_KINDS = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh"}
+# Modules that carry a layer's output on unchanged in meaning (elementwise, per neuron).
+TRANSPARENT: tuple[type[nn.Module], ...] = (nn.Dropout, nn.Identity, nn.modules.batchnorm._BatchNorm, nn.LayerNorm)
+TRANSPARENT_FUNCTIONS = {F.dropout}
+
+APPLY: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "relu": torch.relu, "relu6": F.relu6, "leaky_relu": F.leaky_relu, "prelu": lambda x: F.leaky_relu(x, 0.25),
+    "gelu": F.gelu, "silu": F.silu, "mish": F.mish, "softplus": F.softplus, "elu": F.elu, "selu": torch.selu,
+    "celu": F.celu, "hardswish": F.hardswish, "sigmoid": torch.sigmoid, "tanh": torch.tanh,
+    "hardtanh": F.hardtanh, "hardsigmoid": F.hardsigmoid,
+}
+
+
+@result
+class Site:
+    """One ``nn.Linear`` (``layer``, its module path) and the activation on its output.
+
+    ``activation``: a kind in :data:`KINDS`, ``"none"`` or ``"unknown"``. ``found_by``: one of
+    :data:`FOUND_BY`. ``module``: the activation module's path (``module``/``convention``), the
+    function's name (``traced``), else ``None``. ``tap``: the module whose output is the
+    pre-activation for ``traced``/``declared``/``unknown`` sites (the layer, or a normalisation
+    after it). ``shared_with``: other layers whose output the same activation module receives.
+    """
+
+    layer: str
+    in_features: int
+    out_features: int
+    activation: str
+    found_by: str
+    module: str | None
+    tap: str
+    shared_with: tuple[str, ...] = ()
+
+    @property
+    def counted(self) -> bool:
+        """Whether the census counts this site (everything but a proven absence of an activation)."""
+        return self.found_by != "traced-none"
+
+    def describe(self) -> str:
+        """One line: how the activation was found."""
+        shared = f", shared with {', '.join(self.shared_with)}" if self.shared_with else ""
+        return {
+            "module": f"{self.activation}: module {self.module}{shared}",
+            "convention": f"{self.activation}: module {self.module}, recognised by its class name{shared}",
+            "traced": f"{self.activation}: functional {self.module} in the torch.fx graph",
+            "declared": f"{self.activation}: declared",
+            "traced-none": "no activation (its output goes on unchanged in the torch.fx graph)",
+            "unknown": "activation unknown: counted on its pre-activation",
+        }[self.found_by]
+
+
+def activation_kind(module: nn.Module) -> tuple[str, str] | None:
+    """``(kind, "module" | "convention")`` when ``module`` is an activation, else ``None``."""
+    kind = MODULE_KINDS.get(type(module))
+    if kind is not None:
+        return kind, "module"
+    for cls, k in MODULE_KINDS.items():
+        if isinstance(module, cls):
+            return k, "module"
+    if any(True for _ in module.children()) or any(True for _ in module.parameters(recurse=False)):
+        return None
+    lowered = type(module).__name__.lower()
+    for fragment, k in NAME_KINDS:
+        if fragment in lowered and ("activation" in lowered or lowered.startswith(fragment)
+                                    or lowered.endswith(fragment)):
+            return k, "convention"
+    return None
+
+
+def _linears(model: nn.Module) -> list[tuple[str, nn.Linear]]:
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+
+
+class SiteObserver:
+    """Hooks reporting ``callback(layer, pre, out, module)`` for every application of a site's activation.
+
+    ``module`` sites are observed at the activation module (its input is the
+    pre-activation, its output the activation) and attributed to the layer whose
+    output tensor it received, tracked by identity through transparent modules;
+    ``traced``/``declared``/``unknown`` sites at their ``tap`` module, with the
+    activation applied here (``unknown``: the output is the pre-activation itself).
+    Hooks live on ``guard`` and are removed with it.
+    """
+
+    def __init__(self, model: nn.Module, sites: tuple[Site, ...],
+                 callback: Callable[[str, torch.Tensor, torch.Tensor], None], guard: _Guard,
+                 *, record: bool = False) -> None:
+        self._produced: dict[int, tuple[weakref.ref[torch.Tensor], str]] = {}
+        self.callback = callback
+        self.pairs: dict[str, dict[str, tuple[str, str]]] = {}  # record: layer -> {module path: (kind, how)}
+        by_module = {name: m for name, m in model.named_modules()}
+        linear_names = {id(m): name for name, m in _linears(model)}
+        # layer -> its activation module: a module is attributed only the calls on its own layers' outputs
+        module_sites = {s.layer: s.module for s in sites if s.found_by in ("module", "convention")}
+        acts: dict[str, str] = {}
+        for site in sites:
+            if site.found_by in ("module", "convention") and site.module:
+                acts[site.module] = site.activation
+        for name, module in model.named_modules():
+            if id(module) in linear_names:
+                guard.hook(module.register_forward_hook(self._linear_hook(linear_names[id(module)])))
+            elif isinstance(module, TRANSPARENT):
+                guard.hook(module.register_forward_hook(self._transparent_hook))
+            elif record and activation_kind(module) is not None:
+                kind, how = activation_kind(module)  # type: ignore[misc]
+                guard.hook(module.register_forward_hook(self._record_hook(name, kind, how)))
+            elif name in acts:
+                guard.hook(module.register_forward_hook(self._activation_hook(name, module_sites)))
+        for site in sites:
+            if site.found_by in ("traced", "declared", "unknown"):
+                fn = APPLY.get(site.activation)
+                guard.hook(by_module[site.tap].register_forward_hook(self._tap_hook(site.layer, fn)))
+
+    def start_batch(self) -> None:
+        self._produced.clear()
+
+    def _mark(self, tensor: Any, layer: str) -> None:
+        if isinstance(tensor, torch.Tensor):
+            self._produced[id(tensor)] = (weakref.ref(tensor), layer)
+
+    def _source(self, tensor: Any) -> str | None:
+        if not isinstance(tensor, torch.Tensor):
+            return None
+        entry = self._produced.get(id(tensor))
+        if entry is None or entry[0]() is not tensor:
+            return None
+        return entry[1]
+
+    def _linear_hook(self, layer: str) -> Callable[..., None]:
+        def hook(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+            self._mark(output, layer)
+        return hook
+
+    def _transparent_hook(self, module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+        layer = self._source(inputs[0]) if inputs else None
+        if layer is not None:
+            self._mark(output, layer)
+
+    def _activation_hook(self, name: str, layers: dict[str, str | None]) -> Callable[..., None]:
+        def hook(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+            layer = self._source(inputs[0]) if inputs else None
+            if layer is not None and layers.get(layer) == name and isinstance(output, torch.Tensor):
+                self.callback(layer, inputs[0], output)
+        return hook
+
+    def _record_hook(self, name: str, kind: str, how: str) -> Callable[..., None]:
+        def hook(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+            layer = self._source(inputs[0]) if inputs else None
+            if layer is not None:
+                self.pairs.setdefault(layer, {})[name] = (kind, how)
+        return hook
+
+    def _tap_hook(self, layer: str, fn: Callable[[torch.Tensor], torch.Tensor] | None) -> Callable[..., None]:
+        def hook(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+            if isinstance(output, torch.Tensor):
+                self.callback(layer, output, fn(output) if fn is not None else output)
+        return hook
+
+
+def _trace(model: nn.Module) -> dict[str, tuple[str, str | None, str]] | None:
+    """``{layer: (kind | "none" | "module:<how>:<kind>", function or module name, tap module)}`` from
+    the model's ``torch.fx`` graph, or ``None`` when it does not trace."""
+    import torch.fx
+
+    try:
+        graph = torch.fx.symbolic_trace(model).graph
+    except Exception:  # noqa: BLE001 - any model that does not trace falls back to the other rules
+        return None
+    modules = dict(model.named_modules())
+    out: dict[str, tuple[str, str | None, str]] = {}
+    for node in graph.nodes:
+        if node.op != "call_module" or not isinstance(modules.get(node.target), nn.Linear):
+            continue
+        tap = str(node.target)
+        found: tuple[str, str | None] | None = None
+        current = node
+        while found is None:
+            users = list(current.users)
+            if len(users) != 1:
+                break
+            user = users[0]
+            if user.op == "call_function" and user.target in FUNCTION_KINDS:
+                found = (FUNCTION_KINDS[user.target], getattr(user.target, "__name__", str(user.target)))
+            elif user.op == "call_method" and user.target in METHOD_KINDS:
+                found = (METHOD_KINDS[user.target], f"Tensor.{user.target}")
+            elif user.op == "call_module" and activation_kind(modules[user.target]) is not None:
+                kind_how = activation_kind(modules[user.target])
+                found = (f"module:{kind_how[1]}:{kind_how[0]}", str(user.target))  # type: ignore[index]
+            elif user.op == "call_module" and isinstance(modules[user.target], TRANSPARENT):
+                tap = str(user.target)
+                current = user
+                continue
+            elif user.op == "call_function" and user.target in TRANSPARENT_FUNCTIONS:
+                current = user
+                continue
+            break
+        out[str(node.target)] = ("none", None, str(node.target)) if found is None else (found[0], found[1], tap)
+    return out
+
+
+def discover_sites(model: nn.Module, batch: Batch | None = None,
+                   declared: Mapping[str, str] | None = None) -> tuple[Site, ...]:
+    """Every ``nn.Linear`` of ``model`` with its activation, in registration order.
+
+    ``batch``: one real batch for the observed forward pass (without it only the
+    graph and ``declared`` say anything). ``declared``: ``{layer path: kind}`` wins
+    over everything found.
+    """
+    declared = dict(declared or {})
+    layers = _linears(model)
+    names = {name for name, _ in layers}
+    for layer, kind in declared.items():
+        if layer not in names:
+            raise InspectorError(f"activations= names {layer!r}, which is not an nn.Linear of the model; "
+                                 f"its linear layers are {', '.join(sorted(names)[:8])}"
+                                 f"{' ...' if len(names) > 8 else ''}")
+        if kind not in KINDS and kind != "none":
+            raise InspectorError(f"unknown activation {kind!r} for {layer}; choose from {', '.join(KINDS)} or none")
+    observed: dict[str, dict[str, tuple[str, str]]] = {}
+    if batch is not None:
+        with inspecting(model) as guard:
+            observer = SiteObserver(model, (), lambda *a: None, guard, record=True)
+            observer.start_batch()
+            with torch.no_grad():
+                batch.call(model)
+            observed = observer.pairs
+    traced = _trace(model)
+    users: dict[str, list[str]] = {}
+    for layer, mods in observed.items():
+        for module in mods:
+            users.setdefault(module, []).append(layer)
+    sites = []
+    for name, layer in layers:
+        m, n = layer.weight.shape
+        common = {"layer": name, "in_features": int(n), "out_features": int(m)}
+        if name in declared:
+            kind = declared[name]
+            found = "declared" if kind != "none" else "traced-none"
+            sites.append(Site(**common, activation=kind, found_by=found, module=None, tap=name))
+        elif name in observed:
+            module, (kind, how) = next(iter(observed[name].items()))
+            shared = tuple(other for other in users[module] if other != name)
+            sites.append(Site(**common, activation=kind, found_by=how, module=module, tap=name, shared_with=shared))
+        elif traced is not None and name in traced:
+            kind, fn, tap = traced[name]
+            if kind == "none":
+                sites.append(Site(**common, activation="none", found_by="traced-none", module=None, tap=name))
+            elif kind.startswith("module:"):  # no batch to observe: the graph names the module
+                _, how, module_kind = kind.split(":")
+                sites.append(Site(**common, activation=module_kind, found_by=how, module=fn, tap=name))
+            else:
+                sites.append(Site(**common, activation=kind, found_by="traced", module=fn, tap=tap))
+        else:
+            sites.append(Site(**common, activation="unknown", found_by="unknown", module=None, tap=name))
+    return tuple(sites)
+
+
+def near_zero(kind: str) -> float:
+    """The |output| below which a smooth unit's output counts as (nearly) zero."""
+    return 0.01 if kind in SMOOTH else math.nan

@@ -1,0 +1,240 @@
+"""What the model is asked to do: the target an attribution explains, the loss and the metric.
+
+* ``classification``: explain the true class's logit; evaluate mean cross-entropy and accuracy.
+* ``regression``: explain the (single) output; evaluate mean squared error and R²
+  (``1 - SSE / SST``, SST about the evaluation data's own mean).
+* ``custom``: a user ``target(output, batch) -> (n,)`` scalar per sample; evaluated by an
+  optional ``metric(output, batch)`` (per-sample ``(n,)`` values or a batch mean), else by
+  the mean target.
+
+The model's output may be a tensor, a tuple (its first element) or a Hugging Face
+``ModelOutput`` / dict (its ``logits``, else its first tensor): :func:`output_tensor`.
+Chosen once per analysis (:func:`make_task`) and used by importance, pruning and
+evaluation alike. Evaluation streams: :class:`Scores` accumulates sums in float64.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from inspector.analysis.inputs import Batch
+from inspector.errors import InspectorError
+
+TASKS = ("classification", "regression", "custom")
+Target = Callable[[Any, Batch], torch.Tensor]
+Metric = Callable[[Any, Batch], "torch.Tensor | float"]
+
+
+def output_tensor(output: Any) -> torch.Tensor:
+    """The tensor a model's output means: itself, a tuple's first element, a ModelOutput's ``logits``."""
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, Mapping):
+        if "logits" in output and isinstance(output["logits"], torch.Tensor):
+            return output["logits"]
+        for value in output.values():
+            if isinstance(value, torch.Tensor):
+                return value
+    logits = getattr(output, "logits", None)
+    if isinstance(logits, torch.Tensor):
+        return logits
+    if isinstance(output, (tuple, list)) and output:
+        return output_tensor(output[0])
+    raise InspectorError(f"the model returned a {type(output).__name__}, not a tensor; pass target= to say "
+                         "which scalar per sample to explain")
+
+
+@dataclass(frozen=True)
+class Task:
+    """One task; see the module docstring. ``metric_name``/``loss_name`` label the numbers in results."""
+
+    kind: str
+    metric_name: str
+    loss_name: str | None
+    target_fn: Target | None = field(default=None, compare=False)
+    metric_fn: Metric | None = field(default=None, compare=False)
+
+    @property
+    def higher_is_better(self) -> bool:
+        """Whether a larger metric is better (accuracy, R², a user metric); false for none here."""
+        return True
+
+    def target(self, output: Any, batch: Batch) -> torch.Tensor:
+        """``(n,)``: the scalar per sample an attribution explains."""
+        if self.target_fn is not None:
+            value = self.target_fn(output, batch)
+            if not isinstance(value, torch.Tensor):
+                raise InspectorError(f"target= returned a {type(value).__name__}; it must return a tensor "
+                                     "with one value per sample")
+            value = value.reshape(value.shape[0], -1) if value.dim() else value.reshape(1, 1)
+            if value.shape != (len(batch), 1):
+                raise InspectorError(f"target= returned shape {tuple(value.shape)} for {len(batch)} samples; "
+                                     "it must return one scalar per sample, shape (n,)")
+            return value[:, 0]
+        out = output_tensor(output)
+        if self.kind == "classification":
+            logits = _per_sample(out, "classification")
+            labels = _labels(batch)
+            return logits.gather(1, labels[:, None]).squeeze(1)
+        return _regression_output(out)
+
+    def explained(self, model: nn.Module, batch: Batch) -> Callable[..., torch.Tensor]:
+        """``forward(inputs, *extra)`` returning the target ``(n, 1)``: what Captum attributes.
+
+        The batch's other tensors (attention mask, labels) come back through Captum's
+        ``additional_forward_args``, which it expands with the inputs; see :func:`forward_args`.
+        """
+        keys = tuple(batch.extra)
+
+        def forward(inputs: torch.Tensor, *args: Any) -> torch.Tensor:
+            extra = dict(zip(keys, args[: len(keys)]))
+            labels = args[len(keys)] if len(args) > len(keys) else None
+            mask = extra.get("attention_mask") if batch.mask is not None else None
+            part = Batch(inputs, labels, extra, mask.bool() if isinstance(mask, torch.Tensor) else None, batch.key)
+            return self.target(part.call(model), part)[:, None]
+
+        return forward
+
+    def scores(self) -> Scores:
+        return Scores(self)
+
+
+def forward_args(batch: Batch) -> tuple[Any, ...]:
+    """The batch's other forward arguments, then its labels: Captum's ``additional_forward_args``
+    for :meth:`Task.explained`."""
+    args = tuple(batch.extra.values())
+    return (*args, batch.labels) if batch.labels is not None else args
+
+
+def _per_sample(out: torch.Tensor, what: str) -> torch.Tensor:
+    if out.dim() != 2:
+        raise InspectorError(f"{what} needs an output of shape (n, classes), the model returns "
+                             f"{tuple(out.shape)}; pass target=lambda out, batch: ... to say what to explain")
+    return out
+
+
+def _labels(batch: Batch) -> torch.Tensor:
+    if batch.labels is None:
+        raise InspectorError("classification needs labels: give (inputs, labels) batches or a 'labels' key, or "
+                             "pass target= to explain something else")
+    labels = batch.labels.reshape(-1)
+    if labels.is_floating_point():
+        if not bool(torch.all(labels == labels.round())):
+            raise InspectorError("the labels are not whole numbers; for continuous targets use task='regression'")
+        labels = labels.long()
+    return labels.long()
+
+
+def _regression_output(out: torch.Tensor) -> torch.Tensor:
+    flat = out.reshape(out.shape[0], -1) if out.dim() else out.reshape(1, 1)
+    if flat.shape[1] != 1:
+        raise InspectorError(f"regression explains a single output, the model returns {flat.shape[1]} per "
+                             "sample; pass target=lambda out, batch: out[:, k] to pick one")
+    return flat[:, 0]
+
+
+class Scores:
+    """Streaming evaluation sums for one task (float64): feed batches with :meth:`add`, read :meth:`result`."""
+
+    def __init__(self, task: Task) -> None:
+        self.task = task
+        self.n = 0
+        self.loss_sum = 0.0
+        self.metric_sum = 0.0
+        self.y_sum = 0.0
+        self.y_sq_sum = 0.0
+
+    def add(self, output: Any, batch: Batch) -> None:
+        n = len(batch)
+        task = self.task
+        if task.kind == "custom" or task.metric_fn is not None:
+            if task.metric_fn is not None:
+                value = task.metric_fn(output, batch)
+                if isinstance(value, torch.Tensor) and value.dim() and value.numel() == n:
+                    self.metric_sum += float(value.double().sum())
+                else:
+                    self.metric_sum += float(value) * n
+            else:
+                self.metric_sum += float(task.target(output, batch).double().sum())
+            if task.kind == "custom":
+                self.n += n
+                return
+        out = output_tensor(output)
+        if task.kind == "classification":
+            logits = _per_sample(out, "classification")
+            labels = _labels(batch)
+            if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= logits.shape[1]):
+                raise InspectorError(f"a label lies outside the model's {logits.shape[1]} outputs "
+                                     f"(labels {int(labels.min())}..{int(labels.max())})")
+            self.loss_sum += float(nn.functional.cross_entropy(logits.float(), labels, reduction="sum"))
+            if task.metric_fn is None:
+                self.metric_sum += float((logits.argmax(dim=1) == labels).sum())
+        else:
+            if batch.labels is None:
+                raise InspectorError("regression needs targets: give (inputs, targets) batches or a 'labels' key")
+            pred = _regression_output(out).double()
+            y = batch.labels.reshape(n, -1).double()
+            if y.shape[1] != 1:
+                raise InspectorError(f"regression targets have {y.shape[1]} values per sample; give one")
+            y = y[:, 0]
+            self.loss_sum += float(((pred - y) ** 2).sum())
+            self.y_sum += float(y.sum())
+            self.y_sq_sum += float((y * y).sum())
+        self.n += n
+
+    def result(self) -> tuple[float, float]:
+        """``(loss, metric)`` over everything added; NaN where undefined (no samples, no loss)."""
+        if self.n == 0:
+            return math.nan, math.nan
+        task = self.task
+        loss = self.loss_sum / self.n if task.loss_name is not None else math.nan
+        if task.kind == "regression" and task.metric_fn is None:
+            sst = self.y_sq_sum - self.y_sum ** 2 / self.n
+            sse = self.loss_sum
+            metric = 1.0 - sse / sst if sst > 0 else math.nan
+            return loss, metric
+        return loss, self.metric_sum / self.n
+
+
+def evaluate_task(model: nn.Module, batches: Any, task: Task) -> tuple[float, float, int]:
+    """``(loss, metric, n_samples)`` of ``model`` over ``batches`` (an iterable of :class:`Batch`), no grad."""
+    scores = task.scores()
+    with torch.no_grad():
+        for batch in batches:
+            scores.add(batch.call(model), batch)
+    loss, metric = scores.result()
+    return loss, metric, scores.n
+
+
+def make_task(task: str | None, first: Batch, *, target: Target | None = None,
+              metric: Metric | None = None, metric_name: str | None = None) -> Task:
+    """The task for an analysis: ``task`` as given, or inferred from the first batch.
+
+    A user ``target`` makes it ``custom`` unless ``task`` says otherwise. Otherwise
+    inferred from the labels' dtype: integer labels mean classification, floating
+    labels regression; no labels and no target is an error.
+    """
+    if task is not None and task not in TASKS:
+        raise InspectorError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
+    if task is None:
+        if target is not None:
+            task = "custom"
+        elif first.labels is None:
+            raise InspectorError("the data has no labels; give (inputs, labels) batches, or pass "
+                                 "target=lambda out, batch: ... to say what to explain")
+        else:
+            task = "regression" if first.labels.is_floating_point() else "classification"
+    if task == "custom" and target is None:
+        raise InspectorError("task='custom' needs target=lambda out, batch: ... (one scalar per sample)")
+    name = metric_name or ("metric" if metric is not None else None)
+    if task == "classification":
+        return Task(task, name or "accuracy", "cross-entropy", target, metric)
+    if task == "regression":
+        return Task(task, name or "R²", "MSE", target, metric)
+    return Task(task, name or "mean target", None, target, metric)

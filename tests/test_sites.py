@@ -1,0 +1,193 @@
+"""Site discovery and the observer the census is built on: which activation follows each nn.Linear,
+how that was found, and which (pre-activation, output) pairs each layer is attributed."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from inspector.analysis.guard import inspecting
+from inspector.analysis.inputs import Batch
+from inspector.analysis.sites import SiteObserver, discover_sites
+from inspector.errors import InspectorError
+from inspector.models import MLPConfig, build_mlp
+from tests.models import (
+    HEAD_LAYERS,
+    digits_images,
+    functional_activations,
+    lenet_digits,
+    padded_batch,
+    shared_relu,
+    tiny_bert,
+    untraceable,
+)
+
+
+def _x(n: int = 16, d: int = 6, seed: int = 0) -> torch.Tensor:
+    return torch.randn(n, d, generator=torch.Generator().manual_seed(seed))
+
+
+def _summary(sites):
+    return [(s.layer, s.activation, s.found_by, s.module, s.tap, s.shared_with) for s in sites]
+
+
+def test_one_relu_module_shared_by_two_layers_is_a_site_of_each():
+    sites = discover_sites(shared_relu(), Batch(_x()))
+    assert _summary(sites) == [
+        ("fc1", "relu", "module", "act", "fc1", ("fc2",)),
+        ("fc2", "relu", "module", "act", "fc2", ("fc1",)),
+        ("out", "none", "traced-none", None, "out", ()),
+    ]
+    assert [s.counted for s in sites] == [True, True, False]
+    assert sites[0].describe() == "relu: module act, shared with fc2"
+
+
+def test_functional_activations_are_found_in_the_traced_graph():
+    sites = discover_sites(functional_activations(), Batch(_x()))
+    assert _summary(sites) == [
+        ("fc1", "relu", "traced", "relu", "fc1", ()),
+        ("fc2", "gelu", "traced", "gelu", "fc2", ()),
+        ("fc3", "relu", "traced", "relu", "bn", ()),  # counted on the batch norm's output: the ReLU's input
+        ("out", "none", "traced-none", None, "out", ()),
+    ]
+
+
+def test_a_model_that_does_not_trace_leaves_its_activation_unknown_but_counted():
+    sites = discover_sites(untraceable(), Batch(_x()))
+    assert [(s.layer, s.activation, s.found_by, s.counted) for s in sites] == [
+        ("fc1", "unknown", "unknown", True), ("out", "unknown", "unknown", True)]
+    assert sites[0].describe() == "activation unknown: counted on its pre-activation"
+
+
+def test_mlp_sites_pair_each_activation_module_with_its_linear():
+    model = build_mlp(MLPConfig(4, (6, 5), 2, activation="tanh", batch_norm=True, dropout=0.2))
+    sites = discover_sites(model, Batch(_x(d=4)))
+    assert [(s.layer, s.activation, s.found_by, s.module) for s in sites] == [
+        ("fc1", "tanh", "module", "act1"), ("fc2", "tanh", "module", "act2"), ("fc3", "none", "traced-none", None)]
+
+
+def test_cnn_sites_are_the_dense_head_only():
+    images, _ = digits_images(8)
+    sites = discover_sites(lenet_digits(), Batch(images))
+    assert tuple(s.layer for s in sites if s.counted) == HEAD_LAYERS
+    assert [(s.module, s.activation) for s in sites if s.counted] == [("head.act1", "relu"), ("head.act2", "relu")]
+
+
+@pytest.mark.slow  # importing transformers takes most of it
+def test_bert_intermediate_layers_are_gelu_sites_found_by_convention():
+    pytest.importorskip("transformers")
+    model = tiny_bert(num_hidden_layers=2, intermediate_size=24)
+    sites = {s.layer: s for s in discover_sites(model, _bert_batch())}
+    for k in range(2):
+        site = sites[f"encoder.layer.{k}.intermediate.dense"]
+        assert (site.activation, site.found_by, site.out_features) == ("gelu", "convention", 24)
+        assert site.module == f"encoder.layer.{k}.intermediate.intermediate_act_fn"
+    # the attention projections and the block output have no activation of their own: counted as unknown
+    assert sites["encoder.layer.0.attention.self.query"].found_by == "unknown"
+
+
+def _bert_batch() -> Batch:
+    from inspector.analysis.inputs import to_batch
+
+    return to_batch(padded_batch([4, 2, 3]))
+
+
+def test_declared_activations_win_over_what_is_found():
+    sites = discover_sites(shared_relu(), Batch(_x()), {"fc1": "tanh", "fc2": "none", "out": "sigmoid"})
+    assert [(s.layer, s.activation, s.found_by, s.counted) for s in sites] == [
+        ("fc1", "tanh", "declared", True), ("fc2", "none", "traced-none", False),
+        ("out", "sigmoid", "declared", True)]
+
+
+def test_declaring_a_layer_that_does_not_exist_or_an_unknown_kind_is_a_clear_error():
+    with pytest.raises(InspectorError, match="'fc9'.*not an nn.Linear.*fc1, fc2, out"):
+        discover_sites(shared_relu(), None, {"fc9": "relu"})
+    with pytest.raises(InspectorError, match="unknown activation 'swishy' for fc1"):
+        discover_sites(shared_relu(), None, {"fc1": "swishy"})
+
+
+class _CalledTwice(nn.Module):
+    """The same fc and ReLU applied twice in one forward pass, and the ReLU once on the raw input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.act = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.fc(self.act(self.fc(self.act(x)))))
+
+
+def _observe(model: nn.Module, x: torch.Tensor, sites) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
+    calls = []
+    with inspecting(model) as guard, torch.no_grad():
+        observer = SiteObserver(model, sites, lambda layer, pre, out: calls.append((layer, pre.clone(), out.clone())),
+                                guard)
+        observer.start_batch()
+        model(x)
+    assert all(not m._forward_hooks for m in model.modules())
+    return calls
+
+
+def test_observer_attributes_each_call_of_a_shared_module_to_its_own_layer():
+    model, x = shared_relu(), _x()
+    calls = _observe(model, x, discover_sites(model, Batch(x)))
+    with torch.no_grad():
+        z1 = model.fc1(x)
+        z2 = model.fc2(torch.relu(z1))
+    assert [layer for layer, _, _ in calls] == ["fc1", "fc2"]
+    assert torch.equal(calls[0][1], z1) and torch.equal(calls[0][2], torch.relu(z1))
+    assert torch.equal(calls[1][1], z2) and torch.equal(calls[1][2], torch.relu(z2))
+
+
+def test_observer_reports_every_call_of_a_layer_and_no_call_on_other_tensors():
+    torch.manual_seed(0)
+    model, x = _CalledTwice(), _x(d=4)
+    calls = _observe(model, x, discover_sites(model, Batch(x)))
+    with torch.no_grad():
+        first = model.fc(torch.relu(x))
+        second = model.fc(torch.relu(first))
+    # three ReLU calls; the one on the raw input belongs to no layer
+    assert [layer for layer, _, _ in calls] == ["fc", "fc"]
+    assert torch.equal(calls[0][1], first) and torch.equal(calls[1][1], second)
+
+
+def test_observer_applies_a_traced_function_at_the_tap():
+    model, x = functional_activations(), _x()
+    calls = {layer: (pre, out) for layer, pre, out in _observe(model, x, discover_sites(model, Batch(x)))}
+    with torch.no_grad():
+        h1 = torch.relu(model.fc1(x))
+        h2 = torch.nn.functional.gelu(model.fc2(h1))
+        pre3 = model.bn(model.fc3(h2))
+    assert sorted(calls) == ["fc1", "fc2", "fc3"]
+    assert torch.equal(calls["fc2"][1], h2)
+    assert torch.equal(calls["fc3"][0], pre3) and torch.equal(calls["fc3"][1], torch.relu(pre3))
+
+
+class _TwoActivationsOnOneOutput(nn.Module):
+    """fc1's output goes to a ReLU (its activation: the first one applied to it) and then also to the
+    Tanh that is fc2's activation."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(4, 5)
+        self.fc2 = nn.Linear(5, 3)
+        self.relu = nn.ReLU()
+        self.tanh = nn.Tanh()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.fc1(x)
+        main = self.tanh(self.fc2(self.relu(h)))
+        return main + self.tanh(h).sum(dim=1, keepdim=True)
+
+
+def test_observer_attributes_a_layer_only_the_calls_of_its_own_activation_module():
+    torch.manual_seed(0)
+    model, x = _TwoActivationsOnOneOutput(), _x(d=4)
+    sites = discover_sites(model, Batch(x))
+    assert [(s.layer, s.module) for s in sites] == [("fc1", "relu"), ("fc2", "tanh")]
+    calls = _observe(model, x, sites)
+    assert [(layer, tuple(out.shape)) for layer, _, out in calls] == [("fc1", (16, 5)), ("fc2", (16, 3))]
+    with torch.no_grad():
+        assert torch.equal(calls[0][2], torch.relu(model.fc1(x)))
