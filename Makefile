@@ -2,7 +2,8 @@
 # and reuse it afterwards (the stamp file is rebuilt only when pyproject.toml changes).
 #
 #   make demo   set up, then serve the dashboard on the built-in demo model
-#   make test   set up (including headless Chromium for the browser tests), then run every test
+#   make test   set up (including headless Chromium for the browser tests), lint, then run every test
+#   make lint   ruff (lint and format check) and mypy (inspector/, dashboards/), as configured in pyproject.toml
 
 VENV  ?= .venv
 PY    := $(VENV)/bin/python
@@ -13,7 +14,7 @@ STAMP := $(VENV)/.installed
 TORCH_SPEC ?= torch==2.13.0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test setup browser clean
+.PHONY: demo test lint setup browser clean
 
 setup: $(STAMP)
 
@@ -33,7 +34,13 @@ browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 	  ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium chromium-driver)
 
-test: $(STAMP) browser
+# Lint and type check: fast, so it runs before the tests and fails first.
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+test: $(STAMP) browser lint
 	$(PY) -m pytest --headless
 
 clean:

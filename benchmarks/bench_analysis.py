@@ -49,7 +49,7 @@ def census_ratio(width: int, batch: int, n: int, keep: int) -> tuple[float, floa
     def bare() -> None:
         with torch.inference_mode():
             for s in range(0, n, batch):
-                model(X[s:s + batch])
+                model(X[s : s + batch])
 
     t_bare = best(bare)
     t_census = best(lambda: activation_census(model, X, batch_size=batch, keep_samples=keep))
@@ -68,8 +68,12 @@ def ig_ratio(batch: int, n_steps: int, width: int) -> tuple[float, float, float]
         torch.autograd.grad(out, x)
 
     t_fb = best(forward_backward, 10)
-    t_ig = best(lambda: attribute(model, "integrated_gradients", X, target, n_steps=n_steps,
-                                  internal_batch_size=batch * n_steps), 3)
+    t_ig = best(
+        lambda: attribute(
+            model, "integrated_gradients", X, target, n_steps=n_steps, internal_batch_size=batch * n_steps
+        ),
+        3,
+    )
     return t_fb * n_steps, t_ig, t_ig / (t_fb * n_steps)
 
 
@@ -102,11 +106,11 @@ def analyze_wall_time() -> float:
     exe = Path(sys.executable).with_name("inspector")
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = Path(tmp) / "digits.pt"
-        subprocess.run([str(exe), "train", "--dataset", "digits", "--out", str(ckpt), "-q"],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [str(exe), "train", "--dataset", "digits", "--out", str(ckpt), "-q"], check=True, capture_output=True
+        )
         start = time.perf_counter()
-        subprocess.run([str(exe), "analyze", str(ckpt), "--out", str(Path(tmp) / "a")],
-                       check=True, capture_output=True)
+        subprocess.run([str(exe), "analyze", str(ckpt), "--out", str(Path(tmp) / "a")], check=True, capture_output=True)
         return time.perf_counter() - start
 
 
@@ -124,8 +128,10 @@ def main() -> None:
     print("\nIntegrated Gradients vs n_steps x (forward + backward) on the same batch")
     for batch, steps, width in ((256, 50, 256), (64, 50, 1024)):
         ref, t_ig, ratio = ig_ratio(batch, steps, width)
-        print(f"  batch {batch}, {steps} steps, width {width}: {t_ig:.4f} s vs {ref:.4f} s -> ratio {ratio:.2f}"
-              "  (target <= 1.3)")
+        print(
+            f"  batch {batch}, {steps} steps, width {width}: {t_ig:.4f} s vs {ref:.4f} s -> ratio {ratio:.2f}"
+            "  (target <= 1.3)"
+        )
     print("\npruning sweep (784-1024-1024-10, 11 levels)")
     thresholds, level = pruning_ratios(1024, 2048 if args.quick else 10000)
     print(f"  thresholds for all levels / one sort: {thresholds:.2f}  (target <= 1.5)")

@@ -47,8 +47,10 @@ def large_layer() -> None:
         payload = fig.to_json()
         times.append(time.perf_counter() - start)
         size = len(payload.encode())
-    print(f"4096 x 4096 heatmap: {size / 1e6:.2f} MB as JSON (pooled to {stats.magnitude.values.shape}, "
-          f"typed arrays), built and serialised in {min(times):.3f} s  (targets <= 6 MB, <= 0.3 s)")
+    print(
+        f"4096 x 4096 heatmap: {size / 1e6:.2f} MB as JSON (pooled to {stats.magnitude.values.shape}, "
+        f"typed arrays), built and serialised in {min(times):.3f} s  (targets <= 6 MB, <= 0.3 s)"
+    )
 
 
 def callback_times(state: DashboardState) -> None:
@@ -57,12 +59,16 @@ def callback_times(state: DashboardState) -> None:
         "weights: sort by norm": lambda: weights.heatmap(state, "fc1", True, False),
         "neurons: neuron 17 of fc1": lambda: neurons.panels(state, "fc1", 17),
         "neurons: table fc2": lambda: neurons.table_rows(state, "fc2"),
-        "dead: threshold 5%": lambda: (dead.count_text(state, 0.05),
-                                       F.dead_summary_figure(state.analysis.activations, 0.05)),
+        "dead: threshold 5%": lambda: (
+            dead.count_text(state, 0.05),
+            F.dead_summary_figure(state.analysis.activations, 0.05),
+        ),
         "importance: saliency, class 3": lambda: importance.charts(state, "saliency", "3"),
         "importance: sample 11 (IG, on demand)": lambda: importance.sample_view(state, "integrated_gradients", 11),
-        "pruning: preview 90%": lambda: (F.pruning_figure(state.analysis.pruning, 0.9),
-                                        F.pruning_preview_rows(state.analysis.pruning, 0.9)),
+        "pruning: preview 90%": lambda: (
+            F.pruning_figure(state.analysis.pruning, 0.9),
+            F.pruning_preview_rows(state.analysis.pruning, 0.9),
+        ),
         "activations: projection fc2": lambda: activations.figure(state, "fc2"),
     }
     print("\ncallback work on the demo model (first call; to_json included)")
@@ -82,12 +88,18 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _payload(output: str, outputs: list[tuple[str, str]], inputs: list[tuple[str, str, object]],
-             changed: str, state: list[tuple[str, str, object]] = ()) -> dict[str, object]:
+def _payload(
+    output: str,
+    outputs: list[tuple[str, str]],
+    inputs: list[tuple[str, str, object]],
+    changed: str,
+    state: list[tuple[str, str, object]] = (),
+) -> dict[str, object]:
     return {
         "output": output,
-        "outputs": [{"id": i, "property": p} for i, p in outputs] if len(outputs) > 1 else
-        {"id": outputs[0][0], "property": outputs[0][1]},
+        "outputs": [{"id": i, "property": p} for i, p in outputs]
+        if len(outputs) > 1
+        else {"id": outputs[0][0], "property": outputs[0][1]},
         "inputs": [{"id": i, "property": p, "value": v} for i, p, v in inputs],
         "changedPropIds": [changed],
         "state": [{"id": i, "property": p, "value": v} for i, p, v in state],
@@ -97,18 +109,35 @@ def _payload(output: str, outputs: list[tuple[str, str]], inputs: list[tuple[str
 def _requests(layers: list[str]) -> list[dict[str, object]]:
     out = []
     for layer in layers:
-        out.append(_payload(f"..{ids.WEIGHT_HEATMAP}.figure...{ids.WEIGHT_NOTE}.children..",
-                            [(ids.WEIGHT_HEATMAP, "figure"), (ids.WEIGHT_NOTE, "children")],
-                            [(ids.WEIGHT_LAYER, "value", layer), (ids.WEIGHT_SORT, "value", []),
-                             (ids.WEIGHT_MODE, "value", "signed"), (ids.WEIGHT_HEATMAP, "relayoutData", None)],
-                            f"{ids.WEIGHT_LAYER}.value"))
+        out.append(
+            _payload(
+                f"..{ids.WEIGHT_HEATMAP}.figure...{ids.WEIGHT_NOTE}.children..",
+                [(ids.WEIGHT_HEATMAP, "figure"), (ids.WEIGHT_NOTE, "children")],
+                [
+                    (ids.WEIGHT_LAYER, "value", layer),
+                    (ids.WEIGHT_SORT, "value", []),
+                    (ids.WEIGHT_MODE, "value", "signed"),
+                    (ids.WEIGHT_HEATMAP, "relayoutData", None),
+                ],
+                f"{ids.WEIGHT_LAYER}.value",
+            )
+        )
         for j in (0, 3, 7, 9):
-            out.append(_payload(
-                f"..{ids.NEURON_TITLE}.children...{ids.NEURON_ACT}.figure...{ids.NEURON_IN}.figure..."
-                f"{ids.NEURON_DRIVERS}.figure...{ids.NEURON_CLASSES}.figure..",
-                [(ids.NEURON_TITLE, "children"), (ids.NEURON_ACT, "figure"), (ids.NEURON_IN, "figure"),
-                 (ids.NEURON_DRIVERS, "figure"), (ids.NEURON_CLASSES, "figure")],
-                [(ids.NEURON_LAYER, "value", layer), (ids.NEURON_INDEX, "value", j)], f"{ids.NEURON_INDEX}.value"))
+            out.append(
+                _payload(
+                    f"..{ids.NEURON_TITLE}.children...{ids.NEURON_ACT}.figure...{ids.NEURON_IN}.figure..."
+                    f"{ids.NEURON_DRIVERS}.figure...{ids.NEURON_CLASSES}.figure..",
+                    [
+                        (ids.NEURON_TITLE, "children"),
+                        (ids.NEURON_ACT, "figure"),
+                        (ids.NEURON_IN, "figure"),
+                        (ids.NEURON_DRIVERS, "figure"),
+                        (ids.NEURON_CLASSES, "figure"),
+                    ],
+                    [(ids.NEURON_LAYER, "value", layer), (ids.NEURON_INDEX, "value", j)],
+                    f"{ids.NEURON_INDEX}.value",
+                )
+            )
     return out
 
 
@@ -120,8 +149,12 @@ def load_run(clients: int, seconds: float) -> None:
     env = dict(os.environ, DENSE_INSPECTOR_CACHE=os.environ.get("DENSE_INSPECTOR_CACHE", tempfile.mkdtemp()))
     # the server's request log goes to a file: an undrained pipe would fill up and stall the server
     log = tempfile.NamedTemporaryFile(prefix="dashboard-", suffix=".log", delete=False)
-    server = subprocess.Popen([str(Path(sys.executable).with_name("inspector")), "dashboard", "--port", str(port)],
-                              env=env, stdout=log, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("inspector")), "dashboard", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 180
@@ -150,8 +183,12 @@ def load_run(clients: int, seconds: float) -> None:
                 body = rng.choice(bodies)
                 start = time.perf_counter()
                 try:
-                    response = session.post(base + "/_dash-update-component", data=json.dumps(body),
-                                            headers={"Content-Type": "application/json"}, timeout=10)
+                    response = session.post(
+                        base + "/_dash-update-component",
+                        data=json.dumps(body),
+                        headers={"Content-Type": "application/json"},
+                        timeout=10,
+                    )
                     ok = response.status_code == 200
                 except requests.RequestException as exc:
                     ok = False
@@ -175,13 +212,17 @@ def load_run(clients: int, seconds: float) -> None:
             t.join()
         elapsed = time.time() - started
         p95 = float(np.percentile(latencies, 95)) if latencies else float("nan")
-        print(f"\nload: {clients} clients for {elapsed:.0f} s on 127.0.0.1: {len(latencies) / elapsed:.1f} requests/s, "
-              f"median {1000 * statistics.median(latencies):.0f} ms, p95 {1000 * p95:.0f} ms, {errors} errors"
-              + (f" {failures}" if failures else ""))
+        print(
+            f"\nload: {clients} clients for {elapsed:.0f} s on 127.0.0.1: {len(latencies) / elapsed:.1f} requests/s, "
+            f"median {1000 * statistics.median(latencies):.0f} ms, p95 {1000 * p95:.0f} ms, {errors} errors"
+            + (f" {failures}" if failures else "")
+        )
         if len(memory) >= 4:
             q = len(memory) // 4
-            print(f"server memory: {statistics.mean(memory[:q]):.0f} MiB in the first quarter, "
-                  f"{statistics.mean(memory[-q:]):.0f} MiB in the last (peak {max(memory):.0f} MiB)")
+            print(
+                f"server memory: {statistics.mean(memory[:q]):.0f} MiB in the first quarter, "
+                f"{statistics.mean(memory[-q:]):.0f} MiB in the last (peak {max(memory):.0f} MiB)"
+            )
     finally:
         server.terminate()
         server.wait(timeout=10)

@@ -75,9 +75,11 @@ def child(n: int) -> dict[str, float]:
     tracemalloc.start()
     out: dict[str, float] = {"n": n}
     data = loader(n)
-    for phase, run in (("census", lambda: activation_census(model, data)),
-                       ("evaluation", lambda: evaluate_model(model, data)),
-                       ("pruning", lambda: pruning_sweep(model, data, sparsities=LEVELS, scopes=SCOPES))):
+    for phase, run in (
+        ("census", lambda: activation_census(model, data)),
+        ("evaluation", lambda: evaluate_model(model, data)),
+        ("pruning", lambda: pruning_sweep(model, data, sparsities=LEVELS, scopes=SCOPES)),
+    ):
         tracemalloc.reset_peak()
         started = time.perf_counter()
         run()
@@ -99,19 +101,25 @@ def main() -> None:
     root = Path(__file__).resolve().parent.parent
     rows = []
     for n in args.sizes:
-        done = subprocess.run([sys.executable, __file__, "--child", str(n)], cwd=root, check=True,
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            [sys.executable, __file__, "--child", str(n)], cwd=root, check=True, capture_output=True, text=True
+        )
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    print(f"{'samples':>9}  {'gathered X':>10}  {'RSS growth':>10}  {'census':>17}  {'evaluation':>17}  "
-          f"{'pruning (2 lvl)':>17}")
+    print(
+        f"{'samples':>9}  {'gathered X':>10}  {'RSS growth':>10}  {'census':>17}  {'evaluation':>17}  "
+        f"{'pruning (2 lvl)':>17}"
+    )
     for r in rows:
-        phases = "  ".join(f"{r[f'{p}_traced_mib']:6.1f} MiB {r[f'{p}_s']:5.1f} s"
-                           for p in ("census", "evaluation", "pruning"))
+        phases = "  ".join(
+            f"{r[f'{p}_traced_mib']:6.1f} MiB {r[f'{p}_s']:5.1f} s" for p in ("census", "evaluation", "pruning")
+        )
         print(f"{int(r['n']):>9,}  {r['n'] * FEATURES * 4 / 2**20:7.1f} MiB  {r['rss_growth_mib']:6.1f} MiB  {phases}")
     print("(per phase: peak of Python-tracked allocations, tracemalloc, and wall time)")
     small, large = rows[0], rows[-1]
-    print(f"ratio {int(large['n']):,} / {int(small['n']):,} samples (target ~1; gathering would give "
-          f"{large['n'] / small['n']:.0f}):")
+    print(
+        f"ratio {int(large['n']):,} / {int(small['n']):,} samples (target ~1; gathering would give "
+        f"{large['n'] / small['n']:.0f}):"
+    )
     # 1 MiB added to both sides: a growth of a few hundred KiB is noise in a page-granular high-water mark
     print(f"  RSS growth      {(large['rss_growth_mib'] + 1) / (small['rss_growth_mib'] + 1):.2f}")
     for p in ("census", "evaluation", "pruning"):

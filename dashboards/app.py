@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 import socket
 from collections.abc import Iterable
+from typing import Literal
 
 from dash import Dash, dcc, html
 from torch import nn
@@ -39,8 +40,14 @@ VIEWS = (
 )
 
 
-def create_app(analysis: Analysis, *, model: nn.Module | None = None, data: EvalData | None = None,
-               title: str | None = None, hosts: Iterable[str] | None = None) -> Dash:
+def create_app(
+    analysis: Analysis,
+    *,
+    model: nn.Module | None = None,
+    data: EvalData | None = None,
+    title: str | None = None,
+    hosts: Iterable[str] | None = None,
+) -> Dash:
     """A ``dash.Dash`` showing ``analysis``.
 
     ``model`` and ``data`` (the evaluation data the analysis used) are optional:
@@ -50,17 +57,24 @@ def create_app(analysis: Analysis, *, model: nn.Module | None = None, data: Eval
     loopback only; :func:`serve` widens it to the name it binds).
     """
     state = DashboardState.build(analysis, model, data)
-    app = Dash(__name__, title=title or f"dense-inspector · {analysis.model.architecture}",
-               suppress_callback_exceptions=False)
-    app.layout = html.Div([
-        html.H2(f"dense-inspector · {analysis.model.architecture}", style={"margin": "8px 0"}),
-        html.Div(analysis.model.source, style={"color": "#666", "marginBottom": "8px"}),
-        dcc.Tabs(id=ids.TABS, value="overview", children=[
-            dcc.Tab(label=label, value=value, children=html.Div(view.layout(state), style={"padding": "12px"}))
-            for value, label, view in VIEWS
-        ]),
-    ], style={"fontFamily": "system-ui, sans-serif", "maxWidth": "1400px", "margin": "0 auto",
-              "padding": "0 16px"})
+    app = Dash(
+        __name__, title=title or f"dense-inspector · {analysis.model.architecture}", suppress_callback_exceptions=False
+    )
+    app.layout = html.Div(
+        [
+            html.H2(f"dense-inspector · {analysis.model.architecture}", style={"margin": "8px 0"}),
+            html.Div(analysis.model.source, style={"color": "#666", "marginBottom": "8px"}),
+            dcc.Tabs(
+                id=ids.TABS,
+                value="overview",
+                children=[
+                    dcc.Tab(label=label, value=value, children=html.Div(view.layout(state), style={"padding": "12px"}))
+                    for value, label, view in VIEWS
+                ],
+            ),
+        ],
+        style={"fontFamily": "system-ui, sans-serif", "maxWidth": "1400px", "margin": "0 auto", "padding": "0 16px"},
+    )
     for _, _, view in VIEWS:
         view.register(app, state)
     protect(app, hosts)
@@ -79,8 +93,19 @@ def check_port(host: str, port: int) -> None:
             raise InspectorError(f"cannot listen on {host}:{port} ({exc.strerror}); check --host and --port") from None
 
 
-def serve(app: Dash, host: str = "127.0.0.1", port: int = 8050, *, debug: bool = False,
-          jupyter_mode: str | None = None, allow_hosts: Iterable[str] = ()) -> None:
+# Dash's display modes for app.run(jupyter_mode=...)
+JupyterMode = Literal["inline", "external", "jupyterlab", "tab"]
+
+
+def serve(
+    app: Dash,
+    host: str = "127.0.0.1",
+    port: int = 8050,
+    *,
+    debug: bool = False,
+    jupyter_mode: JupyterMode | None = None,
+    allow_hosts: Iterable[str] = (),
+) -> None:
     """Run ``app``; local-only and without the debugger unless asked.
 
     It answers requests addressed to loopback names, to ``host`` unless that is a

@@ -29,15 +29,18 @@ def cache_dir() -> Path:
     return Path(root) / f"demo-{__version__}"
 
 
-def load_demo(directory: Path | None = None, log: Callable[[str], None] = print) -> tuple[Analysis, Checkpoint, EvalData]:
+def load_demo(
+    directory: Path | None = None, log: Callable[[str], None] = print
+) -> tuple[Analysis, Checkpoint, EvalData]:
     """The demo's analysis, checkpoint and evaluation data, training and analysing on first use."""
     directory = directory or cache_dir()
     ckpt_path, analysis_dir = directory / "digits-mlp.pt", directory / "analysis"
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise InspectorError(f"cannot create the demo cache {directory} ({exc.strerror}); "
-                             "set DENSE_INSPECTOR_CACHE to a writable folder") from None
+        raise InspectorError(
+            f"cannot create the demo cache {directory} ({exc.strerror}); set DENSE_INSPECTOR_CACHE to a writable folder"
+        ) from None
     if not ckpt_path.exists():
         log("training the demo model (digits, 64-128-64-10 ReLU) ...")
         dataset = load_digits()

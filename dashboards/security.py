@@ -95,8 +95,7 @@ def _check_host() -> Response | None:
     shown = (raw or "")[:80].encode("ascii", "replace").decode("ascii")
     hint = f"restart it with --allow-host {name}" if name else "send a valid Host header"
     # 421 Misdirected Request: this server does not answer for that name
-    return Response(f"dense-inspector: host {shown!r} is not allowed; {hint}\n", status=421,
-                    mimetype="text/plain")
+    return Response(f"dense-inspector: host {shown!r} is not allowed; {hint}\n", status=421, mimetype="text/plain")
 
 
 # --------------------------------------------------------------------------- callback requests
@@ -105,8 +104,10 @@ def _check_host() -> Response | None:
 def _matches(items: object, expected: list[dict[str, Any]]) -> bool:
     if not isinstance(items, list) or len(items) != len(expected):
         return False
-    return all(isinstance(item, dict) and item.get("id") == spec["id"] and item.get("property") == spec["property"]
-               for item, spec in zip(items, expected))
+    return all(
+        isinstance(item, dict) and item.get("id") == spec["id"] and item.get("property") == spec["property"]
+        for item, spec in zip(items, expected)
+    )
 
 
 def _outputs_match(outputs: object, output_key: str) -> bool:
@@ -118,9 +119,13 @@ def _outputs_match(outputs: object, output_key: str) -> bool:
         outputs = [outputs]
     if not isinstance(outputs, list) or len(outputs) != len(expected):
         return False
-    return all(isinstance(o, dict) and o.get("id") == e.get("id")
-               and isinstance(o.get("property"), str) and o["property"].split("@", 1)[0] == e.get("property")
-               for o, e in zip(outputs, expected))
+    return all(
+        isinstance(o, dict)
+        and o.get("id") == e.get("id")
+        and isinstance(o.get("property"), str)
+        and o["property"].split("@", 1)[0] == e.get("property")
+        for o, e in zip(outputs, expected)
+    )
 
 
 def callback_request_problem(body: object, callback_map: dict[str, dict[str, Any]]) -> str | None:
@@ -158,8 +163,7 @@ def protect(app: Dash, hosts: Iterable[str] | None = None) -> None:
             body = None
         problem = callback_request_problem(body, app.callback_map)
         if problem is not None:
-            return Response(f"dense-inspector: not a callback request: {problem}\n", status=400,
-                            mimetype="text/plain")
+            return Response(f"dense-inspector: not a callback request: {problem}\n", status=400, mimetype="text/plain")
         return dispatch(*args, **kwargs)
 
     server.view_functions[endpoint] = guarded_dispatch

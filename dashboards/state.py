@@ -111,8 +111,9 @@ class DashboardState:
         return self.views.get_or_compute(key, compute)
 
     @classmethod
-    def build(cls, analysis: Analysis, model: nn.Module | None = None, data: EvalData | None = None,
-              n_steps: int = 50) -> DashboardState:
+    def build(
+        cls, analysis: Analysis, model: nn.Module | None = None, data: EvalData | None = None, n_steps: int = 50
+    ) -> DashboardState:
         state = cls(analysis=analysis, data=data)
         if model is not None:
             state._weights = linear_weights(model)
@@ -166,8 +167,9 @@ class DashboardState:
         layer = self.weights(name)
         return layer is not None and (layer.magnitude.is_full_resolution or self.has_weight(name))
 
-    def region(self, name: str, rows: tuple[int, int], cols: tuple[int, int],
-               sort_rows: bool = False) -> PooledMap | None:
+    def region(
+        self, name: str, rows: tuple[int, int], cols: tuple[int, int], sort_rows: bool = False
+    ) -> PooledMap | None:
         """Rows ``rows`` by columns ``cols`` of the weight of ``name`` at full resolution, block-max-pooled
         if still too large; cached.
 
@@ -201,5 +203,5 @@ class DashboardState:
             return None
         r, c = region.row_offset, region.col_offset
         h, w = region.values.shape
-        picked = weight[F.neuron_order(layer)[r:r + h]] if sort_rows else weight[r:r + h]
-        return picked[:, c:c + w]
+        picked = weight[F.neuron_order(layer)[r : r + h]] if sort_rows else weight[r : r + h]
+        return picked[:, c : c + w]

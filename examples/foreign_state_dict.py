@@ -50,8 +50,14 @@ def main() -> None:
     ckpt = inspector.load(path, activation="tanh")  # weights_only load; the chain is inferred from shapes
     print(f"rebuilt: {ckpt.config.layer_sizes}, activation {ckpt.config.activation}")
 
-    data = EvalData.from_arrays(splits.X_test, splits.y_test, name="digits", feature_names=dataset.feature_names,
-                                class_names=dataset.class_names, image_shape=dataset.image_shape)
+    data = EvalData.from_arrays(
+        splits.X_test,
+        splits.y_test,
+        name="digits",
+        feature_names=dataset.feature_names,
+        class_names=dataset.class_names,
+        image_shape=dataset.image_shape,
+    )
     analysis = analyze(ckpt, data, options=AnalysisOptions(n_steps=16 if args.small else 50))
     print(f"accuracy {analysis.data.accuracy:.2%}")
     for f in analysis.findings:

@@ -40,8 +40,15 @@ def main() -> None:
     # 45% for test and 35% for validation leaves a training split of ~360 samples: easy to overfit
     splits = inspector.split_dataset(dataset, inspector.SplitSpec(seed=0, val_fraction=0.35, test_fraction=0.45))
     epochs = 15 if args.small else 120
-    data = EvalData(dataset.name, "test", splits.X_test, splits.y_test, dataset.feature_names, dataset.class_names,
-                    dataset.image_shape)
+    data = EvalData(
+        dataset.name,
+        "test",
+        splits.X_test,
+        splits.y_test,
+        dataset.feature_names,
+        dataset.class_names,
+        dataset.image_shape,
+    )
     options = AnalysisOptions(sections=("parameters", "activations", "training"))
 
     rows, curves = [], go.Figure()
@@ -50,22 +57,42 @@ def main() -> None:
         result = inspector.train(config, splits, inspector.TrainConfig(epochs=epochs, lr=3e-3, **setting["training"]))
         analysis = analyze(result.model, data, history=result.history, options=options)
         t = analysis.training
-        rows.append({"setting": name, "epochs": t.epochs_run, "best epoch": t.best_epoch,
-                     "train-val accuracy gap": f"{100 * t.accuracy_gap:.1f} points",
-                     "overfitting from epoch": t.overfitting_epoch or "-",
-                     "test accuracy": f"{result.test_accuracy:.2%}",
-                     "dead neurons": sum(a.dead_count for a in analysis.activations)})
+        rows.append(
+            {
+                "setting": name,
+                "epochs": t.epochs_run,
+                "best epoch": t.best_epoch,
+                "train-val accuracy gap": f"{100 * t.accuracy_gap:.1f} points",
+                "overfitting from epoch": t.overfitting_epoch or "-",
+                "test accuracy": f"{result.test_accuracy:.2%}",
+                "dead neurons": sum(a.dead_count for a in analysis.activations),
+            }
+        )
         curves.add_trace(go.Scatter(x=np.arange(1, t.epochs_run + 1), y=t.val_loss, name=name))
-        print(f"{name:<28} test {result.test_accuracy:.2%}, gap {100 * t.accuracy_gap:5.1f} points, "
-              f"best epoch {t.best_epoch}/{t.epochs_run}")
-    curves.update_layout(template=F.TEMPLATE, title="Validation loss per epoch", xaxis_title="epoch",
-                         yaxis_title="validation loss", height=420)
+        print(
+            f"{name:<28} test {result.test_accuracy:.2%}, gap {100 * t.accuracy_gap:5.1f} points, "
+            f"best epoch {t.best_epoch}/{t.epochs_run}"
+        )
+    curves.update_layout(
+        template=F.TEMPLATE,
+        title="Validation loss per epoch",
+        xaxis_title="epoch",
+        yaxis_title="validation loss",
+        height=420,
+    )
     from inspector.report import _table  # the report's own table renderer keeps the look consistent
 
-    sections = [Section("summary", "Four ways to train the same MLP",
-                        [f"<p>MLP 64-256-128-10 on {len(splits.y_train)} training digits, "
-                         f"{epochs} epochs at most.</p>", _table(rows)]),
-                Section("curves", "Validation loss", [curves])]
+    sections = [
+        Section(
+            "summary",
+            "Four ways to train the same MLP",
+            [
+                f"<p>MLP 64-256-128-10 on {len(splits.y_train)} training digits, {epochs} epochs at most.</p>",
+                _table(rows),
+            ],
+        ),
+        Section("curves", "Validation loss", [curves]),
+    ]
     path = write_text_atomic(args.out / "overfitting.html", render_html("Overfitting study", sections), force=True)
     print(f"wrote {path}")
 

@@ -24,7 +24,9 @@ class TwoTower(nn.Module):
 
     def __init__(self, n_features: int) -> None:
         super().__init__()
-        self.encoder = nn.Sequential(nn.Linear(n_features, 32), nn.LeakyReLU(0.05), nn.Linear(32, 16), nn.LeakyReLU(0.05))
+        self.encoder = nn.Sequential(
+            nn.Linear(n_features, 32), nn.LeakyReLU(0.05), nn.Linear(32, 16), nn.LeakyReLU(0.05)
+        )
         self.head = nn.Linear(16, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -29,21 +29,22 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     dataset = inspector.load_digits()
     splits = inspector.split_dataset(dataset)
-    result = inspector.train(inspector.MLPConfig(64, (128, 64), 10), splits,
-                             inspector.TrainConfig(epochs=10 if args.small else 100))
+    result = inspector.train(
+        inspector.MLPConfig(64, (128, 64), 10), splits, inspector.TrainConfig(epochs=10 if args.small else 100)
+    )
     ckpt = inspector.checkpoint_from_training(result, dataset, splits.standardizer, splits.spec)
     original = inspector.save_checkpoint(ckpt, args.out / "digits-mlp.pt", force=True)
     ckpt = inspector.load(original)
     data = eval_data_for(ckpt)
 
     finetune_epochs = 1 if args.small else 3
-    sweep = pruning_sweep(ckpt.model, data.X, data.y, finetune=(data.train_X, data.train_y),
-                          finetune_epochs=finetune_epochs)
+    sweep = pruning_sweep(
+        ckpt.model, data.X, data.y, finetune=(data.train_X, data.train_y), finetune_epochs=finetune_epochs
+    )
     print(f"unpruned accuracy {sweep.baseline_metric:.2%}")
     best = 0.0
     for curve in sweep.curves:
-        for s, acc, tuned, left in zip(curve.sparsity, curve.metric, curve.finetuned_metric,
-                                       curve.parameters_left):
+        for s, acc, tuned, left in zip(curve.sparsity, curve.metric, curve.finetuned_metric, curve.parameters_left):
             print(f"  {curve.scope:<7} {s:4.0%}: {acc:.2%} -> fine-tuned {tuned:.2%}, {left:,} parameters left")
             if curve.scope == "global" and sweep.baseline_metric - tuned <= 0.01:
                 best = max(best, float(s))
@@ -53,8 +54,9 @@ def main() -> None:
     pruned = dataclasses.replace(ckpt, model=pruned_model, snapshots={}, source=str(args.out / "pruned.pt"))
     inspector.save_checkpoint(pruned, args.out / "pruned.pt", force=True)
 
-    options = AnalysisOptions(n_steps=16, max_importance_samples=120, sections=(
-        "parameters", "weights", "activations", "importance"))
+    options = AnalysisOptions(
+        n_steps=16, max_importance_samples=120, sections=("parameters", "weights", "activations", "importance")
+    )
     before = analyze(ckpt, data, options=options)
     after = analyze(pruned, data, options=options)
     comparison = compare(before, after, model_a=ckpt.model, model_b=pruned_model)

@@ -22,7 +22,7 @@ import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 import torch
@@ -118,8 +118,9 @@ class Checkpoint:
         """This run as it was at the end of ``epoch`` (from its weight snapshots)."""
         import dataclasses
 
-        return dataclasses.replace(self, model=self.snapshot_model(epoch), source=f"{self.source}@{epoch}",
-                                   snapshots={}, metrics={})
+        return dataclasses.replace(
+            self, model=self.snapshot_model(epoch), source=f"{self.source}@{epoch}", snapshots={}, metrics={}
+        )
 
     def snapshot_model(self, epoch: int) -> nn.Module:
         """The model with the weights it had at the end of ``epoch`` (needs snapshots)."""
@@ -133,8 +134,9 @@ class Checkpoint:
         return model.eval()
 
 
-def checkpoint_from_training(result: TrainResult, dataset: Dataset, standardizer: Standardizer,
-                             split: SplitSpec) -> Checkpoint:
+def checkpoint_from_training(
+    result: TrainResult, dataset: Dataset, standardizer: Standardizer, split: SplitSpec
+) -> Checkpoint:
     """Bundle a :class:`~inspector.training.TrainResult` for saving."""
     return Checkpoint(
         model=result.model,
@@ -145,8 +147,11 @@ def checkpoint_from_training(result: TrainResult, dataset: Dataset, standardizer
         train_config=result.train_config,
         standardizer=standardizer,
         dataset=DatasetInfo.from_dataset(dataset, split),
-        metrics={"test_accuracy": result.test_accuracy, "test_loss": result.test_loss,
-                 "wall_time_s": result.wall_time_s},
+        metrics={
+            "test_accuracy": result.test_accuracy,
+            "test_loss": result.test_loss,
+            "wall_time_s": result.wall_time_s,
+        },
         snapshots=result.snapshots,
         package_version=__version__,
     )
@@ -194,7 +199,8 @@ def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike[str], *, force: bo
     extras = _extras(ckpt)
     preprocessing = (
         {"mean": torch.from_numpy(ckpt.standardizer.mean), "scale": torch.from_numpy(ckpt.standardizer.scale)}
-        if ckpt.standardizer else None
+        if ckpt.standardizer
+        else None
     )
     with atomic_path(path, force=force, ours=is_own_checkpoint) as tmp:
         if suffix == ".safetensors":
@@ -282,9 +288,14 @@ class OwnMetadata:
 
     def to_dict(self) -> dict[str, Any]:
         """What ``inspector info`` shows: everything but the history and the training settings."""
-        return {"format": FORMAT_NAME, "format_version": self.format_version,
-                "package_version": self.package_version, "config": self.config.to_dict(),
-                "dataset": self.dataset.to_dict() if self.dataset else None, "metrics": dict(self.metrics)}
+        return {
+            "format": FORMAT_NAME,
+            "format_version": self.format_version,
+            "package_version": self.package_version,
+            "config": self.config.to_dict(),
+            "dataset": self.dataset.to_dict() if self.dataset else None,
+            "metrics": dict(self.metrics),
+        }
 
 
 def own_metadata(extras: Mapping[str, Any]) -> OwnMetadata:
@@ -297,8 +308,10 @@ def own_metadata(extras: Mapping[str, Any]) -> OwnMetadata:
     if not is_int(version) or version < 0:
         raise InspectorError(f"format_version must be a non-negative integer, got {printable(repr(version))[:40]}")
     if version > FORMAT_VERSION:
-        raise InspectorError(f"written in checkpoint format {version}, newer than this dense-inspector "
-                             f"reads ({FORMAT_VERSION}); upgrade dense-inspector")
+        raise InspectorError(
+            f"written in checkpoint format {version}, newer than this dense-inspector "
+            f"reads ({FORMAT_VERSION}); upgrade dense-inspector"
+        )
     package_version = extras.get("package_version")
     if package_version is not None and not isinstance(package_version, str):
         raise InspectorError("package_version must be a string")
@@ -313,13 +326,17 @@ def own_metadata(extras: Mapping[str, Any]) -> OwnMetadata:
     dataset = extras.get("dataset")
     metrics = extras.get("metrics") or {}
     if not isinstance(metrics, Mapping) or not all(
-            isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) for k, v in metrics.items()):
+        isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) for k, v in metrics.items()
+    ):
         raise InspectorError("metrics must map names to numbers")
     return OwnMetadata(
-        format_version=version, package_version=package_version, config=mlp_config,
+        format_version=version,
+        package_version=package_version,
+        config=mlp_config,
         history=_history(history) if history is not None else None,
         train_config=TrainConfig(**check_fields(TrainConfig, train_config, "training config"))
-        if train_config is not None else None,
+        if train_config is not None
+        else None,
         dataset=_dataset(dataset, mlp_config) if dataset is not None else None,
         metrics={k: float(v) for k, v in metrics.items()},
     )
@@ -331,7 +348,8 @@ def _history(d: Any) -> History:
     for key in curves:
         values = d[key]
         if not isinstance(values, (list, tuple)) or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in values
+        ):
             raise InspectorError(f"training history: {key} must be a list of numbers")
     epochs = len(d["train_loss"])
     if any(len(d[key]) != epochs for key in curves):
@@ -350,11 +368,13 @@ def _dataset(d: Any, config: MLPConfig) -> DatasetInfo:
         raise InspectorError(f"dataset split: {exc}") from None
     info = DatasetInfo.from_dict(d)
     if info.feature_names and len(info.feature_names) != config.input_size:
-        raise InspectorError(f"dataset info names {len(info.feature_names)} features for a model with "
-                             f"{config.input_size} inputs")
+        raise InspectorError(
+            f"dataset info names {len(info.feature_names)} features for a model with {config.input_size} inputs"
+        )
     if info.class_names and len(info.class_names) != config.output_size:
-        raise InspectorError(f"dataset info names {len(info.class_names)} classes for a model with "
-                             f"{config.output_size} outputs")
+        raise InspectorError(
+            f"dataset info names {len(info.class_names)} classes for a model with {config.output_size} outputs"
+        )
     if info.image_shape and info.image_shape[0] * info.image_shape[1] != config.input_size:
         raise InspectorError(f"dataset image shape {info.image_shape} does not hold {config.input_size} inputs")
     return info
@@ -376,30 +396,48 @@ def _check_against_config(path: Path, config: MLPConfig, state: Mapping[str, tor
     """Compare shapes with the config before anything is built: a 1 KB file declaring a
     60000 x 60000 layer must fail here, not after allocating 14 GB in ``build_mlp``."""
     if 2 * (len(config.layer_sizes) - 1) > len(state):  # before listing shapes for a million declared layers
-        raise InspectorError(f"{path}: {what} don't match the stored config ({len(config.layer_sizes) - 1} "
-                             f"layers declared, {len(state)} tensors stored)")
+        raise InspectorError(
+            f"{path}: {what} don't match the stored config ({len(config.layer_sizes) - 1} "
+            f"layers declared, {len(state)} tensors stored)"
+        )
     expected = config.state_shapes()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
-    wrong = [f"{k}: {tuple(state[k].shape)} vs {expected[k]}" for k in expected
-             if k in state and tuple(state[k].shape) != expected[k]]
-    floats = [k for k in expected if k in state and not k.endswith("num_batches_tracked")
-              and not state[k].is_floating_point()]
+    wrong = [
+        f"{k}: {tuple(state[k].shape)} vs {expected[k]}"
+        for k in expected
+        if k in state and tuple(state[k].shape) != expected[k]
+    ]
+    floats = [
+        k for k in expected if k in state and not k.endswith("num_batches_tracked") and not state[k].is_floating_point()
+    ]
     if missing or unexpected or wrong or floats:
-        detail = (f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}" if unexpected
-                  else f"shape {wrong[0]}" if wrong else f"{floats[0]} is not floating point")
-        raise InspectorError(f"{path}: {what} don't match the stored config "
-                             f"{'-'.join(map(str, config.layer_sizes))} ({printable(detail)})")
+        detail = (
+            f"missing {missing[:3]}"
+            if missing
+            else f"unexpected {unexpected[:3]}"
+            if unexpected
+            else f"shape {wrong[0]}"
+            if wrong
+            else f"{floats[0]} is not floating point"
+        )
+        raise InspectorError(
+            f"{path}: {what} don't match the stored config "
+            f"{'-'.join(map(str, config.layer_sizes))} ({printable(detail)})"
+        )
 
 
 def _check_preprocessing(path: Path, config: MLPConfig, pre: Mapping[str, torch.Tensor] | None) -> None:
     if pre is None:
         return
     if set(pre) != {"mean", "scale"} or any(
-            not isinstance(t, torch.Tensor) or tuple(t.shape) != (config.input_size,) or not t.is_floating_point()
-            for t in pre.values()):
-        raise InspectorError(f"{path}: the stored preprocessing is not a mean and a scale of "
-                             f"{config.input_size} floats; the file is damaged")
+        not isinstance(t, torch.Tensor) or tuple(t.shape) != (config.input_size,) or not t.is_floating_point()
+        for t in pre.values()
+    ):
+        raise InspectorError(
+            f"{path}: the stored preprocessing is not a mean and a scale of "
+            f"{config.input_size} floats; the file is damaged"
+        )
     if pre["mean"].device.type == "meta":
         return  # values are checked when the tensors are read (read_parts)
     if not bool(torch.isfinite(pre["mean"]).all()):
@@ -408,8 +446,14 @@ def _check_preprocessing(path: Path, config: MLPConfig, pre: Mapping[str, torch.
         raise InspectorError(f"{path}: standardizer scale must be finite and > 0; re-export the checkpoint")
 
 
-def _own_parts(path: Path, extras: Mapping[str, Any], state: Any, preprocessing: Any,
-               snapshots: dict[int, Any], metadata: dict[str, Any] | None = None) -> _Parts:
+def _own_parts(
+    path: Path,
+    extras: Mapping[str, Any],
+    state: Any,
+    preprocessing: Any,
+    snapshots: dict[int, Any],
+    metadata: dict[str, Any] | None = None,
+) -> _Parts:
     try:
         own = own_metadata(extras)
     except InspectorError as exc:
@@ -418,17 +462,30 @@ def _own_parts(path: Path, extras: Mapping[str, Any], state: Any, preprocessing:
     _check_against_config(path, own.config, state, "weights")
     _check_preprocessing(path, own.config, preprocessing)
     for epoch, snapshot in snapshots.items():
-        _check_against_config(path, own.config, _tensor_mapping(path, snapshot, f"snapshot {epoch}"),
-                              f"the epoch-{epoch} snapshot's weights")
-    return _Parts(FORMAT_NAME, dict(state), own, dict(preprocessing) if preprocessing else None,
-                  dict(sorted(snapshots.items())), metadata if metadata is not None else own.to_dict())
+        _check_against_config(
+            path,
+            own.config,
+            _tensor_mapping(path, snapshot, f"snapshot {epoch}"),
+            f"the epoch-{epoch} snapshot's weights",
+        )
+    return _Parts(
+        FORMAT_NAME,
+        dict(state),
+        own,
+        dict(preprocessing) if preprocessing else None,
+        dict(sorted(snapshots.items())),
+        metadata if metadata is not None else own.to_dict(),
+    )
 
 
 def _tensor_mapping(path: Path, obj: Any, what: str) -> Mapping[str, torch.Tensor]:
     if not isinstance(obj, Mapping) or not all(
-            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
-        raise InspectorError(f"{path}: the dense-inspector checkpoint's {what} is not a mapping from names "
-                             "to tensors; the file is damaged")
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
+    ):
+        raise InspectorError(
+            f"{path}: the dense-inspector checkpoint's {what} is not a mapping from names "
+            "to tensors; the file is damaged"
+        )
     return obj
 
 
@@ -452,8 +509,9 @@ def _torch_parts(path: Path, obj: Any, notices: list[str]) -> _Parts:
             raise InspectorError(f"{path}: dense-inspector checkpoint is missing 'state_dict'; the file is damaged")
         snapshots = obj.get("snapshots") or {}
         if not isinstance(snapshots, Mapping):
-            raise InspectorError(f"{path}: the dense-inspector checkpoint's snapshots are not a mapping; "
-                                 "the file is damaged")
+            raise InspectorError(
+                f"{path}: the dense-inspector checkpoint's snapshots are not a mapping; the file is damaged"
+            )
         snaps = {_epoch(path, e): s for e, s in snapshots.items()}
         preprocessing = obj.get("preprocessing")
         if preprocessing is not None and not isinstance(preprocessing, Mapping):
@@ -486,15 +544,16 @@ def _safetensors_parts(path: Path, tensors: Mapping[str, torch.Tensor], metadata
         raise InspectorError(f"{path}: unreadable dense-inspector metadata ({printable(str(exc))[:120]})") from None
     pre = f"{_PREFIX}preprocessing."
     snap = f"{_PREFIX}snapshot."
-    preprocessing = {k[len(pre):]: v for k, v in tensors.items() if k.startswith(pre)} or None
+    preprocessing = {k[len(pre) :]: v for k, v in tensors.items() if k.startswith(pre)} or None
     snapshots: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in tensors.items():
+    for key, tensor in tensors.items():
         if key.startswith(snap):
-            epoch, _, name = key[len(snap):].partition(".")
-            snapshots.setdefault(_epoch(path, epoch), {})[name] = value
+            epoch, _, name = key[len(snap) :].partition(".")
+            snapshots.setdefault(_epoch(path, epoch), {})[name] = tensor
         elif key.startswith(_PREFIX) and not key.startswith(pre):
-            raise InspectorError(f"{path}: unknown dense-inspector tensor {key!r}; was it written by a newer "
-                                 "dense-inspector?")
+            raise InspectorError(
+                f"{path}: unknown dense-inspector tensor {key!r}; was it written by a newer dense-inspector?"
+            )
     return _own_parts(path, extras, state, preprocessing, snapshots)
 
 
@@ -538,9 +597,12 @@ def read_header(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> 
             obj = torch_load_safely(path, trust_pickle=True)
         parts = _torch_parts(path, obj, notices)
     tied = shared_storage(parts.state)
-    tensors = tuple(TensorInfo(name, tuple(t.shape), str(t.dtype).removeprefix("torch."), t.numel() * t.element_size(),
-                               tied.get(name))
-                    for name, t in parts.state.items())
+    tensors = tuple(
+        TensorInfo(
+            name, tuple(t.shape), str(t.dtype).removeprefix("torch."), t.numel() * t.element_size(), tied.get(name)
+        )
+        for name, t in parts.state.items()
+    )
     return FileHeader(path, fmt, parts.kind, tensors, parts.own, parts.metadata, tuple(notices))
 
 
@@ -573,7 +635,9 @@ def _own_checkpoint(path: Path, parts: _Parts, activation: str | None) -> Checkp
     assert own is not None
     notices: list[str] = []
     if activation is not None and activation != own.config.activation:
-        notices.append(f"the checkpoint stores activation {own.config.activation!r}; ignoring --activation {activation}")
+        notices.append(
+            f"the checkpoint stores activation {own.config.activation!r}; ignoring --activation {activation}"
+        )
     model = build_mlp(own.config)  # sizes already checked against the tensors in the file
     try:
         model.load_state_dict(parts.state)
@@ -590,7 +654,8 @@ def _own_checkpoint(path: Path, parts: _Parts, activation: str | None) -> Checkp
         train_config=own.train_config,
         standardizer=(
             Standardizer(pre["mean"].numpy().astype(np.float32), pre["scale"].numpy().astype(np.float32))
-            if pre else None
+            if pre
+            else None
         ),
         dataset=own.dataset,
         metrics=dict(own.metrics),
@@ -601,8 +666,9 @@ def _own_checkpoint(path: Path, parts: _Parts, activation: str | None) -> Checkp
     )
 
 
-def _foreign_checkpoint(path: Path, state: Mapping[str, torch.Tensor], activation: str | None,
-                        notices: list[str]) -> Checkpoint:
+def _foreign_checkpoint(
+    path: Path, state: Mapping[str, torch.Tensor], activation: str | None, notices: list[str]
+) -> Checkpoint:
     if activation is None:
         activation = "relu"
         notices.append("the file stores no activation; assuming relu (pass --activation to change it)")
@@ -619,9 +685,12 @@ def _foreign_checkpoint(path: Path, state: Mapping[str, torch.Tensor], activatio
 
 
 def as_state_dict(obj: Any, path: Path, notices: list[str]) -> Mapping[str, torch.Tensor]:
-    def is_state(candidate: Any) -> bool:
-        return isinstance(candidate, Mapping) and bool(candidate) and all(
-            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in candidate.items())
+    def is_state(candidate: Any) -> TypeGuard[Mapping[str, torch.Tensor]]:
+        return (
+            isinstance(candidate, Mapping)
+            and bool(candidate)
+            and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in candidate.items())
+        )
 
     if is_state(obj):
         return obj
@@ -681,5 +750,11 @@ def _pickled_module(module: nn.Module, path: Path, activation: str | None) -> Ch
     notices = ["unpickled a whole nn.Module (trust_pickle)"]
     if not any(isinstance(m, nn.Linear) for m in module.modules()):
         raise InspectorError(f"{path}: the pickled {type(module).__name__} has no nn.Linear layers")
-    return Checkpoint(model=module, config=config, source=str(path), kind="pickled-module",
-                      nonfinite=_nonfinite(state), notices=tuple(notices))
+    return Checkpoint(
+        model=module,
+        config=config,
+        source=str(path),
+        kind="pickled-module",
+        nonfinite=_nonfinite(state),
+        notices=tuple(notices),
+    )

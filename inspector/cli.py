@@ -36,6 +36,7 @@ def _sizes(text: str) -> tuple[int, ...]:
 
 def _integer(minimum: int, maximum: int | None = None):
     """An argparse type: an int in ``[minimum, maximum]``, refused in one line at parse time."""
+
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -45,11 +46,13 @@ def _integer(minimum: int, maximum: int | None = None):
             bound = f"from {minimum} to {maximum}" if maximum is not None else f"of at least {minimum}"
             raise argparse.ArgumentTypeError(f"expected an integer {bound}, got {text!r}")
         return value
+
     return parse
 
 
 def _real(low: float, high: float = math.inf, *, low_open: bool = False, high_open: bool = True):
     """An argparse type: a finite float in the interval from ``low`` to ``high`` (never NaN or inf)."""
+
     def parse(text: str) -> float:
         try:
             value = float(text)
@@ -61,6 +64,7 @@ def _real(low: float, high: float = math.inf, *, low_open: bool = False, high_op
             interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
             raise argparse.ArgumentTypeError(f"expected a finite number in {interval}, got {text!r}")
         return value
+
     return parse
 
 
@@ -80,13 +84,20 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"dense-inspector {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    train = sub.add_parser("train", help="train an MLP and save a checkpoint",
-                           description="Train an MLP on a built-in or user dataset and save a checkpoint.")
-    train.add_argument("--dataset", default="digits",
-                       help="digits, synthetic, or a .npz/.csv file (default: digits)")
+    train = sub.add_parser(
+        "train",
+        help="train an MLP and save a checkpoint",
+        description="Train an MLP on a built-in or user dataset and save a checkpoint.",
+    )
+    train.add_argument("--dataset", default="digits", help="digits, synthetic, or a .npz/.csv file (default: digits)")
     train.add_argument("--label-column", help="name of the label column in a .csv dataset")
-    train.add_argument("--hidden", type=_sizes, default=(128, 64), metavar="SIZES",
-                       help="hidden layer sizes, comma-separated (default: 128,64)")
+    train.add_argument(
+        "--hidden",
+        type=_sizes,
+        default=(128, 64),
+        metavar="SIZES",
+        help="hidden layer sizes, comma-separated (default: 128,64)",
+    )
     train.add_argument("--activation", choices=sorted(ACTIVATIONS), default="relu")
     train.add_argument("--dropout", type=_real(0, 1), default=0.0, help="dropout probability (default: 0)")
     train.add_argument("--batch-norm", action="store_true", help="batch norm after every hidden layer")
@@ -95,98 +106,172 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--weight-decay", type=_real(0), default=0.0, help="L2 weight decay (default: 0)")
     train.add_argument("--epochs", type=_integer(1), default=100, help="maximum epochs (default: 100)")
     train.add_argument("--batch-size", type=_integer(1), default=64)
-    train.add_argument("--patience", type=_integer(0), default=10,
-                       help="early-stopping patience in epochs; 0 turns it off (default: 10)")
-    train.add_argument("--snapshot-every", type=_integer(1), default=None, metavar="K",
-                       help="keep a copy of the weights every K epochs in the checkpoint")
+    train.add_argument(
+        "--patience",
+        type=_integer(0),
+        default=10,
+        help="early-stopping patience in epochs; 0 turns it off (default: 10)",
+    )
+    train.add_argument(
+        "--snapshot-every",
+        type=_integer(1),
+        default=None,
+        metavar="K",
+        help="keep a copy of the weights every K epochs in the checkpoint",
+    )
     train.add_argument("--seed", type=_integer(0, MAX_SEED), default=0, help="seed for the split, init and shuffling")
     train.add_argument("--val-fraction", type=_real(0, 1, low_open=True), default=0.15)
     train.add_argument("--test-fraction", type=_real(0, 1, low_open=True), default=0.2)
     train.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
-    train.add_argument("--out", "-o", type=_path, default=None,
-                       help="checkpoint to write, .pt or .safetensors (default: DATASET-mlp.pt)")
+    train.add_argument(
+        "--out",
+        "-o",
+        type=_path,
+        default=None,
+        help="checkpoint to write, .pt or .safetensors (default: DATASET-mlp.pt)",
+    )
     train.add_argument("--force", action="store_true", help="overwrite an existing output file")
     train.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
-    info = sub.add_parser("info", help="print a checkpoint's layer table",
-                          description="List the linear layers and embedding tables of a checkpoint, read "
-                                      "from its header where the format allows. A file does not record "
-                                      "which parameters are trainable, so none is claimed.")
+    info = sub.add_parser(
+        "info",
+        help="print a checkpoint's layer table",
+        description="List the linear layers and embedding tables of a checkpoint, read "
+        "from its header where the format allows. A file does not record "
+        "which parameters are trainable, so none is claimed.",
+    )
     info.add_argument("checkpoint", type=_path)
     info.add_argument("--json", action="store_true", help="machine-readable output")
-    info.add_argument("--trust-pickle", action="store_true",
-                      help="allow unpickling Python objects (runs code from the file: trusted files only)")
+    info.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="allow unpickling Python objects (runs code from the file: trusted files only)",
+    )
     analyze = sub.add_parser(
-        "analyze", help="run every analysis on a checkpoint and save the result",
+        "analyze",
+        help="run every analysis on a checkpoint and save the result",
         description="Analyse a checkpoint: parameters and weights always; activations, feature importance "
-                    "and pruning when evaluation data is available. Writes DIR/analysis.json and the "
-                    "arrays file it names (other files in DIR are left alone) and prints a summary.")
+        "and pruning when evaluation data is available. Writes DIR/analysis.json and the "
+        "arrays file it names (other files in DIR are left alone) and prints a summary.",
+    )
     analyze.add_argument("checkpoint", type=_path)
     _add_data_arguments(analyze)
     analyze.add_argument("--out", "-o", type=_path, required=True, metavar="DIR", help="folder to write")
     analyze.add_argument("--force", action="store_true", help="replace an earlier analysis in DIR")
-    analyze.add_argument("--sections", default=None, metavar="LIST",
-                         help="comma-separated subset of: parameters, weights, activations, importance, "
-                              "pruning, training (default: all)")
-    analyze.add_argument("--methods", default=None, metavar="LIST",
-                         help="comma-separated attribution methods (default: all seven)")
+    analyze.add_argument(
+        "--sections",
+        default=None,
+        metavar="LIST",
+        help="comma-separated subset of: parameters, weights, activations, importance, "
+        "pruning, training (default: all)",
+    )
+    analyze.add_argument(
+        "--methods", default=None, metavar="LIST", help="comma-separated attribution methods (default: all seven)"
+    )
     analyze.add_argument("--steps", type=_integer(1), default=50, help="Integrated Gradients steps (default: 50)")
-    analyze.add_argument("--nearly-dead", type=_real(0, 1, low_open=True), default=0.01, metavar="RATE",
-                         help="firing rate below which a neuron counts as nearly dead (default: 0.01)")
-    analyze.add_argument("--finetune-epochs", type=_integer(0), default=0,
-                         help="fine-tune each pruned model for this many epochs (needs the training split)")
+    analyze.add_argument(
+        "--nearly-dead",
+        type=_real(0, 1, low_open=True),
+        default=0.01,
+        metavar="RATE",
+        help="firing rate below which a neuron counts as nearly dead (default: 0.01)",
+    )
+    analyze.add_argument(
+        "--finetune-epochs",
+        type=_integer(0),
+        default=0,
+        help="fine-tune each pruned model for this many epochs (needs the training split)",
+    )
     analyze.add_argument("--device", default="cpu", help="auto, cpu or cuda (default: cpu)")
 
-    prune = sub.add_parser("prune", help="export a magnitude-pruned checkpoint",
-                           description="Zero the smallest weights (or the weakest neurons) of a checkpoint and "
-                                       "save the result as a new checkpoint.")
+    prune = sub.add_parser(
+        "prune",
+        help="export a magnitude-pruned checkpoint",
+        description="Zero the smallest weights (or the weakest neurons) of a checkpoint and "
+        "save the result as a new checkpoint.",
+    )
     prune.add_argument("checkpoint", type=_path)
     prune.add_argument("--sparsity", type=_real(0, 1), required=True, help="fraction to prune, 0 <= s < 1")
-    prune.add_argument("--scope", choices=("global", "layer", "neuron"), default="global",
-                       help="global magnitude ranking, per layer, or whole hidden neurons (default: global)")
+    prune.add_argument(
+        "--scope",
+        choices=("global", "layer", "neuron"),
+        default="global",
+        help="global magnitude ranking, per layer, or whole hidden neurons (default: global)",
+    )
     _add_data_arguments(prune)
-    prune.add_argument("--finetune-epochs", type=_integer(0), default=0,
-                       help="fine-tune the pruned model on the training split (built-in datasets)")
+    prune.add_argument(
+        "--finetune-epochs",
+        type=_integer(0),
+        default=0,
+        help="fine-tune the pruned model on the training split (built-in datasets)",
+    )
     prune.add_argument("--out", "-o", type=_path, required=True, help="checkpoint to write (.pt or .safetensors)")
     prune.add_argument("--force", action="store_true", help="overwrite an existing output file")
 
     report = sub.add_parser(
-        "report", help="write a report (HTML, Markdown, JSON, PDF or PNG)",
+        "report",
+        help="write a report (HTML, Markdown, JSON, PDF or PNG)",
         description="Write a self-contained report for a checkpoint or an analysis folder; with two paths, a "
-                    "comparison (two epochs, or before and after pruning).")
-    report.add_argument("paths", nargs="+", type=_path, metavar="PATH",
-                        help="checkpoint or analysis folder; a second one makes a comparison; RUN.pt@EPOCH "
-                             "is a run's weight snapshot at that epoch")
-    report.add_argument("--out", "-o", type=_path, required=True,
-                        help="file to write (.html, .md, .json, .pdf) or, for png, a folder")
-    report.add_argument("--format", choices=("html", "md", "json", "pdf", "png"), default=None,
-                        help="default: from the --out extension")
+        "comparison (two epochs, or before and after pruning).",
+    )
+    report.add_argument(
+        "paths",
+        nargs="+",
+        type=_path,
+        metavar="PATH",
+        help="checkpoint or analysis folder; a second one makes a comparison; RUN.pt@EPOCH "
+        "is a run's weight snapshot at that epoch",
+    )
+    report.add_argument(
+        "--out", "-o", type=_path, required=True, help="file to write (.html, .md, .json, .pdf) or, for png, a folder"
+    )
+    report.add_argument(
+        "--format", choices=("html", "md", "json", "pdf", "png"), default=None, help="default: from the --out extension"
+    )
     _add_data_arguments(report)
     report.add_argument("--force", action="store_true", help="overwrite an existing output")
 
-    dash = sub.add_parser("dashboard", help="serve the interactive dashboard",
-                          description="Serve the Dash dashboard for a checkpoint or an analysis folder; with no "
-                                      "PATH, the built-in demo (a digits MLP, trained on first use and cached).")
+    dash = sub.add_parser(
+        "dashboard",
+        help="serve the interactive dashboard",
+        description="Serve the Dash dashboard for a checkpoint or an analysis folder; with no "
+        "PATH, the built-in demo (a digits MLP, trained on first use and cached).",
+    )
     dash.add_argument("path", nargs="?", type=_path, help="checkpoint or analysis folder (default: the demo)")
     _add_data_arguments(dash)
     dash.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
     dash.add_argument("--port", type=int, default=8050, help="port (default: 8050)")
-    dash.add_argument("--allow-host", action="append", default=[], metavar="NAME",
-                      help="also answer requests addressed to NAME (repeatable); by default only loopback names "
-                           "and the --host name are answered, against DNS rebinding. '*' answers any name "
-                           "(behind a proxy that checks them)")
+    dash.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also answer requests addressed to NAME (repeatable); by default only loopback names "
+        "and the --host name are answered, against DNS rebinding. '*' answers any name "
+        "(behind a proxy that checks them)",
+    )
     dash.add_argument("--debug", action="store_true", help="Dash debug mode (never on a shared network)")
     return parser
 
 
 def _add_data_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", default=None,
-                   help="digits, synthetic, or a .npz/.csv file (default: the dataset the model was trained on)")
+    p.add_argument(
+        "--data",
+        default=None,
+        help="digits, synthetic, or a .npz/.csv file (default: the dataset the model was trained on)",
+    )
     p.add_argument("--label-column", help="name of the label column in a .csv file")
-    p.add_argument("--activation", choices=sorted(ACTIVATIONS), default=None,
-                   help="activation of a foreign state dict, which does not store one (default: relu)")
-    p.add_argument("--trust-pickle", action="store_true",
-                   help="allow unpickling Python objects (runs code from the file: trusted files only)")
+    p.add_argument(
+        "--activation",
+        choices=sorted(ACTIVATIONS),
+        default=None,
+        help="activation of a foreign state dict, which does not store one (default: relu)",
+    )
+    p.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="allow unpickling Python objects (runs code from the file: trusted files only)",
+    )
 
 
 def _csv(text: str | None) -> tuple[str, ...] | None:
@@ -204,11 +289,20 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     options = AnalysisOptions(
         sections=_csv(args.sections) or defaults.sections,
         methods=_csv(args.methods) or defaults.methods,
-        n_steps=args.steps, nearly_dead_threshold=args.nearly_dead, finetune_epochs=args.finetune_epochs,
+        n_steps=args.steps,
+        nearly_dead_threshold=args.nearly_dead,
+        finetune_epochs=args.finetune_epochs,
     )
-    analysis, _, _ = analyze_path(args.checkpoint, data=args.data, label_column=args.label_column,
-                                  activation=args.activation, trust_pickle=args.trust_pickle, options=options,
-                                  notify=_note, device=resolve_device(args.device))
+    analysis, _, _ = analyze_path(
+        args.checkpoint,
+        data=args.data,
+        label_column=args.label_column,
+        activation=args.activation,
+        trust_pickle=args.trust_pickle,
+        options=options,
+        notify=_note,
+        device=resolve_device(args.device),
+    )
     analysis.save(args.out, force=args.force)
     print(format_summary(analysis))
     json_path, arrays_path = result_files(args.out)
@@ -244,8 +338,14 @@ def _analysis_for(path: Path, args: argparse.Namespace):
     """(analysis, model or None) for a saved analysis, a checkpoint or RUN.pt@EPOCH."""
     from inspector.analysis import analyze_path
 
-    analysis, ckpt, _ = analyze_path(path, data=args.data, label_column=args.label_column,
-                                     activation=args.activation, trust_pickle=args.trust_pickle, notify=_note)
+    analysis, ckpt, _ = analyze_path(
+        path,
+        data=args.data,
+        label_column=args.label_column,
+        activation=args.activation,
+        trust_pickle=args.trust_pickle,
+        notify=_note,
+    )
     return analysis, ckpt.model if ckpt is not None else None
 
 
@@ -288,8 +388,14 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
     def log(message: str) -> None:
         print(f"inspector: {message}", file=sys.stderr)
 
-    app = app_for_path(args.path, data=args.data, label_column=args.label_column, activation=args.activation,
-                       trust_pickle=args.trust_pickle, log=log)
+    app = app_for_path(
+        args.path,
+        data=args.data,
+        label_column=args.label_column,
+        activation=args.activation,
+        trust_pickle=args.trust_pickle,
+        log=log,
+    )
     print(f"dense-inspector dashboard on http://{args.host}:{args.port}/ (Ctrl+C to stop)", flush=True)
     serve(app, args.host, args.port, debug=args.debug, allow_hosts=args.allow_host)
     return 0
@@ -320,8 +426,9 @@ def _cmd_prune(args: argparse.Namespace) -> int:
     if args.finetune_epochs:
         if data is None or data.train_X is None:
             raise InspectorError("fine-tuning needs a training split: use a built-in --data or a model trained on one")
-        pruned = prune_and_finetune(ckpt.model, args.sparsity, args.scope, data.train_X, data.train_y,
-                                    args.finetune_epochs)
+        pruned = prune_and_finetune(
+            ckpt.model, args.sparsity, args.scope, data.train_X, data.train_y, args.finetune_epochs
+        )
     else:
         pruned = prune(ckpt.model, args.sparsity, args.scope)
     nonzero = sum(int((p != 0).sum()) for p in pruned.parameters())
@@ -334,53 +441,65 @@ def _cmd_prune(args: argparse.Namespace) -> int:
         after = evaluate(pruned, X, y)[1]
         metrics["test_accuracy"] = after
         line += f"; {data.name} {data.split} accuracy {before:.2%} -> {after:.2%}"
-    save_checkpoint(dataclasses.replace(ckpt, model=pruned, snapshots={}, metrics=metrics), args.out,
-                    force=args.force)
+    save_checkpoint(dataclasses.replace(ckpt, model=pruned, snapshots={}, metrics=metrics), args.out, force=args.force)
     print(line)
     print(f"saved {args.out}")
     return 0
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from inspector.analysis.parameters import count_parameters
     from inspector.checkpoints import checkpoint_from_training, checkpoint_suffix, is_own_checkpoint, save_checkpoint
     from inspector.data import SplitSpec, check_classification_labels, load_dataset, split_dataset
     from inspector.fileio import check_writable
-    from inspector.analysis.parameters import count_parameters
-    from inspector.summary import format_parameters
     from inspector.models import MLPConfig
+    from inspector.summary import format_parameters
     from inspector.training import TrainConfig, train
 
     dataset_name = Path(args.dataset).stem if args.dataset not in ("digits", "synthetic") else args.dataset
     out = args.out or Path(f"{dataset_name}-mlp.pt")
-    check_writable(out, force=args.force, inputs=_input_files(args.dataset),  # fail before training, not after
-                   ours=is_own_checkpoint)
+    check_writable(
+        out,
+        force=args.force,
+        inputs=_input_files(args.dataset),  # fail before training, not after
+        ours=is_own_checkpoint,
+    )
     checkpoint_suffix(out)
     dataset = load_dataset(args.dataset, label_column=args.label_column)
     check_classification_labels(dataset, str(args.dataset))
     spec = SplitSpec(seed=args.seed, val_fraction=args.val_fraction, test_fraction=args.test_fraction)
     splits = split_dataset(dataset, spec)
     config = MLPConfig(
-        input_size=dataset.n_features, hidden_sizes=args.hidden, output_size=dataset.n_classes,
-        activation=args.activation, dropout=args.dropout, batch_norm=args.batch_norm,
+        input_size=dataset.n_features,
+        hidden_sizes=args.hidden,
+        output_size=dataset.n_classes,
+        activation=args.activation,
+        dropout=args.dropout,
+        batch_norm=args.batch_norm,
     )
     train_config = TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
-        weight_decay=args.weight_decay, patience=args.patience or None,
-        snapshot_every=args.snapshot_every, seed=args.seed,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        optimizer=args.optimizer,
+        weight_decay=args.weight_decay,
+        patience=args.patience or None,
+        snapshot_every=args.snapshot_every,
+        seed=args.seed,
     )
-    result = train(config, splits, train_config, device=args.device,
-                   progress=False if args.quiet else None)
+    result = train(config, splits, train_config, device=args.device, progress=False if args.quiet else None)
     ckpt = checkpoint_from_training(result, dataset, splits.standardizer, spec)
     save_checkpoint(ckpt, out, force=args.force)
     h = result.history
-    print(f"MLP {'-'.join(map(str, config.layer_sizes))} ({config.activation}) on {dataset.name}: "
-          f"{dataset.n_samples} samples, {len(splits.y_train)}/{len(splits.y_val)}/{len(splits.y_test)} "
-          "train/val/test")
+    print(
+        f"MLP {'-'.join(map(str, config.layer_sizes))} ({config.activation}) on {dataset.name}: "
+        f"{dataset.n_samples} samples, {len(splits.y_train)}/{len(splits.y_val)}/{len(splits.y_test)} "
+        "train/val/test"
+    )
     print(format_parameters(count_parameters(result.model)))
     stop = f"early stop, best epoch {h.best_epoch}" if h.stopped_early else f"best epoch {h.best_epoch}"
     print(f"trained {h.epochs_run} epochs ({stop}) in {result.wall_time_s:.1f} s on {result.device}")
-    print(f"test accuracy {result.test_accuracy:.2%} ({len(splits.y_test)} samples), "
-          f"test loss {result.test_loss:.4f}")
+    print(f"test accuracy {result.test_accuracy:.2%} ({len(splits.y_test)} samples), test loss {result.test_loss:.4f}")
     if result.snapshots:
         print(f"kept {len(result.snapshots)} weight snapshots")
     print(f"saved {out}")
@@ -437,8 +556,14 @@ def _run(argv: Sequence[str] | None) -> int:
             what = f"--{name}" if name in ("out", "data", "dataset") else name.upper()
             print(f"inspector: error: {what}: empty path; give a file or folder name", file=sys.stderr)
             return EXIT_USER_ERROR
-    handlers = {"train": _cmd_train, "info": _cmd_info, "analyze": _cmd_analyze, "prune": _cmd_prune,
-                "dashboard": _cmd_dashboard, "report": _cmd_report}
+    handlers = {
+        "train": _cmd_train,
+        "info": _cmd_info,
+        "analyze": _cmd_analyze,
+        "prune": _cmd_prune,
+        "dashboard": _cmd_dashboard,
+        "report": _cmd_report,
+    }
     try:
         status = handlers[args.command](args)
         sys.stdout.flush()

@@ -102,9 +102,13 @@ class Standardizer:
             )
         with np.errstate(over="ignore", invalid="ignore"):
             shifted = (np.asarray(X, np.float64) - self.mean) / self.scale
-        return finite_float32(shifted, lambda i, j: (
-            f"row {i}, feature {j}: {float(X[i, j])!r} is too far from the training mean {self.mean[j]:.4g} "
-            f"(scale {self.scale[j]:.4g}) to standardise; check the data's units"))
+        return finite_float32(
+            shifted,
+            lambda i, j: (
+                f"row {i}, feature {j}: {float(X[i, j])!r} is too far from the training mean {self.mean[j]:.4g} "
+                f"(scale {self.scale[j]:.4g}) to standardise; check the data's units"
+            ),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {"mean": self.mean.tolist(), "scale": self.scale.tolist()}
@@ -134,8 +138,9 @@ class SplitSpec:
 
     def check(self) -> SplitSpec:
         """``self`` when it can split a dataset: fractions in (0, 1) summing below 1, seed in range."""
-        if not (0 < self.test_fraction < 1 and 0 < self.val_fraction < 1
-                and self.val_fraction + self.test_fraction < 1):
+        if not (
+            0 < self.test_fraction < 1 and 0 < self.val_fraction < 1 and self.val_fraction + self.test_fraction < 1
+        ):
             raise InspectorError("validation and test fractions must be in (0, 1) and sum to less than 1")
         check_seed(self.seed)
         return self
@@ -181,11 +186,15 @@ def split_dataset(dataset: Dataset, spec: SplitSpec | None = None) -> Splits:
         raise InspectorError(f"dataset {dataset.name!r} has only {n} samples; too few to split")
     stratify = counts.min() >= 3 and min(n_test, n_val) >= dataset.n_classes
     rest, test = train_test_split(
-        index, test_size=n_test, random_state=spec.seed,
+        index,
+        test_size=n_test,
+        random_state=spec.seed,
         stratify=dataset.y if stratify else None,
     )
     train, val = train_test_split(
-        rest, test_size=n_val, random_state=(spec.seed + 1) % (MAX_SEED + 1),  # sklearn takes seeds below 2**32
+        rest,
+        test_size=n_val,
+        random_state=(spec.seed + 1) % (MAX_SEED + 1),  # sklearn takes seeds below 2**32
         stratify=dataset.y[rest] if stratify else None,
     )
     train, val, test = np.sort(train), np.sort(val), np.sort(test)
@@ -277,8 +286,7 @@ _DEFLATE_MAX_RATIO = 1032
 _NPZ_KEYS = ("X", "y", "feature_names")
 _MISSING_LABELS = frozenset({"", "nan"})
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
-REGRESSION_HINT = ('To analyse a regression model, call inspector.analyze(model, data, task="regression") '
-                   "from Python")
+REGRESSION_HINT = 'To analyse a regression model, call inspector.analyze(model, data, task="regression") from Python'
 # Whole-number labels with at least this many classes, and more classes than half the samples
 # (fewer than two samples per class on average), are a continuous target written as integers
 # (prices, counts, ids): no classifier can learn classes it sees about once.
@@ -320,8 +328,9 @@ def _parse_number(text: str) -> int | float | None:
         return None
 
 
-def _encode_numbers(values: Sequence[int | float] | np.ndarray, path: Path,
-                    where: Callable[[int], str]) -> tuple[np.ndarray, tuple[str, ...]]:
+def _encode_numbers(
+    values: Sequence[int | float] | np.ndarray, path: Path, where: Callable[[int], str]
+) -> tuple[np.ndarray, tuple[str, ...]]:
     """Whole-number labels as indices into their sorted distinct values (never as indices themselves)."""
     if isinstance(values, np.ndarray) and values.dtype.kind in "iu":
         classes, y = np.unique(values, return_inverse=True)
@@ -338,13 +347,14 @@ def _encode_numbers(values: Sequence[int | float] | np.ndarray, path: Path,
                 )
             v = int(v)
         whole.append(v)
-    classes = sorted(set(whole))
-    code = {c: i for i, c in enumerate(classes)}
-    return np.fromiter((code[v] for v in whole), np.int64, len(whole)), tuple(str(c) for c in classes)
+    distinct = sorted(set(whole))
+    code = {c: i for i, c in enumerate(distinct)}
+    return np.fromiter((code[v] for v in whole), np.int64, len(whole)), tuple(str(c) for c in distinct)
 
 
-def _encode_labels(raw: np.ndarray | Sequence[str], path: Path,
-                   where: Callable[[int], str]) -> tuple[np.ndarray, tuple[str, ...]]:
+def _encode_labels(
+    raw: np.ndarray | Sequence[str], path: Path, where: Callable[[int], str]
+) -> tuple[np.ndarray, tuple[str, ...]]:
     """Class indices ``(n,)`` and class names for the labels ``raw``.
 
     The classes are the distinct labels that occur, sorted numerically when every
@@ -364,9 +374,7 @@ def _encode_labels(raw: np.ndarray | Sequence[str], path: Path,
             except UnicodeDecodeError:
                 raise InspectorError(f"{path}: the labels are bytes that are not UTF-8 text") from None
         elif kind not in "Ub":
-            raise InspectorError(
-                f"{path}: labels must be numbers or text, got dtype {raw.dtype}"
-            )
+            raise InspectorError(f"{path}: labels must be numbers or text, got dtype {raw.dtype}")
         raw = [str(v) for v in raw.tolist()]
     text = [t.strip() for t in raw]
     for i, t in enumerate(text):
@@ -384,9 +392,17 @@ def _encode_labels(raw: np.ndarray | Sequence[str], path: Path,
     return y, names
 
 
-def _finish(name: str, X: np.ndarray, raw_y: np.ndarray | Sequence[str], feature_names: tuple[str, ...],
-            path: Path, n_features: int | None, *, cell: Callable[[int, int], str],
-            where: Callable[[int], str]) -> Dataset:
+def _finish(
+    name: str,
+    X: np.ndarray,
+    raw_y: np.ndarray | Sequence[str],
+    feature_names: tuple[str, ...],
+    path: Path,
+    n_features: int | None,
+    *,
+    cell: Callable[[int, int], str],
+    where: Callable[[int], str],
+) -> Dataset:
     """Check ``X`` ``(n, d)`` and encode ``raw_y`` ``(n,)`` into a :class:`Dataset`.
 
     NaN, Inf and values beyond float32's range (which would become Inf) are
@@ -405,18 +421,20 @@ def _finish(name: str, X: np.ndarray, raw_y: np.ndarray | Sequence[str], feature
     if X.shape[1] < 1:
         raise InspectorError(f"{path}: has no feature columns; a dataset needs at least one besides the label")
     if len(feature_names) != X.shape[1]:
-        raise InspectorError(
-            f"{path}: feature_names has {len(feature_names)} entries but X has {X.shape[1]} columns"
-        )
+        raise InspectorError(f"{path}: feature_names has {len(feature_names)} entries but X has {X.shape[1]} columns")
     _check_feature_names(feature_names, path)
     if n_features is not None and X.shape[1] != n_features:
         raise InspectorError(
             f"{path}: has {X.shape[1]} features but the model expects {n_features}; "
             "pass the same feature columns the model was trained on"
         )
-    X32 = finite_float32(X, lambda i, j: (
-        f"{path}: {cell(i, j)} is {X[i, j].item()!r}; features must be finite numbers within float32 range "
-        f"(|x| <= {_FLOAT32_MAX:.3g}): clean or impute them first"))
+    X32 = finite_float32(
+        X,
+        lambda i, j: (
+            f"{path}: {cell(i, j)} is {X[i, j].item()!r}; features must be finite numbers within float32 range "
+            f"(|x| <= {_FLOAT32_MAX:.3g}): clean or impute them first"
+        ),
+    )
     y, class_names = _encode_labels(raw_y, path, where)
     return Dataset(name=name, X=X32, y=y, feature_names=feature_names, class_names=class_names)
 
@@ -440,9 +458,7 @@ def _npy_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path, key: str
     elif info.compress_type == zipfile.ZIP_DEFLATED:
         most = _DEFLATE_MAX_RATIO * info.compress_size + 1024
     else:
-        raise InspectorError(
-            f"{path}: array {key!r} uses an unsupported zip compression; save it with numpy.savez"
-        )
+        raise InspectorError(f"{path}: array {key!r} uses an unsupported zip compression; save it with numpy.savez")
     if info.compress_size > disk_size or info.file_size > most:
         raise InspectorError(f"{path}: array {key!r} declares more bytes than the file holds; it is corrupt")
     with zf.open(info) as fh:
@@ -478,17 +494,20 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         with zipfile.ZipFile(path) as zf:
             members = {info.filename[:-4]: info for info in zf.infolist() if info.filename.endswith(".npy")}
             if not {"X", "y"} <= members.keys():
-                raise InspectorError(
-                    f"{path}: an .npz dataset needs arrays 'X' and 'y', found {sorted(members)}"
-                )
-            return {key: _npy_member(zf, members[key], path, key, disk_size)
-                    for key in _NPZ_KEYS if key in members}
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, OSError, EOFError, ValueError,
-            NotImplementedError, RuntimeError) as exc:
+                raise InspectorError(f"{path}: an .npz dataset needs arrays 'X' and 'y', found {sorted(members)}")
+            return {key: _npy_member(zf, members[key], path, key, disk_size) for key in _NPZ_KEYS if key in members}
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        zlib.error,
+        OSError,
+        EOFError,
+        ValueError,
+        NotImplementedError,
+        RuntimeError,
+    ) as exc:
         # RuntimeError: an encrypted member; ValueError: a malformed .npy header or short data.
-        raise InspectorError(
-            f"{path}: not a readable .npz file, as numpy.savez writes ({_one_line(exc)})"
-        ) from None
+        raise InspectorError(f"{path}: not a readable .npz file, as numpy.savez writes ({_one_line(exc)})") from None
 
 
 def load_npz(path: str | os.PathLike[str], n_features: int | None = None) -> Dataset:
@@ -515,8 +534,9 @@ def load_npz(path: str | os.PathLike[str], n_features: int | None = None) -> Dat
         feature_names = tuple(f"x{i}" for i in range(X.shape[1] if X.ndim == 2 else 0))
     if y.ndim != 1:
         raise InspectorError(f"{path}: y must be one-dimensional (one label per row), got shape {y.shape}")
-    return _finish(path.stem, X, y, feature_names, path, n_features,
-                   cell=lambda i, j: f"X[{i}, {j}]", where=lambda i: f"y[{i}]")
+    return _finish(
+        path.stem, X, y, feature_names, path, n_features, cell=lambda i, j: f"X[{i}, {j}]", where=lambda i: f"y[{i}]"
+    )
 
 
 def _label_index(header: list[str], label_column: str, path: Path) -> int:
@@ -550,9 +570,7 @@ def _feature_value(text: str, column: str, line: int, path: Path) -> float:
         ) from None
 
 
-def load_csv(
-    path: str | os.PathLike[str], label_column: str | None, n_features: int | None = None
-) -> Dataset:
+def load_csv(path: str | os.PathLike[str], label_column: str | None, n_features: int | None = None) -> Dataset:
     """Read a CSV with a header row; ``label_column`` names the label, every other column is a feature.
 
     UTF-8 with or without a byte-order mark; blank lines are skipped. Every column
@@ -594,9 +612,16 @@ def load_csv(
         raise InspectorError(f"{path}: cannot be read ({exc.strerror or _one_line(exc)})") from None
     feature_names = tuple(header[j] for j in feature_at)
     X = np.frombuffer(values, dtype=np.float64).reshape(len(labels), len(feature_names))
-    return _finish(path.stem, X, labels, feature_names, path, n_features,
-                   cell=lambda i, j: f"column {feature_names[j]!r} on line {lines[i]}",
-                   where=lambda i: f"line {lines[i]}")
+    return _finish(
+        path.stem,
+        X,
+        labels,
+        feature_names,
+        path,
+        n_features,
+        cell=lambda i, j: f"column {feature_names[j]!r} on line {lines[i]}",
+        where=lambda i: f"line {lines[i]}",
+    )
 
 
 def load_dataset(

@@ -11,8 +11,15 @@ import numpy as np
 from torch import nn
 
 from inspector.checkpoints import Checkpoint
-from inspector.data import (BUILTIN_DATASETS, Dataset, SplitSpec, Standardizer, load_dataset, preview_names,
-                            split_dataset)
+from inspector.data import (
+    BUILTIN_DATASETS,
+    Dataset,
+    SplitSpec,
+    Standardizer,
+    load_dataset,
+    preview_names,
+    split_dataset,
+)
 from inspector.errors import InspectorError
 
 
@@ -36,9 +43,16 @@ class EvalData:
     train_y: np.ndarray | None = None
 
     @classmethod
-    def from_arrays(cls, X: np.ndarray, y: np.ndarray, *, name: str = "data",
-                    feature_names: tuple[str, ...] | None = None, class_names: tuple[str, ...] | None = None,
-                    image_shape: tuple[int, int] | None = None) -> EvalData:
+    def from_arrays(
+        cls,
+        X: np.ndarray,
+        y: np.ndarray,
+        *,
+        name: str = "data",
+        feature_names: tuple[str, ...] | None = None,
+        class_names: tuple[str, ...] | None = None,
+        image_shape: tuple[int, int] | None = None,
+    ) -> EvalData:
         X = np.asarray(X, dtype=np.float32)
         y = np.asarray(y)
         # Whole numbers are class labels; anything else is a regression target, never cast to a class.
@@ -47,9 +61,15 @@ class EvalData:
         if X.ndim != 2 or y.shape != (X.shape[0],):
             raise InspectorError(f"expected X (n, d) and y (n,), got {X.shape} and {y.shape}")
         n_classes = 0 if continuous else (int(y.max()) + 1 if y.size else 0)
-        return cls(name, "all", X, y,
-                   feature_names or tuple(f"x{i}" for i in range(X.shape[1])),
-                   class_names or tuple(str(c) for c in range(n_classes)), image_shape)
+        return cls(
+            name,
+            "all",
+            X,
+            y,
+            feature_names or tuple(f"x{i}" for i in range(X.shape[1])),
+            class_names or tuple(str(c) for c in range(n_classes)),
+            image_shape,
+        )
 
 
 def _model_class_names(ckpt: Checkpoint, n_outputs: int) -> tuple[str, ...]:
@@ -75,8 +95,7 @@ def _label_map(ckpt: Checkpoint, dataset: Dataset, class_names: tuple[str, ...])
     output = {name: i for i, name in enumerate(class_names)}
     unknown = [name for name in dataset.class_names if name not in output]
     if unknown:
-        stored = ("" if ckpt.dataset and ckpt.dataset.class_names
-                  else " (it stores no class names, so they are 0..n-1)")
+        stored = "" if ckpt.dataset and ckpt.dataset.class_names else " (it stores no class names, so they are 0..n-1)"
         raise InspectorError(
             f"dataset {dataset.name!r} has labels the model was not trained on: {preview_names(unknown)}; "
             f"{ckpt.source} knows {preview_names(list(class_names))}{stored}"
@@ -119,8 +138,9 @@ def _for_model(ckpt: Checkpoint, dataset: Dataset, n_inputs: int, n_outputs: int
     class_names = _model_class_names(ckpt, n_outputs)
     label_map = _label_map(ckpt, dataset, class_names)
     feature_names = tuple(dataset.feature_names[j] for j in columns)
-    return dataclasses.replace(dataset, X=dataset.X[:, columns], y=label_map[dataset.y],
-                               feature_names=feature_names, class_names=class_names)
+    return dataclasses.replace(
+        dataset, X=dataset.X[:, columns], y=label_map[dataset.y], feature_names=feature_names, class_names=class_names
+    )
 
 
 def eval_data_for(ckpt: Checkpoint, spec: str | None = None, *, label_column: str | None = None) -> EvalData | None:
@@ -151,13 +171,18 @@ def eval_data_for(ckpt: Checkpoint, spec: str | None = None, *, label_column: st
         standardizer = ckpt.standardizer or Standardizer.fit(dataset.X[splits.train_index])
         raw = dataset.X
         return EvalData(
-            dataset.name, "test", standardizer.transform(raw[splits.test_index]), dataset.y[splits.test_index],
-            dataset.feature_names, dataset.class_names, dataset.image_shape,
-            standardizer.transform(raw[splits.train_index]), dataset.y[splits.train_index],
+            dataset.name,
+            "test",
+            standardizer.transform(raw[splits.test_index]),
+            dataset.y[splits.test_index],
+            dataset.feature_names,
+            dataset.class_names,
+            dataset.image_shape,
+            standardizer.transform(raw[splits.train_index]),
+            dataset.y[splits.train_index],
         )
     X = ckpt.standardizer.transform(dataset.X) if ckpt.standardizer else dataset.X
-    return EvalData(dataset.name, "all", X, dataset.y, dataset.feature_names, dataset.class_names,
-                    dataset.image_shape)
+    return EvalData(dataset.name, "all", X, dataset.y, dataset.feature_names, dataset.class_names, dataset.image_shape)
 
 
 @dataclass(frozen=True)

@@ -28,17 +28,21 @@ COLORS = {"dead": "#d62728", "nearly": "#ff7f0e", "alive": "#2ca02c", "train": "
 
 
 def _base(fig: go.Figure, title: str, height: int = 380) -> go.Figure:
-    fig.update_layout(template=TEMPLATE, title={"text": title, "x": 0.01, "xanchor": "left", "y": 0.98,
-                                                "yanchor": "top"}, height=height,
-                      margin={"l": 60, "r": 20, "t": 64, "b": 50})
+    fig.update_layout(
+        template=TEMPLATE,
+        title={"text": title, "x": 0.01, "xanchor": "left", "y": 0.98, "yanchor": "top"},
+        height=height,
+        margin={"l": 60, "r": 20, "t": 64, "b": 50},
+    )
     return fig
 
 
 def empty_figure(message: str, height: int = 300) -> go.Figure:
     """A placeholder that says why there is nothing to draw."""
     fig = go.Figure()
-    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
-                       font={"size": 14, "color": "#666"})
+    fig.add_annotation(
+        text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper", font={"size": 14, "color": "#666"}
+    )
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
     return _base(fig, "", height)
@@ -51,24 +55,61 @@ def parameter_rows(report: ParameterReport) -> list[dict[str, object]]:
     """Table rows with the m x (n + 1) arithmetic spelled out, embeddings (rows x dim), plus a totals row."""
     rows: list[dict[str, object]] = []
     for layer in report.layers:
-        rows.append({"layer": layer.layer + (f" (tied to {layer.tied_to})" if layer.tied_to else ""),
-                     "inputs n": layer.in_features, "outputs m": layer.out_features,
-                     "weights": layer.weights, "biases": layer.biases, "formula": layer.formula(),
-                     "parameters": layer.parameters, "MACs/sample": layer.macs_per_sample,
-                     "trainable": trainable_text(layer.trainable)})
+        rows.append(
+            {
+                "layer": layer.layer + (f" (tied to {layer.tied_to})" if layer.tied_to else ""),
+                "inputs n": layer.in_features,
+                "outputs m": layer.out_features,
+                "weights": layer.weights,
+                "biases": layer.biases,
+                "formula": layer.formula(),
+                "parameters": layer.parameters,
+                "MACs/sample": layer.macs_per_sample,
+                "trainable": trainable_text(layer.trainable),
+            }
+        )
     for emb in report.embeddings:
-        rows.append({"layer": f"{emb.layer} (Embedding {emb.num_embeddings:,} × {emb.embedding_dim:,})"
-                     + (f" (tied to {emb.tied_to})" if emb.tied_to else ""),
-                     "inputs n": "", "outputs m": "", "weights": "", "biases": "", "formula": emb.formula(),
-                     "parameters": emb.parameters, "MACs/sample": "", "trainable": trainable_text(emb.trainable)})
+        rows.append(
+            {
+                "layer": f"{emb.layer} (Embedding {emb.num_embeddings:,} × {emb.embedding_dim:,})"
+                + (f" (tied to {emb.tied_to})" if emb.tied_to else ""),
+                "inputs n": "",
+                "outputs m": "",
+                "weights": "",
+                "biases": "",
+                "formula": emb.formula(),
+                "parameters": emb.parameters,
+                "MACs/sample": "",
+                "trainable": trainable_text(emb.trainable),
+            }
+        )
     for other in report.other:
-        rows.append({"layer": f"{other.name} ({other.kind})", "inputs n": "", "outputs m": "", "weights": "",
-                     "biases": "", "formula": "", "parameters": other.parameters, "MACs/sample": "",
-                     "trainable": trainable_text(other.trainable)})
-    rows.append({"layer": "total", "inputs n": "", "outputs m": "",
-                 "weights": sum(layer.weights for layer in report.layers),
-                 "biases": sum(layer.biases for layer in report.layers), "formula": "",
-                 "parameters": report.total_parameters, "MACs/sample": report.macs_per_sample, "trainable": ""})
+        rows.append(
+            {
+                "layer": f"{other.name} ({other.kind})",
+                "inputs n": "",
+                "outputs m": "",
+                "weights": "",
+                "biases": "",
+                "formula": "",
+                "parameters": other.parameters,
+                "MACs/sample": "",
+                "trainable": trainable_text(other.trainable),
+            }
+        )
+    rows.append(
+        {
+            "layer": "total",
+            "inputs n": "",
+            "outputs m": "",
+            "weights": sum(layer.weights for layer in report.layers),
+            "biases": sum(layer.biases for layer in report.layers),
+            "formula": "",
+            "parameters": report.total_parameters,
+            "MACs/sample": report.macs_per_sample,
+            "trainable": "",
+        }
+    )
     return rows
 
 
@@ -84,15 +125,33 @@ def architecture_figure(model: ModelInfo) -> go.Figure:
     for k, (size, label, act) in enumerate(zip(sizes, labels, acts)):
         h = 0.15 + 0.85 * np.log2(size + 1) / top
         color = "#9ecae1" if k == 0 else ("#fdae6b" if k == len(sizes) - 1 else "#a1d99b")
-        fig.add_shape(type="rect", x0=k - 0.3, x1=k + 0.3, y0=-h / 2, y1=h / 2, fillcolor=color,
-                      line={"color": "#555"})
+        fig.add_shape(type="rect", x0=k - 0.3, x1=k + 0.3, y0=-h / 2, y1=h / 2, fillcolor=color, line={"color": "#555"})
         text = f"<b>{label}</b><br>{size:,}" + (f"<br>{act}" if act else "")
         fig.add_annotation(x=k, y=0, text=text, showarrow=False, font={"size": 12})
         if k:
-            fig.add_annotation(x=k - 0.3, y=0, ax=k - 0.7, ay=0, xref="x", yref="y", axref="x", ayref="y",
-                               showarrow=True, arrowhead=2, arrowcolor="#777", text="")
-    extras = [x for x in (model.activation, "batch norm" if model.batch_norm else "",
-                          f"dropout {model.dropout:g}" if model.dropout else "") if x]
+            fig.add_annotation(
+                x=k - 0.3,
+                y=0,
+                ax=k - 0.7,
+                ay=0,
+                xref="x",
+                yref="y",
+                axref="x",
+                ayref="y",
+                showarrow=True,
+                arrowhead=2,
+                arrowcolor="#777",
+                text="",
+            )
+    extras = [
+        x
+        for x in (
+            model.activation,
+            "batch norm" if model.batch_norm else "",
+            f"dropout {model.dropout:g}" if model.dropout else "",
+        )
+        if x
+    ]
     fig.update_xaxes(visible=False, range=[-0.6, len(sizes) - 0.4])
     fig.update_yaxes(visible=False, range=[-0.6, 0.6])
     return _base(fig, f"{model.architecture}" + (f" · {', '.join(extras[1:])}" if len(extras) > 1 else ""), 260)
@@ -104,12 +163,33 @@ def training_figure(training: TrainingDiagnostics | None) -> go.Figure:
         return empty_figure("no training history in this checkpoint")
     epochs = np.arange(1, training.epochs_run + 1)
     fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"))
-    for col, (train, val) in enumerate(((training.train_loss, training.val_loss),
-                                        (training.train_accuracy, training.val_accuracy)), start=1):
-        fig.add_trace(go.Scatter(x=epochs, y=train, name="train", legendgroup="train", showlegend=col == 1,
-                                 line={"color": COLORS["train"]}), row=1, col=col)
-        fig.add_trace(go.Scatter(x=epochs, y=val, name="validation", legendgroup="val", showlegend=col == 1,
-                                 line={"color": COLORS["val"]}), row=1, col=col)
+    for col, (train, val) in enumerate(
+        ((training.train_loss, training.val_loss), (training.train_accuracy, training.val_accuracy)), start=1
+    ):
+        fig.add_trace(
+            go.Scatter(
+                x=epochs,
+                y=train,
+                name="train",
+                legendgroup="train",
+                showlegend=col == 1,
+                line={"color": COLORS["train"]},
+            ),
+            row=1,
+            col=col,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=epochs,
+                y=val,
+                name="validation",
+                legendgroup="val",
+                showlegend=col == 1,
+                line={"color": COLORS["val"]},
+            ),
+            row=1,
+            col=col,
+        )
         fig.add_vline(x=training.best_epoch, line_dash="dash", line_color="#444", row=1, col=col)
         if training.overfitting_epoch is not None:
             fig.add_vline(x=training.overfitting_epoch, line_dash="dot", line_color=COLORS["dead"], row=1, col=col)
@@ -138,8 +218,14 @@ def _rank_ticks(ranks: np.ndarray, neurons: np.ndarray, most: int = 24) -> dict[
     return {"tickmode": "array", "tickvals": ranks[picks].tolist(), "ticktext": [str(j) for j in neurons[picks]]}
 
 
-def weight_heatmap_figure(layer: LayerWeights, *, sort_rows: bool = False, magnitude: bool = False,
-                          region: PooledMap | None = None, signed_values: np.ndarray | None = None) -> go.Figure:
+def weight_heatmap_figure(
+    layer: LayerWeights,
+    *,
+    sort_rows: bool = False,
+    magnitude: bool = False,
+    region: PooledMap | None = None,
+    signed_values: np.ndarray | None = None,
+) -> go.Figure:
     """The weights with neuron j on the y axis and input i on the x axis.
 
     At full resolution the colour is the signed w_ij on a diverging scale
@@ -157,8 +243,9 @@ def weight_heatmap_figure(layer: LayerWeights, *, sort_rows: bool = False, magni
     the row-sorted weight (its ``row_offset`` a rank) instead.
     """
     if sort_rows and region is None and not layer.magnitude.is_full_resolution:
-        raise ValueError(f"{layer.layer} is stored pooled; sort its full weight's rows, pool them, "
-                         "and pass that map as region")
+        raise ValueError(
+            f"{layer.layer} is stored pooled; sort its full weight's rows, pool them, and pass that map as region"
+        )
     pooled = region or layer.magnitude
     full = pooled.is_full_resolution
     values = None
@@ -187,23 +274,40 @@ def weight_heatmap_figure(layer: LayerWeights, *, sort_rows: bool = False, magni
         # hover names the neuron of each row; a small unsigned grid ships as a typed array, not JSON numbers
         dtype = np.uint16 if layer.out_features <= np.iinfo(np.uint16).max else np.uint32
         kwargs["customdata"] = np.repeat(neurons.astype(dtype)[:, None], z.shape[1], axis=1)
-        where = ("neuron %{customdata} (rank %{y} by norm)<br>input %{x}" if full else
-                 "neurons ranked %{y}+ by norm, strongest %{customdata}<br>inputs from %{x}")
-    trace = go.Heatmap(z=z, x0=pooled.col_offset, dx=pooled.block_cols, y0=pooled.row_offset,
-                       dy=pooled.block_rows, hovertemplate=f"{where}<br>{shown}<extra></extra>", **kwargs)
+        where = (
+            "neuron %{customdata} (rank %{y} by norm)<br>input %{x}"
+            if full
+            else "neurons ranked %{y}+ by norm, strongest %{customdata}<br>inputs from %{x}"
+        )
+    trace = go.Heatmap(
+        z=z,
+        x0=pooled.col_offset,
+        dx=pooled.block_cols,
+        y0=pooled.row_offset,
+        dy=pooled.block_rows,
+        hovertemplate=f"{where}<br>{shown}<extra></extra>",
+        **kwargs,
+    )
     fig = go.Figure(trace)
     if neurons is None:
         fig.update_yaxes(title_text="neuron j", autorange="reversed")
     else:
-        fig.update_yaxes(title_text="neuron j, by incoming norm (strongest first)", autorange="reversed",
-                         **_rank_ticks(ranks, neurons))
+        fig.update_yaxes(
+            title_text="neuron j, by incoming norm (strongest first)",
+            autorange="reversed",
+            **_rank_ticks(ranks, neurons),
+        )
     fig.update_xaxes(title_text="input i")
     m, n = pooled.full_shape
     what = "full resolution" if full else f"max |w| over {pooled.block_rows}×{pooled.block_cols} blocks"
     if sort_rows:
         what += ", rows sorted by norm"
-    if region is not None and (region.row_offset or region.col_offset or rows_shown * region.block_rows < m
-                               or z.shape[1] * region.block_cols < n):
+    if region is not None and (
+        region.row_offset
+        or region.col_offset
+        or rows_shown * region.block_rows < m
+        or z.shape[1] * region.block_cols < n
+    ):
         what += f", {'ranks' if sort_rows else 'rows'} {region.row_offset}+, columns {region.col_offset}+"
     return _base(fig, f"{layer.layer}: {m:,} × {n:,} weights ({what})", 520)
 
@@ -211,11 +315,22 @@ def weight_heatmap_figure(layer: LayerWeights, *, sort_rows: bool = False, magni
 def magnitude_map_figure(pooled: PooledMap, title: str, colorbar: str = "max |w|") -> go.Figure:
     """Any non-negative map over a weight's (neuron, input) grid, e.g. a weight change |W_b - W_a|."""
     full = pooled.is_full_resolution
-    fig = go.Figure(go.Heatmap(
-        z=pooled.values, x0=pooled.col_offset, dx=pooled.block_cols, y0=pooled.row_offset, dy=pooled.block_rows,
-        colorscale="Viridis", colorbar={"title": colorbar},
-        hovertemplate=("neuron %{y}<br>input %{x}<br>%{z:.4g}<extra></extra>" if full else
-                       "neurons from %{y}<br>inputs from %{x}<br>max %{z:.4g}<extra></extra>")))
+    fig = go.Figure(
+        go.Heatmap(
+            z=pooled.values,
+            x0=pooled.col_offset,
+            dx=pooled.block_cols,
+            y0=pooled.row_offset,
+            dy=pooled.block_rows,
+            colorscale="Viridis",
+            colorbar={"title": colorbar},
+            hovertemplate=(
+                "neuron %{y}<br>input %{x}<br>%{z:.4g}<extra></extra>"
+                if full
+                else "neurons from %{y}<br>inputs from %{x}<br>max %{z:.4g}<extra></extra>"
+            ),
+        )
+    )
     fig.update_yaxes(title_text="neuron j", autorange="reversed")
     fig.update_xaxes(title_text="input i")
     return _base(fig, title, 480)
@@ -224,12 +339,23 @@ def magnitude_map_figure(pooled: PooledMap, title: str, colorbar: str = "max |w|
 def weight_histogram_figure(layer: LayerWeights) -> go.Figure:
     edges = layer.histogram_edges
     centres = (edges[:-1] + edges[1:]) / 2
-    fig = go.Figure(go.Bar(x=centres, y=layer.histogram_counts, width=np.diff(edges), marker_color="#6baed6",
-                           hovertemplate="w ≈ %{x:.3g}<br>%{y} weights<extra></extra>"))
+    fig = go.Figure(
+        go.Bar(
+            x=centres,
+            y=layer.histogram_counts,
+            width=np.diff(edges),
+            marker_color="#6baed6",
+            hovertemplate="w ≈ %{x:.3g}<br>%{y} weights<extra></extra>",
+        )
+    )
     fig.update_xaxes(title_text="weight")
     fig.update_yaxes(title_text="count")
-    return _base(fig, f"{layer.layer}: weight histogram · {100 * layer.near_zero_fraction:.1f}% near zero · "
-                      f"stable rank {layer.stable_rank:.1f}", 300)
+    return _base(
+        fig,
+        f"{layer.layer}: weight histogram · {100 * layer.near_zero_fraction:.1f}% near zero · "
+        f"stable rank {layer.stable_rank:.1f}",
+        300,
+    )
 
 
 def neuron_images_figure(layer: LayerWeights, max_neurons: int = 64, columns: int = 8) -> go.Figure:
@@ -242,10 +368,11 @@ def neuron_images_figure(layer: LayerWeights, max_neurons: int = 64, columns: in
     canvas = np.full((rows * (h + 1), columns * (w + 1)), np.nan, dtype=np.float32)
     for idx in range(k):
         r, c = divmod(idx, columns)
-        canvas[r * (h + 1):r * (h + 1) + h, c * (w + 1):c * (w + 1) + w] = images[idx]
+        canvas[r * (h + 1) : r * (h + 1) + h, c * (w + 1) : c * (w + 1) + w] = images[idx]
     limit = float(np.nanmax(np.abs(canvas))) or 1.0
-    fig = go.Figure(go.Heatmap(z=canvas, colorscale="RdBu_r", zmin=-limit, zmax=limit, hoverinfo="skip",
-                               colorbar={"title": "w"}))
+    fig = go.Figure(
+        go.Heatmap(z=canvas, colorscale="RdBu_r", zmin=-limit, zmax=limit, hoverinfo="skip", colorbar={"title": "w"})
+    )
     fig.update_yaxes(autorange="reversed", visible=False, scaleanchor="x")
     fig.update_xaxes(visible=False)
     return _base(fig, f"{layer.layer}: incoming weights of the first {k} neurons as {h}×{w} images", 460)
@@ -258,8 +385,9 @@ def neuron_activation_figure(acts: LayerActivations | None, j: int) -> go.Figure
     if acts is None or j >= acts.width:
         return empty_figure("no activation statistics for this neuron (needs data; output layers have none)")
     edges = acts.histogram_edges
-    fig = go.Figure(go.Bar(x=(edges[:-1] + edges[1:]) / 2, y=acts.histogram_counts[j], width=np.diff(edges),
-                           marker_color="#74c476"))
+    fig = go.Figure(
+        go.Bar(x=(edges[:-1] + edges[1:]) / 2, y=acts.histogram_counts[j], width=np.diff(edges), marker_color="#74c476")
+    )
     if acts.fire_rate is not None:
         title = f"neuron {j} of {acts.layer}: fires on {100 * acts.fire_rate[j]:.1f}% of samples"
         state = neuron_state(acts, j)
@@ -277,7 +405,7 @@ def neuron_activation_figure(acts: LayerActivations | None, j: int) -> go.Figure
 
 
 def neuron_state(acts: LayerActivations, j: int, threshold: float | None = None) -> str | None:
-    """"dead", "nearly dead" or "alive" for a unit with a dead mask; ``None`` for any other unit."""
+    """ "dead", "nearly dead" or "alive" for a unit with a dead mask; ``None`` for any other unit."""
     if acts.dead_mask is None or acts.fire_rate is None:
         return None
     if acts.dead_mask[j]:
@@ -286,8 +414,9 @@ def neuron_state(acts: LayerActivations, j: int, threshold: float | None = None)
     return "nearly dead" if acts.fire_rate[j] < t else "alive"
 
 
-def _feature_bar(values: np.ndarray, names: tuple[str, ...], k: int, title: str, color: str,
-                 signed: bool = False) -> go.Figure:
+def _feature_bar(
+    values: np.ndarray, names: tuple[str, ...], k: int, title: str, color: str, signed: bool = False
+) -> go.Figure:
     order = np.argsort(-(np.abs(values) if signed else values), kind="stable")[:k]
     labels = [names[i] if i < len(names) else f"x{i}" for i in order]
     fig = go.Figure(go.Bar(x=values[order][::-1], y=labels[::-1], orientation="h", marker_color=color))
@@ -295,8 +424,9 @@ def _feature_bar(values: np.ndarray, names: tuple[str, ...], k: int, title: str,
     return _base(fig, title, max(260, 22 * len(order) + 90))
 
 
-def neuron_incoming_figure(layer: LayerWeights, j: int, feature_names: tuple[str, ...],
-                           image_shape: tuple[int, int] | None) -> go.Figure:
+def neuron_incoming_figure(
+    layer: LayerWeights, j: int, feature_names: tuple[str, ...], image_shape: tuple[int, int] | None
+) -> go.Figure:
     if layer.values is None:
         return empty_figure("layer too large to keep every weight; zoom in the heatmap instead")
     row = layer.values[j]
@@ -305,25 +435,35 @@ def neuron_incoming_figure(layer: LayerWeights, j: int, feature_names: tuple[str
         fig = go.Figure(go.Heatmap(z=row.reshape(image_shape), colorscale="RdBu_r", zmin=-limit, zmax=limit))
         fig.update_yaxes(autorange="reversed", scaleanchor="x")
         return _base(fig, f"neuron {j} of {layer.layer}: incoming weights", 320)
-    return _feature_bar(row, feature_names, 15, f"neuron {j} of {layer.layer}: largest incoming weights",
-                        "#6baed6", signed=True)
+    return _feature_bar(
+        row, feature_names, 15, f"neuron {j} of {layer.layer}: largest incoming weights", "#6baed6", signed=True
+    )
 
 
-def neuron_inputs_figure(cond: LayerConductanceResult | None, j: int, feature_names: tuple[str, ...],
-                         k: int = 12) -> go.Figure:
+def neuron_inputs_figure(
+    cond: LayerConductanceResult | None, j: int, feature_names: tuple[str, ...], k: int = 12
+) -> go.Figure:
     if cond is None or j >= cond.neuron_inputs.shape[0]:
         why = getattr(cond, "neuron_inputs_skipped", None)
-        return empty_figure(f"no neuron conductance: {why}" if why else "no neuron conductance (needs data; hidden layers only)")
-    return _feature_bar(cond.neuron_inputs[j], feature_names, k,
-                        f"inputs that drive neuron {j} (NeuronConductance, mean |attribution|)", "#9e9ac8")
+        return empty_figure(
+            f"no neuron conductance: {why}" if why else "no neuron conductance (needs data; hidden layers only)"
+        )
+    return _feature_bar(
+        cond.neuron_inputs[j],
+        feature_names,
+        k,
+        f"inputs that drive neuron {j} (NeuronConductance, mean |attribution|)",
+        "#9e9ac8",
+    )
 
 
 def neuron_classes_figure(cond: LayerConductanceResult | None, j: int, class_names: tuple[str, ...]) -> go.Figure:
     if cond is None or cond.by_class is None or j >= cond.by_class.shape[1]:
         return empty_figure("no layer conductance per class (needs data and a classification; hidden layers only)")
     values = np.nan_to_num(cond.by_class[:, j])
-    fig = go.Figure(go.Bar(x=list(class_names[:len(values)]), y=values,
-                           marker_color=np.where(values >= 0, "#31a354", "#de2d26")))
+    fig = go.Figure(
+        go.Bar(x=list(class_names[: len(values)]), y=values, marker_color=np.where(values >= 0, "#31a354", "#de2d26"))
+    )
     fig.update_xaxes(type="category", title_text="class")
     fig.update_yaxes(title_text="mean conductance")
     return _base(fig, f"neuron {j}'s contribution to each class's logit (LayerConductance)", 300)
@@ -341,10 +481,20 @@ def dead_summary_figure(activations: tuple[LayerActivations, ...], threshold: fl
     nearly = np.array([a.nearly_dead_count(threshold) for a in layers])
     alive = np.array([a.width for a in layers]) - dead - nearly
     fig = go.Figure()
-    for label, values, color in (("dead", dead, COLORS["dead"]), ("nearly dead", nearly, COLORS["nearly"]),
-                                 ("alive", alive, COLORS["alive"])):
-        fig.add_trace(go.Bar(x=names, y=values, name=label, marker_color=color,
-                             hovertemplate="%{x}: %{y} " + label + "<extra></extra>"))
+    for label, values, color in (
+        ("dead", dead, COLORS["dead"]),
+        ("nearly dead", nearly, COLORS["nearly"]),
+        ("alive", alive, COLORS["alive"]),
+    ):
+        fig.add_trace(
+            go.Bar(
+                x=names,
+                y=values,
+                name=label,
+                marker_color=color,
+                hovertemplate="%{x}: %{y} " + label + "<extra></extra>",
+            )
+        )
     fig.update_layout(barmode="stack")
     fig.update_xaxes(type="category", title_text="layer")
     fig.update_yaxes(title_text="neurons")
@@ -363,10 +513,15 @@ def firing_strip_figure(acts: LayerActivations, threshold: float) -> go.Figure:
     if acts.dead_mask is None:
         colors = np.full(len(rate), COLORS["alive"], dtype=object)
     else:
-        colors = np.where(acts.dead_mask, COLORS["dead"],
-                          np.where(rate < threshold, COLORS["nearly"], COLORS["alive"]))
-    fig = go.Figure(go.Bar(x=np.arange(len(rate)), y=rate, marker_color=colors,
-                           hovertemplate="neuron %{x}<br>fires on %{y:.1%} of samples<extra></extra>"))
+        colors = np.where(acts.dead_mask, COLORS["dead"], np.where(rate < threshold, COLORS["nearly"], COLORS["alive"]))
+    fig = go.Figure(
+        go.Bar(
+            x=np.arange(len(rate)),
+            y=rate,
+            marker_color=colors,
+            hovertemplate="neuron %{x}<br>fires on %{y:.1%} of samples<extra></extra>",
+        )
+    )
     fig.add_hline(y=threshold, line_dash="dot", line_color="#444")
     fig.update_xaxes(title_text="neuron")
     fig.update_yaxes(title_text="firing rate", range=[0, 1])
@@ -377,8 +532,14 @@ def saturation_figure(acts: LayerActivations) -> go.Figure:
     rate = acts.saturation_rate
     if rate is None:
         return empty_figure(f"{acts.layer} ({acts.activation}): no firing or saturation rate measured")
-    fig = go.Figure(go.Bar(x=np.arange(len(rate)), y=rate, marker_color="#9e9ac8",
-                           hovertemplate="unit %{x}<br>saturated on %{y:.1%} of samples<extra></extra>"))
+    fig = go.Figure(
+        go.Bar(
+            x=np.arange(len(rate)),
+            y=rate,
+            marker_color="#9e9ac8",
+            hovertemplate="unit %{x}<br>saturated on %{y:.1%} of samples<extra></extra>",
+        )
+    )
     fig.update_yaxes(title_text="saturation rate", range=[0, 1])
     fig.update_xaxes(title_text="unit")
     return _base(fig, f"{acts.layer} ({acts.activation}): saturation per unit", 300)
@@ -398,21 +559,37 @@ def deaths_figure(timeline: DeathTimeline | None) -> go.Figure:
 # --------------------------------------------------------------------------- importance
 
 
-def importance_bar_figure(method: MethodImportance, feature_names: tuple[str, ...], class_index: int | None = None,
-                          class_names: tuple[str, ...] = (), k: int = 15) -> go.Figure:
+def importance_bar_figure(
+    method: MethodImportance,
+    feature_names: tuple[str, ...],
+    class_index: int | None = None,
+    class_names: tuple[str, ...] = (),
+    k: int = 15,
+) -> go.Figure:
     if method.error is not None:
         return empty_figure(f"{METHOD_LABELS[method.method]} could not run: {method.error}")
     if method.per_class is None:  # not a classification: one importance over all samples
         class_index = None
-    values = (method.global_importance if class_index is None or method.per_class is None
-              else np.nan_to_num(method.per_class[class_index]))
-    which = "all classes" if class_index is None else f"class {class_names[class_index] if class_names else class_index}"
-    return _feature_bar(values, feature_names, k, f"{METHOD_LABELS[method.method]}: top {k} inputs ({which}, "
-                        "mean |attribution|)", "#3182bd")
+    values = (
+        method.global_importance
+        if class_index is None or method.per_class is None
+        else np.nan_to_num(method.per_class[class_index])
+    )
+    which = (
+        "all classes" if class_index is None else f"class {class_names[class_index] if class_names else class_index}"
+    )
+    return _feature_bar(
+        values,
+        feature_names,
+        k,
+        f"{METHOD_LABELS[method.method]}: top {k} inputs ({which}, mean |attribution|)",
+        "#3182bd",
+    )
 
 
-def importance_map_figure(values: np.ndarray, image_shape: tuple[int, int] | None, title: str,
-                          signed: bool = False) -> go.Figure:
+def importance_map_figure(
+    values: np.ndarray, image_shape: tuple[int, int] | None, title: str, signed: bool = False
+) -> go.Figure:
     if image_shape is None or values.size != image_shape[0] * image_shape[1]:
         return empty_figure("inputs are not images")
     z = values.reshape(image_shape)
@@ -430,17 +607,30 @@ def sanity_figure(report: ImportanceReport, fail_above: float = 0.5) -> go.Figur
     if not methods:
         return empty_figure("no sanity-check scores")
     values = np.array([m.sanity_correlation for m in methods])
-    fig = go.Figure(go.Bar(x=[METHOD_LABELS[m.method] for m in methods], y=values,
-                           marker_color=np.where(values > fail_above, COLORS["dead"], COLORS["alive"]),
-                           hovertemplate="%{x}: rank correlation %{y:.2f}<extra></extra>"))
+    fig = go.Figure(
+        go.Bar(
+            x=[METHOD_LABELS[m.method] for m in methods],
+            y=values,
+            marker_color=np.where(values > fail_above, COLORS["dead"], COLORS["alive"]),
+            hovertemplate="%{x}: rank correlation %{y:.2f}<extra></extra>",
+        )
+    )
     fig.add_hline(y=fail_above, line_dash="dot", line_color="#444")
     fig.update_yaxes(title_text="rank correlation with randomised model", range=[-0.2, 1.05])
     return _base(fig, "Sanity check (Adebayo et al. 2018): lower means the method looks at the weights", 320)
 
 
-def sample_figure(x: np.ndarray, attribution: np.ndarray, probabilities: np.ndarray, *, label: int,
-                  image_shape: tuple[int, int] | None, feature_names: tuple[str, ...],
-                  class_names: tuple[str, ...], method: str) -> go.Figure:
+def sample_figure(
+    x: np.ndarray,
+    attribution: np.ndarray,
+    probabilities: np.ndarray,
+    *,
+    label: int,
+    image_shape: tuple[int, int] | None,
+    feature_names: tuple[str, ...],
+    class_names: tuple[str, ...],
+    method: str,
+) -> go.Figure:
     """One sample: its input, the attribution overlay and the predicted class probabilities."""
     predicted = int(np.argmax(probabilities))
     titles = ("input", f"{METHOD_LABELS.get(method, method)} attribution", "prediction")
@@ -448,26 +638,50 @@ def sample_figure(x: np.ndarray, attribution: np.ndarray, probabilities: np.ndar
     limit = float(np.abs(attribution).max()) or 1.0
     if image_shape is not None and x.size == image_shape[0] * image_shape[1]:
         fig.add_trace(go.Heatmap(z=x.reshape(image_shape), colorscale="Greys", showscale=False), row=1, col=1)
-        fig.add_trace(go.Heatmap(z=x.reshape(image_shape), colorscale="Greys", showscale=False, opacity=0.35),
-                      row=1, col=2)
-        fig.add_trace(go.Heatmap(z=attribution.reshape(image_shape), colorscale="RdBu_r", zmin=-limit, zmax=limit,
-                                 opacity=0.75, colorbar={"x": 0.58, "len": 0.8}), row=1, col=2)
+        fig.add_trace(
+            go.Heatmap(z=x.reshape(image_shape), colorscale="Greys", showscale=False, opacity=0.35), row=1, col=2
+        )
+        fig.add_trace(
+            go.Heatmap(
+                z=attribution.reshape(image_shape),
+                colorscale="RdBu_r",
+                zmin=-limit,
+                zmax=limit,
+                opacity=0.75,
+                colorbar={"x": 0.58, "len": 0.8},
+            ),
+            row=1,
+            col=2,
+        )
         for col in (1, 2):
             fig.update_yaxes(autorange="reversed", row=1, col=col)
     else:
         idx = np.argsort(-np.abs(attribution))[:12][::-1]
         names = [feature_names[i] for i in idx]
         fig.add_trace(go.Bar(x=x[idx], y=names, orientation="h", marker_color="#bdbdbd"), row=1, col=1)
-        fig.add_trace(go.Bar(x=attribution[idx], y=names, orientation="h",
-                             marker_color=np.where(attribution[idx] >= 0, "#31a354", "#de2d26")), row=1, col=2)
-    colors = ["#3182bd" if c != predicted else ("#31a354" if c == label else "#de2d26")
-              for c in range(len(probabilities))]
-    fig.add_trace(go.Bar(x=list(class_names[:len(probabilities)]), y=probabilities, marker_color=colors), row=1, col=3)
+        fig.add_trace(
+            go.Bar(
+                x=attribution[idx],
+                y=names,
+                orientation="h",
+                marker_color=np.where(attribution[idx] >= 0, "#31a354", "#de2d26"),
+            ),
+            row=1,
+            col=2,
+        )
+    colors = [
+        "#3182bd" if c != predicted else ("#31a354" if c == label else "#de2d26") for c in range(len(probabilities))
+    ]
+    fig.add_trace(go.Bar(x=list(class_names[: len(probabilities)]), y=probabilities, marker_color=colors), row=1, col=3)
     fig.update_xaxes(type="category", row=1, col=3)
     fig.update_layout(showlegend=False)
     verdict = "correct" if predicted == label else "wrong"
-    return _base(fig, f"label {class_names[label]}, predicted {class_names[predicted]} "
-                      f"({100 * probabilities[predicted]:.1f}%, {verdict})", 360)
+    return _base(
+        fig,
+        f"label {class_names[label]}, predicted {class_names[predicted]} "
+        f"({100 * probabilities[predicted]:.1f}%, {verdict})",
+        360,
+    )
 
 
 # --------------------------------------------------------------------------- pruning and activations
@@ -494,14 +708,39 @@ def pruning_figure(report: PruningReport | None, preview: float | None = None) -
     for curve in report.curves:
         label = SCOPE_LABELS.get(curve.scope, curve.scope)
         line = {"color": SCOPE_COLORS.get(curve.scope)}
-        fig.add_trace(go.Scatter(x=curve.sparsity, y=curve.metric, mode="lines+markers", name=label,
-                                 legendgroup=curve.scope, line=line), row=1, col=1)
+        fig.add_trace(
+            go.Scatter(
+                x=curve.sparsity, y=curve.metric, mode="lines+markers", name=label, legendgroup=curve.scope, line=line
+            ),
+            row=1,
+            col=1,
+        )
         if curve.finetuned_metric is not None:
-            fig.add_trace(go.Scatter(x=curve.sparsity, y=curve.finetuned_metric, mode="lines+markers",
-                                     line={**line, "dash": "dot"}, name=f"{label}, fine-tuned",
-                                     legendgroup=curve.scope), row=1, col=1)
-        fig.add_trace(go.Scatter(x=curve.sparsity, y=curve.parameters_left, mode="lines+markers", name=label,
-                                 legendgroup=curve.scope, showlegend=False, line=line), row=1, col=2)
+            fig.add_trace(
+                go.Scatter(
+                    x=curve.sparsity,
+                    y=curve.finetuned_metric,
+                    mode="lines+markers",
+                    line={**line, "dash": "dot"},
+                    name=f"{label}, fine-tuned",
+                    legendgroup=curve.scope,
+                ),
+                row=1,
+                col=1,
+            )
+        fig.add_trace(
+            go.Scatter(
+                x=curve.sparsity,
+                y=curve.parameters_left,
+                mode="lines+markers",
+                name=label,
+                legendgroup=curve.scope,
+                showlegend=False,
+                line=line,
+            ),
+            row=1,
+            col=2,
+        )
     if np.isfinite(report.baseline_metric):
         fig.add_hline(y=report.baseline_metric, line_dash="dot", line_color="#444", row=1, col=1)
     if preview is not None:
@@ -510,8 +749,12 @@ def pruning_figure(report: PruningReport | None, preview: float | None = None) -
     fig.update_xaxes(title_text="sparsity", tickformat=".0%")
     if name == "accuracy":
         fig.update_yaxes(tickformat=".0%", row=1, col=1)
-    return _base(fig, f"Magnitude pruning on {report.n_samples} samples (unpruned {name} "
-                      f"{format_metric(name, report.baseline_metric)})", 380)
+    return _base(
+        fig,
+        f"Magnitude pruning on {report.n_samples} samples (unpruned {name} "
+        f"{format_metric(name, report.baseline_metric)})",
+        380,
+    )
 
 
 def pruning_preview_rows(report: PruningReport, sparsity: float) -> list[dict[str, object]]:
@@ -520,10 +763,15 @@ def pruning_preview_rows(report: PruningReport, sparsity: float) -> list[dict[st
     name = report.metric_name
     for curve in report.curves:
         i = int(np.argmin(np.abs(curve.sparsity - sparsity)))
-        rows.append({"scope": SCOPE_LABELS.get(curve.scope, curve.scope), "sparsity": f"{curve.sparsity[i]:.0%}",
-                     name: format_metric(name, float(curve.metric[i])),
-                     "change": _metric_change(name, float(curve.metric[i] - report.baseline_metric)),
-                     "parameters left": f"{int(curve.parameters_left[i]):,} of {report.total_parameters:,}"})
+        rows.append(
+            {
+                "scope": SCOPE_LABELS.get(curve.scope, curve.scope),
+                "sparsity": f"{curve.sparsity[i]:.0%}",
+                name: format_metric(name, float(curve.metric[i])),
+                "change": _metric_change(name, float(curve.metric[i] - report.baseline_metric)),
+                "parameters left": f"{int(curve.parameters_left[i]):,} of {report.total_parameters:,}",
+            }
+        )
     return rows
 
 
@@ -538,8 +786,15 @@ def projection_figure(acts: LayerActivations, class_names: tuple[str, ...]) -> g
         for c in np.unique(labels):
             rows = labels == c
             name = class_names[c] if c < len(class_names) else str(c)
-            fig.add_trace(go.Scattergl(x=acts.projection[rows, 0], y=acts.projection[rows, 1], mode="markers",
-                                       name=name, marker={"size": 6, "opacity": 0.8}))
+            fig.add_trace(
+                go.Scattergl(
+                    x=acts.projection[rows, 0],
+                    y=acts.projection[rows, 1],
+                    mode="markers",
+                    name=name,
+                    marker={"size": 6, "opacity": 0.8},
+                )
+            )
     v = acts.projection_variance
     fig.update_xaxes(title_text=f"PC1 ({100 * v[0]:.1f}% of variance)")
     fig.update_yaxes(title_text=f"PC2 ({100 * v[1]:.1f}% of variance)")

@@ -57,7 +57,7 @@ def remove_stale_temporaries(folder: str | os.PathLike[str], *, legacy_target: s
     """
     folder = Path(folder)
     legacy = re.compile(_LEGACY_TEMP.format(name=re.escape(legacy_target))) if legacy_target else None
-    removed = []
+    removed: list[Path] = []
     try:
         names = os.listdir(folder)
     except OSError:
@@ -65,7 +65,8 @@ def remove_stale_temporaries(folder: str | os.PathLike[str], *, legacy_target: s
     for name in names:
         match = _TEMP_RE.fullmatch(name)
         stale = (match is not None and not process_alive(int(match.group(1)))) or (
-            legacy is not None and legacy.fullmatch(name) is not None)
+            legacy is not None and legacy.fullmatch(name) is not None
+        )
         path = folder / name
         if stale and path.is_file() and not path.is_symlink():
             with contextlib.suppress(OSError):  # another run cleaning the same folder, or no permission
@@ -108,17 +109,22 @@ def probe_folder(folder: str | os.PathLike[str]) -> Path:
     try:
         fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except OSError as exc:
-        raise InspectorError(f"cannot write in folder {folder}: {describe_os_error(exc)}; "
-                             "choose another output path") from None
+        raise InspectorError(
+            f"cannot write in folder {folder}: {describe_os_error(exc)}; choose another output path"
+        ) from None
     os.close(fd)
     with contextlib.suppress(OSError):
         os.unlink(probe)
     return folder
 
 
-def check_writable(path: str | os.PathLike[str], *, force: bool = False,
-                   inputs: Iterable[str | os.PathLike[str]] = (),
-                   ours: Callable[[Path], bool] | None = None) -> Path:
+def check_writable(
+    path: str | os.PathLike[str],
+    *,
+    force: bool = False,
+    inputs: Iterable[str | os.PathLike[str]] = (),
+    ours: Callable[[Path], bool] | None = None,
+) -> Path:
     """Raise unless ``path`` can be written: not a folder, not an input, new or ``force``, folder writable.
 
     With ``force``, an existing file is replaced only when ``ours(path)`` recognises it as one
@@ -163,8 +169,9 @@ def fsync_file(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str], *, force: bool = False,
-                ours: Callable[[Path], bool] | None = None) -> Iterator[Path]:
+def atomic_path(
+    path: str | os.PathLike[str], *, force: bool = False, ours: Callable[[Path], bool] | None = None
+) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
 
     A crash or an exception while writing leaves any existing file untouched; a
@@ -188,7 +195,10 @@ def atomic_path(path: str | os.PathLike[str], *, force: bool = False,
 
 
 def write_atomic(
-    path: str | os.PathLike[str], write: Callable[[Path], None], *, force: bool = False,
+    path: str | os.PathLike[str],
+    write: Callable[[Path], object],
+    *,
+    force: bool = False,
     ours: Callable[[Path], bool] | None = None,
 ) -> Path:
     """Call ``write(tmp_path)`` and move the result onto ``path`` atomically."""
@@ -197,8 +207,9 @@ def write_atomic(
     return Path(path)
 
 
-def write_text_atomic(path: str | os.PathLike[str], text: str, *, force: bool = False,
-                      ours: Callable[[Path], bool] | None = None) -> Path:
+def write_text_atomic(
+    path: str | os.PathLike[str], text: str, *, force: bool = False, ours: Callable[[Path], bool] | None = None
+) -> Path:
     return write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), force=force, ours=ours)
 
 

@@ -31,14 +31,26 @@ _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # torch.save's pre-1.6 (non-zip) format 
 
 # safetensors dtype names -> torch dtypes; types this torch lacks are left out (and refused)
 _ST_DTYPES: dict[str, torch.dtype] = {
-    name: dtype for name, dtype in {
-        "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-        "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
-        "BOOL": torch.bool, "C64": torch.complex64,
-        "F8_E4M3": getattr(torch, "float8_e4m3fn", None), "F8_E5M2": getattr(torch, "float8_e5m2", None),
-        "U16": getattr(torch, "uint16", None), "U32": getattr(torch, "uint32", None),
+    name: dtype
+    for name, dtype in {
+        "F64": torch.float64,
+        "F32": torch.float32,
+        "F16": torch.float16,
+        "BF16": torch.bfloat16,
+        "I64": torch.int64,
+        "I32": torch.int32,
+        "I16": torch.int16,
+        "I8": torch.int8,
+        "U8": torch.uint8,
+        "BOOL": torch.bool,
+        "C64": torch.complex64,
+        "F8_E4M3": getattr(torch, "float8_e4m3fn", None),
+        "F8_E5M2": getattr(torch, "float8_e5m2", None),
+        "U16": getattr(torch, "uint16", None),
+        "U32": getattr(torch, "uint32", None),
         "U64": getattr(torch, "uint64", None),
-    }.items() if dtype is not None
+    }.items()
+    if dtype is not None
 }
 
 
@@ -133,7 +145,7 @@ def shared_storage(tensors: Mapping[str, torch.Tensor]) -> dict[str, str]:
         if first is not None:
             tied[name] = tied.get(first, first)
         else:
-            owners.append((begin, end, name))
+            owners.append((int(begin), int(end), name))  # int already; the stubs say int | SymInt
     return tied
 
 
@@ -200,16 +212,18 @@ def read_safetensors_header(path: Path) -> SafetensorsHeader:
         header = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
-        raise InspectorError(f"{path}: corrupt safetensors header (not valid JSON: {printable(reason)}); "
-                             "re-export the file") from None
+        raise InspectorError(
+            f"{path}: corrupt safetensors header (not valid JSON: {printable(reason)}); re-export the file"
+        ) from None
     if not isinstance(header, dict):
         raise InspectorError(f"{path}: corrupt safetensors header (not a JSON object); re-export the file")
     metadata = header.pop("__metadata__", None)
     if metadata is None:
         metadata = {}
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
-        raise InspectorError(f"{path}: corrupt safetensors header (__metadata__ must map names to strings); "
-                             "re-export the file")
+        raise InspectorError(
+            f"{path}: corrupt safetensors header (__metadata__ must map names to strings); re-export the file"
+        )
     data_size = size - 8 - n
     tensors = {name: _safetensors_entry(path, name, info) for name, info in header.items()}
     declared = max((e.end for e in tensors.values()), default=0)
@@ -222,12 +236,15 @@ def read_safetensors_header(path: Path) -> SafetensorsHeader:
     for name, entry in sorted(tensors.items(), key=lambda item: (item[1].begin, item[1].end)):
         if entry.begin != expected:
             how = "overlaps the tensor before it" if entry.begin < expected else "leaves a gap before it"
-            raise InspectorError(f"{path}: corrupt safetensors header (tensor {name!r} at bytes "
-                                 f"{entry.begin}..{entry.end} {how}); re-export the file")
+            raise InspectorError(
+                f"{path}: corrupt safetensors header (tensor {name!r} at bytes "
+                f"{entry.begin}..{entry.end} {how}); re-export the file"
+            )
         expected = entry.end
     if expected != data_size:
-        raise InspectorError(f"{path}: corrupt safetensors file ({data_size - expected} bytes after the last "
-                             "tensor); re-export the file")
+        raise InspectorError(
+            f"{path}: corrupt safetensors file ({data_size - expected} bytes after the last tensor); re-export the file"
+        )
     return SafetensorsHeader(tensors=tensors, metadata=dict(metadata), data_start=8 + n)
 
 
@@ -243,16 +260,21 @@ def _safetensors_entry(path: Path, name: str, info: Any) -> SafetensorsEntry:
         raise bad(f"unknown dtype {shown!r}; known: {', '.join(_ST_DTYPES)}")
     if not isinstance(shape, list) or not all(is_int(s) and s >= 0 for s in shape):
         raise bad("shape must be a list of non-negative integers")
-    if (not isinstance(offsets, list) or len(offsets) != 2 or not all(is_int(o) for o in offsets)
-            or not 0 <= offsets[0] <= offsets[1]):
+    if (
+        not isinstance(offsets, list)
+        or len(offsets) != 2
+        or not all(is_int(o) for o in offsets)
+        or not 0 <= offsets[0] <= offsets[1]
+    ):
         raise bad("data_offsets must be two integers [begin, end] with 0 <= begin <= end")
     numel = 1
     for s in shape:
         numel *= s
     itemsize = _ST_DTYPES[dtype].itemsize
     if numel * itemsize != offsets[1] - offsets[0]:
-        raise bad(f"shape {shape} of {dtype} needs {numel * itemsize} bytes, data_offsets give "
-                  f"{offsets[1] - offsets[0]}")
+        raise bad(
+            f"shape {shape} of {dtype} needs {numel * itemsize} bytes, data_offsets give {offsets[1] - offsets[0]}"
+        )
     return SafetensorsEntry(dtype, tuple(shape), offsets[0], offsets[1])
 
 
@@ -294,8 +316,9 @@ def read_torch_header(path: Path) -> Any:
     except Exception as exc:  # untrusted bytes through a side-effect-free unpickler: any failure is corruption
         if "global" in str(exc).lower() and isinstance(exc, _unpickling_error()):
             raise pickle_refused(path) from None
-        raise InspectorError(f"{path}: truncated or corrupt PyTorch file ({_reason(exc)}); "
-                             "re-export or re-download it") from None
+        raise InspectorError(
+            f"{path}: truncated or corrupt PyTorch file ({_reason(exc)}); re-export or re-download it"
+        ) from None
 
 
 def _unpickling_error() -> type[Exception]:
@@ -313,21 +336,26 @@ def _reason(exc: BaseException) -> str:
 def _meta_storage(path: Path, storage_type: Any, numel: Any, available: int | None, key: str) -> Any:
     dtype = torch.uint8 if storage_type is torch.UntypedStorage else getattr(storage_type, "dtype", None)
     if not isinstance(dtype, torch.dtype) or not is_int(numel) or numel < 0:
-        raise InspectorError(f"{path}: corrupt PyTorch file (storage {key!r} is malformed); "
-                             "re-export or re-download it")
+        raise InspectorError(
+            f"{path}: corrupt PyTorch file (storage {key!r} is malformed); re-export or re-download it"
+        )
     nbytes = numel * dtype.itemsize
     if available is not None and nbytes != available:
-        raise InspectorError(f"{path}: corrupt PyTorch file (storage {key!r} declares {nbytes} bytes, "
-                             f"the file holds {available}); re-export or re-download it")
-    return torch.storage.TypedStorage(wrap_storage=torch.UntypedStorage(nbytes, device="meta"), dtype=dtype,
-                                      _internal=True)
+        raise InspectorError(
+            f"{path}: corrupt PyTorch file (storage {key!r} declares {nbytes} bytes, "
+            f"the file holds {available}); re-export or re-download it"
+        )
+    return torch.storage.TypedStorage(
+        wrap_storage=torch.UntypedStorage(nbytes, device="meta"), dtype=dtype, _internal=True
+    )
 
 
 def _unpickler(data: Any, persistent_load: Any) -> Any:
     from torch import _weights_only_unpickler
 
     unpickler = _weights_only_unpickler.Unpickler(data, encoding="utf-8")
-    unpickler.persistent_load = persistent_load
+    # torch.serialization overrides it per instance the same way (the pickle protocol); its stubs declare a method
+    unpickler.persistent_load = persistent_load  # type: ignore[method-assign]
     return unpickler
 
 
@@ -335,36 +363,45 @@ def _read_zip_header(path: Path) -> Any:
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
-        raise InspectorError(f"{path}: truncated or corrupt PyTorch file ({_reason(exc)}); "
-                             "re-export or re-download it") from None
+        raise InspectorError(
+            f"{path}: truncated or corrupt PyTorch file ({_reason(exc)}); re-export or re-download it"
+        ) from None
     with archive:
         records = {info.filename: info for info in archive.infolist()}
         pickles = [name for name in records if name.count("/") == 1 and name.endswith("/data.pkl")]
         if len(pickles) != 1:
-            raise InspectorError(f"{path}: a zip file but not a PyTorch checkpoint (no data.pkl); "
-                                 "save with torch.save(model.state_dict(), ...)")
+            raise InspectorError(
+                f"{path}: a zip file but not a PyTorch checkpoint (no data.pkl); "
+                "save with torch.save(model.state_dict(), ...)"
+            )
         prefix = pickles[0][: -len("data.pkl")]
         if records[pickles[0]].file_size > _MAX_PICKLE:
-            raise InspectorError(f"{path}: corrupt PyTorch file (its data.pkl declares "
-                                 f"{records[pickles[0]].file_size} bytes); re-export or re-download it")
+            raise InspectorError(
+                f"{path}: corrupt PyTorch file (its data.pkl declares "
+                f"{records[pickles[0]].file_size} bytes); re-export or re-download it"
+            )
         try:
             pickled = archive.read(pickles[0])
         except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError, ValueError) as exc:
-            raise InspectorError(f"{path}: truncated or corrupt PyTorch file ({_reason(exc)}); "
-                                 "re-export or re-download it") from None
+            raise InspectorError(
+                f"{path}: truncated or corrupt PyTorch file ({_reason(exc)}); re-export or re-download it"
+            ) from None
         storages: dict[str, Any] = {}
 
         def persistent_load(pid: Any) -> Any:
             if not isinstance(pid, tuple) or len(pid) != 5:
-                raise InspectorError(f"{path}: corrupt PyTorch file (malformed storage reference); "
-                                     "re-export or re-download it")
+                raise InspectorError(
+                    f"{path}: corrupt PyTorch file (malformed storage reference); re-export or re-download it"
+                )
             _, storage_type, key, _, numel = pid
             key = key.decode("ascii", "replace") if isinstance(key, bytes) else str(key)
             if key not in storages:
                 record = records.get(f"{prefix}data/{key}")
                 if record is None or record.compress_type != zipfile.ZIP_STORED:
-                    raise InspectorError(f"{path}: truncated or corrupt PyTorch file (storage {key!r} "
-                                         "is missing); re-export or re-download it")
+                    raise InspectorError(
+                        f"{path}: truncated or corrupt PyTorch file (storage {key!r} "
+                        "is missing); re-export or re-download it"
+                    )
                 storages[key] = _meta_storage(path, storage_type, numel, record.file_size, key)
             return storages[key]
 
@@ -378,8 +415,9 @@ def _read_legacy_header(path: Path, size: int) -> Any:
 
     def persistent_load(pid: Any) -> Any:
         if not isinstance(pid, tuple) or len(pid) != 6 or pid[5] is not None:
-            raise InspectorError(f"{path}: unsupported legacy PyTorch file (storage views); "
-                                 "re-save it with a current torch.save")
+            raise InspectorError(
+                f"{path}: unsupported legacy PyTorch file (storage views); re-save it with a current torch.save"
+            )
         _, storage_type, key, _, numel, _ = pid
         key = str(key)
         if key not in declared:
@@ -388,23 +426,26 @@ def _read_legacy_header(path: Path, size: int) -> Any:
 
     with path.open("rb") as fh:
         if _unpickler(fh, None).load() != _LEGACY_MAGIC:
-            raise InspectorError(f"{path}: a pickle, but not written by torch.save; "
-                                 "save with torch.save(model.state_dict(), ...)")
+            raise InspectorError(
+                f"{path}: a pickle, but not written by torch.save; save with torch.save(model.state_dict(), ...)"
+            )
         _unpickler(fh, None).load()  # protocol version
         _unpickler(fh, None).load()  # sys info
         obj = _unpickler(fh, persistent_load).load()
         keys = _unpickler(fh, None).load()
         if not isinstance(keys, list) or sorted(map(str, keys)) != sorted(declared):
-            raise InspectorError(f"{path}: corrupt PyTorch file (storage list does not match); "
-                                 "re-export or re-download it")
+            raise InspectorError(
+                f"{path}: corrupt PyTorch file (storage list does not match); re-export or re-download it"
+            )
         for key in map(str, keys):
             storage = declared[key]
             prefix = fh.read(8)
             count = struct.unpack("<q", prefix)[0] if len(prefix) == 8 else -1
             nbytes = storage._untyped_storage.nbytes()
             if count * storage.dtype.itemsize != nbytes or fh.tell() + nbytes > size:
-                raise InspectorError(f"{path}: truncated or corrupt PyTorch file (storage {key!r}); "
-                                     "re-export or re-download it")
+                raise InspectorError(
+                    f"{path}: truncated or corrupt PyTorch file (storage {key!r}); re-export or re-download it"
+                )
             fh.seek(nbytes, io.SEEK_CUR)
     return obj
 
@@ -416,8 +457,7 @@ def check_tensor(path: Path, name: str, tensor: torch.Tensor) -> int:
     ``torch.zeros(1).expand(30000, 30000)`` is 4 bytes on disk and 3.6 GB once touched.
     """
     if tensor.layout != torch.strided or tensor.is_quantized:
-        raise InspectorError(f"{path}: tensor {name!r} has an unsupported layout ({tensor.layout}); "
-                             "save dense tensors")
+        raise InspectorError(f"{path}: tensor {name!r} has an unsupported layout ({tensor.layout}); save dense tensors")
     itemsize = tensor.element_size()
     nbytes = tensor.numel() * itemsize
     available = tensor.untyped_storage().nbytes()
@@ -428,5 +468,6 @@ def check_tensor(path: Path, name: str, tensor: torch.Tensor) -> int:
         if (last + 1) * itemsize > available or nbytes > available:
             raise InspectorError(
                 f"{path}: tensor {name!r} declares shape {tuple(tensor.shape)} ({nbytes:,} bytes) but "
-                f"the file holds {available:,} bytes for it; the file is crafted or corrupt")
+                f"the file holds {available:,} bytes for it; the file is crafted or corrupt"
+            )
     return nbytes

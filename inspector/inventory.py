@@ -48,8 +48,9 @@ _NONFINITE_CHUNK = 1 << 20  # elements per isfinite() call: the scan's memory is
 # Embedding-table module names (see the module docstring): the families of PyTorch, Hugging Face
 # (BERT, GPT-2, Llama, BART/OPT, GPT-NeoX, T5), fairseq and TransformerLens checkpoints.
 _EMBEDDING_WORDS = frozenset({"embed", "embeds", "embedding", "embeddings", "emb"})
-_EMBEDDING_NAMES = frozenset({"wte", "wpe", "shared", "embed_tokens", "embed_positions", "embed_in",
-                              "relative_attention_bias"})
+_EMBEDDING_NAMES = frozenset(
+    {"wte", "wpe", "shared", "embed_tokens", "embed_positions", "embed_in", "relative_attention_bias"}
+)
 _INTEGER_DTYPE = re.compile(r"^(?:u?int\d*|bool)$")
 
 
@@ -155,21 +156,35 @@ class Inventory:
 
     def to_dict(self) -> dict[str, Any]:
         def tensor_row(t: TensorInfo) -> dict[str, Any]:
-            return {"tensor": t.name, "shape": list(t.shape), "dtype": t.dtype, "bytes": t.bytes,
-                    "tied_to": t.tied_to}
+            return {"tensor": t.name, "shape": list(t.shape), "dtype": t.dtype, "bytes": t.bytes, "tied_to": t.tied_to}
 
         return {
             "path": self.path,
             "format": self.format,
             "layers": [
-                {"layer": layer.layer, "in_features": layer.in_features, "out_features": layer.out_features,
-                 "weights": layer.weights, "biases": layer.biases, "parameters": layer.parameters,
-                 "dtype": layer.dtype, "bytes": layer.bytes, "tied_to": layer.tied_to}
+                {
+                    "layer": layer.layer,
+                    "in_features": layer.in_features,
+                    "out_features": layer.out_features,
+                    "weights": layer.weights,
+                    "biases": layer.biases,
+                    "parameters": layer.parameters,
+                    "dtype": layer.dtype,
+                    "bytes": layer.bytes,
+                    "tied_to": layer.tied_to,
+                }
                 for layer in self.linear_layers
             ],
             "embeddings": [
-                {"layer": e.layer, "num_embeddings": e.num_embeddings, "embedding_dim": e.embedding_dim,
-                 "parameters": e.parameters, "dtype": e.dtype, "bytes": e.bytes, "tied_to": e.tied_to}
+                {
+                    "layer": e.layer,
+                    "num_embeddings": e.num_embeddings,
+                    "embedding_dim": e.embedding_dim,
+                    "parameters": e.parameters,
+                    "dtype": e.dtype,
+                    "bytes": e.bytes,
+                    "tied_to": e.tied_to,
+                }
                 for e in self.embeddings
             ],
             "other_tensors": [tensor_row(t) for t in self.other_tensors],
@@ -204,10 +219,18 @@ def layers_from_tensors(
         tied_to = layer_of.get(t.tied_to, t.tied_to) if t.tied_to is not None else None
         if is_embedding_name(t.name):
             layer_of[t.name] = name
-            embeddings.append(EmbeddingInfo(
-                layer=name, num_embeddings=m, embedding_dim=n, parameters=m * n if t.tied_to is None else 0,
-                dtype=t.dtype, bytes=t.bytes if t.tied_to is None else 0, tied_to=tied_to,
-                tensor_names=(t.name,)))
+            embeddings.append(
+                EmbeddingInfo(
+                    layer=name,
+                    num_embeddings=m,
+                    embedding_dim=n,
+                    parameters=m * n if t.tied_to is None else 0,
+                    dtype=t.dtype,
+                    bytes=t.bytes if t.tied_to is None else 0,
+                    tied_to=tied_to,
+                    tensor_names=(t.name,),
+                )
+            )
             continue
         bias = by_name.get(f"{prefix}.bias") if named_weight else None
         if bias is not None and (bias.shape != (m,) or is_integer_dtype(bias.dtype)):
@@ -216,12 +239,19 @@ def layers_from_tensors(
             if member is not None:
                 layer_of[member.name] = name
         counted = [x for x in (t, bias) if x is not None and x.tied_to is None]
-        layers.append(LinearLayerInfo(
-            layer=name, in_features=n, out_features=m, weights=m * n if t.tied_to is None else 0,
-            biases=m if bias is not None and bias.tied_to is None else 0, dtype=t.dtype,
-            bytes=sum(x.bytes for x in counted), tied_to=tied_to,
-            tensor_names=tuple(x.name for x in (t, bias) if x is not None),
-        ))
+        layers.append(
+            LinearLayerInfo(
+                layer=name,
+                in_features=n,
+                out_features=m,
+                weights=m * n if t.tied_to is None else 0,
+                biases=m if bias is not None and bias.tied_to is None else 0,
+                dtype=t.dtype,
+                bytes=sum(x.bytes for x in counted),
+                tied_to=tied_to,
+                tensor_names=tuple(x.name for x in (t, bias) if x is not None),
+            )
+        )
     return tuple(layers), tuple(embeddings)
 
 
@@ -232,13 +262,20 @@ def read_inventory(path: str | os.PathLike[str], *, trust_pickle: bool = False) 
     header = read_header(path, trust_pickle=trust_pickle)
     tensors = tuple(t for t in header.tensors if not t.name.startswith(_INTERNAL))
     layers, embeddings = layers_from_tensors(tensors)
-    return Inventory(path=str(header.path), format=header.format, tensors=tensors, linear_layers=layers,
-                     metadata=header.metadata, config=header.own.config if header.own else None,
-                     embeddings=embeddings)
+    return Inventory(
+        path=str(header.path),
+        format=header.format,
+        tensors=tensors,
+        linear_layers=layers,
+        metadata=header.metadata,
+        config=header.own.config if header.own else None,
+        embeddings=embeddings,
+    )
 
 
-def iter_tensors(path: str | os.PathLike[str], names: list[str] | None = None, *,
-                 trust_pickle: bool = False) -> Iterator[tuple[str, torch.Tensor]]:
+def iter_tensors(
+    path: str | os.PathLike[str], names: list[str] | None = None, *, trust_pickle: bool = False
+) -> Iterator[tuple[str, torch.Tensor]]:
     """Yield ``(name, tensor)`` one at a time; memory holds one tensor, not the file.
 
     The header is validated first, so no tensor is read whose size the file does not back.
@@ -273,14 +310,17 @@ def count_nonfinite(tensor: torch.Tensor, chunk: int = _NONFINITE_CHUNK) -> int:
     if not (tensor.is_floating_point() or tensor.is_complex()):
         return 0
     if tensor.dim() == 0 or tensor.numel() <= chunk:
-        if tensor.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64) and not tensor.is_complex():
+        if (
+            tensor.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+            and not tensor.is_complex()
+        ):
             tensor = tensor.float()  # float8 has no isfinite kernel; the chunk bounds the copy
         return int((~torch.isfinite(tensor)).sum())
     row = tensor[0].numel()
     step = max(1, chunk // max(1, row))
     if step == 1 and tensor.dim() > 1:
         return sum(count_nonfinite(tensor[i], chunk) for i in range(tensor.shape[0]))
-    return sum(count_nonfinite(tensor[i:i + step], chunk) for i in range(0, tensor.shape[0], step))
+    return sum(count_nonfinite(tensor[i : i + step], chunk) for i in range(0, tensor.shape[0], step))
 
 
 def scan_nonfinite(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> dict[str, int]:
@@ -293,8 +333,9 @@ def scan_nonfinite(path: str | os.PathLike[str], *, trust_pickle: bool = False) 
     return bad
 
 
-def _text_table(head: tuple[str, ...], rows: Sequence[tuple[str, ...]], total: tuple[str, ...],
-                left: tuple[int, ...]) -> list[str]:
+def _text_table(
+    head: tuple[str, ...], rows: Sequence[tuple[str, ...]], total: tuple[str, ...], left: tuple[int, ...]
+) -> list[str]:
     """Rows under a header, a rule, then the totals row; columns in ``left`` are left-aligned."""
     widths = [max(len(str(r[i])) for r in (head, *rows, total)) for i in range(len(head))]
 
@@ -321,42 +362,97 @@ def format_inventory(inv: Inventory) -> str:
     rows = []
     for layer in inv.linear_layers:
         arithmetic = LayerParameters(
-            layer=layer.layer, in_features=layer.in_features, out_features=layer.out_features,
-            weights=layer.weights, biases=layer.biases, parameters=layer.parameters, trainable=None,
-            bytes=layer.bytes, macs_per_sample=layer.in_features * layer.out_features, dtype=layer.dtype,
-            tied_to=layer.tied_to).formula("*", space="")
-        rows.append((named(layer.layer, layer.tied_to), f"{layer.in_features:,}", f"{layer.out_features:,}",
-                     f"{layer.weights:,}", f"{layer.biases:,}", f"{printable(arithmetic)} = {layer.parameters:,}",
-                     layer.dtype, human_bytes(layer.bytes)))
+            layer=layer.layer,
+            in_features=layer.in_features,
+            out_features=layer.out_features,
+            weights=layer.weights,
+            biases=layer.biases,
+            parameters=layer.parameters,
+            trainable=None,
+            bytes=layer.bytes,
+            macs_per_sample=layer.in_features * layer.out_features,
+            dtype=layer.dtype,
+            tied_to=layer.tied_to,
+        ).formula("*", space="")
+        rows.append(
+            (
+                named(layer.layer, layer.tied_to),
+                f"{layer.in_features:,}",
+                f"{layer.out_features:,}",
+                f"{layer.weights:,}",
+                f"{layer.biases:,}",
+                f"{printable(arithmetic)} = {layer.parameters:,}",
+                layer.dtype,
+                human_bytes(layer.bytes),
+            )
+        )
     totals = inv.totals()
     out: list[str] = []
     if rows or not inv.embeddings:
-        out += _text_table(("layer", "in n", "out m", "weights", "biases", "parameters", "dtype", "bytes"), rows,
-                           ("total", "", "", f"{totals['weights']:,}", f"{totals['biases']:,}",
-                            f"{totals['parameters']:,}", "", human_bytes(totals["bytes"])), left=(0, 6))
+        out += _text_table(
+            ("layer", "in n", "out m", "weights", "biases", "parameters", "dtype", "bytes"),
+            rows,
+            (
+                "total",
+                "",
+                "",
+                f"{totals['weights']:,}",
+                f"{totals['biases']:,}",
+                f"{totals['parameters']:,}",
+                "",
+                human_bytes(totals["bytes"]),
+            ),
+            left=(0, 6),
+        )
     if inv.embeddings:
         tables = []
         for e in inv.embeddings:
             arithmetic = EmbeddingParameters(
-                layer=e.layer, num_embeddings=e.num_embeddings, embedding_dim=e.embedding_dim,
-                parameters=e.parameters, bytes=e.bytes, tied_to=e.tied_to).formula("*", space="")
-            tables.append((named(e.layer, e.tied_to), f"{e.num_embeddings:,}", f"{e.embedding_dim:,}",
-                           f"{printable(arithmetic)} = {e.parameters:,}", e.dtype, human_bytes(e.bytes)))
+                layer=e.layer,
+                num_embeddings=e.num_embeddings,
+                embedding_dim=e.embedding_dim,
+                parameters=e.parameters,
+                bytes=e.bytes,
+                tied_to=e.tied_to,
+            ).formula("*", space="")
+            tables.append(
+                (
+                    named(e.layer, e.tied_to),
+                    f"{e.num_embeddings:,}",
+                    f"{e.embedding_dim:,}",
+                    f"{printable(arithmetic)} = {e.parameters:,}",
+                    e.dtype,
+                    human_bytes(e.bytes),
+                )
+            )
         out += [""] * bool(out) + _text_table(
-            ("embedding", "num_embeddings", "embedding_dim", "parameters", "dtype", "bytes"), tables,
-            ("total", "", "", f"{totals['embedding_parameters']:,}", "",
-             human_bytes(sum(e.bytes for e in inv.embeddings))), left=(0, 4))
+            ("embedding", "num_embeddings", "embedding_dim", "parameters", "dtype", "bytes"),
+            tables,
+            (
+                "total",
+                "",
+                "",
+                f"{totals['embedding_parameters']:,}",
+                "",
+                human_bytes(sum(e.bytes for e in inv.embeddings)),
+            ),
+            left=(0, 4),
+        )
     others = [t for t in inv.other_tensors if t.tied_to is None]
     if others:
-        out.append(f"other tensors (norms, biases, ...): {totals['other_parameters']:,} parameters "
-                   f"in {len(others):,} {'tensor' if len(others) == 1 else 'tensors'}")
+        out.append(
+            f"other tensors (norms, biases, ...): {totals['other_parameters']:,} parameters "
+            f"in {len(others):,} {'tensor' if len(others) == 1 else 'tensors'}"
+        )
     integers = inv.integer_tensors
     if integers:
         shown = ", ".join(printable(t.name) for t in integers[:3]) + (", ..." if len(integers) > 3 else "")
         out.append(f"integer tensors (buffers, not parameters): {len(integers):,} ({shown})")
     if inv.embeddings or others:
-        out.append(f"total parameters: {totals['total_parameters']:,} (linear {totals['parameters']:,}, "
-                   f"embeddings {totals['embedding_parameters']:,}, other {totals['other_parameters']:,})")
+        out.append(
+            f"total parameters: {totals['total_parameters']:,} (linear {totals['parameters']:,}, "
+            f"embeddings {totals['embedding_parameters']:,}, other {totals['other_parameters']:,})"
+        )
     return "\n".join(out)
 
 

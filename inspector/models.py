@@ -46,9 +46,7 @@ class MLPConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden_sizes", tuple(int(h) for h in self.hidden_sizes))
         if self.activation not in ACTIVATIONS:
-            raise InspectorError(
-                f"unknown activation {self.activation!r}; choose one of {', '.join(ACTIVATIONS)}"
-            )
+            raise InspectorError(f"unknown activation {self.activation!r}; choose one of {', '.join(ACTIVATIONS)}")
         if not 0.0 <= self.dropout < 1.0:
             raise InspectorError(f"dropout must be in [0, 1), got {self.dropout}")
         sizes = (self.input_size, *self.hidden_sizes, self.output_size)
@@ -157,8 +155,7 @@ def infer_mlp_layout(
     for key, value in state_dict.items():
         if not isinstance(value, torch.Tensor):
             raise InspectorError(
-                f"{source}: entry {key!r} is a {type(value).__name__}, not a tensor; "
-                "expected a state dict of an MLP"
+                f"{source}: entry {key!r} is a {type(value).__name__}, not a tensor; expected a state dict of an MLP"
             )
         prefix, leaf = _split(key)
         modules.setdefault(prefix, {})[leaf] = value
@@ -196,17 +193,13 @@ def infer_mlp_layout(
         raise InspectorError(f"{source}: no 2-D '.weight' tensors found; this is not a dense model")
 
     def chains(order: list[str]) -> bool:
-        return all(
-            modules[a]["weight"].shape[0] == modules[b]["weight"].shape[1]
-            for a, b in zip(order, order[1:])
-        )
+        return all(modules[a]["weight"].shape[0] == modules[b]["weight"].shape[1] for a, b in zip(order, order[1:]))
 
     if not chains(linear):
         natural = sorted(linear, key=_natural_key)
         if not chains(natural):
             desc = ", ".join(
-                f"{printable(p)}: {modules[p]['weight'].shape[1]}->{modules[p]['weight'].shape[0]}"
-                for p in linear
+                f"{printable(p)}: {modules[p]['weight'].shape[1]}->{modules[p]['weight'].shape[0]}" for p in linear
             )
             raise NotAnMLPError(
                 f"{source}: the linear layers' shapes don't chain ({desc}); each layer's inputs "
@@ -215,9 +208,7 @@ def infer_mlp_layout(
             )
         linear = natural
 
-    sizes = [int(modules[linear[0]]["weight"].shape[1])] + [
-        int(modules[p]["weight"].shape[0]) for p in linear
-    ]
+    sizes = [int(modules[linear[0]]["weight"].shape[1])] + [int(modules[p]["weight"].shape[0]) for p in linear]
     hidden = tuple(sizes[1:-1])
     if batch_norm:
         bn_sizes = [int(modules[p]["running_mean"].shape[0]) for p in batch_norm]

@@ -13,8 +13,8 @@ Figures come from :mod:`inspector.figures`, the builders the dashboard uses.
 from __future__ import annotations
 
 import contextlib
-import functools
 import datetime as _dt
+import functools
 import html
 import os
 import re
@@ -52,8 +52,17 @@ from inspector.results import to_json_document
 FORMATS = ("html", "md", "json", "pdf", "png")
 # The report's section ids. PNG figures are named `NN-<id>.png`; a figure of an earlier report
 # that the new one lacks is removed only when its id is one of these (and it is a PNG).
-SECTION_IDS = ("summary", "architecture", "training", "weights", "dead", "importance", "pruning", "activations",
-               "layers")
+SECTION_IDS = (
+    "summary",
+    "architecture",
+    "training",
+    "weights",
+    "dead",
+    "importance",
+    "pruning",
+    "activations",
+    "layers",
+)
 _FIGURE_NAME = re.compile(rf"^\d{{2,}}-(?:{'|'.join(SECTION_IDS)})\.png$")
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # What marks a report as ours, so that --force replaces it and never a user's file of the same name.
@@ -70,11 +79,13 @@ class Section:
     title: str
     blocks: list[str | go.Figure] = field(default_factory=list)
 
+
 def format_for(path: Path, requested: str | None) -> str:
     fmt = requested or _EXTENSIONS.get(path.suffix.lower())
     if fmt is None:
-        raise InspectorError(f"{path}: cannot tell the report format from the extension; pass --format "
-                             f"({', '.join(FORMATS)})")
+        raise InspectorError(
+            f"{path}: cannot tell the report format from the extension; pass --format ({', '.join(FORMATS)})"
+        )
     if fmt not in FORMATS:
         raise InspectorError(f"unknown report format {fmt!r}; choose from {', '.join(FORMATS)}")
     return fmt
@@ -93,17 +104,23 @@ def _table(rows: list[dict[str, object]], numeric: set[str] | None = None) -> st
     numeric = numeric or set()
     head = "".join(f"<th>{_e(k)}</th>" for k in rows[0])
     body = "".join(
-        "<tr>" + "".join(f'<td class="{"num" if k in numeric else ""}">'
-                         f'{_e(f"{v:,}" if isinstance(v, (int, np.integer)) and not isinstance(v, bool) else v)}</td>'
-                         for k, v in r.items()) + "</tr>"
-        for r in rows)
+        "<tr>"
+        + "".join(
+            f'<td class="{"num" if k in numeric else ""}">'
+            f"{_e(f'{v:,}' if isinstance(v, (int, np.integer)) and not isinstance(v, bool) else v)}</td>"
+            for k, v in r.items()
+        )
+        + "</tr>"
+        for r in rows
+    )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _findings_html(findings: tuple[Finding, ...] | list[Finding]) -> str:
-    items = "".join(f'<li class="{f.severity}">{_e(f.text)}</li>'
-                    for f in sorted(findings, key=lambda f: f.severity != "warning"))
-    return f"<ul class=\"findings\">{items}</ul>"
+    items = "".join(
+        f'<li class="{f.severity}">{_e(f.text)}</li>' for f in sorted(findings, key=lambda f: f.severity != "warning")
+    )
+    return f'<ul class="findings">{items}</ul>'
 
 
 def census_rows(analysis: Analysis) -> list[dict[str, object]]:
@@ -124,11 +141,18 @@ def census_rows(analysis: Analysis) -> list[dict[str, object]]:
         if a.saturation_rate is not None:
             rates.append(f"saturated {100 * float(a.saturation_rate.mean()):.1f}%")
         has_dead = a.dead_mask is not None
-        rows.append({"layer": a.layer, "activation": a.activation, "found by": a.found_by, "neurons": a.width,
-                     "dead": a.dead_count if has_dead else "-",
-                     threshold: a.nearly_dead_count() if has_dead else "-",
-                     "dead fraction": f"{100 * a.dead_fraction:.1f}%" if has_dead else "-",
-                     "mean rate": ", ".join(rates) or "-"})
+        rows.append(
+            {
+                "layer": a.layer,
+                "activation": a.activation,
+                "found by": a.found_by,
+                "neurons": a.width,
+                "dead": a.dead_count if has_dead else "-",
+                threshold: a.nearly_dead_count() if has_dead else "-",
+                "dead fraction": f"{100 * a.dead_fraction:.1f}%" if has_dead else "-",
+                "mean rate": ", ".join(rates) or "-",
+            }
+        )
     return rows
 
 
@@ -137,17 +161,29 @@ def importance_rows(analysis: Analysis, k: int = 5) -> list[dict[str, object]]:
     report = analysis.importance
     if report is None:
         return []
-    rows = []
+    rows: list[dict[str, object]] = []
     for m in report.methods:
         if m.error is not None:
-            rows.append({"method": METHOD_LABELS[m.method], "top inputs": f"could not run: {m.error}",
-                         "sanity (rank corr.)": "-", "verdict": "-", "delta": "-"})
+            rows.append(
+                {
+                    "method": METHOD_LABELS[m.method],
+                    "top inputs": f"could not run: {m.error}",
+                    "sanity (rank corr.)": "-",
+                    "verdict": "-",
+                    "delta": "-",
+                }
+            )
             continue
-        rows.append({"method": METHOD_LABELS[m.method],
-                     "top inputs": ", ".join(report.feature_label(i, names) for i in m.ranking[:k]),
-                     "sanity (rank corr.)": f"{m.sanity_correlation:.2f}",
-                     "verdict": "passes" if m.sanity_correlation <= SANITY_FAIL else "fails",
-                     "delta": f"{m.convergence_delta:.2g}" if m.convergence_delta is not None else "-"})
+        sanity = m.sanity_correlation  # set whenever the method ran (no error)
+        rows.append(
+            {
+                "method": METHOD_LABELS[m.method],
+                "top inputs": ", ".join(report.feature_label(i, names) for i in m.ranking[:k]),
+                "sanity (rank corr.)": f"{sanity:.2f}" if sanity is not None else "-",
+                "verdict": "-" if sanity is None else "passes" if sanity <= SANITY_FAIL else "fails",
+                "delta": f"{m.convergence_delta:.2g}" if m.convergence_delta is not None else "-",
+            }
+        )
     return rows
 
 
@@ -170,20 +206,29 @@ def analysis_sections(analysis: Analysis) -> list[Section]:
     a = analysis
     sections = []
     summary = Section("summary", "Summary and findings")
-    data = (f"Evaluated on {_e(describe_samples(a.data.n_samples, a.data.split, a.data.name))}: accuracy "
-            f"<b>{a.data.accuracy:.2%}</b>, loss {a.data.loss:.4f}." if a.data else
-            "No evaluation data was available: only the weight sections are filled.")
-    summary.blocks += [f"<p>{_e(a.model.architecture)} from <code>{_e(a.model.source)}</code>. {data} "
-                       f"{a.parameters.total_parameters:,} parameters.</p>", _findings_html(a.findings)]
+    data = (
+        f"Evaluated on {_e(describe_samples(a.data.n_samples, a.data.split, a.data.name))}: accuracy "
+        f"<b>{a.data.accuracy:.2%}</b>, loss {a.data.loss:.4f}."
+        if a.data
+        else "No evaluation data was available: only the weight sections are filled."
+    )
+    summary.blocks += [
+        f"<p>{_e(a.model.architecture)} from <code>{_e(a.model.source)}</code>. {data} "
+        f"{a.parameters.total_parameters:,} parameters.</p>",
+        _findings_html(a.findings),
+    ]
     sections.append(summary)
 
     arch = Section("architecture", "Architecture and parameters")
-    arch.blocks += [F.architecture_figure(a.model),
-                    "<p>A linear layer with n inputs and m neurons has an m × n weight and m biases: "
-                    "m × (n + 1) parameters (m × n without a bias; a weight shared by several layers is "
-                    "counted once, in the first).</p>",
-                    _table(F.parameter_rows(a.parameters), {"inputs n", "outputs m", "weights", "biases",
-                                                            "parameters", "MACs/sample"})]
+    arch.blocks += [
+        F.architecture_figure(a.model),
+        "<p>A linear layer with n inputs and m neurons has an m × n weight and m biases: "
+        "m × (n + 1) parameters (m × n without a bias; a weight shared by several layers is "
+        "counted once, in the first).</p>",
+        _table(
+            F.parameter_rows(a.parameters), {"inputs n", "outputs m", "weights", "biases", "parameters", "MACs/sample"}
+        ),
+    ]
     sections.append(arch)
 
     if a.training is not None:
@@ -192,8 +237,11 @@ def analysis_sections(analysis: Analysis) -> list[Section]:
     if a.weights:
         weights = Section("weights", "Weight maps")
         for layer in a.weights:
-            weights.blocks += [f"<h3>{_e(layer.layer)}</h3>", F.weight_heatmap_figure(layer),
-                               F.weight_histogram_figure(layer)]
+            weights.blocks += [
+                f"<h3>{_e(layer.layer)}</h3>",
+                F.weight_heatmap_figure(layer),
+                F.weight_histogram_figure(layer),
+            ]
             if layer.neuron_images is not None:
                 weights.blocks.append(F.neuron_images_figure(layer))
         sections.append(weights)
@@ -201,10 +249,13 @@ def analysis_sections(analysis: Analysis) -> list[Section]:
     if a.activations:
         dead = Section("dead", "Dead ReLUs and saturation")
         threshold = a.activations[0].nearly_dead_threshold
-        dead.blocks += ["<p>A neuron is dead when it fires (pre-activation &gt; 0) on none of the evaluation "
-                        "samples: it passes no signal and receives no gradient. Remedies: a lower learning rate, "
-                        "LeakyReLU or GELU, He initialisation, batch norm; or prune it.</p>",
-                        _table(census_rows(a), {"neurons", "dead"}), F.dead_summary_figure(a.activations, threshold)]
+        dead.blocks += [
+            "<p>A neuron is dead when it fires (pre-activation &gt; 0) on none of the evaluation "
+            "samples: it passes no signal and receives no gradient. Remedies: a lower learning rate, "
+            "LeakyReLU or GELU, He initialisation, batch norm; or prune it.</p>",
+            _table(census_rows(a), {"neurons", "dead"}),
+            F.dead_summary_figure(a.activations, threshold),
+        ]
         dead.blocks += [F.firing_strip_figure(layer, threshold) for layer in a.activations]
         if a.deaths is not None:
             dead.blocks.append(F.deaths_figure(a.deaths))
@@ -212,43 +263,65 @@ def analysis_sections(analysis: Analysis) -> list[Section]:
 
     if a.importance is not None:
         imp = Section("importance", "Feature importance")
-        imp.blocks += [f"<p>Attributions explain the logit of each sample's true class from an all-zero baseline "
-                       f"(the training mean), over {a.importance.n_samples} samples. The sanity check (Adebayo et "
-                       f"al. 2018) reruns each method on a copy with re-initialised weights: a rank correlation "
-                       f"above {SANITY_FAIL} means the map shows the input more than the model.</p>",
-                       _table(importance_rows(a)), F.sanity_figure(a.importance)]
+        imp.blocks += [
+            f"<p>Attributions explain {_e(a.model.target)} from {_e(a.importance.baseline)}, "
+            f"over {a.importance.n_samples} samples. The sanity check (Adebayo et "
+            f"al. 2018) reruns each method on a copy with re-initialised weights: a rank correlation "
+            f"above {SANITY_FAIL} means the map shows the input more than the model.</p>",
+            _table(importance_rows(a)),
+            F.sanity_figure(a.importance),
+        ]
         for m in a.importance.methods:
             if m.error is not None:
                 continue
-            imp.blocks += [f"<h3>{_e(METHOD_LABELS[m.method])} (sanity {m.sanity_correlation:.2f})</h3>",
-                           F.importance_bar_figure(m, a.model.feature_names)]
+            imp.blocks += [
+                f"<h3>{_e(METHOD_LABELS[m.method])} (sanity {m.sanity_correlation:.2f})</h3>",
+                F.importance_bar_figure(m, a.model.feature_names),
+            ]
             if a.model.image_shape is not None:
-                imp.blocks.append(F.importance_map_figure(m.global_importance, a.model.image_shape,
-                                                          f"{METHOD_LABELS[m.method]} on the input grid"))
+                imp.blocks.append(
+                    F.importance_map_figure(
+                        m.global_importance, a.model.image_shape, f"{METHOD_LABELS[m.method]} on the input grid"
+                    )
+                )
         sections.append(imp)
 
     if a.pruning is not None:
-        sections.append(Section("pruning", "Pruning", [F.pruning_figure(a.pruning),
-                                                       _table(pruning_rows(a))]))
+        sections.append(Section("pruning", "Pruning", [F.pruning_figure(a.pruning), _table(pruning_rows(a))]))
     if a.activations:
-        sections.append(Section("activations", "Activations by class",
-                                [F.projection_figure(layer, a.model.class_names) for layer in a.activations]))
+        sections.append(
+            Section(
+                "activations",
+                "Activations by class",
+                [F.projection_figure(layer, a.model.class_names) for layer in a.activations],
+            )
+        )
     return sections
 
 
 def comparison_sections(c: Comparison) -> list[Section]:
     summary = Section("summary", "Summary")
-    acc = (f" Accuracy {c.accuracy_a:.2%} → {c.accuracy_b:.2%}." if c.accuracy_a is not None
-           and c.accuracy_b is not None else "")
-    summary.blocks += [f"<p>a: {_e(c.architecture_a)} from <code>{_e(c.source_a)}</code><br>b: "
-                       f"{_e(c.architecture_b)} from <code>{_e(c.source_b)}</code><br>Parameters "
-                       f"{c.parameters_a:,} → {c.parameters_b:,}.{acc}</p>", _findings_html(c.findings)]
+    acc = (
+        f" Accuracy {c.accuracy_a:.2%} → {c.accuracy_b:.2%}."
+        if c.accuracy_a is not None and c.accuracy_b is not None
+        else ""
+    )
+    summary.blocks += [
+        f"<p>a: {_e(c.architecture_a)} from <code>{_e(c.source_a)}</code><br>b: "
+        f"{_e(c.architecture_b)} from <code>{_e(c.source_b)}</code><br>Parameters "
+        f"{c.parameters_a:,} → {c.parameters_b:,}.{acc}</p>",
+        _findings_html(c.findings),
+    ]
     layers = Section("layers", "Per-layer differences", [_table(comparison_rows(c))])
     for layer in c.layers:
-        if layer.change is not None:
-            layers.blocks.append(F.magnitude_map_figure(
-                layer.change, f"{layer.layer}: |W_b − W_a| (relative change {100 * layer.relative_change:.1f}%)",
-                "|Δw|"))
+        if layer.change is not None and layer.relative_change is not None:  # both set when the shapes match
+            layers.blocks.append(
+                F.magnitude_map_figure(
+                    layer.change,
+                    f"{layer.layer}: |W_b − W_a| (relative change {100 * layer.relative_change:.1f}%)",
+                    "|Δw|",
+                )
+            )
     sections = [summary, layers]
     if c.importance:
         sections.append(Section("importance", "Feature-importance ranks", [_table(shift_rows(c))]))
@@ -256,25 +329,40 @@ def comparison_sections(c: Comparison) -> list[Section]:
 
 
 def comparison_rows(c: Comparison) -> list[dict[str, object]]:
-    return [{"layer": layer.layer,
-             "shape a": "×".join(map(str, layer.shape_a)) if layer.shape_a else "-",
-             "shape b": "×".join(map(str, layer.shape_b)) if layer.shape_b else "-",
-             "params a": layer.parameters_a, "params b": layer.parameters_b,
-             "zero weights a → b": (f"{layer.zero_weights_a:,} → {layer.zero_weights_b:,}"
-                                    if layer.zero_weights_a is not None and layer.zero_weights_b is not None else "-"),
-             "weight change": f"{100 * layer.relative_change:.1f}%" if layer.relative_change is not None else "-",
-             "dead a → b": f"{layer.dead_a} → {layer.dead_b}" if layer.dead_a is not None and layer.dead_b is not None
-             else "-",
-             "died": ", ".join(map(str, layer.died[:12])) + ("…" if len(layer.died) > 12 else ""),
-             "revived": ", ".join(map(str, layer.revived[:12])) + ("…" if len(layer.revived) > 12 else "")}
-            for layer in c.layers]
+    return [
+        {
+            "layer": layer.layer,
+            "shape a": "×".join(map(str, layer.shape_a)) if layer.shape_a else "-",
+            "shape b": "×".join(map(str, layer.shape_b)) if layer.shape_b else "-",
+            "params a": layer.parameters_a,
+            "params b": layer.parameters_b,
+            "zero weights a → b": (
+                f"{layer.zero_weights_a:,} → {layer.zero_weights_b:,}"
+                if layer.zero_weights_a is not None and layer.zero_weights_b is not None
+                else "-"
+            ),
+            "weight change": f"{100 * layer.relative_change:.1f}%" if layer.relative_change is not None else "-",
+            "dead a → b": f"{layer.dead_a} → {layer.dead_b}"
+            if layer.dead_a is not None and layer.dead_b is not None
+            else "-",
+            "died": ", ".join(map(str, layer.died[:12])) + ("…" if len(layer.died) > 12 else ""),
+            "revived": ", ".join(map(str, layer.revived[:12])) + ("…" if len(layer.revived) > 12 else ""),
+        }
+        for layer in c.layers
+    ]
 
 
 def shift_rows(c: Comparison) -> list[dict[str, object]]:
     names = c.feature_names
-    return [{"method": METHOD_LABELS[s.method], "rank correlation": f"{s.rank_correlation:.2f}",
-             "top in a": ", ".join(names[i] for i in s.top_a), "top in b": ", ".join(names[i] for i in s.top_b)}
-            for s in c.importance]
+    return [
+        {
+            "method": METHOD_LABELS[s.method],
+            "rank correlation": f"{s.rank_correlation:.2f}",
+            "top in a": ", ".join(names[i] for i in s.top_a),
+            "top in b": ", ".join(names[i] for i in s.top_b),
+        }
+        for s in c.importance
+    ]
 
 
 # --------------------------------------------------------------------------- HTML
@@ -301,21 +389,31 @@ def render_html(title: str, sections: list[Section]) -> str:
         for block in s.blocks:
             if isinstance(block, go.Figure):
                 counter += 1
-                body.append('<div class="figure">' + pio.to_html(
-                    block, full_html=False, include_plotlyjs=False, div_id=f"fig-{counter}",
-                    config={"displaylogo": False, "responsive": True}) + "</div>")
+                body.append(
+                    '<div class="figure">'
+                    + pio.to_html(
+                        block,
+                        full_html=False,
+                        include_plotlyjs=False,
+                        div_id=f"fig-{counter}",
+                        config={"displaylogo": False, "responsive": True},
+                    )
+                    + "</div>"
+                )
             else:
                 body.append(block)
         parts.append(f'<section id="{s.id}"><h2>{_e(s.title)}</h2>{"".join(body)}</section>')
     from plotly.offline import get_plotlyjs
 
     stamp = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
-    return (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"generator\" content=\"dense-inspector\">"
-            f"<title>{_e(title)}</title>"
-            f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><style>{_CSS}</style>"
-            f"<script type=\"text/javascript\">{get_plotlyjs()}</script></head><body>"
-            f"<h1>{_e(title)}</h1><p class=\"meta\">dense-inspector {__version__}, {stamp}</p>"
-            f"<nav class=\"toc\"><b>Contents</b><ol>{toc}</ol></nav>{''.join(parts)}</body></html>")
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta name="generator" content="dense-inspector">'
+        f"<title>{_e(title)}</title>"
+        f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{_CSS}</style>'
+        f'<script type="text/javascript">{get_plotlyjs()}</script></head><body>'
+        f'<h1>{_e(title)}</h1><p class="meta">dense-inspector {__version__}, {stamp}</p>'
+        f'<nav class="toc"><b>Contents</b><ol>{toc}</ol></nav>{"".join(parts)}</body></html>'
+    )
 
 
 def to_html(analysis: Analysis) -> str:
@@ -354,7 +452,7 @@ def _escape_line_start(text: str) -> str:
     if marker[0].isdigit():  # "1. x" is a list item: escape the dot or parenthesis after the number
         end = match.end()
         return text[:end] + "\\" + text[end:]
-    return start + "\\" + text[len(start):]
+    return start + "\\" + text[len(start) :]
 
 
 def md_code(text: object) -> str:
@@ -369,31 +467,51 @@ def _md_table(rows: list[dict[str, object]]) -> str:
     if not rows:
         return ""
     cells = [[md_escape(k, line_start=False) for k in rows[0]]] + [
-        [f"{v:,}" if isinstance(v, (int, np.integer)) and not isinstance(v, bool) else md_escape(v, line_start=False)
-         for v in r.values()]
-        for r in rows]
+        [
+            f"{v:,}" if isinstance(v, (int, np.integer)) and not isinstance(v, bool) else md_escape(v, line_start=False)
+            for v in r.values()
+        ]
+        for r in rows
+    ]
     lines = ["| " + " | ".join(row) + " |" for row in cells]
     lines.insert(1, "|" + "|".join(" --- " for _ in cells[0]) + "|")
     return "\n".join(lines)
 
 
 def _md_findings(findings: tuple[Finding, ...] | list[Finding]) -> str:
-    return "\n".join(f"- {'**warning:** ' if f.severity == 'warning' else ''}{md_escape(f.text)}"
-                     for f in sorted(findings, key=lambda f: f.severity != "warning"))
+    return "\n".join(
+        f"- {'**warning:** ' if f.severity == 'warning' else ''}{md_escape(f.text)}"
+        for f in sorted(findings, key=lambda f: f.severity != "warning")
+    )
 
 
 def to_markdown(analysis: Analysis) -> str:
     a = analysis
-    out = [_MD_MARKER, f"# dense-inspector report: {md_escape(a.model.architecture, line_start=False)}", "",
-           f"Source: {md_code(a.model.source)}; {a.parameters.total_parameters:,} parameters."]
+    out = [
+        _MD_MARKER,
+        f"# dense-inspector report: {md_escape(a.model.architecture, line_start=False)}",
+        "",
+        f"Source: {md_code(a.model.source)}; {a.parameters.total_parameters:,} parameters.",
+    ]
     if a.data:
         samples = describe_samples(a.data.n_samples, a.data.split, a.data.name)
-        out.append(f"Evaluated on {md_escape(samples, line_start=False)}: accuracy "
-                   f"**{a.data.accuracy:.2%}**, loss {a.data.loss:.4f}.")
-    out += ["", "## Findings", "", _md_findings(a.findings), "", "## Parameters", "",
-            "A layer with n inputs and m neurons has m × (n + 1) parameters (m × n without a bias; a weight "
-            "shared by several layers is counted once, in the first).", "",
-            _md_table(F.parameter_rows(a.parameters))]
+        out.append(
+            f"Evaluated on {md_escape(samples, line_start=False)}: accuracy "
+            f"**{a.data.accuracy:.2%}**, loss {a.data.loss:.4f}."
+        )
+    out += [
+        "",
+        "## Findings",
+        "",
+        _md_findings(a.findings),
+        "",
+        "## Parameters",
+        "",
+        "A layer with n inputs and m neurons has m × (n + 1) parameters (m × n without a bias; a weight "
+        "shared by several layers is counted once, in the first).",
+        "",
+        _md_table(F.parameter_rows(a.parameters)),
+    ]
     if a.activations:
         out += ["", "## Dead ReLUs and saturation", "", _md_table(census_rows(a))]
     if a.importance:
@@ -402,21 +520,39 @@ def to_markdown(analysis: Analysis) -> str:
         out += ["", "## Pruning", "", _md_table(pruning_rows(a))]
     if a.training:
         t = a.training
-        out += ["", "## Training", "", f"{t.epochs_run} epochs, best epoch {t.best_epoch}"
-                + (" (early stopping)" if t.stopped_early else "")
-                + (f", overfitting from epoch {t.overfitting_epoch}" if t.overfitting_epoch else "")
-                + f"; train/validation accuracy gap {100 * t.accuracy_gap:.1f} points."]
+        out += [
+            "",
+            "## Training",
+            "",
+            f"{t.epochs_run} epochs, best epoch {t.best_epoch}"
+            + (" (early stopping)" if t.stopped_early else "")
+            + (f", overfitting from epoch {t.overfitting_epoch}" if t.overfitting_epoch else "")
+            + f"; train/validation accuracy gap {100 * t.accuracy_gap:.1f} points.",
+        ]
     return "\n".join(out) + "\n"
 
 
 def comparison_markdown(c: Comparison) -> str:
-    out = [_MD_MARKER, "# dense-inspector comparison", "",
-           f"- a: {md_escape(c.architecture_a, line_start=False)} ({md_code(c.source_a)})",
-           f"- b: {md_escape(c.architecture_b, line_start=False)} ({md_code(c.source_b)})",
-           f"- parameters: {c.parameters_a:,} → {c.parameters_b:,}"]
+    out = [
+        _MD_MARKER,
+        "# dense-inspector comparison",
+        "",
+        f"- a: {md_escape(c.architecture_a, line_start=False)} ({md_code(c.source_a)})",
+        f"- b: {md_escape(c.architecture_b, line_start=False)} ({md_code(c.source_b)})",
+        f"- parameters: {c.parameters_a:,} → {c.parameters_b:,}",
+    ]
     if c.accuracy_a is not None and c.accuracy_b is not None:
         out.append(f"- accuracy: {c.accuracy_a:.2%} → {c.accuracy_b:.2%}")
-    out += ["", "## Findings", "", _md_findings(c.findings), "", "## Per-layer differences", "", _md_table(comparison_rows(c))]
+    out += [
+        "",
+        "## Findings",
+        "",
+        _md_findings(c.findings),
+        "",
+        "## Per-layer differences",
+        "",
+        _md_table(comparison_rows(c)),
+    ]
     if c.importance:
         out += ["", "## Feature-importance ranks", "", _md_table(shift_rows(c))]
     return "\n".join(out) + "\n"
@@ -427,30 +563,50 @@ def comparison_markdown(c: Comparison) -> str:
 
 def find_browser() -> str:
     """A Chrome or Chromium executable, for PDF and PNG output."""
-    candidates = [os.environ.get("BROWSER_PATH", "")] + [shutil.which(n) or "" for n in (
-        "chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")]
+    candidates = [os.environ.get("BROWSER_PATH", "")] + [
+        shutil.which(n) or ""
+        for n in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
+    ]
     for c in candidates:
         if c and os.path.exists(c):
             return c
-    raise InspectorError("PDF and PNG reports need Chrome or Chromium (Debian: apt-get install chromium; "
-                         "or set BROWSER_PATH); HTML, md and json reports work without one")
+    raise InspectorError(
+        "PDF and PNG reports need Chrome or Chromium (Debian: apt-get install chromium; "
+        "or set BROWSER_PATH); HTML, md and json reports work without one"
+    )
 
 
 def write_pdf(html_text: str, path: Path, *, force: bool = False) -> Path:
     """Print the HTML report to PDF with headless Chromium, after its figures have drawn."""
     browser = find_browser()
-    with tempfile.TemporaryDirectory() as tmp, atomic_path(
-            path, force=force, ours=functools.partial(is_own_report, fmt="pdf")) as out:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        atomic_path(path, force=force, ours=functools.partial(is_own_report, fmt="pdf")) as out,
+    ):
         page = Path(tmp) / "report.html"
         page.write_text(html_text, encoding="utf-8")
-        cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               "--no-first-run", f"--user-data-dir={tmp}/profile", "--no-pdf-header-footer",
-               "--virtual-time-budget=20000", f"--print-to-pdf={out}", page.as_uri()]
+        cmd = [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={tmp}/profile",
+            "--no-pdf-header-footer",
+            "--virtual-time-budget=20000",
+            f"--print-to-pdf={out}",
+            page.as_uri(),
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         if proc.returncode != 0 or not out.exists() or out.stat().st_size == 0:
-            raise InspectorError(f"{browser} could not print the report to PDF: "
-                                 f"{(proc.stderr.strip().splitlines() or ['no output'])[-1][:200]}")
+            raise InspectorError(
+                f"{browser} could not print the report to PDF: "
+                f"{(proc.stderr.strip().splitlines() or ['no output'])[-1][:200]}"
+            )
     return path
 
 
@@ -470,8 +626,13 @@ def _is_png(path: Path) -> bool:
         return False
 
 
-def check_png_folder(directory: str | os.PathLike[str], *, force: bool = False,
-                     inputs: Iterable[str | os.PathLike[str]] = (), names: Iterable[str] = ()) -> Path:
+def check_png_folder(
+    directory: str | os.PathLike[str],
+    *,
+    force: bool = False,
+    inputs: Iterable[str | os.PathLike[str]] = (),
+    names: Iterable[str] = (),
+) -> Path:
     """Raise unless :func:`write_pngs` could write ``names`` into ``directory``; creates nothing.
 
     The folder may hold other files: only figure files (``NN-section.png``, PNG images)
@@ -483,12 +644,14 @@ def check_png_folder(directory: str | os.PathLike[str], *, force: bool = False,
     for figure in figures:
         refuse_inputs(figure, inputs)
     if figures and not force:
-        raise InspectorError(f"{directory} already holds report figures ({figures[0].name}); "
-                             "pass --force to overwrite them")
+        raise InspectorError(
+            f"{directory} already holds report figures ({figures[0].name}); pass --force to overwrite them"
+        )
     foreign = [f for f in figures if f.is_symlink() or not f.is_file() or not _is_png(f)]
     if foreign:
-        raise InspectorError(f"{foreign[0]} is not a figure dense-inspector wrote; move it away or choose "
-                             "another --out")
+        raise InspectorError(
+            f"{foreign[0]} is not a figure dense-inspector wrote; move it away or choose another --out"
+        )
     return directory
 
 
@@ -549,28 +712,27 @@ def is_own_report(path: Path, fmt: str) -> bool:
 
 def render_text(analysis: Analysis | Comparison, fmt: str) -> str:
     """The report as text, for the text formats (html, md, json)."""
-    comparison = isinstance(analysis, Comparison)
     if fmt == "json":
         return to_json_document(analysis)
     if fmt == "md":
-        return comparison_markdown(analysis) if comparison else to_markdown(analysis)
+        return comparison_markdown(analysis) if isinstance(analysis, Comparison) else to_markdown(analysis)
     if fmt == "html":
-        return comparison_html(analysis) if comparison else to_html(analysis)
+        return comparison_html(analysis) if isinstance(analysis, Comparison) else to_html(analysis)
     raise InspectorError(f"{fmt} reports are binary; give a file name to --out, not '-'")
 
 
-def write_report(analysis: Analysis | Comparison, path: str | os.PathLike[str], fmt: str | None = None, *,
-                 force: bool = False) -> Path:
+def write_report(
+    analysis: Analysis | Comparison, path: str | os.PathLike[str], fmt: str | None = None, *, force: bool = False
+) -> Path:
     """Write ``analysis`` (or a comparison) as ``fmt`` (default: from the extension), atomically."""
     path = Path(path)
     fmt = format_for(path, fmt)
-    comparison = isinstance(analysis, Comparison)
     if fmt == "png":
-        sections = comparison_sections(analysis) if comparison else analysis_sections(analysis)
+        sections = comparison_sections(analysis) if isinstance(analysis, Comparison) else analysis_sections(analysis)
         write_pngs(sections, path, force=force)
         return path
     ours = functools.partial(is_own_report, fmt=fmt)
     if fmt == "pdf":
-        text = comparison_html(analysis) if comparison else to_html(analysis)
+        text = comparison_html(analysis) if isinstance(analysis, Comparison) else to_html(analysis)
         return write_pdf(text, path, force=force)
     return write_text_atomic(path, render_text(analysis, fmt), force=force, ours=ours)

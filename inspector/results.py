@@ -32,9 +32,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from typing_extensions import dataclass_transform  # typing's own from Python 3.11; a dependency of torch
-
 import numpy as np
+from typing_extensions import dataclass_transform  # typing's own from Python 3.11; a dependency of torch
 
 from inspector.errors import InspectorError
 from inspector.fileio import (
@@ -149,7 +148,9 @@ def _decode(obj: Any, arrays: Any, renames: dict[str, dict[str, str]] | None = N
             if cls is None:
                 raise InspectorError(f"unknown result type {obj['__type__']!r}; upgrade dense-inspector")
             rename = (renames or {}).get(obj["__type__"], {})
-            kwargs = {rename.get(k, k): _decode(v, arrays, renames) for k, v in obj.items() if k != "__type__"}
+            kwargs = {
+                rename[k] if k in rename else k: _decode(v, arrays, renames) for k, v in obj.items() if k != "__type__"
+            }
             return cls(**kwargs)
         return {k: _decode(v, arrays, renames) for k, v in obj.items()}
     if isinstance(obj, list):
@@ -179,8 +180,13 @@ def _inline(tree: Any, arrays: dict[str, np.ndarray]) -> Any:
     if isinstance(tree, dict):
         if set(tree) == {"__array__"}:
             a = np.ascontiguousarray(arrays[tree["__array__"]])
-            return {"__ndarray__": {"dtype": a.dtype.str, "shape": list(a.shape),
-                                    "base64": base64.b64encode(a.tobytes()).decode("ascii")}}
+            return {
+                "__ndarray__": {
+                    "dtype": a.dtype.str,
+                    "shape": list(a.shape),
+                    "base64": base64.b64encode(a.tobytes()).decode("ascii"),
+                }
+            }
         return {k: _inline(v, arrays) for k, v in tree.items()}
     if isinstance(tree, list):
         return [_inline(v, arrays) for v in tree]
@@ -236,12 +242,13 @@ def _own_document(json_path: Path) -> dict[str, Any] | None:
 def result_files(directory: str | os.PathLike[str]) -> tuple[Path, Path | None]:
     """``(analysis.json, the arrays file it names)`` of an analysis folder; the second is None if unknown."""
     json_path = Path(directory) / JSON_NAME
-    doc = _own_document(json_path)
-    return json_path, (json_path.parent / _arrays_name_of(doc)) if doc else None
+    name = _arrays_name_of(_own_document(json_path))  # None unless the document is one of ours
+    return json_path, (json_path.parent / name) if name is not None else None
 
 
-def check_result_folder(directory: str | os.PathLike[str], *, force: bool = False,
-                        inputs: Iterable[str | os.PathLike[str]] = ()) -> Path:
+def check_result_folder(
+    directory: str | os.PathLike[str], *, force: bool = False, inputs: Iterable[str | os.PathLike[str]] = ()
+) -> Path:
     """Raise unless :func:`save_result` could write into ``directory``; creates nothing.
 
     The folder may hold other files (a checkpoint, notes): only ``analysis.json`` and the
@@ -258,8 +265,9 @@ def check_result_folder(directory: str | os.PathLike[str], *, force: bool = Fals
         if not force:
             raise InspectorError(f"{json_path} already exists; pass --force to overwrite it")
         if arrays_path is None or json_path.is_symlink():
-            raise InspectorError(f"{json_path} was not written by dense-inspector; move it away or choose "
-                                 "another --out")
+            raise InspectorError(
+                f"{json_path} was not written by dense-inspector; move it away or choose another --out"
+            )
     return directory
 
 
@@ -314,7 +322,8 @@ def save_result(obj: Any, directory: str | os.PathLike[str], *, force: bool = Fa
 
     def write_arrays(tmp: Path) -> None:
         with tmp.open("wb") as fh:  # a file object: given a name, numpy would append its own .npz
-            np.savez_compressed(fh, **arrays)
+            # keys are result field paths ("weights.0.singular_values"); the stubs fear one could be allow_pickle
+            np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]
 
     _COMMITTING.add(str(arrays_path))
     try:
@@ -367,8 +376,9 @@ def load_result(directory: str | os.PathLike[str]) -> Any:
             break
         except FileNotFoundError:
             if attempt == 2:
-                raise InspectorError(f"{directory}: {arrays_name}, named by {JSON_NAME}, is missing; "
-                                     "re-run `inspector analyze`") from None
+                raise InspectorError(
+                    f"{directory}: {arrays_name}, named by {JSON_NAME}, is missing; re-run `inspector analyze`"
+                ) from None
         except OSError as exc:
             raise InspectorError(f"cannot read {npz_path}: {describe_os_error(exc)}") from None
         except (ValueError, EOFError, zipfile.BadZipFile) as exc:
@@ -382,11 +392,17 @@ def load_result(directory: str | os.PathLike[str]) -> Any:
 def results_equal(a: Any, b: Any) -> bool:
     """Deep equality for result trees: arrays by value and dtype, NaN equal to NaN."""
     if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        return (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.dtype == b.dtype
-                and a.shape == b.shape and bool(np.array_equal(a, b, equal_nan=a.dtype.kind in "fc")))
+        return (
+            isinstance(a, np.ndarray)
+            and isinstance(b, np.ndarray)
+            and a.dtype == b.dtype
+            and a.shape == b.shape
+            and bool(np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"))
+        )
     if dataclasses.is_dataclass(a) and not isinstance(a, type):
         return type(a) is type(b) and all(
-            results_equal(getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(a))
+            results_equal(getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(a)
+        )
     if isinstance(a, (tuple, list)):
         return isinstance(b, (tuple, list)) and len(a) == len(b) and all(map(results_equal, a, b))
     if isinstance(a, dict):

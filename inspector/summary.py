@@ -16,16 +16,25 @@ def format_parameters(report: ParameterReport) -> str:
     """
     head = ("layer", "in n", "out m", "parameters", "MACs/sample", "trainable")
     rows = [
-        (layer.layer + (f" (tied to {layer.tied_to})" if layer.tied_to else ""),
-         f"{layer.in_features:,}", f"{layer.out_features:,}",
-         f"{layer.formula('*', space='')} = {layer.parameters:,}",
-         f"{layer.macs_per_sample:,}", trainable_text(layer.trainable))
+        (
+            layer.layer + (f" (tied to {layer.tied_to})" if layer.tied_to else ""),
+            f"{layer.in_features:,}",
+            f"{layer.out_features:,}",
+            f"{layer.formula('*', space='')} = {layer.parameters:,}",
+            f"{layer.macs_per_sample:,}",
+            trainable_text(layer.trainable),
+        )
         for layer in report.layers
     ]
     rows += [
-        (f"{e.layer} (embedding)" + (f" (tied to {e.tied_to})" if e.tied_to else ""),
-         f"{e.num_embeddings:,}", f"{e.embedding_dim:,}", f"{e.formula('*', space='')} = {e.parameters:,}",
-         "", trainable_text(e.trainable))
+        (
+            f"{e.layer} (embedding)" + (f" (tied to {e.tied_to})" if e.tied_to else ""),
+            f"{e.num_embeddings:,}",
+            f"{e.embedding_dim:,}",
+            f"{e.formula('*', space='')} = {e.parameters:,}",
+            "",
+            trainable_text(e.trainable),
+        )
         for e in report.embeddings
     ]
     widths = [max(len(r[i]) for r in (head, *rows)) for i in range(len(head))]
@@ -41,8 +50,11 @@ def format_parameters(report: ParameterReport) -> str:
     if report.other:
         kinds = ", ".join(sorted({o.kind for o in report.other}))
         out.append(f"Other parameters ({kinds}): {report.other_parameters:,}")
-    trainable = (f"{report.trainable_parameters:,}" if report.trainable_parameters is not None
-                 else "unknown: a file does not record it")
+    trainable = (
+        f"{report.trainable_parameters:,}"
+        if report.trainable_parameters is not None
+        else "unknown: a file does not record it"
+    )
     out.append(f"Total parameters: {report.total_parameters:,}  (trainable {trainable})")
     out.append(f"Multiply-adds per sample: {report.macs_per_sample:,}")
     out.append(f"Parameter size: {human_bytes(report.total_bytes)}")
@@ -55,8 +67,10 @@ def format_summary(analysis: Analysis) -> str:
     parts = [analysis.model.architecture + f"  [{analysis.model.source}]", format_parameters(analysis.parameters)]
     if analysis.data is not None:
         d = analysis.data
-        parts.append(f"evaluated on {describe_samples(d.n_samples, d.split, d.name)}: accuracy {d.accuracy:.2%}, "
-                     f"loss {d.loss:.4f}")
+        parts.append(
+            f"evaluated on {describe_samples(d.n_samples, d.split, d.name)}: accuracy {d.accuracy:.2%}, "
+            f"loss {d.loss:.4f}"
+        )
         if analysis.activations is None and analysis.importance is None and analysis.pruning is None:
             parts.append("data sections (activations, importance, pruning) were not requested (see --sections)")
     elif not analysis.model.layer_sizes:

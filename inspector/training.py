@@ -135,8 +135,8 @@ def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor, batch_size: int
         loss_sum = torch.zeros((), device=X.device)
         correct = torch.zeros((), device=X.device, dtype=torch.long)
         for start in range(0, X.shape[0], batch_size):
-            logits = model(X[start:start + batch_size])
-            target = y[start:start + batch_size]
+            logits = model(X[start : start + batch_size])
+            target = y[start : start + batch_size]
             loss_sum += nn.functional.cross_entropy(logits, target, reduction="sum")
             correct += (logits.argmax(dim=1) == target).sum()
         n = max(1, X.shape[0])
@@ -177,7 +177,8 @@ def check_fits_in_memory(config: MLPConfig, device: torch.device) -> None:
     if available is not None and needed > available:
         raise InspectorError(
             f"an MLP {'-'.join(map(str, config.layer_sizes))} has {n_parameters:,} parameters and needs about "
-            f"{_gib(needed)} to train, more than {where} ({_gib(available)}); choose smaller --hidden sizes")
+            f"{_gib(needed)} to train, more than {where} ({_gib(available)}); choose smaller --hidden sizes"
+        )
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:
@@ -212,11 +213,11 @@ def train(
             raise
         raise InspectorError(
             f"out of memory while training an MLP {'-'.join(map(str, config.layer_sizes))} on {dev}; "
-            "choose smaller --hidden sizes or --batch-size") from None
+            "choose smaller --hidden sizes or --batch-size"
+        ) from None
 
 
-def _train(config: MLPConfig, splits: Splits, tc: TrainConfig, dev: torch.device,
-           progress: bool | None) -> TrainResult:
+def _train(config: MLPConfig, splits: Splits, tc: TrainConfig, dev: torch.device, progress: bool | None) -> TrainResult:
     if config.input_size != splits.X_train.shape[1]:
         raise InspectorError(
             f"model expects {config.input_size} inputs but the data has {splits.X_train.shape[1]} features"
@@ -237,11 +238,9 @@ def _train(config: MLPConfig, splits: Splits, tc: TrainConfig, dev: torch.device
     X_test, y_test = tensors(splits.X_test, splits.y_test)
 
     if tc.optimizer == "adam":
-        optimizer: torch.optim.Optimizer = torch.optim.Adam(
-            model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+        optimizer: torch.optim.Optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     else:
-        optimizer = torch.optim.SGD(
-            model.parameters(), lr=tc.lr, momentum=tc.momentum, weight_decay=tc.weight_decay)
+        optimizer = torch.optim.SGD(model.parameters(), lr=tc.lr, momentum=tc.momentum, weight_decay=tc.weight_decay)
 
     curves: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "train_accuracy": [], "val_accuracy": []}
     snapshots: dict[int, dict[str, torch.Tensor]] = {}
@@ -255,7 +254,7 @@ def _train(config: MLPConfig, splits: Splits, tc: TrainConfig, dev: torch.device
         model.train()
         order = torch.randperm(n, generator=generator).to(dev)
         for start in range(0, n, tc.batch_size):
-            idx = order[start:start + tc.batch_size]
+            idx = order[start : start + tc.batch_size]
             if idx.numel() < 2 and config.batch_norm:
                 continue  # batch norm cannot normalise a batch of one
             optimizer.zero_grad(set_to_none=True)
@@ -297,4 +296,3 @@ def _train(config: MLPConfig, splits: Splits, tc: TrainConfig, dev: torch.device
         device=str(dev),
         snapshots=snapshots,
     )
-

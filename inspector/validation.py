@@ -15,8 +15,14 @@ from inspector.errors import InspectorError
 
 # annotation text (``from __future__ import annotations`` keeps them as strings) -> accepted types
 _ANNOTATION_TYPES: dict[str, tuple[type, ...]] = {
-    "int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "None": (type(None),),
-    "tuple[int, ...]": (list, tuple), "tuple[str, ...]": (list, tuple), "tuple[int, int]": (list, tuple),
+    "int": (int,),
+    "float": (int, float),
+    "str": (str,),
+    "bool": (bool,),
+    "None": (type(None),),
+    "tuple[int, ...]": (list, tuple),
+    "tuple[str, ...]": (list, tuple),
+    "tuple[int, int]": (list, tuple),
 }
 # element checks for the sequence annotations above
 _ELEMENTS: dict[str, Any] = {
@@ -59,14 +65,18 @@ def check_fields(cls: type, values: Any, what: str) -> dict[str, Any]:
     unknown = [printable(str(k)) for k in values if k not in fields]
     if unknown:
         raise InspectorError(f"{what} has unknown fields {sorted(unknown)}; was it written by a newer dense-inspector?")
-    missing = [name for name, f in fields.items() if name not in values
-               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    missing = [
+        name
+        for name, f in fields.items()
+        if name not in values and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
     if missing:
         raise InspectorError(f"{what} is incomplete: missing {missing}")
     for key, value in values.items():
         annotation = str(fields[key].type)
         allowed = _ANNOTATION_TYPES.get(annotation) or tuple(
-            t for part in annotation.split("|") for t in _ANNOTATION_TYPES.get(part.strip(), ()))
+            t for part in annotation.split("|") for t in _ANNOTATION_TYPES.get(part.strip(), ())
+        )
         if allowed and not _type_ok(value, allowed):
             raise InspectorError(f"{what}: {key} must be {annotation}, got {printable(repr(value))[:80]}")
         for part in annotation.split("|"):

@@ -16,8 +16,9 @@ from inspector.models import MLPConfig, build_mlp
 from inspector.training import History, TrainConfig
 
 
-def argmax_checkpoint(class_names: tuple[str, ...] | None, feature_names: tuple[str, ...],
-                      source: str = "m.pt") -> Checkpoint:
+def argmax_checkpoint(
+    class_names: tuple[str, ...] | None, feature_names: tuple[str, ...], source: str = "m.pt"
+) -> Checkpoint:
     """3 -> 3 -> 3 ReLU MLP with identity weights and no standardiser: on x >= 0 it predicts argmax(x).
 
     With ``class_names`` None the checkpoint stores no dataset (classes are then "0".."2").
@@ -40,13 +41,15 @@ def safetensors_bytes(header: dict[str, Any], data: bytes) -> bytes:
 
 def split_safetensors(blob: bytes) -> tuple[dict[str, Any], bytes]:
     (n,) = struct.unpack("<Q", blob[:8])
-    return json.loads(blob[8:8 + n]), blob[8 + n:]
+    return json.loads(blob[8 : 8 + n]), blob[8 + n :]
 
 
 def foreign_safetensors() -> bytes:
     """Two float32 tensors: a (3, 2) weight and a (3,) bias, 36 bytes of data."""
-    header = {"fc.weight": {"dtype": "F32", "shape": [3, 2], "data_offsets": [0, 24]},
-              "fc.bias": {"dtype": "F32", "shape": [3], "data_offsets": [24, 36]}}
+    header = {
+        "fc.weight": {"dtype": "F32", "shape": [3, 2], "data_offsets": [0, 24]},
+        "fc.bias": {"dtype": "F32", "shape": [3], "data_offsets": [24, 36]},
+    }
     return safetensors_bytes(header, torch.arange(9, dtype=torch.float32).numpy().tobytes())
 
 
@@ -54,11 +57,18 @@ def own_checkpoint(activation: str = "tanh", snapshots: bool = True) -> Checkpoi
     torch.manual_seed(0)
     config = MLPConfig(4, (3,), 2, activation=activation)
     model = build_mlp(config).eval()
-    history = History(*(torch.linspace(1, 0, 2).double().numpy() for _ in range(4)), best_epoch=2,
-                      stopped_early=False)
+    history = History(*(torch.linspace(1, 0, 2).double().numpy() for _ in range(4)), best_epoch=2, stopped_early=False)
     snaps = {1: {k: v.clone() for k, v in model.state_dict().items()}} if snapshots else {}
-    return Checkpoint(model=model, config=config, source="<test>", kind="dense-inspector", history=history,
-                      train_config=TrainConfig(epochs=2), metrics={"test_accuracy": 0.5}, snapshots=snaps)
+    return Checkpoint(
+        model=model,
+        config=config,
+        source="<test>",
+        kind="dense-inspector",
+        history=history,
+        train_config=TrainConfig(epochs=2),
+        metrics={"test_accuracy": 0.5},
+        snapshots=snaps,
+    )
 
 
 def own_file(folder: Path, suffix: str, **kwargs: Any) -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from inspector.data import Dataset, SplitSpec, Splits, split_dataset
+from inspector.data import Dataset, Splits, SplitSpec, split_dataset
 
 
 def tiny_splits(n: int = 200, d: int = 6, classes: int = 3, seed: int = 0) -> Splits:

@@ -43,13 +43,25 @@ class LeNetDigits(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.features = nn.Sequential(OrderedDict(
-            conv1=nn.Conv2d(1, 6, 3, padding=1), relu1=nn.ReLU(), pool1=nn.MaxPool2d(2),
-            conv2=nn.Conv2d(6, 16, 3, padding=1), relu2=nn.ReLU(), pool2=nn.MaxPool2d(2),
-        ))
-        self.head = nn.Sequential(OrderedDict(
-            fc1=nn.Linear(64, 32), act1=nn.ReLU(), fc2=nn.Linear(32, 16), act2=nn.ReLU(), out=nn.Linear(16, 10),
-        ))
+        self.features = nn.Sequential(
+            OrderedDict(
+                conv1=nn.Conv2d(1, 6, 3, padding=1),
+                relu1=nn.ReLU(),
+                pool1=nn.MaxPool2d(2),
+                conv2=nn.Conv2d(6, 16, 3, padding=1),
+                relu2=nn.ReLU(),
+                pool2=nn.MaxPool2d(2),
+            )
+        )
+        self.head = nn.Sequential(
+            OrderedDict(
+                fc1=nn.Linear(64, 32),
+                act1=nn.ReLU(),
+                fc2=nn.Linear(32, 16),
+                act2=nn.ReLU(),
+                out=nn.Linear(16, 10),
+            )
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(torch.flatten(self.features(x), 1))
@@ -176,9 +188,18 @@ def untraceable(seed: int = 0, **sizes: int) -> Untraceable:
 # --------------------------------------------------------------------------- #
 
 
-def tiny_bert(*, vocab_size: int = 50, hidden_size: int = 16, num_hidden_layers: int = 2,
-              num_attention_heads: int = 2, intermediate_size: int = 24, max_position_embeddings: int = 32,
-              num_labels: int | None = None, seed: int = 0, **config: Any) -> nn.Module:
+def tiny_bert(
+    *,
+    vocab_size: int = 50,
+    hidden_size: int = 16,
+    num_hidden_layers: int = 2,
+    num_attention_heads: int = 2,
+    intermediate_size: int = 24,
+    max_position_embeddings: int = 32,
+    num_labels: int | None = None,
+    seed: int = 0,
+    **config: Any,
+) -> nn.Module:
     """A ``transformers`` BERT from ``BertConfig`` with random weights (no download), in eval mode.
 
     ``num_labels=None``: a ``BertModel`` (no pooler); else a ``BertForSequenceClassification``
@@ -188,10 +209,18 @@ def tiny_bert(*, vocab_size: int = 50, hidden_size: int = 16, num_hidden_layers:
     import transformers
 
     cfg = transformers.BertConfig(
-        vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=num_hidden_layers,
-        num_attention_heads=num_attention_heads, intermediate_size=intermediate_size,
-        max_position_embeddings=max_position_embeddings, hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0, hidden_act="gelu", pad_token_id=0, **config)
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        num_hidden_layers=num_hidden_layers,
+        num_attention_heads=num_attention_heads,
+        intermediate_size=intermediate_size,
+        max_position_embeddings=max_position_embeddings,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        hidden_act="gelu",
+        pad_token_id=0,
+        **config,
+    )
     gen_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     model: nn.Module
@@ -204,8 +233,15 @@ def tiny_bert(*, vocab_size: int = 50, hidden_size: int = 16, num_hidden_layers:
     return model.eval()
 
 
-def padded_batch(lengths: list[int] | np.ndarray, width: int | None = None, *, vocab_size: int = 50,
-                 pad_id: int = 0, num_labels: int | None = None, seed: int = 0) -> dict[str, torch.Tensor]:
+def padded_batch(
+    lengths: list[int] | np.ndarray,
+    width: int | None = None,
+    *,
+    vocab_size: int = 50,
+    pad_id: int = 0,
+    num_labels: int | None = None,
+    seed: int = 0,
+) -> dict[str, torch.Tensor]:
     """A tokenizer-style dict batch: ``input_ids`` ``(n, T)`` with random ids in ``[1, vocab_size)`` on
     the first ``lengths[i]`` positions of row i and ``pad_id`` after, ``attention_mask`` ``(n, T)``
     (1 real, 0 padding), ``token_type_ids`` zeros; with ``num_labels``, ``labels`` ``(n,)``.
@@ -216,15 +252,19 @@ def padded_batch(lengths: list[int] | np.ndarray, width: int | None = None, *, v
     ids = torch.randint(1, vocab_size, (len(lengths), width), generator=gen)
     positions = torch.arange(width).unsqueeze(0)
     mask = (positions < torch.tensor(lengths).unsqueeze(1)).long()
-    batch = {"input_ids": torch.where(mask.bool(), ids, torch.full_like(ids, pad_id)),
-             "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}
+    batch = {
+        "input_ids": torch.where(mask.bool(), ids, torch.full_like(ids, pad_id)),
+        "attention_mask": mask,
+        "token_type_ids": torch.zeros_like(ids),
+    }
     if num_labels is not None:
         batch["labels"] = torch.randint(0, num_labels, (len(lengths),), generator=gen)
     return batch
 
 
-def padded_batches(n_batches: int = 3, batch_size: int = 4, width: int = 10, *, min_length: int = 2,
-                   seed: int = 0, **kwargs: Any) -> list[dict[str, torch.Tensor]]:
+def padded_batches(
+    n_batches: int = 3, batch_size: int = 4, width: int = 10, *, min_length: int = 2, seed: int = 0, **kwargs: Any
+) -> list[dict[str, torch.Tensor]]:
     """``n_batches`` :func:`padded_batch` es of ``batch_size`` rows, lengths drawn in
     ``[min_length, width]`` (the first row of each batch is full, so every batch is ``width`` wide)."""
     rng = np.random.default_rng(seed)

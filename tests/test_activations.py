@@ -49,7 +49,9 @@ def test_planted_never_positive_gelu_neurons_are_not_called_dead():
     # a GELU with input -10 outputs about -8e-23: never positive, but it is not a dead ReLU
     census = activation_census(_planted("gelu"), _standard_normal(), batch_size=256)
     assert [(c.layer, c.activation, c.dead_mask, c.nearly_dead_mask) for c in census] == [
-        ("fc1", "gelu", None, None), ("fc2", "gelu", None, None)]
+        ("fc1", "gelu", None, None),
+        ("fc2", "gelu", None, None),
+    ]
     assert np.flatnonzero(census[0].fire_rate == 0).tolist() == [1, 4, 9]
     assert np.flatnonzero(census[1].fire_rate == 0).tolist() == [0, 11]
     assert census[0].never_positive_count == 3 and census[0].dead_count == 0
@@ -111,10 +113,14 @@ def test_activation_after_batch_norm_pairs_with_its_linear():
     X = _standard_normal(50, 4)
     census = activation_census(model, X)
     assert [(c.module, c.layer, c.activation, c.found_by) for c in census] == [
-        ("act1", "fc1", "relu", "module"), ("act2", "fc2", "relu", "module")]
+        ("act1", "fc1", "relu", "module"),
+        ("act2", "fc2", "relu", "module"),
+    ]
     sites = discover_sites(model)  # no batch: the torch.fx graph alone pairs them
     assert [(s.layer, s.module, s.activation) for s in sites if s.counted] == [
-        ("fc1", "act1", "relu"), ("fc2", "act2", "relu")]
+        ("fc1", "act1", "relu"),
+        ("fc2", "act2", "relu"),
+    ]
 
 
 def test_histograms_and_projection_shapes():
@@ -213,7 +219,9 @@ def test_a_relu_module_shared_by_two_layers_is_counted_per_layer():
     plant_dead(model.fc2, 4)
     census = activation_census(model, X, batch_size=128)
     assert [(c.layer, c.module, c.activation, c.found_by) for c in census] == [
-        ("fc1", "act", "relu", "module"), ("fc2", "act", "relu", "module")]
+        ("fc1", "act", "relu", "module"),
+        ("fc2", "act", "relu", "module"),
+    ]
     assert [(c.n_samples, c.n_positions) for c in census] == [(600, 600), (600, 600)]  # not 1,200 on one site
     assert _newly_dead(before[0], census[0]) == [2]
     assert _newly_dead(before[1], census[1]) == [4]
@@ -227,7 +235,6 @@ def test_a_relu_module_shared_by_two_layers_is_counted_per_layer():
 def test_functional_relu_gelu_and_batch_norm_relu_are_counted_from_the_traced_graph():
     from scipy.special import erf
 
-
     model = functional_activations()
     X = _standard_normal(500, 6).numpy()
     before = activation_census(model, X, batch_size=200)
@@ -236,7 +243,10 @@ def test_functional_relu_gelu_and_batch_norm_relu_are_counted_from_the_traced_gr
     plant_dead(model.fc3, 5)  # through the batch norm: (-10 - mean) / std * gamma + beta < 0 for every row
     census = activation_census(model, X, batch_size=200)
     assert [(c.layer, c.module, c.activation, c.found_by) for c in census] == [
-        ("fc1", "relu", "relu", "traced"), ("fc2", "gelu", "gelu", "traced"), ("fc3", "relu", "relu", "traced")]
+        ("fc1", "relu", "relu", "traced"),
+        ("fc2", "gelu", "gelu", "traced"),
+        ("fc3", "relu", "relu", "traced"),
+    ]
     assert all(c.n_samples == 500 for c in census)
     assert _newly_dead(before[0], census[0]) == [1]
     assert _newly_dead(before[2], census[2]) == [5]
@@ -245,8 +255,9 @@ def test_functional_relu_gelu_and_batch_norm_relu_are_counted_from_the_traced_gr
     z1 = _numpy_linear(X, model.fc1)
     z2 = _numpy_linear(np.maximum(z1, 0), model.fc2)
     h2 = 0.5 * z2 * (1 + erf(z2 / np.sqrt(2)))
-    z3 = ((_numpy_linear(h2, model.fc3) - bn.running_mean.numpy()) / np.sqrt(bn.running_var.numpy() + bn.eps)
-          * bn.weight.detach().numpy() + bn.bias.detach().numpy())
+    z3 = (_numpy_linear(h2, model.fc3) - bn.running_mean.numpy()) / np.sqrt(
+        bn.running_var.numpy() + bn.eps
+    ) * bn.weight.detach().numpy() + bn.bias.detach().numpy()
     for c, z in zip(census, (z1, z2, z3)):
         np.testing.assert_allclose(c.fire_rate, _rates(z), rtol=0, atol=1 / 500)
     np.testing.assert_allclose(census[1].zero_rate, (np.abs(h2) < 0.01).mean(axis=0), rtol=0, atol=1 / 500)
@@ -260,7 +271,9 @@ def test_an_unknown_activation_is_counted_on_its_pre_activation_and_says_so():
     X = _standard_normal(400, 6)
     census = activation_census(model, X)
     assert [(c.layer, c.activation, c.found_by, c.module) for c in census] == [
-        ("fc1", "unknown", "unknown", None), ("out", "unknown", "unknown", None)]
+        ("fc1", "unknown", "unknown", None),
+        ("out", "unknown", "unknown", None),
+    ]
     with torch.no_grad():
         z1 = model.fc1(X)
     assert census[0].dead_mask is None and census[0].zero_rate is None and census[0].saturation_rate is None

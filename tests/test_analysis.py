@@ -21,8 +21,13 @@ def digits_checkpoint(tmp_path_factory):
     dataset = load_digits()
     spec = SplitSpec(seed=0)
     splits = split_dataset(dataset, spec)
-    result = train(MLPConfig(64, (32, 16), 10), splits, TrainConfig(epochs=12, snapshot_every=4, patience=None),
-                   device="cpu", progress=False)
+    result = train(
+        MLPConfig(64, (32, 16), 10),
+        splits,
+        TrainConfig(epochs=12, snapshot_every=4, patience=None),
+        device="cpu",
+        progress=False,
+    )
     path = tmp_path_factory.mktemp("ckpt") / "digits.pt"
     save_checkpoint(checkpoint_from_training(result, dataset, splits.standardizer, spec), path)
     return path
@@ -59,8 +64,9 @@ def test_planted_dead_neurons_reach_the_findings():
     X = np.random.default_rng(0).standard_normal((360, 10)).astype(np.float32)
     y = np.arange(360) % 3
     data = EvalData.from_arrays(X, y, name="planted")
-    analysis = analyze(model, data, options=AnalysisOptions(sections=("parameters", "activations", "pruning"),
-                                                             sparsities=(0.0,)))
+    analysis = analyze(
+        model, data, options=AnalysisOptions(sections=("parameters", "activations", "pruning"), sparsities=(0.0,))
+    )
     assert np.flatnonzero(analysis.activations[0].dead_mask).tolist() == [2, 3, 11]
     texts = [f.text for f in analysis.findings]
     assert "layer fc1: 3 of 16 neurons never fire on the 360 samples" in texts
@@ -78,14 +84,26 @@ def test_analyze_never_changes_the_model(digits_checkpoint):
     assert model.training and all(m.training for m in model.modules())
     assert not model.fc2.bias.requires_grad and model.fc1.weight.requires_grad
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
-    assert all(not m._forward_hooks and not m._forward_pre_hooks and not m._backward_hooks
-               for m in model.modules())
+    assert all(not m._forward_hooks and not m._forward_pre_hooks and not m._backward_hooks for m in model.modules())
 
 
 def test_cli_analyze_writes_result_and_summary(digits_checkpoint, tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["analyze", str(digits_checkpoint), "--out", str(out), "--steps", "8",
-                 "--methods", "saliency,integrated_gradients"]) == 0
+    assert (
+        main(
+            [
+                "analyze",
+                str(digits_checkpoint),
+                "--out",
+                str(out),
+                "--steps",
+                "8",
+                "--methods",
+                "saliency,integrated_gradients",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "32*(64+1) = 2,080" in printed and "findings:" in printed
     analysis = Analysis.load(out)
@@ -95,8 +113,10 @@ def test_cli_analyze_writes_result_and_summary(digits_checkpoint, tmp_path, caps
 
 
 def test_cli_analyze_weight_only_for_a_foreign_state_dict(tmp_path, capsys):
-    torch.save(torch.nn.Sequential(torch.nn.Linear(6, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2)).state_dict(),
-               tmp_path / "sd.pt")
+    torch.save(
+        torch.nn.Sequential(torch.nn.Linear(6, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2)).state_dict(),
+        tmp_path / "sd.pt",
+    )
     assert main(["analyze", str(tmp_path / "sd.pt"), "--out", str(tmp_path / "a")]) == 0
     captured = capsys.readouterr()
     assert "assuming relu" in captured.err and "no evaluation data" in captured.out
@@ -141,8 +161,17 @@ def test_nan_weights_of_a_foreign_model_are_flagged_under_their_rebuilt_names(tm
     assert any(f.severity == "warning" and f.text.startswith("fc2.weight holds NaN or Inf") for f in analysis.findings)
 
 
-@pytest.mark.parametrize("kwargs", [{"n_steps": 0}, {"finetune_epochs": -1}, {"batch_size": 0},
-                                    {"max_importance_samples": 0}, {"n_steps": 2.5}, {"nearly_dead_threshold": float("nan")}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"n_steps": 0},
+        {"finetune_epochs": -1},
+        {"batch_size": 0},
+        {"max_importance_samples": 0},
+        {"n_steps": 2.5},
+        {"nearly_dead_threshold": float("nan")},
+    ],
+)
 def test_analysis_options_refuse_out_of_range_counts(kwargs):
     from inspector.errors import InspectorError
 

@@ -16,11 +16,24 @@ from torch.utils.data import DataLoader, TensorDataset
 import inspector
 from inspector.analysis import Analysis, AnalysisOptions
 from inspector.errors import InspectorError
-from tests.models import HEAD_LAYERS, digits_images, digits_loader, lenet_digits, padded_batches, plant_dead, \
-    shared_relu, tiny_bert
+from tests.models import (
+    HEAD_LAYERS,
+    digits_images,
+    digits_loader,
+    lenet_digits,
+    padded_batches,
+    plant_dead,
+    shared_relu,
+    tiny_bert,
+)
 
-FAST = AnalysisOptions(n_steps=8, max_importance_samples=64, conductance=False,
-                       sparsities=(0.0, 0.5), methods=("integrated_gradients", "saliency", "feature_ablation"))
+FAST = AnalysisOptions(
+    n_steps=8,
+    max_importance_samples=64,
+    conductance=False,
+    sparsities=(0.0, 0.5),
+    methods=("integrated_gradients", "saliency", "feature_ablation"),
+)
 
 
 def _round_trip(analysis: Analysis, tmp_path) -> Analysis:
@@ -62,8 +75,9 @@ def test_a_torch_dataset_and_a_list_of_batches_give_the_same_analysis_as_a_datal
     options = AnalysisOptions(sections=("activations", "pruning"), sparsities=(0.0, 0.3))
     from_loader = inspector.analyze(model, DataLoader(TensorDataset(images, labels), batch_size=50), options=options)
     from_dataset = inspector.analyze(model, TensorDataset(images, labels), options=options)
-    from_list = inspector.analyze(model, [(images[i:i + 70], labels[i:i + 70]) for i in range(0, 200, 70)],
-                                  options=options)
+    from_list = inspector.analyze(
+        model, [(images[i : i + 70], labels[i : i + 70]) for i in range(0, 200, 70)], options=options
+    )
     for other in (from_dataset, from_list):
         assert other.data.metric == from_loader.data.metric and other.data.n_samples == 200
         for a, b in zip(other.activations, from_loader.activations):

@@ -21,8 +21,13 @@ from tests.helpers import tiny_splits
 @pytest.fixture(scope="module")
 def trained():
     splits = tiny_splits()
-    result = train(MLPConfig(6, (10, 8), 3, batch_norm=True, dropout=0.1), splits,
-                   TrainConfig(epochs=6, snapshot_every=3, patience=None), device="cpu", progress=False)
+    result = train(
+        MLPConfig(6, (10, 8), 3, batch_norm=True, dropout=0.1),
+        splits,
+        TrainConfig(epochs=6, snapshot_every=3, patience=None),
+        device="cpu",
+        progress=False,
+    )
     return splits, checkpoint_from_training(result, splits.dataset, splits.standardizer, SplitSpec())
 
 
@@ -176,11 +181,14 @@ def test_truncated_safetensors_gives_clear_error(tmp_path, trained):
         load(tmp_path / "hdr.safetensors")
 
 
-@pytest.mark.parametrize("content,match", [
-    (None, "no such file"),
-    (b"", "the file is empty"),
-    (b"just some text\n", "unknown checkpoint format"),
-])
+@pytest.mark.parametrize(
+    "content,match",
+    [
+        (None, "no such file"),
+        (b"", "the file is empty"),
+        (b"just some text\n", "unknown checkpoint format"),
+    ],
+)
 def test_bad_files_are_named(tmp_path, content, match):
     path = tmp_path / "bad.pt"
     if content is not None:
@@ -202,8 +210,15 @@ def test_tensor_instead_of_state_dict(tmp_path):
 
 
 def test_unchained_state_dict_is_a_clear_error(tmp_path):
-    torch.save({"a.weight": torch.zeros(8, 4), "a.bias": torch.zeros(8),
-                "b.weight": torch.zeros(2, 5), "b.bias": torch.zeros(2)}, tmp_path / "u.pt")
+    torch.save(
+        {
+            "a.weight": torch.zeros(8, 4),
+            "a.bias": torch.zeros(8),
+            "b.weight": torch.zeros(2, 5),
+            "b.bias": torch.zeros(2),
+        },
+        tmp_path / "u.pt",
+    )
     with pytest.raises(InspectorError, match="u.pt: the linear layers' shapes don't chain"):
         load(tmp_path / "u.pt")
 
@@ -228,12 +243,14 @@ def _entry_edit(field: str, value):
         header, data = split_safetensors(foreign_safetensors())
         header["fc.weight"][field] = value
         return safetensors_bytes(header, data)
+
     return build
 
 
 def _own_st_edit(key: str, value):
     def build(folder: Path) -> bytes:
         return edit_own_safetensors(own_file(folder / "src", ".safetensors").read_bytes(), key, value)
+
     return build
 
 
@@ -248,6 +265,7 @@ def _own_config_edit(**changes):
             else:
                 config[key] = value
         return edit_own_safetensors(blob, "config", config)
+
     return build
 
 
@@ -258,6 +276,7 @@ def _own_pt_edit(edit):
         edit(payload)
         torch.save(payload, folder / "src" / "edited.pt")
         return (folder / "src" / "edited.pt").read_bytes()
+
     return build
 
 
@@ -265,14 +284,18 @@ def _expanded(side: int, **save_kwargs):
     def build(folder: Path) -> bytes:
         torch.save({"w": torch.zeros(1).expand(side, side)}, folder / "src" / "x.pt", **save_kwargs)
         return (folder / "src" / "x.pt").read_bytes()
+
     return build
 
 
 def _storage_larger_than_record(folder: Path) -> bytes:
     torch.save({"w": torch.arange(4, dtype=torch.float32)}, folder / "src" / "ok.pt")
     # the pickle declares 2**26 elements for a storage whose zip record holds 4
-    rezip(folder / "src" / "ok.pt", folder / "src" / "big.pt",
-          lambda pkl: pkl.replace(b"K\x04tq", b"J" + struct.pack("<i", 1 << 26) + b"tq"))
+    rezip(
+        folder / "src" / "ok.pt",
+        folder / "src" / "big.pt",
+        lambda pkl: pkl.replace(b"K\x04tq", b"J" + struct.pack("<i", 1 << 26) + b"tq"),
+    )
     return (folder / "src" / "big.pt").read_bytes()
 
 
@@ -298,7 +321,9 @@ MALFORMED = {
     "null end offset": _entry_edit("data_offsets", [0, None]),
     "entry not an object": _entry_edit("shape", {"a": 1}),
     "metadata not a dict": lambda f: safetensors_bytes(
-        {**split_safetensors(foreign_safetensors())[0], "__metadata__": ["x"]}, split_safetensors(foreign_safetensors())[1]),
+        {**split_safetensors(foreign_safetensors())[0], "__metadata__": ["x"]},
+        split_safetensors(foreign_safetensors())[1],
+    ),
     "header length past the end": lambda f: struct.pack("<Q", 5000) + b"{" + b" " * 20,
     "header not JSON": lambda f: struct.pack("<Q", 4) + b"{x:1" + b"\0" * 8,
     "deeply nested header": lambda f: struct.pack("<Q", 200001) + b"{" + b"[" * 100000 + b"]" * 100000,
@@ -311,30 +336,42 @@ MALFORMED = {
     "own config with a 60000 x 60000 layer": _giant_layer_config,
     "own unknown train_config keys": _own_st_edit("train_config", {"epochs": 2, "warp_drive": True}),
     "own train_config epochs as a string": _own_st_edit("train_config", {"epochs": "2"}),
-    "own history with uneven curves": _own_st_edit("history", {"train_loss": [1.0], "val_loss": [], "train_accuracy": [],
-                                                               "val_accuracy": [], "best_epoch": 1,
-                                                               "stopped_early": False}),
+    "own history with uneven curves": _own_st_edit(
+        "history",
+        {
+            "train_loss": [1.0],
+            "val_loss": [],
+            "train_accuracy": [],
+            "val_accuracy": [],
+            "best_epoch": 1,
+            "stopped_early": False,
+        },
+    ),
     "own metrics not numbers": _own_st_edit("metrics", {"test_accuracy": "high"}),
     "own metadata not JSON": _own_st_edit("__raw__", "{not json"),
     "own format version from the future": _own_st_edit("format_version", 99),
-    "own dataset with a wrong image shape": _own_st_edit("dataset", {"name": "d", "feature_names": [], "class_names": [],
-                                                                     "image_shape": [5, 5], "split": {}}),
+    "own dataset with a wrong image shape": _own_st_edit(
+        "dataset", {"name": "d", "feature_names": [], "class_names": [], "image_shape": [5, 5], "split": {}}
+    ),
     "own safetensors snapshot epoch 'x'": lambda f: _rename_snapshot(f, "x"),
     "own .pt snapshot epoch 'x'": _own_pt_edit(lambda p: p.update(snapshots={"x": p["snapshots"][1]})),
     "own .pt without config": _own_pt_edit(lambda p: p.pop("config")),
     "own .pt input_size '64'": _own_pt_edit(lambda p: p["config"].update(input_size="64")),
     "own .pt state shapes not matching the config": _own_pt_edit(
-        lambda p: p["state_dict"].update({"fc1.weight": torch.zeros(3, 5)})),
+        lambda p: p["state_dict"].update({"fc1.weight": torch.zeros(3, 5)})
+    ),
     "own .pt snapshot missing a layer": _own_pt_edit(lambda p: p["snapshots"][1].pop("fc2.bias")),
     "own .pt preprocessing of the wrong size": _own_pt_edit(
-        lambda p: p.update(preprocessing={"mean": torch.zeros(9), "scale": torch.ones(9)})),
+        lambda p: p.update(preprocessing={"mean": torch.zeros(9), "scale": torch.ones(9)})
+    ),
     "zip .pt, 30000 x 30000 expanded view": _expanded(30000),
     "zip .pt, 100000 x 100000 expanded view": _expanded(100000),
     "legacy .pt, 30000 x 30000 expanded view": _expanded(30000, _use_new_zipfile_serialization=False),
     "zip .pt whose storage declares more than its record": _storage_larger_than_record,
     "zip .pt cut short": lambda f: foreign_pt(f / "src" / "a.pt").read_bytes()[:-30],
-    "legacy .pt cut short": lambda f: foreign_pt(f / "src" / "a.pt",
-                                                 _use_new_zipfile_serialization=False).read_bytes()[:-5],
+    "legacy .pt cut short": lambda f: foreign_pt(f / "src" / "a.pt", _use_new_zipfile_serialization=False).read_bytes()[
+        :-5
+    ],
 }
 
 
@@ -355,8 +392,11 @@ def test_malformed_checkpoint_is_one_error_line_in_every_command(tmp_path, capsy
     folder.mkdir()
     path = folder / f"bad{suffix}"
     path.write_bytes(blob)
-    for argv in (["info", str(path)], ["info", "--json", str(path)],
-                 ["analyze", str(path), "--out", str(folder / "out")]):
+    for argv in (
+        ["info", str(path)],
+        ["info", "--json", str(path)],
+        ["analyze", str(path), "--out", str(folder / "out")],
+    ):
         assert main(argv) == 1, argv
         captured = capsys.readouterr()
         lines = captured.err.splitlines()
@@ -413,7 +453,7 @@ def _edited_pt(tmp_path, ckpt, edit):
     return path
 
 
-@pytest.mark.parametrize("seed", [2 ** 70, -1, 2 ** 32])
+@pytest.mark.parametrize("seed", [2**70, -1, 2**32])
 def test_stored_split_seed_outside_the_splitters_range_is_refused(tmp_path, trained, seed):
     path = _edited_pt(tmp_path, trained[1], lambda p: p["dataset"]["split"].update(seed=seed))
     with pytest.raises(InspectorError, match=r"m\.pt: dataset split: seed must be an integer from 0 to"):
@@ -426,12 +466,15 @@ def test_stored_zero_test_fraction_is_refused_at_load(tmp_path, trained):
         load(path)
 
 
-@pytest.mark.parametrize("field,value,message", [
-    ("mean", float("nan"), "standardizer mean must be finite"),
-    ("scale", 0.0, "standardizer scale must be finite and > 0"),
-    ("scale", -1.0, "standardizer scale must be finite and > 0"),
-    ("scale", float("nan"), "standardizer scale must be finite and > 0"),
-])
+@pytest.mark.parametrize(
+    "field,value,message",
+    [
+        ("mean", float("nan"), "standardizer mean must be finite"),
+        ("scale", 0.0, "standardizer scale must be finite and > 0"),
+        ("scale", -1.0, "standardizer scale must be finite and > 0"),
+        ("scale", float("nan"), "standardizer scale must be finite and > 0"),
+    ],
+)
 def test_corrupt_stored_standardizer_is_refused_naming_file_and_field(tmp_path, trained, field, value, message):
     def edit(payload):
         payload["preprocessing"][field][2] = value

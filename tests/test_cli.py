@@ -15,8 +15,7 @@ from inspector.cli import main
 
 def test_train_then_info(tmp_path, capsys):
     out = tmp_path / "s.pt"
-    assert main(["train", "--dataset", "synthetic", "--hidden", "16", "--epochs", "3",
-                 "--out", str(out), "-q"]) == 0
+    assert main(["train", "--dataset", "synthetic", "--hidden", "16", "--epochs", "3", "--out", str(out), "-q"]) == 0
     printed = capsys.readouterr().out
     assert "test accuracy" in printed and f"saved {out}" in printed
     assert main(["info", str(out)]) == 0
@@ -39,8 +38,27 @@ def test_train_refuses_to_overwrite_before_training(tmp_path, capsys):
 
 def test_train_safetensors_with_snapshots(tmp_path, capsys):
     out = tmp_path / "s.safetensors"
-    assert main(["train", "--dataset", "synthetic", "--hidden", "8", "--epochs", "4", "--patience", "0",
-                 "--snapshot-every", "2", "--out", str(out), "-q"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                "synthetic",
+                "--hidden",
+                "8",
+                "--epochs",
+                "4",
+                "--patience",
+                "0",
+                "--snapshot-every",
+                "2",
+                "--out",
+                str(out),
+                "-q",
+            ]
+        )
+        == 0
+    )
     assert sorted(load(out).snapshots) == [2, 4]
 
 
@@ -48,25 +66,59 @@ def test_train_from_csv(tmp_path, capsys):
     rows = ["a,b,label"] + [f"{i % 7},{(i * 3) % 5},{int(i % 7 > 3)}" for i in range(60)]
     (tmp_path / "d.csv").write_text("\n".join(rows) + "\n")
     out = tmp_path / "csv.pt"
-    assert main(["train", "--dataset", str(tmp_path / "d.csv"), "--label-column", "label",
-                 "--epochs", "2", "--out", str(out), "-q"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                str(tmp_path / "d.csv"),
+                "--label-column",
+                "label",
+                "--epochs",
+                "2",
+                "--out",
+                str(out),
+                "-q",
+            ]
+        )
+        == 0
+    )
     assert load(out).dataset.feature_names == ("a", "b")
 
 
-@pytest.mark.parametrize("label", [
-    lambda i, y: f"{y:.4f}",  # continuous: refused while reading the labels
-    lambda i, y: str(round(1000 * y)),  # continuous written as whole numbers: 296 "classes" in 300 rows
-])
+@pytest.mark.parametrize(
+    "label",
+    [
+        lambda i, y: f"{y:.4f}",  # continuous: refused while reading the labels
+        lambda i, y: str(round(1000 * y)),  # continuous written as whole numbers: 296 "classes" in 300 rows
+    ],
+)
 def test_train_refuses_a_continuous_label_column_and_says_how_to_analyse_a_regression_model(tmp_path, capsys, label):
     rng = torch.Generator().manual_seed(0)
     X = torch.randn(300, 3, generator=rng)
     y = 3 * X[:, 1] - 2 * X[:, 2]
-    rows = ["a,b,c,target"] + [f"{r[0]:.4f},{r[1]:.4f},{r[2]:.4f},{label(i, float(t))}" for i, (r, t) in
-                                enumerate(zip(X.tolist(), y.tolist()))]
+    rows = ["a,b,c,target"] + [
+        f"{r[0]:.4f},{r[1]:.4f},{r[2]:.4f},{label(i, float(t))}" for i, (r, t) in enumerate(zip(X.tolist(), y.tolist()))
+    ]
     (tmp_path / "reg.csv").write_text("\n".join(rows) + "\n")
     out = tmp_path / "reg.pt"
-    assert main(["train", "--dataset", str(tmp_path / "reg.csv"), "--label-column", "target", "--epochs", "1",
-                 "--out", str(out), "-q"]) == 1
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                str(tmp_path / "reg.csv"),
+                "--label-column",
+                "target",
+                "--epochs",
+                "1",
+                "--out",
+                str(out),
+                "-q",
+            ]
+        )
+        == 1
+    )
     captured = capsys.readouterr()
     err = captured.err.strip()
     assert err.count("\n") == 0 and "Traceback" not in err and captured.out == ""
@@ -82,11 +134,14 @@ def test_version(capsys):
     assert capsys.readouterr().out.strip() == f"dense-inspector {__version__}"
 
 
-@pytest.mark.parametrize("make,match", [
-    (lambda p: None, "no such file"),
-    (lambda p: p.write_bytes(b"\x00" * 40), "unknown checkpoint format"),
-    (lambda p: torch.save(nn.Sequential(nn.Linear(2, 2)), p), "--trust-pickle"),
-])
+@pytest.mark.parametrize(
+    "make,match",
+    [
+        (lambda p: None, "no such file"),
+        (lambda p: p.write_bytes(b"\x00" * 40), "unknown checkpoint format"),
+        (lambda p: torch.save(nn.Sequential(nn.Linear(2, 2)), p), "--trust-pickle"),
+    ],
+)
 def test_info_bad_input_is_one_line_and_exit_1(tmp_path, capsys, make, match):
     path = tmp_path / "x.pt"
     make(path)
@@ -107,8 +162,9 @@ def test_nan_weights_are_analyze_findings_and_info_stays_header_only(tmp_path, c
 
 
 def test_console_script_has_no_traceback_on_user_error(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "inspector", "info", str(tmp_path / "missing.pt")],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "inspector", "info", str(tmp_path / "missing.pt")], capture_output=True, text=True
+    )
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip() == f"inspector: error: {tmp_path / 'missing.pt'}: no such file; check the path"
@@ -127,8 +183,15 @@ def small_checkpoint(tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("argv", [["--version"], ["info", "{ckpt}", "--json"], ["info", "{ckpt}"],
-                                  ["analyze", "{ckpt}", "--out", "{tmp}/an", "--sections", "parameters"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--version"],
+        ["info", "{ckpt}", "--json"],
+        ["info", "{ckpt}"],
+        ["analyze", "{ckpt}", "--out", "{tmp}/an", "--sections", "parameters"],
+    ],
+)
 def test_closed_stdout_pipe_ends_quietly(small_checkpoint, tmp_path, monkeypatch, capsys, argv):
     import os
 
@@ -150,14 +213,26 @@ def test_console_script_piped_into_a_closed_reader_prints_no_traceback(small_che
 
     read_end, write_end = os.pipe()
     os.close(read_end)
-    proc = subprocess.run([sys.executable, "-m", "inspector", "info", str(small_checkpoint), "--json"],
-                          stdout=write_end, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "inspector", "info", str(small_checkpoint), "--json"],
+        stdout=write_end,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     os.close(write_end)
     assert proc.stderr == "" and proc.returncode == 0
 
 
-@pytest.mark.parametrize("argv", [["analyze", "", "--out", "{tmp}/a"], ["info", ""], ["report", "", "--out", "{tmp}/r.md"],
-                                  ["report", "{ckpt}", "--out", ""], ["prune", "{ckpt}", "--sparsity", "0.5", "--out", ""]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["analyze", "", "--out", "{tmp}/a"],
+        ["info", ""],
+        ["report", "", "--out", "{tmp}/r.md"],
+        ["report", "{ckpt}", "--out", ""],
+        ["prune", "{ckpt}", "--sparsity", "0.5", "--out", ""],
+    ],
+)
 def test_an_empty_path_argument_is_one_line_saying_so(small_checkpoint, tmp_path, capsys, argv):
     assert main([a.format(ckpt=small_checkpoint, tmp=tmp_path) for a in argv]) == 1
     err = capsys.readouterr().err
@@ -210,19 +285,36 @@ def test_force_refuses_fifos_and_device_nodes(small_checkpoint, tmp_path, capsys
         assert not stat.S_ISREG(os.stat(target).st_mode)
 
 
-@pytest.mark.parametrize("argv", [
-    ["train", "--seed=-1"], ["train", "--seed", str(2**32)], ["train", "--seed", "1.5"],
-    ["train", "--lr", "nan"], ["train", "--lr", "inf"], ["train", "--lr", "0"],
-    ["train", "--weight-decay", "nan"], ["train", "--weight-decay", "-0.1"], ["train", "--weight-decay", "inf"],
-    ["train", "--dropout", "1"], ["train", "--dropout", "nan"], ["train", "--dropout", "-0.1"],
-    ["train", "--epochs", "0"], ["train", "--batch-size", "0"], ["train", "--patience", "-1"],
-    ["train", "--snapshot-every", "0"], ["train", "--val-fraction", "0"], ["train", "--test-fraction", "1"],
-    ["train", "--val-fraction", "nan"],
-    ["analyze", "m.pt", "--out", "d", "--steps", "0"], ["analyze", "m.pt", "--out", "d", "--nearly-dead", "nan"],
-    ["analyze", "m.pt", "--out", "d", "--finetune-epochs", "-1"],
-    ["prune", "m.pt", "--out", "p.pt", "--sparsity", "nan"], ["prune", "m.pt", "--out", "p.pt", "--sparsity", "1"],
-    ["prune", "m.pt", "--out", "p.pt", "--sparsity", "0.5", "--finetune-epochs", "-2"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "--seed=-1"],
+        ["train", "--seed", str(2**32)],
+        ["train", "--seed", "1.5"],
+        ["train", "--lr", "nan"],
+        ["train", "--lr", "inf"],
+        ["train", "--lr", "0"],
+        ["train", "--weight-decay", "nan"],
+        ["train", "--weight-decay", "-0.1"],
+        ["train", "--weight-decay", "inf"],
+        ["train", "--dropout", "1"],
+        ["train", "--dropout", "nan"],
+        ["train", "--dropout", "-0.1"],
+        ["train", "--epochs", "0"],
+        ["train", "--batch-size", "0"],
+        ["train", "--patience", "-1"],
+        ["train", "--snapshot-every", "0"],
+        ["train", "--val-fraction", "0"],
+        ["train", "--test-fraction", "1"],
+        ["train", "--val-fraction", "nan"],
+        ["analyze", "m.pt", "--out", "d", "--steps", "0"],
+        ["analyze", "m.pt", "--out", "d", "--nearly-dead", "nan"],
+        ["analyze", "m.pt", "--out", "d", "--finetune-epochs", "-1"],
+        ["prune", "m.pt", "--out", "p.pt", "--sparsity", "nan"],
+        ["prune", "m.pt", "--out", "p.pt", "--sparsity", "1"],
+        ["prune", "m.pt", "--out", "p.pt", "--sparsity", "0.5", "--finetune-epochs", "-2"],
+    ],
+)
 def test_out_of_range_numeric_options_are_usage_errors_naming_the_option(argv, capsys):
     with pytest.raises(SystemExit) as info:
         main(argv)
@@ -236,8 +328,25 @@ def test_out_of_range_numeric_options_are_usage_errors_naming_the_option(argv, c
 def test_train_accepts_the_largest_seed(tmp_path, capsys):
     # sklearn takes seeds below 2**32; the split's second draw used seed + 1, which overflowed
     out = tmp_path / "s.pt"
-    assert main(["train", "--dataset", "synthetic", "--hidden", "4", "--epochs", "1", "--seed", str(2**32 - 1),
-                 "--out", str(out), "-q"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                "synthetic",
+                "--hidden",
+                "4",
+                "--epochs",
+                "1",
+                "--seed",
+                str(2**32 - 1),
+                "--out",
+                str(out),
+                "-q",
+            ]
+        )
+        == 0
+    )
     assert load(out).train_config.seed == 2**32 - 1
 
 
@@ -245,16 +354,18 @@ def test_train_refuses_a_model_larger_than_memory_in_one_line(tmp_path, capsys, 
     # 64 -> 10**8 -> 10 on digits: 10**8 x 65 + 10 x (10**8 + 1) parameters, x 16 bytes = 111.8 GiB to train
     monkeypatch.setattr("inspector.training.physical_memory_bytes", lambda: 64 * 2**30)  # any machine: 64 GiB
     out = tmp_path / "big.pt"
-    assert main(["train", "--dataset", "digits", "--hidden", "100000000", "--epochs", "1", "--out", str(out),
-                 "-q"]) == 1
+    assert (
+        main(["train", "--dataset", "digits", "--hidden", "100000000", "--epochs", "1", "--out", str(out), "-q"]) == 1
+    )
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and "7,500,000,010 parameters" in err and "111.8 GiB" in err
     assert not out.exists()
 
 
 def test_narrowed_sections_say_the_data_sections_were_not_requested(small_checkpoint, tmp_path, capsys):
-    assert main(["analyze", str(small_checkpoint), "--out", str(tmp_path / "an"),
-                 "--sections", "parameters,weights"]) == 0
+    assert (
+        main(["analyze", str(small_checkpoint), "--out", str(tmp_path / "an"), "--sections", "parameters,weights"]) == 0
+    )
     printed = capsys.readouterr().out
     assert "no evaluation data" not in printed
     assert "were not requested" in printed and "evaluated on" in printed

@@ -155,10 +155,12 @@ def _planted_model(in_features: int, hidden: int, seed: int) -> tuple[nn.Module,
     target = 1.0 + 0.01 * np.random.default_rng(seed).permutation(hidden)
     with torch.no_grad():
         w = model.fc1.weight
-        w.mul_(torch.as_tensor(target / np.linalg.norm(w.numpy().astype(np.float64), axis=1),
-                               dtype=torch.float32)[:, None])
-    np.testing.assert_allclose(np.linalg.norm(model.fc1.weight.detach().numpy().astype(np.float64), axis=1), target,
-                               rtol=1e-5)
+        w.mul_(
+            torch.as_tensor(target / np.linalg.norm(w.numpy().astype(np.float64), axis=1), dtype=torch.float32)[:, None]
+        )
+    np.testing.assert_allclose(
+        np.linalg.norm(model.fc1.weight.detach().numpy().astype(np.float64), axis=1), target, rtol=1e-5
+    )
     return model, target
 
 
@@ -234,14 +236,18 @@ def test_zoom_callback_on_a_sorted_view_answers_the_ranks(pooled_planted):
     model, analysis, order = pooled_planted
     app = create_app(analysis, model=model)
     relayout = {"yaxis.range[0]": 10, "yaxis.range[1]": 19, "xaxis.range[0]": 0, "xaxis.range[1]": 39}
-    body = {"output": "..weights-heatmap.figure...weights-note.children..",
-            "outputs": [{"id": ids.WEIGHT_HEATMAP, "property": "figure"},
-                        {"id": ids.WEIGHT_NOTE, "property": "children"}],
-            "inputs": [{"id": ids.WEIGHT_LAYER, "property": "value", "value": "fc1"},
-                       {"id": ids.WEIGHT_SORT, "property": "value", "value": ["sort"]},
-                       {"id": ids.WEIGHT_MODE, "property": "value", "value": "abs"},
-                       {"id": ids.WEIGHT_HEATMAP, "property": "relayoutData", "value": relayout}],
-            "changedPropIds": [f"{ids.WEIGHT_HEATMAP}.relayoutData"], "state": []}
+    body = {
+        "output": "..weights-heatmap.figure...weights-note.children..",
+        "outputs": [{"id": ids.WEIGHT_HEATMAP, "property": "figure"}, {"id": ids.WEIGHT_NOTE, "property": "children"}],
+        "inputs": [
+            {"id": ids.WEIGHT_LAYER, "property": "value", "value": "fc1"},
+            {"id": ids.WEIGHT_SORT, "property": "value", "value": ["sort"]},
+            {"id": ids.WEIGHT_MODE, "property": "value", "value": "abs"},
+            {"id": ids.WEIGHT_HEATMAP, "property": "relayoutData", "value": relayout},
+        ],
+        "changedPropIds": [f"{ids.WEIGHT_HEATMAP}.relayoutData"],
+        "state": [],
+    }
     reply = app.server.test_client().post("/_dash-update-component", json=body).get_json()["response"]
     assert reply[ids.WEIGHT_NOTE]["children"].startswith("Neurons ranked 10-19 by norm")
     custom = reply[ids.WEIGHT_HEATMAP]["figure"]["data"][0]["customdata"]

@@ -99,8 +99,8 @@ def test_clicking_a_neuron_fills_the_neuron_view(started):
     _open_tab(started, "Weights")
     plot = started.wait_for_element(f"#{ids.WEIGHT_HEATMAP} .nsewdrag", timeout=10)
     # click a quarter of the way down the plot: some neuron of fc1 other than 0
-    ActionChains(started.driver).move_to_element(plot).move_by_offset(
-        0, -plot.size["height"] // 4).click().perform()
+    ActionChains(started.driver).move_to_element(plot).move_by_offset(0, -plot.size["height"] // 4).click().perform()
+
     # the tab opens showing its previous neuron (0) until the click's neuron arrives: wait for that one
     def clicked_neuron_shown() -> bool:
         try:

@@ -69,16 +69,20 @@ def _body(app, first_output: str, *values: object, changed: int = 0) -> dict:
     names = names[2:-2].split("...") if names.startswith("..") else [names]
     outputs = [dict(zip(("id", "property"), n.rsplit(".", 1))) for n in names]
     items = [dict(s, value=v) for s, v in zip(spec["inputs"] + spec["state"], values, strict=True)]
-    inputs, state = items[:len(spec["inputs"])], items[len(spec["inputs"]):]
+    inputs, state = items[: len(spec["inputs"])], items[len(spec["inputs"]) :]
     trigger = spec["inputs"][changed]
-    return {"output": key, "outputs": outputs if key.startswith("..") else outputs[0], "inputs": inputs,
-            "state": state, "changedPropIds": [f"{trigger['id']}.{trigger['property']}"]}
+    return {
+        "output": key,
+        "outputs": outputs if key.startswith("..") else outputs[0],
+        "inputs": inputs,
+        "state": state,
+        "changedPropIds": [f"{trigger['id']}.{trigger['property']}"],
+    }
 
 
 def _post(app, body: dict | str | bytes, host: str = "127.0.0.1:8050"):
     data = body if isinstance(body, (str, bytes)) else json.dumps(body)
-    return app.server.test_client().post(UPDATE, data=data, content_type="application/json",
-                                         headers={"Host": host})
+    return app.server.test_client().post(UPDATE, data=data, content_type="application/json", headers={"Host": host})
 
 
 def _no_tracebacks(caplog) -> None:
@@ -89,12 +93,27 @@ def _no_tracebacks(caplog) -> None:
 # --------------------------------------------------------------------------- Host header
 
 
-@pytest.mark.parametrize(("header", "name"), [
-    ("localhost", "localhost"), ("localhost:8050", "localhost"), ("127.0.0.1:80", "127.0.0.1"),
-    ("[::1]:8050", "::1"), ("[::1]", "::1"), ("Box.LAN.", "box.lan"),
-    ("", None), (None, None), ("::1", None), ("[::1", None), ("[::1]x", None), ("a:b", None),
-    ("a:80:80", None), ("evil.example/x", None), ("a b", None), ("localhost:123456", None),
-])
+@pytest.mark.parametrize(
+    ("header", "name"),
+    [
+        ("localhost", "localhost"),
+        ("localhost:8050", "localhost"),
+        ("127.0.0.1:80", "127.0.0.1"),
+        ("[::1]:8050", "::1"),
+        ("[::1]", "::1"),
+        ("Box.LAN.", "box.lan"),
+        ("", None),
+        (None, None),
+        ("::1", None),
+        ("[::1", None),
+        ("[::1]x", None),
+        ("a:b", None),
+        ("a:80:80", None),
+        ("evil.example/x", None),
+        ("a b", None),
+        ("localhost:123456", None),
+    ],
+)
 def test_host_header_is_parsed_to_its_name(header, name):
     assert host_name(header) == name
 
@@ -103,8 +122,15 @@ def test_loopback_names_are_answered_and_others_refused_with_421(app, caplog):
     client = app.server.test_client()
     for host in ("127.0.0.1:8050", "localhost:8050", "localhost", "[::1]:9000", "LOCALHOST:1"):
         assert client.get("/", headers={"Host": host}).status_code == 200, host
-    for host in ("evil.example", "evil.example:8050", "127.0.0.1.nip.io:8050", "localhost.evil.example",
-                 "[::2]:8050", "", "a b"):
+    for host in (
+        "evil.example",
+        "evil.example:8050",
+        "127.0.0.1.nip.io:8050",
+        "localhost.evil.example",
+        "[::2]:8050",
+        "",
+        "a b",
+    ):
         response = client.get("/", headers={"Host": host})
         assert response.status_code == 421, host
         assert b"not allowed" in response.data and len(response.data.splitlines()) == 1
@@ -171,21 +197,44 @@ def test_request_bodies_over_the_cap_get_413_and_cost_nothing(app, caplog):
     _no_tracebacks(caplog)
 
 
-@pytest.mark.parametrize("body", [
-    "not json", "[1, 2]", "null", json.dumps({"output": "weights-heatmap.figure"}),
-    json.dumps({"output": ["x"]}),
-    json.dumps({"output": "activations-projection.figure", "outputs": {"id": "activations-projection",
-                                                                        "property": "figure"}}),
-    json.dumps({"output": "activations-projection.figure", "outputs": {"id": "x", "property": "figure"},
-                "inputs": [{"id": "activations-layer", "property": "value", "value": "fc1"}]}),
-    json.dumps({"output": "activations-projection.figure", "outputs": {"id": "activations-projection",
-                                                                        "property": "figure"},
-                "inputs": [{"id": "dead-layer", "property": "value", "value": "fc1"}]}),
-    json.dumps({"output": "activations-projection.figure", "outputs": {"id": "activations-projection",
-                                                                        "property": "figure"},
+@pytest.mark.parametrize(
+    "body",
+    [
+        "not json",
+        "[1, 2]",
+        "null",
+        json.dumps({"output": "weights-heatmap.figure"}),
+        json.dumps({"output": ["x"]}),
+        json.dumps(
+            {
+                "output": "activations-projection.figure",
+                "outputs": {"id": "activations-projection", "property": "figure"},
+            }
+        ),
+        json.dumps(
+            {
+                "output": "activations-projection.figure",
+                "outputs": {"id": "x", "property": "figure"},
                 "inputs": [{"id": "activations-layer", "property": "value", "value": "fc1"}],
-                "changedPropIds": [3]}),
-])
+            }
+        ),
+        json.dumps(
+            {
+                "output": "activations-projection.figure",
+                "outputs": {"id": "activations-projection", "property": "figure"},
+                "inputs": [{"id": "dead-layer", "property": "value", "value": "fc1"}],
+            }
+        ),
+        json.dumps(
+            {
+                "output": "activations-projection.figure",
+                "outputs": {"id": "activations-projection", "property": "figure"},
+                "inputs": [{"id": "activations-layer", "property": "value", "value": "fc1"}],
+                "changedPropIds": [3],
+            }
+        ),
+    ],
+)
 def test_requests_that_name_no_callback_get_400(app, body, caplog):
     response = _post(app, body)
     assert response.status_code == 400
@@ -266,7 +315,7 @@ def test_malformed_callback_values_answer_no_update_without_a_traceback(app, cap
 def test_a_click_at_an_overflowing_y_in_raw_json_is_a_no_update(app, caplog):
     body = json.dumps(_body(app, f"{ids.NEURON_LAYER}.value", {"points": [{"x": 1, "y": 0}]}, "fc1", []))
     body = body.replace('"y": 0', '"y": 1e309')  # json.loads reads it as inf
-    assert '1e309' in body
+    assert "1e309" in body
     assert _post(app, body).status_code == 204
     body = json.dumps(_body(app, f"{ids.SAMPLE_FIG}.figure", "saliency", 0), allow_nan=True)
     assert _post(app, body.replace('"value": 0}', '"value": NaN}')).status_code == 204
@@ -301,8 +350,9 @@ def test_valid_callback_values_are_answered(app, caplog, output, values, changed
 
 
 def test_a_table_click_answers_the_neuron_of_the_clicked_row(app):
-    response = _post(app, _body(app, f"{ids.NEURON_INDEX}.value", {"row": 1, "column": 0},
-                                [{"neuron": 4}, {"neuron": 2}]))
+    response = _post(
+        app, _body(app, f"{ids.NEURON_INDEX}.value", {"row": 1, "column": 0}, [{"neuron": 4}, {"neuron": 2}])
+    )
     assert response.get_json()["response"][ids.NEURON_INDEX]["value"] == 2
 
 
@@ -310,7 +360,10 @@ def test_distinct_hostile_strings_add_no_memo_entries(app):
     before = (len(app.state.views), app.state.views.bytes)
     for k in range(150):
         _post(app, _body(app, f"{ids.NEURON_TITLE}.children", f"fc1-{k}-" + "y" * 4000, 3))
-        _post(app, _body(app, f"{ids.SAMPLE_FIG}.figure", "saliency", f"{k}"), )
+        _post(
+            app,
+            _body(app, f"{ids.SAMPLE_FIG}.figure", "saliency", f"{k}"),
+        )
     assert (len(app.state.views), app.state.views.bytes) == before
 
 
@@ -333,7 +386,7 @@ def test_cache_stays_under_its_byte_budget_and_drops_the_oldest():
 def test_cache_counts_entries_too():
     cache = BoundedCache(max_entries=3, max_bytes=1 << 30)
     for k in range(10):
-        cache.get_or_compute(k, lambda: k)
+        cache.get_or_compute(k, lambda k=k: k)
     assert len(cache) == 3
 
 

@@ -3,8 +3,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from inspector.data import (SplitSpec, Standardizer, load_csv, load_dataset, load_digits, load_npz, make_synthetic,
-                            split_dataset)
+from inspector.data import (
+    SplitSpec,
+    Standardizer,
+    load_csv,
+    load_dataset,
+    load_digits,
+    load_npz,
+    make_synthetic,
+    split_dataset,
+)
 from inspector.errors import InspectorError
 
 
@@ -153,16 +161,19 @@ def test_numeric_labels_sort_by_value_and_merge_spellings_of_one_number(tmp_path
     np.testing.assert_array_equal(ds.y, [2, 1, 0, 0, 0])
 
 
-@pytest.mark.parametrize("y,names,codes", [
-    (np.array([1000, 2000, 2000]), ("1000", "2000"), [0, 1, 1]),
-    (np.array([2000.0, 1000.0, 2000.0]), ("1000", "2000"), [1, 0, 1]),
-    (np.array([1.0, 0.0, -0.0]), ("0", "1"), [1, 0, 0]),
-    (np.array([-3, 5, -3], dtype=np.int8), ("-3", "5"), [0, 1, 0]),
-    (np.array(["10", "9", "10"]), ("9", "10"), [1, 0, 1]),
-    (np.array(["dog", "cat", "dog"]), ("cat", "dog"), [1, 0, 1]),
-    (np.array([b"dog", b"cat", b"dog"]), ("cat", "dog"), [1, 0, 1]),
-    (np.array([True, False, True]), ("False", "True"), [1, 0, 1]),
-])
+@pytest.mark.parametrize(
+    "y,names,codes",
+    [
+        (np.array([1000, 2000, 2000]), ("1000", "2000"), [0, 1, 1]),
+        (np.array([2000.0, 1000.0, 2000.0]), ("1000", "2000"), [1, 0, 1]),
+        (np.array([1.0, 0.0, -0.0]), ("0", "1"), [1, 0, 0]),
+        (np.array([-3, 5, -3], dtype=np.int8), ("-3", "5"), [0, 1, 0]),
+        (np.array(["10", "9", "10"]), ("9", "10"), [1, 0, 1]),
+        (np.array(["dog", "cat", "dog"]), ("cat", "dog"), [1, 0, 1]),
+        (np.array([b"dog", b"cat", b"dog"]), ("cat", "dog"), [1, 0, 1]),
+        (np.array([True, False, True]), ("False", "True"), [1, 0, 1]),
+    ],
+)
 def test_npz_labels_are_encoded_as_their_sorted_distinct_values(tmp_path, y, names, codes):
     np.savez(tmp_path / "d.npz", X=np.arange(6.0).reshape(3, 2), y=y)
     ds = load_npz(tmp_path / "d.npz")
@@ -251,10 +262,14 @@ def _npz_with_x_header(path, header: dict, data: bytes) -> None:
 
 def test_npz_declaring_a_huge_shape_is_refused_before_allocating(tmp_path):
     # 10^6 x 10^6 float64 is 8 TB: allocating first raised MemoryError (or swapped)
-    _npz_with_x_header(tmp_path / "d.npz", {"descr": "<f8", "fortran_order": False, "shape": (10**6, 10**6)},
-                       b"\0" * 32)
-    with pytest.raises(InspectorError, match=r"'X' declares shape \(1000000, 1000000\) "
-                                             r"\(8,000,000,000,000 bytes\) but holds only 32 bytes"):
+    _npz_with_x_header(
+        tmp_path / "d.npz", {"descr": "<f8", "fortran_order": False, "shape": (10**6, 10**6)}, b"\0" * 32
+    )
+    with pytest.raises(
+        InspectorError,
+        match=r"'X' declares shape \(1000000, 1000000\) "
+        r"\(8,000,000,000,000 bytes\) but holds only 32 bytes",
+    ):
         load_npz(tmp_path / "d.npz")
 
 
@@ -273,9 +288,9 @@ def test_npz_member_larger_than_its_compressed_bytes_allow_is_refused(tmp_path):
         info = zf.getinfo("X.npy")
     # the central directory's uncompressed size of X.npy (offset 24 in its entry), now 4 GB
     entry = data.index(b"PK\x01\x02")
-    while data[entry + 46:entry + 51] != b"X.npy":
+    while data[entry + 46 : entry + 51] != b"X.npy":
         entry = data.index(b"PK\x01\x02", entry + 4)
-    data[entry + 24:entry + 28] = (0xFFFFFFF0).to_bytes(4, "little")
+    data[entry + 24 : entry + 28] = (0xFFFFFFF0).to_bytes(4, "little")
     (tmp_path / "d.npz").write_bytes(bytes(data))
     assert info.compress_size * 1032 < 0xFFFFFFF0
     with pytest.raises(InspectorError, match="'X' declares more bytes than the file holds"):
@@ -292,10 +307,14 @@ NPZ_ERRORS = [
     (dict(X=np.zeros((4, 2)), y=np.array(["a", "b", " ", "a"])), r"the label at y\[2\] is blank"),
     (dict(X=np.zeros((4, 2)), y=np.array([0, 1, 0, 1]) + 0j), r"labels must be numbers or text"),
     (dict(X=np.array([[1.0], [1e39], [0.0], [2.0]]), y=np.array([0, 1, 0, 1])), r"X\[1, 0\] is 1e\+39"),
-    (dict(X=np.zeros((4, 2)), y=np.array([0, 1, 0, 1]), feature_names=np.array(["a", "a"])),
-     r"feature 'a' appears twice"),
-    (dict(X=np.zeros((4, 2)), y=np.array([0, 1, 0, 1]), feature_names=np.array(["a"])),
-     r"feature_names has 1 entries but X has 2 columns"),
+    (
+        dict(X=np.zeros((4, 2)), y=np.array([0, 1, 0, 1]), feature_names=np.array(["a", "a"])),
+        r"feature 'a' appears twice",
+    ),
+    (
+        dict(X=np.zeros((4, 2)), y=np.array([0, 1, 0, 1]), feature_names=np.array(["a"])),
+        r"feature_names has 1 entries but X has 2 columns",
+    ),
     (dict(X=np.array([[1, None]] * 4, dtype=object), y=np.array([0, 1, 0, 1])), r"'X' holds Python objects"),
 ]
 

@@ -79,7 +79,8 @@ def _ours(added: dict[str, bytes]) -> list[str]:
 
 
 def test_analyze_into_the_checkpoints_own_folder_adds_two_files_and_force_replaces_only_them(
-        checkpoint, tmp_path, capsys):
+    checkpoint, tmp_path, capsys
+):
     proj = _project(tmp_path / "proj", checkpoint)
     before = _files(proj)
     argv = ["analyze", str(proj / "model.pt"), "--out", str(proj), "--sections", "parameters,weights"]
@@ -222,13 +223,17 @@ def _kill_at_replace(write: Callable[[], None], number: int, *, after: bool = Fa
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-@pytest.mark.parametrize("number,after,survivor", [
-    (1, False, 1),  # arrays written to a temporary, not yet renamed
-    (2, False, 1),  # arrays renamed, analysis.json not yet committed
-    (2, True, 2),  # committed; the replaced arrays file not yet deleted
-])
+@pytest.mark.parametrize(
+    "number,after,survivor",
+    [
+        (1, False, 1),  # arrays written to a temporary, not yet renamed
+        (2, False, 1),  # arrays renamed, analysis.json not yet committed
+        (2, True, 2),  # committed; the replaced arrays file not yet deleted
+    ],
+)
 def test_kill_during_an_analysis_replace_leaves_old_or_new_and_the_next_run_cleans_up(
-        checkpoint, tmp_path, number, after, survivor):
+    checkpoint, tmp_path, number, after, survivor
+):
     proj = tmp_path / "proj"
     save_result(_snap(1), proj)
     _project(proj, checkpoint)  # then the user keeps their own files beside the analysis
@@ -262,12 +267,14 @@ def test_output_under_a_file_fails_before_any_work_in_one_line(checkpoint, tmp_p
     # ENOTDIR is refused by the kernel even for root, so this runs everywhere.
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    for argv in (["train", "--dataset", "synthetic", "--epochs", "1", "--out", str(blocker / "t.pt"), "-q"],
-                 ["analyze", str(checkpoint), "--out", str(blocker / "an")],
-                 ["analyze", str(checkpoint), "--out", str(blocker)],
-                 ["report", str(checkpoint), "--out", str(blocker / "r.html")],
-                 ["report", str(checkpoint), "--format", "png", "--out", str(blocker / "figs")],
-                 ["prune", str(checkpoint), "--sparsity", "0.5", "--out", str(blocker / "p.pt")]):
+    for argv in (
+        ["train", "--dataset", "synthetic", "--epochs", "1", "--out", str(blocker / "t.pt"), "-q"],
+        ["analyze", str(checkpoint), "--out", str(blocker / "an")],
+        ["analyze", str(checkpoint), "--out", str(blocker)],
+        ["report", str(checkpoint), "--out", str(blocker / "r.html")],
+        ["report", str(checkpoint), "--format", "png", "--out", str(blocker / "figs")],
+        ["prune", str(checkpoint), "--sparsity", "0.5", "--out", str(blocker / "p.pt")],
+    ):
         assert main(argv) == 1, argv
         out, err = capsys.readouterr()
         assert out == "" and err.count("\n") == 1 and str(blocker) in err, (argv, err)
@@ -335,17 +342,27 @@ def test_permission_errors_are_one_line_naming_the_path_and_come_before_any_work
             "info-input": (["info", "secret.pt"], "secret.pt"),
             "analyze-input": (["analyze", "secret.pt", "--out", "w/a1"], "secret.pt"),
             "report-input": (["report", "secret-an", "--out", "w/r.md"], "secret-an"),
-            "data-input": (["analyze", "model.pt", "--data", "secret.csv", "--label-column", "label",
-                                        "--out", "w/a2"], "secret.csv"),
-            "train-input": (["train", "--dataset", "secret.csv", "--label-column", "label",
-                                      "--out", "w/t.pt", "-q"], "secret.csv"),
+            "data-input": (
+                ["analyze", "model.pt", "--data", "secret.csv", "--label-column", "label", "--out", "w/a2"],
+                "secret.csv",
+            ),
+            "train-input": (
+                ["train", "--dataset", "secret.csv", "--label-column", "label", "--out", "w/t.pt", "-q"],
+                "secret.csv",
+            ),
         }
         env = {**os.environ, "HOME": str(base / "w"), "PYTHONPATH": str(REPO)}
-        proc = subprocess.run([*prefix, sys.executable, "-c", _SCRIPT, json.dumps({k: v[0] for k, v in cases.items()})],
-                              cwd=base, env=env, capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(
+            [*prefix, sys.executable, "-c", _SCRIPT, json.dumps({k: v[0] for k, v in cases.items()})],
+            cwd=base,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert proc.returncode == 0, proc.stderr
         results = json.loads(proc.stdout.strip().splitlines()[-1])
-        for name, (argv, culprit) in cases.items():
+        for name, (_argv, culprit) in cases.items():
             status, out, err = results[name]
             assert status == 1, (name, status, err)
             assert err.startswith("inspector: error: ") and err.count("\n") == 1, (name, err)

@@ -18,10 +18,12 @@ def _history(val_loss, train_loss=None, best_epoch=None, stopped=False, train_ac
     train_loss = np.linspace(1.0, 0.1, n) if train_loss is None else np.asarray(train_loss, float)
     finite = np.where(np.isfinite(val_loss), val_loss, np.inf)
     return History(
-        train_loss=train_loss, val_loss=val_loss,
+        train_loss=train_loss,
+        val_loss=val_loss,
         train_accuracy=np.linspace(0.5, 1.0, n) if train_accuracy is None else np.asarray(train_accuracy, float),
         val_accuracy=np.linspace(0.5, 0.9, n),
-        best_epoch=best_epoch or int(np.argmin(finite)) + 1, stopped_early=stopped,
+        best_epoch=best_epoch or int(np.argmin(finite)) + 1,
+        stopped_early=stopped,
     )
 
 
@@ -79,8 +81,7 @@ def test_memorising_model_whose_validation_loss_bottomed_long_ago_is_overfitting
     assert d.final_val_loss_rise < 0.05
     assert d.overfitting_epoch is not None and 10 <= d.overfitting_epoch <= 16
     texts = [f.text for f in training_findings(d)]
-    assert any(t.startswith(f"validation loss has not improved since epoch {d.overfitting_epoch - 1}")
-               for t in texts)
+    assert any(t.startswith(f"validation loss has not improved since epoch {d.overfitting_epoch - 1}") for t in texts)
 
 
 def test_a_plateau_without_a_growing_gap_is_not_overfitting():

@@ -16,8 +16,9 @@ CLASSES = ("cat", "dog", "fish")
 FEATURES = ("a", "b", "c")
 
 
-def _argmax_checkpoint(class_names: tuple[str, ...] | None = CLASSES,
-                       feature_names: tuple[str, ...] = FEATURES) -> Checkpoint:
+def _argmax_checkpoint(
+    class_names: tuple[str, ...] | None = CLASSES, feature_names: tuple[str, ...] = FEATURES
+) -> Checkpoint:
     return argmax_checkpoint(class_names, feature_names)
 
 
@@ -45,8 +46,11 @@ def test_numeric_labels_map_by_value(tmp_path):
 
 def test_labels_the_model_was_not_trained_on_are_named(tmp_path):
     spec = _write(tmp_path, "a,b,c,label\n1,0,0,cat\n0,1,0,bird\n")
-    with pytest.raises(InspectorError, match=r"labels the model was not trained on: 'bird'; "
-                                             r"m.pt knows 'cat', 'dog', 'fish'"):
+    with pytest.raises(
+        InspectorError,
+        match=r"labels the model was not trained on: 'bird'; "
+        r"m.pt knows 'cat', 'dog', 'fish'",
+    ):
         eval_data_for(_argmax_checkpoint(), spec, label_column="label")
 
 
@@ -93,6 +97,7 @@ def test_class_names_that_do_not_match_the_outputs_are_refused(tmp_path):
 
 
 def test_evaluation_rows_of_a_single_class_are_fine(tmp_path):
-    data = eval_data_for(_argmax_checkpoint(), _write(tmp_path, "a,b,c,label\n0,0,1,fish\n1,0,2,fish\n"),
-                         label_column="label")
+    data = eval_data_for(
+        _argmax_checkpoint(), _write(tmp_path, "a,b,c,label\n0,0,1,fish\n1,0,2,fish\n"), label_column="label"
+    )
     np.testing.assert_array_equal(data.y, [2, 2])

@@ -35,8 +35,9 @@ def test_killed_runs_temporaries_are_removed_and_a_running_ones_and_user_files_k
     dead = tmp_path / f".inspector-{_dead_pid()}-0a1b2c.tmp"
     running = tmp_path / temporary_name()  # this process's: a write in progress
     # a name that only *starts* like ours (a trailing newline fools a `$`-anchored pattern) is the user's
-    users = [tmp_path / n for n in (".notes.tmp", "x.tmp", ".inspector-notes.tmp", ".inspector-12-xyz.tmp",
-                                    f"{dead.name}\n")]
+    users = [
+        tmp_path / n for n in (".notes.tmp", "x.tmp", ".inspector-notes.tmp", ".inspector-12-xyz.tmp", f"{dead.name}\n")
+    ]
     for path in [dead, running, *users]:
         path.write_text("data")
     assert remove_stale_temporaries(tmp_path) == [dead]

@@ -73,27 +73,41 @@ def test_census_findings_count_positions_and_never_call_a_smooth_unit_dead():
     X = torch.rand(10, 7, 4) - 0.5  # 10 samples of 7 positions each: rows are positions
     texts = [f.text for f in F.activation_findings(activation_census(model, X), "test")]
     assert texts[0] == "layer 0: 1 of 3 neurons never fires on the 70 positions of the 10 test samples"
-    assert texts[1].startswith("layer 2 (gelu): outputs are near zero on 33.3% of the 70 positions of the 10 test "
-                               "samples on average; units fire (pre-activation > 0) on 66.7%; 1 of 3 neurons is "
-                               "never positive")
+    assert texts[1].startswith(
+        "layer 2 (gelu): outputs are near zero on 33.3% of the 70 positions of the 10 test "
+        "samples on average; units fire (pre-activation > 0) on 66.7%; 1 of 3 neurons is "
+        "never positive"
+    )
     assert not any("dead" in t for t in texts[1:])
 
 
 def test_counts_agree_with_their_nouns():
     assert F.count(1, "neuron") == "1 neuron" and F.count(2_034, "parameter") == "2,034 parameters"
     assert F.describe_samples(1, "test", "digits") == "1 digits test sample"
-    timeline = DeathTimeline(epochs=np.array([2, 4]), layers=("fc1",), dead_counts=np.array([[0, 1]]),
-                             death_epoch=(np.array([-1, 4, -1]),))
+    timeline = DeathTimeline(
+        epochs=np.array([2, 4]), layers=("fc1",), dead_counts=np.array([[0, 1]]), death_epoch=(np.array([-1, 4, -1]),)
+    )
     (finding,) = F.death_findings(timeline)
     assert finding.text.startswith("layer fc1: 1 neuron is dead at the last snapshot (epoch 4)")
 
 
 def _pruning(sparsity, accuracy, left, total=100, dead_removed=None):
-    curve = PruningCurve(scope="layer", sparsity=np.asarray(sparsity, float), metric=np.asarray(accuracy, float),
-                         loss=np.zeros(len(sparsity)), parameters_left=np.asarray(left, np.int64))
-    return PruningReport((curve,), baseline_metric=accuracy[0], baseline_loss=0.1, total_parameters=total,
-                         n_samples=100, dead_removed_metric=None if dead_removed is None else accuracy[0],
-                         dead_removed_count=dead_removed or 0)
+    curve = PruningCurve(
+        scope="layer",
+        sparsity=np.asarray(sparsity, float),
+        metric=np.asarray(accuracy, float),
+        loss=np.zeros(len(sparsity)),
+        parameters_left=np.asarray(left, np.int64),
+    )
+    return PruningReport(
+        (curve,),
+        baseline_metric=accuracy[0],
+        baseline_loss=0.1,
+        total_parameters=total,
+        n_samples=100,
+        dead_removed_metric=None if dead_removed is None else accuracy[0],
+        dead_removed_count=dead_removed or 0,
+    )
 
 
 def test_no_pruning_claim_when_no_pruned_level_was_tried():
@@ -103,10 +117,14 @@ def test_no_pruning_claim_when_no_pruned_level_was_tried():
 
 def test_pruning_claims_name_the_set_their_numbers_count():
     (finding,) = F.pruning_findings(_pruning([0.0, 0.5], [0.9, 0.895], [100, 55], total=100))
-    assert finding.text == ("pruning 50.0% of each layer's weights costs 0.5 points of accuracy (90.0% -> 89.5%), "
-                            "leaving 55 of the 100 parameters in linear layers")
+    assert finding.text == (
+        "pruning 50.0% of each layer's weights costs 0.5 points of accuracy (90.0% -> 89.5%), "
+        "leaving 55 of the 100 parameters in linear layers"
+    )
     (costly,) = F.pruning_findings(_pruning([0.0, 0.1, 0.5], [0.9, 0.85, 0.5], [100, 90, 50]))
-    assert costly.text == ("layer pruning: each of the 2 levels tried costs more than 1 point of accuracy "
-                           "(pruning 10.0% of each layer's weights costs 5.0 points)")
+    assert costly.text == (
+        "layer pruning: each of the 2 levels tried costs more than 1 point of accuracy "
+        "(pruning 10.0% of each layer's weights costs 5.0 points)"
+    )
     texts = [f.text for f in F.pruning_findings(_pruning([0.0], [0.9], [100], dead_removed=1))]
     assert texts == ["removing the 1 dead neuron changes accuracy by +0.0 points"]

@@ -64,7 +64,11 @@ def test_legacy_pickle_is_still_recognised_as_torch(tmp_path):
     assert detect_format(path) == "torch"
     state = read_torch_header(path)
     assert {k: tuple(v.shape) for k, v in state.items()} == {
-        "0.weight": (3, 4), "0.bias": (3,), "2.weight": (2, 3), "2.bias": (2,)}
+        "0.weight": (3, 4),
+        "0.bias": (3,),
+        "2.weight": (2, 3),
+        "2.bias": (2,),
+    }
 
 
 @pytest.mark.parametrize("legacy", [False, True])
@@ -96,23 +100,33 @@ def test_pickled_module_needs_trust(tmp_path):
 
 
 def test_safetensors_tiling_accepts_any_order_and_zero_size_tensors(tmp_path):
-    header = {"b": {"dtype": "F32", "shape": [2], "data_offsets": [8, 16]},
-              "empty": {"dtype": "F16", "shape": [0, 5], "data_offsets": [8, 8]},
-              "a": {"dtype": "F64", "shape": [1], "data_offsets": [0, 8]}}
+    header = {
+        "b": {"dtype": "F32", "shape": [2], "data_offsets": [8, 16]},
+        "empty": {"dtype": "F16", "shape": [0, 5], "data_offsets": [8, 8]},
+        "a": {"dtype": "F64", "shape": [1], "data_offsets": [0, 8]},
+    }
     (tmp_path / "t.safetensors").write_bytes(safetensors_bytes(header, bytes(16)))
     got = read_safetensors_header(tmp_path / "t.safetensors").tensors
     assert [(k, got[k].nbytes) for k in got] == [("b", 8), ("empty", 0), ("a", 8)]
 
 
-@pytest.mark.parametrize("entries,match", [
-    ({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
-      "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}}, "overlaps"),
-    ({"a": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}}, "leaves a gap"),
-    ({"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}, "needs 12 bytes"),
-    ({"a": {"dtype": "F32", "shape": [True, 2], "data_offsets": [0, 8]}}, "non-negative integers"),
-    ({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8.0]}}, "two integers"),
-    ({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8, 9]}}, "two integers"),
-])
+@pytest.mark.parametrize(
+    "entries,match",
+    [
+        (
+            {
+                "a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+                "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]},
+            },
+            "overlaps",
+        ),
+        ({"a": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}}, "leaves a gap"),
+        ({"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}, "needs 12 bytes"),
+        ({"a": {"dtype": "F32", "shape": [True, 2], "data_offsets": [0, 8]}}, "non-negative integers"),
+        ({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8.0]}}, "two integers"),
+        ({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8, 9]}}, "two integers"),
+    ],
+)
 def test_safetensors_entries_are_checked_against_the_data(tmp_path, entries, match):
     (tmp_path / "t.safetensors").write_bytes(safetensors_bytes(entries, bytes(12)))
     with pytest.raises(InspectorError, match=match):
@@ -129,8 +143,11 @@ def test_duplicate_tensor_names_are_refused(tmp_path):
 def test_sharded_index_is_named_as_such(tmp_path):
     index = {"metadata": {"total_size": 8}, "weight_map": {"a.weight": "model-00001-of-00002.safetensors"}}
     (tmp_path / "model.safetensors.index.json").write_text(json.dumps(index))
-    with pytest.raises(InspectorError, match=r"sharded-checkpoint index; sharded checkpoints are not supported yet: "
-                                             r"pass one shard \(e.g. model-00001-of-00002.safetensors\)"):
+    with pytest.raises(
+        InspectorError,
+        match=r"sharded-checkpoint index; sharded checkpoints are not supported yet: "
+        r"pass one shard \(e.g. model-00001-of-00002.safetensors\)",
+    ):
         detect_format(tmp_path / "model.safetensors.index.json")
 
 
@@ -147,7 +164,9 @@ def test_cli_names_a_sharded_index_and_says_what_a_json_should_be(tmp_path, caps
     index.write_text(json.dumps({"metadata": {}, "weight_map": {"a.weight": "model-00001-of-00002.safetensors"}}))
     extra = ["--out", str(tmp_path / "out")] if command == "analyze" else []
     assert main([command, str(index), *extra]) == 1
-    assert "sharded-checkpoint index; sharded checkpoints are not supported yet: pass one shard" in capsys.readouterr().err
+    assert (
+        "sharded-checkpoint index; sharded checkpoints are not supported yet: pass one shard" in capsys.readouterr().err
+    )
     other = tmp_path / "config.json"
     other.write_text(json.dumps({"hidden_size": 8}))
     assert main([command, str(other), *extra]) == 1

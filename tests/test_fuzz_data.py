@@ -39,14 +39,30 @@ from tests.checkpoint_files import argmax_checkpoint as argmax_checkpoint_of
 
 pytestmark = pytest.mark.fuzz
 
-FUZZ = settings(max_examples=120, deadline=None, database=None, derandomize=True,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=120,
+    deadline=None,
+    database=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 # label sets as written, in the order the classes must come out (numbers by value)
 LABEL_SETS = (("cat", "dog"), ("0", "1", "2"), ("1000", "2000"), ("0", "1000000000"), ("-1", "1"), ("9", "10"))
 CSV_HARMLESS = ("bom", "crlf", "blank_lines", "padding", "quote_all", "float_spelling", "near_float32_max")
-CSV_HOSTILE = ("blank_label", "single_class", "continuous", "duplicate_column", "unnamed_column", "ragged",
-               "bad_cell", "not_utf8", "header_only", "two_rows", "no_label_column")
+CSV_HOSTILE = (
+    "blank_label",
+    "single_class",
+    "continuous",
+    "duplicate_column",
+    "unnamed_column",
+    "ragged",
+    "bad_cell",
+    "not_utf8",
+    "header_only",
+    "two_rows",
+    "no_label_column",
+)
 BAD_CELLS = ("", " ", "abc", "nan", "NaN", "inf", "-inf", "1e39", "-1e39", "1,5", "0x1p3", "\x00")
 
 
@@ -88,8 +104,23 @@ def _run(argv: list[str], capsys) -> tuple[int, str, str]:
 
 
 def _train(path: Path, out: Path, capsys) -> tuple[int, str, str]:
-    return _run(["train", "--dataset", str(path), "--label-column", "label", "--hidden", "4", "--epochs", "1",
-                 "--out", str(out), "-q"], capsys)
+    return _run(
+        [
+            "train",
+            "--dataset",
+            str(path),
+            "--label-column",
+            "label",
+            "--hidden",
+            "4",
+            "--epochs",
+            "1",
+            "--out",
+            str(out),
+            "-q",
+        ],
+        capsys,
+    )
 
 
 # --------------------------------------------------------------------------- #
@@ -107,8 +138,13 @@ def csv_cases(draw, hostile: str | None):
     classes = draw(st.sampled_from(LABEL_SETS))
     n_rows = draw(st.integers(6, 16))
     labels = draw(st.permutations([classes[i % len(classes)] for i in range(n_rows)]))
-    values = draw(st.lists(st.lists(st.floats(-1e6, 1e6) | st.integers(-1000, 1000), min_size=n_features,
-                                    max_size=n_features), min_size=n_rows, max_size=n_rows))
+    values = draw(
+        st.lists(
+            st.lists(st.floats(-1e6, 1e6) | st.integers(-1000, 1000), min_size=n_features, max_size=n_features),
+            min_size=n_rows,
+            max_size=n_rows,
+        )
+    )
     rows = [[repr(v) for v in row] for row in values]
     for row, label in zip(rows, labels):
         row.insert(label_at, label)
@@ -120,8 +156,9 @@ def csv_cases(draw, hostile: str | None):
         rows[draw(pick)][feature_cols[0]] = draw(st.sampled_from(["3.4e38", "-3.4e38", "1e37", "1.5e-40"]))
     if "float_spelling" in harmless and classes[0].lstrip("-").isdigit():
         i = draw(pick)
-        rows[i][label_at] = draw(st.sampled_from([f"{rows[i][label_at]}.0", f"{int(rows[i][label_at]):+d}",
-                                                  f"{float(rows[i][label_at]):e}"]))
+        rows[i][label_at] = draw(
+            st.sampled_from([f"{rows[i][label_at]}.0", f"{int(rows[i][label_at]):+d}", f"{float(rows[i][label_at]):e}"])
+        )
     if hostile == "blank_label":
         rows[draw(pick)][label_at] = draw(st.sampled_from(["", "  ", "nan", "NaN"]))
     elif hostile == "single_class":
@@ -154,8 +191,11 @@ def csv_cases(draw, hostile: str | None):
         rows = [[f" {c} " if c.strip() else c for c in row] for row in rows]
 
     text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\r\n" if "crlf" in harmless else "\n",
-                        quoting=csv.QUOTE_ALL if "quote_all" in harmless else csv.QUOTE_MINIMAL)
+    writer = csv.writer(
+        text,
+        lineterminator="\r\n" if "crlf" in harmless else "\n",
+        quoting=csv.QUOTE_ALL if "quote_all" in harmless else csv.QUOTE_MINIMAL,
+    )
     writer.writerow(header)
     for row in rows:
         writer.writerow(row)
@@ -214,15 +254,35 @@ def test_random_bytes_as_csv_succeed_or_fail_in_one_line(capsys, body, header):
 # --------------------------------------------------------------------------- #
 
 NPZ_LABELS = (
-    (np.array([0, 1]), ("0", "1")), (np.array([1000, 2000, 3000]), ("1000", "2000", "3000")),
-    (np.array([2.0, -1.0]), ("-1", "2")), (np.array([0, 10**9], dtype=np.uint32), ("0", "1000000000")),
-    (np.array(["dog", "cat"]), ("cat", "dog")), (np.array([b"b", b"a"]), ("a", "b")),
+    (np.array([0, 1]), ("0", "1")),
+    (np.array([1000, 2000, 3000]), ("1000", "2000", "3000")),
+    (np.array([2.0, -1.0]), ("-1", "2")),
+    (np.array([0, 10**9], dtype=np.uint32), ("0", "1000000000")),
+    (np.array(["dog", "cat"]), ("cat", "dog")),
+    (np.array([b"b", b"a"]), ("a", "b")),
     (np.array(["10", "9"]), ("9", "10")),
 )
 NPZ_HARMLESS = ("compressed", "int_X", "float32_X", "fortran_X", "named")
-NPZ_HOSTILE = ("complex_X", "nonfinite_X", "X_3d", "X_1d", "y_2d", "length_mismatch", "single_class",
-               "continuous_y", "nan_y", "blank_y", "missing_key", "object_y", "duplicate_names", "name_count",
-               "text_X", "truncated", "huge_header", "too_few_rows")
+NPZ_HOSTILE = (
+    "complex_X",
+    "nonfinite_X",
+    "X_3d",
+    "X_1d",
+    "y_2d",
+    "length_mismatch",
+    "single_class",
+    "continuous_y",
+    "nan_y",
+    "blank_y",
+    "missing_key",
+    "object_y",
+    "duplicate_names",
+    "name_count",
+    "text_X",
+    "truncated",
+    "huge_header",
+    "too_few_rows",
+)
 
 
 def _with_lying_header(data: bytes, elements: int) -> bytes:
@@ -233,8 +293,10 @@ def _with_lying_header(data: bytes, elements: int) -> bytes:
     np.lib.format.read_magic(fh)
     shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
     header = io.BytesIO()
-    np.lib.format.write_array_header_1_0(header, {"descr": np.lib.format.dtype_to_descr(dtype),
-                                                  "fortran_order": fortran, "shape": (elements, *shape[1:])})
+    np.lib.format.write_array_header_1_0(
+        header,
+        {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": fortran, "shape": (elements, *shape[1:])},
+    )
     members["X.npy"] = header.getvalue() + fh.read()
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as zf:
@@ -314,7 +376,7 @@ def npz_cases(draw, hostile: str | None):
     save(buf, allow_pickle=True, **arrays) if hostile == "object_y" else save(buf, **arrays)
     data = buf.getvalue()
     if hostile == "truncated":
-        data = data[:draw(st.integers(0, len(data) - 1))]
+        data = data[: draw(st.integers(0, len(data) - 1))]
     elif hostile == "huge_header":
         data = _with_lying_header(data, draw(st.sampled_from([10**7, 10**9, 10**12, 2**62 // 8])))
     return data, classes, names
@@ -392,9 +454,21 @@ def test_evaluation_csv_scores_by_name_or_fails_in_one_line(capsys, argmax_check
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
         (folder / "e.csv").write_text(text)
-        code, out, err = _run(["analyze", str(argmax_checkpoint), "--data", str(folder / "e.csv"),
-                               "--label-column", "label", "--sections", "activations",
-                               "--out", str(folder / "out")], capsys)
+        code, out, err = _run(
+            [
+                "analyze",
+                str(argmax_checkpoint),
+                "--data",
+                str(folder / "e.csv"),
+                "--label-column",
+                "label",
+                "--sections",
+                "activations",
+                "--out",
+                str(folder / "out"),
+            ],
+            capsys,
+        )
         if accuracy is None:
             _refused(code, err, folder, {"e.csv"})
             return

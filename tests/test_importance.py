@@ -15,6 +15,8 @@ from inspector.analysis.importance import (
     randomized_copy,
     spearman_rows,
 )
+from inspector.analysis.inputs import Batch, make_adapter
+from inspector.analysis.task import make_task
 from inspector.data import SplitSpec, make_synthetic, split_dataset
 from inspector.models import MLPConfig, build_mlp
 from inspector.training import TrainConfig, train
@@ -33,6 +35,12 @@ def _only_features_2_and_5(activation: str = "relu") -> nn.Module:
     return model.eval()
 
 
+def _classification(model, X, y):
+    """``([batch], task, adapter)`` for a tabular classification of ``X`` with labels ``y``."""
+    batch = Batch(X, y)
+    return [batch], make_task("classification", batch), make_adapter(model, batch)
+
+
 @pytest.fixture(scope="module")
 def data():
     X = torch.randn(200, 8, generator=torch.Generator().manual_seed(1))
@@ -43,7 +51,7 @@ def data():
 def test_every_method_ranks_features_2_and_5_on_top(method, data):
     model = _only_features_2_and_5()
     target = model(data).argmax(dim=1)
-    result = method_importance(model, method, data, target, n_classes=3, n_steps=32)
+    result = method_importance(model, method, *_classification(model, data, target), n_classes=3, n_steps=32)
     assert result.error is None
     assert set(result.ranking[:2].tolist()) == {2, 5}
     others = np.delete(result.global_importance, [2, 5])
@@ -55,7 +63,7 @@ def test_every_method_ranks_features_2_and_5_on_top(method, data):
 def test_integrated_gradients_completeness(data):
     model = _only_features_2_and_5("gelu")
     target = model(data).argmax(dim=1)
-    attributions, delta = attribute(model, "integrated_gradients", data[:50], target[:50], n_steps=50)
+    attributions, delta = attribute(model, "integrated_gradients", Batch(data[:50], target[:50]), n_steps=50)
     with torch.no_grad():
         f_x = model(data[:50]).gather(1, target[:50, None]).squeeze(1)
         f_0 = model(torch.zeros(1, 8)).expand(50, -1).gather(1, target[:50, None]).squeeze(1)
@@ -71,15 +79,15 @@ def test_integrated_gradients_of_a_linear_model_is_w_times_x():
         model[0].weight.copy_(w[None])
         model[0].bias.fill_(0.7)
     X = torch.randn(20, 4)
-    attributions, _ = attribute(model, "integrated_gradients", X, torch.zeros(20, dtype=torch.long))
+    attributions, _ = attribute(model, "integrated_gradients", Batch(X, torch.zeros(20, dtype=torch.long)))
     np.testing.assert_allclose(attributions.detach().numpy(), (w * X).numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_per_class_importance_averages_each_classes_samples(data):
     model = _only_features_2_and_5()
     y = model(data).argmax(dim=1)
-    result = method_importance(model, "saliency", data, y, n_classes=3)
-    a, _ = attribute(model, "saliency", data, y)
+    result = method_importance(model, "saliency", *_classification(model, data, y), n_classes=3)
+    a, _ = attribute(model, "saliency", Batch(data, y))
     a = a.abs().detach().numpy()
     for c in range(3):
         if (y == c).any():
@@ -95,8 +103,9 @@ def test_layer_conductance_sums_to_the_logit_change(data):
     with torch.no_grad():
         change = (model(data[:40]) - model(torch.zeros(1, 8))).gather(1, y[:, None]).squeeze(1).numpy()
     # conductance is a first-order path sum: its completeness gap shrinks like 1 / n_steps
-    coarse, = conductance(model, data[:40], y, n_classes=3, n_steps=20, max_samples=40, neuron_samples=2)
-    (layer,) = conductance(model, data[:40], y, n_classes=3, n_steps=2000, max_samples=40, neuron_samples=2)
+    setup = _classification(model, data[:40], y)
+    (coarse,) = conductance(model, *setup, n_classes=3, n_steps=20, max_samples=40, neuron_samples=2)
+    (layer,) = conductance(model, *setup, n_classes=3, n_steps=2000, max_samples=40, neuron_samples=2)
     assert layer.completeness_gap < coarse.completeness_gap / 50
     assert layer.completeness_gap < 5e-4  # float32 path sums floor it near here
     for c in range(3):
@@ -110,7 +119,7 @@ def test_neuron_conductance_sees_only_the_inputs_a_neuron_reads(data):
     with torch.no_grad():
         model.fc1.weight[3] = 0.0
         model.fc1.weight[3, 5] = 1.0  # neuron 3 reads input 5 only
-    (layer,) = conductance(model, data, model(data).argmax(1), n_classes=3, neuron_samples=16)
+    (layer,) = conductance(model, *_classification(model, data, model(data).argmax(1)), n_classes=3, neuron_samples=16)
     assert layer.neuron_inputs.shape == (16, 8)
     assert np.flatnonzero(layer.neuron_inputs[3] > 0).tolist() == [5]
 
@@ -122,14 +131,14 @@ def test_sanity_check_separates_trained_from_random_and_flags_a_blind_method():
     X = torch.from_numpy(splits.X_test[:64])
     y = torch.from_numpy(splits.y_test[:64])
 
-    def saliency(m, xs, ts):
-        return attribute(m, "saliency", xs, ts)[0]
+    def saliency(m):
+        return attribute(m, "saliency", Batch(X, y))[0].detach().numpy()
 
-    def blind(m, xs, ts):  # an "explanation" that never looks at the model
-        return xs.abs()
+    def blind(m):  # an "explanation" that never looks at the model
+        return X.abs().numpy()
 
-    assert randomization_correlation(saliency, model, X, y) < 0.5
-    assert randomization_correlation(blind, model, X, y) == pytest.approx(1.0)
+    assert randomization_correlation(saliency, model) < 0.5
+    assert randomization_correlation(blind, model) == pytest.approx(1.0)
 
 
 def test_randomized_copy_changes_every_linear_layer_but_not_the_original():
@@ -173,11 +182,12 @@ def test_summed_gradients_match_captums_default_exactly(activation, method):
     X, t = torch.randn(40, 8), torch.randint(0, 3, (40,))
     reference = {
         "integrated_gradients": lambda: attr.IntegratedGradients(model).attribute(
-            X, baselines=torch.zeros(1, 8), target=t, n_steps=50),
+            X, baselines=torch.zeros(1, 8), target=t, n_steps=50
+        ),
         "saliency": lambda: attr.Saliency(model).attribute(X, target=t, abs=True),
         "input_x_gradient": lambda: attr.InputXGradient(model).attribute(X, target=t),
     }[method]()
-    ours, _ = attribute(model, method, X, t, n_steps=50)
+    ours, _ = attribute(model, method, Batch(X, t), n_steps=50)
     torch.testing.assert_close(ours, reference, rtol=0, atol=1e-6)
 
 
@@ -188,10 +198,124 @@ def test_explainer_answers_one_sample_and_caches(data):
     y = model(data).argmax(1).numpy()
     explainer = Explainer(model, data.numpy(), y, n_steps=32)
     first = explainer.explain("integrated_gradients", 7)
-    direct, _ = attribute(model, "integrated_gradients", data[7:8], torch.tensor([y[7]]), n_steps=32)
+    direct, _ = attribute(model, "integrated_gradients", Batch(data[7:8], torch.tensor([y[7]])), n_steps=32)
     np.testing.assert_allclose(first, direct.detach().numpy()[0], rtol=1e-6)
     assert explainer.explain("integrated_gradients", 7) is first  # cached
     assert np.flatnonzero(first).tolist() == [2, 5]  # the model reads nothing else
     probabilities = explainer.predict(7)
     assert probabilities.shape == (3,) and probabilities.sum() == pytest.approx(1.0)
     assert int(probabilities.argmax()) == y[7]
+
+
+@pytest.mark.parametrize("elements_per_pass", [None, 8 * 30 * 2])  # every path point in one pass; two at a time
+def test_layer_conductances_of_every_layer_at_once_match_captums_one_layer_at_a_time(
+    data, elements_per_pass, monkeypatch
+):
+    from captum.attr import LayerConductance
+
+    from inspector.analysis import importance
+
+    if elements_per_pass is not None:
+        monkeypatch.setattr(importance, "ELEMENTS_PER_PASS", elements_per_pass)
+    torch.manual_seed(0)
+    model = build_mlp(MLPConfig(8, (16, 12), 3, activation="gelu")).eval()
+    X = data[:30]
+    y = model(X).argmax(1)
+    layers = conductance(model, *_classification(model, X, y), n_steps=20, n_classes=3, neuron_samples=0)
+    assert [c.layer for c in layers] == ["fc1", "fc2"]
+    for result in layers:
+        reference = (
+            LayerConductance(model, model.get_submodule(result.layer))
+            .attribute(X, baselines=torch.zeros(1, 8), target=y, n_steps=20)
+            .detach()
+            .double()
+            .numpy()
+        )
+        np.testing.assert_allclose(result.mean_conductance, reference.mean(axis=0), rtol=1e-5, atol=1e-8)
+        for c in range(3):
+            rows = (y == c).numpy()
+            if rows.any():
+                np.testing.assert_allclose(result.by_class[c], reference[rows].mean(axis=0), rtol=1e-5, atol=1e-8)
+
+
+def test_a_layer_applied_twice_has_no_conductance_and_says_why(data):
+    class Twice(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = nn.Linear(8, 8)
+            self.hidden = nn.Linear(8, 4)
+            self.out = nn.Linear(4, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.out(torch.relu(self.hidden(torch.tanh(self.inner(torch.tanh(self.inner(x)))))))
+
+    torch.manual_seed(0)
+    model = Twice().eval()
+    y = model(data[:20]).argmax(1)
+    results = {
+        c.layer: c
+        for c in conductance(model, *_classification(model, data[:20], y), n_steps=8, n_classes=3, neuron_samples=0)
+    }
+    assert results["inner"].error == ("applied 2 times in one forward pass; conductance needs a layer applied once")
+    assert results["inner"].by_class is None and results["inner"].mean_conductance.size == 0
+    assert results["hidden"].error is None and results["hidden"].mean_conductance.shape == (4,)
+    assert "out" not in results
+
+
+def test_neuron_conductance_over_the_budget_is_skipped_and_says_why(data, monkeypatch):
+    from inspector.analysis import importance
+
+    model = _only_features_2_and_5()
+    y = model(data[:20]).argmax(1)
+    params = sum(p.numel() for p in model.parameters())
+    monkeypatch.setattr(importance, "NEURON_CONDUCTANCE_BUDGET", 16 * 4 * 8 * params - 1)  # one short
+    (layer,) = conductance(model, *_classification(model, data[:20], y), n_steps=8, n_classes=3, neuron_samples=4)
+    assert layer.neuron_inputs.shape == (0, 0)
+    assert layer.neuron_inputs_skipped == (
+        f"16 neurons x 4 samples x 8 steps on a model of {params:,} parameters "
+        f"is over the budget ({16 * 4 * 8 * params - 1:.0e} passes x parameters)"
+    )
+    monkeypatch.setattr(importance, "NEURON_CONDUCTANCE_BUDGET", 16 * 4 * 8 * params)  # just enough
+    (layer,) = conductance(model, *_classification(model, data[:20], y), n_steps=8, n_classes=3, neuron_samples=4)
+    assert layer.neuron_inputs.shape == (16, 8) and layer.neuron_inputs_skipped is None
+
+
+def test_gradient_shap_is_reproducible_and_leaves_the_global_rngs_alone(data):
+    model = _only_features_2_and_5()
+    y = model(data[:40]).argmax(1)
+    setup = _classification(model, data[:40], y)
+    np.random.seed(123)
+    numpy_state, torch_state = np.random.get_state()[1].copy(), torch.random.get_rng_state()
+    first = method_importance(model, "gradient_shap", *setup, n_classes=3, background=data[:8])
+    np.random.seed(7)  # another global state: Captum's draws are seeded inside, so nothing changes
+    second = method_importance(model, "gradient_shap", *setup, n_classes=3, background=data[:8])
+    np.testing.assert_array_equal(first.global_importance, second.global_importance)
+    assert first.sanity_correlation == second.sanity_correlation
+    np.random.seed(123)
+    method_importance(model, "gradient_shap", *setup, n_classes=3, background=data[:8])
+    np.testing.assert_array_equal(np.random.get_state()[1], numpy_state)
+    assert torch.equal(torch.random.get_rng_state(), torch_state)
+
+
+def test_every_method_names_captum_classes_that_exist():
+    from captum import attr
+
+    from inspector.analysis.methods import REGISTRY
+
+    for spec in REGISTRY:
+        assert callable(getattr(attr, spec.captum_class))
+        if spec.tokens == "layer":
+            assert spec.layer_class is not None and spec.layer_class.startswith("Layer")
+            assert callable(getattr(attr, spec.layer_class))
+
+
+def test_conductance_follows_the_sites_it_is_given(data):
+    from inspector.analysis.sites import discover_sites
+
+    model = _only_features_2_and_5()
+    y = model(data[:16]).argmax(1)
+    report = importance_report(model, (data[:16], y), methods=("saliency",), n_steps=4)
+    assert [c.layer for c in report.conductance] == ["fc1"]
+    declared = discover_sites(model, Batch(data[:16], y), {"fc1": "none"})  # declared: no activation, not counted
+    report = importance_report(model, (data[:16], y), methods=("saliency",), n_steps=4, sites=declared)
+    assert report.conductance == ()

@@ -41,7 +41,8 @@ def test_safetensors_inventory_comes_from_the_header(tmp_path, monkeypatch):
     assert {t.name for t in inv.other_tensors} == {"blocks.0.ln.weight", "blocks.1.ln.weight"}
     assert "embed" not in layers  # an embedding table, not a dense layer
     assert [(e.layer, e.num_embeddings, e.embedding_dim, e.parameters) for e in inv.embeddings] == [
-        ("embed", 50, 16, 50 * 16)]
+        ("embed", 50, 16, 50 * 16)
+    ]
     assert inv.totals()["parameters"] == 2 * (64 * 17 + 16 * 64)
     assert inv.totals()["embedding_parameters"] == 50 * 16
     assert inv.totals()["total_parameters"] == 50 * 16 + 2 * (64 * 17 + 16 * 64) + 2 * 16
@@ -208,8 +209,9 @@ def test_tensor_names_are_escaped_in_the_table_and_the_weight_only_summary(tmp_p
 def test_foreign_metadata_named_config_is_not_taken_for_ours(tmp_path, capsys):
     from inspector.cli import main
 
-    save_file(_transformer_like(), str(tmp_path / "t.safetensors"), metadata={"config": '{"hidden": 1}',
-                                                                              "metrics": '"high"'})
+    save_file(
+        _transformer_like(), str(tmp_path / "t.safetensors"), metadata={"config": '{"hidden": 1}', "metrics": '"high"'}
+    )
     assert main(["info", str(tmp_path / "t.safetensors")]) == 0
     assert "MLP" not in capsys.readouterr().out.splitlines()[1]
 
@@ -285,7 +287,7 @@ def test_info_table_shows_each_rows_arithmetic(tmp_path):
 def test_human_bytes_picks_a_readable_unit():
     assert human_bytes(384) == "384 B"
     assert human_bytes(12900.8 * 1024) == "12.6 MiB"
-    assert human_bytes(3 * 1024 ** 3) == "3.0 GiB"
+    assert human_bytes(3 * 1024**3) == "3.0 GiB"
 
 
 # --- embeddings are not dense layers; buffers are not parameters (issue 9) ----------------------
@@ -317,10 +319,12 @@ def test_bert_file_lists_embeddings_apart_and_counts_what_the_module_counts(tmp_
     model, path = _bert_file(tmp_path)
     inv = read_inventory(path)
     assert sorted((e.layer, e.num_embeddings, e.embedding_dim, e.parameters) for e in inv.embeddings) == sorted(
-        (name, rows, dim, rows * dim) for name, rows, dim in BERT_EMBEDDINGS)
+        (name, rows, dim, rows * dim) for name, rows, dim in BERT_EMBEDDINGS
+    )
     expected = [*BERT_LINEAR, ("pooler.dense", 32, 32)]
-    assert sorted((layer.layer, layer.in_features, layer.out_features, layer.parameters)
-                  for layer in inv.linear_layers) == sorted((name, n, m, m * (n + 1)) for name, n, m in expected)
+    assert sorted(
+        (layer.layer, layer.in_features, layer.out_features, layer.parameters) for layer in inv.linear_layers
+    ) == sorted((name, n, m, m * (n + 1)) for name, n, m in expected)
     assert [t.name for t in inv.integer_tensors] == ["embeddings.position_ids"]
     totals = inv.totals()
     assert totals["embedding_parameters"] == 5280 and totals["other_parameters"] == BERT_NORMS
@@ -363,24 +367,46 @@ def test_info_lists_embeddings_and_claims_nothing_about_trainable(tmp_path, caps
     assert doc["totals"]["total_parameters"] == 19978
 
 
-@pytest.mark.parametrize("name", [
-    "bert.embeddings.word_embeddings.weight", "embeddings.position_embeddings.weight",
-    "embeddings.token_type_embeddings.weight", "transformer.wte.weight", "transformer.wpe.weight",
-    "model.embed_tokens.weight", "model.decoder.embed_positions.weight", "gpt_neox.embed_in.weight",
-    "shared.weight", "tok_embeddings.weight", "embed.weight", "embedding.weight", "pos_emb.weight", "embed.W_E",
-    "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "bert.embeddings.word_embeddings.weight",
+        "embeddings.position_embeddings.weight",
+        "embeddings.token_type_embeddings.weight",
+        "transformer.wte.weight",
+        "transformer.wpe.weight",
+        "model.embed_tokens.weight",
+        "model.decoder.embed_positions.weight",
+        "gpt_neox.embed_in.weight",
+        "shared.weight",
+        "tok_embeddings.weight",
+        "embed.weight",
+        "embedding.weight",
+        "pos_emb.weight",
+        "embed.W_E",
+        "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
+    ],
+)
 def test_usual_embedding_names_are_tables(name):
     from inspector.inventory import is_embedding_name
 
     assert is_embedding_name(name)
 
 
-@pytest.mark.parametrize("name", [
-    "lm_head.weight", "cls.predictions.decoder.weight", "embed_out.weight", "unembed.W_U",
-    "electra.embeddings_project.weight", "albert.encoder.embedding_hidden_mapping_in.weight",
-    "embeddings.projection.weight", "blocks.0.mlp.up.weight", "w",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "lm_head.weight",
+        "cls.predictions.decoder.weight",
+        "embed_out.weight",
+        "unembed.W_U",
+        "electra.embeddings_project.weight",
+        "albert.encoder.embedding_hidden_mapping_in.weight",
+        "embeddings.projection.weight",
+        "blocks.0.mlp.up.weight",
+        "w",
+    ],
+)
 def test_dense_layers_near_embeddings_are_not_tables(name):
     from inspector.inventory import is_embedding_name
 
@@ -389,8 +415,15 @@ def test_dense_layers_near_embeddings_are_not_tables(name):
 
 def test_integer_tensors_are_buffers_not_layers_or_parameters(tmp_path):
     path = tmp_path / "m.pt"
-    torch.save({"fc.weight": torch.zeros(3, 5), "fc.bias": torch.zeros(3), "position_ids": torch.arange(7)[None],
-                "bn.num_batches_tracked": torch.tensor(4)}, path)
+    torch.save(
+        {
+            "fc.weight": torch.zeros(3, 5),
+            "fc.bias": torch.zeros(3),
+            "position_ids": torch.arange(7)[None],
+            "bn.num_batches_tracked": torch.tensor(4),
+        },
+        path,
+    )
     inv = read_inventory(path)
     assert [(layer.layer, layer.parameters) for layer in inv.linear_layers] == [("fc", 18)]
     assert {t.name for t in inv.integer_tensors} == {"position_ids", "bn.num_batches_tracked"}

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from inspector.errors import InspectorError
 from inspector.analysis.parameters import count_parameters
+from inspector.errors import InspectorError
 from inspector.models import MLP, MLPConfig, build_mlp, infer_mlp_layout, mlp_from_state_dict
 
 
@@ -35,24 +35,28 @@ def test_mlp_parameter_count_is_sum_of_m_times_n_plus_one(sizes):
 
 def test_mlp_modules_are_named_and_ordered():
     model = build_mlp(MLPConfig(4, (8, 6), 3, activation="tanh", dropout=0.2, batch_norm=True))
-    assert list(dict(model.named_children())) == [
-        "fc1", "bn1", "act1", "drop1", "fc2", "bn2", "act2", "drop2", "fc3"]
+    assert list(dict(model.named_children())) == ["fc1", "bn1", "act1", "drop1", "fc2", "bn2", "act2", "drop2", "fc3"]
     assert isinstance(model.act1, nn.Tanh)
     assert model(torch.zeros(5, 4)).shape == (5, 3)
 
 
-@pytest.mark.parametrize("activation,cls", [("relu", nn.ReLU), ("leaky_relu", nn.LeakyReLU),
-                                            ("gelu", nn.GELU), ("sigmoid", nn.Sigmoid), ("tanh", nn.Tanh)])
+@pytest.mark.parametrize(
+    "activation,cls",
+    [("relu", nn.ReLU), ("leaky_relu", nn.LeakyReLU), ("gelu", nn.GELU), ("sigmoid", nn.Sigmoid), ("tanh", nn.Tanh)],
+)
 def test_every_activation_builds(activation, cls):
     model = build_mlp(MLPConfig(2, (3,), 2, activation=activation))
     assert isinstance(model.act1, cls)
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"activation": "swish"}, "unknown activation"),
-    ({"dropout": 1.0}, "dropout"),
-    ({"hidden_sizes": (0,)}, "positive"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"activation": "swish"}, "unknown activation"),
+        ({"dropout": 1.0}, "dropout"),
+        ({"hidden_sizes": (0,)}, "positive"),
+    ],
+)
 def test_bad_config_is_a_user_error(kwargs, match):
     base = {"input_size": 4, "hidden_sizes": (3,), "output_size": 2}
     with pytest.raises(InspectorError, match=match):
@@ -131,16 +135,21 @@ def test_sequential_with_batch_norm_is_rebuilt_with_running_stats():
 
 def test_natural_key_order_is_used_when_file_order_does_not_chain():
     torch.manual_seed(0)
-    foreign = nn.Sequential(*[nn.Linear(3, 4), nn.ReLU()] + [m for _ in range(5) for m in (nn.Linear(4, 4), nn.ReLU())]
-                            + [nn.Linear(4, 2)])
+    foreign = nn.Sequential(
+        *[nn.Linear(3, 4), nn.ReLU()] + [m for _ in range(5) for m in (nn.Linear(4, 4), nn.ReLU())] + [nn.Linear(4, 2)]
+    )
     shuffled = OrderedDict(sorted(foreign.state_dict().items()))  # "10.weight" sorts before "2.weight"
     assert list(shuffled)[2].startswith("10.")
     _same_function(foreign, mlp_from_state_dict(shuffled), 3)
 
 
 def test_shapes_that_do_not_chain_are_refused_with_the_shapes():
-    state = {"a.weight": torch.zeros(8, 4), "a.bias": torch.zeros(8),
-             "b.weight": torch.zeros(2, 5), "b.bias": torch.zeros(2)}
+    state = {
+        "a.weight": torch.zeros(8, 4),
+        "a.bias": torch.zeros(8),
+        "b.weight": torch.zeros(2, 5),
+        "b.bias": torch.zeros(2),
+    }
     with pytest.raises(InspectorError, match=r"don't chain \(a: 4->8, b: 5->2\)"):
         mlp_from_state_dict(state, source="x.pt")
 
@@ -156,15 +165,25 @@ def test_rebuilt_model_is_an_mlp():
     assert isinstance(model, MLP)
 
 
-@pytest.mark.parametrize("config", [
-    MLPConfig(4, (), 2), MLPConfig(4, (3, 5), 2), MLPConfig(6, (10, 8), 3, batch_norm=True, dropout=0.1)])
+@pytest.mark.parametrize(
+    "config", [MLPConfig(4, (), 2), MLPConfig(4, (3, 5), 2), MLPConfig(6, (10, 8), 3, batch_norm=True, dropout=0.1)]
+)
 def test_state_shapes_match_a_built_model_without_building_one(config):
     built = {k: tuple(v.shape) for k, v in build_mlp(config).state_dict().items()}
     assert config.state_shapes() == built
 
 
-@pytest.mark.parametrize("field,value", [("input_size", "64"), ("hidden_sizes", ["3"]), ("batch_norm", "yes"),
-                                         ("output_size", True), ("dropout", "0.1"), ("colour", 1)])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("input_size", "64"),
+        ("hidden_sizes", ["3"]),
+        ("batch_norm", "yes"),
+        ("output_size", True),
+        ("dropout", "0.1"),
+        ("colour", 1),
+    ],
+)
 def test_config_from_dict_checks_types(field, value):
     d = MLPConfig(4, (3,), 2).to_dict()
     d[field] = value

@@ -26,19 +26,23 @@ def test_closed_form_per_layer_and_total():
 class _Nested(nn.Module):
     def __init__(self) -> None:
         super().__init__()
-        self.encoder = nn.Sequential(nn.Linear(10, 8), nn.BatchNorm1d(8), nn.ReLU(),
-                                     nn.Sequential(nn.Linear(8, 6), nn.Tanh()))
+        self.encoder = nn.Sequential(
+            nn.Linear(10, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Sequential(nn.Linear(8, 6), nn.Tanh())
+        )
         self.head = nn.Linear(6, 3, bias=False)
 
     def forward(self, x):
         return self.head(self.encoder(x))
 
 
-@pytest.mark.parametrize("make,n_in", [
-    (lambda: build_mlp(MLPConfig(64, (128, 64), 10)), 64),
-    (lambda: build_mlp(MLPConfig(12, (7, 5), 4, batch_norm=True)), 12),
-    (_Nested, 10),
-])
+@pytest.mark.parametrize(
+    "make,n_in",
+    [
+        (lambda: build_mlp(MLPConfig(64, (128, 64), 10)), 64),
+        (lambda: build_mlp(MLPConfig(12, (7, 5), 4, batch_norm=True)), 12),
+        (_Nested, 10),
+    ],
+)
 def test_totals_agree_with_torchinfo_and_numel(make, n_in):
     model = make()
     report = count_parameters(model)
@@ -84,8 +88,7 @@ def test_layer_rows_add_up_to_the_total_when_a_weight_is_tied():
     tied = report.layers[1]
     assert (tied.tied_to, tied.weights, tied.biases, tied.parameters) == ("0", 0, 16, 16)
     assert tied.macs_per_sample == 16 * 16  # a shared weight is still multiplied in every layer that uses it
-    assert [layer.formula() for layer in report.layers] == [
-        "16 × (16 + 1)", "16 (weight counted in 0)", "4 × 16"]
+    assert [layer.formula() for layer in report.layers] == ["16 × (16 + 1)", "16 (weight counted in 0)", "4 × 16"]
 
 
 # --- embeddings are not dense layers (issue 9) ---------------------------------------------------
@@ -122,15 +125,29 @@ def test_an_lm_head_tied_to_its_embedding_is_counted_once_in_the_embedding():
 def _bert_config():
     transformers = pytest.importorskip("transformers")
     return transformers, transformers.BertConfig(
-        vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
-        max_position_embeddings=64)
+        vocab_size=99,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=64,
+    )
 
 
 # BertConfig(vocab 99, hidden 32, 2 layers, intermediate 37, 64 positions, 2 token types), worked out by hand:
-BERT_EMBEDDINGS = [("embeddings.word_embeddings", 99, 32), ("embeddings.position_embeddings", 64, 32),
-                   ("embeddings.token_type_embeddings", 2, 32)]
-BERT_BLOCK = [("attention.self.query", 32, 32), ("attention.self.key", 32, 32), ("attention.self.value", 32, 32),
-              ("attention.output.dense", 32, 32), ("intermediate.dense", 32, 37), ("output.dense", 37, 32)]
+BERT_EMBEDDINGS = [
+    ("embeddings.word_embeddings", 99, 32),
+    ("embeddings.position_embeddings", 64, 32),
+    ("embeddings.token_type_embeddings", 2, 32),
+]
+BERT_BLOCK = [
+    ("attention.self.query", 32, 32),
+    ("attention.self.key", 32, 32),
+    ("attention.self.value", 32, 32),
+    ("attention.output.dense", 32, 32),
+    ("intermediate.dense", 32, 37),
+    ("output.dense", 37, 32),
+]
 BERT_LINEAR = [(f"encoder.layer.{b}.{name}", n, m) for b in range(2) for name, n, m in BERT_BLOCK]
 BERT_NORMS = 32 * 2 * (1 + 2 * 2)  # LayerNorm weight and bias: after the embeddings and twice per block
 
@@ -140,10 +157,12 @@ def test_bert_embeddings_and_dense_layers_have_closed_form_counts():
     model = transformers.BertModel(config)
     report = count_parameters(model)
     assert [(e.layer, e.num_embeddings, e.embedding_dim, e.parameters) for e in report.embeddings] == [
-        (name, rows, dim, rows * dim) for name, rows, dim in BERT_EMBEDDINGS]
+        (name, rows, dim, rows * dim) for name, rows, dim in BERT_EMBEDDINGS
+    ]
     expected_linear = [*BERT_LINEAR, ("pooler.dense", 32, 32)]
     assert [(layer.layer, layer.in_features, layer.out_features, layer.parameters) for layer in report.layers] == [
-        (name, n, m, m * (n + 1)) for name, n, m in expected_linear]
+        (name, n, m, m * (n + 1)) for name, n, m in expected_linear
+    ]
     assert report.embedding_parameters == 99 * 32 + 64 * 32 + 2 * 32 == 5280
     assert report.other_parameters == BERT_NORMS == 320  # position_ids is a buffer, never a parameter
     assert report.total_parameters == 5280 + sum(m * (n + 1) for _, n, m in expected_linear) + 320
@@ -156,7 +175,11 @@ def test_bert_masked_lm_decoder_is_tied_to_the_word_embeddings():
     report = count_parameters(model)
     decoder = next(layer for layer in report.layers if layer.layer == "cls.predictions.decoder")
     assert (decoder.tied_to, decoder.weights, decoder.in_features, decoder.out_features) == (
-        "bert.embeddings.word_embeddings", 0, 32, 99)
+        "bert.embeddings.word_embeddings",
+        0,
+        32,
+        99,
+    )
     word = report.embeddings[0]
     assert (word.layer, word.parameters, word.tied_to) == ("bert.embeddings.word_embeddings", 99 * 32, None)
     assert report.total_parameters == sum(p.numel() for p in model.parameters())

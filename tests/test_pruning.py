@@ -6,11 +6,10 @@ import math
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from inspector.analysis import pruning as P
 from inspector.analysis.pruning import prune, pruning_sweep
-from torch import nn
-
 from inspector.models import MLPConfig, build_mlp
 
 
@@ -160,8 +159,10 @@ def test_cli_exports_a_pruned_checkpoint(tmp_path, capsys):
 
 
 def _numpy_layers(model):
-    return [(layer.weight.detach().double().numpy().copy(), layer.bias.detach().double().numpy().copy())
-            for layer in (model.fc1, model.fc2, model.fc3)]
+    return [
+        (layer.weight.detach().double().numpy().copy(), layer.bias.detach().double().numpy().copy())
+        for layer in (model.fc1, model.fc2, model.fc3)
+    ]
 
 
 def _numpy_accuracy(layers, X, y):
@@ -181,14 +182,15 @@ def _numpy_prune(layers, s, scope):
         drop[np.argsort(flat, kind="stable")[: math.floor(s * flat.size)]] = True
         start = 0
         for w, _ in layers:
-            w.ravel()[drop[start:start + w.size]] = 0.0
+            w.ravel()[drop[start : start + w.size]] = 0.0
             start += w.size
     elif scope == "layer":
         for w, _ in layers:
             w.ravel()[np.argsort(np.abs(w).ravel(), kind="stable")[: math.floor(s * w.size)]] = 0.0
     else:  # neuron: weakest rows of each hidden layer by L2 norm, with their bias and outgoing column
-        drops = [np.argsort(np.linalg.norm(w, axis=1), kind="stable")[: math.floor(s * w.shape[0])]
-                 for w, _ in layers[:-1]]  # every norm from the unpruned weights
+        drops = [
+            np.argsort(np.linalg.norm(w, axis=1), kind="stable")[: math.floor(s * w.shape[0])] for w, _ in layers[:-1]
+        ]  # every norm from the unpruned weights
         for k, drop in enumerate(drops):
             w, b = layers[k]
             w[drop], b[drop] = 0.0, 0.0
@@ -224,8 +226,15 @@ def test_finetuning_one_level_leaks_into_no_other_level_scope_or_dead_neuron_che
     X_train, y_train = torch.randn(256, 10), torch.randint(0, 3, (256,))
     dead = {"fc1": np.isin(np.arange(20), [1, 4]), "fc2": np.zeros(12, bool)}
     sparsities = (0.0, 0.5, 0.8)
-    report = pruning_sweep(model, X, y, sparsities=sparsities, dead_masks=dead,
-                           finetune=(X_train.numpy(), y_train.numpy()), finetune_epochs=2)
+    report = pruning_sweep(
+        model,
+        X,
+        y,
+        sparsities=sparsities,
+        dead_masks=dead,
+        finetune=(X_train.numpy(), y_train.numpy()),
+        finetune_epochs=2,
+    )
     for curve in report.curves:
         for s, tuned in zip(sparsities, curve.finetuned_metric):
             fresh = P.prune_and_finetune(model, s, curve.scope, X_train, y_train, epochs=2)
@@ -269,10 +278,22 @@ def digits_model():
 
     dataset = load_digits()
     splits = split_dataset(dataset, SplitSpec(seed=0))
-    result = train(MLPConfig(64, (32, 16), 10), splits, TrainConfig(epochs=10, patience=None, lr=1e-2),
-                   device="cpu", progress=False)
-    data = EvalData(dataset.name, "test", splits.X_test, splits.y_test, dataset.feature_names,
-                    dataset.class_names, dataset.image_shape)
+    result = train(
+        MLPConfig(64, (32, 16), 10),
+        splits,
+        TrainConfig(epochs=10, patience=None, lr=1e-2),
+        device="cpu",
+        progress=False,
+    )
+    data = EvalData(
+        dataset.name,
+        "test",
+        splits.X_test,
+        splits.y_test,
+        dataset.feature_names,
+        dataset.class_names,
+        dataset.image_shape,
+    )
     return result.model, data
 
 
@@ -280,8 +301,7 @@ def test_full_analysis_of_a_digits_model_prunes_every_scope_from_the_original_we
     from inspector.analysis import AnalysisOptions, analyze
 
     model, data = digits_model
-    analysis = analyze(model, data, options=AnalysisOptions(n_steps=4, max_importance_samples=40,
-                                                            conductance=False))
+    analysis = analyze(model, data, options=AnalysisOptions(n_steps=4, max_importance_samples=40, conductance=False))
     assert [c.scope for c in analysis.pruning.curves] == list(P.SCOPES)
     for curve in analysis.pruning.curves:
         _assert_matches_numpy(curve, model, data.X, data.y)

@@ -70,8 +70,11 @@ def regression_models():
 
 
 def _layers64(model: nn.Module) -> list[tuple[np.ndarray, np.ndarray]]:
-    return [(m.weight.detach().double().numpy().copy(), m.bias.detach().double().numpy().copy())
-            for m in model.modules() if isinstance(m, nn.Linear)]
+    return [
+        (m.weight.detach().double().numpy().copy(), m.bias.detach().double().numpy().copy())
+        for m in model.modules()
+        if isinstance(m, nn.Linear)
+    ]
 
 
 def _numpy_prune(layers, s, scope):
@@ -83,14 +86,15 @@ def _numpy_prune(layers, s, scope):
         drop[np.argsort(flat, kind="stable")[: math.floor(s * flat.size)]] = True
         start = 0
         for w, _ in layers:
-            w.ravel()[drop[start:start + w.size]] = 0.0
+            w.ravel()[drop[start : start + w.size]] = 0.0
             start += w.size
     elif scope == "layer":
         for w, _ in layers:
             w.ravel()[np.argsort(np.abs(w).ravel(), kind="stable")[: math.floor(s * w.size)]] = 0.0
     else:
-        drops = [np.argsort(np.linalg.norm(w, axis=1), kind="stable")[: math.floor(s * w.shape[0])]
-                 for w, _ in layers[:-1]]
+        drops = [
+            np.argsort(np.linalg.norm(w, axis=1), kind="stable")[: math.floor(s * w.shape[0])] for w, _ in layers[:-1]
+        ]
         for k, drop in enumerate(drops):
             layers[k][0][drop], layers[k][1][drop] = 0.0, 0.0
             layers[k + 1][0][:, drop] = 0.0
@@ -136,13 +140,15 @@ def test_regression_finetuning_uses_mse_and_keeps_pruned_weights_at_zero(regress
         before = F.mse_loss(pruned(X)[:, 0], y)
         after = F.mse_loss(tuned(X)[:, 0], y)
     assert after < before  # MSE descended: the regression loss, not cross-entropy on a float target
-    report = pruning_sweep(model, (X, y), sparsities=(0.0, 0.8), scopes=("global",), finetune=(X, y),
-                           finetune_epochs=3, finetune_lr=1e-2)
+    report = pruning_sweep(
+        model, (X, y), sparsities=(0.0, 0.8), scopes=("global",), finetune=(X, y), finetune_epochs=3, finetune_lr=1e-2
+    )
     y64 = y.double().numpy()
     with torch.no_grad():
         sse = float(((tuned(X)[:, 0].double().numpy() - y64) ** 2).sum())
     assert report.curve("global").finetuned_metric[1] == pytest.approx(
-        1 - sse / float(((y64 - y64.mean()) ** 2).sum()), abs=1e-9)
+        1 - sse / float(((y64 - y64.mean()) ** 2).sum()), abs=1e-9
+    )
 
 
 # --------------------------------------------------------------------------- streamed sources
@@ -153,10 +159,13 @@ def test_loader_and_list_of_batches_give_the_curves_of_the_arrays(regression_mod
     model = models["module relu"]
     arrays = pruning_sweep(model, (X.numpy(), y.numpy()), sparsities=SPARSITIES)
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X, y), batch_size=37)
-    batches = [(X[i:i + 50], y[i:i + 50]) for i in range(0, len(X), 50)]
+    batches = [(X[i : i + 50], y[i : i + 50]) for i in range(0, len(X), 50)]
     old_call = pruning_sweep(model, X, y, sparsities=SPARSITIES)  # the (model, X, y) form
-    for other in (pruning_sweep(model, loader, sparsities=SPARSITIES),
-                  pruning_sweep(model, batches, sparsities=SPARSITIES), old_call):
+    for other in (
+        pruning_sweep(model, loader, sparsities=SPARSITIES),
+        pruning_sweep(model, batches, sparsities=SPARSITIES),
+        old_call,
+    ):
         assert other.n_samples == arrays.n_samples == len(X)
         # float32 matrix products may round differently in batches of another size: 1e-6 relative
         assert other.baseline_metric == pytest.approx(arrays.baseline_metric, abs=1e-6)
@@ -171,8 +180,10 @@ def test_classification_from_a_loader_counts_the_same_correct_samples():
     model = build_mlp(MLPConfig(10, (20, 12), 3)).eval()
     X, y = torch.randn(300, 10), torch.randint(0, 3, (300,))
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X, y), batch_size=64)
-    arrays, streamed = (pruning_sweep(model, X, y, sparsities=SPARSITIES),
-                        pruning_sweep(model, loader, sparsities=SPARSITIES))
+    arrays, streamed = (
+        pruning_sweep(model, X, y, sparsities=SPARSITIES),
+        pruning_sweep(model, loader, sparsities=SPARSITIES),
+    )
     assert (streamed.metric_name, streamed.loss_name) == ("accuracy", "cross-entropy")
     for a, b in zip(arrays.curves, streamed.curves):
         np.testing.assert_array_equal(b.metric, a.metric)  # a count of correct samples over 300: exact
@@ -194,8 +205,10 @@ def test_bert_neuron_scope_prunes_intermediate_neurons_and_never_a_key_column(be
     plan = neuron_plan(model, as_source(batches).first())
     blocks = [f"bert.encoder.layer.{i}" for i in range(2)]
     assert plan.hidden == (*(f"{b}.intermediate.dense" for b in blocks), "bert.pooler.dense")
-    assert dict(plan.consumers) == {**{f"{b}.intermediate.dense": (f"{b}.output.dense",) for b in blocks},
-                                    "bert.pooler.dense": ("classifier",)}
+    assert dict(plan.consumers) == {
+        **{f"{b}.intermediate.dense": (f"{b}.output.dense",) for b in blocks},
+        "bert.pooler.dense": ("classifier",),
+    }
     pruned = prune(model, 0.5, "neuron", data=batches)
     before, after = dict(model.named_modules()), dict(pruned.named_modules())
     touched = set()
@@ -224,8 +237,11 @@ def test_bert_sweep_streams_dict_batches_and_matches_the_pruned_copy(bert):
     correct = 0
     with torch.no_grad():
         for batch in batches:
-            logits = pruned(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                            token_type_ids=batch["token_type_ids"]).logits
+            logits = pruned(
+                input_ids=batch["input_ids"],
+                attention_mask=batch["attention_mask"],
+                token_type_ids=batch["token_type_ids"],
+            ).logits
             correct += int((logits.argmax(1) == batch["labels"]).sum())
     assert report.curve("neuron").metric[1] == correct / 12
 
@@ -286,8 +302,13 @@ def test_custom_target_and_metric_are_evaluated_per_level():
     model = build_mlp(MLPConfig(10, (20, 12), 3)).eval()
     X, y = torch.randn(200, 10), torch.randint(0, 3, (200,))
     first = as_source((X, y)).first()
-    agree = make_task(None, first, target=lambda out, batch: out[:, 1],
-                      metric=lambda out, batch: (out.argmax(1) == batch.labels).float(), metric_name="agreement")
+    agree = make_task(
+        None,
+        first,
+        target=lambda out, batch: out[:, 1],
+        metric=lambda out, batch: (out.argmax(1) == batch.labels).float(),
+        metric_name="agreement",
+    )
     mean_logit = make_task(None, first, target=lambda out, batch: out[:, 1])
     with_metric = pruning_sweep(model, (X, y), agree, sparsities=SPARSITIES)
     plain = pruning_sweep(model, (X, y), mean_logit, sparsities=SPARSITIES)

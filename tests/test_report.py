@@ -139,8 +139,27 @@ def test_comparison_finds_died_revived_and_weight_change():
 
 def test_comparison_of_two_snapshots_of_one_run(tmp_path, capsys):
     run = tmp_path / "run.pt"
-    assert main(["train", "--dataset", "synthetic", "--hidden", "16", "--epochs", "6", "--patience", "0",
-                 "--snapshot-every", "3", "--out", str(run), "-q"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                "synthetic",
+                "--hidden",
+                "16",
+                "--epochs",
+                "6",
+                "--patience",
+                "0",
+                "--snapshot-every",
+                "3",
+                "--out",
+                str(run),
+                "-q",
+            ]
+        )
+        == 0
+    )
     out = tmp_path / "cmp.md"
     assert main(["report", f"{run}@3", str(run), "--out", str(out)]) == 0
     md = out.read_text()
@@ -153,8 +172,17 @@ def test_comparison_of_two_snapshots_of_one_run(tmp_path, capsys):
 
 
 # Names a checkpoint can carry (module names, CSV headers): Markdown and HTML that must stay text.
-_HOSTILE = ("<img src=x onerror=alert(1)>", "a|b", "**bold** _it_ [x](javascript:alert(1))", "`code`",
-            "# heading", "1. item", "- item", "~~gone~~ $x$ &amp; \\", "two\nlines")
+_HOSTILE = (
+    "<img src=x onerror=alert(1)>",
+    "a|b",
+    "**bold** _it_ [x](javascript:alert(1))",
+    "`code`",
+    "# heading",
+    "1. item",
+    "- item",
+    "~~gone~~ $x$ &amp; \\",
+    "two\nlines",
+)
 _MD_META = re.compile(r"(?<!\\)(?:\\\\)*[*_`\[\]|~$]|(?<!\\)<[A-Za-z/!?]|(?<!\\)&[A-Za-z#]")
 
 
@@ -173,7 +201,7 @@ def test_markdown_escape_renders_a_name_as_the_literal_text(name):
     assert not re.match(r"\s*(?:[#>+=-]|\d+[.)])", escaped)  # cannot open a heading, quote or list
     code = md_code(name)
     fence = re.match(r"`+", code).group(0)
-    assert code.endswith(fence) and fence not in code[len(fence):-len(fence)]
+    assert code.endswith(fence) and fence not in code[len(fence) : -len(fence)]
 
 
 def test_hostile_layer_and_feature_names_stay_text_in_markdown_and_html(analysis):
@@ -183,11 +211,16 @@ def test_hostile_layer_and_feature_names_stay_text_in_markdown_and_html(analysis
     evil = _HOSTILE[0] + "|" + _HOSTILE[2]
     layers = tuple(dataclasses.replace(p, layer=f"{evil}{i}") for i, p in enumerate(analysis.parameters.layers))
     hostile = dataclasses.replace(
-        analysis, parameters=dataclasses.replace(analysis.parameters, layers=layers),
+        analysis,
+        parameters=dataclasses.replace(analysis.parameters, layers=layers),
         weights=tuple(dataclasses.replace(w, layer=f"{evil}{i}") for i, w in enumerate(analysis.weights)),
-        model=dataclasses.replace(analysis.model, source=f"`{evil}`",
-                                  feature_names=tuple(f"{evil}f{i}" for i in range(len(analysis.model.feature_names)))),
-        findings=(*analysis.findings, dataclasses.replace(analysis.findings[0], text=f"# {evil}")))
+        model=dataclasses.replace(
+            analysis.model,
+            source=f"`{evil}`",
+            feature_names=tuple(f"{evil}f{i}" for i in range(len(analysis.model.feature_names))),
+        ),
+        findings=(*analysis.findings, dataclasses.replace(analysis.findings[0], text=f"# {evil}")),
+    )
     from inspector.report import md_code
 
     md = to_markdown(hostile)
@@ -198,7 +231,7 @@ def test_hostile_layer_and_feature_names_stay_text_in_markdown_and_html(analysis
     table = [line for line in md.splitlines() if line.startswith("| ") and "onerror" in line]
     header = next(line for line in md.splitlines() if line.startswith("| layer | inputs n"))
     cells = lambda line: len(re.split(r"(?<!\\)\|", line))  # noqa: E731
-    assert table and all(cells(line) == cells(header) for line in table[:len(layers)])
+    assert table and all(cells(line) == cells(header) for line in table[: len(layers)])
     assert "\n- \\# " in md and "\n- # " not in md  # the finding opens no heading
     page = to_html(hostile)
     assert _HOSTILE[0] not in page and html_module.escape(_HOSTILE[0]) in page
@@ -234,10 +267,24 @@ def _smooth_and_unknown(analysis: Analysis) -> Analysis:
     import dataclasses
 
     first, second = analysis.activations
-    gelu = dataclasses.replace(first, activation="gelu", dead_mask=None, nearly_dead_mask=None,
-                               zero_rate=np.linspace(0.0, 0.8, first.width), found_by="module")
-    unknown = dataclasses.replace(second, activation="unknown", module=None, found_by="not found", fire_rate=None,
-                                  dead_mask=None, nearly_dead_mask=None, saturation_rate=None)
+    gelu = dataclasses.replace(
+        first,
+        activation="gelu",
+        dead_mask=None,
+        nearly_dead_mask=None,
+        zero_rate=np.linspace(0.0, 0.8, first.width),
+        found_by="module",
+    )
+    unknown = dataclasses.replace(
+        second,
+        activation="unknown",
+        module=None,
+        found_by="not found",
+        fire_rate=None,
+        dead_mask=None,
+        nearly_dead_mask=None,
+        saturation_rate=None,
+    )
     return dataclasses.replace(analysis, activations=(gelu, unknown))
 
 
@@ -252,7 +299,11 @@ def test_smooth_and_unknown_units_are_reported_without_a_dead_count():
     assert list(rows[0]) == list(rows[1])  # one set of columns for every kind of unit
     assert rows[0]["dead"] == "-" and "near zero 40.0%" in rows[0]["mean rate"]
     assert (rows[1]["activation"], rows[1]["found by"], rows[1]["dead"], rows[1]["mean rate"]) == (
-        "unknown", "not found", "-", "-")
+        "unknown",
+        "not found",
+        "-",
+        "-",
+    )
     assert "dead" not in F.neuron_activation_figure(gelu, 0).layout.title.text
     assert F.firing_strip_figure(gelu, 0.01).data[0].marker.color[0] == F.COLORS["alive"]
     assert "no firing or saturation rate" in F.firing_strip_figure(unknown, 0.01).layout.annotations[0].text

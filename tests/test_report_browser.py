@@ -22,7 +22,8 @@ def test_report_opens_offline_draws_every_figure_and_fetches_nothing(dash_duo, d
     for section in ("summary", "architecture", "training", "weights", "dead", "importance", "pruning"):
         assert driver.find_element("css selector", f"#{section} h2").text
     fetched = driver.execute_script(
-        "return performance.getEntriesByType('resource').map(e => e.name).filter(n => !n.startsWith('file:'))")
+        "return performance.getEntriesByType('resource').map(e => e.name).filter(n => !n.startsWith('file:'))"
+    )
     assert fetched == []
     assert dash_duo.get_logs() == []
     driver.save_screenshot(str(tmp_path / "report.png"))

@@ -33,7 +33,9 @@ def _tree() -> _Tree:
             _Leaf(np.array([np.nan, np.inf, -1.5], dtype=np.float32), float("nan"), None),
         ),
         table={"x": float("-inf"), "y": 1e-300},
-        flag=True, count=2**40, maybe=None,
+        flag=True,
+        count=2**40,
+        maybe=None,
     )
 
 
@@ -151,8 +153,10 @@ def test_a_version_1_document_is_read_through_the_renames_and_defaults(monkeypat
     monkeypatch.setitem(results_module.FIELD_RENAMES, 1, {"_Renamed": {"linear": "layer", "name": "module"}})
     doc = {"schema_version": 1, "result": {"__type__": "_Renamed", "linear": "fc1", "name": "act1"}}
     assert results_module.from_json_and_arrays(doc, {}) == _Renamed("fc1", "act1", 7)
-    current = {"schema_version": results_module.SCHEMA_VERSION,
-               "result": {"__type__": "_Renamed", "layer": "fc1", "module": None}}
+    current = {
+        "schema_version": results_module.SCHEMA_VERSION,
+        "result": {"__type__": "_Renamed", "layer": "fc1", "module": None},
+    }
     assert results_module.from_json_and_arrays(current, {}) == _Renamed("fc1", None, 7)
 
 
@@ -160,8 +164,11 @@ def test_renames_of_several_versions_follow_their_chain(monkeypatch):
     import inspector.results as results_module
 
     monkeypatch.setattr(results_module, "SCHEMA_VERSION", 4)
-    monkeypatch.setattr(results_module, "FIELD_RENAMES", {
-        1: {"T": {"a": "b"}}, 2: {"T": {"b": "c", "x": "y"}}, 3: {"T": {"c": "d", "a": "z"}}})
+    monkeypatch.setattr(
+        results_module,
+        "FIELD_RENAMES",
+        {1: {"T": {"a": "b"}}, 2: {"T": {"b": "c", "x": "y"}}, 3: {"T": {"c": "d", "a": "z"}}},
+    )
     assert results_module._renames_from(1) == {"T": {"a": "d", "x": "y"}}  # v3's new "a" is not v1's "a"
     assert results_module._renames_from(3) == {"T": {"c": "d", "a": "z"}}
     assert results_module._renames_from(4) == {}
@@ -183,8 +190,10 @@ def test_a_version_1_analysis_folder_loads_with_todays_field_names():
     analysis = Analysis.load(V1_ANALYSIS)
     assert [p.layer for p in analysis.parameters.layers] == ["fc1", "fc2", "fc3"]
     assert [w.layer for w in analysis.weights] == ["fc1", "fc2", "fc3"]
-    assert [(a.layer, a.module, a.found_by) for a in analysis.activations] == [("fc1", "act1", "module"),
-                                                                                 ("fc2", "act2", "module")]
+    assert [(a.layer, a.module, a.found_by) for a in analysis.activations] == [
+        ("fc1", "act1", "module"),
+        ("fc2", "act2", "module"),
+    ]
     first = analysis.activations[0]
     assert first.dead_count == 1 and first.zero_rate is None and first.n_positions == 0  # the planted unit 0
     assert analysis.parameters.embeddings == () and analysis.parameters.embedding_parameters == 0

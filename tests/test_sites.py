@@ -56,7 +56,9 @@ def test_functional_activations_are_found_in_the_traced_graph():
 def test_a_model_that_does_not_trace_leaves_its_activation_unknown_but_counted():
     sites = discover_sites(untraceable(), Batch(_x()))
     assert [(s.layer, s.activation, s.found_by, s.counted) for s in sites] == [
-        ("fc1", "unknown", "unknown", True), ("out", "unknown", "unknown", True)]
+        ("fc1", "unknown", "unknown", True),
+        ("out", "unknown", "unknown", True),
+    ]
     assert sites[0].describe() == "activation unknown: counted on its pre-activation"
 
 
@@ -64,7 +66,10 @@ def test_mlp_sites_pair_each_activation_module_with_its_linear():
     model = build_mlp(MLPConfig(4, (6, 5), 2, activation="tanh", batch_norm=True, dropout=0.2))
     sites = discover_sites(model, Batch(_x(d=4)))
     assert [(s.layer, s.activation, s.found_by, s.module) for s in sites] == [
-        ("fc1", "tanh", "module", "act1"), ("fc2", "tanh", "module", "act2"), ("fc3", "none", "traced-none", None)]
+        ("fc1", "tanh", "module", "act1"),
+        ("fc2", "tanh", "module", "act2"),
+        ("fc3", "none", "traced-none", None),
+    ]
 
 
 def test_cnn_sites_are_the_dense_head_only():
@@ -96,8 +101,10 @@ def _bert_batch() -> Batch:
 def test_declared_activations_win_over_what_is_found():
     sites = discover_sites(shared_relu(), Batch(_x()), {"fc1": "tanh", "fc2": "none", "out": "sigmoid"})
     assert [(s.layer, s.activation, s.found_by, s.counted) for s in sites] == [
-        ("fc1", "tanh", "declared", True), ("fc2", "none", "traced-none", False),
-        ("out", "sigmoid", "declared", True)]
+        ("fc1", "tanh", "declared", True),
+        ("fc2", "none", "traced-none", False),
+        ("out", "sigmoid", "declared", True),
+    ]
 
 
 def test_declaring_a_layer_that_does_not_exist_or_an_unknown_kind_is_a_clear_error():
@@ -122,8 +129,9 @@ class _CalledTwice(nn.Module):
 def _observe(model: nn.Module, x: torch.Tensor, sites) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
     calls = []
     with inspecting(model) as guard, torch.no_grad():
-        observer = SiteObserver(model, sites, lambda layer, pre, out: calls.append((layer, pre.clone(), out.clone())),
-                                guard)
+        observer = SiteObserver(
+            model, sites, lambda layer, pre, out: calls.append((layer, pre.clone(), out.clone())), guard
+        )
         observer.start_batch()
         model(x)
     assert all(not m._forward_hooks for m in model.modules())

@@ -37,8 +37,9 @@ def test_different_seed_gives_different_weights():
 def test_early_stopping_restores_the_best_epoch():
     splits = tiny_splits(n=120)
     # A wide net with a high learning rate overfits 120 samples quickly.
-    result = train(MLPConfig(6, (256, 256), 3), splits,
-                   TrainConfig(epochs=200, lr=1e-2, patience=3), device="cpu", progress=False)
+    result = train(
+        MLPConfig(6, (256, 256), 3), splits, TrainConfig(epochs=200, lr=1e-2, patience=3), device="cpu", progress=False
+    )
     h = result.history
     assert h.stopped_early
     assert h.epochs_run == h.best_epoch + 3
@@ -48,8 +49,9 @@ def test_early_stopping_restores_the_best_epoch():
 
 
 def test_history_has_one_entry_per_epoch_and_sane_values():
-    result = train(MLPConfig(6, (8,), 3), tiny_splits(), TrainConfig(epochs=4, patience=None),
-                   device="cpu", progress=False)
+    result = train(
+        MLPConfig(6, (8,), 3), tiny_splits(), TrainConfig(epochs=4, patience=None), device="cpu", progress=False
+    )
     h = result.history
     for curve in (h.train_loss, h.val_loss, h.train_accuracy, h.val_accuracy):
         assert curve.shape == (4,)
@@ -58,24 +60,39 @@ def test_history_has_one_entry_per_epoch_and_sane_values():
 
 
 def test_snapshots_every_k_epochs_hold_that_epochs_weights():
-    result = train(MLPConfig(6, (8,), 3), tiny_splits(), TrainConfig(epochs=6, snapshot_every=2, patience=None),
-                   device="cpu", progress=False)
+    result = train(
+        MLPConfig(6, (8,), 3),
+        tiny_splits(),
+        TrainConfig(epochs=6, snapshot_every=2, patience=None),
+        device="cpu",
+        progress=False,
+    )
     assert sorted(result.snapshots) == [2, 4, 6]
     assert torch.equal(result.snapshots[6]["fc1.weight"], result.model.fc1.weight)
     assert not torch.equal(result.snapshots[2]["fc1.weight"], result.snapshots[6]["fc1.weight"])
 
 
 def test_sgd_and_weight_decay_train():
-    result = train(MLPConfig(6, (16,), 3, batch_norm=True), tiny_splits(),
-                   TrainConfig(epochs=10, optimizer="sgd", lr=0.05, weight_decay=1e-3), device="cpu", progress=False)
+    result = train(
+        MLPConfig(6, (16,), 3, batch_norm=True),
+        tiny_splits(),
+        TrainConfig(epochs=10, optimizer="sgd", lr=0.05, weight_decay=1e-3),
+        device="cpu",
+        progress=False,
+    )
     assert result.history.train_accuracy[-1] > 0.6
 
 
 def test_weight_decay_shrinks_weights():
     splits = tiny_splits()
     plain = train(MLPConfig(6, (32,), 3), splits, TrainConfig(epochs=20, patience=None), device="cpu", progress=False)
-    decayed = train(MLPConfig(6, (32,), 3), splits, TrainConfig(epochs=20, patience=None, optimizer="sgd",
-                    lr=0.05, weight_decay=0.5), device="cpu", progress=False)
+    decayed = train(
+        MLPConfig(6, (32,), 3),
+        splits,
+        TrainConfig(epochs=20, patience=None, optimizer="sgd", lr=0.05, weight_decay=0.5),
+        device="cpu",
+        progress=False,
+    )
     assert decayed.model.fc1.weight.norm() < plain.model.fc1.weight.norm()
 
 
@@ -99,11 +116,21 @@ def test_default_digits_run_reaches_95_percent():
     assert result.test_accuracy >= 0.95
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"lr": float("nan")}, {"lr": float("inf")}, {"lr": 0.0}, {"weight_decay": float("nan")},
-    {"weight_decay": float("inf")}, {"weight_decay": -1e-4}, {"momentum": float("nan")},
-    {"seed": -1}, {"seed": 2**32}, {"seed": 1.5},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"lr": float("nan")},
+        {"lr": float("inf")},
+        {"lr": 0.0},
+        {"weight_decay": float("nan")},
+        {"weight_decay": float("inf")},
+        {"weight_decay": -1e-4},
+        {"momentum": float("nan")},
+        {"seed": -1},
+        {"seed": 2**32},
+        {"seed": 1.5},
+    ],
+)
 def test_train_config_refuses_non_finite_and_out_of_range_values(kwargs):
     with pytest.raises(InspectorError) as info:
         TrainConfig(**kwargs)
@@ -137,8 +164,16 @@ def test_a_model_whose_training_state_exceeds_memory_is_refused_before_building(
     assert built == []
 
 
-@pytest.mark.parametrize("error", [MemoryError(), RuntimeError("[enforce fail at alloc_cpu.cpp:114] "
-                                   "DefaultCPUAllocator: can't allocate memory: you tried to allocate 4000 bytes")])
+@pytest.mark.parametrize(
+    "error",
+    [
+        MemoryError(),
+        RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:114] "
+            "DefaultCPUAllocator: can't allocate memory: you tried to allocate 4000 bytes"
+        ),
+    ],
+)
 def test_an_allocation_failure_during_training_is_one_line(monkeypatch, error):
     import inspector.training as training
 

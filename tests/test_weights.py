@@ -44,7 +44,7 @@ def test_full_spectrum_of_a_layer_wider_than_1024_matches_numpy_svd():
     # held to the same relative tolerance, the bottom of the spectrum included
     np.testing.assert_allclose(stats.singular_values, reference, rtol=1e-6)
     assert stats.spectral_norm == pytest.approx(reference[0], rel=1e-9)
-    assert stats.stable_rank == pytest.approx(np.sum(reference ** 2) / reference[0] ** 2, rel=1e-9)
+    assert stats.stable_rank == pytest.approx(np.sum(reference**2) / reference[0] ** 2, rel=1e-9)
 
 
 def test_planted_spectrum_of_a_large_layer_is_recovered_exactly():
@@ -67,7 +67,7 @@ def test_planted_spectrum_of_a_large_layer_is_recovered_exactly():
     np.testing.assert_allclose(s[:50], planted[:50], rtol=1e-4)
     np.testing.assert_allclose(s, planted, rtol=0, atol=1e-5 * planted[0])
     assert stats.spectral_norm == pytest.approx(10.0, rel=1e-5)
-    assert stats.stable_rank == pytest.approx(np.sum(planted ** 2) / 100.0, rel=1e-4)
+    assert stats.stable_rank == pytest.approx(np.sum(planted**2) / 100.0, rel=1e-4)
 
 
 def test_near_zero_fraction_of_planted_weights():
@@ -95,7 +95,7 @@ def test_block_max_pooling_keeps_every_block_maximum():
     assert (br, bc) == (3, 3)
     assert pooled.values[1234 // br, 2999 // bc] == pytest.approx(7.0)
     for r, c in [(0, 0), (17, 500), (683, 999)]:
-        block = w[r * br:(r + 1) * br, c * bc:(c + 1) * bc].abs().max()
+        block = w[r * br : (r + 1) * br, c * bc : (c + 1) * bc].abs().max()
         assert pooled.values[r, c] == pytest.approx(float(block))
 
 

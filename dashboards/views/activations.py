@@ -21,13 +21,25 @@ def figure(state: DashboardState, name: str | None):
 def layout(state: DashboardState) -> html.Div:
     names = state.census_layers
     first = names[0] if names else None
-    return html.Div([
-        control("Layer", dcc.Dropdown(id=ids.ACT_LAYER, options=names, value=first, clearable=False,
-                                      style={"width": "220px", "display": "inline-block"})),
-        note("Each point is one evaluation sample, placed by the layer's top two principal components. "
-             "Classes that form separate clusters are already told apart by that layer."),
-        graph(ids.ACT_PROJ, figure(state, first)),
-    ])
+    return html.Div(
+        [
+            control(
+                "Layer",
+                dcc.Dropdown(
+                    id=ids.ACT_LAYER,
+                    options=names,
+                    value=first,
+                    clearable=False,
+                    style={"width": "220px", "display": "inline-block"},
+                ),
+            ),
+            note(
+                "Each point is one evaluation sample, placed by the layer's top two principal components. "
+                "Classes that form separate clusters are already told apart by that layer."
+            ),
+            graph(ids.ACT_PROJ, figure(state, first)),
+        ]
+    )
 
 
 def register(app: Dash, state: DashboardState) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dash import Dash, Input, Output, dcc, html
+from dash.exceptions import PreventUpdate
 
 from dashboards import ids
 from dashboards.security import choice, index
@@ -20,8 +21,10 @@ def count_text(state: DashboardState, threshold: float) -> str:
     dead = sum(a.dead_count for a in layers)
     nearly = sum(a.nearly_dead_count(threshold) for a in layers)
     total = sum(a.width for a in layers)
-    return (f"{dead} dead and {nearly} nearly dead (firing on fewer than {100 * threshold:g}% of samples) "
-            f"of {total} neurons")
+    return (
+        f"{dead} dead and {nearly} nearly dead (firing on fewer than {100 * threshold:g}% of samples) "
+        f"of {total} neurons"
+    )
 
 
 def layout(state: DashboardState) -> html.Div:
@@ -30,35 +33,74 @@ def layout(state: DashboardState) -> html.Div:
     index = min(range(len(THRESHOLDS)), key=lambda i: abs(THRESHOLDS[i] - threshold))
     names = state.census_layers
     strip = F.firing_strip_figure(acts[0], THRESHOLDS[index]) if acts else F.empty_figure("needs evaluation data")
-    return html.Div([
-        control("Nearly-dead threshold", html.Div(dcc.Slider(
-            id=ids.DEAD_THRESHOLD, min=0, max=len(THRESHOLDS) - 1, step=1, value=index, allow_direct_input=False,
-            marks={i: f"{100 * t:g}%" for i, t in enumerate(THRESHOLDS)}), style={"width": "480px"})),
-        html.H4(count_text(state, THRESHOLDS[index]), id=ids.DEAD_COUNT),
-        note("Dead: never fires on the evaluation data, so it passes no signal and gets no gradient. "
-             "Remedies: lower the learning rate, LeakyReLU or GELU, He initialisation, batch norm; or prune it."),
-        row(graph(ids.DEAD_SUMMARY, F.dead_summary_figure(acts, THRESHOLDS[index]) if acts
-                  else F.empty_figure("needs evaluation data")),
-            graph(ids.DEAD_TIMELINE, F.deaths_figure(state.analysis.deaths))),
-        control("Layer", dcc.Dropdown(id=ids.DEAD_LAYER, options=names, value=names[0] if names else None,
-                                      clearable=False, style={"width": "220px", "display": "inline-block"})),
-        graph(ids.DEAD_STRIP, strip),
-    ])
+    return html.Div(
+        [
+            control(
+                "Nearly-dead threshold",
+                html.Div(
+                    dcc.Slider(
+                        id=ids.DEAD_THRESHOLD,
+                        min=0,
+                        max=len(THRESHOLDS) - 1,
+                        step=1,
+                        value=index,
+                        allow_direct_input=False,
+                        marks={i: f"{100 * t:g}%" for i, t in enumerate(THRESHOLDS)},
+                    ),
+                    style={"width": "480px"},
+                ),
+            ),
+            html.H4(count_text(state, THRESHOLDS[index]), id=ids.DEAD_COUNT),
+            note(
+                "Dead: never fires on the evaluation data, so it passes no signal and gets no gradient. "
+                "Remedies: lower the learning rate, LeakyReLU or GELU, He initialisation, batch norm; or prune it."
+            ),
+            row(
+                graph(
+                    ids.DEAD_SUMMARY,
+                    F.dead_summary_figure(acts, THRESHOLDS[index]) if acts else F.empty_figure("needs evaluation data"),
+                ),
+                graph(ids.DEAD_TIMELINE, F.deaths_figure(state.analysis.deaths)),
+            ),
+            control(
+                "Layer",
+                dcc.Dropdown(
+                    id=ids.DEAD_LAYER,
+                    options=names,
+                    value=names[0] if names else None,
+                    clearable=False,
+                    style={"width": "220px", "display": "inline-block"},
+                ),
+            ),
+            graph(ids.DEAD_STRIP, strip),
+        ]
+    )
 
 
 def register(app: Dash, state: DashboardState) -> None:
-    @app.callback(Output(ids.DEAD_COUNT, "children"), Output(ids.DEAD_SUMMARY, "figure"),
-                  Input(ids.DEAD_THRESHOLD, "value"), prevent_initial_call=True)
+    @app.callback(
+        Output(ids.DEAD_COUNT, "children"),
+        Output(ids.DEAD_SUMMARY, "figure"),
+        Input(ids.DEAD_THRESHOLD, "value"),
+        prevent_initial_call=True,
+    )
     def update_threshold(position: object):
         threshold = THRESHOLDS[index(position, len(THRESHOLDS))]
         acts = state.analysis.activations or ()
-        return state.memo(("dead", threshold),
-                          lambda: (count_text(state, threshold), F.dead_summary_figure(acts, threshold)))
+        return state.memo(
+            ("dead", threshold), lambda: (count_text(state, threshold), F.dead_summary_figure(acts, threshold))
+        )
 
-    @app.callback(Output(ids.DEAD_STRIP, "figure"),
-                  Input(ids.DEAD_LAYER, "value"), Input(ids.DEAD_THRESHOLD, "value"), prevent_initial_call=True)
+    @app.callback(
+        Output(ids.DEAD_STRIP, "figure"),
+        Input(ids.DEAD_LAYER, "value"),
+        Input(ids.DEAD_THRESHOLD, "value"),
+        prevent_initial_call=True,
+    )
     def update_strip(name: object, position: object):
         name = choice(name, state.census_layers)
         threshold = THRESHOLDS[index(position, len(THRESHOLDS))]
         acts = state.activations(name)
+        if acts is None:  # cannot happen: choice() took name from the census layers
+            raise PreventUpdate
         return state.memo(("strip", name, threshold), lambda: F.firing_strip_figure(acts, threshold))

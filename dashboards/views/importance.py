@@ -23,16 +23,22 @@ def charts(state: DashboardState, method: str, klass: str) -> tuple[object, obje
         empty = F.empty_figure("no feature importance (needs evaluation data)")
         return empty, empty, ""
     m = report.method(method)
-    index = None if klass == ALL else int(klass)
+    per_class = m.per_class
+    index = None if klass == ALL or per_class is None else int(klass)
     bar = F.importance_bar_figure(m, a.model.feature_names, index, a.model.class_names)
     if m.error is not None:
         return bar, F.empty_figure(m.error), f"{METHOD_LABELS[method]} could not run."
-    values = m.global_importance if index is None else m.per_class[index]
+    values = m.global_importance if index is None or per_class is None else per_class[index]
     which = "all classes" if index is None else f"class {a.model.class_names[index]}"
     image = F.importance_map_figure(values, a.model.image_shape, f"{METHOD_LABELS[method]} on the input grid ({which})")
     score = m.sanity_correlation
-    verdict = ("passes: its attributions change when the weights are randomised" if score <= SANITY_FAIL else
-               "fails: its attributions barely change when the weights are randomised")
+    if score is None:  # set whenever the method ran; it did (no error)
+        return bar, image, ""
+    verdict = (
+        "passes: its attributions change when the weights are randomised"
+        if score <= SANITY_FAIL
+        else "fails: its attributions barely change when the weights are randomised"
+    )
     text = f"Sanity check, {METHOD_LABELS[method]}: rank correlation {score:.2f} with a randomised model; {verdict}."
     return bar, image, text
 
@@ -40,8 +46,10 @@ def charts(state: DashboardState, method: str, klass: str) -> tuple[object, obje
 def sample_view(state: DashboardState, method: str, index: object) -> tuple[object, str]:
     """Sample ``index``'s attribution by ``method``; anything but a sample number asks for one."""
     if state.explainer is None or state.data is None:
-        return (F.empty_figure("start the dashboard on a checkpoint (not a saved analysis) to explain single samples"),
-                "")
+        return (
+            F.empty_figure("start the dashboard on a checkpoint (not a saved analysis) to explain single samples"),
+            "",
+        )
     n = len(state.data.y)
     i = index_or_none(index, n)
     if i is None:
@@ -49,9 +57,16 @@ def sample_view(state: DashboardState, method: str, index: object) -> tuple[obje
     attribution = state.explainer.explain(method, i)
     probabilities = state.explainer.predict(i)
     a = state.analysis
-    fig = F.sample_figure(state.data.X[i], attribution, probabilities, label=int(state.data.y[i]),
-                          image_shape=a.model.image_shape, feature_names=a.model.feature_names,
-                          class_names=a.model.class_names, method=method)
+    fig = F.sample_figure(
+        state.data.X[i],
+        attribution,
+        probabilities,
+        label=int(state.data.y[i]),
+        image_shape=a.model.image_shape,
+        feature_names=a.model.feature_names,
+        class_names=a.model.class_names,
+        method=method,
+    )
     return fig, f"Sample {i} of {n} ({state.data.name} {state.data.split} split); attribution for its label."
 
 
@@ -71,39 +86,81 @@ def layout(state: DashboardState) -> html.Div:
     available = methods(state)
     method = "integrated_gradients" if "integrated_gradients" in available else (available[0] if available else None)
     classes = [{"label": "all classes", "value": ALL}] + [
-        {"label": f"class {name}", "value": str(i)} for i, name in enumerate(a.model.class_names)]
+        {"label": f"class {name}", "value": str(i)} for i, name in enumerate(a.model.class_names)
+    ]
     bar, image, text = charts(state, method, ALL) if method else (F.empty_figure("needs data"),) * 2 + ("",)
     sample_fig, sample_note = sample_view(state, method, 0) if method else (F.empty_figure("needs data"), "")
     n = len(state.data.y) if state.data is not None else 1
-    return html.Div([
-        html.Div([
-            control("Method", dcc.Dropdown(id=ids.IMP_METHOD, value=method, clearable=False,
-                                           options=[{"label": METHOD_LABELS[m], "value": m} for m in available],
-                                           style={"width": "240px", "display": "inline-block"})),
-            control("Class", dcc.Dropdown(id=ids.IMP_CLASS, options=classes, value=ALL, clearable=False,
-                                          style={"width": "180px", "display": "inline-block"})),
-        ]),
-        html.P(text, id=ids.IMP_SANITY_TEXT, style={"fontWeight": 600}),
-        row(graph(ids.IMP_BAR, bar), graph(ids.IMP_MAP, image)),
-        graph(ids.IMP_SANITY, F.sanity_figure(a.importance) if a.importance else F.empty_figure("needs data")),
-        html.H4("Sample explorer"),
-        control("Sample", dcc.Input(id=ids.SAMPLE_INDEX, type="number", min=0, max=max(n - 1, 0), step=1, value=0,
-                                    debounce=True, style={"width": "90px"})),
-        note(sample_note, ids.SAMPLE_NOTE),
-        dcc.Loading(graph(ids.SAMPLE_FIG, sample_fig)),
-    ])
+    return html.Div(
+        [
+            html.Div(
+                [
+                    control(
+                        "Method",
+                        dcc.Dropdown(
+                            id=ids.IMP_METHOD,
+                            value=method,
+                            clearable=False,
+                            options=[{"label": METHOD_LABELS[m], "value": m} for m in available],
+                            style={"width": "240px", "display": "inline-block"},
+                        ),
+                    ),
+                    control(
+                        "Class",
+                        dcc.Dropdown(
+                            id=ids.IMP_CLASS,
+                            options=classes,
+                            value=ALL,
+                            clearable=False,
+                            style={"width": "180px", "display": "inline-block"},
+                        ),
+                    ),
+                ]
+            ),
+            html.P(text, id=ids.IMP_SANITY_TEXT, style={"fontWeight": 600}),
+            row(graph(ids.IMP_BAR, bar), graph(ids.IMP_MAP, image)),
+            graph(ids.IMP_SANITY, F.sanity_figure(a.importance) if a.importance else F.empty_figure("needs data")),
+            html.H4("Sample explorer"),
+            control(
+                "Sample",
+                dcc.Input(
+                    id=ids.SAMPLE_INDEX,
+                    type="number",
+                    min=0,
+                    max=max(n - 1, 0),
+                    step=1,
+                    value=0,
+                    debounce=True,
+                    style={"width": "90px"},
+                ),
+            ),
+            note(sample_note, ids.SAMPLE_NOTE),
+            dcc.Loading(graph(ids.SAMPLE_FIG, sample_fig)),
+        ]
+    )
 
 
 def register(app: Dash, state: DashboardState) -> None:
-    @app.callback(Output(ids.IMP_BAR, "figure"), Output(ids.IMP_MAP, "figure"), Output(ids.IMP_SANITY_TEXT, "children"),
-                  Input(ids.IMP_METHOD, "value"), Input(ids.IMP_CLASS, "value"), prevent_initial_call=True)
+    @app.callback(
+        Output(ids.IMP_BAR, "figure"),
+        Output(ids.IMP_MAP, "figure"),
+        Output(ids.IMP_SANITY_TEXT, "children"),
+        Input(ids.IMP_METHOD, "value"),
+        Input(ids.IMP_CLASS, "value"),
+        prevent_initial_call=True,
+    )
     def update_charts(method: object, klass: object):
         method = choice(method, methods(state))
         klass = choice(klass, class_values(state))
         return state.memo(("importance", method, klass), lambda: charts(state, method, klass))
 
-    @app.callback(Output(ids.SAMPLE_FIG, "figure"), Output(ids.SAMPLE_NOTE, "children"),
-                  Input(ids.IMP_METHOD, "value"), Input(ids.SAMPLE_INDEX, "value"), prevent_initial_call=True)
+    @app.callback(
+        Output(ids.SAMPLE_FIG, "figure"),
+        Output(ids.SAMPLE_NOTE, "children"),
+        Input(ids.IMP_METHOD, "value"),
+        Input(ids.SAMPLE_INDEX, "value"),
+        prevent_initial_call=True,
+    )
     def update_sample(method: object, index: object):
         method = choice(method, methods(state))
         if index is not None and finite_number(index) is None:

@@ -26,11 +26,13 @@ def panels(state: DashboardState, name: str, j: int) -> tuple[Any, ...]:
         title += f", bias {layer.bias[j]:+.3f}"
     title += ")"
     cond = state.conductance(name)
-    return (title,
-            F.neuron_activation_figure(state.activations(name), j),
-            F.neuron_incoming_figure(layer, j, a.model.feature_names, a.model.image_shape),
-            F.neuron_inputs_figure(cond, j, a.model.feature_names),
-            F.neuron_classes_figure(cond, j, a.model.class_names))
+    return (
+        title,
+        F.neuron_activation_figure(state.activations(name), j),
+        F.neuron_incoming_figure(layer, j, a.model.feature_names, a.model.image_shape),
+        F.neuron_inputs_figure(cond, j, a.model.feature_names),
+        F.neuron_classes_figure(cond, j, a.model.class_names),
+    )
 
 
 def table_rows(state: DashboardState, name: str) -> list[dict[str, Any]]:
@@ -45,9 +47,9 @@ def table_rows(state: DashboardState, name: str) -> list[dict[str, Any]]:
             entry["firing rate"] = round(float(acts.fire_rate[j]), 4)
             if acts.zero_rate is not None:
                 entry["near-zero rate"] = round(float(acts.zero_rate[j]), 4)
-            state = F.neuron_state(acts, j)
-            if state is not None:
-                entry["state"] = state
+            verdict = F.neuron_state(acts, j)
+            if verdict is not None:
+                entry["state"] = verdict
         elif acts is not None and acts.saturation_rate is not None:
             entry["saturation"] = round(float(acts.saturation_rate[j]), 4)
         rows.append(entry)
@@ -59,28 +61,61 @@ def layout(state: DashboardState) -> html.Div:
     first = names[0]
     title, *figures = panels(state, first, 0)
     rows = table_rows(state, first)
-    return html.Div([
-        html.Div([
-            control("Layer", dcc.Dropdown(id=ids.NEURON_LAYER, options=names, value=first, clearable=False,
-                                          style={"width": "220px", "display": "inline-block"})),
-            control("Neuron", dcc.Input(id=ids.NEURON_INDEX, type="number", min=0, step=1, value=0,
-                                        debounce=True, style={"width": "90px"})),
-        ]),
-        html.H4(title, id=ids.NEURON_TITLE),
-        row(graph(ids.NEURON_ACT, figures[0]), graph(ids.NEURON_IN, figures[1])),
-        row(graph(ids.NEURON_DRIVERS, figures[2]), graph(ids.NEURON_CLASSES, figures[3])),
-        html.H4("All neurons of the layer (click a row)"),
-        dash_table.DataTable(id=ids.NEURON_TABLE, data=rows,
-                             columns=[{"name": k, "id": k} for k in (rows[0] if rows else {})],
-                             sort_action="native", page_size=12, style_cell={"fontFamily": "monospace"}),
-    ])
+    return html.Div(
+        [
+            html.Div(
+                [
+                    control(
+                        "Layer",
+                        dcc.Dropdown(
+                            id=ids.NEURON_LAYER,
+                            options=names,
+                            value=first,
+                            clearable=False,
+                            style={"width": "220px", "display": "inline-block"},
+                        ),
+                    ),
+                    control(
+                        "Neuron",
+                        dcc.Input(
+                            id=ids.NEURON_INDEX,
+                            type="number",
+                            min=0,
+                            step=1,
+                            value=0,
+                            debounce=True,
+                            style={"width": "90px"},
+                        ),
+                    ),
+                ]
+            ),
+            html.H4(title, id=ids.NEURON_TITLE),
+            row(graph(ids.NEURON_ACT, figures[0]), graph(ids.NEURON_IN, figures[1])),
+            row(graph(ids.NEURON_DRIVERS, figures[2]), graph(ids.NEURON_CLASSES, figures[3])),
+            html.H4("All neurons of the layer (click a row)"),
+            # dash_table/__init__.py is marked "# type: ignore", so mypy cannot see the (typed) DataTable it exports
+            dash_table.DataTable(  # type: ignore[attr-defined]
+                id=ids.NEURON_TABLE,
+                data=rows,
+                columns=[{"name": k, "id": k} for k in (rows[0] if rows else {})],
+                sort_action="native",
+                page_size=12,
+                style_cell={"fontFamily": "monospace"},
+            ),
+        ]
+    )
 
 
 def register(app: Dash, state: DashboardState) -> None:
     @app.callback(
-        Output(ids.NEURON_TITLE, "children"), Output(ids.NEURON_ACT, "figure"), Output(ids.NEURON_IN, "figure"),
-        Output(ids.NEURON_DRIVERS, "figure"), Output(ids.NEURON_CLASSES, "figure"),
-        Input(ids.NEURON_LAYER, "value"), Input(ids.NEURON_INDEX, "value"), prevent_initial_call=True,
+        Output(ids.NEURON_TITLE, "children"),
+        Output(ids.NEURON_ACT, "figure"),
+        Output(ids.NEURON_IN, "figure"),
+        Output(ids.NEURON_DRIVERS, "figure"),
+        Output(ids.NEURON_CLASSES, "figure"),
+        Input(ids.NEURON_LAYER, "value"),
+        Input(ids.NEURON_INDEX, "value"),
+        prevent_initial_call=True,
     )
     def update_neuron(name: object, j: object):
         name = choice(name, state.layer_names)
@@ -91,15 +126,22 @@ def register(app: Dash, state: DashboardState) -> None:
         key = -1 if neuron is None else neuron
         return state.memo(("neuron", name, key), lambda: panels(state, name, key))
 
-    @app.callback(Output(ids.NEURON_TABLE, "data"), Output(ids.NEURON_TABLE, "columns"),
-                  Input(ids.NEURON_LAYER, "value"), prevent_initial_call=True)
+    @app.callback(
+        Output(ids.NEURON_TABLE, "data"),
+        Output(ids.NEURON_TABLE, "columns"),
+        Input(ids.NEURON_LAYER, "value"),
+        prevent_initial_call=True,
+    )
     def update_table(name: object):
         rows = table_rows(state, choice(name, state.layer_names))
         return rows, [{"name": k, "id": k} for k in (rows[0] if rows else {})]
 
-    @app.callback(Output(ids.NEURON_INDEX, "value", allow_duplicate=True),
-                  Input(ids.NEURON_TABLE, "active_cell"), Input(ids.NEURON_TABLE, "derived_viewport_data"),
-                  prevent_initial_call=True)
+    @app.callback(
+        Output(ids.NEURON_INDEX, "value", allow_duplicate=True),
+        Input(ids.NEURON_TABLE, "active_cell"),
+        Input(ids.NEURON_TABLE, "derived_viewport_data"),
+        prevent_initial_call=True,
+    )
     def pick_from_table(cell: object, viewport: object):
         if not isinstance(cell, dict) or not isinstance(viewport, list):
             raise PreventUpdate

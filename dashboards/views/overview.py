@@ -15,32 +15,56 @@ def layout(state: DashboardState) -> html.Div:
     a = state.analysis
     rows = [{k: f"{v:,}" if isinstance(v, int) else v for k, v in r.items()} for r in F.parameter_rows(a.parameters)]
     columns = [{"name": k, "id": k} for k in rows[0]] if rows else []
-    findings = [html.Li(text, style={"color": "#b30000" if sev == "warning" else "inherit"})
-                for sev, text in F.findings_lines(a)]
-    data_line = (f"Evaluated on {describe_samples(a.data.n_samples, a.data.split, a.data.name)}: "
-                 f"accuracy {a.data.accuracy:.2%}, loss {a.data.loss:.4f}." if a.data else
-                 "No evaluation data: the data views are empty. Start the dashboard on a checkpoint with --data.")
-    return html.Div([
-        html.Div([html.Button("Download report", id=ids.REPORT_BUTTON, n_clicks=0,
-                              title="the same self-contained HTML file as `inspector report`"),
-                  dcc.Download(id=ids.REPORT_DOWNLOAD)], style={"float": "right"}),
-        graph(ids.ARCH_FIG, F.architecture_figure(a.model)),
-        html.P(data_line),
-        html.H4("Parameters: a layer with n inputs and m neurons has m × (n + 1), or m × n without a bias; "
-                "a shared (tied) weight is counted once"),
-        dash_table.DataTable(id=ids.PARAM_TABLE, data=rows, columns=columns, style_table={"overflowX": "auto"},
-                             style_cell={"fontFamily": "monospace", "padding": "4px 8px", "textAlign": "right"},
-                             style_cell_conditional=[{"if": {"column_id": "layer"}, "textAlign": "left"}],
-                             style_data_conditional=[{"if": {"filter_query": '{layer} = "total"'},
-                                                      "fontWeight": "bold"}]),
-        row(graph(ids.TRAIN_FIG, F.training_figure(a.training)),
-            html.Div([html.H4("Findings"), html.Ul(findings, id=ids.FINDINGS)])),
-    ])
+    findings = [
+        html.Li(text, style={"color": "#b30000" if sev == "warning" else "inherit"})
+        for sev, text in F.findings_lines(a)
+    ]
+    data_line = (
+        f"Evaluated on {describe_samples(a.data.n_samples, a.data.split, a.data.name)}: "
+        f"accuracy {a.data.accuracy:.2%}, loss {a.data.loss:.4f}."
+        if a.data
+        else "No evaluation data: the data views are empty. Start the dashboard on a checkpoint with --data."
+    )
+    return html.Div(
+        [
+            html.Div(
+                [
+                    html.Button(
+                        "Download report",
+                        id=ids.REPORT_BUTTON,
+                        n_clicks=0,
+                        title="the same self-contained HTML file as `inspector report`",
+                    ),
+                    dcc.Download(id=ids.REPORT_DOWNLOAD),
+                ],
+                style={"float": "right"},
+            ),
+            graph(ids.ARCH_FIG, F.architecture_figure(a.model)),
+            html.P(data_line),
+            html.H4(
+                "Parameters: a layer with n inputs and m neurons has m × (n + 1), or m × n without a bias; "
+                "a shared (tied) weight is counted once"
+            ),
+            # dash_table/__init__.py is marked "# type: ignore", so mypy cannot see the (typed) DataTable it exports
+            dash_table.DataTable(  # type: ignore[attr-defined]
+                id=ids.PARAM_TABLE,
+                data=rows,
+                columns=columns,
+                style_table={"overflowX": "auto"},
+                style_cell={"fontFamily": "monospace", "padding": "4px 8px", "textAlign": "right"},
+                style_cell_conditional=[{"if": {"column_id": "layer"}, "textAlign": "left"}],
+                style_data_conditional=[{"if": {"filter_query": '{layer} = "total"'}, "fontWeight": "bold"}],
+            ),
+            row(
+                graph(ids.TRAIN_FIG, F.training_figure(a.training)),
+                html.Div([html.H4("Findings"), html.Ul(findings, id=ids.FINDINGS)]),
+            ),
+        ]
+    )
 
 
 def register(app: Dash, state: DashboardState) -> None:
-    @app.callback(Output(ids.REPORT_DOWNLOAD, "data"), Input(ids.REPORT_BUTTON, "n_clicks"),
-                  prevent_initial_call=True)
+    @app.callback(Output(ids.REPORT_DOWNLOAD, "data"), Input(ids.REPORT_BUTTON, "n_clicks"), prevent_initial_call=True)
     def download(_: int):
         return state.memo(("report",), lambda: report_download(state))
 

@@ -27,19 +27,27 @@ def sort_unavailable(state: DashboardState, name: str) -> str | None:
     """Why the rows of ``name`` cannot be sorted by norm, or None when they can."""
     if state.can_sort(name):
         return None
-    return ("Sorting by norm is off for this layer: it is stored as block maxima, and sorting needs its full "
-            "weight. Start the dashboard on the checkpoint to sort it.")
+    return (
+        "Sorting by norm is off for this layer: it is stored as block maxima, and sorting needs its full "
+        "weight. Start the dashboard on the checkpoint to sort it."
+    )
 
 
 def sort_options(state: DashboardState, name: str) -> list[dict[str, Any]]:
     """The sort checkbox for layer ``name``: disabled, with the reason in its label, where sorting is impossible."""
     off = sort_unavailable(state, name) is not None
-    return [{"label": SORT_LABEL + (" (needs the checkpoint for this layer)" if off else ""), "value": SORT,
-             "disabled": off}]
+    return [
+        {
+            "label": SORT_LABEL + (" (needs the checkpoint for this layer)" if off else ""),
+            "value": SORT,
+            "disabled": off,
+        }
+    ]
 
 
-def heatmap(state: DashboardState, name: str, sort_rows: bool, magnitude: bool,
-            region: Region | None = None) -> tuple[Figure, str]:
+def heatmap(
+    state: DashboardState, name: str, sort_rows: bool, magnitude: bool, region: Region | None = None
+) -> tuple[Figure, str]:
     """The heatmap for ``name`` and a line under it saying what it shows.
 
     ``region`` ((row0, row1), (col0, col1)) zooms a pooled layer to full
@@ -55,25 +63,31 @@ def heatmap(state: DashboardState, name: str, sort_rows: bool, magnitude: bool,
     sort_rows = sort_rows and unavailable is None
     sorted_note = " Rows are sorted by incoming norm, strongest on top." if sort_rows else ""
     if layer.magnitude.is_full_resolution:
-        return (F.weight_heatmap_figure(layer, sort_rows=sort_rows, magnitude=magnitude),
-                "Click a cell to open that neuron." + sorted_note)
+        return (
+            F.weight_heatmap_figure(layer, sort_rows=sort_rows, magnitude=magnitude),
+            "Click a cell to open that neuron." + sorted_note,
+        )
     if not state.has_weight(name):
         return F.weight_heatmap_figure(layer), unavailable or (
             "Large layer shown as block maxima; start the dashboard on a checkpoint to zoom to full "
-            "resolution or sort its neurons by norm.")
+            "resolution or sort its neurons by norm."
+        )
     if region is None and not sort_rows:
-        return (F.weight_heatmap_figure(layer),
-                "Zoom in (drag a box) to see that region at full resolution; click a block to open its first neuron.")
+        return (
+            F.weight_heatmap_figure(layer),
+            "Zoom in (drag a box) to see that region at full resolution; click a block to open its first neuron.",
+        )
     rows, cols = region or ((0, layer.out_features), (0, layer.in_features))
     pooled = state.region(name, rows, cols, sort_rows)
     if pooled is None:
         return F.weight_heatmap_figure(layer), "That region is empty; double-click to zoom out."
     signed = None if magnitude else state.region_values(name, pooled, sort_rows)
-    fig = F.weight_heatmap_figure(layer, sort_rows=sort_rows, region=pooled, signed_values=signed,
-                                  magnitude=magnitude)
+    fig = F.weight_heatmap_figure(layer, sort_rows=sort_rows, region=pooled, signed_values=signed, magnitude=magnitude)
     if region is None:
-        return fig, ("Zoom in (drag a box) to see those neurons at full resolution; click a block to open its "
-                     "strongest neuron." + sorted_note)
+        return fig, (
+            "Zoom in (drag a box) to see those neurons at full resolution; click a block to open its "
+            "strongest neuron." + sorted_note
+        )
     (r0, r1), (c0, c1) = rows, cols
     what = f"Neurons ranked {r0}-{r1 - 1} by norm" if sort_rows else f"Rows {r0}-{r1 - 1}"
     return fig, f"{what}, columns {c0}-{c1 - 1}; double-click to zoom out."
@@ -125,27 +139,51 @@ def layout(state: DashboardState) -> html.Div:
     first = names[0]
     fig, hint = heatmap(state, first, False, False)
     layer = state.weights(first)
-    return html.Div([
-        html.Div([
-            control("Layer", dcc.Dropdown(id=ids.WEIGHT_LAYER, options=names, value=first, clearable=False,
-                                          style={"width": "220px", "display": "inline-block"})),
-            control("", dcc.Checklist(id=ids.WEIGHT_SORT, options=sort_options(state, first), value=[],
-                                      inline=True)),
-            control("Colour", dcc.RadioItems(id=ids.WEIGHT_MODE, options=[{"label": " signed w ", "value": "signed"},
-                                                                          {"label": " |w|", "value": "abs"}],
-                                             value="signed", inline=True)),
-        ]),
-        note(hint, ids.WEIGHT_NOTE),
-        dcc.Loading(graph(ids.WEIGHT_HEATMAP, fig)),
-        row(graph(ids.WEIGHT_HIST, F.weight_histogram_figure(layer) if layer else F.empty_figure("no weights")),
-            graph(ids.WEIGHT_IMAGES, F.neuron_images_figure(layer) if layer else F.empty_figure("no weights"))),
-    ])
+    return html.Div(
+        [
+            html.Div(
+                [
+                    control(
+                        "Layer",
+                        dcc.Dropdown(
+                            id=ids.WEIGHT_LAYER,
+                            options=names,
+                            value=first,
+                            clearable=False,
+                            style={"width": "220px", "display": "inline-block"},
+                        ),
+                    ),
+                    control(
+                        "", dcc.Checklist(id=ids.WEIGHT_SORT, options=sort_options(state, first), value=[], inline=True)
+                    ),
+                    control(
+                        "Colour",
+                        dcc.RadioItems(
+                            id=ids.WEIGHT_MODE,
+                            options=[{"label": " signed w ", "value": "signed"}, {"label": " |w|", "value": "abs"}],
+                            value="signed",
+                            inline=True,
+                        ),
+                    ),
+                ]
+            ),
+            note(hint, ids.WEIGHT_NOTE),
+            dcc.Loading(graph(ids.WEIGHT_HEATMAP, fig)),
+            row(
+                graph(ids.WEIGHT_HIST, F.weight_histogram_figure(layer) if layer else F.empty_figure("no weights")),
+                graph(ids.WEIGHT_IMAGES, F.neuron_images_figure(layer) if layer else F.empty_figure("no weights")),
+            ),
+        ]
+    )
 
 
 def register(app: Dash, state: DashboardState) -> None:
     @app.callback(
-        Output(ids.WEIGHT_HEATMAP, "figure"), Output(ids.WEIGHT_NOTE, "children"),
-        Input(ids.WEIGHT_LAYER, "value"), Input(ids.WEIGHT_SORT, "value"), Input(ids.WEIGHT_MODE, "value"),
+        Output(ids.WEIGHT_HEATMAP, "figure"),
+        Output(ids.WEIGHT_NOTE, "children"),
+        Input(ids.WEIGHT_LAYER, "value"),
+        Input(ids.WEIGHT_SORT, "value"),
+        Input(ids.WEIGHT_MODE, "value"),
         Input(ids.WEIGHT_HEATMAP, "relayoutData"),
         prevent_initial_call=True,
     )
@@ -159,16 +197,19 @@ def register(app: Dash, state: DashboardState) -> None:
             if layer is None or layer.magnitude.is_full_resolution or not state.has_weight(name):
                 raise PreventUpdate  # the browser zooms a full-resolution map by itself
             region = zoom_region(relayout, layer.out_features, layer.in_features)
-        return state.memo(("heatmap", name, sort_rows, magnitude, region),
-                          lambda: heatmap(state, name, sort_rows, magnitude, region))
+        return state.memo(
+            ("heatmap", name, sort_rows, magnitude, region), lambda: heatmap(state, name, sort_rows, magnitude, region)
+        )
 
     @app.callback(Output(ids.WEIGHT_SORT, "options"), Input(ids.WEIGHT_LAYER, "value"), prevent_initial_call=True)
     def update_sort_control(name: object):
         return sort_options(state, choice(name, state.layer_names))
 
     @app.callback(
-        Output(ids.WEIGHT_HIST, "figure"), Output(ids.WEIGHT_IMAGES, "figure"),
-        Input(ids.WEIGHT_LAYER, "value"), prevent_initial_call=True,
+        Output(ids.WEIGHT_HIST, "figure"),
+        Output(ids.WEIGHT_IMAGES, "figure"),
+        Input(ids.WEIGHT_LAYER, "value"),
+        prevent_initial_call=True,
     )
     def update_layer_panels(name: object):
         name = choice(name, state.layer_names)
@@ -176,12 +217,17 @@ def register(app: Dash, state: DashboardState) -> None:
         if layer is None:
             empty = F.empty_figure(f"no weight statistics for {name}")
             return empty, empty
-        return state.memo(("weight-panels", name),
-                          lambda: (F.weight_histogram_figure(layer), F.neuron_images_figure(layer)))
+        return state.memo(
+            ("weight-panels", name), lambda: (F.weight_histogram_figure(layer), F.neuron_images_figure(layer))
+        )
 
     @app.callback(
-        Output(ids.NEURON_LAYER, "value"), Output(ids.NEURON_INDEX, "value"), Output(ids.TABS, "value"),
-        Input(ids.WEIGHT_HEATMAP, "clickData"), State(ids.WEIGHT_LAYER, "value"), State(ids.WEIGHT_SORT, "value"),
+        Output(ids.NEURON_LAYER, "value"),
+        Output(ids.NEURON_INDEX, "value"),
+        Output(ids.TABS, "value"),
+        Input(ids.WEIGHT_HEATMAP, "clickData"),
+        State(ids.WEIGHT_LAYER, "value"),
+        State(ids.WEIGHT_SORT, "value"),
         prevent_initial_call=True,
     )
     def open_neuron(click: object, name: object, sort: object):

@@ -15,5 +15,14 @@ from inspector.analysis.result import Analysis, DataInfo, ModelInfo
 from inspector.analysis.run import analyze
 from inspector.analysis.weights_file import analyze_weights_file
 
-__all__ = ["Analysis", "AnalysisOptions", "DATA_SECTIONS", "DataInfo", "ModelInfo", "SECTIONS", "analyze",
-           "analyze_path", "analyze_weights_file"]
+__all__ = [
+    "Analysis",
+    "AnalysisOptions",
+    "DATA_SECTIONS",
+    "DataInfo",
+    "ModelInfo",
+    "SECTIONS",
+    "analyze",
+    "analyze_path",
+    "analyze_weights_file",
+]

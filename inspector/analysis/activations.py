@@ -150,7 +150,7 @@ class DeathTimeline:
     death_epoch: tuple[np.ndarray, ...]
 
 
-_FLUSH_ROWS = 2 ** 23  # float32 counts are exact below 2**24; flush to float64 well before
+_FLUSH_ROWS = 2**23  # float32 counts are exact below 2**24; flush to float64 well before
 
 
 def _group(kind: str) -> str:
@@ -238,8 +238,10 @@ class _Accumulator:
         if self.sums is None:
             self.sums = _Sums(width, out.device)
         elif width != self.sums.width:
-            raise InspectorError(f"layer {self.site.layer}: its activation saw {width} features on one call and "
-                                 f"{self.sums.width} on another; declare its activation with activations=")
+            raise InspectorError(
+                f"layer {self.site.layer}: its activation saw {width} features on one call and "
+                f"{self.sums.width} on another; declare its activation with activations="
+            )
         if batch_index != self.last_batch:
             self.last_batch = batch_index
             self.n_samples += len(batch)
@@ -274,8 +276,14 @@ class _Accumulator:
         self.kept_n += take.shape[0]
         labels = batch.labels
         # a projection point is labelled only when it is one sample with one integer label
-        rows_are_samples = (unmasked and labels is not None and labels.dim() == 1 and out.shape[0] == len(batch)
-                            and not labels.is_floating_point() and not labels.is_complex())
+        rows_are_samples = (
+            unmasked
+            and labels is not None
+            and labels.dim() == 1
+            and out.shape[0] == len(batch)
+            and not labels.is_floating_point()
+            and not labels.is_complex()
+        )
         if self.kept_labels is not None and rows_are_samples:
             self.kept_labels.append(labels[: take.shape[0]].detach().clone())  # type: ignore[index]
         else:
@@ -304,11 +312,23 @@ class _Accumulator:
         if self.group == "smooth":
             zero_rate = (zero / n).numpy()
         return LayerActivations(
-            layer=self.site.layer, module=self.site.module, activation=self.site.activation,
-            n_samples=int(self.n_samples), fire_rate=fire_rate, dead_mask=dead, nearly_dead_mask=nearly,
-            nearly_dead_threshold=float(threshold), saturation_rate=saturation, mean_activation=(total / n).numpy(),
-            histogram_counts=counts, histogram_edges=edges, projection=projection, projection_variance=variance,
-            projection_labels=labels, found_by=self.site.found_by, zero_rate=zero_rate,
+            layer=self.site.layer,
+            module=self.site.module,
+            activation=self.site.activation,
+            n_samples=int(self.n_samples),
+            fire_rate=fire_rate,
+            dead_mask=dead,
+            nearly_dead_mask=nearly,
+            nearly_dead_threshold=float(threshold),
+            saturation_rate=saturation,
+            mean_activation=(total / n).numpy(),
+            histogram_counts=counts,
+            histogram_edges=edges,
+            projection=projection,
+            projection_variance=variance,
+            projection_labels=labels,
+            found_by=self.site.found_by,
+            zero_rate=zero_rate,
             n_positions=int(self.n_rows),
         )
 
@@ -338,7 +358,7 @@ def _pca_2d(a: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     if k < 2 or m == 0:
         return scores, ratio
     centred = a.double() - a.double().mean(dim=0, keepdim=True)
-    total = float((centred ** 2).sum())
+    total = float((centred**2).sum())
     if total <= 0:
         return scores, ratio
     q = min(k, m, 2)
@@ -363,8 +383,11 @@ def _source(data: Any, labels: Any, batch_size: int, device: torch.device) -> Da
         return as_source(data, batch_size=batch_size, device=device)
     if isinstance(data, DataSource):
         raise InspectorError("labels were given beside a DataSource; put them in its batches")
-    return as_source((data, labels if isinstance(labels, (torch.Tensor, np.ndarray)) else np.asarray(labels)),
-                     batch_size=batch_size, device=device)
+    return as_source(
+        (data, labels if isinstance(labels, (torch.Tensor, np.ndarray)) else np.asarray(labels)),
+        batch_size=batch_size,
+        device=device,
+    )
 
 
 def activation_census(
@@ -416,8 +439,9 @@ def activation_census(
                 if acc.sums is not None:
                     acc.sums.flush()
     # a site the data never reached (a layer this forward pass does not use) has nothing to report
-    return tuple(accumulators[s.layer].finish(nearly_dead_threshold) for s in counted
-                 if accumulators[s.layer].sums is not None)
+    return tuple(
+        accumulators[s.layer].finish(nearly_dead_threshold) for s in counted if accumulators[s.layer].sums is not None
+    )
 
 
 def _model_device(model: nn.Module) -> torch.device:
@@ -465,5 +489,6 @@ def death_timeline(
         suffix_dead = np.flip(np.logical_and.accumulate(np.flip(stack, axis=0), axis=0), axis=0)
         first = np.where(suffix_dead.any(axis=0), suffix_dead.argmax(axis=0), -1)
         death_epoch.append(np.where(first >= 0, np.asarray(epochs)[np.maximum(first, 0)], -1).astype(np.int64))
-    return DeathTimeline(epochs=np.asarray(epochs, dtype=np.int64), layers=names,
-                         dead_counts=dead, death_epoch=tuple(death_epoch))
+    return DeathTimeline(
+        epochs=np.asarray(epochs, dtype=np.int64), layers=names, dead_counts=dead, death_epoch=tuple(death_epoch)
+    )

@@ -79,8 +79,9 @@ def _ranks(values: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def compare(a: Analysis, b: Analysis, *, model_a: nn.Module | None = None, model_b: nn.Module | None = None,
-            top_k: int = 5) -> Comparison:
+def compare(
+    a: Analysis, b: Analysis, *, model_a: nn.Module | None = None, model_b: nn.Module | None = None, top_k: int = 5
+) -> Comparison:
     """Per-layer differences between ``a`` and ``b``; pass the models to compare layers too large
     for the analyses to keep every weight."""
     weights_a, weights_b = _weights_of(a, model_a), _weights_of(b, model_b)
@@ -104,27 +105,51 @@ def compare(a: Analysis, b: Analysis, *, model_a: nn.Module | None = None, model
         if da is not None and db is not None and da.shape == db.shape:
             died = np.flatnonzero(db & ~da).astype(np.int64)
             revived = np.flatnonzero(da & ~db).astype(np.int64)
-        layers.append(LayerComparison(
-            layer=name,
-            shape_a=(pa.out_features, pa.in_features) if pa else None,
-            shape_b=(pb.out_features, pb.in_features) if pb else None,
-            parameters_a=pa.parameters if pa else 0, parameters_b=pb.parameters if pb else 0,
-            change=change, relative_change=relative,
-            zero_weights_a=int((wa == 0).sum()) if wa is not None else None,
-            zero_weights_b=int((wb == 0).sum()) if wb is not None else None,
-            died=died, revived=revived,
-            dead_a=int(da.sum()) if da is not None else None, dead_b=int(db.sum()) if db is not None else None,
-        ))
+        layers.append(
+            LayerComparison(
+                layer=name,
+                shape_a=(pa.out_features, pa.in_features) if pa else None,
+                shape_b=(pb.out_features, pb.in_features) if pb else None,
+                parameters_a=pa.parameters if pa else 0,
+                parameters_b=pb.parameters if pb else 0,
+                change=change,
+                relative_change=relative,
+                zero_weights_a=int((wa == 0).sum()) if wa is not None else None,
+                zero_weights_b=int((wb == 0).sum()) if wb is not None else None,
+                died=died,
+                revived=revived,
+                dead_a=int(da.sum()) if da is not None else None,
+                dead_b=int(db.sum()) if db is not None else None,
+            )
+        )
         if relative is not None:
-            found.append(Finding("weights", "info", f"layer {name}: weights changed by {100 * relative:.1f}% "
-                                 "(Frobenius norm of the difference relative to a)", {"relative_change": relative}))
+            found.append(
+                Finding(
+                    "weights",
+                    "info",
+                    f"layer {name}: weights changed by {100 * relative:.1f}% "
+                    "(Frobenius norm of the difference relative to a)",
+                    {"relative_change": relative},
+                )
+            )
         if len(died) or len(revived):
-            found.append(Finding("activations", "warning" if len(died) else "info",
-                                 f"layer {name}: {len(died)} neurons died and {len(revived)} revived between a and b",
-                                 {"died": len(died), "revived": len(revived)}))
+            found.append(
+                Finding(
+                    "activations",
+                    "warning" if len(died) else "info",
+                    f"layer {name}: {len(died)} neurons died and {len(revived)} revived between a and b",
+                    {"died": len(died), "revived": len(revived)},
+                )
+            )
         if pa and pb and pa.parameters != pb.parameters:
-            found.append(Finding("parameters", "info", f"layer {name}: {pa.parameters:,} -> {pb.parameters:,} parameters",
-                                 {"parameters_a": pa.parameters, "parameters_b": pb.parameters}))
+            found.append(
+                Finding(
+                    "parameters",
+                    "info",
+                    f"layer {name}: {pa.parameters:,} -> {pb.parameters:,} parameters",
+                    {"parameters_a": pa.parameters, "parameters_b": pb.parameters},
+                )
+            )
     shifts = []
     if a.importance is not None and b.importance is not None:
         for ma in a.importance.methods:
@@ -134,21 +159,50 @@ def compare(a: Analysis, b: Analysis, *, model_a: nn.Module | None = None, model
             ra, rb = _ranks(ma.global_importance), _ranks(mb.global_importance)
             n = len(ra)
             rho = 1 - 6 * float(((ra - rb) ** 2).sum()) / (n * (n * n - 1)) if n > 1 else 1.0
-            shifts.append(ImportanceShift(ma.method, rho, tuple(int(i) for i in np.argsort(ra)[:top_k]),
-                                          tuple(int(i) for i in np.argsort(rb)[:top_k]), ra, rb))
+            shifts.append(
+                ImportanceShift(
+                    ma.method,
+                    rho,
+                    tuple(int(i) for i in np.argsort(ra)[:top_k]),
+                    tuple(int(i) for i in np.argsort(rb)[:top_k]),
+                    ra,
+                    rb,
+                )
+            )
         lead = next((s for s in shifts if s.method == "integrated_gradients"), shifts[0] if shifts else None)
         if lead is not None:
-            found.append(Finding("importance", "info",
-                                 f"{METHOD_LABELS[lead.method]} feature ranking: Spearman {lead.rank_correlation:.2f} "
-                                 "between a and b", {"rank_correlation": lead.rank_correlation}))
+            found.append(
+                Finding(
+                    "importance",
+                    "info",
+                    f"{METHOD_LABELS[lead.method]} feature ranking: Spearman {lead.rank_correlation:.2f} "
+                    "between a and b",
+                    {"rank_correlation": lead.rank_correlation},
+                )
+            )
     acc_a = a.data.accuracy if a.data else None
     acc_b = b.data.accuracy if b.data else None
     if acc_a is not None and acc_b is not None:
-        found.insert(0, Finding("summary", "info", f"accuracy {100 * acc_a:.1f}% -> {100 * acc_b:.1f}% "
-                                f"({100 * (acc_b - acc_a):+.1f} points)", {"accuracy_a": acc_a, "accuracy_b": acc_b}))
+        found.insert(
+            0,
+            Finding(
+                "summary",
+                "info",
+                f"accuracy {100 * acc_a:.1f}% -> {100 * acc_b:.1f}% ({100 * (acc_b - acc_a):+.1f} points)",
+                {"accuracy_a": acc_a, "accuracy_b": acc_b},
+            ),
+        )
     return Comparison(
-        source_a=a.model.source, source_b=b.model.source, architecture_a=a.model.architecture,
-        architecture_b=b.model.architecture, parameters_a=a.parameters.total_parameters,
-        parameters_b=b.parameters.total_parameters, accuracy_a=acc_a, accuracy_b=acc_b,
-        layers=tuple(layers), importance=tuple(shifts), feature_names=a.model.feature_names, findings=tuple(found),
+        source_a=a.model.source,
+        source_b=b.model.source,
+        architecture_a=a.model.architecture,
+        architecture_b=b.model.architecture,
+        parameters_a=a.parameters.total_parameters,
+        parameters_b=b.parameters.total_parameters,
+        accuracy_a=acc_a,
+        accuracy_b=acc_b,
+        layers=tuple(layers),
+        importance=tuple(shifts),
+        feature_names=a.model.feature_names,
+        findings=tuple(found),
     )

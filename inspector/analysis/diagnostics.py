@@ -73,7 +73,7 @@ def _smooth(values: np.ndarray, window: int) -> np.ndarray:
     half = window // 2
     out = np.full(len(values), np.nan)
     for e in range(len(values)):
-        chunk = values[max(0, e - half): e + half + 1]
+        chunk = values[max(0, e - half) : e + half + 1]
         chunk = chunk[~np.isnan(chunk)]
         if chunk.size:
             out[e] = chunk.mean()
@@ -85,8 +85,9 @@ def _tail_mean(values: np.ndarray) -> float:
     return float(finite.mean()) if finite.size else float("nan")
 
 
-def training_diagnostics(history: History, rise_tolerance: float = RISE_TOLERANCE,
-                         window: int = SMOOTHING_WINDOW) -> TrainingDiagnostics:
+def training_diagnostics(
+    history: History, rise_tolerance: float = RISE_TOLERANCE, window: int = SMOOTHING_WINDOW
+) -> TrainingDiagnostics:
     """Diagnose ``history`` (per-epoch curves of length E) with the rule in the module docstring."""
     if window < 1:
         raise ValueError(f"the smoothing window must be at least 1 epoch, got {window}")
@@ -113,10 +114,18 @@ def training_diagnostics(history: History, rise_tolerance: float = RISE_TOLERANC
         accuracy_gap = float(history.train_accuracy[best] - history.val_accuracy[best])
         loss_gap = float(history.val_loss[best] - history.train_loss[best])
     return TrainingDiagnostics(
-        epochs_run=history.epochs_run, best_epoch=history.best_epoch, stopped_early=history.stopped_early,
-        overfitting_epoch=overfitting, accuracy_gap=accuracy_gap, loss_gap=loss_gap,
+        epochs_run=history.epochs_run,
+        best_epoch=history.best_epoch,
+        stopped_early=history.stopped_early,
+        overfitting_epoch=overfitting,
+        accuracy_gap=accuracy_gap,
+        loss_gap=loss_gap,
         final_val_loss_rise=float(rise),
-        train_loss=history.train_loss, val_loss=history.val_loss,
-        train_accuracy=history.train_accuracy, val_accuracy=history.val_accuracy,
-        loss_gap_growth=float(growth), smoothing_window=int(window), nonfinite_epochs=nonfinite,
+        train_loss=history.train_loss,
+        val_loss=history.val_loss,
+        train_accuracy=history.train_accuracy,
+        val_accuracy=history.val_accuracy,
+        loss_gap_growth=float(growth),
+        smoothing_window=int(window),
+        nonfinite_epochs=nonfinite,
     )

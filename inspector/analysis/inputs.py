@@ -77,14 +77,24 @@ class Batch:
         return model(**{self.key: x}, **kwargs)
 
     def to(self, device: torch.device | str) -> Batch:
-        return Batch(_to(self.inputs, device), _to(self.labels, device),
-                     {k: _to(v, device) for k, v in self.extra.items()}, _to(self.mask, device), self.key)
+        return Batch(
+            _to(self.inputs, device),
+            _to(self.labels, device),
+            {k: _to(v, device) for k, v in self.extra.items()},
+            _to(self.mask, device),
+            self.key,
+        )
 
     def rows(self, index: slice | torch.Tensor) -> Batch:
         """The rows ``index`` of every per-sample tensor."""
         n = len(self)
-        return Batch(self.inputs[index], _rows(self.labels, index, n),
-                     {k: _rows(v, index, n) for k, v in self.extra.items()}, _rows(self.mask, index, n), self.key)
+        return Batch(
+            self.inputs[index],
+            _rows(self.labels, index, n),
+            {k: _rows(v, index, n) for k, v in self.extra.items()},
+            _rows(self.mask, index, n),
+            self.key,
+        )
 
     def position_mask(self, shape: torch.Size | tuple[int, ...]) -> torch.Tensor | None:
         """``(n, T)`` bool selecting the real positions of a per-position tensor of ``shape`` ``(n, T, m)``,
@@ -157,7 +167,8 @@ def to_batch(raw: Any) -> Batch:
             return Batch(_tensor(raw[0], "the batch's inputs"), _tensor(raw[1], "the batch's labels"))
         raise InspectorError(
             f"a batch is a tuple of {len(raw)} items; give (inputs, labels), or a dict of keyword "
-            "arguments for forward (with 'labels' and 'attention_mask' keys)")
+            "arguments for forward (with 'labels' and 'attention_mask' keys)"
+        )
     return Batch(_tensor(raw, "the batch"))
 
 
@@ -166,14 +177,22 @@ def _mapping_batch(raw: Mapping[str, Any]) -> Batch:
     label_key = next((k for k in LABEL_KEYS if k in raw), None)
     candidates = [k for k in INPUT_KEYS if k in raw]
     if not candidates:
-        candidates = [k for k in keys if k not in (*LABEL_KEYS, MASK_KEY, "token_type_ids", "position_ids")
-                      and isinstance(raw[k], (torch.Tensor, np.ndarray))]
+        candidates = [
+            k
+            for k in keys
+            if k not in (*LABEL_KEYS, MASK_KEY, "token_type_ids", "position_ids")
+            and isinstance(raw[k], (torch.Tensor, np.ndarray))
+        ]
     if not candidates:
-        raise InspectorError(f"a dict batch with keys {keys} has no input tensor; name it one of "
-                             f"{', '.join(INPUT_KEYS)}")
+        raise InspectorError(
+            f"a dict batch with keys {keys} has no input tensor; name it one of {', '.join(INPUT_KEYS)}"
+        )
     key = candidates[0]
-    extra = {k: (_tensor(v, f"batch[{k!r}]") if isinstance(v, np.ndarray) else v)
-             for k, v in raw.items() if k not in (key, label_key)}
+    extra = {
+        k: (_tensor(v, f"batch[{k!r}]") if isinstance(v, np.ndarray) else v)
+        for k, v in raw.items()
+        if k not in (key, label_key)
+    }
     mask = None
     if MASK_KEY in raw:
         m = _tensor(raw[MASK_KEY], "the attention_mask")
@@ -189,10 +208,18 @@ class DataSource:
     what the data itself knows (a tabular file), empty otherwise.
     """
 
-    def __init__(self, batches: Callable[[], Iterable[Any]], *, name: str = "data", split: str = "all",
-                 n_samples: int | None = None, feature_names: tuple[str, ...] = (),
-                 class_names: tuple[str, ...] = (), image_shape: tuple[int, int] | None = None,
-                 device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self,
+        batches: Callable[[], Iterable[Any]],
+        *,
+        name: str = "data",
+        split: str = "all",
+        n_samples: int | None = None,
+        feature_names: tuple[str, ...] = (),
+        class_names: tuple[str, ...] = (),
+        image_shape: tuple[int, int] | None = None,
+        device: torch.device | str = "cpu",
+    ) -> None:
         self._batches = batches
         self.name = name
         self.split = split
@@ -203,9 +230,16 @@ class DataSource:
         self.device = torch.device(device)
 
     def on(self, device: torch.device | str) -> DataSource:
-        clone = DataSource(self._batches, name=self.name, split=self.split, n_samples=self.n_samples,
-                           feature_names=self.feature_names, class_names=self.class_names,
-                           image_shape=self.image_shape, device=device)
+        clone = DataSource(
+            self._batches,
+            name=self.name,
+            split=self.split,
+            n_samples=self.n_samples,
+            feature_names=self.feature_names,
+            class_names=self.class_names,
+            image_shape=self.image_shape,
+            device=device,
+        )
         return clone
 
     def __iter__(self) -> Iterator[Batch]:
@@ -251,6 +285,7 @@ def _array_batches(X: torch.Tensor, y: torch.Tensor | None, batch_size: int) -> 
         for start in range(0, X.shape[0], batch_size):
             stop = start + batch_size
             yield Batch(X[start:stop], None if y is None else y[start:stop])
+
     return batches
 
 
@@ -265,9 +300,8 @@ def _as_input_tensor(X: Any) -> torch.Tensor:
 
 def as_source(data: Any, *, batch_size: int = 1024, device: torch.device | str = "cpu") -> DataSource:
     """Whatever a user hands :func:`~inspector.analysis.analyze` as data, as a :class:`DataSource`."""
-    from torch.utils.data import DataLoader
+    from torch.utils.data import DataLoader, IterableDataset
     from torch.utils.data import Dataset as TorchDataset
-    from torch.utils.data import IterableDataset
 
     from inspector.evaluation import EvalData
 
@@ -276,9 +310,16 @@ def as_source(data: Any, *, batch_size: int = 1024, device: torch.device | str =
     if isinstance(data, EvalData):
         X = torch.as_tensor(np.asarray(data.X, dtype=np.float32))
         y = torch.as_tensor(np.asarray(data.y))
-        return DataSource(_array_batches(X, y, batch_size), name=data.name, split=data.split,
-                          n_samples=int(X.shape[0]), feature_names=tuple(data.feature_names),
-                          class_names=tuple(data.class_names), image_shape=data.image_shape, device=device)
+        return DataSource(
+            _array_batches(X, y, batch_size),
+            name=data.name,
+            split=data.split,
+            n_samples=int(X.shape[0]),
+            feature_names=tuple(data.feature_names),
+            class_names=tuple(data.class_names),
+            image_shape=data.image_shape,
+            device=device,
+        )
     if isinstance(data, (torch.Tensor, np.ndarray)):
         X = _as_input_tensor(data)
         return DataSource(_array_batches(X, None, batch_size), n_samples=int(X.shape[0]), device=device)
@@ -286,15 +327,19 @@ def as_source(data: Any, *, batch_size: int = 1024, device: torch.device | str =
         X = _as_input_tensor(data[0])
         y = _tensor(data[1], "y")
         if y.shape[:1] != X.shape[:1]:
-            raise InspectorError(f"X has {X.shape[0]} samples but y has {y.shape[0] if y.dim() else 1}; "
-                                 "give one label per sample")
+            raise InspectorError(
+                f"X has {X.shape[0]} samples but y has {y.shape[0] if y.dim() else 1}; give one label per sample"
+            )
         if y.dtype == torch.float64:
             y = y.float()
         return DataSource(_array_batches(X, y, batch_size), n_samples=int(X.shape[0]), device=device)
     if isinstance(data, Mapping):
         first = to_batch(data)
-        return DataSource(lambda: (first.rows(slice(s, s + batch_size)) for s in range(0, len(first), batch_size)),
-                          n_samples=len(first), device=device)
+        return DataSource(
+            lambda: (first.rows(slice(s, s + batch_size)) for s in range(0, len(first), batch_size)),
+            n_samples=len(first),
+            device=device,
+        )
     if isinstance(data, DataLoader):
         return DataSource(lambda: data, n_samples=_maybe_len(data.dataset), device=device)
     if isinstance(data, TorchDataset) and not isinstance(data, IterableDataset):
@@ -305,10 +350,13 @@ def as_source(data: Any, *, batch_size: int = 1024, device: torch.device | str =
         if iter(data) is data:
             raise InspectorError(
                 "the data is a one-shot iterator (e.g. a generator); the analysis reads the data more than "
-                "once: pass a DataLoader, a Dataset or a list of batches")
+                "once: pass a DataLoader, a Dataset or a list of batches"
+            )
         return DataSource(lambda: data, device=device)
-    raise InspectorError(f"cannot read data of type {type(data).__name__}; give (X, y) arrays, a torch "
-                         "Dataset, a DataLoader or a list of batches")
+    raise InspectorError(
+        f"cannot read data of type {type(data).__name__}; give (X, y) arrays, a torch "
+        "Dataset, a DataLoader or a list of batches"
+    )
 
 
 def _maybe_len(obj: Any) -> int | None:
@@ -388,12 +436,20 @@ def _vocabulary(tokenizer: Any, vocabulary: Sequence[str] | None) -> Callable[[i
     decode = getattr(tokenizer, "decode", None)
     if callable(decode):
         return lambda i: str(decode([int(i)]))
-    raise InspectorError(f"tokenizer of type {type(tokenizer).__name__} has neither convert_ids_to_tokens "
-                         "nor decode; pass vocabulary=[...] instead")
+    raise InspectorError(
+        f"tokenizer of type {type(tokenizer).__name__} has neither convert_ids_to_tokens "
+        "nor decode; pass vocabulary=[...] instead"
+    )
 
 
-def make_adapter(model: nn.Module, first: Batch, *, feature_names: Sequence[str] = (), tokenizer: Any = None,
-                 vocabulary: Sequence[str] | None = None) -> InputAdapter:
+def make_adapter(
+    model: nn.Module,
+    first: Batch,
+    *,
+    feature_names: Sequence[str] = (),
+    tokenizer: Any = None,
+    vocabulary: Sequence[str] | None = None,
+) -> InputAdapter:
     """The :class:`InputAdapter` for ``model`` fed batches like ``first``."""
     x = first.inputs
     shape = tuple(int(s) for s in x.shape[1:])
@@ -409,11 +465,19 @@ def make_adapter(model: nn.Module, first: Batch, *, feature_names: Sequence[str]
         raise InspectorError("complex inputs are not supported; give float features or integer token ids")
     embedding = input_embedding(model)
     if embedding is None:
-        raise InspectorError("the inputs are integers (token ids) but the model has no nn.Embedding to "
-                             "attribute them through; give float inputs, or a model whose ids go through "
-                             "an nn.Embedding")
+        raise InspectorError(
+            "the inputs are integers (token ids) but the model has no nn.Embedding to "
+            "attribute them through; give float inputs, or a model whose ids go through "
+            "an nn.Embedding"
+        )
     pad = getattr(tokenizer, "pad_token_id", None)
     if pad is None:
         pad = getattr(model.get_submodule(embedding), "padding_idx", None)
-    return InputAdapter("tokens", first.key, shape, embedding=embedding,
-                        vocabulary=_vocabulary(tokenizer, vocabulary), pad_id=int(pad) if pad is not None else 0)
+    return InputAdapter(
+        "tokens",
+        first.key,
+        shape,
+        embedding=embedding,
+        vocabulary=_vocabulary(tokenizer, vocabulary),
+        pad_id=int(pad) if pad is not None else 0,
+    )

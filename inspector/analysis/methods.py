@@ -2,8 +2,21 @@
 
 A spec says what the method is (label, paper), what it needs (gradients or only
 forward passes), what it guarantees (a convergence delta for methods with a
-completeness property) and the settings it is called with. :func:`method_spec`
-looks one up; adding a method is adding one entry, not another branch.
+completeness property), the settings it is called with, and how it reaches
+integer token ids, which cannot be differentiated or interpolated:
+
+``layer``
+    Captum's layer variant (``layer_class``) on the model's input embedding:
+    gradients and interpolation happen on the embedding's output.
+``embedding``
+    the method's own class on the embedding's output, fed back into the model
+    through a hook (GradientShap: ``LayerGradientShap`` interpolates its baselines
+    in the input space, which ids are not).
+``ids``
+    the method's own class on the ids themselves, one feature per position
+    (perturbation methods: a position is replaced by the pad token or shuffled).
+
+:func:`method_spec` looks one up; adding a method is adding one entry, not another branch.
 
 ===================== ======================================================
 integrated_gradients  Sundararajan et al. 2017; completeness: attributions sum
@@ -19,23 +32,33 @@ feature_permutation   f(x) - f(x with feature i shuffled across the batch)
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+TOKEN_ROUTES = ("layer", "embedding", "ids")
+
 
 @dataclass(frozen=True)
 class CallContext:
-    """What one call of a method gets: ``inputs`` ``(n, d)``, an all-zero ``baseline`` ``(1, d)``,
-    an optional ``background`` sample ``(k, d)`` (GradientShap's baselines) and the step settings."""
+    """What one call of a method gets.
+
+    ``inputs`` ``(n, ...)``: what Captum attributes (float inputs, token ids, or the
+    embedding's output ``(n, T, E)``). ``baseline``: the reference, ``(1, ...)`` zeros for
+    float inputs, ``(n, T)`` ids or ``(n, T, E)`` embeddings for tokens. ``background``
+    ``(k, ...)``: GradientShap's baseline distribution (``None``: the baseline).
+    ``n_steps``, ``internal_batch_size``: Captum's step settings; ``perturbations``: how
+    many perturbed copies of the batch one forward pass evaluates.
+    """
 
     inputs: torch.Tensor
     baseline: torch.Tensor
     background: torch.Tensor | None
     n_steps: int
     internal_batch_size: int | None
+    perturbations: int = 1
 
 
 @dataclass(frozen=True)
@@ -46,8 +69,15 @@ class MethodSpec:
     must require grad (false for perturbation methods); ``has_delta``: the method has a
     completeness property and returns a convergence delta; ``summed_gradients``: the
     one-backward-pass gradient function applies (see
-    :func:`inspector.analysis.importance.summed_gradients`); ``settings(ctx)``: the
-    keyword arguments of its ``attribute`` call besides the inputs and the target.
+    :func:`inspector.analysis.importance.summed_gradients`); ``needs_module``: Captum
+    wants an ``nn.Module``, not a function (DeepLift hooks the model's nonlinearities);
+    ``settings(ctx)``: the keyword arguments of its ``attribute`` call besides the
+    inputs, the target and the additional forward arguments.
+
+    Token ids: ``tokens`` is the route (see the module docstring); for ``"layer"``,
+    ``layer_class`` names Captum's layer variant, built with ``layer_options`` and
+    called with ``layer_settings(ctx)``. ``absolute``: the attribution is a magnitude
+    (saliency), taken per embedding dimension before the sum over the embedding.
     """
 
     name: str
@@ -58,37 +88,121 @@ class MethodSpec:
     has_delta: bool
     summed_gradients: bool
     settings: Callable[[CallContext], dict[str, Any]]
+    tokens: str = "layer"
+    layer_class: str | None = None
+    layer_options: Mapping[str, Any] = field(default_factory=dict)
+    layer_settings: Callable[[CallContext], dict[str, Any]] | None = None
+    needs_module: bool = False
+    absolute: bool = False
+
+    def __post_init__(self) -> None:
+        if self.tokens not in TOKEN_ROUTES:
+            raise ValueError(f"{self.name}: tokens route {self.tokens!r} is not one of {TOKEN_ROUTES}")
+        if self.tokens == "layer" and self.layer_class is None:
+            raise ValueError(f"{self.name}: the 'layer' route needs a layer_class")
+
+    def token_settings(self, ctx: CallContext) -> dict[str, Any]:
+        """The ``attribute`` keyword arguments on the token route."""
+        if self.tokens == "layer" and self.layer_settings is not None:
+            return self.layer_settings(ctx)
+        return self.settings(ctx)
 
 
-def _perturbations(ctx: CallContext) -> int:
-    # one forward pass evaluates up to 32 perturbed copies of the batch: fewer Python round trips
-    return min(int(ctx.inputs.shape[1]), 32)
+def _ig_settings(ctx: CallContext) -> dict[str, Any]:
+    return {"baselines": ctx.baseline, "n_steps": ctx.n_steps, "internal_batch_size": ctx.internal_batch_size}
+
+
+def _deeplift_settings(ctx: CallContext) -> dict[str, Any]:
+    return {"baselines": ctx.baseline.expand_as(ctx.inputs)}
 
 
 REGISTRY: tuple[MethodSpec, ...] = (
-    MethodSpec("integrated_gradients", "Integrated Gradients", "IntegratedGradients", "Sundararajan et al. 2017",
-               needs_gradient=True, has_delta=True, summed_gradients=True,
-               settings=lambda ctx: {"baselines": ctx.baseline, "n_steps": ctx.n_steps,
-                                     "internal_batch_size": ctx.internal_batch_size}),
-    MethodSpec("saliency", "Saliency", "Saliency", "Simonyan et al. 2014",
-               needs_gradient=True, has_delta=False, summed_gradients=True,
-               settings=lambda ctx: {"abs": True}),
-    MethodSpec("input_x_gradient", "Input x Gradient", "InputXGradient", "Shrikumar et al. 2016",
-               needs_gradient=True, has_delta=False, summed_gradients=True,
-               settings=lambda ctx: {}),
-    MethodSpec("deeplift", "DeepLift", "DeepLift", "Shrikumar et al. 2017",
-               needs_gradient=True, has_delta=True, summed_gradients=False,
-               settings=lambda ctx: {"baselines": ctx.baseline.expand_as(ctx.inputs)}),
-    MethodSpec("gradient_shap", "GradientShap", "GradientShap", "Lundberg & Lee 2017",
-               needs_gradient=True, has_delta=True, summed_gradients=False,
-               settings=lambda ctx: {"baselines": ctx.background if ctx.background is not None else ctx.baseline,
-                                     "n_samples": 20, "stdevs": 0.0}),
-    MethodSpec("feature_ablation", "Feature ablation", "FeatureAblation", "Zeiler & Fergus 2014",
-               needs_gradient=False, has_delta=False, summed_gradients=False,
-               settings=lambda ctx: {"baselines": 0.0, "perturbations_per_eval": _perturbations(ctx)}),
-    MethodSpec("feature_permutation", "Feature permutation", "FeaturePermutation", "Breiman 2001",
-               needs_gradient=False, has_delta=False, summed_gradients=False,
-               settings=lambda ctx: {"perturbations_per_eval": _perturbations(ctx)}),
+    MethodSpec(
+        "integrated_gradients",
+        "Integrated Gradients",
+        "IntegratedGradients",
+        "Sundararajan et al. 2017",
+        needs_gradient=True,
+        has_delta=True,
+        summed_gradients=True,
+        settings=_ig_settings,
+        layer_class="LayerIntegratedGradients",
+    ),
+    MethodSpec(
+        "saliency",
+        "Saliency",
+        "Saliency",
+        "Simonyan et al. 2014",
+        needs_gradient=True,
+        has_delta=False,
+        summed_gradients=True,
+        settings=lambda ctx: {"abs": True},
+        # the bare gradient at the embedding's output; |.| is taken per dimension afterwards
+        layer_class="LayerGradientXActivation",
+        layer_options={"multiply_by_inputs": False},
+        layer_settings=lambda ctx: {},
+        absolute=True,
+    ),
+    MethodSpec(
+        "input_x_gradient",
+        "Input x Gradient",
+        "InputXGradient",
+        "Shrikumar et al. 2016",
+        needs_gradient=True,
+        has_delta=False,
+        summed_gradients=True,
+        settings=lambda ctx: {},
+        layer_class="LayerGradientXActivation",
+    ),
+    MethodSpec(
+        "deeplift",
+        "DeepLift",
+        "DeepLift",
+        "Shrikumar et al. 2017",
+        needs_gradient=True,
+        has_delta=True,
+        summed_gradients=False,
+        settings=_deeplift_settings,
+        layer_class="LayerDeepLift",
+        needs_module=True,
+    ),
+    MethodSpec(
+        "gradient_shap",
+        "GradientShap",
+        "GradientShap",
+        "Lundberg & Lee 2017",
+        needs_gradient=True,
+        has_delta=True,
+        summed_gradients=False,
+        settings=lambda ctx: {
+            "baselines": ctx.background if ctx.background is not None else ctx.baseline,
+            "n_samples": 20,
+            "stdevs": 0.0,
+        },
+        tokens="embedding",
+    ),
+    MethodSpec(
+        "feature_ablation",
+        "Feature ablation",
+        "FeatureAblation",
+        "Zeiler & Fergus 2014",
+        needs_gradient=False,
+        has_delta=False,
+        summed_gradients=False,
+        settings=lambda ctx: {"baselines": ctx.baseline, "perturbations_per_eval": ctx.perturbations},
+        tokens="ids",
+    ),
+    MethodSpec(
+        "feature_permutation",
+        "Feature permutation",
+        "FeaturePermutation",
+        "Breiman 2001",
+        needs_gradient=False,
+        has_delta=False,
+        summed_gradients=False,
+        settings=lambda ctx: {"perturbations_per_eval": ctx.perturbations},
+        tokens="ids",
+    ),
 )
 
 METHODS: tuple[str, ...] = tuple(spec.name for spec in REGISTRY)

@@ -11,6 +11,7 @@ from inspector.errors import InspectorError
 SECTIONS = ("parameters", "weights", "activations", "importance", "pruning", "training")
 DATA_SECTIONS = ("activations", "importance", "pruning")
 
+
 @dataclass(frozen=True)
 class AnalysisOptions:
     """Knobs for :func:`analyze`; the defaults suit models up to a few thousand neurons."""
@@ -35,8 +36,11 @@ class AnalysisOptions:
             raise InspectorError(f"unknown attribution methods {sorted(unknown)}; choose from {', '.join(METHODS)}")
         if not 0 < self.nearly_dead_threshold < 1:
             raise InspectorError("the nearly-dead threshold must lie strictly between 0 and 1")
-        for name, value, least in (("n_steps", self.n_steps, 1), ("finetune_epochs", self.finetune_epochs, 0),
-                                   ("batch_size", self.batch_size, 1),
-                                   ("max_importance_samples", self.max_importance_samples, 1)):
+        for name, value, least in (
+            ("n_steps", self.n_steps, 1),
+            ("finetune_epochs", self.finetune_epochs, 0),
+            ("batch_size", self.batch_size, 1),
+            ("max_importance_samples", self.max_importance_samples, 1),
+        ):
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 raise InspectorError(f"{name} must be an integer of at least {least}, got {value!r}")

@@ -167,10 +167,18 @@ def count_parameters(model: nn.Module) -> ParameterReport:
             count, nbytes = claim(module.weight, name)
             unique_embedding += count
             total_bytes += nbytes
-            embeddings.append(EmbeddingParameters(
-                layer=name, num_embeddings=int(rows), embedding_dim=int(dim), parameters=int(count),
-                bytes=int(nbytes), tied_to=tied_to, dtype=str(module.weight.dtype).removeprefix("torch."),
-                trainable=bool(module.weight.requires_grad)))
+            embeddings.append(
+                EmbeddingParameters(
+                    layer=name,
+                    num_embeddings=int(rows),
+                    embedding_dim=int(dim),
+                    parameters=int(count),
+                    bytes=int(nbytes),
+                    tied_to=tied_to,
+                    dtype=str(module.weight.dtype).removeprefix("torch."),
+                    trainable=bool(module.weight.requires_grad),
+                )
+            )
             continue
         if not isinstance(module, nn.Linear):
             continue
@@ -182,12 +190,21 @@ def count_parameters(model: nn.Module) -> ParameterReport:
         unique_linear += weights + biases
         total_bytes += weight_bytes + bias_bytes
         macs += m * n
-        layers.append(LayerParameters(
-            layer=name, in_features=int(n), out_features=int(m), weights=int(weights), biases=int(biases),
-            parameters=int(weights + biases), trainable=bool(layer.weight.requires_grad),
-            bytes=int(weight_bytes + bias_bytes), macs_per_sample=int(m * n),
-            dtype=str(layer.weight.dtype).removeprefix("torch."), tied_to=tied_to,
-        ))
+        layers.append(
+            LayerParameters(
+                layer=name,
+                in_features=int(n),
+                out_features=int(m),
+                weights=int(weights),
+                biases=int(biases),
+                parameters=int(weights + biases),
+                trainable=bool(layer.weight.requires_grad),
+                bytes=int(weight_bytes + bias_bytes),
+                macs_per_sample=int(m * n),
+                dtype=str(layer.weight.dtype).removeprefix("torch."),
+                tied_to=tied_to,
+            )
+        )
     other: list[OtherParameters] = []
     other_total = 0
     for name, module in model.named_modules():
@@ -201,11 +218,23 @@ def count_parameters(model: nn.Module) -> ParameterReport:
                 trainable += p.numel()
         count = sum(p.numel() for p in own)
         other_total += count
-        other.append(OtherParameters(name=name, kind=type(module).__name__, parameters=int(count),
-                                     trainable=all(p.requires_grad for p in own)))
+        other.append(
+            OtherParameters(
+                name=name,
+                kind=type(module).__name__,
+                parameters=int(count),
+                trainable=all(p.requires_grad for p in own),
+            )
+        )
     return ParameterReport(
-        layers=tuple(layers), other=tuple(other), linear_parameters=int(unique_linear),
-        other_parameters=int(other_total), total_parameters=int(unique_linear + unique_embedding + other_total),
-        trainable_parameters=int(trainable), total_bytes=int(total_bytes), macs_per_sample=int(macs),
-        embeddings=tuple(embeddings), embedding_parameters=int(unique_embedding),
+        layers=tuple(layers),
+        other=tuple(other),
+        linear_parameters=int(unique_linear),
+        other_parameters=int(other_total),
+        total_parameters=int(unique_linear + unique_embedding + other_total),
+        trainable_parameters=int(trainable),
+        total_bytes=int(total_bytes),
+        macs_per_sample=int(macs),
+        embeddings=tuple(embeddings),
+        embedding_parameters=int(unique_embedding),
     )

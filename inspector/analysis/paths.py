@@ -16,6 +16,7 @@ from inspector.checkpoints import Checkpoint
 from inspector.errors import InspectorError, NotAnMLPError
 from inspector.evaluation import EvalData
 
+
 def _looks_like_report(path: Path) -> bool:
     import json
 
@@ -62,7 +63,8 @@ def analyze_path(
             raise InspectorError(
                 f"{path}: not a dense-inspector JSON report (expected the file `inspector report --format json` "
                 "writes, or a sharded-checkpoint index); pass a checkpoint (.pt, .safetensors), an analysis "
-                "folder or such a report") from None
+                "folder or such a report"
+            ) from None
     epoch = None
     if not path.exists() and "@" in path.name:  # run.pt@5: the run's weights at the end of epoch 5
         stem, _, suffix = str(path).rpartition("@")

@@ -47,10 +47,24 @@ from torch import nn
 from inspector.analysis.guard import inspecting
 from inspector.analysis.inputs import Batch, DataSource, as_source
 from inspector.analysis.parameters import count_parameters, linear_layers
-from inspector.analysis.sites import (FUNCTION_KINDS, KINDS, METHOD_KINDS, Site, SiteObserver, activation_kind,
-                                      discover_sites)
-from inspector.analysis.task import (Task, _labels, _per_sample, _regression_output, evaluate_task, make_task,
-                                     output_tensor)
+from inspector.analysis.sites import (
+    FUNCTION_KINDS,
+    KINDS,
+    METHOD_KINDS,
+    Site,
+    SiteObserver,
+    activation_kind,
+    discover_sites,
+)
+from inspector.analysis.task import (
+    Task,
+    _labels,
+    _per_sample,
+    _regression_output,
+    evaluate_task,
+    make_task,
+    output_tensor,
+)
 from inspector.errors import InspectorError
 from inspector.results import result
 
@@ -59,8 +73,18 @@ SCOPES = ("global", "layer", "neuron")
 FINETUNE_BATCH = 64
 # Modules after an activation that keep neuron j in channel j (so a consumer's column j is still neuron j).
 PER_NEURON: tuple[type[nn.Module], ...] = (
-    nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout, nn.Identity,
-    nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+    nn.Dropout,
+    nn.Dropout1d,
+    nn.Dropout2d,
+    nn.Dropout3d,
+    nn.AlphaDropout,
+    nn.FeatureAlphaDropout,
+    nn.Identity,
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.BatchNorm3d,
+    nn.SyncBatchNorm,
+)
 
 
 @result
@@ -187,6 +211,7 @@ class _ConsumerObserver:
                 found = self.consumers.setdefault(layer, [])
                 if name not in found:
                     found.append(name)
+
         return hook
 
     def _pass_on(self, module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
@@ -336,8 +361,7 @@ def neuron_keep(model: nn.Module, plan: NeuronPlan, sparsities: tuple[float, ...
     """Per level, ``{hidden layer: (m,) keep}``: drops the ``floor(s * m)`` weakest neurons by incoming norm."""
     modules = dict(linear_layers(model))
     hidden = [(name, modules[name]) for name in plan.hidden]
-    orders = [torch.argsort(torch.linalg.vector_norm(layer.weight.detach(), dim=1), stable=True)
-              for _, layer in hidden]
+    orders = [torch.argsort(torch.linalg.vector_norm(layer.weight.detach(), dim=1), stable=True) for _, layer in hidden]
     out = []
     for s in sparsities:
         level = {}
@@ -349,8 +373,9 @@ def neuron_keep(model: nn.Module, plan: NeuronPlan, sparsities: tuple[float, ...
     return out
 
 
-def neuron_masks(model: nn.Module, keep: Mapping[str, torch.Tensor],
-                 plan: NeuronPlan) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+def neuron_masks(
+    model: nn.Module, keep: Mapping[str, torch.Tensor], plan: NeuronPlan
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Weight and bias keep-masks that remove the neurons not in ``keep`` (``{layer: (m,) bool}``).
 
     Removing neuron j of layer L zeroes row j and bias j of L and column j of each
@@ -386,13 +411,16 @@ def dead_keep(model: nn.Module, dead_masks: Mapping[str, np.ndarray]) -> dict[st
             raise InspectorError(f"dead_masks names {name!r}, which is not an nn.Linear of the model")
         mask = torch.as_tensor(np.asarray(dead, dtype=bool), device=layer.weight.device)
         if mask.shape != (layer.out_features,):
-            raise InspectorError(f"dead_masks[{name!r}] has shape {tuple(mask.shape)}; {name} has "
-                                 f"{layer.out_features} neurons")
+            raise InspectorError(
+                f"dead_masks[{name!r}] has shape {tuple(mask.shape)}; {name} has {layer.out_features} neurons"
+            )
         out[name] = ~mask
     return out
 
 
-def apply_masks(model: nn.Module, weight_masks: list[torch.Tensor], bias_masks: list[torch.Tensor] | None = None) -> nn.Module:
+def apply_masks(
+    model: nn.Module, weight_masks: list[torch.Tensor], bias_masks: list[torch.Tensor] | None = None
+) -> nn.Module:
     """Zero masked weights (and biases) of ``model`` in place; returns ``model``."""
     with torch.no_grad():
         for k, layer in enumerate(_weights(model)):
@@ -405,8 +433,9 @@ def apply_masks(model: nn.Module, weight_masks: list[torch.Tensor], bias_masks: 
 Masks = tuple[list[torch.Tensor], list[torch.Tensor] | None]
 
 
-def level_masks(model: nn.Module, scope: str, sparsities: tuple[float, ...],
-                plan: NeuronPlan | None = None) -> list[Masks]:
+def level_masks(
+    model: nn.Module, scope: str, sparsities: tuple[float, ...], plan: NeuronPlan | None = None
+) -> list[Masks]:
     """Per sparsity level, ``(weight masks, bias masks or None)`` for ``scope``, ranked on ``model``'s weights.
 
     ``plan``: the neuron scope's hidden layers and consumers (``None``: from the model's graph alone).
@@ -435,7 +464,8 @@ def _source(data: Any, labels: Any, device: torch.device, *, whole: bool = False
     if labels is not None:
         data = (data, labels)
     in_memory = isinstance(data, (torch.Tensor, np.ndarray)) or (
-        isinstance(data, tuple) and all(isinstance(v, (torch.Tensor, np.ndarray)) for v in data))
+        isinstance(data, tuple) and all(isinstance(v, (torch.Tensor, np.ndarray)) for v in data)
+    )
     if whole and in_memory:
         n = len(data[0]) if isinstance(data, tuple) else len(data)
         return as_source(data, batch_size=max(1, n), device=device)
@@ -460,12 +490,22 @@ def task_loss(task: Task, output: Any, batch: Batch) -> torch.Tensor:
 
 
 def _no_loss() -> InspectorError:
-    return InspectorError("fine-tuning needs a loss and a custom task (target=...) has none: leave "
-                          "finetune_epochs at 0, or pass task='classification' or 'regression'")
+    return InspectorError(
+        "fine-tuning needs a loss and a custom task (target=...) has none: leave "
+        "finetune_epochs at 0, or pass task='classification' or 'regression'"
+    )
 
 
-def _finetune(model: nn.Module, w_masks: list[torch.Tensor], b_masks: list[torch.Tensor] | None,
-              data: DataSource, task: Task, epochs: int, lr: float, seed: int) -> None:
+def _finetune(
+    model: nn.Module,
+    w_masks: list[torch.Tensor],
+    b_masks: list[torch.Tensor] | None,
+    data: DataSource,
+    task: Task,
+    epochs: int,
+    lr: float,
+    seed: int,
+) -> None:
     """Train the pruned model for ``epochs`` with Adam on ``task``'s loss, re-applying the masks after each step.
 
     Each batch of ``data`` is shuffled and cut into steps of :data:`FINETUNE_BATCH` samples.
@@ -477,7 +517,7 @@ def _finetune(model: nn.Module, w_masks: list[torch.Tensor], b_masks: list[torch
         for batch in data:
             order = torch.randperm(len(batch), generator=g).to(batch.inputs.device)
             for s in range(0, len(batch), FINETUNE_BATCH):
-                idx = order[s:s + FINETUNE_BATCH]
+                idx = order[s : s + FINETUNE_BATCH]
                 if len(idx) < 2:
                     continue
                 part = batch.rows(idx)
@@ -503,8 +543,9 @@ def _plan_for(model: nn.Module, scope: str, data: Any, sites: tuple[Site, ...] |
     return neuron_plan(model, batch, sites)
 
 
-def prune(model: nn.Module, sparsity: float, scope: str = "global", *, data: Any = None,
-          sites: tuple[Site, ...] | None = None) -> nn.Module:
+def prune(
+    model: nn.Module, sparsity: float, scope: str = "global", *, data: Any = None, sites: tuple[Site, ...] | None = None
+) -> nn.Module:
     """A pruned **copy** of ``model`` at ``sparsity`` (0 <= s < 1) in ``scope``.
 
     ``data`` (anything :func:`~inspector.analysis.inputs.as_source` accepts; its first batch
@@ -516,9 +557,19 @@ def prune(model: nn.Module, sparsity: float, scope: str = "global", *, data: Any
     return apply_masks(copy.deepcopy(model), *masks)
 
 
-def prune_and_finetune(model: nn.Module, sparsity: float, scope: str, data: Any, labels: Any = None,
-                       epochs: int = 1, lr: float = 1e-3, seed: int = 0, *, task: Task | str | None = None,
-                       sites: tuple[Site, ...] | None = None) -> nn.Module:
+def prune_and_finetune(
+    model: nn.Module,
+    sparsity: float,
+    scope: str,
+    data: Any,
+    labels: Any = None,
+    epochs: int = 1,
+    lr: float = 1e-3,
+    seed: int = 0,
+    *,
+    task: Task | str | None = None,
+    sites: tuple[Site, ...] | None = None,
+) -> nn.Module:
     """:func:`prune`, then ``epochs`` of masked fine-tuning on ``data`` (pruned weights stay zero).
 
     ``data``: a source, or inputs ``X`` with ``labels`` ``y`` (``prune_and_finetune(m, s, scope, X, y,
@@ -612,12 +663,16 @@ def pruning_sweep(
                 if tune is not None:
                     _finetune(work, w_masks, b_masks, tune, task, finetune_epochs, finetune_lr, seed)
                     tuned.append(evaluate_task(work, source, task)[1])
-            curves.append(PruningCurve(
-                scope=scope, sparsity=np.asarray(sparsities, dtype=np.float64),
-                metric=np.asarray(metric, dtype=np.float64), loss=np.asarray(loss, dtype=np.float64),
-                parameters_left=np.asarray(params, dtype=np.int64),
-                finetuned_metric=np.asarray(tuned, dtype=np.float64) if tune is not None else None,
-            ))
+            curves.append(
+                PruningCurve(
+                    scope=scope,
+                    sparsity=np.asarray(sparsities, dtype=np.float64),
+                    metric=np.asarray(metric, dtype=np.float64),
+                    loss=np.asarray(loss, dtype=np.float64),
+                    parameters_left=np.asarray(params, dtype=np.int64),
+                    finetuned_metric=np.asarray(tuned, dtype=np.float64) if tune is not None else None,
+                )
+            )
         dead_metric, dead_count = None, 0
         if dead_masks:
             keep = dead_keep(model, dead_masks)
@@ -625,12 +680,22 @@ def pruning_sweep(
             restore()
             apply_masks(work, *neuron_masks(model, keep, plan or NeuronPlan()))
             dead_metric = evaluate_task(work, source, task)[1]
-    return PruningReport(tuple(curves), base_metric, base_loss, int(total), int(n), dead_metric, dead_count,
-                         task.metric_name, task.loss_name)
+    return PruningReport(
+        tuple(curves),
+        base_metric,
+        base_loss,
+        int(total),
+        int(n),
+        dead_metric,
+        dead_count,
+        task.metric_name,
+        task.loss_name,
+    )
 
 
-def parameters_left(model: nn.Module, weight_masks: list[torch.Tensor],
-                    bias_masks: list[torch.Tensor] | None = None) -> int:
+def parameters_left(
+    model: nn.Module, weight_masks: list[torch.Tensor], bias_masks: list[torch.Tensor] | None = None
+) -> int:
     """Nonzero weights of ``model`` kept by ``weight_masks`` plus the biases kept by ``bias_masks``.
 
     A tensor shared by several layers counts once, and only the entries that every
@@ -651,5 +716,9 @@ def parameters_left(model: nn.Module, weight_masks: list[torch.Tensor],
         keep(layer.weight, weight_masks[k])
         keep(layer.bias, None if bias_masks is None else bias_masks[k])
     weights = {id(layer.weight) for layer in _weights(model)}
-    return int(sum(int((mask & (tensor.detach() != 0)).sum()) if key in weights else int(mask.sum())
-                   for key, (tensor, mask) in kept.items()))
+    return int(
+        sum(
+            int((mask & (tensor.detach() != 0)).sum()) if key in weights else int(mask.sum())
+            for key, (tensor, mask) in kept.items()
+        )
+    )

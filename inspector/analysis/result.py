@@ -16,6 +16,7 @@ from inspector.analysis.weights import LayerWeights
 from inspector.errors import InspectorError
 from inspector.results import load_result, result, save_result
 
+
 @result
 class ModelInfo:
     """What was analysed, for any model.

@@ -35,6 +35,7 @@ from inspector.evaluation import EvalData
 from inspector.models import MLPConfig
 from inspector.training import History
 
+
 def _blocks(sites: tuple[Site, ...]) -> tuple[tuple[str, str], ...]:
     return tuple((site.layer, site.activation if site.activation != "unknown" else "none") for site in sites)
 
@@ -50,8 +51,15 @@ def _class_names(module: nn.Module, first: Batch | None, task: Task | None, know
     return tuple(str(c) for c in range(width))
 
 
-def _model_info(module: nn.Module, ckpt: Checkpoint | None, source: DataSource | None, first: Batch | None,
-                adapter: InputAdapter | None, task: Task | None, sites: tuple[Site, ...]) -> ModelInfo:
+def _model_info(
+    module: nn.Module,
+    ckpt: Checkpoint | None,
+    source: DataSource | None,
+    first: Batch | None,
+    adapter: InputAdapter | None,
+    task: Task | None,
+    sites: tuple[Site, ...],
+) -> ModelInfo:
     layers = linear_layers(module)
     config = getattr(module, "config", None) if ckpt is None else ckpt.config
     if not isinstance(config, MLPConfig):
@@ -71,14 +79,22 @@ def _model_info(module: nn.Module, ckpt: Checkpoint | None, source: DataSource |
     else:
         arch = type(module).__name__
     return ModelInfo(
-        source=ckpt.source if ckpt else "<model>", architecture=arch, layer_sizes=sizes,
-        activation=config.activation if config else None, batch_norm=bool(config.batch_norm) if config else False,
-        dropout=float(config.dropout) if config else 0.0, feature_names=tuple(features),
+        source=ckpt.source if ckpt else "<model>",
+        architecture=arch,
+        layer_sizes=sizes,
+        activation=config.activation if config else None,
+        batch_norm=bool(config.batch_norm) if config else False,
+        dropout=float(config.dropout) if config else 0.0,
+        feature_names=tuple(features),
         class_names=_class_names(module, first, task, tuple(known_classes)),
-        image_shape=image_shape, blocks=_blocks(sites),
+        image_shape=image_shape,
+        blocks=_blocks(sites),
         # from the module itself: a rebuilt foreign model renames the file's keys
-        nonfinite=tuple(name for name, t in module.state_dict().items()
-                        if t.is_floating_point() and not bool(torch.isfinite(t).all())),
+        nonfinite=tuple(
+            name
+            for name, t in module.state_dict().items()
+            if t.is_floating_point() and not bool(torch.isfinite(t).all())
+        ),
         sites=sites,
         embeddings=tuple(name for name, m in module.named_modules() if isinstance(m, nn.Embedding)),
         modules=tuple((name, type(m).__name__) for name, m in module.named_modules()),
@@ -178,8 +194,9 @@ def analyze(
     weights = timed("weights", lambda: weight_report(module, info.image_shape)) if "weights" in wanted else None
     found: list[F.Finding] = F.parameter_findings(parameters)
     for name in info.nonfinite:
-        found.append(F.Finding("weights", "warning", f"{name} holds NaN or Inf values; results that use it are "
-                               "unreliable", {}))
+        found.append(
+            F.Finding("weights", "warning", f"{name} holds NaN or Inf values; results that use it are unreliable", {})
+        )
     if weights:
         found += F.weight_findings(weights)
 
@@ -189,35 +206,69 @@ def analyze(
     if source is not None and the_task is not None and adapter is not None:
         with inspecting(module):
             loss, score, n = timed("evaluation", lambda: evaluate_task(module, source, the_task))
-        data_info = DataInfo(source.name, source.split, int(n), score, loss, the_task.kind, the_task.metric_name,
-                             the_task.loss_name)
+        data_info = DataInfo(
+            source.name, source.split, int(n), score, loss, the_task.kind, the_task.metric_name, the_task.loss_name
+        )
         if "activations" in wanted:
-            census = timed("activations", lambda: activation_census(
-                module, source, sites, nearly_dead_threshold=options.nearly_dead_threshold))
+            census = timed(
+                "activations",
+                lambda: activation_census(module, source, sites, nearly_dead_threshold=options.nearly_dead_threshold),
+            )
             found += F.activation_findings(census, source.split)
             if snapshots:
                 deaths = timed("deaths", lambda: death_timeline(module, snapshots, source, sites=sites))
                 found += F.death_findings(deaths)
         if "importance" in wanted:
-            importance = timed("importance", lambda: importance_report(
-                module, source, the_task, adapter, methods=options.methods, n_steps=options.n_steps,
-                max_samples=options.max_importance_samples, with_conductance=options.conductance))
+            importance = timed(
+                "importance",
+                lambda: importance_report(
+                    module,
+                    source,
+                    the_task,
+                    adapter,
+                    methods=options.methods,
+                    n_steps=options.n_steps,
+                    max_samples=options.max_importance_samples,
+                    with_conductance=options.conductance,
+                    sites=sites,
+                ),
+            )
             found += F.importance_findings(importance, info.feature_names)
         if "pruning" in wanted:
             dead = {c.layer: c.dead_mask for c in census or () if c.dead_mask is not None}
             finetune = None
             if isinstance(data, EvalData) and data.train_X is not None and options.finetune_epochs:
                 finetune = (data.train_X, data.train_y)
-            pruning = timed("pruning", lambda: pruning_sweep(
-                module, source, the_task, sparsities=options.sparsities, scopes=options.pruning_scopes,
-                dead_masks=dead or None, finetune=finetune, finetune_epochs=options.finetune_epochs, sites=sites))
+            pruning = timed(
+                "pruning",
+                lambda: pruning_sweep(
+                    module,
+                    source,
+                    the_task,
+                    sparsities=options.sparsities,
+                    scopes=options.pruning_scopes,
+                    dead_masks=dead or None,
+                    finetune=finetune,
+                    finetune_epochs=options.finetune_epochs,
+                    sites=sites,
+                ),
+            )
             found += F.pruning_findings(pruning)
     training = None
     if history is not None and "training" in wanted and history.epochs_run:
         training = training_diagnostics(history)
         found += F.training_findings(training)
     return Analysis(
-        model=info, data=data_info, parameters=parameters, weights=weights, activations=census, deaths=deaths,
-        importance=importance, pruning=pruning, training=training, findings=tuple(found),
-        timings=timings, package_version=__version__,
+        model=info,
+        data=data_info,
+        parameters=parameters,
+        weights=weights,
+        activations=census,
+        deaths=deaths,
+        importance=importance,
+        pruning=pruning,
+        training=training,
+        findings=tuple(found),
+        timings=timings,
+        package_version=__version__,
     )

@@ -58,21 +58,56 @@ KINDS = RECTIFIERS + LEAKY + SMOOTH + SQUASHERS
 FOUND_BY = ("module", "convention", "traced", "declared", "traced-none", "unknown")
 
 MODULE_KINDS: dict[type[nn.Module], str] = {
-    nn.ReLU: "relu", nn.ReLU6: "relu6", nn.LeakyReLU: "leaky_relu", nn.PReLU: "prelu", nn.GELU: "gelu",
-    nn.SiLU: "silu", nn.Mish: "mish", nn.Softplus: "softplus", nn.ELU: "elu", nn.SELU: "selu", nn.CELU: "celu",
-    nn.Hardswish: "hardswish", nn.Sigmoid: "sigmoid", nn.Tanh: "tanh", nn.Hardtanh: "hardtanh",
+    nn.ReLU: "relu",
+    nn.ReLU6: "relu6",
+    nn.LeakyReLU: "leaky_relu",
+    nn.PReLU: "prelu",
+    nn.GELU: "gelu",
+    nn.SiLU: "silu",
+    nn.Mish: "mish",
+    nn.Softplus: "softplus",
+    nn.ELU: "elu",
+    nn.SELU: "selu",
+    nn.CELU: "celu",
+    nn.Hardswish: "hardswish",
+    nn.Sigmoid: "sigmoid",
+    nn.Tanh: "tanh",
+    nn.Hardtanh: "hardtanh",
     nn.Hardsigmoid: "hardsigmoid",
 }
 # Class-name fragments of activation modules in model families (lower case, longest first).
 NAME_KINDS: tuple[tuple[str, str], ...] = (
-    ("leakyrelu", "leaky_relu"), ("relu6", "relu6"), ("gelu", "gelu"), ("silu", "silu"), ("swish", "silu"),
-    ("mish", "mish"), ("softplus", "softplus"), ("sigmoid", "sigmoid"), ("tanh", "tanh"), ("relu", "relu"),
+    ("leakyrelu", "leaky_relu"),
+    ("relu6", "relu6"),
+    ("gelu", "gelu"),
+    ("silu", "silu"),
+    ("swish", "silu"),
+    ("mish", "mish"),
+    ("softplus", "softplus"),
+    ("sigmoid", "sigmoid"),
+    ("tanh", "tanh"),
+    ("relu", "relu"),
 )
 FUNCTION_KINDS: dict[Any, str] = {
-    F.relu: "relu", torch.relu: "relu", F.relu6: "relu6", F.leaky_relu: "leaky_relu", F.gelu: "gelu",
-    F.silu: "silu", F.mish: "mish", F.softplus: "softplus", F.elu: "elu", F.selu: "selu", torch.selu: "selu",
-    F.celu: "celu", F.hardswish: "hardswish", torch.sigmoid: "sigmoid", F.sigmoid: "sigmoid",
-    torch.tanh: "tanh", F.tanh: "tanh", F.hardtanh: "hardtanh", F.hardsigmoid: "hardsigmoid",
+    F.relu: "relu",
+    torch.relu: "relu",
+    F.relu6: "relu6",
+    F.leaky_relu: "leaky_relu",
+    F.gelu: "gelu",
+    F.silu: "silu",
+    F.mish: "mish",
+    F.softplus: "softplus",
+    F.elu: "elu",
+    F.selu: "selu",
+    torch.selu: "selu",
+    F.celu: "celu",
+    F.hardswish: "hardswish",
+    torch.sigmoid: "sigmoid",
+    F.sigmoid: "sigmoid",
+    torch.tanh: "tanh",
+    F.tanh: "tanh",
+    F.hardtanh: "hardtanh",
+    F.hardsigmoid: "hardsigmoid",
 }
 METHOD_KINDS = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh"}
 # Modules that carry a layer's output on unchanged in meaning (elementwise, per neuron).
@@ -80,10 +115,22 @@ TRANSPARENT: tuple[type[nn.Module], ...] = (nn.Dropout, nn.Identity, nn.modules.
 TRANSPARENT_FUNCTIONS = {F.dropout}
 
 APPLY: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "relu": torch.relu, "relu6": F.relu6, "leaky_relu": F.leaky_relu, "prelu": lambda x: F.leaky_relu(x, 0.25),
-    "gelu": F.gelu, "silu": F.silu, "mish": F.mish, "softplus": F.softplus, "elu": F.elu, "selu": torch.selu,
-    "celu": F.celu, "hardswish": F.hardswish, "sigmoid": torch.sigmoid, "tanh": torch.tanh,
-    "hardtanh": F.hardtanh, "hardsigmoid": F.hardsigmoid,
+    "relu": torch.relu,
+    "relu6": F.relu6,
+    "leaky_relu": F.leaky_relu,
+    "prelu": lambda x: F.leaky_relu(x, 0.25),
+    "gelu": F.gelu,
+    "silu": F.silu,
+    "mish": F.mish,
+    "softplus": F.softplus,
+    "elu": F.elu,
+    "selu": torch.selu,
+    "celu": F.celu,
+    "hardswish": F.hardswish,
+    "sigmoid": torch.sigmoid,
+    "tanh": torch.tanh,
+    "hardtanh": F.hardtanh,
+    "hardsigmoid": F.hardsigmoid,
 }
 
 
@@ -137,8 +184,9 @@ def activation_kind(module: nn.Module) -> tuple[str, str] | None:
         return None
     lowered = type(module).__name__.lower()
     for fragment, k in NAME_KINDS:
-        if fragment in lowered and ("activation" in lowered or lowered.startswith(fragment)
-                                    or lowered.endswith(fragment)):
+        if fragment in lowered and (
+            "activation" in lowered or lowered.startswith(fragment) or lowered.endswith(fragment)
+        ):
             return k, "convention"
     return None
 
@@ -158,9 +206,15 @@ class SiteObserver:
     Hooks live on ``guard`` and are removed with it.
     """
 
-    def __init__(self, model: nn.Module, sites: tuple[Site, ...],
-                 callback: Callable[[str, torch.Tensor, torch.Tensor], None], guard: _Guard,
-                 *, record: bool = False) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        sites: tuple[Site, ...],
+        callback: Callable[[str, torch.Tensor, torch.Tensor], None],
+        guard: _Guard,
+        *,
+        record: bool = False,
+    ) -> None:
         self._produced: dict[int, tuple[weakref.ref[torch.Tensor], str]] = {}
         self.callback = callback
         self.pairs: dict[str, dict[str, tuple[str, str]]] = {}  # record: layer -> {module path: (kind, how)}
@@ -205,6 +259,7 @@ class SiteObserver:
     def _linear_hook(self, layer: str) -> Callable[..., None]:
         def hook(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
             self._mark(output, layer)
+
         return hook
 
     def _transparent_hook(self, module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
@@ -217,6 +272,7 @@ class SiteObserver:
             layer = self._source(inputs[0]) if inputs else None
             if layer is not None and layers.get(layer) == name and isinstance(output, torch.Tensor):
                 self.callback(layer, inputs[0], output)
+
         return hook
 
     def _record_hook(self, name: str, kind: str, how: str) -> Callable[..., None]:
@@ -224,12 +280,14 @@ class SiteObserver:
             layer = self._source(inputs[0]) if inputs else None
             if layer is not None:
                 self.pairs.setdefault(layer, {})[name] = (kind, how)
+
         return hook
 
     def _tap_hook(self, layer: str, fn: Callable[[torch.Tensor], torch.Tensor] | None) -> Callable[..., None]:
         def hook(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
             if isinstance(output, torch.Tensor):
                 self.callback(layer, output, fn(output) if fn is not None else output)
+
         return hook
 
 
@@ -274,8 +332,9 @@ def _trace(model: nn.Module) -> dict[str, tuple[str, str | None, str]] | None:
     return out
 
 
-def discover_sites(model: nn.Module, batch: Batch | None = None,
-                   declared: Mapping[str, str] | None = None) -> tuple[Site, ...]:
+def discover_sites(
+    model: nn.Module, batch: Batch | None = None, declared: Mapping[str, str] | None = None
+) -> tuple[Site, ...]:
     """Every ``nn.Linear`` of ``model`` with its activation, in registration order.
 
     ``batch``: one real batch for the observed forward pass (without it only the
@@ -287,9 +346,11 @@ def discover_sites(model: nn.Module, batch: Batch | None = None,
     names = {name for name, _ in layers}
     for layer, kind in declared.items():
         if layer not in names:
-            raise InspectorError(f"activations= names {layer!r}, which is not an nn.Linear of the model; "
-                                 f"its linear layers are {', '.join(sorted(names)[:8])}"
-                                 f"{' ...' if len(names) > 8 else ''}")
+            raise InspectorError(
+                f"activations= names {layer!r}, which is not an nn.Linear of the model; "
+                f"its linear layers are {', '.join(sorted(names)[:8])}"
+                f"{' ...' if len(names) > 8 else ''}"
+            )
         if kind not in KINDS and kind != "none":
             raise InspectorError(f"unknown activation {kind!r} for {layer}; choose from {', '.join(KINDS)} or none")
     observed: dict[str, dict[str, tuple[str, str]]] = {}
@@ -306,9 +367,9 @@ def discover_sites(model: nn.Module, batch: Batch | None = None,
         for module in mods:
             users.setdefault(module, []).append(layer)
     sites = []
-    for name, layer in layers:
-        m, n = layer.weight.shape
-        common = {"layer": name, "in_features": int(n), "out_features": int(m)}
+    for name, linear in layers:
+        m, n = linear.weight.shape
+        common: dict[str, Any] = {"layer": name, "in_features": int(n), "out_features": int(m)}
         if name in declared:
             kind = declared[name]
             found = "declared" if kind != "none" else "traced-none"

@@ -46,8 +46,10 @@ def output_tensor(output: Any) -> torch.Tensor:
         return logits
     if isinstance(output, (tuple, list)) and output:
         return output_tensor(output[0])
-    raise InspectorError(f"the model returned a {type(output).__name__}, not a tensor; pass target= to say "
-                         "which scalar per sample to explain")
+    raise InspectorError(
+        f"the model returned a {type(output).__name__}, not a tensor; pass target= to say "
+        "which scalar per sample to explain"
+    )
 
 
 @dataclass(frozen=True)
@@ -70,12 +72,15 @@ class Task:
         if self.target_fn is not None:
             value = self.target_fn(output, batch)
             if not isinstance(value, torch.Tensor):
-                raise InspectorError(f"target= returned a {type(value).__name__}; it must return a tensor "
-                                     "with one value per sample")
+                raise InspectorError(
+                    f"target= returned a {type(value).__name__}; it must return a tensor with one value per sample"
+                )
             value = value.reshape(value.shape[0], -1) if value.dim() else value.reshape(1, 1)
             if value.shape != (len(batch), 1):
-                raise InspectorError(f"target= returned shape {tuple(value.shape)} for {len(batch)} samples; "
-                                     "it must return one scalar per sample, shape (n,)")
+                raise InspectorError(
+                    f"target= returned shape {tuple(value.shape)} for {len(batch)} samples; "
+                    "it must return one scalar per sample, shape (n,)"
+                )
             return value[:, 0]
         out = output_tensor(output)
         if self.kind == "classification":
@@ -114,15 +119,19 @@ def forward_args(batch: Batch) -> tuple[Any, ...]:
 
 def _per_sample(out: torch.Tensor, what: str) -> torch.Tensor:
     if out.dim() != 2:
-        raise InspectorError(f"{what} needs an output of shape (n, classes), the model returns "
-                             f"{tuple(out.shape)}; pass target=lambda out, batch: ... to say what to explain")
+        raise InspectorError(
+            f"{what} needs an output of shape (n, classes), the model returns "
+            f"{tuple(out.shape)}; pass target=lambda out, batch: ... to say what to explain"
+        )
     return out
 
 
 def _labels(batch: Batch) -> torch.Tensor:
     if batch.labels is None:
-        raise InspectorError("classification needs labels: give (inputs, labels) batches or a 'labels' key, or "
-                             "pass target= to explain something else")
+        raise InspectorError(
+            "classification needs labels: give (inputs, labels) batches or a 'labels' key, or "
+            "pass target= to explain something else"
+        )
     labels = batch.labels.reshape(-1)
     if labels.is_floating_point():
         if not bool(torch.all(labels == labels.round())):
@@ -134,8 +143,10 @@ def _labels(batch: Batch) -> torch.Tensor:
 def _regression_output(out: torch.Tensor) -> torch.Tensor:
     flat = out.reshape(out.shape[0], -1) if out.dim() else out.reshape(1, 1)
     if flat.shape[1] != 1:
-        raise InspectorError(f"regression explains a single output, the model returns {flat.shape[1]} per "
-                             "sample; pass target=lambda out, batch: out[:, k] to pick one")
+        raise InspectorError(
+            f"regression explains a single output, the model returns {flat.shape[1]} per "
+            "sample; pass target=lambda out, batch: out[:, k] to pick one"
+        )
     return flat[:, 0]
 
 
@@ -170,8 +181,10 @@ class Scores:
             logits = _per_sample(out, "classification")
             labels = _labels(batch)
             if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= logits.shape[1]):
-                raise InspectorError(f"a label lies outside the model's {logits.shape[1]} outputs "
-                                     f"(labels {int(labels.min())}..{int(labels.max())})")
+                raise InspectorError(
+                    f"a label lies outside the model's {logits.shape[1]} outputs "
+                    f"(labels {int(labels.min())}..{int(labels.max())})"
+                )
             self.loss_sum += float(nn.functional.cross_entropy(logits.float(), labels, reduction="sum"))
             if task.metric_fn is None:
                 self.metric_sum += float((logits.argmax(dim=1) == labels).sum())
@@ -195,7 +208,7 @@ class Scores:
         task = self.task
         loss = self.loss_sum / self.n if task.loss_name is not None else math.nan
         if task.kind == "regression" and task.metric_fn is None:
-            sst = self.y_sq_sum - self.y_sum ** 2 / self.n
+            sst = self.y_sq_sum - self.y_sum**2 / self.n
             sse = self.loss_sum
             metric = 1.0 - sse / sst if sst > 0 else math.nan
             return loss, metric
@@ -212,8 +225,14 @@ def evaluate_task(model: nn.Module, batches: Any, task: Task) -> tuple[float, fl
     return loss, metric, scores.n
 
 
-def make_task(task: str | None, first: Batch, *, target: Target | None = None,
-              metric: Metric | None = None, metric_name: str | None = None) -> Task:
+def make_task(
+    task: str | None,
+    first: Batch,
+    *,
+    target: Target | None = None,
+    metric: Metric | None = None,
+    metric_name: str | None = None,
+) -> Task:
     """The task for an analysis: ``task`` as given, or inferred from the first batch.
 
     A user ``target`` makes it ``custom`` unless ``task`` says otherwise. Otherwise
@@ -226,8 +245,10 @@ def make_task(task: str | None, first: Batch, *, target: Target | None = None,
         if target is not None:
             task = "custom"
         elif first.labels is None:
-            raise InspectorError("the data has no labels; give (inputs, labels) batches, or pass "
-                                 "target=lambda out, batch: ... to say what to explain")
+            raise InspectorError(
+                "the data has no labels; give (inputs, labels) batches, or pass "
+                "target=lambda out, batch: ... to say what to explain"
+            )
         else:
             task = "regression" if first.labels.is_floating_point() else "classification"
     if task == "custom" and target is None:

@@ -75,8 +75,14 @@ class LayerWeights:
     neuron_images: np.ndarray | None
 
 
-def pool_magnitude(weight: torch.Tensor | np.ndarray, max_side: int = MAX_MAP_SIDE, *,
-                   row_offset: int = 0, col_offset: int = 0, full_shape: tuple[int, int] | None = None) -> PooledMap:
+def pool_magnitude(
+    weight: torch.Tensor | np.ndarray,
+    max_side: int = MAX_MAP_SIDE,
+    *,
+    row_offset: int = 0,
+    col_offset: int = 0,
+    full_shape: tuple[int, int] | None = None,
+) -> PooledMap:
     """Block-max-pool ``|weight|`` ``(m, n)`` so that neither side exceeds ``max_side``."""
     w = torch.as_tensor(weight).detach().float().abs()
     m, n = w.shape
@@ -86,12 +92,19 @@ def pool_magnitude(weight: torch.Tensor | np.ndarray, max_side: int = MAX_MAP_SI
         padded = torch.zeros(rows * br, cols * bc, dtype=w.dtype, device=w.device)
         padded[:m, :n] = w  # |w| >= 0, so zero padding never wins a max
         w = padded.view(rows, br, cols, bc).amax(dim=(1, 3))
-    return PooledMap(values=w.cpu().numpy().astype(np.float32), block_rows=br, block_cols=bc,
-                     row_offset=row_offset, col_offset=col_offset, full_shape=full_shape or (int(m), int(n)))
+    return PooledMap(
+        values=w.cpu().numpy().astype(np.float32),
+        block_rows=br,
+        block_cols=bc,
+        row_offset=row_offset,
+        col_offset=col_offset,
+        full_shape=full_shape or (int(m), int(n)),
+    )
 
 
-def zoom(weight: torch.Tensor | np.ndarray, rows: tuple[int, int], cols: tuple[int, int],
-         max_side: int = MAX_MAP_SIDE) -> PooledMap:
+def zoom(
+    weight: torch.Tensor | np.ndarray, rows: tuple[int, int], cols: tuple[int, int], max_side: int = MAX_MAP_SIDE
+) -> PooledMap:
     """The region ``weight[rows[0]:rows[1], cols[0]:cols[1]]``, at full resolution when it fits in ``max_side``."""
     w = torch.as_tensor(weight)
     m, n = w.shape
@@ -128,16 +141,22 @@ def singular_values(weight: torch.Tensor) -> np.ndarray:
         return np.zeros(0)
     gram = torch.zeros(m, m, dtype=torch.float64, device=w.device)
     for start in range(0, n, GRAM_BLOCK):
-        block = w[:, start:start + GRAM_BLOCK].double()
+        block = w[:, start : start + GRAM_BLOCK].double()
         gram.addmm_(block, block.T)
     eigenvalues = torch.linalg.eigvalsh(gram)  # ascending
     return eigenvalues.clamp_min(0).sqrt().flip(0).cpu().numpy()
 
 
 @torch.no_grad()
-def layer_weights(layer: str, weight: torch.Tensor, bias: torch.Tensor | None = None, *,
-                  image_shape: tuple[int, int] | None = None, near_zero_rel: float = 0.01,
-                  max_side: int = MAX_MAP_SIDE) -> LayerWeights:
+def layer_weights(
+    layer: str,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    *,
+    image_shape: tuple[int, int] | None = None,
+    near_zero_rel: float = 0.01,
+    max_side: int = MAX_MAP_SIDE,
+) -> LayerWeights:
     """Statistics of one weight ``(m, n)``; ``image_shape`` (h, w) with ``h * w == n`` adds neuron images."""
     w = weight.detach().float().cpu()
     m, n = w.shape
@@ -162,26 +181,44 @@ def layer_weights(layer: str, weight: torch.Tensor, bias: torch.Tensor | None = 
     if image_shape is not None and image_shape[0] * image_shape[1] == n:
         images = w_np.reshape(m, *image_shape).copy()
     return LayerWeights(
-        layer=layer, out_features=int(m), in_features=int(n),
+        layer=layer,
+        out_features=int(m),
+        in_features=int(n),
         values=w_np.copy() if small else None,
         magnitude=pool_magnitude(w, max_side),
         neuron_norm=torch.linalg.vector_norm(w, dim=1).numpy(),
         input_norm=torch.linalg.vector_norm(w, dim=0).numpy(),
         bias=bias.detach().float().cpu().numpy().copy() if bias is not None else None,
-        histogram_counts=counts.astype(np.int64), histogram_edges=edges.astype(np.float64),
+        histogram_counts=counts.astype(np.int64),
+        histogram_edges=edges.astype(np.float64),
         near_zero_threshold=threshold,
         near_zero_fraction=float((finite_values.abs() < threshold).float().mean()) if finite_values.numel() else 0.0,
-        singular_values=singular, spectral_norm=spectral, frobenius_norm=frobenius,
-        stable_rank=frobenius ** 2 / spectral ** 2 if spectral > 0 else (0.0 if all_finite else float("nan")),
+        singular_values=singular,
+        spectral_norm=spectral,
+        frobenius_norm=frobenius,
+        stable_rank=frobenius**2 / spectral**2 if spectral > 0 else (0.0 if all_finite else float("nan")),
         neuron_images=images,
     )
 
 
-def weight_report(model: nn.Module, image_shape: tuple[int, int] | None = None,
-                  **options: float | int) -> tuple[LayerWeights, ...]:
+def weight_report(
+    model: nn.Module,
+    image_shape: tuple[int, int] | None = None,
+    *,
+    near_zero_rel: float = 0.01,
+    max_side: int = MAX_MAP_SIDE,
+) -> tuple[LayerWeights, ...]:
     """:func:`layer_weights` for every linear layer; neuron images only for the first layer."""
     out = []
     for k, (name, layer) in enumerate(linear_layers(model)):
-        out.append(layer_weights(name, layer.weight, layer.bias,
-                                 image_shape=image_shape if k == 0 else None, **options))
+        out.append(
+            layer_weights(
+                name,
+                layer.weight,
+                layer.bias,
+                image_shape=image_shape if k == 0 else None,
+                near_zero_rel=near_zero_rel,
+                max_side=max_side,
+            )
+        )
     return tuple(out)

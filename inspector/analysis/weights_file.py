@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import time
 
-
 from inspector._version import __version__
 from inspector.analysis import findings as F
 from inspector.analysis.parameters import ParameterReport
 from inspector.analysis.result import Analysis, ModelInfo
 from inspector.errors import InspectorError
+
 
 def analyze_weights_file(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> Analysis:
     """Weight-only analysis of any file with 2-D weights (e.g. a transformer's MLP blocks).
@@ -29,33 +29,65 @@ def analyze_weights_file(path: str | os.PathLike[str], *, trust_pickle: bool = F
         raise InspectorError(f"{path}: no 2-D weight tensors found; nothing dense to analyse")
     # a file does not record requires_grad: trainable is unknown (None) throughout
     layers = tuple(
-        LayerParameters(layer=printable(l.layer), in_features=l.in_features, out_features=l.out_features,
-                        weights=l.weights, biases=l.biases, parameters=l.parameters, trainable=None, bytes=l.bytes,
-                        macs_per_sample=l.in_features * l.out_features, dtype=l.dtype,
-                        tied_to=printable(l.tied_to) if l.tied_to else None)
-        for l in inventory.linear_layers)
+        LayerParameters(
+            layer=printable(layer.layer),
+            in_features=layer.in_features,
+            out_features=layer.out_features,
+            weights=layer.weights,
+            biases=layer.biases,
+            parameters=layer.parameters,
+            trainable=None,
+            bytes=layer.bytes,
+            macs_per_sample=layer.in_features * layer.out_features,
+            dtype=layer.dtype,
+            tied_to=printable(layer.tied_to) if layer.tied_to else None,
+        )
+        for layer in inventory.linear_layers
+    )
     embeddings = tuple(
-        EmbeddingParameters(layer=printable(e.layer), num_embeddings=e.num_embeddings, embedding_dim=e.embedding_dim,
-                            parameters=e.parameters, bytes=e.bytes,
-                            tied_to=printable(e.tied_to) if e.tied_to else None, dtype=e.dtype)
-        for e in inventory.embeddings)
-    others = tuple(OtherParameters(name=printable(t.name), kind="tensor", parameters=t.numel, trainable=None)
-                   for t in inventory.other_tensors if t.tied_to is None)
-    linear_total = sum(l.parameters for l in layers)
+        EmbeddingParameters(
+            layer=printable(e.layer),
+            num_embeddings=e.num_embeddings,
+            embedding_dim=e.embedding_dim,
+            parameters=e.parameters,
+            bytes=e.bytes,
+            tied_to=printable(e.tied_to) if e.tied_to else None,
+            dtype=e.dtype,
+        )
+        for e in inventory.embeddings
+    )
+    others = tuple(
+        OtherParameters(name=printable(t.name), kind="tensor", parameters=t.numel, trainable=None)
+        for t in inventory.other_tensors
+        if t.tied_to is None
+    )
+    linear_total = sum(lp.parameters for lp in layers)
     embedding_total = sum(e.parameters for e in embeddings)
     other_total = sum(o.parameters for o in others)
     parameters = ParameterReport(
-        layers=layers, other=others, linear_parameters=linear_total, other_parameters=other_total,
-        total_parameters=linear_total + embedding_total + other_total, trainable_parameters=None,
+        layers=layers,
+        other=others,
+        linear_parameters=linear_total,
+        other_parameters=other_total,
+        total_parameters=linear_total + embedding_total + other_total,
+        trainable_parameters=None,
         total_bytes=sum(t.bytes for t in inventory.tensors if t.tied_to is None and not is_integer_dtype(t.dtype)),
-        macs_per_sample=sum(l.macs_per_sample for l in layers), embeddings=embeddings,
-        embedding_parameters=embedding_total)
+        macs_per_sample=sum(lp.macs_per_sample for lp in layers),
+        embeddings=embeddings,
+        embedding_parameters=embedding_total,
+    )
     from inspector.analysis.weights import layer_weights
 
     names = {t.name for t in inventory.tensors}
     # (layer, weight key, bias key): a bare 2-D tensor is its own weight key
-    plan = [(layer, f"{layer.layer}.weight" if f"{layer.layer}.weight" in names else layer.layer,
-             f"{layer.layer}.bias" if layer.biases else None) for layer in inventory.linear_layers]
+    plan = [
+        (
+            layer,
+            f"{layer.layer}.weight" if f"{layer.layer}.weight" in names else layer.layer,
+            f"{layer.layer}.bias" if layer.biases else None,
+        )
+        for layer in inventory.linear_layers
+    ]
     # one pass over the file, in plan order: each weight (and bias) is summarised and dropped before the next
     stream = iter_tensors(path, [k for _, w, b in plan for k in (w, b) if k], trust_pickle=trust_pickle)
     weights, nonfinite = [], []
@@ -63,15 +95,35 @@ def analyze_weights_file(path: str | os.PathLike[str], *, trust_pickle: bool = F
         weight = next(stream)[1]
         bias = next(stream)[1] if bias_key else None
         for key, t in ((weight_key, weight), (bias_key, bias)):
-            if t is not None and count_nonfinite(t):
+            if key is not None and t is not None and count_nonfinite(t):  # no bias key: no bias either
                 nonfinite.append(printable(key))
         weights.append(layer_weights(printable(layer.layer), weight, bias))
     info = ModelInfo(
-        source=str(path), architecture=f"{len(layers)} dense layers (weight-only)", layer_sizes=(),
-        activation=None, batch_norm=False, dropout=0.0, feature_names=(), class_names=(), image_shape=None,
-        blocks=tuple((l.layer, "none") for l in layers), nonfinite=tuple(nonfinite))
+        source=str(path),
+        architecture=f"{len(layers)} dense layers (weight-only)",
+        layer_sizes=(),
+        activation=None,
+        batch_norm=False,
+        dropout=0.0,
+        feature_names=(),
+        class_names=(),
+        image_shape=None,
+        blocks=tuple((lp.layer, "none") for lp in layers),
+        nonfinite=tuple(nonfinite),
+    )
     found = F.parameter_findings(parameters) + F.weight_findings(tuple(weights))
     found += [F.Finding("weights", "warning", f"{name} holds NaN or Inf values", {}) for name in nonfinite]
-    return Analysis(model=info, data=None, parameters=parameters, weights=tuple(weights), activations=None,
-                    deaths=None, importance=None, pruning=None, training=None, findings=tuple(found),
-                    timings={"weights": time.perf_counter() - started}, package_version=__version__)
+    return Analysis(
+        model=info,
+        data=None,
+        parameters=parameters,
+        weights=tuple(weights),
+        activations=None,
+        deaths=None,
+        importance=None,
+        pruning=None,
+        training=None,
+        findings=tuple(found),
+        timings={"weights": time.perf_counter() - started},
+        package_version=__version__,
+    )
