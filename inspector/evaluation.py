@@ -207,11 +207,11 @@ def evaluate_model(model: nn.Module, data: Any, task: Any = None, *, batch_size:
     The model is left as it was (eval mode inside, ``training`` restored).
     """
     from inspector.analysis.guard import inspecting
-    from inspector.analysis.inputs import as_source
+    from inspector.analysis.inputs import as_source, floating_dtype
     from inspector.analysis.task import Task, evaluate_task, make_task
 
     device = next(model.parameters()).device
-    source = as_source(data, batch_size=batch_size, device=device)
+    source = as_source(data, batch_size=batch_size, device=device, dtype=floating_dtype(model))
     resolved = task if isinstance(task, Task) else make_task(task, source.first())
     with inspecting(model):
         loss, metric, n = evaluate_task(model, source, resolved)

@@ -33,7 +33,7 @@ from inspector import figures as F
 from inspector._version import __version__
 from inspector.analysis import Analysis
 from inspector.analysis.compare import Comparison
-from inspector.analysis.findings import SANITY_FAIL, Finding, describe_samples
+from inspector.analysis.findings import SANITY_FAIL, Finding, describe_samples, score_texts
 from inspector.analysis.methods import METHOD_LABELS
 from inspector.errors import InspectorError
 from inspector.fileio import (
@@ -207,8 +207,8 @@ def analysis_sections(analysis: Analysis) -> list[Section]:
     sections = []
     summary = Section("summary", "Summary and findings")
     data = (
-        f"Evaluated on {_e(describe_samples(a.data.n_samples, a.data.split, a.data.name))}: accuracy "
-        f"<b>{a.data.accuracy:.2%}</b>, loss {a.data.loss:.4f}."
+        f"Evaluated on {_e(describe_samples(a.data.n_samples, a.data.split, a.data.name))}: "
+        f"{_e(score_texts(a.data)[0])} <b>{_e(score_texts(a.data)[1])}</b>{_e(score_texts(a.data)[2])}."
         if a.data
         else "No evaluation data was available: only the weight sections are filled."
     )
@@ -496,8 +496,8 @@ def to_markdown(analysis: Analysis) -> str:
     if a.data:
         samples = describe_samples(a.data.n_samples, a.data.split, a.data.name)
         out.append(
-            f"Evaluated on {md_escape(samples, line_start=False)}: accuracy "
-            f"**{a.data.accuracy:.2%}**, loss {a.data.loss:.4f}."
+            f"Evaluated on {md_escape(samples, line_start=False)}: {md_escape(score_texts(a.data)[0], line_start=False)} "
+            f"**{score_texts(a.data)[1]}**{md_escape(score_texts(a.data)[2], line_start=False)}."
         )
     out += [
         "",

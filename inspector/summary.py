@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from inspector.analysis import Analysis
-from inspector.analysis.findings import describe_samples
+from inspector.analysis.findings import describe_samples, score_texts
 from inspector.analysis.parameters import ParameterReport, trainable_text
 from inspector.inventory import human_bytes
 
@@ -68,8 +68,7 @@ def format_summary(analysis: Analysis) -> str:
     if analysis.data is not None:
         d = analysis.data
         parts.append(
-            f"evaluated on {describe_samples(d.n_samples, d.split, d.name)}: accuracy {d.accuracy:.2%}, "
-            f"loss {d.loss:.4f}"
+            f"evaluated on {describe_samples(d.n_samples, d.split, d.name)}: " + "{} {}{}".format(*score_texts(d))
         )
         if analysis.activations is None and analysis.importance is None and analysis.pruning is None:
             parts.append("data sections (activations, importance, pruning) were not requested (see --sections)")

@@ -166,3 +166,10 @@ def test_weight_only_analysis_of_any_model_still_lists_its_sites():
 def test_task_without_data_is_refused():
     with pytest.raises(InspectorError, match="need data"):
         inspector.analyze(shared_relu(), task="regression")
+
+
+def test_nan_inputs_are_refused_in_one_line_naming_the_samples():
+    X = torch.randn(30, 6)
+    X[17, 2] = float("nan")
+    with pytest.raises(InspectorError, match=r"NaN or Inf \(samples 10\.\.19\)"):
+        inspector.analyze(shared_relu(), [(X[i : i + 10], torch.zeros(10, dtype=torch.long)) for i in (0, 10, 20)])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -128,3 +129,14 @@ def test_pruning_claims_name_the_set_their_numbers_count():
     )
     texts = [f.text for f in F.pruning_findings(_pruning([0.0], [0.9], [100], dead_removed=1))]
     assert texts == ["removing the 1 dead neuron changes accuracy by +0.0 points"]
+
+
+def test_hugging_face_conv1d_layers_are_named_as_not_analysed():
+    transformers = pytest.importorskip("transformers")
+    from inspector.analysis.parameters import count_parameters
+
+    cfg = transformers.GPT2Config(vocab_size=40, n_positions=16, n_embd=16, n_layer=2, n_head=2)
+    model = transformers.GPT2Model(cfg)
+    found = [f for f in F.parameter_findings(count_parameters(model)) if "Conv1D" in f.text]
+    assert len(found) == 1 and found[0].numbers["conv1d_layers"] == 8  # c_attn, c_proj, mlp.c_fc, mlp.c_proj x 2
+    assert found[0].text.startswith("8 Hugging Face Conv1D layers (h.0.attn.c_attn, ")

@@ -79,7 +79,7 @@ def test_integrated_gradients_of_a_linear_model_is_w_times_x():
         model[0].weight.copy_(w[None])
         model[0].bias.fill_(0.7)
     X = torch.randn(20, 4)
-    attributions, _ = attribute(model, "integrated_gradients", Batch(X, torch.zeros(20, dtype=torch.long)))
+    attributions, _ = attribute(model, "integrated_gradients", Batch(X, torch.zeros(20)))
     np.testing.assert_allclose(attributions.detach().numpy(), (w * X).numpy(), rtol=1e-5, atol=1e-6)
 
 

@@ -19,6 +19,7 @@ from torch.nn import functional as F
 
 from inspector.analysis import pruning as P
 from inspector.analysis.inputs import as_source
+from inspector.analysis.parameters import count_parameters
 from inspector.analysis.pruning import neuron_plan, prune, pruning_sweep
 from inspector.analysis.task import make_task
 from inspector.errors import InspectorError
@@ -332,3 +333,51 @@ def test_custom_task_without_a_loss_refuses_finetuning_in_one_line():
     assert "\n" not in str(caught.value)
     with pytest.raises(InspectorError, match="fine-tuning needs a loss"):
         P.prune_and_finetune(model, 0.5, "global", (X, y), epochs=1, task=task)
+
+
+# --------------------------------------------------------------------------- a tied LM head
+
+
+class TiedLM(nn.Module):
+    """emb - fc - GELU - proj - head, the head's weight tied to the embedding table (its bias its own)."""
+
+    def __init__(self, vocab: int = 30, d: int = 8, h: int = 16) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(vocab, d)
+        self.fc, self.act, self.proj = nn.Linear(d, h), nn.GELU(), nn.Linear(h, d)
+        self.head = nn.Linear(d, vocab)
+        self.head.weight = self.emb.weight
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.head(self.proj(self.act(self.fc(self.emb(ids))))).mean(1)
+
+
+def test_a_head_tied_to_an_embedding_is_never_pruned_and_never_counted():
+    torch.manual_seed(0)
+    model = TiedLM().eval()
+    ids, y = torch.randint(0, 30, (60, 5)), torch.randint(0, 30, (60,))
+    table = model.emb.weight.detach().clone()
+    report = pruning_sweep(model, (ids, y), sparsities=SPARSITIES)
+    dense = [model.fc, model.proj]
+    biases = sum(layer.bias.numel() for layer in (*dense, model.head))
+    weights = [layer.weight.detach().double().numpy() for layer in dense]
+    n = sum(w.size for w in weights)
+    assert report.total_parameters == n + biases == count_parameters(model).linear_parameters
+    for curve in report.curves:
+        assert curve.parameters_left[0] == report.total_parameters
+    flat = np.abs(np.concatenate([w.reshape(-1) for w in weights]))
+    for i, s in enumerate(SPARSITIES):
+        dropped = np.zeros(n, dtype=bool)
+        dropped[np.argsort(flat, kind="stable")[: math.floor(s * n)]] = True
+        assert report.curve("global").parameters_left[i] == n - int(dropped.sum()) + biases
+        left = sum(w.size - math.floor(s * w.size) for w in weights) + biases
+        assert report.curve("layer").parameters_left[i] == left
+        pruned = prune(model, s, "global")
+        got = np.concatenate([layer.weight.detach().double().numpy().reshape(-1) for layer in (pruned.fc, pruned.proj)])
+        np.testing.assert_array_equal(got == 0, dropped)
+        for scope in P.SCOPES:
+            pruned = prune(model, s, scope, data=(ids, y))
+            assert pruned.head.weight is pruned.emb.weight
+            assert torch.equal(pruned.emb.weight, table)
+            assert torch.equal(pruned.head.bias, model.head.bias)
+    assert torch.equal(model.emb.weight, table)

@@ -37,7 +37,7 @@ def test_one_relu_module_shared_by_two_layers_is_a_site_of_each():
     assert _summary(sites) == [
         ("fc1", "relu", "module", "act", "fc1", ("fc2",)),
         ("fc2", "relu", "module", "act", "fc2", ("fc1",)),
-        ("out", "none", "traced-none", None, "out", ()),
+        ("out", "none", "output", None, "out", ()),
     ]
     assert [s.counted for s in sites] == [True, True, False]
     assert sites[0].describe() == "relu: module act, shared with fc2"
@@ -49,7 +49,7 @@ def test_functional_activations_are_found_in_the_traced_graph():
         ("fc1", "relu", "traced", "relu", "fc1", ()),
         ("fc2", "gelu", "traced", "gelu", "fc2", ()),
         ("fc3", "relu", "traced", "relu", "bn", ()),  # counted on the batch norm's output: the ReLU's input
-        ("out", "none", "traced-none", None, "out", ()),
+        ("out", "none", "output", None, "out", ()),
     ]
 
 
@@ -57,9 +57,44 @@ def test_a_model_that_does_not_trace_leaves_its_activation_unknown_but_counted()
     sites = discover_sites(untraceable(), Batch(_x()))
     assert [(s.layer, s.activation, s.found_by, s.counted) for s in sites] == [
         ("fc1", "unknown", "unknown", True),
-        ("out", "unknown", "unknown", True),
+        ("out", "none", "output", False),  # seen in the forward pass: its output is the model's output
     ]
     assert sites[0].describe() == "activation unknown: counted on its pre-activation"
+
+
+class _UsedTwice(torch.nn.Module):
+    """fc1's output is used twice: a hand-written swish ``h * sigmoid(h)``; fc2's in a residual ``relu(h) + h``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = torch.nn.Linear(6, 6)
+        self.fc2 = torch.nn.Linear(6, 6)
+        self.out = torch.nn.Linear(6, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.fc1(x)
+        h = h * torch.sigmoid(h)
+        g = self.fc2(h)
+        return self.out(torch.relu(g) + g)
+
+
+def test_a_layer_output_used_twice_is_unknown_not_proven_without_activation():
+    sites = discover_sites(_UsedTwice(), Batch(_x()))
+    assert [(s.layer, s.activation, s.found_by, s.counted) for s in sites] == [
+        ("fc1", "unknown", "unknown", True),
+        ("fc2", "unknown", "unknown", True),
+        ("out", "none", "output", False),
+    ]
+
+
+def test_without_a_batch_the_graph_alone_proves_an_output_layer_has_no_activation():
+    sites = discover_sites(shared_relu())
+    assert [(s.layer, s.activation, s.found_by) for s in sites] == [
+        ("fc1", "relu", "module"),
+        ("fc2", "relu", "module"),
+        ("out", "none", "traced-none"),
+    ]
+    assert sites[2].describe() == "no activation (its output goes on unchanged in the torch.fx graph)"
 
 
 def test_mlp_sites_pair_each_activation_module_with_its_linear():
@@ -68,7 +103,7 @@ def test_mlp_sites_pair_each_activation_module_with_its_linear():
     assert [(s.layer, s.activation, s.found_by, s.module) for s in sites] == [
         ("fc1", "tanh", "module", "act1"),
         ("fc2", "tanh", "module", "act2"),
-        ("fc3", "none", "traced-none", None),
+        ("fc3", "none", "output", None),
     ]
 
 
@@ -102,7 +137,7 @@ def test_declared_activations_win_over_what_is_found():
     sites = discover_sites(shared_relu(), Batch(_x()), {"fc1": "tanh", "fc2": "none", "out": "sigmoid"})
     assert [(s.layer, s.activation, s.found_by, s.counted) for s in sites] == [
         ("fc1", "tanh", "declared", True),
-        ("fc2", "none", "traced-none", False),
+        ("fc2", "none", "declared", False),
         ("out", "sigmoid", "declared", True),
     ]
 

@@ -8,7 +8,7 @@ from dashboards import ids
 from dashboards.state import DashboardState
 from dashboards.views import graph, row
 from inspector import figures as F
-from inspector.analysis.findings import describe_samples
+from inspector.analysis.findings import describe_samples, score_texts
 
 
 def layout(state: DashboardState) -> html.Div:
@@ -21,7 +21,7 @@ def layout(state: DashboardState) -> html.Div:
     ]
     data_line = (
         f"Evaluated on {describe_samples(a.data.n_samples, a.data.split, a.data.name)}: "
-        f"accuracy {a.data.accuracy:.2%}, loss {a.data.loss:.4f}."
+        + "{} {}{}.".format(*score_texts(a.data))
         if a.data
         else "No evaluation data: the data views are empty. Start the dashboard on a checkpoint with --data."
     )

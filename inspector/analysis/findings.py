@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from inspector.analysis.activations import DeathTimeline, LayerActivations
 from inspector.analysis.diagnostics import RISE_TOLERANCE, TrainingDiagnostics
@@ -41,6 +42,22 @@ def _agree(n: int, one: str, many: str) -> str:
     return one if n == 1 else many
 
 
+def score_texts(data: Any) -> tuple[str, str, str]:
+    """``(metric name, metric value, ", loss ...")`` of a :class:`~inspector.analysis.result.DataInfo` as text:
+    accuracy as a percentage, R² and user metrics as numbers, the loss named unless it is cross-entropy
+    (a custom task has none)."""
+    name = data.metric_name
+    if not math.isfinite(data.metric):
+        value = "n/a"
+    else:
+        value = f"{data.metric:.2%}" if name == "accuracy" else f"{data.metric:.4f}"
+    loss = ""
+    if data.loss_name is not None and math.isfinite(data.loss):
+        label = "loss" if data.loss_name == "cross-entropy" else data.loss_name
+        loss = f", {label} {data.loss:.4f}"
+    return name, value, loss
+
+
 def describe_samples(n: int, split: str, name: str | None = None) -> str:
     """``359 digits test samples``; a split of ``all`` (every row of a file) is not a split name: ``600 samples``."""
     words = [name] if name else []
@@ -49,9 +66,26 @@ def describe_samples(n: int, split: str, name: str | None = None) -> str:
     return " ".join([f"{n:,}", *words, "sample" if n == 1 else "samples"])
 
 
+def _preview(names: list[str], k: int = 3) -> str:
+    return ", ".join(names[:k]) + (f" and {len(names) - k} more" if len(names) > k else "")
+
+
 def parameter_findings(p: ParameterReport) -> list[Finding]:
+    names = [o.name for o in p.other if o.kind == "Conv1D"]
+    conv1d = []
+    if names:  # Hugging Face's GPT-2 family keeps its dense layers in a transposed "Conv1D"
+        conv1d.append(
+            Finding(
+                "parameters",
+                "warning",
+                f"{count(len(names), 'Hugging Face Conv1D layer')} ({_preview(names)}): dense layers stored "
+                "transposed (GPT-2 style), not analysed as nn.Linear; their parameters are counted under other "
+                "parameters",
+                {"conv1d_layers": len(names)},
+            )
+        )
     if not p.layers:
-        return [Finding("parameters", "warning", "the model has no nn.Linear layers", {})]
+        return [Finding("parameters", "warning", "the model has no nn.Linear layers", {}), *conv1d]
     biggest = max(p.layers, key=lambda layer: layer.parameters)
     share = biggest.parameters / max(p.total_parameters, 1)
     layers = count(len(p.layers), "linear layer")
@@ -73,6 +107,7 @@ def parameter_findings(p: ParameterReport) -> list[Finding]:
             },
         )
     ]
+    out += conv1d
     for layer in p.layers:
         if layer.tied_to:
             out.append(

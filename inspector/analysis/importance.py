@@ -47,7 +47,7 @@ import torch
 from torch import nn
 
 from inspector.analysis.guard import inspecting
-from inspector.analysis.inputs import Batch, InputAdapter, as_source, make_adapter
+from inspector.analysis.inputs import Batch, InputAdapter, as_source, floating_dtype, make_adapter
 from inspector.analysis.methods import METHODS, CallContext, MethodSpec, method_spec
 from inspector.analysis.sites import Site, discover_sites
 from inspector.analysis.task import Task, forward_args, make_task, output_tensor
@@ -63,8 +63,10 @@ SANITY_SAMPLES = 64
 CONDUCTANCE_SAMPLES = 128
 NEURON_SAMPLES = 32
 # NeuronConductance costs one attribution per neuron: neurons x samples x steps forward and
-# backward passes of the whole model. Above this many (passes x model parameters) it is skipped.
-NEURON_CONDUCTANCE_BUDGET = 2e12  # about a few minutes on a CPU
+# backward passes of the whole model. Above this many (passes x model parameters) it is skipped,
+# and so it is for a layer of more than MAX_NEURONS neurons.
+NEURON_CONDUCTANCE_BUDGET = 2e11  # well under a minute on a CPU
+MAX_NEURONS = 512
 # What Captum raises when a method or layer does not apply to a model (caught and reported in one line).
 CAPTUM_ERRORS = (RuntimeError, AssertionError, ValueError, TypeError, IndexError, NotImplementedError)
 # Layers the sanity check re-initialises; normalisation layers keep their weights.
@@ -261,7 +263,8 @@ class _EmbeddingForward:
         self.embedding = embedding
 
     def __call__(self, embedded: torch.Tensor, ids: torch.Tensor, *args: Any) -> torch.Tensor:
-        handle = self.embedding.register_forward_hook(lambda module, inputs, output: embedded)
+        # in the shape the model made (it may have reshaped its ids before the embedding)
+        handle = self.embedding.register_forward_hook(lambda module, inputs, output: embedded.reshape(output.shape))
         try:
             return self.forward(ids, *args)
         finally:
@@ -273,7 +276,7 @@ def _per_sample_elements(adapter: InputAdapter, model: nn.Module) -> int:
     if adapter.kind == "tokens":
         embedding = adapter.embedding_module(model)
         width = int(getattr(embedding, "embedding_dim", 1))
-        return max(1, int(adapter.sample_shape[0]) * width)
+        return max(1, int(math.prod(adapter.sample_shape)) * width)
     return max(1, int(math.prod(adapter.sample_shape)))
 
 
@@ -319,7 +322,7 @@ def attribute(
 
     Float inputs: the input's shape ``(n, ...)``, from an all-zero baseline. Token ids:
     ``(n, T)``, one score per token (the embedding dimension summed), exactly zero at
-    padded positions. ``task``/``adapter``: inferred from ``batch`` and ``model`` when
+    padded positions (``T = 1`` for one id per sample, ids ``(n,)``). ``task``/``adapter``: inferred from ``batch`` and ``model`` when
     ``None``. ``background`` ``(k, ...)``: GradientShap's baselines for float inputs
     (default: the zero baseline). ``model`` must already be in eval mode. Batched by
     Captum (``internal_batch_size`` / ``perturbations_per_eval``), never per sample.
@@ -360,7 +363,7 @@ def attribute(
     real = batch.mask if batch.mask is not None else torch.ones_like(ids, dtype=torch.bool)
     reference = torch.where(real, torch.full_like(ids, adapter.pad_id), ids)
     embedding = adapter.embedding_module(model)
-    n_positions = int(ids.shape[1])
+    n_positions = max(1, int(math.prod(ids.shape[1:])))
     perturb = perturbations or _perturbations(rows, n_positions, per_sample)
     if spec.tokens == "layer":
         assert spec.layer_class is not None
@@ -381,9 +384,9 @@ def attribute(
         explainer = getattr(attr, spec.captum_class)(forward)
         ctx = CallContext(ids, reference, None, n_steps, internal, perturb)
         out, delta = _run(explainer, ids, spec, spec.token_settings(ctx), args, seed)
-    if out.dim() == 3:  # per embedding dimension: one score per token
-        out = (out.abs() if spec.absolute else out).sum(dim=2)
-    return out * real.to(out.dtype), delta
+    if out.shape != ids.shape:  # per embedding dimension: one score per token
+        out = (out.abs() if spec.absolute else out).reshape(*ids.shape, -1).sum(dim=-1)
+    return (out * real.to(out.dtype)).reshape(rows, -1), delta
 
 
 def _rank(a: np.ndarray) -> np.ndarray:
@@ -514,6 +517,12 @@ def _real_positions(batch: Batch) -> torch.Tensor:
     return batch.mask if batch.mask is not None else torch.ones_like(batch.inputs, dtype=torch.bool)
 
 
+def _positions(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(ids, real)`` ``(n, T)`` of a token batch (one id per sample, ids ``(n,)``, is ``T = 1``)."""
+    n = len(batch)
+    return batch.inputs.reshape(n, -1), _real_positions(batch).reshape(n, -1)
+
+
 class _Importance:
     """Streaming |attribution| statistics of one method: :meth:`update` per chunk, then :meth:`compute`.
 
@@ -545,8 +554,9 @@ class _Importance:
             self.n_kept += len(self.kept[-1])
         self.n += n
         if self.tokens:
-            real = _real_positions(batch).cpu().numpy()
-            ids = batch.inputs.cpu().numpy()[real]
+            ids_t, real_t = _positions(batch)
+            real = real_t.cpu().numpy()
+            ids = ids_t.cpu().numpy()[real]
             per_position = None if labels is None else np.broadcast_to(labels[:, None], real.shape)[real]
             self.positions.append((ids, attributions[real], per_position))
             return
@@ -561,6 +571,8 @@ class _Importance:
         self.signed_sum += flat.sum(axis=0)
         if labels is not None and self.class_sum is not None:
             for c in np.unique(labels):
+                if c < 0:  # Hugging Face's ignore index (-100): a sample without a class
+                    continue
                 rows = labels == c
                 self.class_sum[c] += absolute[rows].sum(axis=0)
                 self.class_count[c] += rows.sum()
@@ -605,6 +617,24 @@ class _Importance:
 def _one_line(exc: BaseException) -> str:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return (lines[0] if lines else type(exc).__name__)[:300]
+
+
+# Internal messages of torch/Captum and what they mean for the user's model and data.
+_EXPLAINED_ERRORS = (
+    ("boolean index did not match", "the attributions do not have the shape of the inputs"),
+    ("must have the same dtype", "the inputs' dtype is not the model's"),
+    ("Tensors must have same number of dimensions", "the model fails on inputs of the shape attributed"),
+    ("shapes cannot be multiplied", "the model fails on inputs of the shape attributed"),
+    ("must match the size of tensor", "the model fails on inputs of the shape attributed"),
+)
+
+
+def _method_error(exc: BaseException) -> str:
+    """One line saying why a method or a layer failed: what it means where the message is known, then
+    the message itself."""
+    line = _one_line(exc)
+    meaning = next((what for known, what in _EXPLAINED_ERRORS if known in line), None)
+    return (f"{meaning} ({line})" if meaning else line)[:300]
 
 
 def method_importance(
@@ -654,7 +684,7 @@ def method_importance(
         # Captum refuses some architectures (e.g. DeepLift with one activation module used twice);
         # the other methods still run and the report says why.
         return MethodImportance(
-            method, np.zeros(0), None, np.zeros(0), None, None, time.perf_counter() - started, error=_one_line(exc)
+            method, np.zeros(0), None, np.zeros(0), None, None, time.perf_counter() - started, error=_method_error(exc)
         )
     importance, per_class, mean = stats.compute()
     delta_mean = float(torch.cat(deltas).abs().mean()) if deltas else None
@@ -714,6 +744,8 @@ def _neuron_skip(
         return "the inputs are token ids, which have no fixed input element per neuron to attribute to"
     if out_dim != 2:
         return "the layer's output is per position; NeuronConductance needs one value per neuron and sample"
+    if layer.out_features > MAX_NEURONS:
+        return f"{layer.out_features} neurons is more than the {MAX_NEURONS} NeuronConductance is run for"
     params = sum(p.numel() for p in model.parameters())
     cost = float(layer.out_features) * samples * n_steps * params
     if spent + cost > NEURON_CONDUCTANCE_BUDGET:
@@ -895,19 +927,20 @@ def conductance(
     changes = []
     ranks = [2] * len(layers)
     for batch in sub:
-        part = prepared(batch)
-        # f(x) - f(baseline) per sample: what the conductances of a layer every path crosses sum to
-        with torch.no_grad():
-            moved = part.forward(part.inputs, *part.args) - part.forward(
-                part.baselines.expand_as(part.inputs), *part.args
-            )
-        changes.append(moved[:, 0].double().cpu().numpy())
         try:
+            part = prepared(batch)
+            # f(x) - f(baseline) per sample: what the conductances of a layer every path crosses sum to
+            with torch.no_grad():
+                moved = part.forward(part.inputs, *part.args) - part.forward(
+                    part.baselines.expand_as(part.inputs), *part.args
+                )
+            changes.append(moved[:, 0].double().cpu().numpy())
             found = _layer_conductances(
                 part, [layer for _, layer in layers], n_steps, _internal_batch_size(len(batch), n_steps, per_sample)
             )
         except CAPTUM_ERRORS as exc:
-            found = [_one_line(exc)] * len(layers)
+            found = [_method_error(exc)] * len(layers)
+            changes.append(np.full(len(batch), np.nan))
         for k, value in enumerate(found):
             if isinstance(value, str):
                 failed.setdefault(k, value)
@@ -935,7 +968,7 @@ def conductance(
             try:
                 neuron_inputs = _neuron_conductance(model, layer, Batch.concat(_take(sub, samples)), task, n_steps)
             except CAPTUM_ERRORS as exc:
-                skipped = f"NeuronConductance failed: {_one_line(exc)}"
+                skipped = f"NeuronConductance failed: {_method_error(exc)}"
             spent += float(layer.out_features) * samples * n_steps * sum(p.numel() for p in model.parameters())
         out.append(
             LayerConductanceResult(
@@ -980,11 +1013,11 @@ def _examples(
     if not first:
         return np.zeros(0), None, None
     tokens = adapter.kind == "tokens"
-    inputs = [b.inputs.detach().cpu().numpy() for b in first]
+    inputs = [(_positions(b)[0] if tokens else b.inputs).detach().cpu().numpy() for b in first]
     example_inputs = (
         _stack(inputs, tokens, fill=adapter.pad_id) if tokens else np.concatenate(inputs).astype(np.float32)
     )
-    mask = _stack([_real_positions(b).cpu().numpy() for b in first], True, fill=False) if tokens else None
+    mask = _stack([_positions(b)[1].cpu().numpy() for b in first], True, fill=False) if tokens else None
     labels = None
     if all(b.labels is not None and b.labels.numel() == len(b) for b in first):
         labels = np.concatenate([b.labels.reshape(-1).double().cpu().numpy() for b in first])  # type: ignore[union-attr]
@@ -993,7 +1026,7 @@ def _examples(
 
 def _distinct_tokens(batches: Sequence[Batch]) -> np.ndarray:
     """The distinct ids at real positions, sorted ``(d,)`` int64."""
-    seen = [torch.unique(b.inputs[_real_positions(b)]).cpu() for b in batches]
+    seen = [torch.unique(ids[real]).cpu() for ids, real in map(_positions, batches)]
     return torch.unique(torch.cat(seen)).numpy().astype(np.int64) if seen else np.zeros(0, np.int64)
 
 
@@ -1032,7 +1065,7 @@ def importance_report(
     unknown = set(methods) - set(METHODS)
     if unknown:
         raise ValueError(f"unknown attribution methods {sorted(unknown)}; choose from {', '.join(METHODS)}")
-    source = as_source(data, device=_model_device(model))
+    source = as_source(data, device=_model_device(model), dtype=floating_dtype(model))
     head = source.head(max_samples)
     if not head:
         head = [source.first()]  # raises: the data holds no samples

@@ -76,11 +76,13 @@ class Batch:
             return model(x, **kwargs)
         return model(**{self.key: x}, **kwargs)
 
-    def to(self, device: torch.device | str) -> Batch:
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> Batch:
+        """This batch on ``device``; ``dtype``: the floating dtype the floating inputs (the attributed
+        input and the other forward arguments, never the labels or the mask) are cast to."""
         return Batch(
-            _to(self.inputs, device),
+            _to(self.inputs, device, dtype),
             _to(self.labels, device),
-            {k: _to(v, device) for k, v in self.extra.items()},
+            {k: _to(v, device, dtype) for k, v in self.extra.items()},
             _to(self.mask, device),
             self.key,
         )
@@ -127,8 +129,21 @@ class Batch:
         return Batch(cat([b.inputs for b in batches], pad_id), labels, extra, mask, first.key)
 
 
-def _to(value: Any, device: torch.device | str) -> Any:
-    return value.to(device, non_blocking=True) if isinstance(value, torch.Tensor) else value
+def _to(value: Any, device: torch.device | str, dtype: torch.dtype | None = None) -> Any:
+    if not isinstance(value, torch.Tensor):
+        return value
+    if dtype is not None and value.is_floating_point() and value.dtype != dtype:
+        return value.to(device, dtype, non_blocking=True)
+    return value.to(device, non_blocking=True)
+
+
+def floating_dtype(model: nn.Module) -> torch.dtype | None:
+    """The dtype of ``model``'s first floating parameter or buffer (what its floating inputs should be),
+    ``None`` when it has none."""
+    for t in (*model.parameters(), *model.buffers()):
+        if t.is_floating_point():
+            return t.dtype
+    return None
 
 
 def _rows(value: Any, index: slice | torch.Tensor, n: int) -> Any:
@@ -205,7 +220,9 @@ class DataSource:
     """A re-iterable stream of :class:`Batch` objects on ``device``.
 
     ``name``/``split`` describe the data; ``feature_names``/``class_names`` are
-    what the data itself knows (a tabular file), empty otherwise.
+    what the data itself knows (a tabular file), empty otherwise. ``dtype``: the
+    floating dtype floating inputs are cast to (the model's, see :func:`floating_dtype`);
+    ``None`` leaves them as they are.
     """
 
     def __init__(
@@ -219,8 +236,10 @@ class DataSource:
         class_names: tuple[str, ...] = (),
         image_shape: tuple[int, int] | None = None,
         device: torch.device | str = "cpu",
+        dtype: torch.dtype | None = None,
     ) -> None:
         self._batches = batches
+        self.dtype = dtype
         self.name = name
         self.split = split
         self.n_samples = n_samples
@@ -229,7 +248,8 @@ class DataSource:
         self.image_shape = image_shape
         self.device = torch.device(device)
 
-    def on(self, device: torch.device | str) -> DataSource:
+    def on(self, device: torch.device | str, dtype: torch.dtype | None = None) -> DataSource:
+        """This data on ``device``; ``dtype`` (when given) replaces the floating dtype inputs are cast to."""
         clone = DataSource(
             self._batches,
             name=self.name,
@@ -239,6 +259,7 @@ class DataSource:
             class_names=self.class_names,
             image_shape=self.image_shape,
             device=device,
+            dtype=dtype if dtype is not None else self.dtype,
         )
         return clone
 
@@ -248,8 +269,14 @@ class DataSource:
             batch = raw if isinstance(raw, Batch) else to_batch(raw)
             if len(batch) == 0:
                 continue
+            batch = batch.to(self.device, self.dtype)
+            if batch.inputs.is_floating_point() and not bool(torch.isfinite(batch.inputs).all()):
+                raise InspectorError(
+                    f"the data's inputs hold NaN or Inf (samples {seen}..{seen + len(batch) - 1}); "
+                    "remove or impute them before the analysis"
+                )
             seen += len(batch)
-            yield batch.to(self.device)
+            yield batch
         if self.n_samples is None:
             self.n_samples = seen
 
@@ -289,24 +316,36 @@ def _array_batches(X: torch.Tensor, y: torch.Tensor | None, batch_size: int) -> 
     return batches
 
 
-def _as_input_tensor(X: Any) -> torch.Tensor:
+def _as_input_tensor(X: Any, dtype: torch.dtype | None = None) -> torch.Tensor:
     t = _tensor(X, "X")
     if t.is_floating_point():
+        if dtype is not None:
+            return t.to(dtype)
         return t.float() if t.dtype == torch.float64 else t
     if t.dtype == torch.bool:
-        return t.float()
+        return t.to(dtype if dtype is not None else torch.float32)
     return t.long()
 
 
-def as_source(data: Any, *, batch_size: int = 1024, device: torch.device | str = "cpu") -> DataSource:
-    """Whatever a user hands :func:`~inspector.analysis.analyze` as data, as a :class:`DataSource`."""
+def as_source(
+    data: Any,
+    *,
+    batch_size: int = 1024,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype | None = None,
+) -> DataSource:
+    """Whatever a user hands :func:`~inspector.analysis.analyze` as data, as a :class:`DataSource`.
+
+    ``dtype``: the model's floating dtype (:func:`floating_dtype`); floating inputs are cast to it
+    batch by batch (token ids and labels are not). ``None``: float64 arrays become float32, other
+    data is passed as it is."""
     from torch.utils.data import DataLoader, IterableDataset
     from torch.utils.data import Dataset as TorchDataset
 
     from inspector.evaluation import EvalData
 
     if isinstance(data, DataSource):
-        return data.on(device)
+        return data.on(device, dtype)
     if isinstance(data, EvalData):
         X = torch.as_tensor(np.asarray(data.X, dtype=np.float32))
         y = torch.as_tensor(np.asarray(data.y))
@@ -319,12 +358,13 @@ def as_source(data: Any, *, batch_size: int = 1024, device: torch.device | str =
             class_names=tuple(data.class_names),
             image_shape=data.image_shape,
             device=device,
+            dtype=dtype,
         )
     if isinstance(data, (torch.Tensor, np.ndarray)):
-        X = _as_input_tensor(data)
-        return DataSource(_array_batches(X, None, batch_size), n_samples=int(X.shape[0]), device=device)
+        X = _as_input_tensor(data, dtype)
+        return DataSource(_array_batches(X, None, batch_size), n_samples=int(X.shape[0]), device=device, dtype=dtype)
     if isinstance(data, tuple) and len(data) == 2 and all(isinstance(v, (torch.Tensor, np.ndarray)) for v in data):
-        X = _as_input_tensor(data[0])
+        X = _as_input_tensor(data[0], dtype)
         y = _tensor(data[1], "y")
         if y.shape[:1] != X.shape[:1]:
             raise InspectorError(
@@ -332,27 +372,28 @@ def as_source(data: Any, *, batch_size: int = 1024, device: torch.device | str =
             )
         if y.dtype == torch.float64:
             y = y.float()
-        return DataSource(_array_batches(X, y, batch_size), n_samples=int(X.shape[0]), device=device)
+        return DataSource(_array_batches(X, y, batch_size), n_samples=int(X.shape[0]), device=device, dtype=dtype)
     if isinstance(data, Mapping):
         first = to_batch(data)
         return DataSource(
             lambda: (first.rows(slice(s, s + batch_size)) for s in range(0, len(first), batch_size)),
             n_samples=len(first),
             device=device,
+            dtype=dtype,
         )
     if isinstance(data, DataLoader):
-        return DataSource(lambda: data, n_samples=_maybe_len(data.dataset), device=device)
+        return DataSource(lambda: data, n_samples=_maybe_len(data.dataset), device=device, dtype=dtype)
     if isinstance(data, TorchDataset) and not isinstance(data, IterableDataset):
-        return DataSource(_dataloader(data, batch_size), n_samples=_maybe_len(data), device=device)
+        return DataSource(_dataloader(data, batch_size), n_samples=_maybe_len(data), device=device, dtype=dtype)
     if isinstance(data, IterableDataset):
-        return DataSource(_dataloader(data, batch_size), device=device)
+        return DataSource(_dataloader(data, batch_size), device=device, dtype=dtype)
     if isinstance(data, Iterable):
         if iter(data) is data:
             raise InspectorError(
                 "the data is a one-shot iterator (e.g. a generator); the analysis reads the data more than "
                 "once: pass a DataLoader, a Dataset or a list of batches"
             )
-        return DataSource(lambda: data, device=device)
+        return DataSource(lambda: data, device=device, dtype=dtype)
     raise InspectorError(
         f"cannot read data of type {type(data).__name__}; give (X, y) arrays, a torch "
         "Dataset, a DataLoader or a list of batches"
@@ -408,20 +449,71 @@ class InputAdapter:
         return replace(self, feature_names=tuple(names))
 
 
-def input_embedding(model: nn.Module) -> str | None:
-    """The module path of the model's input embedding: a Hugging Face model's ``get_input_embeddings()``,
-    else the first ``nn.Embedding`` registered; ``None`` when it has none."""
+def _declared_embedding(model: nn.Module) -> nn.Module | None:
+    """A Hugging Face model's ``get_input_embeddings()``, ``None`` when it has none."""
     getter = getattr(model, "get_input_embeddings", None)
-    if callable(getter):
-        try:
-            module = getter()
-        except (NotImplementedError, AttributeError):
-            module = None
-        if isinstance(module, nn.Module):
-            for name, m in model.named_modules():
-                if m is module:
-                    return name
-    return next((name for name, m in model.named_modules() if isinstance(m, nn.Embedding)), None)
+    if not callable(getter):
+        return None
+    try:
+        module = getter()
+    except (NotImplementedError, AttributeError):
+        return None
+    return module if isinstance(module, nn.Module) else None
+
+
+def _same_ids(received: Any, ids: torch.Tensor) -> bool:
+    """Whether an embedding's input ``received`` holds the ids ``ids``: the same values, in any shape
+    (a model may flatten or reshape its ids before the embedding)."""
+    if not isinstance(received, torch.Tensor) or received.numel() != ids.numel() or received.is_floating_point():
+        return False
+    return bool(torch.equal(received.reshape(-1), ids.reshape(-1).to(received.device, received.dtype)))
+
+
+def input_embedding(model: nn.Module, batch: Batch | None = None) -> str | None:
+    """The module path of the embedding the attributed ids of ``batch`` go through; ``None`` when
+    no embedding receives them.
+
+    Observed on one forward pass of (the first rows of) ``batch`` with a hook on every
+    ``nn.Embedding`` (and a Hugging Face model's ``get_input_embeddings()``): the embedding whose
+    input is the ids tensor itself, else one whose input holds the same ids (the declared input
+    embedding first, then the first called). Without ``batch``, or when that forward pass fails:
+    the declared input embedding, else the first ``nn.Embedding`` registered.
+    """
+    declared = _declared_embedding(model)
+    names = {m: name for name, m in model.named_modules()}
+    candidates: list[nn.Module] = [m for m in names if isinstance(m, nn.Embedding)]
+    if declared is not None and declared in names and declared not in candidates:
+        candidates.insert(0, declared)
+    fallback = names[declared] if declared is not None and declared in names else None
+    if fallback is None:
+        fallback = next((names[m] for m in candidates), None)
+    if batch is None or not candidates:
+        return fallback
+    probe = batch.rows(slice(0, 64))
+    ids = probe.inputs
+    received: list[tuple[nn.Module, Any]] = []
+
+    def record(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        received.append((module, args[0] if args else next(iter(kwargs.values()), None)))
+
+    handles = [m.register_forward_pre_hook(record, with_kwargs=True) for m in candidates]
+    training = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        with torch.no_grad():
+            probe.call(model)
+    except Exception:  # noqa: BLE001 - the model's own failure is reported where its output is needed
+        return fallback
+    finally:
+        for handle in handles:
+            handle.remove()
+        for m, mode in training.items():
+            m.training = mode
+    same = next((m for m, x in received if x is ids), None)
+    if same is None:
+        matching = [m for m, x in received if _same_ids(x, ids)]
+        same = declared if declared in matching else next(iter(matching), None)
+    return names[same] if same is not None else None
 
 
 def _vocabulary(tokenizer: Any, vocabulary: Sequence[str] | None) -> Callable[[int], str] | None:
@@ -463,12 +555,19 @@ def make_adapter(
         return InputAdapter(kind, first.key, shape, feature_names=names)
     if x.is_complex():
         raise InspectorError("complex inputs are not supported; give float features or integer token ids")
-    embedding = input_embedding(model)
-    if embedding is None:
+    if not any(isinstance(m, nn.Embedding) for m in model.modules()) and _declared_embedding(model) is None:
         raise InspectorError(
             "the inputs are integers (token ids) but the model has no nn.Embedding to "
             "attribute them through; give float inputs, or a model whose ids go through "
             "an nn.Embedding"
+        )
+    embedding = input_embedding(model, first)
+    if embedding is None:
+        what = f"batch[{first.key!r}]" if first.key is not None else "the positional input"
+        raise InspectorError(
+            f"the attributed input {what} holds token ids that no nn.Embedding of the model receives as "
+            "they are; put the ids the model embeds first in the batch (or name them input_ids), or give "
+            "float inputs"
         )
     pad = getattr(tokenizer, "pad_token_id", None)
     if pad is None:

@@ -23,7 +23,16 @@ Each scope's ranking is computed once (one sort per scope), not once per level,
 always on the caller's original weights, and every level is evaluated on a copy
 that starts from those weights: the caller's model is never modified, and no
 level or scope sees what an earlier one pruned or fine-tuned. A weight tensor
-shared by several layers (tied) is ranked, pruned and counted once.
+shared by several linear layers (tied) is ranked, pruned and counted once.
+
+A linear layer's tensor that a module other than ``nn.Linear`` also holds (an LM
+head tied to its ``nn.Embedding``) is not a dense weight of this model: an embedding
+table is a lookup, and pruning it as a matrix would remove token vectors. Such a
+tensor is left out of every ranking and mask, stays intact at every level of every
+scope, and is counted neither in ``PruningReport.total_parameters`` nor in
+``parameters_left``, so the two count the same tensors. In the neuron scope a hidden
+layer whose weight or bias is so shared is not pruned, and a consumer whose weight
+is so shared keeps its columns (as where no consumer is known).
 
 Evaluation streams over the data batch by batch with the task's
 :class:`~inspector.analysis.task.Scores`: accuracy and cross-entropy for
@@ -46,7 +55,7 @@ from torch import nn
 
 from inspector.analysis.guard import inspecting
 from inspector.analysis.inputs import Batch, DataSource, as_source
-from inspector.analysis.parameters import count_parameters, linear_layers
+from inspector.analysis.parameters import linear_layers
 from inspector.analysis.sites import (
     FUNCTION_KINDS,
     KINDS,
@@ -94,7 +103,9 @@ class PruningCurve:
     ``metric``/``loss`` are the report's ``metric_name``/``loss_name`` (NaN where the task has no
     loss). ``parameters_left`` counts nonzero linear weights plus the biases of neurons that
     remain (see :func:`parameters_left`); ``PruningReport.total_parameters`` is the same count
-    for the unpruned model (its linear layers' weights and biases, a shared tensor once).
+    for the unpruned model (see :func:`prunable_parameters`: its linear layers' weights and
+    biases, a shared tensor once, a tensor shared with a non-linear module such as a tied
+    embedding not at all).
     ``finetuned_metric`` is filled when fine-tuning was asked for.
     """
 
@@ -150,6 +161,27 @@ class NeuronPlan:
 
 def _weights(model: nn.Module) -> list[nn.Linear]:
     return [layer for _, layer in linear_layers(model)]
+
+
+def shared_outside(model: nn.Module) -> set[int]:
+    """The ``id`` of every linear layer's weight or bias that a module other than ``nn.Linear`` also holds.
+
+    Such a tensor (an LM head's weight tied to an ``nn.Embedding`` table) is never ranked,
+    masked or counted by pruning: it stays intact at every level.
+    """
+    linear = {id(t) for layer in _weights(model) for t in (layer.weight, layer.bias) if t is not None}
+    return {
+        id(p)
+        for module in model.modules()
+        if not isinstance(module, nn.Linear)
+        for p in module.parameters(recurse=False)
+        if id(p) in linear
+    }
+
+
+def _frozen(layer: nn.Linear, shared: set[int]) -> bool:
+    """Whether the neuron scope must leave ``layer``'s rows alone (its weight or bias is held elsewhere)."""
+    return id(layer.weight) in shared or (layer.bias is not None and id(layer.bias) in shared)
 
 
 def _tensors(value: Any) -> Iterator[torch.Tensor]:
@@ -309,16 +341,21 @@ def neuron_plan(model: nn.Module, batch: Batch | None = None, sites: tuple[Site,
 # --------------------------------------------------------------------------- masks
 
 
-def _distinct_weights(layers: list[nn.Linear]) -> tuple[list[torch.Tensor], list[int]]:
-    """The distinct weight tensors of ``layers`` and, per layer, the index of its own among them.
+def _distinct_weights(model: nn.Module) -> tuple[list[torch.Tensor], list[int | None]]:
+    """The distinct prunable weight tensors of ``model``'s linear layers and, per layer, the index
+    of its own among them (``None`` for a weight held by a non-linear module: never pruned).
 
-    A weight shared by several layers (tied) is one set of numbers: ranked once,
+    A weight shared by several linear layers (tied) is one set of numbers: ranked once,
     masked once, counted once.
     """
+    shared = shared_outside(model)
     index: dict[int, int] = {}
     distinct: list[torch.Tensor] = []
-    owner = []
-    for layer in layers:
+    owner: list[int | None] = []
+    for layer in _weights(model):
+        if id(layer.weight) in shared:
+            owner.append(None)
+            continue
         if id(layer.weight) not in index:
             index[id(layer.weight)] = len(distinct)
             distinct.append(layer.weight)
@@ -326,11 +363,18 @@ def _distinct_weights(layers: list[nn.Linear]) -> tuple[list[torch.Tensor], list
     return distinct, owner
 
 
+def _per_layer(model: nn.Module, pieces: list[torch.Tensor], owner: list[int | None]) -> list[torch.Tensor]:
+    """One keep-mask per linear layer: its distinct weight's piece, or all ones where it is never pruned."""
+    return [
+        torch.ones_like(layer.weight, dtype=torch.bool) if k is None else pieces[k]
+        for k, layer in zip(owner, _weights(model))
+    ]
+
+
 def global_masks(model: nn.Module, sparsities: tuple[float, ...]) -> list[list[torch.Tensor]]:
     """Per level, a keep-mask per linear weight; exactly ``floor(s * N)`` smallest |w| are dropped."""
-    layers = _weights(model)
-    distinct, owner = _distinct_weights(layers)
-    flat = torch.cat([w.detach().abs().reshape(-1) for w in distinct])
+    distinct, owner = _distinct_weights(model)
+    flat = torch.cat([w.detach().abs().reshape(-1) for w in distinct]) if distinct else torch.zeros(0)
     order = torch.argsort(flat, stable=True)  # the one sort
     sizes = [w.numel() for w in distinct]
     out = []
@@ -338,13 +382,13 @@ def global_masks(model: nn.Module, sparsities: tuple[float, ...]) -> list[list[t
         keep = torch.ones_like(flat, dtype=torch.bool)
         keep[order[: math.floor(s * flat.numel())]] = False
         pieces = [m.view_as(w) for m, w in zip(torch.split(keep, sizes), distinct)]
-        out.append([pieces[k] for k in owner])
+        out.append(_per_layer(model, pieces, owner))
     return out
 
 
 def layer_masks(model: nn.Module, sparsities: tuple[float, ...]) -> list[list[torch.Tensor]]:
     """Per level, each layer keeps all but its ``floor(s * N_layer)`` smallest weights."""
-    distinct, owner = _distinct_weights(_weights(model))
+    distinct, owner = _distinct_weights(model)
     orders = [torch.argsort(w.detach().abs().reshape(-1), stable=True) for w in distinct]
     out = []
     for s in sparsities:
@@ -353,14 +397,18 @@ def layer_masks(model: nn.Module, sparsities: tuple[float, ...]) -> list[list[to
             keep = torch.ones(w.numel(), dtype=torch.bool, device=w.device)
             keep[order[: math.floor(s * w.numel())]] = False
             pieces.append(keep.view_as(w))
-        out.append([pieces[k] for k in owner])
+        out.append(_per_layer(model, pieces, owner))
     return out
 
 
 def neuron_keep(model: nn.Module, plan: NeuronPlan, sparsities: tuple[float, ...]) -> list[dict[str, torch.Tensor]]:
-    """Per level, ``{hidden layer: (m,) keep}``: drops the ``floor(s * m)`` weakest neurons by incoming norm."""
+    """Per level, ``{hidden layer: (m,) keep}``: drops the ``floor(s * m)`` weakest neurons by incoming norm.
+
+    A hidden layer whose weight or bias a non-linear module also holds is left out (never pruned).
+    """
     modules = dict(linear_layers(model))
-    hidden = [(name, modules[name]) for name in plan.hidden]
+    shared = shared_outside(model)
+    hidden = [(name, modules[name]) for name in plan.hidden if not _frozen(modules[name], shared)]
     orders = [torch.argsort(torch.linalg.vector_norm(layer.weight.detach(), dim=1), stable=True) for _, layer in hidden]
     out = []
     for s in sparsities:
@@ -383,27 +431,35 @@ def neuron_masks(
     removal complete: whatever the neuron still emits (a batch-norm shift, GELU(0),
     sigmoid(0) = 0.5) is multiplied by zero downstream. Where no consumer is known
     the column stays: zeroing a layer that does not read this neuron would prune
-    something else.
+    something else. A layer whose weight or bias a non-linear module also holds (a
+    tied embedding) is never touched: its neurons stay, and so do its columns.
     """
     names = [name for name, _ in linear_layers(model)]
     index = {name: k for k, name in enumerate(names)}
     layers = _weights(model)
+    shared = shared_outside(model)
     w_masks = [torch.ones_like(layer.weight, dtype=torch.bool) for layer in layers]
     b_masks = [torch.ones(layer.out_features, dtype=torch.bool, device=layer.weight.device) for layer in layers]
     for layer, kv in keep.items():
         k = index[layer]
+        if _frozen(layers[k], shared):
+            continue
         w_masks[k] &= kv[:, None]
         b_masks[k] &= kv
         for consumer in plan.consumers.get(layer, ()):
             c = index[consumer]
-            if layers[c].in_features == kv.numel():
+            if layers[c].in_features == kv.numel() and id(layers[c].weight) not in shared:
                 w_masks[c] &= kv[None, :]
     return w_masks, b_masks
 
 
 def dead_keep(model: nn.Module, dead_masks: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
-    """``{layer: (m,) keep}`` dropping the neurons a census found dead (``{layer path: (m,) bool}``)."""
+    """``{layer: (m,) keep}`` dropping the neurons a census found dead (``{layer path: (m,) bool}``).
+
+    A layer whose weight or bias a non-linear module also holds is left out: its neurons are never removed.
+    """
     modules = dict(linear_layers(model))
+    shared = shared_outside(model)
     out = {}
     for name, dead in dead_masks.items():
         layer = modules.get(name)
@@ -414,7 +470,8 @@ def dead_keep(model: nn.Module, dead_masks: Mapping[str, np.ndarray]) -> dict[st
             raise InspectorError(
                 f"dead_masks[{name!r}] has shape {tuple(mask.shape)}; {name} has {layer.out_features} neurons"
             )
-        out[name] = ~mask
+        if not _frozen(layer, shared):
+            out[name] = ~mask
     return out
 
 
@@ -637,7 +694,7 @@ def pruning_sweep(
             raise _no_loss()
         tune = _source(finetune, None, device, whole=True)
     plan = neuron_plan(model, first, sites) if "neuron" in scopes or dead_masks else None
-    total = count_parameters(model).linear_parameters
+    total = prunable_parameters(model)
     work = copy.deepcopy(model).eval()
     # Every level starts from the caller's model, which nothing here modifies: masks are
     # ranked on its weights, and before each level the whole state of the working copy
@@ -693,20 +750,34 @@ def pruning_sweep(
     )
 
 
+def prunable_parameters(model: nn.Module) -> int:
+    """The linear weights and biases pruning counts: every distinct tensor once, none that a
+    non-linear module also holds (a weight tied to an embedding table is not counted).
+
+    Without such sharing this is :func:`~inspector.analysis.parameters.count_parameters`'
+    ``linear_parameters``; it is :func:`parameters_left` of the unpruned model when no weight is
+    exactly zero.
+    """
+    shared = shared_outside(model)
+    tensors = {id(t): t for layer in _weights(model) for t in (layer.weight, layer.bias) if t is not None}
+    return int(sum(t.numel() for key, t in tensors.items() if key not in shared))
+
+
 def parameters_left(
     model: nn.Module, weight_masks: list[torch.Tensor], bias_masks: list[torch.Tensor] | None = None
 ) -> int:
     """Nonzero weights of ``model`` kept by ``weight_masks`` plus the biases kept by ``bias_masks``.
 
     A tensor shared by several layers counts once, and only the entries that every
-    layer using it keeps are left, so at sparsity 0 this equals
-    :func:`~inspector.analysis.parameters.count_parameters`' ``linear_parameters``
-    (when no weight is exactly zero).
+    layer using it keeps are left; a tensor that a non-linear module also holds (a
+    weight tied to an embedding table) is not counted at all. So at sparsity 0 this
+    equals :func:`prunable_parameters` (when no weight is exactly zero).
     """
+    shared = shared_outside(model)
     kept: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def keep(tensor: torch.Tensor | None, mask: torch.Tensor | None) -> None:
-        if tensor is None:
+        if tensor is None or id(tensor) in shared:
             return
         mask = torch.ones_like(tensor, dtype=torch.bool) if mask is None else mask
         previous = kept.get(id(tensor))

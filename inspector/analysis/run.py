@@ -12,6 +12,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -21,7 +22,7 @@ from inspector.analysis.activations import activation_census, death_timeline
 from inspector.analysis.diagnostics import training_diagnostics
 from inspector.analysis.guard import inspecting
 from inspector.analysis.importance import importance_report
-from inspector.analysis.inputs import Batch, DataSource, InputAdapter, as_source, make_adapter
+from inspector.analysis.inputs import Batch, DataSource, InputAdapter, as_source, floating_dtype, make_adapter
 from inspector.analysis.options import AnalysisOptions
 from inspector.analysis.parameters import count_parameters, linear_layers
 from inspector.analysis.pruning import pruning_sweep
@@ -40,12 +41,13 @@ def _blocks(sites: tuple[Site, ...]) -> tuple[tuple[str, str], ...]:
     return tuple((site.layer, site.activation if site.activation != "unknown" else "none") for site in sites)
 
 
-def _class_names(module: nn.Module, first: Batch | None, task: Task | None, known: tuple[str, ...]) -> tuple[str, ...]:
-    """The name of each output for a classifier (the data's, else ``"0"`` .. ``"C-1"``); none otherwise."""
-    if task is None or task.kind != "classification" or first is None:
+def _class_names(output: Any, task: Task | None, known: tuple[str, ...]) -> tuple[str, ...]:
+    """The name of each output for a classifier (the data's, else ``"0"`` .. ``"C-1"``); none otherwise.
+
+    ``output``: the model's output on the first batch (:func:`_first_output`)."""
+    if task is None or task.kind != "classification" or output is None:
         return known
-    with inspecting(module), torch.no_grad():
-        width = int(output_tensor(first.call(module)).shape[-1])
+    width = int(output_tensor(output).shape[-1])
     if known and len(known) == width:
         return known
     return tuple(str(c) for c in range(width))
@@ -55,7 +57,7 @@ def _model_info(
     module: nn.Module,
     ckpt: Checkpoint | None,
     source: DataSource | None,
-    first: Batch | None,
+    output: Any,
     adapter: InputAdapter | None,
     task: Task | None,
     sites: tuple[Site, ...],
@@ -86,7 +88,7 @@ def _model_info(
         batch_norm=bool(config.batch_norm) if config else False,
         dropout=float(config.dropout) if config else 0.0,
         feature_names=tuple(features),
-        class_names=_class_names(module, first, task, tuple(known_classes)),
+        class_names=_class_names(output, task, tuple(known_classes)),
         image_shape=image_shape,
         blocks=_blocks(sites),
         # from the module itself: a rebuilt foreign model renames the file's keys
@@ -111,6 +113,35 @@ def _target_text(task: Task | None) -> str:
     if task.target_fn is not None:
         return "the target= function's value"
     return "the model's output"
+
+
+def _text_labels(data: Any) -> None:
+    """Refuse text labels in ``(X, y)`` data, before they reach a tensor."""
+    if not isinstance(data, (tuple, list)) or len(data) != 2:
+        return
+    labels = data[1]
+    dtype = getattr(labels, "dtype", None)
+    text = isinstance(dtype, np.dtype) and dtype.kind in "USO" and len(labels) and isinstance(labels[0], (str, bytes))
+    if text or isinstance(labels, (list, tuple)) and labels and isinstance(labels[0], str):
+        raise InspectorError(
+            "the labels are text; give one integer class number per sample, e.g. "
+            "classes, y = np.unique(labels, return_inverse=True)"
+        )
+
+
+def _first_output(module: nn.Module, first: Batch) -> Any:
+    """The model's output on the first batch: the one guarded forward, whose failure is one line."""
+    try:
+        with inspecting(module), torch.no_grad():
+            return first.call(module)
+    except InspectorError:
+        raise
+    except Exception as error:
+        lines = str(error).strip().splitlines()
+        raise InspectorError(
+            f"the model could not run on the first batch ({type(error).__name__}: {lines[0] if lines else ''}): "
+            "check that the data's inputs match what forward expects (shape, dtype, keyword names)"
+        ) from error
 
 
 def _device(module: nn.Module, device: torch.device | str | None) -> torch.device:
@@ -151,7 +182,8 @@ def analyze(
         target: ``target(output, batch) -> (n,)``, the scalar per sample to explain.
         metric: ``metric(output, batch)``, per-sample values or a batch mean, for evaluation and
             pruning (``metric_name`` names it).
-        tokenizer, vocabulary: token text for integer inputs (``convert_ids_to_tokens``, or a list).
+        tokenizer, vocabulary: token text for integer inputs (``convert_ids_to_tokens``, or a list);
+            an error with float inputs.
         activations: ``{linear layer path: activation}`` for layers whose activation cannot be
             found from the model (see :mod:`inspector.analysis.sites`).
         feature_names: one name per input column of ``(n, d)`` float inputs.
@@ -178,18 +210,28 @@ def analyze(
         timings[name] = time.perf_counter() - started
         return value
 
-    source = first = adapter = the_task = None
+    source = first = output = adapter = the_task = None
     if data is not None:
-        source = as_source(data, batch_size=options.batch_size, device=_device(module, None))
+        _text_labels(data)
+        source = as_source(
+            data, batch_size=options.batch_size, device=_device(module, None), dtype=floating_dtype(module)
+        )
         first = source.first()
+        if (tokenizer is not None or vocabulary is not None) and first.inputs.is_floating_point():
+            raise InspectorError(
+                "tokenizer= and vocabulary= apply only to integer token-id inputs and these inputs are float; "
+                "leave them out"
+            )
+        output = _first_output(module, first)
         names = feature_names or source.feature_names
         adapter = make_adapter(module, first, feature_names=names or (), tokenizer=tokenizer, vocabulary=vocabulary)
-        the_task = make_task(task, first, target=target, metric=metric, metric_name=metric_name)
+        the_task = make_task(task, first, target=target, metric=metric, metric_name=metric_name, output=output)
     elif task is not None or target is not None:
         raise InspectorError("task= and target= need data to evaluate; pass data as well")
     with inspecting(module):
         sites = timed("sites", lambda: discover_sites(module, first, activations))
-    info = _model_info(module, ckpt, source, first, adapter, the_task, sites)
+    info = _model_info(module, ckpt, source, output, adapter, the_task, sites)
+    del output  # the first batch's output: only the class names and the task needed it
     parameters = timed("parameters", lambda: count_parameters(module))
     weights = timed("weights", lambda: weight_report(module, info.image_shape)) if "weights" in wanted else None
     found: list[F.Finding] = F.parameter_findings(parameters)

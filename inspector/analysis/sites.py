@@ -18,6 +18,9 @@ A :class:`Site` is one linear layer (named by its module path), its activation
     where the model traces.
 ``declared``
     given by the user (``activations={"head.fc1": "relu"}``); applied to the layer's output.
+``output``
+    the layer's output tensor is the model's output (observed in the forward pass): no
+    activation, not counted by the census.
 ``traced-none``
     the graph shows the output goes on with no activation (an output layer, a
     projection): not an activation site, not counted by the census.
@@ -32,6 +35,7 @@ is built on it, and discovery itself is one observed forward pass.
 from __future__ import annotations
 
 import math
+import operator
 import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -55,7 +59,7 @@ SMOOTH = ("gelu", "silu", "mish", "softplus", "elu", "selu", "celu", "hardswish"
 # Squashing units: the fraction of samples in a flat tail (Glorot & Bengio 2010).
 SQUASHERS = ("sigmoid", "tanh", "hardtanh", "hardsigmoid")
 KINDS = RECTIFIERS + LEAKY + SMOOTH + SQUASHERS
-FOUND_BY = ("module", "convention", "traced", "declared", "traced-none", "unknown")
+FOUND_BY = ("module", "convention", "traced", "declared", "output", "traced-none", "unknown")
 
 MODULE_KINDS: dict[type[nn.Module], str] = {
     nn.ReLU: "relu",
@@ -156,8 +160,8 @@ class Site:
 
     @property
     def counted(self) -> bool:
-        """Whether the census counts this site (everything but a proven absence of an activation)."""
-        return self.found_by != "traced-none"
+        """Whether the census counts this site (everything but a proven or declared absence of an activation)."""
+        return self.activation != "none"
 
     def describe(self) -> str:
         """One line: how the activation was found."""
@@ -166,7 +170,8 @@ class Site:
             "module": f"{self.activation}: module {self.module}{shared}",
             "convention": f"{self.activation}: module {self.module}, recognised by its class name{shared}",
             "traced": f"{self.activation}: functional {self.module} in the torch.fx graph",
-            "declared": f"{self.activation}: declared",
+            "declared": f"{self.activation}: declared" if self.activation != "none" else "no activation: declared",
+            "output": "no activation: its output is the model's output",
             "traced-none": "no activation (its output goes on unchanged in the torch.fx graph)",
             "unknown": "activation unknown: counted on its pre-activation",
         }[self.found_by]
@@ -237,7 +242,7 @@ class SiteObserver:
             elif name in acts:
                 guard.hook(module.register_forward_hook(self._activation_hook(name, module_sites)))
         for site in sites:
-            if site.found_by in ("traced", "declared", "unknown"):
+            if site.found_by in ("traced", "declared", "unknown") and site.counted:
                 fn = APPLY.get(site.activation)
                 guard.hook(by_module[site.tap].register_forward_hook(self._tap_hook(site.layer, fn)))
 
@@ -311,6 +316,9 @@ def _trace(model: nn.Module) -> dict[str, tuple[str, str | None, str]] | None:
         while found is None:
             users = list(current.users)
             if len(users) != 1:
+                # used twice (h * sigmoid(h), relu(h) + h): "none" only when every use ends the layer
+                if users and all(_ends_layer(u, modules) for u in users):
+                    found = ("none", None)
                 break
             user = users[0]
             if user.op == "call_function" and user.target in FUNCTION_KINDS:
@@ -327,9 +335,26 @@ def _trace(model: nn.Module) -> dict[str, tuple[str, str | None, str]] | None:
             elif user.op == "call_function" and user.target in TRANSPARENT_FUNCTIONS:
                 current = user
                 continue
+            elif _ends_layer(user, modules):
+                found = ("none", None)
             break
-        out[str(node.target)] = ("none", None, str(node.target)) if found is None else (found[0], found[1], tap)
+        if found is not None:  # anything else that happens to the output: not known, so "unknown"
+            out[str(node.target)] = (
+                ("none", None, str(node.target)) if found[0] == "none" else (found[0], found[1], tap)
+            )
     return out
+
+
+def _ends_layer(user: Any, modules: Mapping[str, nn.Module]) -> bool:
+    """Whether graph node ``user`` takes a layer's output on with no activation in between: the model's
+    output, another linear layer, a residual sum, an attention product or softmax."""
+    if user.op == "output":
+        return True
+    if user.op == "call_module":
+        return isinstance(modules.get(user.target), nn.Linear)
+    if user.op == "call_function":
+        return user.target in (operator.add, torch.add, operator.matmul, torch.matmul, F.softmax, torch.softmax)
+    return False
 
 
 def discover_sites(
@@ -354,13 +379,20 @@ def discover_sites(
         if kind not in KINDS and kind != "none":
             raise InspectorError(f"unknown activation {kind!r} for {layer}; choose from {', '.join(KINDS)} or none")
     observed: dict[str, dict[str, tuple[str, str]]] = {}
+    output_layer = None
     if batch is not None:
+        from inspector.analysis.task import output_tensor
+
         with inspecting(model) as guard:
             observer = SiteObserver(model, (), lambda *a: None, guard, record=True)
             observer.start_batch()
             with torch.no_grad():
-                batch.call(model)
+                output = batch.call(model)
             observed = observer.pairs
+            try:
+                output_layer = observer._source(output_tensor(output))
+            except InspectorError:  # an output with no one tensor: the target function decides
+                output_layer = None
     traced = _trace(model)
     users: dict[str, list[str]] = {}
     for layer, mods in observed.items():
@@ -371,13 +403,13 @@ def discover_sites(
         m, n = linear.weight.shape
         common: dict[str, Any] = {"layer": name, "in_features": int(n), "out_features": int(m)}
         if name in declared:
-            kind = declared[name]
-            found = "declared" if kind != "none" else "traced-none"
-            sites.append(Site(**common, activation=kind, found_by=found, module=None, tap=name))
+            sites.append(Site(**common, activation=declared[name], found_by="declared", module=None, tap=name))
         elif name in observed:
             module, (kind, how) = next(iter(observed[name].items()))
             shared = tuple(other for other in users[module] if other != name)
             sites.append(Site(**common, activation=kind, found_by=how, module=module, tap=name, shared_with=shared))
+        elif name == output_layer:
+            sites.append(Site(**common, activation="none", found_by="output", module=None, tap=name))
         elif traced is not None and name in traced:
             kind, fn, tap = traced[name]
             if kind == "none":

@@ -7,8 +7,13 @@
   optional ``metric(output, batch)`` (per-sample ``(n,)`` values or a batch mean), else by
   the mean target.
 
+Classification ignores samples labelled ``-100`` (Hugging Face's ignore index, as
+``cross_entropy``'s ``ignore_index``): they count in neither the loss nor the accuracy, and
+an attribution explains their predicted class's logit instead.
+
 The model's output may be a tensor, a tuple (its first element) or a Hugging Face
-``ModelOutput`` / dict (its ``logits``, else its first tensor): :func:`output_tensor`.
+``ModelOutput`` / dict (its ``logits``, else its one tensor; several tensors and no ``logits``
+need ``target=``): :func:`output_tensor`.
 Chosen once per analysis (:func:`make_task`) and used by importance, pruning and
 evaluation alike. Evaluation streams: :class:`Scores` accumulates sums in float64.
 """
@@ -20,6 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -27,20 +33,28 @@ from inspector.analysis.inputs import Batch
 from inspector.errors import InspectorError
 
 TASKS = ("classification", "regression", "custom")
+IGNORE_INDEX = -100  # Hugging Face's label for "no label here", cross_entropy's default ignore_index
 Target = Callable[[Any, Batch], torch.Tensor]
 Metric = Callable[[Any, Batch], "torch.Tensor | float"]
 
 
 def output_tensor(output: Any) -> torch.Tensor:
-    """The tensor a model's output means: itself, a tuple's first element, a ModelOutput's ``logits``."""
+    """The tensor a model's output means: itself, a tuple's first element, a ModelOutput's ``logits``
+    (else its only tensor; with several tensors and no ``logits`` it is an error: ``target=`` decides)."""
     if isinstance(output, torch.Tensor):
         return output
     if isinstance(output, Mapping):
         if "logits" in output and isinstance(output["logits"], torch.Tensor):
             return output["logits"]
-        for value in output.values():
-            if isinstance(value, torch.Tensor):
-                return value
+        tensors = [str(key) for key, value in output.items() if isinstance(value, torch.Tensor)]
+        if len(tensors) == 1:
+            return output[tensors[0]]  # type: ignore[no-any-return]
+        if len(tensors) > 1:
+            raise InspectorError(
+                f"the model returns several tensors ({', '.join(tensors)}) and none named 'logits'; "
+                f"pass target=lambda out, batch: out[{tensors[-1]!r}][:, 0] (one scalar per sample) to say "
+                "what to explain, and metric= to score it"
+            )
     logits = getattr(output, "logits", None)
     if isinstance(logits, torch.Tensor):
         return logits
@@ -85,7 +99,8 @@ class Task:
         out = output_tensor(output)
         if self.kind == "classification":
             logits = _per_sample(out, "classification")
-            labels = _labels(batch)
+            labels = _class_labels(logits, batch)
+            labels = torch.where(labels == IGNORE_INDEX, logits.argmax(dim=1), labels)
             return logits.gather(1, labels[:, None]).squeeze(1)
         return _regression_output(out)
 
@@ -132,12 +147,37 @@ def _labels(batch: Batch) -> torch.Tensor:
             "classification needs labels: give (inputs, labels) batches or a 'labels' key, or "
             "pass target= to explain something else"
         )
+    if batch.labels.dim() > 1 and math.prod(batch.labels.shape[1:]) != 1:
+        raise InspectorError(
+            f"the labels have shape {tuple(batch.labels.shape)}, several values per sample; classification "
+            "needs one class number per sample: for one-hot labels give labels.argmax(1)"
+        )
     labels = batch.labels.reshape(-1)
+    if labels.is_complex():
+        raise InspectorError("the labels are complex numbers; give one integer class number per sample")
     if labels.is_floating_point():
         if not bool(torch.all(labels == labels.round())):
             raise InspectorError("the labels are not whole numbers; for continuous targets use task='regression'")
         labels = labels.long()
     return labels.long()
+
+
+def _class_labels(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """``(n,)`` class numbers of ``batch``, each an output of ``logits`` or :data:`IGNORE_INDEX`."""
+    labels = _labels(batch)
+    width = int(logits.shape[1])
+    if width == 1:
+        raise InspectorError(
+            "the model has one output, so classification (one logit per class) does not apply; for a "
+            "single logit pass task='regression', or target=lambda out, batch: out[:, 0] to explain it"
+        )
+    kept = labels[labels != IGNORE_INDEX]
+    if kept.numel() and (int(kept.min()) < 0 or int(kept.max()) >= width):
+        raise InspectorError(
+            f"a label lies outside the model's {width} outputs (labels {int(kept.min())}..{int(kept.max())}); "
+            f"give class numbers 0..{width - 1} ({IGNORE_INDEX} marks a sample to ignore)"
+        )
+    return labels
 
 
 def _regression_output(out: torch.Tensor) -> torch.Tensor:
@@ -150,6 +190,28 @@ def _regression_output(out: torch.Tensor) -> torch.Tensor:
     return flat[:, 0]
 
 
+def _metric_sum(value: Any, n: int) -> float:
+    """The sum over ``n`` samples of what ``metric=`` returned: per-sample values or a batch mean."""
+    if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
+        value = torch.from_numpy(np.asarray(value, dtype=np.float64))
+    if isinstance(value, torch.Tensor):
+        real = not value.is_complex()
+        if real and value.dim() and value.numel() == n:
+            return float(value.double().sum())
+        if real and value.numel() == 1:
+            return float(value) * n
+        raise InspectorError(
+            f"metric= returned a tensor of shape {tuple(value.shape)} for {n} samples; it must return "
+            "one number per sample, shape (n,), or a single number (the batch mean)"
+        )
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__float__"):
+        raise InspectorError(
+            f"metric= returned a {type(value).__name__}; it must return a number (the batch mean) or a "
+            "tensor with one number per sample"
+        )
+    return float(value) * n
+
+
 class Scores:
     """Streaming evaluation sums for one task (float64): feed batches with :meth:`add`, read :meth:`result`."""
 
@@ -160,17 +222,14 @@ class Scores:
         self.metric_sum = 0.0
         self.y_sum = 0.0
         self.y_sq_sum = 0.0
+        self.scored = 0  # classification: the samples whose label is not IGNORE_INDEX
 
     def add(self, output: Any, batch: Batch) -> None:
         n = len(batch)
         task = self.task
         if task.kind == "custom" or task.metric_fn is not None:
             if task.metric_fn is not None:
-                value = task.metric_fn(output, batch)
-                if isinstance(value, torch.Tensor) and value.dim() and value.numel() == n:
-                    self.metric_sum += float(value.double().sum())
-                else:
-                    self.metric_sum += float(value) * n
+                self.metric_sum += _metric_sum(task.metric_fn(output, batch), n)
             else:
                 self.metric_sum += float(task.target(output, batch).double().sum())
             if task.kind == "custom":
@@ -179,19 +238,19 @@ class Scores:
         out = output_tensor(output)
         if task.kind == "classification":
             logits = _per_sample(out, "classification")
-            labels = _labels(batch)
-            if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= logits.shape[1]):
-                raise InspectorError(
-                    f"a label lies outside the model's {logits.shape[1]} outputs "
-                    f"(labels {int(labels.min())}..{int(labels.max())})"
-                )
-            self.loss_sum += float(nn.functional.cross_entropy(logits.float(), labels, reduction="sum"))
+            labels = _class_labels(logits, batch)
+            kept = labels != IGNORE_INDEX
+            self.scored += int(kept.sum())
+            self.loss_sum += float(
+                nn.functional.cross_entropy(logits.float(), labels, reduction="sum", ignore_index=IGNORE_INDEX)
+            )
             if task.metric_fn is None:
-                self.metric_sum += float((logits.argmax(dim=1) == labels).sum())
+                self.metric_sum += float(((logits.argmax(dim=1) == labels) & kept).sum())
         else:
             if batch.labels is None:
                 raise InspectorError("regression needs targets: give (inputs, targets) batches or a 'labels' key")
-            pred = _regression_output(out).double()
+            # with target= the target function's value is the prediction
+            pred = (task.target(output, batch) if task.target_fn is not None else _regression_output(out)).double()
             y = batch.labels.reshape(n, -1).double()
             if y.shape[1] != 1:
                 raise InspectorError(f"regression targets have {y.shape[1]} values per sample; give one")
@@ -206,6 +265,12 @@ class Scores:
         if self.n == 0:
             return math.nan, math.nan
         task = self.task
+        if task.kind == "classification":
+            # ignored samples (IGNORE_INDEX) count in neither the loss nor the accuracy
+            loss = self.loss_sum / self.scored if self.scored else math.nan
+            if task.metric_fn is not None:
+                return loss, self.metric_sum / self.n
+            return loss, self.metric_sum / self.scored if self.scored else math.nan
         loss = self.loss_sum / self.n if task.loss_name is not None else math.nan
         if task.kind == "regression" and task.metric_fn is None:
             sst = self.y_sq_sum - self.y_sum**2 / self.n
@@ -232,12 +297,15 @@ def make_task(
     target: Target | None = None,
     metric: Metric | None = None,
     metric_name: str | None = None,
+    output: Any = None,
 ) -> Task:
     """The task for an analysis: ``task`` as given, or inferred from the first batch.
 
     A user ``target`` makes it ``custom`` unless ``task`` says otherwise. Otherwise
     inferred from the labels' dtype: integer labels mean classification, floating
-    labels regression; no labels and no target is an error.
+    labels regression; no labels and no target is an error. ``output``, the model's
+    output on ``first`` when known, lets an inferred regression on a model with several
+    outputs say that float class numbers need ``task='classification'``.
     """
     if task is not None and task not in TASKS:
         raise InspectorError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
@@ -251,6 +319,8 @@ def make_task(
             )
         else:
             task = "regression" if first.labels.is_floating_point() else "classification"
+            if task == "regression" and output is not None:
+                _check_inferred_regression(output, first.labels)
     if task == "custom" and target is None:
         raise InspectorError("task='custom' needs target=lambda out, batch: ... (one scalar per sample)")
     name = metric_name or ("metric" if metric is not None else None)
@@ -259,3 +329,18 @@ def make_task(
     if task == "regression":
         return Task(task, name or "R²", "MSE", target, metric)
     return Task(task, name or "mean target", None, target, metric)
+
+
+def _check_inferred_regression(output: Any, labels: torch.Tensor) -> None:
+    """Float labels were taken as regression targets: refuse, with the way out, when the model has
+    several outputs and the labels are whole numbers (class numbers, or one-hot rows, as floats)."""
+    out = output_tensor(output)
+    width = int(math.prod(out.shape[1:])) if out.dim() else 1
+    if width == 1 or not bool(torch.all(labels == labels.round())):
+        return
+    one_hot = labels.dim() > 1 and math.prod(labels.shape[1:]) > 1
+    raise InspectorError(
+        f"the float labels were taken as regression targets, but the model has {width} outputs per sample; "
+        "if they are class numbers pass task='classification' or convert them to integers"
+        + (" (for one-hot labels give labels.argmax(1))" if one_hot else "")
+    )
