@@ -408,6 +408,29 @@ def _read_zip_header(path: Path) -> Any:
         return _unpickler(io.BytesIO(pickled), persistent_load).load()
 
 
+class _Clamped:
+    """A binary file whose ``read(n)`` never asks for more than the ``size`` bytes the file holds: a
+    corrupt pickle length prefix would otherwise make a buffered ``read(n)`` allocate all ``n``
+    bytes before finding the file short."""
+
+    def __init__(self, fh: Any, size: int) -> None:
+        self._fh = fh
+        self._size = size
+
+    def read(self, n: int = -1) -> bytes:
+        left = max(0, self._size - self._fh.tell())
+        return self._fh.read(left if n is None or n < 0 else min(n, left))
+
+    def readline(self, limit: int = -1) -> bytes:
+        return self._fh.readline(limit)
+
+    def tell(self) -> int:
+        return int(self._fh.tell())
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return int(self._fh.seek(offset, whence))
+
+
 def _read_legacy_header(path: Path, size: int) -> Any:
     """torch.save's pre-1.6 layout: magic, protocol, sys info, the object (storages as
     persistent ids), the storage keys, then each storage as an int64 element count and its bytes."""
@@ -424,7 +447,8 @@ def _read_legacy_header(path: Path, size: int) -> Any:
             declared[key] = _meta_storage(path, storage_type, numel, None, key)
         return declared[key]
 
-    with path.open("rb") as fh:
+    with path.open("rb") as raw:
+        fh = _Clamped(raw, size)
         if _unpickler(fh, None).load() != _LEGACY_MAGIC:
             raise InspectorError(
                 f"{path}: a pickle, but not written by torch.save; save with torch.save(model.state_dict(), ...)"

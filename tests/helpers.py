@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from inspector.data import Dataset, Splits, SplitSpec, split_dataset
@@ -13,3 +15,29 @@ def tiny_splits(n: int = 200, d: int = 6, classes: int = 3, seed: int = 0) -> Sp
     y = (np.argmax(X[:, :classes], axis=1)).astype(np.int64)
     ds = Dataset("tiny", X, y, tuple(f"x{i}" for i in range(d)), tuple(map(str, range(classes))))
     return split_dataset(ds, SplitSpec(seed=seed))
+
+
+def numpy_prune(layers, s, scope):
+    """Magnitude pruning of ``[(weight (m, n), bias (m,))]`` from the scopes' definitions, in numpy: the
+    oracle the pruning tests check against. A hidden layer's consumer is the next layer (a chain)."""
+    layers = [(w.copy(), b.copy()) for w, b in layers]
+    if scope == "global":
+        flat = np.concatenate([np.abs(w).ravel() for w, _ in layers])
+        drop = np.zeros(flat.size, bool)
+        drop[np.argsort(flat, kind="stable")[: math.floor(s * flat.size)]] = True
+        start = 0
+        for w, _ in layers:
+            w.ravel()[drop[start : start + w.size]] = 0.0
+            start += w.size
+    elif scope == "layer":
+        for w, _ in layers:
+            w.ravel()[np.argsort(np.abs(w).ravel(), kind="stable")[: math.floor(s * w.size)]] = 0.0
+    else:  # neuron: weakest rows of each hidden layer by L2 norm, with their bias and outgoing column
+        drops = [
+            np.argsort(np.linalg.norm(w, axis=1), kind="stable")[: math.floor(s * w.shape[0])] for w, _ in layers[:-1]
+        ]  # every norm from the unpruned weights
+        for k, drop in enumerate(drops):
+            w, b = layers[k]
+            w[drop], b[drop] = 0.0, 0.0
+            layers[k + 1][0][:, drop] = 0.0
+    return layers

@@ -174,3 +174,29 @@ def test_cli_names_a_sharded_index_and_says_what_a_json_should_be(tmp_path, caps
     assert len(err.splitlines()) == 1 and str(other) in err
     if command == "analyze":
         assert "expected the file `inspector report --format json` writes" in err
+
+
+def test_a_corrupt_length_prefix_in_a_legacy_file_allocates_nothing_near_what_it_declares(tmp_path):
+    """A pickle string whose 4-byte length says 2 GiB, in a file of a few hundred bytes: the header
+    reader must find the file short without first allocating the declared size."""
+    import tracemalloc
+
+    import torch
+
+    from inspector.errors import InspectorError
+    from inspector.formats import read_torch_header
+
+    path = tmp_path / "legacy.pt"
+    torch.save({"w": torch.ones(2)}, path, _use_new_zipfile_serialization=False)
+    blob = bytearray(path.read_bytes())
+    at = blob.index(b"X", 2)  # BINUNICODE: 'X', a little-endian uint32 length, the UTF-8 bytes
+    blob[at + 1 : at + 5] = (2**31 - 1).to_bytes(4, "little")
+    path.write_bytes(bytes(blob))
+    tracemalloc.start()
+    try:
+        with pytest.raises(InspectorError):
+            read_torch_header(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 2**20, peak

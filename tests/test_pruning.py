@@ -11,6 +11,7 @@ from torch import nn
 from inspector.analysis import pruning as P
 from inspector.analysis.pruning import prune, pruning_sweep
 from inspector.models import MLPConfig, build_mlp
+from tests.helpers import numpy_prune
 
 
 def _model():
@@ -174,33 +175,9 @@ def _numpy_accuracy(layers, X, y):
     return float(np.mean(h.argmax(1) == np.asarray(y)))
 
 
-def _numpy_prune(layers, s, scope):
-    layers = [(w.copy(), b.copy()) for w, b in layers]
-    if scope == "global":
-        flat = np.concatenate([np.abs(w).ravel() for w, _ in layers])
-        drop = np.zeros(flat.size, bool)
-        drop[np.argsort(flat, kind="stable")[: math.floor(s * flat.size)]] = True
-        start = 0
-        for w, _ in layers:
-            w.ravel()[drop[start : start + w.size]] = 0.0
-            start += w.size
-    elif scope == "layer":
-        for w, _ in layers:
-            w.ravel()[np.argsort(np.abs(w).ravel(), kind="stable")[: math.floor(s * w.size)]] = 0.0
-    else:  # neuron: weakest rows of each hidden layer by L2 norm, with their bias and outgoing column
-        drops = [
-            np.argsort(np.linalg.norm(w, axis=1), kind="stable")[: math.floor(s * w.shape[0])] for w, _ in layers[:-1]
-        ]  # every norm from the unpruned weights
-        for k, drop in enumerate(drops):
-            w, b = layers[k]
-            w[drop], b[drop] = 0.0, 0.0
-            layers[k + 1][0][:, drop] = 0.0
-    return layers
-
-
 def _assert_matches_numpy(curve, model, X, y):
     layers = _numpy_layers(model)
-    expected = [_numpy_accuracy(_numpy_prune(layers, s, curve.scope), X, y) for s in curve.sparsity]
+    expected = [_numpy_accuracy(numpy_prune(layers, s, curve.scope), X, y) for s in curve.sparsity]
     # float32 (torch) against float64 (numpy) logits may swap an argmax that is tied to 1e-6: allow one sample
     np.testing.assert_allclose(curve.metric, expected, rtol=0, atol=1.01 / len(y))
 

@@ -24,6 +24,7 @@ from inspector.analysis.pruning import neuron_plan, prune, pruning_sweep
 from inspector.analysis.task import make_task
 from inspector.errors import InspectorError
 from inspector.models import MLPConfig, build_mlp
+from tests.helpers import numpy_prune
 from tests.models import digits_loader, lenet_digits, padded_batches, plant_dead, shared_relu, tiny_bert
 
 SPARSITIES = (0.0, 0.2, 0.5, 0.8)
@@ -78,30 +79,6 @@ def _layers64(model: nn.Module) -> list[tuple[np.ndarray, np.ndarray]]:
     ]
 
 
-def _numpy_prune(layers, s, scope):
-    """The three scopes from their definitions; a hidden layer's consumer is the next layer (a chain)."""
-    layers = [(w.copy(), b.copy()) for w, b in layers]
-    if scope == "global":
-        flat = np.concatenate([np.abs(w).ravel() for w, _ in layers])
-        drop = np.zeros(flat.size, bool)
-        drop[np.argsort(flat, kind="stable")[: math.floor(s * flat.size)]] = True
-        start = 0
-        for w, _ in layers:
-            w.ravel()[drop[start : start + w.size]] = 0.0
-            start += w.size
-    elif scope == "layer":
-        for w, _ in layers:
-            w.ravel()[np.argsort(np.abs(w).ravel(), kind="stable")[: math.floor(s * w.size)]] = 0.0
-    else:
-        drops = [
-            np.argsort(np.linalg.norm(w, axis=1), kind="stable")[: math.floor(s * w.shape[0])] for w, _ in layers[:-1]
-        ]
-        for k, drop in enumerate(drops):
-            layers[k][0][drop], layers[k][1][drop] = 0.0, 0.0
-            layers[k + 1][0][:, drop] = 0.0
-    return layers
-
-
 def _numpy_forward(layers, X):
     h = np.asarray(X, np.float64)
     for k, (w, b) in enumerate(layers):
@@ -123,7 +100,7 @@ def test_regression_curves_are_mse_and_r2_of_the_pruned_weights(regression_model
     layers = _layers64(model)
     for curve in report.curves:
         for s, mse, r2 in zip(curve.sparsity, curve.loss, curve.metric):
-            pred = _numpy_forward(_numpy_prune(layers, s, curve.scope), X.numpy())[:, 0]
+            pred = _numpy_forward(numpy_prune(layers, s, curve.scope), X.numpy())[:, 0]
             sse = float(((pred - y64) ** 2).sum())
             assert mse == pytest.approx(sse / len(y64), rel=1e-5, abs=1e-7), (curve.scope, s)
             assert r2 == pytest.approx(1 - sse / sst, abs=1e-5), (curve.scope, s)
@@ -317,7 +294,7 @@ def test_custom_target_and_metric_are_evaluated_per_level():
     layers = _layers64(model)
     for a, b in zip(with_metric.curves, plain.curves):
         for i, s in enumerate(a.sparsity):
-            logits = _numpy_forward(_numpy_prune(layers, s, a.scope), X.numpy())
+            logits = _numpy_forward(numpy_prune(layers, s, a.scope), X.numpy())
             assert a.metric[i] == pytest.approx(float(np.mean(logits.argmax(1) == y.numpy())), abs=1.01 / len(y))
             assert b.metric[i] == pytest.approx(float(logits[:, 1].mean()), abs=1e-5)
         assert np.all(np.isnan(b.loss))
