@@ -213,10 +213,10 @@ def test_layer_conductances_of_every_layer_at_once_match_captums_one_layer_at_a_
 ):
     from captum.attr import LayerConductance
 
-    from inspector.analysis import importance
+    from inspector.analysis import attribution
 
     if elements_per_pass is not None:
-        monkeypatch.setattr(importance, "ELEMENTS_PER_PASS", elements_per_pass)
+        monkeypatch.setattr(attribution, "ELEMENTS_PER_PASS", elements_per_pass)
     torch.manual_seed(0)
     model = build_mlp(MLPConfig(8, (16, 12), 3, activation="gelu")).eval()
     X = data[:30]
@@ -263,19 +263,19 @@ def test_a_layer_applied_twice_has_no_conductance_and_says_why(data):
 
 
 def test_neuron_conductance_over_the_budget_is_skipped_and_says_why(data, monkeypatch):
-    from inspector.analysis import importance
+    from inspector.analysis import conductance as conductance_module
 
     model = _only_features_2_and_5()
     y = model(data[:20]).argmax(1)
     params = sum(p.numel() for p in model.parameters())
-    monkeypatch.setattr(importance, "NEURON_CONDUCTANCE_BUDGET", 16 * 4 * 8 * params - 1)  # one short
+    monkeypatch.setattr(conductance_module, "NEURON_CONDUCTANCE_BUDGET", 16 * 4 * 8 * params - 1)  # one short
     (layer,) = conductance(model, *_classification(model, data[:20], y), n_steps=8, n_classes=3, neuron_samples=4)
     assert layer.neuron_inputs.shape == (0, 0)
     assert layer.neuron_inputs_skipped == (
         f"16 neurons x 4 samples x 8 steps on a model of {params:,} parameters "
         f"is over the budget ({16 * 4 * 8 * params - 1:.0e} passes x parameters)"
     )
-    monkeypatch.setattr(importance, "NEURON_CONDUCTANCE_BUDGET", 16 * 4 * 8 * params)  # just enough
+    monkeypatch.setattr(conductance_module, "NEURON_CONDUCTANCE_BUDGET", 16 * 4 * 8 * params)  # just enough
     (layer,) = conductance(model, *_classification(model, data[:20], y), n_steps=8, n_classes=3, neuron_samples=4)
     assert layer.neuron_inputs.shape == (16, 8) and layer.neuron_inputs_skipped is None
 

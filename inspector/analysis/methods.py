@@ -69,7 +69,7 @@ class MethodSpec:
     must require grad (false for perturbation methods); ``has_delta``: the method has a
     completeness property and returns a convergence delta; ``summed_gradients``: the
     one-backward-pass gradient function applies (see
-    :func:`inspector.analysis.importance.summed_gradients`); ``needs_module``: Captum
+    :func:`inspector.analysis.attribution.summed_gradients`); ``needs_module``: Captum
     wants an ``nn.Module``, not a function (DeepLift hooks the model's nonlinearities);
     ``settings(ctx)``: the keyword arguments of its ``attribute`` call besides the
     inputs, the target and the additional forward arguments.
