@@ -173,3 +173,16 @@ def test_nan_inputs_are_refused_in_one_line_naming_the_samples():
     X[17, 2] = float("nan")
     with pytest.raises(InspectorError, match=r"NaN or Inf \(samples 10\.\.19\)"):
         inspector.analyze(shared_relu(), [(X[i : i + 10], torch.zeros(10, dtype=torch.long)) for i in (0, 10, 20)])
+
+
+def test_a_census_alone_needs_no_labels_but_importance_does():
+    pytest.importorskip("transformers")
+    model = tiny_bert(intermediate_size=24)  # a base BertModel: no head, no labels
+    batches = padded_batches(n_batches=2, batch_size=3, width=6)
+    analysis = inspector.analyze(model, batches, options=AnalysisOptions(sections=("parameters", "activations")))
+    assert analysis.data is None
+    real = int(sum(int(b["attention_mask"].sum()) for b in batches))
+    intermediate = [c for c in analysis.activations if c.layer.endswith("intermediate.dense")]
+    assert len(intermediate) == 2 and all(c.n_positions == real for c in intermediate)
+    with pytest.raises(InspectorError, match="no labels"):
+        inspector.analyze(model, batches, options=AnalysisOptions(sections=("importance",)))

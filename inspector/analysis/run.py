@@ -225,7 +225,11 @@ def analyze(
         output = _first_output(module, first)
         names = feature_names or source.feature_names
         adapter = make_adapter(module, first, feature_names=names or (), tokenizer=tokenizer, vocabulary=vocabulary)
-        the_task = make_task(task, first, target=target, metric=metric, metric_name=metric_name, output=output)
+        census_only = not wanted & {"importance", "pruning"}
+        if census_only and task is None and target is None and first.labels is None:
+            the_task = None  # no labels and nothing to explain: the census needs neither
+        else:
+            the_task = make_task(task, first, target=target, metric=metric, metric_name=metric_name, output=output)
     elif task is not None or target is not None:
         raise InspectorError("task= and target= need data to evaluate; pass data as well")
     with inspecting(module):
@@ -245,12 +249,13 @@ def analyze(
     data_info = census = deaths = importance = pruning = None
     # Evaluated even when --sections leaves out every data section: one pass, and the
     # summary can then say the data was there and the sections were not asked for.
-    if source is not None and the_task is not None and adapter is not None:
-        with inspecting(module):
-            loss, score, n = timed("evaluation", lambda: evaluate_task(module, source, the_task))
-        data_info = DataInfo(
-            source.name, source.split, int(n), score, loss, the_task.kind, the_task.metric_name, the_task.loss_name
-        )
+    if source is not None and adapter is not None:
+        if the_task is not None:
+            with inspecting(module):
+                loss, score, n = timed("evaluation", lambda: evaluate_task(module, source, the_task))
+            data_info = DataInfo(
+                source.name, source.split, int(n), score, loss, the_task.kind, the_task.metric_name, the_task.loss_name
+            )
         if "activations" in wanted:
             census = timed(
                 "activations",
