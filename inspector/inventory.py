@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,6 +41,7 @@ from inspector.formats import TensorInfo, is_zip
 from inspector.validation import printable
 
 if TYPE_CHECKING:
+    from inspector.analysis.parameters import EmbeddingParameters, LayerParameters
     from inspector.models import MLPConfig
 
 _INTERNAL = "_inspector."
@@ -78,6 +79,25 @@ class LinearLayerInfo:
     def parameters(self) -> int:
         return self.weights + self.biases
 
+    def as_result(self, name: Callable[[str], str] = str) -> LayerParameters:
+        """This layer as a parameter-table row; a file does not record ``requires_grad``, so
+        ``trainable`` is unknown (``None``). ``name`` maps the layer names (e.g. to printable text)."""
+        from inspector.analysis.parameters import LayerParameters
+
+        return LayerParameters(
+            layer=name(self.layer),
+            in_features=self.in_features,
+            out_features=self.out_features,
+            weights=self.weights,
+            biases=self.biases,
+            parameters=self.parameters,
+            trainable=None,
+            bytes=self.bytes,
+            macs_per_sample=self.in_features * self.out_features,
+            dtype=self.dtype,
+            tied_to=name(self.tied_to) if self.tied_to else None,
+        )
+
 
 @dataclass(frozen=True)
 class EmbeddingInfo:
@@ -95,6 +115,20 @@ class EmbeddingInfo:
     bytes: int
     tied_to: str | None = None
     tensor_names: tuple[str, ...] = ()
+
+    def as_result(self, name: Callable[[str], str] = str) -> EmbeddingParameters:
+        """This table as an embedding row of a parameter report (``name`` maps the layer names)."""
+        from inspector.analysis.parameters import EmbeddingParameters
+
+        return EmbeddingParameters(
+            layer=name(self.layer),
+            num_embeddings=self.num_embeddings,
+            embedding_dim=self.embedding_dim,
+            parameters=self.parameters,
+            bytes=self.bytes,
+            tied_to=name(self.tied_to) if self.tied_to else None,
+            dtype=self.dtype,
+        )
 
 
 def is_integer_dtype(dtype: str) -> bool:
@@ -354,26 +388,13 @@ def format_inventory(inv: Inventory) -> str:
     without a bias, and only what a tied row counts). A file does not record which
     parameters are trainable, so no row says so.
     """
-    from inspector.analysis.parameters import EmbeddingParameters, LayerParameters
 
     def named(name: str, tied_to: str | None) -> str:
         return printable(name + (f" (tied to {tied_to})" if tied_to else ""))
 
     rows = []
     for layer in inv.linear_layers:
-        arithmetic = LayerParameters(
-            layer=layer.layer,
-            in_features=layer.in_features,
-            out_features=layer.out_features,
-            weights=layer.weights,
-            biases=layer.biases,
-            parameters=layer.parameters,
-            trainable=None,
-            bytes=layer.bytes,
-            macs_per_sample=layer.in_features * layer.out_features,
-            dtype=layer.dtype,
-            tied_to=layer.tied_to,
-        ).formula("*", space="")
+        arithmetic = layer.as_result().formula("*", space="")
         rows.append(
             (
                 named(layer.layer, layer.tied_to),
@@ -407,14 +428,7 @@ def format_inventory(inv: Inventory) -> str:
     if inv.embeddings:
         tables = []
         for e in inv.embeddings:
-            arithmetic = EmbeddingParameters(
-                layer=e.layer,
-                num_embeddings=e.num_embeddings,
-                embedding_dim=e.embedding_dim,
-                parameters=e.parameters,
-                bytes=e.bytes,
-                tied_to=e.tied_to,
-            ).formula("*", space="")
+            arithmetic = e.as_result().formula("*", space="")
             tables.append(
                 (
                     named(e.layer, e.tied_to),

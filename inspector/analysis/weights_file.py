@@ -19,7 +19,7 @@ def analyze_weights_file(path: str | os.PathLike[str], *, trust_pickle: bool = F
     (:func:`inspector.inventory.read_inventory`) and each weight is read, summarised
     and dropped one tensor at a time, so a file larger than memory can be inspected.
     """
-    from inspector.analysis.parameters import EmbeddingParameters, LayerParameters, OtherParameters
+    from inspector.analysis.parameters import OtherParameters
     from inspector.inventory import count_nonfinite, is_integer_dtype, iter_tensors, read_inventory
     from inspector.validation import printable  # names in the file are data; they reach a terminal
 
@@ -28,34 +28,8 @@ def analyze_weights_file(path: str | os.PathLike[str], *, trust_pickle: bool = F
     if not inventory.linear_layers:
         raise InspectorError(f"{path}: no 2-D weight tensors found; nothing dense to analyse")
     # a file does not record requires_grad: trainable is unknown (None) throughout
-    layers = tuple(
-        LayerParameters(
-            layer=printable(layer.layer),
-            in_features=layer.in_features,
-            out_features=layer.out_features,
-            weights=layer.weights,
-            biases=layer.biases,
-            parameters=layer.parameters,
-            trainable=None,
-            bytes=layer.bytes,
-            macs_per_sample=layer.in_features * layer.out_features,
-            dtype=layer.dtype,
-            tied_to=printable(layer.tied_to) if layer.tied_to else None,
-        )
-        for layer in inventory.linear_layers
-    )
-    embeddings = tuple(
-        EmbeddingParameters(
-            layer=printable(e.layer),
-            num_embeddings=e.num_embeddings,
-            embedding_dim=e.embedding_dim,
-            parameters=e.parameters,
-            bytes=e.bytes,
-            tied_to=printable(e.tied_to) if e.tied_to else None,
-            dtype=e.dtype,
-        )
-        for e in inventory.embeddings
-    )
+    layers = tuple(layer.as_result(printable) for layer in inventory.linear_layers)
+    embeddings = tuple(e.as_result(printable) for e in inventory.embeddings)
     others = tuple(
         OtherParameters(name=printable(t.name), kind="tensor", parameters=t.numel, trainable=None)
         for t in inventory.other_tensors
