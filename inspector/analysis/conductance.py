@@ -25,8 +25,8 @@ from inspector.analysis.attribution import (
     per_sample_elements,
 )
 from inspector.analysis.guard import inspecting
-from inspector.analysis.inputs import Batch, InputAdapter
-from inspector.analysis.samples import class_labels, real_positions, take
+from inspector.analysis.inputs import Batch, InputAdapter, take
+from inspector.analysis.samples import class_labels, real_positions
 from inspector.analysis.sites import Site, discover_sites
 from inspector.analysis.task import Task, forward_args, output_tensor
 from inspector.results import result

@@ -45,9 +45,9 @@ from inspector.analysis.conductance import (
 )
 from inspector.analysis.conductance import _neuron_skip as _neuron_skip  # re-exported for the tests
 from inspector.analysis.guard import inspecting
-from inspector.analysis.inputs import Batch, InputAdapter, as_source, floating_dtype, make_adapter
+from inspector.analysis.inputs import Batch, InputAdapter, as_source, floating_dtype, make_adapter, take
 from inspector.analysis.methods import METHODS
-from inspector.analysis.samples import chunk_batches, class_labels, input_rows, stack_rows, take, token_positions
+from inspector.analysis.samples import chunk_batches, class_labels, input_rows, stack_rows, token_positions
 from inspector.analysis.sanity import randomization_correlation, randomized_copy, spearman_rows
 from inspector.analysis.sites import Site
 from inspector.analysis.task import Task, make_task, output_tensor

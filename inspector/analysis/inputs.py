@@ -289,16 +289,21 @@ class DataSource:
     def head(self, n: int) -> list[Batch]:
         """The first ``n`` samples, as the batches that hold them (the last one cut); a fixed,
         bounded sample: the same rows every call."""
-        out: list[Batch] = []
-        left = n
-        for batch in self:
-            if left <= 0:
-                break
-            if len(batch) > left:
-                batch = batch.rows(slice(0, left))
-            out.append(batch)
-            left -= len(batch)
-        return out
+        return take(self, n)
+
+
+def take(batches: Iterable[Batch], n: int) -> list[Batch]:
+    """The first ``n`` samples of ``batches``, as the batches that hold them (the last one cut);
+    reads no batch past them."""
+    out: list[Batch] = []
+    for batch in batches:
+        if n <= 0:
+            break
+        if len(batch) > n:
+            batch = batch.rows(slice(0, n))
+        out.append(batch)
+        n -= len(batch)
+    return out
 
 
 def _dataloader(dataset: Any, batch_size: int) -> Callable[[], Iterable[Any]]:

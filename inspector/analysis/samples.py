@@ -28,19 +28,6 @@ def chunk_batches(batches: Sequence[Batch], adapter: InputAdapter, rows: int) ->
     return out
 
 
-def take(batches: Sequence[Batch], n: int) -> list[Batch]:
-    """The first ``n`` samples of ``batches``."""
-    out: list[Batch] = []
-    for batch in batches:
-        if n <= 0:
-            break
-        if len(batch) > n:
-            batch = batch.rows(slice(0, n))
-        out.append(batch)
-        n -= len(batch)
-    return out
-
-
 def input_rows(batches: Sequence[Batch], index: Sequence[int]) -> torch.Tensor:
     """The inputs of the samples at ``index`` (positions in the batches one after another), stacked."""
     offsets = np.cumsum([0] + [len(b) for b in batches])
