@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import errno
 import socket
-from collections.abc import Iterable
-from typing import Literal
+from collections.abc import Iterable, Sequence
+from typing import Any, Literal
 
 from dash import Dash, dcc, html
 from torch import nn
@@ -24,10 +24,10 @@ from torch import nn
 from dashboards import ids
 from dashboards.security import allowed_hosts, protect, set_allowed_hosts
 from dashboards.state import DashboardState
-from dashboards.views import activations, dead, importance, neurons, overview, pruning, weights
+from dashboards.views import activations, dead, importance, neurons, overview, pruning, text, weights, whatif
 from inspector.analysis import Analysis
+from inspector.analysis.task import Target
 from inspector.errors import InspectorError
-from inspector.evaluation import EvalData
 
 VIEWS = (
     ("overview", "Overview", overview),
@@ -35,6 +35,8 @@ VIEWS = (
     ("neurons", "Neurons", neurons),
     ("dead", "Dead ReLU", dead),
     ("importance", "Feature importance", importance),
+    ("text", "Text", text),
+    ("whatif", "What-if", whatif),
     ("pruning", "Pruning", pruning),
     ("activations", "Activations", activations),
 )
@@ -44,19 +46,26 @@ def create_app(
     analysis: Analysis,
     *,
     model: nn.Module | None = None,
-    data: EvalData | None = None,
+    data: Any = None,
+    task: str | None = None,
+    target: Target | None = None,
+    tokenizer: Any = None,
+    vocabulary: Sequence[str] | None = None,
     title: str | None = None,
     hosts: Iterable[str] | None = None,
 ) -> Dash:
     """A ``dash.Dash`` showing ``analysis``.
 
-    ``model`` and ``data`` (the evaluation data the analysis used) are optional:
-    with them the dashboard also answers per-sample attributions, zooms large
-    layers to full resolution and sorts their neurons by norm; without them
-    those views say so. ``hosts`` are the ``Host`` names it answers (default:
-    loopback only; :func:`serve` widens it to the name it binds).
+    ``model`` and ``data`` (the evaluation data the analysis used, in any form
+    :func:`inspector.analyze` accepts, with the same ``task``, ``target``, ``tokenizer``
+    and ``vocabulary``) are optional: with them the dashboard also answers per-sample
+    attributions and what-if questions, zooms large layers to full resolution and sorts
+    their neurons by norm; without them those views say so. ``hosts`` are the ``Host``
+    names it answers (default: loopback only; :func:`serve` widens it to the name it binds).
     """
-    state = DashboardState.build(analysis, model, data)
+    state = DashboardState.build(
+        analysis, model, data, task=task, target=target, tokenizer=tokenizer, vocabulary=vocabulary
+    )
     app = Dash(
         __name__, title=title or f"dense-inspector · {analysis.model.architecture}", suppress_callback_exceptions=False
     )

@@ -25,10 +25,10 @@ from torch import nn
 from inspector import figures as F
 from inspector.analysis import Analysis
 from inspector.analysis.activations import LayerActivations
-from inspector.analysis.importance import Explainer, LayerConductanceResult
+from inspector.analysis.importance import LayerConductanceResult
 from inspector.analysis.parameters import linear_weights
+from inspector.analysis.probe import Probe
 from inspector.analysis.weights import LayerWeights, PooledMap, pool_magnitude
-from inspector.evaluation import EvalData
 
 VIEW_CACHE_ENTRIES = 512
 VIEW_CACHE_BYTES = 256 << 20
@@ -95,8 +95,7 @@ class BoundedCache:
 @dataclass
 class DashboardState:
     analysis: Analysis
-    explainer: Explainer | None = None
-    data: EvalData | None = None
+    probe: Probe | None = None
     views: BoundedCache = field(default_factory=lambda: BoundedCache(VIEW_CACHE_ENTRIES, VIEW_CACHE_BYTES))
     regions: BoundedCache = field(default_factory=lambda: BoundedCache(REGION_CACHE_ENTRIES, REGION_CACHE_BYTES))
     _weights: dict[str, np.ndarray] = field(default_factory=dict)
@@ -112,13 +111,17 @@ class DashboardState:
 
     @classmethod
     def build(
-        cls, analysis: Analysis, model: nn.Module | None = None, data: EvalData | None = None, n_steps: int = 50
+        cls, analysis: Analysis, model: nn.Module | None = None, data: Any = None, **probe: Any
     ) -> DashboardState:
-        state = cls(analysis=analysis, data=data)
+        """The state for ``analysis``; with ``model`` (and ``data``, any data the analysis accepts) the
+        on-demand answers too. ``probe``: :class:`~inspector.analysis.probe.Probe`'s keyword arguments
+        (``task``, ``target``, ``tokenizer``, ``vocabulary``, ``n_steps``, ...)."""
+        state = cls(analysis=analysis)
         if model is not None:
             state._weights = linear_weights(model)
             if data is not None:
-                state.explainer = Explainer(model, data.X, data.y, n_steps=n_steps)
+                probe.setdefault("feature_names", analysis.model.feature_names or None)
+                state.probe = Probe(model, data, **probe)
         return state
 
     # --- lookups into the stored analysis -------------------------------------------------

@@ -96,7 +96,7 @@ def test_importance_charts_follow_method_and_class(state):
 
 def test_sample_explorer_explains_on_demand(state):
     fig, note = importance.sample_view(state, "integrated_gradients", 4)
-    expected = state.explainer.explain("integrated_gradients", 4)
+    expected = state.probe.explain("integrated_gradients", 4)
     np.testing.assert_allclose(np.asarray(fig.data[2].z).reshape(-1), expected)
     assert "Sample 4 of 359" in note
     out_of_range, _ = importance.sample_view(state, "integrated_gradients", 10_000)

@@ -191,12 +191,12 @@ def test_summed_gradients_match_captums_default_exactly(activation, method):
     torch.testing.assert_close(ours, reference, rtol=0, atol=1e-6)
 
 
-def test_explainer_answers_one_sample_and_caches(data):
-    from inspector.analysis.importance import Explainer
+def test_probe_answers_one_sample_and_caches(data):
+    from inspector.analysis.probe import Probe
 
     model = _only_features_2_and_5()
     y = model(data).argmax(1).numpy()
-    explainer = Explainer(model, data.numpy(), y, n_steps=32)
+    explainer = Probe(model, (data.numpy(), y), n_steps=32)
     first = explainer.explain("integrated_gradients", 7)
     direct, _ = attribute(model, "integrated_gradients", Batch(data[7:8], torch.tensor([y[7]])), n_steps=32)
     np.testing.assert_allclose(first, direct.detach().numpy()[0], rtol=1e-6)

@@ -45,29 +45,31 @@ def charts(state: DashboardState, method: str, klass: str) -> tuple[object, obje
 
 def sample_view(state: DashboardState, method: str, index: object) -> tuple[object, str]:
     """Sample ``index``'s attribution by ``method``; anything but a sample number asks for one."""
-    if state.explainer is None or state.data is None:
+    probe = state.probe
+    if probe is None:
         return (
             F.empty_figure("start the dashboard on a checkpoint (not a saved analysis) to explain single samples"),
             "",
         )
-    n = len(state.data.y)
+    n = probe.n_samples
     i = index_or_none(index, n)
     if i is None:
         return F.empty_figure(f"pick a sample between 0 and {n - 1}"), ""
-    attribution = state.explainer.explain(method, i)
-    probabilities = state.explainer.predict(i)
+    attribution = probe.explain(method, i)
+    probabilities = probe.predict(i)
+    label = probe.label(i)
     a = state.analysis
     fig = F.sample_figure(
-        state.data.X[i],
+        probe.inputs(i),
         attribution,
         probabilities,
-        label=int(state.data.y[i]),
+        label=int(label) if label is not None else -1,
         image_shape=a.model.image_shape,
         feature_names=a.model.feature_names,
         class_names=a.model.class_names,
         method=method,
     )
-    return fig, f"Sample {i} of {n} ({state.data.name} {state.data.split} split); attribution for its label."
+    return fig, f"Sample {i} of {n} ({probe.name} {probe.split} split); attribution for its label."
 
 
 def methods(state: DashboardState) -> list[str]:
@@ -90,7 +92,7 @@ def layout(state: DashboardState) -> html.Div:
     ]
     bar, image, text = charts(state, method, ALL) if method else (F.empty_figure("needs data"),) * 2 + ("",)
     sample_fig, sample_note = sample_view(state, method, 0) if method else (F.empty_figure("needs data"), "")
-    n = len(state.data.y) if state.data is not None else 1
+    n = state.probe.n_samples if state.probe is not None else 1
     return html.Div(
         [
             html.Div(
@@ -165,6 +167,6 @@ def register(app: Dash, state: DashboardState) -> None:
         method = choice(method, methods(state))
         if index is not None and finite_number(index) is None:
             raise PreventUpdate  # not a number at all; an empty box or a number out of range asks for a sample
-        n = len(state.data.y) if state.data is not None else 0
+        n = state.probe.n_samples if state.probe is not None else 0
         key = index_or_none(index, n)
         return state.memo(("sample", method, key), lambda: sample_view(state, method, key))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from inspector.analysis.options import DATA_SECTIONS, SECTIONS, AnalysisOptions
 from inspector.analysis.paths import analyze_path
+from inspector.analysis.probe import Probe
 from inspector.analysis.result import Analysis, DataInfo, ModelInfo
 from inspector.analysis.run import analyze
 from inspector.analysis.weights_file import analyze_weights_file
@@ -21,6 +22,7 @@ __all__ = [
     "DATA_SECTIONS",
     "DataInfo",
     "ModelInfo",
+    "Probe",
     "SECTIONS",
     "analyze",
     "analyze_path",

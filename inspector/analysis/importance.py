@@ -1,7 +1,7 @@
 """Feature importance of a model on its data: every attribution method's global and
 per-class importance (:func:`method_importance`), gathered with conductance into one
-:class:`ImportanceReport` (:func:`importance_report`); and :class:`Explainer`, per-sample
-attributions on demand for the dashboard.
+:class:`ImportanceReport` (:func:`importance_report`). Per-sample attributions on demand
+are :class:`~inspector.analysis.probe.Probe`'s.
 
 Global importance is the mean |attribution| per feature: per input element, flattened in
 the input's order, for float inputs; per distinct token id over the real positions where
@@ -59,7 +59,6 @@ __all__ = [
     "METHODS",
     "N_EXAMPLES",
     "SANITY_SAMPLES",
-    "Explainer",
     "ImportanceReport",
     "LayerConductanceResult",
     "MethodImportance",
@@ -465,41 +464,3 @@ def importance_report(
         example_mask=example_mask,
         example_labels=example_labels,
     )
-
-
-class Explainer:
-    """Per-sample attributions on demand, cached: the one object that holds the model
-    for questions only the model can answer (used by the dashboard; tabular classification)."""
-
-    def __init__(self, model: nn.Module, X: np.ndarray, y: np.ndarray, *, n_steps: int = 50) -> None:
-        self.model = model
-        self.X = torch.as_tensor(X, dtype=torch.float32)
-        self.y = torch.as_tensor(y, dtype=torch.long)
-        self.n_steps = n_steps
-        self._cache: dict[tuple[str, int, int | None], np.ndarray] = {}
-
-    def explain(self, method: str, index: int, target: int | None = None) -> np.ndarray:
-        """Attribution ``(d,)`` of sample ``index`` for class ``target`` (default: its label)."""
-        key = (method, int(index), target)
-        if key not in self._cache:
-            device = _model_device(self.model)
-            label = int(self.y[index]) if target is None else int(target)
-            batch = Batch(self.X[index : index + 1].to(device), torch.tensor([label], device=device))
-            with inspecting(self.model):
-                a, _ = attribute(
-                    self.model,
-                    method,
-                    batch,
-                    make_task("classification", batch),
-                    make_adapter(self.model, batch),
-                    n_steps=self.n_steps,
-                    background=self.X[:BACKGROUND_SIZE].to(device),
-                )
-            self._cache[key] = a.detach().cpu().numpy()[0]
-        return self._cache[key]
-
-    def predict(self, index: int) -> np.ndarray:
-        """Class probabilities ``(C,)`` for sample ``index``."""
-        with inspecting(self.model), torch.no_grad():
-            x = self.X[index : index + 1].to(_model_device(self.model))
-            return torch.softmax(self.model(x), dim=1).cpu().numpy()[0]

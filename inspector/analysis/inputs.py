@@ -237,12 +237,14 @@ class DataSource:
         image_shape: tuple[int, int] | None = None,
         device: torch.device | str = "cpu",
         dtype: torch.dtype | None = None,
+        max_samples: int | None = None,
     ) -> None:
         self._batches = batches
+        self.max_samples = max_samples
         self.dtype = dtype
         self.name = name
         self.split = split
-        self.n_samples = n_samples
+        self.n_samples = n_samples if n_samples is None or max_samples is None else min(n_samples, max_samples)
         self.feature_names = feature_names
         self.class_names = class_names
         self.image_shape = image_shape
@@ -260,15 +262,30 @@ class DataSource:
             image_shape=self.image_shape,
             device=device,
             dtype=dtype if dtype is not None else self.dtype,
+            max_samples=self.max_samples,
         )
+        return clone
+
+    def limited(self, max_samples: int | None) -> DataSource:
+        """This data cut to its first ``max_samples`` samples (``None``: as it is)."""
+        if max_samples is None:
+            return self
+        clone = self.on(self.device)
+        clone.max_samples = max_samples if self.max_samples is None else min(self.max_samples, max_samples)
+        if clone.n_samples is not None:
+            clone.n_samples = min(clone.n_samples, clone.max_samples)
         return clone
 
     def __iter__(self) -> Iterator[Batch]:
         seen = 0
         for raw in self._batches():
+            if self.max_samples is not None and seen >= self.max_samples:
+                break
             batch = raw if isinstance(raw, Batch) else to_batch(raw)
             if len(batch) == 0:
                 continue
+            if self.max_samples is not None and seen + len(batch) > self.max_samples:
+                batch = batch.rows(slice(0, self.max_samples - seen))
             batch = batch.to(self.device, self.dtype)
             if batch.inputs.is_floating_point() and not bool(torch.isfinite(batch.inputs).all()):
                 raise InspectorError(

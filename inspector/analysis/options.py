@@ -26,6 +26,7 @@ class AnalysisOptions:
     pruning_scopes: tuple[str, ...] = SCOPES
     finetune_epochs: int = 0
     batch_size: int = 1024
+    max_samples: int | None = None
 
     def __post_init__(self) -> None:
         unknown = set(self.sections) - set(SECTIONS)
@@ -41,6 +42,7 @@ class AnalysisOptions:
             ("finetune_epochs", self.finetune_epochs, 0),
             ("batch_size", self.batch_size, 1),
             ("max_importance_samples", self.max_importance_samples, 1),
+            ("max_samples", 1 if self.max_samples is None else self.max_samples, 1),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 raise InspectorError(f"{name} must be an integer of at least {least}, got {value!r}")

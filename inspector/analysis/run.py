@@ -215,7 +215,7 @@ def analyze(
         _text_labels(data)
         source = as_source(
             data, batch_size=options.batch_size, device=_device(module, None), dtype=floating_dtype(module)
-        )
+        ).limited(options.max_samples)
         first = source.first()
         if (tokenizer is not None or vocabulary is not None) and first.inputs.is_floating_point():
             raise InspectorError(
