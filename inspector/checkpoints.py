@@ -49,33 +49,46 @@ from inspector.training import History, TrainConfig, TrainResult
 from inspector.validation import check_fields, is_int, printable
 
 FORMAT_NAME = "dense-inspector"
-FORMAT_VERSION = 1
+# Version 2 adds regression (a "task" entry, target names, an R² history). A classification
+# checkpoint is still written as version 1, so older dense-inspectors keep reading it; a
+# regression one is version 2, so they refuse it rather than analyse it as a classifier.
+FORMAT_VERSION = 2
+TASKS = ("classification", "regression")
 _PREFIX = "_inspector."  # safetensors keys that carry extras, not model weights
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")
 
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """What a model was trained on, enough to recreate its evaluation split."""
+    """What a model was trained on, enough to recreate its evaluation split.
+
+    ``class_names`` name a classifier's outputs; ``target_names`` a regression model's.
+    """
 
     name: str
     feature_names: tuple[str, ...]
     class_names: tuple[str, ...]
     image_shape: tuple[int, int] | None = None
     split: SplitSpec = field(default_factory=SplitSpec)
+    target_names: tuple[str, ...] = ()
 
     @classmethod
     def from_dataset(cls, dataset: Dataset, split: SplitSpec) -> DatasetInfo:
-        return cls(dataset.name, dataset.feature_names, dataset.class_names, dataset.image_shape, split)
+        return cls(
+            dataset.name, dataset.feature_names, dataset.class_names, dataset.image_shape, split, dataset.target_names
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "name": self.name,
             "feature_names": list(self.feature_names),
             "class_names": list(self.class_names),
             "image_shape": list(self.image_shape) if self.image_shape else None,
             "split": dict(self.split.__dict__),
         }
+        if self.target_names:  # only regression has them; older readers refuse unknown fields
+            d["target_names"] = list(self.target_names)
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> DatasetInfo:
@@ -86,6 +99,7 @@ class DatasetInfo:
             class_names=tuple(d.get("class_names", ())),
             image_shape=(int(shape[0]), int(shape[1])) if shape else None,
             split=SplitSpec(**d.get("split", {})),
+            target_names=tuple(d.get("target_names", ())),
         )
 
 
@@ -95,7 +109,9 @@ class Checkpoint:
 
     ``kind`` is ``"dense-inspector"`` (our own file), ``"state-dict"`` (a foreign
     state dict rebuilt as an MLP) or ``"pickled-module"`` (a whole module,
-    loaded with ``trust_pickle=True``). ``nonfinite`` names tensors holding NaN
+    loaded with ``trust_pickle=True``). ``task`` is what the model was trained for,
+    ``"classification"`` or ``"regression"`` (recorded in our own files; other files, and
+    ours from before regression, are classifiers). ``nonfinite`` names tensors holding NaN
     or Inf: they are loaded, but flagged. ``notices`` are things the user should
     know about how the file was read.
     """
@@ -113,6 +129,7 @@ class Checkpoint:
     nonfinite: tuple[str, ...] = ()
     notices: tuple[str, ...] = ()
     package_version: str | None = None
+    task: str = "classification"
 
     def at_epoch(self, epoch: int) -> Checkpoint:
         """This run as it was at the end of ``epoch`` (from its weight snapshots)."""
@@ -138,6 +155,14 @@ def checkpoint_from_training(
     result: TrainResult, dataset: Dataset, standardizer: Standardizer, split: SplitSpec
 ) -> Checkpoint:
     """Bundle a :class:`~inspector.training.TrainResult` for saving."""
+    if result.task == "regression":
+        metrics = {"test_r2": result.test_r2, "test_mse": result.test_loss, "wall_time_s": result.wall_time_s}
+    else:
+        metrics = {
+            "test_accuracy": result.test_accuracy,
+            "test_loss": result.test_loss,
+            "wall_time_s": result.wall_time_s,
+        }
     return Checkpoint(
         model=result.model,
         config=result.model.config,
@@ -147,13 +172,10 @@ def checkpoint_from_training(
         train_config=result.train_config,
         standardizer=standardizer,
         dataset=DatasetInfo.from_dataset(dataset, split),
-        metrics={
-            "test_accuracy": result.test_accuracy,
-            "test_loss": result.test_loss,
-            "wall_time_s": result.wall_time_s,
-        },
+        metrics=metrics,
         snapshots=result.snapshots,
         package_version=__version__,
+        task=result.task,
     )
 
 
@@ -169,10 +191,13 @@ def _state(model: nn.Module) -> dict[str, torch.Tensor]:
 def _extras(ckpt: Checkpoint) -> dict[str, Any]:
     if ckpt.config is None:
         raise InspectorError("only models with an MLP config can be saved as a dense-inspector checkpoint")
+    if ckpt.task not in TASKS:
+        raise InspectorError(f"unknown task {ckpt.task!r}; a checkpoint is for classification or regression")
     return {
         "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
+        "format_version": FORMAT_VERSION if ckpt.task == "regression" else 1,
         "package_version": __version__,
+        "task": ckpt.task,
         "config": ckpt.config.to_dict(),
         "history": ckpt.history.to_dict() if ckpt.history else None,
         "train_config": ckpt.train_config.to_dict() if ckpt.train_config else None,
@@ -285,6 +310,7 @@ class OwnMetadata:
     train_config: TrainConfig | None
     dataset: DatasetInfo | None
     metrics: dict[str, float]
+    task: str = "classification"
 
     def to_dict(self) -> dict[str, Any]:
         """What ``inspector info`` shows: everything but the history and the training settings."""
@@ -292,6 +318,7 @@ class OwnMetadata:
             "format": FORMAT_NAME,
             "format_version": self.format_version,
             "package_version": self.package_version,
+            "task": self.task,
             "config": self.config.to_dict(),
             "dataset": self.dataset.to_dict() if self.dataset else None,
             "metrics": dict(self.metrics),
@@ -321,6 +348,9 @@ def own_metadata(extras: Mapping[str, Any]) -> OwnMetadata:
     if "activation" not in config:  # never defaulted: a tanh model must not come back as relu
         raise InspectorError("the model config has no activation")
     mlp_config = MLPConfig.from_dict(config)
+    task = extras.get("task", "classification")  # files from before regression are classifiers
+    if not isinstance(task, str) or task not in TASKS:
+        raise InspectorError(f"task must be one of {', '.join(TASKS)}, got {printable(repr(task))[:40]}")
     history = extras.get("history")
     train_config = extras.get("train_config")
     dataset = extras.get("dataset")
@@ -337,8 +367,9 @@ def own_metadata(extras: Mapping[str, Any]) -> OwnMetadata:
         train_config=TrainConfig(**check_fields(TrainConfig, train_config, "training config"))
         if train_config is not None
         else None,
-        dataset=_dataset(dataset, mlp_config) if dataset is not None else None,
+        dataset=_dataset(dataset, mlp_config, task) if dataset is not None else None,
         metrics={k: float(v) for k, v in metrics.items()},
+        task=task,
     )
 
 
@@ -356,10 +387,12 @@ def _history(d: Any) -> History:
         raise InspectorError("training history: the curves have different lengths")
     if not is_int(d["best_epoch"]) or not 0 <= d["best_epoch"] <= epochs:
         raise InspectorError(f"training history: best_epoch must be an epoch between 0 and {epochs}")
+    if d.get("metric_name", "accuracy") not in ("accuracy", "R²"):
+        raise InspectorError("training history: metric_name must be 'accuracy' or 'R²'")
     return History.from_dict(d)
 
 
-def _dataset(d: Any, config: MLPConfig) -> DatasetInfo:
+def _dataset(d: Any, config: MLPConfig, task: str = "classification") -> DatasetInfo:
     check_fields(DatasetInfo, d, "dataset info")
     split = SplitSpec(**check_fields(SplitSpec, d.get("split", {}), "dataset split"))
     try:
@@ -375,6 +408,12 @@ def _dataset(d: Any, config: MLPConfig) -> DatasetInfo:
         raise InspectorError(
             f"dataset info names {len(info.class_names)} classes for a model with {config.output_size} outputs"
         )
+    if info.target_names and len(info.target_names) != config.output_size:
+        raise InspectorError(
+            f"dataset info names {len(info.target_names)} targets for a model with {config.output_size} outputs"
+        )
+    if task == "regression" and info.class_names or task == "classification" and info.target_names:
+        raise InspectorError(f"dataset info of a {task} model names {'classes' if info.class_names else 'targets'}")
     if info.image_shape and info.image_shape[0] * info.image_shape[1] != config.input_size:
         raise InspectorError(f"dataset image shape {info.image_shape} does not hold {config.input_size} inputs")
     return info
@@ -663,6 +702,7 @@ def _own_checkpoint(path: Path, parts: _Parts, activation: str | None) -> Checkp
         nonfinite=_nonfinite(parts.state),
         notices=tuple(notices),
         package_version=own.package_version,
+        task=own.task,
     )
 
 

@@ -3,7 +3,12 @@
 * ``digits``: the 8x8 handwritten digits that scikit-learn ships (1797 x 64, 10 classes).
 * ``synthetic``: a task with planted ground truth: the label depends only on
   :attr:`PlantedTruth.informative_features`.
+* ``synthetic-regression``: ``y = 3 x2 - 2 x5 + noise`` on 8 standard normal features.
 * user files: ``.npz`` (``X``, ``y``, optional ``feature_names``) and ``.csv``.
+
+A dataset's ``task`` is ``classification`` (``y`` holds class indices) or ``regression``
+(``y`` holds float targets, one column per target); loaders take ``task="auto"`` to
+infer it: labels that are numbers and not all whole numbers are regression targets.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ import numpy as np
 
 from inspector.errors import InspectorError
 
-BUILTIN_DATASETS = ("digits", "synthetic")
+BUILTIN_DATASETS = ("digits", "synthetic", "synthetic-regression")
+DATA_TASKS = ("classification", "regression")
 
 
 def finite_float32(values: np.ndarray, describe: Callable[[int, int], str]) -> np.ndarray:
@@ -50,7 +56,12 @@ class PlantedTruth:
 
 @dataclass(frozen=True)
 class Dataset:
-    """A labelled table: ``X`` is ``(n_samples, n_features)`` float32, ``y`` ``(n_samples,)`` int64."""
+    """A labelled table: ``X`` is ``(n_samples, n_features)`` float32.
+
+    Classification: ``y`` ``(n_samples,)`` int64 indices into ``class_names``.
+    Regression: ``y`` float32, ``(n_samples,)`` for one target or ``(n_samples, k)`` for
+    ``k`` targets, named by ``target_names``; ``class_names`` is empty.
+    """
 
     name: str
     X: np.ndarray
@@ -59,6 +70,8 @@ class Dataset:
     class_names: tuple[str, ...]
     image_shape: tuple[int, int] | None = None
     planted: PlantedTruth | None = None
+    task: str = "classification"
+    target_names: tuple[str, ...] = ()
 
     @property
     def n_samples(self) -> int:
@@ -71,6 +84,11 @@ class Dataset:
     @property
     def n_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def n_outputs(self) -> int:
+        """The model outputs this data needs: one logit per class, or one value per target."""
+        return len(self.target_names) if self.task == "regression" else self.n_classes
 
 
 @dataclass(frozen=True)
@@ -165,12 +183,14 @@ class Splits:
 
 
 def split_dataset(dataset: Dataset, spec: SplitSpec | None = None) -> Splits:
-    """Split ``dataset`` deterministically from ``spec.seed`` (stratified by class when possible)."""
+    """Split ``dataset`` deterministically from ``spec.seed`` (stratified by class when possible;
+    regression targets are split at random)."""
     from sklearn.model_selection import train_test_split
 
     spec = spec or SplitSpec()
+    regression = dataset.task == "regression"
     # Only here, not in the loaders: evaluating a model on rows of one class is fine, training is not.
-    if dataset.n_classes < 2:
+    if not regression and dataset.n_classes < 2:
         classes = ", ".join(repr(c) for c in dataset.class_names) or "none"
         raise InspectorError(
             f"dataset {dataset.name!r} has {dataset.n_classes} class ({classes}); "
@@ -179,12 +199,15 @@ def split_dataset(dataset: Dataset, spec: SplitSpec | None = None) -> Splits:
     spec.check()
     n = dataset.n_samples
     index = np.arange(n)
-    counts = np.bincount(dataset.y, minlength=dataset.n_classes)
     n_test = max(1, round(n * spec.test_fraction))
     n_val = max(1, round(n * spec.val_fraction))
     if n - n_test - n_val < 1:
         raise InspectorError(f"dataset {dataset.name!r} has only {n} samples; too few to split")
-    stratify = counts.min() >= 3 and min(n_test, n_val) >= dataset.n_classes
+    stratify = (
+        not regression
+        and np.bincount(dataset.y, minlength=dataset.n_classes).min() >= 3
+        and min(n_test, n_val) >= dataset.n_classes
+    )
     rest, test = train_test_split(
         index,
         test_size=n_test,
@@ -275,6 +298,36 @@ def make_synthetic(
     )
 
 
+SYNTHETIC_REGRESSION_WEIGHTS = {2: 3.0, 5: -2.0}  # y = 3 x2 - 2 x5 + noise
+
+
+def make_synthetic_regression(n_samples: int = 2000, n_features: int = 8, noise: float = 0.1, seed: int = 0) -> Dataset:
+    """Standard normal features ``X`` ``(n, 8)`` and ``y = 3 x2 - 2 x5 + noise`` ``(n,)`` float32.
+
+    ``noise`` is the standard deviation of Gaussian noise, so the best possible R² is
+    ``13 / (13 + noise**2)`` (0.9992 for the default 0.1): every other feature is irrelevant.
+    """
+    if n_features <= max(SYNTHETIC_REGRESSION_WEIGHTS):
+        raise InspectorError(f"synthetic regression needs at least {max(SYNTHETIC_REGRESSION_WEIGHTS) + 1} features")
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n_samples, n_features)).astype(np.float32)
+    y = sum(w * X[:, j].astype(np.float64) for j, w in SYNTHETIC_REGRESSION_WEIGHTS.items())
+    y = (y + noise * rng.standard_normal(n_samples)).astype(np.float32)
+    return Dataset(
+        name="synthetic-regression",
+        X=X,
+        y=y,
+        feature_names=tuple(f"x{i}" for i in range(n_features)),
+        class_names=(),
+        planted=PlantedTruth(
+            informative_features=tuple(SYNTHETIC_REGRESSION_WEIGHTS),
+            description=f"y = 3 x2 - 2 x5 + N(0, {noise:g}^2); all other features are noise",
+        ),
+        task="regression",
+        target_names=("y",),
+    )
+
+
 # --------------------------------------------------------------------------- #
 # User files
 # --------------------------------------------------------------------------- #
@@ -286,7 +339,7 @@ _DEFLATE_MAX_RATIO = 1032
 _NPZ_KEYS = ("X", "y", "feature_names")
 _MISSING_LABELS = frozenset({"", "nan"})
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
-REGRESSION_HINT = 'To analyse a regression model, call inspector.analyze(model, data, task="regression") from Python'
+REGRESSION_HINT = 'for a continuous target pass --task regression (task="regression" from Python)'
 # Whole-number labels with at least this many classes, and more classes than half the samples
 # (fewer than two samples per class on average), are a continuous target written as integers
 # (prices, counts, ids): no classifier can learn classes it sees about once.
@@ -299,7 +352,7 @@ def check_classification_labels(dataset: Dataset, source: str) -> None:
     if k >= CONTINUOUS_MIN_CLASSES and 2 * k > n and all(_parse_number(c) is not None for c in dataset.class_names):
         raise InspectorError(
             f"{source}: the labels look continuous ({k:,} distinct numbers in {n:,} rows, fewer than two samples "
-            f"per class); `inspector train` trains classifiers. {REGRESSION_HINT}"
+            f"per class), too many classes for a classifier; {REGRESSION_HINT}"
         )
 
 
@@ -342,8 +395,8 @@ def _encode_numbers(
                 raise InspectorError(f"{path}: the label at {where(i)} is {v}; every sample needs a class label")
             if not v.is_integer():
                 raise InspectorError(
-                    f"{path}: the labels are continuous (e.g. {v!r} at {where(i)}); dense-inspector trains "
-                    f"classifiers, so labels must be class names or whole numbers. {REGRESSION_HINT}"
+                    f"{path}: the labels are continuous (e.g. {v!r} at {where(i)}), and class labels must be "
+                    f"names or whole numbers; {REGRESSION_HINT}"
                 )
             v = int(v)
         whole.append(v)
@@ -392,6 +445,67 @@ def _encode_labels(
     return y, names
 
 
+def _looks_continuous(raw: np.ndarray | Sequence[str]) -> bool:
+    """Whether labels are numbers and some (finite) one is not a whole number: a regression target."""
+    if isinstance(raw, np.ndarray) and raw.dtype.kind in "iub":
+        return False
+    if isinstance(raw, np.ndarray) and raw.dtype.kind == "f":
+        values = raw[np.isfinite(raw)]
+        return bool(np.any(values != np.round(values)))
+    if isinstance(raw, np.ndarray) and raw.dtype.kind not in "SU":
+        return False
+    texts = [(t.decode("utf-8", "replace") if isinstance(t, bytes) else str(t)).strip() for t in np.ravel(raw)]
+    numbers = [_parse_number(t) for t in texts if t.lower() not in _MISSING_LABELS]
+    if not numbers or any(v is None for v in numbers):
+        return False
+    return any(isinstance(v, float) and math.isfinite(v) and not v.is_integer() for v in numbers)
+
+
+def resolve_task(task: str, raw: np.ndarray | Sequence[str]) -> str:
+    """``task`` (``classification`` or ``regression``), or for ``"auto"`` the task the labels ``raw`` imply:
+    numbers that are not all whole numbers are regression targets; anything else is class labels."""
+    if task not in ("auto", *DATA_TASKS):
+        raise InspectorError(f"unknown task {task!r}; choose classification or regression")
+    if task != "auto":
+        return task
+    return "regression" if _looks_continuous(raw) else "classification"
+
+
+def _regression_targets(raw: np.ndarray | Sequence[str], path: Path, where: Callable[[int], str]) -> np.ndarray:
+    """Float32 targets ``(n,)`` or ``(n, k)`` from numeric labels; a missing, non-numeric or
+    non-finite target is an error naming it (the tool does not impute)."""
+    if isinstance(raw, np.ndarray) and raw.dtype.kind in "iuf":
+        values = np.asarray(raw, dtype=np.float64)
+    elif isinstance(raw, np.ndarray) and raw.dtype.kind not in "SU":
+        raise InspectorError(f"{path}: regression targets must be numbers, got dtype {raw.dtype}")
+    else:
+        flat = np.ravel(raw) if isinstance(raw, np.ndarray) else list(raw)
+        parsed = np.empty(len(flat), dtype=np.float64)
+        for i, item in enumerate(flat):
+            text = (item.decode("utf-8", "replace") if isinstance(item, bytes) else str(item)).strip()
+            try:
+                parsed[i] = float(text)
+            except ValueError:
+                what = "blank" if not text else f"{_short(text)}, not a number"
+                row = i // (raw.shape[1] if isinstance(raw, np.ndarray) and raw.ndim == 2 else 1)
+                raise InspectorError(
+                    f"{path}: the target at {where(row)} is {what}; regression targets must be numbers "
+                    "(drop or impute the row)"
+                ) from None
+        values = parsed.reshape(np.shape(raw)) if isinstance(raw, np.ndarray) else parsed
+    with np.errstate(over="ignore", invalid="ignore"):
+        targets = values.astype(np.float32)
+    bad = ~np.isfinite(targets)
+    if bad.any():
+        at = tuple(int(k) for k in np.argwhere(bad)[0])
+        column = f" (target {at[1]})" if len(at) == 2 else ""
+        raise InspectorError(
+            f"{path}: the target at {where(at[0])}{column} is {values[at].item()!r}; regression targets must be "
+            f"finite numbers within float32 range (|y| <= {_FLOAT32_MAX:.3g}): drop or impute the row"
+        )
+    return targets
+
+
 def _finish(
     name: str,
     X: np.ndarray,
@@ -402,8 +516,12 @@ def _finish(
     *,
     cell: Callable[[int, int], str],
     where: Callable[[int], str],
+    task: str = "classification",
+    target_name: str = "y",
 ) -> Dataset:
-    """Check ``X`` ``(n, d)`` and encode ``raw_y`` ``(n,)`` into a :class:`Dataset`.
+    """Check ``X`` ``(n, d)`` and encode ``raw_y`` ``(n,)`` into a :class:`Dataset`: class labels, or
+    for ``task`` ``regression`` float targets ``(n,)`` or ``(n, k)`` named ``target_name``
+    (``target_name0`` ... for several). ``task`` ``auto`` infers it (:func:`resolve_task`).
 
     NaN, Inf and values beyond float32's range (which would become Inf) are
     refused, naming the first such cell: the tool does not impute.
@@ -435,6 +553,12 @@ def _finish(
             f"(|x| <= {_FLOAT32_MAX:.3g}): clean or impute them first"
         ),
     )
+    if resolve_task(task, raw_y) == "regression":
+        targets = _regression_targets(raw_y, path, where)
+        if targets.ndim == 2 and targets.shape[1] == 0:
+            raise InspectorError(f"{path}: y has no target columns")
+        names = tuple(f"{target_name}{j}" for j in range(targets.shape[1])) if targets.ndim == 2 else (target_name,)
+        return Dataset(name, X32, targets, feature_names, (), task="regression", target_names=names)
     y, class_names = _encode_labels(raw_y, path, where)
     return Dataset(name=name, X=X32, y=y, feature_names=feature_names, class_names=class_names)
 
@@ -510,10 +634,11 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         raise InspectorError(f"{path}: not a readable .npz file, as numpy.savez writes ({_one_line(exc)})") from None
 
 
-def load_npz(path: str | os.PathLike[str], n_features: int | None = None) -> Dataset:
+def load_npz(path: str | os.PathLike[str], n_features: int | None = None, *, task: str = "classification") -> Dataset:
     """Read ``X`` ``(n, d)``, ``y`` ``(n,)`` and optional ``feature_names`` ``(d,)`` from an .npz.
 
     ``y`` may hold numbers or text; see :func:`_encode_labels` for how classes are named.
+    Regression (``task``, or ``"auto"`` and continuous ``y``) also takes ``y`` ``(n, k)``: ``k`` targets.
     """
     path = Path(path)
     arrays = _read_npz(path)
@@ -532,10 +657,23 @@ def load_npz(path: str | os.PathLike[str], n_features: int | None = None) -> Dat
         feature_names = tuple(str(n) for n in names.tolist())
     else:
         feature_names = tuple(f"x{i}" for i in range(X.shape[1] if X.ndim == 2 else 0))
-    if y.ndim != 1:
-        raise InspectorError(f"{path}: y must be one-dimensional (one label per row), got shape {y.shape}")
+    task = resolve_task(task, y)
+    if y.ndim != 1 and not (task == "regression" and y.ndim == 2):
+        several = " or (rows, targets) for regression" if task == "regression" else ""
+        hint = "; for several regression targets pass --task regression" if y.ndim == 2 and task != "regression" else ""
+        raise InspectorError(
+            f"{path}: y must be one-dimensional (one label per row){several}, got shape {y.shape}{hint}"
+        )
     return _finish(
-        path.stem, X, y, feature_names, path, n_features, cell=lambda i, j: f"X[{i}, {j}]", where=lambda i: f"y[{i}]"
+        path.stem,
+        X,
+        y,
+        feature_names,
+        path,
+        n_features,
+        cell=lambda i, j: f"X[{i}, {j}]",
+        where=lambda i: f"y[{i}]",
+        task=task,
     )
 
 
@@ -570,8 +708,15 @@ def _feature_value(text: str, column: str, line: int, path: Path) -> float:
         ) from None
 
 
-def load_csv(path: str | os.PathLike[str], label_column: str | None, n_features: int | None = None) -> Dataset:
-    """Read a CSV with a header row; ``label_column`` names the label, every other column is a feature.
+def load_csv(
+    path: str | os.PathLike[str],
+    label_column: str | None,
+    n_features: int | None = None,
+    *,
+    task: str = "classification",
+) -> Dataset:
+    """Read a CSV with a header row; ``label_column`` names the label (or the regression target,
+    per ``task``: see :func:`resolve_task`), every other column is a feature.
 
     UTF-8 with or without a byte-order mark; blank lines are skipped. Every column
     needs a distinct name, every row as many fields as the header, every feature
@@ -621,6 +766,8 @@ def load_csv(path: str | os.PathLike[str], label_column: str | None, n_features:
         n_features,
         cell=lambda i, j: f"column {feature_names[j]!r} on line {lines[i]}",
         where=lambda i: f"line {lines[i]}",
+        task=task,
+        target_name=header[label_at],
     )
 
 
@@ -629,12 +776,25 @@ def load_dataset(
     *,
     label_column: str | None = None,
     n_features: int | None = None,
+    task: str = "classification",
 ) -> Dataset:
-    """``digits``, ``synthetic`` or a path to an ``.npz`` / ``.csv`` file."""
-    if spec == "digits":
-        return load_digits()
-    if spec == "synthetic":
-        return make_synthetic()
+    """``digits``, ``synthetic``, ``synthetic-regression`` or a path to an ``.npz`` / ``.csv`` file.
+
+    ``task``: ``classification`` (labels are classes), ``regression`` (float targets) or
+    ``auto`` (inferred from the labels, see :func:`resolve_task`); a built-in dataset has its own.
+    """
+    if spec in BUILTIN_DATASETS:
+        dataset = {
+            "digits": load_digits,
+            "synthetic": make_synthetic,
+            "synthetic-regression": make_synthetic_regression,
+        }[spec]()
+        if task not in ("auto", dataset.task):
+            resolve_task(task, [])  # an unknown task name is its own error
+            raise InspectorError(
+                f"dataset {spec!r} is a {dataset.task} dataset, not {task}; leave out --task or pick another dataset"
+            )
+        return dataset
     path = Path(spec)
     if not path.exists():
         raise InspectorError(
@@ -646,7 +806,7 @@ def load_dataset(
         raise InspectorError(f"{path} is not a regular file; give an .npz or .csv file")
     suffix = path.suffix.lower()
     if suffix == ".npz":
-        return load_npz(path, n_features)
+        return load_npz(path, n_features, task=task)
     if suffix == ".csv":
-        return load_csv(path, label_column, n_features)
+        return load_csv(path, label_column, n_features, task=task)
     raise InspectorError(f"{path}: unknown data format {suffix!r}; use .npz or .csv")

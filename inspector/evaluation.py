@@ -133,8 +133,18 @@ def _model_columns(ckpt: Checkpoint, dataset: Dataset, n_inputs: int) -> np.ndar
 
 
 def _for_model(ckpt: Checkpoint, dataset: Dataset, n_inputs: int, n_outputs: int) -> Dataset:
-    """``dataset`` with its columns in the model's input order and its labels as the model's output indices."""
+    """``dataset`` with its columns in the model's input order and its labels as the model's output indices
+    (a regression model's targets as they are, one column per output)."""
     columns = _model_columns(ckpt, dataset, n_inputs)
+    if ckpt.task == "regression":
+        n_targets = 1 if dataset.y.ndim == 1 else int(dataset.y.shape[1])
+        if n_targets != n_outputs:
+            raise InspectorError(
+                f"dataset {dataset.name!r} has {n_targets} regression target{'s' if n_targets != 1 else ''} but "
+                f"{ckpt.source} predicts {n_outputs}; pass --data with the targets the model was trained on"
+            )
+        feature_names = tuple(dataset.feature_names[j] for j in columns)
+        return dataclasses.replace(dataset, X=dataset.X[:, columns], feature_names=feature_names)
     class_names = _model_class_names(ckpt, n_outputs)
     label_map = _label_map(ckpt, dataset, class_names)
     feature_names = tuple(dataset.feature_names[j] for j in columns)
@@ -150,7 +160,8 @@ def eval_data_for(ckpt: Checkpoint, spec: str | None = None, *, label_column: st
     test split, recreated from the stored seed and fractions; otherwise ``None``
     (weight-only analysis). A built-in ``spec`` gives its test split; a file
     gives all its rows. Stored standardisation statistics are applied when the
-    checkpoint has them.
+    checkpoint has them. A regression checkpoint's data has float targets ``y`` ``(n,)``
+    (``(n, k)`` for ``k`` targets), so an analysis of it is a regression.
     """
     from inspector.analysis.parameters import linear_layers
 
@@ -162,7 +173,7 @@ def eval_data_for(ckpt: Checkpoint, spec: str | None = None, *, label_column: st
         if ckpt.dataset is None or ckpt.dataset.name not in BUILTIN_DATASETS:
             return None
         spec = ckpt.dataset.name
-    loaded = load_dataset(spec, label_column=label_column, n_features=n_inputs)
+    loaded = load_dataset(spec, label_column=label_column, n_features=n_inputs, task=ckpt.task)
     dataset = _for_model(ckpt, loaded, n_inputs, n_outputs)
     if spec in BUILTIN_DATASETS:
         split_spec = ckpt.dataset.split if ckpt.dataset and ckpt.dataset.name == spec else SplitSpec()

@@ -33,7 +33,8 @@ class MLPConfig:
     """Architecture of a multilayer perceptron.
 
     Each hidden block is ``Linear -> [BatchNorm1d] -> activation -> [Dropout]``;
-    the output layer is a bare ``Linear`` producing logits.
+    the output layer is a bare ``Linear`` producing logits (one per class) or, for
+    regression, one value per target.
     """
 
     input_size: int
@@ -90,7 +91,8 @@ class MLPConfig:
 class MLP(nn.Sequential):
     """A plain MLP whose modules are named ``fc1, bn1, act1, drop1, ..., fcL``.
 
-    ``forward(x)``: ``x`` is ``(batch, input_size)``, the result ``(batch, output_size)`` logits.
+    ``forward(x)``: ``x`` is ``(batch, input_size)``, the result ``(batch, output_size)``: logits,
+    or regression predictions in the targets' units.
     """
 
     def __init__(self, config: MLPConfig) -> None:

@@ -1,5 +1,13 @@
 """The training loop: Adam or SGD, L2 weight decay, early stopping, snapshots.
 
+Classification minimises cross-entropy and reports accuracy. Regression minimises the
+mean squared error of the *standardised* targets (each target's training mean and
+standard deviation), so targets in any units train at the same learning rate; the
+scale is then folded into the output layer, so the returned model, its snapshots and
+every reported number are in the data's own units. It reports R² (``1 - SSE / SST``,
+SST about the evaluated data's own mean, averaged over targets as scikit-learn's
+``r2_score`` does) and the MSE.
+
 Seeded and reproducible on the CPU: the same seed gives bit-identical weights.
 """
 
@@ -17,7 +25,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from inspector.data import Splits, check_seed
+from inspector.data import Splits, Standardizer, check_seed
 from inspector.errors import InspectorError
 from inspector.models import MLP, MLPConfig, build_mlp
 
@@ -62,7 +70,12 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class History:
-    """Per-epoch curves, index e is epoch e + 1. ``best_epoch`` is 1-based."""
+    """Per-epoch curves, index e is epoch e + 1. ``best_epoch`` is 1-based.
+
+    The losses are the training objective: cross-entropy, or for regression the MSE of the
+    standardised targets (what early stopping watches). ``train_accuracy``/``val_accuracy``
+    hold the task's metric, named ``metric_name``: accuracy, or ``"R²"`` for regression.
+    """
 
     train_loss: np.ndarray
     val_loss: np.ndarray
@@ -70,13 +83,14 @@ class History:
     val_accuracy: np.ndarray
     best_epoch: int
     stopped_early: bool
+    metric_name: str = "accuracy"
 
     @property
     def epochs_run(self) -> int:
         return int(self.train_loss.shape[0])
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "train_loss": self.train_loss.tolist(),
             "val_loss": self.val_loss.tolist(),
             "train_accuracy": self.train_accuracy.tolist(),
@@ -84,6 +98,9 @@ class History:
             "best_epoch": self.best_epoch,
             "stopped_early": self.stopped_early,
         }
+        if self.metric_name != "accuracy":  # left out otherwise, so older readers still read the history
+            d["metric_name"] = self.metric_name
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> History:
@@ -94,6 +111,7 @@ class History:
             val_accuracy=np.asarray(d["val_accuracy"], np.float64),
             best_epoch=int(d["best_epoch"]),
             stopped_early=bool(d["stopped_early"]),
+            metric_name=str(d.get("metric_name", "accuracy")),
         )
 
 
@@ -102,6 +120,8 @@ class TrainResult:
     """A trained model (best weights restored), its history and weight snapshots.
 
     ``snapshots`` maps a 1-based epoch to the state dict at the end of that epoch (CPU tensors).
+    Classification: ``test_accuracy`` and ``test_loss`` (cross-entropy); ``test_r2`` is NaN.
+    Regression: ``test_r2`` and ``test_loss`` (MSE in the targets' units); ``test_accuracy`` is NaN.
     """
 
     model: MLP
@@ -112,6 +132,8 @@ class TrainResult:
     wall_time_s: float
     device: str
     snapshots: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict, repr=False)
+    task: str = "classification"
+    test_r2: float = math.nan
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -128,7 +150,14 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor, batch_size: int = 4096) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of ``model`` on ``X`` ``(n, d)``, ``y`` ``(n,)``, in eval mode."""
+    """``(loss, metric)`` of ``model`` on ``X`` ``(n, d)``, in eval mode.
+
+    Integer ``y`` ``(n,)`` are classes: mean cross-entropy and accuracy. Floating ``y``
+    ``(n,)`` or ``(n, k)`` are regression targets: MSE (mean over samples and targets) and
+    R² averaged over the ``k`` targets (NaN for a constant target), in float64.
+    """
+    if y.is_floating_point():
+        return _evaluate_regression(model, X, y, batch_size)
     was_training = model.training
     model.eval()
     try:
@@ -143,6 +172,59 @@ def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor, batch_size: int
         return float(loss_sum) / n, float(correct) / n
     finally:
         model.train(was_training)
+
+
+def predict(model: nn.Module, X: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
+    """``model``'s outputs ``(n, outputs)`` on ``X`` ``(n, d)``, in eval mode, without gradients."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            outputs = [model(X[start : start + batch_size]) for start in range(0, X.shape[0], batch_size)]
+        return torch.cat(outputs) if outputs else torch.empty(0)
+    finally:
+        model.train(was_training)
+
+
+def regression_scores(predictions: np.ndarray, targets: np.ndarray) -> tuple[float, float]:
+    """``(MSE, R²)`` of ``predictions`` against ``targets``, both ``(n,)`` or ``(n, k)``, in float64.
+
+    MSE is the mean over samples and targets; R² = 1 - SSE/SST per target (SST about the
+    targets' own mean), averaged over targets; NaN when a target is constant.
+    """
+    pred = np.asarray(predictions, np.float64).reshape(len(predictions), -1)
+    true = np.asarray(targets, np.float64).reshape(len(targets), -1)
+    if pred.shape != true.shape:
+        raise InspectorError(f"{pred.shape[1]} predictions per sample for {true.shape[1]} targets")
+    if not len(true):
+        return math.nan, math.nan
+    sse = ((pred - true) ** 2).sum(axis=0)
+    sst = ((true - true.mean(axis=0)) ** 2).sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r2 = np.where(sst > 0, 1.0 - sse / np.where(sst > 0, sst, 1.0), np.nan)
+    return float(sse.sum() / true.size), float(r2.mean())
+
+
+def _evaluate_regression(model: nn.Module, X: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple[float, float]:
+    predictions = predict(model, X, batch_size).cpu().numpy()
+    return regression_scores(predictions, y.detach().cpu().numpy())
+
+
+def fold_target_scale(
+    state: dict[str, torch.Tensor], layer: str, mean: np.ndarray, scale: np.ndarray
+) -> dict[str, torch.Tensor]:
+    """``state`` with the output ``layer`` rescaled from standardised to original target units.
+
+    A model trained on ``(y - mean) / scale`` predicts ``z = W h + b``; the original units
+    are ``z * scale + mean = (scale * W) h + (scale * b + mean)``. ``mean``, ``scale``: ``(k,)``.
+    """
+    out = dict(state)
+    weight, bias = state[f"{layer}.weight"], state[f"{layer}.bias"]
+    s = torch.as_tensor(scale, dtype=weight.dtype, device=weight.device)
+    m = torch.as_tensor(mean, dtype=bias.dtype, device=bias.device)
+    out[f"{layer}.weight"] = weight * s[:, None]
+    out[f"{layer}.bias"] = bias * s + m
+    return out
 
 
 def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -222,6 +304,12 @@ def _train(config: MLPConfig, splits: Splits, tc: TrainConfig, dev: torch.device
         raise InspectorError(
             f"model expects {config.input_size} inputs but the data has {splits.X_train.shape[1]} features"
         )
+    regression = splits.dataset.task == "regression"
+    if regression and config.output_size != splits.dataset.n_outputs:
+        raise InspectorError(
+            f"model has {config.output_size} outputs but the data has {splits.dataset.n_outputs} regression "
+            "targets; a regression MLP has one output per target"
+        )
     if config.output_size < splits.dataset.n_classes:
         raise InspectorError(
             f"model has {config.output_size} outputs but the data has {splits.dataset.n_classes} classes"
@@ -229,13 +317,26 @@ def _train(config: MLPConfig, splits: Splits, tc: TrainConfig, dev: torch.device
     torch.manual_seed(tc.seed)
     model = build_mlp(config).to(dev)
     generator = torch.Generator().manual_seed(tc.seed)
+    target_scaler = None
+    if regression:
+        # Train on standardised targets (train split statistics), folded back into fc_L at the end.
+        target_scaler = Standardizer.fit(splits.y_train.reshape(len(splits.y_train), -1))
 
     def tensors(X: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        if target_scaler is not None:
+            y = ((y.reshape(len(y), -1) - target_scaler.mean) / target_scaler.scale).astype(np.float32)
         return torch.from_numpy(X).to(dev), torch.from_numpy(y).to(dev)
+
+    loss_fn = nn.functional.mse_loss if regression else nn.functional.cross_entropy
+    last = f"fc{len(config.layer_sizes) - 1}"
+
+    def in_target_units(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if target_scaler is None:
+            return state
+        return fold_target_scale(state, last, target_scaler.mean, target_scaler.scale)
 
     X_train, y_train = tensors(splits.X_train, splits.y_train)
     X_val, y_val = tensors(splits.X_val, splits.y_val)
-    X_test, y_test = tensors(splits.X_test, splits.y_test)
 
     if tc.optimizer == "adam":
         optimizer: torch.optim.Optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
@@ -258,16 +359,20 @@ def _train(config: MLPConfig, splits: Splits, tc: TrainConfig, dev: torch.device
             if idx.numel() < 2 and config.batch_norm:
                 continue  # batch norm cannot normalise a batch of one
             optimizer.zero_grad(set_to_none=True)
-            loss = nn.functional.cross_entropy(model(X_train[idx]), y_train[idx])
+            loss = loss_fn(model(X_train[idx]), y_train[idx])
             loss.backward()
             optimizer.step()
         train_loss, train_acc = evaluate(model, X_train, y_train)
         val_loss, val_acc = evaluate(model, X_val, y_val)
         for key, value in zip(curves, (train_loss, val_loss, train_acc, val_acc)):
             curves[key].append(value)
-        bar.set_postfix(train_loss=f"{train_loss:.3f}", val_loss=f"{val_loss:.3f}", val_acc=f"{val_acc:.3f}")
+        bar.set_postfix(
+            train_loss=f"{train_loss:.3f}",
+            val_loss=f"{val_loss:.3f}",
+            **{"val_r2" if regression else "val_acc": f"{val_acc:.3f}"},
+        )
         if tc.snapshot_every and epoch % tc.snapshot_every == 0:
-            snapshots[epoch] = _cpu_state(model)
+            snapshots[epoch] = in_target_units(_cpu_state(model))
         if val_loss < best_loss:
             best_loss, best_epoch, best_state = val_loss, epoch, _cpu_state(model)
         elif tc.patience is not None and epoch - best_epoch >= tc.patience:
@@ -275,24 +380,30 @@ def _train(config: MLPConfig, splits: Splits, tc: TrainConfig, dev: torch.device
             break
     bar.close()
     if tc.patience is not None:
-        model.load_state_dict(best_state)
+        model.load_state_dict(in_target_units(best_state))
     else:
         best_epoch = len(curves["train_loss"])
+        model.load_state_dict(in_target_units(_cpu_state(model)))
     wall = time.perf_counter() - started
-    test_loss, test_acc = evaluate(model, X_test, y_test)
+    # the test split in the data's own units, on the model exactly as it is returned and saved
+    X_test, y_test = torch.from_numpy(splits.X_test).to(dev), torch.from_numpy(splits.y_test).to(dev)
+    test_loss, test_metric = evaluate(model, X_test, y_test)
     model.eval()
     history = History(
         **{k: np.asarray(v, np.float64) for k, v in curves.items()},
         best_epoch=best_epoch,
         stopped_early=stopped_early,
+        metric_name="R²" if regression else "accuracy",
     )
     return TrainResult(
         model=model.cpu(),
         history=history,
         train_config=tc,
-        test_accuracy=test_acc,
+        test_accuracy=math.nan if regression else test_metric,
         test_loss=test_loss,
         wall_time_s=wall,
         device=str(dev),
         snapshots=snapshots,
+        task=splits.dataset.task,
+        test_r2=test_metric if regression else math.nan,
     )

@@ -205,7 +205,7 @@ def test_blank_lines_and_quoted_newlines_keep_line_numbers_true(tmp_path):
 CSV_ERRORS = [
     ("a,label\n1,x\n2,\n3,y\n", r"the label at line 3 is blank"),
     ("a,label\n1,x\n2,NaN\n3,y\n", r"the label at line 3 is 'NaN'"),
-    ("a,label\n1,0.5\n2,1.25\n3,0\n", r"labels are continuous \(e\.g\. 0\.5 at line 2\).*trains classifiers"),
+    ("a,label\n1,0.5\n2,1.25\n3,0\n", r"labels are continuous \(e\.g\. 0\.5 at line 2\).*pass --task regression"),
     ("a,label,label\n1,0,0\n2,1,1\n", r"column 'label' appears twice \(columns 2 and 3\)"),
     ("a,b,a,label\n1,2,3,0\n", r"column 'a' appears twice \(columns 1 and 3\)"),
     (",a,label\n0,1,x\n1,2,y\n", r"column 1 of the header has no name"),

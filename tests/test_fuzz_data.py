@@ -111,6 +111,8 @@ def _train(path: Path, out: Path, capsys) -> tuple[int, str, str]:
             str(path),
             "--label-column",
             "label",
+            "--task",  # these cases are about classification labels; regression has its own tests
+            "classification",
             "--hidden",
             "4",
             "--epochs",
