@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import torch
 from dash import Dash
 
 from dashboards.app import create_app
 from dashboards.demo import load_demo
-from inspector.analysis import analyze_path
+from inspector.analysis import AnalysisOptions, analyze_path
 
 
 def app_for_path(
@@ -19,6 +21,8 @@ def app_for_path(
     label_column: str | None = None,
     activation: str | None = None,
     trust_pickle: bool = False,
+    options: AnalysisOptions | None = None,
+    device: torch.device | None = None,
     log: Callable[[str], None] = print,
 ) -> Dash:
     if path is None:
@@ -31,6 +35,21 @@ def app_for_path(
         label_column=label_column,
         activation=activation,
         trust_pickle=trust_pickle,
+        options=options,
+        device=device,
         notify=lambda m: log(f"note: {m}"),
     )
     return create_app(analysis, model=ckpt.model if ckpt is not None else None, data=eval_data)
+
+
+def app_for_factories(model: str | None, data: str | None = None, **kwargs: Any) -> Dash:
+    """An app for the user's own model and data, named as factories (``pkg.module:name``, ``file.py:name``).
+
+    ``kwargs``: those of :func:`inspector.factories.analyze_factory` (``checkpoint=`` instead of a
+    model factory, ``weights``, ``task``, ``tokenizer``, ``activations``, ``options``, ``device``...).
+    The model and data stay with the app, so that its on-demand views can question them.
+    """
+    from inspector.factories import analyze_factory
+
+    run = analyze_factory(model, data, **kwargs)
+    return create_app(run.analysis, model=run.model, data=run.data, task=run.task, tokenizer=run.tokenizer)

@@ -89,8 +89,19 @@ def _build_parser() -> argparse.ArgumentParser:
         help="train an MLP and save a checkpoint",
         description="Train an MLP on a built-in or user dataset and save a checkpoint.",
     )
-    train.add_argument("--dataset", default="digits", help="digits, synthetic, or a .npz/.csv file (default: digits)")
-    train.add_argument("--label-column", help="name of the label column in a .csv dataset")
+    train.add_argument(
+        "--dataset",
+        default="digits",
+        help="digits, synthetic, synthetic-regression, or a .npz/.csv file (default: digits)",
+    )
+    train.add_argument("--label-column", help="name of the label (or target) column in a .csv dataset")
+    train.add_argument(
+        "--task",
+        choices=("classification", "regression"),
+        default=None,
+        help="classification (cross-entropy, accuracy) or regression (one linear output per target, MSE "
+        "loss, R²); default: regression when the labels are numbers that are not all whole numbers",
+    )
     train.add_argument(
         "--hidden",
         type=_sizes,
@@ -154,8 +165,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "and pruning when evaluation data is available. Writes DIR/analysis.json and the "
         "arrays file it names (other files in DIR are left alone) and prints a summary.",
     )
-    analyze.add_argument("checkpoint", type=_path)
+    analyze.add_argument("checkpoint", nargs="?", type=_path, help="checkpoint (or give --model)")
     _add_data_arguments(analyze)
+    _add_factory_arguments(analyze)
     analyze.add_argument("--out", "-o", type=_path, required=True, metavar="DIR", help="folder to write")
     analyze.add_argument("--force", action="store_true", help="replace an earlier analysis in DIR")
     analyze.add_argument(
@@ -190,7 +202,7 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Zero the smallest weights (or the weakest neurons) of a checkpoint and "
         "save the result as a new checkpoint.",
     )
-    prune.add_argument("checkpoint", type=_path)
+    prune.add_argument("checkpoint", nargs="?", type=_path, help="checkpoint (or give --model)")
     prune.add_argument("--sparsity", type=_real(0, 1), required=True, help="fraction to prune, 0 <= s < 1")
     prune.add_argument(
         "--scope",
@@ -199,6 +211,7 @@ def _build_parser() -> argparse.ArgumentParser:
         help="global magnitude ranking, per layer, or whole hidden neurons (default: global)",
     )
     _add_data_arguments(prune)
+    _add_factory_arguments(prune, device=True)
     prune.add_argument(
         "--finetune-epochs",
         type=_integer(0),
@@ -216,11 +229,11 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument(
         "paths",
-        nargs="+",
+        nargs="*",
         type=_path,
         metavar="PATH",
         help="checkpoint or analysis folder; a second one makes a comparison; RUN.pt@EPOCH "
-        "is a run's weight snapshot at that epoch",
+        "is a run's weight snapshot at that epoch (or give --model instead)",
     )
     report.add_argument(
         "--out", "-o", type=_path, required=True, help="file to write (.html, .md, .json, .pdf) or, for png, a folder"
@@ -229,6 +242,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "--format", choices=("html", "md", "json", "pdf", "png"), default=None, help="default: from the --out extension"
     )
     _add_data_arguments(report)
+    _add_factory_arguments(report, device=True)
     report.add_argument("--force", action="store_true", help="overwrite an existing output")
 
     dash = sub.add_parser(
@@ -239,6 +253,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     dash.add_argument("path", nargs="?", type=_path, help="checkpoint or analysis folder (default: the demo)")
     _add_data_arguments(dash)
+    _add_factory_arguments(dash, device=True)
     dash.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
     dash.add_argument("--port", type=int, default=8050, help="port (default: 8050)")
     dash.add_argument(
@@ -258,7 +273,11 @@ def _add_data_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data",
         default=None,
-        help="digits, synthetic, or a .npz/.csv file (default: the dataset the model was trained on)",
+        metavar="DATA",
+        help="digits, synthetic, a .npz/.csv file, or a data factory pkg.module:name or path/to/file.py:name "
+        "(a function of yours, called with no arguments, returning (X, y) arrays, a Dataset, a DataLoader "
+        "or a list of batches; an existing file or built-in name wins over a factory) (default: the dataset "
+        "the model was trained on)",
     )
     p.add_argument("--label-column", help="name of the label column in a .csv file")
     p.add_argument(
@@ -274,35 +293,85 @@ def _add_data_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_factory_arguments(p: argparse.ArgumentParser, *, device: bool = False) -> None:
+    """--model and the options of an analysis of the user's own model (see inspector.factories)."""
+    group = p.add_argument_group(
+        "your own model",
+        "--model and a --data factory IMPORT AND RUN YOUR CODE (the named module or file): "
+        "that is your explicit choice; name only code you trust.",
+    )
+    group.add_argument(
+        "--model",
+        default=None,
+        metavar="FACTORY",
+        help="pkg.module:name or path/to/file.py:name, a function of yours called with no arguments that "
+        "returns the nn.Module (instead of a checkpoint); a file's folder is on sys.path only while it loads",
+    )
+    group.add_argument(
+        "--weights",
+        type=_path,
+        default=None,
+        metavar="FILE",
+        help="weights for --model (.safetensors, or .pt read without unpickling code); keys must match exactly",
+    )
+    group.add_argument(
+        "--task",
+        choices=("classification", "regression"),
+        default=None,
+        help="what the model does (default: inferred, float labels mean regression)",
+    )
+    group.add_argument(
+        "--tokenizer",
+        type=_path,
+        default=None,
+        metavar="DIR",
+        help="a local tokenizer folder (save_pretrained) to show token ids as text; needs transformers",
+    )
+    group.add_argument(
+        "--activations",
+        type=_activations,
+        default=None,
+        metavar="LAYER=ACT,...",
+        help="the activation after linear layers the analysis cannot find by itself, e.g. fc1=relu,head.fc=gelu",
+    )
+    group.add_argument("--batch-size", type=_integer(1), default=None, help="samples per batch (default: 1024)")
+    group.add_argument(
+        "--max-samples", type=_integer(1), default=None, metavar="N", help="analyse the first N samples only"
+    )
+    if device:
+        group.add_argument("--device", default="cpu", help="auto, cpu or cuda for --model runs (default: cpu)")
+
+
+def _activations(text: str) -> dict[str, str]:
+    from inspector.factories import parse_activations
+
+    try:
+        return parse_activations(text)
+    except InspectorError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--activations: ")) from None
+
+
 def _csv(text: str | None) -> tuple[str, ...] | None:
     return tuple(t.strip() for t in text.split(",") if t.strip()) if text else None
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
-    from inspector.analysis import AnalysisOptions, analyze_path
+    from inspector.analysis import AnalysisOptions
     from inspector.results import check_result_folder, result_files
     from inspector.summary import format_summary
-    from inspector.training import resolve_device
 
-    check_result_folder(args.out, force=args.force, inputs=_input_files(args.checkpoint, args.data))
+    _check_subject(args, args.checkpoint is not None, "a checkpoint")
+    check_result_folder(args.out, force=args.force, inputs=_input_files(args.checkpoint, *_factory_inputs(args)))
     defaults = AnalysisOptions()
-    options = AnalysisOptions(
+    options = _options(
+        args,
         sections=_csv(args.sections) or defaults.sections,
         methods=_csv(args.methods) or defaults.methods,
         n_steps=args.steps,
         nearly_dead_threshold=args.nearly_dead,
         finetune_epochs=args.finetune_epochs,
     )
-    analysis, _, _ = analyze_path(
-        args.checkpoint,
-        data=args.data,
-        label_column=args.label_column,
-        activation=args.activation,
-        trust_pickle=args.trust_pickle,
-        options=options,
-        notify=_note,
-        device=resolve_device(args.device),
-    )
+    analysis, _ = _analysis_for(args.checkpoint, args, options)
     analysis.save(args.out, force=args.force)
     print(format_summary(analysis))
     json_path, arrays_path = result_files(args.out)
@@ -334,19 +403,104 @@ def _note(message: str) -> None:
     print(f"inspector: note: {printable(message)}", file=sys.stderr)  # may quote names from a file
 
 
-def _analysis_for(path: Path, args: argparse.Namespace):
-    """(analysis, model or None) for a saved analysis, a checkpoint or RUN.pt@EPOCH."""
+def _analysis_for(path: Path | None, args: argparse.Namespace, options=None):
+    """(analysis, model or None) for --model, a saved analysis, a checkpoint or RUN.pt@EPOCH."""
     from inspector.analysis import analyze_path
 
+    options = options or _options(args)
+    if path is None:
+        run = _factory_run(args, options)
+        return run.analysis, run.model
+    if _data_factory(args):  # a checkpoint on the user's own data
+        run = _factory_run(args, options, checkpoint=path)
+        return run.analysis, run.model
     analysis, ckpt, _ = analyze_path(
         path,
         data=args.data,
         label_column=args.label_column,
         activation=args.activation,
         trust_pickle=args.trust_pickle,
+        options=options,
         notify=_note,
+        device=_device(args),
     )
     return analysis, ckpt.model if ckpt is not None else None
+
+
+def _device(args: argparse.Namespace):
+    from inspector.training import resolve_device
+
+    return resolve_device(args.device) if getattr(args, "device", None) else None
+
+
+def _options(args: argparse.Namespace, **chosen):
+    """AnalysisOptions with --batch-size and --max-samples (when given) on top of ``chosen``."""
+    from inspector.analysis import AnalysisOptions
+
+    if args.batch_size is not None:
+        chosen["batch_size"] = args.batch_size
+    if args.max_samples is not None:
+        chosen["max_samples"] = args.max_samples
+    return AnalysisOptions(**chosen)
+
+
+def _check_subject(args: argparse.Namespace, given: bool, what: str) -> None:
+    """Exactly one of ``what`` (the positional input) and --model; the --model-only options need --model."""
+    if given and args.model is not None:
+        raise InspectorError(f"give {what} or --model {args.model}, not both")
+    if args.model is None:
+        if not given and args.command != "dashboard":
+            raise InspectorError(f"give {what}, or your own model with --model pkg.module:name")
+        if args.weights is not None:
+            raise InspectorError("--weights applies to --model; a checkpoint carries its own weights")
+        for flag, value in (
+            ("--task", args.task),
+            ("--tokenizer", args.tokenizer),
+            ("--activations", args.activations),
+        ):
+            if value is not None and not _data_factory(args):
+                raise InspectorError(f"{flag} applies to --model or a --data factory")
+        if args.command == "dashboard" and not given and _data_factory(args):
+            raise InspectorError("a --data factory needs --model or a checkpoint; the demo has its own data")
+    elif args.activation is not None:
+        raise InspectorError("--activation is for a checkpoint's state dict; for --model use --activations LAYER=ACT")
+
+
+def _data_factory(args: argparse.Namespace) -> bool:
+    from inspector.factories import is_data_factory
+
+    return is_data_factory(args.data)
+
+
+def _factory_inputs(args: argparse.Namespace) -> list[str | Path | None]:
+    """What a --model run reads besides a checkpoint (never to be overwritten): data, weights, the factories' files."""
+    from inspector.factories import factory_file
+
+    files: list[str | Path | None] = [args.weights]
+    if args.model is not None:
+        files.append(factory_file(args.model))
+    files.append(factory_file(args.data) if _data_factory(args) else args.data)
+    return files
+
+
+def _factory_run(args: argparse.Namespace, options, checkpoint: Path | None = None):
+    from inspector.factories import analyze_factory
+
+    return analyze_factory(
+        args.model,
+        args.data,
+        checkpoint=checkpoint,
+        activation=args.activation,
+        notify=_note,
+        weights=args.weights,
+        trust_pickle=args.trust_pickle,
+        label_column=args.label_column,
+        task=args.task,
+        tokenizer=args.tokenizer,
+        activations=args.activations,
+        options=options,
+        device=_device(args),
+    )
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -356,9 +510,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     if len(args.paths) > 2:
         raise InspectorError("give one path for a report or two for a comparison")
+    _check_subject(args, bool(args.paths), "a PATH")
     to_stdout = str(args.out) == "-"
     fmt = format_for(args.out, args.format)
-    inputs = _input_files(*args.paths, args.data)
+    inputs = _input_files(*args.paths, *_factory_inputs(args))
     if to_stdout:
         if fmt in ("pdf", "png"):
             raise InspectorError(f"{fmt} reports can't go to standard output; give a file name to --out")
@@ -366,7 +521,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         check_png_folder(args.out, force=args.force, inputs=inputs)
     else:
         check_writable(args.out, force=args.force, inputs=inputs, ours=partial(is_own_report, fmt=fmt))
-    analysis, model = _analysis_for(args.paths[0], args)
+    analysis, model = _analysis_for(args.paths[0] if args.paths else None, args)
     subject = analysis
     if len(args.paths) == 2:
         other, other_model = _analysis_for(args.paths[1], args)
@@ -381,21 +536,41 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def _cmd_dashboard(args: argparse.Namespace) -> int:
     from dashboards.app import check_port, serve
-    from dashboards.launch import app_for_path
+    from dashboards.launch import app_for_factories, app_for_path
 
+    _check_subject(args, args.path is not None, "a PATH")
     check_port(args.host, args.port)  # before minutes of training or analysis, not after
 
     def log(message: str) -> None:
         print(f"inspector: {message}", file=sys.stderr)
 
-    app = app_for_path(
-        args.path,
-        data=args.data,
-        label_column=args.label_column,
-        activation=args.activation,
-        trust_pickle=args.trust_pickle,
-        log=log,
-    )
+    if args.model is not None or _data_factory(args):
+        app = app_for_factories(
+            args.model,
+            args.data,
+            checkpoint=args.path,
+            weights=args.weights,
+            trust_pickle=args.trust_pickle,
+            activation=args.activation,
+            label_column=args.label_column,
+            task=args.task,
+            tokenizer=args.tokenizer,
+            activations=args.activations,
+            options=_options(args),
+            device=_device(args),
+            notify=lambda m: log(f"note: {m}"),
+        )
+    else:
+        app = app_for_path(
+            args.path,
+            data=args.data,
+            label_column=args.label_column,
+            activation=args.activation,
+            trust_pickle=args.trust_pickle,
+            options=_options(args),
+            device=_device(args),
+            log=log,
+        )
     print(f"dense-inspector dashboard on http://{args.host}:{args.port}/ (Ctrl+C to stop)", flush=True)
     serve(app, args.host, args.port, debug=args.debug, allow_hosts=args.allow_host)
     return 0
@@ -413,6 +588,11 @@ def _cmd_prune(args: argparse.Namespace) -> int:
     from inspector.fileio import check_writable
     from inspector.training import evaluate
 
+    _check_subject(args, args.checkpoint is not None, "a checkpoint")
+    if args.model is not None:
+        return _prune_factory_model(args)
+    if _data_factory(args):
+        raise InspectorError("prune of a checkpoint reads built-in or file --data; a --data factory goes with --model")
     check_writable(args.out, force=args.force, inputs=_input_files(args.checkpoint, args.data), ours=is_own_checkpoint)
     checkpoint_suffix(args.out)
     if not 0 <= args.sparsity < 1:
@@ -447,16 +627,71 @@ def _cmd_prune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prune_factory_model(args: argparse.Namespace) -> int:
+    """prune --model: the user's model pruned, its state_dict() written; the metric before -> after on --data."""
+    from inspector.analysis.parameters import count_parameters
+    from inspector.analysis.pruning import prune
+    from inspector.checkpoints import checkpoint_suffix, is_own_checkpoint
+    from inspector.evaluation import evaluate_model
+    from inspector.factories import is_own_state_dict, model_from_factory, resolve_data, save_state_dict, user_code
+    from inspector.fileio import check_writable
+
+    check_writable(
+        args.out,
+        force=args.force,
+        inputs=_input_files(*_factory_inputs(args)),
+        ours=lambda p: is_own_state_dict(p) or is_own_checkpoint(p),
+    )
+    checkpoint_suffix(args.out)
+    if not 0 <= args.sparsity < 1:
+        raise InspectorError(f"--sparsity must be in [0, 1), got {args.sparsity}")
+    if args.finetune_epochs:
+        raise InspectorError("--finetune-epochs needs a dense-inspector checkpoint; for --model fine-tune in your code")
+    if args.activations is not None or args.tokenizer is not None:
+        raise InspectorError("--activations and --tokenizer apply to analyze, report and dashboard, not prune")
+    label = f"--model {args.model}"
+    model = model_from_factory(args.model, args.weights, trust_pickle=args.trust_pickle)
+    device = _device(args)
+    with user_code(label):
+        if device is not None:
+            model.to(device)
+        data = resolve_data(args.data, model, label_column=args.label_column, source=args.model)
+        if data is not None and args.max_samples is not None:
+            from inspector.analysis.inputs import as_source
+
+            data = as_source(data, batch_size=args.batch_size or 1024).limited(args.max_samples)
+        pruned = prune(model, args.sparsity, args.scope, data=data)
+        line = f"pruned {args.sparsity:.0%} ({args.scope}): "
+        nonzero = sum(int((p != 0).sum()) for p in pruned.parameters())
+        line += f"{nonzero:,} of {count_parameters(pruned).total_parameters:,} parameters are nonzero"
+        if data is not None:
+            batch_size = args.batch_size or 1024
+            before = evaluate_model(model, data, args.task, batch_size=batch_size)
+            after = evaluate_model(pruned, data, args.task, batch_size=batch_size)
+            shown = _metric_text(before.metric_name)
+            line += (
+                f"; {before.metric_name} {shown(before.metric)} -> {shown(after.metric)} ({before.n_samples} samples)"
+            )
+    save_state_dict(pruned, args.out, force=args.force)
+    print(line)
+    print(f"saved {args.out} (the pruned model's state_dict())")
+    return 0
+
+
+def _metric_text(name: str):
+    return (lambda v: f"{v:.2%}") if name == "accuracy" else (lambda v: f"{v:.4f}")
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from inspector.analysis.parameters import count_parameters
     from inspector.checkpoints import checkpoint_from_training, checkpoint_suffix, is_own_checkpoint, save_checkpoint
-    from inspector.data import SplitSpec, check_classification_labels, load_dataset, split_dataset
+    from inspector.data import BUILTIN_DATASETS, SplitSpec, check_classification_labels, load_dataset, split_dataset
     from inspector.fileio import check_writable
     from inspector.models import MLPConfig
     from inspector.summary import format_parameters
     from inspector.training import TrainConfig, train
 
-    dataset_name = Path(args.dataset).stem if args.dataset not in ("digits", "synthetic") else args.dataset
+    dataset_name = Path(args.dataset).stem if args.dataset not in BUILTIN_DATASETS else args.dataset
     out = args.out or Path(f"{dataset_name}-mlp.pt")
     check_writable(
         out,
@@ -465,14 +700,21 @@ def _cmd_train(args: argparse.Namespace) -> int:
         ours=is_own_checkpoint,
     )
     checkpoint_suffix(out)
-    dataset = load_dataset(args.dataset, label_column=args.label_column)
-    check_classification_labels(dataset, str(args.dataset))
+    dataset = load_dataset(args.dataset, label_column=args.label_column, task=args.task or "auto")
+    regression = dataset.task == "regression"
+    if regression and args.task is None and args.dataset not in BUILTIN_DATASETS:
+        _note(
+            f"{args.dataset}: the labels are numbers that are not all whole numbers, so this trains a regression "
+            "model (MSE loss, R²); pass --task to choose"
+        )
+    if not regression:
+        check_classification_labels(dataset, str(args.dataset))
     spec = SplitSpec(seed=args.seed, val_fraction=args.val_fraction, test_fraction=args.test_fraction)
     splits = split_dataset(dataset, spec)
     config = MLPConfig(
         input_size=dataset.n_features,
         hidden_sizes=args.hidden,
-        output_size=dataset.n_classes,
+        output_size=dataset.n_outputs,
         activation=args.activation,
         dropout=args.dropout,
         batch_norm=args.batch_norm,
@@ -491,15 +733,23 @@ def _cmd_train(args: argparse.Namespace) -> int:
     ckpt = checkpoint_from_training(result, dataset, splits.standardizer, spec)
     save_checkpoint(ckpt, out, force=args.force)
     h = result.history
+    n_targets = len(dataset.target_names)
+    what = f"regression of {n_targets} target{'s' if n_targets != 1 else ''}, " if regression else ""
     print(
-        f"MLP {'-'.join(map(str, config.layer_sizes))} ({config.activation}) on {dataset.name}: "
+        f"MLP {'-'.join(map(str, config.layer_sizes))} ({config.activation}) on {dataset.name}: {what}"
         f"{dataset.n_samples} samples, {len(splits.y_train)}/{len(splits.y_val)}/{len(splits.y_test)} "
         "train/val/test"
     )
     print(format_parameters(count_parameters(result.model)))
     stop = f"early stop, best epoch {h.best_epoch}" if h.stopped_early else f"best epoch {h.best_epoch}"
     print(f"trained {h.epochs_run} epochs ({stop}) in {result.wall_time_s:.1f} s on {result.device}")
-    print(f"test accuracy {result.test_accuracy:.2%} ({len(splits.y_test)} samples), test loss {result.test_loss:.4f}")
+    if regression:
+        mean_of = f" (mean of {n_targets} targets)" if n_targets > 1 else ""
+        print(f"test R² {result.test_r2:.4f}{mean_of}, MSE {result.test_loss:.4g} ({len(splits.y_test)} samples)")
+    else:
+        print(
+            f"test accuracy {result.test_accuracy:.2%} ({len(splits.y_test)} samples), test loss {result.test_loss:.4f}"
+        )
     if result.snapshots:
         print(f"kept {len(result.snapshots)} weight snapshots")
     print(f"saved {out}")

@@ -87,13 +87,17 @@ def test_train_from_csv(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
-    "label",
+    "label,task",
     [
-        lambda i, y: f"{y:.4f}",  # continuous: refused while reading the labels
-        lambda i, y: str(round(1000 * y)),  # continuous written as whole numbers: 296 "classes" in 300 rows
+        (lambda i, y: f"{y:.4f}", ["--task", "classification"]),  # continuous: refused while reading the labels
+        # continuous written as whole numbers: 296 "classes" in 300 rows, with or without --task
+        (lambda i, y: str(round(1000 * y)), []),
+        (lambda i, y: str(round(1000 * y)), ["--task", "classification"]),
     ],
 )
-def test_train_refuses_a_continuous_label_column_and_says_how_to_analyse_a_regression_model(tmp_path, capsys, label):
+def test_train_refuses_a_continuous_label_column_as_classes_and_says_to_pass_task_regression(
+    tmp_path, capsys, label, task
+):
     rng = torch.Generator().manual_seed(0)
     X = torch.randn(300, 3, generator=rng)
     y = 3 * X[:, 1] - 2 * X[:, 2]
@@ -115,6 +119,7 @@ def test_train_refuses_a_continuous_label_column_and_says_how_to_analyse_a_regre
                 "--out",
                 str(out),
                 "-q",
+                *task,
             ]
         )
         == 1
@@ -122,8 +127,7 @@ def test_train_refuses_a_continuous_label_column_and_says_how_to_analyse_a_regre
     captured = capsys.readouterr()
     err = captured.err.strip()
     assert err.count("\n") == 0 and "Traceback" not in err and captured.out == ""
-    assert "continuous" in err and "trains classifiers" in err
-    assert 'inspector.analyze(model, data, task="regression")' in err
+    assert "continuous" in err and "pass --task regression" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["reg.csv"]
 
 
