@@ -1,8 +1,10 @@
 """What the model is asked to do: the target an attribution explains, the loss and the metric.
 
 * ``classification``: explain the true class's logit; evaluate mean cross-entropy and accuracy.
-* ``regression``: explain the (single) output; evaluate mean squared error and R²
-  (``1 - SSE / SST``, SST about the evaluation data's own mean).
+* ``regression``: explain the output (the mean of the outputs for a model with several, one
+  per target); evaluate mean squared error (over every output) and R² (``1 - SSE / SST``, SST
+  about the evaluation data's own mean; with several targets the mean of each target's R², as
+  scikit-learn's ``r2_score``).
 * ``custom``: a user ``target(output, batch) -> (n,)`` scalar per sample; evaluated by an
   optional ``metric(output, batch)`` (per-sample ``(n,)`` values or a batch mean), else by
   the mean target.
@@ -180,14 +182,16 @@ def _class_labels(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
     return labels
 
 
+def _regression_outputs(out: torch.Tensor) -> torch.Tensor:
+    """``(n, k)``: the model's ``k`` outputs per sample."""
+    return out.reshape(out.shape[0], -1) if out.dim() else out.reshape(1, 1)
+
+
 def _regression_output(out: torch.Tensor) -> torch.Tensor:
-    flat = out.reshape(out.shape[0], -1) if out.dim() else out.reshape(1, 1)
-    if flat.shape[1] != 1:
-        raise InspectorError(
-            f"regression explains a single output, the model returns {flat.shape[1]} per "
-            "sample; pass target=lambda out, batch: out[:, k] to pick one"
-        )
-    return flat[:, 0]
+    """``(n,)``: the output a regression explains: the one output, or the mean of several
+    (attributions of the mean are the mean of each output's; ``target=`` picks one)."""
+    flat = _regression_outputs(out)
+    return flat[:, 0] if flat.shape[1] == 1 else flat.mean(dim=1)
 
 
 def _metric_sum(value: Any, n: int) -> float:
@@ -220,8 +224,10 @@ class Scores:
         self.n = 0
         self.loss_sum = 0.0
         self.metric_sum = 0.0
-        self.y_sum = 0.0
-        self.y_sq_sum = 0.0
+        self.sse: np.ndarray | float = 0.0  # regression: per target
+        self.y_sum: np.ndarray | float = 0.0
+        self.y_sq_sum: np.ndarray | float = 0.0
+        self.width = 1  # regression: targets per sample
         self.scored = 0  # classification: the samples whose label is not IGNORE_INDEX
 
     def add(self, output: Any, batch: Batch) -> None:
@@ -250,14 +256,21 @@ class Scores:
             if batch.labels is None:
                 raise InspectorError("regression needs targets: give (inputs, targets) batches or a 'labels' key")
             # with target= the target function's value is the prediction
-            pred = (task.target(output, batch) if task.target_fn is not None else _regression_output(out)).double()
+            pred = (task.target(output, batch)[:, None] if task.target_fn is not None else _regression_outputs(out))
+            pred = pred.double()
             y = batch.labels.reshape(n, -1).double()
-            if y.shape[1] != 1:
-                raise InspectorError(f"regression targets have {y.shape[1]} values per sample; give one")
-            y = y[:, 0]
-            self.loss_sum += float(((pred - y) ** 2).sum())
-            self.y_sum += float(y.sum())
-            self.y_sq_sum += float((y * y).sum())
+            if y.shape[1] != pred.shape[1]:
+                raise InspectorError(
+                    f"the regression targets have {y.shape[1]} value(s) per sample but the model gives "
+                    f"{pred.shape[1]}; give one target per output"
+                    + (", or target=lambda out, batch: out[:, k] to explain one" if y.shape[1] == 1 else "")
+                )
+            sse = ((pred - y) ** 2).sum(dim=0).cpu().numpy()
+            self.loss_sum += float(sse.sum())
+            self.sse = self.sse + sse
+            self.y_sum = self.y_sum + y.sum(dim=0).cpu().numpy()
+            self.y_sq_sum = self.y_sq_sum + (y * y).sum(dim=0).cpu().numpy()
+            self.width = int(y.shape[1])
         self.n += n
 
     def result(self) -> tuple[float, float]:
@@ -271,12 +284,14 @@ class Scores:
             if task.metric_fn is not None:
                 return loss, self.metric_sum / self.n
             return loss, self.metric_sum / self.scored if self.scored else math.nan
-        loss = self.loss_sum / self.n if task.loss_name is not None else math.nan
+        width = self.width if task.kind == "regression" else 1
+        loss = self.loss_sum / (self.n * width) if task.loss_name is not None else math.nan
         if task.kind == "regression" and task.metric_fn is None:
-            sst = self.y_sq_sum - self.y_sum**2 / self.n
-            sse = self.loss_sum
-            metric = 1.0 - sse / sst if sst > 0 else math.nan
-            return loss, metric
+            sst = np.asarray(self.y_sq_sum, dtype=np.float64) - np.asarray(self.y_sum, dtype=np.float64) ** 2 / self.n
+            sse = np.asarray(self.sse, dtype=np.float64)
+            defined = sst > 0
+            r2 = 1.0 - sse[defined] / sst[defined]  # per target; a constant target has none
+            return loss, float(r2.mean()) if r2.size else math.nan
         return loss, self.metric_sum / self.n
 
 
