@@ -129,3 +129,15 @@ def test_gaps_are_taken_at_the_best_epoch():
     d = training_diagnostics(h)
     assert d.accuracy_gap == h.train_accuracy[1] - h.val_accuracy[1]
     assert d.loss_gap == h.val_loss[1] - h.train_loss[1]
+
+
+def test_a_regression_history_states_its_r2_gap_as_a_number_not_accuracy_points():
+    import dataclasses
+
+    h = dataclasses.replace(_history([0.9, 0.5, 0.6], best_epoch=2), metric_name="R²")
+    d = training_diagnostics(h)
+    assert d.metric_name == "R²"
+    gap = h.train_accuracy[1] - h.val_accuracy[1]  # the R² curves, at the best epoch
+    texts = [f.text for f in training_findings(d)]
+    assert f"train/validation R² gap at the best epoch: {gap:.3f}" in texts
+    assert not any("accuracy" in t for t in texts)

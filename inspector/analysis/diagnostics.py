@@ -66,6 +66,7 @@ class TrainingDiagnostics:
     loss_gap_growth: float = float("nan")
     smoothing_window: int = SMOOTHING_WINDOW
     nonfinite_epochs: int = 0
+    metric_name: str = "accuracy"  # what the *_accuracy curves and accuracy_gap hold (R² for regression)
 
 
 def _smooth(values: np.ndarray, window: int) -> np.ndarray:
@@ -128,4 +129,5 @@ def training_diagnostics(
         loss_gap_growth=float(growth),
         smoothing_window=int(window),
         nonfinite_epochs=nonfinite,
+        metric_name=getattr(history, "metric_name", "accuracy"),
     )

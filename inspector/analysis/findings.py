@@ -547,13 +547,24 @@ def training_findings(d: TrainingDiagnostics) -> list[Finding]:
                 {"epochs_run": d.epochs_run, "best_epoch": d.best_epoch},
             )
         )
-    gap = 100 * d.accuracy_gap
-    out.append(
-        Finding(
-            "training",
-            "warning" if gap > 5 else "info",
-            f"train/validation accuracy gap at the best epoch: {gap:.1f} points",
-            {"accuracy_gap_points": gap},
+    if d.metric_name == "accuracy":
+        gap = 100 * d.accuracy_gap
+        out.append(
+            Finding(
+                "training",
+                "warning" if gap > 5 else "info",
+                f"train/validation accuracy gap at the best epoch: {gap:.1f} points",
+                {"accuracy_gap_points": gap},
+            )
         )
-    )
+    else:  # R² (or another metric) is not a percentage: the gap as a number
+        gap = d.accuracy_gap
+        out.append(
+            Finding(
+                "training",
+                "warning" if gap > 0.05 else "info",
+                f"train/validation {d.metric_name} gap at the best epoch: {gap:.3f}",
+                {"metric_gap": gap},
+            )
+        )
     return out
