@@ -775,9 +775,12 @@ def _cmd_info(args: argparse.Namespace) -> int:
     if not inv.linear_layers and not inv.embeddings:
         raise InspectorError(f"{inv.path}: no 2-D weight tensors found; nothing dense to inspect")
     print(format_inventory(inv))
-    accuracy = inv.metadata.get("metrics", {}).get("test_accuracy") if inv.config is not None else None
-    if accuracy is not None:
-        print(f"test accuracy {accuracy:.2%}")
+    metrics = inv.metadata.get("metrics", {}) if inv.config is not None else {}
+    if isinstance(metrics.get("test_accuracy"), float):
+        print(f"test accuracy {metrics['test_accuracy']:.2%}")
+    if isinstance(metrics.get("test_r2"), float):  # a regression run
+        mse = metrics.get("test_mse")
+        print(f"test R² {metrics['test_r2']:.4f}" + (f", MSE {mse:.4g}" if isinstance(mse, float) else ""))
     return 0
 
 

@@ -191,6 +191,14 @@ def test_npz_with_several_targets_trains_one_output_per_target(tmp_path, capsys)
     assert r2 > 0.95 and abs(ckpt.metrics["test_r2"] - r2) < 1e-6 and abs(float(r2_text) - r2) <= 5e-5
     for k in range(2):  # each target on its own scale
         assert _numpy_r2(predictions[:, k], targets[:, k]) > 0.9
+    assert main(["info", str(tmp_path / "m.pt")]) == 0
+    assert f"test R² {ckpt.metrics['test_r2']:.4f}, MSE" in capsys.readouterr().out
+    # the analysis explains the mean of the two outputs and scores both targets
+    analysis_args = ["--data", str(tmp_path / "multi.npz"), "--sections", "parameters", "--out", str(tmp_path / "a")]
+    assert main(["analyze", str(tmp_path / "m.pt"), *analysis_args]) == 0
+    saved = Analysis.load(tmp_path / "a")
+    assert saved.model.target == "the mean of the model's 2 outputs"
+    assert saved.data.metric_name == "R²" and saved.data.metric > 0.9
 
 
 def test_npz_single_target_needs_task_regression_when_its_floats_are_whole(tmp_path, capsys):
