@@ -8,8 +8,9 @@ from inspector.analysis.methods import METHODS
 from inspector.analysis.pruning import DEFAULT_SPARSITIES, SCOPES
 from inspector.errors import InspectorError
 
-SECTIONS = ("parameters", "weights", "activations", "importance", "pruning", "training")
-DATA_SECTIONS = ("activations", "importance", "pruning")
+SECTIONS = ("parameters", "weights", "activations", "importance", "whatif", "pruning", "training")
+# whatif: partial dependence and ICE curves, for tabular inputs only (skipped for others)
+DATA_SECTIONS = ("activations", "importance", "whatif", "pruning")
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from inspector.analysis.parameters import ParameterReport
 from inspector.analysis.pruning import PruningReport
 from inspector.analysis.sites import Site
 from inspector.analysis.weights import LayerWeights
+from inspector.analysis.whatif import PartialDependence
 from inspector.errors import InspectorError
 from inspector.results import load_result, result, save_result
 
@@ -88,6 +89,7 @@ class Analysis:
     findings: tuple[F.Finding, ...]
     timings: dict[str, float]
     package_version: str
+    whatif: PartialDependence | None = None  # tabular inputs only; absent from older folders
 
     def save(self, directory: str | os.PathLike[str], *, force: bool = False) -> Path:
         """Write ``directory/analysis.json`` + the arrays file it names, atomically (see :func:`save_result`)."""
