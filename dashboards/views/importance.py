@@ -25,12 +25,17 @@ def charts(state: DashboardState, method: str, klass: str) -> tuple[object, obje
     m = report.method(method)
     per_class = m.per_class
     index = None if klass == ALL or per_class is None else int(klass)
-    bar = F.importance_bar_figure(m, a.model.feature_names, index, a.model.class_names)
+    bar = F.importance_bar_figure(m, a.model.feature_names, index, a.model.class_names, report=report)
     if m.error is not None:
         return bar, F.empty_figure(m.error), f"{METHOD_LABELS[method]} could not run."
     values = m.global_importance if index is None or per_class is None else per_class[index]
     which = "all classes" if index is None else f"class {a.model.class_names[index]}"
-    image = F.importance_map_figure(values, a.model.image_shape, f"{METHOD_LABELS[method]} on the input grid ({which})")
+    if report.input_kind == "tokens":
+        image = F.empty_figure("token inputs: see the Text view for tokens highlighted by attribution")
+    else:
+        image = F.importance_map_figure(
+            values, F.map_shape(report, a.model.image_shape), f"{METHOD_LABELS[method]} on the input grid ({which})"
+        )
     score = m.sanity_correlation
     if score is None:  # set whenever the method ran; it did (no error)
         return bar, image, ""
@@ -44,32 +49,44 @@ def charts(state: DashboardState, method: str, klass: str) -> tuple[object, obje
 
 
 def sample_view(state: DashboardState, method: str, index: object) -> tuple[object, str]:
-    """Sample ``index``'s attribution by ``method``; anything but a sample number asks for one."""
+    """Sample ``index``'s attribution by ``method`` and a line with its predicted and true label
+    (or value); anything but a sample number asks for one. Token inputs point to the Text view."""
     probe = state.probe
     if probe is None:
         return (
             F.empty_figure("start the dashboard on a checkpoint (not a saved analysis) to explain single samples"),
             "",
         )
+    if probe.input_kind == "tokens":
+        return F.empty_figure("token inputs: the Text view shows each sample's tokens highlighted by attribution"), (
+            "Token inputs: open the Text view to explore single samples."
+        )
     n = probe.n_samples
     i = index_or_none(index, n)
     if i is None:
         return F.empty_figure(f"pick a sample between 0 and {n - 1}"), ""
-    attribution = probe.explain(method, i)
-    probabilities = probe.predict(i)
-    label = probe.label(i)
     a = state.analysis
+    task = probe.task.kind if probe.task is not None else a.model.task
+    attribution = probe.explain(method, i)
+    prediction = probe.predict(i)
+    label = probe.label(i)
     fig = F.sample_figure(
         probe.inputs(i),
         attribution,
-        probabilities,
-        label=int(label) if label is not None else -1,
-        image_shape=a.model.image_shape,
+        prediction,
+        label=label,
+        image_shape=F.map_shape(a.importance, a.model.image_shape),
         feature_names=a.model.feature_names,
         class_names=a.model.class_names,
         method=method,
+        task=task,
     )
-    return fig, f"Sample {i} of {n} ({probe.name} {probe.split} split); attribution for its label."
+    what = "its label" if task == "classification" else "the model's output" if task == "regression" else a.model.target
+    edit = " Edit its features with the What-if tab's sliders (the same sample)." if a.whatif is not None else ""
+    return fig, (
+        f"Sample {i} of {n} ({probe.name} {probe.split} split): "
+        f"{F.prediction_text(prediction, label, task, a.model.class_names)}; attribution for {what}.{edit}"
+    )
 
 
 def methods(state: DashboardState) -> list[str]:

@@ -9,23 +9,30 @@ For a weight ``W`` of shape ``(m, n)`` (m neurons, n inputs):
 * ``singular_values``: the full spectrum, all ``min(m, n)`` values, exact at every
   size (see :func:`singular_values`);
 * a layer too large to show cell by cell is block-max-pooled: each cell of the
-  map holds ``max |w|`` over a block, so a single large weight is never hidden.
+  map holds ``max |w|`` over a block, so a single large weight is never hidden;
+* ``neuron_images``: for a layer that reads an image, or a flattened feature map
+  ``(C, H, W)`` (a CNN's dense head, found by :func:`flattened_maps`), each of the
+  first :data:`MAX_NEURON_IMAGES` neurons' incoming weights in the map's shape.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from inspector.analysis.guard import inspecting
+from inspector.analysis.inputs import Batch
 from inspector.analysis.parameters import linear_layers
 from inspector.results import result
 
 MAX_MAP_SIDE = 768  # 768 x 768 float32 cells stay under 6 MB once Dash has serialised them
 HISTOGRAM_BINS = 60
 GRAM_BLOCK = 1024  # columns of W folded into the Gram matrix at a time
+MAX_NEURON_IMAGES = 64  # neurons whose incoming weights are kept as images (the figures show at most 64)
 
 
 @result
@@ -73,6 +80,11 @@ class LayerWeights:
     frobenius_norm: float
     stable_rank: float
     neuron_images: np.ndarray | None
+
+    @property
+    def image_shape(self) -> tuple[int, ...] | None:
+        """The shape each neuron's incoming weights are shown in: ``(H, W)`` or ``(C, H, W)``; else ``None``."""
+        return None if self.neuron_images is None else tuple(int(s) for s in self.neuron_images.shape[1:])
 
 
 def pool_magnitude(
@@ -153,11 +165,16 @@ def layer_weights(
     weight: torch.Tensor,
     bias: torch.Tensor | None = None,
     *,
-    image_shape: tuple[int, int] | None = None,
+    image_shape: tuple[int, ...] | None = None,
     near_zero_rel: float = 0.01,
     max_side: int = MAX_MAP_SIDE,
 ) -> LayerWeights:
-    """Statistics of one weight ``(m, n)``; ``image_shape`` (h, w) with ``h * w == n`` adds neuron images."""
+    """Statistics of one weight ``(m, n)``.
+
+    ``image_shape`` ``(H, W)`` or ``(C, H, W)`` with ``prod == n`` (the shape the layer's input
+    had before it was flattened) adds ``neuron_images`` ``(k, *image_shape)``: row ``W[j]``
+    reshaped, for the first ``k = min(m, MAX_NEURON_IMAGES)`` neurons.
+    """
     w = weight.detach().float().cpu()
     m, n = w.shape
     w_np = w.numpy()
@@ -178,8 +195,8 @@ def layer_weights(
         singular, spectral, frobenius = np.full(min(m, n), np.nan), float("nan"), float("nan")
     small = m <= max_side and n <= max_side
     images = None
-    if image_shape is not None and image_shape[0] * image_shape[1] == n:
-        images = w_np.reshape(m, *image_shape).copy()
+    if image_shape is not None and len(image_shape) in (2, 3) and math.prod(image_shape) == n:
+        images = w_np[:MAX_NEURON_IMAGES].reshape(-1, *image_shape).copy()
     return LayerWeights(
         layer=layer,
         out_features=int(m),
@@ -205,10 +222,17 @@ def weight_report(
     model: nn.Module,
     image_shape: tuple[int, int] | None = None,
     *,
+    input_maps: dict[str, tuple[int, ...]] | None = None,
     near_zero_rel: float = 0.01,
     max_side: int = MAX_MAP_SIDE,
 ) -> tuple[LayerWeights, ...]:
-    """:func:`layer_weights` for every linear layer; neuron images only for the first layer."""
+    """:func:`layer_weights` for every linear layer.
+
+    Neuron images: for each layer in ``input_maps`` (``{layer: (C, H, W)}``, the flattened
+    feature map it reads; see :func:`flattened_maps`) in that shape, else for the first layer
+    in ``image_shape`` (tabular images, such as the 8x8 digits as 64 columns).
+    """
+    maps = input_maps or {}
     out = []
     for k, (name, layer) in enumerate(linear_layers(model)):
         out.append(
@@ -216,9 +240,57 @@ def weight_report(
                 name,
                 layer.weight,
                 layer.bias,
-                image_shape=image_shape if k == 0 else None,
+                image_shape=maps.get(name, image_shape if k == 0 else None),
                 near_zero_rel=near_zero_rel,
                 max_side=max_side,
             )
         )
     return tuple(out)
+
+
+def flattened_maps(model: nn.Module, batch: Batch) -> dict[str, tuple[int, ...]]:
+    """``{linear layer: (C, H, W) or (H, W)}`` for every ``nn.Linear`` that reads a flattened map.
+
+    One guarded forward pass on ``batch`` records, in call order, the model's input and every
+    module's output tensor. A linear layer called on ``(n, d)`` reads a flattened map when,
+    walking back from its call over outputs of ``d`` values per sample that are flat already
+    (a ``Flatten``, a dropout after it), the first one with more than one dimension per sample
+    is a ``(C, H, W)`` (or ``(H, W)``) tensor of ``d`` values; an output of another size or
+    another linear layer's output ends the walk. A CNN's dense head (conv - pool - flatten - fc1)
+    gives ``{"fc1": (C, H, W)}``; an MLP on ``(n, d)`` columns gives ``{}``. Token-id inputs: ``{}``.
+    """
+    inputs = batch.inputs
+    if not inputs.is_floating_point() or inputs.ndim < 2:
+        return {}
+    n = int(inputs.shape[0])
+    # (per-sample shape or None for a tensor of another batch size, is a linear layer's output)
+    seen: list[tuple[tuple[int, ...] | None, bool]] = [(tuple(int(s) for s in inputs.shape[1:]), False)]
+    found: dict[str, tuple[int, ...]] = {}
+    names = {m: name for name, m in model.named_modules()}
+
+    def after(module: nn.Module, args: Any, output: Any) -> None:
+        if isinstance(output, torch.Tensor):
+            shape = tuple(int(s) for s in output.shape[1:]) if output.ndim and output.shape[0] == n else None
+            seen.append((shape, isinstance(module, nn.Linear)))
+
+    def before(module: nn.Module, args: Any) -> None:
+        x = args[0] if args else None
+        name = names.get(module)
+        if name is None or name in found or not isinstance(x, torch.Tensor) or x.ndim != 2:
+            return
+        d = int(x.shape[1])
+        for shape, linear in reversed(seen):
+            if linear or shape is None or math.prod(shape) != d:
+                return
+            if len(shape) > 1:
+                if len(shape) in (2, 3):
+                    found[name] = shape
+                return
+
+    with inspecting(model) as guard, torch.no_grad():
+        for module in model.modules():
+            guard.hook(module.register_forward_hook(after))
+            if isinstance(module, nn.Linear):
+                guard.hook(module.register_forward_pre_hook(before))
+        batch.call(model)
+    return found

@@ -164,24 +164,77 @@ def weight_histogram_figure(layer: LayerWeights) -> go.Figure:
     )
 
 
-def neuron_images_figure(layer: LayerWeights, max_neurons: int = 64, columns: int = 8) -> go.Figure:
-    """Each first-layer neuron's incoming weights as an image, tiled into one heatmap."""
-    if layer.neuron_images is None:
-        return empty_figure("inputs are not images")
-    images = layer.neuron_images[:max_neurons]
+def _tile(images: np.ndarray, columns: int) -> np.ndarray:
+    """``images`` ``(k, h, w)`` tiled row-major, ``columns`` to a row, one NaN gap between tiles."""
     k, h, w = images.shape
     rows = int(np.ceil(k / columns))
-    canvas = np.full((rows * (h + 1), columns * (w + 1)), np.nan, dtype=np.float32)
+    canvas = np.full((rows * (h + 1) - 1, columns * (w + 1) - 1), np.nan, dtype=np.float32)
     for idx in range(k):
         r, c = divmod(idx, columns)
         canvas[r * (h + 1) : r * (h + 1) + h, c * (w + 1) : c * (w + 1) + w] = images[idx]
-    limit = float(np.nanmax(np.abs(canvas))) or 1.0
+    return canvas
+
+
+def neuron_images_figure(
+    layer: LayerWeights, max_neurons: int = 64, columns: int = 8, max_channels: int = 16
+) -> go.Figure:
+    """Each neuron's incoming weights as an image, tiled into one heatmap.
+
+    ``neuron_images`` ``(k, H, W)`` (or ``(k, 1, H, W)``): neuron j is tile j, ``columns`` to a row.
+    ``(k, C, H, W)`` with C > 1 (a dense layer reading a flattened CNN feature map): one row per
+    neuron (the first ``max_neurons // 4``), one column per channel (the first ``max_channels``),
+    each tile ``W[j].reshape(C, H, W)[c]``; hover gives (neuron, channel, h, w, weight).
+    """
+    if layer.neuron_images is None:
+        return empty_figure("inputs are not images, and this layer does not read a flattened feature map")
+    images = layer.neuron_images
+    if images.ndim == 4 and images.shape[1] == 1:
+        images = images[:, 0]
+    if images.ndim == 3:
+        images = images[:max_neurons]
+        k, h, w = images.shape
+        canvas = _tile(images, columns)
+        hover = "skip"
+        customdata = None
+        title = f"{layer.layer}: incoming weights of the first {k} neurons as {h}×{w} images"
+    else:
+        n_all, c_all, h, w = images.shape
+        images = images[: max(1, max_neurons // 4), :max_channels]
+        k, c = images.shape[:2]
+        canvas = np.full((k * (h + 1) - 1, c * (w + 1) - 1), np.nan, dtype=np.float32)
+        # hover: which neuron, channel and position each cell is (NaN gaps have none)
+        where = np.full(canvas.shape + (4,), -1, dtype=np.int32)
+        hh, ww = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+        for j in range(k):
+            for ch in range(c):
+                r0, c0 = j * (h + 1), ch * (w + 1)
+                canvas[r0 : r0 + h, c0 : c0 + w] = images[j, ch]
+                where[r0 : r0 + h, c0 : c0 + w] = np.stack([np.full_like(hh, j), np.full_like(hh, ch), hh, ww], -1)
+        hover = None
+        customdata = where
+        more = f" (first {c} of {c_all} channels)" if c < c_all else ""
+        title = (
+            f"{layer.layer}: incoming weights of neurons 0-{k - 1} (rows) on its {c_all}×{h}×{w} "
+            f"input map, one column per channel{more}"
+        )
+    limit = float(np.nanmax(np.abs(canvas))) if np.isfinite(canvas).any() else 1.0
+    kwargs: dict[str, object] = (
+        {"hoverinfo": "skip"}
+        if hover == "skip"
+        else {
+            "customdata": customdata,
+            "hovertemplate": "neuron %{customdata[0]}, channel %{customdata[1]}<br>"
+            "(h, w) = (%{customdata[2]}, %{customdata[3]})<br>w = %{z:.4g}<extra></extra>",
+        }
+    )
     fig = go.Figure(
-        go.Heatmap(z=canvas, colorscale="RdBu_r", zmin=-limit, zmax=limit, hoverinfo="skip", colorbar={"title": "w"})
+        go.Heatmap(
+            z=canvas, colorscale="RdBu_r", zmin=-(limit or 1.0), zmax=limit or 1.0, colorbar={"title": "w"}, **kwargs
+        )
     )
     fig.update_yaxes(autorange="reversed", visible=False, scaleanchor="x")
     fig.update_xaxes(visible=False)
-    return _base(fig, f"{layer.layer}: incoming weights of the first {k} neurons as {h}×{w} images", 460)
+    return _base(fig, title, 460)
 
 
 # --------------------------------------------------------------------------- neurons
