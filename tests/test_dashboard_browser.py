@@ -140,7 +140,7 @@ def _press(duo, slider_id: str, *keys: str) -> None:
 
 
 def test_threshold_slider_changes_the_nearly_dead_count(started):
-    _open_tab(started, "Dead ReLU")
+    _open_tab(started, "Dead neurons")
     before = started.wait_for_element(f"#{ids.DEAD_COUNT}").text
     assert "fewer than 1% of samples" in before
     _press(started, ids.DEAD_THRESHOLD, Keys.END)  # the largest threshold, 20%

@@ -1,13 +1,14 @@
-"""Activations: a 2-D projection of a hidden layer's activations, coloured by class."""
+"""Activations: a 2-D projection of a hidden layer's activations, coloured by class (or by target value)."""
 
 from __future__ import annotations
 
-from dash import Dash, Input, Output, dcc, html
+import numpy as np
+from dash import Dash, Input, Output, html
 
 from dashboards import ids
 from dashboards.security import choice
 from dashboards.state import DashboardState
-from dashboards.views import control, graph, note
+from dashboards.views import control, graph, layer_dropdown, note
 from inspector import figures as F
 
 
@@ -15,7 +16,35 @@ def figure(state: DashboardState, name: str | None):
     acts = state.activations(name) if name else None
     if acts is None:
         return F.empty_figure("no activations (needs evaluation data)")
-    return F.projection_figure(acts, state.analysis.model.class_names)
+    model = state.analysis.model
+    if acts.projection_labels is not None:
+        return F.projection_figure(acts, model.class_names)
+    what = "class" if model.task == "classification" else "target"
+    if model.input_kind == "tokens":
+        return F.projection_figure(acts, model.class_names, uncoloured=f"one point per token: not coloured by {what}")
+    if model.task == "classification":
+        return F.projection_figure(acts, model.class_names, uncoloured="no labels kept: not coloured by class")
+    values = target_values(state, acts.projection.shape[0])
+    if values is not None:
+        return F.projection_figure(acts, model.class_names, values, "target")
+    why = "no classes; start the dashboard with the model and data to colour by target value"
+    return F.projection_figure(acts, model.class_names, uncoloured=why)
+
+
+def target_values(state: DashboardState, rows: int) -> np.ndarray | None:
+    """The scalar targets of the first ``rows`` evaluation samples the probe holds (a projection's rows
+    are the first samples, in order, when one row is one sample), or None without a probe or scalar
+    labels (token positions, several outputs)."""
+    probe = state.probe
+    if probe is None or probe.input_kind == "tokens":
+        return None
+    values = []
+    for i in range(min(rows, probe.n_samples)):
+        label = probe.label(i)
+        if label is None or np.size(label) != 1:
+            return None
+        values.append(float(np.asarray(label).reshape(())))
+    return np.asarray(values) if values else None
 
 
 def layout(state: DashboardState) -> html.Div:
@@ -25,17 +54,12 @@ def layout(state: DashboardState) -> html.Div:
         [
             control(
                 "Layer",
-                dcc.Dropdown(
-                    id=ids.ACT_LAYER,
-                    options=names,
-                    value=first,
-                    clearable=False,
-                    style={"width": "220px", "display": "inline-block"},
-                ),
+                layer_dropdown(ids.ACT_LAYER, names, first),
             ),
             note(
                 "Each point is one evaluation sample, placed by the layer's top two principal components. "
-                "Classes that form separate clusters are already told apart by that layer."
+                "Classes that form separate clusters are already told apart by that layer; for a regression "
+                "the points are coloured by their target value."
             ),
             graph(ids.ACT_PROJ, figure(state, first)),
         ]

@@ -1,4 +1,8 @@
-"""Dead ReLU: dead, nearly dead and alive neurons; a live threshold; deaths over training."""
+"""Dead neurons: dead, nearly dead and alive ReLU-family neurons; a live threshold; deaths over training.
+
+Every measured layer gets a strip: firing rates for ReLU-family and smooth units (GELU, SiLU:
+the share of positive outputs; "dead" applies to rectifiers only), saturation for squashers.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from dash.exceptions import PreventUpdate
 from dashboards import ids
 from dashboards.security import choice, index
 from dashboards.state import DashboardState
-from dashboards.views import control, graph, note, row
+from dashboards.views import control, graph, layer_dropdown, note, row
 from inspector import figures as F
 
 THRESHOLDS = [0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2]
@@ -17,7 +21,14 @@ THRESHOLDS = [0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2]
 def count_text(state: DashboardState, threshold: float) -> str:
     layers = [a for a in state.analysis.activations or () if a.dead_mask is not None and a.fire_rate is not None]
     if not layers:
-        return "No ReLU-family layers were measured (needs evaluation data)."
+        if not state.analysis.activations:
+            return (
+                "No ReLU-family layers were measured: this analysis has no activation census (needs evaluation data)."
+            )
+        return (
+            "No ReLU-family layers: only rectifiers can be dead; pick a layer below for its units' firing "
+            "(GELU: share of positive outputs) or saturation rates."
+        )
     dead = sum(a.dead_count for a in layers)
     nearly = sum(a.nearly_dead_count(threshold) for a in layers)
     total = sum(a.width for a in layers)
@@ -64,13 +75,7 @@ def layout(state: DashboardState) -> html.Div:
             ),
             control(
                 "Layer",
-                dcc.Dropdown(
-                    id=ids.DEAD_LAYER,
-                    options=names,
-                    value=names[0] if names else None,
-                    clearable=False,
-                    style={"width": "220px", "display": "inline-block"},
-                ),
+                layer_dropdown(ids.DEAD_LAYER, names),
             ),
             graph(ids.DEAD_STRIP, strip),
         ]

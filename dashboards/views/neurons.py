@@ -10,7 +10,7 @@ from dash.exceptions import PreventUpdate
 from dashboards import ids
 from dashboards.security import choice, finite_number, index_or_none
 from dashboards.state import DashboardState
-from dashboards.views import control, graph, row
+from dashboards.views import control, graph, layer_dropdown, row
 from inspector import figures as F
 
 
@@ -31,8 +31,21 @@ def panels(state: DashboardState, name: str, j: int) -> tuple[Any, ...]:
         F.neuron_activation_figure(state.activations(name), j),
         F.neuron_incoming_figure(layer, j, a.model.feature_names, a.model.image_shape),
         F.neuron_inputs_figure(cond, j, a.model.feature_names),
-        F.neuron_classes_figure(cond, j, a.model.class_names),
+        F.neuron_classes_figure(cond, j, a.model.class_names, a.model.task),
     )
+
+
+def width(state: DashboardState, name: str) -> int:
+    """How many neurons (output features) layer ``name`` has; 0 for an unknown name."""
+    for layer in state.analysis.parameters.layers:
+        if layer.layer == name:
+            return layer.out_features
+    return 0
+
+
+def width_text(state: DashboardState, name: str) -> str:
+    n = width(state, name)
+    return f"0-{n - 1} ({n:,} neurons)" if n else "no neurons"
 
 
 def table_rows(state: DashboardState, name: str) -> list[dict[str, Any]]:
@@ -67,24 +80,24 @@ def layout(state: DashboardState) -> html.Div:
                 [
                     control(
                         "Layer",
-                        dcc.Dropdown(
-                            id=ids.NEURON_LAYER,
-                            options=names,
-                            value=first,
-                            clearable=False,
-                            style={"width": "220px", "display": "inline-block"},
-                        ),
+                        layer_dropdown(ids.NEURON_LAYER, names, first),
                     ),
                     control(
                         "Neuron",
-                        dcc.Input(
-                            id=ids.NEURON_INDEX,
-                            type="number",
-                            min=0,
-                            step=1,
-                            value=0,
-                            debounce=True,
-                            style={"width": "90px"},
+                        html.Span(
+                            [
+                                dcc.Input(
+                                    id=ids.NEURON_INDEX,
+                                    type="number",
+                                    min=0,
+                                    max=max(0, width(state, first) - 1),
+                                    step=1,
+                                    value=0,
+                                    debounce=True,
+                                    style={"width": "90px"},
+                                ),
+                                html.Span(width_text(state, first), id=ids.NEURON_WIDTH, style={"marginLeft": "6px"}),
+                            ]
                         ),
                     ),
                 ]
@@ -125,6 +138,16 @@ def register(app: Dash, state: DashboardState) -> None:
             raise PreventUpdate  # not a number at all; an empty box or a number out of range says "pick a neuron"
         key = -1 if neuron is None else neuron
         return state.memo(("neuron", name, key), lambda: panels(state, name, key))
+
+    @app.callback(
+        Output(ids.NEURON_INDEX, "max"),
+        Output(ids.NEURON_WIDTH, "children"),
+        Input(ids.NEURON_LAYER, "value"),
+        prevent_initial_call=True,
+    )
+    def update_bounds(name: object):
+        name = choice(name, state.layer_names)
+        return max(0, width(state, name) - 1), width_text(state, name)
 
     @app.callback(
         Output(ids.NEURON_TABLE, "data"),

@@ -1,4 +1,4 @@
-"""Overview: architecture, parameter table, training curves, findings."""
+"""Overview: architecture and module tree, parameter table, training curves, findings."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def layout(state: DashboardState) -> html.Div:
                 ],
                 style={"float": "right"},
             ),
-            graph(ids.ARCH_FIG, F.architecture_figure(a.model)),
+            *architecture(state),
             html.P(data_line),
             html.H4(
                 "Parameters: a layer with n inputs and m neurons has m × (n + 1), or m × n without a bias; "
@@ -56,11 +56,24 @@ def layout(state: DashboardState) -> html.Div:
                 style_data_conditional=[{"if": {"filter_query": '{layer} = "total"'}, "fontWeight": "bold"}],
             ),
             row(
-                graph(ids.TRAIN_FIG, F.training_figure(a.training)),
+                graph(
+                    ids.TRAIN_FIG, F.training_figure(a.training, a.training.metric_name if a.training else "accuracy")
+                ),
                 html.Div([html.H4("Findings"), html.Ul(findings, id=ids.FINDINGS)]),
             ),
         ]
     )
+
+
+def architecture(state: DashboardState) -> list[html.Div | dcc.Graph]:
+    """The chain diagram for a model whose layers form one chain (an MLP reads best that way), and the
+    module tree with each module's share of the parameters for every model."""
+    a = state.analysis
+    parts: list[html.Div | dcc.Graph] = []
+    if F.reads_as_chain(a.model, a.parameters):
+        parts.append(graph(ids.ARCH_FIG, F.architecture_figure(a.model)))
+    parts.append(graph(ids.MODULE_TREE, F.module_tree_figure(a.model, a.parameters)))
+    return parts
 
 
 def register(app: Dash, state: DashboardState) -> None:

@@ -12,7 +12,7 @@ from plotly.graph_objects import Figure
 from dashboards import ids
 from dashboards.security import choice, finite_number, flags
 from dashboards.state import DashboardState
-from dashboards.views import control, graph, note, row
+from dashboards.views import control, graph, layer_dropdown, note, row
 from inspector import figures as F
 from inspector.analysis.weights import LayerWeights
 
@@ -145,13 +145,7 @@ def layout(state: DashboardState) -> html.Div:
                 [
                     control(
                         "Layer",
-                        dcc.Dropdown(
-                            id=ids.WEIGHT_LAYER,
-                            options=names,
-                            value=first,
-                            clearable=False,
-                            style={"width": "220px", "display": "inline-block"},
-                        ),
+                        layer_dropdown(ids.WEIGHT_LAYER, names, first),
                     ),
                     control(
                         "", dcc.Checklist(id=ids.WEIGHT_SORT, options=sort_options(state, first), value=[], inline=True)

@@ -87,7 +87,13 @@ def neuron_inputs_figure(
     )
 
 
-def neuron_classes_figure(cond: LayerConductanceResult | None, j: int, class_names: tuple[str, ...]) -> go.Figure:
+def neuron_classes_figure(
+    cond: LayerConductanceResult | None, j: int, class_names: tuple[str, ...], task: str = "classification"
+) -> go.Figure:
+    """Neuron ``j``'s mean conductance to each class's logit; for a task without classes (regression,
+    custom) its mean conductance to the explained output, next to every other neuron's."""
+    if task != "classification":
+        return neuron_output_figure(cond, j)
     if cond is None or cond.by_class is None or j >= cond.by_class.shape[1]:
         return empty_figure("no layer conductance per class (needs data and a classification; hidden layers only)")
     values = np.nan_to_num(cond.by_class[:, j])
@@ -97,6 +103,31 @@ def neuron_classes_figure(cond: LayerConductanceResult | None, j: int, class_nam
     fig.update_xaxes(type="category", title_text="class")
     fig.update_yaxes(title_text="mean conductance")
     return _base(fig, f"neuron {j}'s contribution to each class's logit (LayerConductance)", 300)
+
+
+def neuron_output_figure(cond: LayerConductanceResult | None, j: int) -> go.Figure:
+    """Mean conductance (LayerConductance, Dhamdhere et al. 2018) of every neuron of the layer to the
+    explained output ``mean_conductance`` ``(m,)``, neuron ``j`` highlighted: a task without classes."""
+    if cond is None or j >= cond.mean_conductance.shape[0]:
+        return empty_figure(
+            "no classes in this task, and no conductance to the output (needs data; hidden layers only)"
+        )
+    values = np.nan_to_num(cond.mean_conductance)
+    colors = np.where(values >= 0, "#a1d99b", "#fcae91").astype(object)
+    colors[j] = "#31a354" if values[j] >= 0 else "#de2d26"
+    fig = go.Figure(
+        go.Bar(
+            x=np.arange(len(values)),
+            y=values,
+            marker_color=colors,
+            marker_line_width=0,
+            hovertemplate="neuron %{x}: %{y:.4g}<extra></extra>",
+        )
+    )
+    fig.update_layout(bargap=0 if len(values) > 200 else 0.2)
+    fig.update_xaxes(title_text="neuron")
+    fig.update_yaxes(title_text="mean conductance")
+    return _base(fig, f"neuron {j}'s conductance to the output: {values[j]:+.4g} (no classes; LayerConductance)", 300)
 
 
 # --------------------------------------------------------------------------- dead ReLUs

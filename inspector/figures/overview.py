@@ -118,12 +118,135 @@ def architecture_figure(model: ModelInfo) -> go.Figure:
     return _base(fig, f"{model.architecture}" + (f" · {', '.join(extras[1:])}" if len(extras) > 1 else ""), 260)
 
 
-def training_figure(training: TrainingDiagnostics | None) -> go.Figure:
-    """Train and validation loss and accuracy per epoch; the restored epoch marked."""
+CHAIN_MAX_LAYERS = 12
+
+
+def reads_as_chain(model: ModelInfo, parameters: ParameterReport) -> bool:
+    """Whether the chain diagram (:func:`architecture_figure`) fits the model: at most
+    ``CHAIN_MAX_LAYERS`` dense layers, each feeding the next (its outputs are the next one's
+    inputs), and no embedding. An MLP, or a CNN's dense head; not a transformer."""
+    layers = parameters.layers
+    if not model.layer_sizes or not layers or len(layers) > CHAIN_MAX_LAYERS or parameters.embeddings:
+        return False
+    return all(a.out_features == b.in_features for a, b in zip(layers, layers[1:]))
+
+
+TREE_COLORS = {"dense": "#fd8d3c", "embedding": "#6baed6", "other": "#bdbdbd", "module": "#f2f2f2"}
+TREE_KIND_TEXT = {"dense": "dense layer", "embedding": "embedding", "other": "other parameters", "module": "module"}
+
+
+def module_tree_nodes(model: ModelInfo, parameters: ParameterReport) -> list[dict[str, object]]:
+    """The model's module tree, one dict per module, parents before children.
+
+    Keys: ``id`` (module path; ``""`` is the model itself), ``parent`` (``None`` for the root),
+    ``label``, ``class`` (class name), ``kind`` ("dense", "embedding", "other" parameters or a plain
+    "module"), ``own`` (parameters the parameter report counts in this module: ``m × (n + 1)`` for a
+    dense layer, 0 for a tied copy) and ``total`` (``own`` plus every descendant's). The root's
+    ``total`` is ``parameters.total_parameters``. Paths come from ``model.modules`` and, for an
+    analysis without it (a weight file), from the parameter report's names and their ancestors.
+    """
+    own: dict[str, int] = {}
+    kind: dict[str, str] = {}
+    for layer in parameters.layers:
+        own[layer.layer] = own.get(layer.layer, 0) + layer.parameters
+        kind[layer.layer] = "dense"
+    for emb in parameters.embeddings:
+        own[emb.layer] = own.get(emb.layer, 0) + emb.parameters
+        kind[emb.layer] = "embedding"
+    for other in parameters.other:
+        own[other.name] = own.get(other.name, 0) + other.parameters
+        kind.setdefault(other.name, "other")
+    for site in model.sites:
+        kind[site.layer] = "dense"
+    for name in model.embeddings:
+        kind.setdefault(name, "embedding")
+    classes = {path: cls for path, cls in model.modules}
+    order = [path for path, _ in model.modules]
+    known = set(order)
+    for path in list(own):
+        parts = path.split(".") if path else []
+        for k in range(len(parts) + 1):
+            ancestor = ".".join(parts[:k])
+            if ancestor not in known:
+                known.add(ancestor)
+                order.append(ancestor)
+    if "" not in known:
+        order.insert(0, "")
+    position = {path: k for k, path in enumerate(order)}
+    order.sort(key=lambda path: (path.count(".") + bool(path), position[path]))  # parents first
+    total = dict.fromkeys(order, 0)
+    for path in sorted(order, key=lambda path: -(path.count(".") + bool(path))):
+        total[path] += own.get(path, 0)
+        if path:
+            total[path.rpartition(".")[0]] += total[path]
+    nodes: list[dict[str, object]] = []
+    for path in order:
+        nodes.append(
+            {
+                "id": path,
+                "parent": None if not path else path.rpartition(".")[0],
+                "label": path.rpartition(".")[2] if path else classes.get("", model.architecture),
+                "class": classes.get(path, model.architecture if not path else ""),
+                "kind": kind.get(path, "module"),
+                "own": own.get(path, 0),
+                "total": total[path],
+            }
+        )
+    return nodes
+
+
+def module_tree_figure(model: ModelInfo, parameters: ParameterReport) -> go.Figure:
+    """The module tree as a treemap whose areas are parameter counts: dense layers orange, embeddings
+    blue, other parameters (norms, biases of custom modules) grey; hover gives each module's share."""
+    nodes = module_tree_nodes(model, parameters)
+    grand = parameters.total_parameters
+    if len(nodes) <= 1 or grand <= 0:
+        return empty_figure(f"{model.architecture}: no module tree or no parameters to show")
+    root = "\u200b"  # Plotly treemaps need a non-empty id for the root; the model's own path is ""
+    ids = [str(n["id"]) or root for n in nodes]
+    parents = ["" if n["parent"] is None else (str(n["parent"]) or root) for n in nodes]
+    shares = [int(n["total"]) / grand for n in nodes]  # type: ignore[call-overload]
+    text = [
+        f"{100 * share:.1f}%" if n["kind"] != "module" or not n["parent"] else "" for n, share in zip(nodes, shares)
+    ]
+    customdata = [
+        [n["id"] or "(the model)", n["class"] or "", TREE_KIND_TEXT[str(n["kind"])], f"{100 * share:.2f}%"]
+        for n, share in zip(nodes, shares)
+    ]
+    fig = go.Figure(
+        go.Treemap(
+            ids=ids,
+            labels=[str(n["label"]) for n in nodes],
+            parents=parents,
+            values=[int(n["total"]) for n in nodes],  # type: ignore[call-overload]
+            branchvalues="total",
+            text=text,
+            textinfo="label+text",
+            customdata=customdata,
+            marker={"colors": [TREE_COLORS[str(n["kind"])] for n in nodes], "line": {"width": 1, "color": "#fff"}},
+            hovertemplate="<b>%{customdata[0]}</b><br>%{customdata[1]} · %{customdata[2]}<br>"
+            "%{value:,} parameters, %{customdata[3]} of the model<extra></extra>",
+            pathbar={"visible": True},
+        )
+    )
+    parts = [
+        f"dense layers {100 * parameters.linear_parameters / grand:.1f}%",
+        f"embeddings {100 * parameters.embedding_parameters / grand:.1f}%" if parameters.embeddings else "",
+        f"other {100 * parameters.other_parameters / grand:.1f}%" if parameters.other else "",
+    ]
+    title = f"Module tree · {grand:,} parameters: " + ", ".join(p for p in parts if p)
+    fig = _base(fig, title + " (orange: dense, blue: embeddings, grey: other; click to zoom)", 520)
+    fig.update_layout(margin={"l": 10, "r": 10, "t": 50, "b": 10})
+    return fig
+
+
+def training_figure(training: TrainingDiagnostics | None, metric_name: str = "accuracy") -> go.Figure:
+    """Train and validation loss and the task's metric (``metric_name``: accuracy, R²; the history's
+    ``*_accuracy`` arrays hold it) per epoch; the restored epoch marked."""
     if training is None:
         return empty_figure("no training history in this checkpoint")
     epochs = np.arange(1, training.epochs_run + 1)
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"))
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", metric_name))
     for col, (train, val) in enumerate(
         ((training.train_loss, training.val_loss), (training.train_accuracy, training.val_accuracy)), start=1
     ):
@@ -159,6 +282,15 @@ def training_figure(training: TrainingDiagnostics | None) -> go.Figure:
         note += f", overfitting from epoch {training.overfitting_epoch}"
     fig.update_xaxes(title_text="epoch")
     return _base(fig, f"Training curves · {note}", 360)
+
+
+def metric_name(analysis: Analysis) -> str:
+    """The name of the analysis's score: the evaluation's metric, else the task's usual one."""
+    if analysis.data is not None:
+        return analysis.data.metric_name
+    if analysis.pruning is not None:
+        return analysis.pruning.metric_name
+    return {"classification": "accuracy", "regression": "R²"}.get(analysis.model.task, "metric")
 
 
 # --------------------------------------------------------------------------- weights
