@@ -33,7 +33,7 @@ VIEWS = (
     ("overview", "Overview", overview),
     ("weights", "Weights", weights),
     ("neurons", "Neurons", neurons),
-    ("dead", "Dead ReLU", dead),
+    ("dead", "Dead neurons", dead),
     ("importance", "Feature importance", importance),
     ("text", "Text", text),
     ("whatif", "What-if", whatif),

@@ -5,6 +5,7 @@ NEURON_STORE = "neuron-store"
 
 # overview
 ARCH_FIG = "overview-architecture"
+MODULE_TREE = "overview-module-tree"
 PARAM_TABLE = "overview-parameters"
 TRAIN_FIG = "overview-training"
 FINDINGS = "overview-findings"
@@ -23,6 +24,7 @@ WEIGHT_NOTE = "weights-note"
 # neurons
 NEURON_LAYER = "neurons-layer"
 NEURON_INDEX = "neurons-index"
+NEURON_WIDTH = "neurons-width"
 NEURON_TABLE = "neurons-table"
 NEURON_TITLE = "neurons-title"
 NEURON_ACT = "neurons-activation"
@@ -49,6 +51,13 @@ SAMPLE_INDEX = "sample-index"
 SAMPLE_FIG = "sample-figure"
 SAMPLE_NOTE = "sample-note"
 
+# text (token inputs)
+TEXT_SAMPLE = "text-sample"
+TEXT_METHOD = "text-method"
+TEXT_NOTE = "text-note"
+TEXT_TOKENS = "text-tokens"
+TEXT_TOP = "text-top-tokens"
+
 # pruning
 PRUNE_FIG = "pruning-figure"
 PRUNE_SLIDER = "pruning-slider"
@@ -57,3 +66,20 @@ PRUNE_PREVIEW = "pruning-preview"
 # activations
 ACT_LAYER = "activations-layer"
 ACT_PROJ = "activations-projection"
+
+# what-if
+WHATIF_NOTE = "whatif-note"
+WHATIF_FEATURE = "whatif-feature"
+WHATIF_PD_FIG = "whatif-pd"
+WHATIF_CLASS_FIG = "whatif-classes"
+WHATIF_LIVE_NOTE = "whatif-live-note"
+WHATIF_SAMPLE = "whatif-sample"
+WHATIF_RESET = "whatif-reset"
+WHATIF_SEARCH = "whatif-search"
+WHATIF_SHOW_ALL = "whatif-show-all"
+WHATIF_RESULT = "whatif-result"
+WHATIF_CHANGED = "whatif-changed"
+WHATIF_PRED_FIG = "whatif-prediction"
+WHATIF_MAX_SLIDERS = 64  # one slider per feature, the most important first
+WHATIF_SLIDERS = tuple(f"whatif-slider-{k}" for k in range(WHATIF_MAX_SLIDERS))
+WHATIF_SLOTS = tuple(f"whatif-slot-{k}" for k in range(WHATIF_MAX_SLIDERS))  # a slider with its label

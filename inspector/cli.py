@@ -175,7 +175,7 @@ def _build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="LIST",
         help="comma-separated subset of: parameters, weights, activations, importance, "
-        "pruning, training (default: all)",
+        "pruning, whatif, training (default: all)",
     )
     analyze.add_argument(
         "--methods", default=None, metavar="LIST", help="comma-separated attribution methods (default: all seven)"

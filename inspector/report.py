@@ -34,7 +34,9 @@ from inspector._version import __version__
 from inspector.analysis import Analysis
 from inspector.analysis.compare import Comparison
 from inspector.analysis.findings import SANITY_FAIL, Finding, describe_samples, score_texts
+from inspector.analysis.importance import MethodImportance
 from inspector.analysis.methods import METHOD_LABELS
+from inspector.analysis.whatif import importance_ranking, ranked_rows
 from inspector.errors import InspectorError
 from inspector.fileio import (
     atomic_path,
@@ -59,6 +61,7 @@ SECTION_IDS = (
     "weights",
     "dead",
     "importance",
+    "whatif",
     "pruning",
     "activations",
     "layers",
@@ -187,6 +190,50 @@ def importance_rows(analysis: Analysis, k: int = 5) -> list[dict[str, object]]:
     return rows
 
 
+def top_token_rows(analysis: Analysis, method: MethodImportance, k: int = 15) -> list[dict[str, object]]:
+    """The ``k`` tokens with the largest mean |attribution| by ``method`` (token analyses)."""
+    report = analysis.importance
+    if report is None or report.input_kind != "tokens" or method.error is not None:
+        return []
+    return [
+        {"rank": r + 1, "token": text, "mean |attribution|": f"{mean_abs:.4g}", "mean attribution": f"{mean:+.4g}"}
+        for r, (text, mean_abs, mean) in enumerate(F.top_tokens(report, method, k))
+    ]
+
+
+def token_blocks(analysis: Analysis, method: MethodImportance) -> list[str]:
+    """A token analysis's HTML for ``method``: the top-token table and the stored examples'
+    tokens highlighted by attribution (escaped; the value on hover)."""
+    report = analysis.importance
+    assert report is not None
+    blocks = ["<h4>Tokens with the largest mean |attribution|</h4>", _table(top_token_rows(analysis, method))]
+    n = min(len(report.example_inputs), len(method.examples))
+    if n:
+        blocks.append(
+            f"<h4>The first {n} explained samples, tokens highlighted by attribution</h4>"
+            "<p>Red raises the explained target, blue lowers it; stronger colour, larger |attribution| "
+            "relative to the sample's largest. Hover a token for its value; padding is not shown.</p>"
+        )
+        names = analysis.model.class_names
+        for i in range(n):
+            tokens, scores, mask = F.stored_example(report, method, i)
+            label = ""
+            if report.example_labels is not None:
+                value = report.example_labels[i]
+                c = int(value)
+                label = (
+                    f" (label {_e(names[c] if 0 <= c < len(names) else c)})"
+                    if analysis.model.task == "classification"
+                    else f" (true {float(value):.4g})"
+                )
+            blocks.append(
+                f'<div class="example"><b>Sample {i}</b>{label}'
+                + F.tokens_html(F.highlighted_tokens(tokens, scores, mask))
+                + "</div>"
+            )
+    return blocks
+
+
 def pruning_rows(analysis: Analysis) -> list[dict[str, object]]:
     report = analysis.pruning
     rows: list[dict[str, object]] = []
@@ -199,6 +246,39 @@ def pruning_rows(analysis: Analysis) -> list[dict[str, object]]:
             row[f"{curve.scope} params"] = int(curve.parameters_left[i])
         rows.append(row)
     return rows
+
+
+WHATIF_FIGURES = 3  # the report draws the curves of this many features, the most important first
+
+
+def whatif_text(analysis: Analysis) -> str:
+    """What the what-if section shows, in one paragraph of plain text."""
+    pd = analysis.whatif
+    assert pd is not None
+    return (
+        f"Partial dependence (Friedman 2001): {pd.target} averaged over {pd.n_samples} samples while one "
+        f"feature sweeps its observed range, the others kept; the thin lines are individual samples (ICE). "
+        f"On the unedited samples the target has mean {pd.target_mean:.4g} and standard deviation "
+        f"{pd.target_std:.4g}. Slope: the least-squares slope of the mean curve; effect: its maximum minus "
+        f"its minimum."
+    )
+
+
+def whatif_table(analysis: Analysis, k: int = 10) -> list[dict[str, object]]:
+    """The what-if table: the ``k`` most important features' curves (by importance, else by effect)."""
+    pd = analysis.whatif
+    assert pd is not None
+    return F.whatif_rows(pd, ranked_rows(pd, importance_ranking(analysis.importance)), k)
+
+
+def whatif_blocks(analysis: Analysis) -> list[str | go.Figure]:
+    """The what-if section: the text, the table and the curves of the most important features."""
+    pd = analysis.whatif
+    assert pd is not None
+    rows = ranked_rows(pd, importance_ranking(analysis.importance))
+    blocks: list[str | go.Figure] = [f"<p>{_e(whatif_text(analysis))}</p>", _table(whatif_table(analysis))]
+    blocks += [F.partial_dependence_figure(pd, int(pd.features[r])) for r in rows[:WHATIF_FIGURES]]
+    return blocks
 
 
 def analysis_sections(analysis: Analysis) -> list[Section]:
@@ -221,7 +301,9 @@ def analysis_sections(analysis: Analysis) -> list[Section]:
 
     arch = Section("architecture", "Architecture and parameters")
     arch.blocks += [
-        F.architecture_figure(a.model),
+        # the chain diagram reads best for an MLP; the module tree (dense share of parameters) fits any model
+        *([F.architecture_figure(a.model)] if F.reads_as_chain(a.model, a.parameters) else []),
+        F.module_tree_figure(a.model, a.parameters),
         "<p>A linear layer with n inputs and m neurons has an m × n weight and m biases: "
         "m × (n + 1) parameters (m × n without a bias; a weight shared by several layers is "
         "counted once, in the first).</p>",
@@ -232,7 +314,7 @@ def analysis_sections(analysis: Analysis) -> list[Section]:
     sections.append(arch)
 
     if a.training is not None:
-        sections.append(Section("training", "Training curves", [F.training_figure(a.training)]))
+        sections.append(Section("training", "Training curves", [F.training_figure(a.training, a.training.metric_name)]))
 
     if a.weights:
         weights = Section("weights", "Weight maps")
@@ -276,15 +358,19 @@ def analysis_sections(analysis: Analysis) -> list[Section]:
                 continue
             imp.blocks += [
                 f"<h3>{_e(METHOD_LABELS[m.method])} (sanity {m.sanity_correlation:.2f})</h3>",
-                F.importance_bar_figure(m, a.model.feature_names),
+                F.importance_bar_figure(m, a.model.feature_names, report=a.importance),
             ]
-            if a.model.image_shape is not None:
+            shape = F.map_shape(a.importance, a.model.image_shape)
+            if shape is not None:
                 imp.blocks.append(
-                    F.importance_map_figure(
-                        m.global_importance, a.model.image_shape, f"{METHOD_LABELS[m.method]} on the input grid"
-                    )
+                    F.importance_map_figure(m.global_importance, shape, f"{METHOD_LABELS[m.method]} on the input grid")
                 )
+            if a.importance.input_kind == "tokens":
+                imp.blocks += token_blocks(a, m)
         sections.append(imp)
+
+    if a.whatif is not None:
+        sections.append(Section("whatif", "What-if (partial dependence)", whatif_blocks(a)))
 
     if a.pruning is not None:
         sections.append(Section("pruning", "Pruning", [F.pruning_figure(a.pruning), _table(pruning_rows(a))]))
@@ -292,8 +378,15 @@ def analysis_sections(analysis: Analysis) -> list[Section]:
         sections.append(
             Section(
                 "activations",
-                "Activations by class",
-                [F.projection_figure(layer, a.model.class_names) for layer in a.activations],
+                "Activations by class" if a.model.task == "classification" else "Activations",
+                [
+                    F.projection_figure(
+                        layer,
+                        a.model.class_names,
+                        uncoloured="" if a.model.task == "classification" else "no classes to colour by",
+                    )
+                    for layer in a.activations
+                ],
             )
         )
     return sections
@@ -516,6 +609,17 @@ def to_markdown(analysis: Analysis) -> str:
         out += ["", "## Dead ReLUs and saturation", "", _md_table(census_rows(a))]
     if a.importance:
         out += ["", "## Feature importance", "", _md_table(importance_rows(a))]
+        if a.importance.input_kind == "tokens":
+            for m in a.importance.methods:
+                if m.error is not None:
+                    continue
+                out += ["", f"### {METHOD_LABELS[m.method]}: top tokens", "", _md_table(top_token_rows(a, m))]
+                for i in range(min(len(a.importance.example_inputs), len(m.examples), 4)):
+                    spans = F.highlighted_tokens(*F.stored_example(a.importance, m, i))
+                    text = " ".join(f"{md_code(t)}&nbsp;{score:+.3g}" for t, score, _ in spans)
+                    out += ["", f"Sample {i}: {text}"]
+    if a.whatif is not None:
+        out += ["", "## What-if (partial dependence)", "", md_escape(whatif_text(a)), "", _md_table(whatif_table(a))]
     if a.pruning:
         out += ["", "## Pruning", "", _md_table(pruning_rows(a))]
     if a.training:
@@ -527,7 +631,11 @@ def to_markdown(analysis: Analysis) -> str:
             f"{t.epochs_run} epochs, best epoch {t.best_epoch}"
             + (" (early stopping)" if t.stopped_early else "")
             + (f", overfitting from epoch {t.overfitting_epoch}" if t.overfitting_epoch else "")
-            + f"; train/validation accuracy gap {100 * t.accuracy_gap:.1f} points.",
+            + (
+                f"; train/validation accuracy gap {100 * t.accuracy_gap:.1f} points."
+                if F.metric_name(a) == "accuracy"
+                else f"; train/validation {F.metric_name(a)} gap {t.accuracy_gap:.4g}."
+            ),
         ]
     return "\n".join(out) + "\n"
 

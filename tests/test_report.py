@@ -33,7 +33,17 @@ def test_markdown_holds_the_parameter_table(analysis):
 def test_html_is_self_contained_with_every_section(analysis):
     text = to_html(analysis)
     ids = [s.id for s in analysis_sections(analysis)]
-    assert ids == ["summary", "architecture", "training", "weights", "dead", "importance", "pruning", "activations"]
+    assert ids == [
+        "summary",
+        "architecture",
+        "training",
+        "weights",
+        "dead",
+        "importance",
+        "whatif",
+        "pruning",
+        "activations",
+    ]
     for section in ids:
         assert f'<section id="{section}">' in text and f'href="#{section}"' in text
     # no external resource in the page itself (plotly.js's own source mentions map-tile URLs it never

@@ -15,6 +15,7 @@ from inspector.analysis.probe import Probe
 from inspector.analysis.result import Analysis, DataInfo, ModelInfo
 from inspector.analysis.run import analyze
 from inspector.analysis.weights_file import analyze_weights_file
+from inspector.analysis.whatif import PartialDependence, partial_dependence
 
 __all__ = [
     "Analysis",
@@ -22,9 +23,11 @@ __all__ = [
     "DATA_SECTIONS",
     "DataInfo",
     "ModelInfo",
+    "PartialDependence",
     "Probe",
     "SECTIONS",
     "analyze",
     "analyze_path",
     "analyze_weights_file",
+    "partial_dependence",
 ]

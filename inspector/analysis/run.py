@@ -8,6 +8,7 @@ data. The model is never changed: eval mode inside, ``training`` and
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -29,7 +30,8 @@ from inspector.analysis.pruning import pruning_sweep
 from inspector.analysis.result import Analysis, DataInfo, ModelInfo
 from inspector.analysis.sites import Site, discover_sites
 from inspector.analysis.task import Metric, Target, Task, evaluate_task, make_task, output_tensor
-from inspector.analysis.weights import weight_report
+from inspector.analysis.weights import flattened_maps, weight_report
+from inspector.analysis.whatif import importance_ranking, partial_dependence, whatif_findings
 from inspector.checkpoints import Checkpoint
 from inspector.errors import InspectorError
 from inspector.evaluation import EvalData
@@ -101,18 +103,19 @@ def _model_info(
         embeddings=tuple(name for name, m in module.named_modules() if isinstance(m, nn.Embedding)),
         modules=tuple((name, type(m).__name__) for name, m in module.named_modules()),
         task=task.kind if task is not None else "classification",
-        target=_target_text(task),
+        target=_target_text(task, output),
         input_kind=adapter.kind if adapter is not None else "features",
         input_shape=adapter.sample_shape if adapter is not None else ((sizes[0],) if sizes else ()),
     )
 
 
-def _target_text(task: Task | None) -> str:
+def _target_text(task: Task | None, output: Any = None) -> str:
     if task is None or task.kind == "classification" and task.target_fn is None:
         return "the true class's logit"
     if task.target_fn is not None:
         return "the target= function's value"
-    return "the model's output"
+    width = int(math.prod(output_tensor(output).shape[1:])) if output is not None else 1
+    return f"the mean of the model's {width} outputs" if width > 1 else "the model's output"
 
 
 def _text_labels(data: Any) -> None:
@@ -237,7 +240,11 @@ def analyze(
     info = _model_info(module, ckpt, source, output, adapter, the_task, sites)
     del output  # the first batch's output: only the class names and the task needed it
     parameters = timed("parameters", lambda: count_parameters(module))
-    weights = timed("weights", lambda: weight_report(module, info.image_shape)) if "weights" in wanted else None
+    weights = None
+    if "weights" in wanted:
+        # the (C, H, W) map a CNN head's first dense layer reads, for its neuron images
+        maps = flattened_maps(module, first) if first is not None else None
+        weights = timed("weights", lambda: weight_report(module, info.image_shape, input_maps=maps))
     found: list[F.Finding] = F.parameter_findings(parameters)
     for name in info.nonfinite:
         found.append(
@@ -246,7 +253,7 @@ def analyze(
     if weights:
         found += F.weight_findings(weights)
 
-    data_info = census = deaths = importance = pruning = None
+    data_info = census = deaths = importance = pruning = whatif = None
     # Evaluated even when --sections leaves out every data section: one pass, and the
     # summary can then say the data was there and the sections were not asked for.
     if source is not None and adapter is not None:
@@ -281,6 +288,21 @@ def analyze(
                 ),
             )
             found += F.importance_findings(importance, info.feature_names)
+        if "whatif" in wanted and adapter.kind == "features" and the_task is not None:
+            ranking = importance_ranking(importance)
+            whatif = timed(
+                "whatif",
+                lambda: partial_dependence(
+                    module,
+                    source,
+                    task=the_task,
+                    feature_names=adapter.feature_names,
+                    max_samples=options.max_importance_samples,
+                    batch_size=options.batch_size,
+                    ranking=ranking,
+                ),
+            )
+            found += whatif_findings(whatif)
         if "pruning" in wanted:
             dead = {c.layer: c.dead_mask for c in census or () if c.dead_mask is not None}
             finetune = None
@@ -318,4 +340,5 @@ def analyze(
         findings=tuple(found),
         timings=timings,
         package_version=__version__,
+        whatif=whatif,
     )

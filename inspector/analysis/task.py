@@ -256,7 +256,7 @@ class Scores:
             if batch.labels is None:
                 raise InspectorError("regression needs targets: give (inputs, targets) batches or a 'labels' key")
             # with target= the target function's value is the prediction
-            pred = (task.target(output, batch)[:, None] if task.target_fn is not None else _regression_outputs(out))
+            pred = task.target(output, batch)[:, None] if task.target_fn is not None else _regression_outputs(out)
             pred = pred.double()
             y = batch.labels.reshape(n, -1).double()
             if y.shape[1] != pred.shape[1]:

@@ -15,22 +15,54 @@ from inspector.figures.activations import (
     saturation_figure,
 )
 from inspector.figures.common import COLORS, SCOPE_COLORS, SCOPE_LABELS, TEMPLATE, empty_figure
-from inspector.figures.importance import importance_bar_figure, importance_map_figure, sample_figure, sanity_figure
+from inspector.figures.importance import (
+    as_image,
+    importance_bar_figure,
+    importance_map_figure,
+    map_shape,
+    prediction_text,
+    sample_figure,
+    sanity_figure,
+)
 from inspector.figures.neurons import (
     neuron_activation_figure,
     neuron_classes_figure,
     neuron_incoming_figure,
     neuron_inputs_figure,
+    neuron_output_figure,
     neuron_state,
 )
-from inspector.figures.overview import architecture_figure, findings_lines, parameter_rows, training_figure
+from inspector.figures.overview import (
+    architecture_figure,
+    findings_lines,
+    metric_name,
+    module_tree_figure,
+    module_tree_nodes,
+    parameter_rows,
+    reads_as_chain,
+    training_figure,
+)
 from inspector.figures.pruning import format_metric, pruning_figure, pruning_preview_rows
+from inspector.figures.text import (
+    highlighted_tokens,
+    score_title,
+    stored_example,
+    tokens_html,
+    top_tokens,
+    top_tokens_figure,
+)
 from inspector.figures.weights import (
     magnitude_map_figure,
     neuron_images_figure,
     neuron_order,
     weight_heatmap_figure,
     weight_histogram_figure,
+)
+from inspector.figures.whatif import (
+    class_probability_figure,
+    partial_dependence_figure,
+    whatif_prediction_figure,
+    whatif_rows,
 )
 
 __all__ = [
@@ -39,30 +71,48 @@ __all__ = [
     "SCOPE_LABELS",
     "TEMPLATE",
     "architecture_figure",
+    "as_image",
+    "class_probability_figure",
     "dead_summary_figure",
     "deaths_figure",
     "empty_figure",
     "findings_lines",
     "firing_strip_figure",
     "format_metric",
+    "highlighted_tokens",
     "importance_bar_figure",
     "importance_map_figure",
     "magnitude_map_figure",
+    "map_shape",
+    "metric_name",
+    "module_tree_figure",
+    "module_tree_nodes",
     "neuron_activation_figure",
     "neuron_classes_figure",
     "neuron_images_figure",
     "neuron_incoming_figure",
     "neuron_inputs_figure",
     "neuron_order",
+    "neuron_output_figure",
     "neuron_state",
     "parameter_rows",
+    "partial_dependence_figure",
+    "prediction_text",
     "projection_figure",
     "pruning_figure",
     "pruning_preview_rows",
+    "reads_as_chain",
     "sample_figure",
     "sanity_figure",
     "saturation_figure",
+    "score_title",
+    "stored_example",
+    "tokens_html",
+    "top_tokens",
+    "top_tokens_figure",
     "training_figure",
     "weight_heatmap_figure",
     "weight_histogram_figure",
+    "whatif_prediction_figure",
+    "whatif_rows",
 ]
