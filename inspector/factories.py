@@ -24,6 +24,7 @@ keys exactly.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import importlib
 import importlib.util
@@ -427,6 +428,9 @@ def analyze_factory(
         analysis = analyze(
             subject, data, task=task, tokenizer=loaded_tokenizer, activations=activations, options=options
         )
+    if model_spec is not None:  # say where the model came from: the factory (and its weights)
+        source = model_spec + (f" with weights {weights}" if weights is not None else "")
+        analysis = dataclasses.replace(analysis, model=dataclasses.replace(analysis.model, source=source))
     return FactoryRun(analysis, model, data, task, loaded_tokenizer, label)
 
 

@@ -157,6 +157,7 @@ def test_analyze_file_factories_counts_the_planted_dead_neuron(models, tmp_path,
     np.testing.assert_array_equal(np.flatnonzero(census.dead_mask), [2])
     assert analysis.data.n_samples == 120
     assert analysis.model.architecture == "Sequential"
+    assert analysis.model.source == f"{models}:mlp"  # where the model came from, in every face
     assert "wrote" in printed
     assert str(models.parent) not in sys.path  # the file's folder was only borrowed
 
