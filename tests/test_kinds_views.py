@@ -112,6 +112,12 @@ def test_cnn_head_neuron_images_are_the_rows_reshaped_to_the_map(cnn):
     assert z.shape == (8 * 3 - 1, 4 * 3 - 1)
     np.testing.assert_array_equal(z[3:5, 6:8], weight[1].reshape(4, 2, 2)[2])  # neuron 1, channel 2
     assert "one column per channel" in fig.layout.title.text
+    # the Neurons view's incoming weights: the same map, channels side by side
+    incoming = F.neuron_incoming_figure(fc1, 1, analysis.model.feature_names, analysis.model.image_shape)
+    z = np.asarray(incoming.data[0].z, dtype=float)
+    assert z.shape == (2, 4 * 3 - 1) and "4 channels side by side" in incoming.layout.title.text
+    for c in range(4):
+        np.testing.assert_array_equal(z[:, 3 * c : 3 * c + 2], weight[1].reshape(4, 2, 2)[c])
 
 
 def test_image_map_has_the_input_shape_and_equals_the_stored_importance(cnn):

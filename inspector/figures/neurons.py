@@ -60,11 +60,17 @@ def neuron_incoming_figure(
     if layer.values is None:
         return empty_figure("layer too large to keep every weight; zoom in the heatmap instead")
     row = layer.values[j]
-    if layer.neuron_images is not None and image_shape is not None:
+    shape = layer.image_shape or image_shape  # (H, W), or (C, H, W) after a CNN's flatten
+    if layer.neuron_images is not None and shape is not None and int(np.prod(shape)) == row.size:
         limit = float(np.abs(row).max()) or 1.0
-        fig = go.Figure(go.Heatmap(z=row.reshape(image_shape), colorscale="RdBu_r", zmin=-limit, zmax=limit))
+        maps = row.reshape((1, *shape) if len(shape) == 2 else shape)
+        c, h, w = maps.shape
+        gap = np.full((h, 1), np.nan)  # the channels side by side, one blank column between
+        z = np.concatenate([part for k in range(c) for part in ((maps[k], gap) if k < c - 1 else (maps[k],))], 1)
+        fig = go.Figure(go.Heatmap(z=z, colorscale="RdBu_r", zmin=-limit, zmax=limit, hoverongaps=False))
         fig.update_yaxes(autorange="reversed", scaleanchor="x")
-        return _base(fig, f"neuron {j} of {layer.layer}: incoming weights", 320)
+        channels = f", {c} channels side by side" if c > 1 else ""
+        return _base(fig, f"neuron {j} of {layer.layer}: incoming weights{channels}", 320)
     return _feature_bar(
         row, feature_names, 15, f"neuron {j} of {layer.layer}: largest incoming weights", "#6baed6", signed=True
     )
