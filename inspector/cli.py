@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
+from typing import NoReturn
 
 from inspector._version import __version__
 from inspector.data import MAX_SEED
@@ -76,8 +77,15 @@ def _path(text: str) -> Path | object:
     return Path(text) if text else _EMPTY_PATH
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors: the error and where the usage is, exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {printable(message)} (see `{self.prog} --help`)\n")
+
+
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="inspector",
         description="See inside the dense (nn.Linear) layers of a neural network.",
     )

@@ -193,7 +193,11 @@ def model_from_factory(
             "return the model itself (e.g. `return MyNet()`)"
         )
     if weights is not None:
-        load_weights(model, Path(weights), trust_pickle=trust_pickle, label=_flag(spec, "model"))
+        path = factory_file(spec)
+        # a pickled module (--trust-pickle) names its classes by module: the factory file's folder
+        # is on sys.path while it loads, as while the factory ran
+        with _on_sys_path(path.resolve().parent if path is not None and trust_pickle else None):
+            load_weights(model, Path(weights), trust_pickle=trust_pickle, label=_flag(spec, "model"))
     return model.eval()
 
 

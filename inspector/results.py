@@ -69,6 +69,7 @@ ARRAYS_NAME = "arrays.npz"  # the arrays file of folders written before analysis
 # `arrays-<pid of the writer>-<hex>.npz`, or the older fixed name.
 # Arrays files this process has written but not yet committed (another thread may be sweeping the folder).
 _COMMITTING: set[str] = set()
+MARKER = "__dense_inspector__"  # a member of every arrays file save_result writes: how orphans are known as ours
 _ARRAYS_RE = re.compile(r"^arrays(?:-(\d+)-[0-9a-f]+)?\.npz$")
 _ARRAYS_PREFIX_RE = re.compile(r'\{\s*"arrays"\s*:\s*"(arrays-\d+-[0-9a-f]+\.npz)"\s*,')
 _ARRAYS_MENTION_RE = re.compile(r"arrays-\d+-[0-9a-f]+\.npz")
@@ -289,8 +290,24 @@ def _referenced_arrays(directory: Path) -> set[str]:
     return names
 
 
+def _has_our_marker(path: Path) -> bool:
+    """Whether ``path`` is an arrays file :func:`save_result` wrote: a zip holding :data:`MARKER`
+    (read from the zip's directory only; a user's file of any name and content is never ours)."""
+    try:
+        if not path.is_file():
+            return False
+        with zipfile.ZipFile(path) as archive:
+            return f"{MARKER}.npy" in archive.namelist()
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return False
+
+
 def _remove_orphaned_arrays(directory: Path, keep: str) -> None:
-    """Delete our arrays files that no ``*.json`` names, whose writer has exited (or is this save, done)."""
+    """Delete our arrays files that no ``*.json`` names, whose writer has exited (or is this save, done).
+
+    Ours means named ``arrays-<pid>-<hex>.npz`` *and* holding the marker this module writes, so a
+    user's file that only looks like one is left alone (an unmarked orphan from an older version
+    stays too: a leftover file is harmless, a deleted one is not)."""
     referenced = _referenced_arrays(directory)
     for name in os.listdir(directory):
         match = _ARRAYS_RE.fullmatch(name)
@@ -298,8 +315,9 @@ def _remove_orphaned_arrays(directory: Path, keep: str) -> None:
             continue
         pid = int(match.group(1))
         if (pid == os.getpid() and str(directory / name) not in _COMMITTING) or not process_alive(pid):
-            with contextlib.suppress(OSError):
-                (directory / name).unlink()
+            if _has_our_marker(directory / name):
+                with contextlib.suppress(OSError):
+                    (directory / name).unlink()
 
 
 def save_result(obj: Any, directory: str | os.PathLike[str], *, force: bool = False) -> Path:
@@ -323,7 +341,7 @@ def save_result(obj: Any, directory: str | os.PathLike[str], *, force: bool = Fa
     def write_arrays(tmp: Path) -> None:
         with tmp.open("wb") as fh:  # a file object: given a name, numpy would append its own .npz
             # keys are result field paths ("weights.0.singular_values"); the stubs fear one could be allow_pickle
-            np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]
+            np.savez_compressed(fh, **arrays, **{MARKER: np.array(True)})  # type: ignore[arg-type]
 
     _COMMITTING.add(str(arrays_path))
     try:
@@ -372,7 +390,7 @@ def load_result(directory: str | os.PathLike[str]) -> Any:
         npz_path = directory / arrays_name
         try:
             with np.load(npz_path, allow_pickle=False) as npz:
-                arrays = {k: npz[k] for k in npz.files}
+                arrays = {k: npz[k] for k in npz.files if k != MARKER}
             break
         except FileNotFoundError:
             if attempt == 2:

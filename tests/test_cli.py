@@ -325,7 +325,8 @@ def test_out_of_range_numeric_options_are_usage_errors_naming_the_option(argv, c
     assert info.value.code == 2
     err = capsys.readouterr().err
     option = [a for a in argv if a.startswith("--")][-1].split("=")[0]  # the last option is the bad one
-    assert f"argument {option}: expected " in err.splitlines()[-1]
+    assert err.count("\n") == 1  # one line: the error and where the usage is, not the usage itself
+    assert f"argument {option}: expected " in err and err.rstrip().endswith(f"(see `inspector {argv[0]} --help`)")
     assert "Traceback" not in err
 
 

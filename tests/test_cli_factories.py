@@ -8,6 +8,7 @@ linear regression (R² = 1), an accuracy recomputed with numpy.
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -671,3 +672,59 @@ def test_a_checkpoint_on_a_data_factory(models, tmp_path, capsys):
     analysis = Analysis.load(out)
     assert analysis.data.n_samples == 120
     assert int(analysis.activations[0].dead_mask.sum()) == 1
+
+
+def test_a_pickled_module_of_the_factory_files_class_loads_with_trust_pickle(tmp_path):
+    source = write(
+        tmp_path,
+        "picklednet_mod.py",
+        """
+        import torch
+        from torch import nn
+
+
+        class TinyNet(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = nn.Linear(3, 2)
+
+            def forward(self, x):
+                return self.fc(x)
+
+
+        def build():
+            return TinyNet()
+        """,
+    )
+    pickled = tmp_path / "whole.pt"
+    script = (
+        f"import sys, torch; sys.path.insert(0, {str(tmp_path)!r}); import picklednet_mod as m; "
+        f"net = m.build(); torch.nn.init.constant_(net.fc.weight, 0.5); torch.save(net, {str(pickled)!r})"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True)
+    path_before = list(sys.path)
+    with pytest.raises(InspectorError, match="trust-pickle"):
+        model_from_factory(f"{source}:build", pickled)
+    model = model_from_factory(f"{source}:build", pickled, trust_pickle=True)  # its class lives beside the factory
+    torch.testing.assert_close(model.fc.weight, torch.full((2, 3), 0.5), rtol=0, atol=0)
+    assert sys.path == path_before
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        ["--max-samples", "0"],
+        ["--batch-size", "0"],
+        ["--activations", "fc1=banana"],
+        ["--activations", "garbage"],
+        ["--task", "banana"],
+    ],
+)
+def test_a_bad_option_value_is_one_usage_line(models, tmp_path, capsys, option):
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as info:
+        main(["analyze", "--model", f"{models}:mlp", "--data", f"{models}:data", *option, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert f"argument {option[0]}" in err and err.rstrip().endswith("(see `inspector analyze --help`)")
+    assert not out.exists()

@@ -372,3 +372,29 @@ def test_permission_errors_are_one_line_naming_the_path_and_come_before_any_work
         assert not any((base / "w" / name).exists() for name in ("a1", "a2", "r.md", "t.pt"))
     finally:
         shutil.rmtree(base, ignore_errors=True)  # as root or as the owner: modes do not stop it
+
+
+def test_a_users_files_named_like_arrays_files_survive_a_first_save_and_a_force(tmp_path):
+    from tests.test_fileio import _dead_pid
+
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    pid = _dead_pid()
+    theirs = {
+        f"arrays-{pid}-deadbeef.npz": b"my backup, not an npz",
+        f"arrays-{pid}-abc123.npz": _npz_bytes(),  # even a real npz of theirs: not one this tool wrote
+    }
+    for name, content in theirs.items():
+        (proj / name).write_bytes(content)
+    save_result(_snap(1), proj)
+    save_result(_snap(2), proj, force=True)
+    assert {name: (proj / name).read_bytes() for name in theirs} == theirs
+    assert results_equal(load_result(proj), _snap(2))
+
+
+def _npz_bytes() -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    np.savez(buffer, weights=np.arange(3.0))
+    return buffer.getvalue()

@@ -139,3 +139,16 @@ def test_analysis_options_max_samples_analyses_only_the_first_samples():
     assert np.flatnonzero(everything.activations[0].dead_mask).tolist() == [3]
     with pytest.raises(InspectorError, match="max_samples"):
         AnalysisOptions(max_samples=0)
+
+
+def test_a_tokenizer_without_text_for_an_id_shows_its_number():
+    pytest.importorskip("transformers")
+
+    class Partial:
+        def convert_ids_to_tokens(self, i: int):
+            return {1: "[CLS]"}.get(i)  # None for every other id, as a broken tokenizer gives
+
+    batches = padded_batches(1, 2, 5, num_labels=2)
+    probe = Probe(tiny_bert(num_labels=2), batches, tokenizer=Partial())
+    ids = batches[0]["input_ids"][0].tolist()
+    assert probe.tokens(0) == tuple("[CLS]" if t == 1 else f"#{t}" for t in ids)

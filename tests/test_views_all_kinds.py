@@ -181,6 +181,7 @@ def test_regression_dashboard_and_report_show_r2_not_accuracy(kinds):
     app = create_app(analysis, model=entry["model"], data=entry["data"])
     text = _texts(entry, app)
     assert f"r² {analysis.data.metric:.4f}" in text  # the overview's data line
+    assert "all classes" not in text
     pruning = F.pruning_figure(analysis.pruning, 0.5)
     assert pruning.layout.annotations[0].text == "R²"  # the metric subplot's title
     assert f"R² {F.format_metric('R²', analysis.pruning.baseline_metric)}" in pruning.layout.title.text
@@ -194,7 +195,7 @@ def test_regression_dashboard_and_report_show_r2_not_accuracy(kinds):
     ).lower()
     markdown = analysis.to_markdown().lower()
     for report in (html, markdown):
-        assert "accuracy" not in report
+        assert "accuracy" not in report and "all classes" not in report  # a regression has no classes
     assert f"r² <b>{analysis.data.metric:.4f}</b>" in html
 
 

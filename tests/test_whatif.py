@@ -236,6 +236,31 @@ def test_findings_name_a_u_shape_and_an_interaction_and_nothing_for_a_linear_mod
     assert len(product) == 1 and "interaction" in product[0].text and "x0, x1;" in product[0].text
 
 
+class LinearPlusProduct(nn.Module):
+    """y = 3 x2 - 2 x5 + c x1 x3: an interaction of size c on top of the linear function."""
+
+    def __init__(self, c: float) -> None:
+        super().__init__()
+        self.linear, self.c = _exact_linear(), c
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x) + self.c * (x[:, 1] * x[:, 3]).unsqueeze(1)
+
+
+@pytest.mark.parametrize("c,named", [(0.1, False), (1.0, True)])
+def test_an_interaction_is_named_only_when_it_moves_single_samples_by_a_quarter_of_the_spread(c, named):
+    # x1's single-sample effect is c |x3| (max x1 - min x1): about 0.8 c x 6 against a spread of about
+    # 3.6; c = 0.1 (a trained network's wobble on an unused feature) is well below a quarter of it
+    X, _ = _regression_data(300)
+    model = LinearPlusProduct(c)
+    with torch.no_grad():
+        y = model(torch.from_numpy(X)).numpy()
+    found = [f.text for f in whatif_findings(partial_dependence(model, (X, y))) if "interaction" in f.text]
+    assert bool(found) == named
+    if named:
+        assert "x1, x3;" in found[0]
+
+
 # --------------------------------------------------------------------------- analysis, report, saving
 
 

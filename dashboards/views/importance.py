@@ -29,7 +29,13 @@ def charts(state: DashboardState, method: str, klass: str) -> tuple[object, obje
     if m.error is not None:
         return bar, F.empty_figure(m.error), f"{METHOD_LABELS[method]} could not run."
     values = m.global_importance if index is None or per_class is None else per_class[index]
-    which = "all classes" if index is None else f"class {a.model.class_names[index]}"
+    which = (
+        "all samples"
+        if per_class is None
+        else "all classes"
+        if index is None
+        else f"class {a.model.class_names[index]}"
+    )
     if report.input_kind == "tokens":
         image = F.empty_figure("token inputs: see the Text view for tokens highlighted by attribution")
     else:
@@ -104,8 +110,9 @@ def layout(state: DashboardState) -> html.Div:
     a = state.analysis
     available = methods(state)
     method = "integrated_gradients" if "integrated_gradients" in available else (available[0] if available else None)
-    classes = [{"label": "all classes", "value": ALL}] + [
-        {"label": f"class {name}", "value": str(i)} for i, name in enumerate(a.model.class_names)
+    by_class = a.model.task == "classification" and bool(a.model.class_names)
+    classes = [{"label": "all classes" if by_class else "all samples", "value": ALL}] + [
+        {"label": f"class {name}", "value": str(i)} for i, name in enumerate(a.model.class_names) if by_class
     ]
     bar, image, text = charts(state, method, ALL) if method else (F.empty_figure("needs data"),) * 2 + ("",)
     sample_fig, sample_note = sample_view(state, method, 0) if method else (F.empty_figure("needs data"), "")
@@ -131,6 +138,7 @@ def layout(state: DashboardState) -> html.Div:
                             options=classes,
                             value=ALL,
                             clearable=False,
+                            disabled=not by_class,  # a regression or custom target has no classes
                             style={"width": "180px", "display": "inline-block"},
                         ),
                     ),

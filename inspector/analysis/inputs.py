@@ -544,12 +544,16 @@ def _vocabulary(tokenizer: Any, vocabulary: Sequence[str] | None) -> Callable[[i
         return lambda i: words[i] if 0 <= i < len(words) else f"#{i}"
     if tokenizer is None:
         return None
+
+    def text(value: Any, i: int) -> str:  # a tokenizer without text for an id (None, ""): its number
+        return str(value) if value is not None and str(value) != "" else f"#{int(i)}"
+
     convert = getattr(tokenizer, "convert_ids_to_tokens", None)
     if callable(convert):
-        return lambda i: str(convert(int(i)))
+        return lambda i: text(convert(int(i)), i)
     decode = getattr(tokenizer, "decode", None)
     if callable(decode):
-        return lambda i: str(decode([int(i)]))
+        return lambda i: text(decode([int(i)]), i)
     raise InspectorError(
         f"tokenizer of type {type(tokenizer).__name__} has neither convert_ids_to_tokens "
         "nor decode; pass vocabulary=[...] instead"

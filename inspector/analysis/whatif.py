@@ -42,6 +42,7 @@ MAX_FEATURES = 64
 TURN_SHARE = 0.25
 # a PD effect counts when it moves the target by this share of the target's spread over the samples
 EFFECT_SHARE = 0.1
+INTERACTION_SHARE = 0.25  # an interaction is named only when single samples move by a quarter of the spread
 
 
 def _empty(*shape: int, dtype: type = np.float64) -> Any:
@@ -320,8 +321,10 @@ def whatif_findings(pd: PartialDependence) -> list[Finding]:
     """Findings worth a line: features whose PD changes direction (rises and falls by at least
     :data:`TURN_SHARE` of its range), and features whose ICE curves move the target but whose PD is
     flat (the effects cancel on average: an interaction; not for classifiers, whose target is each
-    sample's own class logit). Only effects of at least
-    :data:`EFFECT_SHARE` of the target's spread over the samples count."""
+    sample's own class logit). Only effects of at least :data:`EFFECT_SHARE` of the target's
+    spread over the samples count, and for an interaction single-sample effects of at least
+    :data:`INTERACTION_SHARE` of it (a trained network's small wobbles on an unused feature are
+    not one)."""
     scale = pd.target_std
     if not math.isfinite(scale) or scale <= 0:
         return []
@@ -339,7 +342,7 @@ def whatif_findings(pd: PartialDependence) -> list[Finding]:
         # a classifier's target is each sample's own class logit: curves of different classes cancel by design
         if pd.ice.shape[1] and pd.task != "classification":
             ice_effect = float(np.mean(np.ptp(pd.ice[r, :, :n], axis=1)))
-            if ice_effect >= EFFECT_SHARE * scale and effect < TURN_SHARE * ice_effect:
+            if ice_effect >= INTERACTION_SHARE * scale and effect < TURN_SHARE * ice_effect:
                 hidden.append(name)
     found = []
     if turning:

@@ -58,9 +58,12 @@ def importance_bar_figure(
         if class_index is None or method.per_class is None
         else np.nan_to_num(method.per_class[class_index])
     )
-    which = (
-        "all classes" if class_index is None else f"class {class_names[class_index] if class_names else class_index}"
-    )
+    if method.per_class is None:  # regression, a custom target: no classes to speak of
+        which = "all samples"
+    elif class_index is None:
+        which = "all classes"
+    else:
+        which = f"class {class_names[class_index] if class_names else class_index}"
     names: tuple[str, ...] | list[str] = feature_names
     if report is not None:
         # only the shown bars need a name: an image has as many inputs as pixels
