@@ -47,6 +47,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from inspector.analysis import distributed
 from inspector.analysis.guard import inspecting
 from inspector.analysis.inputs import Batch, DataSource, as_source
 from inspector.analysis.sites import (
@@ -210,6 +211,8 @@ class _Accumulator:
     kept: list[torch.Tensor] = field(default_factory=list)
     kept_labels: list[torch.Tensor] | None = field(default_factory=list)
     kept_n: int = 0
+    kept_chunks: list[tuple[int, int, int]] = field(default_factory=list)  # (batch index, first row, rows)
+    rows_in_batch: int = 0
     _buffers: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def __post_init__(self) -> None:
@@ -245,10 +248,12 @@ class _Accumulator:
         if batch_index != self.last_batch:
             self.last_batch = batch_index
             self.n_samples += len(batch)
+            self.rows_in_batch = 0
         if out.shape[0]:
             self._sum(self.sums, pre, out)
         self._keep(batch, out, positions is None)
         self.n_rows += out.shape[0]
+        self.rows_in_batch += out.shape[0]
 
     def _sum(self, sums: _Sums, pre: torch.Tensor, out: torch.Tensor) -> None:
         rows, width = out.shape
@@ -273,6 +278,7 @@ class _Accumulator:
             return
         take = out[: self.keep_samples - self.kept_n]
         self.kept.append(take.clone())
+        self.kept_chunks.append((self.last_batch, self.rows_in_batch, int(take.shape[0])))
         self.kept_n += take.shape[0]
         labels = batch.labels
         # a projection point is labelled only when it is one sample with one integer label
@@ -288,6 +294,42 @@ class _Accumulator:
             self.kept_labels.append(labels[: take.shape[0]].detach().clone())  # type: ignore[index]
         else:
             self.kept_labels = None
+
+    def local_state(self) -> dict[str, Any] | None:
+        """What :meth:`merge` needs from this rank: the width, and the kept rows with their order keys."""
+        if self.sums is None:
+            return None
+        keys = np.array(
+            [(b, first + i) for b, first, rows in self.kept_chunks for i in range(rows)], dtype=np.int64
+        ).reshape(-1, 2)
+        return {
+            "width": self.sums.width,
+            "keys": keys,
+            "rows": torch.cat(self.kept).float().cpu().numpy() if self.kept else None,
+            "labels": torch.cat(self.kept_labels).cpu().numpy() if self.kept_labels else None,
+            "labelled": self.kept_labels is not None,
+        }
+
+    def merge(self, states: list[dict[str, Any] | None], totals: np.ndarray, counts: np.ndarray) -> None:
+        """Replace this rank's statistics with every rank's: ``totals`` ``(3, m)`` and ``counts``
+        (rows, samples) summed over ranks, and the first ``keep_samples`` rows of all ranks' ``states``
+        in global (batch, row) order: the rows one process would have kept."""
+        present = [s for s in states if s is not None]
+        width = int(present[0]["width"])
+        self.sums = _Sums(width, torch.device("cpu"))
+        self.sums.totals = torch.from_numpy(totals.reshape(3, width))
+        self.n_rows, self.n_samples = int(counts[0]), int(counts[1])
+        with_rows = [s for s in present if s["rows"] is not None]
+        self.kept, self.kept_n, self.kept_labels = [], 0, None
+        if not with_rows:
+            self.kept_labels = [] if all(s["labelled"] for s in present) else None
+            return
+        keys = np.concatenate([s["keys"] for s in with_rows])
+        order = np.lexsort((keys[:, 1], keys[:, 0]))[: self.keep_samples]
+        self.kept = [torch.from_numpy(np.concatenate([s["rows"] for s in with_rows])[order])]
+        self.kept_n = len(order)
+        if all(s["labelled"] and (s["rows"] is None or s["labels"] is not None) for s in present):
+            self.kept_labels = [torch.from_numpy(np.concatenate([s["labels"] for s in with_rows])[order])]
 
     def finish(self, threshold: float) -> LayerActivations:
         """The site's :class:`LayerActivations`; call after :meth:`_Sums.flush`, on a site that was called."""
@@ -418,30 +460,60 @@ def activation_census(
     if sites is not None and not _is_sites(sites):
         labels, sites = sites, None
     dev = torch.device(device) if device is not None else _model_device(model)
-    source = _source(data, labels, batch_size, dev)
-    if sites is None:
-        sites = discover_sites(model, source.first())
-    counted = tuple(s for s in sites if s.counted)
-    accumulators = {s.layer: _Accumulator(s, keep_samples) for s in counted}
+    source = distributed.shard(_source(data, labels, batch_size, dev), data)
     current: list[Any] = [None, -1]  # the batch in flight and its index
+    accumulators: dict[str, _Accumulator] = {}
 
     def observe(layer: str, pre: torch.Tensor, out: torch.Tensor) -> None:
         accumulators[layer].update(current[0], current[1], pre, out)
 
-    with inspecting(model) as guard:
+    shard = source.shard
+    with distributed.together("the activation census"), inspecting(model) as guard:
+        if sites is None:
+            sites = discover_sites(model, source.first())
+        counted = tuple(s for s in sites if s.counted)
+        accumulators.update((s.layer, _Accumulator(s, keep_samples)) for s in counted)
         observer = SiteObserver(model, counted, observe, guard)
         with torch.inference_mode():
             for index, batch in enumerate(source):
-                current[:] = [batch, index]
+                # the global batch index: it orders the kept rows across ranks as one process would
+                current[:] = [batch, index * shard.world + shard.rank if shard is not None else index]
                 observer.start_batch()
                 batch.call(model)
             for acc in accumulators.values():  # the totals are inference tensors: fold them in while still in the mode
                 if acc.sums is not None:
                     acc.sums.flush()
+    if distributed.active():
+        _merge([accumulators[s.layer] for s in counted])
     # a site the data never reached (a layer this forward pass does not use) has nothing to report
     return tuple(
         accumulators[s.layer].finish(nearly_dead_threshold) for s in counted if accumulators[s.layer].sums is not None
     )
+
+
+def _merge(accumulators: list[_Accumulator]) -> None:
+    """Every rank's census, on every rank: counts and sums by one ``all_reduce`` (exact: 0/1 counts are
+    whole numbers in float64), kept rows by ``all_gather`` (at most ``keep_samples`` rows x m per site
+    and rank); a site some rank never reached gets zeros there."""
+    states = distributed.all_gather_objects([acc.local_state() for acc in accumulators])
+    totals, counts = [], []
+    for i, acc in enumerate(accumulators):
+        present = [rank_states[i] for rank_states in states if rank_states[i] is not None]
+        width = int(present[0]["width"]) if present else 0
+        local = acc.sums.totals.cpu().numpy() if acc.sums is not None else np.zeros((3, width))
+        totals.append(local.astype(np.float64).reshape(-1))
+        counts.append(np.array([acc.n_rows, acc.n_samples], dtype=np.int64))
+    flat_totals = np.concatenate(totals) if totals else np.zeros(0)
+    summed, summed_counts = distributed.all_reduce_sum(
+        flat_totals, np.concatenate(counts) if counts else np.zeros(0, np.int64)
+    )
+    start = 0
+    for i, acc in enumerate(accumulators):
+        size = totals[i].size
+        site_states = [rank_states[i] for rank_states in states]
+        if any(s is not None for s in site_states):
+            acc.merge(site_states, summed[start : start + size], summed_counts[2 * i : 2 * i + 2])
+        start += size
 
 
 def _model_device(model: nn.Module) -> torch.device:

@@ -216,6 +216,16 @@ def _mapping_batch(raw: Mapping[str, Any]) -> Batch:
     return Batch(_tensor(raw[key], f"batch[{key!r}]"), labels, extra, mask, key)
 
 
+@dataclass(frozen=True)
+class Shard:
+    """Rank ``rank`` of ``world`` reads its own share; ``strided``: it keeps batch ``i`` of the stream when
+    ``i % world == rank`` (else the stream is already its share, e.g. a ``DistributedSampler``)."""
+
+    rank: int
+    world: int
+    strided: bool
+
+
 class DataSource:
     """A re-iterable stream of :class:`Batch` objects on ``device``.
 
@@ -249,6 +259,7 @@ class DataSource:
         self.class_names = class_names
         self.image_shape = image_shape
         self.device = torch.device(device)
+        self.shard: Shard | None = None  # see inspector.analysis.distributed.shard
 
     def on(self, device: torch.device | str, dtype: torch.dtype | None = None) -> DataSource:
         """This data on ``device``; ``dtype`` (when given) replaces the floating dtype inputs are cast to."""
@@ -264,6 +275,7 @@ class DataSource:
             dtype=dtype if dtype is not None else self.dtype,
             max_samples=self.max_samples,
         )
+        clone.shard = self.shard
         return clone
 
     def limited(self, max_samples: int | None) -> DataSource:
@@ -278,7 +290,9 @@ class DataSource:
 
     def __iter__(self) -> Iterator[Batch]:
         seen = 0
-        for raw in self._batches():
+        for index, raw in enumerate(self._batches()):
+            if self.shard is not None and self.shard.strided and index % self.shard.world != self.shard.rank:
+                continue
             if self.max_samples is not None and seen >= self.max_samples:
                 break
             batch = raw if isinstance(raw, Batch) else to_batch(raw)

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from inspector._version import __version__
+from inspector.analysis import distributed
 from inspector.analysis import findings as F
 from inspector.analysis.activations import activation_census, death_timeline
 from inspector.analysis.diagnostics import training_diagnostics
@@ -213,30 +214,35 @@ def analyze(
         timings[name] = time.perf_counter() - started
         return value
 
-    source = first = output = adapter = the_task = None
-    if data is not None:
-        _text_labels(data)
-        source = as_source(
-            data, batch_size=options.batch_size, device=_device(module, None), dtype=floating_dtype(module)
-        ).limited(options.max_samples)
-        first = source.first()
-        if (tokenizer is not None or vocabulary is not None) and first.inputs.is_floating_point():
-            raise InspectorError(
-                "tokenizer= and vocabulary= apply only to integer token-id inputs and these inputs are float; "
-                "leave them out"
-            )
-        output = _first_output(module, first)
-        names = feature_names or source.feature_names
-        adapter = make_adapter(module, first, feature_names=names or (), tokenizer=tokenizer, vocabulary=vocabulary)
-        census_only = not wanted & {"importance", "pruning"}
-        if census_only and task is None and target is None and first.labels is None:
-            the_task = None  # no labels and nothing to explain: the census needs neither
-        else:
-            the_task = make_task(task, first, target=target, metric=metric, metric_name=metric_name, output=output)
-    elif task is not None or target is not None:
-        raise InspectorError("task= and target= need data to evaluate; pass data as well")
-    with inspecting(module):
-        sites = timed("sites", lambda: discover_sites(module, first, activations))
+    source = whole = first = output = adapter = the_task = None
+    # a rank whose data or model fails here stops every rank with its message (no collective waits on it)
+    with distributed.together("reading the first batch"):
+        if data is not None:
+            _text_labels(data)
+            whole = as_source(
+                data, batch_size=options.batch_size, device=_device(module, None), dtype=floating_dtype(module)
+            ).limited(options.max_samples)
+            # inside a process group the census, evaluation and pruning read one share per rank and merge;
+            # the bounded-sample sections (importance, what-if) read the same head of ``whole`` on every rank
+            source = distributed.shard(whole, data)
+            first = whole.first()
+            if (tokenizer is not None or vocabulary is not None) and first.inputs.is_floating_point():
+                raise InspectorError(
+                    "tokenizer= and vocabulary= apply only to integer token-id inputs and these inputs are float; "
+                    "leave them out"
+                )
+            output = _first_output(module, first)
+            names = feature_names or source.feature_names
+            adapter = make_adapter(module, first, feature_names=names or (), tokenizer=tokenizer, vocabulary=vocabulary)
+            census_only = not wanted & {"importance", "pruning"}
+            if census_only and task is None and target is None and first.labels is None:
+                the_task = None  # no labels and nothing to explain: the census needs neither
+            else:
+                the_task = make_task(task, first, target=target, metric=metric, metric_name=metric_name, output=output)
+        elif task is not None or target is not None:
+            raise InspectorError("task= and target= need data to evaluate; pass data as well")
+        with inspecting(module):
+            sites = timed("sites", lambda: discover_sites(module, first, activations))
     info = _model_info(module, ckpt, source, output, adapter, the_task, sites)
     del output  # the first batch's output: only the class names and the task needed it
     parameters = timed("parameters", lambda: count_parameters(module))
@@ -277,7 +283,7 @@ def analyze(
                 "importance",
                 lambda: importance_report(
                     module,
-                    source,
+                    whole,
                     the_task,
                     adapter,
                     methods=options.methods,
@@ -294,7 +300,7 @@ def analyze(
                 "whatif",
                 lambda: partial_dependence(
                     module,
-                    source,
+                    whole,
                     task=the_task,
                     feature_names=adapter.feature_names,
                     max_samples=options.max_importance_samples,

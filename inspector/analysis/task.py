@@ -22,6 +22,7 @@ evaluation alike. Evaluation streams: :class:`Scores` accumulates sums in float6
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from inspector.analysis.inputs import Batch
+from inspector.analysis.inputs import Batch, DataSource
 from inspector.errors import InspectorError
 
 TASKS = ("classification", "regression", "custom")
@@ -273,6 +274,30 @@ class Scores:
             self.width = int(y.shape[1])
         self.n += n
 
+    def merge(self) -> Scores:
+        """Sum every rank's sums into this one (in place; the identity without a process group): the loss,
+        metric and R² of the union of the ranks' shards follow exactly from the summed terms."""
+        from inspector.analysis import distributed
+
+        if not distributed.active():
+            return self
+        widths = {int(w) for w in distributed.all_gather_objects(self.width if self.n else None) if w is not None}
+        if len(widths) > 1:
+            raise InspectorError(f"the ranks' regression targets have different widths {sorted(widths)}")
+        width = widths.pop() if widths else self.width
+        vector = lambda v: np.broadcast_to(np.asarray(v, dtype=np.float64), (width,))  # noqa: E731
+        sums, counts = distributed.all_reduce_sum(
+            np.concatenate(
+                [[self.loss_sum, self.metric_sum], vector(self.sse), vector(self.y_sum), vector(self.y_sq_sum)]
+            ),
+            np.array([self.n, self.scored], dtype=np.int64),
+        )
+        self.loss_sum, self.metric_sum = float(sums[0]), float(sums[1])
+        self.sse, self.y_sum, self.y_sq_sum = (sums[2 + k * width : 2 + (k + 1) * width] for k in range(3))
+        self.n, self.scored = int(counts[0]), int(counts[1])
+        self.width = width
+        return self
+
     def result(self) -> tuple[float, float]:
         """``(loss, metric)`` over everything added; NaN where undefined (no samples, no loss)."""
         if self.n == 0:
@@ -296,11 +321,21 @@ class Scores:
 
 
 def evaluate_task(model: nn.Module, batches: Any, task: Task) -> tuple[float, float, int]:
-    """``(loss, metric, n_samples)`` of ``model`` over ``batches`` (an iterable of :class:`Batch`), no grad."""
+    """``(loss, metric, n_samples)`` of ``model`` over ``batches`` (an iterable of :class:`Batch`), no grad.
+
+    Inside a process group, a :class:`~inspector.analysis.inputs.DataSource` is read one share per rank
+    and the sums merged: every rank gets the result over all the data."""
+    from inspector.analysis import distributed
+
+    shared = isinstance(batches, DataSource)  # other iterables: each rank evaluates all it is given
+    if shared:
+        batches = distributed.shard(batches)
     scores = task.scores()
-    with torch.no_grad():
+    with distributed.together("the evaluation") if shared else contextlib.nullcontext(), torch.no_grad():
         for batch in batches:
             scores.add(batch.call(model), batch)
+    if shared:
+        scores.merge()
     loss, metric = scores.result()
     return loss, metric, scores.n
 

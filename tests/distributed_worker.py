@@ -1,0 +1,109 @@
+"""Process bodies for tests/test_distributed.py: each spawned rank analyses its share and pickles what it got."""
+
+from __future__ import annotations
+
+import pickle
+import traceback
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data.distributed import DistributedSampler
+
+BATCH = 16
+N = 203  # not a multiple of the batch or of the world size: uneven shards, a short last batch
+
+
+def model() -> nn.Sequential:
+    """ReLU (neuron 0 planted dead), tanh (weights scaled up: saturates), GELU, 3 outputs."""
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 12), nn.Tanh(), nn.Linear(12, 10), nn.GELU(), nn.Linear(10, 3)
+    )
+    with torch.no_grad():
+        net[0].weight[0] = 0.0
+        net[0].bias[0] = -10.0
+        net[2].weight.mul_(12.0)
+    return net
+
+
+def data(n: int = N) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Inputs ``(n, 6)``, class labels ``(n,)`` and regression targets ``(n, 3)``."""
+    g = torch.Generator().manual_seed(1)
+    X = torch.randn(n, 6, generator=g)
+    return X, torch.randint(0, 3, (n,), generator=g), torch.randn(n, 3, generator=g)
+
+
+def compute() -> dict[str, Any]:
+    """Everything compared against one process: run identically with and without a process group."""
+    from inspector.analysis import AnalysisOptions, analyze
+    from inspector.analysis.activations import activation_census
+    from inspector.analysis.inputs import as_source
+    from inspector.analysis.task import evaluate_task, make_task
+
+    net = model()
+    X, y, targets = data()
+    out: dict[str, Any] = {}
+    out["census"] = activation_census(net, (X, y), batch_size=BATCH)
+    out["census_kept_50"] = activation_census(net, (X, y), batch_size=BATCH, keep_samples=50)
+    for kind, labels in (("classification", y), ("regression", targets)):
+        source = as_source((X, labels), batch_size=BATCH)
+        task = make_task(kind, source.first())
+        out[kind] = evaluate_task(net, source, task)
+    options = AnalysisOptions(sections=("activations", "pruning"), batch_size=BATCH, sparsities=(0.5,))
+    analysis = analyze(net, (X, y), options=options)
+    out["analyze"] = (analysis.data, analysis.activations, analysis.pruning)
+    # the user's DistributedSampler: already one share per rank (204 = a multiple of 2 and 3: no padding)
+    X2, y2, _ = data(204)
+    dataset = TensorDataset(X2, y2)
+    sampler = DistributedSampler(dataset, shuffle=False) if dist.is_initialized() else None
+    out["sampler"] = activation_census(net, DataLoader(dataset, batch_size=BATCH, sampler=sampler))
+    return out
+
+
+class _Explodes(nn.Module):
+    """A model whose forward raises on rank 1 only, after the other ranks started."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(6, 4)
+        self.act = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if dist.get_rank() == 1:
+            raise ValueError("rank one's batch is broken")
+        return self.act(self.fc(x))
+
+
+def run(rank: int, world: int, port: int, folder: str) -> None:
+    """Rank ``rank``: join the gloo group, compute, then check that a failing rank stops every rank."""
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world, timeout=timedelta(seconds=60)
+    )
+    result: dict[str, Any] = {}
+    try:
+        result = compute()
+        from inspector.analysis import distributed
+        from inspector.analysis.activations import activation_census
+
+        result["all_reduce"] = distributed.all_reduce_sum(
+            np.full(3, rank + 0.5), np.arange(4, dtype=np.int64) * (rank + 1)
+        )
+        result["writer"] = distributed.is_writer()
+        try:
+            X, _, _ = data()
+            activation_census(_Explodes(), X, batch_size=BATCH)
+            result["failure"] = None
+        except Exception as error:  # noqa: BLE001 - the test reads what each rank raised
+            result["failure"] = (type(error).__name__, str(error))
+    except Exception:  # noqa: BLE001
+        result["error"] = traceback.format_exc()
+    finally:
+        Path(folder, f"rank{rank}.pkl").write_bytes(pickle.dumps(result))
+        dist.destroy_process_group()

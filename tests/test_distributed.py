@@ -1,0 +1,150 @@
+"""Data-parallel analysis on gloo: 2 and 3 spawned processes give what one process gives on the same data."""
+
+from __future__ import annotations
+
+import math
+import pickle
+import socket
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch.multiprocessing as mp
+
+from inspector.analysis import distributed
+from tests import distributed_worker as worker
+
+ARRAYS = (
+    "fire_rate",
+    "dead_mask",
+    "nearly_dead_mask",
+    "saturation_rate",
+    "zero_rate",
+    "histogram_counts",
+    "histogram_edges",
+    "projection",
+    "projection_variance",
+    "projection_labels",
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module", params=[2, 3])
+def ranks(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    """One spawn of ``world`` gloo processes, shared by every check below; each rank's pickled results."""
+    world = request.param
+    folder = tmp_path_factory.mktemp(f"world{world}")
+    context = mp.get_context("spawn")
+    port = _free_port()
+    processes = [context.Process(target=worker.run, args=(r, world, port, str(folder))) for r in range(world)]
+    for p in processes:
+        p.start()
+    for p in processes:
+        p.join(timeout=180)
+    alive = [p for p in processes if p.is_alive()]
+    for p in alive:
+        p.kill()
+    assert not alive, "a rank hung"
+    results = [pickle.loads(Path(folder, f"rank{r}.pkl").read_bytes()) for r in range(world)]
+    for r, result in enumerate(results):
+        assert "error" not in result, f"rank {r}: {result['error']}"
+    return results
+
+
+@pytest.fixture(scope="module")
+def single() -> dict[str, Any]:
+    return worker.compute()
+
+
+def _same_census(got: tuple[Any, ...], want: tuple[Any, ...]) -> None:
+    assert [c.layer for c in got] == [c.layer for c in want]
+    for g, w in zip(got, want, strict=True):
+        assert (g.n_samples, g.n_positions) == (w.n_samples, w.n_positions)
+        for name in ARRAYS:
+            a, b = getattr(g, name), getattr(w, name)
+            assert (a is None) == (b is None), (g.layer, name)
+            if a is not None:
+                np.testing.assert_array_equal(a, b, err_msg=f"{g.layer}.{name}")
+        np.testing.assert_allclose(g.mean_activation, w.mean_activation, rtol=1e-6, atol=1e-7)
+
+
+def test_census_is_identical_to_one_process(ranks: list[dict[str, Any]], single: dict[str, Any]) -> None:
+    census = single["census"]
+    assert census[0].dead_mask[0] and census[0].dead_count == 1  # the planted dead neuron
+    assert census[1].saturation_rate.max() > 0.2  # the scaled-up tanh saturates
+    for result in ranks:  # every rank holds the merged census
+        _same_census(result["census"], census)
+        _same_census(result["census_kept_50"], single["census_kept_50"])
+        assert result["census_kept_50"][0].projection.shape == (50, 2)
+
+
+def test_evaluation_sums_merge_exactly(ranks: list[dict[str, Any]], single: dict[str, Any]) -> None:
+    for result in ranks:
+        for kind in ("classification", "regression"):
+            loss, metric, n = result[kind]
+            want_loss, want_metric, want_n = single[kind]
+            assert n == want_n == worker.N
+            assert math.isclose(loss, want_loss, rel_tol=1e-9) and math.isclose(metric, want_metric, rel_tol=1e-9)
+
+
+def test_analyze_merges_evaluation_census_and_pruning(ranks: list[dict[str, Any]], single: dict[str, Any]) -> None:
+    want_data, want_census, want_pruning = single["analyze"]
+    for result in ranks:
+        data, census, pruning = result["analyze"]
+        assert data.n_samples == want_data.n_samples == worker.N
+        assert math.isclose(data.metric, want_data.metric, rel_tol=1e-9)
+        assert math.isclose(data.loss, want_data.loss, rel_tol=1e-9)
+        _same_census(census, want_census)
+        for got, want in zip(pruning.curves, want_pruning.curves, strict=True):
+            np.testing.assert_allclose(got.metric, want.metric, rtol=1e-9)
+            np.testing.assert_allclose(got.loss, want.loss, rtol=1e-9)
+
+
+def test_distributed_sampler_is_read_as_it_is(ranks: list[dict[str, Any]], single: dict[str, Any]) -> None:
+    # the user's sampler already shards: counts over all 204 samples, none read twice
+    for result in ranks:
+        for got, want in zip(result["sampler"], single["sampler"], strict=True):
+            assert got.n_samples == want.n_samples == 204
+            np.testing.assert_array_equal(
+                got.dead_mask if got.dead_mask is not None else got.saturation_rate,
+                want.dead_mask if want.dead_mask is not None else want.saturation_rate,
+            )
+            np.testing.assert_array_equal(got.fire_rate, want.fire_rate)
+
+
+def test_all_reduce_sums_and_rank_zero_writes(ranks: list[dict[str, Any]]) -> None:
+    world = len(ranks)
+    floats, ints = ranks[0]["all_reduce"]
+    np.testing.assert_array_equal(floats, np.full(3, sum(r + 0.5 for r in range(world))))
+    np.testing.assert_array_equal(ints, np.arange(4) * sum(range(1, world + 1)))
+    assert floats.dtype == np.float64 and ints.dtype == np.int64
+    assert [r["writer"] for r in ranks] == [True] + [False] * (world - 1)
+
+
+def test_a_failing_rank_stops_every_rank_with_one_message(ranks: list[dict[str, Any]]) -> None:
+    failures = [r["failure"] for r in ranks]
+    assert failures[1] == ("ValueError", "rank one's batch is broken")
+    for r, failure in enumerate(failures):
+        if r != 1:
+            assert failure is not None
+            kind, message = failure
+            assert kind == "InspectorError"
+            assert message.startswith(f"rank 1 of {len(ranks)} failed during the activation census (ValueError: ")
+            assert "\n" not in message
+
+
+def test_without_a_process_group_everything_is_the_identity() -> None:
+    assert not distributed.active() and distributed.rank() == 0 and distributed.world_size() == 1
+    assert distributed.is_writer()
+    a = np.arange(3.0)
+    (b,) = distributed.all_reduce_sum(a)
+    np.testing.assert_array_equal(a, b)
+    assert distributed.all_gather_objects("x") == ["x"]
+    with pytest.raises(TypeError, match="float64 or int64"):
+        distributed.all_reduce_sum(np.zeros(2, dtype=np.float32))
