@@ -364,12 +364,29 @@ def _csv(text: str | None) -> tuple[str, ...] | None:
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
-    from inspector.analysis import AnalysisOptions
-    from inspector.results import check_result_folder, result_files
-    from inspector.summary import format_summary
+    from inspector.analysis import distributed
+    from inspector.results import check_result_folder
 
     _check_subject(args, args.checkpoint is not None, "a checkpoint")
-    check_result_folder(args.out, force=args.force, inputs=_input_files(args.checkpoint, *_factory_inputs(args)))
+    if distributed.launched_by_torchrun():  # torchrun --nproc_per_node N: join the group, only rank 0 writes
+        with distributed.process_group(_device(args)):
+            with distributed.together("checking --out"):
+                if distributed.is_writer():
+                    check_result_folder(args.out, force=args.force, inputs=_analysis_inputs(args))
+            return _analyze_and_write(args)
+    check_result_folder(args.out, force=args.force, inputs=_analysis_inputs(args))
+    return _analyze_and_write(args)
+
+
+def _analysis_inputs(args: argparse.Namespace) -> list[Path]:
+    return _input_files(args.checkpoint, *_factory_inputs(args))
+
+
+def _analyze_and_write(args: argparse.Namespace) -> int:
+    from inspector.analysis import AnalysisOptions, distributed
+    from inspector.results import result_files
+    from inspector.summary import format_summary
+
     defaults = AnalysisOptions()
     options = _options(
         args,
@@ -380,6 +397,8 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         finetune_epochs=args.finetune_epochs,
     )
     analysis, _ = _analysis_for(args.checkpoint, args, options)
+    if not distributed.is_writer():  # every rank holds the same merged analysis; rank 0 writes it
+        return 0
     analysis.save(args.out, force=args.force)
     print(format_summary(analysis))
     json_path, arrays_path = result_files(args.out)
@@ -408,6 +427,8 @@ def _input_files(*paths: str | Path | None) -> list[Path]:
 
 
 def _note(message: str) -> None:
+    if os.environ.get("RANK", "0") not in ("", "0"):  # under torchrun only rank 0 speaks
+        return
     print(f"inspector: note: {printable(message)}", file=sys.stderr)  # may quote names from a file
 
 

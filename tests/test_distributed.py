@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import math
+import os
 import pickle
 import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -148,3 +151,40 @@ def test_without_a_process_group_everything_is_the_identity() -> None:
     assert distributed.all_gather_objects("x") == ["x"]
     with pytest.raises(TypeError, match="float64 or int64"):
         distributed.all_reduce_sum(np.zeros(2, dtype=np.float32))
+
+
+def test_torchrun_cli_writes_one_analysis_equal_to_one_process(tmp_path: Path) -> None:
+    from inspector.analysis.result import Analysis
+    from inspector.cli import main
+
+    ckpt = tmp_path / "m.pt"
+    assert (
+        main(["train", "--dataset", "synthetic", "--epochs", "2", "--hidden", "32,16", "-q", "--out", str(ckpt)]) == 0
+    )
+    args = ["analyze", str(ckpt), "--sections", "activations,pruning", "--batch-size", "64"]
+    assert main([*args, "--out", str(tmp_path / "one")]) == 0
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
+    launch = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(_free_port()),
+    ]
+    done = subprocess.run(
+        [*launch, "-m", "inspector", *args, "--out", str(tmp_path / "two")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("wrote ") == 1  # rank 0 alone prints and writes
+    one, two = Analysis.load(tmp_path / "one"), Analysis.load(tmp_path / "two")
+    assert two.data is not None and one.data is not None and two.data.n_samples == one.data.n_samples
+    assert math.isclose(two.data.metric, one.data.metric, rel_tol=1e-9)
+    _same_census(two.activations, one.activations)
+    for got, want in zip(two.pruning.curves, one.pruning.curves, strict=True):
+        np.testing.assert_allclose(got.metric, want.metric, rtol=1e-9)

@@ -12,8 +12,10 @@ The backend decides where a reduced tensor lives: NCCL reduces CUDA tensors (on
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
@@ -142,3 +144,32 @@ def together(what: str) -> Iterator[None]:
     for index, text in enumerate(messages):
         if text is not None:
             raise InspectorError(f"rank {index} of {len(messages)} failed during {what} ({text}); every rank stops")
+
+
+def launched_by_torchrun() -> bool:
+    """Whether this process is one of several started by ``torchrun`` (``WORLD_SIZE`` > 1 in the environment)."""
+    return int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
+
+
+@contextmanager
+def process_group(device: torch.device | str | None = None, timeout_s: float | None = None) -> Iterator[None]:
+    """Join the process group ``torchrun`` describes (NCCL for a CUDA ``device``, else gloo) for the
+    duration, and leave it afterwards; nothing when not launched by torchrun or already in a group.
+
+    ``timeout_s`` (default ``INSPECTOR_DIST_TIMEOUT`` seconds, else 600) bounds every collective: a rank
+    that dies outright stops the others after at most that long instead of leaving them waiting.
+    """
+    if not launched_by_torchrun() or (dist.is_available() and dist.is_initialized()):
+        yield
+        return
+    if not dist.is_available():
+        raise InspectorError("this PyTorch build has no torch.distributed; run one process")
+    cuda = device is not None and torch.device(device).type == "cuda"
+    if cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    seconds = timeout_s if timeout_s is not None else float(os.environ.get("INSPECTOR_DIST_TIMEOUT", "600"))
+    dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(seconds=seconds))
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
