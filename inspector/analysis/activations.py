@@ -296,40 +296,52 @@ class _Accumulator:
             self.kept_labels = None
 
     def local_state(self) -> dict[str, Any] | None:
-        """What :meth:`merge` needs from this rank: the width, and the kept rows with their order keys."""
+        """What the merge needs first from this rank: the width, and the order keys ``(k, 2)`` (global batch
+        index, row within the batch) of the rows kept here; ``None`` when the data never reached the site."""
         if self.sums is None:
             return None
         keys = np.array(
             [(b, first + i) for b, first, rows in self.kept_chunks for i in range(rows)], dtype=np.int64
         ).reshape(-1, 2)
-        return {
-            "width": self.sums.width,
-            "keys": keys,
-            "rows": torch.cat(self.kept).float().cpu().numpy() if self.kept else None,
-            "labels": torch.cat(self.kept_labels).cpu().numpy() if self.kept_labels else None,
-            "labelled": self.kept_labels is not None,
-        }
+        return {"width": self.sums.width, "keys": keys, "labelled": self.kept_labels is not None}
 
-    def merge(self, states: list[dict[str, Any] | None], totals: np.ndarray, counts: np.ndarray) -> None:
-        """Replace this rank's statistics with every rank's: ``totals`` ``(3, m)`` and ``counts``
-        (rows, samples) summed over ranks, and the first ``keep_samples`` rows of all ranks' ``states``
-        in global (batch, row) order: the rows one process would have kept."""
+    def kept_prefix(self, count: int) -> tuple[np.ndarray, np.ndarray | None] | None:
+        """The first ``count`` kept rows ``(count, m)`` and their labels (``None`` when nothing is sent)."""
+        if count == 0 or not self.kept:
+            return None
+        rows = torch.cat(self.kept)[:count].float().cpu().numpy()
+        labels = torch.cat(self.kept_labels)[:count].cpu().numpy() if self.kept_labels else None
+        return rows, labels
+
+    def merge(
+        self,
+        states: list[dict[str, Any] | None],
+        prefixes: list[tuple[np.ndarray, np.ndarray | None] | None],
+        totals: np.ndarray,
+        counts: np.ndarray,
+    ) -> None:
+        """Replace this rank's statistics with every rank's: ``totals`` ``(3, m)`` and ``counts`` (rows,
+        samples) summed over ranks; the kept rows are the ranks' ``prefixes`` (each rank's share of the
+        first ``keep_samples`` rows in global (batch, row) order) in that order: the rows one process keeps."""
         present = [s for s in states if s is not None]
         width = int(present[0]["width"])
         self.sums = _Sums(width, torch.device("cpu"))
         self.sums.totals = torch.from_numpy(totals.reshape(3, width))
         self.n_rows, self.n_samples = int(counts[0]), int(counts[1])
-        with_rows = [s for s in present if s["rows"] is not None]
-        self.kept, self.kept_n, self.kept_labels = [], 0, None
-        if not with_rows:
-            self.kept_labels = [] if all(s["labelled"] for s in present) else None
+        self.kept, self.kept_n = [], 0
+        labelled = all(s["labelled"] for s in present)
+        self.kept_labels = [] if labelled else None
+        sent = [(s, p) for s, p in zip(states, prefixes, strict=True) if s is not None and p is not None]
+        if not sent:
             return
-        keys = np.concatenate([s["keys"] for s in with_rows])
-        order = np.lexsort((keys[:, 1], keys[:, 0]))[: self.keep_samples]
-        self.kept = [torch.from_numpy(np.concatenate([s["rows"] for s in with_rows])[order])]
+        keys = np.concatenate([s["keys"][: len(p[0])] for s, p in sent])
+        order = np.lexsort((keys[:, 1], keys[:, 0]))
+        self.kept = [torch.from_numpy(np.concatenate([p[0] for _, p in sent])[order])]
         self.kept_n = len(order)
-        if all(s["labelled"] and (s["rows"] is None or s["labels"] is not None) for s in present):
-            self.kept_labels = [torch.from_numpy(np.concatenate([s["labels"] for s in with_rows])[order])]
+        if labelled and all(p[1] is not None for _, p in sent):
+            self.kept_labels = [torch.from_numpy(np.concatenate([p[1] for _, p in sent])[order])]  # type: ignore[misc]
+        else:
+            self.kept_labels = None
 
     def finish(self, threshold: float) -> LayerActivations:
         """The site's :class:`LayerActivations`; call after :meth:`_Sums.flush`, on a site that was called."""
@@ -492,27 +504,39 @@ def activation_census(
 
 
 def _merge(accumulators: list[_Accumulator]) -> None:
-    """Every rank's census, on every rank: counts and sums by one ``all_reduce`` (exact: 0/1 counts are
-    whole numbers in float64), kept rows by ``all_gather`` (at most ``keep_samples`` rows x m per site
-    and rank); a site some rank never reached gets zeros there."""
+    """Every rank's census, on every rank, in three collectives for all sites together: the order keys
+    of the kept rows (``all_gather``, 16 bytes a row), counts and sums (one ``all_reduce``: exact, 0/1
+    counts are whole numbers in float64), then only the kept rows that are among the first
+    ``keep_samples`` in global order (``all_gather``: ``keep_samples x m`` floats per site over all
+    ranks, whatever their number). A site some rank never reached gets zeros there."""
     states = distributed.all_gather_objects([acc.local_state() for acc in accumulators])
-    totals, counts = [], []
+    me = distributed.rank()
+    totals, counts, sending = [], [], []
     for i, acc in enumerate(accumulators):
-        present = [rank_states[i] for rank_states in states if rank_states[i] is not None]
+        site_states = [rank_states[i] for rank_states in states]
+        present = [s for s in site_states if s is not None]
         width = int(present[0]["width"]) if present else 0
         local = acc.sums.totals.cpu().numpy() if acc.sums is not None else np.zeros((3, width))
         totals.append(local.astype(np.float64).reshape(-1))
         counts.append(np.array([acc.n_rows, acc.n_samples], dtype=np.int64))
-    flat_totals = np.concatenate(totals) if totals else np.zeros(0)
+        # how many of this rank's kept rows are among the first keep_samples of all ranks' (its prefix)
+        keys = [s["keys"] if s is not None else np.zeros((0, 2), np.int64) for s in site_states]
+        owner = np.concatenate([np.full(len(k), r) for r, k in enumerate(keys)]) if keys else np.zeros(0)
+        every = np.concatenate(keys) if keys else np.zeros((0, 2), np.int64)
+        first = owner[np.lexsort((every[:, 1], every[:, 0]))[: acc.keep_samples]]
+        sending.append(acc.kept_prefix(int((first == me).sum())))
     summed, summed_counts = distributed.all_reduce_sum(
-        flat_totals, np.concatenate(counts) if counts else np.zeros(0, np.int64)
+        np.concatenate(totals) if totals else np.zeros(0),
+        np.concatenate(counts) if counts else np.zeros(0, np.int64),
     )
+    prefixes = distributed.all_gather_objects(sending)
     start = 0
     for i, acc in enumerate(accumulators):
         size = totals[i].size
         site_states = [rank_states[i] for rank_states in states]
         if any(s is not None for s in site_states):
-            acc.merge(site_states, summed[start : start + size], summed_counts[2 * i : 2 * i + 2])
+            site_prefixes = [rank_prefixes[i] for rank_prefixes in prefixes]
+            acc.merge(site_states, site_prefixes, summed[start : start + size], summed_counts[2 * i : 2 * i + 2])
         start += size
 
 
