@@ -194,6 +194,11 @@ def analyze(
         history, snapshots: training history and ``{epoch: state_dict}``; taken from
             the checkpoint when ``model`` is one.
         options: which sections and how; see :class:`AnalysisOptions`.
+
+    Inside an initialised ``torch.distributed`` process group each rank reads its own share of ``data``
+    (every N-th batch, or the share its ``DistributedSampler`` gives it), the census, evaluation and
+    pruning sums are merged exactly, and every rank returns the same :class:`Analysis`; write it from
+    rank 0 only (:func:`~inspector.analysis.distributed.is_writer`). See docs/scaling.md.
     """
     options = options or AnalysisOptions()
     ckpt = model if isinstance(model, Checkpoint) else None
