@@ -96,6 +96,8 @@ def run(rank: int, world: int, port: int, folder: str) -> None:
             np.full(3, rank + 0.5), np.arange(4, dtype=np.int64) * (rank + 1)
         )
         result["writer"] = distributed.is_writer()
+        # a model with no counted site (no activation after its only layer): nothing to merge, no hang
+        result["no_sites"] = activation_census(nn.Sequential(nn.Linear(6, 2)), data()[0], batch_size=BATCH)
         try:
             X, _, _ = data()
             activation_census(_Explodes(), X, batch_size=BATCH)

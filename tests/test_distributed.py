@@ -128,6 +128,7 @@ def test_all_reduce_sums_and_rank_zero_writes(ranks: list[dict[str, Any]]) -> No
     np.testing.assert_array_equal(ints, np.arange(4) * sum(range(1, world + 1)))
     assert floats.dtype == np.float64 and ints.dtype == np.int64
     assert [r["writer"] for r in ranks] == [True] + [False] * (world - 1)
+    assert all(r["no_sites"] == () for r in ranks)
 
 
 def test_a_failing_rank_stops_every_rank_with_one_message(ranks: list[dict[str, Any]]) -> None:

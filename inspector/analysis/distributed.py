@@ -66,8 +66,8 @@ def all_reduce_sum(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
         return tuple(out)
     device = _device()
     for dtype in (np.float64, np.int64):
-        chosen = [i for i, a in enumerate(out) if a.dtype == dtype]
-        if not chosen:
+        chosen = [i for i, a in enumerate(out) if a.dtype == dtype and a.size]
+        if not chosen:  # the shapes are the same on every rank: every rank skips the same collectives
             continue
         flat = np.concatenate([out[i].reshape(-1) for i in chosen])
         buffer = torch.from_numpy(flat).to(device)
