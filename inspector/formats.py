@@ -173,6 +173,11 @@ def read_sharded_index(path: Path) -> ShardedIndex:
             relative = Path(shard)
             if relative.is_absolute() or ".." in relative.parts or "\\" in shard or ":" in shard:
                 raise bad(f"shard {printable(shard)[:80]!r} is not a file inside the index's folder")
+            if not shard.lower().endswith(".safetensors"):
+                raise InspectorError(
+                    f"{path}: shard {printable(shard)[:80]!r} is not a .safetensors file; only sharded "
+                    "safetensors checkpoints are read (convert the shards, or pass one file)"
+                )
             resolved = (folder / relative).resolve()
             if not resolved.is_relative_to(folder):
                 raise bad(f"shard {printable(shard)[:80]!r} leads out of the index's folder")

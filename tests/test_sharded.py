@@ -107,13 +107,25 @@ def test_weight_only_analysis_of_shards_gives_the_numbers_of_the_unsharded_file(
     np.testing.assert_array_equal(sharded.weights[1].bias, tensors["blocks.0.mlp.up.bias"].numpy())
 
 
-def test_analyze_report_and_cli_take_a_sharded_folder(block_files, tmp_path, capsys):
+def test_analyze_and_report_take_a_sharded_folder_or_its_index(block_files, tmp_path, capsys):
     _, index = block_files
     assert main(["analyze", str(index.parent), "--out", str(tmp_path / "out")]) == 0
     assert "analysing its weights only" in capsys.readouterr().err
     assert main(["analyze", str(index), "--out", str(tmp_path / "out2")]) == 0
     saved = json.loads((tmp_path / "out" / "analysis.json").read_text())
     assert saved["result"]["parameters"]["total_parameters"] == 16 * 9 + 8 * 16 + 8
+    capsys.readouterr()
+    assert main(["report", str(index.parent), "--out", str(tmp_path / "r.md")]) == 0
+    assert "blocks.0.mlp.up" in (tmp_path / "r.md").read_text()
+
+
+def test_the_dashboard_opens_a_sharded_folder(block_files):
+    from dashboards.launch import app_for_path
+
+    _, index = block_files
+    logged: list[str] = []
+    assert app_for_path(index.parent, log=logged.append).layout is not None
+    assert any("analysing its weights only" in line for line in logged)
 
 
 def test_our_own_mlp_in_shards_loads_as_the_mlp(tmp_path):
@@ -156,6 +168,7 @@ def _bad_index(folder: Path, weight_map: object | None = None, raw: str | None =
         ),
         (None, '{"weight_map": {"a.weight": ', "not valid JSON"),
         ({"a.weight": 3}, None, "not a file name"),
+        ({"a.weight": "pytorch_model-00001-of-00002.bin"}, None, "is not a .safetensors file"),
         ({}, None, "the weight_map is empty"),
     ],
 )
