@@ -20,6 +20,10 @@ a tensor while writing the file. The constant (the interpreter with torch and de
 imported, measured the same way) is subtracted, and the rest is printed over the largest
 tensor's bytes.
 
+Commands: ``info``; ``read`` (what the weight-only analysis reads: every tensor through
+``inspector.iter_tensors`` with its NaN/Inf count, one at a time); ``analyze`` (``inspector analyze
+--out``, the whole weight-only analysis: reading plus each layer's statistics and exact spectrum).
+
 Target (issue 11): ``info`` does not grow with the tensors (growth / largest ~ 0); the
 weight-only analysis peaks at about twice the largest tensor plus a constant.
 """
@@ -108,8 +112,14 @@ def write_pt(path: Path, source: Path) -> None:
 
 _CHILD = """
 import sys
-import inspector.analysis, inspector.cli
-status = inspector.cli.main(sys.argv[1:]) if len(sys.argv) > 1 else 0
+import inspector.analysis, inspector.cli, inspector.inventory
+if sys.argv[1:2] == ["read"]:  # the weight-only analysis's reading alone: every tensor, one at a time
+    status = 0
+    for _, tensor in inspector.inventory.iter_tensors(sys.argv[2]):
+        inspector.inventory.count_nonfinite(tensor)
+        del tensor
+else:
+    status = inspector.cli.main(sys.argv[1:]) if len(sys.argv) > 1 else 0
 peak = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
 print("PEAK", int(peak.split()[1]) * 1024, file=sys.stderr)
 sys.exit(status)
@@ -139,6 +149,7 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--dir", default=tempfile.gettempdir())
     parser.add_argument("--formats", default="safetensors,sharded,pt")
+    parser.add_argument("--commands", default="info,read,analyze")
     args = parser.parse_args()
     names = [n for n, _ in _names(args.layers)]
     largest = 4 * args.rows * args.cols
@@ -166,7 +177,8 @@ def main() -> None:
                     write_pt(target, single)
                     single.unlink()
             written = time.perf_counter() - started
-            for command, extra in (("info", []), ("analyze", ["--out", str(work / "analysis")])):
+            for command in args.commands.split(","):
+                extra = ["--out", str(work / "analysis")] if command == "analyze" else []
                 peak, seconds = measure([command, str(target), *extra])
                 growth = max(0.0, peak - base)
                 print(
