@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeGuard
@@ -40,11 +40,14 @@ from inspector.formats import (
     is_zip,
     pickle_refused,
     read_safetensors_header,
+    read_sharded_index,
+    read_tensor_at,
     read_torch_header,
+    sharded_index_path,
     shared_storage,
 )
 from inspector.inventory import count_nonfinite
-from inspector.models import MLP, MLPConfig, build_mlp, mlp_from_state_dict
+from inspector.models import MLP, MLPConfig, build_mlp, infer_mlp_layout, mlp_from_state_dict
 from inspector.training import History, TrainConfig, TrainResult
 from inspector.validation import check_fields, is_int, printable
 
@@ -602,7 +605,8 @@ class FileHeader:
 
     ``tensors`` are the model's weights in file order (dense-inspector's extras left
     out); ``metadata`` is what ``inspector info`` shows; ``own`` is set for
-    dense-inspector checkpoints.
+    dense-inspector checkpoints. A sharded checkpoint (``format`` ``"safetensors-sharded"``,
+    ``path`` its index) has ``shards``: every tensor's shard file, extras included, in the index's order.
     """
 
     path: Path
@@ -612,6 +616,7 @@ class FileHeader:
     own: OwnMetadata | None
     metadata: dict[str, Any]
     notices: tuple[str, ...]
+    shards: dict[str, Path] | None = None
 
 
 def read_header(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> FileHeader:
@@ -621,6 +626,9 @@ def read_header(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> 
     module can't be read without running it: with ``trust_pickle`` it is loaded whole.
     """
     path = Path(path)
+    index = sharded_index_path(path)
+    if index is not None:
+        return _read_sharded_header(index)
     fmt = detect_format(path)
     notices: list[str] = []
     if fmt == "safetensors":
@@ -645,6 +653,67 @@ def read_header(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> 
     return FileHeader(path, fmt, parts.kind, tensors, parts.own, parts.metadata, tuple(notices))
 
 
+def _read_sharded_header(index: Path) -> FileHeader:
+    """A sharded safetensors checkpoint as one file: every shard's header validated, every tensor the
+    index maps found in its shard, tensors in the index's order, the shards' metadata merged (first wins)."""
+    sharded = read_sharded_index(index)
+    headers = {shard: read_safetensors_header(shard) for shard in sharded.shards}
+    meta: dict[str, torch.Tensor] = {}
+    for name, shard in sharded.weight_map.items():
+        entry = headers[shard].tensors.get(name)
+        if entry is None:
+            raise InspectorError(
+                f"{index}: tensor {printable(name)[:80]!r} is not in its shard {printable(shard.name)!r}; "
+                "the index and the shards do not match (re-download them together)"
+            )
+        meta[name] = torch.empty(entry.shape, dtype=entry.torch_dtype, device="meta")
+    metadata: dict[str, str] = {}
+    for header in headers.values():
+        for key, value in header.metadata.items():
+            metadata.setdefault(key, value)
+    parts = _safetensors_parts(index, meta, metadata)
+    tensors = tuple(
+        TensorInfo(name, tuple(t.shape), str(t.dtype).removeprefix("torch."), t.numel() * t.element_size())
+        for name, t in parts.state.items()
+    )
+    return FileHeader(
+        index, "safetensors-sharded", parts.kind, tensors, parts.own, parts.metadata, (), dict(sharded.weight_map)
+    )
+
+
+def iter_header_tensors(header: FileHeader, names: list[str]) -> Iterator[tuple[str, torch.Tensor]]:
+    """Yield ``(name, tensor)`` for ``names`` of a file :func:`read_header` validated, one at a time.
+
+    Each tensor is read with its own ``readinto`` from where the header says it lies (a safetensors
+    file or shard, or a ``torch.save`` zip's uncompressed storage), so memory holds one tensor, not
+    the file, and no page of the file stays mapped. A legacy (pre-1.6) ``torch.save`` file, which
+    has no random access, and a pickled module are loaded whole.
+    """
+    path = header.path
+    if header.format in ("safetensors", "safetensors-sharded"):
+        shards = header.shards or {}
+        entries: dict[Path, Any] = {}
+        for name in names:
+            file = shards.get(name, path)
+            if file not in entries:
+                entries[file] = read_safetensors_header(file)
+            found = entries[file]
+            entry = found.tensors[name]
+            yield name, read_tensor_at(file, found.data_start + entry.begin, entry.torch_dtype, entry.shape)
+        return
+    if header.kind == "pickled-module" or not is_zip(path):
+        parts, _ = read_parts(path, header, trust_pickle=header.kind == "pickled-module")
+        for name in names:
+            yield name, parts.state[name]
+        return
+    offsets: dict[int, int] = {}
+    state = _torch_parts(path, read_torch_header(path, offsets), []).state
+    for name in names:
+        t = state[name]  # a meta tensor: shape, dtype and strides; its storage's place in the file
+        begin = offsets[t.untyped_storage()._cdata] + int(t.storage_offset()) * t.element_size()
+        yield name, read_tensor_at(path, begin, t.dtype, tuple(t.shape), tuple(t.stride()))
+
+
 def is_own_checkpoint(path: Path) -> bool:
     """Whether ``path`` is a dense-inspector checkpoint, from its header alone (what ``--force`` may replace)."""
     try:
@@ -656,6 +725,14 @@ def is_own_checkpoint(path: Path) -> bool:
 def read_parts(path: Path, header: FileHeader, *, trust_pickle: bool, mmap: bool = False) -> tuple[_Parts, list[str]]:
     """The tensors themselves, for a file :func:`read_header` validated."""
     notices: list[str] = []
+    if header.format == "safetensors-sharded":
+        assert header.shards is not None
+        tensors = dict(iter_header_tensors(header, list(header.shards)))
+        shard_metadata: dict[str, str] = {}
+        for shard in dict.fromkeys(header.shards.values()):
+            for key, value in read_safetensors_header(shard).metadata.items():
+                shard_metadata.setdefault(key, value)
+        return _safetensors_parts(path, tensors, shard_metadata), notices
     if header.format == "safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -775,12 +852,22 @@ def load(
     header = read_header(path, trust_pickle=trust_pickle)
     if header.kind == "state-dict" and header.format == "safetensors" and not header.tensors:
         raise InspectorError(f"{path}: the safetensors file holds no tensors")
+    if header.kind == "state-dict":
+        # from the shapes alone, before any tensor is read: a file that is no MLP goes to the
+        # weight-only analysis, which reads one tensor at a time, instead of being loaded whole first
+        infer_mlp_layout(header_state(header), activation or "relu", source=str(header.path))
+    path = header.path  # a sharded checkpoint's index
     if header.kind == "pickled-module":
         return _pickled_module(torch_load_safely(path, trust_pickle=True), path, activation)
     parts, notices = read_parts(path, header, trust_pickle=trust_pickle)
     if parts.kind == FORMAT_NAME:
         return _own_checkpoint(path, parts, activation)
     return _foreign_checkpoint(path, parts.state, activation, notices)
+
+
+def header_state(header: FileHeader) -> dict[str, torch.Tensor]:
+    """The file's tensors as ``meta`` tensors (shapes and dtypes, no data), in file order."""
+    return {t.name: torch.empty(t.shape, dtype=getattr(torch, t.dtype), device="meta") for t in header.tensors}
 
 
 def _pickled_module(module: nn.Module, path: Path, activation: str | None) -> Checkpoint:

@@ -59,7 +59,7 @@ def check_file(path: Path) -> int:
     if not path.exists():
         raise InspectorError(f"{path}: no such file; check the path")
     if path.is_dir():
-        raise InspectorError(f"{path} is a directory; give the checkpoint file inside it")
+        raise InspectorError(f"{path} is a directory without a {INDEX_NAME}; give the checkpoint file inside it")
     size = path.stat().st_size
     if size == 0:
         raise InspectorError(f"{path}: the file is empty; re-export or re-download it")
@@ -67,7 +67,9 @@ def check_file(path: Path) -> int:
 
 
 def detect_format(path: Path) -> str:
-    """``"torch"`` (zip or legacy pickle from ``torch.save``) or ``"safetensors"``, from the bytes.
+    """``"torch"`` (zip or legacy pickle from ``torch.save``), ``"safetensors"``, or
+    ``"safetensors-sharded"`` (a JSON index with a ``weight_map``, see :func:`read_sharded_index`),
+    from the bytes.
 
     A safetensors file starts with its header length (8 bytes, little-endian) and then
     ``{``; that length can begin with any byte, 0x80 included (a 640-byte header does),
@@ -82,29 +84,111 @@ def detect_format(path: Path) -> str:
         return "safetensors"
     if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
         return "torch"  # pickle protocol >= 2: torch.save's legacy (pre-1.6) format
-    if head.lstrip()[:1] == b"{":
-        check_not_sharded_index(path)
+    if head.lstrip()[:1] == b"{" and is_sharded_index(path):
+        return "safetensors-sharded"
     raise InspectorError(
         f"{path}: unknown checkpoint format (neither a PyTorch file nor safetensors); "
         "save with torch.save(model.state_dict(), ...) or safetensors"
     )
 
 
-def check_not_sharded_index(path: Path) -> None:
-    """Refuse a Hugging Face ``model.safetensors.index.json`` (or ``pytorch_model.bin.index.json``)."""
+INDEX_NAME = "model.safetensors.index.json"  # Hugging Face's name for a sharded safetensors checkpoint's index
+
+
+def is_sharded_index(path: Path) -> bool:
+    """Whether ``path`` is a JSON object with a ``weight_map`` (a sharded checkpoint's index), from its bytes."""
     try:
-        if path.stat().st_size > _MAX_HEADER:
-            return
+        if not path.is_file() or path.stat().st_size > _MAX_HEADER:
+            return False
+        with path.open("rb") as fh:
+            if fh.read(64).lstrip()[:1] != b"{":
+                return False
         doc = json.loads(path.read_bytes())
     except (OSError, ValueError, RecursionError):
-        return
-    if isinstance(doc, dict) and isinstance(doc.get("weight_map"), dict):
-        shards = sorted({str(v) for v in doc["weight_map"].values()})
-        example = f" (e.g. {printable(shards[0])})" if shards else ""
-        raise InspectorError(
-            f"{path} is a sharded-checkpoint index; sharded checkpoints are not supported yet: "
-            f"pass one shard{example} to inspect its tensors"
-        )
+        return False
+    return isinstance(doc, dict) and "weight_map" in doc
+
+
+def sharded_index_path(path: Path) -> Path | None:
+    """The index of the sharded checkpoint ``path`` names (a folder holding ``model.safetensors.index.json``,
+    or the index file itself: named ``*.safetensors.index.json``, or any JSON object with a ``weight_map``),
+    or ``None`` when ``path`` is not one."""
+    if path.is_dir():
+        return path / INDEX_NAME if (path / INDEX_NAME).is_file() else None
+    if path.name.lower().endswith(".safetensors.index.json") and path.is_file():
+        return path  # by its name, so that a damaged index is reported as one
+    return path if is_sharded_index(path) else None
+
+
+@dataclass(frozen=True)
+class ShardedIndex:
+    """A validated sharded-checkpoint index: each tensor's shard, in the index's order.
+
+    ``weight_map``: tensor name -> shard file (inside the index's folder, present on disk);
+    ``metadata``: the index's own ``metadata`` object (e.g. ``total_size``).
+    """
+
+    path: Path
+    weight_map: dict[str, Path]
+    metadata: dict[str, Any]
+
+    @property
+    def shards(self) -> tuple[Path, ...]:
+        """The shard files, each once, in the order the index first names them."""
+        return tuple(dict.fromkeys(self.weight_map.values()))
+
+
+def read_sharded_index(path: Path) -> ShardedIndex:
+    """Parse and validate a ``model.safetensors.index.json``: a JSON object whose ``weight_map`` maps
+    each tensor name once to a shard file by a plain relative name inside the index's folder (no
+    ``..``, no absolute path, no link out of the folder), every shard a safetensors file that exists.
+    That each tensor is in its shard is checked when the shards' headers are read
+    (:func:`inspector.checkpoints.read_header`)."""
+    check_file(path)
+
+    def bad(what: str) -> InspectorError:
+        return InspectorError(f"{path}: corrupt sharded-checkpoint index ({what}); re-export or re-download it")
+
+    if path.stat().st_size > _MAX_HEADER:
+        raise bad(f"larger than {_MAX_HEADER} bytes")
+    try:
+        doc = json.loads(path.read_bytes().decode("utf-8"), object_pairs_hook=_unique_keys)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise bad(f"not valid JSON: {printable(reason)}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("weight_map"), dict):
+        raise bad("no weight_map object")
+    metadata = doc.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise bad("metadata is not an object")
+    if not doc["weight_map"]:
+        raise bad("the weight_map is empty")
+    folder = path.parent.resolve()
+    weight_map: dict[str, Path] = {}
+    checked: dict[str, Path] = {}
+    for name, shard in doc["weight_map"].items():
+        if not isinstance(shard, str) or not shard:
+            raise bad(f"tensor {printable(name)[:80]!r} maps to {printable(repr(shard))[:40]}, not a file name")
+        if shard not in checked:
+            relative = Path(shard)
+            if relative.is_absolute() or ".." in relative.parts or "\\" in shard or ":" in shard:
+                raise bad(f"shard {printable(shard)[:80]!r} is not a file inside the index's folder")
+            if not shard.lower().endswith(".safetensors"):
+                raise InspectorError(
+                    f"{path}: shard {printable(shard)[:80]!r} is not a .safetensors file; only sharded "
+                    "safetensors checkpoints are read (convert the shards, or pass one file)"
+                )
+            resolved = (folder / relative).resolve()
+            if not resolved.is_relative_to(folder):
+                raise bad(f"shard {printable(shard)[:80]!r} leads out of the index's folder")
+            if not resolved.is_file():
+                raise InspectorError(
+                    f"{path}: shard {printable(shard)[:80]!r} named in the index is missing; "
+                    "download every shard into the index's folder"
+                )
+            checked[shard] = path.parent / relative
+        weight_map[name] = checked[shard]
+    return ShardedIndex(path, weight_map, dict(metadata))
 
 
 @dataclass(frozen=True)
@@ -295,12 +379,13 @@ def pickle_refused(path: Path) -> NeedsTrust:
     )
 
 
-def read_torch_header(path: Path) -> Any:
+def read_torch_header(path: Path, offsets: dict[int, int] | None = None) -> Any:
     """Unpickle a ``torch.save`` file with every storage on the ``meta`` device: the object
     tree with its tensors' shapes, dtypes and strides, and no tensor data read or allocated.
 
     Uses the same weights-only unpickler as ``torch.load(weights_only=True)``: no code
-    runs. Each storage's declared size is checked against the bytes the file holds for
+    runs. With ``offsets``, a zip file's storages are recorded there as ``{storage._cdata: byte
+    offset of its data in the file}``, for :func:`read_tensor_at`. Each storage's declared size is checked against the bytes the file holds for
     it (the zip directory, or the legacy format's size prefixes), and each tensor against
     its storage (see :func:`check_tensor`), so a later ``torch.load`` is bounded by the file.
 
@@ -310,7 +395,7 @@ def read_torch_header(path: Path) -> Any:
     """
     size = check_file(path)
     try:
-        return _read_zip_header(path) if is_zip(path) else _read_legacy_header(path, size)
+        return _read_zip_header(path, offsets) if is_zip(path) else _read_legacy_header(path, size)
     except InspectorError:
         raise
     except Exception as exc:  # untrusted bytes through a side-effect-free unpickler: any failure is corruption
@@ -359,7 +444,7 @@ def _unpickler(data: Any, persistent_load: Any) -> Any:
     return unpickler
 
 
-def _read_zip_header(path: Path) -> Any:
+def _read_zip_header(path: Path, offsets: dict[int, int] | None = None) -> Any:
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
@@ -403,9 +488,55 @@ def _read_zip_header(path: Path) -> Any:
                         "is missing); re-export or re-download it"
                     )
                 storages[key] = _meta_storage(path, storage_type, numel, record.file_size, key)
+                if offsets is not None:
+                    offsets[storages[key]._untyped_storage._cdata] = _stored_data_offset(path, record)
             return storages[key]
 
         return _unpickler(io.BytesIO(pickled), persistent_load).load()
+
+
+def _stored_data_offset(path: Path, record: zipfile.ZipInfo) -> int:
+    """Where an uncompressed zip member's bytes start: after its local header (30 bytes, the
+    name and the extra field, whose lengths the local header gives and may differ from the directory's)."""
+    with path.open("rb") as fh:
+        fh.seek(record.header_offset)
+        local = fh.read(30)
+    if len(local) != 30 or local[:4] != b"PK\x03\x04":
+        raise InspectorError(f"{path}: corrupt PyTorch file (bad zip entry {record.filename!r}); re-export it")
+    name_length, extra_length = struct.unpack("<HH", local[26:30])
+    return record.header_offset + 30 + name_length + extra_length
+
+
+def read_tensor_at(
+    path: Path, offset: int, dtype: torch.dtype, shape: tuple[int, ...], stride: tuple[int, ...] | None = None
+) -> torch.Tensor:
+    """A tensor of ``shape`` whose (strided) data starts at byte ``offset`` of ``path``, read into
+    memory of its own with ``readinto``: nothing else of the file is read, and no page of the file
+    stays mapped in the process (a memory map would keep every page it touched resident).
+
+    ``stride`` (elements) defaults to contiguous; a strided tensor is read as the span it covers
+    and copied contiguous. The caller has checked that the span lies inside the file.
+    """
+    numel = 1
+    for n in shape:
+        numel *= n
+    if stride is None or numel == 0:
+        span = numel
+    else:
+        span = 1 + sum((n - 1) * s for n, s in zip(shape, stride))
+    buffer = bytearray(span * dtype.itemsize)
+    with path.open("rb") as fh:
+        fh.seek(offset)
+        got = fh.readinto(buffer)
+    if got != len(buffer):
+        raise InspectorError(f"{path}: truncated file ({got} of {len(buffer)} bytes at {offset}); re-download it")
+    if not buffer:
+        return torch.empty(shape, dtype=dtype)
+    flat = torch.frombuffer(buffer, dtype=dtype)
+    if stride is None:
+        return flat.view(shape)
+    tensor = flat.as_strided(shape, stride)
+    return tensor if tensor.is_contiguous() else tensor.contiguous()
 
 
 class _Clamped:

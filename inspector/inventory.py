@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from inspector.errors import InspectorError
-from inspector.formats import TensorInfo, is_zip
+from inspector.formats import TensorInfo
 from inspector.validation import printable
 
 if TYPE_CHECKING:
@@ -310,33 +310,18 @@ def read_inventory(path: str | os.PathLike[str], *, trust_pickle: bool = False) 
 def iter_tensors(
     path: str | os.PathLike[str], names: list[str] | None = None, *, trust_pickle: bool = False
 ) -> Iterator[tuple[str, torch.Tensor]]:
-    """Yield ``(name, tensor)`` one at a time; memory holds one tensor, not the file.
-
-    The header is validated first, so no tensor is read whose size the file does not back.
+    """Yield ``(name, tensor)`` one at a time; memory holds one tensor, not the file
+    (:func:`inspector.checkpoints.iter_header_tensors`). ``path`` may be a sharded checkpoint's
+    folder or index. The header is validated first, so no tensor is read whose size the file does not back.
     """
-    from inspector.checkpoints import read_header, read_parts
+    from inspector.checkpoints import iter_header_tensors, read_header
 
-    path = Path(path)
-    header = read_header(path, trust_pickle=trust_pickle)
+    header = read_header(Path(path), trust_pickle=trust_pickle)
     known = [t.name for t in header.tensors if not t.name.startswith(_INTERNAL)]
     for name in names or ():
         if name not in known:
-            raise InspectorError(f"{path}: no tensor named {name!r}")
-    wanted = names if names is not None else known
-    if header.format == "safetensors":
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt", device="cpu") as fh:
-            for name in wanted:
-                try:
-                    tensor = fh.get_tensor(name)
-                except Exception as exc:  # safetensors raises its own error types per version
-                    raise InspectorError(f"{path}: cannot read tensor {name!r} ({printable(str(exc))[:200]})") from None
-                yield name, tensor
-        return
-    parts, _ = read_parts(path, header, trust_pickle=trust_pickle, mmap=is_zip(path))
-    for name in wanted:
-        yield name, parts.state[name]
+            raise InspectorError(f"{header.path}: no tensor named {name!r}")
+    yield from iter_header_tensors(header, names if names is not None else known)
 
 
 def count_nonfinite(tensor: torch.Tensor, chunk: int = _NONFINITE_CHUNK) -> int:

@@ -140,15 +140,10 @@ def test_duplicate_tensor_names_are_refused(tmp_path):
         read_safetensors_header(tmp_path / "d.safetensors")
 
 
-def test_sharded_index_is_named_as_such(tmp_path):
+def test_sharded_index_is_recognised_by_its_bytes(tmp_path):
     index = {"metadata": {"total_size": 8}, "weight_map": {"a.weight": "model-00001-of-00002.safetensors"}}
-    (tmp_path / "model.safetensors.index.json").write_text(json.dumps(index))
-    with pytest.raises(
-        InspectorError,
-        match=r"sharded-checkpoint index; sharded checkpoints are not supported yet: "
-        r"pass one shard \(e.g. model-00001-of-00002.safetensors\)",
-    ):
-        detect_format(tmp_path / "model.safetensors.index.json")
+    (tmp_path / "weights.json").write_text(json.dumps(index))
+    assert detect_format(tmp_path / "weights.json") == "safetensors-sharded"
 
 
 def test_printable_escapes_control_characters_only():
@@ -157,16 +152,14 @@ def test_printable_escapes_control_characters_only():
 
 
 @pytest.mark.parametrize("command", ["info", "analyze"])
-def test_cli_names_a_sharded_index_and_says_what_a_json_should_be(tmp_path, capsys, command):
+def test_cli_names_a_missing_shard_and_says_what_a_json_should_be(tmp_path, capsys, command):
     from inspector.cli import main
 
     index = tmp_path / "model.safetensors.index.json"
     index.write_text(json.dumps({"metadata": {}, "weight_map": {"a.weight": "model-00001-of-00002.safetensors"}}))
     extra = ["--out", str(tmp_path / "out")] if command == "analyze" else []
     assert main([command, str(index), *extra]) == 1
-    assert (
-        "sharded-checkpoint index; sharded checkpoints are not supported yet: pass one shard" in capsys.readouterr().err
-    )
+    assert "shard 'model-00001-of-00002.safetensors' named in the index is missing" in capsys.readouterr().err
     other = tmp_path / "config.json"
     other.write_text(json.dumps({"hidden_size": 8}))
     assert main([command, str(other), *extra]) == 1

@@ -25,6 +25,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from inspector.checkpoints import FORMAT_VERSION
 from inspector.cli import main
 from inspector.formats import _ST_DTYPES
 from tests.checkpoint_files import (
@@ -305,7 +306,7 @@ def bad_metadata_entry() -> Any:
         ),
     )
     format_version = st.one_of(
-        NOT_AN_INT.filter(lambda v: v is not None), st.integers(2, 2**70), st.integers(-(2**70), -1)
+        NOT_AN_INT.filter(lambda v: v is not None), st.integers(FORMAT_VERSION + 1, 2**70), st.integers(-(2**70), -1)
     )
     history = st.one_of(
         NOT_A_DICT.filter(lambda v: v is not None),

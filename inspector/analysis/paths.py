@@ -47,14 +47,13 @@ def analyze_path(
     """
     from inspector.checkpoints import load
     from inspector.evaluation import eval_data_for
-    from inspector.formats import check_not_sharded_index
+    from inspector.formats import sharded_index_path
     from inspector.results import JSON_NAME
 
     path = Path(path)
     if path.is_dir() and (path / JSON_NAME).exists():
         return Analysis.load(path), None, None
-    if path.is_file() and path.suffix.lower() == ".json":
-        check_not_sharded_index(path)
+    if path.is_file() and path.suffix.lower() == ".json" and sharded_index_path(path) is None:
         try:
             return Analysis.load(path), None, None
         except InspectorError:
