@@ -175,6 +175,33 @@ def test_nan_inputs_are_refused_in_one_line_naming_the_samples():
         inspector.analyze(shared_relu(), [(X[i : i + 10], torch.zeros(10, dtype=torch.long)) for i in (0, 10, 20)])
 
 
+@pytest.mark.parametrize(
+    ("values", "dtype", "finite"),
+    [
+        ([1.0, -2.0, 0.5], torch.float32, True),
+        ([3e38, 3e38], torch.float32, True),  # finite values whose sum overflows
+        ([6e4, 6e4], torch.float16, True),
+        ([1.0, float("nan")], torch.float32, False),
+        ([float("inf"), 1.0], torch.float32, False),
+        ([float("-inf"), float("inf")], torch.float64, False),
+        ([1.0, float("nan")], torch.bfloat16, False),
+    ],
+)
+def test_all_finite_agrees_with_the_elementwise_test(values, dtype, finite):
+    from inspector.analysis.inputs import all_finite
+
+    x = torch.tensor(values, dtype=dtype)
+    assert all_finite(x) is finite
+    assert all_finite(x) == bool(torch.isfinite(x).all())
+
+
+def test_an_infinite_input_is_refused_like_a_nan():
+    X = torch.randn(30, 6)
+    X[25, 0] = float("inf")
+    with pytest.raises(InspectorError, match=r"NaN or Inf \(samples 20\.\.29\)"):
+        inspector.analyze(shared_relu(), [(X[i : i + 10], torch.zeros(10, dtype=torch.long)) for i in (0, 10, 20)])
+
+
 def test_a_census_alone_needs_no_labels_but_importance_does():
     pytest.importorskip("transformers")
     model = tiny_bert(intermediate_size=24)  # a base BertModel: no head, no labels

@@ -207,6 +207,30 @@ def test_probe_answers_one_sample_and_caches(data):
     assert int(probabilities.argmax()) == y[7]
 
 
+def test_cpu_passes_hold_as_many_steps_as_fit_the_cache_and_never_fewer_rows_than_the_batch():
+    from inspector.analysis.attribution import CPU_PASS_ELEMENTS, captum_batch_size
+
+    assert CPU_PASS_ELEMENTS == 1 << 19
+    assert captum_batch_size(256, 50, 256) == 256 * 50  # no cache bound: all steps in one pass
+    assert captum_batch_size(256, 50, 256, cpu_width=256) == 256 * 8  # 2**19 // (256 * 256) = 8 steps
+    assert captum_batch_size(256, 50, 64, cpu_width=1024) == 256 * 2  # the widest activation counts
+    assert captum_batch_size(256, 50, 256, cpu_width=1 << 20) == 256  # one step per pass at least
+
+
+def test_integrated_gradients_in_several_passes_equal_one_pass(data):
+    model = build_mlp(MLPConfig(8, (16, 12), 3)).eval()
+    X = data[:40]
+    y = model(X).argmax(1)
+    one, delta_one = attribute(model, "integrated_gradients", Batch(X, y), n_steps=20, internal_batch_size=40 * 20)
+    several, delta_several = attribute(
+        model, "integrated_gradients", Batch(X, y), n_steps=20, internal_batch_size=40 * 3
+    )
+    default, _ = attribute(model, "integrated_gradients", Batch(X, y), n_steps=20)
+    torch.testing.assert_close(several, one, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(default, one, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(delta_several, delta_one, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("elements_per_pass", [None, 8 * 30 * 2])  # every path point in one pass; two at a time
 def test_layer_conductances_of_every_layer_at_once_match_captums_one_layer_at_a_time(
     data, elements_per_pass, monkeypatch
