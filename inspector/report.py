@@ -318,6 +318,13 @@ def analysis_sections(analysis: Analysis) -> list[Section]:
 
     if a.weights:
         weights = Section("weights", "Weight maps")
+        weights.blocks += [
+            "<p>Spectra are exact (every singular value to 1e-4 relative). alpha is the exponent of a power law "
+            "fitted to the tail of each layer's eigenvalues s² (maximum likelihood, the tail's start chosen by the "
+            "smallest Kolmogorov-Smirnov distance; Martin &amp; Mahoney 2021, as WeightWatcher reports it): "
+            "about 2 to 6 in well-trained layers, above 6 close to random, below 2 very heavy tailed.</p>",
+            _table(F.spectrum_rows(a.weights), {"tail eigenvalues"}),
+        ]
         for layer in a.weights:
             weights.blocks += [
                 f"<h3>{_e(layer.layer)}</h3>",

@@ -16,6 +16,8 @@ from inspector.results import result
 
 SANITY_FAIL = 0.5  # rank correlation with a randomised model above which a method is flagged
 ACCURACY_BUDGET = 0.01  # "pruning is free" while accuracy stays within one point
+ALPHA_LOW, ALPHA_HIGH = 2.0, 6.0  # WeightWatcher's range of a well-trained layer's power-law exponent
+ALPHA_SIGMAS = 2.0  # an alpha is named only when it lies this many standard errors outside [ALPHA_LOW, ALPHA_HIGH]
 
 
 @result
@@ -145,6 +147,28 @@ def weight_findings(weights: tuple[LayerWeights, ...]) -> list[Finding]:
                     f"layer {w.layer}: stable rank {w.stable_rank:.1f} of a possible {low}; the layer acts almost "
                     "like a low-rank map",
                     {"stable_rank": w.stable_rank, "max_rank": low},
+                )
+            )
+        # an alpha fitted to n eigenvalues has a standard error of (alpha - 1) / sqrt(n): a short tail's alpha
+        # is named only when it is clearly outside the range
+        margin = ALPHA_SIGMAS * (w.alpha - 1.0) / math.sqrt(w.alpha_tail_size) if w.alpha_tail_size else math.inf
+        if w.alpha + margin < ALPHA_LOW or w.alpha - margin > ALPHA_HIGH:
+            shape = (
+                "a very heavy tail; in Martin & Mahoney's studies such layers are often over-fitted or carry "
+                "a few dominant directions"
+                if w.alpha < ALPHA_LOW
+                else "a light tail, close to a random matrix's; in Martin & Mahoney's studies such layers are "
+                "often under-trained"
+            )
+            out.append(
+                Finding(
+                    "weights",
+                    "info",
+                    f"layer {w.layer}: power-law exponent alpha {w.alpha:.2f} of its eigenvalue spectrum "
+                    f"(± {margin / ALPHA_SIGMAS:.2f}, fitted to the top {w.alpha_tail_size} eigenvalues), outside "
+                    "the 2 to 6 of well-trained "
+                    f"layers: {shape}. A hint to look closer, not a verdict",
+                    {"alpha": w.alpha, "alpha_tail_size": w.alpha_tail_size},
                 )
             )
     return out

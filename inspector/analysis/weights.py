@@ -27,11 +27,11 @@ from torch import nn
 from inspector.analysis.guard import inspecting
 from inspector.analysis.inputs import Batch
 from inspector.analysis.parameters import linear_layers
+from inspector.analysis.spectra import esd_alpha, singular_values
 from inspector.results import result
 
 MAX_MAP_SIDE = 768  # 768 x 768 float32 cells stay under 6 MB once Dash has serialised them
 HISTOGRAM_BINS = 60
-GRAM_BLOCK = 1024  # columns of W folded into the Gram matrix at a time
 MAX_NEURON_IMAGES = 64  # neurons whose incoming weights are kept as images (the figures show at most 64)
 
 
@@ -61,6 +61,10 @@ class LayerWeights:
 
     ``singular_values`` holds all ``min(m, n)`` singular values, descending and exact
     (see :func:`singular_values`); ``spectral_norm`` is the first of them.
+    ``alpha``: the power-law exponent of the eigenvalues ``s^2`` above ``alpha_xmin``
+    (:func:`~inspector.analysis.spectra.esd_alpha`, Martin & Mahoney's heavy-tail metric), fitted to
+    ``alpha_tail_size`` eigenvalues with Kolmogorov-Smirnov distance ``alpha_ks_distance``;
+    NaN (and a tail of 0) when the layer has too few non-zero singular values to fit.
     """
 
     layer: str
@@ -80,6 +84,10 @@ class LayerWeights:
     frobenius_norm: float
     stable_rank: float
     neuron_images: np.ndarray | None
+    alpha: float = float("nan")
+    alpha_xmin: float = float("nan")
+    alpha_ks_distance: float = float("nan")
+    alpha_tail_size: int = 0
 
     @property
     def image_shape(self) -> tuple[int, ...] | None:
@@ -128,38 +136,6 @@ def zoom(
 
 
 @torch.no_grad()
-def singular_values(weight: torch.Tensor) -> np.ndarray:
-    """All ``min(m, n)`` singular values of ``weight`` ``(m, n)``, descending, float64.
-
-    They are the square roots of the eigenvalues of the Gram matrix of the smaller
-    side (``W W^T`` or ``W^T W``), built in float64 a block of columns at a time and
-    diagonalised with a symmetric eigensolver. Products of float32 numbers are exact
-    in float64, so each eigenvalue is off by at most about ``k * eps64 * s_max^2``
-    (``k = max(m, n)``): the top values are exact to ~1e-12 relative, and only values
-    below ~1e-5 of the largest lose relative accuracy (their absolute error stays
-    below ~1e-6 * s_max, under float32's own resolution). Rounding can make the
-    smallest eigenvalues slightly negative; they are clipped to zero.
-
-    Memory: the weight itself plus the ``k x k`` float64 Gram matrix
-    (``k = min(m, n)``), its solver copy and one float64 column block;
-    no full float64 copy of the weight and no singular vectors. The work runs on
-    the weight's own device.
-    """
-    w = weight.detach()
-    if w.shape[0] > w.shape[1]:
-        w = w.T  # the Gram matrix of the smaller side: W W^T with m <= n
-    m, n = w.shape
-    if m == 0:
-        return np.zeros(0)
-    gram = torch.zeros(m, m, dtype=torch.float64, device=w.device)
-    for start in range(0, n, GRAM_BLOCK):
-        block = w[:, start : start + GRAM_BLOCK].double()
-        gram.addmm_(block, block.T)
-    eigenvalues = torch.linalg.eigvalsh(gram)  # ascending
-    return eigenvalues.clamp_min(0).sqrt().flip(0).cpu().numpy()
-
-
-@torch.no_grad()
 def layer_weights(
     layer: str,
     weight: torch.Tensor,
@@ -193,6 +169,7 @@ def layer_weights(
         frobenius = float(torch.linalg.vector_norm(w.double()))
     else:
         singular, spectral, frobenius = np.full(min(m, n), np.nan), float("nan"), float("nan")
+    tail = esd_alpha(singular) if all_finite else None
     small = m <= max_side and n <= max_side
     images = None
     if image_shape is not None and len(image_shape) in (2, 3) and math.prod(image_shape) == n:
@@ -215,6 +192,10 @@ def layer_weights(
         frobenius_norm=frobenius,
         stable_rank=frobenius**2 / spectral**2 if spectral > 0 else (0.0 if all_finite else float("nan")),
         neuron_images=images,
+        alpha=tail.alpha if tail else float("nan"),
+        alpha_xmin=tail.xmin if tail else float("nan"),
+        alpha_ks_distance=tail.ks_distance if tail else float("nan"),
+        alpha_tail_size=tail.tail_size if tail else 0,
     )
 
 

@@ -55,6 +55,7 @@ from inspector.figures.weights import (
     magnitude_map_figure,
     neuron_images_figure,
     neuron_order,
+    spectrum_rows,
     weight_heatmap_figure,
     weight_histogram_figure,
 )
@@ -106,6 +107,7 @@ __all__ = [
     "sanity_figure",
     "saturation_figure",
     "score_title",
+    "spectrum_rows",
     "stored_example",
     "tokens_html",
     "top_tokens",

@@ -159,9 +159,31 @@ def weight_histogram_figure(layer: LayerWeights) -> go.Figure:
     return _base(
         fig,
         f"{layer.layer}: weight histogram · {100 * layer.near_zero_fraction:.1f}% near zero · "
-        f"stable rank {layer.stable_rank:.1f}",
+        f"stable rank {layer.stable_rank:.1f}" + (f" · alpha {layer.alpha:.2f}" if layer.alpha_tail_size else ""),
         300,
     )
+
+
+def spectrum_rows(weights: tuple[LayerWeights, ...]) -> list[dict[str, object]]:
+    """One table row per layer: spectral norm, stable rank and the power-law fit of its eigenvalues ``s^2``."""
+    rows: list[dict[str, object]] = []
+    for layer in weights:
+        fitted = layer.alpha_tail_size > 0
+        rows.append(
+            {
+                "layer": layer.layer,
+                "shape m × n": f"{layer.out_features:,} × {layer.in_features:,}",
+                "spectral norm": f"{layer.spectral_norm:.4g}",
+                "stable rank": f"{layer.stable_rank:.1f}",
+                "alpha": f"{layer.alpha:.2f} ± {(layer.alpha - 1) / np.sqrt(layer.alpha_tail_size):.2f}"
+                if fitted
+                else "too few values",
+                "tail eigenvalues": layer.alpha_tail_size if fitted else "",
+                "xmin (s²)": f"{layer.alpha_xmin:.4g}" if fitted else "",
+                "KS distance": f"{layer.alpha_ks_distance:.3f}" if fitted else "",
+            }
+        )
+    return rows
 
 
 def _tile(images: np.ndarray, columns: int) -> np.ndarray:
