@@ -135,3 +135,22 @@ def test_nonfinite_weights_are_reported_not_hidden():
     assert stats.singular_values.shape == (3,)
     assert np.isnan(stats.neuron_norm[1]) and np.isinf(stats.neuron_norm[3])
     assert stats.neuron_norm[0] == pytest.approx(np.sqrt(3), rel=1e-6)
+
+
+def test_pooling_and_statistics_a_band_at_a_time_equal_numpy_on_the_whole_weight():
+    from inspector.analysis.weights import CHUNK_ELEMENTS, layer_weights, pool_magnitude
+
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((3001, 2002)).astype(np.float32)  # pooled 4 x 3 blocks, in several bands
+    assert w.size > 4 * CHUNK_ELEMENTS
+    pooled = pool_magnitude(w, 768)
+    br, bc = pooled.block_rows, pooled.block_cols
+    padded = np.zeros((-(-3001 // br) * br, -(-2002 // bc) * bc), np.float32)
+    padded[:3001, :2002] = np.abs(w)
+    expected = padded.reshape(padded.shape[0] // br, br, padded.shape[1] // bc, bc).max(axis=(1, 3))
+    np.testing.assert_array_equal(pooled.values, expected)
+    stats = layer_weights("fc", torch.from_numpy(w))
+    threshold = 0.01 * np.abs(w).max()
+    assert stats.near_zero_threshold == pytest.approx(threshold, rel=1e-7)
+    assert stats.near_zero_fraction == np.mean(np.abs(w) < threshold)
+    assert stats.frobenius_norm == pytest.approx(np.linalg.norm(w.astype(np.float64)), rel=1e-12)

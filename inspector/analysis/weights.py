@@ -95,6 +95,9 @@ class LayerWeights:
         return None if self.neuron_images is None else tuple(int(s) for s in self.neuron_images.shape[1:])
 
 
+CHUNK_ELEMENTS = 1 << 20  # per-chunk temporaries of the weight statistics: 4-8 MB, whatever the layer's size
+
+
 def pool_magnitude(
     weight: torch.Tensor | np.ndarray,
     max_side: int = MAX_MAP_SIDE,
@@ -104,14 +107,22 @@ def pool_magnitude(
     full_shape: tuple[int, int] | None = None,
 ) -> PooledMap:
     """Block-max-pool ``|weight|`` ``(m, n)`` so that neither side exceeds ``max_side``."""
-    w = torch.as_tensor(weight).detach().float().abs()
+    w = torch.as_tensor(weight).detach().float()
     m, n = w.shape
     br, bc = max(1, math.ceil(m / max_side)), max(1, math.ceil(n / max_side))
     if br > 1 or bc > 1:
         rows, cols = math.ceil(m / br), math.ceil(n / bc)
-        padded = torch.zeros(rows * br, cols * bc, dtype=w.dtype, device=w.device)
-        padded[:m, :n] = w  # |w| >= 0, so zero padding never wins a max
-        w = padded.view(rows, br, cols, bc).amax(dim=(1, 3))
+        pooled = torch.empty(rows, cols, dtype=w.dtype, device=w.device)
+        step = max(1, CHUNK_ELEMENTS // (br * cols * bc))  # pooled rows per band: |w| of a band at a time
+        for r0 in range(0, rows, step):
+            r1 = min(rows, r0 + step)
+            band = w[r0 * br : r1 * br].abs()
+            padded = torch.zeros((r1 - r0) * br, cols * bc, dtype=w.dtype, device=w.device)
+            padded[: band.shape[0], :n] = band  # |w| >= 0, so zero padding never wins a max
+            pooled[r0:r1] = padded.view(r1 - r0, br, cols, bc).amax(dim=(1, 3))
+        w = pooled
+    else:
+        w = w.abs()
     return PooledMap(
         values=w.cpu().numpy().astype(np.float32),
         block_rows=br,
@@ -135,6 +146,16 @@ def zoom(
     return pool_magnitude(w[r0:r1, c0:c1], max_side, row_offset=r0, col_offset=c0, full_shape=(int(m), int(n)))
 
 
+def _chunked_counts(values: torch.Tensor, threshold: float) -> tuple[int, float]:
+    """``(number of |v| < threshold, sum of v² in float64)`` over a flat tensor, a chunk at a time."""
+    below, squares = 0, 0.0
+    for start in range(0, values.numel(), CHUNK_ELEMENTS):
+        chunk = values[start : start + CHUNK_ELEMENTS]
+        below += int((chunk.abs() < threshold).sum())
+        squares += float(chunk.double().square().sum())
+    return below, squares
+
+
 @torch.no_grad()
 def layer_weights(
     layer: str,
@@ -154,19 +175,24 @@ def layer_weights(
     w = weight.detach().float().cpu()
     m, n = w.shape
     w_np = w.numpy()
-    finite = torch.isfinite(w)
-    all_finite = bool(finite.all())
+    all_finite = bool(torch.isfinite(w.sum())) and bool(torch.isfinite(w).all())
     # NaN/Inf weights are reported, not hidden: statistics that need every value become NaN,
-    # the histogram and the near-zero fraction describe the finite ones
-    finite_values = w[finite]
-    abs_max = float(finite_values.abs().max()) if finite_values.numel() else 0.0
+    # the histogram and the near-zero fraction describe the finite ones. With every value finite
+    # (the usual case) they read the weight itself: no copy of a large layer is made here.
+    finite_values = w.reshape(-1) if all_finite else w[torch.isfinite(w)]
+    if finite_values.numel():
+        low, high = torch.aminmax(finite_values)
+        abs_max = max(abs(float(low)), abs(float(high)))
+    else:
+        abs_max = 0.0
     threshold = near_zero_rel * abs_max
-    counts, edges = np.histogram(finite_values.numpy(), bins=HISTOGRAM_BINS)
+    counts, edges = np.histogram(finite_values.numpy(), bins=HISTOGRAM_BINS)  # numpy bins in blocks
+    near_zero, squares = _chunked_counts(finite_values, threshold)
     if all_finite:
         # on the caller's device: a GPU diagonalises a 4096-wide Gram matrix in well under a second
         singular = singular_values(weight)
         spectral = float(singular[0]) if singular.size else 0.0
-        frobenius = float(torch.linalg.vector_norm(w.double()))
+        frobenius = math.sqrt(squares)
     else:
         singular, spectral, frobenius = np.full(min(m, n), np.nan), float("nan"), float("nan")
     tail = esd_alpha(singular) if all_finite else None
@@ -186,7 +212,7 @@ def layer_weights(
         histogram_counts=counts.astype(np.int64),
         histogram_edges=edges.astype(np.float64),
         near_zero_threshold=threshold,
-        near_zero_fraction=float((finite_values.abs() < threshold).float().mean()) if finite_values.numel() else 0.0,
+        near_zero_fraction=near_zero / finite_values.numel() if finite_values.numel() else 0.0,
         singular_values=singular,
         spectral_norm=spectral,
         frobenius_norm=frobenius,
