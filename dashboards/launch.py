@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from dash import Dash
@@ -12,6 +12,9 @@ from dash import Dash
 from dashboards.app import create_app
 from dashboards.demo import load_demo
 from inspector.analysis import AnalysisOptions, analyze_path
+
+if TYPE_CHECKING:
+    from inspector.factories import FactoryRun
 
 
 def app_for_path(
@@ -51,5 +54,9 @@ def app_for_factories(model: str | None, data: str | None = None, **kwargs: Any)
     """
     from inspector.factories import analyze_factory
 
-    run = analyze_factory(model, data, **kwargs)
+    return app_for_run(analyze_factory(model, data, **kwargs))
+
+
+def app_for_run(run: FactoryRun) -> Dash:
+    """The app for a finished factory run: its analysis, with its model and data for the on-demand views."""
     return create_app(run.analysis, model=run.model, data=run.data, task=run.task, tokenizer=run.tokenizer)

@@ -512,7 +512,7 @@ def _factory_inputs(args: argparse.Namespace) -> list[str | Path | None]:
     return files
 
 
-def _factory_run(args: argparse.Namespace, options, checkpoint: Path | None = None):
+def _factory_run(args: argparse.Namespace, options, checkpoint: Path | None = None, notify=_note):
     from inspector.factories import analyze_factory
 
     return analyze_factory(
@@ -520,7 +520,7 @@ def _factory_run(args: argparse.Namespace, options, checkpoint: Path | None = No
         args.data,
         checkpoint=checkpoint,
         activation=args.activation,
-        notify=_note,
+        notify=notify,
         weights=args.weights,
         trust_pickle=args.trust_pickle,
         label_column=args.label_column,
@@ -565,7 +565,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def _cmd_dashboard(args: argparse.Namespace) -> int:
     from dashboards.app import check_port, serve
-    from dashboards.launch import app_for_factories, app_for_path
+    from dashboards.launch import app_for_path, app_for_run
 
     _check_subject(args, args.path is not None, "a PATH")
     check_port(args.host, args.port)  # before minutes of training or analysis, not after
@@ -574,21 +574,7 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
         print(f"inspector: {message}", file=sys.stderr)
 
     if args.model is not None or _data_factory(args):
-        app = app_for_factories(
-            args.model,
-            args.data,
-            checkpoint=args.path,
-            weights=args.weights,
-            trust_pickle=args.trust_pickle,
-            activation=args.activation,
-            label_column=args.label_column,
-            task=args.task,
-            tokenizer=args.tokenizer,
-            activations=args.activations,
-            options=_options(args),
-            device=_device(args),
-            notify=lambda m: log(f"note: {m}"),
-        )
+        app = app_for_run(_factory_run(args, _options(args), args.path, notify=lambda m: log(f"note: {m}")))
     else:
         app = app_for_path(
             args.path,
