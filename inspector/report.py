@@ -314,7 +314,7 @@ def analysis_sections(analysis: Analysis) -> list[Section]:
     sections.append(arch)
 
     if a.training is not None:
-        sections.append(Section("training", "Training curves", [F.training_figure(a.training, a.training.metric_name)]))
+        sections.append(Section("training", "Training curves", [F.training_figure(a.training)]))
 
     if a.weights:
         weights = Section("weights", "Weight maps")

@@ -141,3 +141,6 @@ def test_a_regression_history_states_its_r2_gap_as_a_number_not_accuracy_points(
     texts = [f.text for f in training_findings(d)]
     assert f"train/validation R² gap at the best epoch: {gap:.3f}" in texts
     assert not any("accuracy" in t for t in texts)
+    from inspector import figures as F
+
+    assert [a.text for a in F.training_figure(d).layout.annotations][:2] == ["loss", "R²"]  # the curves' name

@@ -56,9 +56,7 @@ def layout(state: DashboardState) -> html.Div:
                 style_data_conditional=[{"if": {"filter_query": '{layer} = "total"'}, "fontWeight": "bold"}],
             ),
             row(
-                graph(
-                    ids.TRAIN_FIG, F.training_figure(a.training, a.training.metric_name if a.training else "accuracy")
-                ),
+                graph(ids.TRAIN_FIG, F.training_figure(a.training)),
                 html.Div([html.H4("Findings"), html.Ul(findings, id=ids.FINDINGS)]),
             ),
         ]

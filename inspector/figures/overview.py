@@ -240,11 +240,12 @@ def module_tree_figure(model: ModelInfo, parameters: ParameterReport) -> go.Figu
     return fig
 
 
-def training_figure(training: TrainingDiagnostics | None, metric_name: str = "accuracy") -> go.Figure:
-    """Train and validation loss and the task's metric (``metric_name``: accuracy, R²; the history's
-    ``*_accuracy`` arrays hold it) per epoch; the restored epoch marked."""
+def training_figure(training: TrainingDiagnostics | None) -> go.Figure:
+    """Train and validation loss and the task's metric (``training.metric_name``: accuracy, R²; the
+    history's ``*_accuracy`` arrays hold it) per epoch; the restored epoch marked."""
     if training is None:
         return empty_figure("no training history in this checkpoint")
+    metric_name = training.metric_name
     epochs = np.arange(1, training.epochs_run + 1)
     fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", metric_name))
     for col, (train, val) in enumerate(
