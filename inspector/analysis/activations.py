@@ -50,7 +50,7 @@ from torch import nn
 
 from inspector.analysis import distributed
 from inspector.analysis.guard import inspecting
-from inspector.analysis.inputs import Batch, DataSource, as_source
+from inspector.analysis.inputs import Batch, DataSource, as_source, model_device
 from inspector.analysis.sites import (
     LEAKY,
     RECTIFIERS,
@@ -474,7 +474,7 @@ def activation_census(
     labels = None
     if sites is not None and not _is_sites(sites):
         labels, sites = sites, None
-    dev = torch.device(device) if device is not None else _model_device(model)
+    dev = torch.device(device) if device is not None else model_device(model)
     source = distributed.shard(_source(data, labels, batch_size, dev), data)
     current: list[Any] = [None, -1]  # the batch in flight and its index
     accumulators: dict[str, _Accumulator] = {}
@@ -543,11 +543,6 @@ def _merge(accumulators: list[_Accumulator]) -> None:
         start += size
 
 
-def _model_device(model: nn.Module) -> torch.device:
-    p = next(model.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
-
-
 def death_timeline(
     model: nn.Module,
     snapshots: Mapping[int, Mapping[str, torch.Tensor]],
@@ -567,7 +562,7 @@ def death_timeline(
         return None
     epochs = sorted(int(e) for e in snapshots)
     template = copy.deepcopy(model)
-    source = _source(data, None, batch_size, _model_device(template))
+    source = _source(data, None, batch_size, model_device(template))
     masks: list[list[np.ndarray]] = []
     names: tuple[str, ...] = ()
     for epoch in epochs:

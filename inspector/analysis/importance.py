@@ -45,7 +45,7 @@ from inspector.analysis.conductance import (
 )
 from inspector.analysis.conductance import _neuron_skip as _neuron_skip  # re-exported for the tests
 from inspector.analysis.guard import inspecting
-from inspector.analysis.inputs import Batch, InputAdapter, as_source, floating_dtype, make_adapter, take
+from inspector.analysis.inputs import Batch, InputAdapter, as_source, floating_dtype, make_adapter, model_device, take
 from inspector.analysis.methods import METHODS
 from inspector.analysis.samples import chunk_batches, class_labels, input_rows, stack_rows, token_positions
 from inspector.analysis.sanity import randomization_correlation, randomized_copy, spearman_rows
@@ -317,12 +317,6 @@ def method_importance(
     )
 
 
-def _model_device(model: nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    return torch.device("cpu")
-
-
 def _n_classes(model: nn.Module, batches: Sequence[Batch], task: Task) -> int | None:
     """``C`` for per-class means: the model's output width, or the largest label + 1."""
     if task.kind != "classification":
@@ -394,7 +388,7 @@ def importance_report(
     unknown = set(methods) - set(METHODS)
     if unknown:
         raise ValueError(f"unknown attribution methods {sorted(unknown)}; choose from {', '.join(METHODS)}")
-    source = as_source(data, device=_model_device(model), dtype=floating_dtype(model))
+    source = as_source(data, device=model_device(model), dtype=floating_dtype(model))
     head = source.head(max_samples)
     if not head:
         head = [source.first()]  # raises: the data holds no samples

@@ -137,6 +137,12 @@ def _to(value: Any, device: torch.device | str, dtype: torch.dtype | None = None
     return value.to(device, non_blocking=True)
 
 
+def model_device(model: nn.Module) -> torch.device:
+    """The device of ``model``'s first parameter (CPU for a model without parameters)."""
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
 def floating_dtype(model: nn.Module) -> torch.dtype | None:
     """The dtype of ``model``'s first floating parameter or buffer (what its floating inputs should be),
     ``None`` when it has none."""

@@ -26,18 +26,13 @@ from torch import nn
 
 from inspector.analysis.attribution import attribute
 from inspector.analysis.guard import inspecting
-from inspector.analysis.inputs import Batch, InputAdapter, as_source, floating_dtype, make_adapter
+from inspector.analysis.inputs import Batch, InputAdapter, as_source, floating_dtype, make_adapter, model_device
 from inspector.analysis.task import Metric, Target, Task, make_task, output_tensor
 from inspector.errors import InspectorError
 
 BACKGROUND_SIZE = 32  # GradientShap's baselines: the first samples, as in the analysis
 DEFAULT_MAX_SAMPLES = 1000
 CACHE_ENTRIES = 2048
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    p = next(model.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
 
 
 class Probe:
@@ -72,7 +67,7 @@ class Probe:
             raise InspectorError(f"max_samples must be at least 1, got {max_samples}")
         self.model = model
         self.n_steps = n_steps
-        device = _model_device(model)
+        device = model_device(model)
         source = as_source(data, batch_size=batch_size, device=device, dtype=floating_dtype(model))
         self.name, self.split = source.name, source.split
         self._chunks = source.head(max_samples)
