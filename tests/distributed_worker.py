@@ -63,7 +63,58 @@ def compute() -> dict[str, Any]:
     dataset = TensorDataset(X2, y2)
     sampler = DistributedSampler(dataset, shuffle=False) if dist.is_initialized() else None
     out["sampler"] = activation_census(net, DataLoader(dataset, batch_size=BATCH, sampler=sampler))
+    from inspector.analysis.importance import importance_report
+
+    # the explained samples are split into one contiguous share per rank and the sums all_reduced
+    out["importance"] = importance_report(
+        net, (X, y), "classification", methods=EXACT_METHODS, n_steps=8, max_samples=101, with_conductance=False
+    )
+    # the user's sampler: each rank explains its own share's first 60 / N samples; together, the first 60
+    out["sampler_importance"] = importance_report(
+        net,
+        DataLoader(dataset, batch_size=BATCH, sampler=sampler),
+        "classification",
+        methods=("integrated_gradients",),
+        n_steps=8,
+        max_samples=60,
+        with_conductance=False,
+    )
+    ids, token_labels = tokens()
+    out["token_importance"] = importance_report(
+        TokenNet(),
+        (ids, token_labels),
+        "classification",
+        methods=("integrated_gradients",),
+        n_steps=8,
+        max_samples=57,
+        with_conductance=False,
+    )
     return out
+
+
+# methods whose attributions of a sample do not depend on the other samples of its batch (GradientShap's
+# random draws and FeaturePermutation's shuffles do: they are compared by rank, not by value)
+EXACT_METHODS = ("integrated_gradients", "saliency", "input_x_gradient", "deeplift", "feature_ablation")
+
+
+class TokenNet(nn.Module):
+    """Token ids -> embedding -> mean over positions -> ReLU layer -> 2 classes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(2)
+        self.embed = nn.Embedding(30, 8)
+        self.fc = nn.Linear(8, 6)
+        self.act = nn.ReLU()
+        self.out = nn.Linear(6, 2)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.out(self.act(self.fc(self.embed(ids).mean(dim=1))))
+
+
+def tokens(n: int = 57) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(3)
+    return torch.randint(0, 30, (n, 5), generator=g), torch.randint(0, 2, (n,), generator=g)
 
 
 class _Explodes(nn.Module):

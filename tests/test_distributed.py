@@ -109,6 +109,46 @@ def test_analyze_merges_evaluation_census_and_pruning(ranks: list[dict[str, Any]
             np.testing.assert_allclose(got.loss, want.loss, rtol=1e-9)
 
 
+def test_importance_sums_merge_across_ranks(ranks: list[dict[str, Any]], single: dict[str, Any]) -> None:
+    # each rank explains its own share of the samples; the merged importance is the one-process one
+    for key in ("importance", "token_importance"):
+        want = single[key]
+        for result in ranks:
+            got = result[key]
+            assert got.n_samples == want.n_samples
+            np.testing.assert_array_equal(got.token_ids, want.token_ids)
+            for g, w in zip(got.methods, want.methods, strict=True):
+                assert g.error is None and w.error is None, (g.error, w.error)
+                np.testing.assert_allclose(g.global_importance, w.global_importance, rtol=1e-6, atol=1e-9)
+                np.testing.assert_allclose(g.mean_attribution, w.mean_attribution, rtol=1e-6, atol=1e-9)
+                np.testing.assert_allclose(g.per_class, w.per_class, rtol=1e-6, atol=1e-9)
+                np.testing.assert_allclose(g.examples, w.examples, rtol=1e-5, atol=1e-7)
+                assert (g.convergence_delta is None) == (w.convergence_delta is None)
+                if w.convergence_delta is not None:
+                    assert math.isclose(g.convergence_delta, w.convergence_delta, rel_tol=1e-5, abs_tol=1e-9)
+                assert math.isclose(g.sanity_correlation, w.sanity_correlation, rel_tol=1e-5, abs_tol=1e-9)
+    # with the user's DistributedSampler: the same samples in all (a different order), the same means
+    for result in ranks:
+        got, want = result["sampler_importance"], single["sampler_importance"]
+        assert got.n_samples == want.n_samples == 60
+        g, w = got.methods[0], want.methods[0]
+        np.testing.assert_allclose(g.global_importance, w.global_importance, rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(g.per_class, w.per_class, rtol=1e-6, atol=1e-9)
+    # and the merge is the mean over all samples: integrated gradients' |attr| recomputed here in one pass
+    X, y, _ = worker.data()
+    ig = single["importance"].method("integrated_gradients")
+    from inspector.analysis.attribution import attribute
+
+    attributions, _ = attribute(worker.model().eval(), "integrated_gradients", _batch(X[:101], y[:101]), n_steps=8)
+    np.testing.assert_allclose(ig.global_importance, attributions.detach().abs().double().mean(0).numpy(), rtol=1e-5)
+
+
+def _batch(X: Any, y: Any) -> Any:
+    from inspector.analysis.inputs import Batch
+
+    return Batch(X, y)
+
+
 def test_distributed_sampler_is_read_as_it_is(ranks: list[dict[str, Any]], single: dict[str, Any]) -> None:
     # the user's sampler already shards: counts over all 204 samples, none read twice
     for result in ranks:

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from inspector.analysis import distributed
 from inspector.analysis.attribution import (
     CAPTUM_ERRORS,
     attribute,
@@ -164,27 +165,32 @@ class ImportanceReport:
 
 
 class _Importance:
-    """Streaming |attribution| statistics of one method: :meth:`update` per chunk, then :meth:`compute`.
+    """Streaming |attribution| statistics of one method: :meth:`update` per chunk, :meth:`merge`
+    across ranks, then :meth:`compute`.
 
-    Float inputs: float64 sums per input element (and per class). Tokens: each real
-    position's (token id, score, class), folded per distinct id at the end; memory is
-    bounded by the explained samples' tokens. The first ``keep`` samples' attributions
-    are kept as they are (sanity check, examples).
+    Float inputs: float64 sums per input element (and per class) over ``width`` elements. Tokens:
+    float64 sums per distinct id of ``token_ids`` (and per (class, id) cell), folded from each
+    chunk's real positions as it comes. The first ``keep`` samples' attributions are kept as they
+    are (sanity check, examples). Every sum has the same shape on every rank, so :meth:`merge` is
+    one ``all_reduce`` (plus one ``all_gather`` for the kept rows).
     """
 
-    def __init__(self, tokens: bool, n_classes: int | None, token_ids: np.ndarray, keep: int) -> None:
+    def __init__(self, tokens: bool, n_classes: int | None, token_ids: np.ndarray, keep: int, width: int) -> None:
         self.tokens = tokens
         self.n_classes = n_classes
         self.token_ids = token_ids
         self.keep = keep
+        d = len(token_ids) if tokens else width
+        C = n_classes or 0
         self.kept: list[np.ndarray] = []
         self.n_kept = 0
-        self.n = 0
-        self.abs_sum: np.ndarray | None = None
-        self.signed_sum: np.ndarray | None = None
-        self.class_sum: np.ndarray | None = None
-        self.class_count = np.zeros(n_classes or 0)
-        self.positions: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
+        self.n = np.zeros(1)
+        self.abs_sum = np.zeros(d)
+        self.signed_sum = np.zeros(d)
+        self.count = np.zeros(d)  # tokens: real positions per id
+        self.class_sum = np.zeros((C, d))
+        self.class_count = np.zeros((C, d) if tokens else (C, 1))  # samples per class (tokens: per cell)
+        self.labelled = np.zeros(1)  # chunks that carried class labels (tokens report per class only then)
 
     def update(self, attributions: np.ndarray, batch: Batch, labels: np.ndarray | None) -> None:
         """``attributions`` ``(n, ...)`` float64 for ``batch``; ``labels`` ``(n,)`` classes or ``None``."""
@@ -196,20 +202,26 @@ class _Importance:
         if self.tokens:
             ids_t, real_t = token_positions(batch)
             real = real_t.cpu().numpy()
-            ids = ids_t.cpu().numpy()[real]
-            per_position = None if labels is None else np.broadcast_to(labels[:, None], real.shape)[real]
-            self.positions.append((ids, attributions[real], per_position))
+            d = len(self.token_ids)
+            index = np.searchsorted(self.token_ids, ids_t.cpu().numpy()[real])
+            scores = attributions[real]
+            self.abs_sum += np.bincount(index, np.abs(scores), minlength=d)
+            self.signed_sum += np.bincount(index, scores, minlength=d)
+            self.count += np.bincount(index, minlength=d)
+            if labels is not None and self.n_classes is not None:
+                self.labelled += 1
+                classes = np.broadcast_to(labels[:, None], real.shape)[real]
+                ok = classes >= 0  # Hugging Face's ignore index (-100): a sample without a class
+                cell = classes[ok] * d + index[ok]
+                C = self.n_classes
+                self.class_sum += np.bincount(cell, np.abs(scores[ok]), minlength=C * d).reshape(C, d)
+                self.class_count += np.bincount(cell, minlength=C * d).reshape(C, d)
             return
         flat = attributions.reshape(n, -1)
         absolute = np.abs(flat)
-        if self.abs_sum is None:
-            self.abs_sum = np.zeros(flat.shape[1])
-            self.signed_sum = np.zeros(flat.shape[1])
-            if self.n_classes is not None:
-                self.class_sum = np.zeros((self.n_classes, flat.shape[1]))
         self.abs_sum += absolute.sum(axis=0)
         self.signed_sum += flat.sum(axis=0)
-        if labels is not None and self.class_sum is not None:
+        if labels is not None and self.n_classes is not None:
             for c in np.unique(labels):
                 if c < 0:  # Hugging Face's ignore index (-100): a sample without a class
                     continue
@@ -217,35 +229,34 @@ class _Importance:
                 self.class_sum[c] += absolute[rows].sum(axis=0)
                 self.class_count[c] += rows.sum()
 
+    def merge(self) -> None:
+        """Replace this rank's sums with every rank's and its kept rows with the first ``keep`` samples
+        of all ranks, in rank order (each rank explains one contiguous share of the samples, in order).
+        Nothing without a process group."""
+        if not distributed.active():
+            return
+        sums = (self.n, self.abs_sum, self.signed_sum, self.count, self.class_sum, self.class_count, self.labelled)
+        self.n, self.abs_sum, self.signed_sum, self.count, self.class_sum, self.class_count, self.labelled = (
+            distributed.all_reduce_sum(*sums)
+        )
+        kept = [part for parts in distributed.all_gather_objects(self.kept) for part in parts]
+        self.kept, self.n_kept = [], 0
+        for part in kept:
+            if self.n_kept >= self.keep:
+                break
+            self.kept.append(part[: self.keep - self.n_kept])
+            self.n_kept += len(self.kept[-1])
+
     def compute(self) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
         """``(global_importance (d,), per_class (C, d) | None, mean_attribution (d,))``."""
-        if self.tokens:
-            return self._compute_tokens()
-        assert self.abs_sum is not None and self.signed_sum is not None
         per_class = None
-        if self.class_sum is not None:
-            with np.errstate(invalid="ignore", divide="ignore"):
-                per_class = np.where(self.class_count[:, None] > 0, self.class_sum / self.class_count[:, None], np.nan)
-        return self.abs_sum / self.n, per_class, self.signed_sum / self.n
-
-    def _compute_tokens(self) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-        d = len(self.token_ids)
-        ids = np.concatenate([p[0] for p in self.positions]) if self.positions else np.zeros(0, np.int64)
-        scores = np.concatenate([p[1] for p in self.positions]) if self.positions else np.zeros(0)
-        index = np.searchsorted(self.token_ids, ids)
-        counts = np.bincount(index, minlength=d).astype(np.float64)
         with np.errstate(invalid="ignore", divide="ignore"):
-            importance = np.bincount(index, np.abs(scores), minlength=d) / counts
-            mean = np.bincount(index, scores, minlength=d) / counts
-            per_class = None
-            if self.n_classes is not None and self.positions and self.positions[0][2] is not None:
-                C = self.n_classes
-                classes = np.concatenate([p[2] for p in self.positions])  # type: ignore[misc]
-                cell = classes * d + index
-                sums = np.bincount(cell, np.abs(scores), minlength=C * d).reshape(C, d)
-                n_cell = np.bincount(cell, minlength=C * d).reshape(C, d)
-                per_class = np.where(n_cell > 0, sums / np.maximum(n_cell, 1), np.nan)
-        return importance, per_class, mean
+            if self.n_classes is not None and (self.labelled[0] > 0 or not self.tokens):
+                per_class = np.where(self.class_count > 0, self.class_sum / np.maximum(self.class_count, 1), np.nan)
+            if self.tokens:
+                return self.abs_sum / self.count, per_class, self.signed_sum / self.count
+        n = float(self.n[0])
+        return self.abs_sum / n, per_class, self.signed_sum / n
 
     def first(self, n: int) -> np.ndarray:
         """The first ``n`` samples' attributions (tokens: padded with zeros to one width)."""
@@ -266,45 +277,74 @@ def method_importance(
     token_ids: np.ndarray | None = None,
     background: torch.Tensor | None = None,
     sanity_samples: int = SANITY_SAMPLES,
+    sanity_batches: Sequence[Batch] | None = None,
 ) -> MethodImportance:
     """Global and per-class importance of one method over ``batches`` (the chunks), and its sanity score.
 
     ``n_classes``: ``C`` for the per-class means (classification), else ``None``.
     ``token_ids``: the distinct ids of the samples' real positions, sorted (tokens only).
-    ``model`` must already be in eval mode.
+    ``model`` must already be in eval mode. Inside a process group ``batches`` is this rank's
+    contiguous share of the samples (rank order = sample order) and ``sanity_batches`` the first
+    samples of all of them (the same on every rank); the sums are merged by ``all_reduce``.
     """
     started = time.perf_counter()
     tokens = adapter.kind == "tokens"
     ids = np.zeros(0, np.int64) if token_ids is None else np.asarray(token_ids)
+    width = math.prod(adapter.sample_shape) if not tokens else 0
+    if not tokens and batches:
+        width = math.prod(batches[0].inputs.shape[1:])
     stats = _Importance(
-        tokens, n_classes if task.kind == "classification" else None, ids, keep=max(sanity_samples, N_EXAMPLES)
+        tokens,
+        n_classes if task.kind == "classification" else None,
+        ids,
+        keep=max(sanity_samples, N_EXAMPLES),
+        width=int(width),
     )
 
     def run(m: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
         return attribute(m, method, batch, task, adapter, n_steps=n_steps, background=background)
 
-    try:
-        deltas = []
-        for batch in batches:
-            a, delta = run(model, batch)
-            stats.update(a.detach().cpu().numpy().astype(np.float64), batch, class_labels(batch, task))
-            if delta is not None:
-                deltas.append(delta.detach().reshape(-1).cpu())
-        sanity_batches = take(batches, sanity_samples)
-
-        def explain(m: nn.Module) -> np.ndarray:
-            return stack_rows([run(m, b)[0].detach().cpu().numpy() for b in sanity_batches], tokens)
-
-        # the trained model's attributions for these samples are already in hand
-        sanity = randomization_correlation(explain, model, trained=stats.first(sanity_samples))
-    except CAPTUM_ERRORS as exc:
-        # Captum refuses some architectures (e.g. DeepLift with one activation module used twice);
-        # the other methods still run and the report says why.
+    def failed(error: str) -> MethodImportance:
         return MethodImportance(
-            method, np.zeros(0), None, np.zeros(0), None, None, time.perf_counter() - started, error=method_error(exc)
+            method, np.zeros(0), None, np.zeros(0), None, None, time.perf_counter() - started, error=error
         )
+
+    error = None
+    delta_sums = np.zeros(2)  # (sum of |delta|, number of deltas)
+    # a rank that raises stops every rank (no collective below waits for it); Captum's refusals are
+    # agreed on instead: one rank's refusal reports the method as failed on every rank
+    with distributed.together(f"the {method} attributions"):
+        try:
+            for batch in batches:
+                a, delta = run(model, batch)
+                stats.update(a.detach().cpu().numpy().astype(np.float64), batch, class_labels(batch, task))
+                if delta is not None:
+                    delta_sums += (float(delta.detach().abs().sum()), delta.numel())
+        except CAPTUM_ERRORS as exc:
+            # Captum refuses some architectures (e.g. DeepLift with one activation module used twice);
+            # the other methods still run and the report says why.
+            error = method_error(exc)
+    error = next((e for e in distributed.all_gather_objects(error) if e is not None), None)
+    if error is not None:
+        return failed(error)
+    stats.merge()
+    (delta_sums,) = distributed.all_reduce_sum(delta_sums)
+    sanity_batches = take(batches, sanity_samples) if sanity_batches is None else sanity_batches
+
+    def explain(m: nn.Module) -> np.ndarray:
+        return stack_rows([run(m, b)[0].detach().cpu().numpy() for b in sanity_batches], tokens)
+
+    # every rank runs the same sanity check on the same first samples (no collective inside)
+    with distributed.together(f"the {method} sanity check"):
+        try:
+            # the trained model's attributions for these samples are already in hand
+            sanity = randomization_correlation(explain, model, trained=stats.first(sanity_samples))
+        except CAPTUM_ERRORS as exc:
+            error = method_error(exc)
+    if error is not None:
+        return failed(error)
     importance, per_class, mean = stats.compute()
-    delta_mean = float(torch.cat(deltas).abs().mean()) if deltas else None
+    delta_mean = float(delta_sums[0] / delta_sums[1]) if delta_sums[1] else None
     return MethodImportance(
         method=method,
         global_importance=importance,
@@ -315,6 +355,32 @@ def method_importance(
         seconds=time.perf_counter() - started,
         examples=stats.first(N_EXAMPLES),
     )
+
+
+def _gathered(head: list[Batch], device: torch.device) -> list[Batch]:
+    """Every rank's ``head`` (its own share's first samples), in rank order, on every rank (bounded:
+    ``max_samples`` samples in all cross the network once)."""
+    parts = distributed.all_gather_objects([b.to("cpu") for b in head])
+    return [b.to(device) for part in parts for b in part]
+
+
+def _share(chunks: Sequence[Batch], adapter: InputAdapter, rows: int) -> list[Batch]:
+    """This rank's contiguous share of the samples in ``chunks`` (rank ``r`` of ``W``: samples
+    ``[r n / W, (r + 1) n / W)``), as chunks of at most ``rows``; all of them without a process group."""
+    if not distributed.active():
+        return list(chunks)
+    n = sum(len(b) for b in chunks)
+    r, world = distributed.rank(), distributed.world_size()
+    lo, hi = r * n // world, (r + 1) * n // world
+    picked: list[Batch] = []
+    start = 0
+    for batch in chunks:
+        end = start + len(batch)
+        a, b = max(lo, start), min(hi, end)
+        if a < b:
+            picked.append(batch.rows(slice(a - start, b - start)))
+        start = end
+    return chunk_batches(picked, adapter, rows)
 
 
 def _n_classes(model: nn.Module, batches: Sequence[Batch], task: Task) -> int | None:
@@ -372,6 +438,7 @@ def importance_report(
     max_samples: int = 1000,
     with_conductance: bool = True,
     sites: Sequence[Site] | None = None,
+    sharded: bool | None = None,
 ) -> ImportanceReport:
     """Every method in ``methods`` plus conductance on the first ``max_samples`` samples of ``data``,
     leaving ``model`` as it was.
@@ -382,16 +449,30 @@ def importance_report(
     from the model and the first batch. ``sites``: the analysis's sites, whose counted layers other
     than the output layer get conductance (default: discovered here). The earlier form ``importance_report(model, X, y,
     n_classes)`` (a classification) is still accepted.
+
+    Inside a ``torch.distributed`` process group every rank must call this; each explains a contiguous
+    share of the samples and the sums are merged, so every rank returns the same report. ``sharded``:
+    whether ``data`` is already one share per rank (default: a ``DataLoader`` with a
+    ``DistributedSampler``); then the explained samples are the ranks' first
+    ``ceil(max_samples / N)`` each, gathered in rank order, so every rank sees the same samples.
     """
     if isinstance(task, (torch.Tensor, np.ndarray)):  # the earlier positional form (model, X, y, n_classes)
         data, task, adapter = (data, task), "classification", None
     unknown = set(methods) - set(METHODS)
     if unknown:
         raise ValueError(f"unknown attribution methods {sorted(unknown)}; choose from {', '.join(METHODS)}")
+    if sharded is None:
+        sharded = distributed.already_sharded(data)
     source = as_source(data, device=model_device(model), dtype=floating_dtype(model))
-    head = source.head(max_samples)
-    if not head:
-        head = [source.first()]  # raises: the data holds no samples
+    with distributed.together("reading the samples to explain"):
+        if sharded and distributed.active():
+            head = source.head(-(-max_samples // distributed.world_size()))
+        else:
+            head = source.head(max_samples)
+        if not head:
+            head = [source.first()]  # raises: the data holds no samples
+    if sharded and distributed.active():
+        head = _gathered(head, source.device)
     first = head[0]
     task = task if isinstance(task, Task) else make_task(task, first)
     if adapter is None:
@@ -402,6 +483,9 @@ def importance_report(
         n_classes = _n_classes(model, head, task)
         per_sample = per_sample_elements(adapter, model)
         chunks = chunk_batches(head, adapter, chunk_rows(per_sample))
+        # every rank holds the same samples; each explains its own share and the sums are merged
+        mine = _share(chunks, adapter, chunk_rows(per_sample))
+        sanity_first = take(chunks, SANITY_SAMPLES)
         del head  # the chunks hold the same samples
         n_samples = sum(len(b) for b in chunks)
         background = None
@@ -415,13 +499,14 @@ def importance_report(
             method_importance(
                 model,
                 m,
-                chunks,
+                mine,
                 task,
                 adapter,
                 n_steps=n_steps,
                 n_classes=n_classes,
                 token_ids=token_ids,
                 background=background,
+                sanity_batches=sanity_first,
             )
             for m in methods
         )

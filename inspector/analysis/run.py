@@ -296,6 +296,7 @@ def analyze(
                     max_samples=options.max_importance_samples,
                     with_conductance=options.conductance,
                     sites=sites,
+                    sharded=distributed.already_sharded(data),
                 ),
             )
             found += F.importance_findings(importance, info.feature_names)
