@@ -76,6 +76,10 @@ def format_summary(analysis: Analysis) -> str:
         parts.append("weight-only: the file's weights do not rebuild as one model, so no data can be run through it")
     else:
         parts.append("no evaluation data: weight-only sections (pass --data for activations, importance, pruning)")
+    if analysis.model.dtype != "fp32":
+        parts.append(
+            f"census, evaluation and pruning forwards in {analysis.model.dtype} (a cast copy); importance in float32"
+        )
     parts.append("findings:")
     parts += [f"  {'!' if f.severity == 'warning' else '-'} {f.text}" for f in analysis.findings]
     return "\n".join(parts)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from inspector.analysis.methods import METHODS
+from inspector.analysis.precision import torch_dtype
 from inspector.analysis.pruning import DEFAULT_SPARSITIES, SCOPES
 from inspector.errors import InspectorError
 
@@ -28,6 +29,9 @@ class AnalysisOptions:
     finetune_epochs: int = 0
     batch_size: int = 1024
     max_samples: int | None = None
+    # the forward passes of the census, evaluation and pruning's evaluations: fp32 (the model as it is),
+    # bf16 or fp16 (a cast copy; see inspector.analysis.precision). Importance stays float32.
+    dtype: str = "fp32"
 
     def __post_init__(self) -> None:
         unknown = set(self.sections) - set(SECTIONS)
@@ -36,6 +40,7 @@ class AnalysisOptions:
         unknown = set(self.methods) - set(METHODS)
         if unknown:
             raise InspectorError(f"unknown attribution methods {sorted(unknown)}; choose from {', '.join(METHODS)}")
+        torch_dtype(self.dtype)
         if not 0 < self.nearly_dead_threshold < 1:
             raise InspectorError("the nearly-dead threshold must lie strictly between 0 and 1")
         for name, value, least in (

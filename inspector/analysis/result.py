@@ -30,7 +30,8 @@ class ModelInfo:
     the ``nn.Embedding`` layers (not dense layers). ``modules``: the module tree, ``(path, class
     name)`` per module. ``task``: classification, regression or custom; ``target``: what an
     attribution explains. ``input_kind``: features, array or tokens; ``input_shape``: one
-    sample's input shape.
+    sample's input shape. ``dtype``: what the census, evaluation and pruning forwards ran in
+    (``fp32``: the model as it is; ``bf16`` / ``fp16``: a cast copy, see :mod:`inspector.analysis.precision`).
     """
 
     source: str
@@ -51,6 +52,7 @@ class ModelInfo:
     target: str = "the true class's logit"
     input_kind: str = "features"
     input_shape: tuple[int, ...] = ()
+    dtype: str = "fp32"
 
 
 @result

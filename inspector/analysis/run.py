@@ -8,6 +8,7 @@ data. The model is never changed: eval mode inside, ``training`` and
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -27,6 +28,7 @@ from inspector.analysis.importance import importance_report
 from inspector.analysis.inputs import Batch, DataSource, InputAdapter, as_source, floating_dtype, make_adapter
 from inspector.analysis.options import AnalysisOptions
 from inspector.analysis.parameters import count_parameters, linear_layers
+from inspector.analysis.precision import CHECK_SAMPLES, dtype_findings, forward_model, is_reduced, torch_dtype
 from inspector.analysis.pruning import pruning_sweep
 from inspector.analysis.result import Analysis, DataInfo, ModelInfo
 from inspector.analysis.sites import Site, discover_sites
@@ -155,6 +157,21 @@ def _device(module: nn.Module, device: torch.device | str | None) -> torch.devic
     return p.device if p is not None else torch.device("cpu")
 
 
+def _dtype_check(
+    module: nn.Module, runner: nn.Module, whole: DataSource, sites: tuple[Site, ...], options: AnalysisOptions
+) -> list[F.Finding]:
+    """Findings where the reduced-dtype forward changes a dead count: ``runner`` (the cast copy) and ``module``
+    (float32) counted on the same first :data:`CHECK_SAMPLES` samples, so that the comparison is like for like."""
+    head = whole.limited(CHECK_SAMPLES)
+    threshold = options.nearly_dead_threshold
+    reduced = activation_census(
+        runner, head.on(head.device, torch_dtype(options.dtype)), sites, nearly_dead_threshold=threshold, keep_samples=0
+    )
+    exact = activation_census(module, head, sites, nearly_dead_threshold=threshold, keep_samples=0)
+    n = reduced[0].n_samples if reduced else 0
+    return dtype_findings(options.dtype, reduced, exact, n)
+
+
 def analyze(
     model: nn.Module | Checkpoint,
     data: Any = None,
@@ -248,7 +265,7 @@ def analyze(
             raise InspectorError("task= and target= need data to evaluate; pass data as well")
         with inspecting(module):
             sites = timed("sites", lambda: discover_sites(module, first, activations))
-    info = _model_info(module, ckpt, source, output, adapter, the_task, sites)
+    info = dataclasses.replace(_model_info(module, ckpt, source, output, adapter, the_task, sites), dtype=options.dtype)
     del output  # the first batch's output: only the class names and the task needed it
     parameters = timed("parameters", lambda: count_parameters(module))
     weights = None
@@ -268,20 +285,28 @@ def analyze(
     # Evaluated even when --sections leaves out every data section: one pass, and the
     # summary can then say the data was there and the sections were not asked for.
     if source is not None and adapter is not None:
+        # the census and evaluation forwards: the model itself, or a copy cast to --dtype with inputs to match
+        reduced = is_reduced(options.dtype)
+        runner = forward_model(module, options.dtype)
+        run_source = source.on(source.device, torch_dtype(options.dtype)) if reduced else source
         if the_task is not None:
-            with inspecting(module):
-                loss, score, n = timed("evaluation", lambda: evaluate_task(module, source, the_task))
+            with inspecting(runner):
+                loss, score, n = timed("evaluation", lambda: evaluate_task(runner, run_source, the_task))
             data_info = DataInfo(
                 source.name, source.split, int(n), score, loss, the_task.kind, the_task.metric_name, the_task.loss_name
             )
         if "activations" in wanted:
             census = timed(
                 "activations",
-                lambda: activation_census(module, source, sites, nearly_dead_threshold=options.nearly_dead_threshold),
+                lambda: activation_census(
+                    runner, run_source, sites, nearly_dead_threshold=options.nearly_dead_threshold
+                ),
             )
             found += F.activation_findings(census, source.split)
+            if reduced and whole is not None:
+                found += timed("dtype check", lambda: _dtype_check(module, runner, whole, sites, options))
             if snapshots:
-                deaths = timed("deaths", lambda: death_timeline(module, snapshots, source, sites=sites))
+                deaths = timed("deaths", lambda: death_timeline(runner, snapshots, run_source, sites=sites))
                 found += F.death_findings(deaths)
         if "importance" in wanted:
             importance = timed(
@@ -320,11 +345,13 @@ def analyze(
             finetune = None
             if isinstance(data, EvalData) and data.train_X is not None and options.finetune_epochs:
                 finetune = (data.train_X, data.train_y)
+            # fine-tuning trains, and training a bf16 / fp16 copy loses small updates: it stays in float32
+            prune_model, prune_source = (module, source) if finetune is not None else (runner, run_source)
             pruning = timed(
                 "pruning",
                 lambda: pruning_sweep(
-                    module,
-                    source,
+                    prune_model,
+                    prune_source,
                     the_task,
                     sparsities=options.sparsities,
                     scopes=options.pruning_scopes,
