@@ -9,12 +9,19 @@ Targets (issue 3):
   one pruning level's evaluation / plain eval    <= 1.1
   `inspector analyze` on the digits model        < 30 s end to end
 
-Each timing is the best of several repeats (the least disturbed by the rest of the machine).
+The census and IG ratios are measured interleaved (numerator, denominator, numerator, ... so that
+both see the same load), ``--rounds`` times, on ``--threads`` torch threads (1 by default: a
+shared machine's other jobs then disturb each run least); each prints the median ratio and its
+spread (min..max) over the rounds, on wall-clock time and on this process's CPU time (which a
+loaded machine inflates less), with the load average before and after. The pruning ratios are the
+best of several repeats.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,7 +49,36 @@ def best(fn: Callable[[], object], repeats: int = 5) -> float:
     return min(times)
 
 
-def census_ratio(width: int, batch: int, n: int, keep: int) -> tuple[float, float, float]:
+class Ratio:
+    """``numerator / denominator`` over interleaved rounds: wall-clock and process CPU time, per round."""
+
+    def __init__(self, numerator: Callable[[], object], denominator: Callable[[], object], rounds: int) -> None:
+        numerator(), denominator()  # warm-up
+        self.wall: list[tuple[float, float]] = []
+        self.cpu: list[tuple[float, float]] = []
+        for _ in range(rounds):
+            times = []
+            for fn in (numerator, denominator):
+                wall, cpu = time.perf_counter(), time.process_time()
+                fn()
+                times.append((time.perf_counter() - wall, time.process_time() - cpu))
+            self.wall.append((times[0][0], times[1][0]))
+            self.cpu.append((times[0][1], times[1][1]))
+
+    @staticmethod
+    def _summary(pairs: list[tuple[float, float]]) -> str:
+        ratios = [a / b for a, b in pairs]
+        return f"{statistics.median(ratios):.2f} [{min(ratios):.2f}..{max(ratios):.2f}]"
+
+    def median_seconds(self) -> tuple[float, float]:
+        """Median wall seconds of the numerator and the denominator."""
+        return statistics.median(a for a, _ in self.wall), statistics.median(b for _, b in self.wall)
+
+    def __str__(self) -> str:
+        return f"wall {self._summary(self.wall)}  cpu {self._summary(self.cpu)}"
+
+
+def census_ratio(width: int, batch: int, n: int, keep: int, rounds: int) -> Ratio:
     torch.manual_seed(0)
     model = build_mlp(MLPConfig(256, (width, width, width), 10)).eval()
     X = torch.randn(n, 256)
@@ -52,12 +88,10 @@ def census_ratio(width: int, batch: int, n: int, keep: int) -> tuple[float, floa
             for s in range(0, n, batch):
                 model(X[s : s + batch])
 
-    t_bare = best(bare)
-    t_census = best(lambda: activation_census(model, X, batch_size=batch, keep_samples=keep))
-    return t_bare, t_census, t_census / t_bare
+    return Ratio(lambda: activation_census(model, X, batch_size=batch, keep_samples=keep), bare, rounds)
 
 
-def ig_ratio(batch: int, n_steps: int, width: int, internal: int | None = None) -> tuple[float, float, float]:
+def ig_ratio(batch: int, n_steps: int, width: int, rounds: int, internal: int | None = None) -> Ratio:
     """``internal``: Captum's internal_batch_size; ``None``: the tool's default (what `analyze` uses)."""
     torch.manual_seed(0)
     model = build_mlp(MLPConfig(256, (width, width), 10)).eval()
@@ -65,18 +99,15 @@ def ig_ratio(batch: int, n_steps: int, width: int, internal: int | None = None) 
     target = torch.randint(0, 10, (batch,))
 
     def forward_backward() -> None:
-        x = X.clone().requires_grad_()
-        out = model(x).gather(1, target[:, None]).sum()
-        torch.autograd.grad(out, x)
+        for _ in range(n_steps):
+            x = X.clone().requires_grad_()
+            out = model(x).gather(1, target[:, None]).sum()
+            torch.autograd.grad(out, x)
 
-    t_fb = best(forward_backward, 10)
-    t_ig = best(
-        lambda: attribute(
-            model, "integrated_gradients", Batch(X, target), n_steps=n_steps, internal_batch_size=internal
-        ),
-        3,
-    )
-    return t_fb * n_steps, t_ig, t_ig / (t_fb * n_steps)
+    def ig() -> None:
+        attribute(model, "integrated_gradients", Batch(X, target), n_steps=n_steps, internal_batch_size=internal)
+
+    return Ratio(ig, forward_backward, rounds)
 
 
 def pruning_ratios(width: int, n_eval: int) -> tuple[float, float]:
@@ -119,28 +150,34 @@ def analyze_wall_time() -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--rounds", type=int, default=9, help="interleaved rounds per ratio (default 9)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     n = 8192 if args.quick else 65536
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device cpu")
+    rounds = 3 if args.quick else args.rounds
+    load = "load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device cpu, {os.cpu_count()} CPUs, {load}")
+    print(f"ratios: median [min..max] over {rounds} interleaved rounds")
     print("\nactivation census vs bare torch.inference_mode forward (3 hidden layers)")
-    print(f"{'width':>6} {'batch':>6} {'kept':>5} {'bare s':>8} {'census s':>9} {'ratio':>6}  target <= 1.10")
+    print(f"{'width':>6} {'batch':>6} {'kept':>5} {'bare s':>8} {'census s':>9}  ratio (target <= 1.10)")
     for width, batch, keep in ((256, 256, 0), (256, 1024, 0), (1024, 1024, 0), (1024, 1024, 2048)):
-        t_bare, t_census, ratio = census_ratio(width, batch, n, keep)
-        print(f"{width:>6} {batch:>6} {keep:>5} {t_bare:8.4f} {t_census:9.4f} {ratio:6.2f}")
-    print("\nIntegrated Gradients vs n_steps x (forward + backward) on the same batch")
+        ratio = census_ratio(width, batch, n, keep, rounds)
+        t_census, t_bare = ratio.median_seconds()
+        print(f"{width:>6} {batch:>6} {keep:>5} {t_bare:8.4f} {t_census:9.4f}  {ratio}")
+    print("\nIntegrated Gradients vs n_steps x (forward + backward) on the same batch (target <= 1.3)")
     for batch, steps, width, internal in ((256, 50, 256, None), (256, 50, 256, 256 * 50), (64, 50, 1024, None)):
-        ref, t_ig, ratio = ig_ratio(batch, steps, width, internal)
+        ratio = ig_ratio(batch, steps, width, rounds, internal)
+        t_ig, ref = ratio.median_seconds()
         passes = "default passes" if internal is None else "all steps in one pass"
-        print(
-            f"  batch {batch}, {steps} steps, width {width}, {passes}: {t_ig:.4f} s vs {ref:.4f} s"
-            f" -> ratio {ratio:.2f}  (target <= 1.3)"
-        )
+        print(f"  batch {batch}, {steps} steps, width {width}, {passes}: {t_ig:.4f} s vs {ref:.4f} s -> {ratio}")
     print("\npruning sweep (784-1024-1024-10, 11 levels)")
     thresholds, level = pruning_ratios(1024, 2048 if args.quick else 10000)
     print(f"  thresholds for all levels / one sort: {thresholds:.2f}  (target <= 1.5)")
     print(f"  one level's evaluation / plain evaluation: {level:.2f}  (target <= 1.1)")
     if not args.quick:
         print(f"\n`inspector analyze` on the digits model, end to end: {analyze_wall_time():.1f} s  (target < 30 s)")
+    print("\nload average {:.2f} {:.2f} {:.2f} at the end".format(*os.getloadavg()))
 
 
 if __name__ == "__main__":

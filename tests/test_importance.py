@@ -343,3 +343,39 @@ def test_conductance_follows_the_sites_it_is_given(data):
     declared = discover_sites(model, Batch(data[:16], y), {"fc1": "none"})  # declared: no activation, not counted
     report = importance_report(model, (data[:16], y), methods=("saliency",), n_steps=4, sites=declared)
     assert report.conductance == ()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("method", ["gausslegendre", "riemann_trapezoid"])
+def test_step_summed_integrated_gradients_equal_captums_in_several_passes(dtype, method):
+    from captum import attr
+
+    from inspector.analysis.attribution import _explainer_class, summed_gradients
+
+    torch.manual_seed(1)
+    model = build_mlp(MLPConfig(6, (10, 7), 3, activation="gelu")).to(dtype).eval()
+    X, baseline, t = torch.randn(9, 6, dtype=dtype), torch.randn(1, 6, dtype=dtype), torch.randint(0, 3, (9,))
+    ours = _explainer_class("IntegratedGradients")(model)
+    ours.gradient_func = summed_gradients
+    assert isinstance(ours, attr.IntegratedGradients)
+    kwargs = {"baselines": baseline, "target": t, "n_steps": 20, "method": method, "internal_batch_size": 9 * 3}
+    got, delta = ours.attribute(X, return_convergence_delta=True, **kwargs)  # 7 passes of <= 3 steps
+    want, want_delta = attr.IntegratedGradients(model).attribute(X, return_convergence_delta=True, **kwargs)
+    tolerance = 1e-6 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(got, want, rtol=0, atol=tolerance)
+    torch.testing.assert_close(delta, want_delta, rtol=0, atol=tolerance)
+
+
+def test_parameters_are_frozen_during_attribution_and_restored_after_even_on_error():
+    from inspector.analysis.attribution import frozen_parameters
+
+    model = build_mlp(MLPConfig(4, (5,), 2)).eval()
+    model.fc1.bias.requires_grad_(False)  # a frozen one stays frozen
+    with pytest.raises(RuntimeError), frozen_parameters(model):
+        assert not any(p.requires_grad for p in model.parameters())
+        raise RuntimeError("boom")
+    assert [name for name, p in model.named_parameters() if not p.requires_grad] == ["fc1.bias"]
+    seen = []
+    model.fc1.register_forward_hook(lambda m, i, o: seen.append(m.weight.requires_grad))
+    attribute(model, "integrated_gradients", Batch(torch.randn(3, 4), torch.tensor([0, 1, 0])), n_steps=4)
+    assert seen and not any(seen) and model.fc1.weight.requires_grad

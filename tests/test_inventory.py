@@ -124,6 +124,33 @@ def test_weight_only_analysis_of_transformer_blocks_reads_one_tensor_at_a_time(t
     assert results_equal(Analysis.load(tmp_path / "a"), analysis)
 
 
+def test_weight_only_analysis_drops_each_tensor_before_reading_the_next(tmp_path, monkeypatch):
+    import gc
+    import weakref
+
+    import inspector.inventory
+    from inspector.analysis import analyze_weights_file
+
+    save_file(_transformer_like(), str(tmp_path / "t.safetensors"))
+    real = inspector.inventory.iter_tensors
+    alive_at_weight: list[int] = []  # per weight read: how many tensors read before it are still alive
+
+    def watched(*args, **kwargs):
+        earlier: list[weakref.ref] = []
+        for name, tensor in real(*args, **kwargs):
+            gc.collect()
+            if name.endswith(".weight"):
+                alive_at_weight.append(sum(ref() is not None for ref in earlier))
+            earlier.append(weakref.ref(tensor))
+            yield name, tensor
+            del tensor
+
+    monkeypatch.setattr(inspector.inventory, "iter_tensors", watched)
+    analysis = analyze_weights_file(tmp_path / "t.safetensors")
+    assert len(alive_at_weight) == len(analysis.weights) == 4
+    assert alive_at_weight == [0, 0, 0, 0]  # a layer's weight and bias are dropped before the next weight is read
+
+
 def test_cli_analyze_falls_back_to_weights_only(tmp_path, capsys):
     from inspector.cli import main
 

@@ -154,3 +154,17 @@ def test_pooling_and_statistics_a_band_at_a_time_equal_numpy_on_the_whole_weight
     assert stats.near_zero_threshold == pytest.approx(threshold, rel=1e-7)
     assert stats.near_zero_fraction == np.mean(np.abs(w) < threshold)
     assert stats.frobenius_norm == pytest.approx(np.linalg.norm(w.astype(np.float64)), rel=1e-12)
+
+
+def test_finiteness_is_checked_a_chunk_at_a_time_when_the_sum_overflows():
+    from inspector.analysis.weights import CHUNK_ELEMENTS, _all_finite
+
+    big = torch.full((3 * CHUNK_ELEMENTS,), 3e38)  # every value finite, their float32 sum is not
+    assert not torch.isfinite(big.sum()) and _all_finite(big)
+    big[-1] = float("nan")  # in the last chunk
+    assert not _all_finite(big)
+    assert _all_finite(torch.randn(1000)) and not _all_finite(torch.tensor([1.0, float("-inf")]))
+    huge = torch.full((4, 3), 3e38)
+    huge[0, 0] = 1.0
+    stats = layer_weights("huge", huge)  # every value finite: the statistics are computed, not NaN
+    assert stats.histogram_counts.sum() == 12 and not np.isnan(stats.singular_values).any()

@@ -176,13 +176,11 @@ class _Sums:
     ``partial`` sums ``(3, 1, m)`` added since the last flush."""
 
     def __init__(self, width: int, device: torch.device) -> None:
+        self.width = width
         self.totals = torch.zeros(3, width, dtype=torch.float64, device=device)
         self.partial = torch.zeros(3, 1, width, device=device)
+        self.rows = self.partial.unbind(0)  # (fired, zero, total) views: unpacked once, not on every call
         self.pending_rows = 0
-
-    @property
-    def width(self) -> int:
-        return int(self.totals.shape[1])
 
     def flush(self) -> None:
         if self.pending_rows:
@@ -215,23 +213,29 @@ class _Accumulator:
     kept_chunks: list[tuple[int, int, int]] = field(default_factory=list)  # (batch index, first row, rows)
     rows_in_batch: int = 0
     _buffers: tuple[torch.Tensor, torch.Tensor] | None = None
+    _buffer_rows: int = -1
 
     def __post_init__(self) -> None:
         self.group = _group(self.site.activation)
 
-    def _scratch(self, rows: int, width: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        # one indicator buffer and one row of ones, reused while the row count stays the same (only the
-        # latest shape is kept: variable-length batches must not grow a cache)
-        if self._buffers is None or self._buffers[0].shape != (rows, width) or self._buffers[0].device != device:
-            self._buffers = (torch.empty(rows, width, device=device), torch.ones(1, rows, device=device))
+    def _scratch(self, rows: int, sums: _Sums) -> tuple[torch.Tensor, torch.Tensor]:
+        # one indicator buffer and one row of ones on the sums' device, reused while the row count stays
+        # the same (only the latest shape is kept: variable-length batches must not grow a cache)
+        if self._buffers is None or rows != self._buffer_rows:
+            device = sums.totals.device
+            self._buffers = (torch.empty(rows, sums.width, device=device), torch.ones(1, rows, device=device))
+            self._buffer_rows = rows
         return self._buffers
 
     def update(self, batch: Batch, batch_index: int, pre: torch.Tensor, out: torch.Tensor) -> None:
         """Add one application of the site's activation: ``pre``/``out`` ``(..., m)``."""
-        width = int(out.shape[-1])
-        positions = batch.position_mask(out.shape)
-        pre = pre.detach().reshape(-1, width)
-        out = out.detach().reshape(-1, width)
+        # called once per site and batch: kept to the few tensor calls a 2-D float32 output needs
+        width = out.shape[-1]
+        positions = batch.position_mask(out.shape) if batch.mask is not None else None
+        if out.dim() != 2:
+            pre, out = pre.reshape(-1, width), out.reshape(-1, width)
+        if out.requires_grad or pre.requires_grad:
+            pre, out = pre.detach(), out.detach()
         if positions is not None:  # padded positions are not data: leave their rows out
             real = positions.reshape(-1)
             pre, out = pre[real], out[real]
@@ -239,29 +243,31 @@ class _Accumulator:
             out = out.float()
         if pre.dtype != torch.float32:
             pre = pre.float()
-        if self.sums is None:
-            self.sums = _Sums(width, out.device)
-        elif width != self.sums.width:
+        sums = self.sums
+        if sums is None:
+            sums = self.sums = _Sums(int(width), out.device)
+        elif width != sums.width:
             raise InspectorError(
                 f"layer {self.site.layer}: its activation saw {width} features on one call and "
-                f"{self.sums.width} on another; declare its activation with activations="
+                f"{sums.width} on another; declare its activation with activations="
             )
         if batch_index != self.last_batch:
             self.last_batch = batch_index
             self.n_samples += len(batch)
             self.rows_in_batch = 0
-        if out.shape[0]:
-            self._sum(self.sums, pre, out)
-        self._keep(batch, out, positions is None)
-        self.n_rows += out.shape[0]
-        self.rows_in_batch += out.shape[0]
+        rows = out.shape[0]
+        if rows:
+            self._sum(sums, pre, out, rows)
+        if self.kept_n < self.keep_samples:
+            self._keep(batch, out, positions is None)
+        self.n_rows += rows
+        self.rows_in_batch += rows
 
-    def _sum(self, sums: _Sums, pre: torch.Tensor, out: torch.Tensor) -> None:
-        rows, width = out.shape
+    def _sum(self, sums: _Sums, pre: torch.Tensor, out: torch.Tensor, rows: int) -> None:
         if sums.pending_rows + rows > _FLUSH_ROWS:
             sums.flush()
-        indicator, ones = self._scratch(rows, width, out.device)
-        fired, zero, total = sums.partial
+        indicator, ones = self._scratch(rows, sums)
+        fired, zero, total = sums.rows
         if self.group == "squasher":
             _saturated(self.site.activation, out, indicator)
         else:

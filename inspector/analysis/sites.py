@@ -231,9 +231,15 @@ class SiteObserver:
         for site in sites:
             if site.found_by in ("module", "convention") and site.module:
                 acts[site.module] = site.activation
+        # only the layers whose output some activation module is attributed need marking (every layer
+        # when recording): fewer hooks, fewer Python calls per batch
+        marked = set(linear_names.values()) if record else set(module_sites)
         for name, module in model.named_modules():
             if id(module) in linear_names:
-                guard.hook(module.register_forward_hook(self._linear_hook(linear_names[id(module)])))
+                if linear_names[id(module)] in marked:
+                    guard.hook(module.register_forward_hook(self._linear_hook(linear_names[id(module)])))
+            elif not marked:
+                continue
             elif isinstance(module, TRANSPARENT):
                 guard.hook(module.register_forward_hook(self._transparent_hook))
             elif record and activation_kind(module) is not None:
@@ -393,7 +399,9 @@ def discover_sites(
                 output_layer = observer._source(output_tensor(output))
             except InspectorError:  # an output with no one tensor: the target function decides
                 output_layer = None
-    traced = _trace(model)
+    # tracing costs more than the census of a small model's whole dataset: only when some layer needs it
+    needs_graph = any(name not in declared and name not in observed and name != output_layer for name, _ in layers)
+    traced = _trace(model) if needs_graph else None
     users: dict[str, list[str]] = {}
     for layer, mods in observed.items():
         for module in mods:

@@ -156,6 +156,18 @@ def _chunked_counts(values: torch.Tensor, threshold: float) -> tuple[int, float]
     return below, squares
 
 
+def _all_finite(values: torch.Tensor) -> bool:
+    """Whether every element of the flat tensor ``values`` is finite: a finite sum proves it in one pass
+    with no temporary; only a sum that is not finite (a bad value, or finite ones overflowing) is
+    checked a chunk at a time (``torch.isfinite`` of the whole weight holds ~1.75x its size)."""
+    if bool(torch.isfinite(values.sum())):
+        return True
+    return all(
+        bool(torch.isfinite(values[start : start + CHUNK_ELEMENTS]).all())
+        for start in range(0, values.numel(), CHUNK_ELEMENTS)
+    )
+
+
 @torch.no_grad()
 def layer_weights(
     layer: str,
@@ -175,7 +187,7 @@ def layer_weights(
     w = weight.detach().float().cpu()
     m, n = w.shape
     w_np = w.numpy()
-    all_finite = bool(torch.isfinite(w.sum())) and bool(torch.isfinite(w).all())
+    all_finite = _all_finite(w.reshape(-1))
     # NaN/Inf weights are reported, not hidden: statistics that need every value become NaN,
     # the histogram and the near-zero fraction describe the finite ones. With every value finite
     # (the usual case) they read the weight itself: no copy of a large layer is made here.

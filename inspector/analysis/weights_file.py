@@ -72,6 +72,8 @@ def analyze_weights_file(path: str | os.PathLike[str], *, trust_pickle: bool = F
             if key is not None and t is not None and count_nonfinite(t):  # no bias key: no bias either
                 nonfinite.append(printable(key))
         weights.append(layer_weights(printable(layer.layer), weight, bias))
+        # dropped before the next read: held over, this tensor would double the peak (two largest tensors)
+        del weight, bias, t
     info = ModelInfo(
         source=str(path),
         architecture=f"{len(layers)} dense layers (weight-only)",
