@@ -9,6 +9,7 @@ snapshots as safetensors files). :func:`read_run` reads a run, finished or still
 
 from __future__ import annotations
 
+from inspector.live.monitor import Monitor
 from inspector.live.store import (
     RUN_FILE,
     RunEvent,
@@ -22,6 +23,7 @@ from inspector.live.store import (
 )
 
 __all__ = [
+    "Monitor",
     "RUN_FILE",
     "RunEvent",
     "RunHistory",
