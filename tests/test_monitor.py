@@ -3,11 +3,16 @@ in the loop, numpy."""
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
+import pytest
 import torch
 from safetensors.torch import load_file
 from torch import nn
 
+import inspector
+from inspector.errors import InspectorError
 from inspector.live import Monitor, read_run
 
 
@@ -59,3 +64,180 @@ def test_high_learning_rate_deaths_equal_a_recount_from_the_snapshots(tmp_path):
     np.testing.assert_array_equal((rates == 0).sum(1), dead.values)
     np.testing.assert_allclose(run.scalar("lr").values, 0.2)
     assert any("died between steps" in e.message and e.layer == "0" for e in run.events)
+
+
+def test_planted_vanishing_gradient_norms_equal_the_loop_s_and_warn(tmp_path, caplog):
+    # a deep sigmoid chain with small weights: each layer multiplies the backward signal by at most
+    # 0.25 * ||W||, so the gradient shrinks by orders of magnitude towards the input
+    torch.manual_seed(0)
+    layers: list[nn.Module] = []
+    for _ in range(8):
+        linear = nn.Linear(16, 16)
+        nn.init.normal_(linear.weight, std=0.1)
+        layers += [linear, nn.Sigmoid()]
+    model = nn.Sequential(*layers, nn.Linear(16, 1))
+    X = torch.randn(64, 16)
+    y = 3 * X[:, :1]
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    linears = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    expected: dict[int, list[float]] = {}
+    caplog.set_level(logging.WARNING, logger="inspector.live")
+    with Monitor(model, tmp_path / "run", every=4, optimizer=optimizer) as monitor:
+        for step in range(1, 13):
+            loss = nn.functional.mse_loss(model(X), y)
+            optimizer.zero_grad()
+            loss.backward()
+            if step % 4 == 0:
+                modules = dict(model.named_modules())
+                expected[step] = [float(modules[n].weight.grad.norm()) for n in linears]
+            optimizer.step()
+            monitor.step(loss)
+    run = read_run(tmp_path / "run")
+    for i, name in enumerate(linears):
+        series = run.scalar("grad_norm", name)
+        assert list(series.steps) == [4, 8, 12]
+        np.testing.assert_allclose(series.values, [expected[s][i] for s in (4, 8, 12)], rtol=1e-6)
+    norms = np.array([run.scalar("grad_norm", name).values for name in linears])  # (layers, records)
+    assert np.all(np.diff(norms[1:], axis=0) > 0)  # smaller at every sigmoid layer nearer the input
+    assert np.all(norms[0] < 1e-6 * norms[-1])  # by orders of magnitude
+    vanishing = [e for e in run.events if "vanishes" in e.message]
+    assert {e.layer for e in vanishing} >= {linears[0], linears[1]}
+    assert all(e.step == 4 for e in vanishing)  # edge-triggered: once, when it starts
+    assert any("vanishes" in r.getMessage() for r in caplog.records)
+
+
+def test_tanh_saturation_nearly_dead_update_ratio_lr_and_loss_equal_a_recount(tmp_path):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 12), nn.Tanh(), nn.Linear(12, 10), nn.ReLU(), nn.Linear(10, 1))
+    with torch.no_grad():
+        model[0].weight.mul_(8.0)  # drive the tanh into its tails
+        model[2].bias[:3] = torch.tensor([-1.0, -1.2, -1.2])  # ReLUs that fire on few rows or none
+    X, y = torch.randn(200, 6), torch.randn(200, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.5)
+    batches = [(X[i : i + 50], y[i : i + 50]) for i in range(0, 200, 50)]
+    threshold = 0.05
+    saturated = rows = 0
+    positive = np.zeros(10)
+    expected: dict[int, dict[str, float]] = {}
+    with Monitor(model, tmp_path / "run", every=4, optimizer=optimizer, nearly_dead_threshold=threshold) as monitor:
+        for step in range(1, 9):
+            xb, yb = batches[(step - 1) % 4]
+            with torch.no_grad():
+                h = torch.tanh(model[0](xb)).numpy()
+                r = model[2](torch.tanh(model[0](xb))).numpy()
+            saturated += int((np.abs(h) > 0.99).sum())
+            positive += (r > 0).sum(0)
+            rows += len(xb)
+            loss = nn.functional.mse_loss(model(xb), yb)
+            optimizer.zero_grad()
+            loss.backward()
+            before = model[2].weight.detach().clone()
+            lr = optimizer.param_groups[0]["lr"]
+            optimizer.step()
+            ratio = float((model[2].weight.detach() - before).norm() / before.norm())
+            monitor.step(loss)
+            scheduler.step()
+            if step % 4 == 0:
+                rate = positive / rows
+                expected[step] = {
+                    "saturation": saturated / (rows * 12),
+                    "dead": float((positive == 0).sum()),
+                    "nearly_dead": float(((positive > 0) & (rate < threshold)).sum()),
+                    "update_ratio": ratio,
+                    "loss": float(loss.detach()),
+                    "lr": lr,
+                    "weight_norm": float(model[2].weight.norm()),
+                }
+                saturated = rows = 0
+                positive[:] = 0
+    run = read_run(tmp_path / "run")
+    for step in (4, 8):
+        i = list(run.steps).index(step)
+        want = expected[step]
+        assert run.scalar("saturation", "0").values[i] == pytest.approx(want["saturation"], rel=1e-9)
+        assert run.scalar("dead", "2").values[i] == want["dead"]
+        assert run.scalar("nearly_dead", "2").values[i] == want["nearly_dead"]
+        assert run.scalar("update_ratio", "2").values[i] == pytest.approx(want["update_ratio"], rel=1e-5)
+        assert run.scalar("weight_norm", "2").values[i] == pytest.approx(want["weight_norm"], rel=1e-6)
+        assert run.scalar("loss").values[i] == pytest.approx(want["loss"], rel=1e-6)
+        assert run.scalar("lr").values[i] == pytest.approx(want["lr"])
+    assert expected[4]["saturation"] > 0.5 and expected[4]["nearly_dead"] > 0 and expected[4]["dead"] > 0
+    assert expected[4]["lr"] != expected[8]["lr"]  # the scheduler's rate, read from the optimizer
+    assert np.isnan(run.scalar("saturation", "2").values).all() and np.isnan(run.scalar("dead", "0").values).all()
+    assert any("saturated" in e.message and e.layer == "0" for e in run.events)
+
+
+def test_eval_forwards_are_not_counted_and_a_model_output_loss_is_used(tmp_path):
+    class WithLoss(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(4, 8)
+            self.act = nn.ReLU()
+            self.head = nn.Linear(8, 1)
+
+        def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None):  # Hugging Face style
+            out = self.head(self.act(self.fc(x)))
+            loss = None if labels is None else nn.functional.mse_loss(out, labels)
+            return type("Output", (), {"loss": loss, "logits": out})()
+
+    torch.manual_seed(0)
+    model = WithLoss()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    X, y = torch.randn(32, 4), torch.randn(32, 1)
+    losses = []
+    with Monitor(model, tmp_path / "run", every=2, snapshot_every=0) as monitor:
+        for _ in range(4):
+            out = model(X, labels=y)
+            losses.append(float(out.loss))
+            optimizer.zero_grad()
+            out.loss.backward()
+            optimizer.step()
+            model.eval()
+            model(torch.randn(100, 4))  # an evaluation pass inside the loop
+            model.train()
+            monitor.step()
+    run = read_run(tmp_path / "run")
+    assert run.layers == ("fc", "head") and run.activations[0] == "relu"
+    np.testing.assert_array_equal(run.scalar("rows", "fc").values, [64, 64])
+    np.testing.assert_allclose(run.scalar("loss").values, [losses[1], losses[3]], rtol=1e-6)
+    assert np.isnan(run.scalar("lr").values).all()  # no optimizer, no lr given
+    assert run.snapshots == ()  # snapshot_every=0: never
+
+
+def test_padding_is_not_counted(tmp_path):
+    class Tokens(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = nn.Embedding(10, 4)
+            self.fc = nn.Linear(4, 6)
+            self.act = nn.ReLU()
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            return self.act(self.fc(self.embed(input_ids))).sum()
+
+    torch.manual_seed(0)
+    model = Tokens()
+    ids = torch.randint(0, 10, (3, 5))
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 0, 0, 0, 0]])
+    with Monitor(model, tmp_path / "run", every=1) as monitor:
+        model(input_ids=ids, attention_mask=mask).backward()
+        monitor.step(0.0)
+    run = read_run(tmp_path / "run")
+    with torch.no_grad():
+        pre = model.fc(model.embed(ids))[mask.bool()].numpy()
+    assert run.scalar("rows", "fc").values[0] == 9
+    np.testing.assert_allclose(run.vector("fire_rate", "fc")[1][0], (pre > 0).mean(0), rtol=1e-6)
+
+
+def test_bad_arguments_and_a_closed_monitor_are_one_line_errors(tmp_path):
+    model, _, _ = _relu_net()
+    with pytest.raises(InspectorError, match="every"):
+        Monitor(model, tmp_path / "a", every=0)
+    monitor = Monitor(model, tmp_path / "b")
+    monitor.close()
+    with pytest.raises(InspectorError, match="closed"):
+        monitor.step(1.0)
+    with pytest.raises(InspectorError, match="already holds a run"):
+        Monitor(model, tmp_path / "b")
+    assert inspector.Monitor is Monitor
