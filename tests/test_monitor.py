@@ -4,6 +4,7 @@ in the loop, numpy."""
 from __future__ import annotations
 
 import logging
+import math
 
 import numpy as np
 import pytest
@@ -241,3 +242,28 @@ def test_bad_arguments_and_a_closed_monitor_are_one_line_errors(tmp_path):
     with pytest.raises(InspectorError, match="already holds a run"):
         Monitor(model, tmp_path / "b")
     assert inspector.Monitor is Monitor
+
+
+def test_inspector_train_run_dir_records_the_training_steps_only(tmp_path, capsys):
+    from inspector.cli import main
+    from inspector.data import load_dataset
+
+    run_dir = tmp_path / "run"
+    args = ["train", "--dataset", "synthetic", "--hidden", "16", "--epochs", "2", "--batch-size", "64", "-q"]
+    args += ["--patience", "0", "--out", str(tmp_path / "m.pt"), "--run-dir", str(run_dir), "--every", "3"]
+    assert main(args) == 0
+    assert "recorded the dense layers every 3 steps" in capsys.readouterr().out
+    run = read_run(run_dir)
+    n_train = len(inspector.split_dataset(load_dataset("synthetic")).y_train)
+    per_epoch = math.ceil(n_train / 64)
+    assert run.status == "finished" and run.meta["source"] == "inspector train"
+    assert run.layers == ("fc1", "fc2") and run.activations == ("relu", "none")
+    assert list(run.steps) == list(range(3, 2 * per_epoch + 1, 3))
+    # every record counts exactly its 3 training batches: the evaluation passes after each epoch are not counted
+    sizes = [min(64, n_train - 64 * (i % per_epoch)) for i in range(2 * per_epoch)]
+    expected = [sum(sizes[s - 3 : s]) for s in run.steps]
+    np.testing.assert_array_equal(run.scalar("rows", "fc1").values, expected)
+    assert np.all(np.isfinite(run.scalar("grad_norm", "fc1").values)) and np.all(np.isfinite(run.scalar("loss").values))
+    assert run.latest_snapshot is not None and run.latest_snapshot.step == 2 * per_epoch
+    assert main(args + ["--force"]) == 1  # an existing run is never overwritten, --force or not
+    assert "choose a new --run-dir" in capsys.readouterr().err
