@@ -74,6 +74,7 @@ class _Counts:
         self.fired: torch.Tensor | None = None
         self.other: torch.Tensor | None = None
         self.rows: torch.Tensor | int = 0
+        self._buffers: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def add(self, pre: torch.Tensor, out: torch.Tensor, mask: torch.Tensor | None) -> None:
         width = int(out.shape[-1])
@@ -91,23 +92,34 @@ class _Counts:
                 f"layer {self.site.layer}: its activation saw {width} features on one call and "
                 f"{self.fired.shape[1]} on another; declare its activation with activations="
             )
-        # a weighted column sum by one GEMM: the weights are the row mask (padding 0), so nothing is
-        # indexed by a mask (which would wait for the device)
+        # a weighted column sum by one GEMM into float32 sums (exact below 2**24 rows between records); the
+        # weights are the row mask (padding 0), so nothing is indexed by a mask (which would wait for the
+        # device). The indicator is written by the comparison itself into a reused float buffer: a bool
+        # tensor converted to float costs five times as much on the CPU
+        indicator, ones = self._scratch(out.shape[0], width, out.device)
         if mask is None:
-            weights = torch.ones(1, out.shape[0], device=out.device)
+            weights = ones
             self.rows = self.rows + out.shape[0]
         else:
             weights = mask.reshape(1, -1).to(device=out.device, dtype=torch.float32)
             self.rows = self.rows + weights.sum()
         # ReLU fires where its output is > 0; every other unit where its input is
-        fired = torch.gt(out if self.group == "rectifier" else pre, 0).float()
-        self.fired.addmm_(weights, fired)
+        torch.gt(out if self.group == "rectifier" else pre, 0, out=indicator)
+        self.fired.addmm_(weights, indicator)
         if self.group == "squasher":
-            indicator = torch.empty_like(out)
             _saturated(self.site.activation, out, indicator)
             self.other.addmm_(weights, indicator)
         elif self.group == "smooth":
-            self.other.addmm_(weights, torch.lt(out.abs(), near_zero(self.site.activation)).float())
+            torch.abs(out, out=indicator)
+            torch.lt(indicator, near_zero(self.site.activation), out=indicator)
+            self.other.addmm_(weights, indicator)
+
+    def _scratch(self, rows: int, width: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        # reused while the row count stays the same (only the latest shape is kept: variable-length
+        # batches must not grow a cache)
+        if self._buffers is None or self._buffers[0].shape != (rows, width) or self._buffers[0].device != device:
+            self._buffers = (torch.empty(rows, width, device=device), torch.ones(1, rows, device=device))
+        return self._buffers
 
     def reset(self) -> None:
         self.fired = self.other = None
