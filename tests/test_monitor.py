@@ -244,6 +244,16 @@ def test_bad_arguments_and_a_closed_monitor_are_one_line_errors(tmp_path):
     assert inspector.Monitor is Monitor
 
 
+def test_tensorboard_missing_is_a_one_line_error(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as if not installed
+    model, _, _ = _relu_net()
+    with pytest.raises(InspectorError, match="pip install tensorboard"):
+        Monitor(model, tmp_path / "run", tensorboard=True)
+    assert not (tmp_path / "run").exists()  # refused before anything is written
+
+
 def test_inspector_train_run_dir_records_the_training_steps_only(tmp_path, capsys):
     from inspector.cli import main
     from inspector.data import load_dataset
@@ -267,3 +277,30 @@ def test_inspector_train_run_dir_records_the_training_steps_only(tmp_path, capsy
     assert run.latest_snapshot is not None and run.latest_snapshot.step == 2 * per_epoch
     assert main(args + ["--force"]) == 1  # an existing run is never overwritten, --force or not
     assert "choose a new --run-dir" in capsys.readouterr().err
+
+
+def test_tensorboard_gets_the_same_scalars(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    model, X, y = _relu_net()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.2)
+    with Monitor(model, tmp_path / "run", every=2, optimizer=optimizer, tensorboard=True) as monitor:
+        for _ in range(6):
+            loss = nn.functional.mse_loss(model(X), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            monitor.step(loss)
+    run = read_run(tmp_path / "run")
+    events = EventAccumulator(str(tmp_path / "run"))
+    events.Reload()
+    for tag, (name, layer) in {
+        "train/loss": ("loss", ""),
+        "train/lr": ("lr", ""),
+        "dense/0/dead": ("dead", "0"),
+        "dense/0/grad_norm": ("grad_norm", "0"),
+    }.items():
+        scalars = events.Scalars(tag)
+        assert [s.step for s in scalars] == [2, 4, 6]
+        np.testing.assert_allclose([s.value for s in scalars], run.scalar(name, layer).values, rtol=1e-6)
