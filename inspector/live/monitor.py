@@ -217,6 +217,7 @@ class Monitor:
         self._observer: SiteObserver | None = None
         self._counts: dict[str, _Counts] = {}
         self._weights = {name: m.weight for name, m in model.named_modules() if isinstance(m, nn.Linear)}
+        self._grad_handles: list[Any] = []
         self._grad_norm: dict[str, torch.Tensor] = {}
         self._grad_finite: dict[str, torch.Tensor] = {}
         self._before: dict[str, torch.Tensor] = {}
@@ -231,9 +232,7 @@ class Monitor:
         try:
             self._guard.hook(model.register_forward_pre_hook(self._pre_forward, with_kwargs=True))
             self._guard.hook(model.register_forward_hook(self._post_forward))
-            for name, weight in self._weights.items():
-                if weight.requires_grad:
-                    self._guard.hook(weight.register_post_accumulate_grad_hook(self._grad_hook(name)))
+            self._arm_grad_hooks()
             if example is not None:
                 self._discover(to_batch(example))
         except BaseException:
@@ -288,9 +287,23 @@ class Monitor:
             mask = None  # not a per-position tensor of this batch: every row counts
         counts.add(pre, out, mask)
 
+    def _arm_grad_hooks(self) -> None:
+        # only for the backward passes of a step that will be recorded: a Python hook on every
+        # parameter of every step would cost more than the rest of the per-step work
+        if self._grad_handles or not self._recording_next():
+            return
+        for name, weight in self._weights.items():
+            if weight.requires_grad:
+                self._grad_handles.append(weight.register_post_accumulate_grad_hook(self._grad_hook(name)))
+
+    def _disarm_grad_hooks(self) -> None:
+        for handle in self._grad_handles:
+            handle.remove()
+        self._grad_handles.clear()
+
     def _grad_hook(self, name: str) -> Any:
         def hook(param: torch.Tensor) -> None:
-            if not self._recording_next() or param.grad is None:
+            if param.grad is None:
                 return
             grad = param.grad.detach()
             self._grad_norm[name] = torch.linalg.vector_norm(grad.float())
@@ -308,16 +321,15 @@ class Monitor:
         if self._closed:
             raise InspectorError("this Monitor is closed; create a new one to record more")
         self.step_count += 1
-        if self.step_count % self.every != 0:
-            self._output_loss = None
-            return False
-        if loss is None:
-            loss = self._output_loss
-        self._record(loss, lr)
+        recorded = self.step_count % self.every == 0
+        if recorded:
+            self._disarm_grad_hooks()
+            self._record(self._output_loss if loss is None else loss, lr)
+            if self.snapshot_every and self.step_count % self.snapshot_every == 0:
+                self.writer.snapshot(self.step_count, self.model.state_dict())
         self._output_loss = None
-        if self.snapshot_every and self.step_count % self.snapshot_every == 0:
-            self.writer.snapshot(self.step_count, self.model.state_dict())
-        return True
+        self._arm_grad_hooks()
+        return recorded
 
     def _learning_rate(self, lr: float | None) -> float:
         if lr is not None:
@@ -451,6 +463,7 @@ class Monitor:
         if self._closed:
             return
         self._closed = True
+        self._disarm_grad_hooks()
         for handle in self._guard.handles:
             handle.remove()
         self._guard.handles.clear()
