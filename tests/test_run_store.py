@@ -82,7 +82,9 @@ def test_a_run_killed_mid_write_opens_stopped_with_every_committed_record_whole(
             assert list(run.scalar(name, layer).steps) == list(run.steps), (name, layer)
     assert list(run.scalar("loss").steps) == list(run.steps)
     assert all(np.isfinite(run.scalar("loss").values))
-    assert [s.step for s in run.snapshots] == list(range(5, last + 1, 5))
+    expected = list(range(5, last + 1, 5))
+    # a snapshot is written after its step's record: a kill in between leaves that one out
+    assert [s.step for s in run.snapshots] in (expected, expected[:-1] if last % 5 == 0 else expected)
     from safetensors.torch import load_file
 
     for snapshot in run.snapshots:

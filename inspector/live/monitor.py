@@ -61,6 +61,7 @@ DEATH_JUMP = 0.10  # dead_fraction rising by this much between two records is a 
 VANISHING = 1e-4  # a layer's grad norm below this share of the largest layer's is a warning
 SATURATED = 0.5  # a squashing layer with more than half its values in the tails is a warning
 _DISCOVERY_ROWS = 2
+_FLUSH_ROWS = 2**23  # rows added into float32 counts before they are folded into float64
 
 
 class _Counts:
@@ -74,6 +75,8 @@ class _Counts:
         self.fired: torch.Tensor | None = None
         self.other: torch.Tensor | None = None
         self.rows: torch.Tensor | int = 0
+        self.totals: torch.Tensor | None = None  # (2, m) float64: flushed fired and other counts
+        self.pending = 0  # rows in the float32 sums since the last flush
         self._buffers: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def add(self, pre: torch.Tensor, out: torch.Tensor, mask: torch.Tensor | None) -> None:
@@ -87,6 +90,7 @@ class _Counts:
         if self.fired is None or self.other is None:
             self.fired = torch.zeros(1, width, device=out.device)
             self.other = torch.zeros(1, width, device=out.device)
+            self.totals = torch.zeros(2, width, dtype=torch.float64, device=out.device)
         elif self.fired.shape[1] != width:
             raise InspectorError(
                 f"layer {self.site.layer}: its activation saw {width} features on one call and "
@@ -96,6 +100,9 @@ class _Counts:
         # weights are the row mask (padding 0), so nothing is indexed by a mask (which would wait for the
         # device). The indicator is written by the comparison itself into a reused float buffer: a bool
         # tensor converted to float costs five times as much on the CPU
+        if self.pending + out.shape[0] > _FLUSH_ROWS:
+            self._flush()
+        self.pending += out.shape[0]
         indicator, ones = self._scratch(out.shape[0], width, out.device)
         if mask is None:
             weights = ones
@@ -121,8 +128,26 @@ class _Counts:
             self._buffers = (torch.empty(rows, width, device=device), torch.ones(1, rows, device=device))
         return self._buffers
 
+    def _flush(self) -> None:
+        # float32 sums count exactly below 2**24 rows: fold them into float64 well before that
+        if self.fired is not None and self.other is not None and self.totals is not None:
+            self.totals[0] += self.fired[0]
+            self.totals[1] += self.other[0]
+            self.fired.zero_()
+            self.other.zero_()
+        self.pending = 0
+
+    def result(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(fired (m,), other (m,))`` float64 since the last reset, or ``None`` when nothing was counted."""
+        if self.totals is None:
+            return None
+        self._flush()
+        totals = self.totals.cpu().numpy()
+        return totals[0], totals[1]
+
     def reset(self) -> None:
-        self.fired = self.other = None
+        self.fired = self.other = self.totals = None
+        self.pending = 0
         self.rows = 0
 
 
@@ -402,9 +427,9 @@ class Monitor:
         dead = nearly = fraction = saturation = zero_rate = nan
         counts = self._counts.get(layer)
         rows = nan if counts is None else float(counts.rows)
-        if counts is not None and counts.fired is not None and counts.other is not None:
-            fired = counts.fired[0].double().cpu().numpy()
-            other = counts.other[0].double().cpu().numpy()
+        result = counts.result() if counts is not None else None
+        if counts is not None and result is not None:
+            fired, other = result
             width = len(fired)
             if rows > 0:
                 rate = fired / rows
