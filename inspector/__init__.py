@@ -30,6 +30,7 @@ from inspector.data import (
 )
 from inspector.errors import InspectorError
 from inspector.inventory import Inventory, LinearLayerInfo, iter_tensors, read_inventory
+from inspector.live.monitor import Monitor
 from inspector.models import MLP, MLPConfig, build_mlp, infer_mlp_layout, mlp_from_state_dict
 from inspector.training import History, TrainConfig, TrainResult, evaluate, train
 
@@ -46,6 +47,7 @@ __all__ = [
     "LinearLayerInfo",
     "MLP",
     "MLPConfig",
+    "Monitor",
     "PlantedTruth",
     "SplitSpec",
     "Splits",

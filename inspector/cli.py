@@ -149,6 +149,20 @@ def _build_parser() -> argparse.ArgumentParser:
         default=None,
         help="checkpoint to write, .pt or .safetensors (default: DATASET-mlp.pt)",
     )
+    train.add_argument(
+        "--run-dir",
+        type=_path,
+        default=None,
+        metavar="DIR",
+        help="record the dense layers while training into this new run directory (watch it with dashboard DIR)",
+    )
+    train.add_argument(
+        "--every",
+        type=_integer(1),
+        default=50,
+        metavar="N",
+        help="with --run-dir: record every N optimizer steps (default: 50)",
+    )
     train.add_argument("--force", action="store_true", help="overwrite an existing output file")
     train.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
@@ -713,6 +727,18 @@ def _metric_text(name: str):
     return (lambda v: f"{v:.2%}") if name == "accuracy" else (lambda v: f"{v:.4f}")
 
 
+def _check_new_run_dir(run_dir: Path) -> None:
+    """Before training: a run is never overwritten (--force does not apply to it), and the parent must exist."""
+    from inspector.live.store import is_run
+
+    if is_run(run_dir):
+        raise InspectorError(f"{run_dir} already holds a run; choose a new --run-dir (runs are never overwritten)")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise InspectorError(f"--run-dir {run_dir} is a file; choose a new directory")
+    if not run_dir.parent.is_dir():
+        raise InspectorError(f"--run-dir {run_dir}: its parent folder {run_dir.parent} does not exist")
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from inspector.analysis.parameters import count_parameters
     from inspector.checkpoints import checkpoint_from_training, checkpoint_suffix, is_own_checkpoint, save_checkpoint
@@ -731,6 +757,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         ours=is_own_checkpoint,
     )
     checkpoint_suffix(out)
+    if args.run_dir is not None:
+        _check_new_run_dir(args.run_dir)
     dataset = load_dataset(args.dataset, label_column=args.label_column, task=args.task or "auto")
     regression = dataset.task == "regression"
     if regression and args.task is None and args.dataset not in BUILTIN_DATASETS:
@@ -760,7 +788,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
         snapshot_every=args.snapshot_every,
         seed=args.seed,
     )
-    result = train(config, splits, train_config, device=args.device, progress=False if args.quiet else None)
+    result = train(
+        config,
+        splits,
+        train_config,
+        device=args.device,
+        progress=False if args.quiet else None,
+        run_dir=args.run_dir,
+        every=args.every,
+    )
     ckpt = checkpoint_from_training(result, dataset, splits.standardizer, spec)
     save_checkpoint(ckpt, out, force=args.force)
     h = result.history
@@ -783,6 +819,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         )
     if result.snapshots:
         print(f"kept {len(result.snapshots)} weight snapshots")
+    if args.run_dir is not None:
+        print(f"recorded the dense layers every {args.every} steps in {args.run_dir}")
     print(f"saved {out}")
     return 0
 

@@ -13,6 +13,7 @@ Seeded and reproducible on the CPU: the same seed gives bit-identical weights.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
@@ -277,6 +278,8 @@ def train(
     *,
     device: str | torch.device = "auto",
     progress: bool | None = None,
+    run_dir: str | os.PathLike[str] | None = None,
+    every: int = 50,
 ) -> TrainResult:
     """Train an :class:`MLP` on ``splits`` and return it with the best validation weights.
 
@@ -284,11 +287,13 @@ def train(
     improvement, training stops and the best epoch's weights are restored.
     ``progress=None`` shows a tqdm bar only when stderr is a terminal.
     A model too large for the device's memory is a user error, refused before building it.
+    ``run_dir``: record the dense layers every ``every`` optimizer steps there, through a
+    :class:`~inspector.live.monitor.Monitor` (a new run directory; an existing run is refused).
     """
     dev = resolve_device(device)
     check_fits_in_memory(config, dev)
     try:
-        return _train(config, splits, train_config or TrainConfig(), dev, progress)
+        return _train(config, splits, train_config or TrainConfig(), dev, progress, run_dir, every)
     except (MemoryError, RuntimeError) as exc:
         # The estimate leaves out activations and the data: an allocation can still fail.
         if not _is_out_of_memory(exc):
@@ -299,7 +304,15 @@ def train(
         ) from None
 
 
-def _train(config: MLPConfig, splits: Splits, tc: TrainConfig, dev: torch.device, progress: bool | None) -> TrainResult:
+def _train(
+    config: MLPConfig,
+    splits: Splits,
+    tc: TrainConfig,
+    dev: torch.device,
+    progress: bool | None,
+    run_dir: str | os.PathLike[str] | None = None,
+    every: int = 50,
+) -> TrainResult:
     if config.input_size != splits.X_train.shape[1]:
         raise InspectorError(
             f"model expects {config.input_size} inputs but the data has {splits.X_train.shape[1]} features"
@@ -343,6 +356,13 @@ def _train(config: MLPConfig, splits: Splits, tc: TrainConfig, dev: torch.device
     else:
         optimizer = torch.optim.SGD(model.parameters(), lr=tc.lr, momentum=tc.momentum, weight_decay=tc.weight_decay)
 
+    monitor = None
+    if run_dir is not None:
+        from inspector.live.monitor import Monitor
+
+        meta = {"source": "inspector train", "layer_sizes": list(config.layer_sizes), "train_config": tc.to_dict()}
+        monitor = Monitor(model, run_dir, every=every, optimizer=optimizer, meta=meta)
+
     curves: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "train_accuracy": [], "val_accuracy": []}
     snapshots: dict[int, dict[str, torch.Tensor]] = {}
     best_loss, best_epoch, best_state = float("inf"), 0, _cpu_state(model)
@@ -351,33 +371,36 @@ def _train(config: MLPConfig, splits: Splits, tc: TrainConfig, dev: torch.device
     show = sys.stderr.isatty() if progress is None else progress
     started = time.perf_counter()
     bar = tqdm(range(1, tc.epochs + 1), desc="training", unit="epoch", disable=not show, leave=False)
-    for epoch in bar:
-        model.train()
-        order = torch.randperm(n, generator=generator).to(dev)
-        for start in range(0, n, tc.batch_size):
-            idx = order[start : start + tc.batch_size]
-            if idx.numel() < 2 and config.batch_norm:
-                continue  # batch norm cannot normalise a batch of one
-            optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(X_train[idx]), y_train[idx])
-            loss.backward()
-            optimizer.step()
-        train_loss, train_acc = evaluate(model, X_train, y_train)
-        val_loss, val_acc = evaluate(model, X_val, y_val)
-        for key, value in zip(curves, (train_loss, val_loss, train_acc, val_acc)):
-            curves[key].append(value)
-        bar.set_postfix(
-            train_loss=f"{train_loss:.3f}",
-            val_loss=f"{val_loss:.3f}",
-            **{"val_r2" if regression else "val_acc": f"{val_acc:.3f}"},
-        )
-        if tc.snapshot_every and epoch % tc.snapshot_every == 0:
-            snapshots[epoch] = in_target_units(_cpu_state(model))
-        if val_loss < best_loss:
-            best_loss, best_epoch, best_state = val_loss, epoch, _cpu_state(model)
-        elif tc.patience is not None and epoch - best_epoch >= tc.patience:
-            stopped_early = True
-            break
+    with monitor if monitor is not None else contextlib.nullcontext():
+        for epoch in bar:
+            model.train()
+            order = torch.randperm(n, generator=generator).to(dev)
+            for start in range(0, n, tc.batch_size):
+                idx = order[start : start + tc.batch_size]
+                if idx.numel() < 2 and config.batch_norm:
+                    continue  # batch norm cannot normalise a batch of one
+                optimizer.zero_grad(set_to_none=True)
+                loss = loss_fn(model(X_train[idx]), y_train[idx])
+                loss.backward()
+                optimizer.step()
+                if monitor is not None:
+                    monitor.step(loss)
+            train_loss, train_acc = evaluate(model, X_train, y_train)
+            val_loss, val_acc = evaluate(model, X_val, y_val)
+            for key, value in zip(curves, (train_loss, val_loss, train_acc, val_acc)):
+                curves[key].append(value)
+            bar.set_postfix(
+                train_loss=f"{train_loss:.3f}",
+                val_loss=f"{val_loss:.3f}",
+                **{"val_r2" if regression else "val_acc": f"{val_acc:.3f}"},
+            )
+            if tc.snapshot_every and epoch % tc.snapshot_every == 0:
+                snapshots[epoch] = in_target_units(_cpu_state(model))
+            if val_loss < best_loss:
+                best_loss, best_epoch, best_state = val_loss, epoch, _cpu_state(model)
+            elif tc.patience is not None and epoch - best_epoch >= tc.patience:
+                stopped_early = True
+                break
     bar.close()
     if tc.patience is not None:
         model.load_state_dict(in_target_units(best_state))

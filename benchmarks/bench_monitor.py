@@ -1,0 +1,108 @@
+"""Training step time with and without a Monitor. Prints; asserts nothing.
+
+    .venv/bin/python benchmarks/bench_monitor.py [--every 50] [--repeats 7] [--steps 100]
+
+Two models, each trained with plain SGD on synthetic data, one thread (``torch.set_num_threads(1)``):
+
+- ``mlp``: 784-256-256-10 ReLU, batch 128, cross-entropy (an MNIST-sized classifier).
+- ``block``: a transformer MLP block (LayerNorm, 128 -> 512 GELU -> 128, residual) twice, on
+  (16 sequences x 64 tokens x 128), a regression loss.
+
+The plain model and an identical monitored copy are timed alternately, ``--steps`` optimizer
+steps per timing (so each monitored timing holds ``steps / every`` records, and a weight
+snapshot every ``10 x every`` steps as by default), ``--repeats`` times; the median step time of
+each and the overhead ``monitored / plain - 1`` are printed. Target (issue 12): below 5% at
+every=50.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from inspector.live import Monitor  # noqa: E402
+
+
+class Block(nn.Module):
+    def __init__(self, width: int = 128, hidden: int = 512) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(width)
+        self.up = nn.Linear(width, hidden)
+        self.act = nn.GELU()
+        self.down = nn.Linear(hidden, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.down(self.act(self.up(self.norm(x))))
+
+
+def _mlp() -> tuple[nn.Module, torch.Tensor, torch.Tensor, Callable[..., torch.Tensor]]:
+    model = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10))
+    return model, torch.randn(128, 784), torch.randint(0, 10, (128,)), nn.functional.cross_entropy
+
+
+def _block() -> tuple[nn.Module, torch.Tensor, torch.Tensor, Callable[..., torch.Tensor]]:
+    model = nn.Sequential(Block(), Block())
+    return model, torch.randn(16, 64, 128), torch.randn(16, 64, 128), nn.functional.mse_loss
+
+
+def _time_steps(model: nn.Module, optimizer: torch.optim.Optimizer, monitor: Monitor | None, data, steps: int) -> float:
+    X, y, loss_fn = data
+    start = time.perf_counter()
+    for _ in range(steps):
+        loss = loss_fn(model(X), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if monitor is not None:
+            monitor.step(loss)
+    return (time.perf_counter() - start) / steps
+
+
+def bench(name: str, build, every: int, repeats: int, steps: int, root: Path) -> tuple[float, float]:
+    torch.manual_seed(0)
+    plain, X, y, loss_fn = build()
+    watched = copy.deepcopy(plain)
+    opt_plain = torch.optim.SGD(plain.parameters(), lr=0.01)
+    opt_watched = torch.optim.SGD(watched.parameters(), lr=0.01)
+    monitor = Monitor(watched, root / name, every=every, optimizer=opt_watched)
+    data = (X, y, loss_fn)
+    _time_steps(plain, opt_plain, None, data, every)  # warm-up: allocator, site discovery
+    _time_steps(watched, opt_watched, monitor, data, every)
+    times: dict[str, list[float]] = {"plain": [], "monitored": []}
+    for _ in range(repeats):
+        times["plain"].append(_time_steps(plain, opt_plain, None, data, steps))
+        times["monitored"].append(_time_steps(watched, opt_watched, monitor, data, steps))
+    monitor.close()
+    return statistics.median(times["plain"]), statistics.median(times["monitored"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--every", type=int, default=50)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--steps", type=int, default=100)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    print(f"torch {torch.__version__}, 1 thread, every={args.every}, {args.repeats} x {args.steps} steps")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, build in (("mlp", _mlp), ("block", _block)):
+            plain, monitored = bench(name, build, args.every, args.repeats, args.steps, Path(tmp))
+            print(
+                f"{name:6s} plain {1e3 * plain:7.3f} ms/step  monitored {1e3 * monitored:7.3f} ms/step  "
+                f"overhead {100 * (monitored / plain - 1):+5.1f}%"
+            )
+
+
+if __name__ == "__main__":
+    main()

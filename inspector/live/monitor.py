@@ -1,0 +1,510 @@
+"""The Monitor: the dense layers' statistics while a model trains, into a run directory.
+
+::
+
+    monitor = inspector.Monitor(model, "runs/exp1", every=50, optimizer=optimizer)
+    for x, y in loader:
+        loss = loss_fn(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        monitor.step(loss)          # after optimizer.step(): once per optimizer step
+    monitor.close()
+
+What is measured, and when:
+
+- Every forward in training mode (``model.training``; evaluation passes inside the loop are not
+  counted) adds, per dense site and on the device (no host synchronisation), the rows on which
+  each neuron fired, by the census's rules (:mod:`inspector.analysis.activations`): a rectifier
+  fires where its output is positive, every other unit where its pre-activation is; squashers
+  (sigmoid, tanh) count the (row, neuron) values in a flat tail, smooth units (GELU, SiLU) the
+  near-zero ones. Padded positions (a batch's ``attention_mask``) are left out.
+- Every ``every`` steps a record: per layer ``dead`` (rectifiers and leaky units: neurons that
+  never fired since the last record), ``nearly_dead`` (fired on fewer than the threshold's share of
+  rows), ``dead_fraction``, ``saturation`` (squashers) or ``zero_rate`` (smooth units), the
+  per-neuron ``fire_rate``, ``rows``; then the counts start again. The gradient of each dense weight
+  at that step (``grad_norm``, taken by a post-accumulate-grad hook because the user zeroes the
+  gradients before :meth:`Monitor.step` runs), the weight after the step (``weight_norm``) and
+  ``update_ratio`` = ||w after - w before|| / ||w before||; the ``loss`` and ``lr``. A value that
+  does not apply (no gradient at that step, a ReLU's saturation) is NaN.
+- Warnings (deaths, a non-finite loss or gradient, a vanishing gradient, saturation) go into the
+  run's events and to the ``inspector.live`` logger, once when a condition starts.
+
+Sites are found by :func:`inspector.analysis.sites.discover_sites` on the first training batch
+(its first two rows, in eval mode, under ``no_grad``), or on ``example=`` when given.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from inspector.analysis.activations import _group, _saturated, near_zero
+from inspector.analysis.guard import _Guard
+from inspector.analysis.inputs import MASK_KEY, Batch, to_batch
+from inspector.analysis.sites import Site, SiteObserver, discover_sites
+from inspector.errors import InspectorError
+from inspector.live.store import RunHistory, RunWriter, read_run
+
+log = logging.getLogger("inspector.live")
+
+DEATH_JUMP = 0.10  # dead_fraction rising by this much between two records is a warning
+VANISHING = 1e-4  # a layer's grad norm below this share of the largest layer's is a warning
+SATURATED = 0.5  # a squashing layer with more than half its values in the tails is a warning
+_DISCOVERY_ROWS = 2
+_FLUSH_ROWS = 2**23  # rows added into float32 counts before they are folded into float64
+
+
+class _Counts:
+    """One site's counts since the last record, on the device: ``fired`` ``(m,)`` (rows where the neuron
+    fired), ``other`` ``(m,)`` (saturated rows for squashers, near-zero rows for smooth units) and
+    ``rows`` (a 0-d tensor, or a Python int while no mask was applied)."""
+
+    def __init__(self, site: Site) -> None:
+        self.site = site
+        self.group = _group(site.activation)
+        self.fired: torch.Tensor | None = None
+        self.other: torch.Tensor | None = None
+        self.rows: torch.Tensor | int = 0
+        self.totals: torch.Tensor | None = None  # (2, m) float64: flushed fired and other counts
+        self.pending = 0  # rows in the float32 sums since the last flush
+        self._buffers: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def add(self, pre: torch.Tensor, out: torch.Tensor, mask: torch.Tensor | None) -> None:
+        width = int(out.shape[-1])
+        pre = pre.detach().reshape(-1, width)
+        out = out.detach().reshape(-1, width)
+        if out.dtype != torch.float32:
+            out = out.float()
+        if pre.dtype != torch.float32:
+            pre = pre.float()
+        if self.fired is None or self.other is None:
+            self.fired = torch.zeros(1, width, device=out.device)
+            self.other = torch.zeros(1, width, device=out.device)
+            self.totals = torch.zeros(2, width, dtype=torch.float64, device=out.device)
+        elif self.fired.shape[1] != width:
+            raise InspectorError(
+                f"layer {self.site.layer}: its activation saw {width} features on one call and "
+                f"{self.fired.shape[1]} on another; declare its activation with activations="
+            )
+        # a weighted column sum by one GEMM into float32 sums (exact below 2**24 rows between records); the
+        # weights are the row mask (padding 0), so nothing is indexed by a mask (which would wait for the
+        # device). The indicator is written by the comparison itself into a reused float buffer: a bool
+        # tensor converted to float costs five times as much on the CPU
+        if self.pending + out.shape[0] > _FLUSH_ROWS:
+            self._flush()
+        self.pending += out.shape[0]
+        indicator, ones = self._scratch(out.shape[0], width, out.device)
+        if mask is None:
+            weights = ones
+            self.rows = self.rows + out.shape[0]
+        else:
+            weights = mask.reshape(1, -1).to(device=out.device, dtype=torch.float32)
+            self.rows = self.rows + weights.sum()
+        # ReLU fires where its output is > 0; every other unit where its input is
+        torch.gt(out if self.group == "rectifier" else pre, 0, out=indicator)
+        self.fired.addmm_(weights, indicator)
+        if self.group == "squasher":
+            _saturated(self.site.activation, out, indicator)
+            self.other.addmm_(weights, indicator)
+        elif self.group == "smooth":
+            torch.abs(out, out=indicator)
+            torch.lt(indicator, near_zero(self.site.activation), out=indicator)
+            self.other.addmm_(weights, indicator)
+
+    def _scratch(self, rows: int, width: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        # reused while the row count stays the same (only the latest shape is kept: variable-length
+        # batches must not grow a cache)
+        if self._buffers is None or self._buffers[0].shape != (rows, width) or self._buffers[0].device != device:
+            self._buffers = (torch.empty(rows, width, device=device), torch.ones(1, rows, device=device))
+        return self._buffers
+
+    def _flush(self) -> None:
+        # float32 sums count exactly below 2**24 rows: fold them into float64 well before that
+        if self.fired is not None and self.other is not None and self.totals is not None:
+            self.totals[0] += self.fired[0]
+            self.totals[1] += self.other[0]
+            self.fired.zero_()
+            self.other.zero_()
+        self.pending = 0
+
+    def result(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(fired (m,), other (m,))`` float64 since the last reset, or ``None`` when nothing was counted."""
+        if self.totals is None:
+            return None
+        self._flush()
+        totals = self.totals.cpu().numpy()
+        return totals[0], totals[1]
+
+    def reset(self) -> None:
+        self.fired = self.other = self.totals = None
+        self.pending = 0
+        self.rows = 0
+
+
+def _call_batch(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Batch | None:
+    """The forward call ``model(*args, **kwargs)`` as a :class:`Batch`, or ``None`` when it is not one
+    (several positional arguments, no tensor)."""
+    if len(args) == 1 and isinstance(args[0], torch.Tensor):
+        mask = kwargs.get(MASK_KEY)
+        return Batch(
+            args[0],
+            extra=dict(kwargs),
+            mask=mask.bool() if isinstance(mask, torch.Tensor) and mask.dim() == 2 else None,
+        )
+    if not args and kwargs:
+        try:
+            return to_batch(dict(kwargs))
+        except InspectorError:
+            return None
+    return None
+
+
+def _is_2d(value: Any) -> bool:
+    return isinstance(value, torch.Tensor) and value.dim() == 2
+
+
+class Monitor:
+    """Record the dense layers of ``model`` while it trains, into ``run_dir`` (see the module docstring).
+
+    ``every``: record every this many optimizer steps. ``snapshot_every``: save the weights every this
+    many steps and at :meth:`close` (default ``10 * every``; 0: never). ``optimizer``: where the learning
+    rate is read from when :meth:`step` is not given one. ``nearly_dead_threshold``: the fire rate
+    below which a firing neuron counts as nearly dead. ``activations``: ``{layer: kind}`` declared
+    activations (as for :func:`inspector.analyze`). ``example``: one batch to find the sites on now
+    (else the first training forward's). ``tensorboard``: also write the scalars as TensorBoard
+    events into ``run_dir``. ``meta``: extra metadata for the run. ``resume``: continue a run
+    already in ``run_dir`` (its steps go on from the last one).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        run_dir: str | os.PathLike[str],
+        *,
+        every: int = 50,
+        snapshot_every: int | None = None,
+        optimizer: torch.optim.Optimizer | None = None,
+        nearly_dead_threshold: float = 0.01,
+        activations: Mapping[str, str] | None = None,
+        example: Any = None,
+        tensorboard: bool = False,
+        meta: Mapping[str, Any] | None = None,
+        resume: bool = False,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise InspectorError(f"Monitor watches an nn.Module, got {type(model).__name__}")
+        if int(every) < 1:
+            raise InspectorError(f"every must be at least 1 step, got {every}")
+        if snapshot_every is not None and int(snapshot_every) < 0:
+            raise InspectorError(f"snapshot_every must be 0 (never) or a number of steps, got {snapshot_every}")
+        if not 0 <= nearly_dead_threshold <= 1:
+            raise InspectorError(f"nearly_dead_threshold is a fire rate in [0, 1], got {nearly_dead_threshold}")
+        self.model = model
+        self.every = int(every)
+        self.snapshot_every = 10 * self.every if snapshot_every is None else int(snapshot_every)
+        self.optimizer = optimizer
+        self.nearly_dead_threshold = float(nearly_dead_threshold)
+        self.declared = dict(activations or {})
+        self._tb: Any = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise InspectorError("tensorboard=True needs TensorBoard: pip install tensorboard") from None
+        self.writer = RunWriter(
+            run_dir,
+            meta={
+                "source": "Monitor",
+                "every": self.every,
+                "snapshot_every": self.snapshot_every,
+                "model": type(model).__name__,
+                "nearly_dead_threshold": self.nearly_dead_threshold,
+                **dict(meta or {}),
+            },
+            resume=resume,
+        )
+        if tensorboard:
+            self._tb = SummaryWriter(str(run_dir))
+        self.run_dir = Path(run_dir)
+        self.step_count = self.writer.last_step or 0
+        self.sites: tuple[Site, ...] | None = None
+        self._guard = _Guard()
+        self._observer: SiteObserver | None = None
+        self._counts: dict[str, _Counts] = {}
+        self._weights = {name: m.weight for name, m in model.named_modules() if isinstance(m, nn.Linear)}
+        self._grad_handles: list[Any] = []
+        self._grad_norm: dict[str, torch.Tensor] = {}
+        self._grad_finite: dict[str, torch.Tensor] = {}
+        self._before: dict[str, torch.Tensor] = {}
+        self._counting = False
+        self._mask: torch.Tensor | None = None
+        self._discovering = False
+        self._last_dead: dict[str, float] = {}
+        self._warned: set[tuple[str, str]] = set()
+        self._last_record = self.step_count
+        self._output_loss: torch.Tensor | None = None
+        self._closed = False
+        try:
+            self._guard.hook(model.register_forward_pre_hook(self._pre_forward, with_kwargs=True))
+            self._guard.hook(model.register_forward_hook(self._post_forward))
+            self._arm_grad_hooks()
+            if example is not None:
+                self._discover(to_batch(example))
+        except BaseException:
+            self.close("failed")
+            raise
+
+    # --- hooks -------------------------------------------------------------------------------------
+
+    def _recording_next(self) -> bool:
+        return (self.step_count + 1) % self.every == 0
+
+    def _pre_forward(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        if self._discovering:
+            return
+        if not module.training:
+            self._counting = False
+            return
+        if self.sites is None:
+            batch = _call_batch(args, kwargs)
+            self._discover(batch.rows(slice(0, _DISCOVERY_ROWS)) if batch is not None else None)
+        self._counting = True
+        mask = kwargs.get(MASK_KEY)
+        self._mask = mask if _is_2d(mask) else None
+        if self._observer is not None:
+            self._observer.start_batch()
+
+    def _post_forward(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        if self._discovering:
+            return
+        self._counting = False
+        loss = getattr(output, "loss", None)
+        if isinstance(loss, torch.Tensor) and module.training:
+            self._output_loss = loss.detach()
+
+    def _discover(self, batch: Batch | None) -> None:
+        self._discovering = True
+        try:
+            sites = discover_sites(self.model, batch, self.declared)
+        finally:
+            self._discovering = False
+        self.sites = sites
+        self._counts = {s.layer: _Counts(s) for s in sites if s.counted}
+        self.writer.set_layers([(s.layer, s.in_features, s.out_features, s.activation) for s in sites])
+        self._observer = SiteObserver(self.model, sites, self._on_activation, self._guard)
+
+    def _on_activation(self, layer: str, pre: torch.Tensor, out: torch.Tensor) -> None:
+        counts = self._counts.get(layer)
+        if not self._counting or counts is None:
+            return
+        mask = self._mask
+        if mask is not None and (out.dim() != 3 or tuple(out.shape[:2]) != tuple(mask.shape)):
+            mask = None  # not a per-position tensor of this batch: every row counts
+        counts.add(pre, out, mask)
+
+    def _arm_grad_hooks(self) -> None:
+        # only for the backward passes of a step that will be recorded: a Python hook on every
+        # parameter of every step would cost more than the rest of the per-step work
+        if self._grad_handles or not self._recording_next():
+            return
+        for name, weight in self._weights.items():
+            if weight.requires_grad:
+                self._grad_handles.append(weight.register_post_accumulate_grad_hook(self._grad_hook(name)))
+
+    def _disarm_grad_hooks(self) -> None:
+        for handle in self._grad_handles:
+            handle.remove()
+        self._grad_handles.clear()
+
+    def _grad_hook(self, name: str) -> Any:
+        def hook(param: torch.Tensor) -> None:
+            if param.grad is None:
+                return
+            grad = param.grad.detach()
+            self._grad_norm[name] = torch.linalg.vector_norm(grad.float())
+            if name not in self._before:  # the first backward of the step: the weight before its update
+                self._before[name] = param.detach().clone()
+
+        return hook
+
+    # --- the public verbs --------------------------------------------------------------------------
+
+    def step(self, loss: Any = None, *, lr: float | None = None) -> bool:
+        """Count one optimizer step (call it after ``optimizer.step()``); every ``every`` steps record.
+        ``loss``: this step's loss (a tensor or number; read only at a record). ``lr``: the learning rate
+        (default: the optimizer's first parameter group's). Returns whether this step was recorded."""
+        if self._closed:
+            raise InspectorError("this Monitor is closed; create a new one to record more")
+        self.step_count += 1
+        recorded = self.step_count % self.every == 0
+        if recorded:
+            self._disarm_grad_hooks()
+            self._record(self._output_loss if loss is None else loss, lr)
+            if self.snapshot_every and self.step_count % self.snapshot_every == 0:
+                self.writer.snapshot(self.step_count, self.model.state_dict())
+        self._output_loss = None
+        self._arm_grad_hooks()
+        return recorded
+
+    def _learning_rate(self, lr: float | None) -> float:
+        if lr is not None:
+            return float(lr)
+        if self.optimizer is not None and self.optimizer.param_groups:
+            value = self.optimizer.param_groups[0].get("lr", math.nan)
+            return float(value.item() if isinstance(value, torch.Tensor) else value)
+        return math.nan
+
+    def _record(self, loss: Any, lr: float | None) -> None:
+        step = self.step_count
+        scalars: dict[tuple[str, str], float] = {}
+        vectors: dict[tuple[str, str], np.ndarray] = {}
+        events: list[tuple[str, str, str]] = []
+        loss_value = math.nan if loss is None else float(loss.detach() if isinstance(loss, torch.Tensor) else loss)
+        scalars[("loss", "")] = loss_value
+        scalars[("lr", "")] = self._learning_rate(lr)
+        self._edge(events, "", "loss", not math.isfinite(loss_value) and loss is not None,
+                   "warning", f"the loss is {loss_value} at step {step}")  # fmt: skip
+        grad_norms: dict[str, float] = {}
+        for layer, weight in self._weights.items():
+            w = weight.detach()
+            weight_norm = float(torch.linalg.vector_norm(w.float()))
+            grad = self._grad_norm.get(layer)
+            grad_norm = math.nan if grad is None else float(grad)
+            before = self._before.get(layer)
+            if before is None:
+                ratio = math.nan
+            else:
+                ratio = float(torch.linalg.vector_norm((w - before).float()) / torch.linalg.vector_norm(before.float()))
+            scalars[("weight_norm", layer)] = weight_norm
+            scalars[("grad_norm", layer)] = grad_norm
+            scalars[("update_ratio", layer)] = ratio
+            if grad is not None:
+                grad_norms[layer] = grad_norm
+            self._edge(events, layer, "grad", grad is not None and not math.isfinite(grad_norm),
+                       "warning", f"{layer}: the gradient is not finite at step {step}")  # fmt: skip
+        finite = [g for g in grad_norms.values() if math.isfinite(g)]
+        largest = max(finite, default=0.0)
+        for layer, g in grad_norms.items():
+            vanishing = largest > 0 and math.isfinite(g) and g < VANISHING * largest
+            self._edge(events, layer, "vanishing", vanishing, "warning",
+                       f"{layer}: its gradient norm {g:.3g} is below {VANISHING:g} of the largest layer's "
+                       f"({largest:.3g}) at step {step}; the gradient vanishes before it reaches this layer")  # fmt: skip
+        for site in self.sites or ():
+            self._record_site(site, step, scalars, vectors, events)
+        self._grad_norm.clear()
+        self._before.clear()
+        for counts in self._counts.values():
+            counts.reset()
+        self._last_record = step
+        self.writer.record(step, scalars, vectors, events)
+        for severity, _layer, message in events:
+            log.warning(message) if severity == "warning" else log.info(message)
+        if self._tb is not None:
+            for (name, layer), value in scalars.items():
+                self._tb.add_scalar(f"dense/{layer}/{name}" if layer else f"train/{name}", value, step)
+            self._tb.flush()
+
+    def _record_site(
+        self,
+        site: Site,
+        step: int,
+        scalars: dict[tuple[str, str], float],
+        vectors: dict[tuple[str, str], np.ndarray],
+        events: list[tuple[str, str, str]],
+    ) -> None:
+        layer = site.layer
+        nan = math.nan
+        dead = nearly = fraction = saturation = zero_rate = nan
+        counts = self._counts.get(layer)
+        rows = nan if counts is None else float(counts.rows)
+        result = counts.result() if counts is not None else None
+        if counts is not None and result is not None:
+            fired, other = result
+            width = len(fired)
+            if rows > 0:
+                rate = fired / rows
+                vectors[("fire_rate", layer)] = rate.astype(np.float32)
+                if counts.group in ("rectifier", "leaky"):
+                    dead = float((fired == 0).sum())
+                    nearly = float(((fired > 0) & (rate < self.nearly_dead_threshold)).sum())
+                    fraction = dead / width
+                elif counts.group == "squasher":
+                    saturation = float(other.sum() / (rows * width))
+                elif counts.group == "smooth":
+                    zero_rate = float(other.sum() / (rows * width))
+        scalars.update(
+            {
+                ("dead", layer): dead,
+                ("nearly_dead", layer): nearly,
+                ("dead_fraction", layer): fraction,
+                ("saturation", layer): saturation,
+                ("zero_rate", layer): zero_rate,
+                ("rows", layer): rows,
+            }
+        )
+        if math.isfinite(fraction):
+            previous = self._last_dead.get(layer)
+            if previous is not None and fraction - previous >= DEATH_JUMP - 1e-12:
+                events.append(
+                    (
+                        "warning",
+                        layer,
+                        f"{layer}: {100 * (fraction - previous):.0f}% of neurons died between steps "
+                        f"{self._last_record} and {step}; the learning rate may be too high",
+                    )
+                )
+            self._last_dead[layer] = fraction
+        self._edge(events, layer, "saturation", math.isfinite(saturation) and saturation > SATURATED, "warning",
+                   f"{layer}: {100 * saturation:.0f}% of its {site.activation} values are saturated at step {step}; "
+                   "its gradient is nearly zero there")  # fmt: skip
+
+    def _edge(
+        self, events: list[tuple[str, str, str]], layer: str, kind: str, on: bool, severity: str, msg: str
+    ) -> None:
+        """Raise ``msg`` once when the condition ``kind`` of ``layer`` starts (again after it stopped)."""
+        key = (layer, kind)
+        if on and key not in self._warned:
+            self._warned.add(key)
+            events.append((severity, layer, msg))
+        elif not on:
+            self._warned.discard(key)
+
+    def history(self) -> RunHistory:
+        """What the run directory holds now."""
+        return read_run(self.run_dir)
+
+    def close(self, status: str = "finished") -> None:
+        """Remove every hook, write the final snapshot and mark the run ``status``."""
+        if self._closed:
+            return
+        self._closed = True
+        self._disarm_grad_hooks()
+        for handle in self._guard.handles:
+            handle.remove()
+        self._guard.handles.clear()
+        try:
+            if status == "finished" and self.snapshot_every != 0:
+                last = self.step_count
+                if last and all(s.step != last for s in read_run(self.run_dir).snapshots):
+                    self.writer.snapshot(last, self.model.state_dict())
+        finally:
+            if self._tb is not None:
+                with contextlib.suppress(Exception):
+                    self._tb.close()
+            self.writer.close(status)
+
+    def __enter__(self) -> Monitor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close("finished" if exc[0] is None else "failed")

@@ -1,0 +1,309 @@
+"""The Monitor against independent recomputations: recounts from its own snapshots, gradient norms taken
+in the loop, numpy."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+import inspector
+from inspector.errors import InspectorError
+from inspector.live import Monitor, read_run
+
+
+def _relu_net(seed: int = 0) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(seed)
+    X = torch.randn(256, 8)
+    y = X[:, :2].sum(1, keepdim=True) * 3
+    return nn.Sequential(nn.Linear(8, 64), nn.ReLU(), nn.Linear(64, 1)), X, y
+
+
+def _never_fire(model: nn.Module, X: torch.Tensor) -> int:
+    with torch.no_grad():
+        hidden = model[0](X)
+    return int((hidden > 0).sum(0).eq(0).sum())
+
+
+def test_high_learning_rate_deaths_equal_a_recount_from_the_snapshots(tmp_path):
+    # full-batch SGD: every record's window sees the whole data. A neuron that never fires on it gets a
+    # zero gradient (weights and bias), so plain SGD leaves it dead for good: the neurons dead in the
+    # window ending at step s are exactly those dead under the weights of step s - k (the window's first
+    # forward used them), which the snapshot at s - k holds.
+    model, X, y = _relu_net()
+    k = 3
+    initial = {name: t.clone() for name, t in model.state_dict().items()}
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.2)
+    with Monitor(model, tmp_path / "run", every=k, snapshot_every=k, optimizer=optimizer) as monitor:
+        for _ in range(30):
+            loss = nn.functional.mse_loss(model(X), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            monitor.step(loss)
+    run = read_run(tmp_path / "run")
+    assert run.status == "finished"
+    assert run.layers == ("0", "2") and run.activations == ("relu", "none")
+    dead = run.scalar("dead", "0")
+    assert list(dead.steps) == list(range(k, 31, k))
+    snapshots = {s.step: s.path for s in run.snapshots}
+    fresh = nn.Sequential(nn.Linear(8, 64), nn.ReLU(), nn.Linear(64, 1))
+    for step, count in zip(dead.steps, dead.values, strict=True):
+        fresh.load_state_dict(initial if step == k else load_file(snapshots[int(step) - k]))
+        assert count == _never_fire(fresh, X), step
+    assert len(set(dead.values)) >= 3 and dead.values[0] < dead.values[-1]  # the count did change
+    np.testing.assert_allclose(run.scalar("dead_fraction", "0").values, dead.values / 64)
+    assert np.all(run.scalar("rows", "0").values == k * len(X))
+    assert np.all(np.isnan(run.scalar("dead", "2").values))  # the output layer has no activation
+    _, rates = run.vector("fire_rate", "0")
+    assert rates.shape == (10, 64)
+    np.testing.assert_array_equal((rates == 0).sum(1), dead.values)
+    np.testing.assert_allclose(run.scalar("lr").values, 0.2)
+    assert any("died between steps" in e.message and e.layer == "0" for e in run.events)
+
+
+def test_planted_vanishing_gradient_norms_equal_the_loop_s_and_warn(tmp_path, caplog):
+    # a deep sigmoid chain with small weights: each layer multiplies the backward signal by at most
+    # 0.25 * ||W||, so the gradient shrinks by orders of magnitude towards the input
+    torch.manual_seed(0)
+    layers: list[nn.Module] = []
+    for _ in range(8):
+        linear = nn.Linear(16, 16)
+        nn.init.normal_(linear.weight, std=0.1)
+        layers += [linear, nn.Sigmoid()]
+    model = nn.Sequential(*layers, nn.Linear(16, 1))
+    X = torch.randn(64, 16)
+    y = 3 * X[:, :1]
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    linears = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    expected: dict[int, list[float]] = {}
+    caplog.set_level(logging.WARNING, logger="inspector.live")
+    with Monitor(model, tmp_path / "run", every=4, optimizer=optimizer) as monitor:
+        for step in range(1, 13):
+            loss = nn.functional.mse_loss(model(X), y)
+            optimizer.zero_grad()
+            loss.backward()
+            if step % 4 == 0:
+                modules = dict(model.named_modules())
+                expected[step] = [float(modules[n].weight.grad.norm()) for n in linears]
+            optimizer.step()
+            monitor.step(loss)
+    run = read_run(tmp_path / "run")
+    for i, name in enumerate(linears):
+        series = run.scalar("grad_norm", name)
+        assert list(series.steps) == [4, 8, 12]
+        np.testing.assert_allclose(series.values, [expected[s][i] for s in (4, 8, 12)], rtol=1e-6)
+    norms = np.array([run.scalar("grad_norm", name).values for name in linears])  # (layers, records)
+    assert np.all(np.diff(norms[1:], axis=0) > 0)  # smaller at every sigmoid layer nearer the input
+    assert np.all(norms[0] < 1e-6 * norms[-1])  # by orders of magnitude
+    vanishing = [e for e in run.events if "vanishes" in e.message]
+    assert {e.layer for e in vanishing} >= {linears[0], linears[1]}
+    assert all(e.step == 4 for e in vanishing)  # edge-triggered: once, when it starts
+    assert any("vanishes" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("flush_rows", [None, 60])  # 60: float32 counts folded into float64 on every batch
+def test_tanh_saturation_nearly_dead_update_ratio_lr_and_loss_equal_a_recount(tmp_path, monkeypatch, flush_rows):
+    if flush_rows is not None:
+        monkeypatch.setattr("inspector.live.monitor._FLUSH_ROWS", flush_rows)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 12), nn.Tanh(), nn.Linear(12, 10), nn.ReLU(), nn.Linear(10, 1))
+    with torch.no_grad():
+        model[0].weight.mul_(8.0)  # drive the tanh into its tails
+        model[2].bias[:3] = torch.tensor([-1.0, -1.2, -1.2])  # ReLUs that fire on few rows or none
+    X, y = torch.randn(200, 6), torch.randn(200, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.5)
+    batches = [(X[i : i + 50], y[i : i + 50]) for i in range(0, 200, 50)]
+    threshold = 0.05
+    saturated = rows = 0
+    positive = np.zeros(10)
+    expected: dict[int, dict[str, float]] = {}
+    with Monitor(model, tmp_path / "run", every=4, optimizer=optimizer, nearly_dead_threshold=threshold) as monitor:
+        for step in range(1, 9):
+            xb, yb = batches[(step - 1) % 4]
+            with torch.no_grad():
+                h = torch.tanh(model[0](xb)).numpy()
+                r = model[2](torch.tanh(model[0](xb))).numpy()
+            saturated += int((np.abs(h) > 0.99).sum())
+            positive += (r > 0).sum(0)
+            rows += len(xb)
+            loss = nn.functional.mse_loss(model(xb), yb)
+            optimizer.zero_grad()
+            loss.backward()
+            before = model[2].weight.detach().clone()
+            lr = optimizer.param_groups[0]["lr"]
+            optimizer.step()
+            ratio = float((model[2].weight.detach() - before).norm() / before.norm())
+            monitor.step(loss)
+            scheduler.step()
+            if step % 4 == 0:
+                rate = positive / rows
+                expected[step] = {
+                    "saturation": saturated / (rows * 12),
+                    "dead": float((positive == 0).sum()),
+                    "nearly_dead": float(((positive > 0) & (rate < threshold)).sum()),
+                    "update_ratio": ratio,
+                    "loss": float(loss.detach()),
+                    "lr": lr,
+                    "weight_norm": float(model[2].weight.norm()),
+                }
+                saturated = rows = 0
+                positive[:] = 0
+    run = read_run(tmp_path / "run")
+    for step in (4, 8):
+        i = list(run.steps).index(step)
+        want = expected[step]
+        assert run.scalar("saturation", "0").values[i] == pytest.approx(want["saturation"], rel=1e-9)
+        assert run.scalar("dead", "2").values[i] == want["dead"]
+        assert run.scalar("nearly_dead", "2").values[i] == want["nearly_dead"]
+        assert run.scalar("update_ratio", "2").values[i] == pytest.approx(want["update_ratio"], rel=1e-5)
+        assert run.scalar("weight_norm", "2").values[i] == pytest.approx(want["weight_norm"], rel=1e-6)
+        assert run.scalar("loss").values[i] == pytest.approx(want["loss"], rel=1e-6)
+        assert run.scalar("lr").values[i] == pytest.approx(want["lr"])
+    assert expected[4]["saturation"] > 0.5 and expected[4]["nearly_dead"] > 0 and expected[4]["dead"] > 0
+    assert expected[4]["lr"] != expected[8]["lr"]  # the scheduler's rate, read from the optimizer
+    assert np.isnan(run.scalar("saturation", "2").values).all() and np.isnan(run.scalar("dead", "0").values).all()
+    assert any("saturated" in e.message and e.layer == "0" for e in run.events)
+
+
+def test_eval_forwards_are_not_counted_and_a_model_output_loss_is_used(tmp_path):
+    class WithLoss(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(4, 8)
+            self.act = nn.ReLU()
+            self.head = nn.Linear(8, 1)
+
+        def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None):  # Hugging Face style
+            out = self.head(self.act(self.fc(x)))
+            loss = None if labels is None else nn.functional.mse_loss(out, labels)
+            return type("Output", (), {"loss": loss, "logits": out})()
+
+    torch.manual_seed(0)
+    model = WithLoss()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    X, y = torch.randn(32, 4), torch.randn(32, 1)
+    losses = []
+    with Monitor(model, tmp_path / "run", every=2, snapshot_every=0) as monitor:
+        for _ in range(4):
+            out = model(X, labels=y)
+            losses.append(float(out.loss))
+            optimizer.zero_grad()
+            out.loss.backward()
+            optimizer.step()
+            model.eval()
+            model(torch.randn(100, 4))  # an evaluation pass inside the loop
+            model.train()
+            monitor.step()
+    run = read_run(tmp_path / "run")
+    assert run.layers == ("fc", "head") and run.activations[0] == "relu"
+    np.testing.assert_array_equal(run.scalar("rows", "fc").values, [64, 64])
+    np.testing.assert_allclose(run.scalar("loss").values, [losses[1], losses[3]], rtol=1e-6)
+    assert np.isnan(run.scalar("lr").values).all()  # no optimizer, no lr given
+    assert run.snapshots == ()  # snapshot_every=0: never
+
+
+def test_padding_is_not_counted(tmp_path):
+    class Tokens(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = nn.Embedding(10, 4)
+            self.fc = nn.Linear(4, 6)
+            self.act = nn.ReLU()
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            return self.act(self.fc(self.embed(input_ids))).sum()
+
+    torch.manual_seed(0)
+    model = Tokens()
+    ids = torch.randint(0, 10, (3, 5))
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 0, 0, 0, 0]])
+    with Monitor(model, tmp_path / "run", every=1) as monitor:
+        model(input_ids=ids, attention_mask=mask).backward()
+        monitor.step(0.0)
+    run = read_run(tmp_path / "run")
+    with torch.no_grad():
+        pre = model.fc(model.embed(ids))[mask.bool()].numpy()
+    assert run.scalar("rows", "fc").values[0] == 9
+    np.testing.assert_allclose(run.vector("fire_rate", "fc")[1][0], (pre > 0).mean(0), rtol=1e-6)
+
+
+def test_bad_arguments_and_a_closed_monitor_are_one_line_errors(tmp_path):
+    model, _, _ = _relu_net()
+    with pytest.raises(InspectorError, match="every"):
+        Monitor(model, tmp_path / "a", every=0)
+    monitor = Monitor(model, tmp_path / "b")
+    monitor.close()
+    with pytest.raises(InspectorError, match="closed"):
+        monitor.step(1.0)
+    with pytest.raises(InspectorError, match="already holds a run"):
+        Monitor(model, tmp_path / "b")
+    assert inspector.Monitor is Monitor
+
+
+def test_tensorboard_missing_is_a_one_line_error(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as if not installed
+    model, _, _ = _relu_net()
+    with pytest.raises(InspectorError, match="pip install tensorboard"):
+        Monitor(model, tmp_path / "run", tensorboard=True)
+    assert not (tmp_path / "run").exists()  # refused before anything is written
+
+
+def test_inspector_train_run_dir_records_the_training_steps_only(tmp_path, capsys):
+    from inspector.cli import main
+    from inspector.data import load_dataset
+
+    run_dir = tmp_path / "run"
+    args = ["train", "--dataset", "synthetic", "--hidden", "16", "--epochs", "2", "--batch-size", "64", "-q"]
+    args += ["--patience", "0", "--out", str(tmp_path / "m.pt"), "--run-dir", str(run_dir), "--every", "3"]
+    assert main(args) == 0
+    assert "recorded the dense layers every 3 steps" in capsys.readouterr().out
+    run = read_run(run_dir)
+    n_train = len(inspector.split_dataset(load_dataset("synthetic")).y_train)
+    per_epoch = math.ceil(n_train / 64)
+    assert run.status == "finished" and run.meta["source"] == "inspector train"
+    assert run.layers == ("fc1", "fc2") and run.activations == ("relu", "none")
+    assert list(run.steps) == list(range(3, 2 * per_epoch + 1, 3))
+    # every record counts exactly its 3 training batches: the evaluation passes after each epoch are not counted
+    sizes = [min(64, n_train - 64 * (i % per_epoch)) for i in range(2 * per_epoch)]
+    expected = [sum(sizes[s - 3 : s]) for s in run.steps]
+    np.testing.assert_array_equal(run.scalar("rows", "fc1").values, expected)
+    assert np.all(np.isfinite(run.scalar("grad_norm", "fc1").values)) and np.all(np.isfinite(run.scalar("loss").values))
+    assert run.latest_snapshot is not None and run.latest_snapshot.step == 2 * per_epoch
+    assert main(args + ["--force"]) == 1  # an existing run is never overwritten, --force or not
+    assert "choose a new --run-dir" in capsys.readouterr().err
+
+
+def test_tensorboard_gets_the_same_scalars(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    model, X, y = _relu_net()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.2)
+    with Monitor(model, tmp_path / "run", every=2, optimizer=optimizer, tensorboard=True) as monitor:
+        for _ in range(6):
+            loss = nn.functional.mse_loss(model(X), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            monitor.step(loss)
+    run = read_run(tmp_path / "run")
+    events = EventAccumulator(str(tmp_path / "run"))
+    events.Reload()
+    for tag, (name, layer) in {
+        "train/loss": ("loss", ""),
+        "train/lr": ("lr", ""),
+        "dense/0/dead": ("dead", "0"),
+        "dense/0/grad_norm": ("grad_norm", "0"),
+    }.items():
+        scalars = events.Scalars(tag)
+        assert [s.step for s in scalars] == [2, 4, 6]
+        np.testing.assert_allclose([s.value for s in scalars], run.scalar(name, layer).values, rtol=1e-6)

@@ -1,0 +1,165 @@
+"""The run store: a run killed mid-write opens, readers never fail while it writes, and the writer's
+refusals and the folder's other files."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from inspector.errors import InspectorError
+from inspector.live import RunWriter, read_run
+from inspector.live.store import LAYER_SCALARS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# a training loop with a Monitor that records every step and never ends on its own
+_TRAINER = textwrap.dedent(
+    """
+    import sys, torch
+    from torch import nn
+    from inspector.live import Monitor
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 32), nn.Tanh(), nn.Linear(32, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    X, y = torch.randn(64, 8), torch.randn(64, 1)
+    monitor = Monitor(model, sys.argv[1], every=1, snapshot_every=5, optimizer=opt)
+    while True:
+        loss = nn.functional.mse_loss(model(X), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        monitor.step(loss)
+    """
+)
+
+
+def _wait_for_steps(run_dir: Path, count: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (run_dir / "run.sqlite").exists():
+            try:
+                if len(read_run(run_dir).steps) >= count:
+                    return
+            except InspectorError:
+                pass  # the schema is not committed yet
+        time.sleep(0.05)
+    raise AssertionError(f"the trainer did not record {count} steps in {timeout} s")
+
+
+def test_a_run_killed_mid_write_opens_stopped_with_every_committed_record_whole(tmp_path):
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-c", _TRAINER, str(run_dir)], env=env)
+    try:
+        _wait_for_steps(run_dir, 12)
+        seen: list[int] = []
+        for _ in range(20):  # a concurrent reader: never fails, the steps only grow
+            steps = read_run(run_dir).steps
+            assert np.all(np.diff(steps) == 1)
+            seen.append(len(steps))
+        assert seen == sorted(seen)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    run = read_run(run_dir)
+    assert run.status == "stopped"
+    last = int(run.steps[-1])
+    assert list(run.steps) == list(range(1, last + 1))
+    assert run.layers == ("0", "2", "4")
+    for name in LAYER_SCALARS:  # no partial record: every layer's every scalar at every step
+        for layer in run.layers:
+            assert list(run.scalar(name, layer).steps) == list(run.steps), (name, layer)
+    assert list(run.scalar("loss").steps) == list(run.steps)
+    assert all(np.isfinite(run.scalar("loss").values))
+    expected = list(range(5, last + 1, 5))
+    # a snapshot is written after its step's record: a kill in between leaves that one out
+    assert [s.step for s in run.snapshots] in (expected, expected[:-1] if last % 5 == 0 else expected)
+    from safetensors.torch import load_file
+
+    for snapshot in run.snapshots:
+        assert set(load_file(snapshot.path)) == {f"{i}.{p}" for i in (0, 2, 4) for p in ("weight", "bias")}
+
+
+def test_readers_in_a_loop_never_fail_while_the_writer_records(tmp_path):
+    writer = RunWriter(tmp_path / "run")
+    writer.set_layers([("fc", 4, 8, "relu")])
+    errors: list[BaseException] = []
+    counts: list[int] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        while not stop.is_set():
+            try:
+                run = read_run(tmp_path / "run")
+                assert all(len(run.scalar(n, "fc").steps) == len(run.steps) for n in ("dead", "rows"))
+                counts.append(len(run.steps))
+            except BaseException as exc:  # noqa: BLE001 - the test reports any failure of a reader
+                errors.append(exc)
+                return
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for step in range(1, 201):
+            writer.record(
+                step,
+                {("dead", "fc"): step % 3, ("rows", "fc"): 10.0, ("loss", ""): 1.0 / step},
+                {("fire_rate", "fc"): np.full(8, 0.5, np.float32)},
+            )
+    finally:
+        stop.set()
+        reader.join()
+        writer.close()
+    assert not errors, errors[0]
+    assert counts == sorted(counts) and len(counts) > 1
+
+
+def test_the_writer_refuses_an_existing_run_resumes_and_keeps_steps_increasing(tmp_path):
+    with RunWriter(tmp_path / "run", meta={"source": "test"}) as writer:
+        writer.set_layers([("fc", 2, 3, "relu")])
+        writer.record(1, {("dead", "fc"): 1.0})
+        writer.record(2, {("dead", "fc"): 2.0})
+        with pytest.raises(InspectorError, match="steps must increase"):
+            writer.record(2, {("dead", "fc"): 5.0})
+    with pytest.raises(InspectorError, match="already holds a run; choose a new run directory"):
+        RunWriter(tmp_path / "run")
+    with RunWriter(tmp_path / "run", resume=True) as writer:
+        assert writer.last_step == 2
+        with pytest.raises(InspectorError, match="steps must increase"):
+            writer.record(1, {("dead", "fc"): 0.0})
+        writer.record(3, {("dead", "fc"): 3.0, ("saturation", "fc"): math.nan})
+    run = read_run(tmp_path / "run")
+    assert run.status == "finished" and run.meta["source"] == "test"
+    np.testing.assert_array_equal(run.scalar("dead", "fc").values, [1.0, 2.0, 3.0])
+    saturation = run.scalar("saturation", "fc")
+    assert list(saturation.steps) == [3] and math.isnan(saturation.values[0])  # NaN stored as NaN
+
+
+def test_a_folder_holding_other_files_is_left_untouched(tmp_path):
+    folder = tmp_path / "exp"
+    (folder / "notes").mkdir(parents=True)
+    files = {folder / "config.yaml": b"lr: 0.1\n", folder / "notes" / "a.txt": b"keep me"}
+    for path, content in files.items():
+        path.write_bytes(content)
+    with RunWriter(folder) as writer:
+        writer.set_layers([("fc", 2, 3, "relu")])
+        writer.record(1, {("dead", "fc"): 0.0})
+        writer.snapshot(1, {})
+    for path, content in files.items():
+        assert path.read_bytes() == content
+    assert sorted(p.name for p in folder.iterdir()) == ["config.yaml", "notes", "run.sqlite", "snapshots"]
+    with pytest.raises(InspectorError, match="not a run directory"):
+        read_run(folder / "notes")
+    with pytest.raises(InspectorError, match="not a folder"):
+        RunWriter(folder / "config.yaml")
