@@ -76,7 +76,10 @@ def create_app(
         for value, label, view in VIEWS
     ]
     heading = f"dense-inspector · {analysis.model.architecture}"
-    app = _page(title or heading, heading, analysis.model.source, tabs, live)
+    source = analysis.model.source
+    if live is not None:  # the runs are the subject; the analysis is of one of their snapshots
+        heading, source = f"dense-inspector · {live.title}", live.source
+    app = _page(title or heading, heading, source, tabs, live)
     for _, _, view in VIEWS:
         view.register(app, state)
     protect(app, hosts)
@@ -94,9 +97,8 @@ def create_live_app(
     """
     if analysis is not None:
         return create_app(analysis, hosts=hosts, live=live, **kwargs)
-    source = ", ".join(str(p) for p in live.paths)
-    heading = f"dense-inspector · {len(live.paths)} run{'s' if len(live.paths) != 1 else ''}"
-    app = _page(heading, heading, source, [], live)
+    heading = f"dense-inspector · {live.title}"
+    app = _page(heading, heading, live.source, [], live)
     protect(app, hosts)
     return app
 

@@ -49,6 +49,9 @@ class LiveRuns:
             str(p.relative_to(root)) if root is not None and p != root else p.resolve().name for p in self.paths
         ]
         self.refresh = refresh
+        count = f"{len(self.paths)} run{'s' if len(self.paths) != 1 else ''}"
+        self.title = f"{self.labels[0]} (training run)" if len(self.paths) == 1 else f"{count} side by side"
+        self.source = str(self.paths[0]) if len(self.paths) == 1 else f"{count} in {root or self.paths[0].parent}"
         self._cache: dict[str, tuple[tuple[object, ...], RunHistory]] = {}
         self._layers: dict[tuple[str, str, int], LayerWeights | None] = {}
         self._lock = threading.Lock()
