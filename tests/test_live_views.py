@@ -255,3 +255,15 @@ def test_report_of_a_run_holds_its_curves_escaped_warnings_and_the_snapshots_ana
     capsys.readouterr()
     assert main(["report", str(tmp_path / "exp1"), "-o", str(tmp_path / "r.md")]) == 1
     assert "a run's report is HTML or PDF" in capsys.readouterr().err
+
+
+def test_the_live_view_reads_scalars_without_the_per_neuron_vectors(tmp_path):
+    writer = RunWriter(tmp_path / "exp1")
+    writer.set_layers([("fc1", 4, 3, "relu")])
+    writer.record(10, {("dead_fraction", "fc1"): 1 / 3}, vectors={("fire_rate", "fc1"): np.array([0.0, 0.5, 1.0])})
+    writer.close()
+    whole = read_run(tmp_path / "exp1")
+    np.testing.assert_array_equal(whole.vector("fire_rate", "fc1")[1], [[0.0, 0.5, 1.0]])
+    scalars_only = view.LiveRuns([tmp_path / "exp1"]).read("exp1")
+    assert scalars_only.vectors == {} and scalars_only.vector("fire_rate", "fc1")[1].size == 0
+    assert scalars_only.series == whole.series and scalars_only.steps.tolist() == [10]

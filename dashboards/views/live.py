@@ -69,7 +69,7 @@ class LiveRuns:
             pid = history.meta.get("pid")
             if not history.running or not isinstance(pid, int) or process_alive(pid):
                 return history
-        history = dataclasses.replace(read_run(path), name=label)
+        history = dataclasses.replace(read_run(path, vectors=False), name=label)  # scalars only
         with self._lock:
             self._cache[label] = (key, history)
         return history

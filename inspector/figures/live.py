@@ -54,7 +54,7 @@ def live_curves_figure(
             f"no records yet: {', '.join(r.name for r in runs)} ha{'s' if len(runs) == 1 else 've'} not recorded a step"
         )
     several = len(runs) > 1
-    fig = go.Figure()
+    traces = []
     for k, run in enumerate(runs):
         for layer in run.layers:
             if layers is not None and layer not in layers:
@@ -62,7 +62,7 @@ def live_curves_figure(
             series = run.scalar(statistic, layer)
             if not len(series.steps) or np.isnan(series.values).all():
                 continue
-            fig.add_trace(
+            traces.append(
                 go.Scatter(
                     x=series.steps,
                     y=series.values,
@@ -72,11 +72,12 @@ def live_curves_figure(
                     hovertemplate=f"{_trace_name(run, layer, True)}<br>step %{{x}}<br>{label} %{{y:.4g}}<extra></extra>",
                 )
             )
-    if not fig.data:
+    if not traces:
         return empty_figure(
             f"no {label} recorded for these layers (saturation is measured for sigmoid/tanh, zero rate for "
             "smooth units, gradients once a backward pass ran)"
         )
+    fig = go.Figure(traces)  # one Figure of all traces: add_trace one at a time re-validates the figure each time
     fig.update_xaxes(title_text="step")
     fig.update_yaxes(title_text=label, type="log" if log_y else "linear")
     fig.update_layout(uirevision=statistic, legend={"title": {"text": "run · layer" if several else "layer"}})
