@@ -267,3 +267,17 @@ def test_the_live_view_reads_scalars_without_the_per_neuron_vectors(tmp_path):
     scalars_only = view.LiveRuns([tmp_path / "exp1"]).read("exp1")
     assert scalars_only.vectors == {} and scalars_only.vector("fire_rate", "fc1")[1].size == 0
     assert scalars_only.series == whole.series and scalars_only.steps.tolist() == [10]
+
+
+def test_report_of_a_folder_of_runs_draws_them_side_by_side(tmp_path):
+    (tmp_path / "runs").mkdir()
+    write(tmp_path / "runs" / "a", 0)
+    write(tmp_path / "runs" / "b", 1)
+    out = tmp_path / "runs.html"
+    assert main(["report", str(tmp_path / "runs"), "-o", str(out)]) == 0
+    text = out.read_text()
+    assert "Training runs (2)" in text and "has no weight snapshot, so the report has no weight analysis" in text
+    arrays = _embedded_arrays(text)
+    for r in (0, 1):
+        expected = np.array([dead_fraction(r, 2, s) for s in STEPS])
+        assert any(a.shape == expected.shape and np.allclose(a, expected, rtol=1e-12) for a in arrays)
