@@ -16,7 +16,7 @@ from __future__ import annotations
 import errno
 import socket
 from collections.abc import Iterable, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from dash import Dash, dcc, html
 from torch import nn
@@ -28,6 +28,9 @@ from dashboards.views import activations, dead, importance, neurons, overview, p
 from inspector.analysis import Analysis
 from inspector.analysis.task import Target
 from inspector.errors import InspectorError
+
+if TYPE_CHECKING:
+    from dashboards.views.live import LiveRuns
 
 VIEWS = (
     ("overview", "Overview", overview),
@@ -53,6 +56,7 @@ def create_app(
     vocabulary: Sequence[str] | None = None,
     title: str | None = None,
     hosts: Iterable[str] | None = None,
+    live: LiveRuns | None = None,
 ) -> Dash:
     """A ``dash.Dash`` showing ``analysis``.
 
@@ -62,32 +66,60 @@ def create_app(
     attributions and what-if questions, zooms large layers to full resolution and sorts
     their neurons by norm; without them those views say so. ``hosts`` are the ``Host``
     names it answers (default: loopback only; :func:`serve` widens it to the name it binds).
+    ``live``: training runs to show in a Live tab, opened first (:func:`create_live_app`).
     """
     state = DashboardState.build(
         analysis, model, data, task=task, target=target, tokenizer=tokenizer, vocabulary=vocabulary
     )
-    app = Dash(
-        __name__, title=title or f"dense-inspector · {analysis.model.architecture}", suppress_callback_exceptions=False
-    )
-    app.layout = html.Div(
-        [
-            html.H2(f"dense-inspector · {analysis.model.architecture}", style={"margin": "8px 0"}),
-            html.Div(analysis.model.source, style={"color": "#666", "marginBottom": "8px"}),
-            dcc.Tabs(
-                id=ids.TABS,
-                value="overview",
-                children=[
-                    dcc.Tab(label=label, value=value, children=html.Div(view.layout(state), style={"padding": "12px"}))
-                    for value, label, view in VIEWS
-                ],
-            ),
-        ],
-        style={"fontFamily": "system-ui, sans-serif", "maxWidth": "1400px", "margin": "0 auto", "padding": "0 16px"},
-    )
+    tabs = [
+        dcc.Tab(label=label, value=value, children=html.Div(view.layout(state), style={"padding": "12px"}))
+        for value, label, view in VIEWS
+    ]
+    heading = f"dense-inspector · {analysis.model.architecture}"
+    source = analysis.model.source
+    if live is not None:  # the runs are the subject; the analysis is of one of their snapshots
+        heading, source = f"dense-inspector · {live.title}", live.source
+    app = _page(title or heading, heading, source, tabs, live)
     for _, _, view in VIEWS:
         view.register(app, state)
     protect(app, hosts)
     app.state = state  # type: ignore[attr-defined]  # for tests and notebooks
+    return app
+
+
+def create_live_app(
+    live: LiveRuns, analysis: Analysis | None = None, *, hosts: Iterable[str] | None = None, **kwargs: Any
+) -> Dash:
+    """The app for training runs: a Live tab, and with ``analysis`` (the newest snapshot's) every other view.
+
+    Without an analysis (no run has written a weight snapshot yet) the Live tab is the whole app.
+    ``kwargs``: :func:`create_app`'s.
+    """
+    if analysis is not None:
+        return create_app(analysis, hosts=hosts, live=live, **kwargs)
+    heading = f"dense-inspector · {live.title}"
+    app = _page(heading, heading, live.source, [], live)
+    protect(app, hosts)
+    return app
+
+
+def _page(title: str, heading: str, source: str, tabs: list[dcc.Tab], live: LiveRuns | None) -> Dash:
+    """The app with its header and ``tabs``; ``live`` adds the Live tab first and registers it."""
+    app = Dash(__name__, title=title, suppress_callback_exceptions=False)
+    if live is not None:
+        from dashboards.views import live as live_view
+
+        tab = dcc.Tab(label="Live", value="live", children=html.Div(live_view.layout(live), style={"padding": "12px"}))
+        tabs = [tab, *tabs]
+        live_view.register(app, live)
+    app.layout = html.Div(
+        [
+            html.H2(heading, style={"margin": "8px 0"}),
+            html.Div(source, style={"color": "#666", "marginBottom": "8px"}),
+            dcc.Tabs(id=ids.TABS, value="live" if live is not None else "overview", children=tabs),
+        ],
+        style={"fontFamily": "system-ui, sans-serif", "maxWidth": "1400px", "margin": "0 auto", "padding": "0 16px"},
+    )
     return app
 
 

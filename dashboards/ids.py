@@ -83,3 +83,18 @@ WHATIF_PRED_FIG = "whatif-prediction"
 WHATIF_MAX_SLIDERS = 64  # one slider per feature, the most important first
 WHATIF_SLIDERS = tuple(f"whatif-slider-{k}" for k in range(WHATIF_MAX_SLIDERS))
 WHATIF_SLOTS = tuple(f"whatif-slot-{k}" for k in range(WHATIF_MAX_SLIDERS))  # a slider with its label
+
+# live (a training run, or several, being recorded)
+LIVE_STATUS = "live-status"
+LIVE_RUNS = "live-runs"
+LIVE_STAT = "live-statistic"
+LIVE_LAYERS = "live-layers"
+LIVE_CURVES = "live-curves"
+LIVE_LOSS = "live-loss"
+LIVE_WARNINGS = "live-warnings"
+LIVE_INTERVAL = "live-interval"
+LIVE_SEEN = "live-seen"
+LIVE_SNAPSHOT_LAYER = "live-snapshot-layer"
+LIVE_SNAPSHOT = "live-snapshot"
+LIVE_SNAPSHOT_SEEN = "live-snapshot-seen"
+LIVE_NOTE = "live-note"

@@ -60,3 +60,30 @@ def app_for_factories(model: str | None, data: str | None = None, **kwargs: Any)
 def app_for_run(run: FactoryRun) -> Dash:
     """The app for a finished factory run: its analysis, with its model and data for the on-demand views."""
     return create_app(run.analysis, model=run.model, data=run.data, task=run.task, tokenizer=run.tokenizer)
+
+
+def app_for_runs(path: str | Path, *, refresh: float = 2.0, log: Callable[[str], None] = print) -> Dash:
+    """The app for a run directory, or a folder of runs (:func:`inspector.live.find_runs`), side by side.
+
+    The other views show a weight-only analysis of the first run's newest snapshot (as it is at launch).
+    """
+    from dashboards.app import create_live_app
+    from dashboards.views.live import LiveRuns
+    from inspector.analysis.weights_file import analyze_weights_file
+    from inspector.errors import InspectorError
+    from inspector.live.store import find_runs, read_run
+
+    root = Path(path)
+    paths = find_runs(root)
+    if not paths:
+        raise InspectorError(f"{root} holds no training run (no run.sqlite in it or its sub-folders)")
+    live = LiveRuns(paths, root, refresh=refresh)
+    first = read_run(paths[0])
+    log(f"{len(paths)} run{'s' if len(paths) != 1 else ''} in {root}: {', '.join(live.labels)}")
+    analysis = None
+    if first.latest_snapshot is not None:
+        log(f"analysing the weights of {live.labels[0]} at step {first.latest_snapshot.step} ...")
+        analysis = analyze_weights_file(first.latest_snapshot.path)
+    else:
+        log(f"{live.labels[0]} has no weight snapshot yet: only the Live view opens")
+    return create_live_app(live, analysis)

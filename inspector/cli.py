@@ -274,7 +274,12 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Serve the Dash dashboard for a checkpoint or an analysis folder; with no "
         "PATH, the built-in demo (a digits MLP, trained on first use and cached).",
     )
-    dash.add_argument("path", nargs="?", type=_path, help="checkpoint or analysis folder (default: the demo)")
+    dash.add_argument(
+        "path",
+        nargs="?",
+        type=_path,
+        help="checkpoint, analysis folder, training run directory or folder of runs (default: the demo)",
+    )
     _add_data_arguments(dash)
     _add_factory_arguments(dash, device=True)
     dash.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
@@ -289,6 +294,13 @@ def _build_parser() -> argparse.ArgumentParser:
         "(behind a proxy that checks them)",
     )
     dash.add_argument("--debug", action="store_true", help="Dash debug mode (never on a shared network)")
+    dash.add_argument(
+        "--refresh",
+        type=_real(0.2, 3600, high_open=False),
+        default=2.0,
+        metavar="SECONDS",
+        help="how often the Live view re-reads running training runs (default: 2)",
+    )
     return parser
 
 
@@ -576,6 +588,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
         check_png_folder(args.out, force=args.force, inputs=inputs)
     else:
         check_writable(args.out, force=args.force, inputs=inputs, ours=partial(is_own_report, fmt=fmt))
+    runs = _runs_in(args.paths[0]) if len(args.paths) == 1 and args.model is None else []
+    if runs:
+        _write_run_report(runs, args, fmt, to_stdout)
+        return 0
     analysis, model = _analysis_for(args.paths[0] if args.paths else None, args)
     subject = analysis
     if len(args.paths) == 2:
@@ -589,9 +605,41 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _opens_as_analysis(path: Path) -> bool:
+    """Whether the folder ``path`` is an analysis folder or a sharded checkpoint (what analyze_path opens)."""
+    from inspector.formats import sharded_index_path
+    from inspector.results import JSON_NAME
+
+    return (path / JSON_NAME).exists() or sharded_index_path(path) is not None
+
+
+def _runs_in(path: Path) -> list[Path]:
+    """The training runs ``path`` names (a run directory or a folder of runs); empty for anything else."""
+    from inspector.live.store import find_runs
+
+    return find_runs(path) if path.is_dir() else []
+
+
+def _write_run_report(runs: list[Path], args: argparse.Namespace, fmt: str, to_stdout: bool) -> None:
+    from inspector.analysis.weights_file import analyze_weights_file
+    from inspector.live.store import read_run
+    from inspector.report import run_html, write_run_report
+
+    histories = [read_run(p) for p in runs]
+    newest = histories[0].latest_snapshot
+    analysis = analyze_weights_file(newest.path) if newest is not None else None
+    if to_stdout:
+        if fmt != "html":
+            raise InspectorError(f"a run's report is HTML or PDF, not {fmt}")
+        sys.stdout.write(run_html(histories, analysis))
+        return
+    write_run_report(histories, analysis, args.out, fmt, force=args.force)
+    print(f"wrote {args.out} ({fmt})")
+
+
 def _cmd_dashboard(args: argparse.Namespace) -> int:
     from dashboards.app import check_port, serve
-    from dashboards.launch import app_for_path, app_for_run
+    from dashboards.launch import app_for_path, app_for_run, app_for_runs
 
     _check_subject(args, args.path is not None, "a PATH")
     check_port(args.host, args.port)  # before minutes of training or analysis, not after
@@ -599,7 +647,14 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
     def log(message: str) -> None:
         print(f"inspector: {message}", file=sys.stderr)
 
-    if args.model is not None or _data_factory(args):
+    if args.model is None and args.path is not None and _runs_in(args.path):
+        app = app_for_runs(args.path, refresh=args.refresh, log=log)
+    elif args.path is not None and args.path.is_dir() and not _opens_as_analysis(args.path):
+        raise InspectorError(
+            f"{args.path} holds no training run, analysis or sharded checkpoint; dashboard accepts a checkpoint, "
+            "an analysis folder, a run directory (run.sqlite) or a folder of runs"
+        )
+    elif args.model is not None or _data_factory(args):
         app = app_for_run(_factory_run(args, _options(args), args.path, notify=lambda m: log(f"note: {m}")))
     else:
         app = app_for_path(

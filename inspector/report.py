@@ -49,12 +49,14 @@ from inspector.fileio import (
     temporary_name,
     write_text_atomic,
 )
+from inspector.live.store import RunHistory
 from inspector.results import to_json_document
 
 FORMATS = ("html", "md", "json", "pdf", "png")
 # The report's section ids. PNG figures are named `NN-<id>.png`; a figure of an earlier report
 # that the new one lacks is removed only when its id is one of these (and it is a PNG).
 SECTION_IDS = (
+    "run",
     "summary",
     "architecture",
     "training",
@@ -522,6 +524,68 @@ def to_html(analysis: Analysis) -> str:
 
 def comparison_html(c: Comparison) -> str:
     return render_html("dense-inspector comparison", comparison_sections(c))
+
+
+def run_sections(runs: list[RunHistory]) -> list[Section]:
+    """The training run section (one or several runs side by side): status, curves, warnings."""
+    section = Section("run", "Training run" if len(runs) == 1 else f"Training runs ({len(runs)})")
+    rows: list[dict[str, object]] = [
+        {
+            "run": r.name,
+            "status": r.status,
+            "last step": "none yet" if r.last_step is None else r.last_step,
+            "records": len(r.steps),
+            "layers": len(r.layers),
+            "snapshots": len(r.snapshots),
+            "warnings": len(r.events),
+        }
+        for r in runs
+    ]
+    section.blocks += [
+        f"<p>Recorded by {_e(', '.join(sorted({str(r.meta.get('source', 'a run writer')) for r in runs})))}.</p>",
+        _table(rows, {"last step", "records", "layers", "snapshots", "warnings"}),
+        F.live_curves_figure(runs, "dead_fraction"),
+        F.live_curves_figure(runs, "grad_norm"),
+        F.loss_lr_figure(runs),
+    ]
+    warnings = F.warning_rows(runs)
+    section.blocks.append("<h3>Warnings, newest first</h3>")
+    section.blocks.append(_table(warnings) if warnings else "<p>No warnings were raised.</p>")
+    first = runs[0]
+    section.blocks.append(
+        f"<p>The sections below analyse the weights of {_e(first.name)} at step {first.latest_snapshot.step} "
+        "(its newest snapshot; weights only: a snapshot holds no data).</p>"
+        if first.latest_snapshot is not None
+        else f"<p>{_e(first.name)} has no weight snapshot, so the report has no weight analysis "
+        "(Monitor(snapshot_every=...) writes them).</p>"
+    )
+    return [section]
+
+
+def run_html(runs: list[RunHistory], analysis: Analysis | None = None) -> str:
+    """The report of training runs: their curves and warnings, then ``analysis`` (of a snapshot) if given."""
+    sections = run_sections(runs) + (analysis_sections(analysis) if analysis is not None else [])
+    names = ", ".join(r.name for r in runs)
+    return render_html(f"dense-inspector run report: {names}", sections)
+
+
+def write_run_report(
+    runs: list[RunHistory],
+    analysis: Analysis | None,
+    path: str | os.PathLike[str],
+    fmt: str | None = None,
+    *,
+    force: bool = False,
+) -> Path:
+    """Write the report of ``runs`` as HTML or PDF (default: from the extension), atomically."""
+    path = Path(path)
+    fmt = format_for(path, fmt)
+    if fmt not in ("html", "pdf"):
+        raise InspectorError(f"a run's report is HTML or PDF, not {fmt}; give --out report.html")
+    text = run_html(runs, analysis)
+    if fmt == "pdf":
+        return write_pdf(text, path, force=force)
+    return write_text_atomic(path, text, force=force, ours=functools.partial(is_own_report, fmt=fmt))
 
 
 # --------------------------------------------------------------------------- Markdown

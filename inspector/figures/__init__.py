@@ -24,6 +24,14 @@ from inspector.figures.importance import (
     sample_figure,
     sanity_figure,
 )
+from inspector.figures.live import (
+    LIVE_STATISTICS,
+    live_curves_figure,
+    loss_lr_figure,
+    snapshot_weights_figure,
+    status_text,
+    warning_rows,
+)
 from inspector.figures.neurons import (
     neuron_activation_figure,
     neuron_classes_figure,
@@ -68,6 +76,7 @@ from inspector.figures.whatif import (
 
 __all__ = [
     "COLORS",
+    "LIVE_STATISTICS",
     "SCOPE_COLORS",
     "SCOPE_LABELS",
     "TEMPLATE",
@@ -83,6 +92,8 @@ __all__ = [
     "highlighted_tokens",
     "importance_bar_figure",
     "importance_map_figure",
+    "live_curves_figure",
+    "loss_lr_figure",
     "magnitude_map_figure",
     "map_shape",
     "metric_name",
@@ -107,12 +118,15 @@ __all__ = [
     "sanity_figure",
     "saturation_figure",
     "score_title",
+    "snapshot_weights_figure",
     "spectrum_rows",
+    "status_text",
     "stored_example",
     "tokens_html",
     "top_tokens",
     "top_tokens_figure",
     "training_figure",
+    "warning_rows",
     "weight_heatmap_figure",
     "weight_histogram_figure",
     "whatif_prediction_figure",

@@ -360,9 +360,10 @@ def _real(value: Any) -> float | None:
     return None if math.isnan(v) else v  # SQLite keeps inf but turns NaN into NULL: say so explicitly
 
 
-def read_run(run_dir: str | os.PathLike[str]) -> RunHistory:
+def read_run(run_dir: str | os.PathLike[str], *, vectors: bool = True) -> RunHistory:
     """Everything ``run_dir`` holds now; safe while its writer is still recording (a consistent
-    moment: one read transaction)."""
+    moment: one read transaction). ``vectors=False`` leaves the per-neuron arrays out (most of a
+    large model's run: a reader of the scalars, such as the Live view, polls much faster)."""
     root = Path(run_dir)
     db = root / RUN_FILE
     if not db.is_file():
@@ -381,7 +382,7 @@ def read_run(run_dir: str | os.PathLike[str]) -> RunHistory:
         steps = np.array(
             [r[0] for r in conn.execute("SELECT DISTINCT step FROM scalars ORDER BY step")], dtype=np.int64
         )
-        vectors, vector_steps = _read_vectors(conn)
+        vector_values, vector_steps = _read_vectors(conn) if vectors else ({}, {})
         events = tuple(
             RunEvent(int(s), sev, layer, msg, float(t))
             for s, sev, layer, msg, t in conn.execute(
@@ -413,7 +414,7 @@ def read_run(run_dir: str | os.PathLike[str]) -> RunHistory:
         series=series,
         events=events,
         snapshots=snapshots,
-        vectors=vectors,
+        vectors=vector_values,
         vector_steps=vector_steps,
     )
 

@@ -1,0 +1,303 @@
+"""Live: training runs as they are recorded (a run directory, or a folder of runs side by side).
+
+A ``dcc.Interval`` re-reads the runs every few seconds and redraws the curves, keeping the reader's
+zoom (``uirevision``); once every run shown has finished or stopped, it stops. Reads are cheap when
+nothing changed: a run is read again only when its database or write-ahead log changed on disk.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from dash import Dash, Input, Output, State, callback_context, dcc, html, no_update
+from dash.exceptions import PreventUpdate
+
+from dashboards import ids
+from dashboards.security import choice, flags
+from dashboards.views import control, graph, layer_dropdown, layer_options, note, row
+from inspector import figures as F
+from inspector.analysis.weights import LayerWeights
+from inspector.figures.live import LIVE_STATISTICS
+from inspector.fileio import process_alive
+from inspector.live.store import RUN_FILE, RunHistory, Snapshot, read_run
+
+WARNINGS_SHOWN = 200  # newest first; older ones are in the run's report
+
+
+def _file_state(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
+class LiveRuns:
+    """The runs a Live view shows, read on demand and cached until their files change.
+
+    ``paths``: run directories; ``root``: the folder they were found in (labels are the paths relative
+    to it, so ``sweep/lr-0.1`` and ``other/lr-0.1`` stay apart). ``refresh``: seconds between re-reads.
+    """
+
+    def __init__(self, paths: Sequence[Path], root: Path | None = None, refresh: float = 2.0) -> None:
+        self.paths = [Path(p) for p in paths]
+        self.labels = [
+            str(p.relative_to(root)) if root is not None and p != root else p.resolve().name for p in self.paths
+        ]
+        self.refresh = refresh
+        count = f"{len(self.paths)} run{'s' if len(self.paths) != 1 else ''}"
+        self.title = f"{self.labels[0]} (training run)" if len(self.paths) == 1 else f"{count} side by side"
+        self.source = str(self.paths[0]) if len(self.paths) == 1 else f"{count} in {root or self.paths[0].parent}"
+        self._cache: dict[str, tuple[tuple[object, ...], RunHistory]] = {}
+        self._layers: dict[tuple[str, str, int], LayerWeights | None] = {}
+        self._lock = threading.Lock()
+
+    def read(self, label: str) -> RunHistory:
+        """The run ``label`` now; the cached copy while its database and log are unchanged (and, for a
+        running run, its writer still alive: a killed writer changes no file but makes it stopped)."""
+        path = self.paths[self.labels.index(label)]
+        db = path / RUN_FILE
+        key = (_file_state(db), _file_state(Path(f"{db}-wal")))
+        with self._lock:
+            cached = self._cache.get(label)
+        if cached is not None and cached[0] == key:
+            history = cached[1]
+            pid = history.meta.get("pid")
+            if not history.running or not isinstance(pid, int) or process_alive(pid):
+                return history
+        history = dataclasses.replace(read_run(path, vectors=False), name=label)  # scalars only
+        with self._lock:
+            self._cache[label] = (key, history)
+        return history
+
+    def read_many(self, labels: Sequence[str]) -> list[RunHistory]:
+        return [self.read(label) for label in self.labels if label in labels]
+
+    def snapshot_layer(self, label: str, snapshot: Snapshot, layer: str) -> LayerWeights | None:
+        """``layer``'s weight statistics in ``snapshot`` (``None`` when the file holds no 2-D weight for it)."""
+        key = (label, layer, snapshot.step)
+        with self._lock:
+            if key in self._layers:
+                return self._layers[key]
+        weights = read_snapshot_layer(snapshot.path, layer)
+        with self._lock:
+            if len(self._layers) > 64:  # old steps are never shown again
+                self._layers.clear()
+            self._layers[key] = weights
+        return weights
+
+
+def read_snapshot_layer(path: str | os.PathLike[str], layer: str) -> LayerWeights | None:
+    """``layer.weight`` (and its bias) from a snapshot's safetensors file, summarised; ``None`` if absent."""
+    from safetensors import safe_open
+
+    from inspector.analysis.weights import layer_weights
+
+    with safe_open(str(path), framework="pt") as f:
+        keys = set(f.keys())
+        weight_key = f"{layer}.weight" if f"{layer}.weight" in keys else layer
+        if weight_key not in keys:
+            return None
+        weight = f.get_tensor(weight_key)
+        if weight.dim() != 2:
+            return None
+        bias = f.get_tensor(f"{layer}.bias") if f"{layer}.bias" in keys else None
+    return layer_weights(layer, weight, bias)
+
+
+def all_layers(runs: Sequence[RunHistory]) -> list[str]:
+    """Every layer of ``runs``, in model order, first run first."""
+    seen: dict[str, None] = {}
+    for run in runs:
+        for layer in run.layers:
+            seen.setdefault(layer, None)
+    return list(seen)
+
+
+def warnings_table(runs: Sequence[RunHistory]) -> html.Div:
+    rows = F.warning_rows(runs, WARNINGS_SHOWN)
+    if not rows:
+        return html.Div(html.P("No warnings so far.", style={"color": "#555"}))
+    cell = {"border": "1px solid #ddd", "padding": "3px 8px", "textAlign": "left"}
+    head = html.Tr([html.Th(k, style=cell) for k in rows[0]])
+    body = [
+        html.Tr(
+            [html.Td(str(v), style=cell) for v in r.values()],
+            style={"color": "#b30000" if r["severity"] == "warning" else "inherit"},
+        )
+        for r in rows
+    ]
+    return html.Div(html.Table([html.Thead(head), html.Tbody(body)], style={"borderCollapse": "collapse"}))
+
+
+def status_lines(runs: Sequence[RunHistory]) -> list[html.Div]:
+    return [html.Div(F.status_text(run)) for run in runs]
+
+
+def _snapshot_figure(live: LiveRuns, runs: Sequence[RunHistory], layer: str | None):
+    if not runs:
+        return F.empty_figure("no run selected: pick one or more runs"), None
+    run = runs[0]
+    snapshot = run.latest_snapshot
+    if snapshot is None or layer is None:
+        return F.snapshot_weights_figure(run, None, layer or ""), None
+    weights = live.snapshot_layer(run.name, snapshot, layer)
+    return F.snapshot_weights_figure(run, weights, layer), [run.name, layer, snapshot.step]
+
+
+def layout(live: LiveRuns) -> html.Div:
+    runs = live.read_many(live.labels)
+    layers = all_layers(runs)
+    first = runs[0] if runs else None
+    snapshot_note = (
+        f"The other views show {first.name}'s weights at step {first.latest_snapshot.step} (its newest snapshot, "
+        "weights only)."
+        if first is not None and first.latest_snapshot is not None
+        else f"{first.name if first else 'The run'} has no weight snapshot yet: the other views need one "
+        "(Monitor(snapshot_every=...))."
+    )
+    snapshot_fig, _ = _snapshot_figure(live, runs, layers[0] if layers else None)
+    return html.Div(
+        [
+            html.Div(status_lines(runs), id=ids.LIVE_STATUS, style={"fontFamily": "monospace", "margin": "4px 0"}),
+            note(snapshot_note, ids.LIVE_NOTE),
+            control(
+                "Runs",
+                dcc.Dropdown(
+                    id=ids.LIVE_RUNS,
+                    options=[{"label": label, "value": label} for label in live.labels],
+                    value=list(live.labels),
+                    multi=True,
+                    style={"minWidth": "320px"},
+                ),
+            ),
+            control(
+                "Statistic",
+                dcc.Dropdown(
+                    id=ids.LIVE_STAT,
+                    options=[{"label": label, "value": name} for name, (label, _) in LIVE_STATISTICS.items()],
+                    value="dead_fraction",
+                    clearable=False,
+                    style={"width": "220px"},
+                ),
+            ),
+            control(
+                "Layers",
+                dcc.Dropdown(
+                    id=ids.LIVE_LAYERS,
+                    options=layer_options(layers),
+                    value=None,  # None: every layer, including those a starting run declares later
+                    multi=True,
+                    searchable=True,
+                    placeholder="every layer (type part of a name to pick some)",
+                    style={"minWidth": "360px"},
+                ),
+            ),
+            row(
+                graph(ids.LIVE_CURVES, F.live_curves_figure(runs, "dead_fraction")),
+                graph(ids.LIVE_LOSS, F.loss_lr_figure(runs)),
+            ),
+            row(
+                html.Div(
+                    [
+                        control("Snapshot layer", layer_dropdown(ids.LIVE_SNAPSHOT_LAYER, layers)),
+                        graph(ids.LIVE_SNAPSHOT, snapshot_fig),
+                    ]
+                ),
+                html.Div([html.H4("Warnings, newest first"), html.Div(warnings_table(runs), id=ids.LIVE_WARNINGS)]),
+            ),
+            dcc.Interval(
+                id=ids.LIVE_INTERVAL,
+                interval=int(live.refresh * 1000),
+                disabled=not any(run.running for run in runs),  # a finished run opens as a whole
+            ),
+            dcc.Store(id=ids.LIVE_SEEN),
+            dcc.Store(id=ids.LIVE_SNAPSHOT_SEEN),
+        ]
+    )
+
+
+def _shown(live: LiveRuns, value: object) -> list[RunHistory]:
+    return live.read_many(sorted(flags(value, live.labels)))
+
+
+def refresh(
+    live: LiveRuns,
+    run_value: object,
+    statistic: object,
+    layer_value: object,
+    seen: object = None,
+    *,
+    tick: bool = False,
+) -> tuple[object, ...]:
+    """The Live view's outputs (status lines, curves, loss, warnings, interval disabled, layer options,
+    the key of what was drawn); ``PreventUpdate`` on a ``tick`` that finds nothing changed since ``seen``."""
+    runs = _shown(live, run_value)
+    statistic = choice(statistic, LIVE_STATISTICS)
+    names = all_layers(live.read_many(live.labels))
+    layers = None if layer_value is None else sorted(flags(layer_value, names))
+    # what the figures depend on: an unchanged run (same steps, events, status) is not redrawn
+    key = [statistic, layers, [[r.name, r.last_step, len(r.events), r.status, len(r.layers)] for r in runs]]
+    if tick and seen == key:
+        raise PreventUpdate
+    return (
+        status_lines(runs),
+        F.live_curves_figure(runs, statistic, layers),
+        F.loss_lr_figure(runs),
+        warnings_table(runs),
+        not any(run.running for run in runs),
+        layer_options(names),
+        key,
+    )
+
+
+def refresh_snapshot(live: LiveRuns, run_value: object, layer_value: object, seen: object = None) -> tuple[object, ...]:
+    """The snapshot heatmap of the first shown run's newest snapshot, its key, and the layer options;
+    ``no_update`` while the same (run, layer, step) is already drawn."""
+    runs = _shown(live, run_value)
+    names = all_layers(live.read_many(live.labels))
+    layer = layer_value if isinstance(layer_value, str) and layer_value in names else None
+    if layer is None and names:
+        layer = names[0]  # a run that declared its layers after the page opened
+    figure, key = _snapshot_figure(live, runs, layer)
+    if key is not None and key == seen:
+        return no_update, no_update, no_update
+    return figure, key, layer_options(names)
+
+
+def register(app: Dash, live: LiveRuns) -> None:
+    @app.callback(
+        Output(ids.LIVE_STATUS, "children"),
+        Output(ids.LIVE_CURVES, "figure"),
+        Output(ids.LIVE_LOSS, "figure"),
+        Output(ids.LIVE_WARNINGS, "children"),
+        Output(ids.LIVE_INTERVAL, "disabled"),
+        Output(ids.LIVE_LAYERS, "options"),
+        Output(ids.LIVE_SEEN, "data"),
+        Input(ids.LIVE_INTERVAL, "n_intervals"),
+        Input(ids.LIVE_RUNS, "value"),
+        Input(ids.LIVE_STAT, "value"),
+        Input(ids.LIVE_LAYERS, "value"),
+        State(ids.LIVE_SEEN, "data"),
+        prevent_initial_call=True,
+    )
+    def update(_ticks: object, run_value: object, statistic: object, layer_value: object, seen: object):
+        tick = callback_context.triggered_id == ids.LIVE_INTERVAL
+        return refresh(live, run_value, statistic, layer_value, seen, tick=tick)
+
+    @app.callback(
+        Output(ids.LIVE_SNAPSHOT, "figure"),
+        Output(ids.LIVE_SNAPSHOT_SEEN, "data"),
+        Output(ids.LIVE_SNAPSHOT_LAYER, "options"),
+        Input(ids.LIVE_INTERVAL, "n_intervals"),
+        Input(ids.LIVE_RUNS, "value"),
+        Input(ids.LIVE_SNAPSHOT_LAYER, "value"),
+        State(ids.LIVE_SNAPSHOT_SEEN, "data"),
+        prevent_initial_call=True,
+    )
+    def update_snapshot(_ticks: object, run_value: object, layer_value: object, seen: object):
+        return refresh_snapshot(live, run_value, layer_value, seen)
