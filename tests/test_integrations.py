@@ -168,12 +168,14 @@ def test_lightning_callback_writes_only_its_run_directory(tmp_path):
     (user / "notes.txt").write_text("mine")
     (user / "run").mkdir()
     (user / "run" / "keep.txt").write_text("also mine")
-    callback = InspectorCallback(user / "run", every=10, snapshot_every=20)
+    pytest.importorskip("tensorboard")
+    callback = InspectorCallback(user / "run", every=10, snapshot_every=20, tensorboard=True, meta={"who": "me"})
     _fit(_lightning_module(), callback, user)
+    assert any(p.name.startswith("events.out.tfevents") for p in (user / "run").iterdir())
     assert sorted(p.name for p in user.iterdir()) == ["notes.txt", "run"]
     assert (user / "notes.txt").read_text() == "mine" and (user / "run" / "keep.txt").read_text() == "also mine"
     run = read_run(user / "run")
-    assert [s.step for s in run.snapshots] == [20, 40]
+    assert [s.step for s in run.snapshots] == [20, 40] and run.meta["who"] == "me"
     # a second fit into the same run directory is refused, and the first run stays as it was
     with pytest.raises(InspectorError, match="already holds a run"):
         _fit(_lightning_module(), InspectorCallback(user / "run", every=10), user)
@@ -200,6 +202,26 @@ def test_lightning_training_that_raises_leaves_a_failed_run_and_no_hooks(tmp_pat
     assert run.status == "failed" and list(run.steps) == [10, 20]
     assert not module._forward_pre_hooks and not module._forward_hooks
     assert not module.net[0]._forward_hooks and not module.net[1]._forward_hooks
+
+
+@LIGHTNING_WARNINGS
+def test_lightning_training_step_that_bypasses_the_module_is_reported_once(tmp_path, caplog):
+    from inspector.integrations.lightning import InspectorCallback
+
+    module = _lightning_module()
+
+    def through_the_submodule(batch, batch_idx):
+        x, y = batch
+        return nn.functional.cross_entropy(module.net(x), y)
+
+    module.training_step = through_the_submodule
+    callback = InspectorCallback(tmp_path / "run", every=10)
+    with caplog.at_level("WARNING", logger="inspector.live"):
+        _fit(module, callback, tmp_path)
+    run = read_run(tmp_path / "run")
+    assert run.layers == () and list(run.steps) == [10, 20, 30, 40]
+    assert [e.step for e in run.events] == [1] and "self(x)" in run.events[0].message
+    assert sum("self(x)" in r.getMessage() for r in caplog.records) == 1
 
 
 # --- Hugging Face Trainer ---------------------------------------------------------------------------------

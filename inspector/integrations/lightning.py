@@ -16,12 +16,14 @@ One Monitor step per optimizer step: Lightning's ``trainer.global_step`` counts 
 Monitor only when it has moved. The recorded ``loss`` is the mean of ``training_step``'s losses over the
 step's micro-batches; the ``lr`` is the first optimizer's first parameter group's, read in
 ``on_before_optimizer_step``, i.e. the rate that step used (a per-step scheduler has not yet moved it).
-Under DDP only global rank 0 records (the counts are that rank's share of each batch); the others
+A training_step that never calls the module itself records no layer statistics; the callback then
+says so once (a warning in the run's events and the ``inspector.live`` logger). Under DDP only global rank 0 records (the counts are that rank's share of each batch); the others
 run no hooks.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -44,9 +46,22 @@ except ImportError:  # the older distribution of the same package
 
 __all__ = ["InspectorCallback"]
 
+log = logging.getLogger("inspector.live")
+
 
 def _closing_status(exception: BaseException) -> str:
     return "stopped" if isinstance(exception, KeyboardInterrupt) else "failed"
+
+
+def _warn_unseen(monitor: Monitor, pl_module: pl.LightningModule) -> None:
+    # the Monitor hooks the module's own call: a training_step that runs self.net(x) bypasses it
+    message = (
+        f"{type(pl_module).__name__} was not called in training mode during the first optimizer step "
+        "(training_step calls a sub-module, not self(...)); no layer statistics are recorded: call "
+        "self(x) in training_step, or run inspector.Monitor on the sub-module yourself"
+    )
+    monitor.writer.event(monitor.step_count, "warning", "", message)
+    log.warning(message)
 
 
 class InspectorCallback(pl.Callback):
@@ -77,6 +92,7 @@ class InspectorCallback(pl.Callback):
         self._last_global_step = 0
         self._losses: list[torch.Tensor] = []
         self._lr: float | None = None
+        self._warned_unseen = False
 
     def _default_dir(self, trainer: pl.Trainer) -> Path:
         # log_dir broadcasts from rank 0, so every rank asks for it
@@ -101,6 +117,7 @@ class InspectorCallback(pl.Callback):
             **kwargs,
         )
         self.run_dir = self.monitor.run_dir
+        self._warned_unseen = False
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # after a checkpoint's state is restored: steps are counted from where the Trainer is
@@ -134,6 +151,9 @@ class InspectorCallback(pl.Callback):
         self._losses.clear()
         self.monitor.step(step_loss, lr=self._lr)
         self._lr = None
+        if self.monitor.sites is None and not self._warned_unseen:
+            self._warned_unseen = True
+            _warn_unseen(self.monitor, pl_module)
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._close("finished")
