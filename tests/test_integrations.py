@@ -254,7 +254,8 @@ def _bert_and_data():
 
 
 @pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::UserWarning")
-def test_hugging_face_trainer_records_the_models_loss_and_the_schedulers_rate(tmp_path):
+@pytest.mark.parametrize("accumulate", [1, 2])
+def test_hugging_face_trainer_records_the_models_loss_and_the_schedulers_rate(tmp_path, accumulate):
     from inspector.integrations.transformers import InspectorCallback
 
     transformers, model, data = _bert_and_data()
@@ -276,6 +277,7 @@ def test_hugging_face_trainer_records_the_models_loss_and_the_schedulers_rate(tm
         logging_steps=100,
         save_strategy="no",
         learning_rate=1e-3,
+        gradient_accumulation_steps=accumulate,
     )
     callback = InspectorCallback(every=4)
     trainer = transformers.Trainer(model=model, args=args, train_dataset=data, callbacks=[callback])
@@ -284,16 +286,17 @@ def test_hugging_face_trainer_records_the_models_loss_and_the_schedulers_rate(tm
     assert callback.run_dir == tmp_path / "out" / "inspector"
     run = read_run(callback.run_dir)
     assert run.status == "finished" and run.meta["trainer"] == "transformers"
-    assert list(run.steps) == [4, 8, 12] and len(seen) == 12
+    assert list(run.steps) == [4, 8, 12] and len(seen) == 12 * accumulate  # optimizer steps, not micro-batches
     intermediate = "bert.encoder.layer.0.intermediate.dense"
     assert dict(zip(run.layers, run.activations))[intermediate] == "gelu"
     for step, loss, lr in zip(run.steps, run.scalar("loss").values, run.scalar("lr").values, strict=True):
-        assert loss == pytest.approx(seen[step - 1][0], rel=1e-6), step
-        assert lr == pytest.approx(seen[step - 1][1], rel=1e-12), step
+        last = step * accumulate - 1  # the step's last micro-batch
+        assert loss == pytest.approx(seen[last][0], rel=1e-6), step
+        assert lr == pytest.approx(seen[last][1], rel=1e-12), step
     # the default linear decay to 0 over 12 steps, no warm-up: step s trains at 1e-3 * (13 - s) / 12
     np.testing.assert_allclose(run.scalar("lr").values, [1e-3 * (13 - s) / 12 for s in (4, 8, 12)], rtol=1e-9)
     # padded positions left out: the rows are the real tokens of the 4 batches since the last record
-    want_rows = [sum(t for _, _, t in seen[s - 4 : s]) for s in (4, 8, 12)]
+    want_rows = [sum(t for _, _, t in seen[(s - 4) * accumulate : s * accumulate]) for s in (4, 8, 12)]
     np.testing.assert_array_equal(run.scalar("rows", intermediate).values, want_rows)
     zero_rate = run.scalar("zero_rate", intermediate).values
     assert np.all((zero_rate >= 0) & (zero_rate <= 1))
