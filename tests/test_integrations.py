@@ -110,7 +110,7 @@ def _fit(module, callback, root, **trainer_kwargs):
         max_steps=40,
         accelerator="cpu",
         devices=1,
-        logger=False,
+        logger=trainer_kwargs.pop("logger", False),
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
@@ -180,6 +180,19 @@ def test_lightning_callback_writes_only_its_run_directory(tmp_path):
     with pytest.raises(InspectorError, match="already holds a run"):
         _fit(_lightning_module(), InspectorCallback(user / "run", every=10), user)
     assert read_run(user / "run").status == "finished" and list(read_run(user / "run").steps) == [10, 20, 30, 40]
+
+
+@LIGHTNING_WARNINGS
+def test_lightning_run_goes_into_the_loggers_version_folder(tmp_path):
+    pytest.importorskip("tensorboard")
+    from inspector.integrations.lightning import InspectorCallback
+
+    callback = InspectorCallback(every=10)
+    _fit(_lightning_module(), callback, tmp_path, logger=True)  # TensorBoardLogger
+    version = tmp_path / "lightning_logs" / "version_0"
+    assert callback.run_dir == version / "inspector"
+    assert [p.name for p in (tmp_path / "lightning_logs").iterdir()] == ["version_0"]  # not shifted to version_1
+    assert list(read_run(version / "inspector").steps) == [10, 20, 30, 40]
 
 
 @LIGHTNING_WARNINGS
