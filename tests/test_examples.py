@@ -158,3 +158,14 @@ def test_regression_partial_dependence_slopes_are_the_coefficients(tmp_path):
     assert whatif is not None
     assert whatif.slope("x2") == pytest.approx(3.0, abs=0.3) and whatif.slope("x5") == pytest.approx(-2.0, abs=0.3)
     assert (tmp_path / "r" / "regression.html").exists()
+
+
+def test_live_training_records_the_deaths_a_learning_rate_spike_causes(tmp_path):
+    out = _run("live_training.py", cwd=tmp_path)
+    assert "run: runs/live_training-1 (finished, 10 records" in out
+    assert re.search(r"warning at step 30: 0: \d+% of neurons died between steps 25 and 30", out)
+    recorded, recounted = map(
+        int, re.search(r"last record: (\d+); recount from the final weights: (\d+)", out).groups()
+    )
+    assert recorded == recounted >= 20
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]
