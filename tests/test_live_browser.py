@@ -1,4 +1,4 @@
-"""The Live view in a real headless Chromium (dash_duo), opened while another process records a run.
+"""The Live view in a real headless Chromium (dash_duo), opened while another process trains and records.
 
 Leaves a screenshot in docs/screenshots/live.png (the README shows it).
 """
@@ -23,34 +23,33 @@ from inspector.live.store import is_run, read_run
 pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parent.parent
 SHOTS = ROOT / "docs" / "screenshots"
-LAYERS = ("fc1", "fc2", "fc3")
+STEPS = 80
 
-# A training process stand-in: a record every 0.3 s for about 10 s, a snapshot first, and fc2 dying
-# around step 300 (the event the Monitor would raise). Written with the run store's own writer.
-WRITER = textwrap.dedent(
-    """
-    import math, sys, time
+# A real training process: full-batch SGD on the digits with a Monitor, paced so that the run lasts
+# about 10 s; two steps at a learning rate 200x too high (steps 21-22) kill many of the ReLUs, which
+# the Monitor reports as a warning. The dashboard is opened while it trains.
+TRAINER = textwrap.dedent(
+    f"""
+    import sys, time
     import torch
-    from inspector.live.store import RunWriter
+    from torch import nn
+    import inspector
 
-    layers = ("fc1", "fc2", "fc3")
-    writer = RunWriter(sys.argv[1], meta={"source": "test writer"})
-    writer.set_layers([("fc1", 64, 128, "relu"), ("fc2", 128, 64, "relu"), ("fc3", 64, 10, "identity")])
+    digits = inspector.load_digits()
+    X, y = torch.from_numpy(digits.X).float() / 16, torch.from_numpy(digits.y).long()
     torch.manual_seed(0)
-    writer.snapshot(0, {"fc1.weight": torch.randn(128, 64) * 0.1, "fc2.weight": torch.randn(64, 128) * 0.1,
-                        "fc3.weight": torch.randn(10, 64) * 0.1})
-    for k in range(1, 34):
-        step = 20 * k
-        dead = {"fc1": 0.02 + 0.001 * k, "fc2": 0.05 + (0.3 if step >= 300 else 0.0) + 0.002 * k, "fc3": 0.0}
-        scalars = {("loss", ""): 2.3 * math.exp(-step / 300) + 0.1, ("lr", ""): 0.1 if step < 400 else 0.01}
-        for i, name in enumerate(layers):
-            scalars[("dead_fraction", name)] = dead[name]
-            scalars[("grad_norm", name)] = 10.0 ** -(i + 1) * (1 + math.sin(step / 50) / 2)
-        events = [("warning", "fc2", "fc2: 30% of neurons died between steps 280 and 300; "
-                   "the learning rate may be too high")] if step == 300 else []
-        writer.record(step, scalars, events=events)
-        time.sleep(0.3)
-    writer.close()
+    model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with inspector.Monitor(model, sys.argv[1], every=5, snapshot_every=25, optimizer=optimizer) as monitor:
+        for step in range(1, {STEPS} + 1):
+            for group in optimizer.param_groups:
+                group["lr"] = 20.0 if step in (21, 22) else 0.1
+            loss = nn.functional.cross_entropy(model(X), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            monitor.step(loss)
+            time.sleep(0.12)
     """
 )
 
@@ -65,10 +64,11 @@ def test_live_view_follows_a_run_being_written(dash_duo, tmp_path):
     run = tmp_path / "runs" / "exp1"
     run.parent.mkdir()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(run)], env=env)
+    writer = subprocess.Popen([sys.executable, "-c", TRAINER, str(run)], env=env)
     try:
         deadline = time.monotonic() + 60
-        while not (is_run(run) and read_run(run).last_step is not None):  # its first record
+        # its first snapshot (step 25 of 80): the other tabs show the newest snapshot found at launch
+        while not (is_run(run) and read_run(run).snapshots):
             assert writer.poll() is None and time.monotonic() < deadline, "the writer did not start recording"
             time.sleep(0.1)
         dash_duo.start_server(app_for_runs(run.parent, refresh=0.5, log=lambda _: None))
@@ -78,12 +78,17 @@ def test_live_view_follows_a_run_being_written(dash_duo, tmp_path):
         until(lambda: _step(dash_duo) > first, timeout=20)  # the DOM follows the writer
         second = _step(dash_duo)
         assert second > first
-        until(lambda: len(dash_duo.find_elements(f"#{ids.LIVE_CURVES} .scatterlayer .trace")) == len(LAYERS), 10)
-        writer.wait(timeout=60)
-        dash_duo.wait_for_contains_text(f"#{ids.LIVE_STATUS}", "exp1: step 660, finished", timeout=20)
-        dash_duo.wait_for_contains_text(f"#{ids.LIVE_WARNINGS}", "fc2: 30% of neurons died", timeout=10)
-        assert len(dash_duo.find_elements(f"#{ids.LIVE_CURVES} .scatterlayer .trace")) == len(LAYERS)
-        assert "weights at step 0" in dash_duo.find_element(f"#{ids.LIVE_SNAPSHOT} .gtitle").text
+        # dead fraction: the one ReLU layer ("0"); gradient norms: both dense layers
+        until(lambda: len(dash_duo.find_elements(f"#{ids.LIVE_CURVES} .scatterlayer .trace")) == 1, 10)
+        until(lambda: len(dash_duo.find_elements(f"#{ids.LIVE_GRADS} .scatterlayer .trace")) == 2, 10)
+        assert writer.wait(timeout=90) == 0
+        dash_duo.wait_for_contains_text(f"#{ids.LIVE_STATUS}", f"exp1: step {STEPS}, finished", timeout=20)
+        dash_duo.wait_for_contains_text(f"#{ids.LIVE_WARNINGS}", "of neurons died between steps 25 and 30", 10)
+        recorded = read_run(run)
+        assert list(recorded.steps) == list(range(5, STEPS + 1, 5))
+        dead = recorded.scalar("dead", "0").values
+        assert dead[5] - dead[4] >= 0.1 * 128  # steps 21-22 kill; the first window without their forwards: 26-30
+        until(lambda: f"weights at step {STEPS}" in dash_duo.find_element(f"#{ids.LIVE_SNAPSHOT} .gtitle").text, 20)
         tabs = [t.text.strip() for t in dash_duo.find_elements(f"#{ids.TABS} .tab")]
         assert tabs[0] == "Live" and "Weights" in tabs  # the snapshot's analysis in the other views
         SHOTS.mkdir(parents=True, exist_ok=True)

@@ -124,7 +124,9 @@ def test_refresh_reads_again_only_what_changed_and_stops_when_all_finished(tmp_p
     write(tmp_path / "runs" / "b", 1)
     live = view.LiveRuns(find_runs(tmp_path / "runs"), tmp_path / "runs")
     assert live.labels == ["a", "b"]
-    status, curves, _, _, disabled, options, key = view.refresh(live, ["a", "b"], "dead_fraction", None)
+    status, curves, _, _, disabled, options, key, grads = view.refresh(live, ["a", "b"], "dead_fraction", None)
+    # the gradient norms are drawn beside the picked statistic, per (run, layer)
+    assert grads.layout.yaxis.type == "log" and len(grads.data) == len(curves.data)
     assert [s.children for s in status] == ["a: step 200, running", "b: step 200, finished"]
     assert len(curves.data) == 2 * len(LAYERS) and disabled is False
     assert [o["value"] for o in options] == list(LAYERS)

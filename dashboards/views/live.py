@@ -197,18 +197,20 @@ def layout(live: LiveRuns) -> html.Div:
                     style={"minWidth": "360px"},
                 ),
             ),
+            # the picked statistic (dead neurons first) beside the gradient norms, always in view
             row(
                 graph(ids.LIVE_CURVES, F.live_curves_figure(runs, "dead_fraction")),
-                graph(ids.LIVE_LOSS, F.loss_lr_figure(runs)),
+                graph(ids.LIVE_GRADS, F.live_curves_figure(runs, "grad_norm")),
             ),
             row(
-                html.Div(
-                    [
-                        control("Snapshot layer", layer_dropdown(ids.LIVE_SNAPSHOT_LAYER, layers)),
-                        graph(ids.LIVE_SNAPSHOT, snapshot_fig),
-                    ]
-                ),
+                graph(ids.LIVE_LOSS, F.loss_lr_figure(runs)),
                 html.Div([html.H4("Warnings, newest first"), html.Div(warnings_table(runs), id=ids.LIVE_WARNINGS)]),
+            ),
+            html.Div(
+                [
+                    control("Snapshot layer", layer_dropdown(ids.LIVE_SNAPSHOT_LAYER, layers)),
+                    graph(ids.LIVE_SNAPSHOT, snapshot_fig),
+                ]
             ),
             dcc.Interval(
                 id=ids.LIVE_INTERVAL,
@@ -235,7 +237,8 @@ def refresh(
     tick: bool = False,
 ) -> tuple[object, ...]:
     """The Live view's outputs (status lines, curves, loss, warnings, interval disabled, layer options,
-    the key of what was drawn); ``PreventUpdate`` on a ``tick`` that finds nothing changed since ``seen``."""
+    the key of what was drawn, gradient norms); ``PreventUpdate`` on a ``tick`` that finds nothing
+    changed since ``seen``."""
     runs = _shown(live, run_value)
     statistic = choice(statistic, LIVE_STATISTICS)
     names = all_layers(live.read_many(live.labels))
@@ -252,6 +255,7 @@ def refresh(
         not any(run.running for run in runs),
         layer_options(names),
         key,
+        F.live_curves_figure(runs, "grad_norm", layers),
     )
 
 
@@ -278,6 +282,7 @@ def register(app: Dash, live: LiveRuns) -> None:
         Output(ids.LIVE_INTERVAL, "disabled"),
         Output(ids.LIVE_LAYERS, "options"),
         Output(ids.LIVE_SEEN, "data"),
+        Output(ids.LIVE_GRADS, "figure"),
         Input(ids.LIVE_INTERVAL, "n_intervals"),
         Input(ids.LIVE_RUNS, "value"),
         Input(ids.LIVE_STAT, "value"),
