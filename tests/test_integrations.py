@@ -218,7 +218,7 @@ def test_lightning_training_that_raises_leaves_a_failed_run_and_no_hooks(tmp_pat
 
 
 @LIGHTNING_WARNINGS
-def test_lightning_training_step_that_bypasses_the_module_is_reported_once(tmp_path, caplog):
+def test_lightning_training_step_through_a_submodule_is_watched_there(tmp_path, caplog):
     from inspector.integrations.lightning import InspectorCallback
 
     module = _lightning_module()
@@ -232,9 +232,12 @@ def test_lightning_training_step_that_bypasses_the_module_is_reported_once(tmp_p
     with caplog.at_level("WARNING", logger="inspector.live"):
         _fit(module, callback, tmp_path)
     run = read_run(tmp_path / "run")
-    assert run.layers == () and list(run.steps) == [10, 20, 30, 40]
-    assert [e.step for e in run.events] == [1] and "self(x)" in run.events[0].message
-    assert sum("self(x)" in r.getMessage() for r in caplog.records) == 1
+    # self.net(x) instead of self(x): the Monitor watches the part the loop calls, named from the root
+    assert run.meta["entry"] == "net" and run.layers == ("net.0", "net.2")
+    assert list(run.steps) == [10, 20, 30, 40] and run.events == ()
+    steps, fire = run.vector("fire_rate", "net.0")
+    assert len(steps) == 4 and (fire[:, DEAD] == 0).all() and (np.delete(fire, DEAD, axis=1) > 0).any()
+    assert not [r for r in caplog.records if "not called" in r.getMessage()]
 
 
 # --- Hugging Face Trainer ---------------------------------------------------------------------------------
@@ -339,3 +342,17 @@ def test_hugging_face_callback_writes_only_its_run_directory(tmp_path):
     assert sorted(p.name for p in (user / "run").iterdir() if not p.name.startswith("run.sqlite")) == ["keep.txt"]
     run = read_run(user / "run")
     assert list(run.steps) == [2, 4] and run.snapshots == ()
+
+
+def test_lightning_training_step_that_runs_no_forward_is_reported_once(tmp_path, caplog):
+    from inspector.integrations.lightning import InspectorCallback
+
+    module = _lightning_module()
+    module.training_step = lambda batch, batch_idx: (module.net[0].weight ** 2).sum()  # no layer ever runs
+    callback = InspectorCallback(tmp_path / "run", every=10)
+    with caplog.at_level("WARNING", logger="inspector.live"):
+        _fit(module, callback, tmp_path)
+    run = read_run(tmp_path / "run")
+    assert run.layers == () and list(run.steps) == [10, 20, 30, 40]
+    assert [e.step for e in run.events] == [1] and "no layer statistics are recorded" in run.events[0].message
+    assert sum("no layer statistics" in r.getMessage() for r in caplog.records) == 1

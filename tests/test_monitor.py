@@ -307,3 +307,47 @@ def test_tensorboard_gets_the_same_scalars(tmp_path):
         scalars = events.Scalars(tag)
         assert [s.step for s in scalars] == [2, 4, 6]
         np.testing.assert_allclose([s.value for s in scalars], run.scalar(name, layer).values, rtol=1e-6)
+
+
+class _Wrapper(nn.Module):
+    """A LightningModule-like wrapper whose loop calls only ``self.net``; ``head`` is never used."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(3)
+        self.net = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3))
+        self.head = nn.Linear(3, 3)
+        with torch.no_grad():  # neurons 0-3 planted dead: zero weights, negative bias
+            self.net[0].weight[:4] = 0.0
+            self.net[0].bias[:4] = -1.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.net(x))
+
+
+def test_a_loop_that_calls_only_a_part_of_the_model_is_watched_there(tmp_path):
+    model = _Wrapper()
+    X, y = torch.randn(64, 6, generator=torch.Generator().manual_seed(0)), torch.randint(0, 3, (64,))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    fired = torch.zeros(16)
+    with Monitor(model, tmp_path / "run", every=4, optimizer=optimizer) as monitor:
+        for step in range(1, 9):
+            with torch.no_grad():  # the recount: the same training-mode forward, seen from outside
+                if step in (1, 5):
+                    fired.zero_()
+                fired += (torch.relu(model.net[0](X[step * 8 - 8 : step * 8])) > 0).sum(0)
+            loss = nn.functional.cross_entropy(model.net(X[step * 8 - 8 : step * 8]), y[step * 8 - 8 : step * 8])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            monitor.step(loss)
+            if step % 4 == 0:
+                np.testing.assert_array_equal(
+                    monitor.history().vector("fire_rate", "net.0")[1][-1], (fired / 32).numpy().astype(np.float32)
+                )
+    run = read_run(tmp_path / "run")
+    assert run.meta["entry"] == "net" and monitor.entry == "net"
+    assert run.layers == ("net.0", "net.2")  # named from the model's root; the unused head is not a site
+    assert list(run.scalar("dead", "net.0").values) == [4.0, 4.0]
+    assert list(run.scalar("rows", "net.0").values) == [32.0, 32.0]
+    assert math.isnan(run.scalar("grad_norm", "head").values[-1])  # never used: no gradient

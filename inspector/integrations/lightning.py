@@ -54,11 +54,11 @@ def _closing_status(exception: BaseException) -> str:
 
 
 def _warn_unseen(monitor: Monitor, pl_module: pl.LightningModule) -> None:
-    # the Monitor hooks the module's own call: a training_step that runs self.net(x) bypasses it
+    # the Monitor watches the module's own call or the first part holding a dense layer that the loop calls
     message = (
-        f"{type(pl_module).__name__} was not called in training mode during the first optimizer step "
-        "(training_step calls a sub-module, not self(...)); no layer statistics are recorded: call "
-        "self(x) in training_step, or run inspector.Monitor on the sub-module yourself"
+        f"neither {type(pl_module).__name__} nor any part of it holding a dense layer ran a forward in training "
+        "mode during the first optimizer step; no layer statistics are recorded: check that training_step "
+        "calls the model (self(x) or self.net(x)) and that the model is in training mode"
     )
     monitor.writer.event(monitor.step_count, "warning", "", message)
     log.warning(message)

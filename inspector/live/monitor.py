@@ -37,6 +37,7 @@ Sites are found by :func:`inspector.analysis.sites.discover_sites` on the first 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import os
@@ -169,6 +170,29 @@ def _call_batch(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Batch | Non
     return None
 
 
+def _holders(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The model and every module that holds a dense layer below it (not the layers themselves), outermost first."""
+    return [
+        (name, m)
+        for name, m in model.named_modules()
+        if not name or (not isinstance(m, nn.Linear) and any(isinstance(c, nn.Linear) for c in m.modules()))
+    ]
+
+
+def _prefixed(site: Site, prefix: str) -> Site:
+    """``site`` of a part of the model, named from the model's root (``prefix``: the part's path and a dot)."""
+    if not prefix:
+        return site
+    module = site.module if site.module is None or site.found_by == "traced" else prefix + site.module
+    return dataclasses.replace(
+        site,
+        layer=prefix + site.layer,
+        module=module,
+        tap=prefix + site.tap,
+        shared_with=tuple(prefix + other for other in site.shared_with),
+    )
+
+
 def _is_2d(value: Any) -> bool:
     return isinstance(value, torch.Tensor) and value.dim() == 2
 
@@ -254,12 +278,19 @@ class Monitor:
         self._last_record = self.step_count
         self._output_loss: torch.Tensor | None = None
         self._closed = False
+        self.entry = ""  # the module whose training forwards are watched: the model, or the part the loop calls
+        self._candidates: list[Any] = []
         try:
-            self._guard.hook(model.register_forward_pre_hook(self._pre_forward, with_kwargs=True))
-            self._guard.hook(model.register_forward_hook(self._post_forward))
-            self._arm_grad_hooks()
             if example is not None:
-                self._discover(to_batch(example))
+                self._discover(to_batch(example), "", model)
+            else:
+                # until the first training forward: a pre-hook on the model and on every module holding a
+                # dense layer, so that a loop (or a LightningModule's training_step) calling only a part of
+                # the model (``self.net(x)``) is watched there; the outermost one called wins
+                for name, module in _holders(model):
+                    hook = module.register_forward_pre_hook(self._first_forward(name), with_kwargs=True)
+                    self._candidates.append(self._guard.hook(hook))
+            self._arm_grad_hooks()
         except BaseException:
             self.close("failed")
             raise
@@ -269,15 +300,22 @@ class Monitor:
     def _recording_next(self) -> bool:
         return (self.step_count + 1) % self.every == 0
 
+    def _first_forward(self, name: str) -> Any:
+        def hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            if self._discovering or self.sites is not None or not module.training:
+                return
+            batch = _call_batch(args, kwargs)
+            self._discover(batch.rows(slice(0, _DISCOVERY_ROWS)) if batch is not None else None, name, module)
+            self._pre_forward(module, args, kwargs)  # this call's own hooks were fixed before it began
+
+        return hook
+
     def _pre_forward(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         if self._discovering:
             return
         if not module.training:
             self._counting = False
             return
-        if self.sites is None:
-            batch = _call_batch(args, kwargs)
-            self._discover(batch.rows(slice(0, _DISCOVERY_ROWS)) if batch is not None else None)
         self._counting = True
         mask = kwargs.get(MASK_KEY)
         self._mask = mask if _is_2d(mask) else None
@@ -292,12 +330,22 @@ class Monitor:
         if isinstance(loss, torch.Tensor) and module.training:
             self._output_loss = loss.detach()
 
-    def _discover(self, batch: Batch | None) -> None:
+    def _discover(self, batch: Batch | None, name: str, module: nn.Module) -> None:
+        """Find the sites on ``batch``, a call of the part ``name`` (``""``: the model), and watch that part."""
+        prefix = f"{name}." if name else ""
+        declared = {k[len(prefix) :]: v for k, v in self.declared.items() if k.startswith(prefix)}
         self._discovering = True
         try:
-            sites = discover_sites(self.model, batch, self.declared)
+            sites = tuple(_prefixed(s, prefix) for s in discover_sites(module, batch, declared))
         finally:
             self._discovering = False
+        for handle in self._candidates:
+            handle.remove()
+        self._candidates.clear()
+        self.entry = name
+        self.writer.set_meta({"entry": name})
+        self._guard.hook(module.register_forward_pre_hook(self._pre_forward, with_kwargs=True))
+        self._guard.hook(module.register_forward_hook(self._post_forward))
         self.sites = sites
         self._counts = {s.layer: _Counts(s) for s in sites if s.counted}
         self.writer.set_layers([(s.layer, s.in_features, s.out_features, s.activation) for s in sites])
