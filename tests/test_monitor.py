@@ -351,3 +351,74 @@ def test_a_loop_that_calls_only_a_part_of_the_model_is_watched_there(tmp_path):
     assert list(run.scalar("dead", "net.0").values) == [4.0, 4.0]
     assert list(run.scalar("rows", "net.0").values) == [32.0, 32.0]
     assert math.isnan(run.scalar("grad_norm", "head").values[-1])  # never used: no gradient
+
+
+class _NeedsLabels(nn.Module):
+    """A Hugging Face-style model: labels is a required keyword, the output a dict with the loss, and a
+    reshape that only works at the batch size it was built for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(5)
+        self.fc = nn.Linear(4, 8)
+        self.act = nn.ReLU()
+        self.out = nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        logits = self.out(self.act(self.fc(x))).reshape(16, 2)
+        return {"loss": nn.functional.cross_entropy(logits, labels), "logits": logits}
+
+
+def test_a_model_that_needs_labels_and_its_batch_size_trains_as_without_a_monitor(tmp_path):
+    model = _NeedsLabels()
+    X, y = torch.randn(64, 4, generator=torch.Generator().manual_seed(1)), torch.randint(0, 2, (64,))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    losses = []
+    with Monitor(model, tmp_path / "run", every=2) as monitor:
+        for step in range(4):
+            out = model(x=X[16 * step : 16 * step + 16], labels=y[16 * step : 16 * step + 16])
+            losses.append(float(out["loss"]))
+            optimizer.zero_grad()
+            out["loss"].backward()
+            optimizer.step()
+            monitor.step()  # no loss given: the output dict's "loss"
+    run = read_run(tmp_path / "run")
+    assert run.layers == ("fc", "out") and run.activations[0] == "relu"
+    np.testing.assert_allclose(run.scalar("loss").values, [losses[1], losses[3]], rtol=1e-6)
+    assert list(run.scalar("rows", "fc").values) == [32.0, 32.0] and run.events == ()
+
+
+def test_a_zero_learning_rate_on_small_batches_raises_no_death_warning(tmp_path):
+    # with lr 0 nothing can die; a neuron that fires rarely is silent on some 8-row windows by chance
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 64), nn.ReLU(), nn.Linear(64, 1))
+    with torch.no_grad():
+        model[0].bias.sub_(1.5)  # most neurons fire rarely
+    X = torch.randn(400, 8, generator=torch.Generator().manual_seed(2))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    with Monitor(model, tmp_path / "run", every=1, snapshot_every=0) as monitor:
+        for step in range(50):
+            loss = model(X[8 * step : 8 * step + 8]).pow(2).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            monitor.step(loss)
+    run = read_run(tmp_path / "run")
+    dead = run.scalar("dead", "0").values
+    assert dead.max() - dead.min() >= 0.1 * 64  # the counts do swing by more than the old threshold
+    assert not [e for e in run.events if "died" in e.message]
+
+
+def test_a_model_never_trained_and_bad_arguments_are_said(tmp_path):
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1)).eval()
+    with Monitor(model, tmp_path / "run", every=2) as monitor:
+        for _ in range(4):
+            model(torch.randn(5, 3))  # eval mode: nothing to count
+            monitor.step(0.0)
+    events = read_run(tmp_path / "run").events
+    assert len(events) == 1 and events[0].step == 2 and "no layer statistics are recorded" in events[0].message
+    for bad in ({"every": 2.5}, {"every": True}, {"snapshot_every": -1}, {"activations": {"nope": "relu"}}):
+        with pytest.raises(InspectorError) as error:
+            Monitor(model, tmp_path / f"bad{len(str(bad))}", **bad)
+        assert "\n" not in str(error.value)
+        assert not (tmp_path / f"bad{len(str(bad))}").exists()  # refused before anything is written

@@ -163,3 +163,45 @@ def test_a_folder_holding_other_files_is_left_untouched(tmp_path):
         read_run(folder / "notes")
     with pytest.raises(InspectorError, match="not a folder"):
         RunWriter(folder / "config.yaml")
+
+
+def test_a_closed_run_is_one_plain_file_readable_from_a_read_only_folder(tmp_path, monkeypatch):
+    import sqlite3
+
+    from inspector.live import store
+
+    writer = RunWriter(tmp_path / "run")
+    writer.set_layers([("fc1", 4, 8, "relu")])
+    writer.record(1, {("dead", "fc1"): 2.0, ("loss", ""): 0.5})
+    writer.close()
+    # back to a rollback journal: no -wal / -shm beside it, nothing for a reader to create
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["run.sqlite"]
+    with sqlite3.connect(tmp_path / "run" / "run.sqlite") as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    # a folder this process cannot write (root ignores chmod, so the check itself is stood in for)
+    monkeypatch.setattr(store.os, "access", lambda path, mode: False)
+    run = read_run(tmp_path / "run")
+    assert run.status == "finished" and list(run.scalar("dead", "fc1").values) == [2.0]
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["run.sqlite"]  # reading wrote nothing
+
+
+def test_a_run_has_one_writer_and_snapshots_never_overwrite_a_file(tmp_path):
+    writer = RunWriter(tmp_path / "run")
+    with pytest.raises(InspectorError, match="being written by another process"):
+        RunWriter(tmp_path / "run", resume=True)  # its writer (this process) is alive
+    mine = tmp_path / "run" / "snapshots" / "step-000000002.safetensors"
+    mine.parent.mkdir()
+    mine.write_text("mine too")
+    assert writer.snapshot(2, {"w": np.ones(3)}) is None  # not a tensor anyway; the name is taken
+    import torch
+
+    assert writer.snapshot(2, {"w": torch.ones(3)}) is None
+    assert mine.read_text() == "mine too"
+    assert "step-000000002.safetensors already exists" in read_run(tmp_path / "run").events[-1].message
+    path = writer.snapshot(3, {"w": torch.ones(3)})
+    assert path is not None and read_run(tmp_path / "run").snapshots[-1].step == 3
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # an ordinary file's permissions
+    assert sorted(p.name for p in mine.parent.iterdir()) == [mine.name, path.name]  # no temporaries left
+    writer.close()

@@ -7,9 +7,9 @@
     trainer = lightning.Trainer(max_steps=10_000, callbacks=[InspectorCallback(every=50)])
     trainer.fit(module)        # the run: <trainer.log_dir>/inspector (inspector live / read_run)
 
-The :class:`~inspector.live.monitor.Monitor` hooks the LightningModule itself, so its statistics come
-from the training forwards that go through the module's ``__call__`` (``self(x)`` in
-``training_step``, the usual pattern); validation runs in eval mode and is not counted.
+The :class:`~inspector.live.monitor.Monitor` watches the training forwards of the LightningModule
+(``self(x)`` in ``training_step``) or of the part of it that ``training_step`` calls (``self.net(x)``);
+validation runs in eval mode and is not counted.
 
 One Monitor step per optimizer step: Lightning's ``trainer.global_step`` counts optimizer steps, and
 ``on_train_batch_end`` (which fires once per micro-batch under ``accumulate_grad_batches``) steps the
@@ -23,7 +23,6 @@ run no hooks.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -46,22 +45,9 @@ except ImportError:  # the older distribution of the same package
 
 __all__ = ["InspectorCallback"]
 
-log = logging.getLogger("inspector.live")
-
 
 def _closing_status(exception: BaseException) -> str:
     return "stopped" if isinstance(exception, KeyboardInterrupt) else "failed"
-
-
-def _warn_unseen(monitor: Monitor, pl_module: pl.LightningModule) -> None:
-    # the Monitor watches the module's own call or the first part holding a dense layer that the loop calls
-    message = (
-        f"neither {type(pl_module).__name__} nor any part of it holding a dense layer ran a forward in training "
-        "mode during the first optimizer step; no layer statistics are recorded: check that training_step "
-        "calls the model (self(x) or self.net(x)) and that the model is in training mode"
-    )
-    monitor.writer.event(monitor.step_count, "warning", "", message)
-    log.warning(message)
 
 
 class InspectorCallback(pl.Callback):
@@ -92,7 +78,6 @@ class InspectorCallback(pl.Callback):
         self._last_global_step = 0
         self._losses: list[torch.Tensor] = []
         self._lr: float | None = None
-        self._warned_unseen = False
 
     def _default_dir(self, trainer: pl.Trainer) -> Path:
         # log_dir broadcasts from rank 0, so every rank asks for it
@@ -117,7 +102,6 @@ class InspectorCallback(pl.Callback):
             **kwargs,
         )
         self.run_dir = self.monitor.run_dir
-        self._warned_unseen = False
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # after a checkpoint's state is restored: steps are counted from where the Trainer is
@@ -151,9 +135,6 @@ class InspectorCallback(pl.Callback):
         self._losses.clear()
         self.monitor.step(step_loss, lr=self._lr)
         self._lr = None
-        if self.monitor.sites is None and not self._warned_unseen:
-            self._warned_unseen = True
-            _warn_unseen(self.monitor, pl_module)
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._close("finished")

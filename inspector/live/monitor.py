@@ -51,17 +51,16 @@ from torch import nn
 
 from inspector.analysis.activations import _group, _saturated, near_zero
 from inspector.analysis.guard import _Guard
-from inspector.analysis.inputs import MASK_KEY, Batch, to_batch
+from inspector.analysis.inputs import LABEL_KEYS, MASK_KEY, Batch, to_batch
 from inspector.analysis.sites import Site, SiteObserver, discover_sites
 from inspector.errors import InspectorError
 from inspector.live.store import RunHistory, RunWriter, read_run
 
 log = logging.getLogger("inspector.live")
 
-DEATH_JUMP = 0.10  # dead_fraction rising by this much between two records is a warning
+DEATH_JUMP = 0.10  # this share of a layer's neurons dying between two records (beyond chance) is a warning
 VANISHING = 1e-4  # a layer's grad norm below this share of the largest layer's is a warning
 SATURATED = 0.5  # a squashing layer with more than half its values in the tails is a warning
-_DISCOVERY_ROWS = 2
 _FLUSH_ROWS = 2**23  # rows added into float32 counts before they are folded into float64
 
 
@@ -153,8 +152,9 @@ class _Counts:
 
 
 def _call_batch(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Batch | None:
-    """The forward call ``model(*args, **kwargs)`` as a :class:`Batch`, or ``None`` when it is not one
-    (several positional arguments, no tensor)."""
+    """The forward call ``model(*args, **kwargs)`` as a :class:`Batch` that repeats it exactly (every
+    keyword, ``labels`` included: a model may require them), or ``None`` when it is not one (several
+    positional arguments, no tensor)."""
     if len(args) == 1 and isinstance(args[0], torch.Tensor):
         mask = kwargs.get(MASK_KEY)
         return Batch(
@@ -164,10 +164,16 @@ def _call_batch(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Batch | Non
         )
     if not args and kwargs:
         try:
-            return to_batch(dict(kwargs))
+            batch = to_batch(dict(kwargs))
         except InspectorError:
             return None
+        labels = {k: v for k, v in kwargs.items() if k in LABEL_KEYS}
+        return dataclasses.replace(batch, extra={**batch.extra, **labels})
     return None
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def _holders(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -227,10 +233,17 @@ class Monitor:
     ) -> None:
         if not isinstance(model, nn.Module):
             raise InspectorError(f"Monitor watches an nn.Module, got {type(model).__name__}")
-        if int(every) < 1:
-            raise InspectorError(f"every must be at least 1 step, got {every}")
-        if snapshot_every is not None and int(snapshot_every) < 0:
-            raise InspectorError(f"snapshot_every must be 0 (never) or a number of steps, got {snapshot_every}")
+        if not _whole(every) or every < 1:
+            raise InspectorError(f"every must be a whole number of steps of at least 1, got {every!r}")
+        if snapshot_every is not None and (not _whole(snapshot_every) or snapshot_every < 0):
+            raise InspectorError(f"snapshot_every must be 0 (never) or a whole number of steps, got {snapshot_every!r}")
+        linears = {name for name, m in model.named_modules() if isinstance(m, nn.Linear)}
+        for layer in activations or {}:
+            if layer not in linears:  # said now, not inside the first training forward
+                raise InspectorError(
+                    f"activations= names {layer!r}, which is not an nn.Linear of the model; its linear layers are "
+                    f"{', '.join(sorted(linears)[:8]) or 'none'}{' ...' if len(linears) > 8 else ''}"
+                )
         if not 0 <= nearly_dead_threshold <= 1:
             raise InspectorError(f"nearly_dead_threshold is a fire rate in [0, 1], got {nearly_dead_threshold}")
         self.model = model
@@ -273,11 +286,14 @@ class Monitor:
         self._counting = False
         self._mask: torch.Tensor | None = None
         self._discovering = False
-        self._last_dead: dict[str, float] = {}
+        self._last_rate: dict[str, np.ndarray] = {}  # each layer's fire rates at the previous record
+        self._seen: dict[str, tuple[np.ndarray, float]] = {}  # each layer's fires and rows over every record
         self._warned: set[tuple[str, str]] = set()
         self._last_record = self.step_count
         self._output_loss: torch.Tensor | None = None
         self._closed = False
+        self._problem: str | None = None  # why no site is watched, said once at the first record
+        self._said_unwatched = False
         self.entry = ""  # the module whose training forwards are watched: the model, or the part the loop calls
         self._candidates: list[Any] = []
         try:
@@ -304,8 +320,9 @@ class Monitor:
         def hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
             if self._discovering or self.sites is not None or not module.training:
                 return
-            batch = _call_batch(args, kwargs)
-            self._discover(batch.rows(slice(0, _DISCOVERY_ROWS)) if batch is not None else None, name, module)
+            # the same call once more (without gradients, in eval mode): a model may need every row
+            # (a fixed batch size) and every keyword (labels)
+            self._discover(_call_batch(args, kwargs), name, module)
             self._pre_forward(module, args, kwargs)  # this call's own hooks were fixed before it began
 
         return hook
@@ -326,7 +343,7 @@ class Monitor:
         if self._discovering:
             return
         self._counting = False
-        loss = getattr(output, "loss", None)
+        loss = output.get("loss") if isinstance(output, Mapping) else getattr(output, "loss", None)
         if isinstance(loss, torch.Tensor) and module.training:
             self._output_loss = loss.detach()
 
@@ -336,7 +353,17 @@ class Monitor:
         declared = {k[len(prefix) :]: v for k, v in self.declared.items() if k.startswith(prefix)}
         self._discovering = True
         try:
-            sites = tuple(_prefixed(s, prefix) for s in discover_sites(module, batch, declared))
+            try:
+                found = discover_sites(module, batch, declared)
+            except Exception as error:  # noqa: BLE001 - the user's loop must go on: fall back to the graph
+                if batch is None:
+                    raise
+                found = discover_sites(module, None, declared)
+                self._problem = f"the observed forward failed ({type(error).__name__}: {error})".splitlines()[0]
+            sites = tuple(_prefixed(s, prefix) for s in found)
+        except Exception as error:  # noqa: BLE001 - nothing to watch, said once in the run and the log
+            sites = ()
+            self._problem = f"the sites could not be found ({type(error).__name__}: {error})".splitlines()[0]
         finally:
             self._discovering = False
         for handle in self._candidates:
@@ -422,6 +449,15 @@ class Monitor:
         scalars[("lr", "")] = self._learning_rate(lr)
         self._edge(events, "", "loss", not math.isfinite(loss_value) and loss is not None,
                    "warning", f"the loss is {loss_value} at step {step}")  # fmt: skip
+        if not self._said_unwatched and not self._counts:
+            self._said_unwatched = True
+            why = self._problem or (
+                "the model has no nn.Linear followed by an activation"
+                if self.sites is not None
+                else "neither the model nor any part of it holding a dense layer ran a forward in training mode"
+            )
+            events.append(("warning", "", f"{why}; no layer statistics are recorded (check that the loop calls the "
+                           "model in training mode, model.train(), or pass example= one batch)"))  # fmt: skip
         grad_norms: dict[str, float] = {}
         for layer, weight in self._weights.items():
             w = weight.detach()
@@ -500,21 +536,41 @@ class Monitor:
                 ("rows", layer): rows,
             }
         )
-        if math.isfinite(fraction):
-            previous = self._last_dead.get(layer)
-            if previous is not None and fraction - previous >= DEATH_JUMP - 1e-12:
+        if math.isfinite(fraction) and result is not None and rows > 0:
+            died = self._deaths(layer, result[0], rows)
+            if died is not None:
                 events.append(
                     (
                         "warning",
                         layer,
-                        f"{layer}: {100 * (fraction - previous):.0f}% of neurons died between steps "
-                        f"{self._last_record} and {step}; the learning rate may be too high",
+                        f"{layer}: {100 * died:.0f}% of neurons died between steps {self._last_record} and {step}; "
+                        "the learning rate may be too high",
                     )
                 )
-            self._last_dead[layer] = fraction
         self._edge(events, layer, "saturation", math.isfinite(saturation) and saturation > SATURATED, "warning",
                    f"{layer}: {100 * saturation:.0f}% of its {site.activation} values are saturated at step {step}; "
                    "its gradient is nearly zero there")  # fmt: skip
+
+    def _deaths(self, layer: str, fired: np.ndarray, rows: float) -> float | None:
+        """The share of ``layer``'s neurons that fired in the previous window and never in this one, when
+        that is at least :data:`DEATH_JUMP` of the layer more than chance explains; else ``None``.
+
+        A neuron firing on a share p of rows (its rate over every window so far) stays silent on this
+        window's n rows by chance with probability q = (1 - p)^n. The expected number of such silences,
+        and three standard deviations of it, are subtracted before comparing: small windows of rarely
+        firing neurons (a learning rate of 0 on batches of 8) raise nothing, a real die-off does.
+        """
+        previous, total = self._last_rate.get(layer), self._seen.get(layer)
+        self._last_rate[layer] = fired / rows
+        self._seen[layer] = (fired, rows) if total is None else (total[0] + fired, total[1] + rows)
+        if previous is None or total is None or len(previous) != len(fired):
+            return None
+        died = (fired == 0) & (previous > 0)
+        chance = np.power(1.0 - total[0][died] / total[1], rows)
+        excess = died.sum() - chance.sum() - 3.0 * math.sqrt(float((chance * (1.0 - chance)).sum()))
+        if excess < DEATH_JUMP * len(fired) - 1e-9:
+            return None
+        return float(died.sum() / len(fired))
 
     def _edge(
         self, events: list[tuple[str, str, str]], layer: str, kind: str, on: bool, severity: str, msg: str

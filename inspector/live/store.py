@@ -219,6 +219,8 @@ class RunWriter:
             raise InspectorError(
                 f"{self.dir} already holds a run; choose a new run directory (or pass resume=True to continue it)"
             )
+        if existing and read_run(self.dir).status == "running":
+            raise InspectorError(f"{self.dir} is being written by another process; a run has one writer at a time")
         try:
             self.dir.mkdir(parents=False, exist_ok=True)
             self._conn = _connect(self.dir / RUN_FILE, readonly=False)
@@ -318,23 +320,29 @@ class RunWriter:
                 (int(step), severity, layer, message, time.time()),
             )
 
-    def snapshot(self, step: int, tensors: Mapping[str, Any]) -> Path:
+    def snapshot(self, step: int, tensors: Mapping[str, Any]) -> Path | None:
         """Write ``tensors`` (a ``state_dict``: name -> tensor) as ``snapshots/step-<step>.safetensors``
-        (whole or absent), then commit its row. Returns the file."""
+        (whole or absent), then commit its row. Returns the file, or ``None`` when a file of that name
+        is already there (never overwritten: it is said in the run's events instead)."""
         import torch
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
         folder = self.dir / SNAPSHOT_FOLDER
+        relative = f"{SNAPSHOT_FOLDER}/step-{int(step):09d}.safetensors"
+        if (self.dir / relative).exists():
+            self.event(step, "warning", "", f"{relative} already exists: the snapshot of step {step} was not written")
+            return None
         try:
             folder.mkdir(exist_ok=True)
         except OSError as exc:
             raise InspectorError(f"cannot create {folder}: {describe_os_error(exc)}") from None
         # contiguous CPU copies that share no storage: safetensors refuses tied tensors
         plain = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in tensors.items() if torch.is_tensor(v)}
-        relative = f"{SNAPSHOT_FOLDER}/step-{int(step):09d}.safetensors"
-        path = write_atomic(
-            self.dir / relative, lambda tmp: save_file(plain, str(tmp), metadata={"step": str(int(step))}), force=True
-        )
+        data = save(plain, metadata={"step": str(int(step))})
+        del plain
+        # written through this tool's own temporary (an ordinary file's permissions; a killed write's
+        # leftover is cleaned by the next write), never over an existing file
+        path = write_atomic(self.dir / relative, lambda tmp: tmp.write_bytes(data))
         with self._transaction() as conn:
             conn.execute("INSERT OR REPLACE INTO snapshots (step, file) VALUES (?, ?)", (int(step), relative))
         return path
@@ -345,6 +353,10 @@ class RunWriter:
             return
         with contextlib.suppress(sqlite3.Error):
             self.set_meta({"status": status, "closed": time.time()})
+        with contextlib.suppress(sqlite3.Error):
+            # a finished run becomes one plain database file (no -wal / -shm): readable from a read-only
+            # folder or medium, and reading it writes nothing; skipped while a reader holds it open
+            self._conn.execute("PRAGMA journal_mode = DELETE")
         self._conn.close()
         self._conn = None  # type: ignore[assignment]
 
@@ -369,9 +381,19 @@ def read_run(run_dir: str | os.PathLike[str], *, vectors: bool = True) -> RunHis
     if not db.is_file():
         raise InspectorError(f"{root} is not a run directory (no {RUN_FILE}); give the folder a Monitor wrote")
     try:
-        conn = _connect(db, readonly=True)
+        if not os.access(root, os.W_OK) and not Path(f"{db}-wal").exists():
+            # a folder this process cannot write, and every record in the database file itself (a closed
+            # run, or one whose log was folded in): read it as the immutable file it is here. SQLite
+            # would otherwise want to create a -shm index beside a database still in WAL mode.
+            conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
+        else:
+            conn = _connect(db, readonly=True)
     except sqlite3.Error as exc:
         raise InspectorError(f"cannot open the run in {root}: {exc}") from None
+    return _read(conn, root, vectors)
+
+
+def _read(conn: sqlite3.Connection, root: Path, vectors: bool) -> RunHistory:
     try:
         conn.execute("BEGIN")  # one snapshot of the database for every query below
         meta = {k: json.loads(v) for k, v in conn.execute("SELECT key, value FROM meta")}
@@ -396,7 +418,12 @@ def read_run(run_dir: str | os.PathLike[str], *, vectors: bool = True) -> RunHis
         )
         conn.execute("COMMIT")
     except sqlite3.DatabaseError as exc:
-        raise InspectorError(f"cannot read the run in {root}: {exc}; is it a run directory this tool wrote?") from None
+        hint = (
+            "copy it to a folder you can write (SQLite needs its -shm index beside a run still being written)"
+            if not os.access(root, os.W_OK)
+            else "is it a run directory this tool wrote?"
+        )
+        raise InspectorError(f"cannot read the run in {root}: {exc}; {hint}") from None
     finally:
         conn.close()
     if meta.get("format") not in (None, FORMAT):
