@@ -65,25 +65,36 @@ def app_for_run(run: FactoryRun) -> Dash:
 def app_for_runs(path: str | Path, *, refresh: float = 2.0, log: Callable[[str], None] = print) -> Dash:
     """The app for a run directory, or a folder of runs (:func:`inspector.live.find_runs`), side by side.
 
-    The other views show a weight-only analysis of the first run's newest snapshot (as it is at launch).
+    A folder of runs is searched again on each refresh (runs started later join the view); a run that
+    cannot be read is left out with a note (an error only when none can be read). The other views
+    show a weight-only analysis of the first readable run's newest snapshot (as it is at launch).
     """
     from dashboards.app import create_live_app
     from dashboards.views.live import LiveRuns
     from inspector.analysis.weights_file import analyze_weights_file
     from inspector.errors import InspectorError
-    from inspector.live.store import find_runs, read_run
+    from inspector.live.store import find_runs, is_run
 
     root = Path(path)
     paths = find_runs(root)
     if not paths:
         raise InspectorError(f"{root} holds no training run (no run.sqlite in it or its sub-folders)")
-    live = LiveRuns(paths, root, refresh=refresh)
-    first = read_run(paths[0])
-    log(f"{len(paths)} run{'s' if len(paths) != 1 else ''} in {root}: {', '.join(live.labels)}")
+    live = LiveRuns(paths, root, refresh=refresh, watch=not is_run(root))
+    runs = live.read_many(live.labels)
+    if not runs:  # one line: the run's own error, or that none of the folder's can be read
+        errors = list(live.unreadable().values())
+        if len(errors) == 1:
+            raise InspectorError(errors[0])
+        raise InspectorError(f"none of the {len(errors)} runs in {root} can be read (not run databases)")
+    for label, why in live.unreadable().items():
+        log(f"note: skipped {label}: {why}")
+    log(f"{len(runs)} run{'s' if len(runs) != 1 else ''} in {root}: {', '.join(r.name for r in runs)}")
+    first = live.read(runs[0].name)
+    snapshot = first.latest_snapshot
     analysis = None
-    if first.latest_snapshot is not None:
-        log(f"analysing the weights of {live.labels[0]} at step {first.latest_snapshot.step} ...")
-        analysis = analyze_weights_file(first.latest_snapshot.path)
+    if snapshot is not None:
+        log(f"analysing the weights of {first.name} at step {snapshot.step} ...")
+        analysis = analyze_weights_file(snapshot.path)
     else:
-        log(f"{live.labels[0]} has no weight snapshot yet: only the Live view opens")
+        log(f"{first.name} has no weight snapshot yet: only the Live view opens")
     return create_live_app(live, analysis)

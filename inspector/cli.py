@@ -625,7 +625,18 @@ def _write_run_report(runs: list[Path], args: argparse.Namespace, fmt: str, to_s
     from inspector.live.store import read_run
     from inspector.report import run_html, write_run_report
 
-    histories = [read_run(p) for p in runs]
+    histories, errors = [], []
+    for path in runs:
+        try:
+            histories.append(read_run(path))
+        except InspectorError as exc:  # one unreadable run of a folder: the others still report
+            errors.append((path, str(exc)))
+    if not histories:  # one line: the run's own error, or that none of the folder's can be read
+        if len(errors) == 1:
+            raise InspectorError(errors[0][1])
+        raise InspectorError(f"none of the {len(errors)} runs in {args.paths[0]} can be read (not run databases)")
+    for path, why in errors:
+        _note(f"skipped {path}: {why}")
     newest = histories[0].latest_snapshot
     analysis = analyze_weights_file(newest.path) if newest is not None else None
     if to_stdout:

@@ -526,8 +526,20 @@ def comparison_html(c: Comparison) -> str:
     return render_html("dense-inspector comparison", comparison_sections(c))
 
 
+# What the activations of a run's layers record, by kind of unit: dead fraction (ReLU-type),
+# saturation (sigmoid/tanh), zero rate (GELU/SiLU); the report draws those some layer recorded.
+ACTIVATION_STATISTICS = ("dead_fraction", "saturation", "zero_rate")
+
+
+def _recorded(runs: list[RunHistory], name: str) -> bool:
+    """Whether some layer of some run recorded ``name`` (a value that is not NaN)."""
+    return any(s.name == name and not np.isnan(s.values).all() for r in runs for s in r.series if len(s.values))
+
+
 def run_sections(runs: list[RunHistory]) -> list[Section]:
-    """The training run section (one or several runs side by side): status, curves, warnings."""
+    """The training run section (one or several runs side by side): status, the curves of the
+    statistics the runs recorded (dead fraction, saturation, zero rate; gradient norm, loss and
+    learning rate), warnings."""
     section = Section("run", "Training run" if len(runs) == 1 else f"Training runs ({len(runs)})")
     rows: list[dict[str, object]] = [
         {
@@ -544,7 +556,7 @@ def run_sections(runs: list[RunHistory]) -> list[Section]:
     section.blocks += [
         f"<p>Recorded by {_e(', '.join(sorted({str(r.meta.get('source', 'a run writer')) for r in runs})))}.</p>",
         _table(rows, {"last step", "records", "layers", "snapshots", "warnings"}),
-        F.live_curves_figure(runs, "dead_fraction"),
+        *[F.live_curves_figure(runs, name) for name in ACTIVATION_STATISTICS if _recorded(runs, name)],
         F.live_curves_figure(runs, "grad_norm"),
         F.loss_lr_figure(runs),
     ]

@@ -98,3 +98,27 @@ def test_live_view_follows_a_run_being_written(dash_duo, tmp_path):
         if writer.poll() is None:
             writer.kill()
             writer.wait()
+
+
+def test_a_run_started_after_launch_joins_the_picker(dash_duo, tmp_path):
+    from tests.test_live_views import _corrupt, write
+
+    root = tmp_path / "runs"
+    root.mkdir()
+    write(root / "a", 0)  # finished before launch: a folder still polls
+    _corrupt(root / "bad")
+    dash_duo.start_server(app_for_runs(root, refresh=0.3, log=lambda _: None))
+    dash_duo.wait_for_contains_text(f"#{ids.LIVE_STATUS}", "a: step 200, finished", timeout=20)
+    assert "skipped bad: cannot read the run in" in dash_duo.find_element(f"#{ids.LIVE_NOTE}").text
+    writer = write(root / "b", 1, close=False)  # started after launch
+    dash_duo.wait_for_contains_text(f"#{ids.LIVE_STATUS}", "b: step 200, running", timeout=20)
+    # the status lines are the selected runs': every run was selected, so is the new one
+    assert dash_duo.find_element(f"#{ids.LIVE_STATUS}").text.splitlines() == [
+        "a: step 200, finished",
+        "b: step 200, running",
+    ]
+    until(lambda: len(dash_duo.find_elements(f"#{ids.LIVE_CURVES} .scatterlayer .trace")) == 6, 10)
+    writer.record(250, {("loss", ""): 0.25})
+    writer.close()
+    dash_duo.wait_for_contains_text(f"#{ids.LIVE_STATUS}", "b: step 250, finished", timeout=20)
+    assert dash_duo.get_logs() == [], "the browser console reported errors"

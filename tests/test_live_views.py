@@ -18,6 +18,7 @@ from dashboards.views import live as view
 from inspector import figures as F
 from inspector.cli import main
 from inspector.errors import InspectorError
+from inspector.figures.live import LIVE_STATISTICS
 from inspector.live.store import RunWriter, find_runs, read_run
 from inspector.report import run_sections
 
@@ -206,7 +207,8 @@ def test_dashboard_command_opens_runs_and_refuses_other_folders(tmp_path, monkey
     assert main(["dashboard", str(tmp_path / "runs"), "--refresh", "5"]) == 0
     runs = _find(served[0].layout, ids.LIVE_RUNS)
     assert runs.value == ["exp1", "sweep/lr-0.1"]  # every run, by default
-    assert _find(served[0].layout, ids.LIVE_INTERVAL).disabled is True
+    # a folder of runs keeps polling though every run has finished: a new run may start any time
+    assert _find(served[0].layout, ids.LIVE_INTERVAL).disabled is False
     assert "2 runs in" in capsys.readouterr().err
     (tmp_path / "nothing").mkdir()
     assert main(["dashboard", str(tmp_path / "nothing")]) == 1
@@ -283,3 +285,126 @@ def test_report_of_a_folder_of_runs_draws_them_side_by_side(tmp_path):
     for r in (0, 1):
         expected = np.array([dead_fraction(r, 2, s) for s in STEPS])
         assert any(a.shape == expected.shape and np.allclose(a, expected, rtol=1e-12) for a in arrays)
+
+
+def test_a_folder_of_runs_is_searched_again_on_each_tick_and_keeps_polling(tmp_path):
+    root = tmp_path / "runs"
+    root.mkdir()
+    write(root / "a", 0)
+    write(root / "b", 1)
+    app = app_for_runs(root, log=lambda _: None)
+    assert _find(app.layout, ids.LIVE_INTERVAL).disabled is False  # every run finished, yet it polls
+    live = view.LiveRuns(find_runs(root), root, watch=True)
+    options = [{"label": label, "value": label} for label in ("a", "b")]
+    note = view.note_text(live, live.note)
+    with pytest.raises(PreventUpdate):  # nothing new
+        view.refresh_runs(live, ["a", "b"], options, note)
+    (root / "sweep").mkdir()
+    write(root / "sweep" / "c", 2, close=False)  # started after launch, two levels down
+    options, value, _ = view.refresh_runs(live, ["a", "b"], options, note)
+    assert [o["value"] for o in options] == ["a", "b", "sweep/c"]
+    assert value == ["a", "b", "sweep/c"]  # everything was selected: so is the new run
+    status, curves, *_ = view.refresh(live, value, "dead_fraction", None)
+    assert status[2].children == "sweep/c: step 200, running" and len(curves.data) == 3 * len(LAYERS)
+    np.testing.assert_allclose(curves.data[-1].y, [dead_fraction(2, 2, s) for s in STEPS], rtol=1e-12)
+    write(root / "d", 3)
+    options, value, _ = view.refresh_runs(live, ["b"], options, note)  # the reader narrowed it to b
+    assert [o["value"] for o in options] == ["a", "b", "d", "sweep/c"] and value == ["b"]
+    assert view.refresh(live, ["a", "b", "d"], "dead_fraction", None)[4] is False  # all finished: still polls
+    single = view.LiveRuns([root / "a"])  # a run directory: no search, polling stops once it has finished
+    assert single.rescan() == [] and view.refresh(single, ["a"], "dead_fraction", None)[4] is True
+
+
+def _corrupt(path) -> None:
+    path.mkdir(parents=True)
+    (path / "run.sqlite").write_bytes(np.random.default_rng(0).bytes(8192))
+
+
+def test_an_unreadable_run_of_a_folder_is_skipped_with_a_note(tmp_path, monkeypatch, capsys):
+    import dashboards.app
+
+    root = tmp_path / "runs"
+    root.mkdir()
+    write(root / "a", 0)
+    _corrupt(root / "bad")
+    out = tmp_path / "report.html"
+    assert main(["report", str(root), "-o", str(out)]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("inspector: note: skipped") and "bad" in err[0], err
+    assert "file is not a database" in err[0]
+    arrays = _embedded_arrays(out.read_text())
+    expected = np.array([dead_fraction(0, 0, s) for s in STEPS])
+    assert any(a.shape == expected.shape and np.allclose(a, expected, rtol=1e-12) for a in arrays)
+    served = []
+    monkeypatch.setattr(dashboards.app, "serve", lambda app, *a, **k: served.append(app))
+    monkeypatch.setattr(dashboards.app, "check_port", lambda *a: None)
+    assert main(["dashboard", str(root)]) == 0
+    err = capsys.readouterr().err
+    assert "inspector: note: skipped bad: " in err and "1 run in" in err
+    assert [o["value"] for o in _find(served[0].layout, ids.LIVE_RUNS).options] == ["a"]
+    note = _find(served[0].layout, ids.LIVE_NOTE).children
+    assert note.splitlines()[1].startswith("skipped bad: cannot read the run in") and len(note.splitlines()) == 2
+    _corrupt(root / "worse")
+    live = view.LiveRuns(find_runs(root), root, watch=True)
+    assert [r.name for r in live.read_many(live.labels)] == ["a"] and sorted(live.unreadable()) == ["bad", "worse"]
+    (root / "a" / "run.sqlite").write_bytes(b"now broken too" * 512)
+    for command in (["report", str(root), "-o", str(tmp_path / "none.html")], ["dashboard", str(root)]):
+        assert main(command) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("inspector: error: none of the 3 runs in"), err
+        assert err[0].endswith("can be read (not run databases)")
+
+
+def test_report_draws_saturation_and_zero_rate_that_a_monitor_recorded(tmp_path):
+    import sqlite3
+
+    import inspector
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(8, 16),
+        torch.nn.Tanh(),
+        torch.nn.Linear(16, 16),
+        torch.nn.Sigmoid(),
+        torch.nn.Linear(16, 16),
+        torch.nn.GELU(),
+        torch.nn.Linear(16, 2),
+    )
+    with torch.no_grad():
+        model[2].weight.mul_(20)  # large inputs to the sigmoid: some of it saturates
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    X = torch.randn(64, 8) * 3
+    y = (X[:, 0] > 0).long()
+    run = tmp_path / "squash"
+    with inspector.Monitor(model, run, every=2, optimizer=optimizer) as monitor:
+        for _ in range(6):
+            loss = torch.nn.functional.cross_entropy(model(X), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            monitor.step(loss)
+    out = tmp_path / "report.html"
+    assert main(["report", str(run), "-o", str(out)]) == 0
+    text = out.read_text()
+    figures = [b for b in run_sections([read_run(run)])[0].blocks if not isinstance(b, str)]
+    assert [f.layout.title.text for f in figures] == [  # no ReLU: no dead-fraction figure
+        "saturation per layer over training steps",
+        "zero rate per layer over training steps",
+        "gradient norm per layer over training steps",
+        "loss and learning rate over training steps",
+    ]
+    assert "no dead fraction recorded" not in text
+    drawn = {fig.layout.title.text.split(" per ")[0]: {t.name: np.asarray(t.y) for t in fig.data} for fig in figures}
+    assert sorted(drawn["saturation"]) == ["0", "2"] and sorted(drawn["zero rate"]) == ["4"]
+    arrays = _embedded_arrays(text)
+    with sqlite3.connect(run / "run.sqlite") as conn:
+        for name, layers in (("saturation", ["0", "2"]), ("zero_rate", ["4"]), ("grad_norm", ["0", "2", "4", "6"])):
+            for layer in layers:
+                stored = conn.execute(
+                    "SELECT step, value FROM scalars WHERE name = ? AND layer = ? ORDER BY step", (name, layer)
+                ).fetchall()
+                assert [s for s, _ in stored] == [2, 4, 6]
+                values = np.array([v for _, v in stored], dtype=np.float64)
+                assert np.isfinite(values).all() and (values > 0).all(), (name, layer)
+                assert any(a.shape == values.shape and np.array_equal(a, values) for a in arrays), (name, layer)
+                np.testing.assert_array_equal(drawn[LIVE_STATISTICS[name][0]][layer], values)

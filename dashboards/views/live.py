@@ -1,7 +1,10 @@
 """Live: training runs as they are recorded (a run directory, or a folder of runs side by side).
 
 A ``dcc.Interval`` re-reads the runs every few seconds and redraws the curves, keeping the reader's
-zoom (``uirevision``); once every run shown has finished or stopped, it stops. Reads are cheap when
+zoom (``uirevision``). For a single run directory it stops once every run shown has finished or
+stopped; for a folder of runs it never stops: each tick looks for runs started since (a glob), adds
+them to the run picker, and selects them too unless the reader has narrowed the selection. A run
+that cannot be read (not a database) is left out with a line in the note. Reads are cheap when
 nothing changed: a run is read again only when its database or write-ahead log changed on disk.
 """
 
@@ -18,12 +21,13 @@ from dash.exceptions import PreventUpdate
 
 from dashboards import ids
 from dashboards.security import choice, flags
-from dashboards.views import control, graph, layer_dropdown, layer_options, note, row
+from dashboards.views import control, graph, layer_dropdown, layer_options, row
 from inspector import figures as F
 from inspector.analysis.weights import LayerWeights
+from inspector.errors import InspectorError
 from inspector.figures.live import LIVE_STATISTICS
 from inspector.fileio import process_alive
-from inspector.live.store import RUN_FILE, RunHistory, Snapshot, read_run
+from inspector.live.store import RUN_FILE, RunHistory, Snapshot, find_runs, read_run
 
 WARNINGS_SHOWN = 200  # newest first; older ones are in the run's report
 
@@ -41,41 +45,95 @@ class LiveRuns:
 
     ``paths``: run directories; ``root``: the folder they were found in (labels are the paths relative
     to it, so ``sweep/lr-0.1`` and ``other/lr-0.1`` stay apart). ``refresh``: seconds between re-reads.
+    ``watch``: ``root`` is a folder of runs that :meth:`rescan` searches again for runs started later
+    (and the view keeps polling for them).
     """
 
-    def __init__(self, paths: Sequence[Path], root: Path | None = None, refresh: float = 2.0) -> None:
-        self.paths = [Path(p) for p in paths]
-        self.labels = [
-            str(p.relative_to(root)) if root is not None and p != root else p.resolve().name for p in self.paths
-        ]
+    def __init__(
+        self, paths: Sequence[Path], root: Path | None = None, refresh: float = 2.0, *, watch: bool = False
+    ) -> None:
+        self.root = root
+        self.watch = watch and root is not None
         self.refresh = refresh
-        count = f"{len(self.paths)} run{'s' if len(self.paths) != 1 else ''}"
-        self.title = f"{self.labels[0]} (training run)" if len(self.paths) == 1 else f"{count} side by side"
-        self.source = str(self.paths[0]) if len(self.paths) == 1 else f"{count} in {root or self.paths[0].parent}"
-        self._cache: dict[str, tuple[tuple[object, ...], RunHistory]] = {}
-        self._layers: dict[tuple[str, str, int], LayerWeights | None] = {}
         self._lock = threading.Lock()
+        self._set_paths(paths)
+        count = f"{len(self.paths)} run{'s' if len(self.paths) != 1 else ''}"
+        if self.watch:
+            self.title = f"runs in {Path(str(root)).resolve().name}"
+            self.source = f"{count} in {root} at launch (runs started later appear too)"
+        else:
+            self.title = f"{self.labels[0]} (training run)" if len(self.paths) == 1 else f"{count} side by side"
+            self.source = str(self.paths[0]) if len(self.paths) == 1 else f"{count} in {root or self.paths[0].parent}"
+        self._cache: dict[str, tuple[tuple[object, ...], RunHistory]] = {}
+        self._errors: dict[str, tuple[tuple[object, ...], str]] = {}  # label -> (file state, why unreadable)
+        self._layers: dict[tuple[str, str, int], LayerWeights | None] = {}
+        self.note = ""  # the Live tab's note, before the lines on unreadable runs
+
+    def _label(self, path: Path) -> str:
+        root = self.root
+        return str(path.relative_to(root)) if root is not None and path != root else path.resolve().name
+
+    def _set_paths(self, paths: Sequence[Path]) -> None:
+        paths = [Path(p) for p in paths]
+        labels = [self._label(p) for p in paths]
+        with self._lock:
+            self.paths, self.labels = paths, labels
+            self._where = dict(zip(labels, paths, strict=True))
+
+    def rescan(self) -> list[str]:
+        """Look for runs started since (a folder of runs only); the labels of the new ones."""
+        if not self.watch or self.root is None:
+            return []
+        found = find_runs(self.root)
+        new = [p for p in found if self._label(p) not in self._where]
+        if new:
+            self._set_paths(sorted([*self.paths, *new], key=self._label))
+        return [self._label(p) for p in new]
 
     def read(self, label: str) -> RunHistory:
         """The run ``label`` now; the cached copy while its database and log are unchanged (and, for a
-        running run, its writer still alive: a killed writer changes no file but makes it stopped)."""
-        path = self.paths[self.labels.index(label)]
+        running run, its writer still alive: a killed writer changes no file but makes it stopped).
+        ``InspectorError`` when it cannot be read (the reason is kept for :meth:`unreadable`)."""
+        with self._lock:
+            path = self._where[label]
         db = path / RUN_FILE
         key = (_file_state(db), _file_state(Path(f"{db}-wal")))
         with self._lock:
             cached = self._cache.get(label)
+            error = self._errors.get(label)
+        if error is not None and error[0] == key:
+            raise InspectorError(error[1])
         if cached is not None and cached[0] == key:
             history = cached[1]
             pid = history.meta.get("pid")
             if not history.running or not isinstance(pid, int) or process_alive(pid):
                 return history
-        history = dataclasses.replace(read_run(path, vectors=False), name=label)  # scalars only
+        try:
+            history = dataclasses.replace(read_run(path, vectors=False), name=label)  # scalars only
+        except InspectorError as exc:
+            with self._lock:
+                self._errors[label] = (key, str(exc))
+            raise
         with self._lock:
             self._cache[label] = (key, history)
+            self._errors.pop(label, None)
         return history
 
+    def unreadable(self) -> dict[str, str]:
+        """The runs the last reads could not read: label -> why."""
+        with self._lock:
+            return {label: why for label, (_, why) in self._errors.items()}
+
     def read_many(self, labels: Sequence[str]) -> list[RunHistory]:
-        return [self.read(label) for label in self.labels if label in labels]
+        """The runs ``labels`` that can be read, in the picker's order (the others are :meth:`unreadable`)."""
+        runs = []
+        for label in self.labels:
+            if label in labels:
+                try:
+                    runs.append(self.read(label))
+                except InspectorError:
+                    continue
+        return runs
 
     def snapshot_layer(self, label: str, snapshot: Snapshot, layer: str) -> LayerWeights | None:
         """``layer``'s weight statistics in ``snapshot`` (``None`` when the file holds no 2-D weight for it)."""
@@ -149,11 +207,22 @@ def _snapshot_figure(live: LiveRuns, runs: Sequence[RunHistory], layer: str | No
     return F.snapshot_weights_figure(run, weights, layer), [run.name, layer, snapshot.step]
 
 
+def note_text(live: LiveRuns, base: str) -> str:
+    """``base``, then one line per run that cannot be read (left out of the view)."""
+    skipped = [f"skipped {label}: {why}" for label, why in sorted(live.unreadable().items())]
+    return "\n".join([base, *skipped])
+
+
+def polling_off(live: LiveRuns, runs: Sequence[RunHistory]) -> bool:
+    """Whether the view stops polling: never for a folder of runs (a new one may start any time)."""
+    return not live.watch and not any(run.running for run in runs)
+
+
 def layout(live: LiveRuns) -> html.Div:
     runs = live.read_many(live.labels)
     layers = all_layers(runs)
     first = runs[0] if runs else None
-    snapshot_note = (
+    live.note = (
         f"The other views show {first.name}'s weights at step {first.latest_snapshot.step} (its newest snapshot, "
         "weights only)."
         if first is not None and first.latest_snapshot is not None
@@ -161,16 +230,21 @@ def layout(live: LiveRuns) -> html.Div:
         "(Monitor(snapshot_every=...))."
     )
     snapshot_fig, _ = _snapshot_figure(live, runs, layers[0] if layers else None)
+    shown = [run.name for run in runs]
     return html.Div(
         [
             html.Div(status_lines(runs), id=ids.LIVE_STATUS, style={"fontFamily": "monospace", "margin": "4px 0"}),
-            note(snapshot_note, ids.LIVE_NOTE),
+            html.P(
+                note_text(live, live.note),
+                id=ids.LIVE_NOTE,
+                style={"color": "#555", "margin": "6px 0", "whiteSpace": "pre-line"},
+            ),
             control(
                 "Runs",
                 dcc.Dropdown(
                     id=ids.LIVE_RUNS,
-                    options=[{"label": label, "value": label} for label in live.labels],
-                    value=list(live.labels),
+                    options=[{"label": label, "value": label} for label in shown],
+                    value=shown,
                     multi=True,
                     style={"minWidth": "320px"},
                 ),
@@ -215,7 +289,7 @@ def layout(live: LiveRuns) -> html.Div:
             dcc.Interval(
                 id=ids.LIVE_INTERVAL,
                 interval=int(live.refresh * 1000),
-                disabled=not any(run.running for run in runs),  # a finished run opens as a whole
+                disabled=polling_off(live, runs),  # a finished run opens as a whole
             ),
             dcc.Store(id=ids.LIVE_SEEN),
             dcc.Store(id=ids.LIVE_SNAPSHOT_SEEN),
@@ -252,7 +326,7 @@ def refresh(
         F.live_curves_figure(runs, statistic, layers),
         F.loss_lr_figure(runs),
         warnings_table(runs),
-        not any(run.running for run in runs),
+        polling_off(live, runs),
         layer_options(names),
         key,
         F.live_curves_figure(runs, "grad_norm", layers),
@@ -271,6 +345,28 @@ def refresh_snapshot(live: LiveRuns, run_value: object, layer_value: object, see
     if key is not None and key == seen:
         return no_update, no_update, no_update
     return figure, key, layer_options(names)
+
+
+def refresh_runs(live: LiveRuns, run_value: object, options: object, shown_note: object) -> tuple[object, ...]:
+    """The run picker's options and value, and the note, after looking for new runs (a folder of runs).
+
+    A run that became readable since the page last drew the picker (a new run, or one not yet written
+    when last looked at) is added to its options, and selected too unless the reader has narrowed the
+    selection (deselected a run it offered). ``PreventUpdate`` when nothing changed.
+    """
+    live.rescan()
+    readable = [run.name for run in live.read_many(live.labels)]
+    before = [o.get("value") for o in options if isinstance(o, dict)] if isinstance(options, list) else []
+    value = sorted(flags(run_value, live.labels))
+    text = note_text(live, live.note)
+    if readable == before and text == shown_note:
+        raise PreventUpdate
+    new = [label for label in readable if label not in before]
+    if set(before) <= set(value):  # everything offered is selected: so are the new ones
+        value = [label for label in readable if label in value or label in new]
+    else:
+        value = [label for label in readable if label in value]
+    return [{"label": label, "value": label} for label in readable], value, text
 
 
 def register(app: Dash, live: LiveRuns) -> None:
@@ -293,6 +389,19 @@ def register(app: Dash, live: LiveRuns) -> None:
     def update(_ticks: object, run_value: object, statistic: object, layer_value: object, seen: object):
         tick = callback_context.triggered_id == ids.LIVE_INTERVAL
         return refresh(live, run_value, statistic, layer_value, seen, tick=tick)
+
+    @app.callback(
+        Output(ids.LIVE_RUNS, "options"),
+        Output(ids.LIVE_RUNS, "value"),
+        Output(ids.LIVE_NOTE, "children"),
+        Input(ids.LIVE_INTERVAL, "n_intervals"),
+        State(ids.LIVE_RUNS, "value"),
+        State(ids.LIVE_RUNS, "options"),
+        State(ids.LIVE_NOTE, "children"),
+        prevent_initial_call=True,
+    )
+    def update_runs(_ticks: object, run_value: object, options: object, shown_note: object):
+        return refresh_runs(live, run_value, options, shown_note)
 
     @app.callback(
         Output(ids.LIVE_SNAPSHOT, "figure"),
