@@ -31,6 +31,7 @@ from typing import Any
 import torch
 
 from inspector.errors import InspectorError
+from inspector.integrations._settings import MonitorSettings
 from inspector.live.monitor import Monitor
 
 try:
@@ -50,7 +51,7 @@ def _closing_status(exception: BaseException) -> str:
     return "stopped" if isinstance(exception, KeyboardInterrupt) else "failed"
 
 
-class InspectorCallback(pl.Callback):
+class InspectorCallback(MonitorSettings, pl.Callback):
     """Run a :class:`~inspector.live.monitor.Monitor` on the LightningModule during ``trainer.fit``.
 
     ``run_dir``: the run directory (default ``<trainer.log_dir or default_root_dir>/inspector``; it must
@@ -67,17 +68,9 @@ class InspectorCallback(pl.Callback):
         snapshot_every: int | None = None,
         **monitor_kwargs: Any,
     ) -> None:
-        if "optimizer" in monitor_kwargs:
-            raise InspectorError("InspectorCallback reads the optimizer from the Trainer; do not pass optimizer=")
-        self.requested_dir = None if run_dir is None else Path(run_dir)
-        self.every = every
-        self.snapshot_every = snapshot_every
-        self.monitor_kwargs = monitor_kwargs
-        self.monitor: Monitor | None = None
-        self.run_dir: Path | None = None
+        super().__init__(run_dir, every=every, snapshot_every=snapshot_every, **monitor_kwargs)
         self._last_global_step = 0
         self._losses: list[torch.Tensor] = []
-        self._lr: float | None = None
 
     def _default_dir(self, trainer: pl.Trainer) -> Path:
         # log_dir broadcasts from rank 0, so every rank asks for it

@@ -21,13 +21,13 @@ lives (``stopped`` once it exits); call :meth:`InspectorCallback.close` with ``"
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from inspector.errors import InspectorError
+from inspector.integrations._settings import MonitorSettings
 from inspector.live.monitor import Monitor
 
 try:
@@ -40,7 +40,7 @@ except ImportError:
 __all__ = ["InspectorCallback"]
 
 
-class InspectorCallback(TrainerCallback):
+class InspectorCallback(MonitorSettings, TrainerCallback):
     """Run a :class:`~inspector.live.monitor.Monitor` on the Trainer's model during ``trainer.train()``.
 
     ``run_dir``: the run directory (default ``<args.output_dir>/inspector``; it must not hold a run
@@ -48,24 +48,6 @@ class InspectorCallback(TrainerCallback):
     ``nearly_dead_threshold=``, ``tensorboard=``, ``meta=``...) go to the Monitor. After training,
     :attr:`run_dir` is where the run was written (``None`` on processes other than zero).
     """
-
-    def __init__(
-        self,
-        run_dir: str | os.PathLike[str] | None = None,
-        *,
-        every: int = 50,
-        snapshot_every: int | None = None,
-        **monitor_kwargs: Any,
-    ) -> None:
-        if "optimizer" in monitor_kwargs:
-            raise InspectorError("InspectorCallback reads the optimizer from the Trainer; do not pass optimizer=")
-        self.requested_dir = None if run_dir is None else Path(run_dir)
-        self.every = every
-        self.snapshot_every = snapshot_every
-        self.monitor_kwargs = monitor_kwargs
-        self.monitor: Monitor | None = None
-        self.run_dir: Path | None = None
-        self._lr: float | None = None
 
     def on_train_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
