@@ -14,15 +14,16 @@
 What is measured, and when:
 
 - Every forward in training mode (``model.training``; evaluation passes inside the loop are not
-  counted) adds, per dense site and on the device (no host synchronisation), the rows on which
-  each neuron fired, by the census's rules (:mod:`inspector.analysis.activations`): a rectifier
-  fires where its output is positive, every other unit where its pre-activation is; squashers
-  (sigmoid, tanh) count the (row, neuron) values in a flat tail, smooth units (GELU, SiLU) the
-  near-zero ones. Padded positions (a batch's ``attention_mask``) are left out.
+  counted) adds, per dense site and on the device (no host synchronisation), one count per neuron
+  by the census's rules (:mod:`inspector.analysis.activations`): the rows on which it fired for
+  rectifiers (output > 0) and leaky or unknown units (pre-activation > 0); the rows in a flat tail
+  for squashers (sigmoid, tanh); the near-zero rows for smooth units (GELU, SiLU). One count, not
+  two: each pass over a batch's values is most of the Monitor's cost. Padded positions (a batch's
+  ``attention_mask``) are left out.
 - Every ``every`` steps a record: per layer ``dead`` (rectifiers and leaky units: neurons that
   never fired since the last record), ``nearly_dead`` (fired on fewer than the threshold's share of
-  rows), ``dead_fraction``, ``saturation`` (squashers) or ``zero_rate`` (smooth units), the
-  per-neuron ``fire_rate``, ``rows``; then the counts start again. The gradient of each dense weight
+  rows), ``dead_fraction``, ``saturation`` (squashers) or ``zero_rate`` (smooth units), the same
+  per neuron (vectors ``fire_rate``, ``saturation`` or ``zero_rate``), ``rows``; then the counts start again. The gradient of each dense weight
   at that step (``grad_norm``, taken by a post-accumulate-grad hook because the user zeroes the
   gradients before :meth:`Monitor.step` runs), the weight after the step (``weight_norm``) and
   ``update_ratio`` = ||w after - w before|| / ||w before||; the ``loss`` and ``lr``. A value that
@@ -81,12 +82,9 @@ class _Counts:
 
     def add(self, pre: torch.Tensor, out: torch.Tensor, mask: torch.Tensor | None) -> None:
         width = int(out.shape[-1])
-        pre = pre.detach().reshape(-1, width)
         out = out.detach().reshape(-1, width)
         if out.dtype != torch.float32:
             out = out.float()
-        if pre.dtype != torch.float32:
-            pre = pre.float()
         if self.fired is None or self.other is None:
             self.fired = torch.zeros(1, width, device=out.device)
             self.other = torch.zeros(1, width, device=out.device)
@@ -110,9 +108,9 @@ class _Counts:
         else:
             weights = mask.reshape(1, -1).to(device=out.device, dtype=torch.float32)
             self.rows = self.rows + weights.sum()
-        # ReLU fires where its output is > 0; every other unit where its input is
-        torch.gt(out if self.group == "rectifier" else pre, 0, out=indicator)
-        self.fired.addmm_(weights, indicator)
+        # one count per unit, the one its statistics need (each pass over the batch's values is most of
+        # the Monitor's cost): squashers their saturated values, smooth units their near-zero ones,
+        # ReLU its positive outputs, leaky and unknown units their positive inputs
         if self.group == "squasher":
             _saturated(self.site.activation, out, indicator)
             self.other.addmm_(weights, indicator)
@@ -120,6 +118,10 @@ class _Counts:
             torch.abs(out, out=indicator)
             torch.lt(indicator, near_zero(self.site.activation), out=indicator)
             self.other.addmm_(weights, indicator)
+        else:
+            source = out if self.group == "rectifier" else pre.detach().reshape(-1, width).float()
+            torch.gt(source, 0, out=indicator)
+            self.fired.addmm_(weights, indicator)
 
     def _scratch(self, rows: int, width: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         # reused while the row count stays the same (only the latest shape is kept: variable-length
@@ -517,7 +519,10 @@ class Monitor:
             width = len(fired)
             if rows > 0:
                 rate = fired / rows
-                vectors[("fire_rate", layer)] = rate.astype(np.float32)
+                # per neuron: what its unit is counted by (the fire rate; a squasher's saturated share; a
+                # smooth unit's near-zero share)
+                per_neuron = {"squasher": "saturation", "smooth": "zero_rate"}.get(counts.group)
+                vectors[(per_neuron or "fire_rate", layer)] = (other / rows if per_neuron else rate).astype(np.float32)
                 if counts.group in ("rectifier", "leaky"):
                     dead = float((fired == 0).sum())
                     nearly = float(((fired > 0) & (rate < self.nearly_dead_threshold)).sum())
