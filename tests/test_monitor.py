@@ -422,3 +422,39 @@ def test_a_model_never_trained_and_bad_arguments_are_said(tmp_path):
             Monitor(model, tmp_path / f"bad{len(str(bad))}", **bad)
         assert "\n" not in str(error.value)
         assert not (tmp_path / f"bad{len(str(bad))}").exists()  # refused before anything is written
+
+
+class _Noisy(nn.Module):
+    """Draws from the global random stream in every forward (noise injection) and has dropout."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(5, 16)
+        self.drop = nn.Dropout(0.3)
+        self.act = nn.ReLU()
+        self.out = nn.Linear(16, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.act(self.drop(self.fc(x + 0.1 * torch.randn_like(x)))))
+
+
+def test_the_monitor_leaves_the_training_trajectory_bit_identical(tmp_path):
+    def train(monitored: bool) -> list[torch.Tensor]:
+        torch.manual_seed(0)
+        model = _Noisy()
+        X, y = torch.randn(40, 5), torch.randn(40, 1)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        monitor = Monitor(model, tmp_path / f"run{monitored}", every=3) if monitored else None
+        for step in range(7):
+            loss = (model(X[5 * step : 5 * step + 5]) - y[5 * step : 5 * step + 5]).pow(2).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            if monitor is not None:
+                monitor.step(loss)
+        if monitor is not None:
+            monitor.close()
+        return [p.detach().clone() for p in model.parameters()]
+
+    for a, b in zip(train(False), train(True), strict=True):
+        assert torch.equal(a, b)  # discovery's extra forward drew nothing from the random stream

@@ -354,18 +354,11 @@ class Monitor:
         prefix = f"{name}." if name else ""
         declared = {k[len(prefix) :]: v for k, v in self.declared.items() if k.startswith(prefix)}
         self._discovering = True
+        # the extra forward must not move the random streams the training draws from (noise, dropout)
+        cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
         try:
-            try:
-                found = discover_sites(module, batch, declared)
-            except Exception as error:  # noqa: BLE001 - the user's loop must go on: fall back to the graph
-                if batch is None:
-                    raise
-                found = discover_sites(module, None, declared)
-                self._problem = f"the observed forward failed ({type(error).__name__}: {error})".splitlines()[0]
-            sites = tuple(_prefixed(s, prefix) for s in found)
-        except Exception as error:  # noqa: BLE001 - nothing to watch, said once in the run and the log
-            sites = ()
-            self._problem = f"the sites could not be found ({type(error).__name__}: {error})".splitlines()[0]
+            with torch.random.fork_rng(devices=[torch.cuda.current_device()] if cuda else []):
+                sites = self._find_sites(module, batch, declared, prefix)
         finally:
             self._discovering = False
         for handle in self._candidates:
@@ -379,6 +372,24 @@ class Monitor:
         self._counts = {s.layer: _Counts(s) for s in sites if s.counted}
         self.writer.set_layers([(s.layer, s.in_features, s.out_features, s.activation) for s in sites])
         self._observer = SiteObserver(self.model, sites, self._on_activation, self._guard)
+
+    def _find_sites(
+        self, module: nn.Module, batch: Batch | None, declared: dict[str, str], prefix: str
+    ) -> tuple[Site, ...]:
+        """The sites of ``module`` named from the root; ``()`` (and :attr:`_problem` says why) when none can
+        be found: the user's loop goes on either way."""
+        try:
+            try:
+                found = discover_sites(module, batch, declared)
+            except Exception as error:  # noqa: BLE001 - fall back to the graph
+                if batch is None:
+                    raise
+                found = discover_sites(module, None, declared)
+                self._problem = f"the observed forward failed ({type(error).__name__}: {error})".splitlines()[0]
+            return tuple(_prefixed(s, prefix) for s in found)
+        except Exception as error:  # noqa: BLE001 - nothing to watch, said once in the run and the log
+            self._problem = f"the sites could not be found ({type(error).__name__}: {error})".splitlines()[0]
+            return ()
 
     def _on_activation(self, layer: str, pre: torch.Tensor, out: torch.Tensor) -> None:
         counts = self._counts.get(layer)
