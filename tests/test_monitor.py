@@ -458,3 +458,45 @@ def test_the_monitor_leaves_the_training_trajectory_bit_identical(tmp_path):
 
     for a, b in zip(train(False), train(True), strict=True):
         assert torch.equal(a, b)  # discovery's extra forward drew nothing from the random stream
+
+
+def test_a_part_outside_the_watched_one_that_trains_is_said_once(tmp_path):
+    # the loop calls enc, then head, separately: the Monitor watches enc (the first part it saw train)
+    enc = nn.Sequential(nn.Linear(4, 16), nn.ReLU())
+    head = nn.Sequential(nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 1))
+    model = nn.ModuleDict({"enc": enc, "head": head})
+    with Monitor(model, tmp_path / "run", every=2) as monitor:
+        for _ in range(4):
+            x = torch.randn(8, 4)
+            x_before = x.clone()
+            head(enc(x)).sum().backward()
+            monitor.step(0.0)
+            assert torch.equal(x, x_before)
+    run = read_run(tmp_path / "run")
+    assert run.meta["entry"] == "enc" and run.layers == ("enc.0",)
+    outside = [e for e in run.events if "also runs 'head'" in e.message]
+    assert len(outside) == 1 and outside[0].step == 1
+
+
+def test_death_warnings_count_samples_not_positions(tmp_path):
+    # lr 0; each sequence's 32 positions share one feature vector, so a neuron fires on a whole sequence
+    # or on none of it: silences of 4-sequence windows are common by chance and nothing dies
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 64), nn.ReLU(), nn.Linear(64, 1))
+    with torch.no_grad():
+        model[0].weight.copy_(torch.eye(4).repeat(16, 1))
+        model[0].bias.fill_(-1.3)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    generator = torch.Generator().manual_seed(1)
+    with Monitor(model, tmp_path / "run", every=1, snapshot_every=0) as monitor:
+        for _ in range(30):
+            z = torch.randn(4, 1, 4, generator=generator)
+            x = z + 0.01 * torch.randn(4, 32, 4, generator=generator)
+            loss = model(x).pow(2).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            monitor.step(loss)
+    run = read_run(tmp_path / "run")
+    assert run.scalar("dead", "0").values.max() - run.scalar("dead", "0").values.min() >= 0.1 * 64
+    assert not [e for e in run.events if "died" in e.message]

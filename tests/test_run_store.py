@@ -187,7 +187,7 @@ def test_a_closed_run_is_one_plain_file_readable_from_a_read_only_folder(tmp_pat
 
 def test_a_run_has_one_writer_and_snapshots_never_overwrite_a_file(tmp_path):
     writer = RunWriter(tmp_path / "run")
-    with pytest.raises(InspectorError, match="being written by another process"):
+    with pytest.raises(InspectorError, match="being written by a live writer"):
         RunWriter(tmp_path / "run", resume=True)  # its writer (this process) is alive
     mine = tmp_path / "run" / "snapshots" / "step-000000002.safetensors"
     mine.parent.mkdir()

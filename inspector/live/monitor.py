@@ -59,6 +59,7 @@ from inspector.live.store import RunHistory, RunWriter, read_run
 
 log = logging.getLogger("inspector.live")
 
+CHANCE = 1e-6  # the largest chance probability of a reported die-off (tested at every record)
 DEATH_JUMP = 0.10  # this share of a layer's neurons dying between two records (beyond chance) is a warning
 VANISHING = 1e-4  # a layer's grad norm below this share of the largest layer's is a warning
 SATURATED = 0.5  # a squashing layer with more than half its values in the tails is a warning
@@ -76,12 +77,14 @@ class _Counts:
         self.fired: torch.Tensor | None = None
         self.other: torch.Tensor | None = None
         self.rows: torch.Tensor | int = 0
+        self.samples = 0  # calls' first dimension: sequences, not their positions
         self.totals: torch.Tensor | None = None  # (2, m) float64: flushed fired and other counts
         self.pending = 0  # rows in the float32 sums since the last flush
         self._buffers: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def add(self, pre: torch.Tensor, out: torch.Tensor, mask: torch.Tensor | None) -> None:
         width = int(out.shape[-1])
+        self.samples += int(out.shape[0]) if out.dim() > 1 else 1
         out = out.detach().reshape(-1, width)
         if out.dtype != torch.float32:
             out = out.float()
@@ -151,6 +154,7 @@ class _Counts:
         self.fired = self.other = self.totals = None
         self.pending = 0
         self.rows = 0
+        self.samples = 0
 
 
 def _call_batch(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Batch | None:
@@ -172,6 +176,13 @@ def _call_batch(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Batch | Non
         labels = {k: v for k, v in kwargs.items() if k in LABEL_KEYS}
         return dataclasses.replace(batch, extra={**batch.extra, **labels})
     return None
+
+
+def _copied(batch: Batch) -> Batch:
+    def copy(value: Any) -> Any:
+        return value.detach().clone() if isinstance(value, torch.Tensor) else value
+
+    return dataclasses.replace(batch, inputs=copy(batch.inputs), extra={k: copy(v) for k, v in batch.extra.items()})
 
 
 def _whole(value: Any) -> bool:
@@ -288,8 +299,9 @@ class Monitor:
         self._counting = False
         self._mask: torch.Tensor | None = None
         self._discovering = False
-        self._last_rate: dict[str, np.ndarray] = {}  # each layer's fire rates at the previous record
-        self._seen: dict[str, tuple[np.ndarray, float]] = {}  # each layer's fires and rows over every record
+        # each layer's (fires, rows): in the previous window, and in all the windows before it
+        self._previous: dict[str, tuple[np.ndarray, float]] = {}
+        self._older: dict[str, tuple[np.ndarray, float]] = {}
         self._warned: set[tuple[str, str]] = set()
         self._last_record = self.step_count
         self._output_loss: torch.Tensor | None = None
@@ -298,6 +310,7 @@ class Monitor:
         self._said_unwatched = False
         self.entry = ""  # the module whose training forwards are watched: the model, or the part the loop calls
         self._candidates: list[Any] = []
+        self._holder_names: list[tuple[str, nn.Module]] = []
         try:
             if example is not None:
                 self._discover(to_batch(example), "", model)
@@ -308,6 +321,7 @@ class Monitor:
                 for name, module in _holders(model):
                     hook = module.register_forward_pre_hook(self._first_forward(name), with_kwargs=True)
                     self._candidates.append(self._guard.hook(hook))
+                    self._holder_names.append((name, module))
             self._arm_grad_hooks()
         except BaseException:
             self.close("failed")
@@ -320,14 +334,32 @@ class Monitor:
 
     def _first_forward(self, name: str) -> Any:
         def hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-            if self._discovering or self.sites is not None or not module.training:
+            if self._discovering or not module.training:
                 return
-            # the same call once more (without gradients, in eval mode): a model may need every row
-            # (a fixed batch size) and every keyword (labels)
-            self._discover(_call_batch(args, kwargs), name, module)
+            if self.sites is not None:  # a part outside the watched one runs in training mode too
+                self._outside(name)
+                return
+            # the same call once more (without gradients, in eval mode, on copies of its tensors): a model
+            # may need every row (a fixed batch size) and every keyword (labels), and may edit its input
+            batch = _call_batch(args, kwargs)
+            self._discover(None if batch is None else _copied(batch), name, module)
             self._pre_forward(module, args, kwargs)  # this call's own hooks were fixed before it began
 
         return hook
+
+    def _outside(self, name: str) -> None:
+        """Say once that ``name`` (outside the watched part) trains too; then stop watching for it."""
+        for handle in self._candidates:
+            handle.remove()
+        self._candidates.clear()
+        self._holder_names.clear()
+        message = (
+            f"the loop also runs {f'{name!r}' if name else 'the whole model'} in training mode, but the Monitor "
+            f"watches {self.entry!r}, the first part with dense layers it saw train: layers outside it are not "
+            "counted; give the Monitor the module the loop calls, or call the whole model from the first step"
+        )
+        self.writer.event(self.step_count + 1, "warning", "", message)
+        log.warning(message)
 
     def _pre_forward(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         if self._discovering:
@@ -361,9 +393,12 @@ class Monitor:
                 sites = self._find_sites(module, batch, declared, prefix)
         finally:
             self._discovering = False
-        for handle in self._candidates:
-            handle.remove()
-        self._candidates.clear()
+        # the parts inside the watched one need no hook any more; those outside it (an enclosing model
+        # called later, a second part of the loop) keep theirs until one of them runs: then it is said
+        inside = [i for i, (n, _) in enumerate(self._holder_names) if not name or n == name or n.startswith(prefix)]
+        for i in sorted(inside, reverse=True):
+            self._candidates.pop(i).remove()
+            self._holder_names.pop(i)
         self.entry = name
         self.writer.set_meta({"entry": name})
         self._guard.hook(module.register_forward_pre_hook(self._pre_forward, with_kwargs=True))
@@ -552,8 +587,8 @@ class Monitor:
                 ("rows", layer): rows,
             }
         )
-        if math.isfinite(fraction) and result is not None and rows > 0:
-            died = self._deaths(layer, result[0], rows)
+        if counts is not None and math.isfinite(fraction) and result is not None and rows > 0:
+            died = self._deaths(layer, result[0], rows, counts.samples)
             if died is not None:
                 events.append(
                     (
@@ -567,26 +602,36 @@ class Monitor:
                    f"{layer}: {100 * saturation:.0f}% of its {site.activation} values are saturated at step {step}; "
                    "its gradient is nearly zero there")  # fmt: skip
 
-    def _deaths(self, layer: str, fired: np.ndarray, rows: float) -> float | None:
+    def _deaths(self, layer: str, fired: np.ndarray, rows: float, samples: int) -> float | None:
         """The share of ``layer``'s neurons that fired in the previous window and never in this one, when
         that is at least :data:`DEATH_JUMP` of the layer more than chance explains; else ``None``.
 
-        A neuron firing on a share p of rows (its rate over every window so far) stays silent on this
-        window's n rows by chance with probability q = (1 - p)^n. The expected number of such silences,
-        and three standard deviations of it, are subtracted before comparing: small windows of rarely
-        firing neurons (a learning rate of 0 on batches of 8) raise nothing, a real die-off does.
+        A neuron firing on a share p of rows stays silent on this window's n samples by chance with
+        probability at least (1 - p)^n (rows of one sample, a sequence's positions, are not independent:
+        counting samples, not rows, errs towards silence by chance). p is estimated from the windows
+        before the previous one (the previous one chose the neurons: estimating from it too would bias p
+        up), so nothing is said before the third record. The silences must exceed the expected number by
+        :data:`DEATH_JUMP` of the layer, and be at most :data:`CHANCE` likely by chance: a learning rate
+        of 0 on small batches raises nothing, a real die-off does.
         """
-        previous, total = self._last_rate.get(layer), self._seen.get(layer)
-        self._last_rate[layer] = fired / rows
-        self._seen[layer] = (fired, rows) if total is None else (total[0] + fired, total[1] + rows)
-        if previous is None or total is None or len(previous) != len(fired):
+        previous, older = self._previous.get(layer), self._older.get(layer)
+        self._previous[layer] = (fired, rows)
+        if previous is not None:
+            self._older[layer] = previous if older is None else (older[0] + previous[0], older[1] + previous[1])
+        if previous is None or older is None or len(previous[0]) != len(fired) or older[1] <= 0:
             return None
-        died = (fired == 0) & (previous > 0)
-        chance = np.power(1.0 - total[0][died] / total[1], rows)
-        excess = died.sum() - chance.sum() - 3.0 * math.sqrt(float((chance * (1.0 - chance)).sum()))
-        if excess < DEATH_JUMP * len(fired) - 1e-9:
+        died = (fired == 0) & (previous[0] > 0)
+        k = int(died.sum())
+        expected = float(np.power(1.0 - older[0][died] / older[1], samples).sum())
+        if k - expected < DEATH_JUMP * len(fired) - 1e-9:
             return None
-        return float(died.sum() / len(fired))
+        from scipy.stats import poisson
+
+        # k silences or more by chance (Poisson tail of the expected count): small enough to say even
+        # after a million records
+        if poisson.sf(k - 1, expected) > CHANCE:
+            return None
+        return float(k / len(fired))
 
     def _edge(
         self, events: list[tuple[str, str, str]], layer: str, kind: str, on: bool, severity: str, msg: str

@@ -220,7 +220,11 @@ class RunWriter:
                 f"{self.dir} already holds a run; choose a new run directory (or pass resume=True to continue it)"
             )
         if existing and read_run(self.dir).status == "running":
-            raise InspectorError(f"{self.dir} is being written by another process; a run has one writer at a time")
+            pid = read_run(self.dir).meta.get("pid")
+            raise InspectorError(
+                f"{self.dir} is being written by a live writer (process {pid}); a run has one writer at a time: "
+                "close it first"
+            )
         try:
             self.dir.mkdir(parents=False, exist_ok=True)
             self._conn = _connect(self.dir / RUN_FILE, readonly=False)
