@@ -172,15 +172,36 @@ def _saturated(kind: str, out: torch.Tensor, indicator: torch.Tensor) -> None:
 
 
 class _Sums:
-    """One site's sums on the device: float64 ``totals`` ``(3, m)`` (fired, zero, total) and the float32
-    ``partial`` sums ``(3, 1, m)`` added since the last flush."""
+    """Per-neuron sums on the device: float64 ``totals`` ``(k, m)`` and the float32 ``partial`` sums
+    ``(k, 1, m)`` added since the last flush (``rows``: their ``k`` views), plus one reused indicator
+    buffer. The census keeps k = 3 (fired, zero, total); the live Monitor k = 2 (fired, other).
 
-    def __init__(self, width: int, device: torch.device) -> None:
+    Each batch adds into the float32 rows with one GEMM against a row of ones (the cheapest column sum
+    on CPU and GPU alike); before they would pass ``_FLUSH_ROWS`` rows they are folded into float64,
+    so counts stay exact for any number of rows.
+    """
+
+    def __init__(self, width: int, device: torch.device, k: int = 3) -> None:
         self.width = width
-        self.totals = torch.zeros(3, width, dtype=torch.float64, device=device)
-        self.partial = torch.zeros(3, 1, width, device=device)
-        self.rows = self.partial.unbind(0)  # (fired, zero, total) views: unpacked once, not on every call
+        self.totals = torch.zeros(k, width, dtype=torch.float64, device=device)
+        self.partial = torch.zeros(k, 1, width, device=device)
+        self.rows = self.partial.unbind(0)  # the k row views: unpacked once, not on every call
         self.pending_rows = 0
+        self._buffers: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def add_rows(self, rows: int) -> None:
+        """Make room for ``rows`` more rows in the float32 sums (folding them into float64 first if needed)."""
+        if self.pending_rows + rows > _FLUSH_ROWS:
+            self.flush()
+        self.pending_rows += rows
+
+    def scratch(self, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(indicator (rows, m), ones (1, rows))`` on the sums' device, reused while the row count stays
+        the same (only the latest shape is kept: variable-length batches must not grow a cache)."""
+        if self._buffers is None or self._buffers[1].shape[1] != rows:
+            device = self.totals.device
+            self._buffers = (torch.empty(rows, self.width, device=device), torch.ones(1, rows, device=device))
+        return self._buffers
 
     def flush(self) -> None:
         if self.pending_rows:
@@ -193,10 +214,7 @@ class _Sums:
 class _Accumulator:
     """One site's running statistics, kept on the device for the whole pass (update / flush / finish).
 
-    Each call adds into float32 row vectors with one GEMM against a row of ones
-    (the cheapest column sum on CPU and GPU alike); every ``_FLUSH_ROWS`` rows
-    they are folded into float64 totals, so counts stay exact for any dataset size.
-    Sums: ``fired``, rows with a positive (pre-)activation (saturated, for squashers);
+    Sums (:class:`_Sums`, exact for any dataset size): ``fired``, rows with a positive (pre-)activation (saturated, for squashers);
     ``zero``, smooth units' rows with a near-zero output; ``total``, the sum of outputs.
     """
 
@@ -212,20 +230,9 @@ class _Accumulator:
     kept_n: int = 0
     kept_chunks: list[tuple[int, int, int]] = field(default_factory=list)  # (batch index, first row, rows)
     rows_in_batch: int = 0
-    _buffers: tuple[torch.Tensor, torch.Tensor] | None = None
-    _buffer_rows: int = -1
 
     def __post_init__(self) -> None:
         self.group = _group(self.site.activation)
-
-    def _scratch(self, rows: int, sums: _Sums) -> tuple[torch.Tensor, torch.Tensor]:
-        # one indicator buffer and one row of ones on the sums' device, reused while the row count stays
-        # the same (only the latest shape is kept: variable-length batches must not grow a cache)
-        if self._buffers is None or rows != self._buffer_rows:
-            device = sums.totals.device
-            self._buffers = (torch.empty(rows, sums.width, device=device), torch.ones(1, rows, device=device))
-            self._buffer_rows = rows
-        return self._buffers
 
     def update(self, batch: Batch, batch_index: int, pre: torch.Tensor, out: torch.Tensor) -> None:
         """Add one application of the site's activation: ``pre``/``out`` ``(..., m)``."""
@@ -264,9 +271,8 @@ class _Accumulator:
         self.rows_in_batch += rows
 
     def _sum(self, sums: _Sums, pre: torch.Tensor, out: torch.Tensor, rows: int) -> None:
-        if sums.pending_rows + rows > _FLUSH_ROWS:
-            sums.flush()
-        indicator, ones = self._scratch(rows, sums)
+        sums.add_rows(rows)
+        indicator, ones = sums.scratch(rows)
         fired, zero, total = sums.rows
         if self.group == "squasher":
             _saturated(self.site.activation, out, indicator)
@@ -278,7 +284,6 @@ class _Accumulator:
             torch.lt(out.abs(), near_zero(self.site.activation), out=indicator)
             zero.addmm_(ones, indicator)
         total.addmm_(ones, out)
-        sums.pending_rows += rows
 
     def _keep(self, batch: Batch, out: torch.Tensor, unmasked: bool) -> None:
         if self.kept_n >= self.keep_samples:

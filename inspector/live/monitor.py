@@ -50,7 +50,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from inspector.analysis.activations import _group, _saturated, near_zero
+from inspector.analysis.activations import _group, _saturated, _Sums, near_zero
 from inspector.analysis.guard import _Guard
 from inspector.analysis.inputs import LABEL_KEYS, MASK_KEY, Batch, to_batch
 from inspector.analysis.sites import Site, SiteObserver, discover_sites
@@ -63,24 +63,19 @@ CHANCE = 1e-6  # the largest chance probability of a reported die-off (tested at
 DEATH_JUMP = 0.10  # this share of a layer's neurons dying between two records (beyond chance) is a warning
 VANISHING = 1e-4  # a layer's grad norm below this share of the largest layer's is a warning
 SATURATED = 0.5  # a squashing layer with more than half its values in the tails is a warning
-_FLUSH_ROWS = 2**23  # rows added into float32 counts before they are folded into float64
 
 
 class _Counts:
-    """One site's counts since the last record, on the device: ``fired`` ``(m,)`` (rows where the neuron
-    fired), ``other`` ``(m,)`` (saturated rows for squashers, near-zero rows for smooth units) and
-    ``rows`` (a 0-d tensor, or a Python int while no mask was applied)."""
+    """One site's counts since the last record, on the device (the census's :class:`_Sums`, k = 2):
+    ``fired`` (rows where the neuron fired) and ``other`` (saturated rows for squashers, near-zero rows
+    for smooth units) per neuron, and ``rows`` (a 0-d tensor, or a Python int while no mask was applied)."""
 
     def __init__(self, site: Site) -> None:
         self.site = site
         self.group = _group(site.activation)
-        self.fired: torch.Tensor | None = None
-        self.other: torch.Tensor | None = None
+        self.sums: _Sums | None = None
         self.rows: torch.Tensor | int = 0
         self.samples = 0  # calls' first dimension: sequences, not their positions
-        self.totals: torch.Tensor | None = None  # (2, m) float64: flushed fired and other counts
-        self.pending = 0  # rows in the float32 sums since the last flush
-        self._buffers: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def add(self, pre: torch.Tensor, out: torch.Tensor, mask: torch.Tensor | None) -> None:
         width = int(out.shape[-1])
@@ -88,23 +83,21 @@ class _Counts:
         out = out.detach().reshape(-1, width)
         if out.dtype != torch.float32:
             out = out.float()
-        if self.fired is None or self.other is None:
-            self.fired = torch.zeros(1, width, device=out.device)
-            self.other = torch.zeros(1, width, device=out.device)
-            self.totals = torch.zeros(2, width, dtype=torch.float64, device=out.device)
-        elif self.fired.shape[1] != width:
+        sums = self.sums
+        if sums is None:
+            sums = self.sums = _Sums(width, out.device, k=2)
+        elif sums.width != width:
             raise InspectorError(
                 f"layer {self.site.layer}: its activation saw {width} features on one call and "
-                f"{self.fired.shape[1]} on another; declare its activation with activations="
+                f"{sums.width} on another; declare its activation with activations="
             )
-        # a weighted column sum by one GEMM into float32 sums (exact below 2**24 rows between records); the
-        # weights are the row mask (padding 0), so nothing is indexed by a mask (which would wait for the
-        # device). The indicator is written by the comparison itself into a reused float buffer: a bool
-        # tensor converted to float costs five times as much on the CPU
-        if self.pending + out.shape[0] > _FLUSH_ROWS:
-            self._flush()
-        self.pending += out.shape[0]
-        indicator, ones = self._scratch(out.shape[0], width, out.device)
+        # a weighted column sum by one GEMM: the weights are the row mask (padding 0), so nothing is
+        # indexed by a mask (which would wait for the device). The indicator is written by the
+        # comparison itself into the reused float buffer: a bool tensor converted to float costs five
+        # times as much on the CPU
+        sums.add_rows(out.shape[0])
+        indicator, ones = sums.scratch(out.shape[0])
+        fired, other = sums.rows
         if mask is None:
             weights = ones
             self.rows = self.rows + out.shape[0]
@@ -116,43 +109,26 @@ class _Counts:
         # ReLU its positive outputs, leaky and unknown units their positive inputs
         if self.group == "squasher":
             _saturated(self.site.activation, out, indicator)
-            self.other.addmm_(weights, indicator)
+            other.addmm_(weights, indicator)
         elif self.group == "smooth":
             torch.abs(out, out=indicator)
             torch.lt(indicator, near_zero(self.site.activation), out=indicator)
-            self.other.addmm_(weights, indicator)
+            other.addmm_(weights, indicator)
         else:
             source = out if self.group == "rectifier" else pre.detach().reshape(-1, width).float()
             torch.gt(source, 0, out=indicator)
-            self.fired.addmm_(weights, indicator)
-
-    def _scratch(self, rows: int, width: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        # reused while the row count stays the same (only the latest shape is kept: variable-length
-        # batches must not grow a cache)
-        if self._buffers is None or self._buffers[0].shape != (rows, width) or self._buffers[0].device != device:
-            self._buffers = (torch.empty(rows, width, device=device), torch.ones(1, rows, device=device))
-        return self._buffers
-
-    def _flush(self) -> None:
-        # float32 sums count exactly below 2**24 rows: fold them into float64 well before that
-        if self.fired is not None and self.other is not None and self.totals is not None:
-            self.totals[0] += self.fired[0]
-            self.totals[1] += self.other[0]
-            self.fired.zero_()
-            self.other.zero_()
-        self.pending = 0
+            fired.addmm_(weights, indicator)
 
     def result(self) -> tuple[np.ndarray, np.ndarray] | None:
         """``(fired (m,), other (m,))`` float64 since the last reset, or ``None`` when nothing was counted."""
-        if self.totals is None:
+        if self.sums is None:
             return None
-        self._flush()
-        totals = self.totals.cpu().numpy()
+        self.sums.flush()
+        totals = self.sums.totals.cpu().numpy()
         return totals[0], totals[1]
 
     def reset(self) -> None:
-        self.fired = self.other = self.totals = None
-        self.pending = 0
+        self.sums = None
         self.rows = 0
         self.samples = 0
 
