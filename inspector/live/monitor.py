@@ -636,7 +636,7 @@ class Monitor:
         try:
             if status == "finished" and self.snapshot_every != 0:
                 last = self.step_count
-                if last and all(s.step != last for s in read_run(self.run_dir).snapshots):
+                if last and not self.writer.has_snapshot(last):
                     self.writer.snapshot(last, self.model.state_dict())
         finally:
             if self._tb is not None:

@@ -219,8 +219,9 @@ class RunWriter:
             raise InspectorError(
                 f"{self.dir} already holds a run; choose a new run directory (or pass resume=True to continue it)"
             )
-        if existing and read_run(self.dir).status == "running":
-            pid = read_run(self.dir).meta.get("pid")
+        current = read_run(self.dir, vectors=False) if existing else None
+        if current is not None and current.status == "running":
+            pid = current.meta.get("pid")
             raise InspectorError(
                 f"{self.dir} is being written by a live writer (process {pid}); a run has one writer at a time: "
                 "close it first"
@@ -332,7 +333,7 @@ class RunWriter:
         from safetensors.torch import save
 
         folder = self.dir / SNAPSHOT_FOLDER
-        relative = f"{SNAPSHOT_FOLDER}/step-{int(step):09d}.safetensors"
+        relative = _snapshot_name(step)
         if (self.dir / relative).exists():
             self.event(step, "warning", "", f"{relative} already exists: the snapshot of step {step} was not written")
             return None
@@ -350,6 +351,11 @@ class RunWriter:
         with self._transaction() as conn:
             conn.execute("INSERT OR REPLACE INTO snapshots (step, file) VALUES (?, ?)", (int(step), relative))
         return path
+
+    def has_snapshot(self, step: int) -> bool:
+        """Whether the run holds a snapshot of ``step`` (its row, and the file it names)."""
+        row = self._conn.execute("SELECT file FROM snapshots WHERE step = ?", (int(step),)).fetchone()
+        return row is not None and (self.dir / row[0]).is_file()
 
     def close(self, status: str = "finished") -> None:
         """Mark the run ``status`` and close the database (its -wal is folded back in)."""
@@ -369,6 +375,11 @@ class RunWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close("finished" if exc[0] is None else "failed")
+
+
+def _snapshot_name(step: int) -> str:
+    """The snapshot file of ``step``, relative to the run directory."""
+    return f"{SNAPSHOT_FOLDER}/step-{int(step):09d}.safetensors"
 
 
 def _real(value: Any) -> float | None:
