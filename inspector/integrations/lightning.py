@@ -23,7 +23,6 @@ run no hooks.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -60,17 +59,10 @@ class InspectorCallback(MonitorSettings, pl.Callback):
     :attr:`run_dir` is where the run was written (``None`` on ranks other than 0).
     """
 
-    def __init__(
-        self,
-        run_dir: str | os.PathLike[str] | None = None,
-        *,
-        every: int = 50,
-        snapshot_every: int | None = None,
-        **monitor_kwargs: Any,
-    ) -> None:
-        super().__init__(run_dir, every=every, snapshot_every=snapshot_every, **monitor_kwargs)
-        self._last_global_step = 0
-        self._losses: list[torch.Tensor] = []
+    # set at each fit's start (on_train_start): the optimizer step last counted, and the losses of the
+    # micro-batches since then
+    _last_global_step: int
+    _losses: list[torch.Tensor]
 
     def _default_dir(self, trainer: pl.Trainer) -> Path:
         # log_dir broadcasts from rank 0, so every rank asks for it
@@ -99,7 +91,7 @@ class InspectorCallback(MonitorSettings, pl.Callback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # after a checkpoint's state is restored: steps are counted from where the Trainer is
         self._last_global_step = trainer.global_step
-        self._losses.clear()
+        self._losses = []
         self._lr = None
 
     def on_before_optimizer_step(
