@@ -290,9 +290,8 @@ def method_importance(
     started = time.perf_counter()
     tokens = adapter.kind == "tokens"
     ids = np.zeros(0, np.int64) if token_ids is None else np.asarray(token_ids)
-    width = math.prod(adapter.sample_shape) if not tokens else 0
-    if not tokens and batches:
-        width = math.prod(batches[0].inputs.shape[1:])
+    # elements per sample (float inputs): from the samples, or the adapter's on a rank that has none
+    width = 0 if tokens else math.prod(batches[0].inputs.shape[1:] if batches else adapter.sample_shape)
     stats = _Importance(
         tokens,
         n_classes if task.kind == "classification" else None,
