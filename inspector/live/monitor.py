@@ -601,11 +601,11 @@ class Monitor:
         expected = float(np.power(1.0 - older[0][died] / older[1], samples).sum())
         if k - expected < DEATH_JUMP * len(fired) - 1e-9:
             return None
-        from scipy.stats import poisson
+        from scipy.special import pdtrc  # the Poisson tail, without importing all of scipy.stats mid-training
 
         # k silences or more by chance (Poisson tail of the expected count): small enough to say even
         # after a million records
-        if poisson.sf(k - 1, expected) > CHANCE:
+        if pdtrc(k - 1, expected) > CHANCE:
             return None
         return float(k / len(fired))
 
