@@ -20,6 +20,7 @@ WEIGHT_HEATMAP = "weights-heatmap"
 WEIGHT_HIST = "weights-histogram"
 WEIGHT_IMAGES = "weights-images"
 WEIGHT_NOTE = "weights-note"
+WEIGHT_ZOOM = "weights-zoom"
 
 # neurons
 NEURON_LAYER = "neurons-layer"

@@ -243,9 +243,9 @@ def test_zoom_callback_on_a_sorted_view_answers_the_ranks(pooled_planted):
             {"id": ids.WEIGHT_LAYER, "property": "value", "value": "fc1"},
             {"id": ids.WEIGHT_SORT, "property": "value", "value": ["sort"]},
             {"id": ids.WEIGHT_MODE, "property": "value", "value": "abs"},
-            {"id": ids.WEIGHT_HEATMAP, "property": "relayoutData", "value": relayout},
+            {"id": ids.WEIGHT_ZOOM, "property": "data", "value": relayout},
         ],
-        "changedPropIds": [f"{ids.WEIGHT_HEATMAP}.relayoutData"],
+        "changedPropIds": [f"{ids.WEIGHT_ZOOM}.data"],
         "state": [],
     }
     reply = app.server.test_client().post("/_dash-update-component", json=body).get_json()["response"]
@@ -254,6 +254,29 @@ def test_zoom_callback_on_a_sorted_view_answers_the_ranks(pooled_planted):
     dtype = {"u2": np.uint16, "u4": np.uint32, "i4": np.int32}[custom["dtype"]]
     rows = np.frombuffer(base64.b64decode(custom["bdata"]), dtype=dtype).reshape(10, 40)[:, 0]
     np.testing.assert_array_equal(rows, order[10:20])
+
+
+def test_a_pooled_map_s_zoom_is_passed_to_the_redraw(pooled_planted):
+    # the zoom reaches the heatmap's redraw through a store, so a zoom event never re-issues (and so
+    # supersedes) a redraw already in flight for a sort or layer change; a full-resolution map's zoom stays
+    # in the browser (tests/test_dashboard_security.py: that request is answered with no update)
+    model, analysis, _ = pooled_planted
+    app = create_app(analysis, model=model)
+    relayout = {"yaxis.range[0]": 10, "yaxis.range[1]": 19}
+
+    def zoom(layer: str) -> int | dict:
+        body = {
+            "output": f"{ids.WEIGHT_ZOOM}.data",
+            "outputs": {"id": ids.WEIGHT_ZOOM, "property": "data"},
+            "inputs": [{"id": ids.WEIGHT_HEATMAP, "property": "relayoutData", "value": relayout}],
+            "state": [{"id": ids.WEIGHT_LAYER, "property": "value", "value": layer}],
+            "changedPropIds": [f"{ids.WEIGHT_HEATMAP}.relayoutData"],
+        }
+        reply = app.server.test_client().post("/_dash-update-component", json=body)
+        return reply.status_code if reply.status_code != 200 else reply.get_json()["response"]
+
+    assert zoom("fc1") == {ids.WEIGHT_ZOOM: {"data": relayout}}  # fc1 is pooled
+    assert zoom("no such layer") == 204
 
 
 def test_sorting_a_pooled_layer_without_the_model_is_disabled_with_a_reason(pooled_planted):

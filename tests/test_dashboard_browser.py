@@ -74,7 +74,6 @@ def test_sorting_by_norm_puts_the_strongest_neuron_on_top(started, demo):
     _open_tab(started, "Weights")
     started.wait_for_contains_text(f"#{ids.WEIGHT_HEATMAP} .gtitle", "fc1:", timeout=10)
     # Dash titles the page "Updating..." while callbacks are in flight: click once the view has settled
-    # (a relayout request still in flight when the box is ticked can supersede the sort's own request)
     until(lambda: started.driver.title != "Updating...", timeout=30)
     box = started.find_element(f"#{ids.WEIGHT_SORT} input")
     box.click()

@@ -300,6 +300,8 @@ HOSTILE = [
     (f"{ids.WEIGHT_HEATMAP}.figure", ("fc1", [], "signed", {"xaxis.range[0]": "1e309"}), 3),
     (f"{ids.WEIGHT_HIST}.figure", ("fc3",), 0),
     (f"{ids.WEIGHT_SORT}.options", (42,), 0),
+    (f"{ids.WEIGHT_ZOOM}.data", ({"xaxis.range[0]": 1}, 42), 0),
+    (f"{ids.WEIGHT_ZOOM}.data", ({"xaxis.range[0]": 1}, "fc1"), 0),  # full resolution: the browser zooms
 ]
 
 

@@ -163,6 +163,7 @@ def layout(state: DashboardState) -> html.Div:
             ),
             note(hint, ids.WEIGHT_NOTE),
             dcc.Loading(graph(ids.WEIGHT_HEATMAP, fig)),
+            dcc.Store(id=ids.WEIGHT_ZOOM),  # a pooled map's zoom, passed on to the redraw
             row(
                 graph(ids.WEIGHT_HIST, F.weight_histogram_figure(layer) if layer else F.empty_figure("no weights")),
                 graph(ids.WEIGHT_IMAGES, F.neuron_images_figure(layer) if layer else F.empty_figure("no weights")),
@@ -172,13 +173,29 @@ def layout(state: DashboardState) -> html.Div:
 
 
 def register(app: Dash, state: DashboardState) -> None:
+    # A zoom reaches the redraw through a store, and only when the map is pooled (a full-resolution map
+    # zooms in the browser by itself). Were relayoutData an input of the redraw, every zoom or autosize
+    # event would re-issue the redraw and supersede one still in flight: a click on "sort" landing while
+    # such an event fired was lost.
+    @app.callback(
+        Output(ids.WEIGHT_ZOOM, "data"),
+        Input(ids.WEIGHT_HEATMAP, "relayoutData"),
+        State(ids.WEIGHT_LAYER, "value"),
+        prevent_initial_call=True,
+    )
+    def pass_zoom(relayout: object, name: object):
+        layer = state.weights(choice(name, state.layer_names))
+        if layer is None or layer.magnitude.is_full_resolution or not state.has_weight(layer.layer):
+            raise PreventUpdate
+        return relayout
+
     @app.callback(
         Output(ids.WEIGHT_HEATMAP, "figure"),
         Output(ids.WEIGHT_NOTE, "children"),
         Input(ids.WEIGHT_LAYER, "value"),
         Input(ids.WEIGHT_SORT, "value"),
         Input(ids.WEIGHT_MODE, "value"),
-        Input(ids.WEIGHT_HEATMAP, "relayoutData"),
+        Input(ids.WEIGHT_ZOOM, "data"),
         prevent_initial_call=True,
     )
     def update_heatmap(name: object, sort: object, mode: object, relayout: object):
@@ -186,7 +203,7 @@ def register(app: Dash, state: DashboardState) -> None:
         sort_rows = SORT in flags(sort, {SORT})
         magnitude = choice(mode, MODES) == "abs"
         region = None
-        if callback_context.triggered_id == ids.WEIGHT_HEATMAP:
+        if callback_context.triggered_id == ids.WEIGHT_ZOOM:
             layer = state.weights(name)
             if layer is None or layer.magnitude.is_full_resolution or not state.has_weight(name):
                 raise PreventUpdate  # the browser zooms a full-resolution map by itself
