@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,21 +32,14 @@ from inspector.data import Dataset, SplitSpec, Standardizer
 from inspector.errors import InspectorError
 from inspector.fileio import atomic_path
 from inspector.formats import (
-    NeedsTrust,
     TensorInfo,
-    check_tensor,
-    detect_format,
-    is_zip,
-    pickle_refused,
-    read_safetensors_header,
-    read_sharded_index,
-    read_tensor_at,
-    read_torch_header,
-    sharded_index_path,
     shared_storage,
 )
 from inspector.inventory import count_nonfinite
 from inspector.models import MLP, MLPConfig, build_mlp, infer_mlp_layout, mlp_from_state_dict
+from inspector.sources import Contents, TensorSource, open_source
+from inspector.sources.base import first_line
+from inspector.sources.safetensors import PREFIX as _PREFIX
 from inspector.training import History, TrainConfig, TrainResult
 from inspector.validation import check_fields, is_int, printable
 
@@ -57,8 +49,6 @@ FORMAT_NAME = "dense-inspector"
 # regression one is version 2, so they refuse it rather than analyse it as a classifier.
 FORMAT_VERSION = 2
 TASKS = ("classification", "regression")
-_PREFIX = "_inspector."  # safetensors keys that carry extras, not model weights
-_WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")
 
 
 @dataclass(frozen=True)
@@ -255,42 +245,6 @@ def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike[str], *, force: bo
 # --------------------------------------------------------------------------- #
 # Loading
 # --------------------------------------------------------------------------- #
-
-
-def torch_load_safely(path: Path, *, trust_pickle: bool, mmap: bool = False) -> Any:
-    """``torch.load`` a file whose header :func:`read_header` has already validated."""
-    try:
-        return _torch_load(path, weights_only=True, mmap=mmap)
-    except pickle.UnpicklingError as exc:
-        if "weights_only" not in str(exc) and "Weights only" not in str(exc):
-            raise InspectorError(f"{path}: corrupt pickle data ({_first_line(exc)}); the file is damaged") from None
-        if not trust_pickle:
-            raise pickle_refused(path) from None
-    except Exception as exc:  # the weights-only unpickler runs no code: any failure means a damaged file
-        raise InspectorError(
-            f"{path}: truncated or corrupt PyTorch file ({_first_line(exc)}); re-export or re-download it"
-        ) from None
-    try:
-        return _torch_load(path, weights_only=False, mmap=False)
-    except Exception as exc:  # arbitrary unpickling can fail in arbitrary ways
-        raise InspectorError(f"{path}: could not unpickle the file ({_first_line(exc)})") from None
-
-
-def _torch_load(path: Path, *, weights_only: bool, mmap: bool) -> Any:
-    if mmap and not path.name.lower().endswith(".safetensors"):
-        return torch.load(path, map_location="cpu", weights_only=weights_only, mmap=True)
-    with path.open("rb") as fh:  # a file object: given a name ending .safetensors, torch.load hands it to safetensors
-        return torch.load(fh, map_location="cpu", weights_only=weights_only)
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    if not lines:
-        return type(exc).__name__
-    first = lines[0]
-    # torch's messages run on for several sentences; the first one says what broke
-    cut = first.find(". ")
-    return printable((first[:cut] if cut > 0 else first)[:200])
 
 
 def _nonfinite(tensors: Mapping[str, torch.Tensor]) -> tuple[str, ...]:
@@ -531,72 +485,14 @@ def _tensor_mapping(path: Path, obj: Any, what: str) -> Mapping[str, torch.Tenso
     return obj
 
 
-def _epoch(path: Path, key: Any) -> int:
-    if is_int(key) and key >= 0:
-        return key
-    if isinstance(key, str) and key.isascii() and key.isdigit():
-        return int(key)
-    raise InspectorError(f"{path}: snapshot epoch {printable(repr(key))[:40]} is not a number; the file is damaged")
-
-
-def _torch_parts(path: Path, obj: Any, notices: list[str]) -> _Parts:
-    """Take apart what ``torch.load`` (or :func:`read_torch_header`) returned."""
-    if isinstance(obj, nn.Module):
-        state = obj.state_dict()
-        for name, t in state.items():
-            check_tensor(path, name, t)
-        return _Parts("pickled-module", dict(state), metadata={"kind": "pickled-module", "class": type(obj).__name__})
-    if isinstance(obj, Mapping) and isinstance(obj.get("format"), str) and obj.get("format") == FORMAT_NAME:
-        if "state_dict" not in obj:
-            raise InspectorError(f"{path}: dense-inspector checkpoint is missing 'state_dict'; the file is damaged")
-        snapshots = obj.get("snapshots") or {}
-        if not isinstance(snapshots, Mapping):
-            raise InspectorError(
-                f"{path}: the dense-inspector checkpoint's snapshots are not a mapping; the file is damaged"
-            )
-        snaps = {_epoch(path, e): s for e, s in snapshots.items()}
-        preprocessing = obj.get("preprocessing")
-        if preprocessing is not None and not isinstance(preprocessing, Mapping):
-            raise InspectorError(f"{path}: the stored preprocessing is not a mapping; the file is damaged")
-        parts = _own_parts(path, obj, obj["state_dict"], preprocessing, snaps)
-    else:
-        parts = _Parts("state-dict", dict(as_state_dict(obj, path, notices)))
-    for tensors in (parts.state, parts.preprocessing or {}, *parts.snapshots.values()):
-        for name, t in tensors.items():
-            check_tensor(path, name, t)
-    return parts
-
-
-def _safetensors_parts(path: Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> _Parts:
-    """Take apart a safetensors file's tensors (meta from the header, or real) and metadata."""
-    state = {k: v for k, v in tensors.items() if not k.startswith(_PREFIX)}
-    if metadata.get("format") != json.dumps(FORMAT_NAME):
-        shown: dict[str, Any] = {}
-        for key, value in metadata.items():
-            try:
-                shown[key] = json.loads(value)
-            except (ValueError, RecursionError):
-                shown[key] = value
-        shown.pop("history", None)
-        shown.pop("train_config", None)
-        return _Parts("state-dict", state, metadata=shown)
-    try:
-        extras = {k: json.loads(v) for k, v in metadata.items()}
-    except (ValueError, RecursionError) as exc:
-        raise InspectorError(f"{path}: unreadable dense-inspector metadata ({printable(str(exc))[:120]})") from None
-    pre = f"{_PREFIX}preprocessing."
-    snap = f"{_PREFIX}snapshot."
-    preprocessing = {k[len(pre) :]: v for k, v in tensors.items() if k.startswith(pre)} or None
-    snapshots: dict[int, dict[str, torch.Tensor]] = {}
-    for key, tensor in tensors.items():
-        if key.startswith(snap):
-            epoch, _, name = key[len(snap) :].partition(".")
-            snapshots.setdefault(_epoch(path, epoch), {})[name] = tensor
-        elif key.startswith(_PREFIX) and not key.startswith(pre):
-            raise InspectorError(
-                f"{path}: unknown dense-inspector tensor {key!r}; was it written by a newer dense-inspector?"
-            )
-    return _own_parts(path, extras, state, preprocessing, snapshots)
+def _parts(path: Path, contents: Contents) -> _Parts:
+    """A reader's :class:`~inspector.sources.Contents` as this module's parts: a dense-inspector
+    checkpoint (its extras validated against its config), a pickled module, or a foreign state dict."""
+    if contents.module is not None:
+        return _Parts("pickled-module", dict(contents.state), metadata=dict(contents.metadata))
+    if contents.extras is not None:
+        return _own_parts(path, contents.extras, contents.state, contents.preprocessing, contents.snapshots)
+    return _Parts("state-dict", dict(contents.state), metadata=dict(contents.metadata))
 
 
 @dataclass(frozen=True)
@@ -605,8 +501,9 @@ class FileHeader:
 
     ``tensors`` are the model's weights in file order (dense-inspector's extras left
     out); ``metadata`` is what ``inspector info`` shows; ``own`` is set for
-    dense-inspector checkpoints. A sharded checkpoint (``format`` ``"safetensors-sharded"``,
-    ``path`` its index) has ``shards``: every tensor's shard file, extras included, in the index's order.
+    dense-inspector checkpoints; ``source`` is the reader that reads the tensors. A sharded checkpoint
+    (``format`` ``"safetensors-sharded"``, ``path`` its index) has ``shards``: every tensor's shard
+    file, extras included, in the index's order.
     """
 
     path: Path
@@ -616,33 +513,20 @@ class FileHeader:
     own: OwnMetadata | None
     metadata: dict[str, Any]
     notices: tuple[str, ...]
+    source: TensorSource = field(repr=False, compare=False)
     shards: dict[str, Path] | None = None
 
 
 def read_header(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> FileHeader:
     """Validate a checkpoint's structure and metadata without reading its tensors.
 
-    Every command goes through here first (``info`` stops here). A pickled whole
-    module can't be read without running it: with ``trust_pickle`` it is loaded whole.
+    Every command goes through here first (``info`` stops here). The file's reader is chosen by
+    :func:`inspector.sources.open_source`; a pickled whole module can't be read without running
+    it: with ``trust_pickle`` it is loaded whole.
     """
-    path = Path(path)
-    index = sharded_index_path(path)
-    if index is not None:
-        return _read_sharded_header(index)
-    fmt = detect_format(path)
-    notices: list[str] = []
-    if fmt == "safetensors":
-        header = read_safetensors_header(path)
-        meta = {name: torch.empty(e.shape, dtype=e.torch_dtype, device="meta") for name, e in header.tensors.items()}
-        parts = _safetensors_parts(path, meta, header.metadata)
-    else:
-        try:
-            obj = read_torch_header(path)
-        except NeedsTrust:
-            if not trust_pickle:
-                raise
-            obj = torch_load_safely(path, trust_pickle=True)
-        parts = _torch_parts(path, obj, notices)
+    source = open_source(path, trust_pickle=trust_pickle)
+    contents = source.header()
+    parts = _parts(source.path, contents)
     tied = shared_storage(parts.state)
     tensors = tuple(
         TensorInfo(
@@ -650,68 +534,27 @@ def read_header(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> 
         )
         for name, t in parts.state.items()
     )
-    return FileHeader(path, fmt, parts.kind, tensors, parts.own, parts.metadata, tuple(notices))
-
-
-def _read_sharded_header(index: Path) -> FileHeader:
-    """A sharded safetensors checkpoint as one file: every shard's header validated, every tensor the
-    index maps found in its shard, tensors in the index's order, the shards' metadata merged (first wins)."""
-    sharded = read_sharded_index(index)
-    headers = {shard: read_safetensors_header(shard) for shard in sharded.shards}
-    meta: dict[str, torch.Tensor] = {}
-    for name, shard in sharded.weight_map.items():
-        entry = headers[shard].tensors.get(name)
-        if entry is None:
-            raise InspectorError(
-                f"{index}: tensor {printable(name)[:80]!r} is not in its shard {printable(shard.name)!r}; "
-                "the index and the shards do not match (re-download them together)"
-            )
-        meta[name] = torch.empty(entry.shape, dtype=entry.torch_dtype, device="meta")
-    metadata: dict[str, str] = {}
-    for header in headers.values():
-        for key, value in header.metadata.items():
-            metadata.setdefault(key, value)
-    parts = _safetensors_parts(index, meta, metadata)
-    tensors = tuple(
-        TensorInfo(name, tuple(t.shape), str(t.dtype).removeprefix("torch."), t.numel() * t.element_size())
-        for name, t in parts.state.items()
-    )
     return FileHeader(
-        index, "safetensors-sharded", parts.kind, tensors, parts.own, parts.metadata, (), dict(sharded.weight_map)
+        source.path,
+        source.format,
+        parts.kind,
+        tensors,
+        parts.own,
+        parts.metadata,
+        contents.notices,
+        source,
+        source.shards,
     )
 
 
 def iter_header_tensors(header: FileHeader, names: list[str]) -> Iterator[tuple[str, torch.Tensor]]:
     """Yield ``(name, tensor)`` for ``names`` of a file :func:`read_header` validated, one at a time.
 
-    Each tensor is read with its own ``readinto`` from where the header says it lies (a safetensors
-    file or shard, or a ``torch.save`` zip's uncompressed storage), so memory holds one tensor, not
-    the file, and no page of the file stays mapped. A legacy (pre-1.6) ``torch.save`` file, which
-    has no random access, and a pickled module are loaded whole.
+    Each reader reads one tensor at a time where its format allows (a safetensors file or shard, a
+    ``torch.save`` zip's uncompressed storage), so memory holds one tensor, not the file. A legacy
+    (pre-1.6) ``torch.save`` file, which has no random access, and a pickled module are loaded whole.
     """
-    path = header.path
-    if header.format in ("safetensors", "safetensors-sharded"):
-        shards = header.shards or {}
-        entries: dict[Path, Any] = {}
-        for name in names:
-            file = shards.get(name, path)
-            if file not in entries:
-                entries[file] = read_safetensors_header(file)
-            found = entries[file]
-            entry = found.tensors[name]
-            yield name, read_tensor_at(file, found.data_start + entry.begin, entry.torch_dtype, entry.shape)
-        return
-    if header.kind == "pickled-module" or not is_zip(path):
-        parts, _ = read_parts(path, header, trust_pickle=header.kind == "pickled-module")
-        for name in names:
-            yield name, parts.state[name]
-        return
-    offsets: dict[int, int] = {}
-    state = _torch_parts(path, read_torch_header(path, offsets), []).state
-    for name in names:
-        t = state[name]  # a meta tensor: shape, dtype and strides; its storage's place in the file
-        begin = offsets[t.untyped_storage()._cdata] + int(t.storage_offset()) * t.element_size()
-        yield name, read_tensor_at(path, begin, t.dtype, tuple(t.shape), tuple(t.stride()))
+    yield from header.source.read(names)
 
 
 def is_own_checkpoint(path: Path) -> bool:
@@ -724,26 +567,8 @@ def is_own_checkpoint(path: Path) -> bool:
 
 def read_parts(path: Path, header: FileHeader, *, trust_pickle: bool, mmap: bool = False) -> tuple[_Parts, list[str]]:
     """The tensors themselves, for a file :func:`read_header` validated."""
-    notices: list[str] = []
-    if header.format == "safetensors-sharded":
-        assert header.shards is not None
-        tensors = dict(iter_header_tensors(header, list(header.shards)))
-        shard_metadata: dict[str, str] = {}
-        for shard in dict.fromkeys(header.shards.values()):
-            for key, value in read_safetensors_header(shard).metadata.items():
-                shard_metadata.setdefault(key, value)
-        return _safetensors_parts(path, tensors, shard_metadata), notices
-    if header.format == "safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            tensors = load_file(str(path), device="cpu")
-        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-            raise InspectorError(f"{path}: corrupt safetensors file ({_first_line(exc)})") from None
-        return _safetensors_parts(path, tensors, read_safetensors_header(path).metadata), notices
-    obj = torch_load_safely(path, trust_pickle=trust_pickle, mmap=mmap and is_zip(path))
-    return _torch_parts(path, obj, notices), notices
+    contents = header.source.contents()
+    return _parts(header.path, contents), list(contents.notices)
 
 
 def _own_checkpoint(path: Path, parts: _Parts, activation: str | None) -> Checkpoint:
@@ -758,7 +583,7 @@ def _own_checkpoint(path: Path, parts: _Parts, activation: str | None) -> Checkp
     try:
         model.load_state_dict(parts.state)
     except RuntimeError as exc:  # pragma: no cover - _check_against_config guarantees a full match
-        raise InspectorError(f"{path}: weights don't match the stored config ({_first_line(exc)})") from None
+        raise InspectorError(f"{path}: weights don't match the stored config ({first_line(exc)})") from None
     model.eval()
     pre = parts.preprocessing
     return Checkpoint(
@@ -801,31 +626,6 @@ def _foreign_checkpoint(
     )
 
 
-def as_state_dict(obj: Any, path: Path, notices: list[str]) -> Mapping[str, torch.Tensor]:
-    def is_state(candidate: Any) -> TypeGuard[Mapping[str, torch.Tensor]]:
-        return (
-            isinstance(candidate, Mapping)
-            and bool(candidate)
-            and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in candidate.items())
-        )
-
-    if is_state(obj):
-        return obj
-    if isinstance(obj, Mapping):
-        for key in _WRAPPER_KEYS:
-            inner = obj.get(key)
-            if is_state(inner):
-                notices.append(f"read the model weights from the checkpoint's {key!r} entry")
-                return inner
-    what = type(obj).__name__
-    if isinstance(obj, torch.Tensor):
-        what = f"a single tensor of shape {tuple(obj.shape)}"
-    raise InspectorError(
-        f"{path}: holds {what}, not a state dict; save model.state_dict() "
-        "(a mapping from names like 'fc1.weight' to tensors)"
-    )
-
-
 def load(
     path: str | os.PathLike[str],
     *,
@@ -850,19 +650,36 @@ def load(
     """
     path = Path(path)
     header = read_header(path, trust_pickle=trust_pickle)
-    if header.kind == "state-dict" and header.format == "safetensors" and not header.tensors:
-        raise InspectorError(f"{path}: the safetensors file holds no tensors")
+    if not header.tensors:
+        raise InspectorError(f"{path}: the {header.format} file holds no tensors")
+    path = header.path  # a sharded checkpoint's index, a folder's file
+    if header.kind == "pickled-module":
+        module = header.source.header().module
+        assert module is not None
+        return _pickled_module(module, path, activation)
     if header.kind == "state-dict":
+        rebuilt = header.source.model(activation)
+        if rebuilt is not None:  # the format records the computation: its own module, not an inferred MLP
+            return _rebuilt_checkpoint(path, header, rebuilt)
         # from the shapes alone, before any tensor is read: a file that is no MLP goes to the
         # weight-only analysis, which reads one tensor at a time, instead of being loaded whole first
         infer_mlp_layout(header_state(header), activation or "relu", source=str(header.path))
-    path = header.path  # a sharded checkpoint's index
-    if header.kind == "pickled-module":
-        return _pickled_module(torch_load_safely(path, trust_pickle=True), path, activation)
     parts, notices = read_parts(path, header, trust_pickle=trust_pickle)
     if parts.kind == FORMAT_NAME:
         return _own_checkpoint(path, parts, activation)
     return _foreign_checkpoint(path, parts.state, activation, notices)
+
+
+def _rebuilt_checkpoint(path: Path, header: FileHeader, module: nn.Module) -> Checkpoint:
+    """A checkpoint around the module a reader rebuilt from its file (scikit-learn, Keras)."""
+    return Checkpoint(
+        model=module,
+        config=None,
+        source=str(path),
+        kind=header.format,
+        nonfinite=_nonfinite(module.state_dict()),
+        notices=(*header.notices, f"rebuilt the {header.format} model as a torch {type(module).__name__}"),
+    )
 
 
 def header_state(header: FileHeader) -> dict[str, torch.Tensor]:

@@ -208,11 +208,11 @@ def read_state_dict(path: Path, *, trust_pickle: bool = False) -> Mapping[str, t
     (or one wrapped as ``{"state_dict": ...}``), a dense-inspector checkpoint, and a pickled
     whole module with ``trust_pickle``.
     """
-    from inspector.checkpoints import read_header, read_parts, torch_load_safely
+    from inspector.checkpoints import read_header, read_parts
 
     header = read_header(path, trust_pickle=trust_pickle)
-    if header.kind == "pickled-module":
-        module = torch_load_safely(path, trust_pickle=True)
+    module = header.source.header().module
+    if module is not None:
         return dict(module.state_dict())
     parts, _ = read_parts(path, header, trust_pickle=trust_pickle)
     return parts.state

@@ -66,6 +66,24 @@ def check_file(path: Path) -> int:
     return size
 
 
+def zip_magic(head: bytes) -> bool:
+    """Whether ``head`` starts a zip archive (``torch.save``'s format, Keras, skops)."""
+    return head.startswith(_ZIP_MAGIC)
+
+
+def safetensors_magic(head: bytes) -> bool:
+    """Whether ``head`` starts a safetensors file: an 8-byte little-endian header length, then ``{``.
+
+    That length can begin with any byte, 0x80 included (a 640-byte header does), so this test
+    comes before the pickle test, and the reader validates the rest."""
+    return len(head) >= 9 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] <= _MAX_HEADER
+
+
+def pickle_magic(head: bytes) -> bool:
+    """Whether ``head`` starts a pickle of protocol >= 2 (``torch.save``'s legacy, pre-1.6 format)."""
+    return head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
+
+
 def detect_format(path: Path) -> str:
     """``"torch"`` (zip or legacy pickle from ``torch.save``), ``"safetensors"``, or
     ``"safetensors-sharded"`` (a JSON index with a ``weight_map``, see :func:`read_sharded_index`),
@@ -78,11 +96,11 @@ def detect_format(path: Path) -> str:
     check_file(path)
     with path.open("rb") as fh:
         head = fh.read(9)
-    if head.startswith(_ZIP_MAGIC):
+    if zip_magic(head):
         return "torch"
-    if len(head) == 9 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] <= _MAX_HEADER:
+    if safetensors_magic(head):
         return "safetensors"
-    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+    if pickle_magic(head):
         return "torch"  # pickle protocol >= 2: torch.save's legacy (pre-1.6) format
     if head.lstrip()[:1] == b"{" and is_sharded_index(path):
         return "safetensors-sharded"

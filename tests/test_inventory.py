@@ -177,7 +177,7 @@ def test_dashboard_and_report_handle_a_weight_only_analysis(tmp_path):
 
 
 def test_weight_only_analysis_reads_a_pt_file_once(tmp_path, monkeypatch):
-    import inspector.checkpoints as checkpoints_module
+    import inspector.sources.torch_file as checkpoints_module
     from inspector.analysis import analyze_weights_file
 
     tensors = _transformer_like()

@@ -225,7 +225,7 @@ def test_a_legacy_pt_file_is_still_read(tmp_path):
 def test_a_file_that_is_no_mlp_is_never_loaded_whole(tmp_path, monkeypatch, suffix):
     """Whether a file rebuilds as an MLP is decided from its header; the weight-only analysis then
     reads tensor by tensor, so neither torch.load nor safetensors' load_file runs."""
-    import inspector.checkpoints as checkpoints
+    import inspector.sources.torch_file as torch_file
     from inspector.analysis import analyze_path
 
     path = tmp_path / f"block{suffix}"
@@ -237,7 +237,7 @@ def test_a_file_that_is_no_mlp_is_never_loaded_whole(tmp_path, monkeypatch, suff
     def refuse(*args, **kwargs):
         raise AssertionError("the whole file was loaded")
 
-    monkeypatch.setattr(checkpoints, "torch_load_safely", refuse)
+    monkeypatch.setattr(torch_file, "torch_load_safely", refuse)
     monkeypatch.setattr("safetensors.torch.load_file", refuse)
     analysis, ckpt, _ = analyze_path(path)
     assert ckpt is None and {w.layer for w in analysis.weights} == {"blocks.0.mlp.up", "blocks.0.mlp.down"}

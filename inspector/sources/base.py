@@ -1,0 +1,98 @@
+"""The one protocol every checkpoint reader follows: :class:`TensorSource`.
+
+A reader turns one file format into tensors: a header-only listing (:meth:`TensorSource.header`:
+``meta`` tensors, no data read), one tensor at a time (:meth:`TensorSource.read`), everything
+(:meth:`TensorSource.contents`), and, where the format records the computation and not only the
+weights, a runnable module (:meth:`TensorSource.model`). Orientation and naming are normalised
+here, by the reader: every dense weight leaves as ``(out_features, in_features)`` named
+``<layer>.weight``, its bias as ``<layer>.bias``, so nothing above this layer knows formats.
+
+A new format is one file holding a subclass, plus one line in :mod:`inspector.sources.registry`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from inspector.validation import printable
+
+
+def first_line(exc: BaseException) -> str:
+    """The first sentence of an exception's message, printable and at most 200 characters."""
+    lines = str(exc).strip().splitlines()
+    if not lines:
+        return type(exc).__name__
+    first = lines[0]
+    # torch's messages run on for several sentences; the first one says what broke
+    cut = first.find(". ")
+    return printable((first[:cut] if cut > 0 else first)[:200])
+
+
+@dataclass(frozen=True)
+class Contents:
+    """A file taken apart by its reader; tensors are ``meta`` (from :meth:`TensorSource.header`) or real.
+
+    ``state``: the model's tensors in file order, dense weights ``(out, in)``.
+    ``extras``: dense-inspector's own entries (config, history, dataset...) when this tool wrote the
+    file, else ``None``; ``preprocessing`` and ``snapshots`` go with them.
+    ``metadata``: what ``inspector info`` shows for a foreign file.
+    ``module``: a whole pickled ``nn.Module`` (read only with ``trust_pickle``).
+    """
+
+    state: dict[str, torch.Tensor]
+    extras: Mapping[str, Any] | None = None
+    preprocessing: Any = None
+    snapshots: dict[int, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    module: nn.Module | None = None
+    notices: tuple[str, ...] = ()
+
+    def with_state(self, state: dict[str, torch.Tensor]) -> Contents:
+        return replace(self, state=state)
+
+
+class TensorSource(ABC):
+    """A checkpoint file (or folder) read through one format's reader.
+
+    Subclasses set :attr:`format` (the name ``info`` shows) and implement :meth:`sniff`,
+    :meth:`header` and :meth:`read`; :meth:`contents` and :meth:`model` have defaults.
+    ``path`` is what the reader resolved (a sharded checkpoint's index, a folder's file).
+    """
+
+    format: ClassVar[str]
+    #: shard file of each tensor, for formats that spread tensors over files
+    shards: dict[str, Path] | None = None
+
+    def __init__(self, path: Path, *, trust_pickle: bool = False) -> None:
+        self.path = path
+        self.trust_pickle = trust_pickle
+
+    @classmethod
+    @abstractmethod
+    def sniff(cls, path: Path, head: bytes) -> bool:
+        """Whether this reader reads ``path``, from its first bytes ``head`` (empty for a folder)."""
+
+    @abstractmethod
+    def header(self) -> Contents:
+        """Every tensor as a ``meta`` tensor (shape, dtype; no data read), validated against the bytes."""
+
+    @abstractmethod
+    def read(self, names: list[str]) -> Iterator[tuple[str, torch.Tensor]]:
+        """``(name, tensor)`` for ``names`` (names from :meth:`header`), one at a time."""
+
+    def contents(self) -> Contents:
+        """The header with every tensor read."""
+        header = self.header()
+        return header.with_state(dict(self.read(list(header.state))))
+
+    def model(self, activation: str | None) -> nn.Module | None:
+        """A runnable module rebuilt from the file, where the format records the computation
+        (activations, output function) and not only weights; ``None`` otherwise."""
+        return None

@@ -1,0 +1,156 @@
+"""ONNX models: the initializers of ``Gemm`` and ``MatMul`` nodes as dense layers.
+
+``Gemm(A, B, C)`` computes ``alpha * A @ op(B) + beta * C``: with ``transB=1`` (what ``torch.onnx``
+writes for ``nn.Linear``) ``B`` is ``(out, in)`` already, with ``transB=0`` it is ``(in, out)`` and is
+transposed; ``alpha`` and ``beta`` are folded into the weight and bias. ``MatMul(X, W)`` holds ``W``
+as ``(in, out)``; its bias is the 1-D initializer of a following ``Add``. A layer is named after its
+weight initializer (``fc1.weight`` -> ``fc1``), else after its node. Other initializers are listed
+under their own names. The graph is not rebuilt as a module: the analysis of an ONNX file is the
+weight-only one (an MLP chain is rebuilt from the names, as for a state dict, where the names allow).
+Reading needs the ``onnx`` package (``pip install 'dense-inspector[onnx]'``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from inspector.errors import InspectorError
+from inspector.sources.base import Contents, TensorSource, first_line
+
+# field tags that follow ModelProto's ir_version (field 1, varint): producer, domain, version, doc, graph, opsets
+_NEXT_FIELDS = frozenset(b"\x12\x1a\x22\x28\x32\x3a\x42")
+
+
+def _attribute(node: Any, name: str, default: float) -> float:
+    for attribute in node.attribute:
+        if attribute.name == name:
+            return float(attribute.f if attribute.type == 1 else attribute.i)
+    return default
+
+
+def _layer_name(weight_name: str, node: Any, taken: set[str]) -> str:
+    if weight_name.endswith(".weight") and len(weight_name) > len(".weight"):
+        base = weight_name[: -len(".weight")]
+    else:
+        base = re.sub(r"[^0-9A-Za-z_.]+", ".", node.name or weight_name).strip(".") or "layer"
+    name, k = base, 1
+    while name in taken:
+        k += 1
+        name = f"{base}_{k}"
+    taken.add(name)
+    return name
+
+
+class OnnxSource(TensorSource):
+    """An ``.onnx`` file (a ``ModelProto``), with external data beside it if it has any."""
+
+    format = "onnx"
+
+    def __init__(self, path: Path, *, trust_pickle: bool = False) -> None:
+        super().__init__(path, trust_pickle=trust_pickle)
+        self._made: dict[str, Callable[[], np.ndarray]] | None = None
+        self._shapes: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+        self._notices: list[str] = []
+        self._metadata: dict[str, Any] = {}
+
+    @classmethod
+    def sniff(cls, path: Path, head: bytes) -> bool:
+        if path.suffix.lower() == ".onnx" and path.is_file():
+            return True
+        return len(head) >= 3 and head[0] == 0x08 and head[1] < 0x80 and head[2] in _NEXT_FIELDS
+
+    def _parse(self) -> dict[str, Callable[[], np.ndarray]]:
+        if self._made is not None:
+            return self._made
+        try:
+            import onnx
+            from onnx import numpy_helper
+        except ImportError:
+            raise InspectorError(
+                f"{self.path}: an ONNX file; reading it needs onnx: pip install 'dense-inspector[onnx]'"
+            ) from None
+        try:
+            model = onnx.load(str(self.path))
+        except Exception as exc:  # protobuf decoding errors and missing external data
+            raise InspectorError(f"{self.path}: corrupt ONNX file ({first_line(exc)}); re-export it") from None
+        graph = model.graph
+        inits = {t.name: t for t in graph.initializer}
+        consumers: dict[str, list[Any]] = {}
+        for node in graph.node:
+            for name in node.input:
+                consumers.setdefault(name, []).append(node)
+
+        def array(name: str) -> np.ndarray:
+            return numpy_helper.to_array(inits[name])
+
+        made: dict[str, Callable[[], np.ndarray]] = {}
+        used: set[str] = set()
+        taken: set[str] = set()
+        for node in graph.node:
+            if node.op_type == "Gemm" and len(node.input) >= 2 and node.input[1] in inits:
+                w_name = node.input[1]
+                if len(inits[w_name].dims) != 2 or w_name in used:
+                    continue
+                trans_b, alpha, beta = (
+                    _attribute(node, "transB", 0),
+                    _attribute(node, "alpha", 1.0),
+                    _attribute(node, "beta", 1.0),
+                )
+                layer = _layer_name(w_name, node, taken)
+                made[f"{layer}.weight"] = lambda w=w_name, t=trans_b, a=alpha: (
+                    (array(w) if t else array(w).T) * np.asarray(a, array(w).dtype)
+                )
+                used.add(w_name)
+                c_name = node.input[2] if len(node.input) > 2 else ""
+                if c_name in inits and len(inits[c_name].dims) == 1:
+                    made[f"{layer}.bias"] = lambda c=c_name, b=beta: array(c) * np.asarray(b, array(c).dtype)
+                    used.add(c_name)
+                if alpha != 1.0 or beta != 1.0:
+                    self._notices.append(f"{layer}: Gemm alpha {alpha:g} and beta {beta:g} folded into its weights")
+            elif node.op_type == "MatMul" and len(node.input) == 2 and node.input[1] in inits:
+                w_name = node.input[1]
+                if len(inits[w_name].dims) != 2 or w_name in used:
+                    continue
+                layer = _layer_name(w_name, node, taken)
+                made[f"{layer}.weight"] = lambda w=w_name: array(w).T
+                used.add(w_name)
+                out = int(inits[w_name].dims[1])
+                for add in consumers.get(node.output[0], []):
+                    if add.op_type != "Add":
+                        continue
+                    other = [name for name in add.input if name != node.output[0]]
+                    if len(other) == 1 and other[0] in inits and list(inits[other[0]].dims) == [out]:
+                        made[f"{layer}.bias"] = lambda b=other[0]: array(b)
+                        used.add(other[0])
+                        break
+        for name in inits:
+            if name not in used and name not in made:
+                made[name] = lambda n=name: array(n)
+        for name, make in made.items():
+            value = make()
+            self._shapes[name] = (tuple(int(s) for s in value.shape), value.dtype)
+        self._metadata = {
+            "producer": f"{model.producer_name} {model.producer_version}".strip(),
+            "opsets": {op.domain or "ai.onnx": int(op.version) for op in model.opset_import},
+        }
+        self._made = made
+        return made
+
+    def header(self) -> Contents:
+        self._parse()
+        meta = {
+            name: torch.empty(shape, dtype=torch.from_numpy(np.empty(0, dtype)).dtype, device="meta")
+            for name, (shape, dtype) in self._shapes.items()
+        }
+        return Contents(meta, metadata=dict(self._metadata), notices=tuple(self._notices))
+
+    def read(self, names: list[str]) -> Iterator[tuple[str, torch.Tensor]]:
+        made = self._parse()
+        for name in names:
+            yield name, torch.from_numpy(np.ascontiguousarray(made[name]()))
