@@ -49,7 +49,9 @@ def test_skops_classifier_counts_weights_and_probabilities(tmp_path, digits, act
 
     inv = read_inventory(path)
     assert inv.format == "skops"
-    assert [(layer.in_features, layer.out_features, layer.parameters) for layer in inv.linear_layers] == _expected_counts(est)
+    assert [
+        (layer.in_features, layer.out_features, layer.parameters) for layer in inv.linear_layers
+    ] == _expected_counts(est)
     assert inv.totals()["parameters"] == sum(c.size + b.size for c, b in zip(est.coefs_, est.intercepts_))
 
     ckpt = load(path)
@@ -73,7 +75,9 @@ def test_binary_classifier_logistic_unit_becomes_two_logits(tmp_path, digits):
         probs = torch.softmax(ckpt.model(torch.from_numpy(X)), dim=-1).numpy()
     np.testing.assert_allclose(probs, est.predict_proba(X), atol=1e-6, rtol=0)
     # the parameters are the estimator's: the two-logit head adds none
-    assert sum(p.numel() for p in ckpt.model.parameters()) == sum(c.size + b.size for c, b in zip(est.coefs_, est.intercepts_))
+    assert sum(p.numel() for p in ckpt.model.parameters()) == sum(
+        c.size + b.size for c, b in zip(est.coefs_, est.intercepts_)
+    )
 
 
 def test_skops_regressor_predicts_what_predict_does(tmp_path):

@@ -13,7 +13,7 @@ Reading needs the ``onnx`` package (``pip install 'dense-inspector[onnx]'``).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,8 @@ class OnnxSource(TensorSource):
 
     def __init__(self, path: Path, *, trust_pickle: bool = False) -> None:
         super().__init__(path, trust_pickle=trust_pickle)
-        self._made: dict[str, Callable[[], np.ndarray]] | None = None
+        self._made: dict[str, tuple[str, bool, float]] | None = None
+        self._inits: dict[str, Any] = {}
         self._shapes: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
         self._notices: list[str] = []
         self._metadata: dict[str, Any] = {}
@@ -65,12 +66,12 @@ class OnnxSource(TensorSource):
             return True
         return len(head) >= 3 and head[0] == 0x08 and head[1] < 0x80 and head[2] in _NEXT_FIELDS
 
-    def _parse(self) -> dict[str, Callable[[], np.ndarray]]:
+    def _parse(self) -> dict[str, tuple[str, bool, float]]:
+        """``{our name: (initializer, transposed, scale)}``: how each tensor is made from the file's initializers."""
         if self._made is not None:
             return self._made
         try:
             import onnx
-            from onnx import numpy_helper
         except ImportError:
             raise InspectorError(
                 f"{self.path}: an ONNX file; reading it needs onnx: pip install 'dense-inspector[onnx]'"
@@ -86,10 +87,7 @@ class OnnxSource(TensorSource):
             for name in node.input:
                 consumers.setdefault(name, []).append(node)
 
-        def array(name: str) -> np.ndarray:
-            return numpy_helper.to_array(inits[name])
-
-        made: dict[str, Callable[[], np.ndarray]] = {}
+        made: dict[str, tuple[str, bool, float]] = {}
         used: set[str] = set()
         taken: set[str] = set()
         for node in graph.node:
@@ -103,13 +101,11 @@ class OnnxSource(TensorSource):
                     _attribute(node, "beta", 1.0),
                 )
                 layer = _layer_name(w_name, node, taken)
-                made[f"{layer}.weight"] = lambda w=w_name, t=trans_b, a=alpha: (
-                    (array(w) if t else array(w).T) * np.asarray(a, array(w).dtype)
-                )
+                made[f"{layer}.weight"] = (w_name, not trans_b, alpha)
                 used.add(w_name)
                 c_name = node.input[2] if len(node.input) > 2 else ""
                 if c_name in inits and len(inits[c_name].dims) == 1:
-                    made[f"{layer}.bias"] = lambda c=c_name, b=beta: array(c) * np.asarray(b, array(c).dtype)
+                    made[f"{layer}.bias"] = (c_name, False, beta)
                     used.add(c_name)
                 if alpha != 1.0 or beta != 1.0:
                     self._notices.append(f"{layer}: Gemm alpha {alpha:g} and beta {beta:g} folded into its weights")
@@ -118,7 +114,7 @@ class OnnxSource(TensorSource):
                 if len(inits[w_name].dims) != 2 or w_name in used:
                     continue
                 layer = _layer_name(w_name, node, taken)
-                made[f"{layer}.weight"] = lambda w=w_name: array(w).T
+                made[f"{layer}.weight"] = (w_name, True, 1.0)
                 used.add(w_name)
                 out = int(inits[w_name].dims[1])
                 for add in consumers.get(node.output[0], []):
@@ -126,15 +122,17 @@ class OnnxSource(TensorSource):
                         continue
                     other = [name for name in add.input if name != node.output[0]]
                     if len(other) == 1 and other[0] in inits and list(inits[other[0]].dims) == [out]:
-                        made[f"{layer}.bias"] = lambda b=other[0]: array(b)
+                        made[f"{layer}.bias"] = (other[0], False, 1.0)
                         used.add(other[0])
                         break
         for name in inits:
             if name not in used and name not in made:
-                made[name] = lambda n=name: array(n)
-        for name, make in made.items():
-            value = make()
-            self._shapes[name] = (tuple(int(s) for s in value.shape), value.dtype)
+                made[name] = (name, False, 1.0)
+        self._inits = inits
+        for name, (source, transposed, _) in made.items():
+            dims = tuple(int(d) for d in inits[source].dims)
+            dtype = onnx.helper.tensor_dtype_to_np_dtype(inits[source].data_type)
+            self._shapes[name] = (dims[::-1] if transposed else dims, dtype)
         self._metadata = {
             "producer": f"{model.producer_name} {model.producer_version}".strip(),
             "opsets": {op.domain or "ai.onnx": int(op.version) for op in model.opset_import},
@@ -151,6 +149,13 @@ class OnnxSource(TensorSource):
         return Contents(meta, metadata=dict(self._metadata), notices=tuple(self._notices))
 
     def read(self, names: list[str]) -> Iterator[tuple[str, torch.Tensor]]:
+        from onnx import numpy_helper  # _parse has checked that onnx is installed
+
         made = self._parse()
         for name in names:
-            yield name, torch.from_numpy(np.ascontiguousarray(made[name]()))
+            source, transposed, scale = made[name]
+            value = numpy_helper.to_array(self._inits[source])
+            value = value.T if transposed else value
+            if scale != 1.0:
+                value = value * np.asarray(scale, value.dtype)
+            yield name, torch.from_numpy(np.ascontiguousarray(value))
