@@ -31,11 +31,7 @@ from inspector._version import __version__
 from inspector.data import Dataset, SplitSpec, Standardizer
 from inspector.errors import InspectorError
 from inspector.fileio import atomic_path
-from inspector.formats import (
-    TensorInfo,
-    shared_storage,
-)
-from inspector.inventory import count_nonfinite
+from inspector.formats import TensorInfo, count_nonfinite, shared_storage
 from inspector.models import MLP, MLPConfig, build_mlp, infer_mlp_layout, mlp_from_state_dict
 from inspector.sources import Contents, TensorSource, open_source
 from inspector.sources.base import first_line

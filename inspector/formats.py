@@ -644,3 +644,24 @@ def check_tensor(path: Path, name: str, tensor: torch.Tensor) -> int:
                 f"the file holds {available:,} bytes for it; the file is crafted or corrupt"
             )
     return nbytes
+
+
+_NONFINITE_CHUNK = 1 << 20  # elements per isfinite() call: the scan's memory is bounded by this, not the tensor
+
+
+def count_nonfinite(tensor: torch.Tensor, chunk: int = _NONFINITE_CHUNK) -> int:
+    """NaN and Inf entries of ``tensor`` (0 for integer tensors), counted ``chunk`` elements at a time."""
+    if not (tensor.is_floating_point() or tensor.is_complex()):
+        return 0
+    if tensor.dim() == 0 or tensor.numel() <= chunk:
+        if (
+            tensor.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+            and not tensor.is_complex()
+        ):
+            tensor = tensor.float()  # float8 has no isfinite kernel; the chunk bounds the copy
+        return int((~torch.isfinite(tensor)).sum())
+    row = tensor[0].numel()
+    step = max(1, chunk // max(1, row))
+    if step == 1 and tensor.dim() > 1:
+        return sum(count_nonfinite(tensor[i], chunk) for i in range(tensor.shape[0]))
+    return sum(count_nonfinite(tensor[i : i + step], chunk) for i in range(0, tensor.shape[0], step))

@@ -36,8 +36,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from inspector.checkpoints import iter_header_tensors, read_header
 from inspector.errors import InspectorError
-from inspector.formats import TensorInfo
+from inspector.formats import TensorInfo, count_nonfinite
 from inspector.validation import printable
 
 if TYPE_CHECKING:
@@ -45,7 +46,6 @@ if TYPE_CHECKING:
     from inspector.models import MLPConfig
 
 _INTERNAL = "_inspector."
-_NONFINITE_CHUNK = 1 << 20  # elements per isfinite() call: the scan's memory is bounded by this, not the tensor
 # Embedding-table module names (see the module docstring): the families of PyTorch, Hugging Face
 # (BERT, GPT-2, Llama, BART/OPT, GPT-NeoX, T5), fairseq and TransformerLens checkpoints.
 _EMBEDDING_WORDS = frozenset({"embed", "embeds", "embedding", "embeddings", "emb"})
@@ -291,8 +291,6 @@ def layers_from_tensors(
 
 def read_inventory(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> Inventory:
     """List the tensors, linear layers and embeddings of a checkpoint without reading any tensor data."""
-    from inspector.checkpoints import read_header
-
     header = read_header(path, trust_pickle=trust_pickle)
     tensors = tuple(t for t in header.tensors if not t.name.startswith(_INTERNAL))
     layers, embeddings = layers_from_tensors(tensors)
@@ -314,32 +312,12 @@ def iter_tensors(
     (:func:`inspector.checkpoints.iter_header_tensors`). ``path`` may be a sharded checkpoint's
     folder or index. The header is validated first, so no tensor is read whose size the file does not back.
     """
-    from inspector.checkpoints import iter_header_tensors, read_header
-
     header = read_header(Path(path), trust_pickle=trust_pickle)
     known = [t.name for t in header.tensors if not t.name.startswith(_INTERNAL)]
     for name in names or ():
         if name not in known:
             raise InspectorError(f"{header.path}: no tensor named {name!r}")
     yield from iter_header_tensors(header, names if names is not None else known)
-
-
-def count_nonfinite(tensor: torch.Tensor, chunk: int = _NONFINITE_CHUNK) -> int:
-    """NaN and Inf entries of ``tensor`` (0 for integer tensors), counted ``chunk`` elements at a time."""
-    if not (tensor.is_floating_point() or tensor.is_complex()):
-        return 0
-    if tensor.dim() == 0 or tensor.numel() <= chunk:
-        if (
-            tensor.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-            and not tensor.is_complex()
-        ):
-            tensor = tensor.float()  # float8 has no isfinite kernel; the chunk bounds the copy
-        return int((~torch.isfinite(tensor)).sum())
-    row = tensor[0].numel()
-    step = max(1, chunk // max(1, row))
-    if step == 1 and tensor.dim() > 1:
-        return sum(count_nonfinite(tensor[i], chunk) for i in range(tensor.shape[0]))
-    return sum(count_nonfinite(tensor[i : i + step], chunk) for i in range(0, tensor.shape[0], step))
 
 
 def scan_nonfinite(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> dict[str, int]:

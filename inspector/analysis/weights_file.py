@@ -20,7 +20,8 @@ def analyze_weights_file(path: str | os.PathLike[str], *, trust_pickle: bool = F
     and dropped one tensor at a time, so a file larger than memory can be inspected.
     """
     from inspector.analysis.parameters import OtherParameters
-    from inspector.inventory import count_nonfinite, is_integer_dtype, iter_tensors, read_inventory
+    from inspector.formats import count_nonfinite
+    from inspector.inventory import is_integer_dtype, iter_tensors, read_inventory
     from inspector.validation import printable  # names in the file are data; they reach a terminal
 
     started = time.perf_counter()
