@@ -244,7 +244,7 @@ def test_foreign_metadata_named_config_is_not_taken_for_ours(tmp_path, capsys):
 
 
 def test_nonfinite_scan_counts_in_bounded_chunks():
-    from inspector.inventory import count_nonfinite
+    from inspector.formats import count_nonfinite
 
     t = torch.zeros(7, 5)
     t[0, 0], t[3, 4], t[6, 2] = float("nan"), float("inf"), -float("inf")
