@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +12,7 @@ from torch import nn
 from inspector.analysis import AnalysisOptions, analyze
 from inspector.analysis.activations import DeathTimeline
 from inspector.analysis.findings import count, describe_samples
+from inspector.analysis.methods import lead_method
 from inspector.analysis.parameters import count_parameters
 from inspector.analysis.pruning import PruningCurve, PruningReport
 from inspector.analysis.sections.activations import activation_findings
@@ -142,3 +145,11 @@ def test_hugging_face_conv1d_layers_are_named_as_not_analysed():
     found = [f for f in parameter_findings(count_parameters(model)) if "Conv1D" in f.text]
     assert len(found) == 1 and found[0].numbers["conv1d_layers"] == 8  # c_attn, c_proj, mlp.c_fc, mlp.c_proj x 2
     assert found[0].text.startswith("8 Hugging Face Conv1D layers (h.0.attn.c_attn, ")
+
+
+def test_the_lead_method_is_integrated_gradients_where_it_ran_else_the_first():
+    assert lead_method(["saliency", "integrated_gradients", "deeplift"]) == "integrated_gradients"
+    assert lead_method(["saliency", "deeplift"]) == "saliency"
+    assert lead_method([]) is None
+    records = [SimpleNamespace(method="deeplift"), SimpleNamespace(method="integrated_gradients")]
+    assert lead_method(records) is records[1]  # records with a ``method`` field: the record itself
