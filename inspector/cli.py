@@ -689,8 +689,8 @@ def _cmd_prune(args: argparse.Namespace) -> int:
     import torch
 
     from inspector.analysis.parameters import count_parameters
-    from inspector.analysis.precision import forward_model, torch_dtype
     from inspector.analysis.pruning import prune, prune_and_finetune
+    from inspector.analysis.reduced_dtype import forward_model, torch_dtype
     from inspector.checkpoints import checkpoint_suffix, is_own_checkpoint, load, save_checkpoint
     from inspector.evaluation import eval_data_for
     from inspector.fileio import check_writable
@@ -739,8 +739,8 @@ def _cmd_prune(args: argparse.Namespace) -> int:
 def _prune_factory_model(args: argparse.Namespace) -> int:
     """prune --model: the user's model pruned, its state_dict() written; the metric before -> after on --data."""
     from inspector.analysis.parameters import count_parameters
-    from inspector.analysis.precision import forward_model
     from inspector.analysis.pruning import prune
+    from inspector.analysis.reduced_dtype import forward_model
     from inspector.checkpoints import checkpoint_suffix, is_own_checkpoint
     from inspector.evaluation import evaluate_model
     from inspector.factories import is_own_state_dict, model_from_factory, resolve_data, save_state_dict, user_code

@@ -265,7 +265,7 @@ def test_functional_relu_gelu_and_batch_norm_relu_are_counted_from_the_traced_gr
 
 
 def test_an_unknown_activation_is_counted_on_its_pre_activation_and_says_so():
-    from inspector.analysis.findings import activation_findings
+    from inspector.analysis.sections.activations import activation_findings
 
     model = untraceable()
     X = _standard_normal(400, 6)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from inspector.analysis.diagnostics import training_diagnostics
-from inspector.analysis.findings import training_findings
+from inspector.analysis.sections.training import training_findings
 from inspector.training import History
 
 EPOCHS = np.arange(1, 41)

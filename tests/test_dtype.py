@@ -9,7 +9,7 @@ from torch import nn
 
 from inspector.analysis import AnalysisOptions, analyze
 from inspector.analysis.activations import activation_census
-from inspector.analysis.precision import CHECK_SAMPLES
+from inspector.analysis.reduced_dtype import CHECK_SAMPLES
 from inspector.analysis.result import Analysis
 from inspector.cli import main
 from inspector.errors import InspectorError

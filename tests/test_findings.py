@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from inspector.analysis import AnalysisOptions, analyze
-from inspector.analysis import findings as F
 from inspector.analysis.activations import DeathTimeline
+from inspector.analysis.findings import count, describe_samples
+from inspector.analysis.methods import lead_method
 from inspector.analysis.parameters import count_parameters
 from inspector.analysis.pruning import PruningCurve, PruningReport
+from inspector.analysis.sections.activations import activation_findings
+from inspector.analysis.sections.deaths import death_findings
+from inspector.analysis.sections.parameters import parameter_findings
+from inspector.analysis.sections.pruning import pruning_findings
 from inspector.evaluation import EvalData
 from inspector.models import MLPConfig, build_mlp
 
@@ -20,21 +27,21 @@ def test_parameter_total_and_linear_share_are_not_conflated():
     model = build_mlp(MLPConfig(12, (7, 5), 4, batch_norm=True))
     linear = 7 * 13 + 5 * 8 + 4 * 6  # 155
     total = linear + 2 * (7 + 5)  # batch norm's scale and shift: 179
-    (finding,) = F.parameter_findings(count_parameters(model))
+    (finding,) = parameter_findings(count_parameters(model))
     assert finding.text.startswith(f"{total} parameters, {linear} of them in 3 linear layers; ")
     assert finding.numbers["linear_parameters"] == linear and finding.numbers["total_parameters"] == total
     assert f"holds {100 * 7 * 13 / total:.1f}% of all parameters" in finding.text
 
 
 def test_one_linear_layer_is_singular():
-    (finding,) = F.parameter_findings(count_parameters(nn.Sequential(nn.Linear(2, 5))))
+    (finding,) = parameter_findings(count_parameters(nn.Sequential(nn.Linear(2, 5))))
     assert finding.text.startswith("15 parameters in 1 linear layer; ")
 
 
 def test_a_tied_weight_is_named_and_counted_once():
     enc, dec = nn.Linear(6, 6), nn.Linear(6, 6)
     dec.weight = enc.weight
-    found = F.parameter_findings(count_parameters(nn.Sequential(enc, nn.ReLU(), dec)))
+    found = parameter_findings(count_parameters(nn.Sequential(enc, nn.ReLU(), dec)))
     assert found[0].text.startswith("48 parameters in 2 linear layers")
     assert found[1].text == "layer 2 shares its weight with layer 0; the 36 shared weights are counted once, under 0"
 
@@ -72,7 +79,7 @@ def test_census_findings_count_positions_and_never_call_a_smooth_unit_dead():
     plant_dead(model[0], 1)
     plant_dead(model[2], 0)
     X = torch.rand(10, 7, 4) - 0.5  # 10 samples of 7 positions each: rows are positions
-    texts = [f.text for f in F.activation_findings(activation_census(model, X), "test")]
+    texts = [f.text for f in activation_findings(activation_census(model, X), "test")]
     assert texts[0] == "layer 0: 1 of 3 neurons never fires on the 70 positions of the 10 test samples"
     assert texts[1].startswith(
         "layer 2 (gelu): outputs are near zero on 33.3% of the 70 positions of the 10 test "
@@ -83,12 +90,12 @@ def test_census_findings_count_positions_and_never_call_a_smooth_unit_dead():
 
 
 def test_counts_agree_with_their_nouns():
-    assert F.count(1, "neuron") == "1 neuron" and F.count(2_034, "parameter") == "2,034 parameters"
-    assert F.describe_samples(1, "test", "digits") == "1 digits test sample"
+    assert count(1, "neuron") == "1 neuron" and count(2_034, "parameter") == "2,034 parameters"
+    assert describe_samples(1, "test", "digits") == "1 digits test sample"
     timeline = DeathTimeline(
         epochs=np.array([2, 4]), layers=("fc1",), dead_counts=np.array([[0, 1]]), death_epoch=(np.array([-1, 4, -1]),)
     )
-    (finding,) = F.death_findings(timeline)
+    (finding,) = death_findings(timeline)
     assert finding.text.startswith("layer fc1: 1 neuron is dead at the last snapshot (epoch 4)")
 
 
@@ -113,30 +120,36 @@ def _pruning(sparsity, accuracy, left, total=100, dead_removed=None):
 
 def test_no_pruning_claim_when_no_pruned_level_was_tried():
     # only the unpruned model was evaluated: "every level tried costs more than 1 point" would be false
-    assert F.pruning_findings(_pruning([0.0], [0.9], [100])) == []
+    assert pruning_findings(_pruning([0.0], [0.9], [100])) == []
 
 
 def test_pruning_claims_name_the_set_their_numbers_count():
-    (finding,) = F.pruning_findings(_pruning([0.0, 0.5], [0.9, 0.895], [100, 55], total=100))
+    (finding,) = pruning_findings(_pruning([0.0, 0.5], [0.9, 0.895], [100, 55], total=100))
     assert finding.text == (
         "pruning 50.0% of each layer's weights costs 0.5 points of accuracy (90.0% -> 89.5%), "
         "leaving 55 of the 100 parameters in linear layers"
     )
-    (costly,) = F.pruning_findings(_pruning([0.0, 0.1, 0.5], [0.9, 0.85, 0.5], [100, 90, 50]))
+    (costly,) = pruning_findings(_pruning([0.0, 0.1, 0.5], [0.9, 0.85, 0.5], [100, 90, 50]))
     assert costly.text == (
         "layer pruning: each of the 2 levels tried costs more than 1 point of accuracy "
         "(pruning 10.0% of each layer's weights costs 5.0 points)"
     )
-    texts = [f.text for f in F.pruning_findings(_pruning([0.0], [0.9], [100], dead_removed=1))]
+    texts = [f.text for f in pruning_findings(_pruning([0.0], [0.9], [100], dead_removed=1))]
     assert texts == ["removing the 1 dead neuron changes accuracy by +0.0 points"]
 
 
 def test_hugging_face_conv1d_layers_are_named_as_not_analysed():
     transformers = pytest.importorskip("transformers")
-    from inspector.analysis.parameters import count_parameters
-
     cfg = transformers.GPT2Config(vocab_size=40, n_positions=16, n_embd=16, n_layer=2, n_head=2)
     model = transformers.GPT2Model(cfg)
-    found = [f for f in F.parameter_findings(count_parameters(model)) if "Conv1D" in f.text]
+    found = [f for f in parameter_findings(count_parameters(model)) if "Conv1D" in f.text]
     assert len(found) == 1 and found[0].numbers["conv1d_layers"] == 8  # c_attn, c_proj, mlp.c_fc, mlp.c_proj x 2
     assert found[0].text.startswith("8 Hugging Face Conv1D layers (h.0.attn.c_attn, ")
+
+
+def test_the_lead_method_is_integrated_gradients_where_it_ran_else_the_first():
+    assert lead_method(["saliency", "integrated_gradients", "deeplift"]) == "integrated_gradients"
+    assert lead_method(["saliency", "deeplift"]) == "saliency"
+    assert lead_method([]) is None
+    records = [SimpleNamespace(method="deeplift"), SimpleNamespace(method="integrated_gradients")]
+    assert lead_method(records) is records[1]  # records with a ``method`` field: the record itself

@@ -12,7 +12,6 @@ import pytest
 import torch
 from torch import nn
 
-from inspector.analysis.findings import importance_findings
 from inspector.analysis.importance import (
     METHODS,
     attribute,
@@ -21,6 +20,7 @@ from inspector.analysis.importance import (
     output_layer,
 )
 from inspector.analysis.inputs import Batch, as_source, make_adapter
+from inspector.analysis.sections.importance import importance_findings
 from inspector.analysis.task import make_task
 from inspector.results import from_json_and_arrays, to_json_and_arrays
 from tests.models import digits_images, lenet_digits, padded_batch, shared_relu, tiny_bert

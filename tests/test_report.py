@@ -300,7 +300,7 @@ def _smooth_and_unknown(analysis: Analysis) -> Analysis:
 
 def test_smooth_and_unknown_units_are_reported_without_a_dead_count():
     from inspector import figures as F
-    from inspector.analysis.findings import activation_findings
+    from inspector.analysis.sections.activations import activation_findings
     from inspector.report import census_rows
 
     analysis = _smooth_and_unknown(Analysis.load(V1_ANALYSIS))

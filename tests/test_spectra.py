@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from inspector.analysis.findings import weight_findings
+from inspector.analysis.sections.weights import weight_findings
 from inspector.analysis.spectra import esd_alpha, fit_power_law, singular_values
 from inspector.analysis.weights import LayerWeights, layer_weights
 from inspector.results import from_json_document, results_equal, to_json_document

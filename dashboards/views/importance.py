@@ -11,7 +11,7 @@ from dashboards.state import DashboardState
 from dashboards.views import control, graph, note, row
 from inspector import figures as F
 from inspector.analysis.findings import SANITY_FAIL
-from inspector.analysis.methods import METHOD_LABELS
+from inspector.analysis.methods import METHOD_LABELS, lead_method
 
 ALL = "all"
 
@@ -109,7 +109,7 @@ def class_values(state: DashboardState) -> list[str]:
 def layout(state: DashboardState) -> html.Div:
     a = state.analysis
     available = methods(state)
-    method = "integrated_gradients" if "integrated_gradients" in available else (available[0] if available else None)
+    method = lead_method(available)
     by_class = a.model.task == "classification" and bool(a.model.class_names)
     classes = [{"label": "all classes" if by_class else "all samples", "value": ALL}] + [
         {"label": f"class {name}", "value": str(i)} for i, name in enumerate(a.model.class_names) if by_class

@@ -14,7 +14,7 @@ from dashboards.security import choice
 from dashboards.state import DashboardState
 from dashboards.views import control, graph, note
 from inspector import figures as F
-from inspector.analysis.methods import METHOD_LABELS
+from inspector.analysis.methods import METHOD_LABELS, lead_method
 from inspector.errors import InspectorError
 from inspector.figures.text import Span
 
@@ -114,7 +114,8 @@ def layout(state: DashboardState) -> html.Div:
     available = methods(state)
     if not available:
         return html.Div([note("No attribution method could run on this model.", ids.TEXT_NOTE)])
-    method = "integrated_gradients" if "integrated_gradients" in available else available[0]
+    method = lead_method(available)
+    assert method is not None  # available is not empty
     n = sample_count(state)
     spans, line = text_view(state, method, 0) if n else ([], "No samples to show.")
     return html.Div(

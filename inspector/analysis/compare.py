@@ -7,7 +7,7 @@ from torch import nn
 
 from inspector.analysis import Analysis
 from inspector.analysis.findings import Finding
-from inspector.analysis.methods import METHOD_LABELS
+from inspector.analysis.methods import METHOD_LABELS, lead_method
 from inspector.analysis.parameters import linear_weights
 from inspector.analysis.weights import PooledMap, pool_magnitude
 from inspector.results import result
@@ -169,7 +169,7 @@ def compare(
                     rb,
                 )
             )
-        lead = next((s for s in shifts if s.method == "integrated_gradients"), shifts[0] if shifts else None)
+        lead = lead_method(shifts)
         if lead is not None:
             found.append(
                 Finding(

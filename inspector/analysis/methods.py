@@ -32,9 +32,9 @@ feature_permutation   f(x) - f(x with feature i shuffled across the batch)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -215,3 +215,15 @@ def method_spec(name: str) -> MethodSpec:
         if spec.name == name:
             return spec
     raise ValueError(f"unknown attribution method {name!r}; choose from {', '.join(METHODS)}")
+
+
+LEAD_METHOD = "integrated_gradients"  # complete (attributions sum to f(x) - f(baseline)) and sanity-checked
+
+_Lead = TypeVar("_Lead")
+
+
+def lead_method(items: Sequence[_Lead]) -> _Lead | None:
+    """The one the tool leads with (ranks features by, names first, opens a view on): Integrated Gradients
+    where it is among ``items``, else the first; ``None`` for none. ``items``: method names, or records
+    with a ``method`` field (a :class:`~inspector.analysis.importance.MethodImportance`, an importance shift)."""
+    return next((item for item in items if getattr(item, "method", item) == LEAD_METHOD), items[0] if items else None)

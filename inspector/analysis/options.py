@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from inspector.analysis.methods import METHODS
-from inspector.analysis.precision import torch_dtype
 from inspector.analysis.pruning import DEFAULT_SPARSITIES, SCOPES
+from inspector.analysis.reduced_dtype import torch_dtype
 from inspector.errors import InspectorError
 
 SECTIONS = ("parameters", "weights", "activations", "importance", "whatif", "pruning", "training")
@@ -30,7 +30,7 @@ class AnalysisOptions:
     batch_size: int = 1024
     max_samples: int | None = None
     # the forward passes of the census, evaluation and pruning's evaluations: fp32 (the model as it is),
-    # bf16 or fp16 (a cast copy; see inspector.analysis.precision). Importance stays float32.
+    # bf16 or fp16 (a cast copy; see inspector.analysis.reduced_dtype). Importance stays float32.
     dtype: str = "fp32"
 
     def __post_init__(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -12,14 +13,14 @@ from inspector.analysis.options import AnalysisOptions
 from inspector.analysis.result import Analysis
 from inspector.analysis.run import analyze
 from inspector.analysis.weights_file import analyze_weights_file
-from inspector.checkpoints import Checkpoint
+from inspector.checkpoints import Checkpoint, load
 from inspector.errors import InspectorError, NotAnMLPError
-from inspector.evaluation import EvalData
+from inspector.evaluation import EvalData, eval_data_for
+from inspector.formats import sharded_index_path
+from inspector.results import JSON_NAME
 
 
 def _looks_like_report(path: Path) -> bool:
-    import json
-
     try:
         doc = json.loads(path.read_bytes())
     except (OSError, ValueError, RecursionError):
@@ -45,11 +46,6 @@ def analyze_path(
     Returns the analysis and, for a checkpoint, the checkpoint and evaluation data (which
     on-demand views need). ``notify(message)`` receives the loader's notices.
     """
-    from inspector.checkpoints import load
-    from inspector.evaluation import eval_data_for
-    from inspector.formats import sharded_index_path
-    from inspector.results import JSON_NAME
-
     path = Path(path)
     if path.is_dir() and (path / JSON_NAME).exists():
         return Analysis.load(path), None, None

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from inspector.analysis import findings as F
 from inspector.analysis.activations import DeathTimeline, LayerActivations
 from inspector.analysis.diagnostics import TrainingDiagnostics
+from inspector.analysis.findings import Finding
 from inspector.analysis.importance import ImportanceReport
 from inspector.analysis.parameters import ParameterReport
 from inspector.analysis.pruning import PruningReport
@@ -31,7 +31,7 @@ class ModelInfo:
     name)`` per module. ``task``: classification, regression or custom; ``target``: what an
     attribution explains. ``input_kind``: features, array or tokens; ``input_shape``: one
     sample's input shape. ``dtype``: what the census, evaluation and pruning forwards ran in
-    (``fp32``: the model as it is; ``bf16`` / ``fp16``: a cast copy, see :mod:`inspector.analysis.precision`).
+    (``fp32``: the model as it is; ``bf16`` / ``fp16``: a cast copy, see :mod:`inspector.analysis.reduced_dtype`).
     """
 
     source: str
@@ -88,7 +88,7 @@ class Analysis:
     importance: ImportanceReport | None
     pruning: PruningReport | None
     training: TrainingDiagnostics | None
-    findings: tuple[F.Finding, ...]
+    findings: tuple[Finding, ...]
     timings: dict[str, float]
     package_version: str
     whatif: PartialDependence | None = None  # tabular inputs only; absent from older folders

@@ -6,9 +6,11 @@ import os
 import time
 
 from inspector._version import __version__
-from inspector.analysis import findings as F
+from inspector.analysis.findings import Finding
 from inspector.analysis.parameters import ParameterReport
 from inspector.analysis.result import Analysis, ModelInfo
+from inspector.analysis.sections.parameters import parameter_findings
+from inspector.analysis.sections.weights import weight_findings
 from inspector.errors import InspectorError
 
 
@@ -88,8 +90,8 @@ def analyze_weights_file(path: str | os.PathLike[str], *, trust_pickle: bool = F
         blocks=tuple((lp.layer, "none") for lp in layers),
         nonfinite=tuple(nonfinite),
     )
-    found = F.parameter_findings(parameters) + F.weight_findings(tuple(weights))
-    found += [F.Finding("weights", "warning", f"{name} holds NaN or Inf values", {}) for name in nonfinite]
+    found = parameter_findings(parameters) + weight_findings(tuple(weights))
+    found += [Finding("weights", "warning", f"{name} holds NaN or Inf values", {}) for name in nonfinite]
     return Analysis(
         model=info,
         data=None,

@@ -32,6 +32,7 @@ from inspector.analysis.findings import Finding
 from inspector.analysis.guard import inspecting
 from inspector.analysis.importance import ImportanceReport
 from inspector.analysis.inputs import Batch, as_source, floating_dtype, make_adapter
+from inspector.analysis.methods import lead_method
 from inspector.analysis.task import Metric, Target, Task, make_task, output_tensor
 from inspector.errors import InspectorError
 from inspector.results import result
@@ -296,8 +297,8 @@ def importance_ranking(importance: ImportanceReport | None) -> np.ndarray | None
     ran) of an importance report on feature columns; ``None`` without one."""
     if importance is None or importance.input_kind != "features":
         return None
-    ran = sorted((m for m in importance.methods if m.error is None), key=lambda m: m.method != "integrated_gradients")
-    return ran[0].ranking if ran else None
+    lead = lead_method([m for m in importance.methods if m.error is None])
+    return lead.ranking if lead is not None else None
 
 
 def ranked_rows(pd: PartialDependence, ranking: Sequence[int] | np.ndarray | None = None) -> list[int]:

@@ -25,8 +25,9 @@ AVX512-BF16), not on CPUs without them. The cost of the copy is memory: the para
 in the reduced dtype (half of their fp32 bytes).
 
 A reduced dtype rounds the inputs and weights (bf16 keeps 8 significant bits), so a neuron whose
-pre-activation is a small difference of large terms can read as never firing: :func:`dtype_findings`
-reruns the census in float32 on a small head of the data and says where a dead count changed.
+pre-activation is a small difference of large terms can read as never firing: the activations section
+(:mod:`inspector.analysis.sections.activations`) reruns the census in float32 on the first
+:data:`CHECK_SAMPLES` samples and says where a dead count changed.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ import copy
 import torch
 from torch import nn
 
-from inspector.analysis.findings import Finding
 from inspector.errors import InspectorError
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -65,26 +65,3 @@ def forward_model(model: nn.Module, name: str) -> nn.Module:
             f"--dtype {name} runs a cast copy of the model, and the model could not be copied "
             f"({type(error).__name__}: {error}); use --dtype fp32"
         ) from error
-
-
-def dtype_findings(name: str, reduced: tuple, exact: tuple, n_samples: int) -> list[Finding]:
-    """One finding per layer whose dead count differs between the ``reduced``-dtype census and the float32
-    one (``exact``), both taken on the same first ``n_samples`` samples (tuples of
-    :class:`~inspector.analysis.activations.LayerActivations`)."""
-    exact_by_layer = {c.layer: c for c in exact}
-    found = []
-    for census in reduced:
-        fp32 = exact_by_layer.get(census.layer)
-        if fp32 is None or census.dead_mask is None or fp32.dead_mask is None:
-            continue
-        if census.dead_count != fp32.dead_count:
-            found.append(
-                Finding(
-                    "activations",
-                    "warning",
-                    f"{census.layer}: the {name} forward changes the dead count on the first {n_samples:,} samples "
-                    f"from {fp32.dead_count:,} to {census.dead_count:,}; rerun with --dtype fp32 for exact counts",
-                    {"fp32_dead": float(fp32.dead_count), "reduced_dead": float(census.dead_count)},
-                )
-            )
-    return found

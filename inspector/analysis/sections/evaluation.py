@@ -1,0 +1,28 @@
+"""The evaluation section: the model's loss and metric on the data (:func:`~inspector.analysis.task.evaluate_task`,
+on the reduced-dtype copy where ``--dtype`` asks for one), as the analysis's :class:`~inspector.analysis.result.DataInfo`.
+
+It runs whenever there is data and a task, even when ``--sections`` leaves out every data section: one pass,
+and the summary can then say the data was there and the sections were not asked for. No findings."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from inspector.analysis.context import AnalysisContext
+from inspector.analysis.findings import Finding
+from inspector.analysis.guard import inspecting
+from inspector.analysis.result import DataInfo
+from inspector.analysis.sections.registry import SectionSpec, register
+from inspector.analysis.task import evaluate_task
+
+
+def run(ctx: AnalysisContext, done: Mapping[str, Any]) -> tuple[DataInfo, list[Finding]]:
+    runner, source, task = ctx.runner, ctx.source, ctx.task
+    assert runner is not None and ctx.run_source is not None and source is not None and task is not None
+    with inspecting(runner), ctx.timed("evaluation"):
+        loss, score, n = evaluate_task(runner, ctx.run_source, task)
+    return DataInfo(source.name, source.split, int(n), score, loss, task.kind, task.metric_name, task.loss_name), []
+
+
+SECTION = register(SectionSpec("evaluation", run, field="data", needs=frozenset({"data", "task"})))
