@@ -8,6 +8,7 @@ registry of sections, one file each with its computation call and findings),
 :mod:`~inspector.analysis.weights_file` (a file whose weights do not rebuild as a model) and
 :mod:`~inspector.analysis.paths` (from a path a user named to an analysis). See docs/sections.md.
 """
+
 from __future__ import annotations
 
 from inspector.analysis.options import DATA_SECTIONS, SECTIONS, AnalysisOptions
