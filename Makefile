@@ -2,8 +2,9 @@
 # and reuse it afterwards (the stamp file is rebuilt only when pyproject.toml changes).
 #
 #   make demo   set up, then serve the dashboard on the built-in demo model
-#   make test   set up (including headless Chromium for the browser tests), lint, then run every test
+#   make test   set up (including headless Chromium for the browser tests), lint, docs, then run every test
 #   make lint   ruff (lint and format check) and mypy (inspector/, dashboards/), as configured in pyproject.toml
+#   make docs   the documentation site (docs/, mkdocs.yml) into site/, every warning an error
 
 VENV  ?= .venv
 PY    := $(VENV)/bin/python
@@ -14,7 +15,7 @@ STAMP := $(VENV)/.installed
 TORCH_SPEC ?= torch==2.13.0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint setup browser clean
+.PHONY: demo test lint docs setup browser clean
 
 setup: $(STAMP)
 
@@ -40,8 +41,14 @@ lint: $(STAMP)
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 
-test: $(STAMP) browser lint
+# The documentation site, strict: a broken internal link, a page missing from the nav or a docstring
+# the API reference cannot parse fails it. About 5 s, so it runs before the tests too.
+# NO_MKDOCS_2_WARNING silences Material's banner about MkDocs 2 (advice, not a warning about the site).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
+
+test: $(STAMP) browser lint docs
 	$(PY) -m pytest --headless
 
 clean:
-	rm -rf $(VENV) .cache .pytest_cache artifacts
+	rm -rf $(VENV) .cache .pytest_cache artifacts site
