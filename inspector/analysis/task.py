@@ -53,6 +53,7 @@ __all__ = [
     "evaluate_task",
     "forward_args",
     "make_task",
+    "task_for_labels",
     "output_tensor",
 ]
 
@@ -126,6 +127,14 @@ def forward_args(batch: Batch) -> tuple[Any, ...]:
     for :meth:`Task.explained`."""
     args = tuple(batch.extra.values())
     return (*args, batch.labels) if batch.labels is not None else args
+
+
+def task_for_labels(labels: torch.Tensor) -> Task:
+    """The built-in task ``labels`` mean: integer labels are classes (accuracy, cross-entropy), floating
+    ones regression targets (R², MSE)."""
+    if labels.is_floating_point():
+        return Task("regression", "R²", "MSE")
+    return Task("classification", "accuracy", "cross-entropy")
 
 
 def make_task(

@@ -396,8 +396,13 @@ def merge_statistics(statistics: Sequence[Statistic]) -> None:
                 parts.append((value.values, keys, value.keyed))
             elif spec.reduction in ("cat", "kept"):
                 wanted = _chosen_chunks([rank_layout[s][i] for rank_layout in layouts], spec.limit, me)
-                parts.append([(_global_key(key, me, value.keyed), _portable(_head(p, wanted[j])))
-                              for j, (key, p) in enumerate(value.chunks) if wanted.get(j, 0)])
+                parts.append(
+                    [
+                        (_global_key(key, me, value.keyed), _portable(_head(p, wanted[j])))
+                        for j, (key, p) in enumerate(value.chunks)
+                        if wanted.get(j, 0)
+                    ]
+                )
             else:
                 parts.append(None)
         sending.append(parts)
@@ -425,7 +430,9 @@ def _global_key(key: Key, rank: int, keyed: bool | None) -> Key:
     return key if keyed else (rank, *key)
 
 
-def _chosen_chunks(per_rank: list[tuple[bool | None, list[tuple[Key, int]]]], limit: int | None, me: int) -> dict[int, int]:
+def _chosen_chunks(
+    per_rank: list[tuple[bool | None, list[tuple[Key, int]]]], limit: int | None, me: int
+) -> dict[int, int]:
     """``{chunk index: rows}`` of this rank's chunks among the first ``limit`` rows of all ranks'."""
     every = [
         (_global_key(key, r, keyed), r, j, n)
