@@ -303,3 +303,16 @@ def evaluate_arrays(
         return evaluate(model, batches, task)
     finally:
         model.train(was_training)
+
+
+def metric_key(metric_name: str, split: str = "test") -> str:
+    """The key a checkpoint's metrics store ``metric_name`` under: ``test_accuracy``, ``test_r2``, else
+    ``test_`` and the name in lower case with every run of other characters as one ``_``."""
+    known = {"accuracy": "accuracy", "R²": "r2"}
+    slug = known.get(metric_name) or "_".join("".join(c if c.isalnum() else " " for c in metric_name.lower()).split())
+    return f"{split}_{slug or 'metric'}"
+
+
+def format_metric(metric_name: str, value: float) -> str:
+    """``value`` as the CLI prints ``metric_name``: accuracy as a percentage, anything else to 4 decimals."""
+    return f"{value:.2%}" if metric_name == "accuracy" else f"{value:.4f}"
