@@ -58,7 +58,7 @@ from inspector.analysis.sites import (
 )
 from inspector.core.counting import SATURATION as SATURATION  # re-exported: the tail the census calls saturated
 from inspector.core.counting import Sums, activation_group, saturated
-from inspector.core.statistic import Statistic, merge_statistics
+from inspector.core.statistic import Rows, Statistic, merge_statistics
 from inspector.errors import InspectorError
 from inspector.results import result
 
@@ -161,6 +161,12 @@ class SiteCensus(Statistic):
     ``(out rows, labels)`` in global (batch index, row) order; ``unlabelled`` ("sum"): kept chunks
     whose rows are not samples with one integer label (then the projection has no labels).
     """
+
+    totals: torch.Tensor | np.ndarray | float
+    n_rows: int
+    n_samples: int
+    unlabelled: int
+    kept: Rows
 
     def __init__(self, site: Site, keep_samples: int, nearly_dead_threshold: float = 0.01) -> None:
         super().__init__()

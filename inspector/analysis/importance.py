@@ -52,7 +52,7 @@ from inspector.analysis.samples import chunk_batches, class_labels, input_rows, 
 from inspector.analysis.sanity import randomization_correlation, randomized_copy, spearman_rows
 from inspector.analysis.sites import Site
 from inspector.analysis.task import Task, make_task, output_tensor
-from inspector.core.statistic import Statistic
+from inspector.core.statistic import Rows, Statistic
 from inspector.results import result
 
 __all__ = [
@@ -175,6 +175,16 @@ class ImportanceSums(Statistic):
     are (sanity check, examples): a "kept" state in rank order (each rank explains one contiguous
     share of the samples, in order). Every other state is a "sum" of the same shape on every rank.
     """
+
+    kept: Rows
+    n: np.ndarray
+    abs_sum: np.ndarray
+    signed_sum: np.ndarray
+    count: np.ndarray
+    class_sum: np.ndarray
+    class_count: np.ndarray
+    labelled: np.ndarray
+    delta_sums: np.ndarray
 
     def __init__(self, tokens: bool, n_classes: int | None, token_ids: np.ndarray, keep: int, width: int) -> None:
         super().__init__()

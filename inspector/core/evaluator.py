@@ -174,6 +174,14 @@ class Scores(Statistic):
     union of the ranks' shards follow exactly from the summed terms.
     """
 
+    n: int
+    loss_sum: float
+    metric_sum: float
+    sse: np.ndarray | float
+    y_sum: np.ndarray | float
+    y_sq_sum: np.ndarray | float
+    scored: int
+
     def __init__(self, task: Task) -> None:
         super().__init__()
         self.task = task

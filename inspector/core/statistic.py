@@ -179,14 +179,14 @@ class TopK:
         self.values, self.keys = _top(vals, keys, self.k)
 
     def merge_from(self, other: TopK) -> None:
-        if other.values is None:
+        if other.values is None or other.keys is None:
             return
-        keys = other.keys
+        keys: np.ndarray = other.keys
         if not (self.keyed or other.keyed):  # local order: the other's rows come after this one's
-            keys = keys + self._next  # type: ignore[operator]
+            keys = keys + self._next
             self._next += other._next
         self.keyed = self.keyed if self.keyed is not None else other.keyed
-        self._take(other.values, keys)  # type: ignore[arg-type]
+        self._take(other.values, keys)
 
 
 def _top(values: np.ndarray, keys: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

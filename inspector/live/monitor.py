@@ -75,6 +75,10 @@ class SiteCounts(Statistic):
     was applied); ``samples``, the calls' first dimension (sequences, not their positions).
     """
 
+    totals: torch.Tensor | np.ndarray | float
+    rows: torch.Tensor | int
+    samples: int
+
     def __init__(self, site: Site) -> None:
         super().__init__()
         self.site = site
