@@ -25,8 +25,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from inspector.analysis.inputs import Batch
 from inspector.analysis.task import task_for_labels
-from inspector.core.evaluator import evaluate_arrays
+from inspector.core.evaluator import Scores, evaluate_arrays
 from inspector.data import Splits, Standardizer
 from inspector.errors import InspectorError
 from inspector.live.monitor import Monitor
@@ -93,22 +94,18 @@ def predict(model: nn.Module, X: torch.Tensor, batch_size: int = 4096) -> torch.
 
 
 def regression_scores(predictions: np.ndarray, targets: np.ndarray) -> tuple[float, float]:
-    """``(MSE, R²)`` of ``predictions`` against ``targets``, both ``(n,)`` or ``(n, k)``, in float64.
+    """``(MSE, R²)`` of ``predictions`` against ``targets``, both ``(n,)`` or ``(n, k)``, in float64,
+    by the one evaluator (:class:`~inspector.core.evaluator.Scores`).
 
     MSE is the mean over samples and targets; R² = 1 - SSE/SST per target (SST about the
-    targets' own mean), averaged over targets; NaN when a target is constant.
+    targets' own mean), averaged over the targets that are not constant; NaN when every one is.
     """
-    pred = np.asarray(predictions, np.float64).reshape(len(predictions), -1)
-    true = np.asarray(targets, np.float64).reshape(len(targets), -1)
-    if pred.shape != true.shape:
-        raise InspectorError(f"{pred.shape[1]} predictions per sample for {true.shape[1]} targets")
-    if not len(true):
-        return math.nan, math.nan
-    sse = ((pred - true) ** 2).sum(axis=0)
-    sst = ((true - true.mean(axis=0)) ** 2).sum(axis=0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r2 = np.where(sst > 0, 1.0 - sse / np.where(sst > 0, sst, 1.0), np.nan)
-    return float(sse.sum() / true.size), float(r2.mean())
+    pred = torch.from_numpy(np.asarray(predictions, np.float64).reshape(len(predictions), -1))
+    true = torch.from_numpy(np.asarray(targets, np.float64).reshape(len(targets), -1))
+    scores = Scores(task_for_labels(true))
+    if len(true):
+        scores.update(pred, Batch(pred, true))
+    return scores.finish()
 
 
 def fold_target_scale(
