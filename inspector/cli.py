@@ -691,10 +691,11 @@ def _cmd_prune(args: argparse.Namespace) -> int:
     from inspector.analysis.parameters import count_parameters
     from inspector.analysis.pruning import prune, prune_and_finetune
     from inspector.analysis.reduced_dtype import forward_model, torch_dtype
+    from inspector.analysis.task import task_for_labels
     from inspector.checkpoints import checkpoint_suffix, is_own_checkpoint, load, save_checkpoint
+    from inspector.core.evaluator import evaluate_arrays, format_metric, metric_key
     from inspector.evaluation import eval_data_for
     from inspector.fileio import check_writable
-    from inspector.training import evaluate
 
     _check_subject(args, args.checkpoint is not None, "a checkpoint")
     if args.model is not None:
@@ -725,10 +726,12 @@ def _cmd_prune(args: argparse.Namespace) -> int:
     line = f"pruned {args.sparsity:.0%} ({args.scope}): {nonzero:,} of {total:,} parameters are nonzero"
     if data is not None:
         X, y = torch.from_numpy(data.X).to(torch_dtype(args.dtype)), torch.from_numpy(data.y)
-        before = evaluate(forward_model(ckpt.model, args.dtype), X, y)[1]
-        after = evaluate(forward_model(pruned, args.dtype), X, y)[1]
-        metrics["test_accuracy"] = after
-        line += f"; {data.name} {data.split} accuracy {before:.2%} -> {after:.2%}"
+        task = task_for_labels(y)  # the metric under its own name: accuracy, or R² for a regression
+        before = evaluate_arrays(forward_model(ckpt.model, args.dtype), X, y, task).metric
+        after = evaluate_arrays(forward_model(pruned, args.dtype), X, y, task).metric
+        metrics[metric_key(task.metric_name)] = after
+        name = task.metric_name
+        line += f"; {data.name} {data.split} {name} {format_metric(name, before)} -> {format_metric(name, after)}"
         line += f" ({args.dtype} forward)" if args.dtype != "fp32" else ""
     save_checkpoint(dataclasses.replace(ckpt, model=pruned, snapshots={}, metrics=metrics), args.out, force=args.force)
     print(line)

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from inspector.errors import InspectorError
+from inspector.records import MAX_SEED, check_seed  # re-exported: where callers have always found them
 
 BUILTIN_DATASETS = ("digits", "synthetic", "synthetic-regression")
 DATA_TASKS = ("classification", "regression")
@@ -134,16 +135,6 @@ class Standardizer:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Standardizer:
         return cls(np.asarray(d["mean"], np.float32), np.asarray(d["scale"], np.float32))
-
-
-MAX_SEED = 2**32 - 1  # numpy's (and so sklearn's) RandomState accepts seeds in [0, 2**32)
-
-
-def check_seed(seed: object) -> int:
-    """``seed`` when it is an int in ``[0, MAX_SEED]``; otherwise a one-line :class:`InspectorError`."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
-        raise InspectorError(f"seed must be an integer from 0 to {MAX_SEED}, got {seed!r}")
-    return int(seed)
 
 
 @dataclass(frozen=True)

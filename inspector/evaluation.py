@@ -1,16 +1,22 @@
 """The data an analysis looks at: an evaluation split, standardised as in training, and the
-streaming evaluation of a model on any data (:func:`evaluate_model`)."""
+streaming evaluation of a model on any data (:func:`evaluate_model`, through the one evaluator of
+:mod:`inspector.core.evaluator`). :class:`EvalData` lives in :mod:`inspector.records` and
+:class:`Evaluation` in :mod:`inspector.core.evaluator`; both are re-exported here."""
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from torch import nn
 
+from inspector.analysis.guard import inspecting
+from inspector.analysis.inputs import as_source, floating_dtype
+from inspector.analysis.parameters import linear_layers
+from inspector.analysis.task import Task, make_task
 from inspector.checkpoints import Checkpoint
+from inspector.core.evaluator import Evaluation, evaluate
 from inspector.data import (
     BUILTIN_DATASETS,
     Dataset,
@@ -21,55 +27,9 @@ from inspector.data import (
     split_dataset,
 )
 from inspector.errors import InspectorError
+from inspector.records import EvalData  # re-exported: where callers have always found it
 
-
-@dataclass(frozen=True)
-class EvalData:
-    """Model-ready evaluation data: ``X`` ``(n, d)`` float32 already standardised, ``y`` ``(n,)``:
-    int64 class indices, or float32 targets for regression (:meth:`from_arrays` keeps
-    continuous targets as they are).
-
-    ``train_X``/``train_y`` are the training split when known (for pruning fine-tuning).
-    """
-
-    name: str
-    split: str
-    X: np.ndarray
-    y: np.ndarray
-    feature_names: tuple[str, ...]
-    class_names: tuple[str, ...]
-    image_shape: tuple[int, int] | None = None
-    train_X: np.ndarray | None = None
-    train_y: np.ndarray | None = None
-
-    @classmethod
-    def from_arrays(
-        cls,
-        X: np.ndarray,
-        y: np.ndarray,
-        *,
-        name: str = "data",
-        feature_names: tuple[str, ...] | None = None,
-        class_names: tuple[str, ...] | None = None,
-        image_shape: tuple[int, int] | None = None,
-    ) -> EvalData:
-        X = np.asarray(X, dtype=np.float32)
-        y = np.asarray(y)
-        # Whole numbers are class labels; anything else is a regression target, never cast to a class.
-        continuous = y.dtype.kind == "f" and not bool(np.all(np.isfinite(y) & (y == np.round(y))))
-        y = y.astype(np.float32) if continuous else y.astype(np.int64)
-        if X.ndim != 2 or y.shape != (X.shape[0],):
-            raise InspectorError(f"expected X (n, d) and y (n,), got {X.shape} and {y.shape}")
-        n_classes = 0 if continuous else (int(y.max()) + 1 if y.size else 0)
-        return cls(
-            name,
-            "all",
-            X,
-            y,
-            feature_names or tuple(f"x{i}" for i in range(X.shape[1])),
-            class_names or tuple(str(c) for c in range(n_classes)),
-            image_shape,
-        )
+__all__ = ["EvalData", "Evaluation", "eval_data_for", "evaluate_model"]
 
 
 def _model_class_names(ckpt: Checkpoint, n_outputs: int) -> tuple[str, ...]:
@@ -163,8 +123,6 @@ def eval_data_for(ckpt: Checkpoint, spec: str | None = None, *, label_column: st
     checkpoint has them. A regression checkpoint's data has float targets ``y`` ``(n,)``
     (``(n, k)`` for ``k`` targets), so an analysis of it is a regression.
     """
-    from inspector.analysis.parameters import linear_layers
-
     layers = linear_layers(ckpt.model)
     if not layers:
         raise InspectorError(f"{ckpt.source}: the model has no nn.Linear layers")
@@ -196,19 +154,6 @@ def eval_data_for(ckpt: Checkpoint, spec: str | None = None, *, label_column: st
     return EvalData(dataset.name, "all", X, dataset.y, dataset.feature_names, dataset.class_names, dataset.image_shape)
 
 
-@dataclass(frozen=True)
-class Evaluation:
-    """A model's ``loss`` and ``metric`` over ``n_samples`` samples, named by its task
-    (``"accuracy"``/``"cross-entropy"``, ``"R²"``/``"MSE"``, a custom metric with ``loss_name`` ``None``
-    and ``loss`` NaN)."""
-
-    loss: float
-    metric: float
-    n_samples: int
-    metric_name: str
-    loss_name: str | None
-
-
 def evaluate_model(model: nn.Module, data: Any, task: Any = None, *, batch_size: int = 1024) -> Evaluation:
     """Evaluate ``model`` on ``data`` in one streamed pass (batch by batch, nothing gathered).
 
@@ -217,13 +162,8 @@ def evaluate_model(model: nn.Module, data: Any, task: Any = None, *, batch_size:
     :class:`~inspector.analysis.task.Task`, a task name or ``None`` (inferred from the labels).
     The model is left as it was (eval mode inside, ``training`` restored).
     """
-    from inspector.analysis.guard import inspecting
-    from inspector.analysis.inputs import as_source, floating_dtype
-    from inspector.analysis.task import Task, evaluate_task, make_task
-
     device = next(model.parameters()).device
     source = as_source(data, batch_size=batch_size, device=device, dtype=floating_dtype(model))
     resolved = task if isinstance(task, Task) else make_task(task, source.first())
     with inspecting(model):
-        loss, metric, n = evaluate_task(model, source, resolved)
-    return Evaluation(loss, metric, n, resolved.metric_name, resolved.loss_name)
+        return evaluate(model, source, resolved)

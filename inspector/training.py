@@ -19,101 +19,20 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from inspector.data import Splits, Standardizer, check_seed
+from inspector.analysis.inputs import Batch
+from inspector.analysis.task import task_for_labels
+from inspector.core.evaluator import Scores, evaluate_arrays
+from inspector.data import Splits, Standardizer
 from inspector.errors import InspectorError
+from inspector.live.monitor import Monitor
 from inspector.models import MLP, MLPConfig, build_mlp
-
-OPTIMIZERS = ("adam", "sgd")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Optimisation settings. ``patience=None`` turns early stopping off."""
-
-    epochs: int = 100
-    batch_size: int = 64
-    lr: float = 1e-3
-    optimizer: str = "adam"
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    patience: int | None = 10
-    snapshot_every: int | None = None
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise InspectorError(f"unknown optimizer {self.optimizer!r}; choose adam or sgd")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise InspectorError("epochs and batch size must be at least 1")
-        # isfinite first: NaN passes every `x <= 0` test, and an infinite step trains NaN weights
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise InspectorError(f"learning rate must be a finite number above 0, got {self.lr}")
-        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
-            raise InspectorError(f"weight decay must be a finite number of at least 0, got {self.weight_decay}")
-        if not (math.isfinite(self.momentum) and 0 <= self.momentum < 1):
-            raise InspectorError(f"momentum must be in [0, 1), got {self.momentum}")
-        check_seed(self.seed)
-        if self.patience is not None and self.patience < 1:
-            raise InspectorError("patience must be at least 1 (or None to turn early stopping off)")
-        if self.snapshot_every is not None and self.snapshot_every < 1:
-            raise InspectorError("snapshot interval must be at least 1 epoch")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-@dataclass(frozen=True)
-class History:
-    """Per-epoch curves, index e is epoch e + 1. ``best_epoch`` is 1-based.
-
-    The losses are the training objective: cross-entropy, or for regression the MSE of the
-    standardised targets (what early stopping watches). ``train_accuracy``/``val_accuracy``
-    hold the task's metric, named ``metric_name``: accuracy, or ``"R²"`` for regression.
-    """
-
-    train_loss: np.ndarray
-    val_loss: np.ndarray
-    train_accuracy: np.ndarray
-    val_accuracy: np.ndarray
-    best_epoch: int
-    stopped_early: bool
-    metric_name: str = "accuracy"
-
-    @property
-    def epochs_run(self) -> int:
-        return int(self.train_loss.shape[0])
-
-    def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {
-            "train_loss": self.train_loss.tolist(),
-            "val_loss": self.val_loss.tolist(),
-            "train_accuracy": self.train_accuracy.tolist(),
-            "val_accuracy": self.val_accuracy.tolist(),
-            "best_epoch": self.best_epoch,
-            "stopped_early": self.stopped_early,
-        }
-        if self.metric_name != "accuracy":  # left out otherwise, so older readers still read the history
-            d["metric_name"] = self.metric_name
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> History:
-        return cls(
-            train_loss=np.asarray(d["train_loss"], np.float64),
-            val_loss=np.asarray(d["val_loss"], np.float64),
-            train_accuracy=np.asarray(d["train_accuracy"], np.float64),
-            val_accuracy=np.asarray(d["val_accuracy"], np.float64),
-            best_epoch=int(d["best_epoch"]),
-            stopped_early=bool(d["stopped_early"]),
-            metric_name=str(d.get("metric_name", "accuracy")),
-        )
+from inspector.records import History, TrainConfig  # re-exported: where callers have always found them
 
 
 @dataclass(frozen=True)
@@ -149,30 +68,17 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device(name)
 
 
-@torch.no_grad()
 def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor, batch_size: int = 4096) -> tuple[float, float]:
-    """``(loss, metric)`` of ``model`` on ``X`` ``(n, d)``, in eval mode.
+    """``(loss, metric)`` of ``model`` on ``X`` ``(n, d)``, in eval mode: the one
+    evaluator (:mod:`inspector.core.evaluator`), the task read from ``y``'s dtype.
 
     Integer ``y`` ``(n,)`` are classes: mean cross-entropy and accuracy. Floating ``y``
     ``(n,)`` or ``(n, k)`` are regression targets: MSE (mean over samples and targets) and
-    R² averaged over the ``k`` targets (NaN for a constant target), in float64.
+    R² averaged over the ``k`` targets (a constant target left out; NaN when every one is), in float64.
+    For the metric's name as well, :func:`~inspector.core.evaluator.evaluate_arrays`.
     """
-    if y.is_floating_point():
-        return _evaluate_regression(model, X, y, batch_size)
-    was_training = model.training
-    model.eval()
-    try:
-        loss_sum = torch.zeros((), device=X.device)
-        correct = torch.zeros((), device=X.device, dtype=torch.long)
-        for start in range(0, X.shape[0], batch_size):
-            logits = model(X[start : start + batch_size])
-            target = y[start : start + batch_size]
-            loss_sum += nn.functional.cross_entropy(logits, target, reduction="sum")
-            correct += (logits.argmax(dim=1) == target).sum()
-        n = max(1, X.shape[0])
-        return float(loss_sum) / n, float(correct) / n
-    finally:
-        model.train(was_training)
+    scores = evaluate_arrays(model, X, y, task_for_labels(y), batch_size)
+    return scores.loss, scores.metric
 
 
 def predict(model: nn.Module, X: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
@@ -188,27 +94,18 @@ def predict(model: nn.Module, X: torch.Tensor, batch_size: int = 4096) -> torch.
 
 
 def regression_scores(predictions: np.ndarray, targets: np.ndarray) -> tuple[float, float]:
-    """``(MSE, R²)`` of ``predictions`` against ``targets``, both ``(n,)`` or ``(n, k)``, in float64.
+    """``(MSE, R²)`` of ``predictions`` against ``targets``, both ``(n,)`` or ``(n, k)``, in float64,
+    by the one evaluator (:class:`~inspector.core.evaluator.Scores`).
 
     MSE is the mean over samples and targets; R² = 1 - SSE/SST per target (SST about the
-    targets' own mean), averaged over targets; NaN when a target is constant.
+    targets' own mean), averaged over the targets that are not constant; NaN when every one is.
     """
-    pred = np.asarray(predictions, np.float64).reshape(len(predictions), -1)
-    true = np.asarray(targets, np.float64).reshape(len(targets), -1)
-    if pred.shape != true.shape:
-        raise InspectorError(f"{pred.shape[1]} predictions per sample for {true.shape[1]} targets")
-    if not len(true):
-        return math.nan, math.nan
-    sse = ((pred - true) ** 2).sum(axis=0)
-    sst = ((true - true.mean(axis=0)) ** 2).sum(axis=0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r2 = np.where(sst > 0, 1.0 - sse / np.where(sst > 0, sst, 1.0), np.nan)
-    return float(sse.sum() / true.size), float(r2.mean())
-
-
-def _evaluate_regression(model: nn.Module, X: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple[float, float]:
-    predictions = predict(model, X, batch_size).cpu().numpy()
-    return regression_scores(predictions, y.detach().cpu().numpy())
+    pred = torch.from_numpy(np.asarray(predictions, np.float64).reshape(len(predictions), -1))
+    true = torch.from_numpy(np.asarray(targets, np.float64).reshape(len(targets), -1))
+    scores = Scores(task_for_labels(true))
+    if len(true):
+        scores.update(pred, Batch(pred, true))
+    return scores.finish()
 
 
 def fold_target_scale(
@@ -358,8 +255,6 @@ def _train(
 
     monitor = None
     if run_dir is not None:
-        from inspector.live.monitor import Monitor
-
         meta = {"source": "inspector train", "layer_sizes": list(config.layer_sizes), "train_config": tc.to_dict()}
         monitor = Monitor(model, run_dir, every=every, optimizer=optimizer, meta=meta)
 

@@ -180,9 +180,9 @@ def test_death_timeline_dates_each_death():
 
 
 def test_counts_stay_exact_when_partial_sums_are_flushed(monkeypatch):
-    from inspector.analysis import activations
+    from inspector.core import counting
 
-    monkeypatch.setattr(activations, "_FLUSH_ROWS", 300)  # fold into float64 every few batches
+    monkeypatch.setattr(counting, "FLUSH_ROWS", 300)  # fold into float64 every few batches
     model = build_mlp(MLPConfig(10, (16,), 3))
     X = _standard_normal(1001)
     census = activation_census(model, X, batch_size=128)[0]

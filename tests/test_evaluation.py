@@ -101,3 +101,57 @@ def test_evaluation_rows_of_a_single_class_are_fine(tmp_path):
         _argmax_checkpoint(), _write(tmp_path, "a,b,c,label\n0,0,1,fish\n1,0,2,fish\n"), label_column="label"
     )
     np.testing.assert_array_equal(data.y, [2, 2])
+
+
+# --------------------------------------------------------------------------- the one evaluator
+
+
+def _linear(weight: list[list[float]], bias: list[float]) -> torch.nn.Linear:
+    layer = torch.nn.Linear(len(weight[0]), len(weight))
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor(weight))
+        layer.bias.copy_(torch.tensor(bias))
+    return layer
+
+
+def test_the_one_evaluator_names_its_metric_and_knows_the_closed_form():
+    from inspector.analysis.task import task_for_labels
+    from inspector.core.evaluator import evaluate_arrays
+
+    X = torch.tensor([[0.0], [1.0], [2.0], [3.0]])
+    # regression: predictions (0, 2, 4, 6) against targets (1, 1, 5, 5): SSE 4, SST about the mean 3 is 16
+    model = _linear([[2.0]], [0.0])
+    targets = torch.tensor([1.0, 1.0, 5.0, 5.0])
+    scores = evaluate_arrays(model, X, targets, task_for_labels(targets), batch_size=3)  # two batches
+    assert (scores.metric_name, scores.loss_name, scores.n_samples) == ("R²", "MSE", 4)
+    assert scores.loss == pytest.approx(1.0) and scores.metric == pytest.approx(1 - 4 / 16)
+    assert evaluate(model, X, targets) == (scores.loss, scores.metric)  # training's evaluate is the same one
+    # classification: logits (x, 1.5): class 1 for x < 1.5
+    classifier = _linear([[1.0], [0.0]], [0.0, 1.5])
+    labels = torch.tensor([1, 1, 1, 0])
+    scores = evaluate_arrays(classifier, X, labels, task_for_labels(labels))
+    assert (scores.metric_name, scores.metric) == ("accuracy", 0.75)
+    assert model.training and classifier.training  # left as they were
+
+
+def test_scores_merged_from_two_shares_equal_one_pass():
+    from inspector.analysis.inputs import Batch
+    from inspector.analysis.task import task_for_labels
+
+    g = torch.Generator().manual_seed(0)
+    outputs, targets = torch.randn(10, 2, generator=g), torch.randn(10, 2, generator=g)
+    task = task_for_labels(targets)
+    whole, first, second = task.scores(), task.scores(), task.scores()
+    whole.update(outputs, Batch(outputs, targets))
+    first.update(outputs[:4], Batch(outputs[:4], targets[:4]))
+    second.update(outputs[4:], Batch(outputs[4:], targets[4:]))
+    assert first.merge_from(second).finish() == pytest.approx(whole.finish(), rel=1e-12)
+    assert first.n == 10 and first.width == 2
+
+
+def test_metric_keys_and_formats():
+    from inspector.core.evaluator import format_metric, metric_key
+
+    assert metric_key("accuracy") == "test_accuracy" and metric_key("R²") == "test_r2"
+    assert metric_key("F1 score (macro)") == "test_f1_score_macro" and metric_key("…") == "test_metric"
+    assert format_metric("accuracy", 0.5) == "50.00%" and format_metric("R²", 0.98765) == "0.9877"

@@ -110,7 +110,7 @@ def test_planted_vanishing_gradient_norms_equal_the_loop_s_and_warn(tmp_path, ca
 @pytest.mark.parametrize("flush_rows", [None, 60])  # 60: float32 counts folded into float64 on every batch
 def test_tanh_saturation_nearly_dead_update_ratio_lr_and_loss_equal_a_recount(tmp_path, monkeypatch, flush_rows):
     if flush_rows is not None:
-        monkeypatch.setattr("inspector.analysis.activations._FLUSH_ROWS", flush_rows)
+        monkeypatch.setattr("inspector.core.counting.FLUSH_ROWS", flush_rows)
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(6, 12), nn.Tanh(), nn.Linear(12, 10), nn.ReLU(), nn.Linear(10, 1))
     with torch.no_grad():

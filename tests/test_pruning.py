@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 
 import numpy as np
 import pytest
@@ -152,6 +153,36 @@ def test_cli_exports_a_pruned_checkpoint(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--sparsity: expected a finite number in [0, 1), got '1.0'" in err and "Traceback" not in err
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_cli_prune_of_a_regression_checkpoint_reports_r2_under_its_own_name(tmp_path, capsys):
+    """Issue 20 defect 9: prune printed a regression's R² as "accuracy" (as a percentage) and stored it
+    as test_accuracy. The metric is R², printed and stored (test_r2) as such, and it is the R² of the
+    pruned model on the test split, recomputed here from its predictions."""
+    from inspector.checkpoints import load
+    from inspector.cli import main
+    from inspector.evaluation import eval_data_for
+
+    ckpt = tmp_path / "r.safetensors"
+    train = ["train", "--dataset", "synthetic-regression", "--hidden", "16", "--epochs", "15", "-q", "--out", str(ckpt)]
+    assert main(train) == 0
+    capsys.readouterr()
+    out = tmp_path / "pruned.safetensors"
+    assert main(["prune", str(ckpt), "--sparsity", "0.5", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "synthetic-regression test R² " in printed and "accuracy" not in printed and "%" not in printed.split(";")[1]
+    original, pruned = load(ckpt), load(out)
+    assert "test_accuracy" not in pruned.metrics
+    data = eval_data_for(pruned)
+    assert data is not None and data.split == "test"
+    with torch.no_grad():
+        predictions = pruned.model(torch.from_numpy(data.X)).double().numpy().reshape(len(data.y), -1)
+    targets = data.y.astype(np.float64).reshape(len(data.y), -1)
+    r2 = 1 - ((predictions - targets) ** 2).sum(0) / ((targets - targets.mean(0)) ** 2).sum(0)
+    assert pruned.metrics["test_r2"] == pytest.approx(float(r2.mean()), abs=1e-6)
+    before, after = re.search(r"test R² (-?[\d.]+) -> (-?[\d.]+)\n", printed).groups()  # type: ignore[union-attr]
+    assert float(before) == pytest.approx(original.metrics["test_r2"], abs=1e-4)
+    assert float(after) == pytest.approx(pruned.metrics["test_r2"], abs=1e-4)
 
 
 # --------------------------------------------------------------------------- independent re-implementation

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -52,19 +51,17 @@ from inspector.analysis import distributed
 from inspector.analysis.guard import inspecting
 from inspector.analysis.inputs import Batch, DataSource, as_source, model_device
 from inspector.analysis.sites import (
-    LEAKY,
-    RECTIFIERS,
-    SMOOTH,
-    SQUASHERS,
     Site,
     SiteObserver,
     discover_sites,
     near_zero,
 )
+from inspector.core.counting import SATURATION as SATURATION  # re-exported: the tail the census calls saturated
+from inspector.core.counting import Sums, activation_group, saturated
+from inspector.core.statistic import Rows, Statistic, merge_statistics
 from inspector.errors import InspectorError
 from inspector.results import result
 
-SATURATION = 0.99
 HISTOGRAM_BINS = 30
 
 
@@ -152,90 +149,48 @@ class DeathTimeline:
     death_epoch: tuple[np.ndarray, ...]
 
 
-_FLUSH_ROWS = 2**23  # float32 counts are exact below 2**24; flush to float64 well before
+class SiteCensus(Statistic):
+    """One site's census over a pass, as a :class:`~inspector.core.statistic.Statistic`: ``update``
+    per application of the site's activation, merged across ranks by the base class, ``finish`` to a
+    :class:`LayerActivations`.
 
-
-def _group(kind: str) -> str:
-    """Which rule a kind of unit is counted by: rectifier, leaky, smooth, squasher or unknown."""
-    for name, kinds in (("rectifier", RECTIFIERS), ("leaky", LEAKY), ("smooth", SMOOTH), ("squasher", SQUASHERS)):
-        if kind in kinds:
-            return name
-    return "unknown"
-
-
-def _saturated(kind: str, out: torch.Tensor, indicator: torch.Tensor) -> None:
-    """``indicator`` := 1 where the squashing unit ``kind`` sits in a flat tail."""
-    if kind in ("tanh", "hardtanh"):  # range (-1, 1)
-        torch.gt(out.abs(), SATURATION, out=indicator)
-    else:  # sigmoid, hardsigmoid: range (0, 1)
-        torch.gt((out - 0.5).abs(), SATURATION - 0.5, out=indicator)
-
-
-class _Sums:
-    """Per-neuron sums on the device: float64 ``totals`` ``(k, m)`` and the float32 ``partial`` sums
-    ``(k, 1, m)`` added since the last flush (``rows``: their ``k`` views), plus one reused indicator
-    buffer. The census keeps k = 3 (fired, zero, total); the live Monitor k = 2 (fired, other).
-
-    Each batch adds into the float32 rows with one GEMM against a row of ones (the cheapest column sum
-    on CPU and GPU alike); before they would pass ``_FLUSH_ROWS`` rows they are folded into float64,
-    so counts stay exact for any number of rows.
+    States: ``totals`` ``(3, m)`` ("sum", float64; the :class:`~inspector.core.counting.Sums` on the
+    device, exact for any dataset size): ``fired``, rows with a positive (pre-)activation (saturated,
+    for squashers); ``zero``, smooth units' rows with a near-zero output; ``total``, the sum of
+    outputs. ``n_rows`` and ``n_samples`` ("sum"). ``kept`` ("kept"): the first ``keep_samples`` rows
+    ``(out rows, labels)`` in global (batch index, row) order; ``unlabelled`` ("sum"): kept chunks
+    whose rows are not samples with one integer label (then the projection has no labels).
     """
 
-    def __init__(self, width: int, device: torch.device, k: int = 3) -> None:
-        self.width = width
-        self.totals = torch.zeros(k, width, dtype=torch.float64, device=device)
-        self.partial = torch.zeros(k, 1, width, device=device)
-        self.rows = self.partial.unbind(0)  # the k row views: unpacked once, not on every call
-        self.pending_rows = 0
-        self._buffers: tuple[torch.Tensor, torch.Tensor] | None = None
+    totals: torch.Tensor | np.ndarray | float
+    n_rows: int
+    n_samples: int
+    unlabelled: int
+    kept: Rows
 
-    def add_rows(self, rows: int) -> None:
-        """Make room for ``rows`` more rows in the float32 sums (folding them into float64 first if needed)."""
-        if self.pending_rows + rows > _FLUSH_ROWS:
-            self.flush()
-        self.pending_rows += rows
+    def __init__(self, site: Site, keep_samples: int, nearly_dead_threshold: float = 0.01) -> None:
+        super().__init__()
+        self.site = site
+        self.keep_samples = keep_samples
+        self.nearly_dead_threshold = nearly_dead_threshold
+        self.group = activation_group(site.activation)
+        self.add_state("totals", 0.0, "sum")  # becomes the Sums' (3, m) float64 totals on the first call
+        self.add_state("n_rows", 0, "sum")
+        self.add_state("n_samples", 0, "sum")
+        self.add_state("unlabelled", 0, "sum")
+        self.add_state("kept", reduction="kept", limit=keep_samples)
+        self.sums: Sums | None = None  # from the first call, when the width and device are known
+        self.last_batch = -1
+        self.rows_in_batch = 0
 
-    def scratch(self, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(indicator (rows, m), ones (1, rows))`` on the sums' device, reused while the row count stays
-        the same (only the latest shape is kept: variable-length batches must not grow a cache)."""
-        if self._buffers is None or self._buffers[1].shape[1] != rows:
-            device = self.totals.device
-            self._buffers = (torch.empty(rows, self.width, device=device), torch.ones(1, rows, device=device))
-        return self._buffers
-
-    def flush(self) -> None:
-        if self.pending_rows:
-            self.totals += self.partial[:, 0]
-            self.partial.zero_()
-            self.pending_rows = 0
-
-
-@dataclass
-class _Accumulator:
-    """One site's running statistics, kept on the device for the whole pass (update / flush / finish).
-
-    Sums (:class:`_Sums`, exact for any dataset size): ``fired``, rows with a positive (pre-)activation (saturated, for squashers);
-    ``zero``, smooth units' rows with a near-zero output; ``total``, the sum of outputs.
-    """
-
-    site: Site
-    keep_samples: int
-    group: str = ""
-    sums: _Sums | None = None  # from the first call, when the width and device are known
-    n_rows: int = 0
-    n_samples: int = 0
-    last_batch: int = -1
-    kept: list[torch.Tensor] = field(default_factory=list)
-    kept_labels: list[torch.Tensor] | None = field(default_factory=list)
-    kept_n: int = 0
-    kept_chunks: list[tuple[int, int, int]] = field(default_factory=list)  # (batch index, first row, rows)
-    rows_in_batch: int = 0
-
-    def __post_init__(self) -> None:
-        self.group = _group(self.site.activation)
+    @property
+    def reached(self) -> bool:
+        """Whether the data reached the site (on some rank, once merged)."""
+        return bool(np.ndim(self.totals))
 
     def update(self, batch: Batch, batch_index: int, pre: torch.Tensor, out: torch.Tensor) -> None:
-        """Add one application of the site's activation: ``pre``/``out`` ``(..., m)``."""
+        """Add one application of the site's activation: ``pre``/``out`` ``(..., m)``; ``batch_index``
+        is the batch's global index (it orders the kept rows across ranks as one process would)."""
         # called once per site and batch: kept to the few tensor calls a 2-D float32 output needs
         width = out.shape[-1]
         positions = batch.position_mask(out.shape) if batch.mask is not None else None
@@ -252,7 +207,8 @@ class _Accumulator:
             pre = pre.float()
         sums = self.sums
         if sums is None:
-            sums = self.sums = _Sums(int(width), out.device)
+            sums = self.sums = Sums(int(width), out.device)
+            self.totals = sums.totals  # the same tensor: each flush adds into it in place
         elif width != sums.width:
             raise InspectorError(
                 f"layer {self.site.layer}: its activation saw {width} features on one call and "
@@ -265,17 +221,17 @@ class _Accumulator:
         rows = out.shape[0]
         if rows:
             self._sum(sums, pre, out, rows)
-        if self.kept_n < self.keep_samples:
+        if not self.kept.full:
             self._keep(batch, out, positions is None)
         self.n_rows += rows
         self.rows_in_batch += rows
 
-    def _sum(self, sums: _Sums, pre: torch.Tensor, out: torch.Tensor, rows: int) -> None:
+    def _sum(self, sums: Sums, pre: torch.Tensor, out: torch.Tensor, rows: int) -> None:
         sums.add_rows(rows)
         indicator, ones = sums.scratch(rows)
         fired, zero, total = sums.rows
         if self.group == "squasher":
-            _saturated(self.site.activation, out, indicator)
+            saturated(self.site.activation, out, indicator)
         else:
             # ReLU fires where its output is > 0; every other unit where its input is
             torch.gt(out if self.group == "rectifier" else pre, 0, out=indicator)
@@ -286,12 +242,7 @@ class _Accumulator:
         total.addmm_(ones, out)
 
     def _keep(self, batch: Batch, out: torch.Tensor, unmasked: bool) -> None:
-        if self.kept_n >= self.keep_samples:
-            return
-        take = out[: self.keep_samples - self.kept_n]
-        self.kept.append(take.clone())
-        self.kept_chunks.append((self.last_batch, self.rows_in_batch, int(take.shape[0])))
-        self.kept_n += take.shape[0]
+        take = out[: self.keep_samples - self.kept.count]
         labels = batch.labels
         # a projection point is labelled only when it is one sample with one integer label
         rows_are_samples = (
@@ -302,69 +253,31 @@ class _Accumulator:
             and not labels.is_floating_point()
             and not labels.is_complex()
         )
-        if self.kept_labels is not None and rows_are_samples:
-            self.kept_labels.append(labels[: take.shape[0]].detach().clone())  # type: ignore[index]
+        if rows_are_samples:
+            kept_labels = labels[: take.shape[0]].detach().clone()  # type: ignore[index]
         else:
-            self.kept_labels = None
+            kept_labels = torch.zeros(take.shape[0], dtype=torch.int64, device=take.device)
+            self.unlabelled += 1
+        self.kept.add((take.clone(), kept_labels), key=(self.last_batch, self.rows_in_batch))
 
-    def local_state(self) -> dict[str, Any] | None:
-        """What the merge needs first from this rank: the width, and the order keys ``(k, 2)`` (global batch
-        index, row within the batch) of the rows kept here; ``None`` when the data never reached the site."""
-        if self.sums is None:
-            return None
-        keys = np.array(
-            [(b, first + i) for b, first, rows in self.kept_chunks for i in range(rows)], dtype=np.int64
-        ).reshape(-1, 2)
-        return {"width": self.sums.width, "keys": keys, "labelled": self.kept_labels is not None}
+    def flush(self) -> None:
+        """Fold the device's float32 sums into the float64 ``totals`` (before a merge or finish)."""
+        if self.sums is not None:
+            self.sums.flush()
 
-    def kept_prefix(self, count: int) -> tuple[np.ndarray, np.ndarray | None] | None:
-        """The first ``count`` kept rows ``(count, m)`` and their labels (``None`` when nothing is sent)."""
-        if count == 0 or not self.kept:
-            return None
-        rows = torch.cat(self.kept)[:count].float().cpu().numpy()
-        labels = torch.cat(self.kept_labels)[:count].cpu().numpy() if self.kept_labels else None
-        return rows, labels
-
-    def merge(
-        self,
-        states: list[dict[str, Any] | None],
-        prefixes: list[tuple[np.ndarray, np.ndarray | None] | None],
-        totals: np.ndarray,
-        counts: np.ndarray,
-    ) -> None:
-        """Replace this rank's statistics with every rank's: ``totals`` ``(3, m)`` and ``counts`` (rows,
-        samples) summed over ranks; the kept rows are the ranks' ``prefixes`` (each rank's share of the
-        first ``keep_samples`` rows in global (batch, row) order) in that order: the rows one process keeps."""
-        present = [s for s in states if s is not None]
-        width = int(present[0]["width"])
-        self.sums = _Sums(width, torch.device("cpu"))
-        self.sums.totals = torch.from_numpy(totals.reshape(3, width))
-        self.n_rows, self.n_samples = int(counts[0]), int(counts[1])
-        self.kept, self.kept_n = [], 0
-        labelled = all(s["labelled"] for s in present)
-        self.kept_labels = [] if labelled else None
-        sent = [(s, p) for s, p in zip(states, prefixes, strict=True) if s is not None and p is not None]
-        if not sent:
-            return
-        keys = np.concatenate([s["keys"][: len(p[0])] for s, p in sent])
-        order = np.lexsort((keys[:, 1], keys[:, 0]))
-        self.kept = [torch.from_numpy(np.concatenate([p[0] for _, p in sent])[order])]
-        self.kept_n = len(order)
-        if labelled and all(p[1] is not None for _, p in sent):
-            self.kept_labels = [torch.from_numpy(np.concatenate([p[1] for _, p in sent])[order])]  # type: ignore[misc]
-        else:
-            self.kept_labels = None
-
-    def finish(self, threshold: float) -> LayerActivations:
-        """The site's :class:`LayerActivations`; call after :meth:`_Sums.flush`, on a site that was called."""
-        if self.sums is None:
+    def finish(self) -> LayerActivations:
+        """The site's :class:`LayerActivations`; call after :meth:`flush`, on a site that was reached."""
+        if not self.reached:
             raise ValueError(f"layer {self.site.layer} was never called")
-        width = self.sums.width
-        kept = torch.cat(self.kept).float().cpu() if self.kept else torch.zeros(0, width)
+        threshold = self.nearly_dead_threshold
+        totals = torch.as_tensor(self.totals).cpu()
+        width = int(totals.shape[1])
+        rows_chunks = self.kept.column(0)
+        kept = torch.cat(rows_chunks).float().cpu() if rows_chunks else torch.zeros(0, width)
         counts, edges = _histogram(kept)
         projection, variance = _pca_2d(kept)
-        labels = torch.cat(self.kept_labels).cpu().numpy() if self.kept_labels else None
-        fired, zero, total = self.sums.totals.cpu()
+        labels = torch.cat(self.kept.column(1)).cpu().numpy() if rows_chunks and not self.unlabelled else None
+        fired, zero, total = totals
         n = max(self.n_rows, 1)
         fire_rate = dead = nearly = saturation = zero_rate = None
         rate = (fired / n).numpy()
@@ -488,7 +401,7 @@ def activation_census(
     dev = torch.device(device) if device is not None else model_device(model)
     source = distributed.shard(_source(data, labels, batch_size, dev), data)
     current: list[Any] = [None, -1]  # the batch in flight and its index
-    accumulators: dict[str, _Accumulator] = {}
+    accumulators: dict[str, SiteCensus] = {}
 
     def observe(layer: str, pre: torch.Tensor, out: torch.Tensor) -> None:
         accumulators[layer].update(current[0], current[1], pre, out)
@@ -498,7 +411,7 @@ def activation_census(
         if sites is None:
             sites = discover_sites(model, source.first())
         counted = tuple(s for s in sites if s.counted)
-        accumulators.update((s.layer, _Accumulator(s, keep_samples)) for s in counted)
+        accumulators.update((s.layer, SiteCensus(s, keep_samples, nearly_dead_threshold)) for s in counted)
         observer = SiteObserver(model, counted, observe, guard)
         with torch.inference_mode():
             for index, batch in enumerate(source):
@@ -507,51 +420,13 @@ def activation_census(
                 observer.start_batch()
                 batch.call(model)
             for acc in accumulators.values():  # the totals are inference tensors: fold them in while still in the mode
-                if acc.sums is not None:
-                    acc.sums.flush()
-    if distributed.active():
-        _merge([accumulators[s.layer] for s in counted])
+                acc.flush()
+    # every site's census from every rank, in three collectives for all sites together: the kept rows'
+    # order keys, the sums (exact: 0/1 counts are whole numbers in float64), then only the kept rows
+    # among the first keep_samples in global order; a site some rank never reached gets zeros there
+    merge_statistics([accumulators[s.layer] for s in counted])
     # a site the data never reached (a layer this forward pass does not use) has nothing to report
-    return tuple(
-        accumulators[s.layer].finish(nearly_dead_threshold) for s in counted if accumulators[s.layer].sums is not None
-    )
-
-
-def _merge(accumulators: list[_Accumulator]) -> None:
-    """Every rank's census, on every rank, in three collectives for all sites together: the order keys
-    of the kept rows (``all_gather``, 16 bytes a row), counts and sums (one ``all_reduce``: exact, 0/1
-    counts are whole numbers in float64), then only the kept rows that are among the first
-    ``keep_samples`` in global order (``all_gather``: ``keep_samples x m`` floats per site over all
-    ranks, whatever their number). A site some rank never reached gets zeros there."""
-    states = distributed.all_gather_objects([acc.local_state() for acc in accumulators])
-    me = distributed.rank()
-    totals, counts, sending = [], [], []
-    for i, acc in enumerate(accumulators):
-        site_states = [rank_states[i] for rank_states in states]
-        present = [s for s in site_states if s is not None]
-        width = int(present[0]["width"]) if present else 0
-        local = acc.sums.totals.cpu().numpy() if acc.sums is not None else np.zeros((3, width))
-        totals.append(local.astype(np.float64).reshape(-1))
-        counts.append(np.array([acc.n_rows, acc.n_samples], dtype=np.int64))
-        # how many of this rank's kept rows are among the first keep_samples of all ranks' (its prefix)
-        keys = [s["keys"] if s is not None else np.zeros((0, 2), np.int64) for s in site_states]
-        owner = np.concatenate([np.full(len(k), r) for r, k in enumerate(keys)]) if keys else np.zeros(0)
-        every = np.concatenate(keys) if keys else np.zeros((0, 2), np.int64)
-        first = owner[np.lexsort((every[:, 1], every[:, 0]))[: acc.keep_samples]]
-        sending.append(acc.kept_prefix(int((first == me).sum())))
-    summed, summed_counts = distributed.all_reduce_sum(
-        np.concatenate(totals) if totals else np.zeros(0),
-        np.concatenate(counts) if counts else np.zeros(0, np.int64),
-    )
-    prefixes = distributed.all_gather_objects(sending)
-    start = 0
-    for i, acc in enumerate(accumulators):
-        size = totals[i].size
-        site_states = [rank_states[i] for rank_states in states]
-        if any(s is not None for s in site_states):
-            site_prefixes = [rank_prefixes[i] for rank_prefixes in prefixes]
-            acc.merge(site_states, site_prefixes, summed[start : start + size], summed_counts[2 * i : 2 * i + 2])
-        start += size
+    return tuple(accumulators[s.layer].finish() for s in counted if accumulators[s.layer].reached)
 
 
 def death_timeline(

@@ -52,6 +52,7 @@ from inspector.analysis.samples import chunk_batches, class_labels, input_rows, 
 from inspector.analysis.sanity import randomization_correlation, randomized_copy, spearman_rows
 from inspector.analysis.sites import Site
 from inspector.analysis.task import Task, make_task, output_tensor
+from inspector.core.statistic import Rows, Statistic
 from inspector.results import result
 
 __all__ = [
@@ -164,40 +165,50 @@ class ImportanceReport:
         return fallback[index] if index < len(fallback) else f"x{index}"
 
 
-class _Importance:
-    """Streaming |attribution| statistics of one method: :meth:`update` per chunk, :meth:`merge`
-    across ranks, then :meth:`compute`.
+class ImportanceSums(Statistic):
+    """Streaming |attribution| statistics of one method, a :class:`~inspector.core.statistic.Statistic`:
+    :meth:`update` per chunk, :meth:`merge` across ranks (the base class), then :meth:`finish`.
 
     Float inputs: float64 sums per input element (and per class) over ``width`` elements. Tokens:
     float64 sums per distinct id of ``token_ids`` (and per (class, id) cell), folded from each
     chunk's real positions as it comes. The first ``keep`` samples' attributions are kept as they
-    are (sanity check, examples). Every sum has the same shape on every rank, so :meth:`merge` is
-    one ``all_reduce`` (plus one ``all_gather`` for the kept rows).
+    are (sanity check, examples): a "kept" state in rank order (each rank explains one contiguous
+    share of the samples, in order). Every other state is a "sum" of the same shape on every rank.
     """
 
+    kept: Rows
+    n: np.ndarray
+    abs_sum: np.ndarray
+    signed_sum: np.ndarray
+    count: np.ndarray
+    class_sum: np.ndarray
+    class_count: np.ndarray
+    labelled: np.ndarray
+    delta_sums: np.ndarray
+
     def __init__(self, tokens: bool, n_classes: int | None, token_ids: np.ndarray, keep: int, width: int) -> None:
+        super().__init__()
         self.tokens = tokens
         self.n_classes = n_classes
         self.token_ids = token_ids
         self.keep = keep
         d = len(token_ids) if tokens else width
         C = n_classes or 0
-        self.kept: list[np.ndarray] = []
-        self.n_kept = 0
-        self.n = np.zeros(1)
-        self.abs_sum = np.zeros(d)
-        self.signed_sum = np.zeros(d)
-        self.count = np.zeros(d)  # tokens: real positions per id
-        self.class_sum = np.zeros((C, d))
-        self.class_count = np.zeros((C, d) if tokens else (C, 1))  # samples per class (tokens: per cell)
-        self.labelled = np.zeros(1)  # chunks that carried class labels (tokens report per class only then)
+        self.add_state("kept", reduction="kept", limit=keep)
+        self.add_state("n", np.zeros(1))
+        self.add_state("abs_sum", np.zeros(d))
+        self.add_state("signed_sum", np.zeros(d))
+        self.add_state("count", np.zeros(d))  # tokens: real positions per id
+        self.add_state("class_sum", np.zeros((C, d)))
+        self.add_state("class_count", np.zeros((C, d) if tokens else (C, 1)))  # samples per class (tokens: per cell)
+        self.add_state("labelled", np.zeros(1))  # chunks that carried class labels (tokens report per class only then)
+        self.add_state("delta_sums", np.zeros(2))  # (sum of |convergence delta|, number of deltas)
 
     def update(self, attributions: np.ndarray, batch: Batch, labels: np.ndarray | None) -> None:
         """``attributions`` ``(n, ...)`` float64 for ``batch``; ``labels`` ``(n,)`` classes or ``None``."""
         n = len(attributions)
-        if self.n_kept < self.keep:
-            self.kept.append(attributions[: self.keep - self.n_kept].astype(np.float32))
-            self.n_kept += len(self.kept[-1])
+        if not self.kept.full:
+            self.kept.add(attributions[: self.keep - self.kept.count].astype(np.float32))
         self.n += n
         if self.tokens:
             ids_t, real_t = token_positions(batch)
@@ -229,25 +240,7 @@ class _Importance:
                 self.class_sum[c] += absolute[rows].sum(axis=0)
                 self.class_count[c] += rows.sum()
 
-    def merge(self) -> None:
-        """Replace this rank's sums with every rank's and its kept rows with the first ``keep`` samples
-        of all ranks, in rank order (each rank explains one contiguous share of the samples, in order).
-        Nothing without a process group."""
-        if not distributed.active():
-            return
-        sums = (self.n, self.abs_sum, self.signed_sum, self.count, self.class_sum, self.class_count, self.labelled)
-        self.n, self.abs_sum, self.signed_sum, self.count, self.class_sum, self.class_count, self.labelled = (
-            distributed.all_reduce_sum(*sums)
-        )
-        kept = [part for parts in distributed.all_gather_objects(self.kept) for part in parts]
-        self.kept, self.n_kept = [], 0
-        for part in kept:
-            if self.n_kept >= self.keep:
-                break
-            self.kept.append(part[: self.keep - self.n_kept])
-            self.n_kept += len(self.kept[-1])
-
-    def compute(self) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    def finish(self) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
         """``(global_importance (d,), per_class (C, d) | None, mean_attribution (d,))``."""
         per_class = None
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -260,9 +253,9 @@ class _Importance:
 
     def first(self, n: int) -> np.ndarray:
         """The first ``n`` samples' attributions (tokens: padded with zeros to one width)."""
-        if not self.kept:
+        if not self.kept.chunks:
             return np.zeros(0, np.float32)
-        return stack_rows(self.kept, self.tokens)[:n]
+        return stack_rows(self.kept.values(), self.tokens)[:n]
 
 
 def method_importance(
@@ -292,7 +285,7 @@ def method_importance(
     ids = np.zeros(0, np.int64) if token_ids is None else np.asarray(token_ids)
     # elements per sample (float inputs): from the samples, or the adapter's on a rank that has none
     width = 0 if tokens else math.prod(batches[0].inputs.shape[1:] if batches else adapter.sample_shape)
-    stats = _Importance(
+    stats = ImportanceSums(
         tokens,
         n_classes if task.kind == "classification" else None,
         ids,
@@ -309,7 +302,6 @@ def method_importance(
         )
 
     error = None
-    delta_sums = np.zeros(2)  # (sum of |delta|, number of deltas)
     # a rank that raises stops every rank (no collective below waits for it); Captum's refusals are
     # agreed on instead: one rank's refusal reports the method as failed on every rank
     with distributed.together(f"the {method} attributions"):
@@ -318,7 +310,7 @@ def method_importance(
                 a, delta = run(model, batch)
                 stats.update(a.detach().cpu().numpy().astype(np.float64), batch, class_labels(batch, task))
                 if delta is not None:
-                    delta_sums += (float(delta.detach().abs().sum()), delta.numel())
+                    stats.delta_sums += (float(delta.detach().abs().sum()), delta.numel())
         except CAPTUM_ERRORS as exc:
             # Captum refuses some architectures (e.g. DeepLift with one activation module used twice);
             # the other methods still run and the report says why.
@@ -327,7 +319,6 @@ def method_importance(
     if error is not None:
         return failed(error)
     stats.merge()
-    (delta_sums,) = distributed.all_reduce_sum(delta_sums)
     sanity_batches = take(batches, sanity_samples) if sanity_batches is None else sanity_batches
 
     def explain(m: nn.Module) -> np.ndarray:
@@ -342,7 +333,8 @@ def method_importance(
             error = method_error(exc)
     if error is not None:
         return failed(error)
-    importance, per_class, mean = stats.compute()
+    importance, per_class, mean = stats.finish()
+    delta_sums = stats.delta_sums
     delta_mean = float(delta_sums[0] / delta_sums[1]) if delta_sums[1] else None
     return MethodImportance(
         method=method,

@@ -65,15 +65,8 @@ from inspector.analysis.sites import (
     activation_kind,
     discover_sites,
 )
-from inspector.analysis.task import (
-    Task,
-    _labels,
-    _per_sample,
-    _regression_output,
-    evaluate_task,
-    make_task,
-    output_tensor,
-)
+from inspector.analysis.task import Task, make_task
+from inspector.core.evaluator import evaluate_task, label_classes, output_tensor, per_sample, regression_output
 from inspector.errors import InspectorError
 from inspector.results import result
 
@@ -537,11 +530,11 @@ def task_loss(task: Task, output: Any, batch: Batch) -> torch.Tensor:
     """The mean training loss of ``task`` on one batch: cross-entropy or MSE."""
     out = output_tensor(output)
     if task.kind == "classification":
-        return nn.functional.cross_entropy(_per_sample(out, "classification").float(), _labels(batch))
+        return nn.functional.cross_entropy(per_sample(out, "classification").float(), label_classes(batch))
     if task.kind == "regression":
         if batch.labels is None:
             raise InspectorError("regression needs targets: give (inputs, targets) batches or a 'labels' key")
-        pred = _regression_output(out)
+        pred = regression_output(out)
         return nn.functional.mse_loss(pred.float(), batch.labels.reshape(len(batch), -1)[:, 0].float())
     raise _no_loss()
 

@@ -50,10 +50,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from inspector.analysis.activations import _group, _saturated, _Sums, near_zero
 from inspector.analysis.guard import _Guard
 from inspector.analysis.inputs import LABEL_KEYS, MASK_KEY, Batch, to_batch
-from inspector.analysis.sites import Site, SiteObserver, discover_sites
+from inspector.analysis.sites import Site, SiteObserver, discover_sites, near_zero
+from inspector.core.counting import Sums, activation_group, saturated
+from inspector.core.statistic import Statistic
 from inspector.errors import InspectorError
 from inspector.live.store import RunHistory, RunWriter, read_run
 
@@ -65,19 +66,29 @@ VANISHING = 1e-4  # a layer's grad norm below this share of the largest layer's 
 SATURATED = 0.5  # a squashing layer with more than half its values in the tails is a warning
 
 
-class _Counts:
-    """One site's counts since the last record, on the device (the census's :class:`_Sums`, k = 2):
-    ``fired`` (rows where the neuron fired) and ``other`` (saturated rows for squashers, near-zero rows
-    for smooth units) per neuron, and ``rows`` (a 0-d tensor, or a Python int while no mask was applied)."""
+class SiteCounts(Statistic):
+    """One site's counts since the last record, as a :class:`~inspector.core.statistic.Statistic`.
+
+    States ("sum"): ``totals`` ``(2, m)``, the :class:`~inspector.core.counting.Sums` (k = 2) on the
+    device: ``fired`` (rows where the neuron fired) and ``other`` (saturated rows for squashers,
+    near-zero rows for smooth units) per neuron; ``rows`` (a 0-d tensor, or a Python int while no mask
+    was applied); ``samples``, the calls' first dimension (sequences, not their positions).
+    """
+
+    totals: torch.Tensor | np.ndarray | float
+    rows: torch.Tensor | int
+    samples: int
 
     def __init__(self, site: Site) -> None:
+        super().__init__()
         self.site = site
-        self.group = _group(site.activation)
-        self.sums: _Sums | None = None
-        self.rows: torch.Tensor | int = 0
-        self.samples = 0  # calls' first dimension: sequences, not their positions
+        self.group = activation_group(site.activation)
+        self.sums: Sums | None = None
+        self.add_state("totals", 0.0, "sum")  # becomes the Sums' float64 totals on the first call
+        self.add_state("rows", 0, "sum")
+        self.add_state("samples", 0, "sum")
 
-    def add(self, pre: torch.Tensor, out: torch.Tensor, mask: torch.Tensor | None) -> None:
+    def update(self, pre: torch.Tensor, out: torch.Tensor, mask: torch.Tensor | None) -> None:
         width = int(out.shape[-1])
         self.samples += int(out.shape[0]) if out.dim() > 1 else 1
         out = out.detach().reshape(-1, width)
@@ -85,7 +96,8 @@ class _Counts:
             out = out.float()
         sums = self.sums
         if sums is None:
-            sums = self.sums = _Sums(width, out.device, k=2)
+            sums = self.sums = Sums(width, out.device, k=2)
+            self.totals = sums.totals  # the same tensor: each flush adds into it in place
         elif sums.width != width:
             raise InspectorError(
                 f"layer {self.site.layer}: its activation saw {width} features on one call and "
@@ -108,7 +120,7 @@ class _Counts:
         # the Monitor's cost): squashers their saturated values, smooth units their near-zero ones,
         # ReLU its positive outputs, leaky and unknown units their positive inputs
         if self.group == "squasher":
-            _saturated(self.site.activation, out, indicator)
+            saturated(self.site.activation, out, indicator)
             other.addmm_(weights, indicator)
         elif self.group == "smooth":
             torch.abs(out, out=indicator)
@@ -119,18 +131,18 @@ class _Counts:
             torch.gt(source, 0, out=indicator)
             fired.addmm_(weights, indicator)
 
-    def result(self) -> tuple[np.ndarray, np.ndarray] | None:
+    def finish(self) -> tuple[np.ndarray, np.ndarray] | None:
         """``(fired (m,), other (m,))`` float64 since the last reset, or ``None`` when nothing was counted."""
-        if self.sums is None:
+        if self.sums is not None:
+            self.sums.flush()
+        if not np.ndim(self.totals):
             return None
-        self.sums.flush()
-        totals = self.sums.totals.cpu().numpy()
+        totals = torch.as_tensor(self.totals).cpu().numpy()
         return totals[0], totals[1]
 
     def reset(self) -> None:
+        super().reset()
         self.sums = None
-        self.rows = 0
-        self.samples = 0
 
 
 def _call_batch(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Batch | None:
@@ -266,7 +278,7 @@ class Monitor:
         self.sites: tuple[Site, ...] | None = None
         self._guard = _Guard()
         self._observer: SiteObserver | None = None
-        self._counts: dict[str, _Counts] = {}
+        self._counts: dict[str, SiteCounts] = {}
         self._weights = {name: m.weight for name, m in model.named_modules() if isinstance(m, nn.Linear)}
         self._grad_handles: list[Any] = []
         self._grad_norm: dict[str, torch.Tensor] = {}
@@ -380,7 +392,7 @@ class Monitor:
         self._guard.hook(module.register_forward_pre_hook(self._pre_forward, with_kwargs=True))
         self._guard.hook(module.register_forward_hook(self._post_forward))
         self.sites = sites
-        self._counts = {s.layer: _Counts(s) for s in sites if s.counted}
+        self._counts = {s.layer: SiteCounts(s) for s in sites if s.counted}
         self.writer.set_layers([(s.layer, s.in_features, s.out_features, s.activation) for s in sites])
         self._observer = SiteObserver(self.model, sites, self._on_activation, self._guard)
 
@@ -409,7 +421,7 @@ class Monitor:
         mask = self._mask
         if mask is not None and (out.dim() != 3 or tuple(out.shape[:2]) != tuple(mask.shape)):
             mask = None  # not a per-position tensor of this batch: every row counts
-        counts.add(pre, out, mask)
+        counts.update(pre, out, mask)
 
     def _arm_grad_hooks(self) -> None:
         # only for the backward passes of a step that will be recorded: a Python hook on every
@@ -535,7 +547,7 @@ class Monitor:
         dead = nearly = fraction = saturation = zero_rate = nan
         counts = self._counts.get(layer)
         rows = nan if counts is None else float(counts.rows)
-        result = counts.result() if counts is not None else None
+        result = counts.finish() if counts is not None else None
         if counts is not None and result is not None:
             fired, other = result
             width = len(fired)

@@ -1,0 +1,71 @@
+"""How the activation census and the live Monitor count a dense site's rows: the rule per kind of
+unit (:func:`activation_group`), the saturation test of squashing units (:func:`saturated`), and the
+per-neuron sums kept on the device (:class:`Sums`). See :mod:`inspector.analysis.activations` for
+what each rule means and the papers behind it.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from inspector.analysis.sites import LEAKY, RECTIFIERS, SMOOTH, SQUASHERS
+
+SATURATION = 0.99
+
+FLUSH_ROWS = 2**23  # float32 counts are exact below 2**24; flush to float64 well before
+
+
+def activation_group(kind: str) -> str:
+    """Which rule a kind of unit is counted by: rectifier, leaky, smooth, squasher or unknown."""
+    for name, kinds in (("rectifier", RECTIFIERS), ("leaky", LEAKY), ("smooth", SMOOTH), ("squasher", SQUASHERS)):
+        if kind in kinds:
+            return name
+    return "unknown"
+
+
+def saturated(kind: str, out: torch.Tensor, indicator: torch.Tensor) -> None:
+    """``indicator`` := 1 where the squashing unit ``kind`` sits in a flat tail."""
+    if kind in ("tanh", "hardtanh"):  # range (-1, 1)
+        torch.gt(out.abs(), SATURATION, out=indicator)
+    else:  # sigmoid, hardsigmoid: range (0, 1)
+        torch.gt((out - 0.5).abs(), SATURATION - 0.5, out=indicator)
+
+
+class Sums:
+    """Per-neuron sums on the device: float64 ``totals`` ``(k, m)`` and the float32 ``partial`` sums
+    ``(k, 1, m)`` added since the last flush (``rows``: their ``k`` views), plus one reused indicator
+    buffer. The census keeps k = 3 (fired, zero, total); the live Monitor k = 2 (fired, other).
+    Its float64 ``totals`` are what a :class:`~inspector.core.statistic.Statistic` declares as a "sum" state.
+
+    Each batch adds into the float32 rows with one GEMM against a row of ones (the cheapest column sum
+    on CPU and GPU alike); before they would pass ``FLUSH_ROWS`` rows they are folded into float64,
+    so counts stay exact for any number of rows.
+    """
+
+    def __init__(self, width: int, device: torch.device, k: int = 3) -> None:
+        self.width = width
+        self.totals = torch.zeros(k, width, dtype=torch.float64, device=device)
+        self.partial = torch.zeros(k, 1, width, device=device)
+        self.rows = self.partial.unbind(0)  # the k row views: unpacked once, not on every call
+        self.pending_rows = 0
+        self._buffers: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def add_rows(self, rows: int) -> None:
+        """Make room for ``rows`` more rows in the float32 sums (folding them into float64 first if needed)."""
+        if self.pending_rows + rows > FLUSH_ROWS:
+            self.flush()
+        self.pending_rows += rows
+
+    def scratch(self, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(indicator (rows, m), ones (1, rows))`` on the sums' device, reused while the row count stays
+        the same (only the latest shape is kept: variable-length batches must not grow a cache)."""
+        if self._buffers is None or self._buffers[1].shape[1] != rows:
+            device = self.totals.device
+            self._buffers = (torch.empty(rows, self.width, device=device), torch.ones(1, rows, device=device))
+        return self._buffers
+
+    def flush(self) -> None:
+        if self.pending_rows:
+            self.totals += self.partial[:, 0]
+            self.partial.zero_()
+            self.pending_rows = 0
