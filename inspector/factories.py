@@ -40,7 +40,16 @@ from typing import Any
 import torch
 from torch import nn
 
+from inspector._version import __version__
+from inspector.analysis import analyze
+from inspector.analysis.inputs import as_source
+from inspector.analysis.sites import KINDS
+from inspector.checkpoints import Checkpoint, checkpoint_suffix, is_own_checkpoint, load, read_header, read_parts
+from inspector.data import BUILTIN_DATASETS
 from inspector.errors import InspectorError
+from inspector.evaluation import eval_data_for
+from inspector.fileio import atomic_path
+from inspector.formats import detect_format, read_safetensors_header, read_torch_header
 from inspector.validation import printable
 
 WHATS = ("model", "data")
@@ -208,8 +217,6 @@ def read_state_dict(path: Path, *, trust_pickle: bool = False) -> Mapping[str, t
     (or one wrapped as ``{"state_dict": ...}``), a dense-inspector checkpoint, and a pickled
     whole module with ``trust_pickle``.
     """
-    from inspector.checkpoints import read_header, read_parts
-
     header = read_header(path, trust_pickle=trust_pickle)
     module = header.source.header().module
     if module is not None:
@@ -252,8 +259,6 @@ def load_weights(model: nn.Module, path: Path, *, trust_pickle: bool = False, la
 
 def data_from_factory(spec: str) -> Any:
     """The data factory ``spec`` returns, checked to be something the analysis can read more than once."""
-    from inspector.analysis.inputs import as_source
-
     data = call_factory(spec, "data")
     if data is None or isinstance(data, (int, float, str, bytes, bool)):
         raise InspectorError(
@@ -290,8 +295,6 @@ def load_tokenizer(folder: str | os.PathLike[str]) -> Any:
 
 def parse_activations(text: str) -> dict[str, str]:
     """``"fc1=relu,head.fc=gelu"`` as ``{"fc1": "relu", "head.fc": "gelu"}``, activation names checked."""
-    from inspector.analysis.sites import KINDS
-
     declared: dict[str, str] = {}
     for item in (t.strip() for t in text.split(",")):
         if not item:
@@ -333,16 +336,11 @@ def resolve_data(
         return None
     if not is_data_file_or_builtin(spec) and is_factory_spec(spec):
         return data_from_factory(spec)
-    from inspector.checkpoints import Checkpoint
-    from inspector.evaluation import eval_data_for
-
     stub = Checkpoint(model=model, config=None, source=source, kind="factory")
     return eval_data_for(stub, spec, label_column=label_column)
 
 
 def is_data_file_or_builtin(spec: str) -> bool:
-    from inspector.data import BUILTIN_DATASETS
-
     return spec in BUILTIN_DATASETS or Path(spec).exists()
 
 
@@ -403,9 +401,6 @@ def analyze_factory(
     checkpoint analysed on a data factory's data. ``tokenizer``: a local tokenizer folder.
     Every failure is one line naming the factory.
     """
-    from inspector.analysis import analyze
-    from inspector.checkpoints import Checkpoint, load
-
     if (model_spec is None) == (checkpoint is None):
         raise InspectorError("give a model factory or a checkpoint, not both or neither")
     loaded_tokenizer = load_tokenizer(tokenizer) if tokenizer is not None else None  # seconds, before user code
@@ -440,8 +435,6 @@ def analyze_factory(
 
 def is_own_state_dict(path: Path) -> bool:
     """Whether ``path`` is a state dict :func:`save_state_dict` wrote (from its header alone)."""
-    from inspector.formats import detect_format, read_safetensors_header, read_torch_header
-
     try:
         if detect_format(path) == "safetensors":
             return read_safetensors_header(path).metadata.get("format") == json.dumps(STATE_DICT_FORMAT)
@@ -458,10 +451,6 @@ def save_state_dict(model: nn.Module, path: str | os.PathLike[str], *, force: bo
     ``.pt``: ``{"format": ..., "state_dict": ...}`` (``torch.load(f)["state_dict"]``). An existing
     file is replaced only with ``force`` and only when dense-inspector wrote it.
     """
-    from inspector._version import __version__
-    from inspector.checkpoints import checkpoint_suffix, is_own_checkpoint
-    from inspector.fileio import atomic_path
-
     path = Path(path)
     suffix = checkpoint_suffix(path)
     # clones: tied weights become separate tensors (safetensors refuses shared storage)

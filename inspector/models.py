@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from inspector.errors import InspectorError, NotAnMLPError
-from inspector.validation import printable
+from inspector.formats import shared_storage
+from inspector.validation import check_fields, printable
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -67,7 +68,6 @@ class MLPConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> MLPConfig:
         """Rebuild a config read from a file; every field is type-checked first (``"64"`` is no size)."""
-        from inspector.validation import check_fields
 
         return cls(**check_fields(cls, d, "model config"))
 
@@ -261,7 +261,6 @@ def mlp_from_state_dict(
 def _retie(model: MLP, renamed: Mapping[str, torch.Tensor]) -> None:
     """Share one Parameter where the file stored one tensor under two names (tied weights),
     so the rebuilt model counts it once, as the file's own model did."""
-    from inspector.formats import shared_storage
 
     for name, first in shared_storage(renamed).items():
         a, b = renamed[name], renamed[first]

@@ -7,11 +7,15 @@ import time
 
 from inspector._version import __version__
 from inspector.analysis.findings import Finding
-from inspector.analysis.parameters import ParameterReport
+from inspector.analysis.parameters import OtherParameters, ParameterReport
 from inspector.analysis.result import Analysis, ModelInfo
 from inspector.analysis.sections.parameters import parameter_findings
 from inspector.analysis.sections.weights import weight_findings
+from inspector.analysis.weights import layer_weights
 from inspector.errors import InspectorError
+from inspector.formats import count_nonfinite
+from inspector.inventory import is_integer_dtype, iter_tensors, read_inventory
+from inspector.validation import printable  # names in a file are data; they reach a terminal
 
 
 def analyze_weights_file(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> Analysis:
@@ -21,10 +25,6 @@ def analyze_weights_file(path: str | os.PathLike[str], *, trust_pickle: bool = F
     (:func:`inspector.inventory.read_inventory`) and each weight is read, summarised
     and dropped one tensor at a time, so a file larger than memory can be inspected.
     """
-    from inspector.analysis.parameters import OtherParameters
-    from inspector.formats import count_nonfinite
-    from inspector.inventory import is_integer_dtype, iter_tensors, read_inventory
-    from inspector.validation import printable  # names in the file are data; they reach a terminal
 
     started = time.perf_counter()
     inventory = read_inventory(path, trust_pickle=trust_pickle)
@@ -53,7 +53,6 @@ def analyze_weights_file(path: str | os.PathLike[str], *, trust_pickle: bool = F
         embeddings=embeddings,
         embedding_parameters=embedding_total,
     )
-    from inspector.analysis.weights import layer_weights
 
     names = {t.name for t in inventory.tensors}
     # (layer, weight key, bias key): a bare 2-D tensor is its own weight key
