@@ -21,7 +21,7 @@ import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -33,11 +33,14 @@ from inspector.errors import InspectorError
 from inspector.fileio import atomic_path
 from inspector.formats import TensorInfo, count_nonfinite, shared_storage
 from inspector.models import MLP, MLPConfig, build_mlp, infer_mlp_layout, mlp_from_state_dict
+from inspector.records import History, TrainConfig
 from inspector.sources import Contents, TensorSource, open_source
 from inspector.sources.base import first_line
 from inspector.sources.safetensors import PREFIX as _PREFIX
-from inspector.training import History, TrainConfig, TrainResult
 from inspector.validation import check_fields, is_int, printable
+
+if TYPE_CHECKING:  # a training result is only read here; training sits above checkpoints
+    from inspector.training import TrainResult
 
 FORMAT_NAME = "dense-inspector"
 # Version 2 adds regression (a "task" entry, target names, an R² history). A classification

@@ -30,9 +30,8 @@ from inspector.analysis.sites import Site, discover_sites
 from inspector.analysis.task import Metric, Target, Task, make_task, output_tensor
 from inspector.checkpoints import Checkpoint
 from inspector.errors import InspectorError
-from inspector.evaluation import EvalData
 from inspector.models import MLPConfig
-from inspector.training import History
+from inspector.records import EvalData, History
 
 # the sections that need the task (labels or a target); without them and without labels the census runs alone
 _TASK_SECTIONS = frozenset({"importance", "pruning"})

@@ -32,8 +32,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from inspector.records import History
 from inspector.results import result
-from inspector.training import History
 
 SMOOTHING_WINDOW = 5
 RISE_TOLERANCE = 0.05
