@@ -24,7 +24,7 @@ from inspector.analysis.result import Analysis
 from inspector.analysis.sections import SectionResults, run_sections, sections
 from inspector.analysis.task import Metric, Target
 from inspector.checkpoints import Checkpoint
-from inspector.training import History
+from inspector.records import History
 
 
 def analyze(
