@@ -3,7 +3,8 @@
 #
 #   make demo   set up, then serve the dashboard on the built-in demo model
 #   make test   set up (including headless Chromium for the browser tests), lint, docs, then run every test
-#   make lint   ruff (lint and format check) and mypy (inspector/, dashboards/), as configured in pyproject.toml
+#   make lint   ruff (lint and format check), mypy (inspector/, dashboards/) and import-linter (the layers of
+#               docs/architecture.md), as configured in pyproject.toml
 #   make docs   the documentation site (docs/, mkdocs.yml) into site/, every warning an error
 
 VENV  ?= .venv
@@ -40,6 +41,7 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports
 
 # The documentation site, strict: a broken internal link, a page missing from the nav or a docstring
 # the API reference cannot parse fails it. About 5 s, so it runs before the tests too.
