@@ -205,3 +205,27 @@ def test_a_run_has_one_writer_and_snapshots_never_overwrite_a_file(tmp_path):
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # an ordinary file's permissions
     assert sorted(p.name for p in mine.parent.iterdir()) == [mine.name, path.name]  # no temporaries left
     writer.close()
+
+
+def test_a_new_run_file_appears_with_its_tables(tmp_path, monkeypatch):
+    """A reader polling a folder (the live dashboard) may open run.sqlite the moment it exists: it must
+    already hold every table, or the reader fails with "no such table" (a race seen under load)."""
+    import sqlite3
+
+    import inspector.live.store as store
+
+    seen: list[set[str]] = []
+    real_connect = store._connect
+
+    def connect(path, *, readonly):
+        if path.exists():
+            probe = sqlite3.connect(path)
+            seen.append({r[0] for r in probe.execute("SELECT name FROM sqlite_master WHERE type = 'table'")})
+            probe.close()
+        return real_connect(path, readonly=readonly)
+
+    monkeypatch.setattr(store, "_connect", connect)
+    writer = store.RunWriter(tmp_path / "run")
+    writer.close()
+    assert seen and {"meta", "layers", "scalars", "vectors", "snapshots", "events"} <= seen[0]
+    assert [p.name for p in (tmp_path / "run").iterdir() if p.name.endswith(".init")] == []

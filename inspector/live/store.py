@@ -179,6 +179,25 @@ def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
     return conn
 
 
+def _create_schema(db: Path) -> None:
+    """Create the run's database with every table before its name appears: a reader that sees
+    ``run.sqlite`` (:func:`is_run`) never meets a file without its tables. Built under a private
+    name, then linked into place (a writer that lost a race to create it just opens the winner's)."""
+    init = db.with_name(f".{db.name}.{os.getpid()}.init")
+    init.unlink(missing_ok=True)
+    conn = sqlite3.connect(init, isolation_level=None)
+    try:
+        conn.executescript(_SCHEMA)
+    finally:
+        conn.close()
+    try:
+        os.link(init, db)
+    except FileExistsError:
+        pass
+    finally:
+        init.unlink(missing_ok=True)
+
+
 def is_run(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` is a run directory (it holds ``run.sqlite``)."""
     return (Path(path) / RUN_FILE).is_file()
@@ -228,6 +247,8 @@ class RunWriter:
             )
         try:
             self.dir.mkdir(parents=False, exist_ok=True)
+            if not existing:
+                _create_schema(self.dir / RUN_FILE)
             self._conn = _connect(self.dir / RUN_FILE, readonly=False)
             self._conn.execute("PRAGMA journal_mode = WAL")
             # NORMAL in WAL mode: a crash of the process never loses a committed record (a power cut may
@@ -235,8 +256,6 @@ class RunWriter:
             self._conn.execute("PRAGMA synchronous = NORMAL")
             if existing:
                 self._check_format()
-            else:
-                self._conn.executescript(_SCHEMA)  # CREATE ... IF NOT EXISTS: harmless if two writers raced
         except sqlite3.Error as exc:
             raise InspectorError(f"cannot write the run in {self.dir}: {exc}") from None
         except OSError as exc:

@@ -158,4 +158,4 @@ class OnnxSource(TensorSource):
             value = value.T if transposed else value
             if scale != 1.0:
                 value = value * np.asarray(scale, value.dtype)
-            yield name, torch.from_numpy(np.ascontiguousarray(value))
+            yield name, torch.from_numpy(np.array(value, order="C"))  # a copy: to_array may be read-only
