@@ -229,3 +229,18 @@ def test_a_new_run_file_appears_with_its_tables(tmp_path, monkeypatch):
     writer.close()
     assert seen and {"meta", "layers", "scalars", "vectors", "snapshots", "events"} <= seen[0]
     assert [p.name for p in (tmp_path / "run").iterdir() if p.name.endswith(".init")] == []
+
+
+def test_a_run_directory_is_created_with_its_parents_but_never_through_a_file(tmp_path):
+    """Monitor(model, "runs/exp1") in an empty folder (the README's own example) works as TensorBoard's
+    SummaryWriter does; a path through a regular file is one line naming that file."""
+    from inspector.errors import InspectorError
+    from inspector.live.store import RunWriter, read_run
+
+    writer = RunWriter(tmp_path / "runs" / "deep" / "exp1")
+    writer.close()
+    assert read_run(tmp_path / "runs" / "deep" / "exp1").status == "finished"
+    (tmp_path / "file.txt").write_text("mine")
+    with pytest.raises(InspectorError, match=r"file.txt is not a folder; choose another run directory"):
+        RunWriter(tmp_path / "file.txt" / "run")
+    assert (tmp_path / "file.txt").read_text() == "mine"

@@ -218,7 +218,7 @@ def find_runs(path: str | os.PathLike[str]) -> list[Path]:
 class RunWriter:
     """The one writer of a run directory: :meth:`record` per recording step, :meth:`close` at the end.
 
-    ``run_dir`` is created if missing (its parent must exist). A directory that already holds a run
+    ``run_dir`` is created if missing, with its parents (as TensorBoard's ``SummaryWriter`` does). A directory that already holds a run
     is refused unless ``resume=True`` (then records continue it; steps must come after its last).
     ``meta``: extra metadata (JSON-serialisable). Every method commits before it returns.
     """
@@ -231,8 +231,11 @@ class RunWriter:
         resume: bool = False,
     ) -> None:
         self.dir = Path(run_dir)
-        if self.dir.exists() and not self.dir.is_dir():
-            raise InspectorError(f"{self.dir} exists and is not a folder; choose another run directory")
+        for folder in (self.dir, *self.dir.parents):  # created with its parents, never through a file
+            if folder.exists():
+                if not folder.is_dir():
+                    raise InspectorError(f"{folder} is not a folder; choose another run directory")
+                break
         existing = is_run(self.dir)
         if existing and not resume:
             raise InspectorError(
@@ -246,7 +249,7 @@ class RunWriter:
                 "close it first"
             )
         try:
-            self.dir.mkdir(parents=False, exist_ok=True)
+            self.dir.mkdir(parents=True, exist_ok=True)
             if not existing:
                 _create_schema(self.dir / RUN_FILE)
             self._conn = _connect(self.dir / RUN_FILE, readonly=False)
