@@ -1,4 +1,5 @@
-"""The view registry: a view is one file that registers itself and owns its ids (dashboards/registry.py)."""
+"""A view is one file: the dashboard's view registry (dashboards/registry.py), where a view registers itself
+and its ids, and the report's panel registry (inspector/figures/panels.py), where a figure module adds a section."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ import pytest
 import torch
 
 import dashboards.views
+import inspector.figures
 from dashboards import ids
 from dashboards.app import create_app
 from dashboards.registry import ViewIds, discover, register_view, unregister_view, views
 from inspector.analysis import AnalysisOptions, analyze
 from inspector.evaluation import EvalData
+from inspector.figures.panels import report_panel, report_panels, unregister_panel
 from inspector.models import MLPConfig, build_mlp
 
 # A whole view, as a contributor would write it: nothing else in the project is edited.
@@ -176,3 +179,61 @@ def test_view_ids_prefix_the_view_name_and_remember_what_they_named():
     assert named("figure") == "spectrum-figure"
     assert named("layer") == "spectrum-layer"
     assert named.owned() == ("spectrum-figure", "spectrum-layer")
+
+
+PROBE_PANEL = '''
+"""Widths: one bar per layer (a throwaway figure module for the panel registry's test)."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+
+from inspector.figures.panels import report_panel
+
+
+def widths_figure(names: list[str], widths: list[int]) -> go.Figure:
+    return go.Figure(go.Bar(x=names, y=widths))
+
+
+@report_panel("widths", "Layer widths", order=5, markdown=lambda analysis: "one bar per layer")
+def widths_panel(analysis):
+    layers = analysis.parameters.layers
+    return ["<p>Neurons per layer.</p>", widths_figure([l.layer for l in layers], [l.out_features for l in layers])]
+'''
+
+
+@pytest.fixture
+def probe_panel(tmp_path, monkeypatch):
+    """PROBE_PANEL written as one file into a folder that inspector.figures searches; removed afterwards."""
+    (tmp_path / "widths_probe.py").write_text(textwrap.dedent(PROBE_PANEL))
+    monkeypatch.setattr(inspector.figures, "__path__", [*inspector.figures.__path__, str(tmp_path)])
+    yield "inspector.figures.widths_probe"
+    unregister_panel("widths")
+    sys.modules.pop("inspector.figures.widths_probe", None)
+
+
+def test_a_figure_module_dropped_into_the_package_registers_its_report_panel(tiny, probe_panel):
+    analysis, _, _ = tiny
+    assert probe_panel not in sys.modules
+    panels = {panel.name: panel for panel in report_panels()}
+    panel = panels["widths"]
+    assert (panel.title, panel.order) == ("Layer widths", 5)
+    text, figure = panel.build(analysis)
+    assert text == "<p>Neurons per layer.</p>"
+    assert list(figure.data[0].x) == ["fc1", "fc2"] and list(figure.data[0].y) == [8, 3]
+    assert panel.markdown is not None and panel.markdown(analysis) == "one bar per layer"
+
+
+def test_report_panels_come_in_order_and_a_later_registration_replaces_an_earlier(tiny):
+    analysis, _, _ = tiny
+    try:
+        report_panel("probe-b", "B", order=2)(lambda a: None)
+        report_panel("probe-a", "A", order=1)(lambda a: ["first"])
+        report_panel("probe-a", "A again", order=3)(lambda a: ["second"])
+        names = [p.name for p in report_panels() if p.name.startswith("probe-")]
+        assert names == ["probe-b", "probe-a"]
+        again = next(p for p in report_panels() if p.name == "probe-a")
+        assert again.title == "A again" and again.build(analysis) == ["second"]
+    finally:
+        unregister_panel("probe-a")
+        unregister_panel("probe-b")
