@@ -5,11 +5,15 @@ from __future__ import annotations
 import numpy as np
 from dash import Dash, Input, Output, html
 
-from dashboards import ids
+from dashboards.registry import ViewIds, register_view
 from dashboards.security import choice
 from dashboards.state import DashboardState
 from dashboards.views import control, graph, layer_dropdown, note
 from inspector import figures as F
+
+ID = ViewIds("activations")  # every id below reads "activations-..."
+ACT_LAYER = ID("layer")
+ACT_PROJ = ID("projection")
 
 
 def figure(state: DashboardState, name: str | None):
@@ -54,20 +58,23 @@ def layout(state: DashboardState) -> html.Div:
         [
             control(
                 "Layer",
-                layer_dropdown(ids.ACT_LAYER, names, first),
+                layer_dropdown(ACT_LAYER, names, first),
             ),
             note(
                 "Each point is one evaluation sample, placed by the layer's top two principal components. "
                 "Classes that form separate clusters are already told apart by that layer; for a regression "
                 "the points are coloured by their target value."
             ),
-            graph(ids.ACT_PROJ, figure(state, first)),
+            graph(ACT_PROJ, figure(state, first)),
         ]
     )
 
 
 def register(app: Dash, state: DashboardState) -> None:
-    @app.callback(Output(ids.ACT_PROJ, "figure"), Input(ids.ACT_LAYER, "value"), prevent_initial_call=True)
+    @app.callback(Output(ACT_PROJ, "figure"), Input(ACT_LAYER, "value"), prevent_initial_call=True)
     def update(name: object):
         name = choice(name, state.census_layers)
         return state.memo(("projection", name), lambda: figure(state, name))
+
+
+register_view("activations", "Activations", order=90, layout=layout, callbacks=register)
