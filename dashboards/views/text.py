@@ -15,10 +15,9 @@ from dashboards.state import DashboardState
 from dashboards.views import control, graph, note
 from inspector import figures as F
 from inspector.analysis.methods import METHOD_LABELS
+from inspector.core.adapters import adapter_for
 from inspector.errors import InspectorError
 from inspector.figures.text import Span
-
-KIND_WORDS = {"features": "feature columns", "array": "arrays (images)"}
 
 
 def unavailable(state: DashboardState) -> str | None:
@@ -26,14 +25,14 @@ def unavailable(state: DashboardState) -> str | None:
     report = state.analysis.importance
     if report is None:
         return "The Text view shows token attributions; this analysis has none (it needs evaluation data)."
-    if report.input_kind != "tokens":
-        kind = KIND_WORDS.get(report.input_kind, report.input_kind)
-        return f"The Text view is for token inputs; this analysis's inputs are {kind}."
+    adapter = adapter_for(report.input_kind)
+    if adapter.display != "tokens":
+        return f"The Text view is for token inputs; this analysis's inputs are {adapter.description}."
     return None
 
 
 def uses_probe(state: DashboardState) -> bool:
-    return state.probe is not None and state.probe.input_kind == "tokens"
+    return state.probe is not None and state.probe.adapter.display == "tokens"
 
 
 def sample_count(state: DashboardState) -> int:

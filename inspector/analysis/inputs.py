@@ -33,19 +33,41 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from inspector.core.adapters import (
+    KINDS,
+    ArrayAdapter,
+    FeaturesAdapter,
+    InputAdapter,
+    TokensAdapter,
+    adapter_for,
+)
 from inspector.errors import InspectorError
+
+__all__ = [
+    "INPUT_KEYS",
+    "KINDS",
+    "ArrayAdapter",
+    "Batch",
+    "DataSource",
+    "FeaturesAdapter",
+    "InputAdapter",
+    "TokensAdapter",
+    "adapter_for",
+    "as_source",
+    "make_adapter",
+    "to_batch",
+]
 
 LABEL_KEYS = ("labels", "label")
 MASK_KEY = "attention_mask"
 INPUT_KEYS = ("input_ids", "inputs_embeds", "pixel_values", "input_values", "inputs", "input", "x", "features")
-KINDS = ("features", "array", "tokens")
 
 
 @dataclass(frozen=True)
@@ -462,48 +484,6 @@ def _maybe_len(obj: Any) -> int | None:
         return None
 
 
-@dataclass(frozen=True)
-class InputAdapter:
-    """What the attributed input is, decided once per analysis from the first batch and the model.
-
-    ``kind``: ``"features"`` (float ``(n, d)``), ``"array"`` (float, any other
-    shape) or ``"tokens"`` (integer ids). ``sample_shape``: one sample's input
-    shape (``(d,)``, ``(C, H, W)``, ``(T,)`` of the first batch). ``embedding``:
-    for tokens, the module path of the ``nn.Embedding`` the ids go through (the
-    layer attributions are taken at). ``feature_names``: one per input element for
-    ``"features"`` (``x0``... unless the data names them), empty otherwise.
-    ``vocabulary``: token text by id when a tokenizer or vocabulary was given.
-    ``pad_id``: the id used as the reference ("nothing here") token.
-    """
-
-    kind: str
-    key: str | None
-    sample_shape: tuple[int, ...]
-    embedding: str | None = None
-    feature_names: tuple[str, ...] = ()
-    vocabulary: Callable[[int], str] | None = None
-    pad_id: int = 0
-
-    @property
-    def n_features(self) -> int | None:
-        """Input elements per sample for float inputs; ``None`` for tokens (features are distinct ids)."""
-        return None if self.kind == "tokens" else int(math.prod(self.sample_shape))
-
-    def token_text(self, ids: Sequence[int] | np.ndarray) -> tuple[str, ...]:
-        """The text of each token id (``"#<id>"`` when no tokenizer or vocabulary was given)."""
-        if self.vocabulary is None:
-            return tuple(f"#{int(i)}" for i in ids)
-        return tuple(self.vocabulary(int(i)) for i in ids)
-
-    def embedding_module(self, model: nn.Module) -> nn.Module:
-        if self.embedding is None:
-            raise InspectorError("the inputs are not token ids; there is no input embedding")
-        return model.get_submodule(self.embedding)
-
-    def with_names(self, names: Sequence[str]) -> InputAdapter:
-        return replace(self, feature_names=tuple(names))
-
-
 def _declared_embedding(model: nn.Module) -> nn.Module | None:
     """A Hugging Face model's ``get_input_embeddings()``, ``None`` when it has none."""
     getter = getattr(model, "get_input_embeddings", None)
@@ -601,17 +581,18 @@ def make_adapter(
     tokenizer: Any = None,
     vocabulary: Sequence[str] | None = None,
 ) -> InputAdapter:
-    """The :class:`InputAdapter` for ``model`` fed batches like ``first``."""
+    """The :class:`InputAdapter` for ``model`` fed batches like ``first``: its class picked by the
+    attributed input's dtype and shape (float ``(n, d)``: :class:`FeaturesAdapter`, other float
+    shapes: :class:`ArrayAdapter`, integer ids: :class:`TokensAdapter`)."""
     x = first.inputs
     shape = tuple(int(s) for s in x.shape[1:])
+    if x.is_floating_point() and x.dim() == 2:
+        names = tuple(feature_names) if feature_names else tuple(f"x{i}" for i in range(shape[0]))
+        if len(names) != shape[0]:
+            raise InspectorError(f"{len(names)} feature names for inputs with {shape[0]} features")
+        return FeaturesAdapter(first.key, shape, feature_names=names)
     if x.is_floating_point():
-        kind = "features" if x.dim() == 2 else "array"
-        names: tuple[str, ...] = ()
-        if kind == "features":
-            names = tuple(feature_names) if feature_names else tuple(f"x{i}" for i in range(shape[0]))
-            if len(names) != shape[0]:
-                raise InspectorError(f"{len(names)} feature names for inputs with {shape[0]} features")
-        return InputAdapter(kind, first.key, shape, feature_names=names)
+        return ArrayAdapter(first.key, shape)
     if x.is_complex():
         raise InspectorError("complex inputs are not supported; give float features or integer token ids")
     if not any(isinstance(m, nn.Embedding) for m in model.modules()) and _declared_embedding(model) is None:
@@ -631,8 +612,7 @@ def make_adapter(
     pad = getattr(tokenizer, "pad_token_id", None)
     if pad is None:
         pad = getattr(model.get_submodule(embedding), "padding_idx", None)
-    return InputAdapter(
-        "tokens",
+    return TokensAdapter(
         first.key,
         shape,
         embedding=embedding,
