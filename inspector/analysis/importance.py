@@ -469,8 +469,7 @@ def importance_report(
     first = head[0]
     task = task if isinstance(task, Task) else make_task(task, first)
     if adapter is None:
-        names = source.feature_names if first.inputs.dim() == 2 else ()
-        adapter = make_adapter(model, first, feature_names=names)
+        adapter = make_adapter(model, first, feature_names=source.feature_names)  # names apply to columns only
     tokens = adapter.features_are_ids
     with inspecting(model):
         n_classes = _n_classes(model, head, task)

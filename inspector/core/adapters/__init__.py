@@ -7,12 +7,15 @@ input kind is one new file here (a subclass of :class:`InputAdapter`) and one li
 
 from __future__ import annotations
 
+import torch
+
 from inspector.core.adapters.array import ArrayAdapter
 from inspector.core.adapters.base import InputAdapter
 from inspector.core.adapters.features import FeaturesAdapter
-from inspector.core.adapters.tokens import EmbeddingForward, TokensAdapter
+from inspector.core.adapters.tokens import EmbeddingForward, TokensAdapter, input_embedding
 from inspector.errors import InspectorError
 
+# the first class whose ``accepts`` takes an input is the one make_adapter builds
 ADAPTERS: dict[str, type[InputAdapter]] = {
     FeaturesAdapter.kind: FeaturesAdapter,
     ArrayAdapter.kind: ArrayAdapter,
@@ -29,6 +32,16 @@ def adapter_for(kind: str) -> type[InputAdapter]:
         raise InspectorError(f"unknown input kind {kind!r}; known: {', '.join(ADAPTERS)}") from None
 
 
+def adapter_class(inputs: torch.Tensor) -> type[InputAdapter]:
+    """The first registered class that accepts an attributed input like ``inputs`` ``(n, ...)``."""
+    for cls in ADAPTERS.values():
+        if cls.accepts(inputs):
+            return cls
+    raise InspectorError(
+        f"{inputs.dtype} inputs are not supported; give float features or arrays, or integer token ids"
+    )
+
+
 __all__ = [
     "ADAPTERS",
     "KINDS",
@@ -37,5 +50,7 @@ __all__ = [
     "FeaturesAdapter",
     "InputAdapter",
     "TokensAdapter",
+    "adapter_class",
     "adapter_for",
+    "input_embedding",
 ]

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
+import torch
 
 from inspector.core.adapters.base import InputAdapter
 
@@ -20,6 +21,10 @@ class ArrayAdapter(InputAdapter):
     kind: ClassVar[str] = "array"
     description: ClassVar[str] = "arrays (images)"
     display: ClassVar[str] = "image"
+
+    @classmethod
+    def accepts(cls, inputs: torch.Tensor) -> bool:
+        return inputs.is_floating_point() and inputs.dim() != 2
 
     @classmethod
     def element_label(cls, index: int, input_shape: tuple[int, ...]) -> str | None:

@@ -14,13 +14,29 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import torch
 from torch import nn
 
 from inspector.errors import InspectorError
+
+
+class AdaptedBatch(Protocol):
+    """What an adapter reads of a batch (:class:`inspector.analysis.inputs.Batch` is one): the
+    attributed input ``(n, ...)``, the keyword it is passed under, its rows, the model's output on it."""
+
+    @property
+    def inputs(self) -> torch.Tensor: ...
+
+    @property
+    def key(self) -> str | None: ...
+
+    def rows(self, index: slice) -> AdaptedBatch: ...
+
+    def call(self, model: nn.Module, inputs: torch.Tensor | None = None) -> Any: ...
+
 
 # what a conductance path is: (the function of the path point, the inputs, the baselines, the extra arguments)
 Path = tuple[Callable[..., torch.Tensor], torch.Tensor, torch.Tensor, tuple[Any, ...]]
@@ -67,6 +83,27 @@ class InputAdapter:
     feature_names: tuple[str, ...] = ()
     vocabulary: Callable[[int], str] | None = None
     pad_id: int = 0
+
+    @classmethod
+    def accepts(cls, inputs: torch.Tensor) -> bool:
+        """Whether this kind is the one for an attributed input like ``inputs`` ``(n, ...)``; the
+        registry's first class that accepts it is the one :func:`~inspector.analysis.inputs.make_adapter` builds."""
+        return False
+
+    @classmethod
+    def create(
+        cls,
+        model: nn.Module,
+        first: AdaptedBatch,
+        *,
+        feature_names: Sequence[str] = (),
+        tokenizer: Any = None,
+        vocabulary: Sequence[str] | None = None,
+    ) -> InputAdapter:
+        """The adapter for ``model`` fed batches like ``first`` (``feature_names``: the data's column
+        names; ``tokenizer``/``vocabulary``: token text); an :class:`InspectorError` saying what to
+        change when ``model`` cannot take these inputs."""
+        return cls(first.key, tuple(int(s) for s in first.inputs.shape[1:]))
 
     @property
     def n_features(self) -> int | None:
