@@ -22,7 +22,9 @@ The attributed input is the positional input, or in a mapping ``input_ids``,
 decides the kind: floating inputs are ``"features"`` (``(n, d)``) or
 ``"array"`` (any other shape, e.g. images ``(n, C, H, W)``; an attribution has
 the input's shape), integer inputs are ``"tokens"`` (attributed through the
-model's input embedding; a feature is a distinct token).
+model's input embedding; a feature is a distinct token). Each kind is one adapter
+class in :mod:`inspector.core.adapters` (re-exported here with :func:`make_adapter`,
+which builds the one whose ``accepts`` takes the first batch's input).
 
 Data is streamed batch by batch and never gathered; what must be kept (the
 samples for attribution, the projection's sample) is a bounded prefix,
