@@ -10,6 +10,7 @@ from dashboards.security import choice
 from dashboards.state import DashboardState
 from dashboards.views import control, graph, layer_dropdown, note
 from inspector import figures as F
+from inspector.core.adapters import adapter_for
 
 ID = ViewIds("activations")  # every id below reads "activations-..."
 ACT_LAYER = ID("layer")
@@ -24,7 +25,7 @@ def figure(state: DashboardState, name: str | None):
     if acts.projection_labels is not None:
         return F.projection_figure(acts, model.class_names)
     what = "class" if model.task == "classification" else "target"
-    if model.input_kind == "tokens":
+    if adapter_for(model.input_kind).features_are_ids:  # a projection row per token position
         return F.projection_figure(acts, model.class_names, uncoloured=f"one point per token: not coloured by {what}")
     if model.task == "classification":
         return F.projection_figure(acts, model.class_names, uncoloured="no labels kept: not coloured by class")
@@ -40,7 +41,7 @@ def target_values(state: DashboardState, rows: int) -> np.ndarray | None:
     are the first samples, in order, when one row is one sample), or None without a probe or scalar
     labels (token positions, several outputs)."""
     probe = state.probe
-    if probe is None or probe.input_kind == "tokens":
+    if probe is None or probe.adapter.features_are_ids:
         return None
     values = []
     for i in range(min(rows, probe.n_samples)):

@@ -13,6 +13,7 @@ from dashboards.views import control, graph, note, row
 from inspector import figures as F
 from inspector.analysis.findings import SANITY_FAIL
 from inspector.analysis.methods import METHOD_LABELS, lead_method
+from inspector.core.adapters import adapter_for
 
 ID = ViewIds("importance")  # every id below reads "importance-..."
 IMP_METHOD = ID("method")
@@ -48,7 +49,7 @@ def charts(state: DashboardState, method: str, klass: str) -> tuple[object, obje
         if index is None
         else f"class {a.model.class_names[index]}"
     )
-    if report.input_kind == "tokens":
+    if adapter_for(report.input_kind).display == "tokens":
         image = F.empty_figure("token inputs: see the Text view for tokens highlighted by attribution")
     else:
         image = F.importance_map_figure(
@@ -75,7 +76,7 @@ def sample_view(state: DashboardState, method: str, index: object) -> tuple[obje
             F.empty_figure("start the dashboard on a checkpoint (not a saved analysis) to explain single samples"),
             "",
         )
-    if probe.input_kind == "tokens":
+    if probe.adapter.display == "tokens":
         return F.empty_figure("token inputs: the Text view shows each sample's tokens highlighted by attribution"), (
             "Token inputs: open the Text view to explore single samples."
         )

@@ -15,6 +15,7 @@ from dashboards.state import DashboardState
 from dashboards.views import control, graph, note
 from inspector import figures as F
 from inspector.analysis.methods import METHOD_LABELS, lead_method
+from inspector.core.adapters import adapter_for
 from inspector.errors import InspectorError
 from inspector.figures.text import Span
 
@@ -25,22 +26,20 @@ TEXT_NOTE = ID("note")
 TEXT_TOKENS = ID("tokens")
 TEXT_TOP = ID("top-tokens")
 
-KIND_WORDS = {"features": "feature columns", "array": "arrays (images)"}
-
 
 def unavailable(state: DashboardState) -> str | None:
     """Why this analysis has no Text view, or ``None`` when it has one."""
     report = state.analysis.importance
     if report is None:
         return "The Text view shows token attributions; this analysis has none (it needs evaluation data)."
-    if report.input_kind != "tokens":
-        kind = KIND_WORDS.get(report.input_kind, report.input_kind)
-        return f"The Text view is for token inputs; this analysis's inputs are {kind}."
+    adapter = adapter_for(report.input_kind)
+    if adapter.display != "tokens":
+        return f"The Text view is for token inputs; this analysis's inputs are {adapter.description}."
     return None
 
 
 def uses_probe(state: DashboardState) -> bool:
-    return state.probe is not None and state.probe.input_kind == "tokens"
+    return state.probe is not None and state.probe.adapter.display == "tokens"
 
 
 def sample_count(state: DashboardState) -> int:

@@ -23,6 +23,7 @@ from dashboards.state import DashboardState
 from dashboards.views import control, graph, note, row
 from inspector import figures as F
 from inspector.analysis.whatif import PartialDependence, importance_ranking, ranked_rows
+from inspector.core.adapters import InputAdapter, adapter_for
 
 ID = ViewIds("whatif")  # every id below reads "whatif-..."
 WHATIF_NOTE = ID("note")
@@ -45,23 +46,22 @@ SHOWN = 12  # sliders shown before "show all"
 SHOW_ALL = "all"
 MAX_SEARCH = 100
 SLIDER_STEPS = 200
-KIND_WORDS = {"array": "arrays (images)", "tokens": "token ids"}
 HIDDEN = {"display": "none"}
 VISIBLE = {"display": "block", "margin": "4px 0 10px 0", "padding": "0 12px"}  # room for the end marks
 
 
-def _kind(state: DashboardState) -> str:
+def _adapter(state: DashboardState) -> type[InputAdapter]:
     probe = state.probe
-    return probe.input_kind if probe is not None else state.analysis.model.input_kind
+    return type(probe.adapter) if probe is not None else adapter_for(state.analysis.model.input_kind)
 
 
 def unavailable(state: DashboardState) -> str | None:
     """Why this analysis has no what-if view at all, or ``None`` when it has one."""
-    kind = _kind(state)
-    if kind != "features":
+    adapter = _adapter(state)
+    if not adapter.whatif:
         return (
             "What-if curves and sliders apply to tabular inputs (one row of features per sample); "
-            f"this model's inputs are {KIND_WORDS.get(kind, kind)}."
+            f"this model's inputs are {adapter.description}."
         )
     if state.analysis.whatif is None and state.probe is None:
         return (
@@ -109,7 +109,7 @@ class Sliders:
 def sliders(state: DashboardState) -> Sliders | None:
     """The slots for the probe's samples; ``None`` without a probe on tabular inputs."""
     probe = state.probe
-    if probe is None or probe.input_kind != "features":
+    if probe is None or not probe.adapter.whatif:
         return None
 
     def compute() -> Sliders:
