@@ -111,28 +111,28 @@ def _requests(layers: list[str]) -> list[dict[str, object]]:
     for layer in layers:
         out.append(
             _payload(
-                f"..{ids.WEIGHT_HEATMAP}.figure...{ids.WEIGHT_NOTE}.children..",
-                [(ids.WEIGHT_HEATMAP, "figure"), (ids.WEIGHT_NOTE, "children")],
+                f"..{weights.WEIGHT_HEATMAP}.figure...{weights.WEIGHT_NOTE}.children..",
+                [(weights.WEIGHT_HEATMAP, "figure"), (weights.WEIGHT_NOTE, "children")],
                 [
-                    (ids.WEIGHT_LAYER, "value", layer),
-                    (ids.WEIGHT_SORT, "value", []),
-                    (ids.WEIGHT_MODE, "value", "signed"),
-                    (ids.WEIGHT_HEATMAP, "relayoutData", None),
+                    (weights.WEIGHT_LAYER, "value", layer),
+                    (weights.WEIGHT_SORT, "value", []),
+                    (weights.WEIGHT_MODE, "value", "signed"),
+                    (weights.WEIGHT_HEATMAP, "relayoutData", None),
                 ],
-                f"{ids.WEIGHT_LAYER}.value",
+                f"{weights.WEIGHT_LAYER}.value",
             )
         )
         for j in (0, 3, 7, 9):
             out.append(
                 _payload(
-                    f"..{ids.NEURON_TITLE}.children...{ids.NEURON_ACT}.figure...{ids.NEURON_IN}.figure..."
-                    f"{ids.NEURON_DRIVERS}.figure...{ids.NEURON_CLASSES}.figure..",
+                    f"..{neurons.NEURON_TITLE}.children...{neurons.NEURON_ACT}.figure...{neurons.NEURON_IN}.figure..."
+                    f"{neurons.NEURON_DRIVERS}.figure...{neurons.NEURON_CLASSES}.figure..",
                     [
-                        (ids.NEURON_TITLE, "children"),
-                        (ids.NEURON_ACT, "figure"),
-                        (ids.NEURON_IN, "figure"),
-                        (ids.NEURON_DRIVERS, "figure"),
-                        (ids.NEURON_CLASSES, "figure"),
+                        (neurons.NEURON_TITLE, "children"),
+                        (neurons.NEURON_ACT, "figure"),
+                        (neurons.NEURON_IN, "figure"),
+                        (neurons.NEURON_DRIVERS, "figure"),
+                        (neurons.NEURON_CLASSES, "figure"),
                     ],
                     [(ids.NEURON_LAYER, "value", layer), (ids.NEURON_INDEX, "value", j)],
                     f"{ids.NEURON_INDEX}.value",

@@ -16,33 +16,19 @@ from __future__ import annotations
 import errno
 import socket
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from dash import Dash, dcc, html
 from torch import nn
 
 from dashboards import ids
+from dashboards.registry import views
 from dashboards.security import allowed_hosts, protect, set_allowed_hosts
 from dashboards.state import DashboardState
-from dashboards.views import activations, dead, importance, neurons, overview, pruning, text, weights, whatif
+from dashboards.views.live import LiveRuns
 from inspector.analysis import Analysis
 from inspector.analysis.task import Target
 from inspector.errors import InspectorError
-
-if TYPE_CHECKING:
-    from dashboards.views.live import LiveRuns
-
-VIEWS = (
-    ("overview", "Overview", overview),
-    ("weights", "Weights", weights),
-    ("neurons", "Neurons", neurons),
-    ("dead", "Dead neurons", dead),
-    ("importance", "Feature importance", importance),
-    ("text", "Text", text),
-    ("whatif", "What-if", whatif),
-    ("pruning", "Pruning", pruning),
-    ("activations", "Activations", activations),
-)
 
 
 def create_app(
@@ -71,17 +57,11 @@ def create_app(
     state = DashboardState.build(
         analysis, model, data, task=task, target=target, tokenizer=tokenizer, vocabulary=vocabulary
     )
-    tabs = [
-        dcc.Tab(label=label, value=value, children=html.Div(view.layout(state), style={"padding": "12px"}))
-        for value, label, view in VIEWS
-    ]
     heading = f"dense-inspector · {analysis.model.architecture}"
     source = analysis.model.source
     if live is not None:  # the runs are the subject; the analysis is of one of their snapshots
         heading, source = f"dense-inspector · {live.title}", live.source
-    app = _page(title or heading, heading, source, tabs, live)
-    for _, _, view in VIEWS:
-        view.register(app, state)
+    app = _page(title or heading, heading, source, state, live)
     protect(app, hosts)
     app.state = state  # type: ignore[attr-defined]  # for tests and notebooks
     return app
@@ -98,25 +78,32 @@ def create_live_app(
     if analysis is not None:
         return create_app(analysis, hosts=hosts, live=live, **kwargs)
     heading = f"dense-inspector · {live.title}"
-    app = _page(heading, heading, live.source, [], live)
+    app = _page(heading, heading, live.source, None, live)
     protect(app, hosts)
     return app
 
 
-def _page(title: str, heading: str, source: str, tabs: list[dcc.Tab], live: LiveRuns | None) -> Dash:
-    """The app with its header and ``tabs``; ``live`` adds the Live tab first and registers it."""
+def _page(title: str, heading: str, source: str, state: DashboardState | None, live: LiveRuns | None) -> Dash:
+    """The app with its header and a tab per registered view shown for its subject (``state`` for the
+    analysis views, ``live`` for the Live view), in the views' order; the first tab is open."""
     app = Dash(__name__, title=title, suppress_callback_exceptions=False)
-    if live is not None:
-        from dashboards.views import live as live_view
-
-        tab = dcc.Tab(label="Live", value="live", children=html.Div(live_view.layout(live), style={"padding": "12px"}))
-        tabs = [tab, *tabs]
-        live_view.register(app, live)
+    subjects = {"analysis": state, "live": live}
+    shown = [view for view in views() if view.shown_for(subjects[view.needs])]
+    tabs = [
+        dcc.Tab(
+            label=view.label,
+            value=view.name,
+            children=html.Div(view.layout(subjects[view.needs]), style={"padding": "12px"}),
+        )
+        for view in shown
+    ]
+    for view in shown:
+        view.callbacks(app, subjects[view.needs])
     app.layout = html.Div(
         [
             html.H2(heading, style={"margin": "8px 0"}),
             html.Div(source, style={"color": "#666", "marginBottom": "8px"}),
-            dcc.Tabs(id=ids.TABS, value="live" if live is not None else "overview", children=tabs),
+            dcc.Tabs(id=ids.TABS, value=shown[0].name if shown else None, children=tabs),
         ],
         style={"fontFamily": "system-ui, sans-serif", "maxWidth": "1400px", "margin": "0 auto", "padding": "0 16px"},
     )

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from dash import Dash
 
-from dashboards.app import create_app
+from dashboards.app import create_app, create_live_app
 from dashboards.demo import load_demo
+from dashboards.views.live import LiveRuns
 from inspector.analysis import AnalysisOptions, analyze_path
-
-if TYPE_CHECKING:
-    from inspector.factories import FactoryRun
+from inspector.analysis.weights_file import analyze_weights_file
+from inspector.errors import InspectorError
+from inspector.factories import FactoryRun, analyze_factory
+from inspector.live.store import find_runs, is_run
 
 
 def app_for_path(
@@ -52,8 +54,6 @@ def app_for_factories(model: str | None, data: str | None = None, **kwargs: Any)
     model factory, ``weights``, ``task``, ``tokenizer``, ``activations``, ``options``, ``device``...).
     The model and data stay with the app, so that its on-demand views can question them.
     """
-    from inspector.factories import analyze_factory
-
     return app_for_run(analyze_factory(model, data, **kwargs))
 
 
@@ -69,12 +69,6 @@ def app_for_runs(path: str | Path, *, refresh: float = 2.0, log: Callable[[str],
     cannot be read is left out with a note (an error only when none can be read). The other views
     show a weight-only analysis of the first readable run's newest snapshot (as it is at launch).
     """
-    from dashboards.app import create_live_app
-    from dashboards.views.live import LiveRuns
-    from inspector.analysis.weights_file import analyze_weights_file
-    from inspector.errors import InspectorError
-    from inspector.live.store import find_runs, is_run
-
     root = Path(path)
     paths = find_runs(root)
     if not paths:

@@ -238,19 +238,22 @@ def test_zoom_callback_on_a_sorted_view_answers_the_ranks(pooled_planted):
     relayout = {"yaxis.range[0]": 10, "yaxis.range[1]": 19, "xaxis.range[0]": 0, "xaxis.range[1]": 39}
     body = {
         "output": "..weights-heatmap.figure...weights-note.children..",
-        "outputs": [{"id": ids.WEIGHT_HEATMAP, "property": "figure"}, {"id": ids.WEIGHT_NOTE, "property": "children"}],
-        "inputs": [
-            {"id": ids.WEIGHT_LAYER, "property": "value", "value": "fc1"},
-            {"id": ids.WEIGHT_SORT, "property": "value", "value": ["sort"]},
-            {"id": ids.WEIGHT_MODE, "property": "value", "value": "abs"},
-            {"id": ids.WEIGHT_ZOOM, "property": "data", "value": relayout},
+        "outputs": [
+            {"id": weights.WEIGHT_HEATMAP, "property": "figure"},
+            {"id": weights.WEIGHT_NOTE, "property": "children"},
         ],
-        "changedPropIds": [f"{ids.WEIGHT_ZOOM}.data"],
+        "inputs": [
+            {"id": weights.WEIGHT_LAYER, "property": "value", "value": "fc1"},
+            {"id": weights.WEIGHT_SORT, "property": "value", "value": ["sort"]},
+            {"id": weights.WEIGHT_MODE, "property": "value", "value": "abs"},
+            {"id": weights.WEIGHT_ZOOM, "property": "data", "value": relayout},
+        ],
+        "changedPropIds": [f"{weights.WEIGHT_ZOOM}.data"],
         "state": [],
     }
     reply = app.server.test_client().post("/_dash-update-component", json=body).get_json()["response"]
-    assert reply[ids.WEIGHT_NOTE]["children"].startswith("Neurons ranked 10-19 by norm")
-    custom = reply[ids.WEIGHT_HEATMAP]["figure"]["data"][0]["customdata"]
+    assert reply[weights.WEIGHT_NOTE]["children"].startswith("Neurons ranked 10-19 by norm")
+    custom = reply[weights.WEIGHT_HEATMAP]["figure"]["data"][0]["customdata"]
     dtype = {"u2": np.uint16, "u4": np.uint32, "i4": np.int32}[custom["dtype"]]
     rows = np.frombuffer(base64.b64decode(custom["bdata"]), dtype=dtype).reshape(10, 40)[:, 0]
     np.testing.assert_array_equal(rows, order[10:20])
@@ -266,16 +269,16 @@ def test_a_pooled_map_s_zoom_is_passed_to_the_redraw(pooled_planted):
 
     def zoom(layer: str) -> int | dict:
         body = {
-            "output": f"{ids.WEIGHT_ZOOM}.data",
-            "outputs": {"id": ids.WEIGHT_ZOOM, "property": "data"},
-            "inputs": [{"id": ids.WEIGHT_HEATMAP, "property": "relayoutData", "value": relayout}],
-            "state": [{"id": ids.WEIGHT_LAYER, "property": "value", "value": layer}],
-            "changedPropIds": [f"{ids.WEIGHT_HEATMAP}.relayoutData"],
+            "output": f"{weights.WEIGHT_ZOOM}.data",
+            "outputs": {"id": weights.WEIGHT_ZOOM, "property": "data"},
+            "inputs": [{"id": weights.WEIGHT_HEATMAP, "property": "relayoutData", "value": relayout}],
+            "state": [{"id": weights.WEIGHT_LAYER, "property": "value", "value": layer}],
+            "changedPropIds": [f"{weights.WEIGHT_HEATMAP}.relayoutData"],
         }
         reply = app.server.test_client().post("/_dash-update-component", json=body)
         return reply.status_code if reply.status_code != 200 else reply.get_json()["response"]
 
-    assert zoom("fc1") == {ids.WEIGHT_ZOOM: {"data": relayout}}  # fc1 is pooled
+    assert zoom("fc1") == {weights.WEIGHT_ZOOM: {"data": relayout}}  # fc1 is pooled
     assert zoom("no such layer") == 204
 
 

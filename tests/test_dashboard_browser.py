@@ -16,6 +16,13 @@ from selenium.webdriver.common.keys import Keys
 
 from dashboards import ids
 from dashboards.app import create_app
+from dashboards.views import activations as activations_view
+from dashboards.views import dead as dead_view
+from dashboards.views import importance as importance_view
+from dashboards.views import neurons as neurons_view
+from dashboards.views import overview as overview_view
+from dashboards.views import pruning as pruning_view
+from dashboards.views import weights as weights_view
 
 pytestmark = pytest.mark.browser
 SHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
@@ -25,7 +32,7 @@ SHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
 def started(dash_duo, demo):
     analysis, ckpt, data = demo
     dash_duo.start_server(create_app(analysis, model=ckpt.model, data=data))
-    dash_duo.wait_for_element(f"#{ids.ARCH_FIG} .main-svg", timeout=20)
+    dash_duo.wait_for_element(f"#{overview_view.ARCH_FIG} .main-svg", timeout=20)
     return dash_duo
 
 
@@ -51,19 +58,19 @@ def _no_console_errors(duo) -> None:
 
 
 def test_app_loads_without_console_errors(started):
-    assert "64-128-64-10" in _title(started, ids.ARCH_FIG)
-    assert started.find_element(f"#{ids.PARAM_TABLE}").text.count("×") >= 3
-    assert started.find_elements(f"#{ids.FINDINGS} li")
+    assert "64-128-64-10" in _title(started, overview_view.ARCH_FIG)
+    assert started.find_element(f"#{overview_view.PARAM_TABLE}").text.count("×") >= 3
+    assert started.find_elements(f"#{overview_view.FINDINGS} li")
     _shot(started, "overview")
     _no_console_errors(started)
 
 
 def test_picking_a_layer_redraws_the_heatmap(started):
     _open_tab(started, "Weights")
-    started.wait_for_contains_text(f"#{ids.WEIGHT_HEATMAP} .gtitle", "fc1:", timeout=10)
-    started.select_dcc_dropdown(f"#{ids.WEIGHT_LAYER}", value="fc2")
-    started.wait_for_contains_text(f"#{ids.WEIGHT_HEATMAP} .gtitle", "fc2: 64 × 128", timeout=10)
-    started.wait_for_contains_text(f"#{ids.WEIGHT_HIST} .gtitle", "fc2", timeout=10)
+    started.wait_for_contains_text(f"#{weights_view.WEIGHT_HEATMAP} .gtitle", "fc1:", timeout=10)
+    started.select_dcc_dropdown(f"#{weights_view.WEIGHT_LAYER}", value="fc2")
+    started.wait_for_contains_text(f"#{weights_view.WEIGHT_HEATMAP} .gtitle", "fc2: 64 × 128", timeout=10)
+    started.wait_for_contains_text(f"#{weights_view.WEIGHT_HIST} .gtitle", "fc2", timeout=10)
     _shot(started, "weights")
     _no_console_errors(started)
 
@@ -72,21 +79,21 @@ def test_sorting_by_norm_puts_the_strongest_neuron_on_top(started, demo):
     analysis = demo[0]
     norm = next(w for w in analysis.weights if w.layer == "fc1").neuron_norm
     _open_tab(started, "Weights")
-    started.wait_for_contains_text(f"#{ids.WEIGHT_HEATMAP} .gtitle", "fc1:", timeout=10)
+    started.wait_for_contains_text(f"#{weights_view.WEIGHT_HEATMAP} .gtitle", "fc1:", timeout=10)
     # Dash titles the page "Updating..." while callbacks are in flight: click once the view has settled
     until(lambda: started.driver.title != "Updating...", timeout=30)
-    box = started.find_element(f"#{ids.WEIGHT_SORT} input")
+    box = started.find_element(f"#{weights_view.WEIGHT_SORT} input")
     box.click()
     until(box.is_selected, timeout=10)
     # under a loaded machine the redraw can take a while: the wait is for correctness, not speed
-    started.wait_for_contains_text(f"#{ids.WEIGHT_HEATMAP} .gtitle", "rows sorted by norm", timeout=30)
-    started.wait_for_contains_text(f"#{ids.WEIGHT_NOTE}", "sorted by incoming norm", timeout=30)
-    top_label = started.find_elements(f"#{ids.WEIGHT_HEATMAP} .ytick text")[0].text
+    started.wait_for_contains_text(f"#{weights_view.WEIGHT_HEATMAP} .gtitle", "rows sorted by norm", timeout=30)
+    started.wait_for_contains_text(f"#{weights_view.WEIGHT_NOTE}", "sorted by incoming norm", timeout=30)
+    top_label = started.find_elements(f"#{weights_view.WEIGHT_HEATMAP} .ytick text")[0].text
     assert top_label == str(int(np.argmax(norm)))
-    plot = started.find_element(f"#{ids.WEIGHT_HEATMAP} .nsewdrag")
+    plot = started.find_element(f"#{weights_view.WEIGHT_HEATMAP} .nsewdrag")
     ActionChains(started.driver).move_to_element(plot).perform()
-    until(lambda: started.find_elements(f"#{ids.WEIGHT_HEATMAP} .hovertext"), timeout=10)
-    hover = started.find_element(f"#{ids.WEIGHT_HEATMAP} .hovertext").text
+    until(lambda: started.find_elements(f"#{weights_view.WEIGHT_HEATMAP} .hovertext"), timeout=10)
+    hover = started.find_element(f"#{weights_view.WEIGHT_HEATMAP} .hovertext").text
     assert "(rank " in hover and "customdata" not in hover
     neuron, rank = int(hover.split()[1]), int(hover.split("(rank ")[1].split()[0])
     assert neuron == int(np.argsort(-norm, kind="stable")[rank])
@@ -96,38 +103,38 @@ def test_sorting_by_norm_puts_the_strongest_neuron_on_top(started, demo):
 
 def test_clicking_a_neuron_fills_the_neuron_view(started):
     _open_tab(started, "Weights")
-    plot = started.wait_for_element(f"#{ids.WEIGHT_HEATMAP} .nsewdrag", timeout=10)
+    plot = started.wait_for_element(f"#{weights_view.WEIGHT_HEATMAP} .nsewdrag", timeout=10)
     # click a quarter of the way down the plot: some neuron of fc1 other than 0
     ActionChains(started.driver).move_to_element(plot).move_by_offset(0, -plot.size["height"] // 4).click().perform()
 
     # the tab opens showing its previous neuron (0) until the click's neuron arrives: wait for that one
     def clicked_neuron_shown() -> bool:
         try:
-            text = started.find_element(f"#{ids.NEURON_TITLE}").text
+            text = started.find_element(f"#{neurons_view.NEURON_TITLE}").text
         except WebDriverException:  # not rendered yet, or re-rendered under us
             return False
         return text.startswith("Neuron ") and not text.startswith("Neuron 0 ")
 
     until(clicked_neuron_shown, timeout=10)
-    title = started.find_element(f"#{ids.NEURON_TITLE}").text
+    title = started.find_element(f"#{neurons_view.NEURON_TITLE}").text
     assert " of fc1 " in title
     neuron = int(title.split()[1])
     assert 0 < neuron < 128
-    started.wait_for_contains_text(f"#{ids.NEURON_ACT} .gtitle", f"neuron {neuron} of fc1", timeout=10)
-    assert f"neuron {neuron}" in _title(started, ids.NEURON_DRIVERS)
+    started.wait_for_contains_text(f"#{neurons_view.NEURON_ACT} .gtitle", f"neuron {neuron} of fc1", timeout=10)
+    assert f"neuron {neuron}" in _title(started, neurons_view.NEURON_DRIVERS)
     _shot(started, "neurons")
     _no_console_errors(started)
 
 
 def test_switching_method_or_class_changes_the_importance_chart(started):
     _open_tab(started, "Feature importance")
-    started.wait_for_contains_text(f"#{ids.IMP_BAR} .gtitle", "Integrated Gradients", timeout=10)
-    started.select_dcc_dropdown(f"#{ids.IMP_METHOD}", value="Saliency")
-    started.wait_for_contains_text(f"#{ids.IMP_BAR} .gtitle", "Saliency", timeout=10)
-    started.wait_for_contains_text(f"#{ids.IMP_SANITY_TEXT}", "Saliency", timeout=10)
-    started.select_dcc_dropdown(f"#{ids.IMP_CLASS}", value="class 3")
-    started.wait_for_contains_text(f"#{ids.IMP_BAR} .gtitle", "class 3", timeout=10)
-    started.wait_for_contains_text(f"#{ids.SAMPLE_FIG} .gtitle", "predicted", timeout=20)
+    started.wait_for_contains_text(f"#{importance_view.IMP_BAR} .gtitle", "Integrated Gradients", timeout=10)
+    started.select_dcc_dropdown(f"#{importance_view.IMP_METHOD}", value="Saliency")
+    started.wait_for_contains_text(f"#{importance_view.IMP_BAR} .gtitle", "Saliency", timeout=10)
+    started.wait_for_contains_text(f"#{importance_view.IMP_SANITY_TEXT}", "Saliency", timeout=10)
+    started.select_dcc_dropdown(f"#{importance_view.IMP_CLASS}", value="class 3")
+    started.wait_for_contains_text(f"#{importance_view.IMP_BAR} .gtitle", "class 3", timeout=10)
+    started.wait_for_contains_text(f"#{importance_view.SAMPLE_FIG} .gtitle", "predicted", timeout=20)
     _shot(started, "importance")
     _no_console_errors(started)
 
@@ -140,11 +147,11 @@ def _press(duo, slider_id: str, *keys: str) -> None:
 
 def test_threshold_slider_changes_the_nearly_dead_count(started):
     _open_tab(started, "Dead neurons")
-    before = started.wait_for_element(f"#{ids.DEAD_COUNT}").text
+    before = started.wait_for_element(f"#{dead_view.DEAD_COUNT}").text
     assert "fewer than 1% of samples" in before
-    _press(started, ids.DEAD_THRESHOLD, Keys.END)  # the largest threshold, 20%
-    started.wait_for_contains_text(f"#{ids.DEAD_COUNT}", "fewer than 20% of samples", timeout=10)
-    after = started.find_element(f"#{ids.DEAD_COUNT}").text
+    _press(started, dead_view.DEAD_THRESHOLD, Keys.END)  # the largest threshold, 20%
+    started.wait_for_contains_text(f"#{dead_view.DEAD_COUNT}", "fewer than 20% of samples", timeout=10)
+    after = started.find_element(f"#{dead_view.DEAD_COUNT}").text
     nearly_before = int(before.split(" and ")[1].split()[0])
     nearly_after = int(after.split(" and ")[1].split()[0])
     assert nearly_after > nearly_before
@@ -154,18 +161,18 @@ def test_threshold_slider_changes_the_nearly_dead_count(started):
 
 def test_pruning_slider_updates_the_preview(started):
     _open_tab(started, "Pruning")
-    started.wait_for_contains_text(f"#{ids.PRUNE_PREVIEW}", "50%", timeout=10)
-    _press(started, ids.PRUNE_SLIDER, Keys.END, Keys.ARROW_LEFT)  # 95%, then one level down
-    started.wait_for_contains_text(f"#{ids.PRUNE_PREVIEW}", "90%", timeout=10)
-    assert "50%" not in started.find_element(f"#{ids.PRUNE_PREVIEW}").text
+    started.wait_for_contains_text(f"#{pruning_view.PRUNE_PREVIEW}", "50%", timeout=10)
+    _press(started, pruning_view.PRUNE_SLIDER, Keys.END, Keys.ARROW_LEFT)  # 95%, then one level down
+    started.wait_for_contains_text(f"#{pruning_view.PRUNE_PREVIEW}", "90%", timeout=10)
+    assert "50%" not in started.find_element(f"#{pruning_view.PRUNE_PREVIEW}").text
     _shot(started, "pruning")
     _no_console_errors(started)
 
 
 def test_activation_projection_view(started):
     _open_tab(started, "Activations")
-    started.wait_for_contains_text(f"#{ids.ACT_PROJ} .gtitle", "fc1 activations", timeout=10)
-    started.select_dcc_dropdown(f"#{ids.ACT_LAYER}", value="fc2")
-    started.wait_for_contains_text(f"#{ids.ACT_PROJ} .gtitle", "fc2 activations", timeout=10)
+    started.wait_for_contains_text(f"#{activations_view.ACT_PROJ} .gtitle", "fc1 activations", timeout=10)
+    started.select_dcc_dropdown(f"#{activations_view.ACT_LAYER}", value="fc2")
+    started.wait_for_contains_text(f"#{activations_view.ACT_PROJ} .gtitle", "fc2 activations", timeout=10)
     _shot(started, "activations")
     _no_console_errors(started)

@@ -20,6 +20,12 @@ from dashboards import ids
 from dashboards.app import create_app, serve
 from dashboards.security import LOOPBACK_HOSTS, MAX_REQUEST_BYTES, allowed_hosts, host_name, set_allowed_hosts
 from dashboards.state import BoundedCache, estimate_bytes
+from dashboards.views import activations as activations_view
+from dashboards.views import dead as dead_view
+from dashboards.views import importance as importance_view
+from dashboards.views import neurons as neurons_view
+from dashboards.views import pruning as pruning_view
+from dashboards.views import weights as weights_view
 from inspector.analysis import AnalysisOptions, analyze
 from inspector.evaluation import EvalData
 from inspector.models import MLPConfig, build_mlp
@@ -135,7 +141,7 @@ def test_loopback_names_are_answered_and_others_refused_with_421(app, caplog):
         assert response.status_code == 421, host
         assert b"not allowed" in response.data and len(response.data.splitlines()) == 1
     # the callback route too, not only the page
-    body = _body(app, f"{ids.ACT_PROJ}.figure", "fc1")
+    body = _body(app, f"{activations_view.ACT_PROJ}.figure", "fc1")
     assert _post(app, body, host="evil.example:8050").status_code == 421
     assert _post(app, body).status_code == 200
     _no_tracebacks(caplog)
@@ -191,7 +197,7 @@ def test_request_bodies_over_the_cap_get_413_and_cost_nothing(app, caplog):
     before = len(state.views)
     huge = "x" * (2 * MAX_REQUEST_BYTES)
     for _ in range(5):
-        response = _post(app, _body(app, f"{ids.ACT_PROJ}.figure", huge))
+        response = _post(app, _body(app, f"{activations_view.ACT_PROJ}.figure", huge))
         assert response.status_code == 413
     assert len(state.views) == before
     _no_tracebacks(caplog)
@@ -257,14 +263,14 @@ def test_json_nested_past_the_recursion_limit_gets_400_without_a_traceback(app, 
 
 HOSTILE = [
     # (first output, input/state values, which input triggered)
-    (f"{ids.DEAD_COUNT}.children", (8,), 0),  # one past the last threshold
-    (f"{ids.DEAD_COUNT}.children", (-1,), 0),
-    (f"{ids.DEAD_COUNT}.children", ("2",), 0),
-    (f"{ids.DEAD_COUNT}.children", (2.5,), 0),
-    (f"{ids.DEAD_COUNT}.children", (True,), 0),
-    (f"{ids.DEAD_COUNT}.children", ([1],), 0),
-    (f"{ids.DEAD_STRIP}.figure", ("nope", 1), 0),
-    (f"{ids.DEAD_STRIP}.figure", ("fc1", 99), 1),
+    (f"{dead_view.DEAD_COUNT}.children", (8,), 0),  # one past the last threshold
+    (f"{dead_view.DEAD_COUNT}.children", (-1,), 0),
+    (f"{dead_view.DEAD_COUNT}.children", ("2",), 0),
+    (f"{dead_view.DEAD_COUNT}.children", (2.5,), 0),
+    (f"{dead_view.DEAD_COUNT}.children", (True,), 0),
+    (f"{dead_view.DEAD_COUNT}.children", ([1],), 0),
+    (f"{dead_view.DEAD_STRIP}.figure", ("nope", 1), 0),
+    (f"{dead_view.DEAD_STRIP}.figure", ("fc1", 99), 1),
     (f"{ids.NEURON_LAYER}.value", ({"points": [{"x": 1, "y": "1e309"}]}, "fc1", []), 0),
     (f"{ids.NEURON_LAYER}.value", ({"points": [{"x": 1, "y": "nan"}]}, "fc1", []), 0),
     (f"{ids.NEURON_LAYER}.value", ({"points": [{"x": 1, "y": [3]}]}, "fc1", []), 0),
@@ -272,36 +278,36 @@ HOSTILE = [
     (f"{ids.NEURON_LAYER}.value", ([1, 2], "fc1", []), 0),
     (f"{ids.NEURON_LAYER}.value", ({"points": [{"y": 1}]}, "fc9", []), 0),
     (f"{ids.NEURON_LAYER}.value", ({"points": [{"y": 1}]}, "fc1", "sort"), 0),
-    (f"{ids.NEURON_TITLE}.children", ("fc1", "3"), 1),
-    (f"{ids.NEURON_TITLE}.children", ("fc1", {"a": 1}), 1),
-    (f"{ids.NEURON_TITLE}.children", (["fc1"], 3), 0),
-    (f"{ids.NEURON_TITLE}.children", ("x" * 1000, 3), 0),
-    (f"{ids.NEURON_TABLE}.data", ("fc7",), 0),
+    (f"{neurons_view.NEURON_TITLE}.children", ("fc1", "3"), 1),
+    (f"{neurons_view.NEURON_TITLE}.children", ("fc1", {"a": 1}), 1),
+    (f"{neurons_view.NEURON_TITLE}.children", (["fc1"], 3), 0),
+    (f"{neurons_view.NEURON_TITLE}.children", ("x" * 1000, 3), 0),
+    (f"{neurons_view.NEURON_TABLE}.data", ("fc7",), 0),
     (f"{ids.NEURON_INDEX}.value", ({"row": 0}, [{"neuron": "1e309"}]), 0),
     (f"{ids.NEURON_INDEX}.value", ({"row": 5}, [{"neuron": 1}]), 0),
     (f"{ids.NEURON_INDEX}.value", ({"row": -1}, [{"neuron": 1}]), 0),
     (f"{ids.NEURON_INDEX}.value", ({"row": 0}, [{"neuron": -4}]), 0),
     (f"{ids.NEURON_INDEX}.value", ({"row": 0}, ["x"]), 0),
     (f"{ids.NEURON_INDEX}.value", ("cell", None), 0),
-    (f"{ids.IMP_BAR}.figure", ("no_such_method", "all"), 0),
-    (f"{ids.IMP_BAR}.figure", ("saliency", "17"), 1),
-    (f"{ids.IMP_BAR}.figure", ("saliency", "-1"), 1),
-    (f"{ids.IMP_BAR}.figure", ("saliency", 1), 1),
-    (f"{ids.SAMPLE_FIG}.figure", ("saliency", "4"), 1),
-    (f"{ids.SAMPLE_FIG}.figure", ("saliency", [4]), 1),
-    (f"{ids.SAMPLE_FIG}.figure", ({"m": 1}, 4), 0),
-    (f"{ids.PRUNE_FIG}.figure", (3,), 0),
-    (f"{ids.PRUNE_FIG}.figure", (None,), 0),
-    (f"{ids.ACT_PROJ}.figure", ("fc2",), 0),  # the output layer has no activation census
-    (f"{ids.ACT_PROJ}.figure", (None,), 0),
-    (f"{ids.WEIGHT_HEATMAP}.figure", ("fc1", ["sort", "drop tables"], "signed", None), 1),
-    (f"{ids.WEIGHT_HEATMAP}.figure", ("fc1", "sort", "signed", None), 1),
-    (f"{ids.WEIGHT_HEATMAP}.figure", ("fc1", [], "loud", None), 2),
-    (f"{ids.WEIGHT_HEATMAP}.figure", ("fc1", [], "signed", {"xaxis.range[0]": "1e309"}), 3),
-    (f"{ids.WEIGHT_HIST}.figure", ("fc3",), 0),
-    (f"{ids.WEIGHT_SORT}.options", (42,), 0),
-    (f"{ids.WEIGHT_ZOOM}.data", ({"xaxis.range[0]": 1}, 42), 0),
-    (f"{ids.WEIGHT_ZOOM}.data", ({"xaxis.range[0]": 1}, "fc1"), 0),  # full resolution: the browser zooms
+    (f"{importance_view.IMP_BAR}.figure", ("no_such_method", "all"), 0),
+    (f"{importance_view.IMP_BAR}.figure", ("saliency", "17"), 1),
+    (f"{importance_view.IMP_BAR}.figure", ("saliency", "-1"), 1),
+    (f"{importance_view.IMP_BAR}.figure", ("saliency", 1), 1),
+    (f"{importance_view.SAMPLE_FIG}.figure", ("saliency", "4"), 1),
+    (f"{importance_view.SAMPLE_FIG}.figure", ("saliency", [4]), 1),
+    (f"{importance_view.SAMPLE_FIG}.figure", ({"m": 1}, 4), 0),
+    (f"{pruning_view.PRUNE_FIG}.figure", (3,), 0),
+    (f"{pruning_view.PRUNE_FIG}.figure", (None,), 0),
+    (f"{activations_view.ACT_PROJ}.figure", ("fc2",), 0),  # the output layer has no activation census
+    (f"{activations_view.ACT_PROJ}.figure", (None,), 0),
+    (f"{weights_view.WEIGHT_HEATMAP}.figure", ("fc1", ["sort", "drop tables"], "signed", None), 1),
+    (f"{weights_view.WEIGHT_HEATMAP}.figure", ("fc1", "sort", "signed", None), 1),
+    (f"{weights_view.WEIGHT_HEATMAP}.figure", ("fc1", [], "loud", None), 2),
+    (f"{weights_view.WEIGHT_HEATMAP}.figure", ("fc1", [], "signed", {"xaxis.range[0]": "1e309"}), 3),
+    (f"{weights_view.WEIGHT_HIST}.figure", ("fc3",), 0),
+    (f"{weights_view.WEIGHT_SORT}.options", (42,), 0),
+    (f"{weights_view.WEIGHT_ZOOM}.data", ({"xaxis.range[0]": 1}, 42), 0),
+    (f"{weights_view.WEIGHT_ZOOM}.data", ({"xaxis.range[0]": 1}, "fc1"), 0),  # full resolution: the browser zooms
 ]
 
 
@@ -319,27 +325,27 @@ def test_a_click_at_an_overflowing_y_in_raw_json_is_a_no_update(app, caplog):
     body = body.replace('"y": 0', '"y": 1e309')  # json.loads reads it as inf
     assert "1e309" in body
     assert _post(app, body).status_code == 204
-    body = json.dumps(_body(app, f"{ids.SAMPLE_FIG}.figure", "saliency", 0), allow_nan=True)
+    body = json.dumps(_body(app, f"{importance_view.SAMPLE_FIG}.figure", "saliency", 0), allow_nan=True)
     assert _post(app, body.replace('"value": 0}', '"value": NaN}')).status_code == 204
     _no_tracebacks(caplog)
 
 
 LEGIT = [
-    (f"{ids.DEAD_COUNT}.children", (7,), 0),
-    (f"{ids.DEAD_STRIP}.figure", ("fc1", 0.0), 1),  # a slider may send an integral float
+    (f"{dead_view.DEAD_COUNT}.children", (7,), 0),
+    (f"{dead_view.DEAD_STRIP}.figure", ("fc1", 0.0), 1),  # a slider may send an integral float
     (f"{ids.NEURON_LAYER}.value", ({"points": [{"x": 1, "y": 5}]}, "fc1", ["sort"]), 0),
-    (f"{ids.NEURON_TITLE}.children", ("fc1", 3), 1),
-    (f"{ids.NEURON_TITLE}.children", ("fc1", None), 1),  # an emptied box: "pick a neuron"
-    (f"{ids.NEURON_TITLE}.children", ("fc1", 500), 1),
+    (f"{neurons_view.NEURON_TITLE}.children", ("fc1", 3), 1),
+    (f"{neurons_view.NEURON_TITLE}.children", ("fc1", None), 1),  # an emptied box: "pick a neuron"
+    (f"{neurons_view.NEURON_TITLE}.children", ("fc1", 500), 1),
     (f"{ids.NEURON_INDEX}.value", ({"row": 1, "column": 0}, [{"neuron": 4}, {"neuron": 2}]), 0),
-    (f"{ids.IMP_BAR}.figure", ("saliency", "2"), 1),
-    (f"{ids.SAMPLE_FIG}.figure", ("saliency", 3), 1),
-    (f"{ids.SAMPLE_FIG}.figure", ("saliency", 10_000), 1),
-    (f"{ids.PRUNE_FIG}.figure", (2,), 0),
-    (f"{ids.ACT_PROJ}.figure", ("fc1",), 0),
-    (f"{ids.WEIGHT_HEATMAP}.figure", ("fc2", ["sort"], "abs", None), 1),
-    (f"{ids.WEIGHT_HIST}.figure", ("fc2",), 0),
-    (f"{ids.WEIGHT_SORT}.options", ("fc2",), 0),
+    (f"{importance_view.IMP_BAR}.figure", ("saliency", "2"), 1),
+    (f"{importance_view.SAMPLE_FIG}.figure", ("saliency", 3), 1),
+    (f"{importance_view.SAMPLE_FIG}.figure", ("saliency", 10_000), 1),
+    (f"{pruning_view.PRUNE_FIG}.figure", (2,), 0),
+    (f"{activations_view.ACT_PROJ}.figure", ("fc1",), 0),
+    (f"{weights_view.WEIGHT_HEATMAP}.figure", ("fc2", ["sort"], "abs", None), 1),
+    (f"{weights_view.WEIGHT_HIST}.figure", ("fc2",), 0),
+    (f"{weights_view.WEIGHT_SORT}.options", ("fc2",), 0),
 ]
 
 
@@ -361,10 +367,10 @@ def test_a_table_click_answers_the_neuron_of_the_clicked_row(app):
 def test_distinct_hostile_strings_add_no_memo_entries(app):
     before = (len(app.state.views), app.state.views.bytes)
     for k in range(150):
-        _post(app, _body(app, f"{ids.NEURON_TITLE}.children", f"fc1-{k}-" + "y" * 4000, 3))
+        _post(app, _body(app, f"{neurons_view.NEURON_TITLE}.children", f"fc1-{k}-" + "y" * 4000, 3))
         _post(
             app,
-            _body(app, f"{ids.SAMPLE_FIG}.figure", "saliency", f"{k}"),
+            _body(app, f"{importance_view.SAMPLE_FIG}.figure", "saliency", f"{k}"),
         )
     assert (len(app.state.views), app.state.views.bytes) == before
 
@@ -402,12 +408,12 @@ def test_figure_size_estimate_covers_its_arrays():
 
 def test_memo_of_a_live_app_stays_in_its_byte_budget(fresh_app):
     app = fresh_app
-    assert _post(app, _body(app, f"{ids.NEURON_TITLE}.children", "fc1", 0, changed=1)).status_code == 200
+    assert _post(app, _body(app, f"{neurons_view.NEURON_TITLE}.children", "fc1", 0, changed=1)).status_code == 200
     panel = app.state.views.bytes  # one neuron's title and four figures
     assert panel > 10_000
     budget = int(2.5 * panel)
     app.state.views = BoundedCache(max_entries=512, max_bytes=budget)
     for j in range(6):
-        assert _post(app, _body(app, f"{ids.NEURON_TITLE}.children", "fc1", j, changed=1)).status_code == 200
+        assert _post(app, _body(app, f"{neurons_view.NEURON_TITLE}.children", "fc1", j, changed=1)).status_code == 200
         assert app.state.views.bytes <= budget
     assert len(app.state.views) == 2  # the older panels were dropped to stay in budget

@@ -14,6 +14,8 @@ from dash.testing.wait import until
 
 from dashboards import ids
 from dashboards.app import create_app
+from dashboards.views import importance as importance_view
+from dashboards.views import text as text_view
 from inspector import analyze
 from tests.models import digits_images, padded_batches, tiny_bert
 from tests.test_kinds_views import OPTIONS, SCRIPT_ID, SmallCNN
@@ -32,7 +34,7 @@ def _open_tab(duo, label: str) -> None:
 
 def _spans(duo) -> list[tuple[str, float]]:
     rows = duo.driver.execute_script(
-        f"return [...document.querySelectorAll('#{ids.TEXT_TOKENS} span')].map(s => [s.textContent, s.title])"
+        f"return [...document.querySelectorAll('#{text_view.TEXT_TOKENS} span')].map(s => [s.textContent, s.title])"
     )
     return [(text, float(title)) for text, title in rows]
 
@@ -55,7 +57,7 @@ def test_text_view_shows_each_samples_tokens_with_their_scores(dash_duo):
     dash_duo.start_server(app)
     dash_duo.wait_for_element(f"#{ids.TABS}", timeout=20)
     _open_tab(dash_duo, "Text")
-    dash_duo.wait_for_element(f"#{ids.TEXT_TOKENS} span", timeout=20)
+    dash_duo.wait_for_element(f"#{text_view.TEXT_TOKENS} span", timeout=20)
 
     def expected(i: int) -> list[tuple[str, float]]:
         mask = probe.mask(i)
@@ -65,17 +67,17 @@ def test_text_view_shows_each_samples_tokens_with_their_scores(dash_duo):
     shown = _spans(dash_duo)
     assert [t for t, _ in shown] == [t for t, _ in expected(0)] and "<script>" in [t for t, _ in shown]
     np.testing.assert_allclose([s for _, s in shown], [s for _, s in expected(0)], rtol=1e-5, atol=1e-12)
-    dash_duo.wait_for_contains_text(f"#{ids.TEXT_NOTE}", "Sample 0 of 8", timeout=10)
+    dash_duo.wait_for_contains_text(f"#{text_view.TEXT_NOTE}", "Sample 0 of 8", timeout=10)
     dash_duo.driver.save_screenshot(str(SHOTS / "text-view.png"))
 
     _settled(dash_duo)
-    dash_duo.select_dcc_dropdown(f"#{ids.TEXT_SAMPLE}", value="sample 5")
-    dash_duo.wait_for_contains_text(f"#{ids.TEXT_NOTE}", "Sample 5 of 8", timeout=20)
+    dash_duo.select_dcc_dropdown(f"#{text_view.TEXT_SAMPLE}", value="sample 5")
+    dash_duo.wait_for_contains_text(f"#{text_view.TEXT_NOTE}", "Sample 5 of 8", timeout=20)
     until(lambda: len(_spans(dash_duo)) == int(probe.mask(5).sum()), timeout=10)
     shown = _spans(dash_duo)
     assert [t for t, _ in shown] == [t for t, _ in expected(5)]
     np.testing.assert_allclose([s for _, s in shown], [s for _, s in expected(5)], rtol=1e-5, atol=1e-12)
-    assert dash_duo.find_element(f"#{ids.TEXT_TOP} .gtitle").text.startswith("Integrated Gradients: top")
+    assert dash_duo.find_element(f"#{text_view.TEXT_TOP} .gtitle").text.startswith("Integrated Gradients: top")
     assert dash_duo.get_logs() == [], "the browser console reported errors"
 
 
@@ -88,15 +90,15 @@ def test_image_map_of_the_cnn_is_8x8(dash_duo):
     dash_duo.start_server(create_app(analysis, model=model, data=data))
     dash_duo.wait_for_element(f"#{ids.TABS}", timeout=20)
     _open_tab(dash_duo, "Feature importance")
-    dash_duo.wait_for_element(f"#{ids.IMP_MAP} .hm", timeout=20)
+    dash_duo.wait_for_element(f"#{importance_view.IMP_MAP} .hm", timeout=20)
     z = dash_duo.driver.execute_script(
-        f"const z = document.querySelector('#{ids.IMP_MAP} .js-plotly-plot')._fullData[0].z;"
+        f"const z = document.querySelector('#{importance_view.IMP_MAP} .js-plotly-plot')._fullData[0].z;"
         "return Array.from(z, row => Array.from(row));"
     )
     m = analysis.importance.method("integrated_gradients")
     np.testing.assert_allclose(np.array(z, dtype=float), m.global_importance.reshape(8, 8), rtol=1e-6)
-    dash_duo.wait_for_element(f"#{ids.SAMPLE_FIG} .hm", timeout=20)
-    dash_duo.wait_for_contains_text(f"#{ids.SAMPLE_NOTE}", "predicted", timeout=20)
+    dash_duo.wait_for_element(f"#{importance_view.SAMPLE_FIG} .hm", timeout=20)
+    dash_duo.wait_for_contains_text(f"#{importance_view.SAMPLE_NOTE}", "predicted", timeout=20)
     _settled(dash_duo)
     dash_duo.driver.save_screenshot(str(SHOTS / "image-maps.png"))
     assert dash_duo.get_logs() == [], "the browser console reported errors"

@@ -11,7 +11,6 @@ import pytest
 import torch
 from torch import nn
 
-from dashboards import ids
 from dashboards.app import create_app
 from dashboards.state import DashboardState
 from dashboards.views import importance as importance_view
@@ -258,26 +257,29 @@ def test_text_view_without_the_model_uses_the_stored_examples(bert):
 def test_text_view_callback_answers_a_sample_switch(bert):
     analysis, model, batches, vocabulary = bert
     app = create_app(analysis, model=model, data=batches, vocabulary=vocabulary)
-    key = next(k for k in app.callback_map if ids.TEXT_TOKENS in k)
+    key = next(k for k in app.callback_map if text_view.TEXT_TOKENS in k)
     body = {
         "output": key,
-        "outputs": [{"id": ids.TEXT_TOKENS, "property": "children"}, {"id": ids.TEXT_NOTE, "property": "children"}],
-        "inputs": [
-            {"id": ids.TEXT_SAMPLE, "property": "value", "value": 2},
-            {"id": ids.TEXT_METHOD, "property": "value", "value": "saliency"},
+        "outputs": [
+            {"id": text_view.TEXT_TOKENS, "property": "children"},
+            {"id": text_view.TEXT_NOTE, "property": "children"},
         ],
-        "changedPropIds": [f"{ids.TEXT_SAMPLE}.value"],
+        "inputs": [
+            {"id": text_view.TEXT_SAMPLE, "property": "value", "value": 2},
+            {"id": text_view.TEXT_METHOD, "property": "value", "value": "saliency"},
+        ],
+        "changedPropIds": [f"{text_view.TEXT_SAMPLE}.value"],
     }
     response = app.server.test_client().post(
         "/_dash-update-component", data=json.dumps(body), content_type="application/json", headers={"Host": "127.0.0.1"}
     )
     assert response.status_code == 200
     answer = response.get_json()["response"]
-    spans = answer[ids.TEXT_TOKENS]["children"]
+    spans = answer[text_view.TEXT_TOKENS]["children"]
     probe = app.state.probe
     expected = probe.explain("saliency", 2)[probe.mask(2)]
     np.testing.assert_allclose([float(s["props"]["title"]) for s in spans], expected, rtol=1e-5)
-    assert answer[ids.TEXT_NOTE]["children"].startswith("Sample 2 of 8")
+    assert answer[text_view.TEXT_NOTE]["children"].startswith("Sample 2 of 8")
     body["inputs"][0]["value"] = 99  # not a sample: no update
     response = app.server.test_client().post(
         "/_dash-update-component", data=json.dumps(body), content_type="application/json", headers={"Host": "127.0.0.1"}

@@ -14,6 +14,9 @@ from dash.testing.wait import until
 import inspector
 from dashboards import ids
 from dashboards.app import create_app
+from dashboards.views import dead as dead_view
+from dashboards.views import neurons as neurons_view
+from dashboards.views import overview as overview_view
 from inspector.analysis import AnalysisOptions
 from tests.models import padded_batches, tiny_bert
 
@@ -32,7 +35,7 @@ def bert_dashboard(dash_duo):
         model, batches, options=AnalysisOptions(sections=("parameters", "weights", "activations"))
     )
     dash_duo.start_server(create_app(analysis, model=model, data=batches))
-    dash_duo.wait_for_element(f"#{ids.MODULE_TREE} .main-svg", timeout=30)
+    dash_duo.wait_for_element(f"#{overview_view.MODULE_TREE} .main-svg", timeout=30)
     return dash_duo
 
 
@@ -51,14 +54,14 @@ def _bars(duo, graph_id: str) -> int:
 
 def test_search_a_layer_by_name_and_see_its_1536_neurons(bert_dashboard):
     duo = bert_dashboard
-    tree_title = duo.find_element(f"#{ids.MODULE_TREE} .gtitle").text
+    tree_title = duo.find_element(f"#{overview_view.MODULE_TREE} .gtitle").text
     assert tree_title.startswith("Module tree") and "dense layers" in tree_title and "embeddings" in tree_title
     DOCS.mkdir(parents=True, exist_ok=True)
     duo.driver.save_screenshot(str(DOCS / "module-tree.png"))
 
     _open_tab(duo, "Dead neurons")
-    duo.wait_for_element(f"#{ids.DEAD_STRIP} .main-svg", timeout=20)
-    duo.find_element(f"#{ids.DEAD_LAYER}").click()
+    duo.wait_for_element(f"#{dead_view.DEAD_STRIP} .main-svg", timeout=20)
+    duo.find_element(f"#{dead_view.DEAD_LAYER}").click()
     search = duo.wait_for_element(".dash-dropdown-search", timeout=10)
     search.send_keys("layer.5.interm")
     until(lambda: len(duo.find_elements(".dash-dropdown-option")) >= 1, timeout=10)
@@ -68,12 +71,12 @@ def test_search_a_layer_by_name_and_see_its_1536_neurons(bert_dashboard):
     assert wanted in texts, texts
     assert not any("layer.4" in t and "›" in t for t in texts), texts  # the search narrowed the list
     next(o for o in options if o.text == wanted).click()
-    duo.wait_for_contains_text(f"#{ids.DEAD_STRIP} .gtitle", LAYER, timeout=20)
-    until(lambda: _bars(duo, ids.DEAD_STRIP) == WIDTH, timeout=10)
+    duo.wait_for_contains_text(f"#{dead_view.DEAD_STRIP} .gtitle", LAYER, timeout=20)
+    until(lambda: _bars(duo, dead_view.DEAD_STRIP) == WIDTH, timeout=10)
 
     _open_tab(duo, "Neurons")
-    duo.wait_for_element(f"#{ids.NEURON_ACT} .main-svg", timeout=20)
+    duo.wait_for_element(f"#{neurons_view.NEURON_ACT} .main-svg", timeout=20)
     duo.select_dcc_dropdown(f"#{ids.NEURON_LAYER}", value=wanted)
-    duo.wait_for_text_to_equal(f"#{ids.NEURON_WIDTH}", "0-1535 (1,536 neurons)", timeout=20)
+    duo.wait_for_text_to_equal(f"#{neurons_view.NEURON_WIDTH}", "0-1535 (1,536 neurons)", timeout=20)
     assert duo.find_element(f"#{ids.NEURON_INDEX}").get_attribute("max") == str(WIDTH - 1)
     assert duo.get_logs() == [], "the browser console reported errors"

@@ -148,12 +148,12 @@ def test_refresh_reads_again_only_what_changed_and_stops_when_all_finished(tmp_p
 def test_a_finished_run_opens_as_a_whole_without_polling(tmp_path):
     write(tmp_path / "exp1")
     app = app_for_runs(tmp_path / "exp1", log=lambda _: None)
-    interval = _find(app.layout, ids.LIVE_INTERVAL)
+    interval = _find(app.layout, view.LIVE_INTERVAL)
     assert interval.disabled is True and interval.interval == 2000
     assert _find(app.layout, ids.TABS).value == "live"
     assert [t.value for t in _find(app.layout, ids.TABS).children] == ["live"]  # no snapshot: no other views
-    assert "no weight snapshot yet" in _find(app.layout, ids.LIVE_NOTE).children
-    figure = _find(app.layout, ids.LIVE_SNAPSHOT).figure
+    assert "no weight snapshot yet" in _find(app.layout, view.LIVE_NOTE).children
+    figure = _find(app.layout, view.LIVE_SNAPSHOT).figure
     assert "exp1 has no weight snapshot yet" in figure.layout.annotations[0].text
 
 
@@ -177,7 +177,7 @@ def test_snapshot_heatmap_shows_the_newest_snapshot_and_the_other_views_analyse_
     app = app_for_runs(tmp_path / "exp1", refresh=0.5, log=lambda _: None)
     tabs = [t.value for t in _find(app.layout, ids.TABS).children]
     assert tabs[0] == "live" and "weights" in tabs and "overview" in tabs
-    assert _find(app.layout, ids.LIVE_INTERVAL).interval == 500
+    assert _find(app.layout, view.LIVE_INTERVAL).interval == 500
     assert app.state.analysis.weights[0].layer == "fc1"  # the weight-only analysis of the snapshot
     np.testing.assert_allclose(app.state.analysis.weights[0].values, first["fc1.weight"].numpy())
     live = view.LiveRuns([tmp_path / "exp1"])
@@ -205,10 +205,10 @@ def test_dashboard_command_opens_runs_and_refuses_other_folders(tmp_path, monkey
     monkeypatch.setattr(dashboards.app, "serve", lambda app, *a, **k: served.append(app))
     monkeypatch.setattr(dashboards.app, "check_port", lambda *a: None)
     assert main(["dashboard", str(tmp_path / "runs"), "--refresh", "5"]) == 0
-    runs = _find(served[0].layout, ids.LIVE_RUNS)
+    runs = _find(served[0].layout, view.LIVE_RUNS)
     assert runs.value == ["exp1", "sweep/lr-0.1"]  # every run, by default
     # a folder of runs keeps polling though every run has finished: a new run may start any time
-    assert _find(served[0].layout, ids.LIVE_INTERVAL).disabled is False
+    assert _find(served[0].layout, view.LIVE_INTERVAL).disabled is False
     assert "2 runs in" in capsys.readouterr().err
     (tmp_path / "nothing").mkdir()
     assert main(["dashboard", str(tmp_path / "nothing")]) == 1
@@ -293,7 +293,7 @@ def test_a_folder_of_runs_is_searched_again_on_each_tick_and_keeps_polling(tmp_p
     write(root / "a", 0)
     write(root / "b", 1)
     app = app_for_runs(root, log=lambda _: None)
-    assert _find(app.layout, ids.LIVE_INTERVAL).disabled is False  # every run finished, yet it polls
+    assert _find(app.layout, view.LIVE_INTERVAL).disabled is False  # every run finished, yet it polls
     live = view.LiveRuns(find_runs(root), root, watch=True)
     options = [{"label": label, "value": label} for label in ("a", "b")]
     note = view.note_text(live, live.note)
@@ -341,8 +341,8 @@ def test_an_unreadable_run_of_a_folder_is_skipped_with_a_note(tmp_path, monkeypa
     assert main(["dashboard", str(root)]) == 0
     err = capsys.readouterr().err
     assert "inspector: note: skipped bad: " in err and "1 run in" in err
-    assert [o["value"] for o in _find(served[0].layout, ids.LIVE_RUNS).options] == ["a"]
-    note = _find(served[0].layout, ids.LIVE_NOTE).children
+    assert [o["value"] for o in _find(served[0].layout, view.LIVE_RUNS).options] == ["a"]
+    note = _find(served[0].layout, view.LIVE_NOTE).children
     assert note.splitlines()[1].startswith("skipped bad: cannot read the run in") and len(note.splitlines()) == 2
     _corrupt(root / "worse")
     live = view.LiveRuns(find_runs(root), root, watch=True)

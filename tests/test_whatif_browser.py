@@ -15,6 +15,8 @@ from selenium.webdriver.common.keys import Keys
 
 from dashboards import ids
 from dashboards.app import create_app
+from dashboards.views import importance as importance_view
+from dashboards.views import whatif as whatif_view
 from inspector.analysis import AnalysisOptions, analyze
 from tests.test_whatif import _exact_linear, _regression_data
 
@@ -39,28 +41,28 @@ def started(dash_duo):
             break
     else:
         raise AssertionError("no What-if tab")
-    dash_duo.wait_for_element(f"#{ids.WHATIF_PD_FIG} .main-svg", timeout=20)
+    dash_duo.wait_for_element(f"#{whatif_view.WHATIF_PD_FIG} .main-svg", timeout=20)
     return dash_duo, X
 
 
 def test_pick_a_feature_and_move_a_slider(started):
     duo, X = started
-    duo.wait_for_contains_text(f"#{ids.WHATIF_PD_FIG} .gtitle", "What-if: x2", timeout=10)
-    duo.select_dcc_dropdown(f"#{ids.WHATIF_FEATURE}", value="x5")
-    duo.wait_for_contains_text(f"#{ids.WHATIF_PD_FIG} .gtitle", "What-if: x5", timeout=10)
+    duo.wait_for_contains_text(f"#{whatif_view.WHATIF_PD_FIG} .gtitle", "What-if: x2", timeout=10)
+    duo.select_dcc_dropdown(f"#{whatif_view.WHATIF_FEATURE}", value="x5")
+    duo.wait_for_contains_text(f"#{whatif_view.WHATIF_PD_FIG} .gtitle", "What-if: x5", timeout=10)
 
     # the first slider edits the most important feature, x2; type a value into its input box
-    box = duo.find_element(f"#{ids.WHATIF_SLOTS[0]} input")
-    assert duo.find_element(f"#{ids.WHATIF_SLOTS[0]} label").text == "x2"
+    box = duo.find_element(f"#{whatif_view.WHATIF_SLOTS[0]} input")
+    assert duo.find_element(f"#{whatif_view.WHATIF_SLOTS[0]} label").text == "x2"
     box.send_keys(Keys.CONTROL, "a")
     box.send_keys("1.5", Keys.TAB)
-    duo.wait_for_contains_text(f"#{ids.WHATIF_CHANGED}", "x2 = ", timeout=10)
-    changed = duo.find_element(f"#{ids.WHATIF_CHANGED}").text
+    duo.wait_for_contains_text(f"#{whatif_view.WHATIF_CHANGED}", "x2 = ", timeout=10)
+    changed = duo.find_element(f"#{whatif_view.WHATIF_CHANGED}").text
     value = float(re.search(rf"x2 = {NUMBER}", changed).group(1))
     assert abs(value - 1.5) <= (X[:, 2].max() - X[:, 2].min()) / 200  # the slider's step
     expected = 3 * value - 2 * float(X[0, 5])  # the model on sample 0 with x2 set to the slider's value
-    until(lambda: "edited" in duo.find_element(f"#{ids.WHATIF_RESULT}").text, timeout=10)
-    result = duo.find_element(f"#{ids.WHATIF_RESULT}").text
+    until(lambda: "edited" in duo.find_element(f"#{whatif_view.WHATIF_RESULT}").text, timeout=10)
+    result = duo.find_element(f"#{whatif_view.WHATIF_RESULT}").text
     shown = float(re.search(rf"edited {NUMBER}", result).group(1))
     original = float(re.search(rf"original {NUMBER}", result).group(1))
     assert shown == pytest.approx(expected, rel=1e-4, abs=1e-4)
@@ -81,18 +83,18 @@ def test_the_sample_explorer_and_the_sliders_show_the_same_sample(started):
     box = duo.find_element(f"#{ids.SAMPLE_INDEX}")
     box.send_keys(Keys.CONTROL, "a")
     box.send_keys("7", Keys.ENTER)
-    duo.wait_for_contains_text(f"#{ids.SAMPLE_NOTE}", "Sample 7 of", timeout=10)
-    assert "What-if tab's sliders" in duo.find_element(f"#{ids.SAMPLE_NOTE}").text
+    duo.wait_for_contains_text(f"#{importance_view.SAMPLE_NOTE}", "Sample 7 of", timeout=10)
+    assert "What-if tab's sliders" in duo.find_element(f"#{importance_view.SAMPLE_NOTE}").text
     for tab in duo.find_elements(f"#{ids.TABS} .tab"):
         if tab.text.strip() == "What-if":
             tab.click()
-    until(lambda: duo.find_element(f"#{ids.WHATIF_SAMPLE}").get_attribute("value") == "7", timeout=10)
+    until(lambda: duo.find_element(f"#{whatif_view.WHATIF_SAMPLE}").get_attribute("value") == "7", timeout=10)
     expected = 3 * float(X[7, 2]) - 2 * float(X[7, 5])  # the model on sample 7, unedited
-    until(lambda: re.search(rf"original {NUMBER}", duo.find_element(f"#{ids.WHATIF_RESULT}").text), timeout=10)
+    until(lambda: re.search(rf"original {NUMBER}", duo.find_element(f"#{whatif_view.WHATIF_RESULT}").text), timeout=10)
     until(
         lambda: (
             abs(
-                float(re.search(rf"original {NUMBER}", duo.find_element(f"#{ids.WHATIF_RESULT}").text).group(1))
+                float(re.search(rf"original {NUMBER}", duo.find_element(f"#{whatif_view.WHATIF_RESULT}").text).group(1))
                 - expected
             )
             < 1e-3 * max(1.0, abs(expected))

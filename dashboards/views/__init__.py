@@ -1,4 +1,6 @@
-"""One module per view: ``layout(state)`` builds it, ``register(app, state)`` wires its callbacks."""
+"""One module per view, each registering itself (:func:`dashboards.registry.register_view`) with its
+``layout`` and ``callbacks``; the app finds them by importing this package's modules. Below: the
+components every view builds with (graphs, rows, labelled controls, the layer picker)."""
 
 from __future__ import annotations
 

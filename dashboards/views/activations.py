@@ -5,11 +5,16 @@ from __future__ import annotations
 import numpy as np
 from dash import Dash, Input, Output, html
 
-from dashboards import ids
+from dashboards.registry import ViewIds, register_view
 from dashboards.security import choice
 from dashboards.state import DashboardState
 from dashboards.views import control, graph, layer_dropdown, note
 from inspector import figures as F
+from inspector.core.adapters import adapter_for
+
+ID = ViewIds("activations")  # every id below reads "activations-..."
+ACT_LAYER = ID("layer")
+ACT_PROJ = ID("projection")
 
 
 def figure(state: DashboardState, name: str | None):
@@ -20,7 +25,7 @@ def figure(state: DashboardState, name: str | None):
     if acts.projection_labels is not None:
         return F.projection_figure(acts, model.class_names)
     what = "class" if model.task == "classification" else "target"
-    if model.input_kind == "tokens":
+    if adapter_for(model.input_kind).features_are_ids:  # a projection row per token position
         return F.projection_figure(acts, model.class_names, uncoloured=f"one point per token: not coloured by {what}")
     if model.task == "classification":
         return F.projection_figure(acts, model.class_names, uncoloured="no labels kept: not coloured by class")
@@ -36,7 +41,7 @@ def target_values(state: DashboardState, rows: int) -> np.ndarray | None:
     are the first samples, in order, when one row is one sample), or None without a probe or scalar
     labels (token positions, several outputs)."""
     probe = state.probe
-    if probe is None or probe.input_kind == "tokens":
+    if probe is None or probe.adapter.features_are_ids:
         return None
     values = []
     for i in range(min(rows, probe.n_samples)):
@@ -54,20 +59,23 @@ def layout(state: DashboardState) -> html.Div:
         [
             control(
                 "Layer",
-                layer_dropdown(ids.ACT_LAYER, names, first),
+                layer_dropdown(ACT_LAYER, names, first),
             ),
             note(
                 "Each point is one evaluation sample, placed by the layer's top two principal components. "
                 "Classes that form separate clusters are already told apart by that layer; for a regression "
                 "the points are coloured by their target value."
             ),
-            graph(ids.ACT_PROJ, figure(state, first)),
+            graph(ACT_PROJ, figure(state, first)),
         ]
     )
 
 
 def register(app: Dash, state: DashboardState) -> None:
-    @app.callback(Output(ids.ACT_PROJ, "figure"), Input(ids.ACT_LAYER, "value"), prevent_initial_call=True)
+    @app.callback(Output(ACT_PROJ, "figure"), Input(ACT_LAYER, "value"), prevent_initial_call=True)
     def update(name: object):
         name = choice(name, state.census_layers)
         return state.memo(("projection", name), lambda: figure(state, name))
+
+
+register_view("activations", "Activations", order=90, layout=layout, callbacks=register)

@@ -9,11 +9,19 @@ from __future__ import annotations
 from dash import Dash, Input, Output, dcc, html
 from dash.exceptions import PreventUpdate
 
-from dashboards import ids
+from dashboards.registry import ViewIds, register_view
 from dashboards.security import choice, index
 from dashboards.state import DashboardState
 from dashboards.views import control, graph, layer_dropdown, note, row
 from inspector import figures as F
+
+ID = ViewIds("dead")  # every id below reads "dead-..."
+DEAD_THRESHOLD = ID("threshold")
+DEAD_COUNT = ID("nearly-count")
+DEAD_SUMMARY = ID("summary")
+DEAD_LAYER = ID("layer")
+DEAD_STRIP = ID("strip")
+DEAD_TIMELINE = ID("timeline")
 
 THRESHOLDS = [0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2]
 
@@ -50,7 +58,7 @@ def layout(state: DashboardState) -> html.Div:
                 "Nearly-dead threshold",
                 html.Div(
                     dcc.Slider(
-                        id=ids.DEAD_THRESHOLD,
+                        id=DEAD_THRESHOLD,
                         min=0,
                         max=len(THRESHOLDS) - 1,
                         step=1,
@@ -61,32 +69,32 @@ def layout(state: DashboardState) -> html.Div:
                     style={"width": "480px"},
                 ),
             ),
-            html.H4(count_text(state, THRESHOLDS[index]), id=ids.DEAD_COUNT),
+            html.H4(count_text(state, THRESHOLDS[index]), id=DEAD_COUNT),
             note(
                 "Dead: never fires on the evaluation data, so it passes no signal and gets no gradient. "
                 "Remedies: lower the learning rate, LeakyReLU or GELU, He initialisation, batch norm; or prune it."
             ),
             row(
                 graph(
-                    ids.DEAD_SUMMARY,
+                    DEAD_SUMMARY,
                     F.dead_summary_figure(acts, THRESHOLDS[index]) if acts else F.empty_figure("needs evaluation data"),
                 ),
-                graph(ids.DEAD_TIMELINE, F.deaths_figure(state.analysis.deaths)),
+                graph(DEAD_TIMELINE, F.deaths_figure(state.analysis.deaths)),
             ),
             control(
                 "Layer",
-                layer_dropdown(ids.DEAD_LAYER, names),
+                layer_dropdown(DEAD_LAYER, names),
             ),
-            graph(ids.DEAD_STRIP, strip),
+            graph(DEAD_STRIP, strip),
         ]
     )
 
 
 def register(app: Dash, state: DashboardState) -> None:
     @app.callback(
-        Output(ids.DEAD_COUNT, "children"),
-        Output(ids.DEAD_SUMMARY, "figure"),
-        Input(ids.DEAD_THRESHOLD, "value"),
+        Output(DEAD_COUNT, "children"),
+        Output(DEAD_SUMMARY, "figure"),
+        Input(DEAD_THRESHOLD, "value"),
         prevent_initial_call=True,
     )
     def update_threshold(position: object):
@@ -97,9 +105,9 @@ def register(app: Dash, state: DashboardState) -> None:
         )
 
     @app.callback(
-        Output(ids.DEAD_STRIP, "figure"),
-        Input(ids.DEAD_LAYER, "value"),
-        Input(ids.DEAD_THRESHOLD, "value"),
+        Output(DEAD_STRIP, "figure"),
+        Input(DEAD_LAYER, "value"),
+        Input(DEAD_THRESHOLD, "value"),
         prevent_initial_call=True,
     )
     def update_strip(name: object, position: object):
@@ -109,3 +117,6 @@ def register(app: Dash, state: DashboardState) -> None:
         if acts is None:  # cannot happen: choice() took name from the census layers
             raise PreventUpdate
         return state.memo(("strip", name, threshold), lambda: F.firing_strip_figure(acts, threshold))
+
+
+register_view("dead", "Dead neurons", order=40, layout=layout, callbacks=register)

@@ -6,12 +6,25 @@ from dash import Dash, Input, Output, dcc, html
 from dash.exceptions import PreventUpdate
 
 from dashboards import ids
+from dashboards.registry import ViewIds, register_view
 from dashboards.security import choice, finite_number, index_or_none
 from dashboards.state import DashboardState
 from dashboards.views import control, graph, note, row
 from inspector import figures as F
 from inspector.analysis.findings import SANITY_FAIL
 from inspector.analysis.methods import METHOD_LABELS, lead_method
+from inspector.core.adapters import adapter_for
+
+ID = ViewIds("importance")  # every id below reads "importance-..."
+IMP_METHOD = ID("method")
+IMP_CLASS = ID("class")
+IMP_BAR = ID("bar")
+IMP_MAP = ID("map")
+IMP_SANITY = ID("sanity")
+IMP_SANITY_TEXT = ID("sanity-text")
+SAMPLE_ID = ViewIds("sample")  # the per-sample panel: its ids kept the name they had before views owned theirs
+SAMPLE_FIG = SAMPLE_ID("figure")
+SAMPLE_NOTE = SAMPLE_ID("note")
 
 ALL = "all"
 
@@ -36,7 +49,7 @@ def charts(state: DashboardState, method: str, klass: str) -> tuple[object, obje
         if index is None
         else f"class {a.model.class_names[index]}"
     )
-    if report.input_kind == "tokens":
+    if adapter_for(report.input_kind).display == "tokens":
         image = F.empty_figure("token inputs: see the Text view for tokens highlighted by attribution")
     else:
         image = F.importance_map_figure(
@@ -63,7 +76,7 @@ def sample_view(state: DashboardState, method: str, index: object) -> tuple[obje
             F.empty_figure("start the dashboard on a checkpoint (not a saved analysis) to explain single samples"),
             "",
         )
-    if probe.input_kind == "tokens":
+    if probe.adapter.display == "tokens":
         return F.empty_figure("token inputs: the Text view shows each sample's tokens highlighted by attribution"), (
             "Token inputs: open the Text view to explore single samples."
         )
@@ -124,7 +137,7 @@ def layout(state: DashboardState) -> html.Div:
                     control(
                         "Method",
                         dcc.Dropdown(
-                            id=ids.IMP_METHOD,
+                            id=IMP_METHOD,
                             value=method,
                             clearable=False,
                             options=[{"label": METHOD_LABELS[m], "value": m} for m in available],
@@ -134,7 +147,7 @@ def layout(state: DashboardState) -> html.Div:
                     control(
                         "Class",
                         dcc.Dropdown(
-                            id=ids.IMP_CLASS,
+                            id=IMP_CLASS,
                             options=classes,
                             value=ALL,
                             clearable=False,
@@ -144,9 +157,9 @@ def layout(state: DashboardState) -> html.Div:
                     ),
                 ]
             ),
-            html.P(text, id=ids.IMP_SANITY_TEXT, style={"fontWeight": 600}),
-            row(graph(ids.IMP_BAR, bar), graph(ids.IMP_MAP, image)),
-            graph(ids.IMP_SANITY, F.sanity_figure(a.importance) if a.importance else F.empty_figure("needs data")),
+            html.P(text, id=IMP_SANITY_TEXT, style={"fontWeight": 600}),
+            row(graph(IMP_BAR, bar), graph(IMP_MAP, image)),
+            graph(IMP_SANITY, F.sanity_figure(a.importance) if a.importance else F.empty_figure("needs data")),
             html.H4("Sample explorer"),
             control(
                 "Sample",
@@ -161,19 +174,19 @@ def layout(state: DashboardState) -> html.Div:
                     style={"width": "90px"},
                 ),
             ),
-            note(sample_note, ids.SAMPLE_NOTE),
-            dcc.Loading(graph(ids.SAMPLE_FIG, sample_fig)),
+            note(sample_note, SAMPLE_NOTE),
+            dcc.Loading(graph(SAMPLE_FIG, sample_fig)),
         ]
     )
 
 
 def register(app: Dash, state: DashboardState) -> None:
     @app.callback(
-        Output(ids.IMP_BAR, "figure"),
-        Output(ids.IMP_MAP, "figure"),
-        Output(ids.IMP_SANITY_TEXT, "children"),
-        Input(ids.IMP_METHOD, "value"),
-        Input(ids.IMP_CLASS, "value"),
+        Output(IMP_BAR, "figure"),
+        Output(IMP_MAP, "figure"),
+        Output(IMP_SANITY_TEXT, "children"),
+        Input(IMP_METHOD, "value"),
+        Input(IMP_CLASS, "value"),
         prevent_initial_call=True,
     )
     def update_charts(method: object, klass: object):
@@ -182,9 +195,9 @@ def register(app: Dash, state: DashboardState) -> None:
         return state.memo(("importance", method, klass), lambda: charts(state, method, klass))
 
     @app.callback(
-        Output(ids.SAMPLE_FIG, "figure"),
-        Output(ids.SAMPLE_NOTE, "children"),
-        Input(ids.IMP_METHOD, "value"),
+        Output(SAMPLE_FIG, "figure"),
+        Output(SAMPLE_NOTE, "children"),
+        Input(IMP_METHOD, "value"),
         Input(ids.SAMPLE_INDEX, "value"),
         prevent_initial_call=True,
     )
@@ -195,3 +208,6 @@ def register(app: Dash, state: DashboardState) -> None:
         n = state.probe.n_samples if state.probe is not None else 0
         key = index_or_none(index, n)
         return state.memo(("sample", method, key), lambda: sample_view(state, method, key))
+
+
+register_view("importance", "Feature importance", order=50, layout=layout, callbacks=register)

@@ -18,16 +18,33 @@ from pathlib import Path
 
 from dash import Dash, Input, Output, State, callback_context, dcc, html, no_update
 from dash.exceptions import PreventUpdate
+from safetensors import safe_open
 
-from dashboards import ids
+from dashboards.registry import ViewIds, register_view
 from dashboards.security import choice, flags
 from dashboards.views import control, graph, layer_dropdown, layer_options, row
 from inspector import figures as F
-from inspector.analysis.weights import LayerWeights
+from inspector.analysis.weights import LayerWeights, layer_weights
 from inspector.errors import InspectorError
 from inspector.figures.live import LIVE_STATISTICS
 from inspector.fileio import process_alive
 from inspector.live.store import RUN_FILE, RunHistory, Snapshot, find_runs, read_run
+
+ID = ViewIds("live")  # every id below reads "live-..."
+LIVE_STATUS = ID("status")
+LIVE_RUNS = ID("runs")
+LIVE_STAT = ID("statistic")
+LIVE_LAYERS = ID("layers")
+LIVE_CURVES = ID("curves")
+LIVE_LOSS = ID("loss")
+LIVE_GRADS = ID("grads")
+LIVE_WARNINGS = ID("warnings")
+LIVE_INTERVAL = ID("interval")
+LIVE_SEEN = ID("seen")
+LIVE_SNAPSHOT_LAYER = ID("snapshot-layer")
+LIVE_SNAPSHOT = ID("snapshot")
+LIVE_SNAPSHOT_SEEN = ID("snapshot-seen")
+LIVE_NOTE = ID("note")
 
 WARNINGS_SHOWN = 200  # newest first; older ones are in the run's report
 
@@ -151,10 +168,6 @@ class LiveRuns:
 
 def read_snapshot_layer(path: str | os.PathLike[str], layer: str) -> LayerWeights | None:
     """``layer.weight`` (and its bias) from a snapshot's safetensors file, summarised; ``None`` if absent."""
-    from safetensors import safe_open
-
-    from inspector.analysis.weights import layer_weights
-
     with safe_open(str(path), framework="pt") as f:
         keys = set(f.keys())
         weight_key = f"{layer}.weight" if f"{layer}.weight" in keys else layer
@@ -233,16 +246,16 @@ def layout(live: LiveRuns) -> html.Div:
     shown = [run.name for run in runs]
     return html.Div(
         [
-            html.Div(status_lines(runs), id=ids.LIVE_STATUS, style={"fontFamily": "monospace", "margin": "4px 0"}),
+            html.Div(status_lines(runs), id=LIVE_STATUS, style={"fontFamily": "monospace", "margin": "4px 0"}),
             html.P(
                 note_text(live, live.note),
-                id=ids.LIVE_NOTE,
+                id=LIVE_NOTE,
                 style={"color": "#555", "margin": "6px 0", "whiteSpace": "pre-line"},
             ),
             control(
                 "Runs",
                 dcc.Dropdown(
-                    id=ids.LIVE_RUNS,
+                    id=LIVE_RUNS,
                     options=[{"label": label, "value": label} for label in shown],
                     value=shown,
                     multi=True,
@@ -252,7 +265,7 @@ def layout(live: LiveRuns) -> html.Div:
             control(
                 "Statistic",
                 dcc.Dropdown(
-                    id=ids.LIVE_STAT,
+                    id=LIVE_STAT,
                     options=[{"label": label, "value": name} for name, (label, _) in LIVE_STATISTICS.items()],
                     value="dead_fraction",
                     clearable=False,
@@ -262,7 +275,7 @@ def layout(live: LiveRuns) -> html.Div:
             control(
                 "Layers",
                 dcc.Dropdown(
-                    id=ids.LIVE_LAYERS,
+                    id=LIVE_LAYERS,
                     options=layer_options(layers),
                     value=None,  # None: every layer, including those a starting run declares later
                     multi=True,
@@ -273,26 +286,26 @@ def layout(live: LiveRuns) -> html.Div:
             ),
             # the picked statistic (dead neurons first) beside the gradient norms, always in view
             row(
-                graph(ids.LIVE_CURVES, F.live_curves_figure(runs, "dead_fraction")),
-                graph(ids.LIVE_GRADS, F.live_curves_figure(runs, "grad_norm")),
+                graph(LIVE_CURVES, F.live_curves_figure(runs, "dead_fraction")),
+                graph(LIVE_GRADS, F.live_curves_figure(runs, "grad_norm")),
             ),
             row(
-                graph(ids.LIVE_LOSS, F.loss_lr_figure(runs)),
-                html.Div([html.H4("Warnings, newest first"), html.Div(warnings_table(runs), id=ids.LIVE_WARNINGS)]),
+                graph(LIVE_LOSS, F.loss_lr_figure(runs)),
+                html.Div([html.H4("Warnings, newest first"), html.Div(warnings_table(runs), id=LIVE_WARNINGS)]),
             ),
             html.Div(
                 [
-                    control("Snapshot layer", layer_dropdown(ids.LIVE_SNAPSHOT_LAYER, layers)),
-                    graph(ids.LIVE_SNAPSHOT, snapshot_fig),
+                    control("Snapshot layer", layer_dropdown(LIVE_SNAPSHOT_LAYER, layers)),
+                    graph(LIVE_SNAPSHOT, snapshot_fig),
                 ]
             ),
             dcc.Interval(
-                id=ids.LIVE_INTERVAL,
+                id=LIVE_INTERVAL,
                 interval=int(live.refresh * 1000),
                 disabled=polling_off(live, runs),  # a finished run opens as a whole
             ),
-            dcc.Store(id=ids.LIVE_SEEN),
-            dcc.Store(id=ids.LIVE_SNAPSHOT_SEEN),
+            dcc.Store(id=LIVE_SEEN),
+            dcc.Store(id=LIVE_SNAPSHOT_SEEN),
         ]
     )
 
@@ -371,47 +384,50 @@ def refresh_runs(live: LiveRuns, run_value: object, options: object, shown_note:
 
 def register(app: Dash, live: LiveRuns) -> None:
     @app.callback(
-        Output(ids.LIVE_STATUS, "children"),
-        Output(ids.LIVE_CURVES, "figure"),
-        Output(ids.LIVE_LOSS, "figure"),
-        Output(ids.LIVE_WARNINGS, "children"),
-        Output(ids.LIVE_INTERVAL, "disabled"),
-        Output(ids.LIVE_LAYERS, "options"),
-        Output(ids.LIVE_SEEN, "data"),
-        Output(ids.LIVE_GRADS, "figure"),
-        Input(ids.LIVE_INTERVAL, "n_intervals"),
-        Input(ids.LIVE_RUNS, "value"),
-        Input(ids.LIVE_STAT, "value"),
-        Input(ids.LIVE_LAYERS, "value"),
-        State(ids.LIVE_SEEN, "data"),
+        Output(LIVE_STATUS, "children"),
+        Output(LIVE_CURVES, "figure"),
+        Output(LIVE_LOSS, "figure"),
+        Output(LIVE_WARNINGS, "children"),
+        Output(LIVE_INTERVAL, "disabled"),
+        Output(LIVE_LAYERS, "options"),
+        Output(LIVE_SEEN, "data"),
+        Output(LIVE_GRADS, "figure"),
+        Input(LIVE_INTERVAL, "n_intervals"),
+        Input(LIVE_RUNS, "value"),
+        Input(LIVE_STAT, "value"),
+        Input(LIVE_LAYERS, "value"),
+        State(LIVE_SEEN, "data"),
         prevent_initial_call=True,
     )
     def update(_ticks: object, run_value: object, statistic: object, layer_value: object, seen: object):
-        tick = callback_context.triggered_id == ids.LIVE_INTERVAL
+        tick = callback_context.triggered_id == LIVE_INTERVAL
         return refresh(live, run_value, statistic, layer_value, seen, tick=tick)
 
     @app.callback(
-        Output(ids.LIVE_RUNS, "options"),
-        Output(ids.LIVE_RUNS, "value"),
-        Output(ids.LIVE_NOTE, "children"),
-        Input(ids.LIVE_INTERVAL, "n_intervals"),
-        State(ids.LIVE_RUNS, "value"),
-        State(ids.LIVE_RUNS, "options"),
-        State(ids.LIVE_NOTE, "children"),
+        Output(LIVE_RUNS, "options"),
+        Output(LIVE_RUNS, "value"),
+        Output(LIVE_NOTE, "children"),
+        Input(LIVE_INTERVAL, "n_intervals"),
+        State(LIVE_RUNS, "value"),
+        State(LIVE_RUNS, "options"),
+        State(LIVE_NOTE, "children"),
         prevent_initial_call=True,
     )
     def update_runs(_ticks: object, run_value: object, options: object, shown_note: object):
         return refresh_runs(live, run_value, options, shown_note)
 
     @app.callback(
-        Output(ids.LIVE_SNAPSHOT, "figure"),
-        Output(ids.LIVE_SNAPSHOT_SEEN, "data"),
-        Output(ids.LIVE_SNAPSHOT_LAYER, "options"),
-        Input(ids.LIVE_INTERVAL, "n_intervals"),
-        Input(ids.LIVE_RUNS, "value"),
-        Input(ids.LIVE_SNAPSHOT_LAYER, "value"),
-        State(ids.LIVE_SNAPSHOT_SEEN, "data"),
+        Output(LIVE_SNAPSHOT, "figure"),
+        Output(LIVE_SNAPSHOT_SEEN, "data"),
+        Output(LIVE_SNAPSHOT_LAYER, "options"),
+        Input(LIVE_INTERVAL, "n_intervals"),
+        Input(LIVE_RUNS, "value"),
+        Input(LIVE_SNAPSHOT_LAYER, "value"),
+        State(LIVE_SNAPSHOT_SEEN, "data"),
         prevent_initial_call=True,
     )
     def update_snapshot(_ticks: object, run_value: object, layer_value: object, seen: object):
         return refresh_snapshot(live, run_value, layer_value, seen)
+
+
+register_view("live", "Live", order=0, layout=layout, callbacks=register, needs="live")

@@ -8,10 +8,20 @@ from dash import Dash, Input, Output, dash_table, dcc, html
 from dash.exceptions import PreventUpdate
 
 from dashboards import ids
+from dashboards.registry import ViewIds, register_view
 from dashboards.security import choice, finite_number, index_or_none
 from dashboards.state import DashboardState
 from dashboards.views import control, graph, layer_dropdown, row
 from inspector import figures as F
+
+ID = ViewIds("neurons")  # every id below reads "neurons-..."
+NEURON_WIDTH = ID("width")
+NEURON_TABLE = ID("table")
+NEURON_TITLE = ID("title")
+NEURON_ACT = ID("activation")
+NEURON_IN = ID("incoming")
+NEURON_DRIVERS = ID("drivers")
+NEURON_CLASSES = ID("classes")
 
 
 def panels(state: DashboardState, name: str, j: int) -> tuple[Any, ...]:
@@ -96,19 +106,19 @@ def layout(state: DashboardState) -> html.Div:
                                     debounce=True,
                                     style={"width": "90px"},
                                 ),
-                                html.Span(width_text(state, first), id=ids.NEURON_WIDTH, style={"marginLeft": "6px"}),
+                                html.Span(width_text(state, first), id=NEURON_WIDTH, style={"marginLeft": "6px"}),
                             ]
                         ),
                     ),
                 ]
             ),
-            html.H4(title, id=ids.NEURON_TITLE),
-            row(graph(ids.NEURON_ACT, figures[0]), graph(ids.NEURON_IN, figures[1])),
-            row(graph(ids.NEURON_DRIVERS, figures[2]), graph(ids.NEURON_CLASSES, figures[3])),
+            html.H4(title, id=NEURON_TITLE),
+            row(graph(NEURON_ACT, figures[0]), graph(NEURON_IN, figures[1])),
+            row(graph(NEURON_DRIVERS, figures[2]), graph(NEURON_CLASSES, figures[3])),
             html.H4("All neurons of the layer (click a row)"),
             # dash_table/__init__.py is marked "# type: ignore", so mypy cannot see the (typed) DataTable it exports
             dash_table.DataTable(  # type: ignore[attr-defined]
-                id=ids.NEURON_TABLE,
+                id=NEURON_TABLE,
                 data=rows,
                 columns=[{"name": k, "id": k} for k in (rows[0] if rows else {})],
                 sort_action="native",
@@ -121,11 +131,11 @@ def layout(state: DashboardState) -> html.Div:
 
 def register(app: Dash, state: DashboardState) -> None:
     @app.callback(
-        Output(ids.NEURON_TITLE, "children"),
-        Output(ids.NEURON_ACT, "figure"),
-        Output(ids.NEURON_IN, "figure"),
-        Output(ids.NEURON_DRIVERS, "figure"),
-        Output(ids.NEURON_CLASSES, "figure"),
+        Output(NEURON_TITLE, "children"),
+        Output(NEURON_ACT, "figure"),
+        Output(NEURON_IN, "figure"),
+        Output(NEURON_DRIVERS, "figure"),
+        Output(NEURON_CLASSES, "figure"),
         Input(ids.NEURON_LAYER, "value"),
         Input(ids.NEURON_INDEX, "value"),
         prevent_initial_call=True,
@@ -141,7 +151,7 @@ def register(app: Dash, state: DashboardState) -> None:
 
     @app.callback(
         Output(ids.NEURON_INDEX, "max"),
-        Output(ids.NEURON_WIDTH, "children"),
+        Output(NEURON_WIDTH, "children"),
         Input(ids.NEURON_LAYER, "value"),
         prevent_initial_call=True,
     )
@@ -150,8 +160,8 @@ def register(app: Dash, state: DashboardState) -> None:
         return max(0, width(state, name) - 1), width_text(state, name)
 
     @app.callback(
-        Output(ids.NEURON_TABLE, "data"),
-        Output(ids.NEURON_TABLE, "columns"),
+        Output(NEURON_TABLE, "data"),
+        Output(NEURON_TABLE, "columns"),
         Input(ids.NEURON_LAYER, "value"),
         prevent_initial_call=True,
     )
@@ -161,8 +171,8 @@ def register(app: Dash, state: DashboardState) -> None:
 
     @app.callback(
         Output(ids.NEURON_INDEX, "value", allow_duplicate=True),
-        Input(ids.NEURON_TABLE, "active_cell"),
-        Input(ids.NEURON_TABLE, "derived_viewport_data"),
+        Input(NEURON_TABLE, "active_cell"),
+        Input(NEURON_TABLE, "derived_viewport_data"),
         prevent_initial_call=True,
     )
     def pick_from_table(cell: object, viewport: object):
@@ -175,3 +185,6 @@ def register(app: Dash, state: DashboardState) -> None:
         if neuron is None:
             raise PreventUpdate
         return neuron
+
+
+register_view("neurons", "Neurons", order=30, layout=layout, callbacks=register)

@@ -4,11 +4,21 @@ from __future__ import annotations
 
 from dash import Dash, Input, Output, dash_table, dcc, html
 
-from dashboards import ids
+from dashboards.registry import ViewIds, register_view
 from dashboards.state import DashboardState
 from dashboards.views import graph, row
 from inspector import figures as F
 from inspector.analysis.findings import describe_samples, score_texts
+from inspector.report import to_html
+
+ID = ViewIds("overview")  # every id below reads "overview-..."
+ARCH_FIG = ID("architecture")
+MODULE_TREE = ID("module-tree")
+PARAM_TABLE = ID("parameters")
+TRAIN_FIG = ID("training")
+FINDINGS = ID("findings")
+REPORT_BUTTON = ID("report-button")
+REPORT_DOWNLOAD = ID("report-download")
 
 
 def layout(state: DashboardState) -> html.Div:
@@ -31,11 +41,11 @@ def layout(state: DashboardState) -> html.Div:
                 [
                     html.Button(
                         "Download report",
-                        id=ids.REPORT_BUTTON,
+                        id=REPORT_BUTTON,
                         n_clicks=0,
                         title="the same self-contained HTML file as `inspector report`",
                     ),
-                    dcc.Download(id=ids.REPORT_DOWNLOAD),
+                    dcc.Download(id=REPORT_DOWNLOAD),
                 ],
                 style={"float": "right"},
             ),
@@ -47,7 +57,7 @@ def layout(state: DashboardState) -> html.Div:
             ),
             # dash_table/__init__.py is marked "# type: ignore", so mypy cannot see the (typed) DataTable it exports
             dash_table.DataTable(  # type: ignore[attr-defined]
-                id=ids.PARAM_TABLE,
+                id=PARAM_TABLE,
                 data=rows,
                 columns=columns,
                 style_table={"overflowX": "auto"},
@@ -56,8 +66,8 @@ def layout(state: DashboardState) -> html.Div:
                 style_data_conditional=[{"if": {"filter_query": '{layer} = "total"'}, "fontWeight": "bold"}],
             ),
             row(
-                graph(ids.TRAIN_FIG, F.training_figure(a.training)),
-                html.Div([html.H4("Findings"), html.Ul(findings, id=ids.FINDINGS)]),
+                graph(TRAIN_FIG, F.training_figure(a.training)),
+                html.Div([html.H4("Findings"), html.Ul(findings, id=FINDINGS)]),
             ),
         ]
     )
@@ -69,18 +79,19 @@ def architecture(state: DashboardState) -> list[html.Div | dcc.Graph]:
     a = state.analysis
     parts: list[html.Div | dcc.Graph] = []
     if F.reads_as_chain(a.model, a.parameters):
-        parts.append(graph(ids.ARCH_FIG, F.architecture_figure(a.model)))
-    parts.append(graph(ids.MODULE_TREE, F.module_tree_figure(a.model, a.parameters)))
+        parts.append(graph(ARCH_FIG, F.architecture_figure(a.model)))
+    parts.append(graph(MODULE_TREE, F.module_tree_figure(a.model, a.parameters)))
     return parts
 
 
 def register(app: Dash, state: DashboardState) -> None:
-    @app.callback(Output(ids.REPORT_DOWNLOAD, "data"), Input(ids.REPORT_BUTTON, "n_clicks"), prevent_initial_call=True)
+    @app.callback(Output(REPORT_DOWNLOAD, "data"), Input(REPORT_BUTTON, "n_clicks"), prevent_initial_call=True)
     def download(_: int):
         return state.memo(("report",), lambda: report_download(state))
 
 
 def report_download(state: DashboardState) -> dict[str, str]:
-    from inspector.report import to_html
-
     return {"content": to_html(state.analysis), "filename": "dense-inspector-report.html", "type": "text/html"}
+
+
+register_view("overview", "Overview", order=10, layout=layout, callbacks=register)

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from dash import Dash, Input, Output, dash_table, dcc, html
 
-from dashboards import ids
+from dashboards.registry import ViewIds, register_view
 from dashboards.security import index
 from dashboards.state import DashboardState
 from dashboards.views import control, graph, note
 from inspector import figures as F
+
+ID = ViewIds("pruning")  # every id below reads "pruning-..."
+PRUNE_FIG = ID("figure")
+PRUNE_SLIDER = ID("slider")
+PRUNE_PREVIEW = ID("preview")
 
 
 def layout(state: DashboardState) -> html.Div:
@@ -16,9 +21,9 @@ def layout(state: DashboardState) -> html.Div:
     if report is None:
         return html.Div(
             [
-                graph(ids.PRUNE_FIG, F.pruning_figure(None)),
-                dcc.Slider(id=ids.PRUNE_SLIDER, min=0, max=0, step=1, value=0),
-                html.Div(id=ids.PRUNE_PREVIEW),
+                graph(PRUNE_FIG, F.pruning_figure(None)),
+                dcc.Slider(id=PRUNE_SLIDER, min=0, max=0, step=1, value=0),
+                html.Div(id=PRUNE_PREVIEW),
             ]
         )
     levels = report.curves[0].sparsity
@@ -26,12 +31,12 @@ def layout(state: DashboardState) -> html.Div:
     rows = F.pruning_preview_rows(report, float(levels[start]))
     return html.Div(
         [
-            graph(ids.PRUNE_FIG, F.pruning_figure(report, float(levels[start]))),
+            graph(PRUNE_FIG, F.pruning_figure(report, float(levels[start]))),
             control(
                 "Preview sparsity",
                 html.Div(
                     dcc.Slider(
-                        id=ids.PRUNE_SLIDER,
+                        id=PRUNE_SLIDER,
                         min=0,
                         max=len(levels) - 1,
                         step=1,
@@ -48,7 +53,7 @@ def layout(state: DashboardState) -> html.Div:
             ),
             # dash_table/__init__.py is marked "# type: ignore", so mypy cannot see the (typed) DataTable it exports
             dash_table.DataTable(  # type: ignore[attr-defined]
-                id=ids.PRUNE_PREVIEW,
+                id=PRUNE_PREVIEW,
                 data=rows,
                 columns=[{"name": k, "id": k} for k in rows[0]],
                 style_cell={"fontFamily": "monospace", "padding": "4px 8px"},
@@ -64,9 +69,9 @@ def register(app: Dash, state: DashboardState) -> None:
     levels = report.curves[0].sparsity
 
     @app.callback(
-        Output(ids.PRUNE_FIG, "figure"),
-        Output(ids.PRUNE_PREVIEW, "data"),
-        Input(ids.PRUNE_SLIDER, "value"),
+        Output(PRUNE_FIG, "figure"),
+        Output(PRUNE_PREVIEW, "data"),
+        Input(PRUNE_SLIDER, "value"),
         prevent_initial_call=True,
     )
     def preview(position: object):
@@ -75,3 +80,6 @@ def register(app: Dash, state: DashboardState) -> None:
             ("pruning", sparsity),
             lambda: (F.pruning_figure(report, sparsity), F.pruning_preview_rows(report, sparsity)),
         )
+
+
+register_view("pruning", "Pruning", order=80, layout=layout, callbacks=register)

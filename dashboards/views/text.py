@@ -9,16 +9,22 @@ from __future__ import annotations
 
 from dash import Dash, Input, Output, dcc, html
 
-from dashboards import ids
+from dashboards.registry import ViewIds, register_view
 from dashboards.security import choice
 from dashboards.state import DashboardState
 from dashboards.views import control, graph, note
 from inspector import figures as F
 from inspector.analysis.methods import METHOD_LABELS, lead_method
+from inspector.core.adapters import adapter_for
 from inspector.errors import InspectorError
 from inspector.figures.text import Span
 
-KIND_WORDS = {"features": "feature columns", "array": "arrays (images)"}
+ID = ViewIds("text")  # every id below reads "text-..."
+TEXT_SAMPLE = ID("sample")
+TEXT_METHOD = ID("method")
+TEXT_NOTE = ID("note")
+TEXT_TOKENS = ID("tokens")
+TEXT_TOP = ID("top-tokens")
 
 
 def unavailable(state: DashboardState) -> str | None:
@@ -26,14 +32,14 @@ def unavailable(state: DashboardState) -> str | None:
     report = state.analysis.importance
     if report is None:
         return "The Text view shows token attributions; this analysis has none (it needs evaluation data)."
-    if report.input_kind != "tokens":
-        kind = KIND_WORDS.get(report.input_kind, report.input_kind)
-        return f"The Text view is for token inputs; this analysis's inputs are {kind}."
+    adapter = adapter_for(report.input_kind)
+    if adapter.display != "tokens":
+        return f"The Text view is for token inputs; this analysis's inputs are {adapter.description}."
     return None
 
 
 def uses_probe(state: DashboardState) -> bool:
-    return state.probe is not None and state.probe.input_kind == "tokens"
+    return state.probe is not None and state.probe.adapter.display == "tokens"
 
 
 def sample_count(state: DashboardState) -> int:
@@ -110,10 +116,10 @@ def top_figure(state: DashboardState, method: str) -> object:
 def layout(state: DashboardState) -> html.Div:
     why = unavailable(state)
     if why is not None:
-        return html.Div([note(why, ids.TEXT_NOTE)])
+        return html.Div([note(why, TEXT_NOTE)])
     available = methods(state)
     if not available:
-        return html.Div([note("No attribution method could run on this model.", ids.TEXT_NOTE)])
+        return html.Div([note("No attribution method could run on this model.", TEXT_NOTE)])
     method = lead_method(available)
     assert method is not None  # available is not empty
     n = sample_count(state)
@@ -125,7 +131,7 @@ def layout(state: DashboardState) -> html.Div:
                     control(
                         "Sample",
                         dcc.Dropdown(
-                            id=ids.TEXT_SAMPLE,
+                            id=TEXT_SAMPLE,
                             value=0,
                             clearable=False,
                             options=[{"label": f"sample {i}", "value": i} for i in range(n)],
@@ -135,7 +141,7 @@ def layout(state: DashboardState) -> html.Div:
                     control(
                         "Method",
                         dcc.Dropdown(
-                            id=ids.TEXT_METHOD,
+                            id=TEXT_METHOD,
                             value=method,
                             clearable=False,
                             options=[{"label": METHOD_LABELS[m], "value": m} for m in available],
@@ -144,17 +150,17 @@ def layout(state: DashboardState) -> html.Div:
                     ),
                 ]
             ),
-            note(line, ids.TEXT_NOTE),
+            note(line, TEXT_NOTE),
             html.Div(
                 spans,
-                id=ids.TEXT_TOKENS,
+                id=TEXT_TOKENS,
                 style={"lineHeight": "2", "fontFamily": "ui-monospace, monospace", "margin": "8px 0"},
             ),
             note(
                 "Red: the token raises the explained target, blue: lowers it; stronger colour, larger "
                 "|attribution| (relative to the sample's largest). Hover a token for its value. Padding is not shown."
             ),
-            graph(ids.TEXT_TOP, top_figure(state, method)),
+            graph(TEXT_TOP, top_figure(state, method)),
         ]
     )
 
@@ -164,10 +170,10 @@ def register(app: Dash, state: DashboardState) -> None:
         return
 
     @app.callback(
-        Output(ids.TEXT_TOKENS, "children"),
-        Output(ids.TEXT_NOTE, "children"),
-        Input(ids.TEXT_SAMPLE, "value"),
-        Input(ids.TEXT_METHOD, "value"),
+        Output(TEXT_TOKENS, "children"),
+        Output(TEXT_NOTE, "children"),
+        Input(TEXT_SAMPLE, "value"),
+        Input(TEXT_METHOD, "value"),
         prevent_initial_call=True,
     )
     def update_sample(index: object, method: object):
@@ -176,9 +182,12 @@ def register(app: Dash, state: DashboardState) -> None:
         return text_view(state, method, i)
 
     @app.callback(
-        Output(ids.TEXT_TOP, "figure"),
-        Input(ids.TEXT_METHOD, "value"),
+        Output(TEXT_TOP, "figure"),
+        Input(TEXT_METHOD, "value"),
         prevent_initial_call=True,
     )
     def update_top(method: object):
         return top_figure(state, choice(method, methods(state)))
+
+
+register_view("text", "Text", order=60, layout=layout, callbacks=register)

@@ -10,11 +10,22 @@ from dash.exceptions import PreventUpdate
 from plotly.graph_objects import Figure
 
 from dashboards import ids
+from dashboards.registry import ViewIds, register_view
 from dashboards.security import choice, finite_number, flags
 from dashboards.state import DashboardState
 from dashboards.views import control, graph, layer_dropdown, note, row
 from inspector import figures as F
 from inspector.analysis.weights import LayerWeights
+
+ID = ViewIds("weights")  # every id below reads "weights-..."
+WEIGHT_LAYER = ID("layer")
+WEIGHT_SORT = ID("sort")
+WEIGHT_MODE = ID("mode")
+WEIGHT_HEATMAP = ID("heatmap")
+WEIGHT_HIST = ID("histogram")
+WEIGHT_IMAGES = ID("images")
+WEIGHT_NOTE = ID("note")
+WEIGHT_ZOOM = ID("zoom")
 
 SORT = "sort"
 MODES = ("signed", "abs")
@@ -145,15 +156,15 @@ def layout(state: DashboardState) -> html.Div:
                 [
                     control(
                         "Layer",
-                        layer_dropdown(ids.WEIGHT_LAYER, names, first),
+                        layer_dropdown(WEIGHT_LAYER, names, first),
                     ),
                     control(
-                        "", dcc.Checklist(id=ids.WEIGHT_SORT, options=sort_options(state, first), value=[], inline=True)
+                        "", dcc.Checklist(id=WEIGHT_SORT, options=sort_options(state, first), value=[], inline=True)
                     ),
                     control(
                         "Colour",
                         dcc.RadioItems(
-                            id=ids.WEIGHT_MODE,
+                            id=WEIGHT_MODE,
                             options=[{"label": " signed w ", "value": "signed"}, {"label": " |w|", "value": "abs"}],
                             value="signed",
                             inline=True,
@@ -161,12 +172,12 @@ def layout(state: DashboardState) -> html.Div:
                     ),
                 ]
             ),
-            note(hint, ids.WEIGHT_NOTE),
-            dcc.Loading(graph(ids.WEIGHT_HEATMAP, fig)),
-            dcc.Store(id=ids.WEIGHT_ZOOM),  # a pooled map's zoom, passed on to the redraw
+            note(hint, WEIGHT_NOTE),
+            dcc.Loading(graph(WEIGHT_HEATMAP, fig)),
+            dcc.Store(id=WEIGHT_ZOOM),  # a pooled map's zoom, passed on to the redraw
             row(
-                graph(ids.WEIGHT_HIST, F.weight_histogram_figure(layer) if layer else F.empty_figure("no weights")),
-                graph(ids.WEIGHT_IMAGES, F.neuron_images_figure(layer) if layer else F.empty_figure("no weights")),
+                graph(WEIGHT_HIST, F.weight_histogram_figure(layer) if layer else F.empty_figure("no weights")),
+                graph(WEIGHT_IMAGES, F.neuron_images_figure(layer) if layer else F.empty_figure("no weights")),
             ),
         ]
     )
@@ -178,9 +189,9 @@ def register(app: Dash, state: DashboardState) -> None:
     # event would re-issue the redraw and supersede one still in flight: a click on "sort" landing while
     # such an event fired was lost.
     @app.callback(
-        Output(ids.WEIGHT_ZOOM, "data"),
-        Input(ids.WEIGHT_HEATMAP, "relayoutData"),
-        State(ids.WEIGHT_LAYER, "value"),
+        Output(WEIGHT_ZOOM, "data"),
+        Input(WEIGHT_HEATMAP, "relayoutData"),
+        State(WEIGHT_LAYER, "value"),
         prevent_initial_call=True,
     )
     def pass_zoom(relayout: object, name: object):
@@ -190,12 +201,12 @@ def register(app: Dash, state: DashboardState) -> None:
         return relayout
 
     @app.callback(
-        Output(ids.WEIGHT_HEATMAP, "figure"),
-        Output(ids.WEIGHT_NOTE, "children"),
-        Input(ids.WEIGHT_LAYER, "value"),
-        Input(ids.WEIGHT_SORT, "value"),
-        Input(ids.WEIGHT_MODE, "value"),
-        Input(ids.WEIGHT_ZOOM, "data"),
+        Output(WEIGHT_HEATMAP, "figure"),
+        Output(WEIGHT_NOTE, "children"),
+        Input(WEIGHT_LAYER, "value"),
+        Input(WEIGHT_SORT, "value"),
+        Input(WEIGHT_MODE, "value"),
+        Input(WEIGHT_ZOOM, "data"),
         prevent_initial_call=True,
     )
     def update_heatmap(name: object, sort: object, mode: object, relayout: object):
@@ -203,7 +214,7 @@ def register(app: Dash, state: DashboardState) -> None:
         sort_rows = SORT in flags(sort, {SORT})
         magnitude = choice(mode, MODES) == "abs"
         region = None
-        if callback_context.triggered_id == ids.WEIGHT_ZOOM:
+        if callback_context.triggered_id == WEIGHT_ZOOM:
             layer = state.weights(name)
             if layer is None or layer.magnitude.is_full_resolution or not state.has_weight(name):
                 raise PreventUpdate  # the browser zooms a full-resolution map by itself
@@ -212,14 +223,14 @@ def register(app: Dash, state: DashboardState) -> None:
             ("heatmap", name, sort_rows, magnitude, region), lambda: heatmap(state, name, sort_rows, magnitude, region)
         )
 
-    @app.callback(Output(ids.WEIGHT_SORT, "options"), Input(ids.WEIGHT_LAYER, "value"), prevent_initial_call=True)
+    @app.callback(Output(WEIGHT_SORT, "options"), Input(WEIGHT_LAYER, "value"), prevent_initial_call=True)
     def update_sort_control(name: object):
         return sort_options(state, choice(name, state.layer_names))
 
     @app.callback(
-        Output(ids.WEIGHT_HIST, "figure"),
-        Output(ids.WEIGHT_IMAGES, "figure"),
-        Input(ids.WEIGHT_LAYER, "value"),
+        Output(WEIGHT_HIST, "figure"),
+        Output(WEIGHT_IMAGES, "figure"),
+        Input(WEIGHT_LAYER, "value"),
         prevent_initial_call=True,
     )
     def update_layer_panels(name: object):
@@ -236,9 +247,9 @@ def register(app: Dash, state: DashboardState) -> None:
         Output(ids.NEURON_LAYER, "value"),
         Output(ids.NEURON_INDEX, "value"),
         Output(ids.TABS, "value"),
-        Input(ids.WEIGHT_HEATMAP, "clickData"),
-        State(ids.WEIGHT_LAYER, "value"),
-        State(ids.WEIGHT_SORT, "value"),
+        Input(WEIGHT_HEATMAP, "clickData"),
+        State(WEIGHT_LAYER, "value"),
+        State(WEIGHT_SORT, "value"),
         prevent_initial_call=True,
     )
     def open_neuron(click: object, name: object, sort: object):
@@ -273,3 +284,6 @@ def neuron_from_click(click: object, layer: LayerWeights | None, order: np.ndarr
     if row is None or not 0 <= row < layer.out_features:
         return None
     return int(order[int(row)]) if order is not None else int(row)
+
+
+register_view("weights", "Weights", order=20, layout=layout, callbacks=register)

@@ -3,7 +3,7 @@ sample's features with sliders and re-evaluates the model (tabular inputs only).
 
 The curves are the stored analysis's (:class:`~inspector.analysis.whatif.PartialDependence`); the
 live panel needs the model (``state.probe``). Sliders are fixed slots, one per feature in
-importance order (at most :data:`dashboards.ids.WHATIF_MAX_SLIDERS`), each spanning the feature's
+importance order (at most :data:`WHATIF_MAX_SLIDERS`), each spanning the feature's
 observed range on the held samples; the search box and the "show all" toggle only hide slots.
 """
 
@@ -17,33 +17,51 @@ from dash.development.base_component import Component
 from dash.exceptions import PreventUpdate
 
 from dashboards import ids
+from dashboards.registry import ViewIds, register_view
 from dashboards.security import finite_number, flags, index, index_or_none
 from dashboards.state import DashboardState
 from dashboards.views import control, graph, note, row
 from inspector import figures as F
 from inspector.analysis.whatif import PartialDependence, importance_ranking, ranked_rows
+from inspector.core.adapters import InputAdapter, adapter_for
+
+ID = ViewIds("whatif")  # every id below reads "whatif-..."
+WHATIF_NOTE = ID("note")
+WHATIF_FEATURE = ID("feature")
+WHATIF_PD_FIG = ID("pd")
+WHATIF_CLASS_FIG = ID("classes")
+WHATIF_LIVE_NOTE = ID("live-note")
+WHATIF_SAMPLE = ID("sample")
+WHATIF_RESET = ID("reset")
+WHATIF_SEARCH = ID("search")
+WHATIF_SHOW_ALL = ID("show-all")
+WHATIF_RESULT = ID("result")
+WHATIF_CHANGED = ID("changed")
+WHATIF_PRED_FIG = ID("prediction")
+WHATIF_MAX_SLIDERS = 64  # one slider per feature, the most important first
+WHATIF_SLIDERS = tuple(ID(f"slider-{k}") for k in range(WHATIF_MAX_SLIDERS))
+WHATIF_SLOTS = tuple(ID(f"slot-{k}") for k in range(WHATIF_MAX_SLIDERS))  # a slider with its label
 
 SHOWN = 12  # sliders shown before "show all"
 SHOW_ALL = "all"
 MAX_SEARCH = 100
 SLIDER_STEPS = 200
-KIND_WORDS = {"array": "arrays (images)", "tokens": "token ids"}
 HIDDEN = {"display": "none"}
 VISIBLE = {"display": "block", "margin": "4px 0 10px 0", "padding": "0 12px"}  # room for the end marks
 
 
-def _kind(state: DashboardState) -> str:
+def _adapter(state: DashboardState) -> type[InputAdapter]:
     probe = state.probe
-    return probe.input_kind if probe is not None else state.analysis.model.input_kind
+    return type(probe.adapter) if probe is not None else adapter_for(state.analysis.model.input_kind)
 
 
 def unavailable(state: DashboardState) -> str | None:
     """Why this analysis has no what-if view at all, or ``None`` when it has one."""
-    kind = _kind(state)
-    if kind != "features":
+    adapter = _adapter(state)
+    if not adapter.whatif:
         return (
             "What-if curves and sliders apply to tabular inputs (one row of features per sample); "
-            f"this model's inputs are {KIND_WORDS.get(kind, kind)}."
+            f"this model's inputs are {adapter.description}."
         )
     if state.analysis.whatif is None and state.probe is None:
         return (
@@ -91,14 +109,14 @@ class Sliders:
 def sliders(state: DashboardState) -> Sliders | None:
     """The slots for the probe's samples; ``None`` without a probe on tabular inputs."""
     probe = state.probe
-    if probe is None or probe.input_kind != "features":
+    if probe is None or not probe.adapter.whatif:
         return None
 
     def compute() -> Sliders:
         assert probe is not None
         values = np.stack([probe.inputs(i) for i in range(probe.n_samples)]).astype(np.float64)
         names = _feature_names(state)
-        columns = tuple(importance_order(state, values.shape[1])[: ids.WHATIF_MAX_SLIDERS])
+        columns = tuple(importance_order(state, values.shape[1])[:WHATIF_MAX_SLIDERS])
         return Sliders(
             columns,
             tuple(names[c] if c < len(names) else f"x{c}" for c in columns),
@@ -168,7 +186,7 @@ def _slider(slots: Sliders, k: int, value: float) -> html.Div:
         [
             html.Label(slots.names[k], style={"fontWeight": 600}),
             dcc.Slider(
-                id=ids.WHATIF_SLIDERS[k],
+                id=WHATIF_SLIDERS[k],
                 min=low,
                 max=high if not constant else low + 1.0,
                 step=step,
@@ -179,7 +197,7 @@ def _slider(slots: Sliders, k: int, value: float) -> html.Div:
                 updatemode="mouseup",
             ),
         ],
-        id=ids.WHATIF_SLOTS[k],
+        id=WHATIF_SLOTS[k],
         style=VISIBLE if k < SHOWN else HIDDEN,
     )
 
@@ -197,12 +215,12 @@ def _curves_part(state: DashboardState) -> list[Component]:
             f"its observed range ({pd.grid_kind} grid), with the individual curves (ICE) of the first "
             f"{len(pd.ice_samples)} samples. Curves for {chosen.get(pd.selection, pd.selection)} "
             f"{len(pd.features)} features.",
-            ids.WHATIF_NOTE,
+            WHATIF_NOTE,
         ),
         control(
             "Feature",
             dcc.Dropdown(
-                id=ids.WHATIF_FEATURE,
+                id=WHATIF_FEATURE,
                 options=[{"label": pd.feature_names[r], "value": str(r)} for r in rows],
                 value=str(rows[0]),
                 clearable=False,
@@ -212,10 +230,10 @@ def _curves_part(state: DashboardState) -> list[Component]:
         ),
     ]
     if pd.class_average is None:
-        parts.append(graph(ids.WHATIF_PD_FIG, pd_fig))
-        parts.append(html.Div(graph(ids.WHATIF_CLASS_FIG, class_fig), style=HIDDEN))
+        parts.append(graph(WHATIF_PD_FIG, pd_fig))
+        parts.append(html.Div(graph(WHATIF_CLASS_FIG, class_fig), style=HIDDEN))
     else:
-        parts.append(row(graph(ids.WHATIF_PD_FIG, pd_fig), graph(ids.WHATIF_CLASS_FIG, class_fig), widths=(3, 2)))
+        parts.append(row(graph(WHATIF_PD_FIG, pd_fig), graph(WHATIF_CLASS_FIG, class_fig), widths=(3, 2)))
     return parts
 
 
@@ -236,12 +254,12 @@ def _live_part(state: DashboardState) -> list[Component]:
         note(
             f"Pick one of the {probe.n_samples} held samples, move a slider (each spans the feature's observed "
             f"range), and the model is re-evaluated.{more}",
-            ids.WHATIF_LIVE_NOTE,
+            WHATIF_LIVE_NOTE,
         ),
         control(
             "Sample",
             dcc.Input(
-                id=ids.WHATIF_SAMPLE,
+                id=WHATIF_SAMPLE,
                 type="number",
                 min=0,
                 max=probe.n_samples - 1,
@@ -251,25 +269,25 @@ def _live_part(state: DashboardState) -> list[Component]:
                 style={"width": "90px"},
             ),
         ),
-        html.Button("Reset to the sample", id=ids.WHATIF_RESET, n_clicks=0, style={"marginRight": "24px"}),
+        html.Button("Reset to the sample", id=WHATIF_RESET, n_clicks=0, style={"marginRight": "24px"}),
         control(
             "Find a feature",
-            dcc.Input(id=ids.WHATIF_SEARCH, type="text", value="", debounce=True, maxLength=MAX_SEARCH),
+            dcc.Input(id=WHATIF_SEARCH, type="text", value="", debounce=True, maxLength=MAX_SEARCH),
         ),
         dcc.Checklist(
-            id=ids.WHATIF_SHOW_ALL,
+            id=WHATIF_SHOW_ALL,
             options=[{"label": f" show all {len(slots.columns)} sliders", "value": SHOW_ALL}],
             value=[],
             style={"display": "inline-block"},
         ),
-        html.P(line, id=ids.WHATIF_RESULT, style={"fontWeight": 600, "margin": "8px 0"}),
-        note(edits, ids.WHATIF_CHANGED),
+        html.P(line, id=WHATIF_RESULT, style={"fontWeight": 600, "margin": "8px 0"}),
+        note(edits, WHATIF_CHANGED),
         row(
             html.Div(
                 [_slider(slots, k, float(original[c])) for k, c in enumerate(slots.columns)],
                 style={"maxHeight": "640px", "overflowY": "auto", "paddingRight": "12px"},
             ),
-            dcc.Loading(graph(ids.WHATIF_PRED_FIG, figure)),
+            dcc.Loading(graph(WHATIF_PRED_FIG, figure)),
         ),
     ]
 
@@ -277,7 +295,7 @@ def _live_part(state: DashboardState) -> list[Component]:
 def layout(state: DashboardState) -> html.Div:
     why = unavailable(state)
     if why is not None:
-        return html.Div(note(why, ids.WHATIF_NOTE))
+        return html.Div(note(why, WHATIF_NOTE))
     return html.Div(
         [
             html.H4("Partial dependence and ICE"),
@@ -309,9 +327,9 @@ def register(app: Dash, state: DashboardState) -> None:
         rows = [str(r) for r in range(len(pd.features))]
 
         @app.callback(
-            Output(ids.WHATIF_PD_FIG, "figure"),
-            Output(ids.WHATIF_CLASS_FIG, "figure"),
-            Input(ids.WHATIF_FEATURE, "value"),
+            Output(WHATIF_PD_FIG, "figure"),
+            Output(WHATIF_CLASS_FIG, "figure"),
+            Input(WHATIF_FEATURE, "value"),
             prevent_initial_call=True,
         )
         def update_curves(value: object):
@@ -325,10 +343,10 @@ def register(app: Dash, state: DashboardState) -> None:
     if slots is None or probe is None:
         return
     n = len(slots.columns)
-    slider_ids = ids.WHATIF_SLIDERS[:n]
+    slider_ids = WHATIF_SLIDERS[:n]
     held = probe.n_samples
 
-    @app.callback(Output(ids.WHATIF_SAMPLE, "value"), Input(ids.SAMPLE_INDEX, "value"), prevent_initial_call=True)
+    @app.callback(Output(WHATIF_SAMPLE, "value"), Input(ids.SAMPLE_INDEX, "value"), prevent_initial_call=True)
     def follow_the_sample_explorer(value: object):
         """The sample explorer (Feature importance) and the sliders show the same sample."""
         i = index_or_none(value, held)
@@ -337,9 +355,9 @@ def register(app: Dash, state: DashboardState) -> None:
         return i
 
     @app.callback(
-        *[Output(ids.WHATIF_SLOTS[k], "style") for k in range(n)],
-        Input(ids.WHATIF_SHOW_ALL, "value"),
-        Input(ids.WHATIF_SEARCH, "value"),
+        *[Output(WHATIF_SLOTS[k], "style") for k in range(n)],
+        Input(WHATIF_SHOW_ALL, "value"),
+        Input(WHATIF_SEARCH, "value"),
         prevent_initial_call=True,
     )
     def show_sliders(show: object, search: object):
@@ -352,8 +370,8 @@ def register(app: Dash, state: DashboardState) -> None:
 
     @app.callback(
         *[Output(slider, "value") for slider in slider_ids],
-        Input(ids.WHATIF_SAMPLE, "value"),
-        Input(ids.WHATIF_RESET, "n_clicks"),
+        Input(WHATIF_SAMPLE, "value"),
+        Input(WHATIF_RESET, "n_clicks"),
         prevent_initial_call=True,
     )
     def load_sample(sample: object, _clicks: object):
@@ -362,10 +380,10 @@ def register(app: Dash, state: DashboardState) -> None:
         return [float(x[c]) for c in slots.columns]
 
     @app.callback(
-        Output(ids.WHATIF_RESULT, "children"),
-        Output(ids.WHATIF_CHANGED, "children"),
-        Output(ids.WHATIF_PRED_FIG, "figure"),
-        Input(ids.WHATIF_SAMPLE, "value"),
+        Output(WHATIF_RESULT, "children"),
+        Output(WHATIF_CHANGED, "children"),
+        Output(WHATIF_PRED_FIG, "figure"),
+        Input(WHATIF_SAMPLE, "value"),
         *[Input(slider, "value") for slider in slider_ids],
         prevent_initial_call=True,
     )
@@ -374,3 +392,6 @@ def register(app: Dash, state: DashboardState) -> None:
         if i is None:
             raise PreventUpdate
         return evaluation(state, i, _slider_values(slots, values))
+
+
+register_view("whatif", "What-if", order=70, layout=layout, callbacks=register)

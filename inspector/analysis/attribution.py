@@ -6,7 +6,8 @@ the true class's logit for classification, the output for regression, a user
 with ``target=0`` and the batch's other tensors (attention mask, labels) as
 ``additional_forward_args``.
 
-What a feature is depends on the input (:class:`~inspector.analysis.inputs.InputAdapter`):
+What a feature is depends on the input (:class:`~inspector.core.adapters.InputAdapter`, whose
+``through_embedding`` picks the route and whose ``baseline`` gives the reference):
 
 * float inputs (``"features"`` ``(n, d)``, ``"array"`` e.g. images ``(n, C, H, W)``):
   attributions keep the input's shape, from an all-zero baseline (after
@@ -18,8 +19,8 @@ What a feature is depends on the input (:class:`~inspector.analysis.inputs.Input
   position (the input itself at padded ones).
 
 The methods, one Captum class each, are the registry in :mod:`inspector.analysis.methods`.
-Also here: the wrappers Captum is handed (:class:`EmbeddingForward`), the one-backward-pass
-:func:`summed_gradients`, seeding Captum's random draws (:func:`seeded`), how many samples
+Also here: the wrapper Captum is handed at the input (the tokens route's ``EmbeddingForward``
+lives with its adapter, :mod:`inspector.core.adapters.tokens`), the one-backward-pass :func:`summed_gradients`, seeding Captum's random draws (:func:`seeded`), how many samples
 one pass may hold, and what Captum's errors mean (:func:`method_error`).
 """
 
@@ -39,6 +40,7 @@ from torch import nn
 from inspector.analysis.inputs import Batch, InputAdapter, make_adapter
 from inspector.analysis.methods import CallContext, MethodSpec, method_spec
 from inspector.analysis.task import Task, forward_args, make_task
+from inspector.core.adapters import EmbeddingForward
 
 CHUNK_ROWS = 256  # samples per attribution call
 # Input elements (or embedding outputs, for tokens) one forward pass may hold: bounds
@@ -177,31 +179,10 @@ class _Explained(nn.Module):
         return self._forward(inputs, *args)
 
 
-class EmbeddingForward:
-    """``forward(embedded, ids, *args)``: the target with the embedding module's output replaced by
-    ``embedded`` ``(n, T, E)``. The ids travel as a forward argument so Captum expands them in step
-    with ``embedded`` (the model still needs their shape: positions, default masks)."""
-
-    def __init__(self, forward: Callable[..., torch.Tensor], embedding: nn.Module) -> None:
-        self.forward = forward
-        self.embedding = embedding
-
-    def __call__(self, embedded: torch.Tensor, ids: torch.Tensor, *args: Any) -> torch.Tensor:
-        # in the shape the model made (it may have reshaped its ids before the embedding)
-        handle = self.embedding.register_forward_hook(lambda module, inputs, output: embedded.reshape(output.shape))
-        try:
-            return self.forward(ids, *args)
-        finally:
-            handle.remove()
-
-
 def per_sample_elements(adapter: InputAdapter, model: nn.Module) -> int:
-    """Elements one sample puts through a forward pass at the attributed input."""
-    if adapter.kind == "tokens":
-        embedding = adapter.embedding_module(model)
-        width = int(getattr(embedding, "embedding_dim", 1))
-        return max(1, int(math.prod(adapter.sample_shape)) * width)
-    return max(1, int(math.prod(adapter.sample_shape)))
+    """Elements one sample puts through a forward pass at the attributed input (the adapter's
+    :meth:`~inspector.core.adapters.InputAdapter.per_sample_elements`)."""
+    return adapter.per_sample_elements(model)
 
 
 def captum_batch_size(rows: int, n_steps: int, per_sample: int, *, cpu_width: int | None = None) -> int:
@@ -294,7 +275,7 @@ def attribute(
         widest = max((m.out_features for m in model.modules() if isinstance(m, nn.Linear)), default=0)
         internal_batch_size = captum_batch_size(rows, n_steps, per_sample, cpu_width=widest if on_cpu else None)
     internal = internal_batch_size
-    if adapter.kind != "tokens":
+    if not adapter.through_embedding:
         X = batch.inputs.detach().clone().requires_grad_(spec.needs_gradient)
         explainer = _explainer_class(spec.captum_class)(_Explained(model, forward) if spec.needs_module else forward)
         if spec.summed_gradients:
@@ -302,7 +283,7 @@ def attribute(
         n_features = int(math.prod(X.shape[1:]))
         ctx = CallContext(
             X,
-            torch.zeros_like(X[:1]).detach(),
+            adapter.baseline(X).detach(),
             background,
             n_steps,
             internal,
@@ -317,7 +298,7 @@ def attribute(
 
     ids = batch.inputs
     real = batch.mask if batch.mask is not None else torch.ones_like(ids, dtype=torch.bool)
-    reference = torch.where(real, torch.full_like(ids, adapter.pad_id), ids)
+    reference = adapter.baseline(ids, real)
     embedding = adapter.embedding_module(model)
     n_positions = max(1, int(math.prod(ids.shape[1:])))
     perturb = perturbations or _perturbations(rows, n_positions, per_sample)

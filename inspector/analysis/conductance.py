@@ -19,7 +19,6 @@ from torch import nn
 
 from inspector.analysis.attribution import (
     CAPTUM_ERRORS,
-    EmbeddingForward,
     captum_batch_size,
     method_error,
     per_sample_elements,
@@ -106,8 +105,8 @@ def _neuron_skip(
     """Why NeuronConductance is not run for ``layer``, or ``None`` when it is affordable."""
     if samples <= 0:
         return "not asked for (neuron_samples=0)"
-    if adapter.kind == "tokens":
-        return "the inputs are token ids, which have no fixed input element per neuron to attribute to"
+    if adapter.neuron_conductance_skip is not None:
+        return adapter.neuron_conductance_skip
     if out_dim != 2:
         return "the layer's output is per position; NeuronConductance needs one value per neuron and sample"
     if layer.out_features > MAX_NEURONS:
@@ -273,19 +272,14 @@ def conductance(
     if layers is None:
         layers = hidden_layers(model, batches[0])
     sub = take(batches, max_samples)
-    tokens = adapter.kind == "tokens"
     per_sample = per_sample_elements(adapter, model)
 
     def prepared(batch: Batch) -> _Prepared:
-        forward = task.explained(model, batch)
-        args = forward_args(batch)
-        if not tokens:
-            return _Prepared(batch, forward, batch.inputs, torch.zeros_like(batch.inputs[:1]), args)
-        embedding = adapter.embedding_module(model)
-        reference = torch.where(real_positions(batch), torch.full_like(batch.inputs, adapter.pad_id), batch.inputs)
-        with torch.no_grad():
-            x, x0 = embedding(batch.inputs), embedding(reference)
-        return _Prepared(batch, EmbeddingForward(forward, embedding), x, x0, (batch.inputs, *args))
+        # the adapter's route: the inputs themselves, or the embedding's output for token ids
+        forward, x, x0, args = adapter.path(
+            model, batch.inputs, real_positions(batch), task.explained(model, batch), forward_args(batch)
+        )
+        return _Prepared(batch, forward, x, x0, args)
 
     # per layer: the (n, m) conductances of each batch, or why it has none
     measured: list[list[np.ndarray]] = [[] for _ in layers]

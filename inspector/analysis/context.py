@@ -29,6 +29,7 @@ from inspector.analysis.result import ModelInfo
 from inspector.analysis.sites import Site, discover_sites
 from inspector.analysis.task import Metric, Target, Task, make_task, output_tensor
 from inspector.checkpoints import Checkpoint
+from inspector.core.adapters import adapter_class
 from inspector.errors import InspectorError
 from inspector.models import MLPConfig
 from inspector.records import EvalData, History
@@ -132,7 +133,7 @@ def build_context(
             ).limited(options.max_samples)
             source = distributed.shard(whole, data)
             first = whole.first()
-            if (tokenizer is not None or vocabulary is not None) and first.inputs.is_floating_point():
+            if (tokenizer is not None or vocabulary is not None) and not adapter_class(first.inputs).features_are_ids:
                 raise InspectorError(
                     "tokenizer= and vocabulary= apply only to integer token-id inputs and these inputs are float; "
                     "leave them out"

@@ -52,6 +52,7 @@ from inspector.analysis.samples import chunk_batches, class_labels, input_rows, 
 from inspector.analysis.sanity import randomization_correlation, randomized_copy, spearman_rows
 from inspector.analysis.sites import Site
 from inspector.analysis.task import Task, make_task, output_tensor
+from inspector.core.adapters import adapter_for
 from inspector.core.statistic import Rows, Statistic
 from inspector.results import result
 
@@ -160,8 +161,9 @@ class ImportanceReport:
         index = int(index)
         if index < len(self.feature_names):
             return self.feature_names[index]
-        if self.input_kind == "array" and self.input_shape and index < math.prod(self.input_shape):
-            return "(" + ", ".join(str(int(i)) for i in np.unravel_index(index, self.input_shape)) + ")"
+        own = adapter_for(self.input_kind).element_label(index, self.input_shape)
+        if own is not None:
+            return own
         return fallback[index] if index < len(fallback) else f"x{index}"
 
 
@@ -281,7 +283,7 @@ def method_importance(
     samples of all of them (the same on every rank); the sums are merged by ``all_reduce``.
     """
     started = time.perf_counter()
-    tokens = adapter.kind == "tokens"
+    tokens = adapter.features_are_ids
     ids = np.zeros(0, np.int64) if token_ids is None else np.asarray(token_ids)
     # elements per sample (float inputs): from the samples, or the adapter's on a rank that has none
     width = 0 if tokens else math.prod(batches[0].inputs.shape[1:] if batches else adapter.sample_shape)
@@ -392,7 +394,7 @@ def _examples(
     first = take(batches, N_EXAMPLES)
     if not first:
         return np.zeros(0), None, None
-    tokens = adapter.kind == "tokens"
+    tokens = adapter.features_are_ids
     inputs = [(token_positions(b)[0] if tokens else b.inputs).detach().cpu().numpy() for b in first]
     example_inputs = (
         stack_rows(inputs, tokens, fill=adapter.pad_id) if tokens else np.concatenate(inputs).astype(np.float32)
@@ -408,14 +410,6 @@ def _distinct_tokens(batches: Sequence[Batch]) -> np.ndarray:
     """The distinct ids at real positions, sorted ``(d,)`` int64."""
     seen = [torch.unique(ids[real]).cpu() for ids, real in map(token_positions, batches)]
     return torch.unique(torch.cat(seen)).numpy().astype(np.int64) if seen else np.zeros(0, np.int64)
-
-
-def _baseline_text(adapter: InputAdapter) -> str:
-    if adapter.kind == "tokens":
-        return f"the pad token (id {adapter.pad_id}) at every real position"
-    if adapter.kind == "features":
-        return "an all-zero input (the training mean, for data dense-inspector standardised)"
-    return "an all-zero input"
 
 
 def importance_report(
@@ -467,9 +461,8 @@ def importance_report(
     first = head[0]
     task = task if isinstance(task, Task) else make_task(task, first)
     if adapter is None:
-        names = source.feature_names if first.inputs.dim() == 2 else ()
-        adapter = make_adapter(model, first, feature_names=names)
-    tokens = adapter.kind == "tokens"
+        adapter = make_adapter(model, first, feature_names=source.feature_names)  # names apply to columns only
+    tokens = adapter.features_are_ids
     with inspecting(model):
         n_classes = _n_classes(model, head, task)
         per_sample = per_sample_elements(adapter, model)
@@ -515,16 +508,13 @@ def importance_report(
             else ()
         )
         example_inputs, example_mask, example_labels = _examples(chunks, adapter)
-    if tokens:
-        feature_names = adapter.token_text(token_ids)
-    else:
-        feature_names = adapter.feature_names
+    feature_names = adapter.importance_names(token_ids)
     return ImportanceReport(
         results,
         cond,
         int(n_samples),
         int(n_steps),
-        _baseline_text(adapter),
+        adapter.baseline_text,
         task=task.kind,
         input_kind=adapter.kind,
         input_shape=tuple(int(s) for s in adapter.sample_shape),

@@ -22,7 +22,9 @@ The attributed input is the positional input, or in a mapping ``input_ids``,
 decides the kind: floating inputs are ``"features"`` (``(n, d)``) or
 ``"array"`` (any other shape, e.g. images ``(n, C, H, W)``; an attribution has
 the input's shape), integer inputs are ``"tokens"`` (attributed through the
-model's input embedding; a feature is a distinct token).
+model's input embedding; a feature is a distinct token). Each kind is one adapter
+class in :mod:`inspector.core.adapters` (re-exported here with :func:`make_adapter`,
+which builds the one whose ``accepts`` takes the first batch's input).
 
 Data is streamed batch by batch and never gathered; what must be kept (the
 samples for attribution, the projection's sample) is a bounded prefix,
@@ -33,19 +35,45 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from inspector.core.adapters import (
+    KINDS,
+    ArrayAdapter,
+    FeaturesAdapter,
+    InputAdapter,
+    TokensAdapter,
+    adapter_class,
+    adapter_for,
+    input_embedding,
+)
 from inspector.errors import InspectorError
+
+__all__ = [
+    "INPUT_KEYS",
+    "KINDS",
+    "ArrayAdapter",
+    "Batch",
+    "DataSource",
+    "FeaturesAdapter",
+    "InputAdapter",
+    "TokensAdapter",
+    "adapter_class",
+    "adapter_for",
+    "as_source",
+    "input_embedding",
+    "make_adapter",
+    "to_batch",
+]
 
 LABEL_KEYS = ("labels", "label")
 MASK_KEY = "attention_mask"
 INPUT_KEYS = ("input_ids", "inputs_embeds", "pixel_values", "input_values", "inputs", "input", "x", "features")
-KINDS = ("features", "array", "tokens")
 
 
 @dataclass(frozen=True)
@@ -462,137 +490,6 @@ def _maybe_len(obj: Any) -> int | None:
         return None
 
 
-@dataclass(frozen=True)
-class InputAdapter:
-    """What the attributed input is, decided once per analysis from the first batch and the model.
-
-    ``kind``: ``"features"`` (float ``(n, d)``), ``"array"`` (float, any other
-    shape) or ``"tokens"`` (integer ids). ``sample_shape``: one sample's input
-    shape (``(d,)``, ``(C, H, W)``, ``(T,)`` of the first batch). ``embedding``:
-    for tokens, the module path of the ``nn.Embedding`` the ids go through (the
-    layer attributions are taken at). ``feature_names``: one per input element for
-    ``"features"`` (``x0``... unless the data names them), empty otherwise.
-    ``vocabulary``: token text by id when a tokenizer or vocabulary was given.
-    ``pad_id``: the id used as the reference ("nothing here") token.
-    """
-
-    kind: str
-    key: str | None
-    sample_shape: tuple[int, ...]
-    embedding: str | None = None
-    feature_names: tuple[str, ...] = ()
-    vocabulary: Callable[[int], str] | None = None
-    pad_id: int = 0
-
-    @property
-    def n_features(self) -> int | None:
-        """Input elements per sample for float inputs; ``None`` for tokens (features are distinct ids)."""
-        return None if self.kind == "tokens" else int(math.prod(self.sample_shape))
-
-    def token_text(self, ids: Sequence[int] | np.ndarray) -> tuple[str, ...]:
-        """The text of each token id (``"#<id>"`` when no tokenizer or vocabulary was given)."""
-        if self.vocabulary is None:
-            return tuple(f"#{int(i)}" for i in ids)
-        return tuple(self.vocabulary(int(i)) for i in ids)
-
-    def embedding_module(self, model: nn.Module) -> nn.Module:
-        if self.embedding is None:
-            raise InspectorError("the inputs are not token ids; there is no input embedding")
-        return model.get_submodule(self.embedding)
-
-    def with_names(self, names: Sequence[str]) -> InputAdapter:
-        return replace(self, feature_names=tuple(names))
-
-
-def _declared_embedding(model: nn.Module) -> nn.Module | None:
-    """A Hugging Face model's ``get_input_embeddings()``, ``None`` when it has none."""
-    getter = getattr(model, "get_input_embeddings", None)
-    if not callable(getter):
-        return None
-    try:
-        module = getter()
-    except (NotImplementedError, AttributeError):
-        return None
-    return module if isinstance(module, nn.Module) else None
-
-
-def _same_ids(received: Any, ids: torch.Tensor) -> bool:
-    """Whether an embedding's input ``received`` holds the ids ``ids``: the same values, in any shape
-    (a model may flatten or reshape its ids before the embedding)."""
-    if not isinstance(received, torch.Tensor) or received.numel() != ids.numel() or received.is_floating_point():
-        return False
-    return bool(torch.equal(received.reshape(-1), ids.reshape(-1).to(received.device, received.dtype)))
-
-
-def input_embedding(model: nn.Module, batch: Batch | None = None) -> str | None:
-    """The module path of the embedding the attributed ids of ``batch`` go through; ``None`` when
-    no embedding receives them.
-
-    Observed on one forward pass of (the first rows of) ``batch`` with a hook on every
-    ``nn.Embedding`` (and a Hugging Face model's ``get_input_embeddings()``): the embedding whose
-    input is the ids tensor itself, else one whose input holds the same ids (the declared input
-    embedding first, then the first called). Without ``batch``, or when that forward pass fails:
-    the declared input embedding, else the first ``nn.Embedding`` registered.
-    """
-    declared = _declared_embedding(model)
-    names = {m: name for name, m in model.named_modules()}
-    candidates: list[nn.Module] = [m for m in names if isinstance(m, nn.Embedding)]
-    if declared is not None and declared in names and declared not in candidates:
-        candidates.insert(0, declared)
-    fallback = names[declared] if declared is not None and declared in names else None
-    if fallback is None:
-        fallback = next((names[m] for m in candidates), None)
-    if batch is None or not candidates:
-        return fallback
-    probe = batch.rows(slice(0, 64))
-    ids = probe.inputs
-    received: list[tuple[nn.Module, Any]] = []
-
-    def record(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        received.append((module, args[0] if args else next(iter(kwargs.values()), None)))
-
-    handles = [m.register_forward_pre_hook(record, with_kwargs=True) for m in candidates]
-    training = {m: m.training for m in model.modules()}
-    model.eval()
-    try:
-        with torch.no_grad():
-            probe.call(model)
-    except Exception:  # noqa: BLE001 - the model's own failure is reported where its output is needed
-        return fallback
-    finally:
-        for handle in handles:
-            handle.remove()
-        for m, mode in training.items():
-            m.training = mode
-    same = next((m for m, x in received if x is ids), None)
-    if same is None:
-        matching = [m for m, x in received if _same_ids(x, ids)]
-        same = declared if declared in matching else next(iter(matching), None)
-    return names[same] if same is not None else None
-
-
-def _vocabulary(tokenizer: Any, vocabulary: Sequence[str] | None) -> Callable[[int], str] | None:
-    if vocabulary is not None:
-        words = list(vocabulary)
-        return lambda i: words[i] if 0 <= i < len(words) else f"#{i}"
-    if tokenizer is None:
-        return None
-
-    def text(value: Any, i: int) -> str:  # a tokenizer without text for an id (None, ""): its number
-        return str(value) if value is not None and str(value) != "" else f"#{int(i)}"
-
-    convert = getattr(tokenizer, "convert_ids_to_tokens", None)
-    if callable(convert):
-        return lambda i: text(convert(int(i)), i)
-    decode = getattr(tokenizer, "decode", None)
-    if callable(decode):
-        return lambda i: text(decode([int(i)]), i)
-    raise InspectorError(
-        f"tokenizer of type {type(tokenizer).__name__} has neither convert_ids_to_tokens "
-        "nor decode; pass vocabulary=[...] instead"
-    )
-
-
 def make_adapter(
     model: nn.Module,
     first: Batch,
@@ -601,41 +498,10 @@ def make_adapter(
     tokenizer: Any = None,
     vocabulary: Sequence[str] | None = None,
 ) -> InputAdapter:
-    """The :class:`InputAdapter` for ``model`` fed batches like ``first``."""
-    x = first.inputs
-    shape = tuple(int(s) for s in x.shape[1:])
-    if x.is_floating_point():
-        kind = "features" if x.dim() == 2 else "array"
-        names: tuple[str, ...] = ()
-        if kind == "features":
-            names = tuple(feature_names) if feature_names else tuple(f"x{i}" for i in range(shape[0]))
-            if len(names) != shape[0]:
-                raise InspectorError(f"{len(names)} feature names for inputs with {shape[0]} features")
-        return InputAdapter(kind, first.key, shape, feature_names=names)
-    if x.is_complex():
-        raise InspectorError("complex inputs are not supported; give float features or integer token ids")
-    if not any(isinstance(m, nn.Embedding) for m in model.modules()) and _declared_embedding(model) is None:
-        raise InspectorError(
-            "the inputs are integers (token ids) but the model has no nn.Embedding to "
-            "attribute them through; give float inputs, or a model whose ids go through "
-            "an nn.Embedding"
-        )
-    embedding = input_embedding(model, first)
-    if embedding is None:
-        what = f"batch[{first.key!r}]" if first.key is not None else "the positional input"
-        raise InspectorError(
-            f"the attributed input {what} holds token ids that no nn.Embedding of the model receives as "
-            "they are; put the ids the model embeds first in the batch (or name them input_ids), or give "
-            "float inputs"
-        )
-    pad = getattr(tokenizer, "pad_token_id", None)
-    if pad is None:
-        pad = getattr(model.get_submodule(embedding), "padding_idx", None)
-    return InputAdapter(
-        "tokens",
-        first.key,
-        shape,
-        embedding=embedding,
-        vocabulary=_vocabulary(tokenizer, vocabulary),
-        pad_id=int(pad) if pad is not None else 0,
+    """The :class:`InputAdapter` for ``model`` fed batches like ``first``: the first class of the
+    registry (:data:`~inspector.core.adapters.ADAPTERS`) that accepts the attributed input (float
+    ``(n, d)``: :class:`FeaturesAdapter`, other float shapes: :class:`ArrayAdapter`, integer ids:
+    :class:`TokensAdapter`), built by its ``create``."""
+    return adapter_class(first.inputs).create(
+        model, first, feature_names=feature_names, tokenizer=tokenizer, vocabulary=vocabulary
     )

@@ -91,7 +91,7 @@ class Probe:
         self._starts = np.cumsum([0] + [len(b) for b in self._chunks])
         self.n_samples = int(self._starts[-1])
         self._background: torch.Tensor | None = None
-        if self.adapter.kind != "tokens":
+        if not self.adapter.through_embedding:  # GradientShap's background: input rows
             rows = [b.inputs for b in self._chunks]
             self._background = torch.cat(rows)[:BACKGROUND_SIZE] if rows else None
         self._cache: dict[tuple[Any, ...], np.ndarray] = {}
@@ -116,7 +116,7 @@ class Probe:
 
     def mask(self, i: int) -> np.ndarray | None:
         """Token inputs: ``(T,)`` bool, True at real tokens (all True without an attention mask); else ``None``."""
-        if self.input_kind != "tokens":
+        if not self.adapter.features_are_ids:
             return None
         batch = self.sample(i)
         if batch.mask is None:
@@ -125,8 +125,8 @@ class Probe:
 
     def tokens(self, i: int) -> tuple[str, ...]:
         """The text of each of sample ``i``'s tokens (``#id`` without a tokenizer or vocabulary)."""
-        if self.input_kind != "tokens":
-            raise InspectorError("tokens() applies to token-id inputs; these inputs are floats")
+        if not self.adapter.features_are_ids:
+            raise InspectorError(f"tokens() applies to token-id inputs; these inputs are {self.adapter.description}")
         ids = self.inputs(i).reshape(-1)
         return tuple(self.adapter.token_text(ids))
 
@@ -150,8 +150,8 @@ class Probe:
     def evaluate(self, i: int, inputs: np.ndarray | torch.Tensor) -> tuple[float, np.ndarray]:
         """What-if: the explained target and the prediction (as :meth:`predict`) when sample ``i``'s
         input is replaced by ``inputs`` (same shape; float inputs only). Not cached."""
-        if self.input_kind == "tokens":
-            raise InspectorError("what-if evaluation edits float inputs; these inputs are token ids")
+        if not self.adapter.editable:
+            raise InspectorError(f"what-if evaluation edits float inputs; these inputs are {self.adapter.description}")
         batch = self.sample(i)
         x = torch.as_tensor(np.asarray(inputs), dtype=batch.inputs.dtype, device=batch.inputs.device)
         if tuple(x.shape) != tuple(batch.inputs.shape[1:]):

@@ -20,7 +20,7 @@ def chunk_batches(batches: Sequence[Batch], adapter: InputAdapter, rows: int) ->
     share a shape), token batches are cut one by one (their lengths may differ)."""
     if not batches:
         return []
-    if adapter.kind != "tokens" and len(batches) > 1:
+    if not adapter.ragged and len(batches) > 1:
         batches = [Batch.concat(batches)]
     out = []
     for batch in batches:

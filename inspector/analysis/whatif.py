@@ -34,6 +34,7 @@ from inspector.analysis.importance import ImportanceReport
 from inspector.analysis.inputs import Batch, as_source, floating_dtype, make_adapter
 from inspector.analysis.methods import lead_method
 from inspector.analysis.task import Metric, Target, Task, make_task, output_tensor
+from inspector.core.adapters import adapter_for
 from inspector.errors import InspectorError
 from inspector.results import result
 
@@ -216,12 +217,12 @@ def partial_dependence(
     if not chunks:
         raise InspectorError(f"the data {source.name!r} holds no samples")
     first = chunks[0]
-    if not first.inputs.is_floating_point() or first.inputs.dim() != 2:
-        what = "token ids" if not first.inputs.is_floating_point() else f"of shape {tuple(first.inputs.shape[1:])}"
-        raise InspectorError(
-            f"what-if curves need tabular inputs (float, one row of features per sample); these inputs are {what}"
-        )
     adapter = make_adapter(model, first, feature_names=feature_names or source.feature_names or ())
+    if not adapter.whatif:
+        raise InspectorError(
+            "what-if curves need tabular inputs (float, one row of features per sample); these inputs are "
+            f"{adapter.description} of shape {tuple(first.inputs.shape[1:])}"
+        )
     the_task = task if isinstance(task, Task) else make_task(task, first, target=target, metric=metric)
     columns, selection = _feature_ids(features, adapter.feature_names, ranking)
 
@@ -295,7 +296,7 @@ def partial_dependence(
 def importance_ranking(importance: ImportanceReport | None) -> np.ndarray | None:
     """Feature indices, most important first, by Integrated Gradients (else the first method that
     ran) of an importance report on feature columns; ``None`` without one."""
-    if importance is None or importance.input_kind != "features":
+    if importance is None or not adapter_for(importance.input_kind).whatif:
         return None
     lead = lead_method([m for m in importance.methods if m.error is None])
     return lead.ranking if lead is not None else None

@@ -4,7 +4,14 @@ Shared by the dashboard and the reports, so a picture looks the same in both.
 Builders never touch torch or recompute an analysis; they only lay out the
 numbers the core stored. Arrays go to Plotly as numpy arrays, which Plotly
 ships to the browser as typed arrays, not nested JSON lists. One submodule per
-area; every builder is re-exported here (``from inspector import figures as F``).
+area.
+
+The builders of the modules below are re-exported here for the callers that
+write ``from inspector import figures as F``. A new figure module needs no line
+here: its callers import it directly (``from inspector.figures.spectrum import
+spectrum_figure``), and it adds its section to the report by registering a
+panel (:func:`inspector.figures.panels.report_panel`), so that adding a picture
+is one file.
 """
 
 from inspector.figures.activations import (

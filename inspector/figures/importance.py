@@ -10,6 +10,7 @@ from plotly.subplots import make_subplots
 
 from inspector.analysis.importance import ImportanceReport, MethodImportance
 from inspector.analysis.methods import METHOD_LABELS
+from inspector.core.adapters import adapter_for
 from inspector.figures.common import COLORS, _base, empty_figure
 from inspector.figures.neurons import _feature_bar
 
@@ -18,10 +19,8 @@ def map_shape(report: ImportanceReport | None, image_shape: tuple[int, ...] | No
     """The shape importance maps are drawn in: the analysed input's own shape for array inputs
     (``(1, 8, 8)``, ``(3, 32, 32)``, from the stored analysis), else ``image_shape`` (tabular
     images such as the digits' 64 columns as 8x8); ``None`` when the inputs are not images."""
-    if report is not None and report.input_kind == "array" and len(report.input_shape) in (2, 3):
-        return tuple(report.input_shape)
-    if report is not None and report.input_kind == "tokens":
-        return None
+    if report is not None:
+        return adapter_for(report.input_kind).map_shape(tuple(report.input_shape), image_shape)
     return tuple(image_shape) if image_shape else None
 
 

@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 
 from inspector.analysis.importance import ImportanceReport, MethodImportance
 from inspector.analysis.methods import METHOD_LABELS
+from inspector.core.adapters import adapter_for
 from inspector.figures.common import _base, empty_figure
 
 POSITIVE = (214, 39, 40)  # red
@@ -99,7 +100,7 @@ def top_tokens(report: ImportanceReport, method: MethodImportance, k: int = 20) 
 def top_tokens_figure(report: ImportanceReport, method: str, k: int = 20) -> go.Figure:
     """Horizontal bars of the ``k`` tokens with the largest mean |attribution| (from ``global_importance``
     over ``token_ids``), coloured by the sign of their mean attribution."""
-    if report.input_kind != "tokens":
+    if adapter_for(report.input_kind).display != "tokens":
         return empty_figure("the top-token chart is for token inputs")
     m = report.method(method)
     if m.error is not None:

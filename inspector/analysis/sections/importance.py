@@ -11,6 +11,7 @@ from inspector.analysis.findings import SANITY_FAIL, Finding, agree, count
 from inspector.analysis.importance import ImportanceReport, importance_report
 from inspector.analysis.methods import METHOD_LABELS, lead_method
 from inspector.analysis.sections.registry import SectionSpec, register
+from inspector.core.adapters import adapter_for
 
 
 def run(ctx: AnalysisContext, done: Mapping[str, Any]) -> tuple[ImportanceReport, list[Finding]]:
@@ -42,7 +43,7 @@ def importance_findings(report: ImportanceReport, feature_names: tuple[str, ...]
     lead = lead_method(ok)
     assert lead is not None  # ok is not empty
     top = [report.feature_label(i, feature_names) for i in lead.ranking[:3]]
-    what = "tokens" if report.input_kind == "tokens" else "inputs"
+    what = "tokens" if adapter_for(report.input_kind).features_are_ids else "inputs"
     out.append(
         Finding(
             "importance",

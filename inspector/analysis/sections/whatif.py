@@ -29,7 +29,7 @@ def run(ctx: AnalysisContext, done: Mapping[str, Any]) -> tuple[PartialDependenc
 
 
 def _tabular(ctx: AnalysisContext) -> bool:
-    return ctx.adapter is not None and ctx.adapter.kind == "features"
+    return ctx.adapter is not None and ctx.adapter.whatif
 
 
 SECTION = register(
