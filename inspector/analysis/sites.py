@@ -46,19 +46,10 @@ from torch.nn import functional as F
 
 from inspector.analysis.guard import _Guard, inspecting
 from inspector.analysis.inputs import Batch
+from inspector.core.counting import KINDS, SMOOTH
 from inspector.errors import InspectorError
 from inspector.results import result
 
-# Units whose output is exactly zero for every non-positive input: a neuron that never
-# receives a positive input is dead (Lu et al. 2019).
-RECTIFIERS = ("relu", "relu6")
-# Leaky units pass a scaled negative part; "dead" means the input is never positive (as for ReLU).
-LEAKY = ("leaky_relu", "prelu")
-# Smooth units: never exactly zero, so they report the fraction of (nearly) zero outputs instead.
-SMOOTH = ("gelu", "silu", "mish", "softplus", "elu", "selu", "celu", "hardswish")
-# Squashing units: the fraction of samples in a flat tail (Glorot & Bengio 2010).
-SQUASHERS = ("sigmoid", "tanh", "hardtanh", "hardsigmoid")
-KINDS = RECTIFIERS + LEAKY + SMOOTH + SQUASHERS
 FOUND_BY = ("module", "convention", "traced", "declared", "output", "traced-none", "unknown")
 
 MODULE_KINDS: dict[type[nn.Module], str] = {

@@ -8,7 +8,16 @@ from __future__ import annotations
 
 import torch
 
-from inspector.analysis.sites import LEAKY, RECTIFIERS, SMOOTH, SQUASHERS
+# Units whose output is exactly zero for every non-positive input: a neuron that never
+# receives a positive input is dead (Lu et al. 2019).
+RECTIFIERS = ("relu", "relu6")
+# Leaky units pass a scaled negative part; "dead" means the input is never positive (as for ReLU).
+LEAKY = ("leaky_relu", "prelu")
+# Smooth units: never exactly zero, so they report the fraction of (nearly) zero outputs instead.
+SMOOTH = ("gelu", "silu", "mish", "softplus", "elu", "selu", "celu", "hardswish")
+# Squashing units: the fraction of samples in a flat tail (Glorot & Bengio 2010).
+SQUASHERS = ("sigmoid", "tanh", "hardtanh", "hardsigmoid")
+KINDS = RECTIFIERS + LEAKY + SMOOTH + SQUASHERS
 
 SATURATION = 0.99
 

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from inspector.core.batches import DataSource, Shard
 from inspector.errors import InspectorError
 
 
@@ -159,3 +160,32 @@ def process_group(device: torch.device | str | None = None, timeout_s: float | N
         yield
     finally:
         dist.destroy_process_group()
+
+
+def already_sharded(data: Any) -> bool:
+    """Whether ``data`` is a ``DataLoader`` whose sampler gives each rank its own share
+    (a ``DistributedSampler``, directly or inside a batch sampler)."""
+    from torch.utils.data import DataLoader
+    from torch.utils.data.distributed import DistributedSampler
+
+    if not isinstance(data, DataLoader):
+        return False
+    samplers = [data.sampler, getattr(data.batch_sampler, "sampler", None)]
+    return any(isinstance(s, DistributedSampler) for s in samplers)
+
+
+def shard(source: DataSource, data: Any = None) -> DataSource:
+    """This rank's share of ``source``: batch ``i`` goes to rank ``i % world_size``, unless ``data`` (what
+    ``source`` was made from) is a ``DataLoader`` with a ``DistributedSampler``, already one share per rank.
+
+    Either way local batch ``i`` of rank ``r`` has the global batch index ``i * world_size + r``, which
+    orders the rows kept for histograms and projections. Without a process group: ``source`` itself;
+    a source that is already a share is returned as it is.
+    """
+    if not active() or source.shard is not None:
+        return source
+    clone = source.on(source.device)
+    clone.shard = Shard(rank(), world_size(), strided=not already_sharded(data))
+    if clone.shard.strided:
+        clone.n_samples = None  # known only after a pass over the share
+    return clone

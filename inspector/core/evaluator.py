@@ -29,8 +29,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from inspector.analysis import distributed
-from inspector.analysis.inputs import Batch, DataSource
+from inspector.core import distributed
+from inspector.core.batches import Batch, DataSource
 from inspector.core.statistic import Statistic
 from inspector.errors import InspectorError
 
