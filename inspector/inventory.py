@@ -159,6 +159,7 @@ class Inventory:
     metadata: dict[str, Any]
     config: MLPConfig | None = field(default=None, compare=False)
     embeddings: tuple[EmbeddingInfo, ...] = ()
+    notices: tuple[str, ...] = ()  # what the reader noticed (tensors left out, values folded in)
 
     @property
     def other_tensors(self) -> tuple[TensorInfo, ...]:
@@ -302,6 +303,7 @@ def read_inventory(path: str | os.PathLike[str], *, trust_pickle: bool = False) 
         metadata=header.metadata,
         config=header.own.config if header.own else None,
         embeddings=embeddings,
+        notices=tuple(printable(n) for n in header.notices),
     )
 
 

@@ -281,3 +281,22 @@ def test_weight_only_reads_allocate_one_tensor_at_a_time(tmp_path):
         finally:
             tracemalloc.stop()
         assert largest <= peak < 1.25 * largest, (path, peak)
+
+
+def test_a_tensor_in_a_shard_but_not_in_the_index_is_said_not_dropped_silently(tmp_path):
+    """A shard holding fc2.bias that the index does not map: the checkpoint is what the index says, and
+    the reader says in one line that the extra tensor was not read (info, the weight-only analysis, load)."""
+    from inspector.inventory import read_inventory
+
+    tensors = {"fc1.weight": torch.ones(4, 3), "fc1.bias": torch.zeros(4), "fc2.weight": torch.ones(2, 4)}
+    index = write_sharded(tmp_path / "m", tensors, [["fc1.weight", "fc1.bias"], ["fc2.weight"]])
+    shard = tmp_path / "m" / "model-00002-of-00002.safetensors"
+    save_file({"fc2.weight": torch.ones(2, 4), "fc2.bias": torch.zeros(2)}, str(shard))
+    inv = read_inventory(index.parent)
+    assert [(layer.layer, layer.biases) for layer in inv.linear_layers] == [("fc1", 4), ("fc2", 0)]
+    assert inv.notices == (
+        "1 tensor in the shards is not in the index ('fc2.bias') and was not read; "
+        "re-export the index if they belong to the model",
+    )
+    analysis = analyze_weights_file(index.parent)
+    assert any("'fc2.bias') and was not read" in f.text for f in analysis.findings)

@@ -91,6 +91,7 @@ def analyze_weights_file(path: str | os.PathLike[str], *, trust_pickle: bool = F
     )
     found = parameter_findings(parameters) + weight_findings(tuple(weights))
     found += [Finding("weights", "warning", f"{name} holds NaN or Inf values", {}) for name in nonfinite]
+    found += [Finding("parameters", "warning", notice, {}) for notice in inventory.notices]
     return Analysis(
         model=info,
         data=None,

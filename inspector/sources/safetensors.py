@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -157,7 +158,18 @@ class ShardedSource(TensorSource):
                     "the index and the shards do not match (re-download them together)"
                 )
             meta[name] = torch.empty(entry.shape, dtype=entry.torch_dtype, device="meta")
-        return unpack(self.path, meta, self._metadata())
+        contents = unpack(self.path, meta, self._metadata())
+        unlisted = [name for shard, header in headers.items() for name in header.tensors if name not in self.shards]
+        if not unlisted:
+            return contents
+        # a tensor the index does not map is not part of the checkpoint it describes: said, not read
+        shown = ", ".join(repr(printable(n)[:60]) for n in unlisted[:3]) + (", ..." if len(unlisted) > 3 else "")
+        notice = (
+            f"{len(unlisted)} tensor{'s' * (len(unlisted) > 1)} in the shards {'are' if len(unlisted) > 1 else 'is'} "
+            f"not in the index ({shown}) and {'were' if len(unlisted) > 1 else 'was'} not read; "
+            "re-export the index if they belong to the model"
+        )
+        return replace(contents, notices=(*contents.notices, notice))
 
     def read(self, names: list[str]) -> Iterator[tuple[str, torch.Tensor]]:
         headers = self._read()
