@@ -128,6 +128,7 @@ def test_weight_only_analysis_drops_each_tensor_before_reading_the_next(tmp_path
     import gc
     import weakref
 
+    import inspector.analysis.weights_file
     import inspector.inventory
     from inspector.analysis import analyze_weights_file
 
@@ -145,7 +146,7 @@ def test_weight_only_analysis_drops_each_tensor_before_reading_the_next(tmp_path
             yield name, tensor
             del tensor
 
-    monkeypatch.setattr(inspector.inventory, "iter_tensors", watched)
+    monkeypatch.setattr(inspector.analysis.weights_file, "iter_tensors", watched)  # where the analysis calls it
     analysis = analyze_weights_file(tmp_path / "t.safetensors")
     assert len(alive_at_weight) == len(analysis.weights) == 4
     assert alive_at_weight == [0, 0, 0, 0]  # a layer's weight and bias are dropped before the next weight is read
