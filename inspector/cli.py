@@ -896,7 +896,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_info(args: argparse.Namespace) -> int:
     """Header only: no tensor is read (the NaN/Inf scan is ``analyze``'s), so any file answers at once."""
-    from inspector.inventory import format_inventory, read_inventory
+    from inspector.inventory import read_inventory
+    from inspector.render.tables import format_inventory
 
     inv = read_inventory(args.checkpoint, trust_pickle=args.trust_pickle)
     if args.json:
