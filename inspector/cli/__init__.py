@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from inspector.cli.parser import _EMPTY_PATH, build_parser
 from inspector.errors import InspectorError
 from inspector.fileio import describe_os_error
-from inspector.validation import printable
+from inspector.checks import printable
 
 EXIT_USER_ERROR = 1
 COMMANDS = ("train", "info", "analyze", "prune", "dashboard", "report")

@@ -12,7 +12,7 @@ from inspector.data import MAX_SEED
 from inspector.errors import InspectorError
 from inspector.factories import parse_activations
 from inspector.models import ACTIVATIONS
-from inspector.validation import printable
+from inspector.checks import printable
 
 
 def _sizes(text: str) -> tuple[int, ...]:

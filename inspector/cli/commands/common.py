@@ -14,7 +14,7 @@ from inspector.formats import sharded_index_path
 from inspector.live.store import find_runs
 from inspector.results import JSON_NAME
 from inspector.training import resolve_device
-from inspector.validation import printable
+from inspector.checks import printable
 from inspector.workflows import input_files
 
 __all__ = [
