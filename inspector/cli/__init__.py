@@ -13,10 +13,10 @@ import os
 import sys
 from collections.abc import Sequence
 
+from inspector.checks import printable
 from inspector.cli.parser import _EMPTY_PATH, build_parser
 from inspector.errors import InspectorError
 from inspector.fileio import describe_os_error
-from inspector.checks import printable
 
 EXIT_USER_ERROR = 1
 COMMANDS = ("train", "info", "analyze", "prune", "dashboard", "report")

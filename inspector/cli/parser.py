@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import NoReturn
 
 from inspector._version import __version__
+from inspector.checks import printable
 from inspector.data import MAX_SEED
 from inspector.errors import InspectorError
 from inspector.factories import parse_activations
 from inspector.models import ACTIVATIONS
-from inspector.checks import printable
 
 
 def _sizes(text: str) -> tuple[int, ...]:

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from inspector.analysis import Analysis
 from inspector.analysis.findings import describe_samples, score_texts
 from inspector.analysis.parameters import ParameterReport, trainable_text
+from inspector.checks import printable
 from inspector.inventory import Inventory
-from inspector.validation import printable
 
 
 def text_table(

@@ -8,13 +8,13 @@ import sys
 from pathlib import Path
 
 from inspector.analysis import AnalysisOptions, analyze_path
+from inspector.checks import printable
 from inspector.errors import InspectorError
 from inspector.factories import analyze_factory, factory_file, is_data_factory
 from inspector.formats import sharded_index_path
 from inspector.live.store import find_runs
 from inspector.results import JSON_NAME
 from inspector.training import resolve_device
-from inspector.checks import printable
 from inspector.workflows import input_files
 
 __all__ = [
