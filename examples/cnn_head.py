@@ -167,7 +167,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     analysis.save(args.out / "analysis", force=True)  # for `inspector dashboard DIR` later
     report = args.out / "cnn-head.html"
-    analysis.to_html(report, force=True)  # force replaces only a report this tool wrote
+    inspector.to_html(analysis, report, force=True)  # force replaces only a report this tool wrote
     print(f"wrote {report} and {args.out / 'analysis'}")
 
     if args.dashboard:

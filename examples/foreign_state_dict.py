@@ -19,7 +19,7 @@ from torch import nn
 import inspector
 from inspector.analysis import AnalysisOptions, analyze
 from inspector.evaluation import EvalData
-from inspector.inventory import format_inventory
+from inspector.render.tables import format_inventory
 
 
 def someone_elses_model(splits: inspector.Splits, epochs: int) -> nn.Module:
@@ -62,7 +62,7 @@ def main() -> None:
     print(f"accuracy {analysis.data.accuracy:.2%}")
     for f in analysis.findings:
         print(f"  - {f.text}")
-    analysis.to_html(args.out / "their_model.html", force=True)
+    inspector.to_html(analysis, args.out / "their_model.html", force=True)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from inspector import figures as F
 from inspector.analysis import AnalysisOptions, analyze
 from inspector.evaluation import EvalData
 from inspector.fileio import write_text_atomic
-from inspector.report import Section, render_html
+from inspector.render.html import Section, html_table, render_html
 
 SETTINGS = {
     "no regularisation": dict(config={}, training={"patience": None}),
@@ -80,15 +80,13 @@ def main() -> None:
         yaxis_title="validation loss",
         height=420,
     )
-    from inspector.report import _table  # the report's own table renderer keeps the look consistent
-
     sections = [
         Section(
             "summary",
             "Four ways to train the same MLP",
             [
                 f"<p>MLP 64-256-128-10 on {len(splits.y_train)} training digits, {epochs} epochs at most.</p>",
-                _table(rows),
+                html_table(rows),  # the report's own table renderer keeps the look consistent
             ],
         ),
         Section("curves", "Validation loss", [curves]),

@@ -18,7 +18,7 @@ from inspector.analysis import AnalysisOptions, analyze
 from inspector.analysis.compare import compare
 from inspector.analysis.pruning import prune_and_finetune, pruning_sweep
 from inspector.evaluation import eval_data_for
-from inspector.report import write_report
+from inspector.render import write_report
 
 
 def main() -> None:

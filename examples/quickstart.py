@@ -16,7 +16,7 @@ from pathlib import Path
 import inspector
 from inspector.analysis import AnalysisOptions, analyze
 from inspector.evaluation import eval_data_for
-from inspector.summary import format_summary
+from inspector.render.tables import format_summary
 
 
 def main() -> None:
@@ -43,8 +43,8 @@ def main() -> None:
     print(format_summary(analysis))
 
     # 3. reports: a self-contained HTML file and Markdown for a pull request
-    analysis.to_html(args.out / "report.html", force=True)
-    (args.out / "report.md").write_text(analysis.to_markdown(), encoding="utf-8")
+    inspector.to_html(analysis, args.out / "report.html", force=True)
+    (args.out / "report.md").write_text(inspector.to_markdown(analysis), encoding="utf-8")
     print(f"wrote {args.out / 'report.html'} and {args.out / 'report.md'}")
 
 

@@ -103,7 +103,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     analysis.save(args.out / "analysis", force=True)  # for `inspector dashboard DIR` later
     path = args.out / "regression.html"
-    analysis.to_html(path, force=True)  # force replaces only a report this tool wrote
+    inspector.to_html(analysis, path, force=True)  # force replaces only a report this tool wrote
     print(f"wrote {path} and {args.out / 'analysis'}")
 
     if args.dashboard:

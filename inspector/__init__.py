@@ -8,6 +8,7 @@ The public API, re-exported from one place::
     result = inspector.train(inspector.MLPConfig(64, (128, 64), 10), splits)
     ckpt = inspector.load("digits-mlp.pt")
     analysis = inspector.analyze(model, loader)   # any nn.Module, any data (see inspector.analysis)
+    inspector.to_html(analysis, "report.html")     # the report (inspector.render)
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from inspector.errors import InspectorError
 from inspector.inventory import Inventory, LinearLayerInfo, iter_tensors, read_inventory
 from inspector.live.monitor import Monitor
 from inspector.models import MLP, MLPConfig, build_mlp, infer_mlp_layout, mlp_from_state_dict
+from inspector.render import to_html, to_markdown
 from inspector.training import History, TrainConfig, TrainResult, evaluate, train
 
 __all__ = [
@@ -70,5 +72,7 @@ __all__ = [
     "read_inventory",
     "save_checkpoint",
     "split_dataset",
+    "to_html",
+    "to_markdown",
     "train",
 ]

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,7 +39,6 @@ import torch
 from inspector.checkpoints import iter_header_tensors, read_header
 from inspector.errors import InspectorError
 from inspector.formats import TensorInfo, count_nonfinite
-from inspector.validation import printable
 
 if TYPE_CHECKING:
     from inspector.analysis.parameters import EmbeddingParameters, LayerParameters
@@ -330,116 +329,3 @@ def scan_nonfinite(path: str | os.PathLike[str], *, trust_pickle: bool = False) 
         if count:
             bad[name] = count
     return bad
-
-
-def _text_table(
-    head: tuple[str, ...], rows: Sequence[tuple[str, ...]], total: tuple[str, ...], left: tuple[int, ...]
-) -> list[str]:
-    """Rows under a header, a rule, then the totals row; columns in ``left`` are left-aligned."""
-    widths = [max(len(str(r[i])) for r in (head, *rows, total)) for i in range(len(head))]
-
-    def line(r: tuple[str, ...]) -> str:
-        return "  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
-
-    rule = "-" * len(line(head))
-    return [line(head), rule, *map(line, rows), rule, line(total)]
-
-
-def format_inventory(inv: Inventory) -> str:
-    """A torchinfo-like text table: one row per linear layer, one per embedding table, then totals.
-
-    The parameters column shows each row's arithmetic with the analyze table's
-    :meth:`~inspector.analysis.parameters.LayerParameters.formula` (``m*(n+1)``, ``m*n``
-    without a bias, and only what a tied row counts). A file does not record which
-    parameters are trainable, so no row says so.
-    """
-
-    def named(name: str, tied_to: str | None) -> str:
-        return printable(name + (f" (tied to {tied_to})" if tied_to else ""))
-
-    rows = []
-    for layer in inv.linear_layers:
-        arithmetic = layer.as_result().formula("*", space="")
-        rows.append(
-            (
-                named(layer.layer, layer.tied_to),
-                f"{layer.in_features:,}",
-                f"{layer.out_features:,}",
-                f"{layer.weights:,}",
-                f"{layer.biases:,}",
-                f"{printable(arithmetic)} = {layer.parameters:,}",
-                layer.dtype,
-                human_bytes(layer.bytes),
-            )
-        )
-    totals = inv.totals()
-    out: list[str] = []
-    if rows or not inv.embeddings:
-        out += _text_table(
-            ("layer", "in n", "out m", "weights", "biases", "parameters", "dtype", "bytes"),
-            rows,
-            (
-                "total",
-                "",
-                "",
-                f"{totals['weights']:,}",
-                f"{totals['biases']:,}",
-                f"{totals['parameters']:,}",
-                "",
-                human_bytes(totals["bytes"]),
-            ),
-            left=(0, 6),
-        )
-    if inv.embeddings:
-        tables = []
-        for e in inv.embeddings:
-            arithmetic = e.as_result().formula("*", space="")
-            tables.append(
-                (
-                    named(e.layer, e.tied_to),
-                    f"{e.num_embeddings:,}",
-                    f"{e.embedding_dim:,}",
-                    f"{printable(arithmetic)} = {e.parameters:,}",
-                    e.dtype,
-                    human_bytes(e.bytes),
-                )
-            )
-        out += [""] * bool(out) + _text_table(
-            ("embedding", "num_embeddings", "embedding_dim", "parameters", "dtype", "bytes"),
-            tables,
-            (
-                "total",
-                "",
-                "",
-                f"{totals['embedding_parameters']:,}",
-                "",
-                human_bytes(sum(e.bytes for e in inv.embeddings)),
-            ),
-            left=(0, 4),
-        )
-    others = [t for t in inv.other_tensors if t.tied_to is None]
-    if others:
-        out.append(
-            f"other tensors (norms, biases, ...): {totals['other_parameters']:,} parameters "
-            f"in {len(others):,} {'tensor' if len(others) == 1 else 'tensors'}"
-        )
-    integers = inv.integer_tensors
-    if integers:
-        shown = ", ".join(printable(t.name) for t in integers[:3]) + (", ..." if len(integers) > 3 else "")
-        out.append(f"integer tensors (buffers, not parameters): {len(integers):,} ({shown})")
-    if inv.embeddings or others:
-        out.append(
-            f"total parameters: {totals['total_parameters']:,} (linear {totals['parameters']:,}, "
-            f"embeddings {totals['embedding_parameters']:,}, other {totals['other_parameters']:,})"
-        )
-    return "\n".join(out)
-
-
-def human_bytes(n: int) -> str:
-    """``n`` bytes in the largest binary unit that keeps the number >= 1: ``384 B``, ``12.6 MiB``."""
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")

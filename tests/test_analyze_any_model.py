@@ -40,9 +40,9 @@ def _round_trip(analysis: Analysis, tmp_path) -> Analysis:
     analysis.save(tmp_path / "a")
     loaded = Analysis.load(tmp_path / "a")
     assert loaded.model.sites == analysis.model.sites
-    html = loaded.to_html()
+    html = inspector.to_html(loaded)
     assert "<html" in html.lower()
-    assert loaded.to_markdown()
+    assert inspector.to_markdown(loaded)
     return loaded
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import inspector.report as report
+import inspector.render.export as export
 from inspector.analysis import Analysis
 from inspector.cli import main
 from inspector.fileio import write_text_atomic
@@ -109,14 +109,14 @@ def test_analyze_force_into_the_working_directory(checkpoint, tmp_path, monkeypa
 
 def _fake_kaleido(monkeypatch, calls: list[int]) -> None:
     """Stand-in for kaleido and the browser: a PNG signature plus the figure's number and run."""
-    monkeypatch.setattr(report, "find_browser", lambda: "chromium")
+    monkeypatch.setattr(export, "find_browser", lambda: "chromium")
 
     def write_images(figs, paths, format, width, scale):
         calls.append(len(figs))
         for i, path in enumerate(paths):
             Path(path).write_bytes(b"\x89PNG\r\n\x1a\n" + f"figure {i} run {len(calls)}".encode())
 
-    monkeypatch.setattr(report.pio, "write_images", write_images)
+    monkeypatch.setattr(export.pio, "write_images", write_images)
 
 
 def test_png_report_force_replaces_only_its_own_figures(checkpoint, tmp_path, monkeypatch, capsys):
@@ -134,7 +134,7 @@ def test_png_report_force_replaces_only_its_own_figures(checkpoint, tmp_path, mo
     assert "already holds report figures" in capsys.readouterr().err
     assert main([*argv, "--force"]) == 0
     assert not stale.exists()
-    figures = {k for k in before if report._FIGURE_NAME.match(k)}
+    figures = {k for k in before if export._FIGURE_NAME.match(k)}
     assert len(figures) == calls[0] == calls[-1] and "01-holiday.png" not in figures
     added = _assert_kept({k: v for k, v in before.items() if k not in figures}, proj)
     assert sorted(added) == sorted(figures) and all(v.endswith(b"run 2") for v in added.values())

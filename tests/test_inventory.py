@@ -8,7 +8,8 @@ from safetensors.torch import save_file
 from torch import nn
 
 from inspector.errors import InspectorError
-from inspector.inventory import format_inventory, human_bytes, iter_tensors, read_inventory, scan_nonfinite
+from inspector.inventory import iter_tensors, read_inventory, scan_nonfinite
+from inspector.render.tables import format_inventory, human_bytes
 from tests.test_parameters import BERT_EMBEDDINGS, BERT_LINEAR, BERT_NORMS, _bert_config
 
 
@@ -168,7 +169,7 @@ def test_cli_analyze_falls_back_to_weights_only(tmp_path, capsys):
 def test_dashboard_and_report_handle_a_weight_only_analysis(tmp_path):
     from dashboards.app import create_app
     from inspector.analysis import analyze_weights_file
-    from inspector.report import to_html, to_markdown
+    from inspector.render import to_html, to_markdown
 
     save_file(_transformer_like(), str(tmp_path / "t.safetensors"))
     analysis = analyze_weights_file(tmp_path / "t.safetensors")

@@ -13,7 +13,9 @@ from inspector.cli import main
 from inspector.errors import InspectorError
 from inspector.evaluation import EvalData
 from inspector.models import MLPConfig, build_mlp
-from inspector.report import analysis_sections, find_browser, format_for, to_html, to_markdown, write_report
+from inspector.render import format_for, to_html, to_markdown, write_report
+from inspector.render.export import find_browser
+from inspector.render.html import analysis_sections
 from inspector.results import results_equal
 
 
@@ -76,12 +78,12 @@ def test_existing_report_needs_force_and_failure_leaves_nothing(analysis, tmp_pa
     with pytest.raises(InspectorError, match="already exists; pass --force"):
         write_report(analysis, out)
     assert out.read_text() == "keep"
-    import inspector.report as report
+    import inspector.render.write as write
 
     def broken(_):
         raise RuntimeError("figure failed")
 
-    monkeypatch.setattr(report, "to_html", broken)
+    monkeypatch.setattr(write, "to_html", broken)
     with pytest.raises(RuntimeError):
         write_report(analysis, tmp_path / "new.html")
     assert sorted(os.listdir(tmp_path)) == ["r.html"]
@@ -203,7 +205,7 @@ def _md_unescape(text: str) -> str:
 
 @pytest.mark.parametrize("name", _HOSTILE)
 def test_markdown_escape_renders_a_name_as_the_literal_text(name):
-    from inspector.report import md_code, md_escape
+    from inspector.render.markdown import md_code, md_escape
 
     escaped = md_escape(name)
     assert "\n" not in escaped and _md_unescape(escaped) == name.replace("\n", " ")
@@ -231,7 +233,7 @@ def test_hostile_layer_and_feature_names_stay_text_in_markdown_and_html(analysis
         ),
         findings=(*analysis.findings, dataclasses.replace(analysis.findings[0], text=f"# {evil}")),
     )
-    from inspector.report import md_code
+    from inspector.render.markdown import md_code
 
     md = to_markdown(hostile)
     source = md_code(hostile.model.source)
@@ -301,7 +303,7 @@ def _smooth_and_unknown(analysis: Analysis) -> Analysis:
 def test_smooth_and_unknown_units_are_reported_without_a_dead_count():
     from inspector import figures as F
     from inspector.analysis.sections.activations import activation_findings
-    from inspector.report import census_rows
+    from inspector.render.rows import census_rows
 
     analysis = _smooth_and_unknown(Analysis.load(V1_ANALYSIS))
     gelu, unknown = analysis.activations
@@ -322,3 +324,15 @@ def test_smooth_and_unknown_units_are_reported_without_a_dead_count():
     assert any("near zero on 40.0%" in t for t in texts) and any("unknown" in t for t in texts)
     assert not any("never fire" in t for t in texts)
     assert "gelu" in to_markdown(analysis) and '<section id="dead">' in to_html(analysis)
+
+
+def test_old_module_names_still_import_the_render_functions():
+    import inspector
+    import inspector.render.html
+    import inspector.render.tables
+    import inspector.report
+    import inspector.summary
+
+    assert inspector.report.write_report is write_report and inspector.report.to_html is inspector.render.html.to_html
+    assert inspector.summary.format_summary is inspector.render.tables.format_summary
+    assert inspector.to_html is to_html and inspector.to_markdown is to_markdown

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from inspector.report import analysis_sections, write_report
+from inspector.render import write_report
+from inspector.render.html import analysis_sections
 
 pytestmark = pytest.mark.browser
 
@@ -32,7 +33,7 @@ def test_report_opens_offline_draws_every_figure_and_fetches_nothing(dash_duo, d
 def test_dashboard_download_is_the_same_report(demo):
     from dashboards.state import DashboardState
     from dashboards.views.overview import report_download
-    from inspector.report import to_html
+    from inspector.render import to_html
 
     analysis = demo[0]
     download = report_download(DashboardState.build(analysis))

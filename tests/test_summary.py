@@ -11,7 +11,7 @@ from torch import nn
 from inspector.analysis import AnalysisOptions, analyze
 from inspector.analysis.parameters import count_parameters
 from inspector.evaluation import EvalData
-from inspector.summary import format_parameters, format_summary
+from inspector.render.tables import format_parameters, format_summary
 
 
 def _tied_model():

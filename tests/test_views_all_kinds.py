@@ -201,9 +201,12 @@ def test_regression_dashboard_and_report_show_r2_not_accuracy(kinds):
 
     # the inlined plotly.js library (megabytes, with its own "accuracy" words) is not the report's text
     html = re.sub(
-        r"<script[^>]*>.*?</script>", lambda m: "" if len(m[0]) > 1_000_000 else m[0], analysis.to_html(), flags=re.S
+        r"<script[^>]*>.*?</script>",
+        lambda m: "" if len(m[0]) > 1_000_000 else m[0],
+        inspector.to_html(analysis),
+        flags=re.S,
     ).lower()
-    markdown = analysis.to_markdown().lower()
+    markdown = inspector.to_markdown(analysis).lower()
     for report in (html, markdown):
         assert "accuracy" not in report and "all classes" not in report  # a regression has no classes
     assert f"r² <b>{analysis.data.metric:.4f}</b>" in html

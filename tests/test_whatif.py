@@ -15,6 +15,7 @@ from inspector import figures as F
 from inspector.analysis import Analysis, AnalysisOptions, PartialDependence, analyze, partial_dependence
 from inspector.analysis.whatif import MAX_FEATURES, importance_ranking, ranked_rows, turns, whatif_findings
 from inspector.errors import InspectorError
+from inspector.render import to_html, to_markdown
 
 V1_ANALYSIS = os.path.join(os.path.dirname(__file__), "data", "analysis-v1")  # saved by schema-1 dense-inspector
 D = 8
@@ -318,11 +319,11 @@ def test_an_analysis_saved_before_what_if_loads_without_it():
 
 
 def test_report_has_a_what_if_section(regression_analysis):
-    md = regression_analysis.to_markdown()
+    md = to_markdown(regression_analysis)
     assert "## What-if (partial dependence)" in md
     line = next(x for x in md.splitlines() if x.startswith("| x2 "))
     assert "| 3 |" in line
-    html_text = regression_analysis.to_html()
+    html_text = to_html(regression_analysis)
     assert "What-if (partial dependence)" in html_text and "Friedman 2001" in html_text
 
 

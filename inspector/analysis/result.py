@@ -97,20 +97,6 @@ class Analysis:
         """Write ``directory/analysis.json`` + the arrays file it names, atomically (see :func:`save_result`)."""
         return save_result(self, directory, force=force)
 
-    def to_html(self, path: str | os.PathLike[str] | None = None, *, force: bool = False) -> str:
-        """The self-contained HTML report; also written to ``path`` (atomically) when given."""
-        from inspector.report import to_html, write_report  # the report is a face: imported on use
-
-        if path is not None:
-            write_report(self, path, "html", force=force)
-            return Path(path).read_text(encoding="utf-8")
-        return to_html(self)
-
-    def to_markdown(self) -> str:
-        from inspector.report import to_markdown
-
-        return to_markdown(self)
-
     @staticmethod
     def load(directory: str | os.PathLike[str]) -> Analysis:
         obj = load_result(directory)

@@ -1,0 +1,138 @@
+"""What several commands share: the arguments turned into library calls (the subject, options, device)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from inspector.analysis import AnalysisOptions, analyze_path
+from inspector.checks import printable
+from inspector.errors import InspectorError
+from inspector.factories import analyze_factory, factory_file, is_data_factory
+from inspector.formats import sharded_index_path
+from inspector.live.store import find_runs
+from inspector.results import JSON_NAME
+from inspector.training import resolve_device
+from inspector.workflows import input_files
+
+__all__ = [
+    "analysis_for",
+    "check_subject",
+    "data_factory_given",
+    "device_for",
+    "factory_inputs",
+    "factory_run",
+    "input_files",
+    "note",
+    "opens_as_analysis",
+    "options_for",
+    "runs_in",
+]
+
+
+def note(message: str) -> None:
+    if os.environ.get("RANK", "0") not in ("", "0"):  # under torchrun only rank 0 speaks
+        return
+    print(f"inspector: note: {printable(message)}", file=sys.stderr)  # may quote names from a file
+
+
+def analysis_for(path: Path | None, args: argparse.Namespace, options=None):
+    """(analysis, model or None) for --model, a saved analysis, a checkpoint or RUN.pt@EPOCH."""
+    options = options or options_for(args)
+    if path is None:
+        run = factory_run(args, options)
+        return run.analysis, run.model
+    if data_factory_given(args):  # a checkpoint on the user's own data
+        run = factory_run(args, options, checkpoint=path)
+        return run.analysis, run.model
+    analysis, ckpt, _ = analyze_path(
+        path,
+        data=args.data,
+        label_column=args.label_column,
+        activation=args.activation,
+        trust_pickle=args.trust_pickle,
+        options=options,
+        notify=note,
+        device=device_for(args),
+    )
+    return analysis, ckpt.model if ckpt is not None else None
+
+
+def device_for(args: argparse.Namespace):
+    return resolve_device(args.device) if getattr(args, "device", None) else None
+
+
+def options_for(args: argparse.Namespace, **chosen):
+    """AnalysisOptions with --batch-size and --max-samples (when given) on top of ``chosen``."""
+    if args.batch_size is not None:
+        chosen["batch_size"] = args.batch_size
+    if args.max_samples is not None:
+        chosen["max_samples"] = args.max_samples
+    if getattr(args, "dtype", None) is not None:
+        chosen["dtype"] = args.dtype
+    return AnalysisOptions(**chosen)
+
+
+def check_subject(args: argparse.Namespace, given: bool, what: str) -> None:
+    """Exactly one of ``what`` (the positional input) and --model; the --model-only options need --model."""
+    if given and args.model is not None:
+        raise InspectorError(f"give {what} or --model {args.model}, not both")
+    if args.model is None:
+        if not given and args.command != "dashboard":
+            raise InspectorError(f"give {what}, or your own model with --model pkg.module:name")
+        if args.weights is not None:
+            raise InspectorError("--weights applies to --model; a checkpoint carries its own weights")
+        for flag, value in (
+            ("--task", args.task),
+            ("--tokenizer", args.tokenizer),
+            ("--activations", args.activations),
+        ):
+            if value is not None and not data_factory_given(args):
+                raise InspectorError(f"{flag} applies to --model or a --data factory")
+        if args.command == "dashboard" and not given and data_factory_given(args):
+            raise InspectorError("a --data factory needs --model or a checkpoint; the demo has its own data")
+    elif args.activation is not None:
+        raise InspectorError("--activation is for a checkpoint's state dict; for --model use --activations LAYER=ACT")
+
+
+def data_factory_given(args: argparse.Namespace) -> bool:
+    return is_data_factory(args.data)
+
+
+def factory_inputs(args: argparse.Namespace) -> list[str | Path | None]:
+    """What a --model run reads besides a checkpoint (never to be overwritten): data, weights, the factories' files."""
+    files: list[str | Path | None] = [args.weights]
+    if args.model is not None:
+        files.append(factory_file(args.model))
+    files.append(factory_file(args.data) if data_factory_given(args) else args.data)
+    return files
+
+
+def factory_run(args: argparse.Namespace, options, checkpoint: Path | None = None, notify=note):
+    return analyze_factory(
+        args.model,
+        args.data,
+        checkpoint=checkpoint,
+        activation=args.activation,
+        notify=notify,
+        weights=args.weights,
+        trust_pickle=args.trust_pickle,
+        label_column=args.label_column,
+        task=args.task,
+        tokenizer=args.tokenizer,
+        activations=args.activations,
+        options=options,
+        device=device_for(args),
+    )
+
+
+def opens_as_analysis(path: Path) -> bool:
+    """Whether the folder ``path`` is an analysis folder or a sharded checkpoint (what analyze_path opens)."""
+    return (path / JSON_NAME).exists() or sharded_index_path(path) is not None
+
+
+def runs_in(path: Path) -> list[Path]:
+    """The training runs ``path`` names (a run directory or a folder of runs); empty for anything else."""
+    return find_runs(path) if path.is_dir() else []

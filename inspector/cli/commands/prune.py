@@ -1,0 +1,104 @@
+"""``inspector prune``: write a magnitude-pruned checkpoint (or --model's state_dict) and its score before and after."""
+
+from __future__ import annotations
+
+import argparse
+
+from inspector.checkpoints import checkpoint_suffix, is_own_checkpoint, load, save_checkpoint
+from inspector.cli.commands.common import (
+    check_subject,
+    data_factory_given,
+    device_for,
+    factory_inputs,
+    input_files,
+    note,
+)
+from inspector.core.evaluator import format_metric
+from inspector.errors import InspectorError
+from inspector.evaluation import eval_data_for
+from inspector.factories import is_own_state_dict, model_from_factory, resolve_data, save_state_dict, user_code
+from inspector.fileio import check_writable
+from inspector.workflows import PruneOutcome, check_sparsity, prune_checkpoint, prune_model
+
+
+def run(args: argparse.Namespace) -> int:
+    check_subject(args, args.checkpoint is not None, "a checkpoint")
+    if args.model is not None:
+        return _prune_factory_model(args)
+    if data_factory_given(args):
+        raise InspectorError("prune of a checkpoint reads built-in or file --data; a --data factory goes with --model")
+    check_writable(args.out, force=args.force, inputs=input_files(args.checkpoint, args.data), ours=is_own_checkpoint)
+    checkpoint_suffix(args.out)
+    check_sparsity(args.sparsity)
+    ckpt = load(args.checkpoint, activation=args.activation, trust_pickle=args.trust_pickle)
+    for notice in ckpt.notices:
+        note(notice)
+    if ckpt.config is None:
+        raise InspectorError(f"{args.checkpoint}: only MLP checkpoints can be exported after pruning")
+    data = eval_data_for(ckpt, args.data, label_column=args.label_column)
+    pruned, outcome = prune_checkpoint(
+        ckpt, args.sparsity, args.scope, data=data, finetune_epochs=args.finetune_epochs, dtype=args.dtype
+    )
+    line = _pruned_line(outcome)
+    if data is not None:
+        line += f"; {data.name} {data.split} {_scores(outcome)}" + _dtype_note(args.dtype)
+    save_checkpoint(pruned, args.out, force=args.force)
+    print(line)
+    print(f"saved {args.out}")
+    return 0
+
+
+def _prune_factory_model(args: argparse.Namespace) -> int:
+    """prune --model: the user's model pruned, its state_dict() written; the metric before -> after on --data."""
+    check_writable(
+        args.out,
+        force=args.force,
+        inputs=input_files(*factory_inputs(args)),
+        ours=lambda p: is_own_state_dict(p) or is_own_checkpoint(p),
+    )
+    checkpoint_suffix(args.out)
+    check_sparsity(args.sparsity)
+    if args.finetune_epochs:
+        raise InspectorError("--finetune-epochs needs a dense-inspector checkpoint; for --model fine-tune in your code")
+    if args.activations is not None or args.tokenizer is not None:
+        raise InspectorError("--activations and --tokenizer apply to analyze, report and dashboard, not prune")
+    model = model_from_factory(args.model, args.weights, trust_pickle=args.trust_pickle)
+    device = device_for(args)
+    with user_code(f"--model {args.model}"):
+        if device is not None:
+            model.to(device)
+        data = resolve_data(args.data, model, label_column=args.label_column, source=args.model)
+        outcome = prune_model(
+            model,
+            args.sparsity,
+            args.scope,
+            data=data,
+            task=args.task,
+            dtype=args.dtype,
+            batch_size=args.batch_size,
+            max_samples=args.max_samples,
+        )
+    line = _pruned_line(outcome)
+    if outcome.metric_name is not None:
+        line += f"; {_scores(outcome)} ({outcome.n_samples} samples)" + _dtype_note(args.dtype)
+    save_state_dict(outcome.model, args.out, force=args.force)
+    print(line)
+    print(f"saved {args.out} (the pruned model's state_dict())")
+    return 0
+
+
+def _pruned_line(outcome: PruneOutcome) -> str:
+    return (
+        f"pruned {outcome.sparsity:.0%} ({outcome.scope}): {outcome.nonzero_parameters:,} of "
+        f"{outcome.total_parameters:,} parameters are nonzero"
+    )
+
+
+def _scores(outcome: PruneOutcome) -> str:
+    name = outcome.metric_name
+    assert name is not None and outcome.metric_before is not None and outcome.metric_after is not None
+    return f"{name} {format_metric(name, outcome.metric_before)} -> {format_metric(name, outcome.metric_after)}"
+
+
+def _dtype_note(dtype: str) -> str:
+    return f" ({dtype} forward)" if dtype != "fp32" else ""

@@ -1,0 +1,69 @@
+"""``inspector report``: a report of one analysis, a comparison of two, or of training runs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from functools import partial
+from pathlib import Path
+
+from inspector.analysis.compare import compare
+from inspector.cli.commands.common import (
+    analysis_for,
+    check_subject,
+    factory_inputs,
+    input_files,
+    note,
+    runs_in,
+)
+from inspector.errors import InspectorError
+from inspector.fileio import check_writable
+from inspector.render import format_for, is_own_report, render_text, write_report
+from inspector.render.export import check_png_folder
+from inspector.render.live import run_html, write_run_report
+from inspector.workflows import newest_snapshot_analysis, read_runs
+
+
+def run(args: argparse.Namespace) -> int:
+    if len(args.paths) > 2:
+        raise InspectorError("give one path for a report or two for a comparison")
+    check_subject(args, bool(args.paths), "a PATH")
+    to_stdout = str(args.out) == "-"
+    fmt = format_for(args.out, args.format)
+    inputs = input_files(*args.paths, *factory_inputs(args))
+    if to_stdout:
+        if fmt in ("pdf", "png"):
+            raise InspectorError(f"{fmt} reports can't go to standard output; give a file name to --out")
+    elif fmt == "png":  # before the analysis, not after
+        check_png_folder(args.out, force=args.force, inputs=inputs)
+    else:
+        check_writable(args.out, force=args.force, inputs=inputs, ours=partial(is_own_report, fmt=fmt))
+    runs = runs_in(args.paths[0]) if len(args.paths) == 1 and args.model is None else []
+    if runs:
+        _write_run_report(runs, args, fmt, to_stdout)
+        return 0
+    analysis, model = analysis_for(args.paths[0] if args.paths else None, args)
+    subject = analysis
+    if len(args.paths) == 2:
+        other, other_model = analysis_for(args.paths[1], args)
+        subject = compare(analysis, other, model_a=model, model_b=other_model)
+    if to_stdout:
+        sys.stdout.write(render_text(subject, fmt))
+        return 0
+    write_report(subject, args.out, fmt, force=args.force)
+    print(f"wrote {args.out} ({fmt})")
+    return 0
+
+
+def _write_run_report(runs: list[Path], args: argparse.Namespace, fmt: str, to_stdout: bool) -> None:
+    histories, skipped = read_runs(runs, args.paths[0])
+    for path, why in skipped:
+        note(f"skipped {path}: {why}")
+    analysis = newest_snapshot_analysis(histories[0])
+    if to_stdout:
+        if fmt != "html":
+            raise InspectorError(f"a run's report is HTML or PDF, not {fmt}")
+        sys.stdout.write(run_html(histories, analysis))
+        return
+    write_run_report(histories, analysis, args.out, fmt, force=args.force)
+    print(f"wrote {args.out} ({fmt})")

@@ -1,0 +1,191 @@
+"""What the ``inspector`` commands do beyond one library call, as functions a script can call too.
+
+The CLI (:mod:`inspector.cli`) maps its arguments onto these and prints what they return;
+nothing here prints or reads ``argparse`` arguments.
+
+* :func:`prune_checkpoint` / :func:`prune_model`: a pruned copy and its metric before and after;
+* :func:`read_runs` and :func:`newest_snapshot_analysis`: what a run report shows;
+* :func:`input_files` and :func:`check_new_run_dir`: what a command must never overwrite.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from inspector.analysis import Analysis
+from inspector.analysis.inputs import as_source
+from inspector.analysis.parameters import count_parameters
+from inspector.analysis.pruning import prune, prune_and_finetune
+from inspector.analysis.reduced_dtype import forward_model, torch_dtype
+from inspector.analysis.task import task_for_labels
+from inspector.analysis.weights_file import analyze_weights_file
+from inspector.checkpoints import Checkpoint
+from inspector.core.evaluator import evaluate_arrays, metric_key
+from inspector.errors import InspectorError
+from inspector.evaluation import EvalData, evaluate_model
+from inspector.live.store import RunHistory, is_run, read_run
+from inspector.results import result_files
+
+DEFAULT_BATCH_SIZE = 1024
+
+
+@dataclass(frozen=True)
+class PruneOutcome:
+    """A pruned copy of a model and what pruning cost.
+
+    ``metric_before`` / ``metric_after``: the task's metric (accuracy, R²) of the model and of
+    the pruned copy on the same samples, ``None`` without data.
+    """
+
+    model: nn.Module
+    sparsity: float
+    scope: str
+    nonzero_parameters: int
+    total_parameters: int
+    metric_name: str | None = None
+    metric_before: float | None = None
+    metric_after: float | None = None
+    n_samples: int | None = None
+
+
+def check_sparsity(sparsity: float) -> None:
+    if not 0 <= sparsity < 1:
+        raise InspectorError(f"--sparsity must be in [0, 1), got {sparsity}")
+
+
+def _nonzero(model: nn.Module) -> int:
+    return sum(int((p != 0).sum()) for p in model.parameters())
+
+
+def prune_checkpoint(
+    ckpt: Checkpoint,
+    sparsity: float,
+    scope: str = "global",
+    *,
+    data: EvalData | None = None,
+    finetune_epochs: int = 0,
+    dtype: str = "fp32",
+) -> tuple[Checkpoint, PruneOutcome]:
+    """Prune an MLP checkpoint's model (a copy) and score it before and after on ``data``.
+
+    Returns the checkpoint to save (the pruned model, no snapshots, the pruning's metrics) and
+    the outcome. ``finetune_epochs`` fine-tunes the pruned copy on ``data``'s training split.
+    ``dtype``: the forward passes of the scoring (``fp32``, ``bf16``, ``fp16``).
+    """
+    check_sparsity(sparsity)
+    if ckpt.config is None:
+        raise InspectorError(f"{ckpt.source}: only MLP checkpoints can be exported after pruning")
+    if finetune_epochs:
+        if data is None or data.train_X is None or data.train_y is None:
+            raise InspectorError("fine-tuning needs a training split: use a built-in --data or a model trained on one")
+        pruned = prune_and_finetune(ckpt.model, sparsity, scope, data.train_X, data.train_y, finetune_epochs)
+    else:
+        pruned = prune(ckpt.model, sparsity, scope)
+    nonzero = _nonzero(pruned)
+    outcome = PruneOutcome(pruned, sparsity, scope, nonzero, count_parameters(pruned).total_parameters)
+    metrics = {"pruned_sparsity": sparsity, "nonzero_parameters": float(nonzero)}
+    if data is not None:
+        X, y = torch.from_numpy(data.X).to(torch_dtype(dtype)), torch.from_numpy(data.y)
+        task = task_for_labels(y)  # the metric under its own name: accuracy, or R² for a regression
+        before = evaluate_arrays(forward_model(ckpt.model, dtype), X, y, task).metric
+        after = evaluate_arrays(forward_model(pruned, dtype), X, y, task).metric
+        metrics[metric_key(task.metric_name)] = after
+        outcome = dataclasses.replace(
+            outcome, metric_name=task.metric_name, metric_before=before, metric_after=after, n_samples=len(y)
+        )
+    return dataclasses.replace(ckpt, model=pruned, snapshots={}, metrics=metrics), outcome
+
+
+def prune_model(
+    model: nn.Module,
+    sparsity: float,
+    scope: str = "global",
+    *,
+    data: Any = None,
+    task: str | None = None,
+    dtype: str = "fp32",
+    batch_size: int | None = None,
+    max_samples: int | None = None,
+) -> PruneOutcome:
+    """Prune any model (a copy) and score it before and after on ``data`` (anything
+    :func:`~inspector.analysis.inputs.as_source` accepts; the first ``max_samples`` only when given).
+
+    ``task``: ``classification`` or ``regression`` (default: inferred from the labels).
+    """
+    check_sparsity(sparsity)
+    if data is not None and max_samples is not None:
+        data = as_source(data, batch_size=batch_size or DEFAULT_BATCH_SIZE).limited(max_samples)
+    pruned = prune(model, sparsity, scope, data=data)
+    outcome = PruneOutcome(pruned, sparsity, scope, _nonzero(pruned), count_parameters(pruned).total_parameters)
+    if data is None:
+        return outcome
+    batch_size = batch_size or DEFAULT_BATCH_SIZE
+    before = evaluate_model(forward_model(model, dtype), data, task, batch_size=batch_size)
+    after = evaluate_model(forward_model(pruned, dtype), data, task, batch_size=batch_size)
+    return dataclasses.replace(
+        outcome,
+        metric_name=before.metric_name,
+        metric_before=before.metric,
+        metric_after=after.metric,
+        n_samples=before.n_samples,
+    )
+
+
+def read_runs(paths: Sequence[Path], where: str | os.PathLike[str]) -> tuple[list[RunHistory], list[tuple[Path, str]]]:
+    """The runs at ``paths`` that can be read, and ``(path, why)`` for each that cannot.
+
+    Raises when none can: the run's own error for one run, else that none of ``where``'s can.
+    """
+    histories, skipped = [], []
+    for path in paths:
+        try:
+            histories.append(read_run(path))
+        except InspectorError as exc:  # one unreadable run of a folder: the others still report
+            skipped.append((path, str(exc)))
+    if not histories:  # one line: the run's own error, or that none of the folder's can be read
+        if len(skipped) == 1:
+            raise InspectorError(skipped[0][1])
+        raise InspectorError(f"none of the {len(skipped)} runs in {where} can be read (not run databases)")
+    return histories, skipped
+
+
+def newest_snapshot_analysis(run: RunHistory) -> Analysis | None:
+    """The weight-only analysis of ``run``'s newest weight snapshot (``None`` without one)."""
+    newest = run.latest_snapshot
+    return analyze_weights_file(newest.path) if newest is not None else None
+
+
+def input_files(*paths: str | os.PathLike[str] | None) -> list[Path]:
+    """The files a command reads, which its --force must never replace.
+
+    ``RUN.pt@EPOCH`` reads ``RUN.pt``; an analysis folder, its ``analysis.json`` and arrays.
+    """
+    files = []
+    for given in paths:
+        if given is None:
+            continue
+        path = Path(given)
+        if not path.exists() and "@" in path.name:
+            path = Path(str(path).rpartition("@")[0])
+        files.append(path)
+        if path.is_dir():
+            files += [p for p in result_files(path) if p is not None]
+    return files
+
+
+def check_new_run_dir(run_dir: Path) -> None:
+    """Before training: a run is never overwritten (--force does not apply to it), and the parent must exist."""
+    if is_run(run_dir):
+        raise InspectorError(f"{run_dir} already holds a run; choose a new --run-dir (runs are never overwritten)")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise InspectorError(f"--run-dir {run_dir} is a file; choose a new directory")
+    if not run_dir.parent.is_dir():
+        raise InspectorError(f"--run-dir {run_dir}: its parent folder {run_dir.parent} does not exist")
