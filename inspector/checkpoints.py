@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from inspector._version import __version__
+from inspector.checks import check_fields, is_int, printable
 from inspector.data import Dataset, SplitSpec, Standardizer
 from inspector.errors import InspectorError
 from inspector.fileio import atomic_path
@@ -37,7 +38,6 @@ from inspector.records import History, TrainConfig
 from inspector.sources import Contents, TensorSource, open_source
 from inspector.sources.base import first_line
 from inspector.sources.safetensors import PREFIX as _PREFIX
-from inspector.validation import check_fields, is_int, printable
 
 if TYPE_CHECKING:  # a training result is only read here; training sits above checkpoints
     from inspector.training import TrainResult

@@ -45,12 +45,12 @@ from inspector.analysis import analyze
 from inspector.analysis.inputs import as_source
 from inspector.analysis.sites import KINDS
 from inspector.checkpoints import Checkpoint, checkpoint_suffix, is_own_checkpoint, load, read_header, read_parts
+from inspector.checks import printable
 from inspector.data import BUILTIN_DATASETS
 from inspector.errors import InspectorError
 from inspector.evaluation import eval_data_for
 from inspector.fileio import atomic_path
 from inspector.formats import detect_format, read_safetensors_header, read_torch_header
-from inspector.validation import printable
 
 WHATS = ("model", "data")
 STATE_DICT_FORMAT = "dense-inspector-state-dict"  # marks a state dict this tool wrote (what --force may replace)

@@ -21,8 +21,8 @@ from typing import Any
 
 import torch
 
+from inspector.checks import is_int, printable
 from inspector.errors import InspectorError
-from inspector.validation import is_int, printable
 
 _ZIP_MAGIC = b"PK\x03\x04"
 _MAX_HEADER = 100 * 1024 * 1024  # the safetensors spec's own limit

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,11 +37,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from inspector.checkpoints import iter_header_tensors, read_header
+from inspector.checks import printable
 from inspector.errors import InspectorError
 from inspector.formats import TensorInfo, count_nonfinite
 
 if TYPE_CHECKING:
-    from inspector.analysis.parameters import EmbeddingParameters, LayerParameters
     from inspector.models import MLPConfig
 
 _INTERNAL = "_inspector."
@@ -78,25 +78,6 @@ class LinearLayerInfo:
     def parameters(self) -> int:
         return self.weights + self.biases
 
-    def as_result(self, name: Callable[[str], str] = str) -> LayerParameters:
-        """This layer as a parameter-table row; a file does not record ``requires_grad``, so
-        ``trainable`` is unknown (``None``). ``name`` maps the layer names (e.g. to printable text)."""
-        from inspector.analysis.parameters import LayerParameters
-
-        return LayerParameters(
-            layer=name(self.layer),
-            in_features=self.in_features,
-            out_features=self.out_features,
-            weights=self.weights,
-            biases=self.biases,
-            parameters=self.parameters,
-            trainable=None,
-            bytes=self.bytes,
-            macs_per_sample=self.in_features * self.out_features,
-            dtype=self.dtype,
-            tied_to=name(self.tied_to) if self.tied_to else None,
-        )
-
 
 @dataclass(frozen=True)
 class EmbeddingInfo:
@@ -114,20 +95,6 @@ class EmbeddingInfo:
     bytes: int
     tied_to: str | None = None
     tensor_names: tuple[str, ...] = ()
-
-    def as_result(self, name: Callable[[str], str] = str) -> EmbeddingParameters:
-        """This table as an embedding row of a parameter report (``name`` maps the layer names)."""
-        from inspector.analysis.parameters import EmbeddingParameters
-
-        return EmbeddingParameters(
-            layer=name(self.layer),
-            num_embeddings=self.num_embeddings,
-            embedding_dim=self.embedding_dim,
-            parameters=self.parameters,
-            bytes=self.bytes,
-            tied_to=name(self.tied_to) if self.tied_to else None,
-            dtype=self.dtype,
-        )
 
 
 def is_integer_dtype(dtype: str) -> bool:

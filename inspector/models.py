@@ -16,9 +16,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from inspector.checks import check_fields, printable
 from inspector.errors import InspectorError, NotAnMLPError
 from inspector.formats import shared_storage
-from inspector.validation import check_fields, printable
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,

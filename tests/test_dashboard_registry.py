@@ -237,3 +237,17 @@ def test_report_panels_come_in_order_and_a_later_registration_replaces_an_earlie
     finally:
         unregister_panel("probe-a")
         unregister_panel("probe-b")
+
+
+def test_the_reports_draw_a_dropped_in_panel_without_an_edit_to_the_renderer(tiny, probe_panel):
+    """The figure module above is the only new file: the HTML and Markdown reports carry its section."""
+    from inspector.render import to_html, to_markdown
+
+    analysis, _, _ = tiny
+    page = to_html(analysis)
+    assert '<section id="widths"><h2>Layer widths</h2><p>Neurons per layer.</p>' in page
+    assert '<a href="#widths">Layer widths</a>' in page
+    markdown = to_markdown(analysis)
+    assert "\n## Layer widths\n\none bar per layer\n" in markdown
+    unregister_panel("widths")
+    assert 'id="widths"' not in to_html(analysis) and "## Layer widths" not in to_markdown(analysis)

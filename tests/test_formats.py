@@ -6,6 +6,7 @@ import struct
 import pytest
 import torch
 
+from inspector.checks import printable
 from inspector.errors import InspectorError
 from inspector.formats import (
     NeedsTrust,
@@ -14,7 +15,6 @@ from inspector.formats import (
     read_safetensors_header,
     read_torch_header,
 )
-from inspector.validation import printable
 from tests.checkpoint_files import foreign_pt, safetensors_bytes
 
 

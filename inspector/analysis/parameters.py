@@ -16,9 +16,12 @@ to the totals. Buffers (``position_ids``, batch-norm statistics) are never param
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from torch import Tensor, nn
 
+from inspector.inventory import EmbeddingInfo, LinearLayerInfo
 from inspector.results import result
 
 
@@ -237,4 +240,36 @@ def count_parameters(model: nn.Module) -> ParameterReport:
         macs_per_sample=int(macs),
         embeddings=tuple(embeddings),
         embedding_parameters=int(unique_embedding),
+    )
+
+
+def layer_row(layer: LinearLayerInfo, name: Callable[[str], str] = str) -> LayerParameters:
+    """A linear layer read from a file's header as a parameter-table row; a file does not record
+    ``requires_grad``, so ``trainable`` is unknown (``None``). ``name`` maps the layer names (e.g. to
+    printable text)."""
+    return LayerParameters(
+        layer=name(layer.layer),
+        in_features=layer.in_features,
+        out_features=layer.out_features,
+        weights=layer.weights,
+        biases=layer.biases,
+        parameters=layer.parameters,
+        trainable=None,
+        bytes=layer.bytes,
+        macs_per_sample=layer.in_features * layer.out_features,
+        dtype=layer.dtype,
+        tied_to=name(layer.tied_to) if layer.tied_to else None,
+    )
+
+
+def embedding_row(table: EmbeddingInfo, name: Callable[[str], str] = str) -> EmbeddingParameters:
+    """An embedding table read from a file's header as an embedding row of a parameter report."""
+    return EmbeddingParameters(
+        layer=name(table.layer),
+        num_embeddings=table.num_embeddings,
+        embedding_dim=table.embedding_dim,
+        parameters=table.parameters,
+        bytes=table.bytes,
+        tied_to=name(table.tied_to) if table.tied_to else None,
+        dtype=table.dtype,
     )

@@ -7,15 +7,15 @@ import time
 
 from inspector._version import __version__
 from inspector.analysis.findings import Finding
-from inspector.analysis.parameters import OtherParameters, ParameterReport
+from inspector.analysis.parameters import OtherParameters, ParameterReport, embedding_row, layer_row
 from inspector.analysis.result import Analysis, ModelInfo
 from inspector.analysis.sections.parameters import parameter_findings
 from inspector.analysis.sections.weights import weight_findings
 from inspector.analysis.weights import layer_weights
+from inspector.checks import printable  # names in a file are data; they reach a terminal
 from inspector.errors import InspectorError
 from inspector.formats import count_nonfinite
 from inspector.inventory import is_integer_dtype, iter_tensors, read_inventory
-from inspector.validation import printable  # names in a file are data; they reach a terminal
 
 
 def analyze_weights_file(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> Analysis:
@@ -31,8 +31,8 @@ def analyze_weights_file(path: str | os.PathLike[str], *, trust_pickle: bool = F
     if not inventory.linear_layers:
         raise InspectorError(f"{path}: no 2-D weight tensors found; nothing dense to analyse")
     # a file does not record requires_grad: trainable is unknown (None) throughout
-    layers = tuple(layer.as_result(printable) for layer in inventory.linear_layers)
-    embeddings = tuple(e.as_result(printable) for e in inventory.embeddings)
+    layers = tuple(layer_row(layer, printable) for layer in inventory.linear_layers)
+    embeddings = tuple(embedding_row(e, printable) for e in inventory.embeddings)
     others = tuple(
         OtherParameters(name=printable(t.name), kind="tensor", parameters=t.numel, trainable=None)
         for t in inventory.other_tensors

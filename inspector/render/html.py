@@ -22,6 +22,8 @@ from inspector.analysis.findings import SANITY_FAIL, Finding, describe_samples, 
 from inspector.analysis.importance import MethodImportance
 from inspector.analysis.methods import METHOD_LABELS
 from inspector.analysis.whatif import importance_ranking, ranked_rows
+from inspector.core.adapters import adapter_for
+from inspector.figures.panels import report_panels
 from inspector.render.rows import census_rows, importance_rows, pruning_rows, top_token_rows, whatif_table, whatif_text
 
 # What marks an HTML report as ours, so that --force replaces it and never a user's file of the same name.
@@ -204,7 +206,7 @@ def analysis_sections(analysis: Analysis) -> list[Section]:
                 imp.blocks.append(
                     F.importance_map_figure(m.global_importance, shape, f"{METHOD_LABELS[m.method]} on the input grid")
                 )
-            if a.importance.input_kind == "tokens":
+            if adapter_for(a.importance.input_kind).display == "tokens":
                 imp.blocks += token_blocks(a, m)
         sections.append(imp)
 
@@ -228,6 +230,10 @@ def analysis_sections(analysis: Analysis) -> list[Section]:
                 ],
             )
         )
+    for panel in report_panels():  # the sections figure modules add (inspector/figures/panels.py)
+        blocks = panel.build(a)
+        if blocks is not None:
+            sections.append(Section(panel.name, panel.title, blocks))
     return sections
 
 

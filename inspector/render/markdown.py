@@ -10,6 +10,8 @@ from inspector import figures as F
 from inspector.analysis import Analysis
 from inspector.analysis.findings import Finding, describe_samples, score_texts
 from inspector.analysis.methods import METHOD_LABELS
+from inspector.core.adapters import adapter_for
+from inspector.figures.panels import report_panels
 from inspector.render.rows import census_rows, importance_rows, pruning_rows, top_token_rows, whatif_table, whatif_text
 
 # What marks a Markdown report as ours (its first line), so that --force replaces only our own.
@@ -103,7 +105,7 @@ def to_markdown(analysis: Analysis) -> str:
         out += ["", "## Dead ReLUs and saturation", "", md_table(census_rows(a))]
     if a.importance:
         out += ["", "## Feature importance", "", md_table(importance_rows(a))]
-        if a.importance.input_kind == "tokens":
+        if adapter_for(a.importance.input_kind).display == "tokens":
             for m in a.importance.methods:
                 if m.error is not None:
                     continue
@@ -131,4 +133,8 @@ def to_markdown(analysis: Analysis) -> str:
                 else f"; train/validation {F.metric_name(a)} gap {t.accuracy_gap:.4g}."
             ),
         ]
+    for panel in report_panels():  # the sections figure modules add (inspector/figures/panels.py)
+        body = panel.markdown(a) if panel.markdown is not None else None
+        if body is not None:
+            out += ["", f"## {md_escape(panel.title)}", "", body]
     return "\n".join(out) + "\n"

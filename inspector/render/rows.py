@@ -12,6 +12,7 @@ from inspector.analysis.findings import SANITY_FAIL
 from inspector.analysis.importance import MethodImportance
 from inspector.analysis.methods import METHOD_LABELS
 from inspector.analysis.whatif import importance_ranking, ranked_rows
+from inspector.core.adapters import adapter_for
 
 
 def census_rows(analysis: Analysis) -> list[dict[str, object]]:
@@ -81,7 +82,7 @@ def importance_rows(analysis: Analysis, k: int = 5) -> list[dict[str, object]]:
 def top_token_rows(analysis: Analysis, method: MethodImportance, k: int = 15) -> list[dict[str, object]]:
     """The ``k`` tokens with the largest mean |attribution| by ``method`` (token analyses)."""
     report = analysis.importance
-    if report is None or report.input_kind != "tokens" or method.error is not None:
+    if report is None or adapter_for(report.input_kind).display != "tokens" or method.error is not None:
         return []
     return [
         {"rank": r + 1, "token": text, "mean |attribution|": f"{mean_abs:.4g}", "mean attribution": f"{mean:+.4g}"}

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from inspector.analysis import Analysis
 from inspector.analysis.findings import describe_samples, score_texts
-from inspector.analysis.parameters import ParameterReport, trainable_text
+from inspector.analysis.parameters import ParameterReport, embedding_row, layer_row, trainable_text
 from inspector.checks import printable
 from inspector.inventory import Inventory
 
@@ -68,7 +68,7 @@ def format_inventory(inv: Inventory) -> str:
 
     rows = []
     for layer in inv.linear_layers:
-        arithmetic = layer.as_result().formula("*", space="")
+        arithmetic = layer_row(layer).formula("*", space="")
         rows.append(
             (
                 named(layer.layer, layer.tied_to),
@@ -102,7 +102,7 @@ def format_inventory(inv: Inventory) -> str:
     if inv.embeddings:
         tables = []
         for e in inv.embeddings:
-            arithmetic = e.as_result().formula("*", space="")
+            arithmetic = embedding_row(e).formula("*", space="")
             tables.append(
                 (
                     named(e.layer, e.tied_to),

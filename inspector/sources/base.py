@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from inspector.validation import printable
+from inspector.checks import printable
 
 
 def first_line(exc: BaseException) -> str:

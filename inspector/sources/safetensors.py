@@ -19,6 +19,7 @@ import safetensors.torch
 import torch
 from safetensors import SafetensorError
 
+from inspector.checks import printable
 from inspector.errors import InspectorError
 from inspector.formats import (
     INDEX_NAME,
@@ -30,7 +31,6 @@ from inspector.formats import (
     safetensors_magic,
 )
 from inspector.sources.base import Contents, TensorSource, first_line
-from inspector.validation import printable
 
 OWN_FORMAT = "dense-inspector"
 PREFIX = "_inspector."  # keys that carry dense-inspector's extras, not model weights
