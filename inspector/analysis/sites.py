@@ -47,6 +47,7 @@ from torch.nn import functional as F
 from inspector.analysis.guard import _Guard, inspecting
 from inspector.analysis.inputs import Batch
 from inspector.core.counting import KINDS, SMOOTH
+from inspector.core.evaluator import output_tensor
 from inspector.errors import InspectorError
 from inspector.results import result
 
@@ -378,8 +379,6 @@ def discover_sites(
     observed: dict[str, dict[str, tuple[str, str]]] = {}
     output_layer = None
     if batch is not None:
-        from inspector.analysis.task import output_tensor
-
         with inspecting(model) as guard:
             observer = SiteObserver(model, (), lambda *a: None, guard, record=True)
             observer.start_batch()
