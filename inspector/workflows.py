@@ -182,10 +182,12 @@ def input_files(*paths: str | os.PathLike[str] | None) -> list[Path]:
 
 
 def check_new_run_dir(run_dir: Path) -> None:
-    """Before training: a run is never overwritten (--force does not apply to it), and the parent must exist."""
+    """Before training: a run is never overwritten (--force does not apply to it); missing folders are
+    created with their parents when the run starts (as the Monitor does), never through a file."""
     if is_run(run_dir):
         raise InspectorError(f"{run_dir} already holds a run; choose a new --run-dir (runs are never overwritten)")
-    if run_dir.exists() and not run_dir.is_dir():
-        raise InspectorError(f"--run-dir {run_dir} is a file; choose a new directory")
-    if not run_dir.parent.is_dir():
-        raise InspectorError(f"--run-dir {run_dir}: its parent folder {run_dir.parent} does not exist")
+    for folder in (run_dir, *run_dir.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise InspectorError(f"--run-dir {run_dir}: {folder} is not a folder; choose another run directory")
+            break

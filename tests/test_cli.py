@@ -374,3 +374,19 @@ def test_narrowed_sections_say_the_data_sections_were_not_requested(small_checkp
     printed = capsys.readouterr().out
     assert "no evaluation data" not in printed
     assert "were not requested" in printed and "evaluated on" in printed
+
+
+def test_train_run_dir_gets_its_parents_but_never_goes_through_a_file(tmp_path, monkeypatch, capsys):
+    """The README's `--run-dir runs/digits` in an empty folder (issue 20): created with its parents;
+    a path through a regular file is one line naming the file, and the file is left as it was."""
+    from inspector.live.store import read_run
+
+    monkeypatch.chdir(tmp_path)
+    args = ["train", "--dataset", "digits", "--epochs", "2", "--every", "5", "--out", "m.pt"]
+    assert main([*args, "--run-dir", "runs/digits"]) == 0
+    assert read_run(tmp_path / "runs" / "digits").status == "finished"
+    (tmp_path / "file.txt").write_text("mine")
+    assert main([*args, "--run-dir", "file.txt/run", "--out", "m2.pt"]) == 1
+    err = capsys.readouterr().err
+    assert "file.txt is not a folder; choose another run directory" in err and err.count("\n") == 1
+    assert (tmp_path / "file.txt").read_text() == "mine" and not (tmp_path / "m2.pt").exists()
