@@ -132,3 +132,23 @@ def test_the_dashboard_opens_an_onnx_file(tmp_path):
     logged: list[str] = []
     app = app_for_path(tmp_path / "m.onnx", log=logged.append)
     assert app.layout is not None and logged
+
+
+def test_a_folded_matmul_weight_takes_its_layer_name_from_the_bias(tmp_path):
+    """torch.onnx's dynamo exporter, on 3-D inputs, writes ``MatMul(x, val_0)`` + ``Add(., fc1.bias)``
+    (the transposed weight folded into an anonymous constant): the layer is still ``fc1``."""
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((6, 8)).astype(np.float32)  # (in, out)
+    b = rng.standard_normal(8).astype(np.float32)
+    nodes = [
+        helper.make_node("MatMul", ["x", "val_0"], ["mm"], name="node_MatMul_1"),
+        helper.make_node("Add", ["mm", "fc1.bias"], ["y"]),
+    ]
+    onnx.save(_graph_model(nodes, {"val_0": w, "fc1.bias": b}, 6, 8), str(tmp_path / "d.onnx"))
+    inv = read_inventory(tmp_path / "d.onnx")
+    assert [(layer.layer, layer.in_features, layer.out_features, layer.biases) for layer in inv.linear_layers] == [
+        ("fc1", 6, 8, 8)
+    ]
+    header = read_header(tmp_path / "d.onnx")
+    tensors = dict(iter_header_tensors(header, ["fc1.weight", "fc1.bias"]))
+    np.testing.assert_array_equal(tensors["fc1.weight"].numpy(), w.T)

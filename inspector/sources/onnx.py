@@ -4,7 +4,8 @@
 writes for ``nn.Linear``) ``B`` is ``(out, in)`` already, with ``transB=0`` it is ``(in, out)`` and is
 transposed; ``alpha`` and ``beta`` are folded into the weight and bias. ``MatMul(X, W)`` holds ``W``
 as ``(in, out)``; its bias is the 1-D initializer of a following ``Add``. A layer is named after its
-weight initializer (``fc1.weight`` -> ``fc1``), else after its node. Other initializers are listed
+weight initializer (``fc1.weight`` -> ``fc1``), else its bias
+(``fc1.bias``), else its node. Other initializers are listed
 under their own names. The graph is not rebuilt as a module: the analysis of an ONNX file is the
 weight-only one (an MLP chain is rebuilt from the names, as for a state dict, where the names allow).
 Reading needs the ``onnx`` package (``pip install 'dense-inspector[onnx]'``).
@@ -34,9 +35,13 @@ def _attribute(node: Any, name: str, default: float) -> float:
     return default
 
 
-def _layer_name(weight_name: str, node: Any, taken: set[str]) -> str:
+def _layer_name(weight_name: str, bias_name: str, node: Any, taken: set[str]) -> str:
+    """The layer's name: its weight's (``fc1.weight`` -> ``fc1``), else its bias's (``fc1.bias``, as the
+    dynamo exporter names a bias beside a folded ``val_0`` weight), else its node's."""
     if weight_name.endswith(".weight") and len(weight_name) > len(".weight"):
         base = weight_name[: -len(".weight")]
+    elif bias_name.endswith(".bias") and len(bias_name) > len(".bias"):
+        base = bias_name[: -len(".bias")]
     else:
         base = re.sub(r"[^0-9A-Za-z_.]+", ".", node.name or weight_name).strip(".") or "layer"
     name, k = base, 1
@@ -100,11 +105,12 @@ class OnnxSource(TensorSource):
                     _attribute(node, "alpha", 1.0),
                     _attribute(node, "beta", 1.0),
                 )
-                layer = _layer_name(w_name, node, taken)
+                c_name = node.input[2] if len(node.input) > 2 else ""
+                has_bias = c_name in inits and len(inits[c_name].dims) == 1
+                layer = _layer_name(w_name, c_name if has_bias else "", node, taken)
                 made[f"{layer}.weight"] = (w_name, not trans_b, alpha)
                 used.add(w_name)
-                c_name = node.input[2] if len(node.input) > 2 else ""
-                if c_name in inits and len(inits[c_name].dims) == 1:
+                if has_bias:
                     made[f"{layer}.bias"] = (c_name, False, beta)
                     used.add(c_name)
                 if alpha != 1.0 or beta != 1.0:
@@ -113,18 +119,20 @@ class OnnxSource(TensorSource):
                 w_name = node.input[1]
                 if len(inits[w_name].dims) != 2 or w_name in used:
                     continue
-                layer = _layer_name(w_name, node, taken)
+                out = int(inits[w_name].dims[1])
+                bias = ""
+                for add in consumers.get(node.output[0], []):
+                    other = [name for name in add.input if name != node.output[0]]
+                    if add.op_type == "Add" and len(other) == 1 and other[0] in inits:
+                        if list(inits[other[0]].dims) == [out] and other[0] not in used:
+                            bias = other[0]
+                            break
+                layer = _layer_name(w_name, bias, node, taken)
                 made[f"{layer}.weight"] = (w_name, True, 1.0)
                 used.add(w_name)
-                out = int(inits[w_name].dims[1])
-                for add in consumers.get(node.output[0], []):
-                    if add.op_type != "Add":
-                        continue
-                    other = [name for name in add.input if name != node.output[0]]
-                    if len(other) == 1 and other[0] in inits and list(inits[other[0]].dims) == [out]:
-                        made[f"{layer}.bias"] = (other[0], False, 1.0)
-                        used.add(other[0])
-                        break
+                if bias:
+                    made[f"{layer}.bias"] = (bias, False, 1.0)
+                    used.add(bias)
         for name in inits:
             if name not in used and name not in made:
                 made[name] = (name, False, 1.0)
