@@ -30,7 +30,7 @@ from torch import nn
 from inspector._version import __version__
 from inspector.checks import check_fields, is_int, printable
 from inspector.data import Dataset, SplitSpec, Standardizer
-from inspector.errors import InspectorError
+from inspector.errors import InspectorError, NotAnMLPError
 from inspector.fileio import atomic_path
 from inspector.formats import TensorInfo, count_nonfinite, shared_storage
 from inspector.models import MLP, MLPConfig, build_mlp, infer_mlp_layout, mlp_from_state_dict
@@ -660,6 +660,11 @@ def load(
         rebuilt = header.source.model(activation)
         if rebuilt is not None:  # the format records the computation: its own module, not an inferred MLP
             return _rebuilt_checkpoint(path, header, rebuilt)
+        if not header.source.infers_mlp:
+            raise NotAnMLPError(
+                f"{path}: this {header.format} model is not a chain of dense layers and activations, so it can't "
+                "be rebuilt (use `inspector info` for weight-only inspection)"
+            )
         # from the shapes alone, before any tensor is read: a file that is no MLP goes to the
         # weight-only analysis, which reads one tensor at a time, instead of being loaded whole first
         infer_mlp_layout(header_state(header), activation or "relu", source=str(header.path))

@@ -112,3 +112,43 @@ def test_a_keras_zip_without_its_weights_is_refused(tmp_path):
         archive.writestr("model.weights.h5", b"not hdf5")
     with pytest.raises(InspectorError, match="broken.keras: corrupt Keras weights"):
         read_header(path)
+
+
+def test_models_inside_models_are_read_layer_by_layer(tmp_path):
+    """A Sequential block inside a Functional model, and inside a Sequential: every Dense layer is read
+    (named under its block), counts equal count_params; only the all-Sequential chain is rebuilt."""
+    keras.utils.set_random_seed(2)
+
+    def block():
+        return keras.Sequential(
+            [
+                keras.Input((4,)),
+                keras.layers.Dense(5, activation="relu", name="in1"),
+                keras.layers.Dense(3, name="in2"),
+            ],
+            name="block",
+        )
+
+    x = keras.Input((4,))
+    functional = keras.Model(x, keras.layers.Dense(2, name="head")(block()(x)))
+    functional.save(tmp_path / "f.keras")
+    inv = read_inventory(tmp_path / "f.keras")
+    assert [(layer.layer, layer.in_features, layer.out_features) for layer in inv.linear_layers] == [
+        ("block.in1", 4, 5),
+        ("block.in2", 5, 3),
+        ("head", 3, 2),
+    ]
+    assert inv.totals()["total_parameters"] == functional.count_params()
+    with pytest.raises(NotAnMLPError):  # a Functional graph is not rebuilt: weight-only
+        load(tmp_path / "f.keras")
+
+    sequential = keras.Sequential(
+        [keras.Input((4,)), block(), keras.layers.Dense(2, activation="softmax", name="head")]
+    )
+    sequential.save(tmp_path / "s.keras")
+    ckpt = load(tmp_path / "s.keras")
+    assert set(ckpt.model.state_dict()) == {t.name for t in read_header(tmp_path / "s.keras").tensors}  # one name
+    xs = np.random.default_rng(0).standard_normal((8, 4)).astype(np.float32)
+    with torch.no_grad():
+        probs = torch.softmax(ckpt.model(torch.from_numpy(xs)), dim=-1).numpy()
+    np.testing.assert_allclose(probs, sequential.predict(xs, verbose=0), atol=1e-6)

@@ -152,3 +152,69 @@ def test_a_folded_matmul_weight_takes_its_layer_name_from_the_bias(tmp_path):
     header = read_header(tmp_path / "d.onnx")
     tensors = dict(iter_header_tensors(header, ["fc1.weight", "fc1.bias"]))
     np.testing.assert_array_equal(tensors["fc1.weight"].numpy(), w.T)
+
+
+def _reference(path, x):
+    from onnx.reference import ReferenceEvaluator
+
+    return ReferenceEvaluator(str(path)).run(None, {"x": x})[0]
+
+
+def test_a_chain_graph_is_rebuilt_and_computes_what_the_graph_computes(tmp_path):
+    """torch.onnx's Gemm/Relu/Tanh/Sigmoid chain, and a hand-built MatMul + Add / Gelu / LeakyRelu chain
+    ending in Softmax: the rebuilt module's outputs equal ONNX's own reference evaluator's (softmax of the
+    logits where the graph ends in Softmax), so the data sections run on what the file computes."""
+    from inspector.checkpoints import load
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 6), nn.Tanh(), nn.Linear(6, 4), nn.Sigmoid())
+    _export(net, tmp_path / "t.onnx", 5)
+    x = np.random.default_rng(0).standard_normal((9, 5)).astype(np.float32)
+    inputs = onnx.load(str(tmp_path / "t.onnx")).graph.input[0].name
+    from onnx.reference import ReferenceEvaluator
+
+    want = ReferenceEvaluator(str(tmp_path / "t.onnx")).run(None, {inputs: x})[0]
+    ckpt = load(tmp_path / "t.onnx")
+    with torch.no_grad():
+        np.testing.assert_allclose(ckpt.model(torch.from_numpy(x)).numpy(), want, rtol=1e-5, atol=1e-6)
+
+    rng = np.random.default_rng(1)
+    w1, b1 = rng.standard_normal((5, 8)).astype(np.float32), rng.standard_normal(8).astype(np.float32)
+    w2, b2 = rng.standard_normal((8, 3)).astype(np.float32), rng.standard_normal(3).astype(np.float32)
+    nodes = [
+        helper.make_node("MatMul", ["x", "w1"], ["m1"]),
+        helper.make_node("Add", ["m1", "b1"], ["a1"]),
+        helper.make_node("Gelu", ["a1"], ["g"]),
+        helper.make_node("LeakyRelu", ["g"], ["l"], alpha=0.2),
+        helper.make_node("Gemm", ["l", "w2", "b2"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["y"], axis=-1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 3])],
+        [numpy_helper.from_array(a, n) for n, a in {"w1": w1, "b1": b1, "w2": w2, "b2": b2}.items()],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)]), str(tmp_path / "h.onnx"))
+    ckpt = load(tmp_path / "h.onnx")
+    with torch.no_grad():
+        probs = torch.softmax(ckpt.model(torch.from_numpy(x)), dim=-1).numpy()
+    np.testing.assert_allclose(probs, _reference(tmp_path / "h.onnx", x), rtol=1e-5, atol=1e-6)
+
+
+def test_a_graph_that_is_not_a_chain_gets_the_weight_only_analysis(tmp_path):
+    from inspector.checkpoints import load
+    from inspector.errors import NotAnMLPError
+
+    rng = np.random.default_rng(2)
+    a, b = rng.standard_normal((4, 3)).astype(np.float32), rng.standard_normal((4, 3)).astype(np.float32)
+    nodes = [  # two dense branches from the input, summed: no chain, and no relu to assume
+        helper.make_node("MatMul", ["x", "a"], ["p"]),
+        helper.make_node("MatMul", ["x", "b"], ["q"]),
+        helper.make_node("Add", ["p", "q"], ["y"]),
+    ]
+    onnx.save(_graph_model(nodes, {"a": a, "b": b}, 4, 3), str(tmp_path / "branches.onnx"))
+    with pytest.raises(NotAnMLPError, match="not a chain of dense layers"):
+        load(tmp_path / "branches.onnx")
+    assert len(analyze_weights_file(tmp_path / "branches.onnx").weights) == 2

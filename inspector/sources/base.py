@@ -67,6 +67,9 @@ class TensorSource(ABC):
     """
 
     format: ClassVar[str]
+    #: whether, without a :meth:`model`, a chain of layers may be inferred from the tensors' names and
+    #: shapes (a state dict's way); False where the format records the computation itself
+    infers_mlp: ClassVar[bool] = True
     #: shard file of each tensor, for formats that spread tensors over files
     shards: dict[str, Path] | None = None
 

@@ -4,7 +4,7 @@ Keras itself is never imported.
 A ``Dense`` kernel is stored ``(in, out)``: it leaves as ``<layer>.weight`` ``(out, in)``, its bias as
 ``<layer>.bias``; layer names come from the config. Keras names the weights file's groups after the
 layer classes in order (``layers/dense``, ``layers/dense_1``, ...), not after the layers' names; the
-reader walks the config's layers in the same order to pair them. Where the model is a chain of
+reader walks the config's layers in the same order to pair them. Where the model is a Sequential chain (nested Sequentials included) of
 ``Dense`` layers (``Dropout`` and the input layer aside) with known activations, it is rebuilt as a
 torch ``nn.Sequential`` so that the data sections run; a final ``softmax`` is left out (the module
 returns logits, as classifiers here do). Needs ``h5py`` (``pip install 'dense-inspector[keras]'``).
@@ -16,7 +16,6 @@ import io
 import json
 import re
 import zipfile
-from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -64,11 +63,13 @@ class KerasSource(TensorSource):
     """A Keras 3 ``.keras`` archive."""
 
     format = "keras"
+    infers_mlp = False  # the config says what runs: rebuilt from it (model), never guessed from names
 
     def __init__(self, path: Path, *, trust_pickle: bool = False) -> None:
         super().__init__(path, trust_pickle=trust_pickle)
         self._layers: list[dict[str, Any]] | None = None
         self._arrays: dict[str, np.ndarray] = {}
+        self._chain = False  # Sequential all the way down: the layers' order is the computation's
 
     @classmethod
     def sniff(cls, path: Path, head: bytes) -> bool:
@@ -110,34 +111,46 @@ class KerasSource(TensorSource):
                 "save a Sequential or Functional model"
             ) from None
         layers: list[dict[str, Any]] = []
-        counts: dict[str, int] = {}
         taken: set[str] = set()
+
+        def walk(h5: Any, entries: list[Any], group_prefix: str, name_prefix: str, depth: int) -> None:
+            counts: dict[str, int] = {}  # Keras numbers the groups of each class within one model
+            for entry in entries:
+                cls = str(entry.get("class_name", ""))
+                cfg = entry.get("config", {}) or {}
+                snake = _snake(cls)
+                k = counts.get(snake, 0)
+                counts[snake] = k + 1
+                group = f"{group_prefix}layers/{snake}" + (f"_{k}" if k else "")
+                name = name_prefix + re.sub(r"[^0-9A-Za-z_]+", "_", str(cfg.get("name") or f"{snake}_{k}"))
+                while name in taken:
+                    name += "_"
+                taken.add(name)
+                inner = cfg.get("layers")
+                if isinstance(inner, list) and depth < 8:  # a model inside the model: its layers, named under it
+                    self._chain = self._chain and cls == "Sequential"
+                    walk(h5, inner, f"{group}/", f"{name}.", depth + 1)
+                    continue
+                variables = (
+                    [np.asarray(h5[f"{group}/vars"][key]) for key in sorted(h5[f"{group}/vars"], key=int)]
+                    if f"{group}/vars" in h5
+                    else []
+                )
+                tensors: dict[str, np.ndarray] = {}
+                if cls == "Dense" and variables and variables[0].ndim == 2:
+                    tensors[f"{name}.weight"] = np.ascontiguousarray(variables[0].T)
+                    if len(variables) > 1:
+                        tensors[f"{name}.bias"] = variables[1]
+                elif cls == "Embedding" and variables:
+                    tensors[f"{name}.embeddings"] = variables[0]
+                else:
+                    tensors.update({f"{name}.var{i}": v for i, v in enumerate(variables)})
+                layers.append({"name": name, "class_name": cls, "activation": _activation(cfg), "tensors": tensors})
+
+        self._chain = config.get("class_name") == "Sequential"
         try:
             with h5py.File(io.BytesIO(weights), "r") as h5:
-                for entry in layer_configs:
-                    cls = str(entry.get("class_name", ""))
-                    cfg = entry.get("config", {}) or {}
-                    snake = _snake(cls)
-                    k = counts.get(snake, 0)
-                    counts[snake] = k + 1
-                    group = f"layers/{snake}" + (f"_{k}" if k else "") + "/vars"
-                    variables = (
-                        [np.asarray(h5[group][key]) for key in sorted(h5[group], key=int)] if group in h5 else []
-                    )
-                    name = re.sub(r"[^0-9A-Za-z_]+", "_", str(cfg.get("name") or f"{snake}_{k}"))
-                    while name in taken:
-                        name += "_"
-                    taken.add(name)
-                    tensors: dict[str, np.ndarray] = {}
-                    if cls == "Dense" and variables and variables[0].ndim == 2:
-                        tensors[f"{name}.weight"] = np.ascontiguousarray(variables[0].T)
-                        if len(variables) > 1:
-                            tensors[f"{name}.bias"] = variables[1]
-                    elif cls == "Embedding" and variables:
-                        tensors[f"{name}.embeddings"] = variables[0]
-                    else:
-                        tensors.update({f"{name}.var{i}": v for i, v in enumerate(variables)})
-                    layers.append({"name": name, "class_name": cls, "activation": _activation(cfg), "tensors": tensors})
+                walk(h5, layer_configs, "", "", 0)
         except InspectorError:
             raise
         except Exception as exc:
@@ -163,14 +176,19 @@ class KerasSource(TensorSource):
 
     def model(self, activation: str | None) -> nn.Module | None:
         layers = [layer for layer in self._parse() if layer["class_name"] not in _PASSIVE]
-        if not layers or any(
-            layer["class_name"] != "Dense" or layer["activation"] not in _ACTIVATIONS for layer in layers[:-1]
+        if (
+            not self._chain
+            or not layers
+            or any(layer["class_name"] != "Dense" or layer["activation"] not in _ACTIVATIONS for layer in layers[:-1])
         ):
             return None
         last = layers[-1]
         if last["class_name"] != "Dense" or last["activation"] not in (*_ACTIVATIONS, "softmax"):
             return None
-        modules: OrderedDict[str, nn.Module] = OrderedDict()
+        shapes = [layer["tensors"][f"{layer['name']}.weight"].shape for layer in layers]  # (out, in) each
+        if any(after[1] != before[0] for before, after in zip(shapes, shapes[1:])):
+            return None
+        root = nn.Sequential()
         for layer in layers:
             weight = torch.from_numpy(layer["tensors"][f"{layer['name']}.weight"].copy())
             bias = layer["tensors"].get(f"{layer['name']}.bias")
@@ -179,8 +197,16 @@ class KerasSource(TensorSource):
                 linear.weight.copy_(weight)
                 if bias is not None:
                     linear.bias.copy_(torch.from_numpy(bias.copy()))
-            modules[layer["name"]] = linear
+            # a layer of a nested Sequential ("block.in1") goes into a nested nn.Sequential, so that the
+            # module's own names are the file's names; in Sequential order, which is the computation's
+            *blocks, leaf = layer["name"].split(".")
+            container = root
+            for block in blocks:
+                if block not in container._modules:
+                    container.add_module(block, nn.Sequential())
+                container = container._modules[block]  # type: ignore[assignment]
+            container.add_module(leaf, linear)
             act = _ACTIVATIONS.get(layer["activation"])
             if act is not None:
-                modules[f"{layer['name']}_{layer['activation']}"] = act()
-        return nn.Sequential(modules).eval()
+                container.add_module(f"{leaf}_{layer['activation']}", act())
+        return root.eval()

@@ -6,20 +6,22 @@ transposed; ``alpha`` and ``beta`` are folded into the weight and bias. ``MatMul
 as ``(in, out)``; its bias is the 1-D initializer of a following ``Add``. A layer is named after its
 weight initializer (``fc1.weight`` -> ``fc1``), else its bias
 (``fc1.bias``), else its node. Other initializers are listed
-under their own names. The graph is not rebuilt as a module: the analysis of an ONNX file is the
-weight-only one (an MLP chain is rebuilt from the names, as for a state dict, where the names allow).
+under their own names. A graph that is one chain of dense layers and activations is rebuilt as a torch module (so the data
+sections run); any other graph gets the weight-only analysis.
 Reading needs the ``onnx`` package (``pip install 'dense-inspector[onnx]'``).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from inspector.errors import InspectorError
 from inspector.sources.base import Contents, TensorSource, first_line
@@ -56,6 +58,7 @@ class OnnxSource(TensorSource):
     """An ``.onnx`` file (a ``ModelProto``), with external data beside it if it has any."""
 
     format = "onnx"
+    infers_mlp = False  # the graph says what runs: rebuilt from it (model), never guessed from names
 
     def __init__(self, path: Path, *, trust_pickle: bool = False) -> None:
         super().__init__(path, trust_pickle=trust_pickle)
@@ -64,6 +67,9 @@ class OnnxSource(TensorSource):
         self._shapes: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
         self._notices: list[str] = []
         self._metadata: dict[str, Any] = {}
+        self._graph: Any = None
+        self._dense: dict[int, str] = {}  # node index -> the dense layer it computes
+        self._bias_adds: set[int] = set()  # node indices of the Add nodes that are a MatMul's bias
 
     @classmethod
     def sniff(cls, path: Path, head: bytes) -> bool:
@@ -87,15 +93,17 @@ class OnnxSource(TensorSource):
             raise InspectorError(f"{self.path}: corrupt ONNX file ({first_line(exc)}); re-export it") from None
         graph = model.graph
         inits = {t.name: t for t in graph.initializer}
-        consumers: dict[str, list[Any]] = {}
-        for node in graph.node:
+        nodes = list(graph.node)
+        consumers: dict[str, list[int]] = {}  # by index: protobuf wrappers are not the same object twice
+        for index, node in enumerate(nodes):
             for name in node.input:
-                consumers.setdefault(name, []).append(node)
+                consumers.setdefault(name, []).append(index)
 
         made: dict[str, tuple[str, bool, float]] = {}
         used: set[str] = set()
         taken: set[str] = set()
-        for node in graph.node:
+        self._graph = graph
+        for index, node in enumerate(nodes):
             if node.op_type == "Gemm" and len(node.input) >= 2 and node.input[1] in inits:
                 w_name = node.input[1]
                 if len(inits[w_name].dims) != 2 or w_name in used:
@@ -109,6 +117,7 @@ class OnnxSource(TensorSource):
                 has_bias = c_name in inits and len(inits[c_name].dims) == 1
                 layer = _layer_name(w_name, c_name if has_bias else "", node, taken)
                 made[f"{layer}.weight"] = (w_name, not trans_b, alpha)
+                self._dense[index] = layer
                 used.add(w_name)
                 if has_bias:
                     made[f"{layer}.bias"] = (c_name, False, beta)
@@ -121,14 +130,17 @@ class OnnxSource(TensorSource):
                     continue
                 out = int(inits[w_name].dims[1])
                 bias = ""
-                for add in consumers.get(node.output[0], []):
+                for add_index in consumers.get(node.output[0], []):
+                    add = nodes[add_index]
                     other = [name for name in add.input if name != node.output[0]]
                     if add.op_type == "Add" and len(other) == 1 and other[0] in inits:
                         if list(inits[other[0]].dims) == [out] and other[0] not in used:
                             bias = other[0]
+                            self._bias_adds.add(add_index)
                             break
                 layer = _layer_name(w_name, bias, node, taken)
                 made[f"{layer}.weight"] = (w_name, True, 1.0)
+                self._dense[index] = layer
                 used.add(w_name)
                 if bias:
                     made[f"{layer}.bias"] = (bias, False, 1.0)
@@ -167,3 +179,57 @@ class OnnxSource(TensorSource):
             if scale != 1.0:
                 value = value * np.asarray(scale, value.dtype)
             yield name, torch.from_numpy(np.array(value, order="C"))  # a copy: to_array may be read-only
+
+    def model(self, activation: str | None) -> nn.Module | None:
+        """The graph as a torch ``nn.Sequential`` when it is one chain from its input to its output of
+        dense layers (Gemm, MatMul + Add) and element-wise activations (Relu, LeakyRelu, Gelu, Tanh,
+        Sigmoid; Identity and Dropout pass through; a final Softmax is left out: the module returns
+        logits); ``None`` for any other graph (the analysis is then weight-only)."""
+        self._parse()
+        graph = self._graph
+        inputs = [i.name for i in graph.input if i.name not in {t.name for t in graph.initializer}]
+        if len(inputs) != 1 or len(graph.output) != 1:
+            return None
+        tensors = dict(self.read(list(self._shapes)))
+        current = inputs[0]
+        modules: OrderedDict[str, nn.Module] = OrderedDict()
+        last = len(graph.node) - 1
+        for index, node in enumerate(graph.node):
+            if not node.input or node.input[0] != current and not (index in self._bias_adds and current in node.input):
+                return None
+            if index in self._dense:
+                layer = self._dense[index]
+                weight, bias = tensors[f"{layer}.weight"], tensors.get(f"{layer}.bias")
+                linear = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, dtype=weight.dtype)
+                with torch.no_grad():
+                    linear.weight.copy_(weight)
+                    if bias is not None:
+                        linear.bias.copy_(bias)
+                modules[layer.replace(".", "_")] = linear
+            elif node.op_type in _ONNX_ACTIVATIONS:
+                modules[f"act{len(modules)}"] = _ONNX_ACTIVATIONS[node.op_type](node)
+            elif not (
+                node.op_type in ("Identity", "Dropout")
+                or index in self._bias_adds
+                or node.op_type == "Softmax"
+                and index == last
+            ):
+                return None
+            current = node.output[0]
+        if current != graph.output[0].name or not any(isinstance(m, nn.Linear) for m in modules.values()):
+            return None
+        return nn.Sequential(modules).eval()
+
+
+def _gelu(node: Any) -> nn.Module:
+    approximate = next((a.s.decode() for a in node.attribute if a.name == "approximate"), "none")
+    return nn.GELU(approximate="tanh" if approximate == "tanh" else "none")
+
+
+_ONNX_ACTIVATIONS: dict[str, Callable[[Any], nn.Module]] = {
+    "Relu": lambda node: nn.ReLU(),
+    "LeakyRelu": lambda node: nn.LeakyReLU(_attribute(node, "alpha", 0.01)),
+    "Gelu": _gelu,
+    "Tanh": lambda node: nn.Tanh(),
+    "Sigmoid": lambda node: nn.Sigmoid(),
+}

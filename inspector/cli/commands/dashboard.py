@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from dashboards.app import check_port, serve
+from dashboards import app as dashboard_app  # as a module: tests replace its serve and check_port
 from dashboards.launch import app_for_path, app_for_run, app_for_runs
 from inspector.cli.commands.common import (
     check_subject,
@@ -21,7 +21,7 @@ from inspector.errors import InspectorError
 
 def run(args: argparse.Namespace) -> int:
     check_subject(args, args.path is not None, "a PATH")
-    check_port(args.host, args.port)  # before minutes of training or analysis, not after
+    dashboard_app.check_port(args.host, args.port)  # before minutes of training or analysis, not after
 
     def log(message: str) -> None:
         print(f"inspector: {message}", file=sys.stderr)
@@ -47,5 +47,5 @@ def run(args: argparse.Namespace) -> int:
             log=log,
         )
     print(f"dense-inspector dashboard on http://{args.host}:{args.port}/ (Ctrl+C to stop)", flush=True)
-    serve(app, args.host, args.port, debug=args.debug, allow_hosts=args.allow_host)
+    dashboard_app.serve(app, args.host, args.port, debug=args.debug, allow_hosts=args.allow_host)
     return 0
