@@ -190,6 +190,7 @@ class Inventory:
             ],
             "other_tensors": [tensor_row(t) for t in self.other_tensors],
             "integer_tensors": [tensor_row(t) for t in self.integer_tensors],
+            "notices": list(self.notices),
             "totals": self.totals(),
             "metadata": self.metadata,
         }

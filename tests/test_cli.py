@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -390,3 +391,18 @@ def test_train_run_dir_gets_its_parents_but_never_goes_through_a_file(tmp_path, 
     err = capsys.readouterr().err
     assert "file.txt is not a folder; choose another run directory" in err and err.count("\n") == 1
     assert (tmp_path / "file.txt").read_text() == "mine" and not (tmp_path / "m2.pt").exists()
+
+
+def test_train_without_early_stopping_says_the_last_epoch_was_kept(tmp_path, capsys):
+    """--patience 0 (issue 20): the model saved is the last epoch's; the line says so and names the
+    epoch whose validation loss was lowest (recomputed from the saved history)."""
+    out = tmp_path / "m.pt"
+    assert (
+        main(["train", "--dataset", "digits", "--epochs", "6", "--patience", "0", "--lr", "0.05", "--out", str(out)])
+        == 0
+    )
+    history = load(out).history
+    lowest = int(np.argmin(history.val_loss)) + 1
+    text = capsys.readouterr().out
+    assert f"trained 6 epochs (last epoch kept (no early stopping); lowest validation loss at epoch {lowest})" in text
+    assert "best epoch" not in text

@@ -457,3 +457,36 @@ def test_integer_tensors_are_buffers_not_layers_or_parameters(tmp_path):
     assert [(layer.layer, layer.parameters) for layer in inv.linear_layers] == [("fc", 18)]
     assert {t.name for t in inv.integer_tensors} == {"position_ids", "bn.num_batches_tracked"}
     assert inv.other_tensors == () and inv.totals()["total_parameters"] == 18
+
+
+def test_info_on_a_file_without_dense_layers_answers_the_same_with_and_without_json(tmp_path, capsys):
+    """One behaviour (issue 20): a file with no 2-D weight is read and said to hold nothing dense, exit 0,
+    in text as in JSON ("layers": [])."""
+    import json
+
+    from inspector.cli import main
+
+    torch.save({"conv.weight": torch.zeros(4, 3, 3, 3), "norm.bias": torch.zeros(4)}, tmp_path / "conv.pt")
+    assert main(["info", str(tmp_path / "conv.pt")]) == 0
+    out = capsys.readouterr().out
+    assert "no 2-D weight tensors: nothing dense in this file (2 other tensors)" in out
+    assert main(["info", str(tmp_path / "conv.pt"), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["layers"] == [] and len(doc["other_tensors"]) == 2 and doc["notices"] == []
+
+
+def test_info_says_what_the_reader_noticed(tmp_path, capsys):
+    from inspector.cli import main
+
+    folder = tmp_path / "m"
+    folder.mkdir()
+    save_file(
+        {"fc1.weight": torch.ones(2, 3), "fc1.bias": torch.zeros(2)}, str(folder / "model-00001-of-00001.safetensors")
+    )
+    (folder / "model.safetensors.index.json").write_text(
+        '{"weight_map": {"fc1.weight": "model-00001-of-00001.safetensors"}}'
+    )
+    assert main(["info", str(folder)]) == 0
+    captured = capsys.readouterr()
+    assert "inspector: note: 1 tensor in the shards is not in the index ('fc1.bias')" in captured.err
+    assert "fc1" in captured.out

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
+
 from inspector.analysis.parameters import count_parameters
 from inspector.checkpoints import checkpoint_from_training, checkpoint_suffix, is_own_checkpoint, save_checkpoint
 from inspector.cli.commands.common import (
@@ -80,7 +82,11 @@ def run(args: argparse.Namespace) -> int:
         "train/val/test"
     )
     print(format_parameters(count_parameters(result.model)))
-    stop = f"early stop, best epoch {h.best_epoch}" if h.stopped_early else f"best epoch {h.best_epoch}"
+    if not args.patience:  # no early stopping: the last epoch is what was kept, whatever validation said
+        lowest = int(np.argmin(h.val_loss)) + 1 if len(h.val_loss) else h.epochs_run
+        stop = f"last epoch kept (no early stopping); lowest validation loss at epoch {lowest}"
+    else:
+        stop = f"early stop, best epoch {h.best_epoch}" if h.stopped_early else f"best epoch {h.best_epoch}"
     print(f"trained {h.epochs_run} epochs ({stop}) in {result.wall_time_s:.1f} s on {result.device}")
     if regression:
         mean_of = f" (mean of {n_targets} targets)" if n_targets > 1 else ""
