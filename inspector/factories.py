@@ -49,8 +49,8 @@ from inspector.checks import printable
 from inspector.data import BUILTIN_DATASETS
 from inspector.errors import InspectorError
 from inspector.evaluation import eval_data_for
-from inspector.fileio import atomic_path
-from inspector.formats import detect_format, read_safetensors_header, read_torch_header
+from inspector.fileio import atomic_path, read_prefix
+from inspector.formats import read_safetensors_header, read_torch_header, safetensors_magic
 
 WHATS = ("model", "data")
 STATE_DICT_FORMAT = "dense-inspector-state-dict"  # marks a state dict this tool wrote (what --force may replace)
@@ -436,7 +436,7 @@ def analyze_factory(
 def is_own_state_dict(path: Path) -> bool:
     """Whether ``path`` is a state dict :func:`save_state_dict` wrote (from its header alone)."""
     try:
-        if detect_format(path) == "safetensors":
+        if safetensors_magic(read_prefix(path, 9)):
             return read_safetensors_header(path).metadata.get("format") == json.dumps(STATE_DICT_FORMAT)
         obj = read_torch_header(path)
         return isinstance(obj, Mapping) and obj.get("format") == STATE_DICT_FORMAT

@@ -98,6 +98,15 @@ def refuse_inputs(path: Path, inputs: Iterable[str | os.PathLike[str]]) -> None:
             raise InspectorError(f"{path} is an input of this command; write the output somewhere else")
 
 
+def first_non_folder(path: Path) -> Path | None:
+    """The nearest existing one of ``path`` and its parents when it is not a folder (a regular file on
+    the way: ``file.txt/run``), else ``None``; what a folder created with its parents may not go through."""
+    for folder in (path, *path.parents):
+        if folder.exists():
+            return None if folder.is_dir() else folder
+    return None
+
+
 def probe_folder(folder: str | os.PathLike[str]) -> Path:
     """Make sure a file can really be created in ``folder`` (permissions, read-only mounts, quotas)."""
     folder = Path(folder)

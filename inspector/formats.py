@@ -84,32 +84,6 @@ def pickle_magic(head: bytes) -> bool:
     return head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
 
 
-def detect_format(path: Path) -> str:
-    """``"torch"`` (zip or legacy pickle from ``torch.save``), ``"safetensors"``, or
-    ``"safetensors-sharded"`` (a JSON index with a ``weight_map``, see :func:`read_sharded_index`),
-    from the bytes.
-
-    A safetensors file starts with its header length (8 bytes, little-endian) and then
-    ``{``; that length can begin with any byte, 0x80 included (a 640-byte header does),
-    so the safetensors test comes before the pickle test, and the reader validates the rest.
-    """
-    check_file(path)
-    with path.open("rb") as fh:
-        head = fh.read(9)
-    if zip_magic(head):
-        return "torch"
-    if safetensors_magic(head):
-        return "safetensors"
-    if pickle_magic(head):
-        return "torch"  # pickle protocol >= 2: torch.save's legacy (pre-1.6) format
-    if head.lstrip()[:1] == b"{" and is_sharded_index(path):
-        return "safetensors-sharded"
-    raise InspectorError(
-        f"{path}: unknown checkpoint format (neither a PyTorch file nor safetensors); "
-        "save with torch.save(model.state_dict(), ...) or safetensors"
-    )
-
-
 INDEX_NAME = "model.safetensors.index.json"  # Hugging Face's name for a sharded safetensors checkpoint's index
 
 

@@ -31,6 +31,7 @@ from inspector.checkpoints import Checkpoint
 from inspector.core.evaluator import evaluate_arrays, metric_key
 from inspector.errors import InspectorError
 from inspector.evaluation import EvalData, evaluate_model
+from inspector.fileio import first_non_folder
 from inspector.live.store import RunHistory, is_run, read_run
 from inspector.results import result_files
 
@@ -186,8 +187,6 @@ def check_new_run_dir(run_dir: Path) -> None:
     created with their parents when the run starts (as the Monitor does), never through a file."""
     if is_run(run_dir):
         raise InspectorError(f"{run_dir} already holds a run; choose a new --run-dir (runs are never overwritten)")
-    for folder in (run_dir, *run_dir.parents):
-        if folder.exists():
-            if not folder.is_dir():
-                raise InspectorError(f"--run-dir {run_dir}: {folder} is not a folder; choose another run directory")
-            break
+    blocked = first_non_folder(run_dir)
+    if blocked is not None:
+        raise InspectorError(f"--run-dir {run_dir}: {blocked} is not a folder; choose another run directory")

@@ -11,10 +11,10 @@ from inspector.errors import InspectorError
 from inspector.formats import (
     NeedsTrust,
     check_tensor,
-    detect_format,
     read_safetensors_header,
     read_torch_header,
 )
+from inspector.sources import open_source
 from tests.checkpoint_files import foreign_pt, safetensors_bytes
 
 
@@ -35,7 +35,7 @@ def _padded_header_file(tmp_path, length: int):
 def test_safetensors_is_recognised_whatever_its_header_length_starts_with(tmp_path, length):
     # a header of 128..255 bytes (or 640 = 0x280) starts with the byte 0x80, a pickle's first byte
     path, data = _padded_header_file(tmp_path, length)
-    assert detect_format(path) == "safetensors"
+    assert open_source(path).format == "safetensors"
     header = read_safetensors_header(path)
     assert header.tensors["w"].shape == (2, 3) and header.data_start == 8 + length
 
@@ -61,7 +61,7 @@ def test_tanh_model_whose_header_length_starts_with_0x80_keeps_activation_histor
 def test_legacy_pickle_is_still_recognised_as_torch(tmp_path):
     path = foreign_pt(tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
     assert path.read_bytes()[:2] == b"\x80\x02"
-    assert detect_format(path) == "torch"
+    assert open_source(path).format == "torch"
     state = read_torch_header(path)
     assert {k: tuple(v.shape) for k, v in state.items()} == {
         "0.weight": (3, 4),
@@ -143,7 +143,7 @@ def test_duplicate_tensor_names_are_refused(tmp_path):
 def test_sharded_index_is_recognised_by_its_bytes(tmp_path):
     index = {"metadata": {"total_size": 8}, "weight_map": {"a.weight": "model-00001-of-00002.safetensors"}}
     (tmp_path / "weights.json").write_text(json.dumps(index))
-    assert detect_format(tmp_path / "weights.json") == "safetensors-sharded"
+    assert open_source(tmp_path / "weights.json").format == "safetensors-sharded"
 
 
 def test_printable_escapes_control_characters_only():

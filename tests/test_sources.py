@@ -111,3 +111,25 @@ def test_a_save_pretrained_folder_with_one_file_reads_like_the_file(tmp_path):
     header = read_header(tmp_path / "m")
     assert header.path == tmp_path / "m" / "model.safetensors"
     assert sorted(t.name for t in header.tensors) == ["down.weight", "up.weight"]  # safetensors sorts its keys
+
+
+def test_a_zip_whose_directory_no_longer_decodes_is_one_line_not_a_traceback(tmp_path):
+    """Flipped bytes in a torch.save zip's central directory (found by the byte-flip fuzz test): the
+    Keras and skops sniffs list the members and met a UnicodeDecodeError; a sniff must never raise."""
+    import struct
+
+    from inspector.errors import InspectorError
+    from inspector.sources.base import zip_names
+
+    torch.save({"fc1.weight": torch.ones(3, 2)}, tmp_path / "m.pt")
+    blob = bytearray((tmp_path / "m.pt").read_bytes())
+    entry = blob.index(b"PK\x01\x02")  # the first central-directory record
+    (flags,) = struct.unpack_from("<H", blob, entry + 8)
+    struct.pack_into("<H", blob, entry + 8, flags | 0x800)  # "names are UTF-8" ...
+    blob[entry + 46] = 0xFF  # ... and a name that is not
+    (tmp_path / "bad.pt").write_bytes(bytes(blob))
+    with pytest.raises(UnicodeDecodeError):
+        zipfile.ZipFile(tmp_path / "bad.pt")  # what the sniffs used to let through
+    assert zip_names(tmp_path / "bad.pt") == frozenset()
+    with pytest.raises(InspectorError, match="bad.pt"):
+        read_header(tmp_path / "bad.pt")

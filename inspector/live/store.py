@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 
 from inspector.errors import InspectorError
-from inspector.fileio import describe_os_error, process_alive, write_atomic
+from inspector.fileio import describe_os_error, first_non_folder, process_alive, write_atomic
 from inspector.results import result
 
 RUN_FILE = "run.sqlite"
@@ -231,11 +231,9 @@ class RunWriter:
         resume: bool = False,
     ) -> None:
         self.dir = Path(run_dir)
-        for folder in (self.dir, *self.dir.parents):  # created with its parents, never through a file
-            if folder.exists():
-                if not folder.is_dir():
-                    raise InspectorError(f"{folder} is not a folder; choose another run directory")
-                break
+        blocked = first_non_folder(self.dir)  # created with its parents, never through a file
+        if blocked is not None:
+            raise InspectorError(f"{blocked} is not a folder; choose another run directory")
         existing = is_run(self.dir)
         if existing and not resume:
             raise InspectorError(

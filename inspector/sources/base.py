@@ -12,6 +12,7 @@ A new format is one file holding a subclass, plus one line in :mod:`inspector.so
 
 from __future__ import annotations
 
+import zipfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -33,6 +34,28 @@ def first_line(exc: BaseException) -> str:
     # torch's messages run on for several sentences; the first one says what broke
     cut = first.find(". ")
     return printable((first[:cut] if cut > 0 else first)[:200])
+
+
+def zip_names(path: Path) -> frozenset[str]:
+    """The member names of the zip archive ``path``; empty when it is not a readable zip. A sniff never
+    raises: a damaged archive (a flipped byte in its directory fails to decode) is left to the reader
+    whose magic it still has, which reports it in one line."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return frozenset(archive.namelist())
+    except Exception:  # BadZipFile, OSError, UnicodeDecodeError from a damaged directory, ...
+        return frozenset()
+
+
+def linear_from(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
+    """An ``nn.Linear`` holding ``weight`` ``(out, in)`` and ``bias`` ``(out,)`` (or none), in their dtype:
+    how a reader that rebuilds a model (:meth:`TensorSource.model`) makes each dense layer."""
+    linear = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, dtype=weight.dtype)
+    with torch.no_grad():
+        linear.weight.copy_(weight)
+        if bias is not None:
+            linear.bias.copy_(bias)
+    return linear
 
 
 @dataclass(frozen=True)

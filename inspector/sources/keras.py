@@ -26,7 +26,7 @@ from torch import nn
 
 from inspector.errors import InspectorError
 from inspector.formats import zip_magic
-from inspector.sources.base import Contents, TensorSource, first_line
+from inspector.sources.base import Contents, TensorSource, first_line, linear_from, zip_names
 
 _CONFIG = "config.json"
 _WEIGHTS = "model.weights.h5"
@@ -73,14 +73,7 @@ class KerasSource(TensorSource):
 
     @classmethod
     def sniff(cls, path: Path, head: bytes) -> bool:
-        if not zip_magic(head):
-            return False
-        try:
-            with zipfile.ZipFile(path) as archive:
-                names = set(archive.namelist())
-        except (zipfile.BadZipFile, OSError):
-            return False
-        return _CONFIG in names and _WEIGHTS in names
+        return zip_magic(head) and {_CONFIG, _WEIGHTS} <= zip_names(path)
 
     def _parse(self) -> list[dict[str, Any]]:
         """``[{name, class_name, activation, tensors: {our name: array}}]`` for the layers, in order."""
@@ -190,13 +183,11 @@ class KerasSource(TensorSource):
             return None
         root = nn.Sequential()
         for layer in layers:
-            weight = torch.from_numpy(layer["tensors"][f"{layer['name']}.weight"].copy())
             bias = layer["tensors"].get(f"{layer['name']}.bias")
-            linear = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, dtype=weight.dtype)
-            with torch.no_grad():
-                linear.weight.copy_(weight)
-                if bias is not None:
-                    linear.bias.copy_(torch.from_numpy(bias.copy()))
+            linear = linear_from(
+                torch.from_numpy(layer["tensors"][f"{layer['name']}.weight"].copy()),
+                None if bias is None else torch.from_numpy(bias.copy()),
+            )
             # a layer of a nested Sequential ("block.in1") goes into a nested nn.Sequential, so that the
             # module's own names are the file's names; in Sequential order, which is the computation's
             *blocks, leaf = layer["name"].split(".")

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from inspector.errors import InspectorError
-from inspector.sources.base import Contents, TensorSource, first_line
+from inspector.sources.base import Contents, TensorSource, first_line, linear_from
 
 # field tags that follow ModelProto's ir_version (field 1, varint): producer, domain, version, doc, graph, opsets
 _NEXT_FIELDS = frozenset(b"\x12\x1a\x22\x28\x32\x3a\x42")
@@ -199,13 +199,7 @@ class OnnxSource(TensorSource):
                 return None
             if index in self._dense:
                 layer = self._dense[index]
-                weight, bias = tensors[f"{layer}.weight"], tensors.get(f"{layer}.bias")
-                linear = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, dtype=weight.dtype)
-                with torch.no_grad():
-                    linear.weight.copy_(weight)
-                    if bias is not None:
-                        linear.bias.copy_(bias)
-                modules[layer.replace(".", "_")] = linear
+                modules[layer.replace(".", "_")] = linear_from(tensors[f"{layer}.weight"], tensors.get(f"{layer}.bias"))
             elif node.op_type in _ONNX_ACTIVATIONS:
                 modules[f"act{len(modules)}"] = _ONNX_ACTIVATIONS[node.op_type](node)
             elif not (

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from inspector.errors import InspectorError
+from inspector.formats import check_file
 from inspector.sources.base import TensorSource
 from inspector.sources.keras import KerasSource
 from inspector.sources.onnx import OnnxSource
@@ -41,13 +42,10 @@ def register(reader: type[TensorSource], *, first: bool = False) -> type[TensorS
 
 
 def check_path(path: Path) -> bytes:
-    """The first bytes of ``path`` (empty for a folder), after checking it exists and is not empty."""
-    if not path.exists():
-        raise InspectorError(f"{path}: no such file; check the path")
+    """The first bytes of ``path`` (empty for a folder), after :func:`~inspector.formats.check_file`'s checks."""
     if path.is_dir():
         return b""
-    if path.stat().st_size == 0:
-        raise InspectorError(f"{path}: the file is empty; re-export or re-download it")
+    check_file(path)
     with path.open("rb") as fh:
         return fh.read(_HEAD)
 

@@ -12,7 +12,6 @@ returns what ``predict`` returns.
 from __future__ import annotations
 
 import pickle
-import zipfile
 from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +23,7 @@ from torch import nn
 
 from inspector.errors import InspectorError
 from inspector.formats import pickle_magic, zip_magic
-from inspector.sources.base import Contents, TensorSource, first_line
+from inspector.sources.base import Contents, TensorSource, first_line, linear_from, zip_names
 
 # the types a fitted MLP holds that skops does not trust by default: its optimizers' state
 _MLP_TYPES = frozenset(
@@ -106,12 +105,7 @@ class _Estimator(TensorSource):
         n = len(est.coefs_)
         modules: OrderedDict[str, nn.Module] = OrderedDict()
         for k in range(1, n + 1):
-            weight, bias = tensors[f"fc{k}.weight"], tensors[f"fc{k}.bias"]
-            linear = nn.Linear(weight.shape[1], weight.shape[0], dtype=weight.dtype)
-            with torch.no_grad():
-                linear.weight.copy_(weight)
-                linear.bias.copy_(bias)
-            modules[f"fc{k}"] = linear
+            modules[f"fc{k}"] = linear_from(tensors[f"fc{k}.weight"], tensors[f"fc{k}.bias"])
             if k < n:
                 modules[f"act{k}"] = _ACTIVATIONS[est.activation]()
         if getattr(est, "out_activation_", None) == "logistic" and tensors[f"fc{n}.weight"].shape[0] == 1:
@@ -126,13 +120,7 @@ class SkopsSource(_Estimator):
 
     @classmethod
     def sniff(cls, path: Path, head: bytes) -> bool:
-        if not zip_magic(head):
-            return False
-        try:
-            with zipfile.ZipFile(path) as archive:
-                return "schema.json" in archive.namelist()
-        except (zipfile.BadZipFile, OSError):
-            return False
+        return zip_magic(head) and "schema.json" in zip_names(path)
 
     def _load(self) -> Any:
         try:
