@@ -73,8 +73,8 @@ def test_dict_without_logits_runs_with_target_and_metric() -> None:
     analysis = inspector.analyze(
         model,
         (x, y),
-        target=lambda out, batch: out["scores"].gather(1, batch.labels[:, None])[:, 0],
-        metric=lambda out, batch: (out["scores"].argmax(1) == batch.labels).float(),
+        target=lambda out, batch: out["scores"].gather(1, batch[1][:, None])[:, 0],
+        metric=lambda out, batch: (out["scores"].argmax(1) == batch[1]).float(),
         options=ONLY_PARAMETERS,
     )
     with torch.no_grad():
@@ -146,10 +146,10 @@ def test_metric_may_return_a_batch_mean_or_an_array() -> None:
     with torch.no_grad():
         correct = (model(x).argmax(1) == y).double()
     mean = inspector.analyze(
-        model, (x, y), metric=lambda out, b: float((out.argmax(1) == b.labels).float().mean()), options=ONLY_PARAMETERS
+        model, (x, y), metric=lambda out, b: float((out.argmax(1) == b[1]).float().mean()), options=ONLY_PARAMETERS
     )
     array = inspector.analyze(
-        model, (x, y), metric=lambda out, b: (out.argmax(1) == b.labels).numpy(), options=ONLY_PARAMETERS
+        model, (x, y), metric=lambda out, b: (out.argmax(1) == b[1]).numpy(), options=ONLY_PARAMETERS
     )
     assert mean.data is not None and array.data is not None
     assert mean.data.metric == pytest.approx(correct.mean().item())

@@ -284,7 +284,7 @@ def test_custom_target_and_metric_are_evaluated_per_level():
         None,
         first,
         target=lambda out, batch: out[:, 1],
-        metric=lambda out, batch: (out.argmax(1) == batch.labels).float(),
+        metric=lambda out, batch: (out.argmax(1) == batch[1]).float(),  # batch: the (X, y) rows
         metric_name="agreement",
     )
     mean_logit = make_task(None, first, target=lambda out, batch: out[:, 1])

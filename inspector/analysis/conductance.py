@@ -8,6 +8,7 @@ is run where affordable. Token models are attributed through the embedding's out
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -232,7 +233,7 @@ def _neuron_conductance(model: nn.Module, layer: nn.Linear, batch: Batch, task: 
         # which inputs drive neuron j towards the class the model predicts
         with torch.no_grad():
             predicted = output_tensor(batch.call(model)).argmax(dim=1)
-        batch = Batch(batch.inputs, predicted, batch.extra, batch.mask, batch.key)
+        batch = dataclasses.replace(batch, labels=predicted)
     nc = NeuronConductance(task.explained(model, batch), layer)
     out = np.zeros((layer.out_features, int(math.prod(batch.inputs.shape[1:]))))
     for j in range(layer.out_features):  # one batched call per neuron, over all samples at once

@@ -16,6 +16,7 @@ Answers are cached per (method, sample, class); the model is never changed.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -158,7 +159,7 @@ class Probe:
             raise InspectorError(
                 f"the edited input has shape {tuple(x.shape)}; sample {i}'s has {tuple(batch.inputs.shape[1:])}"
             )
-        edited = Batch(x.unsqueeze(0), batch.labels, batch.extra, batch.mask, batch.key)
+        edited = dataclasses.replace(batch, inputs=x.unsqueeze(0))
         with inspecting(self.model), torch.no_grad():
             output = edited.call(self.model)
             value = float("nan") if self.task is None else float(self.task.target(output, edited).reshape(-1)[0])
@@ -207,7 +208,7 @@ class Probe:
             if task.kind != "classification":
                 raise InspectorError("a class to explain applies to classifiers only")
             labels = torch.full((1,), int(target), dtype=torch.long, device=batch.inputs.device)
-            batch = Batch(batch.inputs, labels, batch.extra, batch.mask, batch.key)
+            batch = dataclasses.replace(batch, labels=labels)
         elif batch.labels is None and task.target_fn is None:
             raise InspectorError(f"sample {i} has no label to explain; pass target= for unlabelled data")
         with inspecting(self.model):

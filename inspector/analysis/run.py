@@ -55,9 +55,11 @@ def analyze(
         task: ``"classification"`` (explain the true class's logit; accuracy),
             ``"regression"`` (explain the output; MSE and R²) or ``"custom"``; inferred when
             omitted (float labels: regression; ``target=`` given: custom).
-        target: ``target(output, batch) -> (n,)``, the scalar per sample to explain.
-        metric: ``metric(output, batch)``, per-sample values or a batch mean, for evaluation and
-            pruning (``metric_name`` names it).
+        target: ``target(output, batch) -> (n,)``, the scalar per sample to explain; ``batch`` is
+            the batch as the data's loader yielded it (a dict, an ``(inputs, labels)`` tuple or a
+            tensor), on the model's device.
+        metric: ``metric(output, batch)`` (the same ``batch``), per-sample values or a batch mean,
+            for evaluation and pruning (``metric_name`` names it).
         tokenizer, vocabulary: token text for integer inputs (``convert_ids_to_tokens``, or a list);
             an error with float inputs.
         activations: ``{linear layer path: activation}`` for layers whose activation cannot be

@@ -7,7 +7,8 @@
   scikit-learn's ``r2_score``).
 * ``custom``: a user ``target(output, batch) -> (n,)`` scalar per sample; evaluated by an
   optional ``metric(output, batch)`` (per-sample ``(n,)`` values or a batch mean), else by
-  the mean target.
+  the mean target. Both receive the user's own batch (:attr:`~inspector.core.batches.Batch.user`:
+  the dict, ``(inputs, labels)`` tuple or tensor their loader yielded, on the model's device).
 
 Classification ignores samples labelled ``-100`` (Hugging Face's ignore index, as
 ``cross_entropy``'s ``ignore_index``): they count in neither the loss nor the accuracy, and
@@ -23,6 +24,7 @@ lives in :mod:`inspector.core.evaluator`; they are re-exported here.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -80,7 +82,7 @@ class Task:
     def target(self, output: Any, batch: Batch) -> torch.Tensor:
         """``(n,)``: the scalar per sample an attribution explains."""
         if self.target_fn is not None:
-            value = self.target_fn(output, batch)
+            value = self.target_fn(output, batch.user)
             if not isinstance(value, torch.Tensor):
                 raise InspectorError(
                     f"target= returned a {type(value).__name__}; it must return a tensor with one value per sample"
@@ -112,7 +114,8 @@ class Task:
             extra = dict(zip(keys, args[: len(keys)]))
             labels = args[len(keys)] if len(args) > len(keys) else None
             mask = extra.get("attention_mask") if batch.mask is not None else None
-            part = Batch(inputs, labels, extra, mask.bool() if isinstance(mask, torch.Tensor) else None, batch.key)
+            real = mask.bool() if isinstance(mask, torch.Tensor) else None
+            part = dataclasses.replace(batch, inputs=inputs, labels=labels, extra=extra, mask=real)
             return self.target(part.call(model), part)[:, None]
 
         return forward

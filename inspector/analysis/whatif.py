@@ -19,6 +19,7 @@ sample repeated once per grid value), accumulated in float64; the model is not c
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import field
@@ -31,7 +32,7 @@ from torch import nn
 from inspector.analysis.findings import Finding
 from inspector.analysis.guard import inspecting
 from inspector.analysis.importance import ImportanceReport
-from inspector.analysis.inputs import Batch, as_source, floating_dtype, make_adapter
+from inspector.analysis.inputs import as_source, floating_dtype, make_adapter
 from inspector.analysis.methods import lead_method
 from inspector.analysis.task import Metric, Target, Task, make_task, output_tensor
 from inspector.core.adapters import adapter_for
@@ -254,7 +255,7 @@ def partial_dependence(
                     grid_values = torch.as_tensor(grid_array[k], dtype=dtype, device=rows.inputs.device)
                     x = rows.inputs.clone()
                     x[:, int(column)] = grid_values.repeat(s)
-                    edited = Batch(x, rows.labels, rows.extra, rows.mask, rows.key)
+                    edited = dataclasses.replace(rows, inputs=x)
                     output = edited.call(model)
                     block = the_task.target(output, edited).double().reshape(s, width).cpu().numpy()  # (s, G)
                     sums[k] += block.sum(axis=0)

@@ -1,7 +1,8 @@
 """Batches and sources of data: what every analysis section, the evaluator and the Monitor read.
 
 A :class:`Batch` is one batch as the model is called with it (inputs, labels, the keyword arguments
-``forward`` takes, the attention mask); a :class:`DataSource` streams batches from whatever the user
+``forward`` takes, the attention mask), and gives back the user's own batch (:attr:`Batch.user`: the
+dict, tuple or tensor their loader yielded, on the device) for their ``target=`` and ``metric=``; a :class:`DataSource` streams batches from whatever the user
 gave (arrays, a tensor, a ``Dataset``, a ``DataLoader``, a list of batches; :func:`as_source`), on a
 device and in a dtype, limited to a number of samples, and sharded across ranks
 (:func:`inspector.core.distributed.shard`). Nothing here knows what the inputs mean: that is the
@@ -28,6 +29,21 @@ INPUT_KEYS = ("input_ids", "inputs_embeds", "pixel_values", "input_values", "inp
 
 
 @dataclass(frozen=True)
+class Layout:
+    """How the user's loader shaped a batch, so that :attr:`Batch.user` can give it back.
+
+    ``kind``: ``"mapping"`` (a dict of ``keys``, in their order, its labels under ``label_key``),
+    ``"sequence"`` (``(inputs, labels)`` or ``(inputs,)``, a ``list`` when ``is_list``) or
+    ``"tensor"`` (the inputs alone).
+    """
+
+    kind: str
+    keys: tuple[str, ...] = ()
+    label_key: str | None = None
+    is_list: bool = False
+
+
+@dataclass(frozen=True)
 class Batch:
     """One batch, split into what the analysis needs to know.
 
@@ -35,7 +51,9 @@ class Batch:
     arguments of ``forward`` (a mapping batch), passed as they are. ``labels``
     ``(n,)`` or ``(n, ...)`` or ``None``. ``mask`` ``(n, T)`` bool (True = a real
     position) or ``None`` (every position is real). ``key``: the keyword under
-    which ``inputs`` is passed, ``None`` when positional.
+    which ``inputs`` is passed, ``None`` when positional. ``layout``: how the user's
+    loader shaped the batch (``None``: ``(inputs, labels)``, or the inputs alone without
+    labels, as array data is given); see :attr:`user`.
     """
 
     inputs: torch.Tensor
@@ -43,6 +61,32 @@ class Batch:
     extra: Mapping[str, Any] = field(default_factory=dict)
     mask: torch.Tensor | None = None
     key: str | None = None
+    layout: Layout | None = None
+
+    @property
+    def user(self) -> Any:
+        """The batch as the user's loader yielded it: the dict (every key, ``labels`` included), the
+        ``(inputs, labels)`` tuple or the tensor, holding this batch's tensors (on its device, the
+        floating inputs in the model's dtype, these rows). What ``target(out, batch)`` and
+        ``metric(out, batch)`` receive; where an attribution substitutes the attributed input (an
+        interpolated or ablated copy), the substitute stands in its place."""
+        layout = self.layout
+        if layout is None:
+            return self.inputs if self.labels is None else (self.inputs, self.labels)
+        if layout.kind == "mapping":
+            out: dict[str, Any] = {}
+            for k in layout.keys:
+                if k == self.key:
+                    out[k] = self.inputs
+                elif k == layout.label_key:
+                    out[k] = self.labels
+                elif k in self.extra:
+                    out[k] = self.extra[k]
+            return out
+        if layout.kind == "sequence":
+            items = (self.inputs,) if self.labels is None else (self.inputs, self.labels)
+            return list(items) if layout.is_list else items
+        return self.inputs
 
     def __len__(self) -> int:
         return int(self.inputs.shape[0])
@@ -64,6 +108,7 @@ class Batch:
             {k: _to(v, device, dtype) for k, v in self.extra.items()},
             _to(self.mask, device),
             self.key,
+            self.layout,
         )
 
     def rows(self, index: slice | torch.Tensor) -> Batch:
@@ -75,6 +120,7 @@ class Batch:
             {k: _rows(v, index, n) for k, v in self.extra.items()},
             _rows(self.mask, index, n),
             self.key,
+            self.layout,
         )
 
     def position_mask(self, shape: torch.Size | tuple[int, ...]) -> torch.Tensor | None:
@@ -105,7 +151,7 @@ class Batch:
         labels = cat([b.labels for b in batches], -100) if first.labels is not None else None
         mask = cat([b.mask for b in batches], 0) if first.mask is not None else None
         extra = {k: cat([b.extra[k] for b in batches], 0) for k in first.extra}
-        return Batch(cat([b.inputs for b in batches], pad_id), labels, extra, mask, first.key)
+        return Batch(cat([b.inputs for b in batches], pad_id), labels, extra, mask, first.key, first.layout)
 
 
 def _to(value: Any, device: torch.device | str, dtype: torch.dtype | None = None) -> Any:
@@ -161,15 +207,16 @@ def to_batch(raw: Any) -> Batch:
     if isinstance(raw, Mapping):
         return _mapping_batch(raw)
     if isinstance(raw, (tuple, list)):
+        layout = Layout("sequence", is_list=isinstance(raw, list))
         if len(raw) == 1:
-            return Batch(_tensor(raw[0], "the batch's inputs"))
+            return Batch(_tensor(raw[0], "the batch's inputs"), layout=layout)
         if len(raw) == 2:
-            return Batch(_tensor(raw[0], "the batch's inputs"), _tensor(raw[1], "the batch's labels"))
+            return Batch(_tensor(raw[0], "the batch's inputs"), _tensor(raw[1], "the batch's labels"), layout=layout)
         raise InspectorError(
             f"a batch is a tuple of {len(raw)} items; give (inputs, labels), or a dict of keyword "
             "arguments for forward (with 'labels' and 'attention_mask' keys)"
         )
-    return Batch(_tensor(raw, "the batch"))
+    return Batch(_tensor(raw, "the batch"), layout=Layout("tensor"))
 
 
 def _mapping_batch(raw: Mapping[str, Any]) -> Batch:
@@ -198,7 +245,8 @@ def _mapping_batch(raw: Mapping[str, Any]) -> Batch:
         m = _tensor(raw[MASK_KEY], "the attention_mask")
         mask = m.bool() if m.dim() == 2 else None
     labels = _tensor(raw[label_key], "the batch's labels") if label_key is not None else None
-    return Batch(_tensor(raw[key], f"batch[{key!r}]"), labels, extra, mask, key)
+    layout = Layout("mapping", tuple(str(k) for k in keys), label_key)
+    return Batch(_tensor(raw[key], f"batch[{key!r}]"), labels, extra, mask, key, layout)
 
 
 @dataclass(frozen=True)

@@ -212,7 +212,7 @@ class Scores(Statistic):
         task = self.task
         if task.kind == "custom" or task.metric_fn is not None:
             if task.metric_fn is not None:
-                self.metric_sum += _metric_sum(task.metric_fn(output, batch), n)
+                self.metric_sum += _metric_sum(task.metric_fn(output, batch.user), n)
             else:
                 self.metric_sum += float(task.target(output, batch).double().sum())
             if task.kind == "custom":
