@@ -59,7 +59,9 @@ def app_for_factories(model: str | None, data: str | None = None, **kwargs: Any)
 
 def app_for_run(run: FactoryRun) -> Dash:
     """The app for a finished factory run: its analysis, with its model and data for the on-demand views."""
-    return create_app(run.analysis, model=run.model, data=run.data, task=run.task, tokenizer=run.tokenizer)
+    return create_app(
+        run.analysis, model=run.model, data=run.data, task=run.task, target=run.target, tokenizer=run.tokenizer
+    )
 
 
 def app_for_runs(path: str | Path, *, refresh: float = 2.0, log: Callable[[str], None] = print) -> Dash:

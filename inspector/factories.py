@@ -52,7 +52,7 @@ from inspector.evaluation import eval_data_for
 from inspector.fileio import atomic_path, read_prefix
 from inspector.formats import read_safetensors_header, read_torch_header, safetensors_magic
 
-WHATS = ("model", "data")
+WHATS = ("model", "data", "target")
 STATE_DICT_FORMAT = "dense-inspector-state-dict"  # marks a state dict this tool wrote (what --force may replace)
 
 _IDENTIFIER = r"[A-Za-z_]\w*"
@@ -272,23 +272,25 @@ def data_from_factory(spec: str) -> Any:
     return data
 
 
-def load_tokenizer(folder: str | os.PathLike[str]) -> Any:
-    """A tokenizer saved in the local ``folder`` (``save_pretrained``), read with ``transformers``; never downloads."""
+def load_tokenizer(folder: str | os.PathLike[str], label: str | None = None) -> Any:
+    """A tokenizer saved in the local ``folder`` (``save_pretrained``), read with ``transformers``; never downloads.
+    ``label`` starts its error messages (default ``--tokenizer FOLDER``)."""
     folder = Path(folder)
+    label = label or f"--tokenizer {folder}"
     if not folder.is_dir():
-        raise InspectorError(f"--tokenizer {folder}: not a folder; give the folder tokenizer.save_pretrained() wrote")
+        raise InspectorError(f"{label}: not a folder; give the folder tokenizer.save_pretrained() wrote")
     try:
         from transformers import AutoTokenizer
     except ImportError:
         raise InspectorError(
-            f"--tokenizer {folder}: reading a tokenizer needs the transformers package; "
+            f"{label}: reading a tokenizer needs the transformers package; "
             "pip install transformers, or leave --tokenizer out (tokens are then shown as ids)"
         ) from None
     try:
         return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
     except Exception as exc:  # transformers raises OSError, ValueError, KeyError... for a folder it cannot read
         raise InspectorError(
-            f"--tokenizer {folder}: not a tokenizer folder ({_exception_line(exc)}); "
+            f"{label}: not a tokenizer folder ({_exception_line(exc)}); "
             "give the folder tokenizer.save_pretrained() wrote"
         ) from None
 
@@ -375,6 +377,7 @@ class FactoryRun:
     task: str | None
     tokenizer: Any
     label: str
+    target: Any = None  # the target= function the analysis explained, when one was given
 
 
 def analyze_factory(

@@ -5,12 +5,14 @@ nothing here prints or reads ``argparse`` arguments.
 
 * :func:`prune_checkpoint` / :func:`prune_model`: a pruned copy and its metric before and after;
 * :func:`read_runs` and :func:`newest_snapshot_analysis`: what a run report shows;
-* :func:`input_files` and :func:`check_new_run_dir`: what a command must never overwrite.
+* :func:`input_files` and :func:`check_new_run_dir`: what a command must never overwrite;
+* :func:`open_text_model` and :func:`analyze_text`: a Hugging Face model folder on a text file.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,20 +22,24 @@ from typing import Any
 import torch
 from torch import nn
 
-from inspector.analysis import Analysis
+from inspector.analysis import Analysis, AnalysisOptions, analyze
 from inspector.analysis.inputs import as_source
 from inspector.analysis.parameters import count_parameters
 from inspector.analysis.pruning import prune, prune_and_finetune
 from inspector.analysis.reduced_dtype import forward_model, torch_dtype
-from inspector.analysis.task import task_for_labels
+from inspector.analysis.task import Target, Task, task_for_labels
+from inspector.analysis.text_targets import CAUSAL_LM, named_target, text_task
 from inspector.analysis.weights_file import analyze_weights_file
 from inspector.checkpoints import Checkpoint
 from inspector.core.evaluator import evaluate_arrays, metric_key
 from inspector.errors import InspectorError
 from inspector.evaluation import EvalData, evaluate_model
+from inspector.factories import FactoryRun, is_factory_spec, load_factory, user_code
 from inspector.fileio import first_non_folder
 from inspector.live.store import RunHistory, is_run, read_run
+from inspector.model_folder import ModelFolder, load_model_folder
 from inspector.results import result_files
+from inspector.text_data import DEFAULT_MAX_LENGTH, DEFAULT_TEXT_BATCH, DEFAULT_TEXT_COLUMN, TextFile
 
 DEFAULT_BATCH_SIZE = 1024
 
@@ -111,7 +117,7 @@ def prune_model(
     scope: str = "global",
     *,
     data: Any = None,
-    task: str | None = None,
+    task: Task | str | None = None,
     dtype: str = "fp32",
     batch_size: int | None = None,
     max_samples: int | None = None,
@@ -119,7 +125,8 @@ def prune_model(
     """Prune any model (a copy) and score it before and after on ``data`` (anything
     :func:`~inspector.analysis.inputs.as_source` accepts; the first ``max_samples`` only when given).
 
-    ``task``: ``classification`` or ``regression`` (default: inferred from the labels).
+    ``task``: a :class:`~inspector.analysis.task.Task`, or ``classification`` or ``regression``
+    (default: inferred from the labels).
     """
     check_sparsity(sparsity)
     if data is not None and max_samples is not None:
@@ -190,3 +197,109 @@ def check_new_run_dir(run_dir: Path) -> None:
     blocked = first_non_folder(run_dir)
     if blocked is not None:
         raise InspectorError(f"--run-dir {run_dir}: {blocked} is not a folder; choose another run directory")
+
+
+def text_target(spec: str | None) -> Target | None:
+    """What ``--target`` names: one of the named targets (``pooled-norm``, ...), or a function of the
+    user's as ``file.py:fn`` / ``pkg.module:fn``: ``fn(out, batch)`` itself, or a function of no
+    arguments that returns it."""
+    if spec is None:
+        return None
+    if not is_factory_spec(spec):
+        return named_target(spec).function
+    function = load_factory(spec, "target")
+    try:
+        takes_nothing = not any(
+            p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+            for p in inspect.signature(function).parameters.values()
+        )
+    except (TypeError, ValueError):  # a builtin without a signature: take it as the target
+        takes_nothing = False
+    if takes_nothing:
+        with user_code(f"--target {spec}"):
+            function = function()
+        if not callable(function):
+            raise InspectorError(f"--target {spec}: returned a {type(function).__name__}, not a function (out, batch)")
+    return function  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class TextModel:
+    """A model folder and a text file, ready to analyse: the loaded folder, the file's batches, the task
+    and target :func:`analyze` takes."""
+
+    folder: ModelFolder
+    data: TextFile
+    task: str | None
+    target: Target | None
+
+
+def open_text_model(
+    folder: str | os.PathLike[str],
+    text: str | os.PathLike[str],
+    *,
+    text_column: str = DEFAULT_TEXT_COLUMN,
+    label_column: str | None = None,
+    max_length: int | None = None,
+    batch_size: int | None = None,
+    target: str | None = None,
+    trust_pickle: bool = False,
+    device: torch.device | str | None = None,
+    notify: Any = None,
+) -> TextModel:
+    """The model and tokenizer of ``folder`` (:func:`~inspector.model_folder.load_model_folder`), the
+    texts of ``text`` (:class:`~inspector.text_data.TextFile`) and what to explain
+    (:func:`~inspector.analysis.text_targets.text_task`). ``max_length`` (default 128) is cut to the
+    model's longest sequence (said through ``notify`` when it was asked for)."""
+    user_target = text_target(target)  # before seconds of loading: a wrong name fails at once
+    loaded = load_model_folder(folder, trust_pickle=trust_pickle)
+    asked = max_length
+    max_length = max_length or DEFAULT_MAX_LENGTH
+    if loaded.max_positions is not None and max_length > loaded.max_positions:
+        if notify is not None and asked is not None:
+            notify(f"--max-length {asked} is longer than {loaded.architecture} takes; using {loaded.max_positions}")
+        max_length = loaded.max_positions
+    data = TextFile(
+        text,
+        loaded.tokenizer,
+        text_column=text_column,
+        label_column=label_column,
+        max_length=max_length,
+        batch_size=batch_size or DEFAULT_TEXT_BATCH,
+        label_ids=loaded.label_ids,
+        next_token_labels=loaded.kind == CAUSAL_LM,
+        pad_id=loaded.pad_id,
+    )
+    task, the_target = text_task(loaded.kind, loaded.architecture, data.has_labels, user_target)
+    if device is not None:
+        loaded.model.to(device)
+    return TextModel(loaded, data, task, the_target)
+
+
+def analyze_text(
+    folder: str | os.PathLike[str],
+    text: str | os.PathLike[str],
+    *,
+    options: AnalysisOptions | None = None,
+    **opened: Any,
+) -> FactoryRun:
+    """``inspector analyze MODEL_DIR --text FILE``: :func:`open_text_model` (``opened``: its keyword
+    arguments), then :func:`~inspector.analysis.analyze` with the folder's tokenizer for token text."""
+    if options is not None and "batch_size" not in opened and options.batch_size != AnalysisOptions().batch_size:
+        opened["batch_size"] = options.batch_size
+    run = open_text_model(folder, text, **opened)
+    label = f"{folder} with --text {text}"
+    with user_code(label):
+        source = as_source(run.data)
+        source.name = run.data.name  # the file's name in the results, not "data"
+        analysis = analyze(
+            run.folder.model,
+            source,
+            task=run.task,
+            target=run.target,
+            tokenizer=run.folder.tokenizer,
+            options=options,
+        )
+    source = f"{folder} ({run.folder.architecture})"
+    analysis = dataclasses.replace(analysis, model=dataclasses.replace(analysis.model, source=source))
+    return FactoryRun(analysis, run.folder.model, run.data, run.task, run.folder.tokenizer, label, target=run.target)

@@ -255,6 +255,8 @@ def _target_text(task: Task | None, output: Any = None) -> str:
         return "the true class's logit"
     if task.target_fn is not None:
         return "the target= function's value"
+    if task.kind == "causal-lm":
+        return "the log-probability of the actual next tokens (summed per sequence)"
     width = int(math.prod(output_tensor(output).shape[1:])) if output is not None else 1
     return f"the mean of the model's {width} outputs" if width > 1 else "the model's output"
 

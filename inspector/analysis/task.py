@@ -5,6 +5,9 @@
   per target); evaluate mean squared error (over every output) and R² (``1 - SSE / SST``, SST
   about the evaluation data's own mean; with several targets the mean of each target's R², as
   scikit-learn's ``r2_score``).
+* ``causal-lm``: explain the log-probability of the actual next tokens, summed per sequence over its
+  predicted positions (labels ``(n, T)``: the ids, ``-100`` at padding); evaluate the mean token
+  cross-entropy and the perplexity (lower is better).
 * ``custom``: a user ``target(output, batch) -> (n,)`` scalar per sample; evaluated by an
   optional ``metric(output, batch)`` (per-sample ``(n,)`` values or a batch mean), else by
   the mean target. Both receive the user's own batch (:attr:`~inspector.core.batches.Batch.user`:
@@ -36,9 +39,11 @@ from torch import nn
 from inspector.analysis.inputs import Batch
 from inspector.core.evaluator import (
     IGNORE_INDEX,
+    LOWER_IS_BETTER,
     Scores,
     class_numbers,
     evaluate_task,
+    next_token_nll,
     output_tensor,
     per_sample,
     regression_output,
@@ -47,6 +52,7 @@ from inspector.errors import InspectorError
 
 __all__ = [
     "IGNORE_INDEX",
+    "LOWER_IS_BETTER",
     "TASKS",
     "Metric",
     "Scores",
@@ -59,9 +65,10 @@ __all__ = [
     "output_tensor",
 ]
 
-TASKS = ("classification", "regression", "custom")
-Target = Callable[[Any, Batch], torch.Tensor]
-Metric = Callable[[Any, Batch], "torch.Tensor | float"]
+TASKS = ("classification", "regression", "causal-lm", "custom")
+# (model output, the user's batch as their loader yielded it: Batch.user) -> one value per sample
+Target = Callable[[Any, Any], torch.Tensor]
+Metric = Callable[[Any, Any], "torch.Tensor | float"]
 
 
 @dataclass(frozen=True)
@@ -76,8 +83,8 @@ class Task:
 
     @property
     def higher_is_better(self) -> bool:
-        """Whether a larger metric is better (accuracy, R², a user metric); false for none here."""
-        return True
+        """Whether a larger metric is better (accuracy, R², a user metric); false for perplexity."""
+        return self.metric_name not in LOWER_IS_BETTER
 
     def target(self, output: Any, batch: Batch) -> torch.Tensor:
         """``(n,)``: the scalar per sample an attribution explains."""
@@ -95,6 +102,8 @@ class Task:
                 )
             return value[:, 0]
         out = output_tensor(output)
+        if self.kind == "causal-lm":
+            return -next_token_nll(out, batch.labels).sum(dim=1)
         if self.kind == "classification":
             logits = per_sample(out, "classification")
             labels = class_numbers(logits, batch)
@@ -178,6 +187,12 @@ def make_task(
         return Task(task, name or "accuracy", "cross-entropy", target, metric)
     if task == "regression":
         return Task(task, name or "R²", "MSE", target, metric)
+    if task == "causal-lm":
+        if first.labels is None or first.labels.dim() != 2:
+            raise InspectorError(
+                "task='causal-lm' needs labels (n, T): the input ids, -100 at padding, as the batch's 'labels'"
+            )
+        return Task(task, name or "perplexity", "cross-entropy", target, metric)
     return Task(task, name or "mean target", None, target, metric)
 
 

@@ -179,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     analyze.add_argument("checkpoint", nargs="?", type=_path, help="checkpoint (or give --model)")
     _add_data_arguments(analyze)
+    _add_text_arguments(analyze)
     _add_factory_arguments(analyze)
     analyze.add_argument("--out", "-o", type=_path, required=True, metavar="DIR", help="folder to write")
     analyze.add_argument("--force", action="store_true", help="replace an earlier analysis in DIR")
@@ -224,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="global magnitude ranking, per layer, or whole hidden neurons (default: global)",
     )
     _add_data_arguments(prune)
+    _add_text_arguments(prune)
     _add_factory_arguments(prune, device=True)
     prune.add_argument(
         "--finetune-epochs",
@@ -255,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--format", choices=("html", "md", "json", "pdf", "png"), default=None, help="default: from the --out extension"
     )
     _add_data_arguments(report)
+    _add_text_arguments(report)
     _add_factory_arguments(report, device=True)
     report.add_argument("--force", action="store_true", help="overwrite an existing output")
 
@@ -271,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="checkpoint, analysis folder, training run directory or folder of runs (default: the demo)",
     )
     _add_data_arguments(dash)
+    _add_text_arguments(dash)
     _add_factory_arguments(dash, device=True)
     dash.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
     dash.add_argument("--port", type=int, default=8050, help="port (default: 8050)")
@@ -304,7 +308,9 @@ def _add_data_arguments(p: argparse.ArgumentParser) -> None:
         "or a list of batches; an existing file or built-in name wins over a factory) (default: the dataset "
         "the model was trained on)",
     )
-    p.add_argument("--label-column", help="name of the label column in a .csv file")
+    p.add_argument(
+        "--label-column", help="name of the label column in a .csv file (with --text: default label, when present)"
+    )
     p.add_argument(
         "--activation",
         choices=sorted(ACTIVATIONS),
@@ -315,6 +321,43 @@ def _add_data_arguments(p: argparse.ArgumentParser) -> None:
         "--trust-pickle",
         action="store_true",
         help="allow unpickling Python objects (runs code from the file: trusted files only)",
+    )
+
+
+def _add_text_arguments(p: argparse.ArgumentParser) -> None:
+    """--text and its options: a Hugging Face model folder (the positional path) on a text file."""
+    group = p.add_argument_group(
+        "a Hugging Face model folder on text",
+        "MODEL_DIR --text FILE: the model class from MODEL_DIR/config.json (architectures), its weights "
+        "(safetensors; a .bin only with --trust-pickle) and tokenizer from the same folder, never downloaded. "
+        "A classifier explains the true label's logit (accuracy), a causal LM the log-probability of the "
+        "actual next tokens (loss, perplexity); any other model needs --target.",
+    )
+    group.add_argument(
+        "--text",
+        type=_path,
+        default=None,
+        metavar="FILE",
+        help=".txt (one text a line), .jsonl or .csv (a text column, an optional label column); "
+        "tokenized batch by batch, each batch padded to its longest text",
+    )
+    group.add_argument(
+        "--text-column", default=None, metavar="NAME", help="the text column of a .jsonl or .csv file (default: text)"
+    )
+    group.add_argument(
+        "--max-length",
+        type=_integer(1),
+        default=None,
+        metavar="N",
+        help="truncate each text to N tokens (default: 128, at most what the model takes)",
+    )
+    group.add_argument(
+        "--target",
+        default=None,
+        metavar="NAME|FILE.py:FN",
+        help="what to explain: pooled-norm (the L2 norm of the pooled/CLS output), mean-norm (of the mean "
+        "hidden state over real tokens), predicted-logit, or a function of yours fn(out, batch) -> one value "
+        "per sample (batch: the dict of input_ids, attention_mask, labels)",
     )
 
 

@@ -7,6 +7,10 @@ What is evaluated is the :class:`~inspector.analysis.task.Task` (:func:`~inspect
 * ``regression``: mean squared error (over every output) and R² (``1 - SSE / SST``, SST about the
   evaluation data's own mean; with several targets the mean of each target's R², as scikit-learn's
   ``r2_score``, a constant target left out);
+* ``causal-lm``: a causal language model on labels ``(n, T)`` (the token ids, ``-100`` where there
+  is nothing to predict, as Hugging Face's): the loss is the mean cross-entropy of each next token
+  over every predicted position of every sequence (Hugging Face's own ``loss``), the metric its
+  perplexity ``exp(loss)``, lower is better (:data:`LOWER_IS_BETTER`);
 * ``custom``: an optional ``metric(output, batch)`` (per-sample ``(n,)`` values or a batch mean),
   else the mean target; no loss.
 
@@ -38,6 +42,7 @@ if TYPE_CHECKING:
     from inspector.analysis.task import Task
 
 IGNORE_INDEX = -100  # Hugging Face's label for "no label here", cross_entropy's default ignore_index
+LOWER_IS_BETTER = ("perplexity",)  # metrics a model improves by lowering (every other one: by raising)
 
 
 @dataclass(frozen=True)
@@ -127,6 +132,34 @@ def class_numbers(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
             f"give class numbers 0..{width - 1} ({IGNORE_INDEX} marks a sample to ignore)"
         )
     return labels
+
+
+def next_token_nll(logits: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+    """``(n, T - 1)``: the negative log-probability the model gives each actual next token, float32.
+
+    ``logits`` ``(n, T, V)``: position ``t`` predicts token ``t + 1``; ``labels`` ``(n, T)``: the token
+    ids, :data:`IGNORE_INDEX` where nothing is predicted (padding), which gives 0 there. One fused
+    cross-entropy (no ``(n, T, V)`` log-softmax kept)."""
+    if labels is None or labels.dim() != 2:
+        raise InspectorError(
+            "a causal language model is scored on labels of shape (n, T): the input ids, -100 at padding; "
+            "give them as the batch's 'labels'"
+        )
+    if logits.dim() != 3 or tuple(logits.shape[:2]) != tuple(labels.shape):
+        raise InspectorError(
+            f"a causal language model's logits should be (n, T, vocabulary) for labels {tuple(labels.shape)}; "
+            f"the model returns {tuple(logits.shape)}"
+        )
+    n, width, vocabulary = logits.shape
+    if width < 2:
+        return logits.new_zeros((n, 0), dtype=torch.float32)
+    nll = nn.functional.cross_entropy(
+        logits[:, :-1].reshape(-1, vocabulary).float(),
+        labels[:, 1:].reshape(-1).long(),
+        ignore_index=IGNORE_INDEX,
+        reduction="none",
+    )
+    return nll.reshape(n, width - 1)
 
 
 def regression_outputs(out: torch.Tensor) -> torch.Tensor:
@@ -219,7 +252,11 @@ class Scores(Statistic):
                 self.n += n
                 return
         out = output_tensor(output)
-        if task.kind == "classification":
+        if task.kind == "causal-lm":
+            nll = next_token_nll(out, batch.labels)
+            self.loss_sum += float(nll.double().sum())
+            self.scored += int((batch.labels[:, 1:] != IGNORE_INDEX).sum())  # type: ignore[index]
+        elif task.kind == "classification":
             logits = per_sample(out, "classification")
             labels = class_numbers(logits, batch)
             kept = labels != IGNORE_INDEX
@@ -254,6 +291,9 @@ class Scores(Statistic):
         if self.n == 0:
             return math.nan, math.nan
         task = self.task
+        if task.kind == "causal-lm":  # per predicted token, over every sequence
+            loss = self.loss_sum / self.scored if self.scored else math.nan
+            return loss, self.metric_sum / self.n if task.metric_fn is not None else math.exp(loss)
         if task.kind == "classification":
             # ignored samples (IGNORE_INDEX) count in neither the loss nor the accuracy
             loss = self.loss_sum / self.scored if self.scored else math.nan

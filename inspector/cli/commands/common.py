@@ -10,12 +10,13 @@ from pathlib import Path
 from inspector.analysis import AnalysisOptions, analyze_path
 from inspector.checks import printable
 from inspector.errors import InspectorError
-from inspector.factories import analyze_factory, factory_file, is_data_factory
+from inspector.factories import analyze_factory, factory_file, is_data_factory, is_factory_spec
 from inspector.formats import sharded_index_path
 from inspector.live.store import find_runs
 from inspector.results import JSON_NAME
+from inspector.text_data import DEFAULT_TEXT_COLUMN
 from inspector.training import resolve_device
-from inspector.workflows import input_files
+from inspector.workflows import analyze_text, input_files
 
 __all__ = [
     "analysis_for",
@@ -29,6 +30,8 @@ __all__ = [
     "opens_as_analysis",
     "options_for",
     "runs_in",
+    "text_given",
+    "text_run",
 ]
 
 
@@ -41,6 +44,10 @@ def note(message: str) -> None:
 def analysis_for(path: Path | None, args: argparse.Namespace, options=None):
     """(analysis, model or None) for --model, a saved analysis, a checkpoint or RUN.pt@EPOCH."""
     options = options or options_for(args)
+    if text_given(args):  # a Hugging Face model folder on a text file
+        assert path is not None  # check_subject asked for it
+        run = text_run(path, args, options)
+        return run.analysis, run.model
     if path is None:
         run = factory_run(args, options)
         return run.analysis, run.model
@@ -76,7 +83,10 @@ def options_for(args: argparse.Namespace, **chosen):
 
 
 def check_subject(args: argparse.Namespace, given: bool, what: str) -> None:
-    """Exactly one of ``what`` (the positional input) and --model; the --model-only options need --model."""
+    """Exactly one of ``what`` (the positional input) and --model; the --model-only options need --model;
+    --text needs a model folder and its options need --text."""
+    if _check_text(args, given):
+        return
     if given and args.model is not None:
         raise InspectorError(f"give {what} or --model {args.model}, not both")
     if args.model is None:
@@ -97,6 +107,53 @@ def check_subject(args: argparse.Namespace, given: bool, what: str) -> None:
         raise InspectorError("--activation is for a checkpoint's state dict; for --model use --activations LAYER=ACT")
 
 
+def text_given(args: argparse.Namespace) -> bool:
+    return getattr(args, "text", None) is not None
+
+
+def _check_text(args: argparse.Namespace, given: bool) -> bool:
+    """The --text options checked; whether this is a --text run (then nothing else needs checking)."""
+    if not text_given(args):
+        for flag, value in (
+            ("--text-column", getattr(args, "text_column", None)),
+            ("--max-length", getattr(args, "max_length", None)),
+            ("--target", getattr(args, "target", None)),
+        ):
+            if value is not None:
+                raise InspectorError(f"{flag} applies to a model folder read with --text: MODEL_DIR --text FILE")
+        return False
+    if args.model is not None:
+        raise InspectorError("--text reads a model folder: give MODEL_DIR --text FILE, not --model")
+    if not given:
+        raise InspectorError(f"--text {args.text} needs the model folder: inspector {args.command} MODEL_DIR --text FILE")
+    if args.data is not None:
+        raise InspectorError("give --text FILE or --data, not both")
+    for flag, value in (
+        ("--weights", args.weights),
+        ("--task", args.task),
+        ("--tokenizer", args.tokenizer),
+        ("--activations", args.activations),
+    ):
+        if value is not None:
+            raise InspectorError(f"{flag} does not apply to MODEL_DIR --text: the folder holds the weights and tokenizer")
+    return True
+
+
+def text_run(path: Path, args: argparse.Namespace, options, notify=note):
+    """The analysis of the model folder ``path`` on ``--text`` (a FactoryRun)."""
+    opened = {
+        "text_column": args.text_column or DEFAULT_TEXT_COLUMN,
+        "label_column": args.label_column,
+        "max_length": args.max_length,
+        "batch_size": args.batch_size,
+        "target": args.target,
+        "trust_pickle": args.trust_pickle,
+        "device": device_for(args),
+        "notify": notify,
+    }
+    return analyze_text(path, args.text, options=options, **opened)
+
+
 def data_factory_given(args: argparse.Namespace) -> bool:
     return is_data_factory(args.data)
 
@@ -107,6 +164,9 @@ def factory_inputs(args: argparse.Namespace) -> list[str | Path | None]:
     if args.model is not None:
         files.append(factory_file(args.model))
     files.append(factory_file(args.data) if data_factory_given(args) else args.data)
+    files.append(getattr(args, "text", None))
+    target = getattr(args, "target", None)
+    files.append(factory_file(target) if target is not None and is_factory_spec(target) else None)
     return files
 
 

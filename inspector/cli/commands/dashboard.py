@@ -15,6 +15,8 @@ from inspector.cli.commands.common import (
     opens_as_analysis,
     options_for,
     runs_in,
+    text_given,
+    text_run,
 )
 from inspector.errors import InspectorError
 
@@ -26,7 +28,9 @@ def run(args: argparse.Namespace) -> int:
     def log(message: str) -> None:
         print(f"inspector: {message}", file=sys.stderr)
 
-    if args.model is None and args.path is not None and runs_in(args.path):
+    if text_given(args):
+        app = app_for_run(text_run(args.path, args, options_for(args), notify=lambda m: log(f"note: {m}")))
+    elif args.model is None and args.path is not None and runs_in(args.path):
         app = app_for_runs(args.path, refresh=args.refresh, log=log)
     elif args.path is not None and args.path.is_dir() and not opens_as_analysis(args.path):
         raise InspectorError(

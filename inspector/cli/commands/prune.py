@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from inspector.analysis.inputs import as_source
+from inspector.analysis.task import make_task
 from inspector.checkpoints import checkpoint_suffix, is_own_checkpoint, load, save_checkpoint
 from inspector.cli.commands.common import (
     check_subject,
@@ -12,17 +14,21 @@ from inspector.cli.commands.common import (
     factory_inputs,
     input_files,
     note,
+    text_given,
 )
 from inspector.core.evaluator import format_metric
 from inspector.errors import InspectorError
 from inspector.evaluation import eval_data_for
 from inspector.factories import is_own_state_dict, model_from_factory, resolve_data, save_state_dict, user_code
 from inspector.fileio import check_writable
-from inspector.workflows import PruneOutcome, check_sparsity, prune_checkpoint, prune_model
+from inspector.text_data import DEFAULT_TEXT_COLUMN
+from inspector.workflows import PruneOutcome, check_sparsity, open_text_model, prune_checkpoint, prune_model
 
 
 def run(args: argparse.Namespace) -> int:
     check_subject(args, args.checkpoint is not None, "a checkpoint")
+    if text_given(args):
+        return _prune_text_model(args)
     if args.model is not None:
         return _prune_factory_model(args)
     if data_factory_given(args):
@@ -74,6 +80,52 @@ def _prune_factory_model(args: argparse.Namespace) -> int:
             args.scope,
             data=data,
             task=args.task,
+            dtype=args.dtype,
+            batch_size=args.batch_size,
+            max_samples=args.max_samples,
+        )
+    line = _pruned_line(outcome)
+    if outcome.metric_name is not None:
+        line += f"; {_scores(outcome)} ({outcome.n_samples} samples)" + _dtype_note(args.dtype)
+    save_state_dict(outcome.model, args.out, force=args.force)
+    print(line)
+    print(f"saved {args.out} (the pruned model's state_dict())")
+    return 0
+
+
+def _prune_text_model(args: argparse.Namespace) -> int:
+    """prune MODEL_DIR --text FILE: the folder's model pruned, its state_dict() written; the metric before ->
+    after on the texts (accuracy, perplexity, or the mean --target)."""
+    check_writable(
+        args.out,
+        force=args.force,
+        inputs=input_files(args.checkpoint, *factory_inputs(args)),
+        ours=lambda p: is_own_state_dict(p) or is_own_checkpoint(p),
+    )
+    checkpoint_suffix(args.out)
+    check_sparsity(args.sparsity)
+    if args.finetune_epochs:
+        raise InspectorError("--finetune-epochs needs a dense-inspector checkpoint; fine-tune a model folder in your code")
+    run = open_text_model(
+        args.checkpoint,
+        args.text,
+        text_column=args.text_column or DEFAULT_TEXT_COLUMN,
+        label_column=args.label_column,
+        max_length=args.max_length,
+        batch_size=args.batch_size,
+        target=args.target,
+        trust_pickle=args.trust_pickle,
+        device=device_for(args),
+        notify=note,
+    )
+    with user_code(f"{args.checkpoint} with --text {args.text}"):
+        task = make_task(run.task, as_source(run.data).first(), target=run.target)
+        outcome = prune_model(
+            run.folder.model,
+            args.sparsity,
+            args.scope,
+            data=run.data,
+            task=task,
             dtype=args.dtype,
             batch_size=args.batch_size,
             max_samples=args.max_samples,
