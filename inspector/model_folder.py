@@ -26,7 +26,14 @@ from inspector.errors import InspectorError
 from inspector.factories import load_tokenizer
 
 CONFIG_NAME = "config.json"
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "tokenizer.model", "spiece.model")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.txt",
+    "vocab.json",
+    "tokenizer.model",
+    "spiece.model",
+)
 
 OTHER = "other"  # a base encoder, a masked LM, ...: --target says what to explain
 
@@ -82,7 +89,7 @@ def read_config(folder: Path) -> dict[str, Any]:
     architectures = config.get("architectures")
     if not isinstance(architectures, list) or not architectures or not isinstance(architectures[0], str):
         raise InspectorError(
-            f"{path} names no architectures; add e.g. \"architectures\": [\"BertForSequenceClassification\"] "
+            f'{path} names no architectures; add e.g. "architectures": ["BertForSequenceClassification"] '
             "(save_pretrained() of a model class writes it)"
         )
     return config
@@ -92,7 +99,9 @@ def _transformers() -> Any:
     try:
         import transformers
     except ImportError:
-        raise InspectorError("reading a model folder needs the transformers package: pip install transformers") from None
+        raise InspectorError(
+            "reading a model folder needs the transformers package: pip install transformers"
+        ) from None
     return transformers
 
 
@@ -162,7 +171,11 @@ def load_model_folder(folder: str | os.PathLike[str], *, trust_pickle: bool = Fa
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     label_ids = config.get("label2id") or {}
     positions = next(
-        (config[key] for key in ("max_position_embeddings", "n_positions", "n_ctx") if isinstance(config.get(key), int)),
+        (
+            config[key]
+            for key in ("max_position_embeddings", "n_positions", "n_ctx")
+            if isinstance(config.get(key), int)
+        ),
         None,
     )
     return ModelFolder(

@@ -207,7 +207,7 @@ def text_target(spec: str | None) -> Target | None:
         return None
     if not is_factory_spec(spec):
         return named_target(spec).function
-    function = load_factory(spec, "target")
+    function: Any = load_factory(spec, "target")
     try:
         takes_nothing = not any(
             p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
@@ -290,11 +290,11 @@ def analyze_text(
     run = open_text_model(folder, text, **opened)
     label = f"{folder} with --text {text}"
     with user_code(label):
-        source = as_source(run.data)
-        source.name = run.data.name  # the file's name in the results, not "data"
+        texts = as_source(run.data)
+        texts.name = run.data.name  # the file's name in the results, not "data"
         analysis = analyze(
             run.folder.model,
-            source,
+            texts,
             task=run.task,
             target=run.target,
             tokenizer=run.folder.tokenizer,

@@ -82,7 +82,9 @@ def test_dict_batch_target_and_metric_read_attention_mask_and_labels() -> None:
     by_metric = inspector.analyze(model, batches, target=target, metric=metric, options=ONLY_PARAMETERS)
     with torch.no_grad():
         outs = [model(b["input_ids"], b["attention_mask"]) for b in batches]
-    targets = torch.cat([o.gather(1, b["labels"][:, None])[:, 0] * b["attention_mask"].sum(1) for o, b in zip(outs, batches)])
+    targets = torch.cat(
+        [o.gather(1, b["labels"][:, None])[:, 0] * b["attention_mask"].sum(1) for o, b in zip(outs, batches)]
+    )
     correct = torch.cat([(o.argmax(1) == b["labels"]).float() for o, b in zip(outs, batches)])
     assert by_target.data is not None and by_metric.data is not None
     assert by_target.data.metric == pytest.approx(targets.mean().item(), rel=1e-6)
@@ -109,7 +111,11 @@ def test_tuple_batch_target_and_metric_read_x_and_y() -> None:
 
     by_target = inspector.analyze(model, loader, target=target, options=ONLY_PARAMETERS)
     by_metric = inspector.analyze(
-        model, loader, target=target, metric=lambda out, batch: (out.argmax(1) == batch[1]).float(), options=ONLY_PARAMETERS
+        model,
+        loader,
+        target=target,
+        metric=lambda out, batch: (out.argmax(1) == batch[1]).float(),
+        options=ONLY_PARAMETERS,
     )
     with torch.no_grad():
         out = model(X)

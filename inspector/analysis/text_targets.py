@@ -114,7 +114,9 @@ def named_target(name: str) -> NamedTarget:
     return TARGETS[name]
 
 
-def text_task(kind: str, architecture: str, has_labels: bool, target: Target | None) -> tuple[str | None, Target | None]:
+def text_task(
+    kind: str, architecture: str, has_labels: bool, target: Target | None
+) -> tuple[str | None, Target | None]:
     """``(task, target)`` for :func:`~inspector.analysis.analyze` on a model folder's ``kind`` of head
     (see the module docstring); ``target``: the user's ``--target`` (kept as given)."""
     if kind == CAUSAL_LM:

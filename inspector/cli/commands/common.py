@@ -125,7 +125,9 @@ def _check_text(args: argparse.Namespace, given: bool) -> bool:
     if args.model is not None:
         raise InspectorError("--text reads a model folder: give MODEL_DIR --text FILE, not --model")
     if not given:
-        raise InspectorError(f"--text {args.text} needs the model folder: inspector {args.command} MODEL_DIR --text FILE")
+        raise InspectorError(
+            f"--text {args.text} needs the model folder: inspector {args.command} MODEL_DIR --text FILE"
+        )
     if args.data is not None:
         raise InspectorError("give --text FILE or --data, not both")
     for flag, value in (
@@ -135,7 +137,9 @@ def _check_text(args: argparse.Namespace, given: bool) -> bool:
         ("--activations", args.activations),
     ):
         if value is not None:
-            raise InspectorError(f"{flag} does not apply to MODEL_DIR --text: the folder holds the weights and tokenizer")
+            raise InspectorError(
+                f"{flag} does not apply to MODEL_DIR --text: the folder holds the weights and tokenizer"
+            )
     return True
 
 

@@ -105,7 +105,9 @@ def _prune_text_model(args: argparse.Namespace) -> int:
     checkpoint_suffix(args.out)
     check_sparsity(args.sparsity)
     if args.finetune_epochs:
-        raise InspectorError("--finetune-epochs needs a dense-inspector checkpoint; fine-tune a model folder in your code")
+        raise InspectorError(
+            "--finetune-epochs needs a dense-inspector checkpoint; fine-tune a model folder in your code"
+        )
     run = open_text_model(
         args.checkpoint,
         args.text,

@@ -1,0 +1,391 @@
+"""``inspector analyze MODEL_DIR --text FILE``: a Hugging Face model folder on a text file (issue 19, part 2).
+
+Tiny models built from a config (BERT classifier, BERT base, GPT-2), saved with ``save_pretrained`` beside
+tokenizers built here (a WordPiece vocabulary, a WordLevel model trained on a few sentences): nothing is
+downloaded. Every number is recomputed here from the model called on each text alone (no padding): the
+classifier's target is the true label's logit, the causal LM's the sum of the log-softmax at the actual
+next tokens, its loss the mean token NLL and its perplexity the exp of that.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from inspector.analysis import Analysis
+from inspector.analysis.inputs import as_source
+from inspector.analysis.task import make_task
+from inspector.cli import main
+from inspector.text_data import TextFile
+from inspector.workflows import open_text_model
+
+transformers = pytest.importorskip("transformers")
+tokenizers = pytest.importorskip("tokenizers")
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+WORDS = "the a rain storm forecast sun cloud wind is was today tomorrow cold warm good bad day".split()
+SENTENCES = [
+    "the rain is cold today",
+    "the sun was warm",
+    "storm tomorrow",
+    "a good day is a warm day",
+    "the wind was bad today",
+    "cloud and rain",  # "and" is unknown: [UNK] / <unk>
+]
+LABELS = ["neg", "pos", "neg", "pos", "neg", "neg"]
+FAST = ["--sections", "parameters,activations,importance", "--methods", "saliency", "--max-samples", "5"]
+
+
+def _bert_tokenizer(folder: Path) -> Any:
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
+    path = folder / "vocab.txt"
+    path.write_text("\n".join(vocab) + "\n")
+    return transformers.BertTokenizerFast(vocab=str(path))
+
+
+def _bert_config(vocab_size: int = len(WORDS) + 5, **extra: Any) -> Any:
+    return transformers.BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=24,
+        max_position_embeddings=32,
+        **extra,
+    )
+
+
+def _save(model: Any, tokenizer: Any, folder: Path) -> Path:
+    model.save_pretrained(folder)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("hf")
+    torch.manual_seed(0)
+    bert_tok = _bert_tokenizer(root)
+    labels = {"id2label": {0: "neg", 1: "pos"}, "label2id": {"neg": 0, "pos": 1}}
+    out = {
+        "classifier": _save(
+            transformers.BertForSequenceClassification(_bert_config(num_labels=2, **labels)), bert_tok, root / "cls"
+        ),
+        "base": _save(transformers.BertModel(_bert_config()), bert_tok, root / "base"),
+    }
+    word_level = tokenizers.Tokenizer(tokenizers.models.WordLevel(unk_token="<unk>"))
+    word_level.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    word_level.train_from_iterator(SENTENCES, tokenizers.trainers.WordLevelTrainer(special_tokens=["<unk>", "<eos>"]))
+    gpt_tok = transformers.PreTrainedTokenizerFast(tokenizer_object=word_level, unk_token="<unk>", eos_token="<eos>")
+    config = transformers.GPT2Config(
+        vocab_size=len(gpt_tok), n_embd=16, n_layer=1, n_head=2, n_positions=32, bos_token_id=1, eos_token_id=1
+    )
+    out["gpt2"] = _save(transformers.GPT2LMHeadModel(config), gpt_tok, root / "gpt2")
+    return out
+
+
+@pytest.fixture(scope="module")
+def texts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("texts")
+    txt = root / "texts.txt"
+    txt.write_text("\n".join(SENTENCES[:3]) + "\n\n   \n" + "\n".join(SENTENCES[3:]) + "\n")  # blank lines skipped
+    jsonl = root / "texts.jsonl"
+    rows = [{"text": s, "label": lab} for s, lab in zip(SENTENCES, LABELS)]
+    rows[1]["label"] = 1  # an integer label beside the named ones
+    jsonl.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    csv = root / "texts.csv"
+    csv.write_text("sentence,sentiment\n" + "".join(f"{s},{lab}\n" for s, lab in zip(SENTENCES, LABELS)))
+    return {"txt": txt, "jsonl": jsonl, "csv": csv}
+
+
+def _load(folder: Path) -> tuple[Any, Any]:
+    config = json.loads((folder / "config.json").read_text())
+    cls = getattr(transformers, config["architectures"][0])
+    return cls.from_pretrained(folder, local_files_only=True).eval(), transformers.AutoTokenizer.from_pretrained(
+        folder, local_files_only=True
+    )
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: Any) -> tuple[int, str, str]:
+    status = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def one_line_error(err: str) -> str:
+    lines = [line for line in err.strip().splitlines() if not line.startswith("inspector: note:")]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("inspector: error: ") and "Traceback" not in err, err
+    return lines[0].removeprefix("inspector: error: ")
+
+
+def _alone(model: Any, tokenizer: Any, text: str) -> tuple[torch.Tensor, Any]:
+    ids = torch.tensor([tokenizer(text, truncation=True, max_length=32)["input_ids"]])
+    with torch.no_grad():
+        return ids, model(input_ids=ids)
+
+
+# ------------------------------------------------------------------------------------- the classifier
+
+
+def test_classifier_on_jsonl_end_to_end_scores_accuracy_of_the_true_labels(folders, texts, tmp_path, capsys) -> None:
+    status, out, err = run(
+        capsys, "analyze", folders["classifier"], "--text", texts["jsonl"], "--out", tmp_path / "a", *FAST
+    )
+    assert status == 0, err
+    analysis = Analysis.load(tmp_path / "a")
+    model, tokenizer = _load(folders["classifier"])
+    label_ids = {"neg": 0, "pos": 1}
+    truth = [label_ids[lab] for lab in LABELS[:5]]
+    truth[1] = 1
+    predicted = [int(_alone(model, tokenizer, s)[1].logits.argmax()) for s in SENTENCES[:5]]
+    assert analysis.data is not None and analysis.data.n_samples == 5
+    assert analysis.data.metric_name == "accuracy"
+    assert analysis.data.metric == pytest.approx(sum(p == t for p, t in zip(predicted, truth)) / 5)
+    assert analysis.importance is not None and analysis.activations
+    assert "texts.jsonl" in out and str(folders["classifier"]) in analysis.model.source
+
+
+def test_classifier_target_is_the_true_labels_logit(folders, texts) -> None:
+    opened = open_text_model(folders["classifier"], texts["jsonl"])
+    assert opened.task == "classification"
+    model, tokenizer = _load(folders["classifier"])
+    batch = as_source(opened.data).first()
+    task = make_task(opened.task, batch, target=opened.target)
+    with torch.no_grad():
+        target = task.target(batch.call(opened.folder.model), batch)
+    expected = []
+    for sentence, label in zip(SENTENCES, [0, 1, 0, 1, 0, 0]):
+        logits = _alone(model, tokenizer, sentence)[1].logits[0]
+        expected.append(float(logits[label]))
+    torch.testing.assert_close(target, torch.tensor(expected), atol=1e-5, rtol=1e-5)
+
+
+def test_classifier_without_labels_explains_the_predicted_logit(folders, texts) -> None:
+    opened = open_text_model(folders["classifier"], texts["txt"])
+    batch = as_source(opened.data).first()
+    task = make_task(opened.task, batch, target=opened.target)
+    model, tokenizer = _load(folders["classifier"])
+    with torch.no_grad():
+        target = task.target(batch.call(opened.folder.model), batch)
+    expected = [float(_alone(model, tokenizer, s)[1].logits.max()) for s in SENTENCES]
+    torch.testing.assert_close(target, torch.tensor(expected), atol=1e-5, rtol=1e-5)
+
+
+def test_csv_columns_are_named_by_flags(folders, texts, tmp_path, capsys) -> None:
+    argv = ["--text-column", "sentence", "--label-column", "sentiment", "--sections", "parameters"]
+    status, _, err = run(
+        capsys, "analyze", folders["classifier"], "--text", texts["csv"], "--out", tmp_path / "c", *argv
+    )
+    assert status == 0, err
+    analysis = Analysis.load(tmp_path / "c")
+    model, tokenizer = _load(folders["classifier"])
+    truth = [{"neg": 0, "pos": 1}[lab] for lab in LABELS]
+    predicted = [int(_alone(model, tokenizer, s)[1].logits.argmax()) for s in SENTENCES]
+    assert analysis.data is not None and analysis.data.n_samples == len(SENTENCES)
+    assert analysis.data.metric == pytest.approx(sum(p == t for p, t in zip(predicted, truth)) / len(SENTENCES))
+
+
+# ------------------------------------------------------------------------------------- the causal LM
+
+
+def _lm_truth(folder: Path) -> tuple[list[float], float, int]:
+    """Per text: the sum of log-softmax at each actual next token; the total NLL and the token count."""
+    model, tokenizer = _load(folder)
+    sums, total, count = [], 0.0, 0
+    for sentence in SENTENCES:
+        ids, out = _alone(model, tokenizer, sentence)
+        logp = torch.log_softmax(out.logits[0, :-1].double(), dim=-1)
+        picked = logp.gather(1, ids[0, 1:, None])[:, 0]
+        sums.append(float(picked.sum()))
+        total -= float(picked.sum())
+        count += ids.shape[1] - 1
+    return sums, total, count
+
+
+def test_causal_lm_end_to_end_reports_loss_and_perplexity(folders, texts, tmp_path, capsys) -> None:
+    status, out, err = run(
+        capsys, "analyze", folders["gpt2"], "--text", texts["txt"], "--out", tmp_path / "g", *FAST[:-2]
+    )
+    assert status == 0, err
+    analysis = Analysis.load(tmp_path / "g")
+    _, total, count = _lm_truth(folders["gpt2"])
+    assert analysis.data is not None and analysis.data.n_samples == len(SENTENCES)
+    assert (analysis.data.metric_name, analysis.data.loss_name) == ("perplexity", "cross-entropy")
+    assert analysis.data.loss == pytest.approx(total / count, rel=1e-5)
+    assert analysis.data.metric == pytest.approx(math.exp(total / count), rel=1e-5)
+    assert analysis.model.task == "causal-lm" and "next tokens" in analysis.model.target
+    assert "perplexity" in out
+
+
+def test_causal_lm_target_is_the_log_probability_of_the_next_tokens(folders, texts) -> None:
+    opened = open_text_model(folders["gpt2"], texts["txt"], batch_size=4)
+    source = as_source(opened.data)
+    batches = list(source)
+    assert [len(b) for b in batches] == [4, 2]
+    task = make_task(opened.task, batches[0])
+    assert not task.higher_is_better
+    with torch.no_grad():
+        target = torch.cat([task.target(b.call(opened.folder.model), b) for b in batches])
+    sums, _, _ = _lm_truth(folders["gpt2"])
+    torch.testing.assert_close(target.double(), torch.tensor(sums, dtype=torch.float64), atol=1e-4, rtol=1e-5)
+
+
+def test_prune_and_report_read_a_model_folder(folders, texts, tmp_path, capsys) -> None:
+    out_file = tmp_path / "pruned.safetensors"
+    status, out, err = run(
+        capsys, "prune", folders["gpt2"], "--text", texts["txt"], "--sparsity", "0.5", "--out", out_file
+    )
+    assert status == 0, err
+    assert "perplexity" in out and out_file.is_file()
+    status, out, err = run(
+        capsys, "report", folders["classifier"], "--text", texts["jsonl"], "--out", "-", "--format", "md",
+        "--max-samples", "3",
+    )  # fmt: skip
+    assert status == 0, err
+    assert "accuracy" in out
+
+
+# ------------------------------------------------------------------------------------- a base encoder
+
+
+def test_base_encoder_explains_a_named_or_own_target(folders, texts, tmp_path, capsys) -> None:
+    argv = ["--sections", "parameters,activations"]
+    status, _, err = run(
+        capsys,
+        "analyze",
+        folders["base"],
+        "--text",
+        texts["txt"],
+        "--target",
+        "pooled-norm",
+        "--out",
+        tmp_path / "b",
+        *argv,
+    )
+    assert status == 0, err
+    model, tokenizer = _load(folders["base"])
+    norms = [float(_alone(model, tokenizer, s)[1].pooler_output.norm()) for s in SENTENCES]
+    analysis = Analysis.load(tmp_path / "b")
+    assert analysis.data is not None and analysis.data.metric == pytest.approx(sum(norms) / len(norms), rel=1e-5)
+
+    own = tmp_path / "mytarget.py"
+    own.write_text(
+        "def length(out, batch):\n    return batch['attention_mask'].sum(1).float() + 0 * out.last_hidden_state[:, 0, 0]\n"
+    )
+    status, _, err = run(
+        capsys,
+        "analyze",
+        folders["base"],
+        "--text",
+        texts["txt"],
+        "--target",
+        f"{own}:length",
+        "--out",
+        tmp_path / "o",
+        *argv,
+    )
+    assert status == 0, err
+    lengths = [len(tokenizer(s)["input_ids"]) for s in SENTENCES]
+    own_analysis = Analysis.load(tmp_path / "o")
+    assert own_analysis.data is not None and own_analysis.data.metric == pytest.approx(sum(lengths) / len(lengths))
+
+    opened = open_text_model(folders["base"], texts["txt"], target="mean-norm")
+    batch = as_source(opened.data).first()
+    with torch.no_grad():
+        value = make_task(opened.task, batch, target=opened.target).target(batch.call(opened.folder.model), batch)
+    expected = [float(_alone(model, tokenizer, s)[1].last_hidden_state[0].mean(0).norm()) for s in SENTENCES]
+    torch.testing.assert_close(value, torch.tensor(expected), atol=1e-5, rtol=1e-5)
+
+
+# ------------------------------------------------------------------------------------- the text file
+
+
+def test_batches_are_padded_per_batch_and_read_lazily(folders, tmp_path) -> None:
+    _, tokenizer = _load(folders["classifier"])
+    path = tmp_path / "lazy.jsonl"
+    rows = ["the rain", "the sun was warm today", "storm", "storm", "storm"]
+    path.write_text("".join(json.dumps({"text": r}) + "\n" for r in rows) + "{not json\n")
+    data = TextFile(path, tokenizer, batch_size=2, max_length=5)
+    batches = iter(data)
+    first = next(batches)  # read before the broken line: the file is read batch by batch
+    assert first["input_ids"].shape == (2, 5)  # the longest text of the batch, cut to max_length
+    assert first["attention_mask"].tolist() == [[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]]
+    assert next(batches)["input_ids"].shape == (2, 3)  # [CLS] storm [SEP]: padded to its own batch
+    with pytest.raises(Exception, match="line 6: not JSON"):
+        list(batches)
+
+
+# ------------------------------------------------------------------------------------- one-line errors
+
+
+@pytest.fixture(scope="module")
+def broken(tmp_path_factory: pytest.TempPathFactory, folders: dict[str, Path]) -> dict[str, Path]:
+    """Model folders the tool cannot use, one per problem."""
+    root = tmp_path_factory.mktemp("broken")
+    made = {}
+    made["no-config"] = root / "no-config"
+    made["no-config"].mkdir()
+    made["no-architectures"] = shutil.copytree(folders["classifier"], root / "no-arch")
+    config = json.loads((made["no-architectures"] / "config.json").read_text())
+    del config["architectures"]
+    (made["no-architectures"] / "config.json").write_text(json.dumps(config))
+    made["unknown-architecture"] = shutil.copytree(folders["classifier"], root / "unknown")
+    config["architectures"] = ["NoSuchModelForSequenceClassification"]
+    (made["unknown-architecture"] / "config.json").write_text(json.dumps(config))
+    made["no-tokenizer"] = root / "no-tok"
+    transformers.BertModel(_bert_config()).save_pretrained(made["no-tokenizer"])
+    small = transformers.BertModel(_bert_config(vocab_size=8))
+    made["vocab"] = _save(small, transformers.AutoTokenizer.from_pretrained(folders["base"]), root / "vocab")
+    return made
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("no-config", "has no config.json"),
+        ("no-architectures", "names no architectures"),
+        ("unknown-architecture", "'NoSuchModelForSequenceClassification' is not a model class"),
+        ("no-tokenizer", "holds no tokenizer"),
+        ("vocab", r"tokenizer has 22 tokens but the model's input embedding has 8 rows"),
+        ("empty", "holds no text"),
+        ("column", r"no column 'text'; its columns are sentence, sentiment"),
+        ("label", r"unknown label 'meh'; the model's labels are neg, pos"),
+        ("base", "BertModel has no head to explain by default: pass --target"),
+        ("target-name", "--target nope: not a named target"),
+        ("target-alone", "--target applies to a model folder read with --text"),
+    ],
+)
+def test_each_problem_is_one_line(case, message, folders, broken, texts, tmp_path, capsys) -> None:
+    capsys.readouterr()  # what building the folders printed
+    folder, text, extra = folders["classifier"], texts["txt"], []
+    if case in broken:
+        folder = broken[case]
+    elif case == "empty":
+        text = tmp_path / "empty.txt"
+        text.write_text("\n  \n\n")
+    elif case == "column":
+        folder, text = folders["classifier"], texts["csv"]
+    elif case == "label":
+        text = tmp_path / "bad.jsonl"
+        text.write_text('{"text": "the rain", "label": "neg"}\n{"text": "the sun", "label": "meh"}\n')
+    elif case == "base":
+        folder = folders["base"]
+    elif case == "target-name":
+        extra = ["--target", "nope"]
+    argv = ["analyze", folder, "--text", text, "--out", tmp_path / "x", "--sections", "parameters", *extra]
+    if case == "target-alone":
+        argv = ["analyze", folder, "--target", "pooled-norm", "--out", tmp_path / "x"]
+    status, _, err = run(capsys, *argv)
+    assert status != 0
+    assert re.search(message, one_line_error(err))
