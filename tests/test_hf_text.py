@@ -389,3 +389,23 @@ def test_each_problem_is_one_line(case, message, folders, broken, texts, tmp_pat
     status, _, err = run(capsys, *argv)
     assert status != 0
     assert re.search(message, one_line_error(err))
+
+
+def test_pruning_findings_count_a_rise_in_perplexity_as_the_cost() -> None:
+    import numpy as np
+
+    from inspector.analysis.pruning import PruningCurve, PruningReport
+    from inspector.analysis.sections.pruning import pruning_findings
+
+    curve = PruningCurve(
+        scope="global",
+        sparsity=np.array([0.0, 0.5, 0.9]),
+        metric=np.array([10.0, 10.05, 30.0]),  # perplexity: 0.5 costs 0.05 (within 1%), 0.9 costs 20
+        loss=np.log(np.array([10.0, 10.05, 30.0])),
+        parameters_left=np.array([100, 50, 10]),
+        finetuned_metric=None,
+    )
+    report = PruningReport((curve,), 10.0, math.log(10.0), 100, 6, None, 0, "perplexity", "cross-entropy")
+    (finding,) = pruning_findings(report)
+    assert "pruning 50.0%" in finding.text and "raises perplexity by 0.05 (10 -> 10.05)" in finding.text
+    assert finding.numbers["metric_drop"] == pytest.approx(0.05)

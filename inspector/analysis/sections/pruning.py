@@ -11,6 +11,7 @@ from inspector.analysis.context import AnalysisContext
 from inspector.analysis.findings import Finding, agree, count, pct
 from inspector.analysis.pruning import PruningReport, pruning_sweep
 from inspector.analysis.sections.registry import SectionSpec, register
+from inspector.analysis.task import LOWER_IS_BETTER
 
 ACCURACY_BUDGET = 0.01  # "pruning is free" while accuracy stays within one point
 
@@ -126,11 +127,13 @@ def _metric_pruning_findings(report: PruningReport) -> list[Finding]:
         return out  # an undefined baseline (R² of constant targets): no claim can be measured against it
     budget = _metric_budget(report)
     two_sided = name == "mean target"
+    lower_better = name in LOWER_IS_BETTER  # perplexity: pruning costs by raising it
+    worsens = "raises" if lower_better else "lowers"
     for curve in report.curves:
         tried = [i for i, s in enumerate(curve.sparsity) if s > 0 and math.isfinite(curve.metric[i])]
         if not tried:
             continue
-        drops = {i: base - float(curve.metric[i]) for i in tried}
+        drops = {i: (float(curve.metric[i]) - base if lower_better else base - float(curve.metric[i])) for i in tried}
         within = [i for i in tried if (abs(drops[i]) if two_sided else drops[i]) <= budget]
         what = PRUNED_SET[curve.scope]
         if within:
@@ -139,7 +142,7 @@ def _metric_pruning_findings(report: PruningReport) -> list[Finding]:
             if two_sided:
                 cost = f"changes the {name} by {-drops[i]:+.3g}"
             else:
-                cost = f"lowers {name} by {drops[i]:.3g}" if drops[i] > 0 else f"does not lower {name}"
+                cost = f"{worsens} {name} by {drops[i]:.3g}" if drops[i] > 0 else f"does not {worsens[:-1]} {name}"
             out.append(
                 Finding(
                     "pruning",
@@ -158,7 +161,7 @@ def _metric_pruning_findings(report: PruningReport) -> list[Finding]:
         else:
             mildest = min(tried, key=lambda i: curve.sparsity[i])
             levels = "the one level" if len(tried) == 1 else f"each of the {len(tried)} levels"
-            verb = "changes" if two_sided else "lowers"
+            verb = "changes" if two_sided else worsens
             amount = f"{-drops[mildest]:+.3g}" if two_sided else f"{drops[mildest]:.3g}"
             out.append(
                 Finding(
