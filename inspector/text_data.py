@@ -53,7 +53,7 @@ class TextFile:
         path: str | os.PathLike[str],
         tokenizer: Any,
         *,
-        text_column: str = DEFAULT_TEXT_COLUMN,
+        text_column: str | None = None,
         label_column: str | None = None,
         max_length: int = DEFAULT_MAX_LENGTH,
         batch_size: int = DEFAULT_TEXT_BATCH,
@@ -63,7 +63,7 @@ class TextFile:
     ) -> None:
         self.path = Path(path)
         self.tokenizer = tokenizer
-        self.text_column = text_column
+        self.text_column = text_column or DEFAULT_TEXT_COLUMN
         self.max_length = int(max_length)
         self.batch_size = int(batch_size)
         self.label_ids = dict(label_ids or {})
@@ -82,12 +82,15 @@ class TextFile:
             raise ValueError("max_length and batch_size must be positive")
         columns = self._columns()
         if self.suffix == ".txt":
-            if label_column is not None:
-                raise InspectorError(f"--label-column {label_column}: a .txt file has no columns; use .jsonl or .csv")
-        elif text_column not in columns:
+            for flag, given in (("--label-column", label_column), ("--text-column", text_column)):
+                if given is not None:
+                    raise InspectorError(
+                        f"{flag} {given}: a .txt file has no columns (one text a line); use .jsonl or .csv"
+                    )
+        elif self.text_column not in columns:
             raise InspectorError(
-                f"--text {self.path}: no column {text_column!r}; its columns are {', '.join(columns) or 'none'} "
-                "(choose one with --text-column)"
+                f"--text {self.path}: no column {self.text_column!r}; its columns are "
+                f"{', '.join(columns) or 'none'} (choose one with --text-column)"
             )
         elif label_column is not None and label_column not in columns:
             raise InspectorError(

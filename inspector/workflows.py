@@ -39,7 +39,7 @@ from inspector.fileio import first_non_folder
 from inspector.live.store import RunHistory, is_run, read_run
 from inspector.model_folder import ModelFolder, load_model_folder
 from inspector.results import result_files
-from inspector.text_data import DEFAULT_MAX_LENGTH, DEFAULT_TEXT_BATCH, DEFAULT_TEXT_COLUMN, TextFile
+from inspector.text_data import DEFAULT_MAX_LENGTH, DEFAULT_TEXT_BATCH, TextFile
 
 DEFAULT_BATCH_SIZE = 1024
 
@@ -238,7 +238,7 @@ def open_text_model(
     folder: str | os.PathLike[str],
     text: str | os.PathLike[str],
     *,
-    text_column: str = DEFAULT_TEXT_COLUMN,
+    text_column: str | None = None,
     label_column: str | None = None,
     max_length: int | None = None,
     batch_size: int | None = None,
@@ -300,6 +300,5 @@ def analyze_text(
             tokenizer=run.folder.tokenizer,
             options=options,
         )
-    source = f"{folder} ({run.folder.architecture})"
-    analysis = dataclasses.replace(analysis, model=dataclasses.replace(analysis.model, source=source))
+    analysis = dataclasses.replace(analysis, model=dataclasses.replace(analysis.model, source=str(folder)))
     return FactoryRun(analysis, run.folder.model, run.data, run.task, run.folder.tokenizer, label, target=run.target)

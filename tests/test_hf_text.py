@@ -150,10 +150,10 @@ def test_classifier_on_jsonl_end_to_end_scores_accuracy_of_the_true_labels(folde
     truth[1] = 1
     predicted = [int(_alone(model, tokenizer, s)[1].logits.argmax()) for s in SENTENCES[:5]]
     assert analysis.data is not None and analysis.data.n_samples == 5
-    assert analysis.data.metric_name == "accuracy"
+    assert analysis.data.metric_name == "accuracy" and analysis.model.source == str(folders["classifier"])
     assert analysis.data.metric == pytest.approx(sum(p == t for p, t in zip(predicted, truth)) / 5)
     assert analysis.importance is not None and analysis.activations
-    assert "texts.jsonl" in out and str(folders["classifier"]) in analysis.model.source
+    assert "texts.jsonl" in out
 
 
 def test_classifier_target_is_the_true_labels_logit(folders, texts) -> None:
@@ -364,6 +364,7 @@ def broken(tmp_path_factory: pytest.TempPathFactory, folders: dict[str, Path]) -
         ("base", "BertModel has no head to explain by default: pass --target"),
         ("target-name", "--target nope: not a named target"),
         ("target-alone", "--target applies to a model folder read with --text"),
+        ("txt-column", "--text-column body: a .txt file has no columns"),
     ],
 )
 def test_each_problem_is_one_line(case, message, folders, broken, texts, tmp_path, capsys) -> None:
@@ -383,6 +384,8 @@ def test_each_problem_is_one_line(case, message, folders, broken, texts, tmp_pat
         folder = folders["base"]
     elif case == "target-name":
         extra = ["--target", "nope"]
+    elif case == "txt-column":
+        extra = ["--text-column", "body"]
     argv = ["analyze", folder, "--text", text, "--out", tmp_path / "x", "--sections", "parameters", *extra]
     if case == "target-alone":
         argv = ["analyze", folder, "--target", "pooled-norm", "--out", tmp_path / "x"]

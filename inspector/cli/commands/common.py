@@ -14,7 +14,6 @@ from inspector.factories import analyze_factory, factory_file, is_data_factory, 
 from inspector.formats import sharded_index_path
 from inspector.live.store import find_runs
 from inspector.results import JSON_NAME
-from inspector.text_data import DEFAULT_TEXT_COLUMN
 from inspector.training import resolve_device
 from inspector.workflows import analyze_text, input_files
 
@@ -146,7 +145,7 @@ def _check_text(args: argparse.Namespace, given: bool) -> bool:
 def text_run(path: Path, args: argparse.Namespace, options, notify=note):
     """The analysis of the model folder ``path`` on ``--text`` (a FactoryRun)."""
     opened = {
-        "text_column": args.text_column or DEFAULT_TEXT_COLUMN,
+        "text_column": args.text_column,
         "label_column": args.label_column,
         "max_length": args.max_length,
         "batch_size": args.batch_size,

@@ -21,7 +21,6 @@ from inspector.errors import InspectorError
 from inspector.evaluation import eval_data_for
 from inspector.factories import is_own_state_dict, model_from_factory, resolve_data, save_state_dict, user_code
 from inspector.fileio import check_writable
-from inspector.text_data import DEFAULT_TEXT_COLUMN
 from inspector.workflows import PruneOutcome, check_sparsity, open_text_model, prune_checkpoint, prune_model
 
 
@@ -111,7 +110,7 @@ def _prune_text_model(args: argparse.Namespace) -> int:
     run = open_text_model(
         args.checkpoint,
         args.text,
-        text_column=args.text_column or DEFAULT_TEXT_COLUMN,
+        text_column=args.text_column,
         label_column=args.label_column,
         max_length=args.max_length,
         batch_size=args.batch_size,
