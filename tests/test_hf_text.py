@@ -412,3 +412,15 @@ def test_pruning_findings_count_a_rise_in_perplexity_as_the_cost() -> None:
     (finding,) = pruning_findings(report)
     assert "pruning 50.0%" in finding.text and "raises perplexity by 0.05 (10 -> 10.05)" in finding.text
     assert finding.numbers["metric_drop"] == pytest.approx(0.05)
+
+
+def test_dashboard_opens_a_model_folder_on_text(folders, texts, monkeypatch, capsys) -> None:
+    import dashboards.app
+
+    served: list[Any] = []
+    monkeypatch.setattr(dashboards.app, "serve", lambda app, *a, **k: served.append(app))
+    monkeypatch.setattr(dashboards.app, "check_port", lambda *a: None)
+    argv = ["dashboard", folders["classifier"], "--text", texts["txt"], "--target", "predicted-logit"]
+    status, _, err = run(capsys, *argv, "--max-samples", "3")
+    assert status == 0, err
+    assert len(served) == 1
