@@ -17,11 +17,15 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
+import dashboards.app
 from inspector.analysis import Analysis
 from inspector.analysis.inputs import as_source
+from inspector.analysis.pruning import PruningCurve, PruningReport
+from inspector.analysis.sections.pruning import pruning_findings
 from inspector.analysis.task import make_task
 from inspector.cli import main
 from inspector.text_data import TextFile
@@ -395,11 +399,6 @@ def test_each_problem_is_one_line(case, message, folders, broken, texts, tmp_pat
 
 
 def test_pruning_findings_count_a_rise_in_perplexity_as_the_cost() -> None:
-    import numpy as np
-
-    from inspector.analysis.pruning import PruningCurve, PruningReport
-    from inspector.analysis.sections.pruning import pruning_findings
-
     curve = PruningCurve(
         scope="global",
         sparsity=np.array([0.0, 0.5, 0.9]),
@@ -415,8 +414,6 @@ def test_pruning_findings_count_a_rise_in_perplexity_as_the_cost() -> None:
 
 
 def test_dashboard_opens_a_model_folder_on_text(folders, texts, monkeypatch, capsys) -> None:
-    import dashboards.app
-
     served: list[Any] = []
     monkeypatch.setattr(dashboards.app, "serve", lambda app, *a, **k: served.append(app))
     monkeypatch.setattr(dashboards.app, "check_port", lambda *a: None)
