@@ -71,7 +71,7 @@ from inspector.analysis.sites import (
     discover_sites,
 )
 from inspector.analysis.task import Task, make_task
-from inspector.core.dense import dense_weight, in_features, is_dense, out_features
+from inspector.core.dense import dense_bias, dense_weight, in_features, is_dense, out_features, weight_parameter
 from inspector.core.evaluator import evaluate_task, label_classes, output_tensor, per_sample, regression_output
 from inspector.errors import InspectorError
 from inspector.results import result
@@ -415,7 +415,7 @@ def neuron_keep(model: nn.Module, plan: NeuronPlan, sparsities: tuple[float, ...
     for s in sparsities:
         level = {}
         for (name, layer), order in zip(hidden, orders):
-            keep = torch.ones(out_features(layer), dtype=torch.bool, device=layer.weight.device)
+            keep = torch.ones(out_features(layer), dtype=torch.bool, device=dense_weight(layer).device)
             keep[order[: math.floor(s * out_features(layer))]] = False
             level[name] = keep
         out.append(level)
@@ -440,7 +440,7 @@ def neuron_masks(
     layers = _weights(model)
     shared = shared_outside(model)
     w_masks = [torch.ones_like(dense_weight(layer), dtype=torch.bool) for layer in layers]
-    b_masks = [torch.ones(out_features(layer), dtype=torch.bool, device=layer.weight.device) for layer in layers]
+    b_masks = [torch.ones(out_features(layer), dtype=torch.bool, device=dense_weight(layer).device) for layer in layers]
     for layer, kv in keep.items():
         k = index[layer]
         if _frozen(layers[k], shared):
@@ -466,7 +466,7 @@ def dead_keep(model: nn.Module, dead_masks: Mapping[str, np.ndarray]) -> dict[st
         layer = modules.get(name)
         if layer is None:
             raise InspectorError(f"dead_masks names {name!r}, which is not an nn.Linear of the model")
-        mask = torch.as_tensor(np.asarray(dead, dtype=bool), device=layer.weight.device)
+        mask = torch.as_tensor(np.asarray(dead, dtype=bool), device=dense_weight(layer).device)
         if mask.shape != (out_features(layer),):
             raise InspectorError(
                 f"dead_masks[{name!r}] has shape {tuple(mask.shape)}; {name} has {out_features(layer)} neurons"
@@ -483,8 +483,9 @@ def apply_masks(
     with torch.no_grad():
         for k, layer in enumerate(_weights(model)):
             dense_weight(layer).mul_(weight_masks[k])  # (out, in) masks; a Conv1D's view writes its (in, out) weight
-            if bias_masks is not None and layer.bias is not None:
-                layer.bias.mul_(bias_masks[k])
+            bias = dense_bias(layer)
+            if bias_masks is not None and bias is not None:
+                bias.mul_(bias_masks[k])
     return model
 
 
@@ -760,7 +761,9 @@ def prunable_parameters(model: nn.Module) -> int:
     exactly zero.
     """
     shared = shared_outside(model)
-    tensors = {id(t): t for layer in _weights(model) for t in (layer.weight, layer.bias) if t is not None}
+    tensors = {
+        id(t): t for layer in _weights(model) for t in (weight_parameter(layer), dense_bias(layer)) if t is not None
+    }
     return int(sum(t.numel() for key, t in tensors.items() if key not in shared))
 
 
@@ -787,7 +790,7 @@ def parameters_left(
 
     for k, layer in enumerate(_weights(model)):
         keep(dense_weight(layer), weight_masks[k], key=id(layer.weight))  # (out, in), as the masks
-        keep(layer.bias, None if bias_masks is None else bias_masks[k])
+        keep(dense_bias(layer), None if bias_masks is None else bias_masks[k])
     weights = {id(layer.weight) for layer in _weights(model)}
     return int(
         sum(

@@ -404,7 +404,11 @@ def discover_sites(
             users.setdefault(module, []).append(layer)
     sites = []
     for name, linear in layers:
-        common: dict[str, Any] = {"layer": name, "in_features": in_features(linear), "out_features": out_features(linear)}
+        common: dict[str, Any] = {
+            "layer": name,
+            "in_features": in_features(linear),
+            "out_features": out_features(linear),
+        }
         if name in declared:
             sites.append(Site(**common, activation=declared[name], found_by="declared", module=None, tap=name))
         elif name in observed:

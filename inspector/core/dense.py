@@ -47,6 +47,13 @@ def dense_weight(module: nn.Module) -> torch.Tensor:
     return weight.t() if is_conv1d(module) else weight
 
 
+def weight_parameter(module: nn.Module) -> torch.Tensor:
+    """The weight parameter as stored (``(out, in)`` for ``nn.Linear``, ``(in, out)`` for ``Conv1D``): what
+    owns ``.grad`` and identifies a tied tensor; for numbers per neuron use :func:`dense_weight`."""
+    weight: torch.Tensor = module.weight  # type: ignore[assignment]
+    return weight
+
+
 def dense_bias(module: nn.Module) -> torch.Tensor | None:
     """The layer's bias ``(out_features,)`` or ``None``."""
     bias = getattr(module, "bias", None)

@@ -60,7 +60,9 @@ def linear_from(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
 
 
 #: Hugging Face GPT-2's dense layers, ``transformers.pytorch_utils.Conv1D``: weights stored ``(in, out)``
-GPT2_CONV1D = re.compile(r"(?:transformer\.)?h\.\d+\.(?:mlp\.c_fc|mlp\.c_proj|attn\.c_attn|attn\.q_attn|attn\.c_proj)\.weight")
+GPT2_CONV1D = re.compile(
+    r"(?:transformer\.)?h\.\d+\.(?:mlp\.c_fc|mlp\.c_proj|attn\.c_attn|attn\.q_attn|attn\.c_proj)\.weight"
+)
 CONV1D_NOTICE = "GPT-2 Conv1D weights stored (in, out): read transposed"
 
 
