@@ -19,7 +19,7 @@ from inspector.analysis import analyze
 from inspector.analysis.compare import compare
 from inspector.analysis.options import AnalysisOptions
 from inspector.analysis.parameters import count_parameters
-from inspector.analysis.pruning import pruning_sweep
+from inspector.analysis.pruning import prune, pruning_sweep
 from inspector.analysis.result import Analysis
 from inspector.analysis.weights import weight_report
 from inspector.cli import main
@@ -214,6 +214,23 @@ def test_magnitude_pruning_curves_equal_a_numpy_recomputation_on_the_transposed_
         torch.equal(dense_weight(m).detach(), torch.as_tensor(w, dtype=torch.float32))
         for (_, m), w in zip(layers, weights)
     )
+
+
+def test_neuron_pruning_of_c_fc_zeroes_its_stored_columns_and_the_rows_c_proj_reads_them_from():
+    model = gpt2()
+    batches = token_batches()
+    pruned = prune(model, 0.25, "neuron", data=batches)
+    for i in range(2):
+        c_fc, c_proj = model.transformer.h[i].mlp.c_fc, model.transformer.h[i].mlp.c_proj
+        weakest = np.argsort(np.linalg.norm(c_fc.weight.detach().numpy().T, axis=1), kind="stable")[:32]  # 25% of 128
+        kept = np.setdiff1d(np.arange(128), weakest)
+        p_fc, p_proj = pruned.transformer.h[i].mlp.c_fc, pruned.transformer.h[i].mlp.c_proj
+        assert not p_fc.weight[:, weakest].any() and not p_fc.bias[weakest].any()  # stored (in, out): columns
+        assert not p_proj.weight[weakest, :].any()  # its consumer reads neuron j through stored row j
+        assert torch.equal(p_fc.weight[:, kept], c_fc.weight[:, kept])
+        assert torch.equal(p_proj.weight[kept, :], c_proj.weight[kept, :])
+    # attention layers' outputs have no known activation: not hidden layers, untouched
+    assert torch.equal(pruned.transformer.h[0].attn.c_attn.weight, model.transformer.h[0].attn.c_attn.weight)
 
 
 # --------------------------------------------------------------------------- the same network as nn.Linear
