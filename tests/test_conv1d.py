@@ -134,7 +134,8 @@ def test_census_rates_after_c_fc_gelu_equal_hooks_on_the_activation_module():
     sites = {s.layer: s for s in result.model.sites}
     for i in range(2):
         layer = f"transformer.h.{i}.mlp.c_fc"
-        assert sites[layer].activation == "gelu" and sites[layer].module == f"transformer.h.{i}.mlp.act"
+        assert sites[layer].activation == "gelu" and sites[layer].found_by == "convention"  # NewGELUActivation
+        assert sites[layer].module == f"transformer.h.{i}.mlp.act"
         np.testing.assert_allclose(census[layer].fire_rate, torch.cat(fired[i]).mean(0).numpy(), atol=1e-12)
         np.testing.assert_allclose(census[layer].zero_rate, torch.cat(zero[i]).mean(0).numpy(), atol=1e-12)
         assert census[layer].n_positions == sum(int(b["attention_mask"].sum()) for b in batches)
