@@ -68,8 +68,3 @@ def in_features(module: nn.Module) -> int:
 def out_features(module: nn.Module) -> int:
     """``m``: the number of the layer's neurons (its output width)."""
     return int(dense_weight(module).shape[0])
-
-
-def dense_kind(module: nn.Module) -> str:
-    """``"Linear"`` or ``"Conv1D"``: how the layer stores its weight."""
-    return "Conv1D" if is_conv1d(module) else "Linear"
