@@ -36,7 +36,7 @@ from inspector.formats import TensorInfo, count_nonfinite, shared_storage
 from inspector.models import MLP, MLPConfig, build_mlp, infer_mlp_layout, mlp_from_state_dict
 from inspector.records import History, TrainConfig
 from inspector.sources import Contents, TensorSource, open_source
-from inspector.sources.base import first_line
+from inspector.sources.base import conv1d_weights, first_line, transposed
 from inspector.sources.safetensors import PREFIX as _PREFIX
 
 if TYPE_CHECKING:  # a training result is only read here; training sits above checkpoints
@@ -514,6 +514,7 @@ class FileHeader:
     notices: tuple[str, ...]
     source: TensorSource = field(repr=False, compare=False)
     shards: dict[str, Path] | None = None
+    transposed: frozenset[str] = frozenset()  # GPT-2 Conv1D weights, stored (in, out), read as (out, in)
 
 
 def read_header(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> FileHeader:
@@ -525,6 +526,8 @@ def read_header(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> 
     """
     source = open_source(path, trust_pickle=trust_pickle)
     contents = source.header()
+    conv1d = conv1d_weights(contents.state) if contents.extras is None and contents.module is None else frozenset()
+    contents = transposed(contents, conv1d)
     parts = _parts(source.path, contents)
     tied = shared_storage(parts.state)
     tensors = tuple(
@@ -543,6 +546,7 @@ def read_header(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> 
         contents.notices,
         source,
         source.shards,
+        conv1d,
     )
 
 
@@ -553,7 +557,8 @@ def iter_header_tensors(header: FileHeader, names: list[str]) -> Iterator[tuple[
     ``torch.save`` zip's uncompressed storage), so memory holds one tensor, not the file. A legacy
     (pre-1.6) ``torch.save`` file, which has no random access, and a pickled module are loaded whole.
     """
-    yield from header.source.read(names)
+    for name, tensor in header.source.read(names):
+        yield name, tensor.t().contiguous() if name in header.transposed else tensor
 
 
 def is_own_checkpoint(path: Path) -> bool:
@@ -566,7 +571,7 @@ def is_own_checkpoint(path: Path) -> bool:
 
 def read_parts(path: Path, header: FileHeader, *, trust_pickle: bool, mmap: bool = False) -> tuple[_Parts, list[str]]:
     """The tensors themselves, for a file :func:`read_header` validated."""
-    contents = header.source.contents()
+    contents = transposed(header.source.contents(), header.transposed)
     return _parts(header.path, contents), list(contents.notices)
 
 

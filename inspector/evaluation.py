@@ -16,6 +16,7 @@ from inspector.analysis.inputs import as_source, floating_dtype
 from inspector.analysis.parameters import linear_layers
 from inspector.analysis.task import Task, make_task
 from inspector.checkpoints import Checkpoint
+from inspector.core.dense import in_features, out_features
 from inspector.core.evaluator import Evaluation, evaluate
 from inspector.data import (
     BUILTIN_DATASETS,
@@ -126,7 +127,7 @@ def eval_data_for(ckpt: Checkpoint, spec: str | None = None, *, label_column: st
     layers = linear_layers(ckpt.model)
     if not layers:
         raise InspectorError(f"{ckpt.source}: the model has no nn.Linear layers")
-    n_inputs, n_outputs = layers[0][1].in_features, layers[-1][1].out_features
+    n_inputs, n_outputs = in_features(layers[0][1]), out_features(layers[-1][1])
     if spec is None:
         if ckpt.dataset is None or ckpt.dataset.name not in BUILTIN_DATASETS:
             return None

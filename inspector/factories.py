@@ -46,6 +46,7 @@ from inspector.analysis.inputs import as_source
 from inspector.analysis.sites import KINDS
 from inspector.checkpoints import Checkpoint, checkpoint_suffix, is_own_checkpoint, load, read_header, read_parts
 from inspector.checks import printable
+from inspector.core.dense import dense_layers
 from inspector.data import BUILTIN_DATASETS
 from inspector.errors import InspectorError
 from inspector.evaluation import eval_data_for
@@ -316,7 +317,7 @@ def parse_activations(text: str) -> dict[str, str]:
 
 def check_activations(model: nn.Module, declared: Mapping[str, str], label: str) -> None:
     """Refuse a declared layer that is not an ``nn.Linear`` of ``model``, listing a few that are."""
-    linears = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    linears = [name for name, _ in dense_layers(model)]
     unknown = [layer for layer in declared if layer not in linears]
     if unknown:
         raise InspectorError(

@@ -138,13 +138,14 @@ def test_pruning_claims_name_the_set_their_numbers_count():
     assert texts == ["removing the 1 dead neuron changes accuracy by +0.0 points"]
 
 
-def test_hugging_face_conv1d_layers_are_named_as_not_analysed():
+def test_hugging_face_conv1d_layers_are_counted_as_dense_layers():
     transformers = pytest.importorskip("transformers")
     cfg = transformers.GPT2Config(vocab_size=40, n_positions=16, n_embd=16, n_layer=2, n_head=2)
     model = transformers.GPT2Model(cfg)
-    found = [f for f in parameter_findings(count_parameters(model)) if "Conv1D" in f.text]
-    assert len(found) == 1 and found[0].numbers["conv1d_layers"] == 8  # c_attn, c_proj, mlp.c_fc, mlp.c_proj x 2
-    assert found[0].text.startswith("8 Hugging Face Conv1D layers (h.0.attn.c_attn, ")
+    report = count_parameters(model)
+    assert len(report.layers) == 8  # c_attn, c_proj, mlp.c_fc, mlp.c_proj x 2
+    assert not [f for f in parameter_findings(report) if "not analysed" in f.text]
+    assert not [o for o in report.other if o.kind == "Conv1D"]
 
 
 def test_the_lead_method_is_integrated_gradients_where_it_ran_else_the_first():

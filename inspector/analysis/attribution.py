@@ -41,6 +41,7 @@ from inspector.analysis.inputs import Batch, InputAdapter, make_adapter
 from inspector.analysis.methods import CallContext, MethodSpec, method_spec
 from inspector.analysis.task import Task, forward_args, make_task
 from inspector.core.adapters import EmbeddingForward
+from inspector.core.dense import dense_layers, out_features
 
 CHUNK_ROWS = 256  # samples per attribution call
 # Input elements (or embedding outputs, for tokens) one forward pass may hold: bounds
@@ -272,7 +273,7 @@ def attribute(
     rows = len(batch)
     if internal_batch_size is None:
         on_cpu = batch.inputs.device.type == "cpu"
-        widest = max((m.out_features for m in model.modules() if isinstance(m, nn.Linear)), default=0)
+        widest = max((out_features(m) for _, m in dense_layers(model)), default=0)
         internal_batch_size = captum_batch_size(rows, n_steps, per_sample, cpu_width=widest if on_cpu else None)
     internal = internal_batch_size
     if not adapter.through_embedding:

@@ -29,6 +29,7 @@ from inspector.analysis.inputs import Batch, InputAdapter, take
 from inspector.analysis.samples import class_labels, real_positions
 from inspector.analysis.sites import Site, discover_sites
 from inspector.analysis.task import Task, forward_args, output_tensor
+from inspector.core.dense import is_dense, out_features
 from inspector.results import result
 
 CONDUCTANCE_SAMPLES = 128
@@ -70,11 +71,11 @@ class LayerConductanceResult:
 
 
 def output_layer(model: nn.Module, batch: Batch) -> str | None:
-    """The ``nn.Linear`` whose output is the model's output tensor (a classifier head), if any."""
+    """The dense layer whose output is the model's output tensor (a classifier head), if any."""
     produced: dict[str, torch.Tensor] = {}
     with inspecting(model) as guard, torch.no_grad():
         for name, module in model.named_modules():
-            if isinstance(module, nn.Linear):
+            if is_dense(module):
                 guard.hook(module.register_forward_hook(lambda m, i, o, name=name: produced.__setitem__(name, o)))
         out = output_tensor(batch.rows(slice(0, 1)).call(model))
     return next((name for name, t in produced.items() if t is out), None)
@@ -110,13 +111,13 @@ def _neuron_skip(
         return adapter.neuron_conductance_skip
     if out_dim != 2:
         return "the layer's output is per position; NeuronConductance needs one value per neuron and sample"
-    if layer.out_features > MAX_NEURONS:
-        return f"{layer.out_features} neurons is more than the {MAX_NEURONS} NeuronConductance is run for"
+    if out_features(layer) > MAX_NEURONS:
+        return f"{out_features(layer)} neurons is more than the {MAX_NEURONS} NeuronConductance is run for"
     params = sum(p.numel() for p in model.parameters())
-    cost = float(layer.out_features) * samples * n_steps * params
+    cost = float(out_features(layer)) * samples * n_steps * params
     if spent + cost > NEURON_CONDUCTANCE_BUDGET:
         return (
-            f"{layer.out_features} neurons x {samples} samples x {n_steps} steps on a model of {params:,} "
+            f"{out_features(layer)} neurons x {samples} samples x {n_steps} steps on a model of {params:,} "
             f"parameters is over the budget ({NEURON_CONDUCTANCE_BUDGET:.0e} passes x parameters)"
         )
     return None
@@ -209,7 +210,7 @@ def _layer_conductances(
         if k in errors:
             results.append(errors[k])
         elif total is None:  # its output does not move along the path: it conducts nothing
-            results.append((torch.zeros(n, int(getattr(layer, "out_features", 0)), dtype=torch.float64), ranks[k]))
+            results.append((torch.zeros(n, out_features(layer), dtype=torch.float64), ranks[k]))
         else:
             results.append((total, ranks[k]))
     return results
@@ -235,8 +236,8 @@ def _neuron_conductance(model: nn.Module, layer: nn.Linear, batch: Batch, task: 
             predicted = output_tensor(batch.call(model)).argmax(dim=1)
         batch = dataclasses.replace(batch, labels=predicted)
     nc = NeuronConductance(task.explained(model, batch), layer)
-    out = np.zeros((layer.out_features, int(math.prod(batch.inputs.shape[1:]))))
-    for j in range(layer.out_features):  # one batched call per neuron, over all samples at once
+    out = np.zeros((out_features(layer), int(math.prod(batch.inputs.shape[1:]))))
+    for j in range(out_features(layer)):  # one batched call per neuron, over all samples at once
         a = nc.attribute(
             batch.inputs,
             neuron_selector=j,
@@ -330,7 +331,7 @@ def conductance(
                 neuron_inputs = _neuron_conductance(model, layer, Batch.concat(take(sub, samples)), task, n_steps)
             except CAPTUM_ERRORS as exc:
                 skipped = f"NeuronConductance failed: {method_error(exc)}"
-            spent += float(layer.out_features) * samples * n_steps * sum(p.numel() for p in model.parameters())
+            spent += float(out_features(layer)) * samples * n_steps * sum(p.numel() for p in model.parameters())
         out.append(
             LayerConductanceResult(
                 name,

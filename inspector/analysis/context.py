@@ -30,6 +30,7 @@ from inspector.analysis.sites import Site, discover_sites
 from inspector.analysis.task import Metric, Target, Task, make_task, output_tensor
 from inspector.checkpoints import Checkpoint
 from inspector.core.adapters import adapter_class
+from inspector.core.dense import in_features, out_features
 from inspector.errors import InspectorError
 from inspector.models import MLPConfig
 from inspector.records import EvalData, History
@@ -121,7 +122,7 @@ def build_context(
         history = history or ckpt.history
         snapshots = snapshots or ckpt.snapshots
     if not linear_layers(module):
-        raise InspectorError("the model has no nn.Linear layers; nothing dense to analyse")
+        raise InspectorError("the model has no dense (nn.Linear or Conv1D) layers; nothing dense to analyse")
     timings: dict[str, float] = {}
     source = whole = first = output = adapter = the_task = None
     # a rank whose data or model fails here stops every rank with its message (no collective waits on it)
@@ -198,7 +199,7 @@ def model_info(
     config = getattr(module, "config", None) if ckpt is None else ckpt.config
     if not isinstance(config, MLPConfig):
         config = None
-    sizes = tuple([layers[0][1].in_features] + [layer.out_features for _, layer in layers]) if layers else ()
+    sizes = tuple([in_features(layers[0][1])] + [out_features(layer) for _, layer in layers]) if layers else ()
     ds = ckpt.dataset if ckpt is not None else None
     if adapter is not None:
         features = adapter.feature_names

@@ -1,7 +1,8 @@
-"""Parameter counts of every ``nn.Linear`` in any module, torchinfo-style.
+"""Parameter counts of every dense layer in any module, torchinfo-style.
 
-A linear layer with n inputs and m outputs has an ``(m, n)`` weight and an
-``(m,)`` bias: ``m * (n + 1)`` parameters and ``m * n`` multiply-adds per sample.
+A dense layer (``nn.Linear``, or Hugging Face's ``Conv1D``, see :mod:`inspector.core.dense`) with n
+inputs and m outputs has an ``(m, n)`` weight (a ``Conv1D`` stores it ``(n, m)``) and an ``(m,)``
+bias: ``m * (n + 1)`` parameters and ``m * n`` multiply-adds per sample.
 
 ``nn.Embedding`` tables are not dense layers: an ``(num_embeddings, embedding_dim)``
 table is a lookup, not a matrix product, so it is listed under ``embeddings`` with
@@ -21,13 +22,14 @@ from collections.abc import Callable
 import numpy as np
 from torch import Tensor, nn
 
+from inspector.core.dense import dense_layers, dense_weight, is_dense
 from inspector.inventory import EmbeddingInfo, LinearLayerInfo
 from inspector.results import result
 
 
 @result
 class LayerParameters:
-    """One ``nn.Linear``; its counts are the tensors counted in this row.
+    """One dense layer (``nn.Linear`` or ``Conv1D``); its counts are the tensors counted in this row.
 
     ``weights`` is ``m * n`` and ``biases`` ``m``, except that a tensor shared with
     an earlier layer counts 0 here (it is counted there): ``tied_to`` names the
@@ -124,14 +126,16 @@ def trainable_text(trainable: bool | None) -> str:
     return "unknown" if trainable is None else ("yes" if trainable else "no")
 
 
-def linear_layers(model: nn.Module) -> list[tuple[str, nn.Linear]]:
-    """``(qualified name, module)`` for every ``nn.Linear``, in registration order, each module once."""
-    return [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+def linear_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """``(qualified name, module)`` for every dense layer (``nn.Linear`` or ``Conv1D``), in registration
+    order, each module once (:func:`inspector.core.dense.dense_layers`)."""
+    return dense_layers(model)
 
 
 def linear_weights(model: nn.Module) -> dict[str, np.ndarray]:
-    """``{name: weight (out_features, in_features)}`` as float32 numpy copies, for every ``nn.Linear``."""
-    return {name: layer.weight.detach().float().cpu().numpy() for name, layer in linear_layers(model)}
+    """``{name: weight (out_features, in_features)}`` as float32 numpy copies, for every dense layer
+    (a ``Conv1D``'s stored ``(in, out)`` weight transposed)."""
+    return {name: dense_weight(layer).detach().float().cpu().numpy() for name, layer in dense_layers(model)}
 
 
 def embedding_layers(model: nn.Module) -> list[tuple[str, nn.Embedding | nn.EmbeddingBag]]:
@@ -183,10 +187,10 @@ def count_parameters(model: nn.Module) -> ParameterReport:
                 )
             )
             continue
-        if not isinstance(module, nn.Linear):
+        if not is_dense(module):
             continue
         layer = module
-        m, n = layer.weight.shape
+        m, n = dense_weight(layer).shape
         tied_to = seen.get(id(layer.weight))
         weights, weight_bytes = claim(layer.weight, name)
         biases, bias_bytes = claim(layer.bias, name)

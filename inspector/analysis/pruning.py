@@ -2,8 +2,8 @@
 
 Scopes:
 
-* ``global``: one magnitude ranking over the weights of every ``nn.Linear``
-  (Han et al. 2015); at sparsity s exactly ``floor(s * N)`` weights, the
+* ``global``: one magnitude ranking over the weights of every dense layer
+  (``nn.Linear`` or Hugging Face ``Conv1D``) (Han et al. 2015); at sparsity s exactly ``floor(s * N)`` weights, the
   smallest by |w|, are zeroed;
 * ``layer``: the same inside each layer, so every layer loses the same fraction;
 * ``neuron``: structured pruning of hidden neurons by their incoming L2 norm,
@@ -24,6 +24,11 @@ always on the caller's original weights, and every level is evaluated on a copy
 that starts from those weights: the caller's model is never modified, and no
 level or scope sees what an earlier one pruned or fine-tuned. A weight tensor
 shared by several linear layers (tied) is ranked, pruned and counted once.
+
+Every mask is made on the ``(out, in)`` weight: a ``Conv1D`` (GPT-2) stores its
+weight ``(in, out)``, so its masks are made on the transposed view
+(:func:`~inspector.core.dense.dense_weight`) and written through it; row j is
+neuron j and column i input i for every dense layer alike.
 
 A linear layer's tensor that a module other than ``nn.Linear`` also holds (an LM
 head tied to its ``nn.Embedding``) is not a dense weight of this model: an embedding
@@ -66,6 +71,7 @@ from inspector.analysis.sites import (
     discover_sites,
 )
 from inspector.analysis.task import Task, make_task
+from inspector.core.dense import dense_bias, dense_weight, in_features, is_dense, out_features, weight_parameter
 from inspector.core.evaluator import evaluate_task, label_classes, output_tensor, per_sample, regression_output
 from inspector.errors import InspectorError
 from inspector.results import result
@@ -152,7 +158,7 @@ class NeuronPlan:
     consumers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
-def _weights(model: nn.Module) -> list[nn.Linear]:
+def _weights(model: nn.Module) -> list[nn.Module]:
     return [layer for _, layer in linear_layers(model)]
 
 
@@ -166,13 +172,13 @@ def shared_outside(model: nn.Module) -> set[int]:
     return {
         id(p)
         for module in model.modules()
-        if not isinstance(module, nn.Linear)
+        if not is_dense(module)
         for p in module.parameters(recurse=False)
         if id(p) in linear
     }
 
 
-def _frozen(layer: nn.Linear, shared: set[int]) -> bool:
+def _frozen(layer: nn.Module, shared: set[int]) -> bool:
     """Whether the neuron scope must leave ``layer``'s rows alone (its weight or bias is held elsewhere)."""
     return id(layer.weight) in shared or (layer.bias is not None and id(layer.bias) in shared)
 
@@ -219,7 +225,7 @@ class _ConsumerObserver:
         with inspecting(self.model) as guard:
             observer = SiteObserver(self.model, self.sites, lambda layer, pre, out: self._mark(out, layer), guard)
             for name, module in self.model.named_modules():
-                if isinstance(module, nn.Linear):
+                if is_dense(module):
                     guard.hook(module.register_forward_pre_hook(self._consume(name, module)))
                 elif isinstance(module, PER_NEURON):
                     guard.hook(module.register_forward_hook(self._pass_on))
@@ -229,10 +235,10 @@ class _ConsumerObserver:
             self.outputs = {layer for t in _tensors(output) if (layer := self._source(t)) is not None}
         return self
 
-    def _consume(self, name: str, module: nn.Linear) -> Any:
+    def _consume(self, name: str, module: nn.Module) -> Any:
         def hook(mod: nn.Module, inputs: tuple[Any, ...]) -> None:
             layer = self._source(inputs[0]) if inputs else None
-            if layer is not None and inputs[0].shape[-1] == module.in_features:
+            if layer is not None and inputs[0].shape[-1] == in_features(module):
                 found = self.consumers.setdefault(layer, [])
                 if name not in found:
                     found.append(name)
@@ -288,7 +294,7 @@ def _traced_consumers(model: nn.Module, layers: set[str]) -> tuple[dict[str, tup
             for user in frontier.pop().users:
                 if user.op == "output":
                     outputs.add(str(node.target))
-                elif user.op == "call_module" and isinstance(modules.get(str(user.target)), nn.Linear):
+                elif user.op == "call_module" and is_dense(modules.get(str(user.target), nn.Identity())):
                     if str(user.target) not in found:
                         found.append(str(user.target))
                 elif passes(user, PER_NEURON):
@@ -351,7 +357,7 @@ def _distinct_weights(model: nn.Module) -> tuple[list[torch.Tensor], list[int | 
             continue
         if id(layer.weight) not in index:
             index[id(layer.weight)] = len(distinct)
-            distinct.append(layer.weight)
+            distinct.append(dense_weight(layer))  # (out, in): masks are made in that orientation
         owner.append(index[id(layer.weight)])
     return distinct, owner
 
@@ -359,7 +365,7 @@ def _distinct_weights(model: nn.Module) -> tuple[list[torch.Tensor], list[int | 
 def _per_layer(model: nn.Module, pieces: list[torch.Tensor], owner: list[int | None]) -> list[torch.Tensor]:
     """One keep-mask per linear layer: its distinct weight's piece, or all ones where it is never pruned."""
     return [
-        torch.ones_like(layer.weight, dtype=torch.bool) if k is None else pieces[k]
+        torch.ones_like(dense_weight(layer), dtype=torch.bool) if k is None else pieces[k]
         for k, layer in zip(owner, _weights(model))
     ]
 
@@ -402,13 +408,15 @@ def neuron_keep(model: nn.Module, plan: NeuronPlan, sparsities: tuple[float, ...
     modules = dict(linear_layers(model))
     shared = shared_outside(model)
     hidden = [(name, modules[name]) for name in plan.hidden if not _frozen(modules[name], shared)]
-    orders = [torch.argsort(torch.linalg.vector_norm(layer.weight.detach(), dim=1), stable=True) for _, layer in hidden]
+    orders = [
+        torch.argsort(torch.linalg.vector_norm(dense_weight(layer).detach(), dim=1), stable=True) for _, layer in hidden
+    ]
     out = []
     for s in sparsities:
         level = {}
         for (name, layer), order in zip(hidden, orders):
-            keep = torch.ones(layer.out_features, dtype=torch.bool, device=layer.weight.device)
-            keep[order[: math.floor(s * layer.out_features)]] = False
+            keep = torch.ones(out_features(layer), dtype=torch.bool, device=dense_weight(layer).device)
+            keep[order[: math.floor(s * out_features(layer))]] = False
             level[name] = keep
         out.append(level)
     return out
@@ -431,8 +439,8 @@ def neuron_masks(
     index = {name: k for k, name in enumerate(names)}
     layers = _weights(model)
     shared = shared_outside(model)
-    w_masks = [torch.ones_like(layer.weight, dtype=torch.bool) for layer in layers]
-    b_masks = [torch.ones(layer.out_features, dtype=torch.bool, device=layer.weight.device) for layer in layers]
+    w_masks = [torch.ones_like(dense_weight(layer), dtype=torch.bool) for layer in layers]
+    b_masks = [torch.ones(out_features(layer), dtype=torch.bool, device=dense_weight(layer).device) for layer in layers]
     for layer, kv in keep.items():
         k = index[layer]
         if _frozen(layers[k], shared):
@@ -441,7 +449,7 @@ def neuron_masks(
         b_masks[k] &= kv
         for consumer in plan.consumers.get(layer, ()):
             c = index[consumer]
-            if layers[c].in_features == kv.numel() and id(layers[c].weight) not in shared:
+            if in_features(layers[c]) == kv.numel() and id(layers[c].weight) not in shared:
                 w_masks[c] &= kv[None, :]
     return w_masks, b_masks
 
@@ -458,10 +466,10 @@ def dead_keep(model: nn.Module, dead_masks: Mapping[str, np.ndarray]) -> dict[st
         layer = modules.get(name)
         if layer is None:
             raise InspectorError(f"dead_masks names {name!r}, which is not an nn.Linear of the model")
-        mask = torch.as_tensor(np.asarray(dead, dtype=bool), device=layer.weight.device)
-        if mask.shape != (layer.out_features,):
+        mask = torch.as_tensor(np.asarray(dead, dtype=bool), device=dense_weight(layer).device)
+        if mask.shape != (out_features(layer),):
             raise InspectorError(
-                f"dead_masks[{name!r}] has shape {tuple(mask.shape)}; {name} has {layer.out_features} neurons"
+                f"dead_masks[{name!r}] has shape {tuple(mask.shape)}; {name} has {out_features(layer)} neurons"
             )
         if not _frozen(layer, shared):
             out[name] = ~mask
@@ -474,9 +482,10 @@ def apply_masks(
     """Zero masked weights (and biases) of ``model`` in place; returns ``model``."""
     with torch.no_grad():
         for k, layer in enumerate(_weights(model)):
-            layer.weight.mul_(weight_masks[k])
-            if bias_masks is not None and layer.bias is not None:
-                layer.bias.mul_(bias_masks[k])
+            dense_weight(layer).mul_(weight_masks[k])  # (out, in) masks; a Conv1D's view writes its (in, out) weight
+            bias = dense_bias(layer)
+            if bias_masks is not None and bias is not None:
+                bias.mul_(bias_masks[k])
     return model
 
 
@@ -752,7 +761,9 @@ def prunable_parameters(model: nn.Module) -> int:
     exactly zero.
     """
     shared = shared_outside(model)
-    tensors = {id(t): t for layer in _weights(model) for t in (layer.weight, layer.bias) if t is not None}
+    tensors = {
+        id(t): t for layer in _weights(model) for t in (weight_parameter(layer), dense_bias(layer)) if t is not None
+    }
     return int(sum(t.numel() for key, t in tensors.items() if key not in shared))
 
 
@@ -769,16 +780,17 @@ def parameters_left(
     shared = shared_outside(model)
     kept: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def keep(tensor: torch.Tensor | None, mask: torch.Tensor | None) -> None:
-        if tensor is None or id(tensor) in shared:
+    def keep(tensor: torch.Tensor | None, mask: torch.Tensor | None, key: int | None = None) -> None:
+        key = id(tensor) if key is None else key
+        if tensor is None or key in shared:
             return
         mask = torch.ones_like(tensor, dtype=torch.bool) if mask is None else mask
-        previous = kept.get(id(tensor))
-        kept[id(tensor)] = (tensor, mask if previous is None else previous[1] & mask)
+        previous = kept.get(key)
+        kept[key] = (tensor, mask if previous is None else previous[1] & mask)
 
     for k, layer in enumerate(_weights(model)):
-        keep(layer.weight, weight_masks[k])
-        keep(layer.bias, None if bias_masks is None else bias_masks[k])
+        keep(dense_weight(layer), weight_masks[k], key=id(layer.weight))  # (out, in), as the masks
+        keep(dense_bias(layer), None if bias_masks is None else bias_masks[k])
     weights = {id(layer.weight) for layer in _weights(model)}
     return int(
         sum(

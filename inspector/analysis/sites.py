@@ -1,4 +1,5 @@
-"""Site discovery: every ``nn.Linear`` in a model, and the activation applied to its output.
+"""Site discovery: every dense layer in a model (``nn.Linear`` or Hugging Face ``Conv1D``, see
+:mod:`inspector.core.dense`), and the activation applied to its output.
 
 A :class:`Site` is one linear layer (named by its module path), its activation
 (``relu``, ``gelu``, ..., ``none`` or ``unknown``) and how that was found:
@@ -47,6 +48,7 @@ from torch.nn import functional as F
 from inspector.analysis.guard import _Guard, inspecting
 from inspector.analysis.inputs import Batch
 from inspector.core.counting import KINDS, SMOOTH
+from inspector.core.dense import dense_layers, in_features, is_dense, out_features
 from inspector.core.evaluator import output_tensor
 from inspector.errors import InspectorError
 from inspector.results import result
@@ -188,8 +190,8 @@ def activation_kind(module: nn.Module) -> tuple[str, str] | None:
     return None
 
 
-def _linears(model: nn.Module) -> list[tuple[str, nn.Linear]]:
-    return [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+def _linears(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    return dense_layers(model)  # nn.Linear and Hugging Face Conv1D
 
 
 class SiteObserver:
@@ -306,7 +308,7 @@ def _trace(model: nn.Module) -> dict[str, tuple[str, str | None, str]] | None:
     modules = dict(model.named_modules())
     out: dict[str, tuple[str, str | None, str]] = {}
     for node in graph.nodes:
-        if node.op != "call_module" or not isinstance(modules.get(node.target), nn.Linear):
+        if node.op != "call_module" or not _is_dense(modules.get(node.target)):
             continue
         tap = str(node.target)
         found: tuple[str, str | None] | None = None
@@ -343,13 +345,17 @@ def _trace(model: nn.Module) -> dict[str, tuple[str, str | None, str]] | None:
     return out
 
 
+def _is_dense(module: nn.Module | None) -> bool:
+    return module is not None and is_dense(module)
+
+
 def _ends_layer(user: Any, modules: Mapping[str, nn.Module]) -> bool:
     """Whether graph node ``user`` takes a layer's output on with no activation in between: the model's
     output, another linear layer, a residual sum, an attention product or softmax."""
     if user.op == "output":
         return True
     if user.op == "call_module":
-        return isinstance(modules.get(user.target), nn.Linear)
+        return _is_dense(modules.get(user.target))
     if user.op == "call_function":
         return user.target in (operator.add, torch.add, operator.matmul, torch.matmul, F.softmax, torch.softmax)
     return False
@@ -370,7 +376,7 @@ def discover_sites(
     for layer, kind in declared.items():
         if layer not in names:
             raise InspectorError(
-                f"activations= names {layer!r}, which is not an nn.Linear of the model; "
+                f"activations= names {layer!r}, which is not an nn.Linear (or Conv1D) of the model; "
                 f"its linear layers are {', '.join(sorted(names)[:8])}"
                 f"{' ...' if len(names) > 8 else ''}"
             )
@@ -398,8 +404,11 @@ def discover_sites(
             users.setdefault(module, []).append(layer)
     sites = []
     for name, linear in layers:
-        m, n = linear.weight.shape
-        common: dict[str, Any] = {"layer": name, "in_features": int(n), "out_features": int(m)}
+        common: dict[str, Any] = {
+            "layer": name,
+            "in_features": in_features(linear),
+            "out_features": out_features(linear),
+        }
         if name in declared:
             sites.append(Site(**common, activation=declared[name], found_by="declared", module=None, tap=name))
         elif name in observed:

@@ -1,4 +1,5 @@
-"""Weight-magnitude maps, norms, histograms and spectra of linear layers.
+"""Weight-magnitude maps, norms, histograms and spectra of dense layers (``nn.Linear`` and
+Hugging Face ``Conv1D``, whose stored ``(in, out)`` weight is read transposed).
 
 For a weight ``W`` of shape ``(m, n)`` (m neurons, n inputs):
 
@@ -28,6 +29,7 @@ from inspector.analysis.guard import inspecting
 from inspector.analysis.inputs import Batch
 from inspector.analysis.parameters import linear_layers
 from inspector.analysis.spectra import esd_alpha, singular_values
+from inspector.core.dense import dense_bias, dense_weight, is_dense
 from inspector.results import result
 
 MAX_MAP_SIDE = 768  # 768 x 768 float32 cells stay under 6 MB once Dash has serialised them
@@ -257,8 +259,8 @@ def weight_report(
         out.append(
             layer_weights(
                 name,
-                layer.weight,
-                layer.bias,
+                dense_weight(layer),  # (out, in): a Conv1D's stored (in, out) weight transposed
+                dense_bias(layer),
                 image_shape=maps.get(name, image_shape if k == 0 else None),
                 near_zero_rel=near_zero_rel,
                 max_side=max_side,
@@ -290,7 +292,7 @@ def flattened_maps(model: nn.Module, batch: Batch) -> dict[str, tuple[int, ...]]
     def after(module: nn.Module, args: Any, output: Any) -> None:
         if isinstance(output, torch.Tensor):
             shape = tuple(int(s) for s in output.shape[1:]) if output.ndim and output.shape[0] == n else None
-            seen.append((shape, isinstance(module, nn.Linear)))
+            seen.append((shape, is_dense(module)))
 
     def before(module: nn.Module, args: Any) -> None:
         x = args[0] if args else None
@@ -309,7 +311,7 @@ def flattened_maps(model: nn.Module, batch: Batch) -> dict[str, tuple[int, ...]]
     with inspecting(model) as guard, torch.no_grad():
         for module in model.modules():
             guard.hook(module.register_forward_hook(after))
-            if isinstance(module, nn.Linear):
+            if is_dense(module):
                 guard.hook(module.register_forward_pre_hook(before))
         batch.call(model)
     return found

@@ -54,6 +54,7 @@ from inspector.analysis.guard import _Guard
 from inspector.analysis.inputs import LABEL_KEYS, MASK_KEY, Batch, to_batch
 from inspector.analysis.sites import Site, SiteObserver, discover_sites, near_zero
 from inspector.core.counting import Sums, activation_group, saturated
+from inspector.core.dense import dense_layers, is_dense, weight_parameter
 from inspector.core.statistic import Statistic
 from inspector.errors import InspectorError
 from inspector.live.store import RunHistory, RunWriter, read_run
@@ -182,7 +183,7 @@ def _holders(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [
         (name, m)
         for name, m in model.named_modules()
-        if not name or (not isinstance(m, nn.Linear) and any(isinstance(c, nn.Linear) for c in m.modules()))
+        if not name or (not is_dense(m) and any(is_dense(c) for c in m.modules()))
     ]
 
 
@@ -238,7 +239,7 @@ class Monitor:
             raise InspectorError(f"every must be a whole number of steps of at least 1, got {every!r}")
         if snapshot_every is not None and (not _whole(snapshot_every) or snapshot_every < 0):
             raise InspectorError(f"snapshot_every must be 0 (never) or a whole number of steps, got {snapshot_every!r}")
-        linears = {name for name, m in model.named_modules() if isinstance(m, nn.Linear)}
+        linears = {name for name, _ in dense_layers(model)}
         for layer in activations or {}:
             if layer not in linears:  # said now, not inside the first training forward
                 raise InspectorError(
@@ -279,7 +280,7 @@ class Monitor:
         self._guard = _Guard()
         self._observer: SiteObserver | None = None
         self._counts: dict[str, SiteCounts] = {}
-        self._weights = {name: m.weight for name, m in model.named_modules() if isinstance(m, nn.Linear)}
+        self._weights = {name: weight_parameter(m) for name, m in dense_layers(model)}  # whole norms: any orientation
         self._grad_handles: list[Any] = []
         self._grad_norm: dict[str, torch.Tensor] = {}
         self._grad_finite: dict[str, torch.Tensor] = {}

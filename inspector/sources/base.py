@@ -12,6 +12,7 @@ A new format is one file holding a subclass, plus one line in :mod:`inspector.so
 
 from __future__ import annotations
 
+import re
 import zipfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
@@ -56,6 +57,40 @@ def linear_from(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
         if bias is not None:
             linear.bias.copy_(bias)
     return linear
+
+
+#: Hugging Face GPT-2's dense layers, ``transformers.pytorch_utils.Conv1D``: weights stored ``(in, out)``
+GPT2_CONV1D = re.compile(
+    r"(?:transformer\.)?h\.\d+\.(?:mlp\.c_fc|mlp\.c_proj|attn\.c_attn|attn\.q_attn|attn\.c_proj)\.weight"
+)
+CONV1D_NOTICE = "GPT-2 Conv1D weights stored (in, out): read transposed"
+
+
+def conv1d_weights(state: Mapping[str, torch.Tensor]) -> frozenset[str]:
+    """The names in ``state`` that are GPT-2 ``Conv1D`` weights stored ``(in, out)``: the Hugging Face
+    name family (``h.N.mlp.c_fc.weight``, ``h.N.mlp.c_proj.weight``, ``h.N.attn.c_attn.weight``,
+    ``h.N.attn.c_proj.weight``, with or without ``transformer.``), 2-D, and where the layer has a bias
+    ``(m,)`` its length is the weight's second dimension (what ``(in, out)`` means)."""
+    found = set()
+    for name, tensor in state.items():
+        if tensor.dim() != 2 or not GPT2_CONV1D.fullmatch(name):
+            continue
+        bias = state.get(name[: -len("weight")] + "bias")
+        if bias is None or tuple(bias.shape) == (tensor.shape[1],):
+            found.add(name)
+    return frozenset(found)
+
+
+def transposed(contents: Contents, names: frozenset[str]) -> Contents:
+    """``contents`` with the weights ``names`` (stored ``(in, out)``) turned to ``(out, in)``, and
+    :data:`CONV1D_NOTICE` said once; unchanged when ``names`` is empty."""
+    if not names:
+        return contents
+    state = {
+        name: (t.t() if t.is_meta else t.t().contiguous()) if name in names else t for name, t in contents.state.items()
+    }
+    notices = contents.notices if CONV1D_NOTICE in contents.notices else (*contents.notices, CONV1D_NOTICE)
+    return replace(contents, state=state, notices=notices)
 
 
 @dataclass(frozen=True)

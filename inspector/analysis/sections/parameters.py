@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from inspector.analysis.context import AnalysisContext
-from inspector.analysis.findings import Finding, count, pct, preview
+from inspector.analysis.findings import Finding, count, pct
 from inspector.analysis.parameters import ParameterReport, count_parameters
 from inspector.analysis.sections.registry import SectionSpec, register
 
@@ -27,21 +27,8 @@ def nonfinite_findings(names: tuple[str, ...]) -> list[Finding]:
 
 
 def parameter_findings(p: ParameterReport) -> list[Finding]:
-    names = [o.name for o in p.other if o.kind == "Conv1D"]
-    conv1d = []
-    if names:  # Hugging Face's GPT-2 family keeps its dense layers in a transposed "Conv1D"
-        conv1d.append(
-            Finding(
-                "parameters",
-                "warning",
-                f"{count(len(names), 'Hugging Face Conv1D layer')} ({preview(names)}): dense layers stored "
-                "transposed (GPT-2 style), not analysed as nn.Linear; their parameters are counted under other "
-                "parameters",
-                {"conv1d_layers": len(names)},
-            )
-        )
     if not p.layers:
-        return [Finding("parameters", "warning", "the model has no nn.Linear layers", {}), *conv1d]
+        return [Finding("parameters", "warning", "the model has no dense (nn.Linear or Conv1D) layers", {})]
     biggest = max(p.layers, key=lambda layer: layer.parameters)
     share = biggest.parameters / max(p.total_parameters, 1)
     layers = count(len(p.layers), "linear layer")
@@ -63,7 +50,6 @@ def parameter_findings(p: ParameterReport) -> list[Finding]:
             },
         )
     ]
-    out += conv1d
     for layer in p.layers:
         if layer.tied_to:
             out.append(
