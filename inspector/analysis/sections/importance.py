@@ -16,6 +16,9 @@ from inspector.core.adapters import adapter_for
 
 def run(ctx: AnalysisContext, done: Mapping[str, Any]) -> tuple[ImportanceReport, list[Finding]]:
     options = ctx.options
+    # resolved per input kind by build_context (AnalysisOptions.for_inputs)
+    assert options.methods is not None and options.n_steps is not None and options.max_importance_samples is not None
+    assert options.conductance_samples is not None
     with ctx.timed("importance"):
         report = importance_report(
             ctx.module,
@@ -26,6 +29,8 @@ def run(ctx: AnalysisContext, done: Mapping[str, Any]) -> tuple[ImportanceReport
             n_steps=options.n_steps,
             max_samples=options.max_importance_samples,
             with_conductance=options.conductance,
+            conductance_samples=options.conductance_samples,
+            timings=ctx.timings,
             sites=ctx.sites,
             sharded=ctx.already_sharded,
         )
