@@ -19,6 +19,7 @@ def run(ctx: AnalysisContext, done: Mapping[str, Any]) -> tuple[ImportanceReport
     # resolved per input kind by build_context (AnalysisOptions.for_inputs)
     assert options.methods is not None and options.n_steps is not None and options.max_importance_samples is not None
     assert options.conductance_samples is not None
+    parts: dict[str, float] = {}  # importance/<method>, importance/<method>/sanity, importance/conductance
     with ctx.timed("importance"):
         report = importance_report(
             ctx.module,
@@ -30,10 +31,11 @@ def run(ctx: AnalysisContext, done: Mapping[str, Any]) -> tuple[ImportanceReport
             max_samples=options.max_importance_samples,
             with_conductance=options.conductance,
             conductance_samples=options.conductance_samples,
-            timings=ctx.timings,
+            timings=parts,
             sites=ctx.sites,
             sharded=ctx.already_sharded,
         )
+    ctx.timings.update(parts)  # after the step they are parts of
     return report, importance_findings(report, ctx.info.feature_names)
 
 
