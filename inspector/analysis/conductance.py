@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +30,7 @@ from inspector.analysis.samples import class_labels, real_positions
 from inspector.analysis.sites import Site, discover_sites
 from inspector.analysis.task import Task, forward_args, output_tensor
 from inspector.core.dense import is_dense, out_features
+from inspector.errors import InspectorError
 from inspector.results import result
 
 CONDUCTANCE_SAMPLES = 128
@@ -70,25 +71,62 @@ class LayerConductanceResult:
     error: str | None = None
 
 
-def output_layer(model: nn.Module, batch: Batch) -> str | None:
-    """The dense layer whose output is the model's output tensor (a classifier head), if any."""
+def returned_tensors(output: Any) -> list[torch.Tensor]:
+    """Every tensor a model's output holds as it is: the tensor itself, or a tuple's, a list's, a dict's
+    or a ``ModelOutput``'s tensors (nested ones too), in order."""
+    found: list[torch.Tensor] = []
+    pending = [output]
+    while pending:
+        item = pending.pop(0)
+        if isinstance(item, torch.Tensor):
+            found.append(item)
+        elif isinstance(item, Mapping):
+            pending[:0] = list(item.values())
+        elif isinstance(item, (tuple, list)):
+            pending[:0] = list(item)
+    return found
+
+
+def _linear_outputs(model: nn.Module, batch: Batch) -> tuple[dict[str, torch.Tensor], Any]:
+    """``({linear layer path: its output}, the model's output)`` on the first sample of ``batch``."""
     produced: dict[str, torch.Tensor] = {}
     with inspecting(model) as guard, torch.no_grad():
         for name, module in model.named_modules():
             if is_dense(module):
                 guard.hook(module.register_forward_hook(lambda m, i, o, name=name: produced.__setitem__(name, o)))
-        out = output_tensor(batch.rows(slice(0, 1)).call(model))
-    return next((name for name, t in produced.items() if t is out), None)
+        output = batch.rows(slice(0, 1)).call(model)
+    return produced, output
+
+
+def output_layers(model: nn.Module, batch: Batch) -> list[str]:
+    """The dense layers whose output the model returns as it is (:func:`returned_tensors`), in
+    registration order: its output layer (a classifier head), and for a model returning several tensors
+    (a tuple, a dict, a ``ModelOutput``) each layer producing one of them."""
+    produced, output = _linear_outputs(model, batch)
+    returned = returned_tensors(output)
+    return [name for name, t in produced.items() if any(t is r for r in returned)]
+
+
+def output_layer(model: nn.Module, batch: Batch) -> str | None:
+    """The dense layer whose output is the model's output tensor (a classifier head), if any; for a
+    model returning several tensors and no ``logits`` (a ``target=`` picks what is explained), the
+    first of :func:`output_layers`."""
+    produced, output = _linear_outputs(model, batch)
+    try:
+        main = [output_tensor(output)]
+    except InspectorError:
+        main = returned_tensors(output)
+    return next((name for name, t in produced.items() if any(t is r for r in main)), None)
 
 
 def hidden_layers(model: nn.Module, batch: Batch, sites: Sequence[Site] | None = None) -> list[tuple[str, nn.Linear]]:
     """The hidden dense layers: counted ``sites`` (default: :func:`~inspector.analysis.sites.discover_sites`)
-    other than the model's output layer, in registration order."""
+    other than the model's output layers (:func:`output_layers`), in registration order."""
     if sites is None:
         sites = discover_sites(model, batch)
-    last = output_layer(model, batch)
+    last = set(output_layers(model, batch))
     modules = dict(model.named_modules())
-    return [(s.layer, modules[s.layer]) for s in sites if s.counted and s.layer != last]
+    return [(s.layer, modules[s.layer]) for s in sites if s.counted and s.layer not in last]
 
 
 def _reduce_positions(values: torch.Tensor, batch: Batch) -> torch.Tensor:

@@ -166,7 +166,7 @@ def build_context(
     return AnalysisContext(
         module=module,
         checkpoint=ckpt,
-        options=options,
+        options=options.for_inputs(adapter),  # the input kind's defaults where the caller left them unset
         info=info,
         sites=sites,
         whole=whole,

@@ -38,6 +38,7 @@ from inspector.analysis.attribution import (
     summed_gradients,
 )
 from inspector.analysis.conductance import (
+    CONDUCTANCE_SAMPLES,
     MAX_NEURONS,
     LayerConductanceResult,
     conductance,
@@ -273,6 +274,7 @@ def method_importance(
     background: torch.Tensor | None = None,
     sanity_samples: int = SANITY_SAMPLES,
     sanity_batches: Sequence[Batch] | None = None,
+    timings: dict[str, float] | None = None,
 ) -> MethodImportance:
     """Global and per-class importance of one method over ``batches`` (the chunks), and its sanity score.
 
@@ -281,6 +283,7 @@ def method_importance(
     ``model`` must already be in eval mode. Inside a process group ``batches`` is this rank's
     contiguous share of the samples (rank order = sample order) and ``sanity_batches`` the first
     samples of all of them (the same on every rank); the sums are merged by ``all_reduce``.
+    ``timings``: where given, ``timings[f"importance/{method}/sanity"]`` gets the sanity check's seconds.
     """
     started = time.perf_counter()
     tokens = adapter.features_are_ids
@@ -327,12 +330,15 @@ def method_importance(
         return stack_rows([run(m, b)[0].detach().cpu().numpy() for b in sanity_batches], tokens)
 
     # every rank runs the same sanity check on the same first samples (no collective inside)
+    checked = time.perf_counter()
     with distributed.together(f"the {method} sanity check"):
         try:
             # the trained model's attributions for these samples are already in hand
             sanity = randomization_correlation(explain, model, trained=stats.first(sanity_samples))
         except CAPTUM_ERRORS as exc:
             error = method_error(exc)
+    if timings is not None:
+        timings[f"importance/{method}/sanity"] = time.perf_counter() - checked
     if error is not None:
         return failed(error)
     importance, per_class, mean = stats.finish()
@@ -422,8 +428,10 @@ def importance_report(
     n_steps: int = 50,
     max_samples: int = 1000,
     with_conductance: bool = True,
+    conductance_samples: int = CONDUCTANCE_SAMPLES,
     sites: Sequence[Site] | None = None,
     sharded: bool | None = None,
+    timings: dict[str, float] | None = None,
 ) -> ImportanceReport:
     """Every method in ``methods`` plus conductance on the first ``max_samples`` samples of ``data``,
     leaving ``model`` as it was.
@@ -440,6 +448,9 @@ def importance_report(
     whether ``data`` is already one share per rank (default: a ``DataLoader`` with a
     ``DistributedSampler``); then the explained samples are the ranks' first
     ``ceil(max_samples / N)`` each, gathered in rank order, so every rank sees the same samples.
+    ``conductance_samples``: how many of those samples conductance explains. ``timings``: where given,
+    each step's seconds are added: ``importance/<method>`` (its attributions and sanity check),
+    ``importance/<method>/sanity``, ``importance/conductance``.
     """
     if isinstance(task, (torch.Tensor, np.ndarray)):  # the earlier positional form (model, X, y, n_classes)
         data, task, adapter = (data, task), "classification", None
@@ -479,8 +490,9 @@ def importance_report(
         else:
             pick = torch.randperm(n_samples, generator=torch.Generator().manual_seed(0))[:BACKGROUND_SIZE]
             background = input_rows(chunks, pick.tolist())
-        results = tuple(
-            method_importance(
+        results = []
+        for m in methods:
+            found = method_importance(
                 model,
                 m,
                 mine,
@@ -491,9 +503,12 @@ def importance_report(
                 token_ids=token_ids,
                 background=background,
                 sanity_batches=sanity_first,
+                timings=timings,
             )
-            for m in methods
-        )
+            results.append(found)
+            if timings is not None:
+                timings[f"importance/{m}"] = found.seconds
+        started = time.perf_counter()
         cond = (
             conductance(
                 model,
@@ -501,16 +516,19 @@ def importance_report(
                 task,
                 adapter,
                 n_steps=n_steps,
+                max_samples=conductance_samples,
                 n_classes=n_classes,
                 layers=hidden_layers(model, chunks[0], sites),
             )
             if with_conductance
             else ()
         )
+        if timings is not None and with_conductance:
+            timings["importance/conductance"] = time.perf_counter() - started
         example_inputs, example_mask, example_labels = _examples(chunks, adapter)
     feature_names = adapter.importance_names(token_ids)
     return ImportanceReport(
-        results,
+        tuple(results),
         cond,
         int(n_samples),
         int(n_steps),

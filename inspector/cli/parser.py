@@ -191,9 +191,15 @@ def build_parser() -> argparse.ArgumentParser:
         "pruning, whatif, training (default: all)",
     )
     analyze.add_argument(
-        "--methods", default=None, metavar="LIST", help="comma-separated attribution methods (default: all seven)"
+        "--methods",
+        default=None,
+        metavar="LIST",
+        help="comma-separated attribution methods (default: all seven; for token ids integrated_gradients, "
+        "input_x_gradient, saliency)",
     )
-    analyze.add_argument("--steps", type=_integer(1), default=50, help="Integrated Gradients steps (default: 50)")
+    analyze.add_argument(
+        "--steps", type=_integer(1), default=None, help="Integrated Gradients steps (default: 50; 16 for token ids)"
+    )
     analyze.add_argument(
         "--nearly-dead",
         type=_real(0, 1, low_open=True),

@@ -16,6 +16,10 @@ from inspector.core.adapters import adapter_for
 
 def run(ctx: AnalysisContext, done: Mapping[str, Any]) -> tuple[ImportanceReport, list[Finding]]:
     options = ctx.options
+    # resolved per input kind by build_context (AnalysisOptions.for_inputs)
+    assert options.methods is not None and options.n_steps is not None and options.max_importance_samples is not None
+    assert options.conductance_samples is not None
+    parts: dict[str, float] = {}  # importance/<method>, importance/<method>/sanity, importance/conductance
     with ctx.timed("importance"):
         report = importance_report(
             ctx.module,
@@ -26,9 +30,12 @@ def run(ctx: AnalysisContext, done: Mapping[str, Any]) -> tuple[ImportanceReport
             n_steps=options.n_steps,
             max_samples=options.max_importance_samples,
             with_conductance=options.conductance,
+            conductance_samples=options.conductance_samples,
+            timings=parts,
             sites=ctx.sites,
             sharded=ctx.already_sharded,
         )
+    ctx.timings.update(parts)  # after the step they are parts of
     return report, importance_findings(report, ctx.info.feature_names)
 
 

@@ -7,6 +7,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from inspector.analysis import distributed
 from inspector.analysis.context import AnalysisContext
 from inspector.analysis.findings import Finding, agree, count, pct
 from inspector.analysis.pruning import PruningReport, pruning_sweep
@@ -23,6 +24,8 @@ def run(ctx: AnalysisContext, done: Mapping[str, Any]) -> tuple[PruningReport, l
     # fine-tuning trains, and training a bf16 / fp16 copy loses small updates: it stays in float32
     model, source = (ctx.module, ctx.source) if finetune is not None else (ctx.runner, ctx.run_source)
     assert model is not None and source is not None  # needs data
+    if options.max_pruning_samples is not None:  # bounded for token ids (AnalysisOptions.for_inputs); ~ over all ranks
+        source = source.limited(-(-options.max_pruning_samples // distributed.world_size()))
     with ctx.timed("pruning"):
         report = pruning_sweep(
             model,

@@ -14,6 +14,7 @@ from inspector.analysis.whatif import PartialDependence, importance_ranking, par
 
 def run(ctx: AnalysisContext, done: Mapping[str, Any]) -> tuple[PartialDependence, list[Finding]]:
     assert ctx.adapter is not None and ctx.task is not None  # needs data and a task
+    assert ctx.options.max_importance_samples is not None  # resolved per input kind (AnalysisOptions.for_inputs)
     ranking = importance_ranking(done.get("importance"))
     with ctx.timed("whatif"):
         curves = partial_dependence(

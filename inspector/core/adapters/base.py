@@ -76,6 +76,9 @@ class InputAdapter:
     """The what-if section and view apply: one slider and one partial-dependence curve per named feature."""
     neuron_conductance_skip: ClassVar[str | None] = None
     """Why NeuronConductance is never run for these inputs, ``None`` when it can be."""
+    analysis_defaults: ClassVar[dict[str, Any]] = {}
+    """The analysis options these inputs default to where the caller left them unset (``None``), by
+    :class:`~inspector.analysis.options.AnalysisOptions` field name; the rest take the global defaults."""
 
     key: str | None
     sample_shape: tuple[int, ...]

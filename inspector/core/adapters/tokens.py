@@ -121,6 +121,21 @@ def _vocabulary(tokenizer: Any, vocabulary: Sequence[str] | None) -> Callable[[i
     )
 
 
+# What an analysis of token ids runs unless asked otherwise (AnalysisOptions fields): the attribution
+# methods of one or a few passes on a bounded number of samples, so that the default analysis of a
+# transformer costs about 20 forward passes of its data (benchmarks/bench_importance_tokens.py, docs/sections.md).
+# Per-sample cost of each method, as a ratio to one forward pass of the same samples (MiniLM-sized
+# BERT, one thread): saliency ~2-3, input x gradient ~2-3, Integrated Gradients ~3 per step,
+# DeepLift ~7, GradientShap ~200, feature ablation and permutation ~60-65 (one pass per position).
+TOKEN_ANALYSIS_DEFAULTS: dict[str, Any] = {
+    "methods": ("integrated_gradients", "input_x_gradient", "saliency"),
+    "n_steps": 16,
+    "max_importance_samples": 32,
+    "conductance_samples": 16,
+    "max_pruning_samples": 64,
+}
+
+
 @dataclass(frozen=True)
 class TokensAdapter(InputAdapter):
     """Integer ids ``(n, T)``: attributed through the input embedding (``embedding``), from the pad
@@ -137,6 +152,7 @@ class TokensAdapter(InputAdapter):
     neuron_conductance_skip: ClassVar[str | None] = (
         "the inputs are token ids, which have no fixed input element per neuron to attribute to"
     )
+    analysis_defaults: ClassVar[dict[str, Any]] = TOKEN_ANALYSIS_DEFAULTS
 
     @classmethod
     def accepts(cls, inputs: torch.Tensor) -> bool:
