@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 import scipy.linalg
+import scipy.sparse.linalg
 import torch
 from torch import nn
 
@@ -63,6 +64,10 @@ from inspector.errors import InspectorError
 from inspector.results import result
 
 HISTOGRAM_BINS = 30
+# the projection's solver: exact up to this many rows or columns (fast there), Lanczos above
+EXACT_PCA_SIDE = 512
+LANCZOS_VECTORS = 32
+LANCZOS_TOL = 1e-10
 
 
 @result
@@ -328,8 +333,10 @@ def _histogram(kept: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
 def _pca_2d(a: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """Scores on the top two principal components ``(k, 2)`` and their explained-variance ratios.
 
-    Exact: the top two eigenpairs of the smaller of the ``m x m`` covariance and the
-    ``k x k`` Gram matrix of the centred activations (LAPACK's subset eigensolver).
+    The top two eigenpairs of the smaller of the ``m x m`` covariance and the ``k x k`` Gram matrix
+    of the centred activations ``(k, m)``: exact (LAPACK's subset eigensolver on the formed matrix)
+    while the smaller side is at most :data:`EXACT_PCA_SIDE`, else by Lanczos (:func:`_top_eigenpairs`),
+    which never forms the matrix: its cost grows with ``k x m``, not with the width squared.
     """
     k, m = a.shape
     scores = np.zeros((k, 2), dtype=np.float32)
@@ -341,11 +348,14 @@ def _pca_2d(a: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     if total <= 0:
         return scores, ratio
     q = min(k, m, 2)
-    gram = centred.T @ centred if m <= k else centred @ centred.T
-    n = gram.shape[0]
-    # only the top q eigenpairs (LAPACK's subset driver): exact, and a few times faster than all n
-    values, vectors = scipy.linalg.eigh(gram.numpy(), subset_by_index=[n - q, n - 1])  # ascending
-    eigenvalues, top = torch.from_numpy(values).flip(0), torch.from_numpy(vectors).flip(1)
+    found = _top_eigenpairs(centred.numpy(), q) if min(k, m) > EXACT_PCA_SIDE else None
+    if found is None:
+        gram = centred.T @ centred if m <= k else centred @ centred.T
+        n = gram.shape[0]
+        # only the top q eigenpairs (LAPACK's subset driver): exact, and a few times faster than all n
+        values, vectors = scipy.linalg.eigh(gram.numpy(), subset_by_index=[n - q, n - 1])  # ascending
+        found = values[::-1].copy(), vectors[:, ::-1].copy()
+    eigenvalues, top = torch.from_numpy(found[0]), torch.from_numpy(found[1])
     if m <= k:
         projected = centred @ top
     else:
@@ -353,6 +363,47 @@ def _pca_2d(a: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     scores[:, :q] = projected.float().numpy()
     ratio[:q] = eigenvalues.clamp_min(0).numpy() / total
     return scores, ratio
+
+
+def _top_eigenpairs(centred: np.ndarray, q: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The top ``q`` eigenpairs (descending) of the smaller Gram side of ``centred`` ``(k, m)`` float64,
+    by implicitly restarted Lanczos (ARPACK's ``eigsh``; Lehoucq & Sorensen 1996) on the operator
+    ``x -> A^T (A x)`` (``m <= k``) or ``x -> A (A^T x)``: ``O(k m)`` per step, the matrix never formed.
+
+    Converged to a residual ``||G v - lambda v|| <= 1e-10 lambda_1`` per pair, checked here again
+    afterwards; ``None`` (the caller then solves exactly) when ARPACK does not converge or the check
+    fails. Each eigenvector's sign is fixed by its largest-magnitude entry being positive. When the
+    top eigenvalues tie (or nearly), any orthonormal basis of their eigenspace is as correct as
+    another: only the spanned subspace, and the eigenvalues, are determined.
+    """
+    k, m = centred.shape
+    if m <= k:
+        n = m
+
+        def gram(x: np.ndarray) -> np.ndarray:
+            return centred.T @ (centred @ x)
+
+    else:
+        n = k
+
+        def gram(x: np.ndarray) -> np.ndarray:
+            return centred @ (centred.T @ x)
+
+    operator = scipy.sparse.linalg.LinearOperator((n, n), matvec=gram, matmat=gram, dtype=np.float64)
+    start = np.random.default_rng(0).standard_normal(n)  # fixed: the same answer on every run
+    try:
+        values, vectors = scipy.sparse.linalg.eigsh(
+            operator, k=q, which="LA", ncv=min(n, LANCZOS_VECTORS), tol=LANCZOS_TOL, v0=start
+        )
+    except scipy.sparse.linalg.ArpackError:  # includes ArpackNoConvergence
+        return None
+    order = np.argsort(values)[::-1]
+    values, vectors = values[order], vectors[:, order]
+    residual = np.linalg.norm(gram(vectors) - vectors * values, axis=0)
+    if values[0] <= 0 or not np.all(residual <= 10 * LANCZOS_TOL * values[0]):
+        return None
+    signs = np.sign(vectors[np.abs(vectors).argmax(axis=0), np.arange(q)])
+    return values, vectors * np.where(signs == 0, 1.0, signs)
 
 
 def _is_sites(value: Any) -> bool:
