@@ -65,7 +65,7 @@ from inspector.results import result
 
 HISTOGRAM_BINS = 30
 # the projection's solver: exact up to this many rows or columns (fast there), Lanczos above
-EXACT_PCA_SIDE = 512
+EXACT_PCA_SIDE = 256
 LANCZOS_VECTORS = 32
 LANCZOS_TOL = 1e-10
 

@@ -37,8 +37,8 @@ from inspector.records import EvalData, History
 # the sections that need the task (labels or a target); without them and without labels the census runs alone
 _TASK_SECTIONS = frozenset({"importance", "pruning"})
 # the first batch's samples the model is first run on (output form, input adapter, sites): a transformer's
-# first batch may be all 512 sentences, and three forwards over it cost three census passes
-PROBE_SAMPLES = 8
+# first batch may be all 512 sentences, and three forwards over it cost three census passes (2 samples, as the Monitor)
+PROBE_SAMPLES = 2
 
 
 @dataclass(frozen=True)
