@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 import scipy.linalg
+import scipy.sparse.linalg
 import torch
 from torch import nn
 
@@ -63,6 +64,10 @@ from inspector.errors import InspectorError
 from inspector.results import result
 
 HISTOGRAM_BINS = 30
+# the projection's solver: exact up to this many rows or columns (fast there), Lanczos above
+EXACT_PCA_SIDE = 256
+LANCZOS_VECTORS = 32
+LANCZOS_TOL = 1e-10
 
 
 @result
@@ -198,9 +203,6 @@ class SiteCensus(Statistic):
             pre, out = pre.reshape(-1, width), out.reshape(-1, width)
         if out.requires_grad or pre.requires_grad:
             pre, out = pre.detach(), out.detach()
-        if positions is not None:  # padded positions are not data: leave their rows out
-            real = positions.reshape(-1)
-            pre, out = pre[real], out[real]
         if out.dtype != torch.float32:
             out = out.float()
         if pre.dtype != torch.float32:
@@ -218,28 +220,43 @@ class SiteCensus(Statistic):
             self.last_batch = batch_index
             self.n_samples += len(batch)
             self.rows_in_batch = 0
+        real: torch.Tensor | None = None
+        weights: torch.Tensor | None = None
         rows = out.shape[0]
+        if positions is not None:
+            # padded positions are not data: they weigh 0 in the column sums' GEMM (indexing the real
+            # rows out would copy both tensors on every call, the largest cost of the census after
+            # the forward itself); counts of 0/1 indicators weighted 0/1 stay exact
+            real = positions.reshape(-1)
+            weights = real.reshape(1, -1).to(torch.float32)
+            rows = int(real.sum())
         if rows:
-            self._sum(sums, pre, out, rows)
+            self._sum(sums, pre, out, weights)
         if not self.kept.full:
-            self._keep(batch, out, positions is None)
+            self._keep(batch, out if real is None else out[real], positions is None)
         self.n_rows += rows
         self.rows_in_batch += rows
 
-    def _sum(self, sums: Sums, pre: torch.Tensor, out: torch.Tensor, rows: int) -> None:
+    def _sum(self, sums: Sums, pre: torch.Tensor, out: torch.Tensor, weights: torch.Tensor | None) -> None:
+        """Add the rows of ``pre``/``out`` ``(r, m)``, each weighted by ``weights`` ``(1, r)`` (0 or 1;
+        ``None``: all 1) into the sums."""
+        rows = out.shape[0]
         sums.add_rows(rows)
         indicator, ones = sums.scratch(rows)
+        if weights is None:
+            weights = ones
         fired, zero, total = sums.rows
         if self.group == "squasher":
             saturated(self.site.activation, out, indicator)
         else:
             # ReLU fires where its output is > 0; every other unit where its input is
             torch.gt(out if self.group == "rectifier" else pre, 0, out=indicator)
-        fired.addmm_(ones, indicator)
+        fired.addmm_(weights, indicator)
         if self.group == "smooth":
-            torch.lt(out.abs(), near_zero(self.site.activation), out=indicator)
-            zero.addmm_(ones, indicator)
-        total.addmm_(ones, out)
+            torch.abs(out, out=indicator)
+            torch.lt(indicator, near_zero(self.site.activation), out=indicator)
+            zero.addmm_(weights, indicator)
+        total.addmm_(weights, out)
 
     def _keep(self, batch: Batch, out: torch.Tensor, unmasked: bool) -> None:
         take = out[: self.keep_samples - self.kept.count]
@@ -319,8 +336,12 @@ def _histogram(kept: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     if hi <= lo:
         hi = lo + 1.0
     edges = np.linspace(lo, hi, HISTOGRAM_BINS + 1)
-    bins = torch.clamp(((kept - lo) / (hi - lo) * HISTOGRAM_BINS).long(), 0, HISTOGRAM_BINS - 1)
-    flat = bins + torch.arange(width) * HISTOGRAM_BINS
+    # the same float32 operations as ((kept - lo) / (hi - lo) * bins).long(), done in place: one
+    # temporary instead of five (the same bins, bit for bit)
+    scaled = kept - lo
+    scaled.div_(hi - lo).mul_(HISTOGRAM_BINS)
+    flat = scaled.long().clamp_(0, HISTOGRAM_BINS - 1)
+    flat.add_(torch.arange(width) * HISTOGRAM_BINS)
     counts = torch.bincount(flat.reshape(-1), minlength=width * HISTOGRAM_BINS).reshape(width, HISTOGRAM_BINS)
     return counts.numpy().astype(np.int64), edges
 
@@ -328,24 +349,31 @@ def _histogram(kept: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
 def _pca_2d(a: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """Scores on the top two principal components ``(k, 2)`` and their explained-variance ratios.
 
-    Exact: the top two eigenpairs of the smaller of the ``m x m`` covariance and the
-    ``k x k`` Gram matrix of the centred activations (LAPACK's subset eigensolver).
+    The top two eigenpairs of the smaller of the ``m x m`` covariance and the ``k x k`` Gram matrix
+    of the centred activations ``(k, m)``: exact (LAPACK's subset eigensolver on the formed matrix)
+    while the smaller side is at most :data:`EXACT_PCA_SIDE`, else by Lanczos (:func:`_top_eigenpairs`),
+    which never forms the matrix: its cost grows with ``k x m``, not with the width squared.
     """
     k, m = a.shape
     scores = np.zeros((k, 2), dtype=np.float32)
     ratio = np.zeros(2)
     if k < 2 or m == 0:
         return scores, ratio
-    centred = a.double() - a.double().mean(dim=0, keepdim=True)
-    total = float((centred**2).sum())
+    wide = a.to(torch.float64, copy=True)  # converted once (each conversion is a pass over the rows), centred in place
+    centred = wide.sub_(wide.mean(dim=0, keepdim=True))
+    flat = centred.reshape(-1)
+    total = float(flat.dot(flat))  # the total variance, without a squared copy
     if total <= 0:
         return scores, ratio
     q = min(k, m, 2)
-    gram = centred.T @ centred if m <= k else centred @ centred.T
-    n = gram.shape[0]
-    # only the top q eigenpairs (LAPACK's subset driver): exact, and a few times faster than all n
-    values, vectors = scipy.linalg.eigh(gram.numpy(), subset_by_index=[n - q, n - 1])  # ascending
-    eigenvalues, top = torch.from_numpy(values).flip(0), torch.from_numpy(vectors).flip(1)
+    found = _top_eigenpairs(centred.numpy(), q) if min(k, m) > EXACT_PCA_SIDE else None
+    if found is None:
+        gram = centred.T @ centred if m <= k else centred @ centred.T
+        n = gram.shape[0]
+        # only the top q eigenpairs (LAPACK's subset driver): exact, and a few times faster than all n
+        values, vectors = scipy.linalg.eigh(gram.numpy(), subset_by_index=[n - q, n - 1])  # ascending
+        found = values[::-1].copy(), vectors[:, ::-1].copy()
+    eigenvalues, top = torch.from_numpy(found[0]), torch.from_numpy(found[1])
     if m <= k:
         projected = centred @ top
     else:
@@ -353,6 +381,47 @@ def _pca_2d(a: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     scores[:, :q] = projected.float().numpy()
     ratio[:q] = eigenvalues.clamp_min(0).numpy() / total
     return scores, ratio
+
+
+def _top_eigenpairs(centred: np.ndarray, q: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The top ``q`` eigenpairs (descending) of the smaller Gram side of ``centred`` ``(k, m)`` float64,
+    by implicitly restarted Lanczos (ARPACK's ``eigsh``; Lehoucq & Sorensen 1996) on the operator
+    ``x -> A^T (A x)`` (``m <= k``) or ``x -> A (A^T x)``: ``O(k m)`` per step, the matrix never formed.
+
+    Converged to a residual ``||G v - lambda v|| <= 1e-10 lambda_1`` per pair, checked here again
+    afterwards; ``None`` (the caller then solves exactly) when ARPACK does not converge or the check
+    fails. Each eigenvector's sign is fixed by its largest-magnitude entry being positive. When the
+    top eigenvalues tie (or nearly), any orthonormal basis of their eigenspace is as correct as
+    another: only the spanned subspace, and the eigenvalues, are determined.
+    """
+    k, m = centred.shape
+    if m <= k:
+        n = m
+
+        def gram(x: np.ndarray) -> np.ndarray:
+            return centred.T @ (centred @ x)
+
+    else:
+        n = k
+
+        def gram(x: np.ndarray) -> np.ndarray:
+            return centred @ (centred.T @ x)
+
+    operator = scipy.sparse.linalg.LinearOperator((n, n), matvec=gram, matmat=gram, dtype=np.float64)
+    start = np.random.default_rng(0).standard_normal(n)  # fixed: the same answer on every run
+    try:
+        values, vectors = scipy.sparse.linalg.eigsh(
+            operator, k=q, which="LA", ncv=min(n, LANCZOS_VECTORS), tol=LANCZOS_TOL, v0=start
+        )
+    except scipy.sparse.linalg.ArpackError:  # includes ArpackNoConvergence
+        return None
+    order = np.argsort(values)[::-1]
+    values, vectors = values[order], vectors[:, order]
+    residual = np.linalg.norm(gram(vectors) - vectors * values, axis=0)
+    if values[0] <= 0 or not np.all(residual <= 10 * LANCZOS_TOL * values[0]):
+        return None
+    signs = np.sign(vectors[np.abs(vectors).argmax(axis=0), np.arange(q)])
+    return values, vectors * np.where(signs == 0, 1.0, signs)
 
 
 def _is_sites(value: Any) -> bool:

@@ -37,6 +37,9 @@ from inspector.records import EvalData, History
 
 # the sections that need the task (labels or a target); without them and without labels the census runs alone
 _TASK_SECTIONS = frozenset({"importance", "pruning"})
+# the first batch's samples the model is first run on (output form, input adapter, sites): a transformer's
+# first batch may be all 512 sentences, and three forwards over it cost three census passes (2 samples, as the Monitor)
+PROBE_SAMPLES = 2
 
 
 @dataclass(frozen=True)
@@ -124,7 +127,7 @@ def build_context(
     if not linear_layers(module):
         raise InspectorError("the model has no dense (nn.Linear or Conv1D) layers; nothing dense to analyse")
     timings: dict[str, float] = {}
-    source = whole = first = output = adapter = the_task = None
+    source = whole = first = probe = output = adapter = the_task = None
     # a rank whose data or model fails here stops every rank with its message (no collective waits on it)
     with distributed.together("reading the first batch"):
         if data is not None:
@@ -139,9 +142,9 @@ def build_context(
                     "tokenizer= and vocabulary= apply only to integer token-id inputs and these inputs are float; "
                     "leave them out"
                 )
-            output = _first_output(module, first)
+            probe, output = _first_output(module, first)
             names = feature_names or source.feature_names
-            adapter = make_adapter(module, first, feature_names=names or (), tokenizer=tokenizer, vocabulary=vocabulary)
+            adapter = make_adapter(module, probe, feature_names=names or (), tokenizer=tokenizer, vocabulary=vocabulary)
             census_only = not set(options.sections) & _TASK_SECTIONS
             if census_only and task is None and target is None and first.labels is None:
                 the_task = None  # no labels and nothing to explain: the census needs neither
@@ -151,7 +154,7 @@ def build_context(
             raise InspectorError("task= and target= need data to evaluate; pass data as well")
         with inspecting(module):
             started = time.perf_counter()
-            sites = discover_sites(module, first, activations)
+            sites = discover_sites(module, probe, activations)
             timings["sites"] = time.perf_counter() - started
     info = model_info(module, ckpt, source, output, adapter, the_task, sites, options.dtype)
     del output  # only the class names, the target text and the task needed it
@@ -276,11 +279,20 @@ def _text_labels(data: Any) -> None:
         )
 
 
-def _first_output(module: nn.Module, first: Batch) -> Any:
-    """The model's output on the first batch: the one guarded forward, whose failure is one line."""
+def _first_output(module: nn.Module, first: Batch) -> tuple[Batch, Any]:
+    """``(probe, output)``: the model's output on the probe, the first :data:`PROBE_SAMPLES` samples of
+    the first batch (the first batch itself for a model that cannot run on fewer rows), the guarded
+    forward whose failure is one line. The output's form, the input adapter and the sites are found
+    on the probe: a forward over a few rows, not over the first batch (which may be all the data)."""
+    if len(first) > PROBE_SAMPLES:
+        try:
+            with inspecting(module), torch.no_grad():
+                return (probe := first.rows(slice(0, PROBE_SAMPLES))), probe.call(module)
+        except Exception:  # noqa: BLE001 - e.g. a fixed batch size: the whole first batch decides below
+            pass
     try:
         with inspecting(module), torch.no_grad():
-            return first.call(module)
+            return first, first.call(module)
     except InspectorError:
         raise
     except Exception as error:

@@ -366,6 +366,8 @@ class Monitor:
         if self._discovering:
             return
         self._counting = False
+        if isinstance(output, torch.Tensor):  # no loss inside; getattr on a tensor is slow (a C++ miss)
+            return
         loss = output.get("loss") if isinstance(output, Mapping) else getattr(output, "loss", None)
         if isinstance(loss, torch.Tensor) and module.training:
             self._output_loss = loss.detach()
