@@ -115,7 +115,8 @@ def test_selectivity_is_one_minus_the_kth_over_the_top_above_the_mean():
     assert top is not None
     high = top.values[:, 0] - layer.mean_activation
     low = top.values[:, -1] - layer.mean_activation
-    want = np.where(high > 0, 1 - np.clip(low, 0, None) / np.where(high > 0, high, 1), 0.0)
+    fires = (high > 0) & (top.values[:, 0] > 0)
+    want = np.where(fires, 1 - np.clip(low, 0, None) / np.where(high > 0, high, 1), 0.0)
     np.testing.assert_allclose(top.selectivity, np.clip(want, 0, 1), rtol=1e-6)
     np.testing.assert_allclose(selectivity(top, layer.mean_activation), top.selectivity)
 
@@ -171,3 +172,48 @@ def test_top_k_zero_keeps_none_and_a_vocabulary_names_the_tokens():
     assert on.top_examples("fc", PLANTED_NEURON)[0].tokens[CONTEXT] == f"w{PLANTED_TOKEN}"
     with pytest.raises(InspectorError, match="top_k"):
         AnalysisOptions(top_k=-1)
+
+
+def _word_analysis():
+    words = [f"w{i}" for i in range(12)]
+    return analyze(
+        TokenMLP(), token_batches(), options=AnalysisOptions(sections=("activations",), top_k=5), vocabulary=words
+    )
+
+
+def test_the_report_shows_the_most_and_least_selective_neurons_and_escapes_token_text():
+    from inspector.figures.top_examples import selective_rows
+    from inspector.render.html import analysis_sections
+    from inspector.render.markdown import to_markdown
+
+    analysis = _word_analysis()
+    rows = selective_rows(analysis)
+    most = [r["neuron"] for r in rows if r["which"] == "most selective"]
+    assert most[0] == PLANTED_NEURON and rows[0]["fires on"] == f"fires on: w{PLANTED_TOKEN}"
+    least = [r for r in rows if r["which"] == "least selective"]
+    assert all(float(r["selectivity"]) <= float(rows[0]["selectivity"]) for r in least) and least
+    section = next(s for s in analysis_sections(analysis) if s.id == "top-examples")
+    text = "".join(b for b in section.blocks if isinstance(b, str))
+    assert f'<span class="firing"' in text and f">w{PLANTED_TOKEN}</span>" in text
+    assert f"| fc | most selective | {PLANTED_NEURON} | 1.00 | fires on: w{PLANTED_TOKEN} |" in to_markdown(analysis)
+    evil = ["<b>x</b>"] * 12
+    hostile = analyze(
+        TokenMLP(), token_batches(), options=AnalysisOptions(sections=("activations",), top_k=2), vocabulary=evil
+    )
+    blocks = next(s for s in analysis_sections(hostile) if s.id == "top-examples").blocks
+    assert "<b>x</b>" not in "".join(b for b in blocks if isinstance(b, str))
+
+
+def test_the_neurons_view_builds_only_the_picked_neurons_examples_with_the_firing_token_marked():
+    from dashboards.state import DashboardState
+    from dashboards.views import neurons
+
+    state = DashboardState.build(_word_analysis())
+    children = neurons.top_examples(state, "fc", PLANTED_NEURON)
+    assert children[0].children.startswith(f"fires on: w{PLANTED_TOKEN}")
+    lines = children[1:]
+    assert len(lines) == 5
+    for line in lines:
+        firing = [c for c in line.children if getattr(c, "className", None) == "firing-token"]
+        assert len(firing) == 1 and firing[0].children == f"w{PLANTED_TOKEN}"
+    assert neurons.top_examples(state, "fc", 99)[0].children == "pick a neuron"

@@ -22,8 +22,8 @@ for tokens, the share of the top ``k`` examples whose firing token is the neuron
 one (1: it fires on one token only; ``1/k``: on ``k`` different tokens); for other inputs,
 ``1 - (v_k - mean) / (v_1 - mean)`` with ``v_1 >= v_k`` the largest and ``k``-th largest activation
 and ``mean`` the neuron's mean activation (0: the top ``k`` are equally strong; near 1: one
-example stands far above the others). A neuron whose top activation is not above its mean has
-selectivity 0.
+example stands far above the others). A neuron whose top activation is not above its mean, or not
+positive ("never positive"), has selectivity 0.
 """
 
 from __future__ import annotations
@@ -373,12 +373,12 @@ def selectivity(top: TopExamples, mean: np.ndarray | None = None) -> np.ndarray:
         for neuron in range(m):
             _, counts = np.unique(firing[neuron], return_counts=True)
             out[neuron] = counts.max() / j
-        return out
+        return np.where(top.values[:, 0] > 0, out, 0.0)
     centre = np.zeros(m) if mean is None else np.asarray(mean, dtype=np.float64)
     high = top.values[:, 0].astype(np.float64) - centre
     low = top.values[:, -1].astype(np.float64) - centre
     with np.errstate(divide="ignore", invalid="ignore"):
-        share = np.where(high > 0, 1.0 - np.clip(low, 0, None) / high, 0.0)
+        share = np.where((high > 0) & (top.values[:, 0] > 0), 1.0 - np.clip(low, 0, None) / high, 0.0)
     return np.nan_to_num(np.clip(share, 0.0, 1.0))
 
 

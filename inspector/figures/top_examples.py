@@ -83,7 +83,7 @@ def selective_rows(analysis: Analysis, shown: int = SHOWN) -> list[dict[str, obj
                 rows.append(
                     {
                         "layer": top.layer,
-                        "": end,
+                        "which": end,
                         "neuron": j,
                         "selectivity": f"{float(top.selectivity[j]):.2f}",
                         "fires on": top.summary[j],
