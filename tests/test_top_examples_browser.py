@@ -16,11 +16,6 @@ from tests.models import tiny_bert
 
 pytestmark = pytest.mark.browser
 
-WORDS = (
-    "[PAD] the a rain storm forecast wind cloud sun snow cold warm tomorrow today will be heavy light "
-    "morning evening city coast north south expect and with in on over by clear skies showers later "
-    "weekend week river flood warning high low temperature degrees breeze fog ice thunder dry humid"
-).split()
 SENTENCES = (
     "the forecast for tomorrow will be heavy rain and wind on the coast",
     "expect clear skies and a warm sun over the city today",
@@ -31,6 +26,7 @@ SENTENCES = (
     "a flood warning for the river after heavy rain in the week",
     "the city will be dry and clear with a cold wind today",
 )
+WORDS = ["[PAD]", *sorted({w for s in SENTENCES for w in s.split()})]
 
 
 def _batches() -> list[dict[str, torch.Tensor]]:
@@ -65,9 +61,10 @@ def test_picking_a_neuron_shows_its_top_examples_with_the_firing_token(dash_duo,
     tab = next(t for t in dash_duo.find_elements(f"#{ids.TABS} .tab") if t.text.strip() == "Neurons")
     tab.click()
     dash_duo.wait_for_element(f"#{ids.NEURON_INDEX}", timeout=10)
-    dash_duo.select_dcc_dropdown(f"#{ids.NEURON_LAYER}", value=layer)
+    dash_duo.select_dcc_dropdown(f"#{ids.NEURON_LAYER}", value="bert.encoder.layer.1 › intermediate.dense")
+    dash_duo.wait_for_text_to_equal("#neurons-width", f"0-{top.width - 1} ({top.width} neurons)", timeout=20)
     box = dash_duo.find_element(f"#{ids.NEURON_INDEX}")
-    box.clear()
+    dash_duo.clear_input(box)
     box.send_keys(str(neuron), "\n")
     dash_duo.wait_for_text_to_equal("#neurons-top-examples .top-summary", f"{top.summary[neuron]} (selectivity {top.selectivity[neuron]:.2f})", timeout=10)
     marked = dash_duo.find_elements("#neurons-top-examples .firing-token")
@@ -75,6 +72,8 @@ def test_picking_a_neuron_shows_its_top_examples_with_the_firing_token(dash_duo,
     shot = os.environ.get("DENSE_INSPECTOR_SCREENSHOT")
     if shot:
         dash_duo.driver.set_window_size(1300, 1100)
-        dash_duo.driver.execute_script("document.getElementById('neurons-top-examples').scrollIntoView()")
+        dash_duo.driver.execute_script(
+            "document.getElementById('neurons-top-examples').scrollIntoView(); window.scrollBy(0, -70)"
+        )
         dash_duo.driver.save_screenshot(shot)
     assert dash_duo.get_logs() == [], "the browser console reported errors"
