@@ -194,7 +194,7 @@ def test_the_report_shows_the_most_and_least_selective_neurons_and_escapes_token
     assert all(float(r["selectivity"]) <= float(rows[0]["selectivity"]) for r in least) and least
     section = next(s for s in analysis_sections(analysis) if s.id == "top-examples")
     text = "".join(b for b in section.blocks if isinstance(b, str))
-    assert f'<span class="firing"' in text and f">w{PLANTED_TOKEN}</span>" in text
+    assert '<span class="firing"' in text and f">w{PLANTED_TOKEN}</span>" in text
     assert f"| fc | most selective | {PLANTED_NEURON} | 1.00 | fires on: w{PLANTED_TOKEN} |" in to_markdown(analysis)
     evil = ["<b>x</b>"] * 12
     hostile = analyze(

@@ -66,7 +66,11 @@ def test_picking_a_neuron_shows_its_top_examples_with_the_firing_token(dash_duo,
     box = dash_duo.find_element(f"#{ids.NEURON_INDEX}")
     dash_duo.clear_input(box)
     box.send_keys(str(neuron), "\n")
-    dash_duo.wait_for_text_to_equal("#neurons-top-examples .top-summary", f"{top.summary[neuron]} (selectivity {top.selectivity[neuron]:.2f})", timeout=10)
+    dash_duo.wait_for_text_to_equal(
+        "#neurons-top-examples .top-summary",
+        f"{top.summary[neuron]} (selectivity {top.selectivity[neuron]:.2f})",
+        timeout=10,
+    )
     marked = dash_duo.find_elements("#neurons-top-examples .firing-token")
     assert len(marked) == top.values.shape[1] and marked[0].text == firing
     shot = os.environ.get("DENSE_INSPECTOR_SCREENSHOT")

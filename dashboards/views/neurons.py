@@ -43,14 +43,10 @@ def top_examples(state: DashboardState, name: str, j: int) -> list[Any]:
         for i, text in enumerate(line.tokens):
             style = {"padding": "1px 3px", "margin": "1px"}
             if i == line.firing:
-                tokens.append(
-                    html.Span(text, className="firing-token", style={**style, "background": FIRING})
-                )
+                tokens.append(html.Span(text, className="firing-token", style={**style, "background": FIRING}))
             else:
                 tokens.append(html.Span(text, style=style))
-        children.append(
-            html.Div([html.B(example_heading(line) + " "), *tokens], className="top-example")
-        )
+        children.append(html.Div([html.B(example_heading(line) + " "), *tokens], className="top-example"))
     return children
 
 

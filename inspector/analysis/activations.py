@@ -56,9 +56,9 @@ from inspector.analysis.sites import (
     discover_sites,
     near_zero,
 )
+from inspector.analysis.top_examples import BatchSizes, TopExamples, TopExamplesStatistic, attach
 from inspector.core.counting import SATURATION as SATURATION  # re-exported: the tail the census calls saturated
 from inspector.core.counting import Sums, activation_group, saturated
-from inspector.analysis.top_examples import BatchSizes, TopExamples, TopExamplesStatistic, attach
 from inspector.core.statistic import Rows, Statistic, merge_statistics
 from inspector.errors import InspectorError
 from inspector.results import result
@@ -430,8 +430,10 @@ def activation_census(
                 sizes.update(current[1], len(batch))
                 observer.start_batch()
                 batch.call(model)
-            for acc in (*accumulators.values(), *tops.values()):  # inference tensors: fold them in while still in the mode
+            for acc in accumulators.values():  # the totals are inference tensors: fold them in while still in the mode
                 acc.flush()
+            for top in tops.values():
+                top.flush()
     # every site's census from every rank, in three collectives for all sites together: the kept rows'
     # order keys, the sums (exact: 0/1 counts are whole numbers in float64), then only the kept rows
     # among the first keep_samples in global order; a site some rank never reached gets zeros there

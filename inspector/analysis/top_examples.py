@@ -100,9 +100,7 @@ class TopExamples:
         known = self.token_ids
         where = np.clip(np.searchsorted(known, ids), 0, max(len(known) - 1, 0))
         return tuple(
-            ""
-            if i < 0
-            else (self.token_text[where[t]] if len(known) and known[where[t]] == i else f"#{int(i)}")
+            "" if i < 0 else (self.token_text[where[t]] if len(known) and known[where[t]] == i else f"#{int(i)}")
             for t, i in enumerate(np.asarray(ids, dtype=np.int64).reshape(-1))
         )
 
@@ -220,7 +218,9 @@ class TopExamplesStatistic(Statistic):
     def _merge(self, values: torch.Tensor, keys: torch.Tensor, payload: torch.Tensor) -> None:
         if self.values is not None:
             if self.values.shape[1] != values.shape[1]:
-                raise ValueError(f"layer {self.layer}: {values.shape[1]} neurons on one call, {self.values.shape[1]} on another")
+                raise ValueError(
+                    f"layer {self.layer}: {values.shape[1]} neurons on one call, {self.values.shape[1]} on another"
+                )
             # every running entry comes before this batch in global order: a stable sort keeps it first among equals
             values = torch.cat([self.values, values])
             keys = torch.cat([self.keys, keys])  # type: ignore[list-item]
@@ -238,7 +238,7 @@ class TopExamplesStatistic(Statistic):
 
     def finish(
         self,
-        starts: dict[int, int],
+        starts: dict[int, int] | None = None,
         census: Any = None,
         token_text: Callable[[Sequence[int]], tuple[str, ...]] | None = None,
     ) -> TopExamples | None:
@@ -251,7 +251,11 @@ class TopExamplesStatistic(Statistic):
         kind = self.kind or "samples"
         values = top.values.T.astype(np.float32)  # (m, j)
         keys = top.keys.transpose(1, 0, 2)  # (m, j, 4)
-        first = np.vectorize(lambda b: starts.get(int(b), 0), otypes=[np.int64])(keys[..., 0]) if keys.size else keys[..., 0]
+        first = (
+            np.vectorize(lambda b: (starts or {}).get(int(b), 0), otypes=[np.int64])(keys[..., 0])
+            if keys.size
+            else keys[..., 0]
+        )
         samples = (first + keys[..., 2]).astype(np.int64)
         positions = keys[..., 3].astype(np.int64)
         payload = top.payload.transpose(1, 0, 2)
@@ -337,7 +341,7 @@ def _payload(kind: str, batch: Batch, sample: torch.Tensor, position: torch.Tens
 def _top_items(ids: np.ndarray, n: int) -> list[int]:
     """The ``n`` most frequent of ``ids`` (ties: the one that first appears earlier)."""
     counts = Counter(int(i) for i in ids if i >= 0)
-    first = {}
+    first: dict[int, int] = {}
     for r, i in enumerate(ids):
         first.setdefault(int(i), r)
     return sorted(counts, key=lambda i: (-counts[i], first[i]))[:n]
