@@ -217,3 +217,21 @@ def test_the_neurons_view_builds_only_the_picked_neurons_examples_with_the_firin
         firing = [c for c in line.children if getattr(c, "className", None) == "firing-token"]
         assert len(firing) == 1 and firing[0].children == f"w{PLANTED_TOKEN}"
     assert neurons.top_examples(state, "fc", 99)[0].children == "pick a neuron"
+
+
+def test_a_per_sample_layer_of_a_token_model_keeps_samples():
+    """BERT's pooler (one row per sample, tanh): its examples are samples (position -1), as a hook finds them."""
+    from tests.models import padded_batches, tiny_bert
+
+    model = tiny_bert(num_labels=3)
+    batches = padded_batches(4, 4, 10, num_labels=3)
+    census = activation_census(model, batches, top_k=3)
+    pooler = next(c for c in census if c.layer == "bert.pooler.dense").top_examples
+    assert pooler is not None and pooler.kind == "samples" and pooler.context is None and pooler.rows is None
+    out = torch.cat(_recorded(model.bert.pooler.activation, model, batches)).numpy()
+    order = np.argsort(-out, axis=0, kind="stable")[:3].T
+    np.testing.assert_array_equal(pooler.samples, order)
+    np.testing.assert_array_equal(pooler.values, np.take_along_axis(out.T, order, axis=1))
+    assert (pooler.positions == -1).all()
+    inner = next(c for c in census if c.layer.endswith("layer.0.intermediate.dense")).top_examples
+    assert inner is not None and inner.kind == "tokens" and inner.context.shape[1:] == (3, 2 * CONTEXT + 1)

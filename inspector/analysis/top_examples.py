@@ -175,14 +175,21 @@ class TopExamplesStatistic(Statistic):
         self.k = k
         self.add_state("top", reduction="topk", limit=k)
         self.kind: str | None = None
-        self.values: torch.Tensor | None = None  # (j, m) running top on the device, descending
-        self.keys: torch.Tensor | None = None  # (j, m, 4) int64
-        self.payload: torch.Tensor | None = None  # (j, m, P)
+        # the running top on the device, slot (rank, neuron): descending per neuron, ties by global order
+        self.values: torch.Tensor | None = None  # (k, m) float32
+        self.valid: torch.Tensor | None = None  # (k, m) bool: the slot holds an example
+        self.keys: torch.Tensor | None = None  # (k, m, 4) int64
+        self.payload: torch.Tensor | None = None  # (k, m, P)
+        self.threshold: torch.Tensor | None = None  # (m,) what a new row must beat: the k-th value, or -inf
         self.last_batch = -1
         self.calls = 0
 
     def update(self, batch: Batch, batch_index: int, out: torch.Tensor) -> None:
-        """Add one application: ``out`` ``(n, ..., m)``, the site's output on ``batch`` (global index ``batch_index``)."""
+        """Add one application: ``out`` ``(n, ..., m)``, the site's output on ``batch`` (global index ``batch_index``).
+
+        Only the rows that beat a neuron's running ``k``-th value are candidates (one comparison over
+        ``out``; after the first batches, few rows): they and the running top are merged by two stable
+        sorts. The first batch is cut to its own top ``k`` by ``torch.topk`` first."""
         if batch_index != self.last_batch:
             self.last_batch, self.calls = batch_index, 0
         else:
@@ -192,49 +199,104 @@ class TopExamplesStatistic(Statistic):
         flat = out.detach().reshape(-1, width)
         total = flat.shape[0]
         per_sample = total // n if n and total % n == 0 else 0
-        positions = batch.position_mask(out.shape)
-        real_rows: torch.Tensor | None = None
-        if positions is not None:
-            real_rows = torch.nonzero(positions.reshape(-1)).reshape(-1)
-            flat = flat[real_rows]
+        if total == 0 or per_sample == 0:
+            return
         if flat.dtype != torch.float32:
             flat = flat.float()
-        rows = flat.shape[0]
-        if rows == 0 or per_sample == 0:
-            return
-        values, index = _exact_top(flat, self.k)
-        where = real_rows[index] if real_rows is not None else index  # (j, m) flat row in the batch
-        sample, position = where // per_sample, where % per_sample
-        keys = torch.stack(
-            [torch.full_like(where, batch_index), torch.full_like(where, self.calls), sample, position], dim=-1
-        )
+        positions = batch.position_mask(out.shape)
+        real = positions.reshape(-1) if positions is not None else None
         if self.kind is None:
             self.kind = _kind(batch.inputs, per_sample)
+        if self.values is None:
+            real_rows = torch.nonzero(real).reshape(-1) if real is not None else None
+            candidates = flat[real_rows] if real_rows is not None else flat
+            if candidates.shape[0] == 0:
+                return
+            values, index = _exact_top(candidates, self.k)  # (j, m), per neuron descending, ties by row
+            rows = real_rows[index] if real_rows is not None else index
+            columns = torch.arange(width, device=flat.device).expand_as(rows)
+            rows, columns, values = rows.reshape(-1), columns.reshape(-1), values.reshape(-1)
+            finite = values > float("-inf")  # NaN (mapped to -inf) never enters
+            rows, columns, values = rows[finite], columns[finite], values[finite]
+        else:
+            if self.values.shape[1] != width:
+                raise ValueError(f"layer {self.layer}: {width} neurons on one call, {self.values.shape[1]} on another")
+            rows, columns = torch.nonzero(flat > self.threshold, as_tuple=True)  # row-major: by row within a neuron
+            if real is not None:
+                keep = real[rows]
+                rows, columns = rows[keep], columns[keep]
+            values = flat[rows, columns]
+        sample, position = rows // per_sample, rows % per_sample
+        keys = torch.stack(
+            [
+                torch.full_like(rows, batch_index),
+                torch.full_like(rows, self.calls),
+                sample,
+                position if per_sample > 1 else torch.full_like(rows, -1),  # -1: the example is the sample
+            ],
+            dim=-1,
+        )
         payload = _payload(self.kind, batch, sample, position if per_sample > 1 else None)
-        if per_sample == 1:
-            keys[..., 3] = -1  # the example is the sample
-        self._merge(values, keys, payload)
+        self._merge(values, columns, keys, payload, width)
 
-    def _merge(self, values: torch.Tensor, keys: torch.Tensor, payload: torch.Tensor) -> None:
+    def _merge(
+        self, values: torch.Tensor, columns: torch.Tensor, keys: torch.Tensor, payload: torch.Tensor, width: int
+    ) -> None:
+        """The running top with the candidates ``values`` ``(E,)`` of neurons ``columns`` ``(E,)`` (rows of this
+        batch, in global order), their ``keys`` ``(E, 4)`` and ``payload`` ``(E, P)``."""
+        k, device = self.k, values.device
+        touched: torch.Tensor | None = None  # the neurons with candidates (all of them on the first batch)
         if self.values is not None:
-            if self.values.shape[1] != values.shape[1]:
-                raise ValueError(
-                    f"layer {self.layer}: {values.shape[1]} neurons on one call, {self.values.shape[1]} on another"
-                )
-            # every running entry comes before this batch in global order: a stable sort keeps it first among equals
-            values = torch.cat([self.values, values])
-            keys = torch.cat([self.keys, keys])  # type: ignore[list-item]
-            payload = torch.cat([self.payload, payload])  # type: ignore[list-item]
-        order = torch.sort(_descending_key(values), dim=0, stable=True).indices[: self.k]
-        self.values = values.gather(0, order)
-        self.keys = keys.gather(0, order[..., None].expand(-1, -1, keys.shape[2]))
-        self.payload = payload.gather(0, order[..., None].expand(-1, -1, payload.shape[2]))
+            if values.numel() == 0:
+                return
+            assert self.valid is not None and self.keys is not None and self.payload is not None
+            touched = torch.unique(columns)
+            width = int(touched.numel())
+            columns = torch.searchsorted(touched, columns)
+            # the running entries first: each is before this batch in global order, so it wins a tie
+            held = self.valid[:, touched].reshape(-1)
+            values = torch.cat([self.values[:, touched].reshape(-1)[held], values])
+            columns = torch.cat([torch.arange(width, device=device).repeat(k)[held], columns])
+            keys = torch.cat([self.keys[:, touched].reshape(-1, 4)[held], keys])
+            payload = torch.cat([self.payload[:, touched].reshape(k * width, self.payload.shape[2])[held], payload])
+        # per neuron descending, equal values in the order above: two stable sorts
+        order = torch.sort(-values, stable=True).indices
+        order = order[torch.sort(columns[order], stable=True).indices]
+        values, columns, keys, payload = values[order], columns[order], keys[order], payload[order]
+        counts = torch.bincount(columns, minlength=width)
+        starts = torch.cumsum(counts, 0) - counts
+        rank = torch.arange(values.numel(), device=device) - starts[columns]
+        kept = rank < k
+        rank, columns = rank[kept], columns[kept]
+        block_values = torch.full((k, width), float("-inf"), device=device)
+        block_values[rank, columns] = values[kept]
+        block_valid = torch.zeros((k, width), dtype=torch.bool, device=device)
+        block_valid[rank, columns] = True
+        block_keys = torch.full((k, width, 4), torch.iinfo(torch.int64).max, dtype=torch.int64, device=device)
+        block_keys[rank, columns] = keys[kept]
+        block_payload = torch.zeros((k, width, payload.shape[1]), dtype=payload.dtype, device=device)
+        block_payload[rank, columns] = payload[kept]
+        if touched is None:
+            self.values, self.valid, self.keys, self.payload = block_values, block_valid, block_keys, block_payload
+        else:
+            assert self.values is not None and self.valid is not None and self.keys is not None
+            assert self.payload is not None
+            self.values[:, touched] = block_values
+            self.valid[:, touched] = block_valid
+            self.keys[:, touched] = block_keys
+            self.payload[:, touched] = block_payload
+        full = self.valid[k - 1]
+        self.threshold = torch.where(full, self.values[k - 1], torch.full_like(self.values[k - 1], float("-inf")))
 
     def flush(self) -> None:
-        """Move the running top into the ``top`` state (before a merge or finish)."""
-        if self.values is not None:
-            self.top.add(self.values.double().cpu().numpy(), self.keys.cpu().numpy(), self.payload.cpu())  # type: ignore[union-attr]
-            self.values = self.keys = self.payload = None
+        """Move the running top into the ``top`` state (before a merge or finish); an empty slot (a neuron
+        with fewer than ``k`` rows that are numbers) goes as NaN, which never displaces a number."""
+        if self.values is None or self.valid is None or self.keys is None or self.payload is None:
+            return
+        j = int(self.valid.sum(0).max())
+        values = torch.where(self.valid, self.values, torch.full_like(self.values, float("nan")))[:j]
+        self.top.add(values.double().cpu().numpy(), self.keys[:j].cpu().numpy(), self.payload[:j].cpu())
+        self.values = self.valid = self.keys = self.payload = self.threshold = None
 
     def finish(
         self,
@@ -256,8 +318,9 @@ class TopExamplesStatistic(Statistic):
             if keys.size
             else keys[..., 0]
         )
-        samples = (first + keys[..., 2]).astype(np.int64)
-        positions = keys[..., 3].astype(np.int64)
+        empty = np.isnan(values)  # a slot no row filled (fewer than k rows that are numbers)
+        samples = np.where(empty, -1, first + keys[..., 2]).astype(np.int64)
+        positions = np.where(empty, -1, keys[..., 3]).astype(np.int64)
         payload = top.payload.transpose(1, 0, 2)
         context = payload.astype(np.int32) if kind == "tokens" else None
         rows = payload.astype(np.float32) if kind == "features" and payload.shape[2] else None
