@@ -28,7 +28,6 @@ positive ("never positive"), has selectivity 0.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -313,11 +312,7 @@ class TopExamplesStatistic(Statistic):
         kind = self.kind or "samples"
         values = top.values.T.astype(np.float32)  # (m, j)
         keys = top.keys.transpose(1, 0, 2)  # (m, j, 4)
-        first = (
-            np.vectorize(lambda b: (starts or {}).get(int(b), 0), otypes=[np.int64])(keys[..., 0])
-            if keys.size
-            else keys[..., 0]
-        )
+        first = _batch_starts(starts or {}, keys[..., 0])
         empty = np.isnan(values)  # a slot no row filled (fewer than k rows that are numbers)
         samples = np.where(empty, -1, first + keys[..., 2]).astype(np.int64)
         positions = np.where(empty, -1, keys[..., 3]).astype(np.int64)
@@ -401,30 +396,49 @@ def _payload(kind: str, batch: Batch, sample: torch.Tensor, position: torch.Tens
     return sample.new_zeros(sample.shape + (0,))
 
 
-def _top_items(ids: np.ndarray, n: int) -> list[int]:
-    """The ``n`` most frequent of ``ids`` (ties: the one that first appears earlier)."""
-    counts = Counter(int(i) for i in ids if i >= 0)
-    first: dict[int, int] = {}
-    for r, i in enumerate(ids):
-        first.setdefault(int(i), r)
-    return sorted(counts, key=lambda i: (-counts[i], first[i]))[:n]
+def _batch_starts(starts: dict[int, int], batches: np.ndarray) -> np.ndarray:
+    """The first global sample of each global batch index in ``batches`` (0 for one not in ``starts``)."""
+    if not starts:
+        return np.zeros(batches.shape, np.int64)
+    known = np.array(sorted(starts), dtype=np.int64)
+    first = np.array([starts[int(b)] for b in known], dtype=np.int64)
+    where = np.clip(np.searchsorted(known, batches), 0, len(known) - 1)
+    return np.where(known[where] == batches, first[where], 0)
+
+
+def _frequencies(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For ``ids`` ``(m, j)``: how often each entry's id occurs in its row, and the index of its first
+    occurrence in the row, both ``(m, j)``."""
+    same = ids[:, :, None] == ids[:, None, :]  # (m, j, j)
+    return same.sum(axis=2), same.argmax(axis=2)
 
 
 def summaries(top: TopExamples) -> tuple[str, ...]:
-    """One line per neuron: ``fires on: rain, storm, forecast`` (its most frequent firing tokens) or
-    ``fires on samples 3, 17, 42``; ``never positive`` when even its top activation is not above 0."""
-    out = []
-    for neuron in range(top.width):
-        if top.values.shape[1] == 0 or not top.values[neuron, 0] > 0:
-            out.append("never positive")
-        elif top.context is not None:
-            ids = _top_items(top.firing_tokens(neuron), SUMMARY_ITEMS)
-            out.append("fires on: " + ", ".join(top.text_of(np.asarray(ids))))
-        else:
-            shown = ", ".join(str(int(s)) for s in top.samples[neuron, :SUMMARY_ITEMS])
-            more = ", ..." if top.values.shape[1] > SUMMARY_ITEMS else ""
-            out.append(f"fires on samples {shown}{more}")
-    return tuple(out)
+    """One line per neuron: ``fires on: rain, storm, forecast`` (its most frequent firing tokens, the
+    more frequent first, then the stronger) or ``fires on samples 3, 17, 42, ...``; ``never positive``
+    when even its top activation is not above 0."""
+    m, j = top.values.shape
+    fires = top.values[:, 0] > 0 if j else np.zeros(m, bool)
+    if top.context is not None and j:
+        firing = top.context[:, :, CONTEXT].astype(np.int64)
+        counts, first = _frequencies(firing)
+        lead = first == np.arange(j)[None, :]  # each id once, at its first occurrence
+        score = np.where(lead & (firing >= 0), counts * (j + 1) + (j - np.arange(j))[None, :], -1)
+        chosen = np.argsort(-score, axis=1, kind="stable")[:, :SUMMARY_ITEMS]
+        picked = np.take_along_axis(firing, chosen, axis=1)
+        valid = np.take_along_axis(score, chosen, axis=1) >= 0
+        text = dict(zip(top.token_ids.tolist(), top.token_text))
+        return tuple(
+            "fires on: " + ", ".join(text.get(i, f"#{i}") for i, ok in zip(ids, ok_row) if ok)
+            if fires[neuron]
+            else "never positive"
+            for neuron, (ids, ok_row) in enumerate(zip(picked.tolist(), valid.tolist()))
+        )
+    more = ", ..." if j > SUMMARY_ITEMS else ""
+    return tuple(
+        "fires on samples " + ", ".join(str(s) for s in row) + more if fires[neuron] else "never positive"
+        for neuron, row in enumerate(top.samples[:, :SUMMARY_ITEMS].tolist())
+    )
 
 
 def selectivity(top: TopExamples, mean: np.ndarray | None = None) -> np.ndarray:
@@ -435,12 +449,8 @@ def selectivity(top: TopExamples, mean: np.ndarray | None = None) -> np.ndarray:
     if j == 0:
         return np.zeros(m)
     if top.context is not None:
-        firing = top.context[:, :, CONTEXT]
-        out = np.zeros(m)
-        for neuron in range(m):
-            _, counts = np.unique(firing[neuron], return_counts=True)
-            out[neuron] = counts.max() / j
-        return np.where(top.values[:, 0] > 0, out, 0.0)
+        counts, _ = _frequencies(top.context[:, :, CONTEXT])
+        return np.where(top.values[:, 0] > 0, counts.max(axis=1) / j, 0.0)
     centre = np.zeros(m) if mean is None else np.asarray(mean, dtype=np.float64)
     high = top.values[:, 0].astype(np.float64) - centre
     low = top.values[:, -1].astype(np.float64) - centre
