@@ -258,23 +258,30 @@ class TopExamplesStatistic(Statistic):
             columns = torch.cat([torch.arange(width, device=device).repeat(k)[held], columns])
             keys = torch.cat([self.keys[:, touched].reshape(-1, 4)[held], keys])
             payload = torch.cat([self.payload[:, touched].reshape(k * width, self.payload.shape[2])[held], payload])
-        # per neuron descending, equal values in the order above: two stable sorts
-        order = torch.sort(-values, stable=True).indices
-        order = order[torch.sort(columns[order], stable=True).indices]
+        # per neuron descending, equal values in the order above: one stable sort of (neuron, value) keys
+        order = torch.sort(_neuron_value_key(columns, values), stable=True).indices
         values, columns, keys, payload = values[order], columns[order], keys[order], payload[order]
         counts = torch.bincount(columns, minlength=width)
-        starts = torch.cumsum(counts, 0) - counts
-        rank = torch.arange(values.numel(), device=device) - starts[columns]
-        kept = rank < k
-        rank, columns = rank[kept], columns[kept]
-        block_values = torch.full((k, width), float("-inf"), device=device)
-        block_values[rank, columns] = values[kept]
-        block_valid = torch.zeros((k, width), dtype=torch.bool, device=device)
-        block_valid[rank, columns] = True
-        block_keys = torch.full((k, width, 4), torch.iinfo(torch.int64).max, dtype=torch.int64, device=device)
-        block_keys[rank, columns] = keys[kept]
-        block_payload = torch.zeros((k, width, payload.shape[1]), dtype=payload.dtype, device=device)
-        block_payload[rank, columns] = payload[kept]
+        if bool((counts >= k).all()):  # every neuron has k entries or more (after the first batches): a reshape
+            starts = torch.cumsum(counts, 0) - counts
+            take = (starts[:, None] + torch.arange(k, device=device)[None, :]).reshape(-1)  # (width * k,)
+            block_values = values[take].reshape(width, k).T
+            block_valid = torch.ones((k, width), dtype=torch.bool, device=device)
+            block_keys = keys[take].reshape(width, k, 4).transpose(0, 1)
+            block_payload = payload[take].reshape(width, k, payload.shape[1]).transpose(0, 1)
+        else:
+            starts = torch.cumsum(counts, 0) - counts
+            rank = torch.arange(values.numel(), device=device) - starts[columns]
+            kept = rank < k
+            rank, columns = rank[kept], columns[kept]
+            block_values = torch.full((k, width), float("-inf"), device=device)
+            block_values[rank, columns] = values[kept]
+            block_valid = torch.zeros((k, width), dtype=torch.bool, device=device)
+            block_valid[rank, columns] = True
+            block_keys = torch.full((k, width, 4), torch.iinfo(torch.int64).max, dtype=torch.int64, device=device)
+            block_keys[rank, columns] = keys[kept]
+            block_payload = torch.zeros((k, width, payload.shape[1]), dtype=payload.dtype, device=device)
+            block_payload[rank, columns] = payload[kept]
         if touched is None:
             self.values, self.valid, self.keys, self.payload = block_values, block_valid, block_keys, block_payload
         else:
@@ -343,6 +350,14 @@ def _numbered(ids: Sequence[int]) -> tuple[str, ...]:
     return tuple(f"#{int(i)}" for i in ids)
 
 
+def _neuron_value_key(columns: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """An int64 key ``(E,)`` that sorts ascending by neuron ``columns`` ``(E,)``, then by float32 ``values``
+    ``(E,)`` descending (equal values, -0.0 and 0.0 included, get equal keys; no NaN)."""
+    bits = values.float().contiguous().view(torch.int32).to(torch.int64)
+    ascending = torch.where(bits >= 0, bits, -(2**31) - bits)  # the float order as integers
+    return columns.to(torch.int64) * 2**33 + (2**31 - ascending)
+
+
 def _descending_key(values: torch.Tensor) -> torch.Tensor:
     """What sorts ascending into descending values, NaN last."""
     return torch.where(torch.isnan(values), torch.full_like(values, float("inf")), -values)
@@ -385,7 +400,7 @@ def _payload(kind: str, batch: Batch, sample: torch.Tensor, position: torch.Tens
     """What each example ``(j, m)`` keeps: its context ids ``(j, m, 2 * CONTEXT + 1)``, its row ``(j, m, d)``,
     or nothing ``(j, m, 0)``."""
     if kind == "tokens" and position is not None:
-        ids = batch.inputs.long()
+        ids = batch.inputs.int()  # int32: half the bytes of each kept context
         if batch.mask is not None and batch.mask.shape == ids.shape:
             ids = torch.where(batch.mask, ids, torch.full_like(ids, -1))
         padded = torch.nn.functional.pad(ids, (CONTEXT, CONTEXT), value=-1)
