@@ -69,7 +69,9 @@ def main() -> None:
     print(f"census alone      median {statistics.median(plain):.3f} s")
     print(f"census + top-{args.k}   median {statistics.median(with_top):.3f} s")
     spread = f"{min(ratios):.3f}-{max(ratios):.3f}"
-    print(f"ratio (with / without top-k): median {statistics.median(ratios):.3f}, spread {spread} over {args.rounds} rounds")
+    print(
+        f"ratio (with / without top-k): median {statistics.median(ratios):.3f}, spread {spread} over {args.rounds} rounds"
+    )
 
 
 if __name__ == "__main__":

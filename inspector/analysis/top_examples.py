@@ -220,7 +220,9 @@ class TopExamplesStatistic(Statistic):
         else:
             if self.values.shape[1] != width:
                 raise ValueError(f"layer {self.layer}: {width} neurons on one call, {self.values.shape[1]} on another")
-            rows, columns = torch.nonzero(flat > self.threshold, as_tuple=True)  # row-major: by row within a neuron
+            assert self.threshold is not None
+            hit = torch.gt(flat, self.threshold)
+            rows, columns = torch.nonzero(hit, as_tuple=True)  # row-major: by row within a neuron
             if real is not None:
                 keep = real[rows]
                 rows, columns = rows[keep], columns[keep]
