@@ -235,3 +235,24 @@ def test_a_per_sample_layer_of_a_token_model_keeps_samples():
     assert (pooler.positions == -1).all()
     inner = next(c for c in census if c.layer.endswith("layer.0.intermediate.dense")).top_examples
     assert inner is not None and inner.kind == "tokens" and inner.context.shape[1:] == (3, 2 * CONTEXT + 1)
+
+
+def test_a_topk_payload_travels_with_its_value_through_a_merge():
+    from inspector.core.statistic import TopK
+
+    a, b = TopK(2), TopK(2)
+    a.add(np.array([[1.0], [3.0]]), np.array([[0], [1]]), payload=np.array([[[10]], [[30]]]))
+    b.add(np.array([[3.0], [2.0]]), np.array([[2], [3]]), payload=np.array([[[31]], [[20]]]))
+    a.merge_from(b)
+    np.testing.assert_array_equal(a.values[:, 0], [3.0, 3.0])  # the tie: key 1 before key 2
+    np.testing.assert_array_equal(a.payload[:, 0, 0], [30, 31])
+
+
+def test_the_cli_takes_top_k():
+    from inspector.cli.parser import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["analyze", "m.pt", "--out", "d"]).top_k == 20
+    assert parser.parse_args(["analyze", "m.pt", "--out", "d", "--top-k", "0"]).top_k == 0
+    with pytest.raises(SystemExit):
+        parser.parse_args(["analyze", "m.pt", "--out", "d", "--top-k", "-1"])
