@@ -45,6 +45,7 @@ def test_html_is_self_contained_with_every_section(analysis):
         "whatif",
         "pruning",
         "activations",
+        "top-examples",  # a registered panel (inspector/figures/top_examples.py): after the built-in sections
     ]
     for section in ids:
         assert f'<section id="{section}">' in text and f'href="#{section}"' in text

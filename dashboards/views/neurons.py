@@ -13,6 +13,7 @@ from dashboards.security import choice, finite_number, index_or_none
 from dashboards.state import DashboardState
 from dashboards.views import control, graph, layer_dropdown, row
 from inspector import figures as F
+from inspector.figures.top_examples import FIRING, example_heading, example_lines
 
 ID = ViewIds("neurons")  # every id below reads "neurons-..."
 NEURON_WIDTH = ID("width")
@@ -22,6 +23,31 @@ NEURON_ACT = ID("activation")
 NEURON_IN = ID("incoming")
 NEURON_DRIVERS = ID("drivers")
 NEURON_CLASSES = ID("classes")
+NEURON_TOP = ID("top-examples")
+
+
+def top_examples(state: DashboardState, name: str, j: int) -> list[Any]:
+    """Neuron ``j``'s top examples as Dash components (Dash escapes the text), the firing token highlighted;
+    only this neuron's examples are built and sent."""
+    acts = state.activations(name)
+    top = acts.top_examples if acts is not None else None
+    if top is None:
+        return [html.P("no top examples for this layer (needs data and top_k > 0)")]
+    if not 0 <= j < top.width:
+        return [html.P("pick a neuron")]
+    children: list[Any] = [
+        html.P(f"{top.summary[j]} (selectivity {float(top.selectivity[j]):.2f})", className="top-summary")
+    ]
+    for line in example_lines(top, j):
+        tokens: list[Any] = []
+        for i, text in enumerate(line.tokens):
+            style = {"padding": "1px 3px", "margin": "1px"}
+            if i == line.firing:
+                tokens.append(html.Span(text, className="firing-token", style={**style, "background": FIRING}))
+            else:
+                tokens.append(html.Span(text, style=style))
+        children.append(html.Div([html.B(example_heading(line) + " "), *tokens], className="top-example"))
+    return children
 
 
 def panels(state: DashboardState, name: str, j: int) -> tuple[Any, ...]:
@@ -114,6 +140,8 @@ def layout(state: DashboardState) -> html.Div:
             ),
             html.H4(title, id=NEURON_TITLE),
             row(graph(NEURON_ACT, figures[0]), graph(NEURON_IN, figures[1])),
+            html.H4("What it fires on: its top examples"),
+            html.Div(top_examples(state, first, 0), id=NEURON_TOP, style={"fontFamily": "monospace"}),
             row(graph(NEURON_DRIVERS, figures[2]), graph(NEURON_CLASSES, figures[3])),
             html.H4("All neurons of the layer (click a row)"),
             # dash_table/__init__.py is marked "# type: ignore", so mypy cannot see the (typed) DataTable it exports
@@ -148,6 +176,21 @@ def register(app: Dash, state: DashboardState) -> None:
             raise PreventUpdate  # not a number at all; an empty box or a number out of range says "pick a neuron"
         key = -1 if neuron is None else neuron
         return state.memo(("neuron", name, key), lambda: panels(state, name, key))
+
+    @app.callback(
+        Output(NEURON_TOP, "children"),
+        Input(ids.NEURON_LAYER, "value"),
+        Input(ids.NEURON_INDEX, "value"),
+        prevent_initial_call=True,
+    )
+    def update_top_examples(name: object, j: object):
+        name = choice(name, state.layer_names)
+        acts = state.activations(name)
+        width = acts.top_examples.width if acts is not None and acts.top_examples is not None else 0
+        neuron = index_or_none(j, width)
+        if neuron is None and j is not None and finite_number(j) is None:
+            raise PreventUpdate
+        return top_examples(state, name, -1 if neuron is None else neuron)
 
     @app.callback(
         Output(ids.NEURON_INDEX, "max"),

@@ -57,6 +57,7 @@ from inspector.analysis.sites import (
     discover_sites,
     near_zero,
 )
+from inspector.analysis.top_examples import BatchSizes, TopExamples, TopExamplesStatistic, attach
 from inspector.core.counting import SATURATION as SATURATION  # re-exported: the tail the census calls saturated
 from inspector.core.counting import Sums, activation_group, saturated
 from inspector.core.statistic import Rows, Statistic, merge_statistics
@@ -87,7 +88,8 @@ class LayerActivations:
     when every row is a sample with an integer label (else ``None``).
     ``n_samples`` counts the samples seen, ``n_positions`` the rows counted
     (samples x real positions x calls per forward); 0 (files written before it
-    existed) means the same as ``n_samples``.
+    existed) means the same as ``n_samples``. ``top_examples``: each neuron's top-activating examples
+    (:mod:`inspector.analysis.top_examples`), ``None`` when not asked for.
     """
 
     layer: str
@@ -108,6 +110,7 @@ class LayerActivations:
     found_by: str = "module"
     zero_rate: np.ndarray | None = None
     n_positions: int = 0
+    top_examples: TopExamples | None = None
 
     @property
     def width(self) -> int:
@@ -449,6 +452,7 @@ def activation_census(
     keep_samples: int = 2048,
     batch_size: int = 1024,
     device: torch.device | str | None = None,
+    top_k: int = 0,
 ) -> tuple[LayerActivations, ...]:
     """Count every counted site of ``model`` over ``data`` in one pass.
 
@@ -458,7 +462,8 @@ def activation_census(
     batch labels label the projection. The older ``activation_census(model, X, y)``
     still works: an array in place of ``sites`` is the labels ``y`` ``(n,)``.
     ``sites``: from :func:`~inspector.analysis.sites.discover_sites`; ``None``
-    discovers them on the first batch.
+    discovers them on the first batch. ``top_k``: keep each neuron's ``top_k`` top-activating
+    examples in the same pass (``LayerActivations.top_examples``; 0: none).
 
     Returns one :class:`LayerActivations` per counted site (``site.counted``) that
     the data reached, in site order. The model is left as it was: eval mode inside,
@@ -471,9 +476,13 @@ def activation_census(
     source = distributed.shard(_source(data, labels, batch_size, dev), data)
     current: list[Any] = [None, -1]  # the batch in flight and its index
     accumulators: dict[str, SiteCensus] = {}
+    tops: dict[str, TopExamplesStatistic] = {}
+    sizes = BatchSizes()
 
     def observe(layer: str, pre: torch.Tensor, out: torch.Tensor) -> None:
         accumulators[layer].update(current[0], current[1], pre, out)
+        if tops:
+            tops[layer].update(current[0], current[1], out)
 
     shard = source.shard
     with distributed.together("the activation census"), inspecting(model) as guard:
@@ -481,21 +490,26 @@ def activation_census(
             sites = discover_sites(model, source.first())
         counted = tuple(s for s in sites if s.counted)
         accumulators.update((s.layer, SiteCensus(s, keep_samples, nearly_dead_threshold)) for s in counted)
+        tops.update((s.layer, TopExamplesStatistic(s.layer, top_k)) for s in counted if top_k > 0)
         observer = SiteObserver(model, counted, observe, guard)
         with torch.inference_mode():
             for index, batch in enumerate(source):
                 # the global batch index: it orders the kept rows across ranks as one process would
                 current[:] = [batch, index * shard.world + shard.rank if shard is not None else index]
+                sizes.update(current[1], len(batch))
                 observer.start_batch()
                 batch.call(model)
             for acc in accumulators.values():  # the totals are inference tensors: fold them in while still in the mode
                 acc.flush()
+            for top in tops.values():
+                top.flush()
     # every site's census from every rank, in three collectives for all sites together: the kept rows'
     # order keys, the sums (exact: 0/1 counts are whole numbers in float64), then only the kept rows
     # among the first keep_samples in global order; a site some rank never reached gets zeros there
-    merge_statistics([accumulators[s.layer] for s in counted])
+    merge_statistics([*(accumulators[s.layer] for s in counted), *tops.values(), sizes])
     # a site the data never reached (a layer this forward pass does not use) has nothing to report
-    return tuple(accumulators[s.layer].finish() for s in counted if accumulators[s.layer].reached)
+    census = tuple(accumulators[s.layer].finish() for s in counted if accumulators[s.layer].reached)
+    return attach(census, tops, sizes)
 
 
 def death_timeline(

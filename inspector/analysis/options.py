@@ -58,6 +58,8 @@ class AnalysisOptions:
     # the forward passes of the census, evaluation and pruning's evaluations: fp32 (the model as it is),
     # bf16 or fp16 (a cast copy; see inspector.analysis.reduced_dtype). Importance stays float32.
     dtype: str = "fp32"
+    # each neuron's top-activating examples kept by the census (0: none; see inspector.analysis.top_examples)
+    top_k: int = 20
 
     def __post_init__(self) -> None:
         unknown = set(self.sections) - set(SECTIONS)
@@ -77,6 +79,7 @@ class AnalysisOptions:
             ("conductance_samples", 1 if self.conductance_samples is None else self.conductance_samples, 1),
             ("max_pruning_samples", 1 if self.max_pruning_samples is None else self.max_pruning_samples, 1),
             ("max_samples", 1 if self.max_samples is None else self.max_samples, 1),
+            ("top_k", self.top_k, 0),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 raise InspectorError(f"{name} must be an integer of at least {least}, got {value!r}")

@@ -12,6 +12,7 @@ from inspector.analysis.importance import ImportanceReport
 from inspector.analysis.parameters import ParameterReport
 from inspector.analysis.pruning import PruningReport
 from inspector.analysis.sites import Site
+from inspector.analysis.top_examples import TopExample, TopExamples
 from inspector.analysis.weights import LayerWeights
 from inspector.analysis.whatif import PartialDependence
 from inspector.errors import InspectorError
@@ -96,6 +97,22 @@ class Analysis:
     def save(self, directory: str | os.PathLike[str], *, force: bool = False) -> Path:
         """Write ``directory/analysis.json`` + the arrays file it names, atomically (see :func:`save_result`)."""
         return save_result(self, directory, force=force)
+
+    def top_examples(self, layer: str, neuron: int) -> tuple[TopExample, ...]:
+        """Neuron ``neuron`` of layer ``layer``: its top-activating examples, the strongest first
+        (:meth:`TopExamples.examples`); an :class:`InspectorError` when the analysis has none for it."""
+        return self.layer_top_examples(layer).examples(neuron)
+
+    def layer_top_examples(self, layer: str) -> TopExamples:
+        """Layer ``layer``'s :class:`TopExamples`; an :class:`InspectorError` when the analysis has none."""
+        for census in self.activations or ():
+            if census.layer == layer and census.top_examples is not None:
+                return census.top_examples
+        known = [c.layer for c in self.activations or () if c.top_examples is not None]
+        raise InspectorError(
+            f"no top examples for layer {layer!r}; "
+            + (f"layers with them: {', '.join(known)}" if known else "run the analysis with data and top_k > 0")
+        )
 
     @staticmethod
     def load(directory: str | os.PathLike[str]) -> Analysis:

@@ -208,6 +208,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="firing rate below which a neuron counts as nearly dead (default: 0.01)",
     )
     analyze.add_argument(
+        "--top-k",
+        type=_integer(0),
+        default=20,
+        metavar="K",
+        help="keep each neuron's K top-activating examples (tokens with context, or samples); 0: none (default: 20)",
+    )
+    analyze.add_argument(
         "--finetune-epochs",
         type=_integer(0),
         default=0,

@@ -10,7 +10,8 @@ batches in ``update(...)`` and reads the states in ``finish()``. Merging is writ
 * ``"kept"``: the first ``limit`` rows in global order (a :class:`Rows`), as the census keeps
   rows for its histograms and projections;
 * ``"topk"``: per column the ``k`` largest values and the order keys of their rows, ties broken
-  by global order (a :class:`TopK`), e.g. each neuron's top-activating examples.
+  by global order (a :class:`TopK`), with an optional payload per kept value (e.g. the context
+  token ids of each neuron's top-activating examples).
 
 Global order is the order of the rows' keys: a tuple of integers a subclass gives with each
 chunk of rows (for instance ``(global batch index, first row in the batch)``), or, where it gives
@@ -135,7 +136,9 @@ class TopK:
 
     ``values`` ``(j, C)`` float64 with ``j = min(k, rows seen)``, each column in descending order;
     ``keys`` ``(j, C, L)`` int64, the order key of the row each value came from. Between equal values
-    the row first in global order wins. NaN never displaces a number.
+    the row first in global order wins. NaN never displaces a number. ``payload`` ``(j, C, ...)``
+    (``None`` unless every update gave one): what travels with each kept value (its context, its row),
+    kept, merged and gathered across ranks with it.
     """
 
     def __init__(self, k: int) -> None:
@@ -145,10 +148,13 @@ class TopK:
         self.values: np.ndarray | None = None
         self.keys: np.ndarray | None = None
         self.keyed: bool | None = None
+        self.payload: np.ndarray | None = None
         self._next = 0  # rows added without keys: their local index
 
-    def add(self, values: Any, keys: Any = None) -> None:
-        """``values`` ``(n, C)``; ``keys`` ``(n, L)`` int the rows' order keys, or ``None`` for their local order."""
+    def add(self, values: Any, keys: Any = None, payload: Any = None) -> None:
+        """``values`` ``(n, C)``; ``keys`` ``(n, L)`` int the rows' order keys, or ``None`` for their local
+        order, or ``(n, C, L)`` one key per value (candidates already chosen per column); ``payload``
+        ``(n, C, ...)`` what travels with each value (give it with every update, or never)."""
         if isinstance(values, torch.Tensor):
             values = values.detach().double().cpu().numpy()
         vals = np.asarray(values, dtype=np.float64)
@@ -163,11 +169,17 @@ class TopK:
             row_keys = np.arange(self._next, self._next + n, dtype=np.int64)[:, None]
             self._next += n
         else:
-            row_keys = np.asarray(keys, dtype=np.int64).reshape(n, -1)
+            row_keys = np.asarray(keys, dtype=np.int64)
+            if row_keys.ndim == 3:
+                self._take(vals, row_keys, _payload_array(payload))
+                return
+            row_keys = row_keys.reshape(n, -1)
         candidates = np.broadcast_to(row_keys[:, None, :], (n, vals.shape[1], row_keys.shape[1]))
-        self._take(vals, candidates)
+        self._take(vals, candidates, _payload_array(payload))
 
-    def _take(self, vals: np.ndarray, keys: np.ndarray) -> None:
+    def _take(self, vals: np.ndarray, keys: np.ndarray, payload: np.ndarray | None = None) -> None:
+        if self.values is not None and (payload is None) != (self.payload is None):
+            raise ValueError("give a payload with every update of a topk state, or with none")
         if self.values is not None:
             if self.values.shape[1] != vals.shape[1] or self.keys.shape[2] != keys.shape[2]:  # type: ignore[union-attr]
                 raise ValueError(
@@ -176,7 +188,11 @@ class TopK:
                 )
             vals = np.concatenate([self.values, vals])
             keys = np.concatenate([self.keys, keys])  # type: ignore[list-item]
-        self.values, self.keys = _top(vals, keys, self.k)
+            if payload is not None:
+                payload = np.concatenate([self.payload, payload])  # type: ignore[list-item]
+        self.values, self.keys, chosen = _top(vals, keys, self.k)
+        if payload is not None:
+            self.payload = np.ascontiguousarray(np.take_along_axis(payload, _expand(chosen.T, payload.ndim), axis=0))
 
     def merge_from(self, other: TopK) -> None:
         if other.values is None or other.keys is None:
@@ -186,11 +202,25 @@ class TopK:
             keys = keys + self._next
             self._next += other._next
         self.keyed = self.keyed if self.keyed is not None else other.keyed
-        self._take(other.values, keys)
+        self._take(other.values, keys, other.payload)
 
 
-def _top(values: np.ndarray, keys: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per column of ``values`` ``(N, C)`` the ``k`` largest, ties by ``keys`` ``(N, C, L)`` ascending."""
+def _payload_array(payload: Any) -> np.ndarray | None:
+    if payload is None:
+        return None
+    if isinstance(payload, torch.Tensor):
+        return payload.detach().cpu().numpy()
+    return np.asarray(payload)
+
+
+def _expand(index: np.ndarray, ndim: int) -> np.ndarray:
+    """``index`` ``(j, C)`` with trailing unit axes up to ``ndim`` (for ``take_along_axis``)."""
+    return index.reshape(index.shape + (1,) * (ndim - 2))
+
+
+def _top(values: np.ndarray, keys: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per column of ``values`` ``(N, C)`` the ``k`` largest, ties by ``keys`` ``(N, C, L)`` ascending;
+    also the row each came from, ``(C, j)``."""
     n, columns = values.shape
     column = np.broadcast_to(np.arange(columns)[None, :], (n, columns)).T.reshape(-1)
     flat_values = values.T.reshape(-1)
@@ -202,7 +232,7 @@ def _top(values: np.ndarray, keys: np.ndarray, k: int) -> tuple[np.ndarray, np.n
     chosen = order.reshape(columns, n)[:, :j]
     top_values = flat_values[chosen].T.copy()  # (j, C)
     top_keys = flat_keys[chosen].transpose(1, 0, 2).copy()  # (j, C, L)
-    return top_values, top_keys
+    return top_values, top_keys, chosen - np.arange(columns)[:, None] * n
 
 
 @dataclass(frozen=True)
@@ -393,7 +423,7 @@ def merge_statistics(statistics: Sequence[Statistic]) -> None:
                 keys = value.keys
                 if keys is not None and not value.keyed:
                     keys = np.concatenate([np.full(keys.shape[:2] + (1,), me, np.int64), keys], axis=2)
-                parts.append((value.values, keys, value.keyed))
+                parts.append((value.values, keys, value.keyed, value.payload))
             elif spec.reduction in ("cat", "kept"):
                 wanted = _chosen_chunks([rank_layout[s][i] for rank_layout in layouts], spec.limit, me)
                 parts.append(
@@ -413,10 +443,10 @@ def merge_statistics(statistics: Sequence[Statistic]) -> None:
             if spec.reduction == "topk":
                 merged = TopK(value.k)
                 for rank_parts in received:
-                    values, keys, keyed = rank_parts[s][i]
+                    values, keys, keyed, payload = rank_parts[s][i]
                     if values is not None:
                         merged.keyed = True if keyed else False
-                        merged._take(values, keys)
+                        merged._take(values, keys, payload)
                 setattr(stat, name, merged)
             elif spec.reduction in ("cat", "kept"):
                 keyed = next((k for k, _ in (rank_layout[s][i] for rank_layout in layouts) if k is not None), None)

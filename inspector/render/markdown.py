@@ -12,6 +12,7 @@ from inspector.analysis.findings import Finding, describe_samples, score_texts
 from inspector.analysis.methods import METHOD_LABELS
 from inspector.core.adapters import adapter_for
 from inspector.figures.panels import report_panels
+from inspector.figures.top_examples import selective_rows
 from inspector.render.rows import census_rows, importance_rows, pruning_rows, top_token_rows, whatif_table, whatif_text
 
 # What marks a Markdown report as ours (its first line), so that --force replaces only our own.
@@ -133,6 +134,9 @@ def to_markdown(analysis: Analysis) -> str:
                 else f"; train/validation {F.metric_name(a)} gap {t.accuracy_gap:.4g}."
             ),
         ]
+    selective = selective_rows(a)  # the "What neurons fire on" panel's table (its HTML is the panel's own)
+    if selective:
+        out += ["", "## What neurons fire on", "", md_table(selective)]
     for panel in report_panels():  # the sections figure modules add (inspector/figures/panels.py)
         body = panel.markdown(a) if panel.markdown is not None else None
         if body is not None:

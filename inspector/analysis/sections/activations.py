@@ -12,14 +12,21 @@ from inspector.analysis.context import AnalysisContext
 from inspector.analysis.findings import Finding, agree, count, describe_samples, pct
 from inspector.analysis.reduced_dtype import CHECK_SAMPLES, torch_dtype
 from inspector.analysis.sections.registry import SectionSpec, register
+from inspector.analysis.top_examples import with_token_text
 
 
 def run(ctx: AnalysisContext, done: Mapping[str, Any]) -> tuple[tuple[LayerActivations, ...], list[Finding]]:
     assert ctx.runner is not None and ctx.run_source is not None and ctx.source is not None  # needs data
     with ctx.timed("activations"):
         census = activation_census(
-            ctx.runner, ctx.run_source, ctx.sites, nearly_dead_threshold=ctx.options.nearly_dead_threshold
+            ctx.runner,
+            ctx.run_source,
+            ctx.sites,
+            nearly_dead_threshold=ctx.options.nearly_dead_threshold,
+            top_k=ctx.options.top_k,
         )
+    if ctx.adapter is not None and ctx.adapter.vocabulary is not None:  # the examples' tokens as text
+        census = with_token_text(census, ctx.adapter.token_text)
     found = activation_findings(census, ctx.source.split)
     if ctx.reduced and ctx.whole is not None:
         with ctx.timed("dtype check"):

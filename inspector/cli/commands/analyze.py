@@ -47,6 +47,7 @@ def _analyze_and_write(args: argparse.Namespace) -> int:
         n_steps=args.steps,
         nearly_dead_threshold=args.nearly_dead,
         finetune_epochs=args.finetune_epochs,
+        top_k=args.top_k,
     )
     analysis, _ = analysis_for(args.checkpoint, args, options)
     if not distributed.is_writer():  # every rank holds the same merged analysis; rank 0 writes it

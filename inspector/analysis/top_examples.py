@@ -1,0 +1,517 @@
+"""What each neuron fires on: its top-``k`` activating examples, streamed in the census's pass.
+
+For every counted site, :class:`TopExamplesStatistic` keeps per neuron the ``k`` rows (a token
+position, or a sample) with the largest activation (the site's output, what the census counts),
+ties broken by global order (global batch index, call within the batch, sample, position: the order
+one process reads the data in). Memory is ``k x neurons x context`` whatever the data size: each
+batch costs one ``torch.topk`` over its ``(rows, m)`` output on the device and a merge with the
+running ``(k, m)`` top, never the activations themselves. Across ranks the
+:class:`~inspector.core.statistic.TopK` state (values, order keys and a payload) is merged exactly:
+the top ``k`` of the union.
+
+What an example is depends on the input:
+
+* token ids ``(n, T)`` and a per-position output ``(n, T, m)``: the token at ``(sample, position)``
+  with :data:`CONTEXT` tokens either side (ids; ``-1`` beyond the sequence or at padding), decoded
+  with the analysis's tokenizer or vocabulary when it has one;
+* feature rows ``(n, d)``: the sample, with its row when ``d <= MAX_ROW_FEATURES``;
+* anything else (images, a per-sample output of a token model): the sample.
+
+**Selectivity** (in ``[0, 1]``, per neuron), to pick the most and least selective neurons of a layer:
+for tokens, the share of the top ``k`` examples whose firing token is the neuron's most frequent
+one (1: it fires on one token only; ``1/k``: on ``k`` different tokens); for other inputs,
+``1 - (v_k - mean) / (v_1 - mean)`` with ``v_1 >= v_k`` the largest and ``k``-th largest activation
+and ``mean`` the neuron's mean activation (0: the top ``k`` are equally strong; near 1: one
+example stands far above the others). A neuron whose top activation is not above its mean, or not
+positive ("never positive"), has selectivity 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from inspector.core.batches import Batch
+from inspector.core.statistic import Rows, Statistic, TopK
+from inspector.errors import InspectorError
+from inspector.results import result
+
+DEFAULT_K = 20
+CONTEXT = 8  # tokens either side of the firing token
+MAX_ROW_FEATURES = 256  # a tabular example keeps its row up to this many features
+SUMMARY_ITEMS = 3
+
+if TYPE_CHECKING:  # the census holds this module's results: imported for the annotations only
+    from inspector.analysis.activations import LayerActivations
+
+
+@dataclass(frozen=True)
+class TopExample:
+    """One of a neuron's top examples: its ``value`` (activation), global ``sample`` index,
+    ``position`` (the token's, ``-1`` when the example is the whole sample), ``tokens`` (the context's
+    text, the firing token at ``center``; empty for other inputs) and ``row`` (a tabular sample's
+    features, or ``None``)."""
+
+    value: float
+    sample: int
+    position: int
+    tokens: tuple[str, ...] = ()
+    center: int = CONTEXT
+    row: np.ndarray | None = None
+
+
+@result
+class TopExamples:
+    """The top-``k`` activating examples of each neuron of layer ``layer``.
+
+    ``values`` ``(m, j)`` float32, each neuron's activations in descending order (``j = min(k, rows)``);
+    ``samples`` ``(m, j)`` int64 global sample indices; ``positions`` ``(m, j)`` int64 the token position
+    (``-1``: the example is the sample). ``context`` ``(m, j, 2 * CONTEXT + 1)`` int32 token ids
+    around each example (``-1`` outside the sequence), token inputs only; ``rows`` ``(m, j, d)`` float32
+    the samples' features, tabular inputs only. ``token_ids`` ``(u,)`` int64 sorted, the distinct ids in
+    ``context``, and ``token_text`` their text (``#<id>`` without a tokenizer). ``summary``: one line per
+    neuron; ``selectivity`` ``(m,)`` in ``[0, 1]`` (see :mod:`inspector.analysis.top_examples`).
+    """
+
+    layer: str
+    k: int
+    kind: str  # "tokens", "features" or "samples"
+    values: np.ndarray
+    samples: np.ndarray
+    positions: np.ndarray
+    context: np.ndarray | None
+    rows: np.ndarray | None
+    token_ids: np.ndarray
+    token_text: tuple[str, ...]
+    summary: tuple[str, ...]
+    selectivity: np.ndarray
+
+    @property
+    def width(self) -> int:
+        return int(self.values.shape[0])
+
+    def text_of(self, ids: np.ndarray) -> tuple[str, ...]:
+        """The text of each token id (``""`` for ``-1``, ``#<id>`` when unknown)."""
+        known = self.token_ids
+        where = np.clip(np.searchsorted(known, ids), 0, max(len(known) - 1, 0))
+        return tuple(
+            "" if i < 0 else (self.token_text[where[t]] if len(known) and known[where[t]] == i else f"#{int(i)}")
+            for t, i in enumerate(np.asarray(ids, dtype=np.int64).reshape(-1))
+        )
+
+    def firing_tokens(self, neuron: int) -> np.ndarray:
+        """The id of the firing token of each of ``neuron``'s examples ``(j,)`` (token inputs)."""
+        if self.context is None:
+            raise ValueError(f"layer {self.layer}: its examples are samples, not tokens")
+        return np.asarray(self.context[neuron, :, CONTEXT], dtype=np.int64)
+
+    def examples(self, neuron: int) -> tuple[TopExample, ...]:
+        """``neuron``'s top examples, the strongest first."""
+        if not 0 <= neuron < self.width:
+            raise InspectorError(f"layer {self.layer} has neurons 0-{self.width - 1}, not {neuron}")
+        out = []
+        for e in range(self.values.shape[1]):
+            tokens = self.text_of(self.context[neuron, e]) if self.context is not None else ()
+            out.append(
+                TopExample(
+                    float(self.values[neuron, e]),
+                    int(self.samples[neuron, e]),
+                    int(self.positions[neuron, e]),
+                    tokens,
+                    CONTEXT,
+                    self.rows[neuron, e] if self.rows is not None else None,
+                )
+            )
+        return tuple(out)
+
+    def most_selective(self, n: int = 5) -> np.ndarray:
+        """The ``n`` neurons of highest selectivity (ties: the lower index first)."""
+        return np.argsort(-self.selectivity, kind="stable")[:n]
+
+    def least_selective(self, n: int = 5) -> np.ndarray:
+        """The ``n`` neurons of lowest selectivity (ties: the lower index first)."""
+        return np.argsort(self.selectivity, kind="stable")[:n]
+
+
+class BatchSizes(Statistic):
+    """How many samples each global batch holds (``sizes``, a "cat" state keyed by batch index): what
+    turns an example's (batch, sample in batch) into its global sample index on any number of ranks."""
+
+    sizes: Rows
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("sizes", reduction="cat")
+
+    def update(self, batch_index: int, n: int) -> None:
+        self.sizes.add(np.array([[batch_index, n]], dtype=np.int64), key=(batch_index,))
+
+    def finish(self) -> dict[int, int]:
+        """``{global batch index: first global sample index}``."""
+        table = np.concatenate(self.sizes.values()) if self.sizes.count else np.zeros((0, 2), np.int64)
+        starts = np.concatenate([[0], np.cumsum(table[:, 1])[:-1]]) if len(table) else np.zeros(0, np.int64)
+        return {int(b): int(s) for b, s in zip(table[:, 0], starts)}
+
+
+class TopExamplesStatistic(Statistic):
+    """One site's top-``k`` examples per neuron over a pass (see the module docstring).
+
+    ``update`` per application of the site's activation keeps a running ``(k, m)`` top on the
+    device; :meth:`flush` moves it into the ``top`` state (a :class:`~inspector.core.statistic.TopK`
+    with keys ``(batch, call, sample, position)`` and the examples' payload) before the merge across
+    ranks; :meth:`finish` makes the :class:`TopExamples`.
+    """
+
+    top: TopK
+
+    def __init__(self, layer: str, k: int = DEFAULT_K) -> None:
+        super().__init__()
+        self.layer = layer
+        self.k = k
+        self.add_state("top", reduction="topk", limit=k)
+        self.kind: str | None = None
+        # the running top on the device, slot (rank, neuron): descending per neuron, ties by global order
+        self.values: torch.Tensor | None = None  # (k, m) float32
+        self.valid: torch.Tensor | None = None  # (k, m) bool: the slot holds an example
+        self.keys: torch.Tensor | None = None  # (k, m, 4) int64
+        self.payload: torch.Tensor | None = None  # (k, m, P)
+        self.threshold: torch.Tensor | None = None  # (m,) what a new row must beat: the k-th value, or -inf
+        self.last_batch = -1
+        self.calls = 0
+
+    def update(self, batch: Batch, batch_index: int, out: torch.Tensor) -> None:
+        """Add one application: ``out`` ``(n, ..., m)``, the site's output on ``batch`` (global index ``batch_index``).
+
+        Only the rows that beat a neuron's running ``k``-th value are candidates (one comparison over
+        ``out``; after the first batches, few rows): they and the running top are merged by two stable
+        sorts. The first batch is cut to its own top ``k`` by ``torch.topk`` first."""
+        if batch_index != self.last_batch:
+            self.last_batch, self.calls = batch_index, 0
+        else:
+            self.calls += 1
+        width = out.shape[-1]
+        n = len(batch)
+        flat = out.detach().reshape(-1, width)
+        total = flat.shape[0]
+        per_sample = total // n if n and total % n == 0 else 0
+        if total == 0 or per_sample == 0:
+            return
+        if flat.dtype != torch.float32:
+            flat = flat.float()
+        positions = batch.position_mask(out.shape)
+        real = positions.reshape(-1) if positions is not None else None
+        if self.kind is None:
+            self.kind = _kind(batch.inputs, per_sample)
+        if self.values is None:
+            real_rows = torch.nonzero(real).reshape(-1) if real is not None else None
+            candidates = flat[real_rows] if real_rows is not None else flat
+            if candidates.shape[0] == 0:
+                return
+            values, index = _exact_top(candidates, self.k)  # (j, m), per neuron descending, ties by row
+            rows = real_rows[index] if real_rows is not None else index
+            columns = torch.arange(width, device=flat.device).expand_as(rows)
+            rows, columns, values = rows.reshape(-1), columns.reshape(-1), values.reshape(-1)
+            finite = values > float("-inf")  # NaN (mapped to -inf) never enters
+            rows, columns, values = rows[finite], columns[finite], values[finite]
+        else:
+            if self.values.shape[1] != width:
+                raise ValueError(f"layer {self.layer}: {width} neurons on one call, {self.values.shape[1]} on another")
+            assert self.threshold is not None
+            hit = torch.gt(flat, self.threshold)
+            rows, columns = torch.nonzero(hit, as_tuple=True)  # row-major: by row within a neuron
+            if real is not None:
+                keep = real[rows]
+                rows, columns = rows[keep], columns[keep]
+            values = flat[rows, columns]
+        sample, position = rows // per_sample, rows % per_sample
+        keys = torch.stack(
+            [
+                torch.full_like(rows, batch_index),
+                torch.full_like(rows, self.calls),
+                sample,
+                position if per_sample > 1 else torch.full_like(rows, -1),  # -1: the example is the sample
+            ],
+            dim=-1,
+        )
+        payload = _payload(self.kind, batch, sample, position if per_sample > 1 else None)
+        self._merge(values, columns, keys, payload, width)
+
+    def _merge(
+        self, values: torch.Tensor, columns: torch.Tensor, keys: torch.Tensor, payload: torch.Tensor, width: int
+    ) -> None:
+        """The running top with the candidates ``values`` ``(E,)`` of neurons ``columns`` ``(E,)`` (rows of this
+        batch, in global order), their ``keys`` ``(E, 4)`` and ``payload`` ``(E, P)``."""
+        k, device = self.k, values.device
+        touched: torch.Tensor | None = None  # the neurons with candidates (all of them on the first batch)
+        if self.values is not None:
+            if values.numel() == 0:
+                return
+            assert self.valid is not None and self.keys is not None and self.payload is not None
+            touched = torch.unique(columns)
+            width = int(touched.numel())
+            columns = torch.searchsorted(touched, columns)
+            # the running entries first: each is before this batch in global order, so it wins a tie
+            held = self.valid[:, touched].reshape(-1)
+            values = torch.cat([self.values[:, touched].reshape(-1)[held], values])
+            columns = torch.cat([torch.arange(width, device=device).repeat(k)[held], columns])
+            keys = torch.cat([self.keys[:, touched].reshape(-1, 4)[held], keys])
+            payload = torch.cat([self.payload[:, touched].reshape(k * width, self.payload.shape[2])[held], payload])
+        # per neuron descending, equal values in the order above: one stable sort of (neuron, value) keys
+        order = torch.sort(_neuron_value_key(columns, values), stable=True).indices
+        values, columns, keys, payload = values[order], columns[order], keys[order], payload[order]
+        counts = torch.bincount(columns, minlength=width)
+        if bool((counts >= k).all()):  # every neuron has k entries or more (after the first batches): a reshape
+            starts = torch.cumsum(counts, 0) - counts
+            take = (starts[:, None] + torch.arange(k, device=device)[None, :]).reshape(-1)  # (width * k,)
+            block_values = values[take].reshape(width, k).T
+            block_valid = torch.ones((k, width), dtype=torch.bool, device=device)
+            block_keys = keys[take].reshape(width, k, 4).transpose(0, 1)
+            block_payload = payload[take].reshape(width, k, payload.shape[1]).transpose(0, 1)
+        else:
+            starts = torch.cumsum(counts, 0) - counts
+            rank = torch.arange(values.numel(), device=device) - starts[columns]
+            kept = rank < k
+            rank, columns = rank[kept], columns[kept]
+            block_values = torch.full((k, width), float("-inf"), device=device)
+            block_values[rank, columns] = values[kept]
+            block_valid = torch.zeros((k, width), dtype=torch.bool, device=device)
+            block_valid[rank, columns] = True
+            block_keys = torch.full((k, width, 4), torch.iinfo(torch.int64).max, dtype=torch.int64, device=device)
+            block_keys[rank, columns] = keys[kept]
+            block_payload = torch.zeros((k, width, payload.shape[1]), dtype=payload.dtype, device=device)
+            block_payload[rank, columns] = payload[kept]
+        if touched is None:
+            self.values, self.valid, self.keys, self.payload = block_values, block_valid, block_keys, block_payload
+        else:
+            assert self.values is not None and self.valid is not None and self.keys is not None
+            assert self.payload is not None
+            self.values[:, touched] = block_values
+            self.valid[:, touched] = block_valid
+            self.keys[:, touched] = block_keys
+            self.payload[:, touched] = block_payload
+        full = self.valid[k - 1]
+        self.threshold = torch.where(full, self.values[k - 1], torch.full_like(self.values[k - 1], float("-inf")))
+
+    def flush(self) -> None:
+        """Move the running top into the ``top`` state (before a merge or finish); an empty slot (a neuron
+        with fewer than ``k`` rows that are numbers) goes as NaN, which never displaces a number."""
+        if self.values is None or self.valid is None or self.keys is None or self.payload is None:
+            return
+        j = int(self.valid.sum(0).max())
+        values = torch.where(self.valid, self.values, torch.full_like(self.values, float("nan")))[:j]
+        self.top.add(values.double().cpu().numpy(), self.keys[:j].cpu().numpy(), self.payload[:j].cpu())
+        self.values = self.valid = self.keys = self.payload = self.threshold = None
+
+    def finish(
+        self,
+        starts: dict[int, int] | None = None,
+        census: Any = None,
+        token_text: Callable[[Sequence[int]], tuple[str, ...]] | None = None,
+    ) -> TopExamples | None:
+        """The :class:`TopExamples` (``None`` when the site saw no row); ``starts``: each global batch's
+        first sample (:class:`BatchSizes`); ``census``: the site's :class:`LayerActivations` (its mean, for selectivity);
+        ``token_text``: ids to text (the tokens adapter's ``token_text``)."""
+        top = self.top
+        if top.values is None or top.keys is None or top.payload is None:
+            return None
+        kind = self.kind or "samples"
+        values = top.values.T.astype(np.float32)  # (m, j)
+        keys = top.keys.transpose(1, 0, 2)  # (m, j, 4)
+        first = _batch_starts(starts or {}, keys[..., 0])
+        empty = np.isnan(values)  # a slot no row filled (fewer than k rows that are numbers)
+        samples = np.where(empty, -1, first + keys[..., 2]).astype(np.int64)
+        positions = np.where(empty, -1, keys[..., 3]).astype(np.int64)
+        payload = top.payload.transpose(1, 0, 2)
+        context = payload.astype(np.int32) if kind == "tokens" else None
+        rows = payload.astype(np.float32) if kind == "features" and payload.shape[2] else None
+        token_ids = np.unique(context[context >= 0]).astype(np.int64) if context is not None else np.zeros(0, np.int64)
+        text = (token_text or _numbered)(token_ids.tolist())
+        result_ = TopExamples(
+            layer=self.layer,
+            k=self.k,
+            kind=kind,
+            values=values,
+            samples=samples,
+            positions=positions,
+            context=context,
+            rows=rows,
+            token_ids=token_ids,
+            token_text=tuple(text),
+            summary=(),
+            selectivity=np.zeros(values.shape[0]),
+        )
+        mean = census.mean_activation if census is not None else None
+        return replace(result_, summary=summaries(result_), selectivity=selectivity(result_, mean))
+
+
+def _numbered(ids: Sequence[int]) -> tuple[str, ...]:
+    return tuple(f"#{int(i)}" for i in ids)
+
+
+def _neuron_value_key(columns: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """An int64 key ``(E,)`` that sorts ascending by neuron ``columns`` ``(E,)``, then by float32 ``values``
+    ``(E,)`` descending (equal values, -0.0 and 0.0 included, get equal keys; no NaN)."""
+    bits = values.float().contiguous().view(torch.int32).to(torch.int64)
+    ascending = torch.where(bits >= 0, bits, -(2**31) - bits)  # the float order as integers
+    return columns.to(torch.int64) * 2**33 + (2**31 - ascending)
+
+
+def _descending_key(values: torch.Tensor) -> torch.Tensor:
+    """What sorts ascending into descending values, NaN last."""
+    return torch.where(torch.isnan(values), torch.full_like(values, float("inf")), -values)
+
+
+def _exact_top(flat: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per column of ``flat`` ``(rows, m)`` the ``min(k, rows)`` largest values and their rows ``(j, m)``,
+    in descending order, equal values by ascending row (the set is exact: ties at the k-th value keep
+    the first rows). One ``torch.topk`` of ``k + 1``; only columns whose (k+1)-th value ties the k-th
+    are redone, by a stable sort of those columns."""
+    rows = flat.shape[0]
+    if torch.isnan(flat).any():
+        flat = torch.where(torch.isnan(flat), torch.full_like(flat, float("-inf")), flat)
+    j = min(k, rows)
+    values, index = torch.topk(flat, min(k + 1, rows), dim=0)
+    if rows > k:
+        tied = torch.nonzero(values[k] == values[k - 1]).reshape(-1)
+        values, index = values[:k], index[:k]
+        if tied.numel():
+            columns = flat[:, tied]
+            order = torch.sort(-columns, dim=0, stable=True).indices[:k]
+            index[:, tied] = order
+            values[:, tied] = columns.gather(0, order)
+    # within the set: descending, equal values by row
+    by_row = torch.sort(index, dim=0).indices
+    values, index = values.gather(0, by_row), index.gather(0, by_row)
+    order = torch.sort(_descending_key(values), dim=0, stable=True).indices
+    return values.gather(0, order)[:j], index.gather(0, order)[:j]
+
+
+def _kind(inputs: torch.Tensor, per_sample: int) -> str:
+    if not inputs.is_floating_point() and inputs.dim() == 2 and per_sample == inputs.shape[1]:
+        return "tokens"
+    if inputs.is_floating_point() and inputs.dim() == 2 and per_sample == 1:
+        return "features"
+    return "samples"
+
+
+def _payload(kind: str, batch: Batch, sample: torch.Tensor, position: torch.Tensor | None) -> torch.Tensor:
+    """What each example ``(j, m)`` keeps: its context ids ``(j, m, 2 * CONTEXT + 1)``, its row ``(j, m, d)``,
+    or nothing ``(j, m, 0)``."""
+    if kind == "tokens" and position is not None:
+        ids = batch.inputs.int()  # int32: half the bytes of each kept context
+        if batch.mask is not None and batch.mask.shape == ids.shape:
+            ids = torch.where(batch.mask, ids, torch.full_like(ids, -1))
+        padded = torch.nn.functional.pad(ids, (CONTEXT, CONTEXT), value=-1)
+        offsets = torch.arange(2 * CONTEXT + 1, device=ids.device)
+        return padded[sample[..., None], position[..., None] + offsets]
+    if kind == "features" and batch.inputs.shape[1] <= MAX_ROW_FEATURES:
+        return batch.inputs.float()[sample]
+    return sample.new_zeros(sample.shape + (0,))
+
+
+def _batch_starts(starts: dict[int, int], batches: np.ndarray) -> np.ndarray:
+    """The first global sample of each global batch index in ``batches`` (0 for one not in ``starts``)."""
+    if not starts:
+        return np.zeros(batches.shape, np.int64)
+    known = np.array(sorted(starts), dtype=np.int64)
+    first = np.array([starts[int(b)] for b in known], dtype=np.int64)
+    where = np.clip(np.searchsorted(known, batches), 0, len(known) - 1)
+    return np.where(known[where] == batches, first[where], 0)
+
+
+def _frequencies(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For ``ids`` ``(m, j)``: how often each entry's id occurs in its row, and the index of its first
+    occurrence in the row, both ``(m, j)``."""
+    same = ids[:, :, None] == ids[:, None, :]  # (m, j, j)
+    return same.sum(axis=2), same.argmax(axis=2)
+
+
+def summaries(top: TopExamples) -> tuple[str, ...]:
+    """One line per neuron: ``fires on: rain, storm, forecast`` (its most frequent firing tokens, the
+    more frequent first, then the stronger) or ``fires on samples 3, 17, 42, ...``; ``never positive``
+    when even its top activation is not above 0."""
+    m, j = top.values.shape
+    fires = top.values[:, 0] > 0 if j else np.zeros(m, bool)
+    if top.context is not None and j:
+        firing = top.context[:, :, CONTEXT].astype(np.int64)
+        counts, first = _frequencies(firing)
+        lead = first == np.arange(j)[None, :]  # each id once, at its first occurrence
+        score = np.where(lead & (firing >= 0), counts * (j + 1) + (j - np.arange(j))[None, :], -1)
+        chosen = np.argsort(-score, axis=1, kind="stable")[:, :SUMMARY_ITEMS]
+        picked = np.take_along_axis(firing, chosen, axis=1)
+        valid = np.take_along_axis(score, chosen, axis=1) >= 0
+        text = dict(zip(top.token_ids.tolist(), top.token_text))
+        return tuple(
+            "fires on: " + ", ".join(text.get(i, f"#{i}") for i, ok in zip(ids, ok_row) if ok)
+            if fires[neuron]
+            else "never positive"
+            for neuron, (ids, ok_row) in enumerate(zip(picked.tolist(), valid.tolist()))
+        )
+    more = ", ..." if j > SUMMARY_ITEMS else ""
+    return tuple(
+        "fires on samples " + ", ".join(str(s) for s in row) + more if fires[neuron] else "never positive"
+        for neuron, row in enumerate(top.samples[:, :SUMMARY_ITEMS].tolist())
+    )
+
+
+def selectivity(top: TopExamples, mean: np.ndarray | None = None) -> np.ndarray:
+    """Per neuron in ``[0, 1]`` (see the module docstring): the share of the most frequent firing token
+    among the top ``k`` (tokens), else how far the strongest example stands above the ``k``-th,
+    relative to the neuron's ``mean`` activation ``(m,)``."""
+    m, j = top.values.shape
+    if j == 0:
+        return np.zeros(m)
+    if top.context is not None:
+        counts, _ = _frequencies(top.context[:, :, CONTEXT])
+        return np.where(top.values[:, 0] > 0, counts.max(axis=1) / j, 0.0)
+    centre = np.zeros(m) if mean is None else np.asarray(mean, dtype=np.float64)
+    high = top.values[:, 0].astype(np.float64) - centre
+    low = top.values[:, -1].astype(np.float64) - centre
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.where((high > 0) & (top.values[:, 0] > 0), 1.0 - np.clip(low, 0, None) / high, 0.0)
+    return np.nan_to_num(np.clip(share, 0.0, 1.0))
+
+
+def attach(
+    census: tuple[LayerActivations, ...],
+    tops: dict[str, TopExamplesStatistic],
+    sizes: BatchSizes,
+    token_text: Callable[[Sequence[int]], tuple[str, ...]] | None = None,
+) -> tuple[LayerActivations, ...]:
+    """Each layer's census with its ``top_examples`` filled from ``tops`` (merged), after the pass."""
+    if not tops:
+        return census
+    starts = sizes.finish()
+    return tuple(
+        replace(c, top_examples=tops[c.layer].finish(starts, c, token_text)) if c.layer in tops else c for c in census
+    )
+
+
+def top_examples_of(census: Sequence[LayerActivations] | None, layer: str) -> TopExamples | None:
+    """Layer ``layer``'s top examples in ``census``, ``None`` when it has none."""
+    for c in census or ():
+        if c.layer == layer:
+            return c.top_examples
+    return None
+
+
+def decoded(top: TopExamples, token_text: Callable[[Sequence[int]], tuple[str, ...]]) -> TopExamples:
+    """``top`` with its tokens' text (and summaries) from ``token_text``."""
+    named = replace(top, token_text=tuple(token_text(top.token_ids.tolist())))
+    return replace(named, summary=summaries(named))
+
+
+def with_token_text(
+    census: tuple[LayerActivations, ...], token_text: Callable[[Sequence[int]], tuple[str, ...]]
+) -> tuple[LayerActivations, ...]:
+    """Each layer's census with its token examples' text from ``token_text`` (the tokens adapter's)."""
+    return tuple(
+        replace(c, top_examples=decoded(c.top_examples, token_text))
+        if c.top_examples is not None and c.top_examples.context is not None
+        else c
+        for c in census
+    )
