@@ -43,6 +43,8 @@ def test_a_default_token_analysis_explains_and_prunes_bounded_samples():
     assert report.n_samples == 32 and report.n_steps == 16
     assert all(c.n_samples == 16 for c in report.conductance)
     assert analysis.pruning.n_samples == 64
+    said = [f for f in analysis.findings if f.numbers.get("pruning_samples") == 64]
+    assert len(said) == 1 and "first 64 samples" in said[0].text  # the bound is said, not hidden
     assert analysis.activations is not None and analysis.data.n_samples == 80  # the census reads everything
     for method in ("integrated_gradients", "input_x_gradient", "saliency"):
         assert analysis.timings[f"importance/{method}"] == report.method(method).seconds
@@ -58,5 +60,6 @@ def test_a_default_tabular_analysis_keeps_every_method_and_sample():
     X, y = torch.randn(70, 4), torch.randint(0, 3, (70,))
     analysis = analyze(model, (X, y), options=AnalysisOptions(sections=("importance", "pruning")))
     assert [m.method for m in analysis.importance.methods] == list(METHODS)
+    assert not any("pruning_samples" in f.numbers for f in analysis.findings)  # every sample: nothing to say
     assert analysis.importance.n_samples == 70 and analysis.importance.n_steps == 50
     assert analysis.pruning.n_samples == 70

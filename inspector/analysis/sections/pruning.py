@@ -38,7 +38,19 @@ def run(ctx: AnalysisContext, done: Mapping[str, Any]) -> tuple[PruningReport, l
             finetune_epochs=options.finetune_epochs,
             sites=ctx.sites,
         )
-    return report, pruning_findings(report)
+    findings = pruning_findings(report)
+    bound = options.max_pruning_samples
+    if findings and bound is not None and report.n_samples >= bound:
+        findings.append(
+            Finding(
+                "pruning",
+                "info",
+                f"pruning was measured on the first {report.n_samples:,} samples (bounded for token inputs), so its "
+                "baseline may differ from the evaluation's; AnalysisOptions(max_pruning_samples=None) measures all",
+                {"pruning_samples": report.n_samples},
+            )
+        )
+    return report, findings
 
 
 def _metric_budget(report: PruningReport) -> float:
