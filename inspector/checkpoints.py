@@ -557,8 +557,14 @@ def iter_header_tensors(header: FileHeader, names: list[str]) -> Iterator[tuple[
     ``torch.save`` zip's uncompressed storage), so memory holds one tensor, not the file. A legacy
     (pre-1.6) ``torch.save`` file, which has no random access, and a pickled module are loaded whole.
     """
+    if not header.transposed:
+        yield from header.source.read(names)  # this frame holds no tensor: one in memory at a time
+        return
     for name, tensor in header.source.read(names):
-        yield name, tensor.t().contiguous() if name in header.transposed else tensor
+        if name in header.transposed:
+            tensor = tensor.t().contiguous()
+        yield name, tensor
+        del tensor  # not held here while the reader makes the next one
 
 
 def is_own_checkpoint(path: Path) -> bool:

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from inspector.analysis import Analysis, AnalysisOptions, analyze
+from inspector.analysis.methods import METHODS
 from inspector.checkpoints import checkpoint_from_training, load, save_checkpoint
 from inspector.cli import main
 from inspector.data import SplitSpec, load_digits, split_dataset
@@ -43,7 +44,7 @@ def test_analysis_of_the_digits_model_round_trips(digits_checkpoint, tmp_path):
     assert analysis.weights[0].neuron_images.shape == (32, 8, 8)
     assert analysis.deaths is not None and analysis.deaths.epochs.tolist() == [4, 8, 12]
     assert analysis.training.epochs_run == 12
-    assert {m.method for m in analysis.importance.methods} == set(FAST.methods)
+    assert {m.method for m in analysis.importance.methods} == set(METHODS)  # a tabular model: every method by default
     analysis.save(tmp_path / "a")
     assert results_equal(analysis, Analysis.load(tmp_path / "a"))
 

@@ -364,8 +364,9 @@ def _pca_2d(a: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         return scores, ratio
     wide = a.to(torch.float64, copy=True)  # converted once (each conversion is a pass over the rows), centred in place
     centred = wide.sub_(wide.mean(dim=0, keepdim=True))
-    flat = centred.reshape(-1)
-    total = float(flat.dot(flat))  # the total variance, without a squared copy
+    # the total variance; a reduction, not a BLAS dot, whose sum order (and last bits) would follow the
+    # thread count: one process and torchrun's one-thread ranks must give the same ratio to the bit
+    total = float((centred**2).sum())
     if total <= 0:
         return scores, ratio
     q = min(k, m, 2)
