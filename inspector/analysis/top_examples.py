@@ -204,6 +204,8 @@ class TopExamplesStatistic(Statistic):
             flat = flat.float()
         positions = batch.position_mask(out.shape)
         real = positions.reshape(-1) if positions is not None else None
+        if real is not None and bool(real.all()):  # no padding in this batch: no row to leave out
+            real = None
         if self.kind is None:
             self.kind = _kind(batch.inputs, per_sample)
         if self.values is None:
@@ -221,8 +223,7 @@ class TopExamplesStatistic(Statistic):
             if self.values.shape[1] != width:
                 raise ValueError(f"layer {self.layer}: {width} neurons on one call, {self.values.shape[1]} on another")
             assert self.threshold is not None
-            hit = torch.gt(flat, self.threshold)
-            rows, columns = torch.nonzero(hit, as_tuple=True)  # row-major: by row within a neuron
+            rows, columns = _above(flat, self.threshold)  # row-major: by row within a neuron
             if real is not None:
                 keep = real[rows]
                 rows, columns = rows[keep], columns[keep]
@@ -247,52 +248,64 @@ class TopExamplesStatistic(Statistic):
         batch, in global order), their ``keys`` ``(E, 4)`` and ``payload`` ``(E, P)``."""
         k, device = self.k, values.device
         touched: torch.Tensor | None = None  # the neurons with candidates (all of them on the first batch)
+        every = True  # whether the candidates touch every neuron (no column to pick out or put back)
         if self.values is not None:
             if values.numel() == 0:
                 return
             assert self.valid is not None and self.keys is not None and self.payload is not None
             touched = torch.unique(columns)
-            width = int(touched.numel())
-            columns = torch.searchsorted(touched, columns)
+            every = int(touched.numel()) == self.values.shape[1]
+            held_values, held_valid, held_keys, held_payload = self.values, self.valid, self.keys, self.payload
+            if not every:
+                width = int(touched.numel())
+                columns = torch.searchsorted(touched, columns)
+                held_values, held_valid = held_values.index_select(1, touched), held_valid.index_select(1, touched)
+                held_keys, held_payload = held_keys.index_select(1, touched), held_payload.index_select(1, touched)
             # the running entries first: each is before this batch in global order, so it wins a tie
-            held = self.valid[:, touched].reshape(-1)
-            values = torch.cat([self.values[:, touched].reshape(-1)[held], values])
-            columns = torch.cat([torch.arange(width, device=device).repeat(k)[held], columns])
-            keys = torch.cat([self.keys[:, touched].reshape(-1, 4)[held], keys])
-            payload = torch.cat([self.payload[:, touched].reshape(k * width, self.payload.shape[2])[held], payload])
-        # per neuron descending, equal values in the order above: one stable sort of (neuron, value) keys
+            held = torch.nonzero(held_valid.reshape(-1)).reshape(-1)
+            values = torch.cat([held_values.reshape(-1).index_select(0, held), values])
+            columns = torch.cat([torch.arange(width, device=device).repeat(k).index_select(0, held), columns])
+            keys = torch.cat([held_keys.reshape(-1, 4).index_select(0, held), keys])
+            payload = torch.cat([held_payload.reshape(k * width, held_payload.shape[2]).index_select(0, held), payload])
+        # per neuron descending, equal values in the order above: one stable sort of (neuron, value) keys;
+        # the keys and payload (several numbers an entry) are gathered once, only for the entries kept
         order = torch.sort(_neuron_value_key(columns, values), stable=True).indices
-        values, columns, keys, payload = values[order], columns[order], keys[order], payload[order]
+        values, columns = values[order], columns[order]
         counts = torch.bincount(columns, minlength=width)
+        starts = torch.cumsum(counts, 0) - counts
         if bool((counts >= k).all()):  # every neuron has k entries or more (after the first batches): a reshape
-            starts = torch.cumsum(counts, 0) - counts
             take = (starts[:, None] + torch.arange(k, device=device)[None, :]).reshape(-1)  # (width * k,)
-            block_values = values[take].reshape(width, k).T
+            source = order.index_select(0, take)
+            block_values = values.index_select(0, take).reshape(width, k).T
             block_valid = torch.ones((k, width), dtype=torch.bool, device=device)
-            block_keys = keys[take].reshape(width, k, 4).transpose(0, 1)
-            block_payload = payload[take].reshape(width, k, payload.shape[1]).transpose(0, 1)
+            block_keys = keys.index_select(0, source).reshape(width, k, 4).transpose(0, 1)
+            block_payload = payload.index_select(0, source).reshape(width, k, payload.shape[1]).transpose(0, 1)
         else:
-            starts = torch.cumsum(counts, 0) - counts
             rank = torch.arange(values.numel(), device=device) - starts[columns]
-            kept = rank < k
-            rank, columns = rank[kept], columns[kept]
-            block_values = torch.full((k, width), float("-inf"), device=device)
-            block_values[rank, columns] = values[kept]
-            block_valid = torch.zeros((k, width), dtype=torch.bool, device=device)
-            block_valid[rank, columns] = True
-            block_keys = torch.full((k, width, 4), torch.iinfo(torch.int64).max, dtype=torch.int64, device=device)
-            block_keys[rank, columns] = keys[kept]
-            block_payload = torch.zeros((k, width, payload.shape[1]), dtype=payload.dtype, device=device)
-            block_payload[rank, columns] = payload[kept]
-        if touched is None:
+            kept = torch.nonzero(rank < k).reshape(-1)
+            slot = rank.index_select(0, kept) * width + columns.index_select(0, kept)  # (rank, neuron), flattened
+            source = order.index_select(0, kept)
+            block_values = torch.full((k * width,), float("-inf"), device=device)
+            block_values.index_copy_(0, slot, values.index_select(0, kept))
+            block_values = block_values.reshape(k, width)
+            block_valid = torch.zeros((k * width,), dtype=torch.bool, device=device)
+            block_valid.index_fill_(0, slot, True)
+            block_valid = block_valid.reshape(k, width)
+            block_keys = torch.full((k * width, 4), torch.iinfo(torch.int64).max, dtype=torch.int64, device=device)
+            block_keys.index_copy_(0, slot, keys.index_select(0, source))
+            block_keys = block_keys.reshape(k, width, 4)
+            block_payload = torch.zeros((k * width, payload.shape[1]), dtype=payload.dtype, device=device)
+            block_payload.index_copy_(0, slot, payload.index_select(0, source))
+            block_payload = block_payload.reshape(k, width, payload.shape[1])
+        if every:
             self.values, self.valid, self.keys, self.payload = block_values, block_valid, block_keys, block_payload
         else:
-            assert self.values is not None and self.valid is not None and self.keys is not None
-            assert self.payload is not None
-            self.values[:, touched] = block_values
-            self.valid[:, touched] = block_valid
-            self.keys[:, touched] = block_keys
-            self.payload[:, touched] = block_payload
+            assert touched is not None and self.values is not None and self.valid is not None
+            assert self.keys is not None and self.payload is not None
+            self.values.index_copy_(1, touched, block_values)
+            self.valid.index_copy_(1, touched, block_valid)
+            self.keys.index_copy_(1, touched, block_keys)
+            self.payload.index_copy_(1, touched, block_payload)
         full = self.valid[k - 1]
         self.threshold = torch.where(full, self.values[k - 1], torch.full_like(self.values[k - 1], float("-inf")))
 
@@ -358,6 +371,25 @@ def _neuron_value_key(columns: torch.Tensor, values: torch.Tensor) -> torch.Tens
     bits = values.float().contiguous().view(torch.int32).to(torch.int64)
     ascending = torch.where(bits >= 0, bits, -(2**31) - bits)  # the float order as integers
     return columns.to(torch.int64) * 2**33 + (2**31 - ascending)
+
+
+def _above(flat: torch.Tensor, threshold: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``torch.nonzero(flat > threshold, as_tuple=True)`` for ``flat`` ``(rows, m)`` and ``threshold`` ``(m,)``:
+    the (row, column) of each entry above its column's threshold, in row-major order.
+
+    Few entries are above (after the first batches), and ``nonzero`` over every byte of the comparison
+    costs more than the comparison itself: the bytes are read 8 at a time as int64 words, and only
+    the words holding a hit are looked at byte by byte (the same entries, in the same order)."""
+    hit = torch.gt(flat, threshold)
+    rows, width = hit.shape
+    if width % 8 or not hit.is_contiguous():
+        found = torch.nonzero(hit)
+        return found[:, 0], found[:, 1]
+    words = hit.view(torch.uint8).view(torch.int64).view(rows, width // 8)
+    word_rows, word_columns = torch.nonzero(words, as_tuple=True)
+    bytes_ = words[word_rows, word_columns].view(torch.uint8).view(-1, 8)  # (words with a hit, 8), memory order
+    which, byte = torch.nonzero(bytes_, as_tuple=True)
+    return word_rows[which], word_columns[which] * 8 + byte
 
 
 def _descending_key(values: torch.Tensor) -> torch.Tensor:
