@@ -373,23 +373,36 @@ def _neuron_value_key(columns: torch.Tensor, values: torch.Tensor) -> torch.Tens
     return columns.to(torch.int64) * 2**33 + (2**31 - ascending)
 
 
+ABOVE_CHUNK = 16  # rows per chunk whose per-column maximum is compared first (see _above)
+
+
 def _above(flat: torch.Tensor, threshold: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``torch.nonzero(flat > threshold, as_tuple=True)`` for ``flat`` ``(rows, m)`` and ``threshold`` ``(m,)``:
     the (row, column) of each entry above its column's threshold, in row-major order.
 
-    Few entries are above (after the first batches), and ``nonzero`` over every byte of the comparison
-    costs more than the comparison itself: the bytes are read 8 at a time as int64 words, and only
-    the words holding a hit are looked at byte by byte (the same entries, in the same order)."""
-    hit = torch.gt(flat, threshold)
-    rows, width = hit.shape
-    if width % 8 or not hit.is_contiguous():
-        found = torch.nonzero(hit)
+    Few entries are above (after the first batches): the maximum of each column over each chunk of
+    :data:`ABOVE_CHUNK` rows is compared first (one reduction over ``flat``, cheaper than a comparison
+    that writes a mask as large as ``flat``), and only the chunks whose maximum is above (or NaN) are
+    looked at entry by entry (the same entries, in the same order)."""
+    rows, width = flat.shape
+    whole = rows - rows % ABOVE_CHUNK
+    if whole == 0 or not flat.is_contiguous():
+        found = torch.nonzero(torch.gt(flat, threshold))
         return found[:, 0], found[:, 1]
-    words = hit.view(torch.uint8).view(torch.int64).view(rows, width // 8)
-    word_rows, word_columns = torch.nonzero(words, as_tuple=True)
-    bytes_ = words[word_rows, word_columns].view(torch.uint8).view(-1, 8)  # (words with a hit, 8), memory order
-    which, byte = torch.nonzero(bytes_, as_tuple=True)
-    return word_rows[which], word_columns[which] * 8 + byte
+    chunks = flat[:whole].view(whole // ABOVE_CHUNK, ABOVE_CHUNK, width)
+    peak = chunks.amax(1)  # (chunks, m); NaN where the chunk holds a NaN (then looked at entry by entry)
+    chunk, column = torch.nonzero(torch.gt(peak, threshold) | torch.isnan(peak), as_tuple=True)
+    within = torch.arange(ABOVE_CHUNK, device=flat.device)
+    candidate_rows = chunk[:, None] * ABOVE_CHUNK + within  # (pairs, ABOVE_CHUNK)
+    values = flat.view(-1).index_select(0, (candidate_rows * width + column[:, None]).view(-1)).view(-1, ABOVE_CHUNK)
+    pair, offset = torch.nonzero(torch.gt(values, threshold[column][:, None]), as_tuple=True)
+    found_rows, found_columns = candidate_rows[pair, offset], column[pair]
+    if whole < rows:  # the last rows, fewer than a chunk: compared directly (after every chunk's rows)
+        rest = torch.nonzero(torch.gt(flat[whole:], threshold))
+        found_rows = torch.cat([found_rows, rest[:, 0] + whole])
+        found_columns = torch.cat([found_columns, rest[:, 1]])
+    order = torch.sort(found_rows * width + found_columns).indices  # row-major, as nonzero gives them
+    return found_rows[order], found_columns[order]
 
 
 def _descending_key(values: torch.Tensor) -> torch.Tensor:
@@ -439,7 +452,9 @@ def _payload(kind: str, batch: Batch, sample: torch.Tensor, position: torch.Tens
             ids = torch.where(batch.mask, ids, torch.full_like(ids, -1))
         padded = torch.nn.functional.pad(ids, (CONTEXT, CONTEXT), value=-1)
         offsets = torch.arange(2 * CONTEXT + 1, device=ids.device)
-        return padded[sample[..., None], position[..., None] + offsets]
+        # padded[sample, position + offsets], gathered from the flat ids (cheaper than advanced indexing)
+        where = (sample * padded.shape[1] + position)[..., None] + offsets
+        return padded.reshape(-1).index_select(0, where.reshape(-1)).view(where.shape)
     if kind == "features" and batch.inputs.shape[1] <= MAX_ROW_FEATURES:
         return batch.inputs.float()[sample]
     return sample.new_zeros(sample.shape + (0,))
