@@ -341,7 +341,7 @@ class TopExamplesStatistic(Statistic):
         payload = top.payload.transpose(1, 0, 2)
         context = payload.astype(np.int32) if kind == "tokens" else None
         rows = payload.astype(np.float32) if kind == "features" and payload.shape[2] else None
-        token_ids = np.unique(context[context >= 0]).astype(np.int64) if context is not None else np.zeros(0, np.int64)
+        token_ids = _distinct_ids(context) if context is not None else np.zeros(0, np.int64)
         text = (token_text or _numbered)(token_ids.tolist())
         result_ = TopExamples(
             layer=self.layer,
@@ -361,8 +361,23 @@ class TopExamplesStatistic(Statistic):
         return replace(result_, summary=summaries(result_), selectivity=selectivity(result_, mean))
 
 
+_NUMBERED: dict[int, str] = {}  # "#<id>" per id, made once (every layer names mostly the same ids)
+
+
 def _numbered(ids: Sequence[int]) -> tuple[str, ...]:
-    return tuple(f"#{int(i)}" for i in ids)
+    known = _NUMBERED
+    if len(known) > 1_000_000:  # bounded: ids are a vocabulary's, but nothing guarantees it
+        known.clear()
+    return tuple(known.get(i) or known.setdefault(i, f"#{int(i)}") for i in ids)
+
+
+def _distinct_ids(context: np.ndarray) -> np.ndarray:
+    """The distinct ids ``>= 0`` in ``context``, sorted, int64 (``np.unique``; by counting when the ids are
+    a vocabulary's, small beside the number of entries)."""
+    ids = context[context >= 0].astype(np.int64)
+    if ids.size and int(ids.max()) < 4 * ids.size + 1024:
+        return np.flatnonzero(np.bincount(ids)).astype(np.int64)
+    return np.unique(ids)
 
 
 def _neuron_value_key(columns: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
@@ -416,10 +431,11 @@ def _exact_top(flat: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     the first rows). One ``torch.topk`` of ``k + 1``; only columns whose (k+1)-th value ties the k-th
     are redone, by a stable sort of those columns."""
     rows = flat.shape[0]
-    if torch.isnan(flat).any():
-        flat = torch.where(torch.isnan(flat), torch.full_like(flat, float("-inf")), flat)
     j = min(k, rows)
-    values, index = torch.topk(flat, min(k + 1, rows), dim=0)
+    values, index = _top_rows(flat, min(k + 1, rows))
+    if torch.isnan(values).any():  # topk ranks NaN above every number: a column with a NaN has one on top
+        flat = torch.where(torch.isnan(flat), torch.full_like(flat, float("-inf")), flat)
+        values, index = _top_rows(flat, min(k + 1, rows))
     if rows > k:
         tied = torch.nonzero(values[k] == values[k - 1]).reshape(-1)
         values, index = values[:k], index[:k]
@@ -433,6 +449,13 @@ def _exact_top(flat: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     values, index = values.gather(0, by_row), index.gather(0, by_row)
     order = torch.sort(_descending_key(values), dim=0, stable=True).indices
     return values.gather(0, order)[:j], index.gather(0, order)[:j]
+
+
+def _top_rows(flat: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``torch.topk(flat, n, dim=0)``, on a transposed copy (each column's values contiguous: a few times
+    faster than along the first dimension). Which of equal values it returns is unspecified either way."""
+    values, index = torch.topk(flat.T.contiguous(), n, dim=1)
+    return values.T, index.T
 
 
 def _kind(inputs: torch.Tensor, per_sample: int) -> str:
