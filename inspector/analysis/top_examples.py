@@ -361,14 +361,17 @@ class TopExamplesStatistic(Statistic):
         return replace(result_, summary=summaries(result_), selectivity=selectivity(result_, mean))
 
 
-_NUMBERED: dict[int, str] = {}  # "#<id>" per id, made once (every layer names mostly the same ids)
+_NUMBERED: list[str] = []  # "#<id>" at index id, made once (every layer names mostly the same ids)
 
 
 def _numbered(ids: Sequence[int]) -> tuple[str, ...]:
-    known = _NUMBERED
-    if len(known) > 1_000_000:  # bounded: ids are a vocabulary's, but nothing guarantees it
-        known.clear()
-    return tuple(known.get(i) or known.setdefault(i, f"#{int(i)}") for i in ids)
+    ids = [int(i) for i in ids]
+    top = max(ids, default=-1)
+    if top >= 1_000_000 or min(ids, default=0) < 0:  # not a vocabulary's ids: made here
+        return tuple(f"#{i}" for i in ids)
+    if top >= len(_NUMBERED):
+        _NUMBERED.extend(f"#{i}" for i in range(len(_NUMBERED), top + 1))
+    return tuple(map(_NUMBERED.__getitem__, ids))
 
 
 def _distinct_ids(context: np.ndarray) -> np.ndarray:
