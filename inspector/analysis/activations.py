@@ -236,6 +236,12 @@ class SiteCensus(Statistic):
                 real = None
             else:
                 weights = real.reshape(1, -1).to(torch.float32)
+                # a weight of 0 does not cancel a NaN or an infinity (0 * inf is NaN): padded rows that hold
+                # one (a model need not compute anything sensible there) are zeroed in a copy first
+                padded = torch.nonzero(~real).reshape(-1)
+                if not bool(torch.isfinite(out.index_select(0, padded)).all()):
+                    out = torch.where(real[:, None], out, torch.zeros((), dtype=out.dtype, device=out.device))
+                    pre = torch.where(real[:, None], pre, torch.zeros((), dtype=pre.dtype, device=pre.device))
         if rows:
             self._sum(sums, pre, out, weights)
         if not self.kept.full:
