@@ -428,3 +428,41 @@ def test_death_timeline_follows_each_layer_of_a_shared_activation():
     assert timeline.dead_counts.tolist() == [[0, 1, 1], [1, 0, 1]]
     assert timeline.death_epoch[0].tolist() == [-1, -1, -1, 2, -1, -1, -1, -1]
     assert timeline.death_epoch[1].tolist() == [-1, 3, -1, -1, -1]
+
+
+class _PadNaN(nn.Module):
+    """Token ids -> embedding -> Linear -> GELU, whose padding id 0 embeds to NaN and id 1 to infinity:
+    what a model may compute at padded positions."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = nn.Embedding(20, 6)
+        with torch.no_grad():
+            self.embed.weight[0] = float("nan")
+            self.embed.weight[1] = float("inf")
+        self.fc = nn.Linear(6, 8)
+        self.act = nn.GELU()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.act(self.fc(self.embed(input_ids)))
+
+
+def test_non_finite_values_at_padded_positions_do_not_reach_the_census():
+    model = _PadNaN().eval()
+    gen = torch.Generator().manual_seed(1)
+    batches = []
+    for lengths in ([5, 3, 2], [5, 5, 5], [4, 1, 5]):
+        mask = (torch.arange(5)[None, :] < torch.tensor(lengths)[:, None]).long()
+        ids = torch.randint(2, 20, (3, 5), generator=gen)
+        ids = torch.where(mask.bool(), ids, torch.where(torch.arange(5)[None, :] % 2 == 0, 0, 1))
+        batches.append({"input_ids": ids, "attention_mask": mask})
+    (site,) = activation_census(model, batches, top_k=3)
+    with torch.no_grad():
+        rows = torch.cat([model.fc(model.embed(b["input_ids"]))[b["attention_mask"].bool()] for b in batches])
+    assert site.n_positions == rows.shape[0] == 35 and bool(torch.isfinite(rows).all())
+    out = torch.nn.functional.gelu(rows).double()
+    np.testing.assert_allclose(site.mean_activation, out.mean(0).numpy(), rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(site.fire_rate, (rows > 0).double().mean(0).numpy())
+    np.testing.assert_array_equal(site.zero_rate, (out.abs() < 0.01).double().mean(0).numpy())
+    assert np.isfinite(site.top_examples.values).all()

@@ -12,7 +12,7 @@ import torch
 
 from inspector.analysis import AnalysisOptions, analyze
 from inspector.analysis.activations import activation_census
-from inspector.analysis.top_examples import CONTEXT, TopExamplesStatistic, selectivity
+from inspector.analysis.top_examples import CONTEXT, TopExamplesStatistic, _above, selectivity
 from inspector.core.batches import Batch
 from inspector.errors import InspectorError
 from inspector.results import load_result, results_equal, to_json_document
@@ -256,3 +256,20 @@ def test_the_cli_takes_top_k():
     assert parser.parse_args(["analyze", "m.pt", "--out", "d", "--top-k", "0"]).top_k == 0
     with pytest.raises(SystemExit):
         parser.parse_args(["analyze", "m.pt", "--out", "d", "--top-k", "-1"])
+
+
+@pytest.mark.parametrize("shape", [(4096, 384), (100, 13), (37, 24), (5, 8)])
+def test_candidates_above_the_threshold_are_every_entry_above_it_in_row_major_order(shape):
+    """The chunk-maximum shortcut finds exactly ``torch.nonzero(flat > threshold)``: NaN entries, a NaN
+    or -inf threshold, whole chunks and a last partial chunk included."""
+    g = torch.Generator().manual_seed(0)
+    for share in (0.001, 0.05, 0.5):
+        flat = torch.randn(*shape, generator=g)
+        flat[1, 2] = float("nan")
+        flat[3, :] = float("nan")
+        flat[0, 0] = float("inf")
+        threshold = torch.quantile(torch.nan_to_num(flat), 1 - share, dim=0)
+        threshold[0], threshold[-1] = float("-inf"), float("nan")
+        rows, columns = _above(flat, threshold)
+        want = torch.nonzero(flat > threshold)
+        assert torch.equal(rows, want[:, 0]) and torch.equal(columns, want[:, 1])

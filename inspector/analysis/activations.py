@@ -231,12 +231,21 @@ class SiteCensus(Statistic):
             # rows out would copy both tensors on every call, the largest cost of the census after
             # the forward itself); counts of 0/1 indicators weighted 0/1 stay exact
             real = positions.reshape(-1)
-            weights = real.reshape(1, -1).to(torch.float32)
             rows = int(real.sum())
+            if rows == real.numel():  # no padding in this batch: every row counts, as without a mask
+                real = None
+            else:
+                weights = real.reshape(1, -1).to(torch.float32)
+                # a weight of 0 does not cancel a NaN or an infinity (0 * inf is NaN): padded rows that hold
+                # one (a model need not compute anything sensible there) are zeroed in a copy first
+                padded = torch.nonzero(~real).reshape(-1)
+                if not bool(torch.isfinite(out.index_select(0, padded)).all()):
+                    out = torch.where(real[:, None], out, torch.zeros((), dtype=out.dtype, device=out.device))
+                    pre = torch.where(real[:, None], pre, torch.zeros((), dtype=pre.dtype, device=pre.device))
         if rows:
             self._sum(sums, pre, out, weights)
         if not self.kept.full:
-            self._keep(batch, out if real is None else out[real], positions is None)
+            self._keep(batch, out if real is None else _first_real(out, real, self.keep_samples), positions is None)
         self.n_rows += rows
         self.rows_in_batch += rows
 
@@ -330,6 +339,11 @@ class SiteCensus(Statistic):
             zero_rate=zero_rate,
             n_positions=int(self.n_rows),
         )
+
+
+def _first_real(out: torch.Tensor, real: torch.Tensor, limit: int) -> torch.Tensor:
+    """``out[real][:limit]`` without copying the real rows past the first ``limit``."""
+    return out.index_select(0, torch.nonzero(real).reshape(-1)[:limit])
 
 
 def _histogram(kept: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:

@@ -204,6 +204,8 @@ class TopExamplesStatistic(Statistic):
             flat = flat.float()
         positions = batch.position_mask(out.shape)
         real = positions.reshape(-1) if positions is not None else None
+        if real is not None and bool(real.all()):  # no padding in this batch: no row to leave out
+            real = None
         if self.kind is None:
             self.kind = _kind(batch.inputs, per_sample)
         if self.values is None:
@@ -221,8 +223,7 @@ class TopExamplesStatistic(Statistic):
             if self.values.shape[1] != width:
                 raise ValueError(f"layer {self.layer}: {width} neurons on one call, {self.values.shape[1]} on another")
             assert self.threshold is not None
-            hit = torch.gt(flat, self.threshold)
-            rows, columns = torch.nonzero(hit, as_tuple=True)  # row-major: by row within a neuron
+            rows, columns = _above(flat, self.threshold)  # row-major: by row within a neuron
             if real is not None:
                 keep = real[rows]
                 rows, columns = rows[keep], columns[keep]
@@ -247,52 +248,64 @@ class TopExamplesStatistic(Statistic):
         batch, in global order), their ``keys`` ``(E, 4)`` and ``payload`` ``(E, P)``."""
         k, device = self.k, values.device
         touched: torch.Tensor | None = None  # the neurons with candidates (all of them on the first batch)
+        every = True  # whether the candidates touch every neuron (no column to pick out or put back)
         if self.values is not None:
             if values.numel() == 0:
                 return
             assert self.valid is not None and self.keys is not None and self.payload is not None
             touched = torch.unique(columns)
-            width = int(touched.numel())
-            columns = torch.searchsorted(touched, columns)
+            every = int(touched.numel()) == self.values.shape[1]
+            held_values, held_valid, held_keys, held_payload = self.values, self.valid, self.keys, self.payload
+            if not every:
+                width = int(touched.numel())
+                columns = torch.searchsorted(touched, columns)
+                held_values, held_valid = held_values.index_select(1, touched), held_valid.index_select(1, touched)
+                held_keys, held_payload = held_keys.index_select(1, touched), held_payload.index_select(1, touched)
             # the running entries first: each is before this batch in global order, so it wins a tie
-            held = self.valid[:, touched].reshape(-1)
-            values = torch.cat([self.values[:, touched].reshape(-1)[held], values])
-            columns = torch.cat([torch.arange(width, device=device).repeat(k)[held], columns])
-            keys = torch.cat([self.keys[:, touched].reshape(-1, 4)[held], keys])
-            payload = torch.cat([self.payload[:, touched].reshape(k * width, self.payload.shape[2])[held], payload])
-        # per neuron descending, equal values in the order above: one stable sort of (neuron, value) keys
+            held = torch.nonzero(held_valid.reshape(-1)).reshape(-1)
+            values = torch.cat([held_values.reshape(-1).index_select(0, held), values])
+            columns = torch.cat([torch.arange(width, device=device).repeat(k).index_select(0, held), columns])
+            keys = torch.cat([held_keys.reshape(-1, 4).index_select(0, held), keys])
+            payload = torch.cat([held_payload.reshape(k * width, held_payload.shape[2]).index_select(0, held), payload])
+        # per neuron descending, equal values in the order above: one stable sort of (neuron, value) keys;
+        # the keys and payload (several numbers an entry) are gathered once, only for the entries kept
         order = torch.sort(_neuron_value_key(columns, values), stable=True).indices
-        values, columns, keys, payload = values[order], columns[order], keys[order], payload[order]
+        values, columns = values[order], columns[order]
         counts = torch.bincount(columns, minlength=width)
+        starts = torch.cumsum(counts, 0) - counts
         if bool((counts >= k).all()):  # every neuron has k entries or more (after the first batches): a reshape
-            starts = torch.cumsum(counts, 0) - counts
             take = (starts[:, None] + torch.arange(k, device=device)[None, :]).reshape(-1)  # (width * k,)
-            block_values = values[take].reshape(width, k).T
+            source = order.index_select(0, take)
+            block_values = values.index_select(0, take).reshape(width, k).T
             block_valid = torch.ones((k, width), dtype=torch.bool, device=device)
-            block_keys = keys[take].reshape(width, k, 4).transpose(0, 1)
-            block_payload = payload[take].reshape(width, k, payload.shape[1]).transpose(0, 1)
+            block_keys = keys.index_select(0, source).reshape(width, k, 4).transpose(0, 1)
+            block_payload = payload.index_select(0, source).reshape(width, k, payload.shape[1]).transpose(0, 1)
         else:
-            starts = torch.cumsum(counts, 0) - counts
             rank = torch.arange(values.numel(), device=device) - starts[columns]
-            kept = rank < k
-            rank, columns = rank[kept], columns[kept]
-            block_values = torch.full((k, width), float("-inf"), device=device)
-            block_values[rank, columns] = values[kept]
-            block_valid = torch.zeros((k, width), dtype=torch.bool, device=device)
-            block_valid[rank, columns] = True
-            block_keys = torch.full((k, width, 4), torch.iinfo(torch.int64).max, dtype=torch.int64, device=device)
-            block_keys[rank, columns] = keys[kept]
-            block_payload = torch.zeros((k, width, payload.shape[1]), dtype=payload.dtype, device=device)
-            block_payload[rank, columns] = payload[kept]
-        if touched is None:
+            kept = torch.nonzero(rank < k).reshape(-1)
+            slot = rank.index_select(0, kept) * width + columns.index_select(0, kept)  # (rank, neuron), flattened
+            source = order.index_select(0, kept)
+            block_values = torch.full((k * width,), float("-inf"), device=device)
+            block_values.index_copy_(0, slot, values.index_select(0, kept))
+            block_values = block_values.reshape(k, width)
+            block_valid = torch.zeros((k * width,), dtype=torch.bool, device=device)
+            block_valid.index_fill_(0, slot, True)
+            block_valid = block_valid.reshape(k, width)
+            block_keys = torch.full((k * width, 4), torch.iinfo(torch.int64).max, dtype=torch.int64, device=device)
+            block_keys.index_copy_(0, slot, keys.index_select(0, source))
+            block_keys = block_keys.reshape(k, width, 4)
+            block_payload = torch.zeros((k * width, payload.shape[1]), dtype=payload.dtype, device=device)
+            block_payload.index_copy_(0, slot, payload.index_select(0, source))
+            block_payload = block_payload.reshape(k, width, payload.shape[1])
+        if every:
             self.values, self.valid, self.keys, self.payload = block_values, block_valid, block_keys, block_payload
         else:
-            assert self.values is not None and self.valid is not None and self.keys is not None
-            assert self.payload is not None
-            self.values[:, touched] = block_values
-            self.valid[:, touched] = block_valid
-            self.keys[:, touched] = block_keys
-            self.payload[:, touched] = block_payload
+            assert touched is not None and self.values is not None and self.valid is not None
+            assert self.keys is not None and self.payload is not None
+            self.values.index_copy_(1, touched, block_values)
+            self.valid.index_copy_(1, touched, block_valid)
+            self.keys.index_copy_(1, touched, block_keys)
+            self.payload.index_copy_(1, touched, block_payload)
         full = self.valid[k - 1]
         self.threshold = torch.where(full, self.values[k - 1], torch.full_like(self.values[k - 1], float("-inf")))
 
@@ -328,7 +341,7 @@ class TopExamplesStatistic(Statistic):
         payload = top.payload.transpose(1, 0, 2)
         context = payload.astype(np.int32) if kind == "tokens" else None
         rows = payload.astype(np.float32) if kind == "features" and payload.shape[2] else None
-        token_ids = np.unique(context[context >= 0]).astype(np.int64) if context is not None else np.zeros(0, np.int64)
+        token_ids = _distinct_ids(context) if context is not None else np.zeros(0, np.int64)
         text = (token_text or _numbered)(token_ids.tolist())
         result_ = TopExamples(
             layer=self.layer,
@@ -348,8 +361,26 @@ class TopExamplesStatistic(Statistic):
         return replace(result_, summary=summaries(result_), selectivity=selectivity(result_, mean))
 
 
+_NUMBERED: list[str] = []  # "#<id>" at index id, made once (every layer names mostly the same ids)
+
+
 def _numbered(ids: Sequence[int]) -> tuple[str, ...]:
-    return tuple(f"#{int(i)}" for i in ids)
+    ids = [int(i) for i in ids]
+    top = max(ids, default=-1)
+    if top >= 1_000_000 or min(ids, default=0) < 0:  # not a vocabulary's ids: made here
+        return tuple(f"#{i}" for i in ids)
+    if top >= len(_NUMBERED):
+        _NUMBERED.extend(f"#{i}" for i in range(len(_NUMBERED), top + 1))
+    return tuple(map(_NUMBERED.__getitem__, ids))
+
+
+def _distinct_ids(context: np.ndarray) -> np.ndarray:
+    """The distinct ids ``>= 0`` in ``context``, sorted, int64 (``np.unique``; by counting when the ids are
+    a vocabulary's, small beside the number of entries)."""
+    ids = context[context >= 0].astype(np.int64)
+    if ids.size and int(ids.max()) < 4 * ids.size + 1024:
+        return np.flatnonzero(np.bincount(ids)).astype(np.int64)
+    return np.unique(ids)
 
 
 def _neuron_value_key(columns: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
@@ -358,6 +389,38 @@ def _neuron_value_key(columns: torch.Tensor, values: torch.Tensor) -> torch.Tens
     bits = values.float().contiguous().view(torch.int32).to(torch.int64)
     ascending = torch.where(bits >= 0, bits, -(2**31) - bits)  # the float order as integers
     return columns.to(torch.int64) * 2**33 + (2**31 - ascending)
+
+
+ABOVE_CHUNK = 16  # rows per chunk whose per-column maximum is compared first (see _above)
+
+
+def _above(flat: torch.Tensor, threshold: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``torch.nonzero(flat > threshold, as_tuple=True)`` for ``flat`` ``(rows, m)`` and ``threshold`` ``(m,)``:
+    the (row, column) of each entry above its column's threshold, in row-major order.
+
+    Few entries are above (after the first batches): the maximum of each column over each chunk of
+    :data:`ABOVE_CHUNK` rows is compared first (one reduction over ``flat``, cheaper than a comparison
+    that writes a mask as large as ``flat``), and only the chunks whose maximum is above (or NaN) are
+    looked at entry by entry (the same entries, in the same order)."""
+    rows, width = flat.shape
+    whole = rows - rows % ABOVE_CHUNK
+    if whole == 0 or not flat.is_contiguous():
+        found = torch.nonzero(torch.gt(flat, threshold))
+        return found[:, 0], found[:, 1]
+    chunks = flat[:whole].view(whole // ABOVE_CHUNK, ABOVE_CHUNK, width)
+    peak = chunks.amax(1)  # (chunks, m); NaN where the chunk holds a NaN (then looked at entry by entry)
+    chunk, column = torch.nonzero(torch.gt(peak, threshold) | torch.isnan(peak), as_tuple=True)
+    within = torch.arange(ABOVE_CHUNK, device=flat.device)
+    candidate_rows = chunk[:, None] * ABOVE_CHUNK + within  # (pairs, ABOVE_CHUNK)
+    values = flat.view(-1).index_select(0, (candidate_rows * width + column[:, None]).view(-1)).view(-1, ABOVE_CHUNK)
+    pair, offset = torch.nonzero(torch.gt(values, threshold[column][:, None]), as_tuple=True)
+    found_rows, found_columns = candidate_rows[pair, offset], column[pair]
+    if whole < rows:  # the last rows, fewer than a chunk: compared directly (after every chunk's rows)
+        rest = torch.nonzero(torch.gt(flat[whole:], threshold))
+        found_rows = torch.cat([found_rows, rest[:, 0] + whole])
+        found_columns = torch.cat([found_columns, rest[:, 1]])
+    order = torch.sort(found_rows * width + found_columns).indices  # row-major, as nonzero gives them
+    return found_rows[order], found_columns[order]
 
 
 def _descending_key(values: torch.Tensor) -> torch.Tensor:
@@ -371,10 +434,11 @@ def _exact_top(flat: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     the first rows). One ``torch.topk`` of ``k + 1``; only columns whose (k+1)-th value ties the k-th
     are redone, by a stable sort of those columns."""
     rows = flat.shape[0]
-    if torch.isnan(flat).any():
-        flat = torch.where(torch.isnan(flat), torch.full_like(flat, float("-inf")), flat)
     j = min(k, rows)
-    values, index = torch.topk(flat, min(k + 1, rows), dim=0)
+    values, index = _top_rows(flat, min(k + 1, rows))
+    if torch.isnan(values).any():  # topk ranks NaN above every number: a column with a NaN has one on top
+        flat = torch.where(torch.isnan(flat), torch.full_like(flat, float("-inf")), flat)
+        values, index = _top_rows(flat, min(k + 1, rows))
     if rows > k:
         tied = torch.nonzero(values[k] == values[k - 1]).reshape(-1)
         values, index = values[:k], index[:k]
@@ -388,6 +452,13 @@ def _exact_top(flat: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     values, index = values.gather(0, by_row), index.gather(0, by_row)
     order = torch.sort(_descending_key(values), dim=0, stable=True).indices
     return values.gather(0, order)[:j], index.gather(0, order)[:j]
+
+
+def _top_rows(flat: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``torch.topk(flat, n, dim=0)``, on a transposed copy (each column's values contiguous: a few times
+    faster than along the first dimension). Which of equal values it returns is unspecified either way."""
+    values, index = torch.topk(flat.T.contiguous(), n, dim=1)
+    return values.T, index.T
 
 
 def _kind(inputs: torch.Tensor, per_sample: int) -> str:
@@ -407,7 +478,9 @@ def _payload(kind: str, batch: Batch, sample: torch.Tensor, position: torch.Tens
             ids = torch.where(batch.mask, ids, torch.full_like(ids, -1))
         padded = torch.nn.functional.pad(ids, (CONTEXT, CONTEXT), value=-1)
         offsets = torch.arange(2 * CONTEXT + 1, device=ids.device)
-        return padded[sample[..., None], position[..., None] + offsets]
+        # padded[sample, position + offsets], gathered from the flat ids (cheaper than advanced indexing)
+        where = (sample * padded.shape[1] + position)[..., None] + offsets
+        return padded.reshape(-1).index_select(0, where.reshape(-1)).view(where.shape)
     if kind == "features" and batch.inputs.shape[1] <= MAX_ROW_FEATURES:
         return batch.inputs.float()[sample]
     return sample.new_zeros(sample.shape + (0,))
