@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import math
+import pickle
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+import torch.multiprocessing as mp
 
 from inspector.data import Dataset, Splits, SplitSpec, split_dataset
 
@@ -41,3 +47,30 @@ def numpy_prune(layers, s, scope):
             w[drop], b[drop] = 0.0, 0.0
             layers[k + 1][0][:, drop] = 0.0
     return layers
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for a gloo rendezvous)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def spawn_ranks(run: Callable[..., None], world: int, folder: Path) -> list[dict[str, Any]]:
+    """``run(rank, world, port, folder)`` in ``world`` spawned processes; each rank's pickled results
+    (``folder/rank{r}.pkl``), after checking that no rank hung (180 s) or reported an error."""
+    context = mp.get_context("spawn")
+    port = free_port()
+    processes = [context.Process(target=run, args=(r, world, port, str(folder))) for r in range(world)]
+    for p in processes:
+        p.start()
+    for p in processes:
+        p.join(timeout=180)
+    alive = [p for p in processes if p.is_alive()]
+    for p in alive:
+        p.kill()
+    assert not alive, "a rank hung"
+    results = [pickle.loads(Path(folder, f"rank{r}.pkl").read_bytes()) for r in range(world)]
+    for r, result in enumerate(results):
+        assert "error" not in result, f"rank {r}: {result['error']}"
+    return results

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import pickle
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,10 +11,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch.multiprocessing as mp
 
 from inspector.analysis import distributed
 from tests import distributed_worker as worker
+from tests.helpers import free_port, spawn_ranks
 
 ARRAYS = (
     "fire_rate",
@@ -32,32 +30,12 @@ ARRAYS = (
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module", params=[2, 3])
 def ranks(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
     """One spawn of ``world`` gloo processes, shared by every check below; each rank's pickled results."""
     world = request.param
     folder = tmp_path_factory.mktemp(f"world{world}")
-    context = mp.get_context("spawn")
-    port = _free_port()
-    processes = [context.Process(target=worker.run, args=(r, world, port, str(folder))) for r in range(world)]
-    for p in processes:
-        p.start()
-    for p in processes:
-        p.join(timeout=180)
-    alive = [p for p in processes if p.is_alive()]
-    for p in alive:
-        p.kill()
-    assert not alive, "a rank hung"
-    results = [pickle.loads(Path(folder, f"rank{r}.pkl").read_bytes()) for r in range(world)]
-    for r, result in enumerate(results):
-        assert "error" not in result, f"rank {r}: {result['error']}"
-    return results
+    return spawn_ranks(worker.run, world, folder)
 
 
 @pytest.fixture(scope="module")
@@ -212,7 +190,7 @@ def test_torchrun_cli_writes_one_analysis_equal_to_one_process(tmp_path: Path) -
         "--nproc_per_node",
         "2",
         "--master_port",
-        str(_free_port()),
+        str(free_port()),
     ]
     done = subprocess.run(
         [*launch, "-m", "inspector", *args, "--out", str(tmp_path / "two")],

@@ -3,48 +3,21 @@ context, rows): the top k of the union, ties broken by global order."""
 
 from __future__ import annotations
 
-import pickle
-import socket
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
-import torch.multiprocessing as mp
 
 from tests import top_examples_worker as worker
+from tests.helpers import spawn_ranks
 
 FIELDS = ("values", "samples", "positions", "context", "rows", "token_ids")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _spawn(world: int, folder: Path) -> list[dict[str, Any]]:
-    context = mp.get_context("spawn")
-    port = _free_port()
-    processes = [context.Process(target=worker.run, args=(r, world, port, str(folder))) for r in range(world)]
-    for p in processes:
-        p.start()
-    for p in processes:
-        p.join(timeout=180)
-    alive = [p for p in processes if p.is_alive()]
-    for p in alive:
-        p.kill()
-    assert not alive, "a rank hung"
-    results = [pickle.loads(Path(folder, f"rank{r}.pkl").read_bytes()) for r in range(world)]
-    for r, result in enumerate(results):
-        assert "error" not in result, f"rank {r}: {result['error']}"
-    return results
 
 
 @pytest.mark.parametrize("world", [1, 2, 3])
 def test_every_rank_keeps_the_examples_one_process_keeps(world: int, tmp_path: Path) -> None:
     single = worker.compute()
-    for rank, got in enumerate(_spawn(world, tmp_path)):
+    for rank, got in enumerate(spawn_ranks(worker.run, world, tmp_path)):
         for name in ("tokens", "tabular"):
             assert [c.layer for c in got[name]] == [c.layer for c in single[name]]
             for g, w in zip(got[name], single[name], strict=True):

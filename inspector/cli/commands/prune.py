@@ -83,13 +83,7 @@ def _prune_factory_model(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             max_samples=args.max_samples,
         )
-    line = _pruned_line(outcome)
-    if outcome.metric_name is not None:
-        line += f"; {_scores(outcome)} ({outcome.n_samples} samples)" + _dtype_note(args.dtype)
-    save_state_dict(outcome.model, args.out, force=args.force)
-    print(line)
-    print(f"saved {args.out} (the pruned model's state_dict())")
-    return 0
+    return _save_pruned(outcome, args)
 
 
 def _prune_text_model(args: argparse.Namespace) -> int:
@@ -131,6 +125,11 @@ def _prune_text_model(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             max_samples=args.max_samples,
         )
+    return _save_pruned(outcome, args)
+
+
+def _save_pruned(outcome: PruneOutcome, args: argparse.Namespace) -> int:
+    """Write the pruned model's state_dict() to ``--out`` and say what was pruned and what it cost."""
     line = _pruned_line(outcome)
     if outcome.metric_name is not None:
         line += f"; {_scores(outcome)} ({outcome.n_samples} samples)" + _dtype_note(args.dtype)
