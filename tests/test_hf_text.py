@@ -265,23 +265,16 @@ def test_prune_and_report_read_a_model_folder(folders, texts, tmp_path, capsys) 
 
 def test_base_encoder_explains_a_named_or_own_target(folders, texts, tmp_path, capsys) -> None:
     argv = ["--sections", "parameters,activations"]
-    status, _, err = run(
-        capsys,
-        "analyze",
-        folders["base"],
-        "--text",
-        texts["txt"],
-        "--target",
-        "pooled-norm",
-        "--out",
-        tmp_path / "b",
-        *argv,
-    )
+    # every default section, conductance included (it once asked for target= although it was given)
+    status, _, err = run(capsys, "analyze", folders["base"], "--text", texts["txt"], "--target", "pooled-norm",
+                         "--out", tmp_path / "b")  # fmt: skip
     assert status == 0, err
     model, tokenizer = _load(folders["base"])
     norms = [float(_alone(model, tokenizer, s)[1].pooler_output.norm()) for s in SENTENCES]
     analysis = Analysis.load(tmp_path / "b")
     assert analysis.data is not None and analysis.data.metric == pytest.approx(sum(norms) / len(norms), rel=1e-5)
+    assert analysis.importance is not None and analysis.importance.conductance
+    assert all(c.error is None for c in analysis.importance.conductance)
 
     own = tmp_path / "mytarget.py"
     own.write_text(
