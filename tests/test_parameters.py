@@ -122,6 +122,27 @@ def test_an_lm_head_tied_to_its_embedding_is_counted_once_in_the_embedding():
     assert report.total_parameters == 66 == sum(p.numel() for p in model.parameters())
 
 
+def test_torchinfo_counts_a_tied_lm_head_twice_and_the_tool_counts_it_once():
+    """Where the README's "agrees with torchinfo" stops: torchinfo sums each module's parameters,
+    so a weight shared by the embedding and the head is counted in both."""
+
+    class TinyLM(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = nn.Embedding(11, 6)
+            self.head = nn.Linear(6, 11, bias=False)
+            self.head.weight = self.embed.weight
+
+        def forward(self, ids):
+            return self.head(self.embed(ids))
+
+    model = TinyLM()
+    report = count_parameters(model)
+    reference = summary(model, input_data=torch.zeros(1, 3, dtype=torch.long), verbose=0)
+    assert report.total_parameters == sum(p.numel() for p in model.parameters()) == 66
+    assert reference.total_params == 66 + 11 * 6  # the shared 11 x 6 weight once more, in the head
+
+
 def _bert_config():
     transformers = pytest.importorskip("transformers")
     return transformers, transformers.BertConfig(
