@@ -10,6 +10,7 @@ Scopes:
   weakest first, a fraction s of each hidden layer: a removed neuron's row of
   weights and its bias are zeroed, and so is its column in the layer that
   consumes it, where that consumer is known for certain (see :class:`NeuronPlan`).
+  :func:`inspector.analysis.shrink.shrink` then takes those neurons out (a smaller model).
 
 A *hidden layer* is a site (:mod:`~inspector.analysis.sites`) with a known
 activation whose output is not a model output. Its *consumer* is a linear layer
@@ -555,7 +556,7 @@ def _no_loss() -> InspectorError:
     )
 
 
-def _finetune(
+def finetune_masked(
     model: nn.Module,
     w_masks: list[torch.Tensor],
     b_masks: list[torch.Tensor] | None,
@@ -588,6 +589,18 @@ def _finetune(
 
 
 # --------------------------------------------------------------------------- public verbs
+
+
+def finetune_data(
+    model: nn.Module, data: Any, labels: Any = None, task: Task | str | None = None
+) -> tuple[DataSource, Task]:
+    """Training ``data`` (with ``labels``) as a source on ``model``'s device (arrays in memory: one batch)
+    and the task resolved on its first batch; a task without a loss (nothing to fine-tune on) is refused."""
+    source = _source(data, labels, _device(model), whole=True)
+    resolved = _resolve_task(task, source.first())
+    if resolved.loss_name is None:
+        raise _no_loss()
+    return source, resolved
 
 
 def _check_sparsity(sparsity: float) -> None:
@@ -635,15 +648,12 @@ def prune_and_finetune(
     epochs)``). ``task``: as in :func:`pruning_sweep`.
     """
     _check_sparsity(sparsity)
-    source = _source(data, labels, _device(model), whole=True)
+    source, resolved = finetune_data(model, data, labels, task)
     first = source.first()
-    resolved = _resolve_task(task, first)
-    if resolved.loss_name is None:
-        raise _no_loss()
     plan = neuron_plan(model, first, sites) if scope == "neuron" else None
     (masks,) = level_masks(model, scope, (sparsity,), plan)
     pruned = apply_masks(copy.deepcopy(model), *masks)
-    _finetune(pruned, *masks, source, resolved, epochs, lr, seed)
+    finetune_masked(pruned, *masks, source, resolved, epochs, lr, seed)
     return pruned
 
 
@@ -720,7 +730,7 @@ def pruning_sweep(
                 loss.append(lo)
                 params.append(parameters_left(model, w_masks, b_masks))
                 if tune is not None:
-                    _finetune(work, w_masks, b_masks, tune, task, finetune_epochs, finetune_lr, seed)
+                    finetune_masked(work, w_masks, b_masks, tune, task, finetune_epochs, finetune_lr, seed)
                     tuned.append(evaluate_task(work, source, task)[1])
             curves.append(
                 PruningCurve(
