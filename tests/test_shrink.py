@@ -21,6 +21,7 @@ from torch import nn
 
 import inspector
 from inspector.analysis.inputs import as_source
+from inspector.analysis.parameters import linear_layers
 from inspector.analysis.pruning import apply_masks, neuron_keep, neuron_masks, neuron_plan, parameters_left, prune
 from inspector.analysis.shrink import model_size, shrink, shrink_and_finetune, shrink_model
 from inspector.errors import InspectorError
@@ -168,6 +169,8 @@ def test_bert_intermediate_rows_and_output_columns_go_and_attention_stays():
         for p in shrunk.model.bert.encoder.layer[i].get_submodule(part).parameters()
     )
     assert pairs == 2 * (16 * (16 + 1) + 16 * (16 + 1))
+    dense = sum(p.numel() for _, m in linear_layers(shrunk.model) for p in m.parameters())
+    assert dense == parameters_left(model, *masks)  # no weight of a random init is exactly 0
     assert _unchanged(model, before)
 
 
@@ -218,6 +221,28 @@ def test_a_layer_with_an_unknown_reader_stays_masked_and_says_why_in_one_line():
     ]
     assert dict(shrunk.widths) == {"e": (12, 6)}  # the plain pair is shrunk
     assert shrunk.model.a.weight.shape == (8, 8) and not shrunk.model.a.weight[~shrunk.bias_masks[0]].any()
+    torch.testing.assert_close(_out(shrunk.model, X), _out(masked, X), **TOL)
+
+
+class TiedConsumer(nn.Module):
+    """``a`` -> ReLU -> ``b``, where ``b``'s weight is also ``c``'s (c reads another input)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.c = nn.Linear(4, 8), nn.Linear(8, 3), nn.Linear(8, 3)
+        self.c.weight = self.b.weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(torch.relu(self.a(x))) + self.c(x.repeat(1, 2))
+
+
+def test_a_consumer_with_a_tied_weight_keeps_the_layer_masked():
+    torch.manual_seed(5)
+    model = TiedConsumer().eval()
+    X = torch.randn(10, 4)
+    _, masked, _, shrunk = _masked_and_shrunk(model, X, 0.5)
+    assert shrunk.notes() == ["a: its weights or its consumer's are shared with another module; kept masked"]
+    assert shrunk.model.b.weight is shrunk.model.c.weight and shrunk.model.a.out_features == 8
     torch.testing.assert_close(_out(shrunk.model, X), _out(masked, X), **TOL)
 
 

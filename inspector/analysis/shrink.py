@@ -318,14 +318,14 @@ def _removable(
             masked[layer] = readers.blocked[layer]
         elif not consumers:
             masked[layer] = "no consumer of its output is known for certain"
+        elif tied(layer) or any(tied(c) for c in consumers):  # before the readers: a tied weight names one of them
+            masked[layer] = "its weights or its consumer's are shared with another module"
         elif set(seen) != set(consumers):
             masked[layer] = (
                 f"its output is read by {', '.join(seen) or 'no dense layer'}, not only by {', '.join(consumers)}"
             )
         elif not bool(kv.any()):
             masked[layer] = "every neuron is pruned (a layer of width 0 is not built)"
-        elif tied(layer) or any(tied(c) for c in consumers):
-            masked[layer] = "its weights or its consumer's are shared with another module"
         elif any(readers.inputs.get(c, set()) != {layer} for c in consumers):
             masked[layer] = "a consumer of its output also reads another input"
         elif any(norm_use[n] > 1 for n in readers.norms[layer]):
