@@ -65,7 +65,8 @@ def _bn_gelu_mlp() -> nn.Module:
     torch.manual_seed(0)
     model = build_mlp(MLPConfig(10, (20, 12), 3, activation="gelu", dropout=0.2, batch_norm=True))
     with torch.no_grad():
-        for bn in (model.bn1, model.bn2):
+        for bn in (m for m in model.modules() if isinstance(m, nn.BatchNorm1d)):
+            assert bn.running_mean is not None and bn.running_var is not None
             bn.running_mean.normal_()
             bn.running_var.uniform_(0.5, 2.0)
             bn.weight.normal_()
