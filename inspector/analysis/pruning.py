@@ -184,16 +184,16 @@ def _frozen(layer: nn.Module, shared: set[int]) -> bool:
     return id(layer.weight) in shared or (layer.bias is not None and id(layer.bias) in shared)
 
 
-def _tensors(value: Any) -> Iterator[torch.Tensor]:
+def nested_tensors(value: Any) -> Iterator[torch.Tensor]:
     """Every tensor in a model output (a tensor, tuple, dict or ``ModelOutput``)."""
     if isinstance(value, torch.Tensor):
         yield value
     elif isinstance(value, Mapping):
         for v in value.values():
-            yield from _tensors(v)
+            yield from nested_tensors(v)
     elif isinstance(value, (tuple, list)):
         for v in value:
-            yield from _tensors(v)
+            yield from nested_tensors(v)
 
 
 class _ConsumerObserver:
@@ -233,7 +233,7 @@ class _ConsumerObserver:
             observer.start_batch()
             with torch.no_grad():
                 output = batch.call(self.model)
-            self.outputs = {layer for t in _tensors(output) if (layer := self._source(t)) is not None}
+            self.outputs = {layer for t in nested_tensors(output) if (layer := self._source(t)) is not None}
         return self
 
     def _consume(self, name: str, module: nn.Module) -> Any:

@@ -36,7 +36,7 @@ from __future__ import annotations
 import copy
 import weakref
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +54,7 @@ from inspector.analysis.pruning import (
     dead_keep,
     finetune_data,
     finetune_masked,
+    nested_tensors,
     neuron_keep,
     neuron_masks,
     neuron_plan,
@@ -107,17 +108,6 @@ class Shrunk:
 
 
 # --------------------------------------------------------------------------- who reads a layer's output
-
-
-def _tensors(value: Any) -> Iterator[torch.Tensor]:
-    if isinstance(value, torch.Tensor):
-        yield value
-    elif isinstance(value, Mapping):
-        for v in value.values():
-            yield from _tensors(v)
-    elif isinstance(value, (tuple, list)):
-        for v in value:
-            yield from _tensors(v)
 
 
 def _name(func: Any) -> str:
@@ -176,7 +166,7 @@ class _Readers(TorchFunctionMode):
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
-        given = list(_tensors(list(args))) + list(_tensors(list(kwargs.values())))
+        given = list(nested_tensors(list(args))) + list(nested_tensors(list(kwargs.values())))
         origins = {o for t in given if (o := self.origin(t)) is not None}
         if not origins:
             return out
@@ -243,7 +233,7 @@ def _trace(model: nn.Module, batch: Batch, layers: set[str]) -> _Readers:
                 guard.hook(module.register_forward_hook(readers.produced(name)))
         with torch.no_grad(), readers:
             output = batch.call(model)
-        for t in _tensors(output):
+        for t in nested_tensors(output):
             if (layer := readers.origin(t)) is not None:
                 readers.block(layer, "its output is a model output")
     return readers
