@@ -9,12 +9,14 @@ The public API, re-exported from one place::
     ckpt = inspector.load("digits-mlp.pt")
     analysis = inspector.analyze(model, loader)   # any nn.Module, any data (see inspector.analysis)
     inspector.to_html(analysis, "report.html")     # the report (inspector.render)
+    smaller = inspector.shrink(model, keep, X)     # pruned neurons removed (inspector.analysis.shrink)
 """
 
 from __future__ import annotations
 
 from inspector._version import __version__
 from inspector.analysis import Analysis, AnalysisOptions, analyze
+from inspector.analysis.shrink import Shrunk, shrink, shrink_model
 from inspector.checkpoints import Checkpoint, DatasetInfo, checkpoint_from_training, load, save_checkpoint
 from inspector.data import (
     Dataset,
@@ -51,6 +53,7 @@ __all__ = [
     "MLPConfig",
     "Monitor",
     "PlantedTruth",
+    "Shrunk",
     "SplitSpec",
     "Splits",
     "Standardizer",
@@ -71,6 +74,8 @@ __all__ = [
     "mlp_from_state_dict",
     "read_inventory",
     "save_checkpoint",
+    "shrink",
+    "shrink_model",
     "split_dataset",
     "to_html",
     "to_markdown",

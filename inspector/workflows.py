@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,10 +27,12 @@ from inspector.analysis.inputs import as_source
 from inspector.analysis.parameters import count_parameters
 from inspector.analysis.pruning import prune, prune_and_finetune
 from inspector.analysis.reduced_dtype import forward_model, torch_dtype
+from inspector.analysis.shrink import Shrunk, model_size, shrink_and_finetune
 from inspector.analysis.task import Target, Task, task_for_labels
 from inspector.analysis.text_targets import CAUSAL_LM, named_target, text_task
 from inspector.analysis.weights_file import analyze_weights_file
 from inspector.checkpoints import Checkpoint
+from inspector.core.dense import out_features
 from inspector.core.evaluator import evaluate_arrays, metric_key
 from inspector.errors import InspectorError
 from inspector.evaluation import EvalData, evaluate_model
@@ -38,6 +40,7 @@ from inspector.factories import FactoryRun, is_factory_spec, load_factory, user_
 from inspector.fileio import first_non_folder
 from inspector.live.store import RunHistory, is_run, read_run
 from inspector.model_folder import ModelFolder, load_model_folder
+from inspector.models import MLP, MLPConfig, build_mlp
 from inspector.results import result_files
 from inspector.text_data import DEFAULT_MAX_LENGTH, DEFAULT_TEXT_BATCH, TextFile
 
@@ -49,7 +52,10 @@ class PruneOutcome:
     """A pruned copy of a model and what pruning cost.
 
     ``metric_before`` / ``metric_after``: the task's metric (accuracy, R²) of the model and of
-    the pruned copy on the same samples, ``None`` without data.
+    the pruned copy on the same samples, ``None`` without data. Where the pruned neurons were taken
+    out (the neuron scope of a checkpoint, :func:`~inspector.analysis.shrink.shrink_model`):
+    ``size_before`` / ``size_after`` as ``(parameters, bytes)``, ``widths`` ``{layer: (neurons
+    before, after)}``, and ``kept_masked`` one line per layer whose neurons could only be zeroed.
     """
 
     model: nn.Module
@@ -61,6 +67,10 @@ class PruneOutcome:
     metric_before: float | None = None
     metric_after: float | None = None
     n_samples: int | None = None
+    size_before: tuple[int, int] | None = None
+    size_after: tuple[int, int] | None = None
+    widths: Mapping[str, tuple[int, int]] = dataclasses.field(default_factory=dict)
+    kept_masked: tuple[str, ...] = ()
 
 
 def check_sparsity(sparsity: float) -> None:
@@ -86,18 +96,42 @@ def prune_checkpoint(
     Returns the checkpoint to save (the pruned model, no snapshots, the pruning's metrics) and
     the outcome. ``finetune_epochs`` fine-tunes the pruned copy on ``data``'s training split.
     ``dtype``: the forward passes of the scoring (``fp32``, ``bf16``, ``fp16``).
+
+    The neuron scope takes the pruned neurons out (:func:`~inspector.analysis.shrink.shrink_and_finetune`):
+    the checkpoint holds the smaller MLP, its config the smaller hidden sizes, and fine-tuning
+    trains the smaller model.
     """
     check_sparsity(sparsity)
-    if ckpt.config is None:
+    config = ckpt.config
+    if config is None:
         raise InspectorError(f"{ckpt.source}: only MLP checkpoints can be exported after pruning")
-    if finetune_epochs:
-        if data is None or data.train_X is None or data.train_y is None:
-            raise InspectorError("fine-tuning needs a training split: use a built-in --data or a model trained on one")
+    if finetune_epochs and (data is None or data.train_X is None or data.train_y is None):
+        raise InspectorError("fine-tuning needs a training split: use a built-in --data or a model trained on one")
+    shrunk = None
+    pruned: nn.Module
+    if scope == "neuron":
+        if finetune_epochs:
+            assert data is not None  # checked above
+            shrunk = shrink_and_finetune(ckpt.model, sparsity, data.train_X, data.train_y, finetune_epochs)
+        else:  # the trace needs one batch of inputs, not its values: the layout of an MLP is fixed
+            inputs = data.X[:64] if data is not None else torch.zeros(2, config.input_size)
+            shrunk = shrink_and_finetune(ckpt.model, sparsity, inputs, epochs=0)
+        config, pruned = _smaller_mlp(config, shrunk)
+    elif finetune_epochs:
+        assert data is not None and data.train_X is not None
         pruned = prune_and_finetune(ckpt.model, sparsity, scope, data.train_X, data.train_y, finetune_epochs)
     else:
         pruned = prune(ckpt.model, sparsity, scope)
     nonzero = _nonzero(pruned)
     outcome = PruneOutcome(pruned, sparsity, scope, nonzero, count_parameters(pruned).total_parameters)
+    if shrunk is not None:
+        outcome = dataclasses.replace(
+            outcome,
+            size_before=model_size(ckpt.model),
+            size_after=model_size(pruned),
+            widths=shrunk.widths,
+            kept_masked=tuple(shrunk.notes()),
+        )
     metrics = {"pruned_sparsity": sparsity, "nonzero_parameters": float(nonzero)}
     if data is not None:
         X, y = torch.from_numpy(data.X).to(torch_dtype(dtype)), torch.from_numpy(data.y)
@@ -108,7 +142,18 @@ def prune_checkpoint(
         outcome = dataclasses.replace(
             outcome, metric_name=task.metric_name, metric_before=before, metric_after=after, n_samples=len(y)
         )
-    return dataclasses.replace(ckpt, model=pruned, snapshots={}, metrics=metrics), outcome
+    return dataclasses.replace(ckpt, model=pruned, config=config, snapshots={}, metrics=metrics), outcome
+
+
+def _smaller_mlp(config: MLPConfig, shrunk: Shrunk) -> tuple[MLPConfig, MLP]:
+    """The config with the shrunk hidden widths and an :class:`MLP` built from it holding the shrunk
+    weights (so the checkpoint rebuilds through the normal loaders)."""
+    modules = dict(shrunk.model.named_modules())
+    hidden = tuple(out_features(modules[f"fc{k + 1}"]) for k in range(len(config.hidden_sizes)))
+    smaller = dataclasses.replace(config, hidden_sizes=hidden)
+    model = build_mlp(smaller)
+    model.load_state_dict(shrunk.model.state_dict())
+    return smaller, model.eval()
 
 
 def prune_model(

@@ -10,6 +10,7 @@ Scopes:
   weakest first, a fraction s of each hidden layer: a removed neuron's row of
   weights and its bias are zeroed, and so is its column in the layer that
   consumes it, where that consumer is known for certain (see :class:`NeuronPlan`).
+  :func:`inspector.analysis.shrink.shrink` then takes those neurons out (a smaller model).
 
 A *hidden layer* is a site (:mod:`~inspector.analysis.sites`) with a known
 activation whose output is not a model output. Its *consumer* is a linear layer
@@ -183,16 +184,16 @@ def _frozen(layer: nn.Module, shared: set[int]) -> bool:
     return id(layer.weight) in shared or (layer.bias is not None and id(layer.bias) in shared)
 
 
-def _tensors(value: Any) -> Iterator[torch.Tensor]:
+def nested_tensors(value: Any) -> Iterator[torch.Tensor]:
     """Every tensor in a model output (a tensor, tuple, dict or ``ModelOutput``)."""
     if isinstance(value, torch.Tensor):
         yield value
     elif isinstance(value, Mapping):
         for v in value.values():
-            yield from _tensors(v)
+            yield from nested_tensors(v)
     elif isinstance(value, (tuple, list)):
         for v in value:
-            yield from _tensors(v)
+            yield from nested_tensors(v)
 
 
 class _ConsumerObserver:
@@ -232,7 +233,7 @@ class _ConsumerObserver:
             observer.start_batch()
             with torch.no_grad():
                 output = batch.call(self.model)
-            self.outputs = {layer for t in _tensors(output) if (layer := self._source(t)) is not None}
+            self.outputs = {layer for t in nested_tensors(output) if (layer := self._source(t)) is not None}
         return self
 
     def _consume(self, name: str, module: nn.Module) -> Any:
@@ -555,7 +556,7 @@ def _no_loss() -> InspectorError:
     )
 
 
-def _finetune(
+def finetune_masked(
     model: nn.Module,
     w_masks: list[torch.Tensor],
     b_masks: list[torch.Tensor] | None,
@@ -588,6 +589,18 @@ def _finetune(
 
 
 # --------------------------------------------------------------------------- public verbs
+
+
+def finetune_data(
+    model: nn.Module, data: Any, labels: Any = None, task: Task | str | None = None
+) -> tuple[DataSource, Task]:
+    """Training ``data`` (with ``labels``) as a source on ``model``'s device (arrays in memory: one batch)
+    and the task resolved on its first batch; a task without a loss (nothing to fine-tune on) is refused."""
+    source = _source(data, labels, _device(model), whole=True)
+    resolved = _resolve_task(task, source.first())
+    if resolved.loss_name is None:
+        raise _no_loss()
+    return source, resolved
 
 
 def _check_sparsity(sparsity: float) -> None:
@@ -635,15 +648,12 @@ def prune_and_finetune(
     epochs)``). ``task``: as in :func:`pruning_sweep`.
     """
     _check_sparsity(sparsity)
-    source = _source(data, labels, _device(model), whole=True)
+    source, resolved = finetune_data(model, data, labels, task)
     first = source.first()
-    resolved = _resolve_task(task, first)
-    if resolved.loss_name is None:
-        raise _no_loss()
     plan = neuron_plan(model, first, sites) if scope == "neuron" else None
     (masks,) = level_masks(model, scope, (sparsity,), plan)
     pruned = apply_masks(copy.deepcopy(model), *masks)
-    _finetune(pruned, *masks, source, resolved, epochs, lr, seed)
+    finetune_masked(pruned, *masks, source, resolved, epochs, lr, seed)
     return pruned
 
 
@@ -720,7 +730,7 @@ def pruning_sweep(
                 loss.append(lo)
                 params.append(parameters_left(model, w_masks, b_masks))
                 if tune is not None:
-                    _finetune(work, w_masks, b_masks, tune, task, finetune_epochs, finetune_lr, seed)
+                    finetune_masked(work, w_masks, b_masks, tune, task, finetune_epochs, finetune_lr, seed)
                     tuned.append(evaluate_task(work, source, task)[1])
             curves.append(
                 PruningCurve(

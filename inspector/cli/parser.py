@@ -235,7 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--scope",
         choices=("global", "layer", "neuron"),
         default="global",
-        help="global magnitude ranking, per layer, or whole hidden neurons (default: global)",
+        help="global magnitude ranking, per layer, or whole hidden neurons (a checkpoint's are removed: a "
+        "smaller model) (default: global)",
     )
     _add_data_arguments(prune)
     _add_text_arguments(prune)

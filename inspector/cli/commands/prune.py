@@ -1,4 +1,7 @@
-"""``inspector prune``: write a magnitude-pruned checkpoint (or --model's state_dict) and its score before and after."""
+"""``inspector prune``: write a magnitude-pruned checkpoint (or --model's state_dict) and its score before and after.
+
+The neuron scope of a checkpoint writes the smaller model: pruned neurons removed, not zeroed.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from inspector.errors import InspectorError
 from inspector.evaluation import eval_data_for
 from inspector.factories import is_own_state_dict, model_from_factory, resolve_data, save_state_dict, user_code
 from inspector.fileio import check_writable
+from inspector.render.tables import human_bytes
 from inspector.workflows import PruneOutcome, check_sparsity, open_text_model, prune_checkpoint, prune_model
 
 
@@ -44,11 +48,15 @@ def run(args: argparse.Namespace) -> int:
     pruned, outcome = prune_checkpoint(
         ckpt, args.sparsity, args.scope, data=data, finetune_epochs=args.finetune_epochs, dtype=args.dtype
     )
+    for reason in outcome.kept_masked:
+        note(reason)
     line = _pruned_line(outcome)
     if data is not None:
         line += f"; {data.name} {data.split} {_scores(outcome)}" + _dtype_note(args.dtype)
     save_checkpoint(pruned, args.out, force=args.force)
     print(line)
+    if outcome.size_before is not None and outcome.size_after is not None:
+        print(_size_line(outcome.size_before, outcome.size_after))
     print(f"saved {args.out}")
     return 0
 
@@ -135,14 +143,30 @@ def _save_pruned(outcome: PruneOutcome, args: argparse.Namespace) -> int:
         line += f"; {_scores(outcome)} ({outcome.n_samples} samples)" + _dtype_note(args.dtype)
     save_state_dict(outcome.model, args.out, force=args.force)
     print(line)
+    if outcome.scope == "neuron":
+        note(
+            "the state_dict keeps the model's shapes (pruned neurons zeroed) so your code loads it; "
+            "inspector.shrink(model, keep, data) returns the smaller module"
+        )
     print(f"saved {args.out} (the pruned model's state_dict())")
     return 0
 
 
 def _pruned_line(outcome: PruneOutcome) -> str:
+    if outcome.widths:
+        removed = sum(before - after for before, after in outcome.widths.values())
+        layers = ", ".join(f"{layer} {before} -> {after}" for layer, (before, after) in outcome.widths.items())
+        return f"pruned {outcome.sparsity:.0%} (neuron): removed {removed:,} neurons ({layers})"
     return (
         f"pruned {outcome.sparsity:.0%} ({outcome.scope}): {outcome.nonzero_parameters:,} of "
         f"{outcome.total_parameters:,} parameters are nonzero"
+    )
+
+
+def _size_line(before: tuple[int, int], after: tuple[int, int]) -> str:
+    return (
+        f"size: {before[0]:,} -> {after[0]:,} parameters, {human_bytes(before[1])} -> {human_bytes(after[1])} "
+        f"({after[0] / max(1, before[0]):.0%})"
     )
 
 
