@@ -15,6 +15,7 @@ from inspector.analysis.findings import Finding
 from inspector.analysis.sections.weights import weight_findings
 from inspector.analysis.spectra import PowerLawFit, esd_alpha, fit_power_law, singular_values
 from inspector.analysis.weights import layer_weights, weight_report
+from inspector.figures.weights import spectrum_rows
 
 MINILM_SHAPES = [(384, 384), (1536, 384), (384, 1536)]  # attention, intermediate (out, in), output
 
@@ -154,6 +155,9 @@ def test_a_ks_minimal_tail_of_nine_is_kept_and_flagged():
 
     stats = layer_weights("encoder.layer.4.attention.self.value", w)
     assert stats.alpha_tail_size == 9 and stats.alpha_short_tail and stats.alpha == fit.alpha
+    assert (
+        spectrum_rows((stats,))[0]["tail eigenvalues"] == "9 (too few to trust)"
+    )  # the report's and dashboard's table
     (finding,) = [f for f in weight_findings((stats,)) if "alpha" in f.numbers]
     assert finding == Finding(
         "weights",
