@@ -187,7 +187,7 @@ def bench_weightwatcher(python: str) -> None:
     layers["384x384 KS-minimal tail of 9"] = tail_of_nine(rng)
     with tempfile.TemporaryDirectory() as tmp:
         path = f"{tmp}/layers.npz"
-        np.savez(path, **layers)
+        np.savez(path, **layers)  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle
         ours = _run(sys.executable, _OURS_LAYERS, path, str(REPEATS))
         theirs = _run(python, _WEIGHTWATCHER, path, str(REPEATS))
     print(f"\nWeightWatcher {theirs['version']} (analyze(), defaults) vs ours, per layer")
