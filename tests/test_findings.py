@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from types import SimpleNamespace
 
 import numpy as np
@@ -19,6 +20,8 @@ from inspector.analysis.sections.activations import activation_findings
 from inspector.analysis.sections.deaths import death_findings
 from inspector.analysis.sections.parameters import parameter_findings
 from inspector.analysis.sections.pruning import pruning_findings
+from inspector.analysis.sections.weights import weight_findings
+from inspector.analysis.weights import layer_weights
 from inspector.evaluation import EvalData
 from inspector.models import MLPConfig, build_mlp
 
@@ -154,3 +157,57 @@ def test_the_lead_method_is_integrated_gradients_where_it_ran_else_the_first():
     assert lead_method([]) is None
     records = [SimpleNamespace(method="deeplift"), SimpleNamespace(method="integrated_gradients")]
     assert lead_method(records) is records[1]  # records with a ``method`` field: the record itself
+
+
+def _with_outlier(w: np.ndarray, at: tuple[int, int]) -> np.ndarray:
+    planted = w.copy()
+    planted[at] = 1000.0
+    return planted
+
+
+def test_one_outlier_weight_leaves_the_near_zero_share_as_it_was():
+    # the near-zero scale is the 99.9th percentile of |w|: of 600,000 N(0, 1) weights it sits between the 599,400th
+    # and the 599,401st smallest, so one weight of 1000 planted where the largest was moves no order statistic it uses
+    w = np.random.default_rng(0).standard_normal((600, 1000)).astype(np.float32)
+    clean = layer_weights("fc", torch.from_numpy(w))
+    top = np.unravel_index(np.argmax(np.abs(w)), w.shape)
+    spiked = layer_weights("fc", torch.from_numpy(_with_outlier(w, top)))
+    threshold = 0.01 * np.quantile(np.abs(w).astype(np.float64), 0.999)
+    assert clean.near_zero_threshold == spiked.near_zero_threshold == pytest.approx(threshold, rel=1e-12)
+    assert clean.near_zero_fraction == spiked.near_zero_fraction == np.mean(np.abs(w) < threshold)
+    # closed form: P(|Z| < 0.01 z) with z the 99.95th percentile of N(0, 1), 2 Phi(0.01 z) - 1, within 5 binomial errors
+    z = 3.2905267314918945  # Phi^-1(0.9995)
+    expected = math.erf(0.01 * z / math.sqrt(2))
+    assert abs(clean.near_zero_fraction - expected) < 5 * math.sqrt(expected * (1 - expected) / w.size)
+    # planted where the smallest weight was: every order statistic above it moves down one rank, so the scale moves
+    # to within one rank's gap (here 7e-7 of it) and the share loses that one weight, as numpy recounts it
+    small = np.unravel_index(np.argmin(np.abs(w)), w.shape)
+    planted = _with_outlier(w, small)
+    moved = layer_weights("fc", torch.from_numpy(planted))
+    moved_threshold = 0.01 * np.quantile(np.abs(planted).astype(np.float64), 0.999)
+    assert moved.near_zero_threshold == pytest.approx(moved_threshold, rel=1e-12)
+    assert moved.near_zero_threshold == pytest.approx(threshold, rel=1e-5)
+    assert moved.near_zero_fraction == np.mean(np.abs(planted) < moved_threshold)
+    assert moved.near_zero_fraction == pytest.approx(clean.near_zero_fraction - 1 / w.size, rel=1e-12)
+
+
+def test_the_pruning_finding_names_its_robust_scale_and_ignores_an_outlier():
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((200, 300)).astype(np.float32)
+    w[:140] *= 1e-4  # 70% of the weights far below 1% of the rest's scale
+    share = np.mean(np.abs(w) < 0.01 * np.quantile(np.abs(w).astype(np.float64), 0.999))
+    texts = []
+    for weight in (w, _with_outlier(w, np.unravel_index(np.argmax(np.abs(w)), w.shape))):
+        (finding,) = [
+            f for f in weight_findings((layer_weights("fc1", torch.from_numpy(weight)),)) if "pruning" in f.text
+        ]
+        assert finding.numbers == {"near_zero_fraction": share}
+        texts.append(finding.text)
+    assert (
+        texts[0]
+        == texts[1]
+        == (
+            f"layer fc1: {100 * share:.1f}% of weights are below 1% of the 99.9th percentile of its |w|; "
+            "it is a good candidate for pruning"
+        )
+    )

@@ -120,7 +120,11 @@ def test_vectorised_fit_equals_a_loop_over_every_candidate():
 
 
 def test_too_few_positive_values_give_no_fit():
-    assert fit_power_law(np.array([0.0, -1.0, 2.0, 3.0])) is None
+    assert fit_power_law(np.array([0.0, -1.0, 2.0])) is None
+    # two values are a sample (WeightWatcher fits them too: 1 + (n - 1) / ln(3 / 2)), flagged as far too short
+    fit = fit_power_law(np.array([0.0, -1.0, 2.0, 3.0]))
+    assert fit is not None and fit.short_tail and fit.tail_size == 2
+    assert fit.alpha == pytest.approx(1 + 1 / math.log(1.5), rel=1e-12)
     assert fit_power_law(np.ones(50)) is None  # a tail of equal values has no exponent
 
 

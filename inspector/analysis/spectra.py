@@ -22,7 +22,17 @@ from inspector.results import result
 
 GRAM_BLOCK = 1024  # columns of W folded into the Gram matrix (or the QR factor) at a time
 SINGULAR_RTOL = 1e-4  # every reported singular value is within this relative error of the exact one
-MIN_TAIL = 10  # fewest eigenvalues a power-law tail is fitted to; fewer give an alpha with a standard error ~ alpha / 3
+# The power-law fit is WeightWatcher 0.7.7's default (``WWFit``, ``weightwatcher/WW_powerlaw.py``):
+MIN_TAIL = 2  # every sorted value but the largest is an xmin candidate (WWFit's ``xmins = data[:-1]``)
+SMALL_SAMPLE = 20  # below this many values WWFit takes its small-sample route (``SMALL_N_CUTOFF``) ...
+SMALL_SAMPLE_MIN_TAIL = 8  # ... keeping tails of at least 8 values (``k_min``) and the bias-corrected (n - 1) / sum
+SMALL_SAMPLE_MIN_LOG_SUM = 1e-12  # ... and only tails whose sum of ln(x / xmin) exceeds this (else no exponent)
+EVALS_THRESH = 1e-5  # eigenvalues s^2 at or below this are left out of the fit (WeightWatcher's ``EVALS_THRESH``)
+MIN_EVALS = 8  # a layer with fewer singular values than this gets no alpha (WeightWatcher skips it: ``min_evals``)
+# A tail of fewer eigenvalues than this is flagged as too short to trust: the MLE's standard error
+# (alpha - 1) / sqrt(n) is then over a third of alpha - 1, and WeightWatcher's own floor for a fit
+# (``MIN_NUM_EVALS``) is 10; Clauset et al. (2009, sec. 3.3) find the xmin search unreliable below ~50.
+SHORT_TAIL = 10
 _EPS64 = float(np.finfo(np.float64).eps)
 
 
@@ -83,10 +93,13 @@ def _singular_values_from_qr(w: torch.Tensor) -> torch.Tensor:
 
 @result
 class PowerLawFit:
-    """``p(x) ~ x^-alpha`` for ``x >= xmin``, fitted to ``tail_size`` values.
+    """``p(x) ~ x^-alpha`` for ``x >= xmin``, fitted to the ``tail_size`` largest values.
 
     ``ks_distance``: the largest gap between the tail's empirical CDF and the fitted one;
-    ``alpha_error = (alpha - 1) / sqrt(tail_size)``, the MLE's standard error.
+    ``alpha_error = (alpha - 1) / sqrt(tail_size)``, the MLE's standard error (WeightWatcher's ``sigma``);
+    ``short_tail``: fewer than :data:`SHORT_TAIL` values in the tail, too few for the exponent to be trusted.
+    ``tail_size`` counts the values the exponent is fitted to: WeightWatcher's ``num_pl_spikes`` counts every
+    value ``>= xmin`` and is larger only when values equal to ``xmin`` sit below the tail's start.
     """
 
     alpha: float
@@ -98,66 +111,98 @@ class PowerLawFit:
     def alpha_error(self) -> float:
         return (self.alpha - 1.0) / math.sqrt(self.tail_size) if self.tail_size else float("nan")
 
+    @property
+    def short_tail(self) -> bool:
+        return self.tail_size < SHORT_TAIL
+
 
 def fit_power_law(values: np.ndarray, *, min_tail: int = MIN_TAIL, xmax: float | None = None) -> PowerLawFit | None:
-    """The continuous power law fitted to the tail of ``values`` (positive; others are dropped).
+    """The continuous power law fitted to the tail of ``values`` (positive; others are dropped), as
+    WeightWatcher 0.7.7's default fit (``WWFit``) does it.
 
-    For each candidate ``xmin`` (each distinct value, keeping at least ``min_tail`` values at or
-    above it) the maximum-likelihood exponent is ``alpha = 1 + n / sum(ln(x_i / xmin))`` over the
-    ``n`` values ``xmin <= x_i <= xmax``; the fit kept is the one whose tail is closest to its power
-    law in Kolmogorov-Smirnov distance ``D = max_i |F_fit(x_i) - i / n|`` over the tail's sorted values
-    ``x_0 <= ... <= x_(n-1)``, ``F_fit(x) = 1 - (x / xmin)^(1 - alpha)``
-    (Clauset, Shalizi & Newman 2009; the ``powerlaw`` package and WeightWatcher do the same).
-    ``None`` when fewer than ``min_tail`` positive values remain. Work is ``O(k^2)`` in ``k`` values,
-    done in chunks of candidates so memory stays ``O(k * 256)``.
+    The ``k`` values sorted, ``x_0 <= ... <= x_(k-1)``, each index ``j`` with a tail ``x_j, ..., x_(k-1)`` of
+    ``n = k - j >= min_tail`` values is a candidate (a value repeated is a candidate at each of its
+    places, as in WWFit). Its maximum-likelihood exponent is ``alpha = 1 + n / S`` with
+    ``S = sum_(i >= j) ln(x_i / x_j)``, and its Kolmogorov-Smirnov distance
+    ``D = max_(i >= j) |1 - (x_i / x_j)^(1 - alpha) - (i - j) / n|``; the fit kept is the first candidate of
+    smallest ``D`` (Clauset, Shalizi & Newman 2009, "Power-law distributions in empirical data", SIAM
+    Review 51(4)). With fewer than :data:`SMALL_SAMPLE` values (WWFit's small-sample route) the exponent
+    is the bias-corrected ``1 + (n - 1) / S``, candidates need ``n >= 8`` and ``S > 1e-12``, and when none
+    has, the whole sample is the tail. (That route also computes an objective ``D - 0.868 / sqrt(n)``,
+    but WWFit then keeps the smallest ``D``; so does this function, to report what WeightWatcher reports.)
+
+    ``None`` when fewer than two positive values remain or the tail kept has no exponent (all its
+    values equal). ``xmax``: values above it are dropped first. Work is ``O(k^2)``, done in chunks of
+    candidates so memory stays ``O(k * 256)``; ``S`` is summed per candidate as WWFit sums it, so the
+    result is WeightWatcher's to the last bit on the same values.
     """
     x = np.sort(np.asarray(values, dtype=np.float64).ravel())
     x = x[np.isfinite(x) & (x > 0)]
     if xmax is not None:
         x = x[x <= xmax]
     k = x.size
-    if k < max(min_tail, 2):
+    if k < 2:
         return None
+    small = k < SMALL_SAMPLE
+    shortest = max(min_tail, 2, SMALL_SAMPLE_MIN_TAIL if small else 0)
     log_x = np.log(x)
-    # suffix sums of ln x: sum over i >= j of ln x_i, for the MLE at every candidate start j
-    suffix = np.concatenate([np.cumsum(log_x[::-1])[::-1], [0.0]])
-    starts = np.unique(np.searchsorted(x, x, side="left"))  # first index of each distinct value
-    starts = starts[k - starts >= min_tail]
-    best: tuple[float, float, float, int] | None = None
+    starts = np.arange(0, k - shortest + 1) if k >= shortest else np.zeros(0, dtype=np.int64)
+    best = _best_candidate(x, log_x, starts, small)
+    if best is None and small:
+        best = _best_candidate(x, log_x, np.zeros(1, dtype=np.int64), small)  # WWFit: the whole sample is the tail
+    if best is None:
+        return None
+    alpha, j, distance = best
+    if not math.isfinite(alpha) or x[j] == x[-1]:
+        return None
+    return PowerLawFit(alpha=alpha, xmin=float(x[j]), ks_distance=distance, tail_size=int(k - j))
+
+
+def _best_candidate(
+    x: np.ndarray, log_x: np.ndarray, starts: np.ndarray, small: bool
+) -> tuple[float, int, float] | None:
+    """``(alpha, start, D)`` of the first candidate start of smallest KS distance, or ``None`` when none has
+    an exponent (``alpha > 1``; on the small-sample route also ``S > 1e-12``)."""
+    k = x.size
+    best: tuple[float, int, float] | None = None
     for chunk in np.array_split(starts, max(1, math.ceil(starts.size / 256))):
         if chunk.size == 0:
             continue
         n_tail = (k - chunk).astype(np.float64)
-        log_xmin = log_x[chunk]
-        sum_log = suffix[chunk] - n_tail * log_xmin
-        with np.errstate(divide="ignore"):
-            alpha = 1.0 + n_tail / sum_log  # a tail of equal values: inf, dropped below
-        # D over each candidate's tail x[j:], as a (candidates, k) grid masked to i >= j
-        index = np.arange(k)
-        position = index[None, :] - chunk[:, None]  # rank of x_i inside the tail starting at j
-        inside = position >= 0
-        with np.errstate(invalid="ignore"):
-            fitted = 1.0 - np.exp((1.0 - alpha[:, None]) * (log_x[None, :] - log_xmin[:, None]))
-        # the empirical CDF at the tail's i-th value taken as i / n, as the powerlaw package and WeightWatcher do
-        gap = np.abs(fitted - position / n_tail[:, None])
-        gap = np.where(inside, gap, 0.0)
-        distance = gap.max(axis=1)
-        distance[~np.isfinite(alpha)] = np.inf
-        j = int(np.argmin(distance))
-        if best is None or distance[j] < best[2]:
-            best = (float(alpha[j]), float(x[chunk[j]]), float(distance[j]), int(n_tail[j]))
-    if best is None or not math.isfinite(best[2]):
-        return None
-    return PowerLawFit(alpha=best[0], xmin=best[1], ks_distance=best[2], tail_size=best[3])
+        # summed slice by slice as WWFit does (np.sum's pairwise order): alpha equal to the last bit
+        sum_log = np.array([np.sum(log_x[j:]) for j in chunk]) - n_tail * log_x[chunk]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            alpha = 1.0 + (n_tail - 1.0 if small else n_tail) / sum_log  # a tail of equal values: inf or < 1
+        valid = (sum_log > SMALL_SAMPLE_MIN_LOG_SUM) & (alpha > 1.0) if small else alpha > 1.0
+        # D over each candidate's tail x[j:], as a (candidates, k - first) grid masked to i >= j
+        first = int(chunk[0])
+        tail_x = x[first:]
+        position = np.arange(first, k)[None, :] - chunk[:, None]  # rank of x_i inside the tail starting at j
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+            fitted = 1.0 - (tail_x[None, :] / x[chunk][:, None]) ** (1.0 - alpha[:, None])
+            gap = np.abs(fitted - position / n_tail[:, None])
+        gap = np.where(position >= 0, gap, 0.0)
+        distance = np.where(valid, gap.max(axis=1), np.inf)
+        i = int(np.argmin(distance))
+        if math.isfinite(distance[i]) and (best is None or distance[i] < best[2]):
+            best = (float(alpha[i]), int(chunk[i]), float(distance[i]))
+    return best
 
 
 def esd_alpha(singular: np.ndarray, *, min_tail: int = MIN_TAIL) -> PowerLawFit | None:
-    """The power law fitted to a layer's empirical spectral density: the eigenvalues ``s^2`` of ``W^T W``.
+    """The power law fitted to a layer's empirical spectral density: the eigenvalues ``s^2`` of ``W^T W``,
+    with WeightWatcher's defaults (``WeightWatcher(model).analyze()``, 0.7.7).
 
-    ``singular``: the layer's singular values. ``alpha`` and ``ks_distance`` do not depend on a
-    scale, so dividing the eigenvalues by ``N`` (as in ``X = W^T W / N``) only moves ``xmin``;
-    like WeightWatcher (``normalize=False``), ``xmin`` is reported on ``s^2``.
+    ``singular``: the layer's ``min(m, n)`` singular values. As WeightWatcher: the eigenvalues are ``s^2``
+    of ``W`` itself (``normalize=False``: not divided by ``N``; ``alpha`` and ``D`` do not depend on a
+    scale, only ``xmin`` would move), those at or below :data:`EVALS_THRESH` (1e-5) are left out, no
+    "fix fingers" (``fix_fingers=False``: no top eigenvalue is clipped, the tail may start anywhere),
+    and a layer with fewer than :data:`MIN_EVALS` singular values gets no fit (``None``).
     Martin & Mahoney: ``alpha`` in about [2, 6] for well-trained layers, below 2 very heavy tailed,
-    above 6 close to a random matrix.
+    above 6 close to a random matrix; a fit with :attr:`PowerLawFit.short_tail` says little either way.
     """
-    return fit_power_law(np.asarray(singular, dtype=np.float64) ** 2, min_tail=min_tail)
+    singular = np.asarray(singular, dtype=np.float64)
+    if singular.size < MIN_EVALS:
+        return None
+    eigenvalues = singular**2
+    return fit_power_law(eigenvalues[eigenvalues > EVALS_THRESH], min_tail=min_tail)

@@ -28,13 +28,17 @@ from torch import nn
 from inspector.analysis.guard import inspecting
 from inspector.analysis.inputs import Batch
 from inspector.analysis.parameters import linear_layers
-from inspector.analysis.spectra import esd_alpha, singular_values
+from inspector.analysis.spectra import SHORT_TAIL, esd_alpha, singular_values
 from inspector.core.dense import dense_bias, dense_weight, is_dense
 from inspector.results import result
 
 MAX_MAP_SIDE = 768  # 768 x 768 float32 cells stay under 6 MB once Dash has serialised them
 HISTOGRAM_BINS = 60
 MAX_NEURON_IMAGES = 64  # neurons whose incoming weights are kept as images (the figures show at most 64)
+# The near-zero share counts |w| below 1% of the layer's 99.9th percentile of |w|, not of its largest |w|:
+# one outlier weight (MiniLM's encoder.layer.0.output.dense: max |w| 7.9, 99.9th percentile 0.18) would
+# otherwise set the scale alone. A layer of k weights has its scale unmoved by up to ~k / 1000 outliers.
+NEAR_ZERO_QUANTILE = 0.999
 
 
 @result
@@ -61,12 +65,17 @@ class PooledMap:
 class LayerWeights:
     """Weight statistics of one linear layer; ``values`` is the signed ``(m, n)`` weight when small enough.
 
+    ``near_zero_fraction``: the share of the finite weights with ``|w| < near_zero_threshold``,
+    ``near_zero_rel`` (1%) of the 99.9th percentile of ``|w|`` (:data:`NEAR_ZERO_QUANTILE`, robust to a
+    few outlier weights; see :func:`abs_quantile`).
     ``singular_values`` holds all ``min(m, n)`` singular values, descending and exact
     (see :func:`singular_values`); ``spectral_norm`` is the first of them.
     ``alpha``: the power-law exponent of the eigenvalues ``s^2`` above ``alpha_xmin``
     (:func:`~inspector.analysis.spectra.esd_alpha`, Martin & Mahoney's heavy-tail metric), fitted to
     ``alpha_tail_size`` eigenvalues with Kolmogorov-Smirnov distance ``alpha_ks_distance``;
-    NaN (and a tail of 0) when the layer has too few non-zero singular values to fit.
+    NaN (and a tail of 0) when the layer has too few non-zero singular values to fit;
+    :attr:`alpha_short_tail` when the tail is too short to trust (fewer than
+    :data:`~inspector.analysis.spectra.SHORT_TAIL` eigenvalues).
     """
 
     layer: str
@@ -90,6 +99,11 @@ class LayerWeights:
     alpha_xmin: float = float("nan")
     alpha_ks_distance: float = float("nan")
     alpha_tail_size: int = 0
+
+    @property
+    def alpha_short_tail(self) -> bool:
+        """Whether alpha was fitted to a tail too short to trust (1 to ``SHORT_TAIL - 1`` eigenvalues)."""
+        return 0 < self.alpha_tail_size < SHORT_TAIL
 
     @property
     def image_shape(self) -> tuple[int, ...] | None:
@@ -148,6 +162,26 @@ def zoom(
     return pool_magnitude(w[r0:r1, c0:c1], max_side, row_offset=r0, col_offset=c0, full_shape=(int(m), int(n)))
 
 
+def abs_quantile(values: torch.Tensor, q: float) -> float:
+    """The ``q`` quantile of ``|values|`` (a flat tensor), as ``numpy.quantile(|values|, q)`` (linear
+    interpolation between order statistics) computes it, without a copy of ``|values|``: only the
+    ``n - floor(q (n - 1))`` largest are needed, kept a chunk at a time (``q = 0.999``: 0.1% of the layer).
+    0 for no values."""
+    n = values.numel()
+    if n == 0:
+        return 0.0
+    position = q * (n - 1)
+    low = math.floor(position)
+    keep = n - low  # the order statistics low, low + 1, ... n - 1 (ascending)
+    top = torch.zeros(0, dtype=values.dtype, device=values.device)
+    for start in range(0, n, CHUNK_ELEMENTS):
+        chunk = values[start : start + CHUNK_ELEMENTS].abs()
+        top = torch.cat([top, chunk.topk(min(keep, chunk.numel())).values])
+        top = top.topk(min(keep, top.numel())).values  # descending
+    below, above = float(top[keep - 1]), float(top[max(keep - 2, 0)])  # ascending order statistics low, low + 1
+    return below + (position - low) * (above - below)
+
+
 def _chunked_counts(values: torch.Tensor, threshold: float) -> tuple[int, float]:
     """``(number of |v| < threshold, sum of v² in float64)`` over a flat tensor, a chunk at a time."""
     below, squares = 0, 0.0
@@ -194,12 +228,7 @@ def layer_weights(
     # the histogram and the near-zero fraction describe the finite ones. With every value finite
     # (the usual case) they read the weight itself: no copy of a large layer is made here.
     finite_values = w.reshape(-1) if all_finite else w[torch.isfinite(w)]
-    if finite_values.numel():
-        low, high = torch.aminmax(finite_values)
-        abs_max = max(abs(float(low)), abs(float(high)))
-    else:
-        abs_max = 0.0
-    threshold = near_zero_rel * abs_max
+    threshold = near_zero_rel * abs_quantile(finite_values, NEAR_ZERO_QUANTILE)
     counts, edges = np.histogram(finite_values.numpy(), bins=HISTOGRAM_BINS)  # numpy bins in blocks
     near_zero, squares = _chunked_counts(finite_values, threshold)
     if all_finite:

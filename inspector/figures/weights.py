@@ -178,7 +178,12 @@ def spectrum_rows(weights: tuple[LayerWeights, ...]) -> list[dict[str, object]]:
                 "alpha": f"{layer.alpha:.2f} ± {(layer.alpha - 1) / np.sqrt(layer.alpha_tail_size):.2f}"
                 if fitted
                 else "too few values",
-                "tail eigenvalues": layer.alpha_tail_size if fitted else "",
+                # a tail under SHORT_TAIL eigenvalues: WeightWatcher's fit, kept, but its alpha says little
+                "tail eigenvalues": (
+                    f"{layer.alpha_tail_size} (too few to trust)" if layer.alpha_short_tail else layer.alpha_tail_size
+                )
+                if fitted
+                else "",
                 "xmin (s²)": f"{layer.alpha_xmin:.4g}" if fitted else "",
                 "KS distance": f"{layer.alpha_ks_distance:.3f}" if fitted else "",
             }

@@ -8,8 +8,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from inspector.analysis.context import AnalysisContext
-from inspector.analysis.findings import Finding, pct
+from inspector.analysis.findings import Finding, count, pct
 from inspector.analysis.sections.registry import SectionSpec, register
+from inspector.analysis.spectra import SHORT_TAIL
 from inspector.analysis.weights import LayerWeights, flattened_maps, weight_report
 
 ALPHA_LOW, ALPHA_HIGH = 2.0, 6.0  # WeightWatcher's range of a well-trained layer's power-law exponent
@@ -32,8 +33,8 @@ def weight_findings(weights: tuple[LayerWeights, ...]) -> list[Finding]:
                 Finding(
                     "weights",
                     "info",
-                    f"layer {w.layer}: {pct(w.near_zero_fraction)} of weights are below 1% of the layer's largest "
-                    "magnitude; it is a good candidate for pruning",
+                    f"layer {w.layer}: {pct(w.near_zero_fraction)} of weights are below 1% of the 99.9th percentile "
+                    "of its |w|; it is a good candidate for pruning",
                     {"near_zero_fraction": w.near_zero_fraction},
                 )
             )
@@ -48,6 +49,18 @@ def weight_findings(weights: tuple[LayerWeights, ...]) -> list[Finding]:
                     {"stable_rank": w.stable_rank, "max_rank": low},
                 )
             )
+        if w.alpha_short_tail:
+            out.append(
+                Finding(
+                    "weights",
+                    "info",
+                    f"layer {w.layer}: alpha {w.alpha:.2f} from a tail of {count(w.alpha_tail_size, 'eigenvalue')}: "
+                    f"too few to trust (fewer than {SHORT_TAIL}; standard error ± {(w.alpha - 1.0) / math.sqrt(w.alpha_tail_size):.2f}). "
+                    "WeightWatcher reports the same fit",
+                    {"alpha": w.alpha, "alpha_tail_size": w.alpha_tail_size},
+                )
+            )
+            continue
         # an alpha fitted to n eigenvalues has a standard error of (alpha - 1) / sqrt(n): a short tail's alpha
         # is named only when it is clearly outside the range
         margin = ALPHA_SIGMAS * (w.alpha - 1.0) / math.sqrt(w.alpha_tail_size) if w.alpha_tail_size else math.inf
