@@ -29,6 +29,7 @@ from dashboards.security import (
     allowed_hosts,
     auth_token,
     dashboard_url,
+    hide_token_in_logs,
     is_loopback,
     protect,
     set_allowed_hosts,
@@ -167,6 +168,8 @@ def serve(
     set_allowed_hosts(app, allowed_hosts(host, allow_hosts))
     token = auth_token(host, token, no_auth)
     set_token(app, token)
+    if token is not None:
+        hide_token_in_logs()  # the development server logs the URL of each request, ?token= included
     say = log or (lambda line: print(line, flush=True))
     if no_auth and not is_loopback(host):
         print(

@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import logging
 import math
 import re
 import secrets
@@ -236,6 +237,25 @@ def _check_token() -> Response | None:
     if cookie is not None:
         return None if _same(cookie, _cookie_value(token)) else _refuse(403)
     return _refuse(401)
+
+
+class HideToken(logging.Filter):
+    """Write ``token=...`` in a log line as ``token=[secret]`` (the development server logs every URL)."""
+
+    _QUERY = re.compile(r"(\btoken=)[^&\s\"']+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "token=" in message:
+            record.msg, record.args = self._QUERY.sub(r"\1[secret]", message), ()
+        return True
+
+
+def hide_token_in_logs(logger_name: str = "werkzeug") -> None:
+    """Install :class:`HideToken` on ``logger_name`` (the development server's request log), once."""
+    logger = logging.getLogger(logger_name)
+    if not any(isinstance(f, HideToken) for f in logger.filters):
+        logger.addFilter(HideToken())
 
 
 # --------------------------------------------------------------------------- component suites

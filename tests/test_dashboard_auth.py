@@ -410,3 +410,22 @@ def test_the_wsgi_app_needs_a_token_unless_told_otherwise(saved, monkeypatch):
     assert client.get("/_dash-layout", headers=local).status_code == 200  # the cookie
     wsgi = _import_wsgi(monkeypatch, saved, DENSE_INSPECTOR_NO_AUTH="1")
     assert wsgi.server.test_client().get("/", headers=local).status_code == 200
+
+
+def test_the_request_log_hides_the_token(tiny, monkeypatch, caplog):
+    analysis, _, _ = tiny
+    app = create_app(analysis)
+    _fake_run(app, monkeypatch)
+    serve(app, "127.0.0.1", 8050, token=TOKEN)
+    serve(app, "127.0.0.1", 8050, token=TOKEN)  # installed once
+    logger = logging.getLogger("werkzeug")
+    assert sum(isinstance(f, security.HideToken) for f in logger.filters) == 1
+    with caplog.at_level(logging.INFO, logger="werkzeug"):
+        logger.info('%s - - "%s" %s -', "127.0.0.1", f"GET /_dash-layout?x=1&token={TOKEN}&y=2 HTTP/1.1", 302)
+        logger.info('%s - - "%s" %s -', "127.0.0.1", f"GET /?token={TOKEN} HTTP/1.1", 302)
+    messages = [record.getMessage() for record in caplog.records if record.name == "werkzeug"]
+    assert messages == [
+        '127.0.0.1 - - "GET /_dash-layout?x=1&token=[secret]&y=2 HTTP/1.1" 302 -',
+        '127.0.0.1 - - "GET /?token=[secret] HTTP/1.1" 302 -',
+    ]
+    assert not any(TOKEN in m for m in messages)
