@@ -26,11 +26,13 @@ from torch import nn
 from dashboards import ids
 from dashboards.registry import views
 from dashboards.security import (
+    LOOPBACK_HOSTS,
     allowed_hosts,
     auth_token,
     dashboard_url,
     hide_token_in_logs,
     is_loopback,
+    normalise_host,
     protect,
     set_allowed_hosts,
     set_token,
@@ -175,6 +177,14 @@ def serve(
         print(
             f"warning: --no-auth: anyone who can reach port {port} on {host} can use this dashboard, "
             "its model and its data",
+            file=sys.stderr,
+            flush=True,
+        )
+    others = sorted({normalise_host(h) for h in allow_hosts} - LOOPBACK_HOSTS)
+    if token is None and not no_auth and is_loopback(host) and others:  # a proxy on this machine, most likely
+        print(
+            f"note: it answers {', '.join(others)} without a token; if a proxy brings others here, "
+            "pass --token (or set DENSE_INSPECTOR_TOKEN)",
             file=sys.stderr,
             flush=True,
         )

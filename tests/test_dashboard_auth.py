@@ -322,6 +322,9 @@ def test_no_auth_is_an_explicit_choice_with_a_one_line_warning(tiny, monkeypatch
     assert app.server.test_client().get("/", headers=HOST).status_code == 200
     serve(app, "127.0.0.1", 8050, no_auth=True)  # nothing to warn about on loopback
     assert capsys.readouterr().err == ""
+    serve(app, "127.0.0.1", 8050, allow_hosts=["localhost", "*"])  # a proxy here brings others: say how to lock it
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("note: it answers * without a token") and "--token" in err
 
 
 def test_a_token_given_on_loopback_is_asked_for(tiny, monkeypatch, capsys):
