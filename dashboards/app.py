@@ -180,7 +180,7 @@ def serve(
             file=sys.stderr,
             flush=True,
         )
-    others = sorted({normalise_host(h) for h in allow_hosts} - LOOPBACK_HOSTS)
+    others = sorted({normalise_host(h) for h in allow_hosts if h.strip()} - LOOPBACK_HOSTS)
     if token is None and not no_auth and is_loopback(host) and others:  # a proxy on this machine, most likely
         print(
             f"note: it answers {', '.join(others)} without a token; if a proxy brings others here, "
