@@ -4,18 +4,20 @@
     app = create_app(analysis, model=model, data=data)   # model and data enable on-demand views
     serve(app)                                           # http://127.0.0.1:8050
     serve(app, jupyter_mode="inline")                    # inside a notebook
-    serve(app, host="0.0.0.0", allow_hosts=["box.lan"])  # on a network, answering http://box.lan:8050
+    serve(app, host="0.0.0.0", allow_hosts=["box.lan"])  # on a network: prints http://box.lan:8050/?token=...
     # under gunicorn: app.server is the Flask WSGI app (see dashboards/wsgi.py)
 
 The server answers only requests addressed to a host it was told about
-(loopback, the bound name, ``allow_hosts``); see dashboards/security.py.
+(loopback, the bound name, ``allow_hosts``), and off loopback only those
+carrying its token; see dashboards/security.py.
 """
 
 from __future__ import annotations
 
 import errno
 import socket
-from collections.abc import Iterable, Sequence
+import sys
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal
 
 from dash import Dash, dcc, html
@@ -23,7 +25,18 @@ from torch import nn
 
 from dashboards import ids
 from dashboards.registry import views
-from dashboards.security import allowed_hosts, protect, set_allowed_hosts
+from dashboards.security import (
+    LOOPBACK_HOSTS,
+    allowed_hosts,
+    auth_token,
+    dashboard_url,
+    hide_token_in_logs,
+    is_loopback,
+    normalise_host,
+    protect,
+    set_allowed_hosts,
+    set_token,
+)
 from dashboards.state import DashboardState
 from dashboards.views.live import LiveRuns
 from inspector.analysis import Analysis
@@ -43,6 +56,7 @@ def create_app(
     title: str | None = None,
     hosts: Iterable[str] | None = None,
     live: LiveRuns | None = None,
+    token: str | None = None,
 ) -> Dash:
     """A ``dash.Dash`` showing ``analysis``.
 
@@ -52,6 +66,7 @@ def create_app(
     attributions and what-if questions, zooms large layers to full resolution and sorts
     their neurons by norm; without them those views say so. ``hosts`` are the ``Host``
     names it answers (default: loopback only; :func:`serve` widens it to the name it binds).
+    ``token``: the secret every request must carry (default: none; :func:`serve` asks for one off loopback).
     ``live``: training runs to show in a Live tab, opened first (:func:`create_live_app`).
     """
     state = DashboardState.build(
@@ -62,13 +77,18 @@ def create_app(
     if live is not None:  # the runs are the subject; the analysis is of one of their snapshots
         heading, source = f"dense-inspector · {live.title}", live.source
     app = _page(title or heading, heading, source, state, live)
-    protect(app, hosts)
+    protect(app, hosts, token)
     app.state = state  # type: ignore[attr-defined]  # for tests and notebooks
     return app
 
 
 def create_live_app(
-    live: LiveRuns, analysis: Analysis | None = None, *, hosts: Iterable[str] | None = None, **kwargs: Any
+    live: LiveRuns,
+    analysis: Analysis | None = None,
+    *,
+    hosts: Iterable[str] | None = None,
+    token: str | None = None,
+    **kwargs: Any,
 ) -> Dash:
     """The app for training runs: a Live tab, and with ``analysis`` (the newest snapshot's) every other view.
 
@@ -76,10 +96,10 @@ def create_live_app(
     ``kwargs``: :func:`create_app`'s.
     """
     if analysis is not None:
-        return create_app(analysis, hosts=hosts, live=live, **kwargs)
+        return create_app(analysis, hosts=hosts, live=live, token=token, **kwargs)
     heading = f"dense-inspector · {live.title}"
     app = _page(heading, heading, live.source, None, live)
-    protect(app, hosts)
+    protect(app, hosts, token)
     return app
 
 
@@ -133,14 +153,42 @@ def serve(
     debug: bool = False,
     jupyter_mode: JupyterMode | None = None,
     allow_hosts: Iterable[str] = (),
+    token: str | None = None,
+    no_auth: bool = False,
+    log: Callable[[str], None] | None = None,
 ) -> None:
     """Run ``app``; local-only and without the debugger unless asked.
 
     It answers requests addressed to loopback names, to ``host`` unless that is a
     wildcard such as 0.0.0.0, and to ``allow_hosts`` (``"*"``: any host, for a
-    proxy that checks them itself).
+    proxy that checks them itself). Off loopback every request must carry a token:
+    ``token``, else a random one; the URL to open, token included, is printed
+    (``log``: default stdout). ``no_auth`` serves off loopback without one, with a
+    warning on stderr. On loopback a token is asked for only when ``token`` is given.
     """
+    allow_hosts = list(allow_hosts)
     set_allowed_hosts(app, allowed_hosts(host, allow_hosts))
+    token = auth_token(host, token, no_auth)
+    set_token(app, token)
+    if token is not None:
+        hide_token_in_logs()  # the development server logs the URL of each request, ?token= included
+    say = log or (lambda line: print(line, flush=True))
+    if no_auth and not is_loopback(host):
+        print(
+            f"warning: --no-auth: anyone who can reach port {port} on {host} can use this dashboard, "
+            "its model and its data",
+            file=sys.stderr,
+            flush=True,
+        )
+    others = sorted({normalise_host(h) for h in allow_hosts if h.strip()} - LOOPBACK_HOSTS)
+    if token is None and not no_auth and is_loopback(host) and others:  # a proxy on this machine, most likely
+        print(
+            f"note: it answers {', '.join(others)} without a token; if a proxy brings others here, "
+            "pass --token (or set DENSE_INSPECTOR_TOKEN)",
+            file=sys.stderr,
+            flush=True,
+        )
+    say(f"dense-inspector dashboard on {dashboard_url(host, port, token, allow_hosts)} (Ctrl+C to stop)")
     if jupyter_mode:
         app.run(jupyter_mode=jupyter_mode, host=host, port=port, debug=debug)
         return

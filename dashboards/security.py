@@ -6,6 +6,14 @@ has loaded), so the ``Host`` header is checked against an allowlist: the
 loopback names always, the bound name, and whatever ``--allow-host`` adds.
 ``*`` turns the check off, for a reverse proxy that does its own.
 
+Off loopback the server also asks for a secret, as Jupyter does (:func:`auth_token`): a random
+token printed in the URL at start (``http://HOST:PORT/?token=...``). A request carrying the token
+in its query is answered with a redirect to the same URL without it, setting an HttpOnly,
+SameSite=Strict cookie that carries a digest of the token; scripts send ``Authorization: token
+TOKEN`` (or ``Bearer TOKEN``). Every route (the page, the layout, callbacks, component suites,
+assets, anything else) answers 401 without a credential and 403 with a wrong one, compared in
+constant time (:func:`hmac.compare_digest`). Loopback serves without a token unless one is given.
+
 Every request body is capped (:data:`MAX_REQUEST_BYTES`); the largest
 legitimate callback request (a page of the neuron table) is a few kilobytes.
 A callback request must name a registered callback with its own inputs, and
@@ -15,14 +23,22 @@ anything else with ``PreventUpdate`` (HTTP 204): never a traceback in the log.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import ipaddress
+import logging
 import math
 import re
+import secrets
 from collections.abc import Collection, Iterable
 from typing import Any, TypeVar
+from urllib.parse import quote, urlencode
 
 from dash import Dash
-from dash.exceptions import PreventUpdate
+from dash.exceptions import DependencyException, PreventUpdate
 from flask import Response, current_app, request
+
+from inspector.errors import InspectorError
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 ANY_HOST = "*"
@@ -30,6 +46,13 @@ ANY_HOST = "*"
 WILDCARD_BINDS = frozenset({"", "0.0.0.0", "::"})
 MAX_REQUEST_BYTES = 1 << 20
 ALLOWED_HOSTS_KEY = "DENSE_INSPECTOR_ALLOWED_HOSTS"
+TOKEN_ENV = "DENSE_INSPECTOR_TOKEN"  # the token, for the CLI and the WSGI app
+NO_AUTH_ENV = "DENSE_INSPECTOR_NO_AUTH"  # "1": the WSGI app serves without a token
+TOKEN_KEY = "DENSE_INSPECTOR_TOKEN"  # app.server.config: the token asked for (None: none)
+TOKEN_PARAM = "token"
+COOKIE_NAME = "dense-inspector-token"  # followed by the server's port: two dashboards on one host keep theirs
+_COOKIE_SALT = b"dense-inspector session cookie"
+_TOKEN = re.compile(r"[!-~]+")  # visible ASCII: it travels in a URL, a header and a terminal line
 
 _PORT = re.compile(r"[0-9]{1,5}")
 _NAME = re.compile(r"[a-z0-9.\-_:]+")  # host names, IPv4, and (inside brackets) IPv6
@@ -98,6 +121,168 @@ def _check_host() -> Response | None:
     return Response(f"dense-inspector: host {shown!r} is not allowed; {hint}\n", status=421, mimetype="text/plain")
 
 
+# --------------------------------------------------------------------------- token
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` keeps the server on this machine (``localhost``, 127.0.0.0/8, ``::1``)."""
+    name = normalise_host(host)
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def checked_token(token: str) -> str:
+    """``token`` when it can travel in a URL and a header (visible ASCII, no spaces); else one line."""
+    if not _TOKEN.fullmatch(token):
+        raise InspectorError(
+            "the dashboard token must be non-empty visible ASCII without spaces; omit --token for a random one"
+        )
+    return token
+
+
+def auth_token(host: str, token: str | None = None, no_auth: bool = False) -> str | None:
+    """The token a server bound to ``host`` asks for: ``token`` when given; none on loopback or with
+    ``no_auth`` (an explicit choice); otherwise a new random one (``secrets.token_urlsafe``, 256 bits)."""
+    if token is not None and no_auth:
+        raise InspectorError("--token and --no-auth contradict each other; pass one of them")
+    if token is not None:
+        return checked_token(token)
+    if no_auth or is_loopback(host):
+        return None
+    return secrets.token_urlsafe(32)
+
+
+def set_token(app: Dash, token: str | None) -> None:
+    """Ask every request to ``app`` for ``token`` (None: ask for nothing)."""
+    app.server.config[TOKEN_KEY] = None if token is None else checked_token(token)
+
+
+def dashboard_url(host: str, port: int, token: str | None = None, allow_hosts: Iterable[str] = ()) -> str:
+    """The URL to open: the bound name, or for a wildcard bind the first allowed name (else 127.0.0.1),
+    with ``?token=`` when one is asked for."""
+    name = normalise_host(host)
+    if name in WILDCARD_BINDS:
+        named = [normalise_host(h) for h in allow_hosts if h.strip() and h.strip() != ANY_HOST]
+        name = named[0] if named else "127.0.0.1"
+    shown = f"[{name}]" if ":" in name else name
+    query = f"?{TOKEN_PARAM}={quote(token, safe='')}" if token is not None else ""
+    return f"http://{shown}:{port}/{query}"
+
+
+def _same(given: str, expected: str) -> bool:
+    """Constant-time equality, so that the time of a refusal tells nothing about the token."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass"))
+
+
+def _cookie_value(token: str) -> str:
+    """What the cookie holds: a digest of the token, not the token (the cookie may be logged or copied)."""
+    return hmac.new(token.encode(), _COOKIE_SALT, hashlib.sha256).hexdigest()
+
+
+def _cookie_name() -> str:
+    port = str(request.environ.get("SERVER_PORT", ""))
+    return f"{COOKIE_NAME}-{port}" if port.isdigit() else COOKIE_NAME
+
+
+def _refuse(status: int) -> Response:
+    if status == 401:
+        text = (
+            "dense-inspector: this dashboard asks for its token: open the URL it printed at start "
+            "(.../?token=...), or send the header 'Authorization: token TOKEN'\n"
+        )
+    else:
+        text = "dense-inspector: wrong token; open the URL the dashboard printed at start\n"
+    response = Response(text, status=status, mimetype="text/plain")
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Token realm="dense-inspector"'
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _without_token(token: str) -> Response:
+    """A redirect to the requested URL without ``token=``, setting the cookie that stands for it."""
+    kept = [(k, v) for k, v in request.args.items(multi=True) if k != TOKEN_PARAM]
+    # one leading slash: "//evil.example" or "/\\evil.example" would send the browser to another site
+    path = quote("/" + (request.script_root + request.path).lstrip("/\\"), safe="/:@!$&'()*+,;=-._~")
+    response = Response("", status=302, headers={"Location": path + (f"?{urlencode(kept)}" if kept else "")})
+    response.set_cookie(
+        _cookie_name(), _cookie_value(token), httponly=True, samesite="Strict", secure=request.is_secure, path="/"
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _check_token() -> Response | None:
+    """Refuse a request without the token (401) or with a wrong one (403), when a token is asked for.
+
+    The first credential present decides: the query's ``token``, then an ``Authorization: token``
+    or ``Bearer`` header (other schemes, e.g. a proxy's Basic, are left to the proxy), then the cookie.
+    """
+    token: str | None = current_app.config.get(TOKEN_KEY)
+    if token is None:
+        return None
+    given = request.args.get(TOKEN_PARAM)
+    if given is not None:
+        if not _same(given, token):
+            return _refuse(403)
+        return _without_token(token) if request.method in ("GET", "HEAD") else None
+    scheme, _, credential = (request.headers.get("Authorization") or "").strip().partition(" ")
+    if scheme.lower() in ("token", "bearer"):
+        return None if _same(credential.strip(), token) else _refuse(403)
+    cookie = request.cookies.get(_cookie_name())
+    if cookie is not None:
+        return None if _same(cookie, _cookie_value(token)) else _refuse(403)
+    return _refuse(401)
+
+
+class HideToken(logging.Filter):
+    """Write ``token=...`` in a log line as ``token=[secret]`` (the development server logs every URL)."""
+
+    _QUERY = re.compile(r"(\btoken=)[^&\s\"']+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "token=" in message:
+            record.msg, record.args = self._QUERY.sub(r"\1[secret]", message), ()
+        return True
+
+
+def hide_token_in_logs(logger_name: str = "werkzeug") -> None:
+    """Install :class:`HideToken` on ``logger_name`` (the development server's request log), once."""
+    logger = logging.getLogger(logger_name)
+    if not any(isinstance(f, HideToken) for f in logger.filters):
+        logger.addFilter(HideToken())
+
+
+# --------------------------------------------------------------------------- component suites
+
+
+def _not_found() -> Response:
+    return Response("dense-inspector: no such file\n", status=404, mimetype="text/plain")
+
+
+def _guard_component_suites(app: Dash) -> None:
+    """Answer a component-suite path Dash does not serve (an unregistered package such as ``os``, a
+    ``..`` path, a real file with a wrong version tag) with one-line 404s, not a 500 and a traceback."""
+    server = app.server
+    for rule in list(server.url_map.iter_rules()):
+        if "_dash-component-suites" not in rule.rule:
+            continue
+        serve = server.view_functions[rule.endpoint]
+
+        def guarded(*args: Any, _serve: Any = serve, **kwargs: Any) -> Any:
+            try:
+                return _serve(*args, **kwargs)
+            except (DependencyException, KeyError, OSError, ValueError):
+                return _not_found()
+
+        server.view_functions[rule.endpoint] = guarded
+
+
 # --------------------------------------------------------------------------- callback requests
 
 
@@ -146,13 +331,17 @@ def callback_request_problem(body: object, callback_map: dict[str, dict[str, Any
     return None
 
 
-def protect(app: Dash, hosts: Iterable[str] | None = None) -> None:
-    """Cap request bodies, check ``Host`` against ``hosts`` (default: loopback) and reject
-    callback requests that do not match a registered callback, each with one short response."""
+def protect(app: Dash, hosts: Iterable[str] | None = None, token: str | None = None) -> None:
+    """Cap request bodies, check ``Host`` against ``hosts`` (default: loopback), then the ``token``
+    (default: none; :func:`set_token` changes it), and reject callback requests that do not match a
+    registered callback or component-suite paths Dash does not serve, each with one short response."""
     server = app.server
     server.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
     set_allowed_hosts(app, LOOPBACK_HOSTS if hosts is None else hosts)
-    server.before_request(_check_host)
+    set_token(app, token)
+    server.before_request(_check_host)  # first: a rebinding page learns nothing, not even that a token is asked
+    server.before_request(_check_token)
+    _guard_component_suites(app)
     endpoint = app.config.routes_pathname_prefix + "_dash-update-component"
     dispatch = server.view_functions[endpoint]
 
@@ -195,11 +384,22 @@ def index(value: object, size: int) -> int:
 
 
 def finite_number(value: object) -> float | None:
-    """A finite real number (not a bool), or None."""
+    """A finite real number (not a bool), or None; None too for a JSON integer beyond float range (10**400)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
     return number if math.isfinite(number) else None
+
+
+def clicks(value: object) -> int:
+    """A button's ``n_clicks``: a non-negative int (an integral float such as ``2.0`` too); else ``PreventUpdate``."""
+    count = finite_number(value)
+    if count is None or count < 0 or not count.is_integer():
+        raise PreventUpdate
+    return int(count)
 
 
 def choice(value: object, options: Collection[T]) -> T:

@@ -143,6 +143,7 @@ def test_dashboard_defaults_are_local_and_without_debug():
 
     args = _build_parser().parse_args(["dashboard"])
     assert (args.host, args.port, args.debug, args.path) == ("127.0.0.1", 8050, False, None)
+    assert (args.token, args.no_auth) == (None, False)  # on loopback: no token, as before
 
 
 # --------------------------------------------------------------------------- sorting rows by norm

@@ -176,3 +176,67 @@ def test_activation_projection_view(started):
     started.wait_for_contains_text(f"#{activations_view.ACT_PROJ} .gtitle", "fc2 activations", timeout=10)
     _shot(started, "activations")
     _no_console_errors(started)
+
+
+# every shown title and subplot title of each drawn figure whose box meets the figure's mode bar's,
+# and every subplot title that meets the figure's title
+_MODEBAR_OVERLAPS = """
+const out = [];
+let plots = 0;
+for (const plot of document.querySelectorAll('.js-plotly-plot')) {
+  if (!plot.offsetParent) continue;  // a hidden panel
+  const bar = plot.querySelector('.modebar');
+  if (!bar) continue;
+  plots += 1;
+  const b = bar.getBoundingClientRect();
+  for (const title of plot.querySelectorAll('.gtitle, .annotation-text')) {
+    const r = title.getBoundingClientRect();
+    if (r.width === 0 || r.height === 0) continue;
+    if (r.left < b.right && b.left < r.right && r.top < b.bottom && b.top < r.bottom) {
+      out.push([plot.closest('[id]').id, title.textContent, [b.left, b.top, b.right, b.bottom],
+                [r.left, r.top, r.right, r.bottom]]);
+    }
+  }
+  // the title, moved down out of the bar's band, must not land on the subplot titles either
+  const main = plot.querySelector('.gtitle');
+  if (main && main.getBoundingClientRect().width > 0) {
+    const m = main.getBoundingClientRect();
+    for (const note of plot.querySelectorAll('.annotation-text')) {
+      const r = note.getBoundingClientRect();
+      if (r.width > 0 && r.left < m.right && m.left < r.right && r.top < m.bottom && m.top < r.bottom) {
+        out.push([plot.closest('[id]').id, main.textContent, note.textContent]);
+      }
+    }
+  }
+}
+return [plots, out];
+"""
+
+
+def test_the_mode_bar_covers_no_title_on_any_tab(started):
+    """Defect 8: the mode bar sat over long titles (the weight histogram's "stable rank · alpha")."""
+    started.wait_for_contains_text(f"#{overview_view.ARCH_FIG} .gtitle", "64-128-64-10", timeout=20)
+    checked = {}
+    for label, ready in (
+        ("Overview", f"#{overview_view.ARCH_FIG} .gtitle"),
+        ("Weights", f"#{weights_view.WEIGHT_HIST} .gtitle"),
+        ("Neurons", f"#{neurons_view.NEURON_ACT} .gtitle"),
+        ("Dead neurons", f"#{dead_view.DEAD_COUNT}"),
+        ("Feature importance", f"#{importance_view.IMP_BAR} .gtitle"),
+        ("What-if", ".js-plotly-plot .gtitle"),
+        ("Pruning", f"#{pruning_view.PRUNE_FIG} .gtitle"),
+        ("Activations", f"#{activations_view.ACT_PROJ} .gtitle"),
+    ):
+        _open_tab(started, label)
+        started.wait_for_element(ready, timeout=20)
+        until(lambda: started.driver.title != "Updating...", timeout=30)
+        plots, overlaps = started.driver.execute_script(_MODEBAR_OVERLAPS)
+        assert plots > 0, label
+        assert overlaps == [], f"{label}: the mode bar covers {overlaps}"
+        checked[label] = plots
+    # the title that the defect was found on is long enough to reach under the mode bar's columns
+    _open_tab(started, "Weights")
+    title = started.wait_for_element(f"#{weights_view.WEIGHT_HIST} .gtitle", timeout=20)
+    assert "stable rank" in title.text
+    assert sum(checked.values()) >= 12, checked
+    _no_console_errors(started)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import re
 import sys
 
 import numpy as np
@@ -24,6 +25,7 @@ from dashboards.views import activations as activations_view
 from dashboards.views import dead as dead_view
 from dashboards.views import importance as importance_view
 from dashboards.views import neurons as neurons_view
+from dashboards.views import overview as overview_view
 from dashboards.views import pruning as pruning_view
 from dashboards.views import weights as weights_view
 from inspector.analysis import AnalysisOptions, analyze
@@ -151,13 +153,13 @@ def test_serve_answers_its_bound_name_and_allowed_hosts(fresh_app, monkeypatch):
     app = fresh_app
     monkeypatch.setattr("dashboards.app.check_port", lambda host, port: None)
     monkeypatch.setattr(app, "run", lambda **kwargs: None)
-    serve(app, "0.0.0.0", 8050, allow_hosts=["Box.lan"])
+    serve(app, "0.0.0.0", 8050, allow_hosts=["Box.lan"], no_auth=True)  # the token: test_dashboard_auth.py
     client = app.server.test_client()
     assert client.get("/", headers={"Host": "box.lan:8050"}).status_code == 200
     assert client.get("/", headers={"Host": "localhost:8050"}).status_code == 200
     assert client.get("/", headers={"Host": "0.0.0.0:8050"}).status_code == 421  # a wildcard is no name
     assert client.get("/", headers={"Host": "other.lan"}).status_code == 421
-    serve(app, "myhost.lan", 8050)
+    serve(app, "myhost.lan", 8050, no_auth=True)
     assert client.get("/", headers={"Host": "myhost.lan:8050"}).status_code == 200
     assert client.get("/", headers={"Host": "box.lan:8050"}).status_code == 421
     assert allowed_hosts("::", ["[fe80::1]"]) == LOOPBACK_HOSTS | {"fe80::1"}
@@ -178,6 +180,7 @@ def test_wsgi_server_answers_loopback_and_the_listed_hosts(tiny, tmp_path, monke
     analysis.save(tmp_path / "analysis")
     monkeypatch.setenv("DENSE_INSPECTOR_PATH", str(tmp_path / "analysis"))
     monkeypatch.setenv("DENSE_INSPECTOR_ALLOWED_HOSTS", "inspector.example, other.example")
+    monkeypatch.setenv("DENSE_INSPECTOR_NO_AUTH", "1")  # the token: tests/test_dashboard_auth.py
     monkeypatch.delitem(sys.modules, "dashboards.wsgi", raising=False)
     wsgi = importlib.import_module("dashboards.wsgi")
     try:
@@ -308,6 +311,23 @@ HOSTILE = [
     (f"{weights_view.WEIGHT_SORT}.options", (42,), 0),
     (f"{weights_view.WEIGHT_ZOOM}.data", ({"xaxis.range[0]": 1}, 42), 0),
     (f"{weights_view.WEIGHT_ZOOM}.data", ({"xaxis.range[0]": 1}, "fc1"), 0),  # full resolution: the browser zooms
+    # JSON integers beyond float range: float(10**400) raises OverflowError
+    (f"{neurons_view.NEURON_TITLE}.children", ("fc1", 10**400), 1),
+    (f"{neurons_view.NEURON_TITLE}.children", ("fc1", -(10**400)), 1),
+    (f"{neurons_view.NEURON_TOP}.children", ("fc1", 10**400), 1),
+    (f"{importance_view.SAMPLE_FIG}.figure", ("saliency", 10**400), 1),
+    (f"{importance_view.IMP_BAR}.figure", ("saliency", 10**400), 1),
+    (f"{ids.NEURON_LAYER}.value", ({"points": [{"x": 1, "y": 10**400}]}, "fc1", []), 0),
+    (f"{ids.NEURON_LAYER}.value", ({"points": [{"x": 10**400, "y": 10**400}]}, "fc1", ["sort"]), 0),
+    # the report download: n_clicks must be a click count
+    (f"{overview_view.REPORT_DOWNLOAD}.data", ("3",), 0),
+    (f"{overview_view.REPORT_DOWNLOAD}.data", ({"a": 1},), 0),
+    (f"{overview_view.REPORT_DOWNLOAD}.data", ([1],), 0),
+    (f"{overview_view.REPORT_DOWNLOAD}.data", (-1,), 0),
+    (f"{overview_view.REPORT_DOWNLOAD}.data", (1.5,), 0),
+    (f"{overview_view.REPORT_DOWNLOAD}.data", (True,), 0),
+    (f"{overview_view.REPORT_DOWNLOAD}.data", (10**400,), 0),
+    (f"{overview_view.REPORT_DOWNLOAD}.data", (None,), 0),
 ]
 
 
@@ -346,6 +366,8 @@ LEGIT = [
     (f"{weights_view.WEIGHT_HEATMAP}.figure", ("fc2", ["sort"], "abs", None), 1),
     (f"{weights_view.WEIGHT_HIST}.figure", ("fc2",), 0),
     (f"{weights_view.WEIGHT_SORT}.options", ("fc2",), 0),
+    (f"{overview_view.REPORT_DOWNLOAD}.data", (1,), 0),
+    (f"{overview_view.REPORT_DOWNLOAD}.data", (2.0,), 0),
 ]
 
 
@@ -354,6 +376,41 @@ def test_valid_callback_values_are_answered(app, caplog, output, values, changed
     response = _post(app, _body(app, output, *values, changed=changed))
     assert response.status_code == 200, response.data[:300]
     assert "response" in response.get_json()
+    _no_tracebacks(caplog)
+
+
+def test_the_report_download_answers_the_html_report(app):
+    response = _post(app, _body(app, f"{overview_view.REPORT_DOWNLOAD}.data", 1))
+    data = response.get_json()["response"][overview_view.REPORT_DOWNLOAD]["data"]
+    assert data["filename"] == "dense-inspector-report.html" and data["content"].lstrip().startswith("<!")
+
+
+# --------------------------------------------------------------------------- component suites
+
+
+def _suite_paths(app) -> list[str]:
+    page = app.server.test_client().get("/", headers={"Host": "127.0.0.1:8050"}).data.decode()
+    return re.findall(r'src="(/_dash-component-suites/[^"]+)"', page)
+
+
+def test_component_suite_paths_dash_does_not_serve_get_a_one_line_404(app, caplog):
+    client = app.server.test_client()
+    real = next(p for p in _suite_paths(app) if "dash_core_components" in p)
+    assert client.get(real, headers={"Host": "127.0.0.1:8050"}).status_code == 200
+    wrong_tag = real.replace(".js", ".v0_0_1.js")  # a real file, a version tag Dash never issued
+    for path in (
+        "/_dash-component-suites/os/path.py",
+        "/_dash-component-suites/dash/../../etc/passwd",
+        "/_dash-component-suites/dash/..%2F..%2Fetc%2Fpasswd",
+        "/_dash-component-suites/sys/x.js",
+        "/_dash-component-suites/dash/no/such/file.js",
+        wrong_tag,
+    ):
+        with caplog.at_level(logging.DEBUG):
+            response = client.get(path, headers={"Host": "127.0.0.1:8050"})
+        assert response.status_code == 404, path
+        assert response.data == b"dense-inspector: no such file\n", path
+        assert b"passwd" not in response.data and b"root:" not in response.data
     _no_tracebacks(caplog)
 
 

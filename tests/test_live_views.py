@@ -18,7 +18,7 @@ from dashboards.views import live as view
 from inspector import figures as F
 from inspector.cli import main
 from inspector.errors import InspectorError
-from inspector.figures.live import LIVE_STATISTICS
+from inspector.figures.live import LIVE_STATISTICS, default_statistic
 from inspector.live.store import RunWriter, find_runs, read_run
 from inspector.report import run_sections
 
@@ -408,3 +408,64 @@ def test_report_draws_saturation_and_zero_rate_that_a_monitor_recorded(tmp_path)
                 assert np.isfinite(values).all() and (values > 0).all(), (name, layer)
                 assert any(a.shape == values.shape and np.array_equal(a, values) for a in arrays), (name, layer)
                 np.testing.assert_array_equal(drawn[LIVE_STATISTICS[name][0]][layer], values)
+
+
+def _monitored_run(path, unit: type[torch.nn.Module]) -> None:
+    """A 4-8-8-2 MLP with ``unit`` after each hidden layer, trained 4 steps under a Monitor recording every 2."""
+    from inspector import Monitor
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), unit(), torch.nn.Linear(8, 8), unit(), torch.nn.Linear(8, 2))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    X, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
+    with Monitor(model, path, every=2, snapshot_every=0, optimizer=optimizer) as monitor:
+        for _ in range(4):
+            loss = torch.nn.functional.cross_entropy(model(X), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            monitor.step(loss)
+
+
+@pytest.mark.parametrize(
+    ("unit", "statistic"),
+    [
+        (torch.nn.GELU, "zero_rate"),
+        (torch.nn.SiLU, "zero_rate"),
+        (torch.nn.Tanh, "saturation"),
+        (torch.nn.Sigmoid, "saturation"),
+        (torch.nn.ReLU, "dead_fraction"),
+    ],
+)
+def test_the_live_view_opens_on_the_statistic_its_units_record(tmp_path, unit, statistic):
+    _monitored_run(tmp_path / "run", unit)
+    run = read_run(tmp_path / "run")
+    assert default_statistic([run]) == statistic
+    app = app_for_runs(tmp_path / "run", log=lambda _: None)
+    assert _find(app.layout, view.LIVE_STAT).value == statistic
+    figure = _find(app.layout, view.LIVE_CURVES).figure
+    # not an empty figure: one line per hidden layer, the values the run recorded
+    hidden = [layer for layer, act in zip(run.layers, run.activations) if act != "identity" and layer != run.layers[-1]]
+    assert [trace.name for trace in figure.data] == hidden and len(hidden) == 2
+    for trace in figure.data:
+        series = run.scalar(statistic, trace.name)
+        assert np.isfinite(series.values).all() and len(series.values) == 2
+        np.testing.assert_array_equal(trace.y, series.values)
+    # the old default has nothing to draw for a GELU or a tanh: the figure says so
+    if statistic != "dead_fraction":
+        assert not F.live_curves_figure([run], "dead_fraction").data
+
+
+def test_the_default_statistic_is_the_one_most_layers_record(tmp_path):
+    def runs_with(*units: str):
+        writer = RunWriter(tmp_path / "-".join(units), meta={"source": "test"})
+        writer.set_layers([(f"fc{i}", 4, 3, unit) for i, unit in enumerate(units)])
+        writer.close()
+        return read_run(tmp_path / "-".join(units))
+
+    assert default_statistic([runs_with("gelu", "gelu", "relu")]) == "zero_rate"
+    assert default_statistic([runs_with("tanh", "relu")]) == "dead_fraction"  # a tie: dead fraction first
+    assert default_statistic([runs_with("tanh"), runs_with("silu", "sigmoid")]) == "saturation"
+    assert default_statistic([runs_with("leaky_relu", "tanh", "prelu")]) == "dead_fraction"
+    assert default_statistic([runs_with("identity", "mystery")]) == "weight_norm"
+    assert default_statistic([]) == "weight_norm"

@@ -26,7 +26,7 @@ from dashboards.views import control, graph, layer_dropdown, layer_options, row
 from inspector import figures as F
 from inspector.analysis.weights import LayerWeights, layer_weights
 from inspector.errors import InspectorError
-from inspector.figures.live import LIVE_STATISTICS
+from inspector.figures.live import LIVE_STATISTICS, default_statistic
 from inspector.fileio import process_alive
 from inspector.live.store import RUN_FILE, RunHistory, Snapshot, find_runs, read_run
 
@@ -244,6 +244,7 @@ def layout(live: LiveRuns) -> html.Div:
     )
     snapshot_fig, _ = _snapshot_figure(live, runs, layers[0] if layers else None)
     shown = [run.name for run in runs]
+    statistic = default_statistic(runs)  # the one the runs' units record: a GELU has no dead fraction
     return html.Div(
         [
             html.Div(status_lines(runs), id=LIVE_STATUS, style={"fontFamily": "monospace", "margin": "4px 0"}),
@@ -267,7 +268,7 @@ def layout(live: LiveRuns) -> html.Div:
                 dcc.Dropdown(
                     id=LIVE_STAT,
                     options=[{"label": label, "value": name} for name, (label, _) in LIVE_STATISTICS.items()],
-                    value="dead_fraction",
+                    value=statistic,
                     clearable=False,
                     style={"width": "220px"},
                 ),
@@ -284,9 +285,9 @@ def layout(live: LiveRuns) -> html.Div:
                     style={"minWidth": "360px"},
                 ),
             ),
-            # the picked statistic (dead neurons first) beside the gradient norms, always in view
+            # the picked statistic beside the gradient norms, always in view
             row(
-                graph(LIVE_CURVES, F.live_curves_figure(runs, "dead_fraction")),
+                graph(LIVE_CURVES, F.live_curves_figure(runs, statistic)),
                 graph(LIVE_GRADS, F.live_curves_figure(runs, "grad_norm")),
             ),
             row(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dash import Dash, Input, Output, dash_table, dcc, html
 
 from dashboards.registry import ViewIds, register_view
+from dashboards.security import clicks
 from dashboards.state import DashboardState
 from dashboards.views import graph, row
 from inspector import figures as F
@@ -86,7 +87,8 @@ def architecture(state: DashboardState) -> list[html.Div | dcc.Graph]:
 
 def register(app: Dash, state: DashboardState) -> None:
     @app.callback(Output(REPORT_DOWNLOAD, "data"), Input(REPORT_BUTTON, "n_clicks"), prevent_initial_call=True)
-    def download(_: int):
+    def download(n_clicks: object):
+        clicks(n_clicks)  # a browser can send any JSON: a string or a dict is no click
         return state.memo(("report",), lambda: report_download(state))
 
 

@@ -301,6 +301,18 @@ def build_parser() -> argparse.ArgumentParser:
         "and the --host name are answered, against DNS rebinding. '*' answers any name "
         "(behind a proxy that checks them)",
     )
+    dash.add_argument(
+        "--token",
+        default=None,
+        metavar="TOKEN",
+        help="the secret every request must carry (default: $DENSE_INSPECTOR_TOKEN, else a random one off "
+        "loopback, printed in the URL; none on 127.0.0.1 unless given)",
+    )
+    dash.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="serve off loopback without a token: anyone who reaches the port uses the dashboard",
+    )
     dash.add_argument("--debug", action="store_true", help="Dash debug mode (never on a shared network)")
     dash.add_argument(
         "--refresh",

@@ -10,12 +10,29 @@ SCOPE_COLORS = {"global": "#1f77b4", "layer": "#2ca02c", "neuron": "#ff7f0e"}
 COLORS = {"dead": "#d62728", "nearly": "#ff7f0e", "alive": "#2ca02c", "train": "#1f77b4", "val": "#ff7f0e"}
 
 
+# The mode bar (plotly's zoom/pan/save buttons) sits in the top MODEBAR_ROOM pixels of every figure, at
+# the right, over whatever is there: each title starts below that band (a long title, such as the weight
+# histogram's "stable rank · alpha", runs under the bar's columns), and the top margin leaves room for
+# the title and, under it, the subplot titles that make_subplots puts just above the plot area.
+MODEBAR_ROOM = 32  # the bar: 5 px from the top, 23 px high
+TITLE_ROOM = 24  # one line of the template's 17 px title
+TOP_MARGIN = MODEBAR_ROOM + TITLE_ROOM + 24  # and a line of 16 px subplot titles
+
+
 def _base(fig: go.Figure, title: str, height: int = 380) -> go.Figure:
     fig.update_layout(
         template=TEMPLATE,
-        title={"text": title, "x": 0.01, "xanchor": "left", "y": 0.98, "yanchor": "top"},
+        title={
+            "text": title,
+            "x": 0.01,
+            "xanchor": "left",
+            "y": 1,
+            "yref": "container",
+            "yanchor": "top",
+            "pad": {"t": MODEBAR_ROOM},
+        },
         height=height,
-        margin={"l": 60, "r": 20, "t": 64, "b": 50},
+        margin={"l": 60, "r": 20, "t": TOP_MARGIN, "b": 50},
     )
     return fig
 

@@ -13,6 +13,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from inspector.analysis.weights import LayerWeights
+from inspector.core.counting import activation_group
 from inspector.figures.common import _base, empty_figure
 from inspector.figures.weights import weight_heatmap_figure
 from inspector.live.store import RunHistory
@@ -28,11 +29,37 @@ LIVE_STATISTICS: dict[str, tuple[str, bool]] = {
     "weight_norm": ("weight norm", False),
     "update_ratio": ("update ratio", True),
 }
+# The statistic each rule of counting units records (inspector.core.counting.activation_group): a
+# ReLU's dead fraction, a smooth unit's (GELU, SiLU) zero rate, a squasher's (sigmoid, tanh) saturation.
+UNIT_STATISTICS: dict[str, str] = {
+    "rectifier": "dead_fraction",
+    "leaky": "dead_fraction",
+    "smooth": "zero_rate",
+    "squasher": "saturation",
+}
 _DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
 
 
 def _trace_name(run: RunHistory, layer: str, several: bool) -> str:
     return f"{run.name} · {layer}" if several else layer
+
+
+def default_statistic(runs: Sequence[RunHistory]) -> str:
+    """The statistic to open the Live view on: the one the runs' units record.
+
+    Each monitored layer's unit (``RunHistory.activations``) names its statistic (:data:`UNIT_STATISTICS`);
+    the one most layers of all ``runs`` have wins, ties in the order dead fraction, zero rate, saturation.
+    Units whose rule is unknown record none of them: the weight norm then (the gradient norm is drawn
+    beside the picked statistic anyway).
+    """
+    votes = {name: 0 for name in dict.fromkeys(UNIT_STATISTICS.values())}
+    for run in runs:
+        for unit in run.activations:
+            statistic = UNIT_STATISTICS.get(activation_group(unit))
+            if statistic is not None:
+                votes[statistic] += 1
+    best = max(votes, key=lambda name: votes[name])  # max keeps the first of equal counts
+    return best if votes[best] else "weight_norm"
 
 
 def live_curves_figure(

@@ -9,7 +9,7 @@ from plotly.subplots import make_subplots
 from inspector.analysis import Analysis, ModelInfo
 from inspector.analysis.diagnostics import TrainingDiagnostics
 from inspector.analysis.parameters import ParameterReport, trainable_text
-from inspector.figures.common import COLORS, _base, empty_figure
+from inspector.figures.common import COLORS, MODEBAR_ROOM, TITLE_ROOM, _base, empty_figure
 
 
 def parameter_rows(report: ParameterReport) -> list[dict[str, object]]:
@@ -236,7 +236,7 @@ def module_tree_figure(model: ModelInfo, parameters: ParameterReport) -> go.Figu
     ]
     title = f"Module tree · {grand:,} parameters: " + ", ".join(p for p in parts if p)
     fig = _base(fig, title + " (orange: dense, blue: embeddings, grey: other; click to zoom)", 520)
-    fig.update_layout(margin={"l": 10, "r": 10, "t": 50, "b": 10})
+    fig.update_layout(margin={"l": 10, "r": 10, "t": MODEBAR_ROOM + TITLE_ROOM + 4, "b": 10})  # no subplot titles
     return fig
 
 

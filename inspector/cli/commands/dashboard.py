@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from dashboards import app as dashboard_app  # as a module: tests replace its serve and check_port
 from dashboards.launch import app_for_path, app_for_run, app_for_runs
+from dashboards.security import TOKEN_ENV, auth_token
 from inspector.cli.commands.common import (
     check_subject,
     data_factory_given,
@@ -24,6 +26,9 @@ from inspector.errors import InspectorError
 def run(args: argparse.Namespace) -> int:
     check_subject(args, args.path is not None, "a PATH")
     dashboard_app.check_port(args.host, args.port)  # before minutes of training or analysis, not after
+    # the token too (an explicit --no-auth wins over the environment's, not over --token)
+    given = args.token if args.token is not None else (None if args.no_auth else os.environ.get(TOKEN_ENV) or None)
+    token = auth_token(args.host, given, args.no_auth)
 
     def log(message: str) -> None:
         print(f"inspector: {message}", file=sys.stderr)
@@ -50,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
             device=device_for(args),
             log=log,
         )
-    print(f"dense-inspector dashboard on http://{args.host}:{args.port}/ (Ctrl+C to stop)", flush=True)
-    dashboard_app.serve(app, args.host, args.port, debug=args.debug, allow_hosts=args.allow_host)
+    dashboard_app.serve(
+        app, args.host, args.port, debug=args.debug, allow_hosts=args.allow_host, token=token, no_auth=args.no_auth
+    )
     return 0
