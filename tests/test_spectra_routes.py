@@ -229,3 +229,13 @@ def test_weight_only_analysis_of_a_square_layer_adds_the_tensor_and_one_float64_
     # allocator): measured 121 MiB of 156; the code of before (the Gram matrix, eigvalsh's copy of it, then
     # a float64 QR and its copies) added 280 MiB
     assert added <= 3 * tensor + 48 * 2**20, added / 2**20
+
+
+@pytest.mark.parametrize("ill_conditioned", [False, True])
+def test_the_device_route_run_on_the_cpu_equals_numpy(ill_conditioned):
+    # the torch route a GPU weight takes (the Gram matrix, else a QR of 2k x k), exercised here on the CPU
+    if ill_conditioned:
+        w = _planted(1300, 200, 10.0 * np.logspace(0, -7, 200), seed=6)
+    else:
+        w = torch.randn(1300, 200, generator=torch.Generator().manual_seed(6))
+    _check(spectra._singular_values_on_device(w.T, spectra.SINGULAR_RTOL), w)
