@@ -128,6 +128,10 @@ def test_transposed_views_half_precision_and_all_zero_weights():
     _check(singular_values(base.T), base.T)  # a Conv1D weight read transposed: no contiguous copy needed
     half = torch.randn(300, 1300, generator=g).bfloat16()
     _check(singular_values(half), half.float())
+    double = torch.randn(300, 300, generator=g, dtype=torch.float64)
+    kept = double.clone()
+    _check(singular_values(double), double)
+    assert torch.equal(double, kept)  # LAPACK overwrote a copy, never the caller's float64 weight
     assert np.all(singular_values(torch.zeros(40, 900)) == 0.0)
     assert singular_values(torch.zeros(0, 5)).shape == (0,)
 

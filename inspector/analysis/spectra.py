@@ -22,9 +22,7 @@ from scipy.linalg import blas, lapack
 
 from inspector.results import result
 
-GRAM_BLOCK = (
-    512  # columns of W (rows of W^T) turned into float64 and folded into the Gram matrix or the QR factor at a time
-)
+GRAM_BLOCK = 512  # columns of W made float64 at a time, folded into the Gram matrix or the QR factor
 SINGULAR_RTOL = 1e-4  # every reported singular value is within this relative error of the exact one
 MIN_TAIL = 10  # fewest eigenvalues a power-law tail is fitted to; fewer give an alpha with a standard error ~ alpha / 3
 _EPS64 = float(np.finfo(np.float64).eps)
@@ -66,7 +64,7 @@ def singular_values(weight: torch.Tensor, rtol: float = SINGULAR_RTOL) -> np.nda
     if w.device.type != "cpu":
         return _singular_values_on_device(w, rtol)
     if n - m <= GRAM_BLOCK:
-        return _svdvals_in_place(_fortran(w.to(torch.float64).numpy()))
+        return _svdvals_in_place(_fortran(w.to(torch.float64, copy=True).numpy()))  # a copy: gesdd overwrites it
     gram = np.zeros((m, m), dtype=np.float64, order="F")
     for block in _float64_blocks(w, transposed=False):
         gram = blas.dsyrk(1.0, block, beta=1.0, c=gram, lower=1, overwrite_c=1)
