@@ -14,13 +14,15 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import numpy as np
 import torch
+from scipy.linalg import blas, lapack
 
 from inspector.results import result
 
-GRAM_BLOCK = 1024  # columns of W folded into the Gram matrix (or the QR factor) at a time
+GRAM_BLOCK = 512  # columns of W made float64 at a time, folded into the Gram matrix or the QR factor
 SINGULAR_RTOL = 1e-4  # every reported singular value is within this relative error of the exact one
 # The power-law fit is WeightWatcher 0.7.7's default (``WWFit``, ``weightwatcher/WW_powerlaw.py``):
 MIN_TAIL = 2  # every sorted value but the largest is an xmin candidate (WWFit's ``xmins = data[:-1]``)
@@ -40,22 +42,28 @@ _EPS64 = float(np.finfo(np.float64).eps)
 def singular_values(weight: torch.Tensor, rtol: float = SINGULAR_RTOL) -> np.ndarray:
     """All ``min(m, n)`` singular values of ``weight`` ``(m, n)``, descending, float64.
 
-    Fast route: the eigenvalues of the Gram matrix of the smaller side (``W W^T`` or ``W^T W``),
-    built in float64 a block of columns at a time and diagonalised with a symmetric eigensolver.
-    Products of float32 numbers are exact in float64, so each eigenvalue is off by at most
-    ``delta ~ k * eps64 * s_max^2`` (``k = max(m, n)``, a generous bound on the summation and the
-    solver's backward error): a singular value ``s`` is then within ``delta / (2 s^2)`` relative,
-    exact to ~1e-12 at the top but not for ``s`` below ``~sqrt(k * eps64 / rtol) * s_max``
-    (~1e-4 of the largest for k = 4096).
+    With ``k = min(m, n)`` and ``N = max(m, n)``, three routes, all in float64:
 
-    When some value falls below that, the whole spectrum is recomputed from the triangular factor
-    ``R`` of ``W^T = Q R`` (float64, folded a block at a time, so no float64 copy of a wide weight)
-    with a float64 SVD, whose error is ``~eps64 * s_max`` absolute: every value above ``1e-12 s_max``
-    is then within ``rtol``. A layer with zero rows (pruned neurons) or of low rank takes this route.
+    * nearly square (``N <= k + GRAM_BLOCK``): a float64 copy of the weight diagonalised in place by
+      LAPACK's ``gesdd`` (values only): error ``~eps64 * s_max`` absolute, so every value above
+      ``1e-12 s_max`` is within ``rtol`` and every value below is within ``1e-12 s_max``;
+    * otherwise the eigenvalues of the Gram matrix of the smaller side (``W W^T`` or ``W^T W``),
+      folded in float64 ``GRAM_BLOCK`` columns at a time (``syrk``) and diagonalised in place
+      (``syevd``, values only). Products of float32 numbers are exact in float64, so each eigenvalue
+      is off by at most ``delta ~ N * eps64 * s_max^2`` (a generous bound on the summation and the
+      solver's backward error): a singular value ``s`` is then within ``delta / (2 s^2)`` relative,
+      exact to ~1e-12 at the top but not for ``s`` below ``~sqrt(N * eps64 / rtol) * s_max``
+      (~1e-4 of the largest for N = 4096);
+    * when some value falls below that, the whole spectrum is recomputed from the triangular factor
+      ``R`` of ``W^T = Q R`` (``tpqrt``, folded ``GRAM_BLOCK`` rows of ``W^T`` at a time) with ``gesdd``
+      on ``R``, as exact as the first route. A tall layer with zero rows (pruned neurons) or of low
+      rank takes this route.
 
-    Memory: the weight plus the ``k x k`` float64 Gram matrix and its solver copy (``k = min(m, n)``);
-    the exact route holds ``2k x k`` float64 for the QR and the ``k x k`` SVD workspace.
-    The work runs on the weight's own device.
+    Memory (CPU): the weight plus one ``k x k`` float64 matrix (the Gram matrix, or ``R``) and one
+    ``k x GRAM_BLOCK`` float64 block, or (nearly square) the weight's float64 copy, which is no
+    larger; LAPACK's workspace is ``O(k)``: 8192 x 8192 float32 (256 MiB) takes 512 MiB more.
+    A weight on another device (a GPU) is worked on there with torch (the Gram matrix and its
+    eigensolver's copy, or a QR of ``2k x k``).
     """
     w = weight.detach()
     if w.shape[0] > w.shape[1]:
@@ -63,6 +71,82 @@ def singular_values(weight: torch.Tensor, rtol: float = SINGULAR_RTOL) -> np.nda
     m, n = w.shape
     if m == 0:
         return np.zeros(0)
+    if w.device.type != "cpu":
+        return _singular_values_on_device(w, rtol)
+    if n - m <= GRAM_BLOCK:
+        return _svdvals_in_place(_fortran(w.to(torch.float64, copy=True).numpy()))  # a copy: gesdd overwrites it
+    gram = np.zeros((m, m), dtype=np.float64, order="F")
+    for block in _float64_blocks(w, transposed=False):
+        gram = blas.dsyrk(1.0, block, beta=1.0, c=gram, lower=1, overwrite_c=1)
+    del block  # the block buffer, before the solver runs
+    eigenvalues, _, info = lapack.dsyevd(gram, compute_v=0, lower=1, overwrite_a=1)
+    del gram, _
+    if info != 0:
+        raise np.linalg.LinAlgError(f"dsyevd did not converge (info {info})")
+    eigenvalues = eigenvalues[::-1]  # descending
+    top = float(eigenvalues[0])
+    delta = 4.0 * n * _EPS64 * top
+    if float(eigenvalues[-1]) >= delta / (2.0 * rtol):
+        return np.sqrt(eigenvalues)
+    del eigenvalues
+    return _singular_values_from_qr(w)
+
+
+def _fortran(a: np.ndarray) -> np.ndarray:
+    """``a`` or ``a.T``, whichever is Fortran-ordered (LAPACK then works on it in place; both have
+    the same singular values); a copy only when neither is."""
+    if a.flags.f_contiguous:
+        return a
+    if a.flags.c_contiguous:
+        return a.T
+    return np.asfortranarray(a)
+
+
+def _float64_blocks(w: torch.Tensor, *, transposed: bool) -> Iterator[np.ndarray]:
+    """Each block of ``GRAM_BLOCK`` columns ``w[:, j:j + b]`` ``(m, b)`` (or, ``transposed``, its ``(b, m)``
+    transpose) in float64 and Fortran order, copied into one reused buffer that LAPACK may overwrite:
+    the weight's values are never all in float64 at once."""
+    m, n = w.shape
+    buffer: torch.Tensor | None = None
+    for start in range(0, n, GRAM_BLOCK):
+        part = w[:, start : start + GRAM_BLOCK]
+        source = part if transposed else part.T  # C order of the buffer = Fortran order of the block
+        if buffer is None or buffer.shape != source.shape:
+            buffer = torch.empty(source.shape, dtype=torch.float64)
+        buffer.copy_(source)
+        yield buffer.numpy().T
+
+
+def _svdvals_in_place(a: np.ndarray) -> np.ndarray:
+    """Singular values of the Fortran-ordered float64 ``a``, descending, by ``gesdd`` overwriting ``a``."""
+    _, s, _, info = lapack.dgesdd(a, compute_uv=0, full_matrices=0, overwrite_a=1)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"dgesdd did not converge (info {info})")
+    return np.asarray(s, dtype=np.float64)
+
+
+def _singular_values_from_qr(w: torch.Tensor) -> np.ndarray:
+    """Singular values of ``w`` ``(m, n)``, ``m <= n``, on the CPU, as those of ``R`` in ``w^T = Q R``.
+
+    ``R`` (``m x m`` float64) is folded with ``GRAM_BLOCK`` rows of ``w^T`` at a time by LAPACK's
+    ``tpqrt`` (the QR of ``[R; B]``, both overwritten: a tall-skinny QR), so no float64 copy of a
+    wide weight is made; ``gesdd`` then takes ``R``'s singular values in place.
+    """
+    m, n = w.shape
+    r = np.zeros((m, m), dtype=np.float64, order="F")
+    nb = max(1, min(32, m))
+    for block in _float64_blocks(w, transposed=True):
+        r, _, _, info = lapack.dtpqrt(0, nb, r, block, overwrite_a=1, overwrite_b=1)
+        if info != 0:
+            raise np.linalg.LinAlgError(f"dtpqrt failed (info {info})")
+    del block
+    return _svdvals_in_place(r)
+
+
+def _singular_values_on_device(w: torch.Tensor, rtol: float) -> np.ndarray:
+    """:func:`singular_values` of ``w`` ``(m, n)``, ``m <= n``, on its own device (a GPU) with torch:
+    the Gram route, else the QR of ``w^T`` folded ``max(m, GRAM_BLOCK)`` columns at a time."""
+    m, n = w.shape
     gram = torch.zeros(m, m, dtype=torch.float64, device=w.device)
     for start in range(0, n, GRAM_BLOCK):
         block = w[:, start : start + GRAM_BLOCK].double()
@@ -73,22 +157,12 @@ def singular_values(weight: torch.Tensor, rtol: float = SINGULAR_RTOL) -> np.nda
     delta = 4.0 * n * _EPS64 * top
     if float(eigenvalues[-1]) >= delta / (2.0 * rtol):
         return eigenvalues.sqrt().cpu().numpy()
-    return _singular_values_from_qr(w).cpu().numpy()
-
-
-def _singular_values_from_qr(w: torch.Tensor) -> torch.Tensor:
-    """Singular values of ``w`` ``(m, n)``, ``m <= n``, as those of ``R`` in ``w^T = Q R``, folded block by block.
-
-    ``[R_old; B]`` has the same singular values as the rows it stands for, so each step only keeps
-    an ``m x m`` triangle (a tall-skinny QR).
-    """
-    m, n = w.shape
     step = max(m, GRAM_BLOCK)
     r = torch.zeros(0, m, dtype=torch.float64, device=w.device)
     for start in range(0, n, step):
         stacked = torch.cat([r, w[:, start : start + step].T.double()])
         r = torch.linalg.qr(stacked, mode="r").R[: min(m, stacked.shape[0])]
-    return torch.linalg.svdvals(r)
+    return torch.linalg.svdvals(r).cpu().numpy()
 
 
 @result
