@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from inspector.checks import printable
+from inspector.formats import check_shape
 
 
 def first_line(exc: BaseException) -> str:
@@ -114,6 +115,26 @@ class Contents:
 
     def with_state(self, state: dict[str, torch.Tensor]) -> Contents:
         return replace(self, state=state)
+
+
+def without_empty(path: Path, contents: Contents) -> Contents:
+    """``contents`` with every tensor's shape checked (:func:`inspector.formats.check_shape`) and its
+    zero-size tensors left out, said in one notice: a ``(0, n)`` weight is an empty layer, holding no
+    byte, and nothing may be sized by its other dimension (an ``n`` of 10^12 would ask for 4 TB)."""
+    empty: list[str] = []
+    for name, tensor in contents.state.items():
+        shape = check_shape(path, name, tuple(tensor.shape))
+        if 0 in shape:
+            empty.append(f"{printable(name)[:60]} {shape}")
+    if not empty:
+        return contents
+    state = {name: t for name, t in contents.state.items() if t.numel() != 0}
+    shown = ", ".join(empty[:3]) + (", ..." if len(empty) > 3 else "")
+    notice = (
+        f"left out {len(empty)} zero-size tensor{'s' * (len(empty) > 1)} ({shown}): "
+        f"{'they hold' if len(empty) > 1 else 'it holds'} no weights"
+    )
+    return replace(contents, state=state, notices=(*contents.notices, notice))
 
 
 class TensorSource(ABC):

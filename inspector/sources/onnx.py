@@ -13,6 +13,7 @@ Reading needs the ``onnx`` package (``pip install 'dense-inspector[onnx]'``).
 
 from __future__ import annotations
 
+import math
 import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -23,11 +24,25 @@ import numpy as np
 import torch
 from torch import nn
 
+from inspector.checks import printable
 from inspector.errors import InspectorError
+from inspector.formats import check_shape
 from inspector.sources.base import Contents, TensorSource, first_line, linear_from
 
 # field tags that follow ModelProto's ir_version (field 1, varint): producer, domain, version, doc, graph, opsets
 _NEXT_FIELDS = frozenset(b"\x12\x1a\x22\x28\x32\x3a\x42")
+
+
+_FOUR_BIT = frozenset({21, 22, 23})  # TensorProto.UINT4, INT4, FLOAT4E2M1
+
+
+def _values_present(tensor: Any, itemsize: int) -> int:
+    """How many values a ``TensorProto`` holds: its raw bytes over the item size, else its typed field's length."""
+    if tensor.HasField("raw_data"):
+        per_byte = 2 if tensor.data_type in _FOUR_BIT else 1  # int4, uint4, float4: two values a byte
+        return len(tensor.raw_data) * per_byte // max(1, itemsize)
+    fields = ("float_data", "int32_data", "int64_data", "double_data", "uint64_data", "string_data")
+    return max(len(getattr(tensor, field)) for field in fields)
 
 
 def _attribute(node: Any, name: str, default: float) -> float:
@@ -150,8 +165,20 @@ class OnnxSource(TensorSource):
                 made[name] = (name, False, 1.0)
         self._inits = inits
         for name, (source, transposed, _) in made.items():
-            dims = tuple(int(d) for d in inits[source].dims)
-            dtype = onnx.helper.tensor_dtype_to_np_dtype(inits[source].data_type)
+            dims = check_shape(self.path, source, tuple(int(d) for d in inits[source].dims))
+            try:
+                dtype = onnx.helper.tensor_dtype_to_np_dtype(inits[source].data_type)
+            except Exception:  # an unknown data type number
+                raise InspectorError(
+                    f"{self.path}: initializer {printable(source)[:80]!r} has unknown data type "
+                    f"{inits[source].data_type}; the file is corrupt"
+                ) from None
+            present = _values_present(inits[source], dtype.itemsize)
+            if present != math.prod(dims):  # what the file holds, not what it declares, sizes the tensor
+                raise InspectorError(
+                    f"{self.path}: initializer {printable(source)[:80]!r} declares shape {dims} but holds "
+                    f"{present:,} values; the file is crafted or corrupt (re-export it)"
+                )
             self._shapes[name] = (dims[::-1] if transposed else dims, dtype)
         self._metadata = {
             "producer": f"{model.producer_name} {model.producer_version}".strip(),
