@@ -37,6 +37,8 @@ _PICKLE_SECONDS = 20.0  # a backstop on the header read's time: a real header ta
 #: no dimension of a tensor may exceed this: larger than any layer (2^31 rows of a matrix), and the bound
 #: that keeps a zero-size tensor's other dimensions from sizing anything (a (0, 10^12) tensor holds nothing)
 MAX_DIM = 2**31
+#: nor may the product of its non-zero dimensions exceed this (so strides and byte counts stay in int64)
+MAX_SPAN = 2**56
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # torch.save's pre-1.6 (non-zip) format starts with this number
 
 # safetensors dtype names -> torch dtypes; types this torch lacks are left out (and refused)
@@ -86,11 +88,14 @@ def check_shape(path: Path, name: str, shape: Any) -> tuple[int, ...]:
         dims = tuple(shape)
     except TypeError:
         dims = (shape,)
-    if not all(is_int(d) and 0 <= d <= MAX_DIM for d in dims):
+    span = 1
+    for d in dims:
+        span *= d if is_int(d) and 0 < d <= MAX_DIM else 1
+    if not all(is_int(d) and 0 <= d <= MAX_DIM for d in dims) or span > MAX_SPAN:
         shown = printable(str(list(dims)))[:80]
         raise InspectorError(
             f"{path}: tensor {printable(str(name))[:80]!r} declares shape {shown}: every dimension must be an "
-            f"integer from 0 to 2^31; the file is crafted or corrupt"
+            f"integer from 0 to 2^31, and their product (zeros aside) below 2^56; the file is crafted or corrupt"
         )
     return tuple(int(d) for d in dims)
 
