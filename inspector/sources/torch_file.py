@@ -196,3 +196,4 @@ class TorchSource(TensorSource):
                 check_member_crc(self.path, member)  # a view of part of its storage: the storage read in chunks
             self._crc_checked.add(member.name)
             yield name, tensor
+            del tensor  # not held by this frame while the next one is read: one tensor in memory at a time
