@@ -39,6 +39,7 @@ _PICKLE_SECONDS = 20.0  # a backstop on the header read's time: a real header ta
 MAX_DIM = 2**31
 #: nor may the product of its non-zero dimensions exceed this (so strides and byte counts stay in int64)
 MAX_SPAN = 2**56
+MAX_NDIM = 64  # numpy's limit: no tensor of a model has more dimensions
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # torch.save's pre-1.6 (non-zip) format starts with this number
 
 # safetensors dtype names -> torch dtypes; types this torch lacks are left out (and refused)
@@ -89,13 +90,14 @@ def check_shape(path: Path, name: str, shape: Any) -> tuple[int, ...]:
     except TypeError:
         dims = (shape,)
     span = 1
-    for d in dims:
+    for d in dims[: MAX_NDIM + 1]:
         span *= d if is_int(d) and 0 < d <= MAX_DIM else 1
-    if not all(is_int(d) and 0 <= d <= MAX_DIM for d in dims) or span > MAX_SPAN:
-        shown = printable(str(list(dims)))[:80]
+    if len(dims) > MAX_NDIM or not all(is_int(d) and 0 <= d <= MAX_DIM for d in dims) or span > MAX_SPAN:
+        shown = printable(str(list(dims[:8])))[:80] + (f" ({len(dims)} dimensions)" if len(dims) > 8 else "")
         raise InspectorError(
             f"{path}: tensor {printable(str(name))[:80]!r} declares shape {shown}: every dimension must be an "
-            f"integer from 0 to 2^31, and their product (zeros aside) below 2^56; the file is crafted or corrupt"
+            f"integer from 0 to 2^31 (at most {MAX_NDIM} of them), and their product (zeros aside) below 2^56; "
+            "the file is crafted or corrupt"
         )
     return tuple(int(d) for d in dims)
 

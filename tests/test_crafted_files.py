@@ -115,7 +115,7 @@ def test_zero_size_tensor_within_bounds_is_an_empty_layer_left_out_with_a_notice
 def test_every_dimension_is_checked_against_2_to_the_31():
     assert check_shape(Path("f"), "w", (0, 2**31)) == (0, 2**31)
     assert check_shape(Path("f"), "w", (0, 2**28, 2**28)) == (0, 2**28, 2**28)  # 2^56 elements, were it not empty
-    for shape in ((0, 2**31 + 1), (2**64, 0), (-1, 3), (1.5, 2), (True, 3), (0, 2**31, 2**31), (2**20,) * 3):
+    for shape in ((0, 2**31 + 1), (2**64, 0), (-1, 3), (1.5, 2), (True, 3), (0, 2**31, 2**31), (2**20,) * 3, (1,) * 65):
         with pytest.raises(InspectorError, match="every dimension"):
             check_shape(Path("f"), "w", shape)
 

@@ -168,6 +168,8 @@ class TorchSource(TensorSource):
             except NeedsTrust:
                 if not self.trust_pickle:
                     raise
+                if is_zip(self.path):
+                    _check_crcs(self.path)
                 obj = torch_load_safely(self.path, trust_pickle=True)
             self._header = self._unpack(obj)
         return self._header
