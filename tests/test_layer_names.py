@@ -98,15 +98,17 @@ def test_info_analyze_and_prune_name_layers_as_the_file_does(tmp_path, case):
     for finding in result["findings"]:  # no finding speaks of a layer the file does not have
         assert "fc1" not in json.dumps(finding), finding
 
-    code, out, err = _cli(
-        ["prune", str(path), "--data", "digits", "--sparsity", "0.5", "--out", str(tmp_path / "p.pt")]
-    )
-    assert code == 0, err
-    assert "fc1" not in out + err
-    pruned = load(tmp_path / "p.pt")
-    assert [name for name, m in pruned.model.named_modules() if isinstance(m, nn.Linear)] == names
-    code, out, err = _cli(["info", "--json", str(tmp_path / "p.pt")])
-    assert [layer["layer"] for layer in json.loads(out)["layers"]] == names
+    for scope in ("global", "neuron"):  # neuron: the rows of each hidden layer (taken out, where shrinking is)
+        written = tmp_path / f"p-{scope}.pt"
+        code, out, err = _cli(
+            ["prune", str(path), "--data", "digits", "--sparsity", "0.5", "--scope", scope, "--out", str(written)]
+        )
+        assert code == 0, err
+        assert "fc1" not in out + err
+        pruned = load(written)
+        assert [name for name, m in pruned.model.named_modules() if isinstance(m, nn.Linear)] == names
+        code, out, err = _cli(["info", "--json", str(written)])
+        assert [layer["layer"] for layer in json.loads(out)["layers"]] == names
 
 
 def test_own_models_keep_fc_names_and_write_no_names_field():
