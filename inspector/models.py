@@ -19,6 +19,7 @@ from torch import nn
 from inspector.checks import check_fields, printable
 from inspector.errors import InspectorError, NotAnMLPError
 from inspector.formats import shared_storage
+from inspector.sources.base import free_name, module_names_fit, place_module
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -133,32 +134,6 @@ class MLPConfig:
         return shapes
 
 
-def module_names_fit(names: list[str]) -> bool:
-    """Whether ``names`` (dotted module paths, in the order the computation runs them) can name the
-    modules of one ``nn.Sequential`` tree that runs them in that order: each part a non-empty name that
-    is no attribute of a module, no path repeated or inside another, and each container's members in one
-    unbroken run (``a.0, a.1, b`` fits; ``a.0, b, a.1`` does not: ``a`` would run both of its layers first)."""
-    reserved = set(dir(nn.Sequential()))
-    paths = [name.split(".") for name in names]
-    if len(set(names)) != len(names) or any(not part or part in reserved for path in paths for part in path):
-        return False
-    leaves = set(names)
-    closed: set[str] = set()  # containers left behind: entering one again would reorder the computation
-    open_path: list[str] = []
-    for path in paths:
-        containers = [".".join(path[: i + 1]) for i in range(len(path) - 1)]
-        if any(c in leaves for c in containers) or any(n.startswith(".".join(path) + ".") for n in names):
-            return False  # a path that is both a layer and a container
-        common = 0
-        while common < min(len(open_path), len(containers)) and open_path[common] == containers[common]:
-            common += 1
-        closed.update(open_path[common:])
-        if any(c in closed for c in containers[common:]):
-            return False
-        open_path = containers
-    return True
-
-
 class MLP(nn.Sequential):
     """A plain MLP whose modules are named ``fc1, bn1, act1, drop1, ..., fcL``, or, rebuilt from a
     foreign state dict, with the file's names for its layers and batch norms (``0, act1, 2, act2, 4``
@@ -172,42 +147,22 @@ class MLP(nn.Sequential):
         super().__init__()
         sizes = config.layer_sizes
         linear, norms = config.linear_names, config.batch_norm_names
+        named = set(config._ordered_names())  # an activation's name must not be a layer's still to come
         n_linear = len(sizes) - 1
         for k in range(n_linear):
-            self._place(linear[k], nn.Linear(sizes[k], sizes[k + 1]))
+            place_module(self, linear[k], nn.Linear(sizes[k], sizes[k + 1]))
             if k == n_linear - 1:
                 break
             last = linear[k]
             if norms:
-                self._place(norms[k], nn.BatchNorm1d(sizes[k + 1]))
+                place_module(self, norms[k], nn.BatchNorm1d(sizes[k + 1]))
                 last = norms[k]
             # the activation (and dropout) go beside the module before them, named so as to clash with none
-            self._place(self._free(last, f"act{k + 1}"), ACTIVATIONS[config.activation]())
+            act = free_name(self, last, f"act{k + 1}", named)
+            place_module(self, act, ACTIVATIONS[config.activation]())
             if config.dropout > 0:
-                self._place(self._free(last, f"drop{k + 1}"), nn.Dropout(config.dropout))
+                place_module(self, free_name(self, last, f"drop{k + 1}", named), nn.Dropout(config.dropout))
         self.config = config
-
-    def _container(self, path: list[str]) -> nn.Module:
-        container: nn.Module = self
-        for block in path:
-            if block not in container._modules:
-                container.add_module(block, nn.Sequential())
-            container = container._modules[block]  # type: ignore[assignment]
-        return container
-
-    def _place(self, dotted: str, module: nn.Module) -> None:
-        """Add ``module`` under the dotted path ``dotted``: a name ``encoder.0`` is module ``0`` of an
-        ``nn.Sequential`` named ``encoder``, so that ``named_modules`` gives the file's own names."""
-        *blocks, leaf = dotted.split(".")
-        self._container(blocks).add_module(leaf, module)
-
-    def _free(self, beside: str, wanted: str) -> str:
-        """``wanted`` beside the module ``beside`` (same container), made unique in that container."""
-        *blocks, _ = beside.split(".")
-        taken = self._container(blocks)._modules
-        while wanted in taken:
-            wanted += "_"
-        return ".".join([*blocks, wanted])
 
 
 def build_mlp(config: MLPConfig) -> MLP:

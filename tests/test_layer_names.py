@@ -159,3 +159,34 @@ def test_interleaved_names_rebuild_with_fc_names_and_the_same_function(tmp_path:
     x = torch.randn(5, 4)
     with torch.no_grad():
         torch.testing.assert_close(ckpt.model(x), c(torch.relu(b(torch.relu(a(x))))), rtol=0, atol=1e-6)
+
+
+def test_an_onnx_graph_is_rebuilt_with_the_names_info_gives_its_layers(tmp_path):
+    """``torch.onnx`` names the initializers ``encoder.0.weight``: the layer is ``encoder.0`` in the header
+    and in the rebuilt module (it was ``encoder_0`` there)."""
+    pytest.importorskip("onnx")
+    import warnings
+
+    from inspector.inventory import read_inventory
+
+    class Nested(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 4), nn.Tanh())
+            self.head = nn.Linear(4, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.encoder(x))
+
+    torch.manual_seed(0)
+    source = Nested().eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(source, (torch.randn(2, 6),), str(tmp_path / "m.onnx"), dynamo=False)
+    names = ["encoder.0", "encoder.2", "head"]
+    assert [layer.layer for layer in read_inventory(tmp_path / "m.onnx").linear_layers] == names
+    rebuilt = load(tmp_path / "m.onnx").model
+    assert [n for n, m in rebuilt.named_modules() if isinstance(m, nn.Linear)] == names
+    x = torch.randn(5, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(x), source(x), rtol=0, atol=1e-6)

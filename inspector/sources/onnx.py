@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,15 @@ from torch import nn
 from inspector.checks import printable
 from inspector.errors import InspectorError
 from inspector.formats import check_shape
-from inspector.sources.base import Contents, TensorSource, first_line, linear_from
+from inspector.sources.base import (
+    Contents,
+    TensorSource,
+    first_line,
+    free_name,
+    linear_from,
+    module_names_fit,
+    place_module,
+)
 
 # field tags that follow ModelProto's ir_version (field 1, varint): producer, domain, version, doc, graph, opsets
 _NEXT_FIELDS = frozenset(b"\x12\x1a\x22\x28\x32\x3a\x42")
@@ -219,16 +226,16 @@ class OnnxSource(TensorSource):
             return None
         tensors = dict(self.read(list(self._shapes)))
         current = inputs[0]
-        modules: OrderedDict[str, nn.Module] = OrderedDict()
+        chain: list[tuple[str | None, nn.Module]] = []  # (layer name, module); None for an activation
         last = len(graph.node) - 1
         for index, node in enumerate(graph.node):
             if not node.input or node.input[0] != current and not (index in self._bias_adds and current in node.input):
                 return None
             if index in self._dense:
                 layer = self._dense[index]
-                modules[layer.replace(".", "_")] = linear_from(tensors[f"{layer}.weight"], tensors.get(f"{layer}.bias"))
+                chain.append((layer, linear_from(tensors[f"{layer}.weight"], tensors.get(f"{layer}.bias"))))
             elif node.op_type in _ONNX_ACTIVATIONS:
-                modules[f"act{len(modules)}"] = _ONNX_ACTIVATIONS[node.op_type](node)
+                chain.append((None, _ONNX_ACTIVATIONS[node.op_type](node)))
             elif not (
                 node.op_type in ("Identity", "Dropout")
                 or index in self._bias_adds
@@ -237,9 +244,22 @@ class OnnxSource(TensorSource):
             ):
                 return None
             current = node.output[0]
-        if current != graph.output[0].name or not any(isinstance(m, nn.Linear) for m in modules.values()):
+        if current != graph.output[0].name or not any(name is not None for name, _ in chain):
             return None
-        return nn.Sequential(modules).eval()
+        # the layers keep the names the header gives them (``encoder.0`` is module 0 of a Sequential
+        # named encoder), where those can name one Sequential's modules in order; else dots become _
+        names = [name for name, _ in chain if name is not None]
+        nested = module_names_fit(names)
+        taken = set(names) if nested else {name.replace(".", "_") for name in names}
+        root = nn.Sequential()
+        beside = ""
+        for k, (name, module) in enumerate(chain):
+            if name is None:
+                place_module(root, free_name(root, beside, f"act{k}", taken), module)
+                continue
+            beside = name if nested else name.replace(".", "_")
+            place_module(root, beside, module)
+        return root.eval()
 
 
 def _gelu(node: Any) -> nn.Module:
