@@ -36,7 +36,7 @@ from inspector.formats import TensorInfo, count_nonfinite, shared_storage
 from inspector.models import MLP, MLPConfig, build_mlp, infer_mlp_layout, mlp_from_state_dict
 from inspector.records import History, TrainConfig
 from inspector.sources import Contents, TensorSource, open_source
-from inspector.sources.base import conv1d_weights, first_line, transposed
+from inspector.sources.base import conv1d_weights, first_line, transposed, without_empty
 from inspector.sources.safetensors import PREFIX as _PREFIX
 
 if TYPE_CHECKING:  # a training result is only read here; training sits above checkpoints
@@ -525,7 +525,7 @@ def read_header(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> 
     it: with ``trust_pickle`` it is loaded whole.
     """
     source = open_source(path, trust_pickle=trust_pickle)
-    contents = source.header()
+    contents = without_empty(source.path, source.header())
     conv1d = conv1d_weights(contents.state) if contents.extras is None and contents.module is None else frozenset()
     contents = transposed(contents, conv1d)
     parts = _parts(source.path, contents)
@@ -577,7 +577,7 @@ def is_own_checkpoint(path: Path) -> bool:
 
 def read_parts(path: Path, header: FileHeader, *, trust_pickle: bool, mmap: bool = False) -> tuple[_Parts, list[str]]:
     """The tensors themselves, for a file :func:`read_header` validated."""
-    contents = transposed(header.source.contents(), header.transposed)
+    contents = transposed(without_empty(header.path, header.source.contents()), header.transposed)
     return _parts(header.path, contents), list(contents.notices)
 
 
@@ -661,7 +661,8 @@ def load(
     path = Path(path)
     header = read_header(path, trust_pickle=trust_pickle)
     if not header.tensors:
-        raise InspectorError(f"{path}: the {header.format} file holds no tensors")
+        said = f" ({'; '.join(header.notices)})" if header.notices else ""
+        raise InspectorError(f"{path}: the {header.format} file holds no tensors{said}")
     path = header.path  # a sharded checkpoint's index, a folder's file
     if header.kind == "pickled-module":
         module = header.source.header().module
@@ -687,6 +688,12 @@ def load(
 
 def _rebuilt_checkpoint(path: Path, header: FileHeader, module: nn.Module) -> Checkpoint:
     """A checkpoint around the module a reader rebuilt from its file (scikit-learn, Keras)."""
+    for name, layer in module.named_modules():
+        if isinstance(layer, nn.Linear) and layer.weight.numel() == 0:
+            raise InspectorError(
+                f"{path}: layer {printable(name)[:80]!r} has a zero-size weight {tuple(layer.weight.shape)}: an "
+                "empty layer, through which nothing is computed; the file is crafted or corrupt"
+            )
     return Checkpoint(
         model=module,
         config=None,

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from inspector.errors import InspectorError
+from inspector.formats import MAX_DIM, zip_read_error
 from inspector.records import MAX_SEED, check_seed  # re-exported: where callers have always found them
 
 BUILTIN_DATASETS = ("digits", "synthetic", "synthetic-regression")
@@ -592,6 +593,13 @@ def _npy_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path, key: str
         )
     if any(d < 0 for d in shape):
         raise InspectorError(f"{path}: array {key!r} declares a negative shape {shape}; it is corrupt")
+    if any(d > MAX_DIM for d in shape) or (math.prod(shape) == 0 and any(d > 0 for d in shape)):
+        # an empty array holds no byte: nothing may be sized by its other dimension (feature names for 10^12 columns)
+        raise InspectorError(
+            f"{path}: array {key!r} declares shape {shape}: "
+            + ("a dimension over 2^31" if any(d > MAX_DIM for d in shape) else "no element")
+            + "; save the data with at least one sample and one feature"
+        )
     declared = math.prod(shape) * dtype.itemsize
     present = info.file_size - header_size
     if declared > present:
@@ -622,6 +630,8 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         RuntimeError,
     ) as exc:
         # RuntimeError: an encrypted member; ValueError: a malformed .npy header or short data.
+        if (corrupt := zip_read_error(path, exc)) is not None:  # an array read to its end fails its CRC
+            raise corrupt from None
         raise InspectorError(f"{path}: not a readable .npz file, as numpy.savez writes ({_one_line(exc)})") from None
 
 

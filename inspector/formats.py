@@ -12,9 +12,10 @@ from __future__ import annotations
 import io
 import json
 import struct
+import time
 import zipfile
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,19 @@ from inspector.errors import InspectorError
 
 _ZIP_MAGIC = b"PK\x03\x04"
 _MAX_HEADER = 100 * 1024 * 1024  # the safetensors spec's own limit
-_MAX_PICKLE = 256 * 1024 * 1024  # a state dict's pickle (names, shapes) is far smaller than its data
+# A state dict's pickle holds names, shapes and strides: a few hundred bytes per tensor. Its size is
+# bounded by the storages the file holds (each a zip member), so that a small file cannot inflate into
+# a pickle that takes minutes to walk; every opcode costs the weights-only unpickler about a microsecond.
+_PICKLE_BASE = 1024 * 1024  # extras beside the tensors (a training checkpoint's epoch, config, history)
+_PICKLE_PER_STORAGE = 1024
+_MAX_PICKLE = 32 * 1024 * 1024  # whatever the number of storages
+_PICKLE_SECONDS = 20.0  # a backstop on the header read's time: a real header takes well under a second
+#: no dimension of a tensor may exceed this: larger than any layer (2^31 rows of a matrix), and the bound
+#: that keeps a zero-size tensor's other dimensions from sizing anything (a (0, 10^12) tensor holds nothing)
+MAX_DIM = 2**31
+#: nor may the product of its non-zero dimensions exceed this (so strides and byte counts stay in int64)
+MAX_SPAN = 2**56
+MAX_NDIM = 64  # numpy's limit: no tensor of a model has more dimensions
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # torch.save's pre-1.6 (non-zip) format starts with this number
 
 # safetensors dtype names -> torch dtypes; types this torch lacks are left out (and refused)
@@ -64,6 +77,63 @@ def check_file(path: Path) -> int:
     if size == 0:
         raise InspectorError(f"{path}: the file is empty; re-export or re-download it")
     return size
+
+
+def check_shape(path: Path, name: str, shape: Any) -> tuple[int, ...]:
+    """``shape`` as a tuple of ints, after checking every dimension is an integer in ``[0, MAX_DIM]``.
+
+    A file's bytes bound the elements of a tensor that has some, not the dimensions of one that
+    has none: ``(0, 10**12)`` holds no byte and would size a 4 TB array by its second dimension.
+    """
+    try:
+        dims = tuple(shape)
+    except TypeError:
+        dims = (shape,)
+    span = 1
+    for d in dims[: MAX_NDIM + 1]:
+        span *= d if is_int(d) and 0 < d <= MAX_DIM else 1
+    if len(dims) > MAX_NDIM or not all(is_int(d) and 0 <= d <= MAX_DIM for d in dims) or span > MAX_SPAN:
+        shown = printable(str(list(dims[:8])))[:80] + (f" ({len(dims)} dimensions)" if len(dims) > 8 else "")
+        raise InspectorError(
+            f"{path}: tensor {printable(str(name))[:80]!r} declares shape {shown}: every dimension must be an "
+            f"integer from 0 to 2^31 (at most {MAX_NDIM} of them), and their product (zeros aside) below 2^56; "
+            "the file is crafted or corrupt"
+        )
+    return tuple(int(d) for d in dims)
+
+
+def crc_error(path: Path, member: str) -> InspectorError:
+    """The one line for a zip member whose bytes do not match the CRC-32 its archive records."""
+    return InspectorError(
+        f"{path}: member {printable(member)[:120]} fails its CRC check: the file is corrupt; re-download or re-save it"
+    )
+
+
+_BAD_CRC = "Bad CRC-32 for file "  # zipfile's message when a member read to its end does not match its CRC
+
+
+def zip_read_error(path: Path, exc: BaseException) -> InspectorError | None:
+    """:func:`crc_error` for ``zipfile``'s CRC failure (``BadZipFile("Bad CRC-32 for file 'x'")``, raised
+    when a member is read to its end through ``ZipFile.open``/``read``); ``None`` for any other error."""
+    text = str(exc)
+    if isinstance(exc, zipfile.BadZipFile) and text.startswith(_BAD_CRC):
+        return crc_error(path, text[len(_BAD_CRC) :].strip("'\""))
+    return None
+
+
+def check_zip_crcs(path: Path, archive: zipfile.ZipFile) -> None:
+    """Read every member of ``archive`` to its end, a chunk at a time (no member held whole), so that
+    ``zipfile`` checks each one's CRC-32: for readers that hand the file to a library (``torch.load``)
+    which does not check it."""
+    for info in archive.infolist():
+        if info.is_dir():
+            continue
+        try:
+            with archive.open(info) as fh:
+                while fh.read(1 << 20):
+                    pass
+        except zipfile.BadZipFile as exc:
+            raise (zip_read_error(path, exc) or crc_error(path, info.filename)) from None
 
 
 def zip_magic(head: bytes) -> bool:
@@ -336,6 +406,7 @@ def _safetensors_entry(path: Path, name: str, info: Any) -> SafetensorsEntry:
         raise bad(f"unknown dtype {shown!r}; known: {', '.join(_ST_DTYPES)}")
     if not isinstance(shape, list) or not all(is_int(s) and s >= 0 for s in shape):
         raise bad("shape must be a list of non-negative integers")
+    check_shape(path, name, shape)
     if (
         not isinstance(offsets, list)
         or len(offsets) != 2
@@ -371,15 +442,28 @@ def pickle_refused(path: Path) -> NeedsTrust:
     )
 
 
-def read_torch_header(path: Path, offsets: dict[int, int] | None = None) -> Any:
+@dataclass(frozen=True)
+class StoredMember:
+    """An uncompressed zip member (a ``torch.save`` storage): its bytes are ``file[offset:offset + size]``,
+    and ``crc`` is the CRC-32 the archive records for them."""
+
+    name: str
+    offset: int
+    size: int
+    crc: int
+
+
+def read_torch_header(path: Path, members: dict[int, StoredMember] | None = None) -> Any:
     """Unpickle a ``torch.save`` file with every storage on the ``meta`` device: the object
     tree with its tensors' shapes, dtypes and strides, and no tensor data read or allocated.
 
     Uses the same weights-only unpickler as ``torch.load(weights_only=True)``: no code
-    runs. With ``offsets``, a zip file's storages are recorded there as ``{storage._cdata: byte
-    offset of its data in the file}``, for :func:`read_tensor_at`. Each storage's declared size is checked against the bytes the file holds for
-    it (the zip directory, or the legacy format's size prefixes), and each tensor against
-    its storage (see :func:`check_tensor`), so a later ``torch.load`` is bounded by the file.
+    runs. With ``members``, a zip file's storages are recorded there as ``{storage._cdata: its
+    zip member}``, for :func:`read_tensor_at`. Each storage's declared size is checked against the
+    bytes the file holds for it (the zip directory, or the legacy format's size prefixes), and each
+    tensor against its storage (see :func:`check_tensor`), so a later ``torch.load`` is bounded by the
+    file. The pickle itself is bounded by the storages it can describe (``data.pkl`` at most 1 MiB
+    plus 1 KiB per storage, 32 MiB in all) and its reading by time (20 s, a backstop).
 
     Raises:
         NeedsTrust: the pickle holds other Python objects.
@@ -387,7 +471,7 @@ def read_torch_header(path: Path, offsets: dict[int, int] | None = None) -> Any:
     """
     size = check_file(path)
     try:
-        return _read_zip_header(path, offsets) if is_zip(path) else _read_legacy_header(path, size)
+        return _read_zip_header(path, members) if is_zip(path) else _read_legacy_header(path, size)
     except InspectorError:
         raise
     except Exception as exc:  # untrusted bytes through a side-effect-free unpickler: any failure is corruption
@@ -412,7 +496,7 @@ def _reason(exc: BaseException) -> str:
 
 def _meta_storage(path: Path, storage_type: Any, numel: Any, available: int | None, key: str) -> Any:
     dtype = torch.uint8 if storage_type is torch.UntypedStorage else getattr(storage_type, "dtype", None)
-    if not isinstance(dtype, torch.dtype) or not is_int(numel) or numel < 0:
+    if not isinstance(dtype, torch.dtype) or not is_int(numel) or numel < 0 or numel > 2**62:
         raise InspectorError(
             f"{path}: corrupt PyTorch file (storage {key!r} is malformed); re-export or re-download it"
         )
@@ -427,6 +511,50 @@ def _meta_storage(path: Path, storage_type: Any, numel: Any, available: int | No
     )
 
 
+class _Bounded:
+    """A binary file for the unpickler. ``read(n)`` never asks for more than the bytes up to ``end`` (a
+    corrupt pickle length prefix would otherwise make a buffered ``read(n)`` allocate all ``n`` bytes
+    before finding the file short); a pickle that runs past ``limit()`` (a position) is refused, and the
+    reading stops after ``_PICKLE_SECONDS`` (checked every 65,536 reads: the unpickler reads once per
+    opcode, so a pickle of a billion ``None`` would otherwise run for minutes)."""
+
+    def __init__(self, fh: Any, end: int, path: Path, limit: Callable[[], int] | None = None) -> None:
+        self._fh = fh
+        self._end = end
+        self._path = path
+        self.limit = limit
+        self._reads = 0
+        self._deadline = time.monotonic() + _PICKLE_SECONDS
+
+    def _clamp(self, n: int | None) -> int:
+        self._reads += 1
+        if not self._reads & 0xFFFF and self.limit is not None and time.monotonic() > self._deadline:
+            raise InspectorError(
+                f"{self._path}: reading the checkpoint's pickle took over {_PICKLE_SECONDS:.0f} s; "
+                "the file is crafted or corrupt (re-export it with torch.save(model.state_dict(), ...))"
+            )
+        at = self._fh.tell()
+        if self.limit is not None and n != 0 and at >= (most := self.limit()):
+            raise InspectorError(
+                f"{self._path}: the checkpoint's pickle runs past {most:,} bytes, more than its tensors' "
+                "names and shapes need; the file is crafted or corrupt"
+            )
+        left = max(0, self._end - at)
+        return left if n is None or n < 0 else min(n, left)
+
+    def read(self, n: int = -1) -> bytes:
+        return bytes(self._fh.read(self._clamp(n)))
+
+    def readline(self, limit: int = -1) -> bytes:
+        return bytes(self._fh.readline(self._clamp(limit)))
+
+    def tell(self) -> int:
+        return int(self._fh.tell())
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return int(self._fh.seek(offset, whence))
+
+
 def _unpickler(data: Any, persistent_load: Any) -> Any:
     from torch import _weights_only_unpickler
 
@@ -436,7 +564,7 @@ def _unpickler(data: Any, persistent_load: Any) -> Any:
     return unpickler
 
 
-def _read_zip_header(path: Path, offsets: dict[int, int] | None = None) -> Any:
+def _read_zip_header(path: Path, members: dict[int, StoredMember] | None = None) -> Any:
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
@@ -452,16 +580,22 @@ def _read_zip_header(path: Path, offsets: dict[int, int] | None = None) -> Any:
                 "save with torch.save(model.state_dict(), ...)"
             )
         prefix = pickles[0][: -len("data.pkl")]
-        if records[pickles[0]].file_size > _MAX_PICKLE:
+        n_storages = sum(1 for name in records if name.startswith(f"{prefix}data/"))
+        most = min(_MAX_PICKLE, _PICKLE_BASE + _PICKLE_PER_STORAGE * n_storages)
+        if records[pickles[0]].file_size > most:
             raise InspectorError(
-                f"{path}: corrupt PyTorch file (its data.pkl declares "
-                f"{records[pickles[0]].file_size} bytes); re-export or re-download it"
+                f"{path}: corrupt PyTorch file (its data.pkl declares {records[pickles[0]].file_size:,} bytes "
+                f"for {n_storages} storage{'s' * (n_storages != 1)}; at most {most:,} are read); "
+                "the file is crafted or corrupt: re-export or re-download it"
             )
         try:
-            pickled = archive.read(pickles[0])
+            pickled = archive.read(pickles[0])  # read to its end: zipfile checks its CRC
         except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError, ValueError) as exc:
-            raise InspectorError(
-                f"{path}: truncated or corrupt PyTorch file ({_reason(exc)}); re-export or re-download it"
+            raise (
+                zip_read_error(path, exc)
+                or InspectorError(
+                    f"{path}: truncated or corrupt PyTorch file ({_reason(exc)}); re-export or re-download it"
+                )
             ) from None
         storages: dict[str, Any] = {}
 
@@ -480,11 +614,16 @@ def _read_zip_header(path: Path, offsets: dict[int, int] | None = None) -> Any:
                         "is missing); re-export or re-download it"
                     )
                 storages[key] = _meta_storage(path, storage_type, numel, record.file_size, key)
-                if offsets is not None:
-                    offsets[storages[key]._untyped_storage._cdata] = _stored_data_offset(path, record)
+                if members is not None:
+                    members[storages[key]._untyped_storage._cdata] = StoredMember(
+                        record.filename, _stored_data_offset(path, record), record.file_size, record.CRC
+                    )
             return storages[key]
 
-        return _unpickler(io.BytesIO(pickled), persistent_load).load()
+        # data.pkl was bounded by its size above; the time is bounded here
+        return _unpickler(
+            _Bounded(io.BytesIO(pickled), len(pickled), path, limit=lambda: len(pickled) + 1), persistent_load
+        ).load()
 
 
 def _stored_data_offset(path: Path, record: zipfile.ZipInfo) -> int:
@@ -499,15 +638,40 @@ def _stored_data_offset(path: Path, record: zipfile.ZipInfo) -> int:
     return record.header_offset + 30 + name_length + extra_length
 
 
+def check_member_crc(path: Path, member: StoredMember, chunk: int = 1 << 20) -> None:
+    """Read ``member``'s bytes ``chunk`` at a time and compare their CRC-32 with the archive's."""
+    crc = 0
+    buffer = bytearray(min(chunk, member.size))
+    view = memoryview(buffer)
+    with path.open("rb") as fh:
+        fh.seek(member.offset)
+        left = member.size
+        while left:
+            got = fh.readinto(view[: min(left, len(buffer))])
+            if not got:
+                raise InspectorError(f"{path}: truncated file (member {member.name} is cut short); re-download it")
+            crc = zlib.crc32(view[:got], crc)
+            left -= got
+    if crc != member.crc:
+        raise crc_error(path, member.name)
+
+
 def read_tensor_at(
-    path: Path, offset: int, dtype: torch.dtype, shape: tuple[int, ...], stride: tuple[int, ...] | None = None
+    path: Path,
+    offset: int,
+    dtype: torch.dtype,
+    shape: tuple[int, ...],
+    stride: tuple[int, ...] | None = None,
+    member: StoredMember | None = None,
 ) -> torch.Tensor:
     """A tensor of ``shape`` whose (strided) data starts at byte ``offset`` of ``path``, read into
     memory of its own with ``readinto``: nothing else of the file is read, and no page of the file
     stays mapped in the process (a memory map would keep every page it touched resident).
 
     ``stride`` (elements) defaults to contiguous; a strided tensor is read as the span it covers
-    and copied contiguous. The caller has checked that the span lies inside the file.
+    and copied contiguous. The caller has checked that the span lies inside the file. With ``member``
+    (the zip member holding the data) whose bytes are exactly the span read, their CRC-32 is checked
+    on the buffer itself (a member the span covers only in part is checked by the caller, in chunks).
     """
     numel = 1
     for n in shape:
@@ -522,6 +686,9 @@ def read_tensor_at(
         got = fh.readinto(buffer)
     if got != len(buffer):
         raise InspectorError(f"{path}: truncated file ({got} of {len(buffer)} bytes at {offset}); re-download it")
+    if member is not None and offset == member.offset and len(buffer) == member.size:
+        if zlib.crc32(buffer) != member.crc:
+            raise crc_error(path, member.name)
     if not buffer:
         return torch.empty(shape, dtype=dtype)
     flat = torch.frombuffer(buffer, dtype=dtype)
@@ -529,29 +696,6 @@ def read_tensor_at(
         return flat.view(shape)
     tensor = flat.as_strided(shape, stride)
     return tensor if tensor.is_contiguous() else tensor.contiguous()
-
-
-class _Clamped:
-    """A binary file whose ``read(n)`` never asks for more than the ``size`` bytes the file holds: a
-    corrupt pickle length prefix would otherwise make a buffered ``read(n)`` allocate all ``n``
-    bytes before finding the file short."""
-
-    def __init__(self, fh: Any, size: int) -> None:
-        self._fh = fh
-        self._size = size
-
-    def read(self, n: int = -1) -> bytes:
-        left = max(0, self._size - self._fh.tell())
-        return self._fh.read(left if n is None or n < 0 else min(n, left))
-
-    def readline(self, limit: int = -1) -> bytes:
-        return self._fh.readline(limit)
-
-    def tell(self) -> int:
-        return int(self._fh.tell())
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        return int(self._fh.seek(offset, whence))
 
 
 def _read_legacy_header(path: Path, size: int) -> Any:
@@ -571,7 +715,10 @@ def _read_legacy_header(path: Path, size: int) -> Any:
         return declared[key]
 
     with path.open("rb") as raw:
-        fh = _Clamped(raw, size)
+        # the pickles come first: at most 1 MiB plus 1 KiB per storage they have declared so far
+        fh = _Bounded(
+            raw, size, path, limit=lambda: min(_MAX_PICKLE, _PICKLE_BASE + _PICKLE_PER_STORAGE * len(declared))
+        )
         if _unpickler(fh, None).load() != _LEGACY_MAGIC:
             raise InspectorError(
                 f"{path}: a pickle, but not written by torch.save; save with torch.save(model.state_dict(), ...)"
@@ -580,6 +727,7 @@ def _read_legacy_header(path: Path, size: int) -> Any:
         _unpickler(fh, None).load()  # sys info
         obj = _unpickler(fh, persistent_load).load()
         keys = _unpickler(fh, None).load()
+        fh.limit = None  # the storages' bytes follow: bounded by the file
         if not isinstance(keys, list) or sorted(map(str, keys)) != sorted(declared):
             raise InspectorError(
                 f"{path}: corrupt PyTorch file (storage list does not match); re-export or re-download it"
@@ -605,6 +753,7 @@ def check_tensor(path: Path, name: str, tensor: torch.Tensor) -> int:
     """
     if tensor.layout != torch.strided or tensor.is_quantized:
         raise InspectorError(f"{path}: tensor {name!r} has an unsupported layout ({tensor.layout}); save dense tensors")
+    check_shape(path, name, tuple(tensor.shape))
     itemsize = tensor.element_size()
     nbytes = tensor.numel() * itemsize
     available = tensor.untyped_storage().nbytes()

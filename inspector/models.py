@@ -19,6 +19,7 @@ from torch import nn
 from inspector.checks import check_fields, printable
 from inspector.errors import InspectorError, NotAnMLPError
 from inspector.formats import shared_storage
+from inspector.sources.base import free_name, module_names_fit, place_module
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -44,9 +45,16 @@ class MLPConfig:
     activation: str = "relu"
     dropout: float = 0.0
     batch_norm: bool = False
+    #: the dense layers' module names, first to last (a foreign state dict's own: ``0``, ``2``, ``4``, or
+    #: ``encoder.0``); empty for ``fc1 .. fcL``
+    layer_names: tuple[str, ...] = ()
+    #: the batch norms' module names, one per hidden layer; empty for ``bn1 ..``
+    norm_names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden_sizes", tuple(int(h) for h in self.hidden_sizes))
+        object.__setattr__(self, "layer_names", tuple(self.layer_names))
+        object.__setattr__(self, "norm_names", tuple(self.norm_names))
         if self.activation not in ACTIVATIONS:
             raise InspectorError(f"unknown activation {self.activation!r}; choose one of {', '.join(ACTIVATIONS)}")
         if not 0.0 <= self.dropout < 1.0:
@@ -54,6 +62,38 @@ class MLPConfig:
         sizes = (self.input_size, *self.hidden_sizes, self.output_size)
         if any(int(s) < 1 for s in sizes):
             raise InspectorError(f"layer sizes must be positive, got {list(sizes)}")
+        if self.layer_names and len(self.layer_names) != len(sizes) - 1:
+            raise InspectorError(f"layer_names must name {len(sizes) - 1} layers, got {len(self.layer_names)}")
+        if self.norm_names and (not self.batch_norm or len(self.norm_names) != len(self.hidden_sizes)):
+            raise InspectorError(
+                f"norm_names must name {len(self.hidden_sizes) if self.batch_norm else 0} batch norms, "
+                f"got {len(self.norm_names)}"
+            )
+        if (self.layer_names or self.norm_names) and not module_names_fit(self._ordered_names()):
+            shown = printable(", ".join((*self.layer_names, *self.norm_names)))[:120]
+            raise InspectorError(f"layer names {shown} can't name an MLP's modules (empty, repeated or out of order)")
+
+    @property
+    def linear_names(self) -> tuple[str, ...]:
+        """The dense layers' module names: :attr:`layer_names`, or ``fc1 .. fcL``."""
+        return self.layer_names or tuple(f"fc{k + 1}" for k in range(len(self.hidden_sizes) + 1))
+
+    @property
+    def batch_norm_names(self) -> tuple[str, ...]:
+        """The batch norms' module names (none without ``batch_norm``): :attr:`norm_names`, or ``bn1 ..``."""
+        if not self.batch_norm:
+            return ()
+        return self.norm_names or tuple(f"bn{k + 1}" for k in range(len(self.hidden_sizes)))
+
+    def _ordered_names(self) -> list[str]:
+        """Every named module in the order the computation runs them (each layer, then its batch norm)."""
+        norms = self.batch_norm_names
+        out: list[str] = []
+        for k, name in enumerate(self.linear_names):
+            out.append(name)
+            if k < len(norms):
+                out.append(norms[k])
+        return out
 
     @property
     def layer_sizes(self) -> tuple[int, ...]:
@@ -63,6 +103,11 @@ class MLPConfig:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["hidden_sizes"] = list(self.hidden_sizes)
+        for key in ("layer_names", "norm_names"):  # written only when a file gave its own names
+            if d[key]:
+                d[key] = list(d[key])
+            else:
+                del d[key]
         return d
 
     @classmethod
@@ -77,38 +122,46 @@ class MLPConfig:
         Lets a loader compare a file's tensors with its config before allocating any layer.
         """
         sizes = self.layer_sizes
+        linear, norms = self.linear_names, self.batch_norm_names
         shapes: dict[str, tuple[int, ...]] = {}
         for k in range(len(sizes) - 1):
-            shapes[f"fc{k + 1}.weight"] = (sizes[k + 1], sizes[k])
-            shapes[f"fc{k + 1}.bias"] = (sizes[k + 1],)
-            if self.batch_norm and k < len(sizes) - 2:
+            shapes[f"{linear[k]}.weight"] = (sizes[k + 1], sizes[k])
+            shapes[f"{linear[k]}.bias"] = (sizes[k + 1],)
+            if k < len(norms):
                 for leaf in ("weight", "bias", "running_mean", "running_var"):
-                    shapes[f"bn{k + 1}.{leaf}"] = (sizes[k + 1],)
-                shapes[f"bn{k + 1}.num_batches_tracked"] = ()
+                    shapes[f"{norms[k]}.{leaf}"] = (sizes[k + 1],)
+                shapes[f"{norms[k]}.num_batches_tracked"] = ()
         return shapes
 
 
 class MLP(nn.Sequential):
-    """A plain MLP whose modules are named ``fc1, bn1, act1, drop1, ..., fcL``.
+    """A plain MLP whose modules are named ``fc1, bn1, act1, drop1, ..., fcL``, or, rebuilt from a
+    foreign state dict, with the file's names for its layers and batch norms (``0, act1, 2, act2, 4``
+    for an ``nn.Sequential``'s keys ``0.weight, 2.weight, 4.weight``; ``encoder.0`` in a nested one).
 
     ``forward(x)``: ``x`` is ``(batch, input_size)``, the result ``(batch, output_size)``: logits,
     or regression predictions in the targets' units.
     """
 
     def __init__(self, config: MLPConfig) -> None:
-        modules: OrderedDict[str, nn.Module] = OrderedDict()
+        super().__init__()
         sizes = config.layer_sizes
+        linear, norms = config.linear_names, config.batch_norm_names
+        named = set(config._ordered_names())  # an activation's name must not be a layer's still to come
         n_linear = len(sizes) - 1
         for k in range(n_linear):
-            modules[f"fc{k + 1}"] = nn.Linear(sizes[k], sizes[k + 1])
+            place_module(self, linear[k], nn.Linear(sizes[k], sizes[k + 1]))
             if k == n_linear - 1:
                 break
-            if config.batch_norm:
-                modules[f"bn{k + 1}"] = nn.BatchNorm1d(sizes[k + 1])
-            modules[f"act{k + 1}"] = ACTIVATIONS[config.activation]()
+            last = linear[k]
+            if norms:
+                place_module(self, norms[k], nn.BatchNorm1d(sizes[k + 1]))
+                last = norms[k]
+            # the activation (and dropout) go beside the module before them, named so as to clash with none
+            act = free_name(self, last, f"act{k + 1}", named)
+            place_module(self, act, ACTIVATIONS[config.activation]())
             if config.dropout > 0:
-                modules[f"drop{k + 1}"] = nn.Dropout(config.dropout)
-        super().__init__(modules)
+                place_module(self, free_name(self, last, f"drop{k + 1}", named), nn.Dropout(config.dropout))
         self.config = config
 
 
@@ -126,6 +179,11 @@ _BN_SUFFIXES = ("weight", "bias", "running_mean", "running_var", "num_batches_tr
 
 def _natural_key(name: str) -> list[Any]:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
+def _key(prefix: str, leaf: str) -> str:
+    """The state-dict key of ``leaf`` in module ``prefix`` (a bare module's keys have no prefix: ``weight``)."""
+    return f"{prefix}.{leaf}" if prefix else leaf
 
 
 def _split(key: str) -> tuple[str, str]:
@@ -226,12 +284,18 @@ def infer_mlp_layout(
                 f"{source}: layer {p!r} has no bias; only nn.Linear(bias=True) layers can be "
                 "rebuilt as an MLP (use `inspector info` for weight-only inspection)"
             )
+    # the file's own names, where they can name the modules of one MLP (a bare nn.Linear's keys,
+    # "weight" and "bias", have no module name: those layers are called fc1 .. fcL)
+    ordered = [name for k, p in enumerate(linear) for name in (p, *(batch_norm[k : k + 1] if batch_norm else ()))]
+    named = module_names_fit(ordered)
     config = MLPConfig(
         input_size=sizes[0],
         hidden_sizes=hidden,
         output_size=sizes[-1],
         activation=activation,
         batch_norm=bool(batch_norm),
+        layer_names=tuple(linear) if named else (),
+        norm_names=tuple(batch_norm) if named else (),
     )
     return InferredLayout(config, tuple(linear), tuple(batch_norm))
 
@@ -241,15 +305,16 @@ def mlp_from_state_dict(
 ) -> MLP:
     """Rebuild an :class:`MLP` from a foreign state dict (see :func:`infer_mlp_layout`)."""
     layout = infer_mlp_layout(state_dict, activation, source=source)
-    model = build_mlp(layout.config)
+    model = build_mlp(layout.config)  # its modules carry the file's names (where they can name modules)
+    linear, norms = layout.config.linear_names, layout.config.batch_norm_names
     renamed: dict[str, torch.Tensor] = {}
-    for k, prefix in enumerate(layout.linear_prefixes, start=1):
-        renamed[f"fc{k}.weight"] = state_dict[f"{prefix}.weight"]
-        renamed[f"fc{k}.bias"] = state_dict[f"{prefix}.bias"]
-    for k, prefix in enumerate(layout.batch_norm_prefixes, start=1):
+    for name, prefix in zip(linear, layout.linear_prefixes):
+        renamed[f"{name}.weight"] = state_dict[_key(prefix, "weight")]
+        renamed[f"{name}.bias"] = state_dict[_key(prefix, "bias")]
+    for name, prefix in zip(norms, layout.batch_norm_prefixes):
         for leaf in _BN_SUFFIXES:
-            if f"{prefix}.{leaf}" in state_dict:
-                renamed[f"bn{k}.{leaf}"] = state_dict[f"{prefix}.{leaf}"]
+            if _key(prefix, leaf) in state_dict:
+                renamed[f"{name}.{leaf}"] = state_dict[_key(prefix, leaf)]
     missing, unexpected = model.load_state_dict(renamed, strict=False)
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     if missing or unexpected:  # pragma: no cover - infer_mlp_layout guarantees a full match
@@ -267,4 +332,4 @@ def _retie(model: MLP, renamed: Mapping[str, torch.Tensor]) -> None:
         if a.shape == b.shape and a.stride() == b.stride() and a.storage_offset() == b.storage_offset():
             module, _, leaf = name.rpartition(".")
             owner, _, owner_leaf = first.rpartition(".")
-            setattr(getattr(model, module), leaf, getattr(getattr(model, owner), owner_leaf))
+            setattr(model.get_submodule(module), leaf, getattr(model.get_submodule(owner), owner_leaf))

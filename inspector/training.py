@@ -238,7 +238,7 @@ def _train(
         return torch.from_numpy(X).to(dev), torch.from_numpy(y).to(dev)
 
     loss_fn = nn.functional.mse_loss if regression else nn.functional.cross_entropy
-    last = f"fc{len(config.layer_sizes) - 1}"
+    last = config.linear_names[-1]  # fc_L, or the name a foreign file gave it
 
     def in_target_units(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if target_scaler is None:

@@ -98,3 +98,56 @@ def rezip(src: Path, dst: Path, edit_pickle: Any) -> Path:
             data = zin.read(info.filename)
             zout.writestr(info.filename, edit_pickle(data) if info.filename.endswith("/data.pkl") else data)
     return dst
+
+
+def member_data_span(path: Path, suffix: str) -> tuple[int, int]:
+    """``(offset, size)`` of the bytes of the zip member whose name ends with ``suffix``, as stored in the file."""
+    with zipfile.ZipFile(path) as archive:
+        info = next(i for i in archive.infolist() if i.filename.endswith(suffix))
+    with path.open("rb") as fh:
+        fh.seek(info.header_offset)
+        local = fh.read(30)
+    name_length, extra_length = struct.unpack("<HH", local[26:30])
+    return info.header_offset + 30 + name_length + extra_length, info.compress_size
+
+
+def flip_member_bytes(src: Path, dst: Path, suffix: str, count: int = 200, skip: int = 0) -> Path:
+    """A copy of the zip ``src`` with ``count`` bytes inverted inside member ``*suffix``'s stored bytes
+    (from ``skip`` bytes in): the zip directory still holds the member's original CRC-32."""
+    begin, size = member_data_span(src, suffix)
+    blob = bytearray(src.read_bytes())
+    for k in range(min(count, size - skip)):
+        blob[begin + skip + k] ^= 0xFF
+    dst.write_bytes(bytes(blob))
+    return dst
+
+
+def zero_size_safetensors(shape: list[int], dtype: str = "F32", *, beside: bool = False) -> bytes:
+    """A safetensors file declaring ``fc1.weight`` of ``shape`` with no bytes (a zero-size tensor has none),
+    and with ``beside`` a real 3 x 2 layer ``fc2`` after it."""
+    header: dict[str, Any] = {"fc1.weight": {"dtype": dtype, "shape": shape, "data_offsets": [0, 0]}}
+    data = b""
+    if beside:
+        header["fc2.weight"] = {"dtype": "F32", "shape": [3, 2], "data_offsets": [0, 24]}
+        header["fc2.bias"] = {"dtype": "F32", "shape": [3], "data_offsets": [24, 36]}
+        data = torch.arange(9, dtype=torch.float32).numpy().tobytes()
+    return safetensors_bytes(header, data)
+
+
+def pickle_bomb(dst: Path, opcodes: int, opcode: bytes = b"N") -> Path:
+    """A ``torch.save`` zip whose deflated ``data.pkl`` is ``PROTO 2``, ``opcodes`` times ``opcode`` (each
+    pushes one object: ``N`` None, ``]`` an empty list, ``)`` an empty tuple), then ``STOP``: a few hundred
+    kilobytes on disk that a naive reader inflates and walks for minutes."""
+    source = dst.with_suffix(".base.pt")
+    torch.save({"fc1.weight": torch.zeros(2, 2)}, source)
+    with zipfile.ZipFile(source) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info.filename)
+            if info.filename.endswith("/data.pkl"):
+                zout.writestr(
+                    info.filename, b"\x80\x02" + opcode * opcodes + b".", zipfile.ZIP_DEFLATED, compresslevel=9
+                )
+            else:
+                zout.writestr(info.filename, data, zipfile.ZIP_STORED)
+    source.unlink()
+    return dst

@@ -155,7 +155,7 @@ def test_nan_weights_are_loaded_but_flagged(tmp_path):
     torch.save(foreign.state_dict(), tmp_path / "nan.pt")
     back = load(tmp_path / "nan.pt")
     assert back.nonfinite == ("0.weight", "0.bias")
-    assert torch.isnan(back.model.fc1.weight[0, 0])
+    assert torch.isnan(back.model.get_submodule("0").weight[0, 0])  # the file's name for the layer
 
 
 def test_truncated_pt_gives_clear_error(tmp_path, trained):

@@ -31,8 +31,10 @@ from inspector.formats import _ST_DTYPES
 from tests.checkpoint_files import (
     foreign_safetensors,
     own_checkpoint,
+    pickle_bomb,
     safetensors_bytes,
     split_safetensors,
+    zero_size_safetensors,
 )
 
 pytestmark = pytest.mark.fuzz
@@ -384,3 +386,59 @@ def test_fuzz_flipped_bytes_never_give_a_traceback(capsys, bases):
         st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), min_size=1, max_size=4),
     )
     _fuzz(capsys, strategy, build, 25, must_fail=False)
+
+
+# --------------------------------------------------------------------------- #
+# Bytes that cost more than they are: zero-size tensors and inflating pickles
+# --------------------------------------------------------------------------- #
+
+BEYOND_A_LAYER = st.integers(2**31 + 1, 2**70)  # no layer is this wide; int64 overflows past 2**63
+WITHIN_A_LAYER = st.integers(2**16, 2**31)
+
+
+def zero_beside(dims: Any) -> Any:
+    """Shapes holding a 0 and, beside it, 1 to 3 dimensions drawn from ``dims``, in any order: zero
+    bytes in the file, and one dimension that would size gigabytes of anything computed per row or column."""
+    return st.tuples(st.lists(dims, min_size=1, max_size=3), st.integers(0, 3)).map(
+        lambda drawn: drawn[0][: drawn[1]] + [0] + drawn[0][drawn[1] :]
+    )
+
+
+def test_fuzz_zero_size_beside_huge_dimensions(capsys, tmp_path):
+    """``(0, 10**12)`` passed a ``numel == 0`` check and then sized a 4 TB array by its other side."""
+
+    def build(drawn: tuple[list[int], str, str]) -> tuple[bytes, str]:
+        shape, how, suffix = drawn
+        if how == "torch.save" and _numel([d for d in shape if d]) < 2**62:  # torch's strides stop at int64
+            out = tmp_path / "z.pt"
+            torch.save({"fc1.weight": torch.zeros(shape)}, out)
+            return out.read_bytes(), ".pt"
+        return zero_size_safetensors(shape, beside=how == "beside"), suffix
+
+    strategy = st.tuples(
+        zero_beside(BEYOND_A_LAYER), st.sampled_from(["safetensors", "beside", "torch.save"]), st.sampled_from(SUFFIXES)
+    )
+    assert _fuzz(capsys, strategy, build, 30) >= 15
+
+
+def test_fuzz_zero_size_tensors_within_bounds_are_left_out_with_flat_memory(capsys, tmp_path):
+    """``(0, 300000000)`` in an 89-byte file made analyze reach 1.4 GB: an empty layer is left out, and
+    a real layer beside it is analysed; either outcome, one line or a result, within the memory bounds."""
+
+    def build(drawn: tuple[list[int], bool, str]) -> tuple[bytes, str]:
+        shape, beside, suffix = drawn
+        return zero_size_safetensors(shape, beside=beside), suffix
+
+    strategy = st.tuples(zero_beside(WITHIN_A_LAYER), st.booleans(), st.sampled_from(SUFFIXES))
+    assert _fuzz(capsys, strategy, build, 20, must_fail=False) >= 10
+
+
+def test_fuzz_inflating_pickles(capsys, tmp_path):
+    """A deflated ``data.pkl`` of millions of one-byte opcodes: refused from its declared size, at once."""
+
+    def build(drawn: tuple[int, bytes]) -> tuple[bytes, str]:
+        opcodes, opcode = drawn
+        return pickle_bomb(tmp_path / "bomb.pt", opcodes, opcode).read_bytes(), ".pt"
+
+    strategy = st.tuples(st.integers(2**20 + 1024, 2**25), st.sampled_from([b"N", b"]", b")", b"}"]))
+    assert _fuzz(capsys, strategy, build, 10) >= 5

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import struct
 import tempfile
 import tracemalloc
 import warnings
@@ -284,6 +285,8 @@ NPZ_HOSTILE = (
     "truncated",
     "huge_header",
     "too_few_rows",
+    "empty_wide_X",
+    "flipped_X",
 )
 
 
@@ -305,6 +308,18 @@ def _with_lying_header(data: bytes, elements: int) -> bytes:
         for name, payload in members.items():
             zf.writestr(name, payload)
     return out.getvalue()
+
+
+def _with_flipped_data(data: bytes, count: int) -> bytes:
+    """``data`` with the last ``count`` stored bytes of X.npy inverted (its data, past the .npy header)."""
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        info = zf.getinfo("X.npy")
+    name_length, extra_length = struct.unpack("<HH", data[info.header_offset + 26 : info.header_offset + 30])
+    end = info.header_offset + 30 + name_length + extra_length + info.compress_size
+    blob = bytearray(data)
+    for k in range(1, count + 1):
+        blob[end - k] ^= 0xFF
+    return bytes(blob)
 
 
 def _loader_peak_bytes(path: Path) -> int:
@@ -373,6 +388,10 @@ def npz_cases(draw, hostile: str | None):
         arrays["X"] = X.astype(str)
     elif hostile == "too_few_rows":
         arrays = {"X": X[:2], "y": np.array(y_values[:2])}
+    elif hostile == "empty_wide_X":  # no byte of data, and a width that would name 10^12 features
+        rows = draw(st.sampled_from([0, n]))
+        arrays["X"] = np.zeros((rows, 0) if rows else (0, draw(st.integers(1, 10**12))), dtype=np.float32)
+        arrays["y"] = y[:rows]
     buf = io.BytesIO()
     save = np.savez_compressed if "compressed" in harmless else np.savez
     save(buf, allow_pickle=True, **arrays) if hostile == "object_y" else save(buf, **arrays)
@@ -381,6 +400,8 @@ def npz_cases(draw, hostile: str | None):
         data = data[: draw(st.integers(0, len(data) - 1))]
     elif hostile == "huge_header":
         data = _with_lying_header(data, draw(st.sampled_from([10**7, 10**9, 10**12, 2**62 // 8])))
+    elif hostile == "flipped_X":  # the zip keeps X.npy's CRC-32: compressed or not, the read must notice
+        data = _with_flipped_data(data, draw(st.integers(1, 16)))
     return data, classes, names
 
 

@@ -68,8 +68,9 @@ def test_a_new_format_is_one_class_and_one_registry_line(tmp_path, npz_registere
         ("head", 9, 2),
     ]
     assert inv.totals()["parameters"] == 9 * (5 + 1) + 2 * (9 + 1)  # m x (n + 1) each
-    ckpt = load(tmp_path / "toy.npz")  # a chain of two layers: rebuilt as an MLP like any state dict
-    np.testing.assert_allclose(ckpt.model.state_dict()["fc1.weight"].numpy(), w1.T.astype(np.float32))
+    ckpt = load(tmp_path / "toy.npz")  # a chain of two layers: rebuilt as an MLP like any state dict,
+    assert [n for n, m in ckpt.model.named_modules() if isinstance(m, torch.nn.Linear)] == ["enc", "head"]  # named so
+    np.testing.assert_allclose(ckpt.model.state_dict()["enc.weight"].numpy(), w1.T.astype(np.float32))
 
 
 def test_each_built_in_file_goes_to_its_reader(tmp_path):

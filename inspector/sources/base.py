@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import zipfile
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from inspector.checks import printable
+from inspector.formats import check_shape
 
 
 def first_line(exc: BaseException) -> str:
@@ -46,6 +47,60 @@ def zip_names(path: Path) -> frozenset[str]:
             return frozenset(archive.namelist())
     except Exception:  # BadZipFile, OSError, UnicodeDecodeError from a damaged directory, ...
         return frozenset()
+
+
+def module_names_fit(names: list[str]) -> bool:
+    """Whether ``names`` (dotted module paths, in the order the computation runs them) can name the
+    modules of one ``nn.Sequential`` tree that runs them in that order: each part a non-empty name that
+    is no attribute of a module, no path repeated or inside another, and each container's members in one
+    unbroken run (``a.0, a.1, b`` fits; ``a.0, b, a.1`` does not: ``a`` would run both of its layers first)."""
+    reserved = set(dir(nn.Sequential()))
+    paths = [name.split(".") for name in names]
+    if len(set(names)) != len(names) or any(not part or part in reserved for path in paths for part in path):
+        return False
+    leaves = set(names)
+    closed: set[str] = set()  # containers left behind: entering one again would reorder the computation
+    open_path: list[str] = []
+    for path in paths:
+        containers = [".".join(path[: i + 1]) for i in range(len(path) - 1)]
+        if any(c in leaves for c in containers) or any(n.startswith(".".join(path) + ".") for n in names):
+            return False  # a path that is both a layer and a container
+        common = 0
+        while common < min(len(open_path), len(containers)) and open_path[common] == containers[common]:
+            common += 1
+        closed.update(open_path[common:])
+        if any(c in closed for c in containers[common:]):
+            return False
+        open_path = containers
+    return True
+
+
+def place_module(root: nn.Module, dotted: str, module: nn.Module) -> None:
+    """Add ``module`` to ``root`` under the dotted path ``dotted``: ``encoder.0`` is module ``0`` of an
+    ``nn.Sequential`` named ``encoder`` (made when missing), so that ``named_modules`` gives the file's
+    names. Added in the order the computation runs them (see :func:`module_names_fit`)."""
+    *blocks, leaf = dotted.split(".")
+    _container(root, blocks).add_module(leaf, module)
+
+
+def free_name(root: nn.Module, beside: str, wanted: str, avoid: Collection[str] = ()) -> str:
+    """The dotted path of a module named ``wanted`` in the container of ``beside`` (an activation after
+    its layer), made unique there, and unlike every path in ``avoid`` (names still to come), by
+    trailing underscores."""
+    *blocks, _ = beside.split(".")
+    taken = _container(root, blocks)._modules
+    while wanted in taken or ".".join([*blocks, wanted]) in avoid:
+        wanted += "_"
+    return ".".join([*blocks, wanted])
+
+
+def _container(root: nn.Module, path: list[str]) -> nn.Module:
+    container = root
+    for block in path:
+        if block not in container._modules:
+            container.add_module(block, nn.Sequential())
+        container = container._modules[block]  # type: ignore[assignment]
+    return container
 
 
 def linear_from(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
@@ -114,6 +169,26 @@ class Contents:
 
     def with_state(self, state: dict[str, torch.Tensor]) -> Contents:
         return replace(self, state=state)
+
+
+def without_empty(path: Path, contents: Contents) -> Contents:
+    """``contents`` with every tensor's shape checked (:func:`inspector.formats.check_shape`) and its
+    zero-size tensors left out, said in one notice: a ``(0, n)`` weight is an empty layer, holding no
+    byte, and nothing may be sized by its other dimension (an ``n`` of 10^12 would ask for 4 TB)."""
+    empty: list[str] = []
+    for name, tensor in contents.state.items():
+        shape = check_shape(path, name, tuple(tensor.shape))
+        if 0 in shape:
+            empty.append(f"{printable(name)[:60]} {shape}")
+    if not empty:
+        return contents
+    state = {name: t for name, t in contents.state.items() if t.numel() != 0}
+    shown = ", ".join(empty[:3]) + (", ..." if len(empty) > 3 else "")
+    notice = (
+        f"left out {len(empty)} zero-size tensor{'s' * (len(empty) > 1)} ({shown}): "
+        f"{'they hold' if len(empty) > 1 else 'it holds'} no weights"
+    )
+    return replace(contents, state=state, notices=(*contents.notices, notice))
 
 
 class TensorSource(ABC):

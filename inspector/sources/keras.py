@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import re
 import zipfile
 from collections.abc import Iterator
@@ -24,13 +25,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from inspector.checks import printable
 from inspector.errors import InspectorError
-from inspector.formats import zip_magic
+from inspector.formats import check_shape, zip_magic, zip_read_error
 from inspector.sources.base import Contents, TensorSource, first_line, linear_from, zip_names
 
 _CONFIG = "config.json"
 _WEIGHTS = "model.weights.h5"
 _MAX_CONFIG = 64 * 1024 * 1024
+_DEFLATE_MAX_RATIO = 1032  # the most deflate can compress: a compressed dataset holds at most this times its bytes
 _ACTIVATIONS: dict[str, type[nn.Module] | None] = {
     "linear": None,
     "relu": nn.ReLU,
@@ -94,7 +97,10 @@ class KerasSource(TensorSource):
         except InspectorError:
             raise
         except Exception as exc:  # zip, CRC, JSON and decoding errors
-            raise InspectorError(f"{self.path}: corrupt Keras file ({first_line(exc)}); re-save it") from None
+            corrupt = zip_read_error(self.path, exc)  # each member is read to its end: zipfile checks its CRC
+            raise corrupt or InspectorError(
+                f"{self.path}: corrupt Keras file ({first_line(exc)}); re-save it"
+            ) from None
         try:
             layer_configs = config["config"]["layers"]
             assert isinstance(layer_configs, list)
@@ -125,7 +131,10 @@ class KerasSource(TensorSource):
                     walk(h5, inner, f"{group}/", f"{name}.", depth + 1)
                     continue
                 variables = (
-                    [np.asarray(h5[f"{group}/vars"][key]) for key in sorted(h5[f"{group}/vars"], key=int)]
+                    [
+                        self._variable(h5[f"{group}/vars"][key], len(weights))
+                        for key in sorted(h5[f"{group}/vars"], key=int)
+                    ]
                     if f"{group}/vars" in h5
                     else []
                 )
@@ -152,6 +161,19 @@ class KerasSource(TensorSource):
             self._arrays.update(layer["tensors"])
         self._layers = layers
         return layers
+
+    def _variable(self, dataset: Any, available: int) -> np.ndarray:
+        """One weights dataset as an array, after checking its shape and that its bytes can be in the
+        file: an HDF5 dataset with no stored chunk reads as its fill value, so a tiny file could
+        declare gigabytes (Keras stores weights uncompressed; a compressed one may hold 1032 times its bytes)."""
+        shape = check_shape(self.path, dataset.name, dataset.shape)
+        declared = math.prod(shape) * dataset.dtype.itemsize
+        if declared > available * (_DEFLATE_MAX_RATIO if dataset.compression else 1):
+            raise InspectorError(
+                f"{self.path}: weights {printable(str(dataset.name))[:80]!r} declare shape {shape} ({declared:,} bytes) in a "
+                f"{available:,}-byte weights file; the file is crafted or corrupt"
+            )
+        return np.asarray(dataset)
 
     def header(self) -> Contents:
         layers = self._parse()

@@ -13,8 +13,8 @@ Reading needs the ``onnx`` package (``pip install 'dense-inspector[onnx]'``).
 
 from __future__ import annotations
 
+import math
 import re
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,11 +23,33 @@ import numpy as np
 import torch
 from torch import nn
 
+from inspector.checks import printable
 from inspector.errors import InspectorError
-from inspector.sources.base import Contents, TensorSource, first_line, linear_from
+from inspector.formats import check_shape
+from inspector.sources.base import (
+    Contents,
+    TensorSource,
+    first_line,
+    free_name,
+    linear_from,
+    module_names_fit,
+    place_module,
+)
 
 # field tags that follow ModelProto's ir_version (field 1, varint): producer, domain, version, doc, graph, opsets
 _NEXT_FIELDS = frozenset(b"\x12\x1a\x22\x28\x32\x3a\x42")
+
+
+_FOUR_BIT = frozenset({21, 22, 23})  # TensorProto.UINT4, INT4, FLOAT4E2M1
+
+
+def _values_present(tensor: Any, itemsize: int) -> int:
+    """How many values a ``TensorProto`` holds: its raw bytes over the item size, else its typed field's length."""
+    if tensor.HasField("raw_data"):
+        per_byte = 2 if tensor.data_type in _FOUR_BIT else 1  # int4, uint4, float4: two values a byte
+        return len(tensor.raw_data) * per_byte // max(1, itemsize)
+    fields = ("float_data", "int32_data", "int64_data", "double_data", "uint64_data", "string_data")
+    return max(len(getattr(tensor, field)) for field in fields)
 
 
 def _attribute(node: Any, name: str, default: float) -> float:
@@ -150,8 +172,20 @@ class OnnxSource(TensorSource):
                 made[name] = (name, False, 1.0)
         self._inits = inits
         for name, (source, transposed, _) in made.items():
-            dims = tuple(int(d) for d in inits[source].dims)
-            dtype = onnx.helper.tensor_dtype_to_np_dtype(inits[source].data_type)
+            dims = check_shape(self.path, source, tuple(int(d) for d in inits[source].dims))
+            try:
+                dtype = onnx.helper.tensor_dtype_to_np_dtype(inits[source].data_type)
+            except Exception:  # an unknown data type number
+                raise InspectorError(
+                    f"{self.path}: initializer {printable(source)[:80]!r} has unknown data type "
+                    f"{inits[source].data_type}; the file is corrupt"
+                ) from None
+            present = _values_present(inits[source], dtype.itemsize)
+            if present != math.prod(dims):  # what the file holds, not what it declares, sizes the tensor
+                raise InspectorError(
+                    f"{self.path}: initializer {printable(source)[:80]!r} declares shape {dims} but holds "
+                    f"{present:,} values; the file is crafted or corrupt (re-export it)"
+                )
             self._shapes[name] = (dims[::-1] if transposed else dims, dtype)
         self._metadata = {
             "producer": f"{model.producer_name} {model.producer_version}".strip(),
@@ -192,16 +226,16 @@ class OnnxSource(TensorSource):
             return None
         tensors = dict(self.read(list(self._shapes)))
         current = inputs[0]
-        modules: OrderedDict[str, nn.Module] = OrderedDict()
+        chain: list[tuple[str | None, nn.Module]] = []  # (layer name, module); None for an activation
         last = len(graph.node) - 1
         for index, node in enumerate(graph.node):
             if not node.input or node.input[0] != current and not (index in self._bias_adds and current in node.input):
                 return None
             if index in self._dense:
                 layer = self._dense[index]
-                modules[layer.replace(".", "_")] = linear_from(tensors[f"{layer}.weight"], tensors.get(f"{layer}.bias"))
+                chain.append((layer, linear_from(tensors[f"{layer}.weight"], tensors.get(f"{layer}.bias"))))
             elif node.op_type in _ONNX_ACTIVATIONS:
-                modules[f"act{len(modules)}"] = _ONNX_ACTIVATIONS[node.op_type](node)
+                chain.append((None, _ONNX_ACTIVATIONS[node.op_type](node)))
             elif not (
                 node.op_type in ("Identity", "Dropout")
                 or index in self._bias_adds
@@ -210,9 +244,22 @@ class OnnxSource(TensorSource):
             ):
                 return None
             current = node.output[0]
-        if current != graph.output[0].name or not any(isinstance(m, nn.Linear) for m in modules.values()):
+        if current != graph.output[0].name or not any(name is not None for name, _ in chain):
             return None
-        return nn.Sequential(modules).eval()
+        # the layers keep the names the header gives them (``encoder.0`` is module 0 of a Sequential
+        # named encoder), where those can name one Sequential's modules in order; else dots become _
+        names = [name for name, _ in chain if name is not None]
+        nested = module_names_fit(names)
+        taken = set(names) if nested else {name.replace(".", "_") for name in names}
+        root = nn.Sequential()
+        beside = ""
+        for k, (name, module) in enumerate(chain):
+            if name is None:
+                place_module(root, free_name(root, beside, f"act{k}", taken), module)
+                continue
+            beside = name if nested else name.replace(".", "_")
+            place_module(root, beside, module)
+        return root.eval()
 
 
 def _gelu(node: Any) -> nn.Module:

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from inspector.errors import InspectorError
-from inspector.formats import pickle_magic, zip_magic
+from inspector.formats import pickle_magic, zip_magic, zip_read_error
 from inspector.sources.base import Contents, TensorSource, first_line, linear_from, zip_names
 
 # the types a fitted MLP holds that skops does not trust by default: its optimizers' state
@@ -132,7 +132,8 @@ class SkopsSource(_Estimator):
         try:
             untrusted = sio.get_untrusted_types(file=self.path)
         except Exception as exc:  # a damaged zip or schema: skops raises many types
-            raise InspectorError(f"{self.path}: corrupt skops file ({first_line(exc)})") from None
+            corrupt = zip_read_error(self.path, exc)  # skops reads each member to its end: zipfile checks its CRC
+            raise corrupt or InspectorError(f"{self.path}: corrupt skops file ({first_line(exc)})") from None
         unknown = sorted(set(untrusted) - _MLP_TYPES)
         if unknown:
             raise InspectorError(
@@ -142,7 +143,8 @@ class SkopsSource(_Estimator):
         try:
             return sio.load(self.path, trusted=list(untrusted))
         except Exception as exc:
-            raise InspectorError(f"{self.path}: corrupt skops file ({first_line(exc)})") from None
+            corrupt = zip_read_error(self.path, exc)
+            raise corrupt or InspectorError(f"{self.path}: corrupt skops file ({first_line(exc)})") from None
 
 
 class SklearnPickleSource(_Estimator):

@@ -9,6 +9,7 @@ every declared size is checked against the bytes before anything is allocated.
 from __future__ import annotations
 
 import pickle
+import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeGuard
@@ -19,7 +20,10 @@ from torch import nn
 from inspector.errors import InspectorError
 from inspector.formats import (
     NeedsTrust,
+    StoredMember,
+    check_member_crc,
     check_tensor,
+    check_zip_crcs,
     is_zip,
     pickle_magic,
     pickle_refused,
@@ -127,6 +131,16 @@ def check_contents(path: Path, contents: Contents) -> None:
                     check_tensor(path, name, t)
 
 
+def _check_crcs(path: Path) -> None:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            check_zip_crcs(path, archive)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
+        raise InspectorError(
+            f"{path}: truncated or corrupt PyTorch file ({first_line(exc)}); re-export or re-download it"
+        ) from None
+
+
 class TorchSource(TensorSource):
     """A ``torch.save`` file: zip or legacy pickle."""
 
@@ -135,6 +149,7 @@ class TorchSource(TensorSource):
     def __init__(self, path: Path, *, trust_pickle: bool = False) -> None:
         super().__init__(path, trust_pickle=trust_pickle)
         self._header: Contents | None = None
+        self._crc_checked: set[str] = set()  # zip members whose CRC-32 was checked by this reader
 
     @classmethod
     def sniff(cls, path: Path, head: bytes) -> bool:
@@ -153,11 +168,15 @@ class TorchSource(TensorSource):
             except NeedsTrust:
                 if not self.trust_pickle:
                     raise
+                if is_zip(self.path):
+                    _check_crcs(self.path)
                 obj = torch_load_safely(self.path, trust_pickle=True)
             self._header = self._unpack(obj)
         return self._header
 
     def contents(self, mmap: bool = False) -> Contents:
+        if is_zip(self.path):
+            _check_crcs(self.path)  # torch.load does not: a flipped byte in a tensor would pass unseen
         obj = torch_load_safely(self.path, trust_pickle=self.trust_pickle, mmap=mmap and is_zip(self.path))
         return self._unpack(obj)
 
@@ -168,9 +187,15 @@ class TorchSource(TensorSource):
             for name in names:
                 yield name, state[name]
             return
-        offsets: dict[int, int] = {}
-        state = unpack(self.path, read_torch_header(self.path, offsets)).state
+        members: dict[int, StoredMember] = {}
+        state = unpack(self.path, read_torch_header(self.path, members)).state
         for name in names:
             t = state[name]  # a meta tensor: shape, dtype and strides; its storage's place in the file
-            begin = offsets[t.untyped_storage()._cdata] + int(t.storage_offset()) * t.element_size()
-            yield name, read_tensor_at(self.path, begin, t.dtype, tuple(t.shape), tuple(t.stride()))
+            member = members[t.untyped_storage()._cdata]
+            begin = member.offset + int(t.storage_offset()) * t.element_size()
+            tensor = read_tensor_at(self.path, begin, t.dtype, tuple(t.shape), tuple(t.stride()), member)
+            if member.name not in self._crc_checked and (begin != member.offset or t.nbytes != member.size):
+                check_member_crc(self.path, member)  # a view of part of its storage: the storage read in chunks
+            self._crc_checked.add(member.name)
+            yield name, tensor
+            del tensor  # not held by this frame while the next one is read: one tensor in memory at a time
