@@ -149,7 +149,7 @@ def _smaller_mlp(config: MLPConfig, shrunk: Shrunk) -> tuple[MLPConfig, MLP]:
     """The config with the shrunk hidden widths and an :class:`MLP` built from it holding the shrunk
     weights (so the checkpoint rebuilds through the normal loaders)."""
     modules = dict(shrunk.model.named_modules())
-    hidden = tuple(out_features(modules[f"fc{k + 1}"]) for k in range(len(config.hidden_sizes)))
+    hidden = tuple(out_features(modules[name]) for name in config.linear_names[:-1])
     smaller = dataclasses.replace(config, hidden_sizes=hidden)
     model = build_mlp(smaller)
     model.load_state_dict(shrunk.model.state_dict())
