@@ -52,7 +52,8 @@ class PruneOutcome:
     """A pruned copy of a model and what pruning cost.
 
     ``metric_before`` / ``metric_after``: the task's metric (accuracy, R²) of the model and of
-    the pruned copy on the same samples, ``None`` without data. Where the pruned neurons were taken
+    the pruned copy on the same samples, ``None`` without data; with fine-tuning, ``metric_pruned``
+    is the pruned copy's before its ``finetune_epochs`` epochs. Where the pruned neurons were taken
     out (the neuron scope of a checkpoint, :func:`~inspector.analysis.shrink.shrink_model`):
     ``size_before`` / ``size_after`` as ``(parameters, bytes)``, ``widths`` ``{layer: (neurons
     before, after)}``, and ``kept_masked`` one line per layer whose neurons could only be zeroed.
@@ -66,6 +67,8 @@ class PruneOutcome:
     metric_name: str | None = None
     metric_before: float | None = None
     metric_after: float | None = None
+    metric_pruned: float | None = None
+    finetune_epochs: int = 0
     n_samples: int | None = None
     size_before: tuple[int, int] | None = None
     size_after: tuple[int, int] | None = None
@@ -142,6 +145,10 @@ def prune_checkpoint(
         outcome = dataclasses.replace(
             outcome, metric_name=task.metric_name, metric_before=before, metric_after=after, n_samples=len(y)
         )
+        if finetune_epochs:  # what fine-tuning recovered: the same pruning, not fine-tuned
+            unfinetuned = prune(ckpt.model, sparsity, scope)
+            pruned_only = evaluate_arrays(forward_model(unfinetuned, dtype), X, y, task).metric
+            outcome = dataclasses.replace(outcome, metric_pruned=pruned_only, finetune_epochs=finetune_epochs)
     return dataclasses.replace(ckpt, model=pruned, config=config, snapshots={}, metrics=metrics), outcome
 
 

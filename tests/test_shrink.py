@@ -24,7 +24,10 @@ from inspector.analysis.inputs import as_source
 from inspector.analysis.parameters import linear_layers
 from inspector.analysis.pruning import apply_masks, neuron_keep, neuron_masks, neuron_plan, parameters_left, prune
 from inspector.analysis.shrink import model_size, shrink, shrink_and_finetune, shrink_model
+from inspector.analysis.task import task_for_labels
+from inspector.core.evaluator import evaluate_arrays, format_metric
 from inspector.errors import InspectorError
+from inspector.evaluation import eval_data_for
 from inspector.models import MLPConfig, build_mlp
 from tests.models import digits_loader, lenet_digits, plant_dead
 
@@ -313,10 +316,19 @@ def test_cli_finetune_trains_the_smaller_model(tmp_path, capsys):
     out = tmp_path / "tuned.pt"
     args = ["prune", str(ckpt), "--sparsity", "0.75", "--scope", "neuron", "--finetune-epochs", "1", "--out", str(out)]
     assert main(args) == 0
-    assert "fc1 16 -> 4" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "fc1 16 -> 4" in printed
     original = load(ckpt)
     tuned = load(out)
     untuned = prune(original.model, 0.75, "neuron", data=torch.zeros(2, original.config.input_size))
+    # the line says what pruning cost and what fine-tuning recovered, each on the test split
+    data = eval_data_for(original)
+    X, y = torch.from_numpy(data.X), torch.from_numpy(data.y)
+    task = task_for_labels(y)
+    scores = [evaluate_arrays(m.eval(), X, y, task).metric for m in (original.model, untuned, tuned.model)]
+    before, pruned_only, after = (format_metric(task.metric_name, v) for v in scores)
+    expected = f"{task.metric_name} {before} -> {pruned_only} pruned -> {after} after 1 epoch of fine-tuning"
+    assert expected in printed
     assert tuned.model.fc1.out_features == 4 == math.ceil(0.25 * 16)
     kept = untuned.fc1.weight.abs().sum(1) != 0
     assert not torch.equal(tuned.model.fc1.weight, untuned.fc1.weight[kept])  # fine-tuned after the cut

@@ -173,7 +173,11 @@ def _size_line(before: tuple[int, int], after: tuple[int, int]) -> str:
 def _scores(outcome: PruneOutcome) -> str:
     name = outcome.metric_name
     assert name is not None and outcome.metric_before is not None and outcome.metric_after is not None
-    return f"{name} {format_metric(name, outcome.metric_before)} -> {format_metric(name, outcome.metric_after)}"
+    before, after = format_metric(name, outcome.metric_before), format_metric(name, outcome.metric_after)
+    if outcome.metric_pruned is None:
+        return f"{name} {before} -> {after}"
+    epochs = f"{outcome.finetune_epochs} epoch{'s' if outcome.finetune_epochs != 1 else ''}"
+    return f"{name} {before} -> {format_metric(name, outcome.metric_pruned)} pruned -> {after} after {epochs} of fine-tuning"
 
 
 def _dtype_note(dtype: str) -> str:
