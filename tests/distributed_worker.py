@@ -160,3 +160,50 @@ def run(rank: int, world: int, port: int, folder: str) -> None:
     finally:
         Path(folder, f"rank{rank}.pkl").write_bytes(pickle.dumps(result))
         dist.destroy_process_group()
+
+
+# --------------------------------------------------------------------------- fewer batches than ranks
+
+SMALL_SECTIONS = ("parameters", "activations", "importance", "whatif", "pruning")
+# (samples, batch size): one batch (2 and 3 ranks: ranks without a batch), and fewer samples than ranks
+SMALL_CASES = ((20, 1024), (2, 1024), (2, 1))
+
+
+def compute_small() -> dict[str, Any]:
+    """Every data section of :func:`analyze` where some ranks read no batch: run alike with and without a
+    process group; ``{(case, kind): (data, activations, importance, whatif, pruning)}``."""
+    from inspector.analysis import AnalysisOptions, analyze
+
+    out: dict[Any, Any] = {}
+    for n, batch_size in SMALL_CASES:
+        options = AnalysisOptions(
+            sections=SMALL_SECTIONS,
+            batch_size=batch_size,
+            sparsities=(0.5,),
+            methods=("integrated_gradients", "saliency"),
+            n_steps=4,
+            top_k=3,
+            conductance_samples=4,
+        )
+        X, y, _ = data(n)
+        ids, token_labels = tokens(n)
+        for kind, net, batches in (("features", model(), (X, y)), ("tokens", TokenNet(), (ids, token_labels))):
+            a = analyze(net, batches, options=options)
+            out[(n, batch_size, kind)] = (a.data, a.activations, a.importance, a.whatif, a.pruning)
+    return out
+
+
+def run_small(rank: int, world: int, port: int, folder: str) -> None:
+    """Rank ``rank``: :func:`compute_small` in a gloo group (some ranks hold no batch)."""
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world, timeout=timedelta(seconds=60)
+    )
+    result: dict[str, Any] = {}
+    try:
+        result["small"] = compute_small()
+    except Exception:  # noqa: BLE001
+        result["error"] = traceback.format_exc()
+    finally:
+        Path(folder, f"rank{rank}.pkl").write_bytes(pickle.dumps(result))
+        dist.destroy_process_group()

@@ -207,3 +207,57 @@ def test_torchrun_cli_writes_one_analysis_equal_to_one_process(tmp_path: Path) -
     _same_census(two.activations, one.activations)
     for got, want in zip(two.pruning.curves, one.pruning.curves, strict=True):
         np.testing.assert_allclose(got.metric, want.metric, rtol=1e-9)
+
+
+# --------------------------------------------------------------------------- ranks that read no batch
+
+TIMES = {"seconds", "timings"}
+
+
+def _same_result(got: Any, want: Any, where: str = "") -> None:
+    """``got`` equals ``want`` field by field: integers, masks and strings exactly, float64 to 1e-6
+    relative (sums merged over ranks in another order), float32 and Python floats (some from float32,
+    such as convergence deltas) to 1e-5 relative or 1e-7, seconds skipped."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(want) and not isinstance(want, type):
+        assert type(got) is type(want), where
+        for f in dataclasses.fields(want):
+            if f.name not in TIMES:
+                _same_result(getattr(got, f.name), getattr(want, f.name), f"{where}.{f.name}")
+    elif isinstance(want, (tuple, list)):
+        assert isinstance(got, (tuple, list)) and len(got) == len(want), where
+        for i, (g, w) in enumerate(zip(got, want, strict=True)):
+            _same_result(g, w, f"{where}[{i}]")
+    elif isinstance(want, dict):
+        assert isinstance(got, dict) and got.keys() == want.keys(), where
+        for k in want:
+            _same_result(got[k], want[k], f"{where}[{k!r}]")
+    elif isinstance(want, np.ndarray):
+        assert isinstance(got, np.ndarray) and got.shape == want.shape and got.dtype == want.dtype, where
+        if want.dtype.kind == "f":  # float32 attributions of a sample move in the last bits with its batch
+            tight = want.dtype == np.float64
+            np.testing.assert_allclose(
+                got, want, rtol=1e-6 if tight else 1e-5, atol=1e-9 if tight else 1e-7, err_msg=where
+            )
+        else:
+            np.testing.assert_array_equal(got, want, err_msg=where)
+    elif isinstance(want, float):
+        assert isinstance(got, float) and (
+            (math.isnan(got) and math.isnan(want)) or math.isclose(got, want, rel_tol=1e-5, abs_tol=1e-7)
+        ), (where, got, want)
+    else:
+        assert got == want, (where, got, want)
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_ranks_without_a_batch_contribute_nothing(world: int, tmp_path: Path) -> None:
+    # one batch (20 samples at batch size 1024), and fewer samples than ranks (2 samples, batches of 1024
+    # and of 1): the ranks that read no batch add nothing, and every rank returns one process's analysis
+    single = worker.compute_small()
+    for n, batch_size in worker.SMALL_CASES:
+        data, census, importance, whatif, pruning = single[(n, batch_size, "features")]
+        assert data.n_samples == n and census[0].n_samples == n and pruning.n_samples == n
+        assert importance.n_samples == n
+    for rank, result in enumerate(spawn_ranks(worker.run_small, world, tmp_path)):
+        _same_result(result["small"], single, f"rank {rank}")

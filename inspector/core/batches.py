@@ -345,9 +345,19 @@ class DataSource:
             self.n_samples = seen
 
     def first(self) -> Batch:
-        """The first batch; an error when the data holds none."""
+        """The first batch; an error when the data holds none.
+
+        A rank's share that holds no batch (fewer batches than ranks) gives the first batch of the whole
+        stream instead: what the callers read from it is the data's structure (shapes, dtypes, labels'
+        kind, the model's sites), which every rank must know alike; the share itself still contributes
+        nothing to any statistic."""
         for batch in self:
             return batch
+        if self.shard is not None and self.shard.strided:
+            whole = self.on(self.device)
+            whole.shard = None
+            for batch in whole:
+                return batch
         raise InspectorError(f"the data {self.name!r} holds no samples")
 
     def head(self, n: int) -> list[Batch]:
