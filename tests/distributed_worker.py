@@ -169,7 +169,7 @@ SMALL_SECTIONS = ("parameters", "activations", "importance", "whatif", "pruning"
 SMALL_CASES = ((20, 1024), (2, 1024), (2, 1))
 
 
-def compute_small() -> dict[str, Any]:
+def compute_small() -> dict[Any, Any]:
     """Every data section of :func:`analyze` where some ranks read no batch: run alike with and without a
     process group; ``{(case, kind): (data, activations, importance, whatif, pruning)}``."""
     from inspector.analysis import AnalysisOptions, analyze
@@ -207,3 +207,28 @@ def run_small(rank: int, world: int, port: int, folder: str) -> None:
     finally:
         Path(folder, f"rank{rank}.pkl").write_bytes(pickle.dumps(result))
         dist.destroy_process_group()
+
+
+def run_lost(rank: int, world: int, port: int, folder: str) -> None:
+    """Rank ``rank`` joins the group as under torchrun (:func:`process_group`, from the environment); rank 1
+    raises a user error in its local work while the others already wait in a collective for it."""
+    import os
+
+    from inspector.analysis import distributed
+    from inspector.errors import InspectorError
+
+    torch.set_num_threads(1)
+    os.environ.update(
+        RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
+    result: dict[str, Any] = {"failure": None}
+    try:
+        with distributed.process_group(timeout_s=60):
+            if rank == 1:
+                raise InspectorError("rank one's own mistake; fix the data")
+            distributed.all_reduce_sum(np.zeros(3))
+    except InspectorError as error:
+        result["failure"] = (type(error).__name__, str(error))
+    except Exception:  # noqa: BLE001
+        result["error"] = traceback.format_exc()
+    Path(folder, f"rank{rank}.pkl").write_bytes(pickle.dumps(result))
