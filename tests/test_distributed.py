@@ -321,7 +321,9 @@ def test_a_user_error_on_one_rank_is_one_line_on_every_rank_of_the_cli(tmp_path:
         lines = err.strip().splitlines()
         assert p.returncode == 1 and len(lines) == 1, (r, err)
         assert "Traceback" not in err
-        assert lines[0].startswith("inspector: error: ") and "the data's inputs hold NaN or Inf" in lines[0], err
+        assert (
+            lines[0].startswith("inspector: error: ") and "the data's inputs hold NaN or Inf (batch 1 of" in lines[0]
+        ), err
         if r != 1:  # the others name the rank that failed and what it was doing
             assert f": rank 1 of {world} failed during the evaluation (InspectorError: " in lines[0], err
             assert lines[0].endswith("; every rank stops"), err

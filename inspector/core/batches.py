@@ -335,9 +335,15 @@ class DataSource:
                 batch = batch.rows(slice(0, self.max_samples - seen))
             batch = batch.to(self.device, self.dtype)
             if batch.inputs.is_floating_point() and not all_finite(batch.inputs):
+                where = f"samples {seen}..{seen + len(batch) - 1}"
+                if self.shard is not None:  # a rank's share: its own count is not the data's
+                    where = (
+                        f"batch {index} of the data"
+                        if self.shard.strided
+                        else f"{where} of rank {self.shard.rank}'s share"
+                    )
                 raise InspectorError(
-                    f"the data's inputs hold NaN or Inf (samples {seen}..{seen + len(batch) - 1}); "
-                    "remove or impute them before the analysis"
+                    f"the data's inputs hold NaN or Inf ({where}); remove or impute them before the analysis"
                 )
             seen += len(batch)
             yield batch
