@@ -111,3 +111,16 @@ def test_checkpoint_layer_names_are_escaped(tmp_path: Path, capsys: pytest.Captu
         out = tmp_path / f"a-{suffix}"
         _run(capsys, "analyze", str(path), "--out", str(out))
         _run(capsys, "report", str(out), "--format", "md", "--out", "-")
+
+
+def test_the_cli_stream_escapes_every_way_of_writing(capsys: pytest.CaptureFixture[str]) -> None:
+    import sys
+
+    from inspector.cli import escaped_stdout, unescaped_stdout
+
+    with escaped_stdout():
+        print(f"a{CLEAR}")
+        sys.stdout.write(f"b{BELL}\n")
+        sys.stdout.writelines([f"c{RED}\n", "d\n"])
+        unescaped_stdout().write("<html>\n")
+    assert capsys.readouterr().out == "a\\x1b[2J\nb\\x07\nc\\x1b[31m\nd\n<html>\n"

@@ -12,7 +12,7 @@ import contextlib
 import importlib
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, TextIO
 
 from inspector.checks import printable, printable_lines
@@ -85,6 +85,10 @@ class EscapedStream:
     def write(self, text: str) -> int:
         self.unescaped.write(printable_lines(text))
         return len(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
 
     def __getattr__(self, name: str) -> Any:  # flush, fileno, isatty, encoding, buffer: the stream's own
         return getattr(self.unescaped, name)
