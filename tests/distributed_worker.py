@@ -232,3 +232,30 @@ def run_lost(rank: int, world: int, port: int, folder: str) -> None:
     except Exception:  # noqa: BLE001
         result["error"] = traceback.format_exc()
     Path(folder, f"rank{rank}.pkl").write_bytes(pickle.dumps(result))
+
+
+def run_silent(rank: int, world: int, port: int, folder: str) -> None:
+    """As :func:`run_lost`, but rank 1 neither fails nor enters the collective: it stays silent past the
+    group's 3 s timeout, then leaves; the others stop at the timeout with one line."""
+    import os
+    import time
+
+    from inspector.analysis import distributed
+    from inspector.errors import InspectorError
+
+    torch.set_num_threads(1)
+    os.environ.update(
+        RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
+    result: dict[str, Any] = {"failure": None}
+    try:
+        with distributed.process_group(timeout_s=3):
+            if rank == 1:
+                time.sleep(8)
+            else:
+                distributed.all_reduce_sum(np.zeros(3))
+    except InspectorError as error:
+        result["failure"] = (type(error).__name__, str(error))
+    except Exception:  # noqa: BLE001
+        result["error"] = traceback.format_exc()
+    Path(folder, f"rank{rank}.pkl").write_bytes(pickle.dumps(result))

@@ -328,3 +328,12 @@ def test_a_user_error_on_one_rank_is_one_line_on_every_rank_of_the_cli(tmp_path:
             assert f": rank 1 of {world} failed during the evaluation (InspectorError: " in lines[0], err
             assert lines[0].endswith("; every rank stops"), err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_silent_rank_stops_the_others_at_the_timeout_with_one_line(tmp_path: Path) -> None:
+    failures = [r["failure"] for r in spawn_ranks(worker.run_silent, 2, tmp_path)]
+    assert failures[1] is None  # it never reached a collective
+    kind, message = failures[0]
+    assert kind == "PeerFailure" and "\n" not in message
+    assert message.startswith("rank 0 of 2 had no answer from another rank within the process group's timeout (")
+    assert message.endswith("every rank stops")

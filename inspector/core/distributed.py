@@ -148,10 +148,14 @@ def _collective(call: Any) -> Any:
         peer = _peer_failure()
         if peer is not None:
             raise PeerFailure(f"{peer}; every rank stops") from None
-        cause = "no answer within the process group's timeout" if "timed out" in str(error).lower() else "lost"
+        what = (
+            "had no answer from another rank within the process group's timeout"
+            if "timed out" in str(error).lower()
+            else "lost contact with another rank"
+        )
         raise PeerFailure(
-            f"rank {rank()} of {world_size()}: contact with another rank {cause} ({_first_line(error)[:160]}); "
-            "a rank failed or died and its own output says why; every rank stops"
+            f"rank {rank()} of {world_size()} {what} ({_first_line(error)[:160]}); "
+            "a rank failed, died or hangs, and its own output says why; every rank stops"
         ) from None
 
 
