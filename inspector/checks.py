@@ -41,6 +41,13 @@ def printable(text: str) -> str:
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(text))
 
 
+def printable_lines(text: str) -> str:
+    """:func:`printable` line by line: every control character escaped except the line breaks that make
+    the lines (for multi-line output: tables, findings, Markdown), so a name read from a file cannot
+    move the cursor, clear the screen or recolour the terminal; already escaped text comes back as it is."""
+    return "\n".join(printable(line) for line in str(text).split("\n"))
+
+
 def is_int(value: Any) -> bool:
     """An ``int`` that is not a ``bool`` (JSON ``true`` must not pass as a layer size)."""
     return isinstance(value, int) and not isinstance(value, bool)

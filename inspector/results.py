@@ -286,8 +286,22 @@ def _referenced_arrays(directory: Path) -> set[str]:
             names.add(match.group(1))
         elif json_path.is_file():
             with contextlib.suppress(OSError):
-                names.update(_ARRAYS_MENTION_RE.findall(json_path.read_bytes().decode("utf-8", "replace")))
+                text = json_path.read_bytes().decode("utf-8", "replace")
+                names.update(_ARRAYS_MENTION_RE.findall(text))
+                if _is_older_document(text):  # names arrays.npz by leaving the name out
+                    names.add(ARRAYS_NAME)
     return names
+
+
+def _is_older_document(text: str) -> bool:
+    """Whether ``text`` is an ``analysis.json`` of a version that wrote no ``"arrays"`` key (its arrays: ``arrays.npz``)."""
+    if '"schema_version"' not in text:
+        return False
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return False
+    return isinstance(doc, dict) and "schema_version" in doc and "result" in doc and "arrays" not in doc
 
 
 def _has_our_marker(path: Path) -> bool:
@@ -326,7 +340,8 @@ def save_result(obj: Any, directory: str | os.PathLike[str], *, force: bool = Fa
     The arrays go to a fresh ``arrays-<pid>-<hex>.npz``; renaming the new ``analysis.json``
     into place is the single commit point, so a reader (or a run killed at any moment)
     sees either the whole old result or the whole new one. The replaced arrays file is
-    deleted only after that commit. Nothing else in the folder is touched.
+    deleted only after that commit, and only when no other ``*.json`` in the folder names it (a
+    copy of the old ``analysis.json`` keeps its arrays). Nothing else in the folder is touched.
     """
     directory = check_result_folder(directory, force=force)
     old_doc = _own_document(directory / JSON_NAME)
@@ -356,7 +371,9 @@ def save_result(obj: Any, directory: str | os.PathLike[str], *, force: bool = Fa
         raise
     finally:
         _COMMITTING.discard(str(arrays_path))
-    if old_arrays is not None and old_arrays != arrays_name:
+    # the replaced arrays go, unless another JSON in the folder still names them (a copy the user
+    # kept, e.g. analysis-v1.json): that copy must still open
+    if old_arrays is not None and old_arrays != arrays_name and old_arrays not in _referenced_arrays(directory):
         with contextlib.suppress(OSError):
             (directory / old_arrays).unlink()
     _remove_orphaned_arrays(directory, keep=arrays_name)

@@ -160,3 +160,102 @@ def run(rank: int, world: int, port: int, folder: str) -> None:
     finally:
         Path(folder, f"rank{rank}.pkl").write_bytes(pickle.dumps(result))
         dist.destroy_process_group()
+
+
+# --------------------------------------------------------------------------- fewer batches than ranks
+
+SMALL_SECTIONS = ("parameters", "activations", "importance", "whatif", "pruning")
+# (samples, batch size): one batch (2 and 3 ranks: ranks without a batch), and fewer samples than ranks
+SMALL_CASES = ((20, 1024), (2, 1024), (2, 1))
+
+
+def compute_small() -> dict[Any, Any]:
+    """Every data section of :func:`analyze` where some ranks read no batch: run alike with and without a
+    process group; ``{(case, kind): (data, activations, importance, whatif, pruning)}``."""
+    from inspector.analysis import AnalysisOptions, analyze
+
+    out: dict[Any, Any] = {}
+    for n, batch_size in SMALL_CASES:
+        options = AnalysisOptions(
+            sections=SMALL_SECTIONS,
+            batch_size=batch_size,
+            sparsities=(0.5,),
+            methods=("integrated_gradients", "saliency"),
+            n_steps=4,
+            top_k=3,
+            conductance_samples=4,
+        )
+        X, y, _ = data(n)
+        ids, token_labels = tokens(n)
+        for kind, net, batches in (("features", model(), (X, y)), ("tokens", TokenNet(), (ids, token_labels))):
+            a = analyze(net, batches, options=options)
+            out[(n, batch_size, kind)] = (a.data, a.activations, a.importance, a.whatif, a.pruning)
+    return out
+
+
+def run_small(rank: int, world: int, port: int, folder: str) -> None:
+    """Rank ``rank``: :func:`compute_small` in a gloo group (some ranks hold no batch)."""
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world, timeout=timedelta(seconds=60)
+    )
+    result: dict[str, Any] = {}
+    try:
+        result["small"] = compute_small()
+    except Exception:  # noqa: BLE001
+        result["error"] = traceback.format_exc()
+    finally:
+        Path(folder, f"rank{rank}.pkl").write_bytes(pickle.dumps(result))
+        dist.destroy_process_group()
+
+
+def run_lost(rank: int, world: int, port: int, folder: str) -> None:
+    """Rank ``rank`` joins the group as under torchrun (:func:`process_group`, from the environment); rank 1
+    raises a user error in its local work while the others already wait in a collective for it."""
+    import os
+
+    from inspector.analysis import distributed
+    from inspector.errors import InspectorError
+
+    torch.set_num_threads(1)
+    os.environ.update(
+        RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
+    result: dict[str, Any] = {"failure": None}
+    try:
+        with distributed.process_group(timeout_s=60):
+            if rank == 1:
+                raise InspectorError("rank one's own mistake; fix the data")
+            distributed.all_reduce_sum(np.zeros(3))
+    except InspectorError as error:
+        result["failure"] = (type(error).__name__, str(error))
+    except Exception:  # noqa: BLE001
+        result["error"] = traceback.format_exc()
+    Path(folder, f"rank{rank}.pkl").write_bytes(pickle.dumps(result))
+
+
+def run_silent(rank: int, world: int, port: int, folder: str) -> None:
+    """As :func:`run_lost`, but rank 1 neither fails nor enters the collective: it stays silent past the
+    group's 3 s timeout, then leaves; the others stop at the timeout with one line."""
+    import os
+    import time
+
+    from inspector.analysis import distributed
+    from inspector.errors import InspectorError
+
+    torch.set_num_threads(1)
+    os.environ.update(
+        RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
+    result: dict[str, Any] = {"failure": None}
+    try:
+        with distributed.process_group(timeout_s=3):
+            if rank == 1:
+                time.sleep(8)
+            else:
+                distributed.all_reduce_sum(np.zeros(3))
+    except InspectorError as error:
+        result["failure"] = (type(error).__name__, str(error))
+    except Exception:  # noqa: BLE001
+        result["error"] = traceback.format_exc()
+    Path(folder, f"rank{rank}.pkl").write_bytes(pickle.dumps(result))

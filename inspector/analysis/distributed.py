@@ -8,6 +8,7 @@ so one process and N processes run the same code.
 from __future__ import annotations
 
 from inspector.core.distributed import (
+    PeerFailure,
     active,
     all_gather_objects,
     all_reduce_max,
@@ -24,6 +25,7 @@ from inspector.core.distributed import (
 )
 
 __all__ = [
+    "PeerFailure",
     "active",
     "all_gather_objects",
     "all_reduce_max",

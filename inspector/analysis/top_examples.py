@@ -167,6 +167,7 @@ class TopExamplesStatistic(Statistic):
     """
 
     top: TopK
+    kind_code: int
 
     def __init__(self, layer: str, k: int = DEFAULT_K) -> None:
         super().__init__()
@@ -174,6 +175,9 @@ class TopExamplesStatistic(Statistic):
         self.k = k
         self.add_state("top", reduction="topk", limit=k)
         self.kind: str | None = None
+        # the kind as a merged state (1 + its index in KINDS, 0: no row seen), so that a rank that read no
+        # batch finishes with the kind of the ranks that did
+        self.add_state("kind_code", default=0, reduction="max")
         # the running top on the device, slot (rank, neuron): descending per neuron, ties by global order
         self.values: torch.Tensor | None = None  # (k, m) float32
         self.valid: torch.Tensor | None = None  # (k, m) bool: the slot holds an example
@@ -208,6 +212,7 @@ class TopExamplesStatistic(Statistic):
             real = None
         if self.kind is None:
             self.kind = _kind(batch.inputs, per_sample)
+            self.kind_code = KINDS.index(self.kind) + 1
         if self.values is None:
             real_rows = torch.nonzero(real).reshape(-1) if real is not None else None
             candidates = flat[real_rows] if real_rows is not None else flat
@@ -331,7 +336,7 @@ class TopExamplesStatistic(Statistic):
         top = self.top
         if top.values is None or top.keys is None or top.payload is None:
             return None
-        kind = self.kind or "samples"
+        kind = self.kind or (KINDS[self.kind_code - 1] if self.kind_code else "samples")
         values = top.values.T.astype(np.float32)  # (m, j)
         keys = top.keys.transpose(1, 0, 2)  # (m, j, 4)
         first = _batch_starts(starts or {}, keys[..., 0])
@@ -459,6 +464,9 @@ def _top_rows(flat: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     faster than along the first dimension). Which of equal values it returns is unspecified either way."""
     values, index = torch.topk(flat.T.contiguous(), n, dim=1)
     return values.T, index.T
+
+
+KINDS = ("samples", "features", "tokens")
 
 
 def _kind(inputs: torch.Tensor, per_sample: int) -> str:

@@ -8,12 +8,14 @@ one line on stderr and exit status 1; a closed pipe (``| head``) is success.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, TextIO
 
-from inspector.checks import printable
+from inspector.checks import printable, printable_lines
 from inspector.cli.parser import _EMPTY_PATH, build_parser
 from inspector.errors import InspectorError
 from inspector.fileio import describe_os_error
@@ -54,8 +56,9 @@ def _run(argv: Sequence[str] | None) -> int:
     try:
         # a command's module is imported only when it runs, so that --help stays quick
         command = importlib.import_module(f"inspector.cli.commands.{args.command}")
-        status = command.run(args)
-        sys.stdout.flush()
+        with escaped_stdout():
+            status = command.run(args)
+            sys.stdout.flush()
         return status
     except BrokenPipeError:
         raise
@@ -68,6 +71,44 @@ def _run(argv: Sequence[str] | None) -> int:
     except KeyboardInterrupt:
         print("inspector: interrupted", file=sys.stderr)
         return 130
+
+
+class EscapedStream:
+    """A text stream that writes to ``stream`` with every control character but the line break escaped
+    (:func:`~inspector.checks.printable_lines`): what a command prints quotes names read from files
+    (feature, class and layer names, column headers, labels), and none of them may drive the terminal.
+    ``unescaped`` is the stream itself, for documents that are not terminal text (HTML, JSON to ``-``)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.unescaped = stream
+
+    def write(self, text: str) -> int:
+        self.unescaped.write(printable_lines(text))
+        return len(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name: str) -> Any:  # flush, fileno, isatty, encoding, buffer: the stream's own
+        return getattr(self.unescaped, name)
+
+
+@contextlib.contextmanager
+def escaped_stdout() -> Iterator[None]:
+    """``sys.stdout`` as an :class:`EscapedStream` for the duration (errors and notes on stderr are
+    escaped where they are printed)."""
+    original = sys.stdout
+    sys.stdout = EscapedStream(original)  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        sys.stdout = original
+
+
+def unescaped_stdout() -> TextIO:
+    """Standard output without the escaping (for a document written to ``-``: HTML, JSON)."""
+    return getattr(sys.stdout, "unescaped", sys.stdout)  # type: ignore[no-any-return]
 
 
 def _os_error_line(exc: OSError) -> str:

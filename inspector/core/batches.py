@@ -335,9 +335,15 @@ class DataSource:
                 batch = batch.rows(slice(0, self.max_samples - seen))
             batch = batch.to(self.device, self.dtype)
             if batch.inputs.is_floating_point() and not all_finite(batch.inputs):
+                where = f"samples {seen}..{seen + len(batch) - 1}"
+                if self.shard is not None:  # a rank's share: its own count is not the data's
+                    where = (
+                        f"batch {index} of the data"
+                        if self.shard.strided
+                        else f"{where} of rank {self.shard.rank}'s share"
+                    )
                 raise InspectorError(
-                    f"the data's inputs hold NaN or Inf (samples {seen}..{seen + len(batch) - 1}); "
-                    "remove or impute them before the analysis"
+                    f"the data's inputs hold NaN or Inf ({where}); remove or impute them before the analysis"
                 )
             seen += len(batch)
             yield batch
@@ -345,9 +351,19 @@ class DataSource:
             self.n_samples = seen
 
     def first(self) -> Batch:
-        """The first batch; an error when the data holds none."""
+        """The first batch; an error when the data holds none.
+
+        A rank's share that holds no batch (fewer batches than ranks) gives the first batch of the whole
+        stream instead: what the callers read from it is the data's structure (shapes, dtypes, labels'
+        kind, the model's sites), which every rank must know alike; the share itself still contributes
+        nothing to any statistic."""
         for batch in self:
             return batch
+        if self.shard is not None and self.shard.strided:
+            whole = self.on(self.device)
+            whole.shard = None
+            for batch in whole:
+                return batch
         raise InspectorError(f"the data {self.name!r} holds no samples")
 
     def head(self, n: int) -> list[Batch]:

@@ -87,7 +87,7 @@ def _all_reduce(op: str, arrays: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ..
             continue
         flat = np.concatenate([out[i].reshape(-1) for i in chosen])
         buffer = torch.from_numpy(flat).to(device)
-        dist.all_reduce(buffer, op=reduce_op)
+        _collective(lambda buffer=buffer: dist.all_reduce(buffer, op=reduce_op))
         reduced = buffer.cpu().numpy()
         start = 0
         for i in chosen:
@@ -102,8 +102,61 @@ def all_gather_objects(obj: Any) -> list[Any]:
     if not active():
         return [obj]
     gathered: list[Any] = [None] * world_size()
-    dist.all_gather_object(gathered, obj)
+    _collective(lambda: dist.all_gather_object(gathered, obj))
     return gathered
+
+
+class PeerFailure(InspectorError):
+    """Another rank failed (its own error is its own line); this rank stops too."""
+
+
+# the store of the group :func:`process_group` joined (None for a group the caller created): where a
+# failing rank leaves its one line for the others, and where each rank says it has stopped
+_store: Any = None
+_FAILED = "inspector/failed/"
+_STOPPED = "inspector/stopped/"
+_DONE = "inspector/done/"
+
+
+def _first_line(error: BaseException) -> str:
+    text = f"{type(error).__name__}: {error}" if not isinstance(error, InspectorError) else str(error)
+    return (text.strip().splitlines() or [type(error).__name__])[0]
+
+
+def _peer_failure() -> str | None:
+    """The line the lowest failed rank left in the store, if any (never raises)."""
+    if _store is None:
+        return None
+    try:
+        for r in range(world_size()):
+            if _store.check([f"{_FAILED}{r}"]):
+                return bytes(_store.get(f"{_FAILED}{r}")).decode("utf-8", "replace")
+    except Exception:  # noqa: BLE001 - the store left with its host: fall back to the plain message
+        return None
+    return None
+
+
+def _collective(call: Any) -> Any:
+    """``call()``, a collective; the backend's error when a peer is gone (its connection reset, or the
+    process group's timeout) becomes one :class:`PeerFailure` line naming the rank that failed when it
+    left its line in the store, instead of a backend traceback."""
+    try:
+        return call()
+    except RuntimeError as error:  # DistBackendError, DistNetworkError and gloo's own are RuntimeErrors
+        if not active():
+            raise
+        peer = _peer_failure()
+        if peer is not None:
+            raise PeerFailure(f"{peer}; every rank stops") from None
+        what = (
+            "had no answer from another rank within the process group's timeout"
+            if "timed out" in str(error).lower()
+            else "lost contact with another rank"
+        )
+        raise PeerFailure(
+            f"rank {rank()} of {world_size()} {what} ({_first_line(error)[:160]}); "
+            "a rank failed, died or hangs, and its own output says why; every rank stops"
+        ) from None
 
 
 @contextmanager
@@ -130,7 +183,7 @@ def together(what: str) -> Iterator[None]:
         raise failure
     for index, text in enumerate(messages):
         if text is not None:
-            raise InspectorError(f"rank {index} of {len(messages)} failed during {what} ({text}); every rank stops")
+            raise PeerFailure(f"rank {index} of {len(messages)} failed during {what} ({text}); every rank stops")
 
 
 def launched_by_torchrun() -> bool:
@@ -145,7 +198,14 @@ def process_group(device: torch.device | str | None = None, timeout_s: float | N
 
     ``timeout_s`` (default ``INSPECTOR_DIST_TIMEOUT`` seconds, else 600) bounds every collective: a rank
     that dies outright stops the others after at most that long instead of leaving them waiting.
+
+    A rank whose work raises leaves its error's first line in the rendezvous store, leaves the group
+    (its connections close, so the ranks waiting for it in a collective stop at once with that line:
+    :class:`PeerFailure`) and waits up to 10 s for every rank to say it stopped, so that a launcher
+    that ends the other ranks when one exits does not end them before they print their line. Rank 0
+    waits the same way (it hosts the store unless the launcher's agent does).
     """
+    global _store
     if not launched_by_torchrun() or (dist.is_available() and dist.is_initialized()):
         yield
         return
@@ -155,11 +215,59 @@ def process_group(device: torch.device | str | None = None, timeout_s: float | N
     if cuda:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     seconds = timeout_s if timeout_s is not None else float(os.environ.get("INSPECTOR_DIST_TIMEOUT", "600"))
-    dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(seconds=seconds))
+    timeout = timedelta(seconds=seconds)
+    where = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
+    try:
+        store, me, world = next(iter(dist.rendezvous("env://", timeout=timeout)))
+        dist.init_process_group("nccl" if cuda else "gloo", store=store, rank=me, world_size=world, timeout=timeout)
+    except (RuntimeError, ValueError) as error:
+        raise InspectorError(
+            f"could not join the process group at {where} ({_first_line(error)[:160]}); "
+            "start every rank with the same torchrun command"
+        ) from None
+    _store = store  # held here too: the store outlives the group (rank 0 may host it)
+    failure: BaseException | None = None
     try:
         yield
+    except BaseException as error:
+        failure = error
+        raise
     finally:
-        dist.destroy_process_group()
+        if failure is not None and not isinstance(failure, PeerFailure):
+            _leave_line(store, me, world, _first_line(failure))
+        try:
+            dist.destroy_process_group()
+        finally:
+            # a failing rank waits for the others to have read its line; rank 0 (which may host the store,
+            # when not the launcher's agent) waits for every rank to be done with it
+            _stopped(store, me, world, wait=failure is not None and not isinstance(failure, PeerFailure))
+            _store = None
+
+
+def _leave_line(store: Any, me: int, world: int, line: str) -> None:
+    try:
+        store.set(f"{_FAILED}{me}", f"rank {me} of {world} failed ({line})")
+    except Exception:  # noqa: BLE001 - no store left: the others fall back to the plain message
+        pass
+
+
+def _stopped(store: Any, me: int, world: int, *, wait: bool, seconds: float = 10.0) -> None:
+    """Say this rank stopped; a failing rank (``wait``) then waits up to ``seconds`` for the others to say
+    so. Then this rank says it is done with the store, and rank 0, which may host it, waits for every
+    rank to be done (so that no rank's last word to the store meets a closed socket)."""
+    others = [r for r in range(world) if r != me]
+    try:
+        store.set(f"{_STOPPED}{me}", "1")
+        if wait and others:
+            store.wait([f"{_STOPPED}{r}" for r in others], timedelta(seconds=seconds))
+    except Exception:  # noqa: BLE001 - a rank died without a word, or the store left with its host
+        pass
+    try:
+        store.set(f"{_DONE}{me}", "1")
+        if me == 0 and others:
+            store.wait([f"{_DONE}{r}" for r in others], timedelta(seconds=2 * seconds))
+    except Exception:  # noqa: BLE001
+        pass
 
 
 def already_sharded(data: Any) -> bool:

@@ -23,6 +23,7 @@ import os
 from pathlib import Path
 
 from inspector.analysis import Analysis
+from inspector.checks import printable_lines
 from inspector.render import html, markdown
 from inspector.render.write import FORMATS, format_for, is_own_report, render_text, write_report
 
@@ -41,5 +42,6 @@ def to_html(analysis: Analysis, path: str | os.PathLike[str] | None = None, *, f
 
 
 def to_markdown(analysis: Analysis) -> str:
-    """The Markdown report of ``analysis`` (tables and findings, for pull requests and CI logs)."""
-    return markdown.to_markdown(analysis)
+    """The Markdown report of ``analysis`` (tables and findings, for pull requests and CI logs); control
+    characters in names from files escaped (``\\x1b``), so that printing it cannot drive a terminal."""
+    return printable_lines(markdown.to_markdown(analysis))

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from inspector.analysis import Analysis
 from inspector.analysis.findings import describe_samples, score_texts
 from inspector.analysis.parameters import ParameterReport, embedding_row, layer_row, trainable_text
-from inspector.checks import printable
+from inspector.checks import printable, printable_lines
 from inspector.inventory import Inventory
 
 
@@ -213,4 +213,4 @@ def format_summary(analysis: Analysis) -> str:
         )
     parts.append("findings:")
     parts += [f"  {'!' if f.severity == 'warning' else '-'} {f.text}" for f in analysis.findings]
-    return "\n".join(parts)
+    return printable_lines("\n".join(parts))  # names from files (features, classes, layers) are data

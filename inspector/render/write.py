@@ -9,6 +9,7 @@ from pathlib import Path
 
 from inspector.analysis import Analysis
 from inspector.analysis.compare import Comparison
+from inspector.checks import printable_lines
 from inspector.errors import InspectorError
 from inspector.fileio import (
     read_prefix,
@@ -58,8 +59,9 @@ def render_text(analysis: Analysis | Comparison, fmt: str) -> str:
     """The report as text, for the text formats (html, md, json)."""
     if fmt == "json":
         return to_json_document(analysis)
-    if fmt == "md":
-        return comparison_markdown(analysis) if isinstance(analysis, Comparison) else to_markdown(analysis)
+    if fmt == "md":  # names from files are data: no control character of theirs reaches a terminal
+        text = comparison_markdown(analysis) if isinstance(analysis, Comparison) else to_markdown(analysis)
+        return printable_lines(text)
     if fmt == "html":
         return comparison_html(analysis) if isinstance(analysis, Comparison) else to_html(analysis)
     raise InspectorError(f"{fmt} reports are binary; give a file name to --out, not '-'")

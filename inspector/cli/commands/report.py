@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from functools import partial
 from pathlib import Path
 
 from inspector.analysis.compare import compare
+from inspector.cli import unescaped_stdout
 from inspector.cli.commands.common import (
     analysis_for,
     check_subject,
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         other, other_model = analysis_for(args.paths[1], args)
         subject = compare(analysis, other, model_a=model, model_b=other_model)
     if to_stdout:
-        sys.stdout.write(render_text(subject, fmt))
+        unescaped_stdout().write(render_text(subject, fmt))  # a document; Markdown's names escaped already
         return 0
     write_report(subject, args.out, fmt, force=args.force)
     print(f"wrote {args.out} ({fmt})")
@@ -63,7 +63,7 @@ def _write_run_report(runs: list[Path], args: argparse.Namespace, fmt: str, to_s
     if to_stdout:
         if fmt != "html":
             raise InspectorError(f"a run's report is HTML or PDF, not {fmt}")
-        sys.stdout.write(run_html(histories, analysis))
+        unescaped_stdout().write(run_html(histories, analysis))  # HTML, escaped by its own rules
         return
     write_run_report(histories, analysis, args.out, fmt, force=args.force)
     print(f"wrote {args.out} ({fmt})")

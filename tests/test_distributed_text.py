@@ -1,0 +1,82 @@
+"""The text path (``analyze MODEL_DIR --text FILE``) under torch.distributed, where the file is one batch:
+two ranks as torchrun starts them (rank 1 reads no batch) write the analysis one process writes; and the
+folder's labels (``id2label``) and the file's labels, holding terminal escapes, reach no output raw."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from inspector.analysis.result import Analysis
+from inspector.cli import main
+from tests.helpers import free_port
+from tests.test_distributed import _same_result
+
+transformers = pytest.importorskip("transformers")
+
+WORDS = "the a rain storm sun cloud wind is was today cold warm good bad day".split()
+TEXTS = ["the rain is cold today", "the sun was warm", "storm today", "a good day"]
+NEG, POS = "\x1b[2Jneg", "pos\x07"  # labels that would clear the screen and ring the bell
+ARGS = ["--sections", "parameters,activations,importance,pruning", "--methods", "saliency", "--steps", "4"]
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("hf")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
+    (root / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tokenizer = transformers.BertTokenizerFast(vocab=str(root / "vocab.txt"))
+    torch.manual_seed(0)
+    config = transformers.BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=24,
+        max_position_embeddings=32,
+        num_labels=2,
+        id2label={0: NEG, 1: POS},
+        label2id={NEG: 0, POS: 1},
+    )
+    transformers.BertForSequenceClassification(config).save_pretrained(root / "cls")
+    tokenizer.save_pretrained(root / "cls")
+    rows = [{"text": t, "label": label} for t, label in zip(TEXTS, [NEG, POS, NEG, 1], strict=True)]
+    (root / "t.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return root
+
+
+def test_two_ranks_on_one_batch_of_texts_write_one_process_analysis(
+    folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["analyze", str(folder / "cls"), "--text", str(folder / "t.jsonl"), *ARGS]
+    assert main([*argv, "--out", str(tmp_path / "one")]) == 0
+    out, err = capsys.readouterr()
+    assert "\x1b" not in out + err and "\x07" not in out + err
+    world, port = 2, free_port()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
+    env.update(WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), INSPECTOR_DIST_TIMEOUT="60")
+    env["HF_HUB_OFFLINE"] = "1"
+    ranks = [
+        subprocess.Popen(
+            [sys.executable, "-m", "inspector", *argv, "--out", str(tmp_path / "two")],
+            env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for r in range(world)
+    ]
+    outputs = [p.communicate(timeout=240) for p in ranks]
+    for r, (p, (out, err)) in enumerate(zip(ranks, outputs, strict=True)):
+        assert p.returncode == 0, (r, err)
+        assert "\x1b" not in out + err and "\x07" not in out + err
+    one, two = Analysis.load(tmp_path / "one"), Analysis.load(tmp_path / "two")
+    assert one.data is not None and one.data.n_samples == len(TEXTS)
+    for name in ("data", "activations", "importance", "pruning"):
+        _same_result(getattr(two, name), getattr(one, name), name)
