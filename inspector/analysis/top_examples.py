@@ -180,6 +180,7 @@ class TopExamplesStatistic(Statistic):
         self.keys: torch.Tensor | None = None  # (k, m, 4) int64
         self.payload: torch.Tensor | None = None  # (k, m, P)
         self.threshold: torch.Tensor | None = None  # (m,) what a new row must beat: the k-th value, or -inf
+        self.full = False  # whether every slot of the running top holds an example
         self.last_batch = -1
         self.calls = 0
 
@@ -259,7 +260,7 @@ class TopExamplesStatistic(Statistic):
             if values.numel() == 0:
                 return
             assert self.valid is not None and self.keys is not None and self.payload is not None
-            touched = torch.unique(columns)
+            touched = _flat_nonzero(torch.bincount(columns, minlength=width) > 0)  # ascending, as unique gives
             every = int(touched.numel()) == self.values.shape[1]
             held_values, held_valid, held_keys, held_payload = self.values, self.valid, self.keys, self.payload
             if not every:
@@ -268,18 +269,27 @@ class TopExamplesStatistic(Statistic):
                 held_values, held_valid = held_values.index_select(1, touched), held_valid.index_select(1, touched)
                 held_keys, held_payload = held_keys.index_select(1, touched), held_payload.index_select(1, touched)
             # the running entries first: each is before this batch in global order, so it wins a tie
-            held = torch.nonzero(held_valid.reshape(-1)).reshape(-1)
-            values = torch.cat([held_values.reshape(-1).index_select(0, held), values])
-            columns = torch.cat([torch.arange(width, device=device).repeat(k).index_select(0, held), columns])
-            keys = torch.cat([held_keys.reshape(-1, 4).index_select(0, held), keys])
-            payload = torch.cat([held_payload.reshape(k * width, held_payload.shape[2]).index_select(0, held), payload])
+            held_columns = torch.arange(width, device=device).repeat(k)
+            held_payload = held_payload.reshape(k * width, held_payload.shape[2])
+            if self.full:  # every slot holds an example: all of them, as they are
+                values = torch.cat([held_values.reshape(-1), values])
+                columns = torch.cat([held_columns, columns])
+                keys = torch.cat([held_keys.reshape(-1, 4), keys])
+                payload = torch.cat([held_payload, payload])
+            else:
+                held = _flat_nonzero(held_valid)
+                values = torch.cat([held_values.reshape(-1).index_select(0, held), values])
+                columns = torch.cat([held_columns.index_select(0, held), columns])
+                keys = torch.cat([held_keys.reshape(-1, 4).index_select(0, held), keys])
+                payload = torch.cat([held_payload.index_select(0, held), payload])
         # per neuron descending, equal values in the order above: one stable sort of (neuron, value) keys;
         # the keys and payload (several numbers an entry) are gathered once, only for the entries kept
         order = torch.sort(_neuron_value_key(columns, values), stable=True).indices
         values, columns = values[order], columns[order]
         counts = torch.bincount(columns, minlength=width)
         starts = torch.cumsum(counts, 0) - counts
-        if bool((counts >= k).all()):  # every neuron has k entries or more (after the first batches): a reshape
+        filled = bool((counts >= k).all())
+        if filled:  # every neuron has k entries or more (after the first batches): a reshape
             take = (starts[:, None] + torch.arange(k, device=device)[None, :]).reshape(-1)  # (width * k,)
             source = order.index_select(0, take)
             block_values = values.index_select(0, take).reshape(width, k).T
@@ -312,6 +322,8 @@ class TopExamplesStatistic(Statistic):
             self.valid.index_copy_(1, touched, block_valid)
             self.keys.index_copy_(1, touched, block_keys)
             self.payload.index_copy_(1, touched, block_payload)
+        # every slot holds an example (the merged neurons now have k; the others had k before)
+        self.full = filled and (every or self.full)
         full = self.valid[k - 1]
         self.threshold = torch.where(full, self.values[k - 1], torch.full_like(self.values[k - 1], float("-inf")))
 
@@ -324,6 +336,7 @@ class TopExamplesStatistic(Statistic):
         values = torch.where(self.valid, self.values, torch.full_like(self.values, float("nan")))[:j]
         self.top.add(values.double().cpu().numpy(), self.keys[:j].cpu().numpy(), self.payload[:j].cpu(), ordered=True)
         self.values = self.valid = self.keys = self.payload = self.threshold = None
+        self.full = False
 
     def finish(
         self,
