@@ -12,7 +12,7 @@ import torch
 
 from inspector.analysis import AnalysisOptions, analyze
 from inspector.analysis.activations import activation_census
-from inspector.analysis.top_examples import CONTEXT, TopExamplesStatistic, _above, selectivity
+from inspector.analysis.top_examples import CONTEXT, TopExamplesStatistic, _above, _first_candidates, selectivity
 from inspector.core.batches import Batch
 from inspector.errors import InspectorError
 from inspector.results import load_result, results_equal, to_json_document
@@ -259,8 +259,9 @@ def test_the_cli_takes_top_k():
 
 
 @pytest.mark.parametrize("shape", [(4096, 384), (100, 13), (37, 24), (5, 8)])
-def test_candidates_above_the_threshold_are_every_entry_above_it_in_row_major_order(shape):
-    """The chunk-maximum shortcut finds exactly ``torch.nonzero(flat > threshold)``: NaN entries, a NaN
+def test_candidates_above_the_threshold_are_every_entry_above_it_in_row_order_per_column(shape):
+    """The chunk-maximum shortcut finds exactly ``torch.nonzero(flat > threshold)`` (``>=`` when inclusive),
+    each column's in row order, with their values: NaN entries, a NaN
     or -inf threshold, whole chunks and a last partial chunk included."""
     g = torch.Generator().manual_seed(0)
     for share in (0.001, 0.05, 0.5):
@@ -270,6 +271,50 @@ def test_candidates_above_the_threshold_are_every_entry_above_it_in_row_major_or
         flat[0, 0] = float("inf")
         threshold = torch.quantile(torch.nan_to_num(flat), 1 - share, dim=0)
         threshold[0], threshold[-1] = float("-inf"), float("nan")
-        rows, columns = _above(flat, threshold)
-        want = torch.nonzero(flat > threshold)
-        assert torch.equal(rows, want[:, 0]) and torch.equal(columns, want[:, 1])
+        rows, columns, values = _above(flat, threshold)
+        # each column's entries in row order (the columns interleaved): column-major after a stable sort
+        by_column = torch.sort(columns, stable=True).indices
+        want = torch.nonzero((flat > threshold).T).flip(1)  # column-major (row, column) pairs
+        assert torch.equal(rows[by_column], want[:, 0]) and torch.equal(columns[by_column], want[:, 1])
+        assert torch.equal(values, flat[rows, columns])
+        rows, columns, values = _above(flat, threshold, inclusive=True)
+        want = torch.nonzero((flat >= threshold).T).flip(1)
+        by_column = torch.sort(columns, stable=True).indices
+        assert torch.equal(rows[by_column], want[:, 0]) and torch.equal(columns[by_column], want[:, 1])
+
+
+def test_a_large_first_batch_cut_by_its_chunk_maxima_gives_the_exact_top_ties_nan_and_infinity_included():
+    """A first batch of thousands of rows is cut to the entries at or above each column's k-th largest chunk
+    maximum (no full top-k of the batch): the same top as numpy's stable sort over every row, with many
+    ties (values rounded to 0.1), columns without ties, a column of one repeated value, an -inf column and NaN rows."""
+    g = torch.Generator().manual_seed(3)
+    n, m = 4096 + 7, 9
+    batches = []
+    for _ in range(3):
+        out = (torch.randn(n, m, generator=g) * 10).round() / 10
+        out[:, 5:] = torch.randn(n, m - 5, generator=g)  # no ties: the k-th value decides alone
+        out[:, 1] = 0.25  # every row ties
+        out[:, 2] = float("-inf")
+        out[100:105, 3] = float("inf")
+        out[n - 3 :, 4] = float("nan")  # NaN in the last rows, past the whole chunks
+        batches.append(out)
+    # the shortcut is taken on such a batch: its candidates are few, and a superset of each column's top k
+    assert _first_candidates(batches[0], K) is not None
+    found = _first_candidates(batches[0][:, [0, 3, 5, 6]].contiguous(), K)
+    assert found is not None and found[0].numel() < 3 * K * 4
+    for count in (1, 3):  # the first batch alone, then with two more merged in
+        stat = TopExamplesStatistic("fc", K)
+        for index, out in enumerate(batches[:count]):
+            stat.update(Batch(torch.zeros(n, 2)), index, out)
+        stat.flush()
+        top = stat.finish({i: i * n for i in range(count)})
+        assert top is not None
+        v = torch.cat(batches[:count]).numpy()
+        finite = np.where(np.isnan(v) | np.isneginf(v), -np.inf, v)
+        order = np.argsort(-finite, axis=0, kind="stable")[:K].T  # ties: the first row in global order
+        want = np.take_along_axis(v.T, order, axis=1)
+        known = np.isfinite(want) | (want == np.inf)
+        np.testing.assert_array_equal(top.values[known], want[known])
+        np.testing.assert_array_equal(top.samples[known], order[known])
+        assert np.isnan(top.values[2]).all() and (top.samples[2] == -1).all()  # -inf never enters
+        np.testing.assert_array_equal(top.samples[1], np.arange(K))  # all tied: the first rows

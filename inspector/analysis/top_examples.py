@@ -184,6 +184,7 @@ class TopExamplesStatistic(Statistic):
         self.keys: torch.Tensor | None = None  # (k, m, 4) int64
         self.payload: torch.Tensor | None = None  # (k, m, P)
         self.threshold: torch.Tensor | None = None  # (m,) what a new row must beat: the k-th value, or -inf
+        self.full = False  # whether every slot of the running top holds an example
         self.last_batch = -1
         self.calls = 0
 
@@ -213,7 +214,14 @@ class TopExamplesStatistic(Statistic):
         if self.kind is None:
             self.kind = _kind(batch.inputs, per_sample)
             self.kind_code = KINDS.index(self.kind) + 1
-        if self.values is None:
+        found = None
+        if self.values is None and real is None:
+            found = _first_candidates(flat, self.k)  # None: the batch's exact top below
+        if found is not None:
+            rows, columns, values = found
+            finite = values > float("-inf")  # -inf never enters (as below)
+            rows, columns, values = rows[finite], columns[finite], values[finite]
+        elif self.values is None:
             real_rows = torch.nonzero(real).reshape(-1) if real is not None else None
             candidates = flat[real_rows] if real_rows is not None else flat
             if candidates.shape[0] == 0:
@@ -228,11 +236,10 @@ class TopExamplesStatistic(Statistic):
             if self.values.shape[1] != width:
                 raise ValueError(f"layer {self.layer}: {width} neurons on one call, {self.values.shape[1]} on another")
             assert self.threshold is not None
-            rows, columns = _above(flat, self.threshold)  # row-major: by row within a neuron
+            rows, columns, values = _above(flat, self.threshold)  # by row within a neuron
             if real is not None:
                 keep = real[rows]
-                rows, columns = rows[keep], columns[keep]
-            values = flat[rows, columns]
+                rows, columns, values = rows[keep], columns[keep], values[keep]
         sample, position = rows // per_sample, rows % per_sample
         keys = torch.stack(
             [
@@ -258,7 +265,7 @@ class TopExamplesStatistic(Statistic):
             if values.numel() == 0:
                 return
             assert self.valid is not None and self.keys is not None and self.payload is not None
-            touched = torch.unique(columns)
+            touched = _flat_nonzero(torch.bincount(columns, minlength=width) > 0)  # ascending, as unique gives
             every = int(touched.numel()) == self.values.shape[1]
             held_values, held_valid, held_keys, held_payload = self.values, self.valid, self.keys, self.payload
             if not every:
@@ -267,18 +274,27 @@ class TopExamplesStatistic(Statistic):
                 held_values, held_valid = held_values.index_select(1, touched), held_valid.index_select(1, touched)
                 held_keys, held_payload = held_keys.index_select(1, touched), held_payload.index_select(1, touched)
             # the running entries first: each is before this batch in global order, so it wins a tie
-            held = torch.nonzero(held_valid.reshape(-1)).reshape(-1)
-            values = torch.cat([held_values.reshape(-1).index_select(0, held), values])
-            columns = torch.cat([torch.arange(width, device=device).repeat(k).index_select(0, held), columns])
-            keys = torch.cat([held_keys.reshape(-1, 4).index_select(0, held), keys])
-            payload = torch.cat([held_payload.reshape(k * width, held_payload.shape[2]).index_select(0, held), payload])
+            held_columns = torch.arange(width, device=device).repeat(k)
+            held_payload = held_payload.reshape(k * width, held_payload.shape[2])
+            if self.full:  # every slot holds an example: all of them, as they are
+                values = torch.cat([held_values.reshape(-1), values])
+                columns = torch.cat([held_columns, columns])
+                keys = torch.cat([held_keys.reshape(-1, 4), keys])
+                payload = torch.cat([held_payload, payload])
+            else:
+                held = _flat_nonzero(held_valid)
+                values = torch.cat([held_values.reshape(-1).index_select(0, held), values])
+                columns = torch.cat([held_columns.index_select(0, held), columns])
+                keys = torch.cat([held_keys.reshape(-1, 4).index_select(0, held), keys])
+                payload = torch.cat([held_payload.index_select(0, held), payload])
         # per neuron descending, equal values in the order above: one stable sort of (neuron, value) keys;
         # the keys and payload (several numbers an entry) are gathered once, only for the entries kept
         order = torch.sort(_neuron_value_key(columns, values), stable=True).indices
         values, columns = values[order], columns[order]
         counts = torch.bincount(columns, minlength=width)
         starts = torch.cumsum(counts, 0) - counts
-        if bool((counts >= k).all()):  # every neuron has k entries or more (after the first batches): a reshape
+        filled = bool((counts >= k).all())
+        if filled:  # every neuron has k entries or more (after the first batches): a reshape
             take = (starts[:, None] + torch.arange(k, device=device)[None, :]).reshape(-1)  # (width * k,)
             source = order.index_select(0, take)
             block_values = values.index_select(0, take).reshape(width, k).T
@@ -311,6 +327,8 @@ class TopExamplesStatistic(Statistic):
             self.valid.index_copy_(1, touched, block_valid)
             self.keys.index_copy_(1, touched, block_keys)
             self.payload.index_copy_(1, touched, block_payload)
+        # every slot holds an example (the merged neurons now have k; the others had k before)
+        self.full = filled and (every or self.full)
         full = self.valid[k - 1]
         self.threshold = torch.where(full, self.values[k - 1], torch.full_like(self.values[k - 1], float("-inf")))
 
@@ -321,8 +339,9 @@ class TopExamplesStatistic(Statistic):
             return
         j = int(self.valid.sum(0).max())
         values = torch.where(self.valid, self.values, torch.full_like(self.values, float("nan")))[:j]
-        self.top.add(values.double().cpu().numpy(), self.keys[:j].cpu().numpy(), self.payload[:j].cpu())
+        self.top.add(values.double().cpu().numpy(), self.keys[:j].cpu().numpy(), self.payload[:j].cpu(), ordered=True)
         self.values = self.valid = self.keys = self.payload = self.threshold = None
+        self.full = False
 
     def finish(
         self,
@@ -397,35 +416,79 @@ def _neuron_value_key(columns: torch.Tensor, values: torch.Tensor) -> torch.Tens
 
 
 ABOVE_CHUNK = 16  # rows per chunk whose per-column maximum is compared first (see _above)
+FIRST_CANDIDATES = 4  # the first batch's shortcut gives up above this many candidate chunks per kept slot
 
 
-def _above(flat: torch.Tensor, threshold: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``torch.nonzero(flat > threshold, as_tuple=True)`` for ``flat`` ``(rows, m)`` and ``threshold`` ``(m,)``:
-    the (row, column) of each entry above its column's threshold, in row-major order.
+def _above(
+    flat: torch.Tensor, threshold: torch.Tensor, inclusive: bool = False, limit: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The entries of ``flat`` ``(rows, m)`` above their column's ``threshold`` ``(m,)`` (at or above it when
+    ``inclusive``): their rows, columns and values ``(E,)``, each column's in row order (the columns
+    interleaved: chunk by chunk). The same entries as ``torch.nonzero(flat > threshold)``.
 
     Few entries are above (after the first batches): the maximum of each column over each chunk of
     :data:`ABOVE_CHUNK` rows is compared first (one reduction over ``flat``, cheaper than a comparison
     that writes a mask as large as ``flat``), and only the chunks whose maximum is above (or NaN) are
-    looked at entry by entry (the same entries, in the same order)."""
+    looked at entry by entry. ``limit``: raise :class:`_TooMany` when more chunks than that are."""
+    compare = torch.ge if inclusive else torch.gt
     rows, width = flat.shape
     whole = rows - rows % ABOVE_CHUNK
     if whole == 0 or not flat.is_contiguous():
-        found = torch.nonzero(torch.gt(flat, threshold))
-        return found[:, 0], found[:, 1]
+        found = torch.nonzero(compare(flat, threshold))
+        return found[:, 0], found[:, 1], flat[found[:, 0], found[:, 1]]
     chunks = flat[:whole].view(whole // ABOVE_CHUNK, ABOVE_CHUNK, width)
     peak = chunks.amax(1)  # (chunks, m); NaN where the chunk holds a NaN (then looked at entry by entry)
-    chunk, column = torch.nonzero(torch.gt(peak, threshold) | torch.isnan(peak), as_tuple=True)
+    # not (peak below the threshold): true where it is above, and where either is NaN
+    where = _flat_nonzero(~(peak < threshold if inclusive else peak <= threshold))
+    if limit is not None and where.numel() > limit:
+        raise _TooMany
+    chunk, column = where // width, where % width
     within = torch.arange(ABOVE_CHUNK, device=flat.device)
     candidate_rows = chunk[:, None] * ABOVE_CHUNK + within  # (pairs, ABOVE_CHUNK)
     values = flat.view(-1).index_select(0, (candidate_rows * width + column[:, None]).view(-1)).view(-1, ABOVE_CHUNK)
-    pair, offset = torch.nonzero(torch.gt(values, threshold[column][:, None]), as_tuple=True)
-    found_rows, found_columns = candidate_rows[pair, offset], column[pair]
+    entry = _flat_nonzero(compare(values, threshold.index_select(0, column)[:, None]))  # by pair, then row
+    found_rows = candidate_rows.view(-1).index_select(0, entry)
+    found_columns = column.index_select(0, entry // ABOVE_CHUNK)
+    found_values = values.view(-1).index_select(0, entry)
     if whole < rows:  # the last rows, fewer than a chunk: compared directly (after every chunk's rows)
-        rest = torch.nonzero(torch.gt(flat[whole:], threshold))
+        tail = flat[whole:]
+        rest = torch.nonzero(compare(tail, threshold))
         found_rows = torch.cat([found_rows, rest[:, 0] + whole])
         found_columns = torch.cat([found_columns, rest[:, 1]])
-    order = torch.sort(found_rows * width + found_columns).indices  # row-major, as nonzero gives them
-    return found_rows[order], found_columns[order]
+        found_values = torch.cat([found_values, tail[rest[:, 0], rest[:, 1]]])
+    return found_rows, found_columns, found_values
+
+
+def _flat_nonzero(mask: torch.Tensor) -> torch.Tensor:
+    """The flat indices ``(E,)`` int64 of the true entries of ``mask``, ascending (numpy's on the CPU: a few
+    times faster than ``torch.nonzero``)."""
+    if mask.device.type == "cpu":
+        return torch.from_numpy(np.flatnonzero(mask.numpy()))
+    return torch.nonzero(mask.reshape(-1)).reshape(-1)
+
+
+class _TooMany(Exception):
+    """More candidates than the shortcut is worth (see :func:`_first_candidates`)."""
+
+
+def _first_candidates(flat: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """A first batch's entries that can be in their column's top ``k``: every entry at or above the
+    column's ``k``-th largest chunk maximum (``k`` chunks hold a value at least that large, so no entry
+    below it is among the top ``k``); rows, columns and values ``(E,)`` as :func:`_above` gives them.
+    ``None`` (then the exact top of the whole batch decides) for a batch of fewer than ``2 k`` chunks, one
+    holding a NaN, or one whose chunk maxima tie so often (a constant column) that the candidates are many."""
+    rows, width = flat.shape
+    count = rows // ABOVE_CHUNK
+    if count < 2 * k or not flat.is_contiguous():
+        return None
+    peak = flat[: count * ABOVE_CHUNK].view(count, ABOVE_CHUNK, width).amax(1)  # (chunks, m)
+    if bool(torch.isnan(peak).any()):
+        return None
+    bound = torch.topk(peak.T.contiguous(), k, dim=1, sorted=False).values.amin(1)  # the k-th largest maximum
+    try:
+        return _above(flat, bound, inclusive=True, limit=FIRST_CANDIDATES * k * width)
+    except _TooMany:
+        return None
 
 
 def _descending_key(values: torch.Tensor) -> torch.Tensor:

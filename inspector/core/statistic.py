@@ -151,10 +151,13 @@ class TopK:
         self.payload: np.ndarray | None = None
         self._next = 0  # rows added without keys: their local index
 
-    def add(self, values: Any, keys: Any = None, payload: Any = None) -> None:
+    def add(self, values: Any, keys: Any = None, payload: Any = None, ordered: bool = False) -> None:
         """``values`` ``(n, C)``; ``keys`` ``(n, L)`` int the rows' order keys, or ``None`` for their local
         order, or ``(n, C, L)`` one key per value (candidates already chosen per column); ``payload``
-        ``(n, C, ...)`` what travels with each value (give it with every update, or never)."""
+        ``(n, C, ...)`` what travels with each value (give it with every update, or never).
+        ``ordered``: with ``(n, C, L)`` keys and ``n <= k``, the values already are each column's top in
+        this state's order (descending, NaN last, ties by key): taken as they are into an empty state
+        (a running top kept elsewhere, moved in once), merged as any other update into a filled one."""
         if isinstance(values, torch.Tensor):
             values = values.detach().double().cpu().numpy()
         vals = np.asarray(values, dtype=np.float64)
@@ -171,6 +174,9 @@ class TopK:
         else:
             row_keys = np.asarray(keys, dtype=np.int64)
             if row_keys.ndim == 3:
+                if ordered and self.values is None and n <= self.k:
+                    self.values, self.keys, self.payload = vals, row_keys, _payload_array(payload)
+                    return
                 self._take(vals, row_keys, _payload_array(payload))
                 return
             row_keys = row_keys.reshape(n, -1)

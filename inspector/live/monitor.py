@@ -84,17 +84,23 @@ class SiteCounts(Statistic):
         super().__init__()
         self.site = site
         self.group = activation_group(site.activation)
+        self.near_zero = near_zero(site.activation)  # smooth units: the |output| counted as zero
         self.sums: Sums | None = None
         self.add_state("totals", 0.0, "sum")  # becomes the Sums' float64 totals on the first call
         self.add_state("rows", 0, "sum")
         self.add_state("samples", 0, "sum")
 
     def update(self, pre: torch.Tensor, out: torch.Tensor, mask: torch.Tensor | None) -> None:
-        width = int(out.shape[-1])
-        self.samples += int(out.shape[0]) if out.dim() > 1 else 1
-        out = out.detach().reshape(-1, width)
+        # called for every site on every training forward: kept to the tensor calls the count needs
+        shape = out.shape
+        width = int(shape[-1])
+        self.samples += int(shape[0]) if len(shape) > 1 else 1
+        out = out.detach()
+        if len(shape) != 2:
+            out = out.reshape(-1, width)
         if out.dtype != torch.float32:
             out = out.float()
+        rows = int(out.shape[0])
         sums = self.sums
         if sums is None:
             sums = self.sums = Sums(width, out.device, k=2)
@@ -108,29 +114,34 @@ class SiteCounts(Statistic):
         # indexed by a mask (which would wait for the device). The indicator is written by the
         # comparison itself into the reused float buffer: a bool tensor converted to float costs five
         # times as much on the CPU
-        sums.add_rows(out.shape[0])
-        indicator, ones = sums.scratch(out.shape[0])
-        fired, other = sums.rows
+        sums.add_rows(rows)
+        indicator, ones = sums.scratch(rows)
         if mask is None:
             weights = ones
-            self.rows = self.rows + out.shape[0]
+            self.rows = self.rows + rows
         else:
             weights = mask.reshape(1, -1).to(device=out.device, dtype=torch.float32)
             self.rows = self.rows + weights.sum()
         # one count per unit, the one its statistics need (each pass over the batch's values is most of
         # the Monitor's cost): squashers their saturated values, smooth units their near-zero ones,
         # ReLU its positive outputs, leaky and unknown units their positive inputs
-        if self.group == "squasher":
-            saturated(self.site.activation, out, indicator)
-            other.addmm_(weights, indicator)
-        elif self.group == "smooth":
+        group = self.group
+        if group == "rectifier":
+            torch.gt(out, 0, out=indicator)
+            sums.rows[0].addmm_(weights, indicator)
+        elif group == "smooth":
             torch.abs(out, out=indicator)
-            torch.lt(indicator, near_zero(self.site.activation), out=indicator)
-            other.addmm_(weights, indicator)
+            torch.lt(indicator, self.near_zero, out=indicator)
+            sums.rows[1].addmm_(weights, indicator)
+        elif group == "squasher":
+            saturated(self.site.activation, out, indicator)
+            sums.rows[1].addmm_(weights, indicator)
         else:
-            source = out if self.group == "rectifier" else pre.detach().reshape(-1, width).float()
-            torch.gt(source, 0, out=indicator)
-            fired.addmm_(weights, indicator)
+            source = pre.detach()
+            if len(shape) != 2:
+                source = source.reshape(-1, width)
+            torch.gt(source if source.dtype == torch.float32 else source.float(), 0, out=indicator)
+            sums.rows[0].addmm_(weights, indicator)
 
     def finish(self) -> tuple[np.ndarray, np.ndarray] | None:
         """``(fired (m,), other (m,))`` float64 since the last reset, or ``None`` when nothing was counted."""
