@@ -4,6 +4,7 @@ them escaped (``\\x1b``), line breaks of the output itself kept."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -124,3 +125,17 @@ def test_the_cli_stream_escapes_every_way_of_writing(capsys: pytest.CaptureFixtu
         sys.stdout.writelines([f"c{RED}\n", "d\n"])
         unescaped_stdout().write("<html>\n")
     assert capsys.readouterr().out == "a\\x1b[2J\nb\\x07\nc\\x1b[31m\nd\n<html>\n"
+
+
+def test_the_cli_stream_is_a_text_stream_to_click(capsys: pytest.CaptureFixture[str]) -> None:
+    """Flask's start-up lines go through click.echo, which probes ``write(b"")`` to find a binary stream:
+    the escaped stream must refuse bytes as a text stream does, or click writes their repr."""
+    import click
+
+    from inspector.cli import escaped_stdout
+
+    with escaped_stdout():
+        click.echo(" * Serving Flask app 'dashboards.app'")
+        with pytest.raises(TypeError):
+            sys.stdout.write(b"")  # type: ignore[arg-type]
+    assert capsys.readouterr().out == " * Serving Flask app 'dashboards.app'\n"

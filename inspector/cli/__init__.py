@@ -83,6 +83,8 @@ class EscapedStream:
         self.unescaped = stream
 
     def write(self, text: str) -> int:
+        if not isinstance(text, str):  # as a text stream answers: click probes write(b"") to find a binary one
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
         self.unescaped.write(printable_lines(text))
         return len(text)
 
