@@ -15,6 +15,7 @@ carrying its token; see dashboards/security.py.
 from __future__ import annotations
 
 import errno
+import logging
 import socket
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -193,4 +194,6 @@ def serve(
         app.run(jupyter_mode=jupyter_mode, host=host, port=port, debug=debug)
         return
     check_port(host, port)
+    # Dash's own "Dash is running on ..." names the address without the token: the line above is the one to open
+    app.logger.setLevel(logging.WARNING if token is not None else logging.INFO)
     app.run(host=host, port=port, debug=debug, use_reloader=False)

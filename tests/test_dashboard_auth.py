@@ -311,6 +311,17 @@ def test_serve_off_loopback_prints_a_random_token_that_then_opens_it(tiny, monke
     assert client.get("/", headers={"Host": "127.0.0.1:8050"}).status_code == 200
 
 
+def test_dash_s_own_tokenless_url_line_is_not_printed_when_a_token_is_asked_for(tiny, monkeypatch):
+    analysis, _, _ = tiny
+    app = create_app(analysis)
+    monkeypatch.setattr("dashboards.app.check_port", lambda host, port: None)
+    says_its_url: list[bool] = []  # Dash logs "Dash is running on http://HOST:PORT/" at INFO inside run()
+    monkeypatch.setattr(app, "run", lambda **kwargs: says_its_url.append(app.logger.isEnabledFor(logging.INFO)))
+    serve(app, "0.0.0.0", 8050, allow_hosts=["box.lan"], log=lambda line: None)
+    serve(app, "127.0.0.1", 8050, log=lambda line: None)
+    assert says_its_url == [False, True]
+
+
 def test_no_auth_is_an_explicit_choice_with_a_one_line_warning(tiny, monkeypatch, capsys):
     analysis, _, _ = tiny
     app = create_app(analysis)
