@@ -603,7 +603,8 @@ def finetune_data(
     return source, resolved
 
 
-def _check_sparsity(sparsity: float) -> None:
+def check_sparsity(sparsity: float) -> None:
+    """``ValueError`` unless ``0 <= sparsity < 1`` (the API's check; the CLI's says it in one line)."""
     if not 0 <= sparsity < 1:
         raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
 
@@ -624,7 +625,7 @@ def prune(
     is run once) and ``sites`` tell the neuron scope which layers are hidden and what consumes
     them; without them it reads the model's ``torch.fx`` graph.
     """
-    _check_sparsity(sparsity)
+    check_sparsity(sparsity)
     (masks,) = level_masks(model, scope, (sparsity,), _plan_for(model, scope, data, sites))
     return apply_masks(copy.deepcopy(model), *masks)
 
@@ -647,7 +648,7 @@ def prune_and_finetune(
     ``data``: a source, or inputs ``X`` with ``labels`` ``y`` (``prune_and_finetune(m, s, scope, X, y,
     epochs)``). ``task``: as in :func:`pruning_sweep`.
     """
-    _check_sparsity(sparsity)
+    check_sparsity(sparsity)
     source, resolved = finetune_data(model, data, labels, task)
     first = source.first()
     plan = neuron_plan(model, first, sites) if scope == "neuron" else None

@@ -51,6 +51,7 @@ from inspector.analysis.parameters import linear_layers
 from inspector.analysis.pruning import (
     NeuronPlan,
     apply_masks,
+    check_sparsity,
     dead_keep,
     finetune_data,
     finetune_masked,
@@ -61,6 +62,7 @@ from inspector.analysis.pruning import (
 )
 from inspector.analysis.sites import Site
 from inspector.analysis.task import Task
+from inspector.core.batches import model_device
 from inspector.core.dense import dense_bias, dense_weight, is_conv1d, out_features
 from inspector.errors import InspectorError
 
@@ -377,7 +379,7 @@ def _first_batch(model: nn.Module, data: Any) -> Batch:
         raise InspectorError("shrink needs data: one batch of the model's inputs, to see what reads each layer")
     if isinstance(data, Batch):
         return data
-    return as_source(data, device=next(model.parameters()).device).first()
+    return as_source(data, device=model_device(model)).first()
 
 
 def shrink_model(
@@ -468,8 +470,7 @@ def shrink_and_finetune(
     """Neuron-scope pruning at ``sparsity``, the pruned neurons removed (:func:`shrink_model`), then
     ``epochs`` of fine-tuning of the smaller model on ``data`` (with ``labels``) with the task's loss;
     what stays masked stays zero. ``epochs=0``: no fine-tuning."""
-    if not 0 <= sparsity < 1:
-        raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
+    check_sparsity(sparsity)
     if epochs > 0:
         source, resolved = finetune_data(model, data, labels, task)
         first = source.first()
