@@ -157,6 +157,15 @@ def layout(state: DashboardState) -> html.Div:
     )
 
 
+def _picked(j: object, width: int) -> int:
+    """The neuron index box's value as a neuron of ``width``; -1 (the panels say "pick a neuron") for an
+    empty box or a number out of range. A value that is not a number at all changes nothing."""
+    neuron = index_or_none(j, width)
+    if neuron is None and j is not None and finite_number(j) is None:
+        raise PreventUpdate
+    return -1 if neuron is None else neuron
+
+
 def register(app: Dash, state: DashboardState) -> None:
     @app.callback(
         Output(NEURON_TITLE, "children"),
@@ -171,10 +180,7 @@ def register(app: Dash, state: DashboardState) -> None:
     def update_neuron(name: object, j: object):
         name = choice(name, state.layer_names)
         layer = state.weights(name)
-        neuron = index_or_none(j, layer.out_features if layer is not None else 0)
-        if neuron is None and j is not None and finite_number(j) is None:
-            raise PreventUpdate  # not a number at all; an empty box or a number out of range says "pick a neuron"
-        key = -1 if neuron is None else neuron
+        key = _picked(j, layer.out_features if layer is not None else 0)
         return state.memo(("neuron", name, key), lambda: panels(state, name, key))
 
     @app.callback(
@@ -187,10 +193,7 @@ def register(app: Dash, state: DashboardState) -> None:
         name = choice(name, state.layer_names)
         acts = state.activations(name)
         width = acts.top_examples.width if acts is not None and acts.top_examples is not None else 0
-        neuron = index_or_none(j, width)
-        if neuron is None and j is not None and finite_number(j) is None:
-            raise PreventUpdate
-        return top_examples(state, name, -1 if neuron is None else neuron)
+        return top_examples(state, name, _picked(j, width))
 
     @app.callback(
         Output(ids.NEURON_INDEX, "max"),
