@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pickle
 import traceback
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.data.distributed import DistributedSampler
+
+from tests.helpers import in_gloo_group
 
 BATCH = 16
 N = 203  # not a multiple of the batch or of the world size: uneven shards, a short last batch
@@ -133,33 +134,25 @@ class _Explodes(nn.Module):
 
 def run(rank: int, world: int, port: int, folder: str) -> None:
     """Rank ``rank``: join the gloo group, compute, then check that a failing rank stops every rank."""
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world, timeout=timedelta(seconds=60)
-    )
-    result: dict[str, Any] = {}
-    try:
-        result = compute()
-        from inspector.analysis import distributed
-        from inspector.analysis.activations import activation_census
+    in_gloo_group(rank, world, port, folder, lambda: _checks(rank))
 
-        result["all_reduce"] = distributed.all_reduce_sum(
-            np.full(3, rank + 0.5), np.arange(4, dtype=np.int64) * (rank + 1)
-        )
-        result["writer"] = distributed.is_writer()
-        # a model with no counted site (no activation after its only layer): nothing to merge, no hang
-        result["no_sites"] = activation_census(nn.Sequential(nn.Linear(6, 2)), data()[0], batch_size=BATCH)
-        try:
-            X, _, _ = data()
-            activation_census(_Explodes(), X, batch_size=BATCH)
-            result["failure"] = None
-        except Exception as error:  # noqa: BLE001 - the test reads what each rank raised
-            result["failure"] = (type(error).__name__, str(error))
-    except Exception:  # noqa: BLE001
-        result["error"] = traceback.format_exc()
-    finally:
-        Path(folder, f"rank{rank}.pkl").write_bytes(pickle.dumps(result))
-        dist.destroy_process_group()
+
+def _checks(rank: int) -> dict[str, Any]:
+    from inspector.analysis import distributed
+    from inspector.analysis.activations import activation_census
+
+    result = compute()
+    result["all_reduce"] = distributed.all_reduce_sum(np.full(3, rank + 0.5), np.arange(4, dtype=np.int64) * (rank + 1))
+    result["writer"] = distributed.is_writer()
+    # a model with no counted site (no activation after its only layer): nothing to merge, no hang
+    result["no_sites"] = activation_census(nn.Sequential(nn.Linear(6, 2)), data()[0], batch_size=BATCH)
+    try:
+        X, _, _ = data()
+        activation_census(_Explodes(), X, batch_size=BATCH)
+        result["failure"] = None
+    except Exception as error:  # noqa: BLE001 - the test reads what each rank raised
+        result["failure"] = (type(error).__name__, str(error))
+    return result
 
 
 # --------------------------------------------------------------------------- fewer batches than ranks
@@ -195,48 +188,22 @@ def compute_small() -> dict[Any, Any]:
 
 def run_small(rank: int, world: int, port: int, folder: str) -> None:
     """Rank ``rank``: :func:`compute_small` in a gloo group (some ranks hold no batch)."""
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world, timeout=timedelta(seconds=60)
-    )
-    result: dict[str, Any] = {}
-    try:
-        result["small"] = compute_small()
-    except Exception:  # noqa: BLE001
-        result["error"] = traceback.format_exc()
-    finally:
-        Path(folder, f"rank{rank}.pkl").write_bytes(pickle.dumps(result))
-        dist.destroy_process_group()
+    in_gloo_group(rank, world, port, folder, lambda: {"small": compute_small()})
 
 
 def run_lost(rank: int, world: int, port: int, folder: str) -> None:
     """Rank ``rank`` joins the group as under torchrun (:func:`process_group`, from the environment); rank 1
     raises a user error in its local work while the others already wait in a collective for it."""
-    import os
-
-    from inspector.analysis import distributed
-    from inspector.errors import InspectorError
-
-    torch.set_num_threads(1)
-    os.environ.update(
-        RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
-    )
-    result: dict[str, Any] = {"failure": None}
-    try:
-        with distributed.process_group(timeout_s=60):
-            if rank == 1:
-                raise InspectorError("rank one's own mistake; fix the data")
-            distributed.all_reduce_sum(np.zeros(3))
-    except InspectorError as error:
-        result["failure"] = (type(error).__name__, str(error))
-    except Exception:  # noqa: BLE001
-        result["error"] = traceback.format_exc()
-    Path(folder, f"rank{rank}.pkl").write_bytes(pickle.dumps(result))
+    _run_failing(rank, world, port, folder, timeout_s=60, silent=False)
 
 
 def run_silent(rank: int, world: int, port: int, folder: str) -> None:
     """As :func:`run_lost`, but rank 1 neither fails nor enters the collective: it stays silent past the
     group's 3 s timeout, then leaves; the others stop at the timeout with one line."""
+    _run_failing(rank, world, port, folder, timeout_s=3, silent=True)
+
+
+def _run_failing(rank: int, world: int, port: int, folder: str, *, timeout_s: float, silent: bool) -> None:
     import os
     import time
 
@@ -249,11 +216,13 @@ def run_silent(rank: int, world: int, port: int, folder: str) -> None:
     )
     result: dict[str, Any] = {"failure": None}
     try:
-        with distributed.process_group(timeout_s=3):
-            if rank == 1:
+        with distributed.process_group(timeout_s=timeout_s):
+            if rank != 1:
+                distributed.all_reduce_sum(np.zeros(3))
+            elif silent:
                 time.sleep(8)
             else:
-                distributed.all_reduce_sum(np.zeros(3))
+                raise InspectorError("rank one's own mistake; fix the data")
     except InspectorError as error:
         result["failure"] = (type(error).__name__, str(error))
     except Exception:  # noqa: BLE001

@@ -5,14 +5,22 @@ from __future__ import annotations
 import math
 import pickle
 import socket
+import traceback
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+import torch.distributed as dist
 import torch.multiprocessing as mp
+from torch import nn
 
+from inspector.analysis import Analysis, AnalysisOptions, analyze
 from inspector.data import Dataset, Splits, SplitSpec, split_dataset
+from inspector.evaluation import EvalData
+from inspector.models import MLPConfig, build_mlp
 
 
 def tiny_splits(n: int = 200, d: int = 6, classes: int = 3, seed: int = 0) -> Splits:
@@ -74,3 +82,47 @@ def spawn_ranks(run: Callable[..., None], world: int, folder: Path) -> list[dict
     for r, result in enumerate(results):
         assert "error" not in result, f"rank {r}: {result['error']}"
     return results
+
+
+def in_gloo_group(rank: int, world: int, port: int, folder: str, work: Callable[[], dict[str, Any]]) -> None:
+    """The body of a rank that :func:`spawn_ranks` starts: join the gloo group on ``127.0.0.1:port`` (one
+    thread, collectives time out after 60 s), run ``work()`` and pickle its dict, or the traceback
+    under ``"error"``, to ``folder/rank{rank}.pkl``."""
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world, timeout=timedelta(seconds=60)
+    )
+    result: dict[str, Any] = {}
+    try:
+        result = work()
+    except Exception:  # noqa: BLE001 - reported to the test through the pickle
+        result = {"error": traceback.format_exc()}
+    finally:
+        Path(folder, f"rank{rank}.pkl").write_bytes(pickle.dumps(result))
+        dist.destroy_process_group()
+
+
+def svd64(w: torch.Tensor) -> np.ndarray:
+    """numpy's float64 singular values of ``w``: the oracle the spectrum tests check against."""
+    return np.linalg.svd(w.double().numpy(), compute_uv=False)
+
+
+def planted_weight(m: int, n: int, spectrum: np.ndarray, seed: int = 0) -> torch.Tensor:
+    """``U diag(spectrum) V^T`` ``(m, n)`` in float32 with dense random orthogonal ``U``, ``V``."""
+    rng = np.random.default_rng(seed)
+    k = min(m, n)
+    u, _ = np.linalg.qr(rng.standard_normal((m, k)))
+    v, _ = np.linalg.qr(rng.standard_normal((n, k)))
+    return torch.from_numpy(((u * spectrum) @ v.T).astype(np.float32))
+
+
+def tiny_analysis(
+    n: int = 60, *, n_steps: int = 8, sparsities: tuple[float, ...] = (0.0, 0.5)
+) -> tuple[Analysis, nn.Module, EvalData]:
+    """A 6-8-3 ReLU MLP on ``n`` Gaussian rows labelled by the argmax of their first three features,
+    with every analysis section: ``(analysis, model, data)``, small enough to build in seconds."""
+    torch.manual_seed(0)
+    model = build_mlp(MLPConfig(6, (8,), 3))
+    X = np.random.default_rng(0).standard_normal((n, 6)).astype(np.float32)
+    data = EvalData.from_arrays(X, np.argmax(X[:, :3], axis=1))
+    return analyze(model, data, options=AnalysisOptions(n_steps=n_steps, sparsities=sparsities)), model, data

@@ -17,20 +17,16 @@ import urllib.error
 import urllib.request
 from http.cookies import SimpleCookie
 
-import numpy as np
 import pytest
-import torch
 from werkzeug.serving import make_server
 
 from dashboards import security
 from dashboards.app import create_app, serve
 from dashboards.security import TOKEN_PARAM, auth_token, dashboard_url, is_loopback, set_token
 from dashboards.views import activations as activations_view
-from inspector.analysis import AnalysisOptions, analyze
 from inspector.cli import main
 from inspector.errors import InspectorError
-from inspector.evaluation import EvalData
-from inspector.models import MLPConfig, build_mlp
+from tests.helpers import tiny_analysis
 
 TOKEN = "s3cret-Token_0123456789"
 HOST = {"Host": "box.lan:8050"}
@@ -39,11 +35,7 @@ UPDATE = "/_dash-update-component"
 
 @pytest.fixture(scope="module")
 def tiny():
-    torch.manual_seed(0)
-    model = build_mlp(MLPConfig(6, (8,), 3))
-    X = np.random.default_rng(0).standard_normal((60, 6)).astype(np.float32)
-    data = EvalData.from_arrays(X, np.argmax(X[:, :3], axis=1))
-    return analyze(model, data, options=AnalysisOptions(n_steps=8, sparsities=(0.0, 0.5))), model, data
+    return tiny_analysis()
 
 
 @pytest.fixture(scope="module")

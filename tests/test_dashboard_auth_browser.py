@@ -4,17 +4,13 @@ the HttpOnly cookie carries every later request (page reloads and callbacks)."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
-import torch
 from dash.testing.wait import until
 
 from dashboards.app import create_app
 from dashboards.views import overview as overview_view
 from dashboards.views import weights as weights_view
-from inspector.analysis import AnalysisOptions, analyze
-from inspector.evaluation import EvalData
-from inspector.models import MLPConfig, build_mlp
+from tests.helpers import tiny_analysis
 
 pytestmark = pytest.mark.browser
 TOKEN = "browser-Token_42"
@@ -22,11 +18,7 @@ TOKEN = "browser-Token_42"
 
 @pytest.fixture(scope="module")
 def analysis():
-    torch.manual_seed(0)
-    model = build_mlp(MLPConfig(6, (8,), 3))
-    X = np.random.default_rng(0).standard_normal((60, 6)).astype(np.float32)
-    data = EvalData.from_arrays(X, np.argmax(X[:, :3], axis=1))
-    return analyze(model, data, options=AnalysisOptions(n_steps=8, sparsities=(0.0, 0.5)))
+    return tiny_analysis()[0]
 
 
 def _body(duo) -> str:

@@ -9,17 +9,14 @@ import textwrap
 
 import numpy as np
 import pytest
-import torch
 
 import dashboards.views
 import inspector.figures
 from dashboards import ids
 from dashboards.app import create_app
 from dashboards.registry import ViewIds, discover, register_view, unregister_view, views
-from inspector.analysis import AnalysisOptions, analyze
-from inspector.evaluation import EvalData
 from inspector.figures.panels import report_panel, report_panels, unregister_panel
-from inspector.models import MLPConfig, build_mlp
+from tests.helpers import tiny_analysis
 
 # A whole view, as a contributor would write it: nothing else in the project is edited.
 PROBE_VIEW = '''
@@ -58,11 +55,7 @@ BUILT_IN = ["overview", "weights", "neurons", "dead", "importance", "text", "wha
 
 @pytest.fixture(scope="module")
 def tiny():
-    torch.manual_seed(0)
-    model = build_mlp(MLPConfig(6, (8,), 3))
-    X = np.random.default_rng(0).standard_normal((40, 6)).astype(np.float32)
-    data = EvalData.from_arrays(X, np.argmax(X[:, :3], axis=1))
-    return analyze(model, data, options=AnalysisOptions(n_steps=4, sparsities=(0.0, 0.5))), model, data
+    return tiny_analysis(40, n_steps=4)
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ import sys
 import numpy as np
 import plotly.graph_objects as go
 import pytest
-import torch
 
 from dashboards import ids
 from dashboards.app import create_app, serve
@@ -28,23 +27,14 @@ from dashboards.views import neurons as neurons_view
 from dashboards.views import overview as overview_view
 from dashboards.views import pruning as pruning_view
 from dashboards.views import weights as weights_view
-from inspector.analysis import AnalysisOptions, analyze
-from inspector.evaluation import EvalData
-from inspector.models import MLPConfig, build_mlp
+from tests.helpers import tiny_analysis
 
 UPDATE = "/_dash-update-component"
 
 
 @pytest.fixture(scope="module")
 def tiny():
-    """A 6-8-3 ReLU MLP with every analysis section, small enough to build in seconds."""
-    torch.manual_seed(0)
-    model = build_mlp(MLPConfig(6, (8,), 3))
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((60, 6)).astype(np.float32)
-    data = EvalData.from_arrays(X, np.argmax(X[:, :3], axis=1))
-    analysis = analyze(model, data, options=AnalysisOptions(n_steps=8, sparsities=(0.0, 0.5, 0.9)))
-    return analysis, model, data
+    return tiny_analysis(sparsities=(0.0, 0.5, 0.9))
 
 
 @pytest.fixture(scope="module")

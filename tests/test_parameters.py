@@ -106,15 +106,21 @@ def test_an_embedding_is_listed_apart_with_rows_times_dim_parameters():
     assert report.macs_per_sample == 3 * 4  # a lookup multiplies nothing
 
 
-def test_an_lm_head_tied_to_its_embedding_is_counted_once_in_the_embedding():
-    class TinyLM(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.embed = nn.Embedding(11, 6)
-            self.head = nn.Linear(6, 11, bias=False)
-            self.head.weight = self.embed.weight
+class _TinyLM(nn.Module):
+    """An 11-token, 6-wide embedding whose weight is also the LM head's."""
 
-    model = TinyLM()
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(11, 6)
+        self.head = nn.Linear(6, 11, bias=False)
+        self.head.weight = self.embed.weight
+
+    def forward(self, ids):
+        return self.head(self.embed(ids))
+
+
+def test_an_lm_head_tied_to_its_embedding_is_counted_once_in_the_embedding():
+    model = _TinyLM()
     report = count_parameters(model)
     assert report.embeddings[0].parameters == 66 and report.embeddings[0].tied_to is None
     (head,) = report.layers
@@ -125,18 +131,7 @@ def test_an_lm_head_tied_to_its_embedding_is_counted_once_in_the_embedding():
 def test_torchinfo_counts_a_tied_lm_head_twice_and_the_tool_counts_it_once():
     """Where the README's "agrees with torchinfo" stops: torchinfo sums each module's parameters,
     so a weight shared by the embedding and the head is counted in both."""
-
-    class TinyLM(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.embed = nn.Embedding(11, 6)
-            self.head = nn.Linear(6, 11, bias=False)
-            self.head.weight = self.embed.weight
-
-        def forward(self, ids):
-            return self.head(self.embed(ids))
-
-    model = TinyLM()
+    model = _TinyLM()
     report = count_parameters(model)
     reference = summary(model, input_data=torch.zeros(1, 3, dtype=torch.long), verbose=0)
     assert report.total_parameters == sum(p.numel() for p in model.parameters()) == 66

@@ -11,19 +11,7 @@ from inspector.analysis.sections.weights import weight_findings
 from inspector.analysis.spectra import esd_alpha, fit_power_law, singular_values
 from inspector.analysis.weights import LayerWeights, layer_weights
 from inspector.results import from_json_document, results_equal, to_json_document
-
-
-def _svd64(w: torch.Tensor) -> np.ndarray:
-    return np.linalg.svd(w.numpy().astype(np.float64), compute_uv=False)
-
-
-def _planted(m: int, n: int, spectrum: np.ndarray, seed: int = 0) -> torch.Tensor:
-    """``U diag(spectrum) V^T`` ``(m, n)`` in float32 with dense random orthogonal ``U``, ``V``."""
-    rng = np.random.default_rng(seed)
-    k = min(m, n)
-    u, _ = np.linalg.qr(rng.standard_normal((m, k)))
-    v, _ = np.linalg.qr(rng.standard_normal((n, k)))
-    return torch.from_numpy(((u * spectrum) @ v.T).astype(np.float32))
+from tests.helpers import planted_weight, svd64
 
 
 @pytest.mark.parametrize("shape", [(1100, 300), (300, 1100)])
@@ -31,7 +19,7 @@ def test_singular_values_of_layers_longer_than_1024_equal_numpy_svd(shape):
     w = torch.randn(*shape, generator=torch.Generator().manual_seed(1))
     s = singular_values(w)
     assert s.shape == (300,) and np.all(np.diff(s) <= 0)
-    np.testing.assert_allclose(s, _svd64(w), rtol=1e-4)
+    np.testing.assert_allclose(s, svd64(w), rtol=1e-4)
 
 
 @pytest.mark.slow
@@ -39,7 +27,7 @@ def test_square_1500_layer_with_a_tiny_smallest_value_is_exact_at_every_value():
     # a square Gaussian matrix has s_min ~ s_max / (4 * 1500): below the Gram route's 1e-4 reach, so the
     # exact (QR + SVD) route must take over; every value, the smallest included, to 1e-4 relative
     w = torch.randn(1500, 1500, generator=torch.Generator().manual_seed(2))
-    reference = _svd64(w)
+    reference = svd64(w)
     assert reference[-1] / reference[0] < 1e-3
     np.testing.assert_allclose(singular_values(w), reference, rtol=1e-4)
 
@@ -47,9 +35,9 @@ def test_square_1500_layer_with_a_tiny_smallest_value_is_exact_at_every_value():
 def test_planted_spectrum_over_seven_decades_is_recovered_to_1e4_relative():
     n = 300
     planted = 10.0 * np.logspace(0, -7, n)  # float32 storage moves a value by ~1e-7 * s_max: exact planted only on top
-    w = _planted(1100, n, planted)
+    w = planted_weight(1100, n, planted)
     s = singular_values(w)
-    np.testing.assert_allclose(s, _svd64(w), rtol=1e-4)  # the stored float32 matrix's own spectrum, every value
+    np.testing.assert_allclose(s, svd64(w), rtol=1e-4)  # the stored float32 matrix's own spectrum, every value
     np.testing.assert_allclose(s[:150], planted[:150], rtol=1e-4)
 
 
@@ -57,13 +45,13 @@ def test_zero_rows_give_zero_singular_values_to_1e12_of_the_largest():
     w = torch.randn(200, 1100, generator=torch.Generator().manual_seed(3))
     w[150:] = 0.0  # 50 pruned neurons: rank 150
     s = singular_values(w)
-    np.testing.assert_allclose(s[:150], _svd64(w)[:150], rtol=1e-4)
+    np.testing.assert_allclose(s[:150], svd64(w)[:150], rtol=1e-4)
     assert np.all(s[150:] <= 1e-12 * s[0])
 
 
 def test_stable_rank_is_frobenius_squared_over_top_singular_value_squared():
     planted = np.array([4.0, 2.0, 2.0, 1.0] + [0.5] * 16)
-    stats = layer_weights("planted", _planted(60, 20, planted))
+    stats = layer_weights("planted", planted_weight(60, 20, planted))
     assert stats.stable_rank == pytest.approx((16 + 4 + 4 + 1 + 16 * 0.25) / 16, rel=1e-5)
     assert stats.spectral_norm == pytest.approx(4.0, rel=1e-5)
 
@@ -140,7 +128,7 @@ def test_heavy_tailed_spectrum_gives_the_planted_alpha():
     # eigenvalues s^2 drawn from a Pareto law with alpha = 2.5 (a very heavy-tailed, "well-trained" layer)
     rng = np.random.default_rng(8)
     eigenvalues = np.sort(_pareto(2.5, 1.0, 600, rng))[::-1]
-    w = _planted(1200, 600, np.sqrt(eigenvalues))
+    w = planted_weight(1200, 600, np.sqrt(eigenvalues))
     stats = layer_weights("heavy", w)
     assert abs(stats.alpha - 2.5) < 4 * (stats.alpha - 1) / math.sqrt(stats.alpha_tail_size)
     assert stats.alpha_tail_size >= 100 and 0 < stats.alpha_ks_distance < 0.1
@@ -168,11 +156,11 @@ def _without_alpha(tree: object) -> object:
 
 def test_findings_name_alpha_only_when_clearly_outside_two_to_six():
     rng = np.random.default_rng(10)
-    heavy = _planted(500, 300, np.sqrt(np.sort(_pareto(1.5, 1.0, 300, rng))[::-1]))
+    heavy = planted_weight(500, 300, np.sqrt(np.sort(_pareto(1.5, 1.0, 300, rng))[::-1]))
     random = torch.randn(300, 900, generator=torch.Generator().manual_seed(11))
     texts = [f.text for f in weight_findings((layer_weights("heavy", heavy), layer_weights("random", random)))]
     alpha_texts = [t for t in texts if "alpha" in t]
     assert any(t.startswith("layer heavy:") and "very heavy tail" in t for t in alpha_texts)
     assert any(t.startswith("layer random:") and "close to a random matrix" in t for t in alpha_texts)
-    in_range = _planted(500, 300, np.sqrt(np.sort(_pareto(4.0, 1.0, 300, rng))[::-1]))
+    in_range = planted_weight(500, 300, np.sqrt(np.sort(_pareto(4.0, 1.0, 300, rng))[::-1]))
     assert not [f for f in weight_findings((layer_weights("fine", in_range),)) if "alpha" in f.text]

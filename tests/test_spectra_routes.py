@@ -15,27 +15,15 @@ import torch
 
 from inspector.analysis import spectra
 from inspector.analysis.spectra import GRAM_BLOCK, singular_values
+from tests.helpers import planted_weight, svd64
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _svd64(w: torch.Tensor) -> np.ndarray:
-    return np.linalg.svd(w.double().numpy(), compute_uv=False)
-
-
-def _planted(m: int, n: int, spectrum: np.ndarray, seed: int = 0) -> torch.Tensor:
-    """``U diag(spectrum) V^T`` ``(m, n)`` in float32 with dense random orthogonal ``U``, ``V``."""
-    rng = np.random.default_rng(seed)
-    k = min(m, n)
-    u, _ = np.linalg.qr(rng.standard_normal((m, k)))
-    v, _ = np.linalg.qr(rng.standard_normal((n, k)))
-    return torch.from_numpy(((u * spectrum) @ v.T).astype(np.float32))
 
 
 def _check(s: np.ndarray, w: torch.Tensor) -> None:
     """The documented contract: each value within 1e-4 relative of numpy's float64 SVD of the stored
     weight; values below 1e-12 of the largest within 1e-12 of the largest."""
-    reference = _svd64(w)
+    reference = svd64(w)
     assert s.dtype == np.float64 and s.shape == reference.shape and np.all(np.diff(s) <= 0)
     large = reference > 1e-12 * reference[0]
     np.testing.assert_allclose(s[large], reference[large], rtol=1e-4)
@@ -94,7 +82,7 @@ def test_well_conditioned_tall_and_wide_layers_take_the_gram_route_and_equal_num
 @pytest.mark.parametrize("wide", [True, False])
 def test_ill_conditioned_tall_layer_falls_back_to_the_exact_qr_route(route, wide):
     planted = 10.0 * np.logspace(0, -7, 200)  # seven decades: the Gram route cannot resolve the bottom
-    w = _planted(200, 1400, planted, seed=2)
+    w = planted_weight(200, 1400, planted, seed=2)
     w = w if wide else w.T.contiguous()
     s, taken = route(w)
     assert taken == "qr"
@@ -239,7 +227,7 @@ def test_weight_only_analysis_of_a_square_layer_adds_the_tensor_and_one_float64_
 def test_the_device_route_run_on_the_cpu_equals_numpy(ill_conditioned):
     # the torch route a GPU weight takes (the Gram matrix, else a QR of 2k x k), exercised here on the CPU
     if ill_conditioned:
-        w = _planted(1300, 200, 10.0 * np.logspace(0, -7, 200), seed=6)
+        w = planted_weight(1300, 200, 10.0 * np.logspace(0, -7, 200), seed=6)
     else:
         w = torch.randn(1300, 200, generator=torch.Generator().manual_seed(6))
     _check(spectra._singular_values_on_device(w.T, spectra.SINGULAR_RTOL), w)

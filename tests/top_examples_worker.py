@@ -3,15 +3,12 @@ with top-k examples on its share and pickles what it got."""
 
 from __future__ import annotations
 
-import pickle
-import traceback
-from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch import nn
+
+from tests.helpers import in_gloo_group
 
 VOCAB = 12
 PLANTED_TOKEN = 7
@@ -90,15 +87,4 @@ def compute() -> dict[str, Any]:
 
 
 def run(rank: int, world: int, port: int, folder: str) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world, timeout=timedelta(seconds=60)
-    )
-    result: dict[str, Any] = {}
-    try:
-        result = compute()
-    except Exception:  # noqa: BLE001 - reported to the test through the pickle
-        result = {"error": traceback.format_exc()}
-    finally:
-        dist.destroy_process_group()
-    Path(folder, f"rank{rank}.pkl").write_bytes(pickle.dumps(result))
+    in_gloo_group(rank, world, port, folder, compute)
