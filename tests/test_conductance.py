@@ -84,8 +84,9 @@ def test_the_default_analysis_with_target_explains_the_bert_pooler_output():
     report = analysis.importance
     assert report.task == "custom" and report.input_kind == "tokens" and report.n_samples == 8
     names = [c.layer for c in report.conductance]
-    # no dense layer's output is returned as it is (the pooler applies tanh): every one is hidden
-    assert len(names) == 13 and names[-1] == "pooler.dense"
+    # the neurons are the layers with an activation: the two GELU intermediates and the tanh pooler (the
+    # attention projections and block outputs go on with no activation of their own)
+    assert names == ["encoder.layer.0.intermediate.dense", "encoder.layer.1.intermediate.dense", "pooler.dense"]
     assert all(c.error is None and c.by_class is None for c in report.conductance)
     assert not [
         f for f in analysis.findings if f.severity == "warning" and ("could not" in f.text or "onductance" in f.text)
@@ -119,7 +120,7 @@ def test_bert_first_token_target_gets_conductance_in_every_layer():
     task = make_task(None, batches[0], target=first_token)
     adapter = make_adapter(model, batches[0])
     found = conductance(model, batches, task, adapter, n_steps=8)
-    assert len(found) == 13 and all(c.error is None for c in found)
+    assert len(found) == 3 and all(c.error is None for c in found)
     by_name = {c.layer: c for c in found}
     # the pooler is not on any path to last_hidden_state: it conducts nothing
     assert np.all(by_name["pooler.dense"].mean_conductance == 0)

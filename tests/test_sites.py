@@ -6,9 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
+from torch.nn import functional as F
 
+from inspector.analysis.activations import activation_census
 from inspector.analysis.guard import inspecting
-from inspector.analysis.inputs import Batch
+from inspector.analysis.inputs import Batch, to_batch
 from inspector.analysis.sites import SiteObserver, discover_sites
 from inspector.errors import InspectorError
 from inspector.models import MLPConfig, build_mlp
@@ -123,13 +125,109 @@ def test_bert_intermediate_layers_are_gelu_sites_found_by_convention():
         site = sites[f"encoder.layer.{k}.intermediate.dense"]
         assert (site.activation, site.found_by, site.out_features) == ("gelu", "convention", 24)
         assert site.module == f"encoder.layer.{k}.intermediate.intermediate_act_fn"
-    # the attention projections and the block output have no activation of their own: counted as unknown
-    assert sites["encoder.layer.0.attention.self.query"].found_by == "unknown"
+    # BERT does not trace: the forward pass's calls show that the attention projections and the block
+    # outputs go on with no activation (into attention, a residual sum): listed, not censused
+    for k in range(2):
+        for part in ("attention.self.query", "attention.self.key", "attention.self.value"):
+            site = sites[f"encoder.layer.{k}.{part}"]
+            assert (site.activation, site.found_by, site.counted) == ("none", "called-none", False)
+        for part in ("attention.output.dense", "output.dense"):
+            assert sites[f"encoder.layer.{k}.{part}"].found_by == "called-none"
+    assert sites["encoder.layer.0.output.dense"].describe() == (
+        "no activation (every use of its output in the forward pass goes on unchanged)"
+    )
+
+
+class _Watched(nn.Module):
+    """Nothing here traces (a data-dependent branch); each layer's output meets a different fate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        for name in ("q", "gelu", "tanh", "gate", "up", "late", "res", "head"):
+            setattr(self, name, nn.Linear(8, 8))
+        self.drop = nn.Dropout(0.1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.sum() > -1e30:  # symbolic tracing fails here
+            x = x + 0
+        q = self.q(x).view(x.shape[0], 2, 4).transpose(0, 1)  # into an attention product
+        h = torch.matmul(q, q.transpose(1, 2)).sum() * 0 + x
+        h = F.gelu(self.gelu(h))  # a functional activation, directly
+        h = torch.tanh(self.drop(self.tanh(h)))  # through dropout: still the layer's own activation
+        h = self.up(h) * F.silu(self.gate(h))  # a gated unit: up's output is multiplied, not activated
+        h = self.late(h).reshape(-1, 8).relu()  # an activation after a reshape: not attributed
+        h = h + self.res(h)  # a residual sum
+        return self.head(h).view(-1, 2, 4)  # the model's output, through a view
+
+
+def test_without_a_graph_the_forward_passs_calls_say_what_follows_each_layer():
+    sites = {s.layer: s for s in discover_sites(_Watched().eval(), Batch(_x(d=8)))}
+    assert {name: (s.activation, s.found_by) for name, s in sites.items()} == {
+        "q": ("none", "called-none"),
+        "gelu": ("gelu", "called"),
+        "tanh": ("tanh", "called"),
+        "gate": ("silu", "called"),
+        "up": ("unknown", "unknown"),
+        "late": ("unknown", "unknown"),
+        "res": ("none", "called-none"),
+        "head": ("none", "called-none"),
+    }
+    assert sites["gelu"].describe() == "gelu: function gelu called on its output in the forward pass"
+    assert sites["tanh"].tap == "tanh"  # counted at the layer's own output, the function applied there
+
+
+def test_watching_the_calls_leaves_the_output_and_the_model_as_they_were():
+    model = _Watched().eval()
+    x = _x(d=8)
+    with torch.no_grad():
+        before = model(x)
+    discover_sites(model, Batch(x))
+    with torch.no_grad():
+        assert torch.equal(model(x), before)
+    assert all(not m._forward_hooks for m in model.modules())
+    assert not torch.overrides._get_current_function_mode_stack()
+
+
+def test_a_called_activation_is_censused_like_a_hook_written_here():
+    model = _Watched().eval()
+    x = _x(n=64, d=8, seed=3)
+    seen: dict[str, torch.Tensor] = {}
+    handles = [
+        getattr(model, name).register_forward_hook(lambda m, i, o, name=name: seen.__setitem__(name, o.detach()))
+        for name in ("gelu", "tanh")
+    ]
+    with torch.no_grad():
+        model(x)
+    for h in handles:
+        h.remove()
+    census = {c.layer: c for c in activation_census(model, x)}
+    assert set(census) == {"gelu", "tanh", "gate", "up", "late"}
+    assert census["gelu"].fire_rate == pytest.approx((seen["gelu"] > 0).float().mean(0).numpy())
+    assert census["gelu"].zero_rate == pytest.approx((F.gelu(seen["gelu"]).abs() < 0.01).float().mean(0).numpy())
+    assert census["tanh"].saturation_rate == pytest.approx((seen["tanh"].tanh().abs() > 0.99).float().mean(0).numpy())
+    assert census["gelu"].mean_activation == pytest.approx(F.gelu(seen["gelu"]).mean(0).numpy(), abs=1e-6)
+
+
+@pytest.mark.slow  # importing transformers takes most of it
+def test_gpt2_attention_and_block_outputs_have_no_activation_and_c_fc_is_gelu():
+    pytest.importorskip("transformers")
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(n_embd=16, n_layer=2, n_head=2, vocab_size=50, n_positions=32)).eval()
+    ids = torch.randint(0, 50, (2, 6))
+    sites = {s.layer: s for s in discover_sites(model, to_batch({"input_ids": ids}))}
+    for k in range(2):
+        for part in ("attn.c_attn", "attn.c_proj", "mlp.c_proj"):
+            assert sites[f"transformer.h.{k}.{part}"].found_by == "called-none"
+        assert (sites[f"transformer.h.{k}.mlp.c_fc"].activation, sites[f"transformer.h.{k}.mlp.c_fc"].found_by) == (
+            "gelu",
+            "convention",
+        )
+    assert sites["lm_head"].found_by == "output"
 
 
 def _bert_batch() -> Batch:
-    from inspector.analysis.inputs import to_batch
-
     return to_batch(padded_batch([4, 2, 3]))
 
 

@@ -65,6 +65,8 @@ from inspector.errors import InspectorError
 from inspector.results import result
 
 HISTOGRAM_BINS = 30
+# rows counted per block on the CPU: a block's float32 indicator (SUM_ROWS x width) stays in the cache
+SUM_ROWS = 256
 # the projection's solver: exact up to this many rows or columns (fast there), Lanczos above
 EXACT_PCA_SIDE = 256
 LANCZOS_VECTORS = 32
@@ -251,24 +253,37 @@ class SiteCensus(Statistic):
 
     def _sum(self, sums: Sums, pre: torch.Tensor, out: torch.Tensor, weights: torch.Tensor | None) -> None:
         """Add the rows of ``pre``/``out`` ``(r, m)``, each weighted by ``weights`` ``(1, r)`` (0 or 1;
-        ``None``: all 1) into the sums."""
+        ``None``: all 1) into the sums.
+
+        Block by block of :data:`SUM_ROWS` rows on the CPU: the indicator of a block stays in the cache
+        between the comparison that writes it and the GEMM that reads it, so each row of ``out`` comes
+        from memory about once instead of once per pass (about half the time of whole-batch passes on a
+        transformer MLP's 4096 x 1536 outputs). Whole-batch passes on an accelerator."""
         rows = out.shape[0]
         sums.add_rows(rows)
-        indicator, ones = sums.scratch(rows)
-        if weights is None:
-            weights = ones
+        step = rows if out.device.type != "cpu" else min(rows, SUM_ROWS)
+        buffer, ones = sums.scratch(step)
         fired, zero, total = sums.rows
-        if self.group == "squasher":
-            saturated(self.site.activation, out, indicator)
-        else:
-            # ReLU fires where its output is > 0; every other unit where its input is
-            torch.gt(out if self.group == "rectifier" else pre, 0, out=indicator)
-        fired.addmm_(weights, indicator)
-        if self.group == "smooth":
-            torch.abs(out, out=indicator)
-            torch.lt(indicator, near_zero(self.site.activation), out=indicator)
-            zero.addmm_(weights, indicator)
-        total.addmm_(weights, out)
+        group, kind = self.group, self.site.activation
+        source = out if group in ("rectifier", "squasher") else pre  # ReLU fires where its output is > 0, the rest where their input is
+        for start in range(0, rows, step):
+            stop = min(start + step, rows)
+            indicator = buffer if stop - start == step else buffer[: stop - start]
+            if weights is not None:
+                weight = weights[:, start:stop]
+            else:
+                weight = ones if stop - start == step else ones[:, : stop - start]
+            block = out[start:stop] if step != rows else out
+            if group == "squasher":
+                saturated(kind, block, indicator)
+            else:
+                torch.gt(source[start:stop] if step != rows else source, 0, out=indicator)
+            fired.addmm_(weight, indicator)
+            if group == "smooth":
+                torch.abs(block, out=indicator)
+                torch.lt(indicator, near_zero(kind), out=indicator)
+                zero.addmm_(weight, indicator)
+            total.addmm_(weight, block)
 
     def _keep(self, batch: Batch, out: torch.Tensor, unmasked: bool) -> None:
         take = out[: self.keep_samples - self.kept.count]

@@ -25,6 +25,15 @@ A :class:`Site` is one linear layer (named by its module path), its activation
 ``traced-none``
     the graph shows the output goes on with no activation (an output layer, a
     projection): not an activation site, not counted by the census.
+``called``
+    for a model that does not trace (most Hugging Face models): the only use of the
+    layer's output in the observed forward pass is a functional activation (``F.gelu``,
+    ``torch.tanh``, ``x.relu()``, ...), seen by a :class:`~torch.overrides.TorchFunctionMode`.
+``called-none``
+    the same observation shows that every use of the output goes on with no activation:
+    through reshapes, head splits and dropout into an attention product, a residual sum,
+    another dense layer or the model's output (a transformer's query, key, value and output
+    projections). Not counted by the census.
 ``unknown``
     none of the above; the census counts the layer on its pre-activation and says so.
 
@@ -47,13 +56,14 @@ from torch.nn import functional as F
 
 from inspector.analysis.guard import _Guard, inspecting
 from inspector.analysis.inputs import Batch
+from inspector.analysis.uses import OutputUses, verdict
 from inspector.core.counting import KINDS, SMOOTH
 from inspector.core.dense import dense_layers, in_features, is_dense, out_features
 from inspector.core.evaluator import output_tensor
 from inspector.errors import InspectorError
 from inspector.results import result
 
-FOUND_BY = ("module", "convention", "traced", "declared", "output", "traced-none", "unknown")
+FOUND_BY = ("module", "convention", "traced", "declared", "output", "traced-none", "called", "called-none", "unknown")
 
 MODULE_KINDS: dict[type[nn.Module], str] = {
     nn.ReLU: "relu",
@@ -108,6 +118,8 @@ FUNCTION_KINDS: dict[Any, str] = {
     F.hardsigmoid: "hardsigmoid",
 }
 METHOD_KINDS = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh"}
+# The same functions by name, as a TorchFunctionMode sees them (``F.gelu``, ``torch.tanh``, ``x.relu()``)
+CALLED_KINDS = {getattr(fn, "__name__", ""): kind for fn, kind in FUNCTION_KINDS.items()} | METHOD_KINDS
 # Modules that carry a layer's output on unchanged in meaning (elementwise, per neuron).
 TRANSPARENT: tuple[type[nn.Module], ...] = (nn.Dropout, nn.Identity, nn.modules.batchnorm._BatchNorm, nn.LayerNorm)
 TRANSPARENT_FUNCTIONS = {F.dropout}
@@ -138,8 +150,8 @@ class Site:
 
     ``activation``: a kind in :data:`KINDS`, ``"none"`` or ``"unknown"``. ``found_by``: one of
     :data:`FOUND_BY`. ``module``: the activation module's path (``module``/``convention``), the
-    function's name (``traced``), else ``None``. ``tap``: the module whose output is the
-    pre-activation for ``traced``/``declared``/``unknown`` sites (the layer, or a normalisation
+    function's name (``traced``, ``called``), else ``None``. ``tap``: the module whose output is the
+    pre-activation for ``traced``/``called``/``declared``/``unknown`` sites (the layer, or a normalisation
     after it). ``shared_with``: other layers whose output the same activation module receives.
     """
 
@@ -167,6 +179,8 @@ class Site:
             "declared": f"{self.activation}: declared" if self.activation != "none" else "no activation: declared",
             "output": "no activation: its output is the model's output",
             "traced-none": "no activation (its output goes on unchanged in the torch.fx graph)",
+            "called": f"{self.activation}: function {self.module} called on its output in the forward pass",
+            "called-none": "no activation (every use of its output in the forward pass goes on unchanged)",
             "unknown": "activation unknown: counted on its pre-activation",
         }[self.found_by]
 
@@ -200,7 +214,7 @@ class SiteObserver:
     ``module`` sites are observed at the activation module (its input is the
     pre-activation, its output the activation) and attributed to the layer whose
     output tensor it received, tracked by identity through transparent modules;
-    ``traced``/``declared``/``unknown`` sites at their ``tap`` module, with the
+    ``traced``/``called``/``declared``/``unknown`` sites at their ``tap`` module, with the
     activation applied here (``unknown``: the output is the pre-activation itself).
     Hooks live on ``guard`` and are removed with it.
     """
@@ -242,7 +256,7 @@ class SiteObserver:
             elif name in acts:
                 guard.hook(module.register_forward_hook(self._activation_hook(name, module_sites)))
         for site in sites:
-            if site.found_by in ("traced", "declared", "unknown") and site.counted:
+            if site.found_by in ("traced", "called", "declared", "unknown") and site.counted:
                 fn = APPLY.get(site.activation)
                 guard.hook(by_module[site.tap].register_forward_hook(self._tap_hook(site.layer, fn)))
 
@@ -384,19 +398,30 @@ def discover_sites(
             raise InspectorError(f"unknown activation {kind!r} for {layer}; choose from {', '.join(KINDS)} or none")
     observed: dict[str, dict[str, tuple[str, str]]] = {}
     output_layer = None
+    called: dict[str, str] = {}
     if batch is not None:
         with inspecting(model) as guard:
             observer = SiteObserver(model, (), lambda *a: None, guard, record=True)
+            uses = OutputUses(CALLED_KINDS)
+            for name, linear in layers:
+                guard.hook(linear.register_forward_hook(_marker(uses, name)))
             observer.start_batch()
-            with torch.no_grad():
+            with torch.no_grad(), uses:
                 output = batch.call(model)
             observed = observer.pairs
+            for tensor in _output_tensors(output):
+                uses.ended(tensor)
+            called = {layer: kind for layer, found in uses.uses.items() if (kind := verdict(found)) is not None}
             try:
                 output_layer = observer._source(output_tensor(output))
             except InspectorError:  # an output with no one tensor: the target function decides
                 output_layer = None
     # tracing costs more than the census of a small model's whole dataset: only when some layer needs it
-    needs_graph = any(name not in declared and name not in observed and name != output_layer for name, _ in layers)
+    # (a layer the forward pass's calls already explain does not)
+    needs_graph = any(
+        name not in declared and name not in observed and name != output_layer and name not in called
+        for name, _ in layers
+    )
     traced = _trace(model) if needs_graph else None
     users: dict[str, list[str]] = {}
     for layer, mods in observed.items():
@@ -426,9 +451,31 @@ def discover_sites(
                 sites.append(Site(**common, activation=module_kind, found_by=how, module=fn, tap=name))
             else:
                 sites.append(Site(**common, activation=kind, found_by="traced", module=fn, tap=tap))
+        elif name in called:
+            kind = called[name]
+            if kind == "none":
+                sites.append(Site(**common, activation="none", found_by="called-none", module=None, tap=name))
+            else:
+                sites.append(Site(**common, activation=kind, found_by="called", module=kind, tap=name))
         else:
             sites.append(Site(**common, activation="unknown", found_by="unknown", module=None, tap=name))
     return tuple(sites)
+
+
+def _marker(uses: OutputUses, layer: str) -> Callable[..., None]:
+    def hook(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+        uses.mark(output, layer)
+
+    return hook
+
+
+def _output_tensors(output: Any) -> list[torch.Tensor]:
+    """The tensors a model returned: a tensor, a tuple or list of them, or a mapping's values
+    (a Hugging Face ``ModelOutput``), one level deep."""
+    if isinstance(output, torch.Tensor):
+        return [output]
+    values = output.values() if isinstance(output, Mapping) else output if isinstance(output, (tuple, list)) else ()
+    return [v for v in values if isinstance(v, torch.Tensor)]
 
 
 def near_zero(kind: str) -> float:

@@ -202,7 +202,7 @@ def _prefixed(site: Site, prefix: str) -> Site:
     """``site`` of a part of the model, named from the model's root (``prefix``: the part's path and a dot)."""
     if not prefix:
         return site
-    module = site.module if site.module is None or site.found_by == "traced" else prefix + site.module
+    module = site.module if site.module is None or site.found_by in ("traced", "called") else prefix + site.module
     return dataclasses.replace(
         site,
         layer=prefix + site.layer,
