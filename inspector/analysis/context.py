@@ -127,7 +127,7 @@ def build_context(
     if not linear_layers(module):
         raise InspectorError("the model has no dense (nn.Linear or Conv1D) layers; nothing dense to analyse")
     timings: dict[str, float] = {}
-    source = whole = first = probe = output = adapter = the_task = None
+    source = whole = first = probe = output = adapter = the_task = sites = None
     # a rank whose data or model fails here stops every rank with its message (no collective waits on it)
     with distributed.together("reading the first batch"):
         if data is not None:
@@ -142,7 +142,9 @@ def build_context(
                     "tokenizer= and vocabulary= apply only to integer token-id inputs and these inputs are float; "
                     "leave them out"
                 )
-            probe, output = _first_output(module, first)
+            started = time.perf_counter()
+            probe, output, sites = _first_output(module, first, activations)
+            timings["sites"] = time.perf_counter() - started
             names = feature_names or source.feature_names
             adapter = make_adapter(module, probe, feature_names=names or (), tokenizer=tokenizer, vocabulary=vocabulary)
             census_only = not set(options.sections) & _TASK_SECTIONS
@@ -152,10 +154,11 @@ def build_context(
                 the_task = make_task(task, first, target=target, metric=metric, metric_name=metric_name, output=output)
         elif task is not None or target is not None:
             raise InspectorError("task= and target= need data to evaluate; pass data as well")
-        with inspecting(module):
-            started = time.perf_counter()
-            sites = discover_sites(module, probe, activations)
-            timings["sites"] = time.perf_counter() - started
+        if sites is None:  # no data: the graph and the declared activations only
+            with inspecting(module):
+                started = time.perf_counter()
+                sites = discover_sites(module, None, activations)
+                timings["sites"] = time.perf_counter() - started
     info = model_info(module, ckpt, source, output, adapter, the_task, sites, options.dtype)
     del output  # only the class names, the target text and the task needed it
     runner = run_source = None
@@ -279,20 +282,27 @@ def _text_labels(data: Any) -> None:
         )
 
 
-def _first_output(module: nn.Module, first: Batch) -> tuple[Batch, Any]:
-    """``(probe, output)``: the model's output on the probe, the first :data:`PROBE_SAMPLES` samples of
-    the first batch (the first batch itself for a model that cannot run on fewer rows), the guarded
-    forward whose failure is one line. The output's form, the input adapter and the sites are found
-    on the probe: a forward over a few rows, not over the first batch (which may be all the data)."""
+def _first_output(
+    module: nn.Module, first: Batch, declared: Mapping[str, str] | None
+) -> tuple[Batch, Any, tuple[Site, ...]]:
+    """``(probe, output, sites)``: the model's output on the probe, the first :data:`PROBE_SAMPLES`
+    samples of the first batch (the first batch itself for a model that cannot run on fewer rows), and
+    the sites found on that one guarded forward pass, whose failure is one line. The output's form, the
+    input adapter and the sites are found on the probe: a forward over a few rows, not over the first
+    batch (which may be all the data)."""
+
+    def observed(batch: Batch) -> tuple[Batch, Any, tuple[Site, ...]]:
+        outputs: list[Any] = []
+        sites = discover_sites(module, batch, declared, outputs=outputs)
+        return batch, outputs[0], sites
+
     if len(first) > PROBE_SAMPLES:
         try:
-            with inspecting(module), torch.no_grad():
-                return (probe := first.rows(slice(0, PROBE_SAMPLES))), probe.call(module)
+            return observed(first.rows(slice(0, PROBE_SAMPLES)))
         except Exception:  # noqa: BLE001 - e.g. a fixed batch size: the whole first batch decides below
             pass
     try:
-        with inspecting(module), torch.no_grad():
-            return first, first.call(module)
+        return observed(first)
     except InspectorError:
         raise
     except Exception as error:

@@ -376,13 +376,18 @@ def _ends_layer(user: Any, modules: Mapping[str, nn.Module]) -> bool:
 
 
 def discover_sites(
-    model: nn.Module, batch: Batch | None = None, declared: Mapping[str, str] | None = None
+    model: nn.Module,
+    batch: Batch | None = None,
+    declared: Mapping[str, str] | None = None,
+    *,
+    outputs: list[Any] | None = None,
 ) -> tuple[Site, ...]:
     """Every ``nn.Linear`` of ``model`` with its activation, in registration order.
 
     ``batch``: one real batch for the observed forward pass (without it only the
     graph and ``declared`` say anything). ``declared``: ``{layer path: kind}`` wins
-    over everything found.
+    over everything found. ``outputs``: a list the model's output on ``batch`` is appended to
+    (a caller that needs it saves a second forward pass).
     """
     declared = dict(declared or {})
     layers = _linears(model)
@@ -408,6 +413,8 @@ def discover_sites(
             observer.start_batch()
             with torch.no_grad(), uses:
                 output = batch.call(model)
+            if outputs is not None:
+                outputs.append(output)
             observed = observer.pairs
             for tensor in _output_tensors(output):
                 uses.ended(tensor)

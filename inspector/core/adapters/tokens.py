@@ -78,6 +78,8 @@ def input_embedding(model: nn.Module, batch: AdaptedBatch | None = None) -> str 
 
     def record(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         received.append((module, args[0] if args else next(iter(kwargs.values()), None)))
+        if received[-1][1] is ids:  # the first to receive the ids tensor itself wins: the rest of the pass is not needed
+            raise _Found
 
     handles = [m.register_forward_pre_hook(record, with_kwargs=True) for m in candidates]
     training = {m: m.training for m in model.modules()}
@@ -85,6 +87,8 @@ def input_embedding(model: nn.Module, batch: AdaptedBatch | None = None) -> str 
     try:
         with torch.no_grad():
             probe.call(model)
+    except _Found:
+        pass
     except Exception:  # noqa: BLE001 - the model's own failure is reported where its output is needed
         return fallback
     finally:
@@ -97,6 +101,10 @@ def input_embedding(model: nn.Module, batch: AdaptedBatch | None = None) -> str 
         matching = [m for m, x in received if _same_ids(x, ids)]
         same = declared if declared in matching else next(iter(matching), None)
     return names[same] if same is not None else None
+
+
+class _Found(Exception):
+    """Stops the probe's forward pass at the embedding that receives the ids tensor itself."""
 
 
 def _vocabulary(tokenizer: Any, vocabulary: Sequence[str] | None) -> Callable[[int], str] | None:
