@@ -318,3 +318,38 @@ def test_a_large_first_batch_cut_by_its_chunk_maxima_gives_the_exact_top_ties_na
         np.testing.assert_array_equal(top.samples[known], order[known])
         assert np.isnan(top.values[2]).all() and (top.samples[2] == -1).all()  # -inf never enters
         np.testing.assert_array_equal(top.samples[1], np.arange(K))  # all tied: the first rows
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_many_small_batches_with_ties_keep_the_exact_top_and_each_example_its_own_row(seed):
+    """Examples enter, are outranked and leave over many batches (some smaller than k, some neurons seeing
+    fewer than k rows that are numbers): the kept values, samples and rows equal numpy's stable sort over
+    every row, each example's row the one it came from."""
+    g = torch.Generator().manual_seed(seed)
+    k, m, d = 5, 7, 3
+    sizes = [int(s) for s in torch.randint(1, 9, (14,), generator=g)]
+    stat = TopExamplesStatistic("fc", k)
+    outs, rows = [], []
+    for index, n in enumerate(sizes):
+        out = torch.randint(-3, 4, (n, m), generator=g).float()  # few distinct values: ties everywhere
+        out[:, 6] = float("-inf")  # never enters
+        out[: max(0, n - 1), 5] = float("nan")  # only each batch's last row is a number
+        x = torch.randn(n, d, generator=g)
+        stat.update(Batch(x), index, out)
+        outs.append(out)
+        rows.append(x)
+    stat.flush()
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    top = stat.finish(dict(enumerate(starts.tolist())))
+    assert top is not None and top.kind == "features"
+    v = torch.cat(outs).numpy()
+    x = torch.cat(rows).numpy()
+    finite = np.where(np.isnan(v) | np.isneginf(v), -np.inf, v)
+    order = np.argsort(-finite, axis=0, kind="stable")[:k].T  # (m, k)
+    want = np.take_along_axis(finite.T, order, axis=1)
+    known = np.isfinite(want)
+    np.testing.assert_array_equal(top.values[known], want[known])
+    np.testing.assert_array_equal(top.samples[known], order[known])
+    np.testing.assert_array_equal(top.rows[known], x[order[known]])
+    assert (top.samples[~known] == -1).all() and np.isnan(top.values[~known]).all()
+    assert known[5].sum() == min(k, len(sizes)) and not known[6].any()

@@ -265,7 +265,9 @@ class SiteCensus(Statistic):
         buffer, ones = sums.scratch(step)
         fired, zero, total = sums.rows
         group, kind = self.group, self.site.activation
-        source = out if group in ("rectifier", "squasher") else pre  # ReLU fires where its output is > 0, the rest where their input is
+        source = (
+            out if group in ("rectifier", "squasher") else pre
+        )  # ReLU fires where its output is > 0, the rest where their input is
         for start in range(0, rows, step):
             stop = min(start + step, rows)
             indicator = buffer if stop - start == step else buffer[: stop - start]

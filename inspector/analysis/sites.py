@@ -418,7 +418,8 @@ def discover_sites(
             observed = observer.pairs
             for tensor in _output_tensors(output):
                 uses.ended(tensor)
-            called = {layer: kind for layer, found in uses.uses.items() if (kind := verdict(found)) is not None}
+            verdicts = {layer: verdict(found) for layer, found in uses.uses.items()}
+            called = {layer: v for layer, v in verdicts.items() if v is not None}
             try:
                 output_layer = observer._source(output_tensor(output))
             except InspectorError:  # an output with no one tensor: the target function decides

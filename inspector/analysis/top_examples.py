@@ -178,22 +178,28 @@ class TopExamplesStatistic(Statistic):
         # the kind as a merged state (1 + its index in KINDS, 0: no row seen), so that a rank that read no
         # batch finishes with the kind of the ranks that did
         self.add_state("kind_code", default=0, reduction="max")
-        # the running top on the device, slot (rank, neuron): descending per neuron, ties by global order
-        self.values: torch.Tensor | None = None  # (k, m) float32
-        self.valid: torch.Tensor | None = None  # (k, m) bool: the slot holds an example
-        self.keys: torch.Tensor | None = None  # (k, m, 4) int64
-        self.payload: torch.Tensor | None = None  # (k, m, P)
-        self.threshold: torch.Tensor | None = None  # (m,) what a new row must beat: the k-th value, or -inf
-        self.full = False  # whether every slot of the running top holds an example
+        # the running top on the device. Ranked per neuron: ``values`` (k, m) float32, descending, ties by
+        # global order, -inf where no example is yet; ``slot`` (k, m): where rank r's example is stored.
+        # Stored, never moved once written: ``keys`` (k, m, 4) int64 and ``payload`` (k, m, P) by (slot,
+        # neuron), so a merge writes only the examples that enter (not every kept one it outranks)
+        self.values: torch.Tensor | None = None
+        self.slot: torch.Tensor | None = None
+        self.keys: torch.Tensor | None = None
+        self.payload: torch.Tensor | None = None
         self.last_batch = -1
         self.calls = 0
+
+    @property
+    def threshold(self) -> torch.Tensor | None:
+        """What a new row must beat per neuron ``(m,)``: its ``k``-th value, -inf while it has fewer."""
+        return None if self.values is None else self.values[self.k - 1]
 
     def update(self, batch: Batch, batch_index: int, out: torch.Tensor) -> None:
         """Add one application: ``out`` ``(n, ..., m)``, the site's output on ``batch`` (global index ``batch_index``).
 
         Only the rows that beat a neuron's running ``k``-th value are candidates (one comparison over
-        ``out``; after the first batches, few rows): they and the running top are merged by two stable
-        sorts. The first batch is cut to its own top ``k`` by ``torch.topk`` first."""
+        ``out``; after the first batches, few rows): they and the running top are merged by one stable
+        sort. The first batch is cut to its own top ``k`` by ``torch.topk`` first."""
         if batch_index != self.last_batch:
             self.last_batch, self.calls = batch_index, 0
         else:
@@ -235,11 +241,12 @@ class TopExamplesStatistic(Statistic):
         else:
             if self.values.shape[1] != width:
                 raise ValueError(f"layer {self.layer}: {width} neurons on one call, {self.values.shape[1]} on another")
-            assert self.threshold is not None
-            rows, columns, values = _above(flat, self.threshold)  # by row within a neuron
+            rows, columns, values = _above(flat, self.values[self.k - 1])  # by row within a neuron
             if real is not None:
                 keep = real[rows]
                 rows, columns, values = rows[keep], columns[keep], values[keep]
+        if values.numel() == 0:
+            return
         sample, position = rows // per_sample, rows % per_sample
         keys = torch.stack(
             [
@@ -256,92 +263,73 @@ class TopExamplesStatistic(Statistic):
     def _merge(
         self, values: torch.Tensor, columns: torch.Tensor, keys: torch.Tensor, payload: torch.Tensor, width: int
     ) -> None:
-        """The running top with the candidates ``values`` ``(E,)`` of neurons ``columns`` ``(E,)`` (rows of this
-        batch, in global order), their ``keys`` ``(E, 4)`` and ``payload`` ``(E, P)``."""
+        """The running top with the candidates ``values`` ``(E,)`` (E >= 1) of neurons ``columns`` ``(E,)``
+        (rows of this batch, in global order), their ``keys`` ``(E, 4)`` and ``payload`` ``(E, P)``."""
         k, device = self.k, values.device
-        touched: torch.Tensor | None = None  # the neurons with candidates (all of them on the first batch)
-        every = True  # whether the candidates touch every neuron (no column to pick out or put back)
-        if self.values is not None:
-            if values.numel() == 0:
-                return
-            assert self.valid is not None and self.keys is not None and self.payload is not None
-            touched = _flat_nonzero(torch.bincount(columns, minlength=width) > 0)  # ascending, as unique gives
-            every = int(touched.numel()) == self.values.shape[1]
-            held_values, held_valid, held_keys, held_payload = self.values, self.valid, self.keys, self.payload
-            if not every:
-                width = int(touched.numel())
-                columns = torch.searchsorted(touched, columns)
-                held_values, held_valid = held_values.index_select(1, touched), held_valid.index_select(1, touched)
-                held_keys, held_payload = held_keys.index_select(1, touched), held_payload.index_select(1, touched)
-            # the running entries first: each is before this batch in global order, so it wins a tie
-            held_columns = torch.arange(width, device=device).repeat(k)
-            held_payload = held_payload.reshape(k * width, held_payload.shape[2])
-            if self.full:  # every slot holds an example: all of them, as they are
-                values = torch.cat([held_values.reshape(-1), values])
-                columns = torch.cat([held_columns, columns])
-                keys = torch.cat([held_keys.reshape(-1, 4), keys])
-                payload = torch.cat([held_payload, payload])
-            else:
-                held = _flat_nonzero(held_valid)
-                values = torch.cat([held_values.reshape(-1).index_select(0, held), values])
-                columns = torch.cat([held_columns.index_select(0, held), columns])
-                keys = torch.cat([held_keys.reshape(-1, 4).index_select(0, held), keys])
-                payload = torch.cat([held_payload.index_select(0, held), payload])
-        # per neuron descending, equal values in the order above: one stable sort of (neuron, value) keys;
-        # the keys and payload (several numbers an entry) are gathered once, only for the entries kept
-        order = torch.sort(_neuron_value_key(columns, values), stable=True).indices
-        values, columns = values[order], columns[order]
-        counts = torch.bincount(columns, minlength=width)
+        if self.values is None:  # the first candidates: an empty top, every slot free
+            self.values = torch.full((k, width), float("-inf"), device=device)
+            self.slot = torch.arange(k, device=device)[:, None].expand(k, width).contiguous()
+            self.keys = torch.zeros((k, width, 4), dtype=torch.int64, device=device)
+            self.payload = torch.zeros((k, width, payload.shape[1]), dtype=payload.dtype, device=device)
+        assert self.slot is not None and self.keys is not None and self.payload is not None
+        # only the neurons with candidates (after the first batches, a few) are merged
+        touched = _flat_nonzero(torch.bincount(columns, minlength=width) > 0)  # ascending
+        t = int(touched.numel())
+        every = t == width
+        held_values, held_slot = self.values, self.slot
+        if not every:
+            columns = torch.searchsorted(touched, columns)
+            held_values, held_slot = held_values.index_select(1, touched), held_slot.index_select(1, touched)
+        # the k ranked entries of each neuron first (-inf where empty; each is before this batch in global
+        # order, so it wins a tie), rank by rank, then the candidates: one stable sort by (neuron, value
+        # descending) ranks them all; each neuron has k entries or more, its first k are the new top
+        held_columns = torch.arange(t, device=device).repeat(k)
+        every_value = torch.cat([held_values.reshape(-1), values])
+        every_column = torch.cat([held_columns, columns])
+        order = torch.sort(_neuron_value_key(every_column, every_value), stable=True).indices
+        counts = torch.bincount(every_column, minlength=t)
         starts = torch.cumsum(counts, 0) - counts
-        filled = bool((counts >= k).all())
-        if filled:  # every neuron has k entries or more (after the first batches): a reshape
-            take = (starts[:, None] + torch.arange(k, device=device)[None, :]).reshape(-1)  # (width * k,)
-            source = order.index_select(0, take)
-            block_values = values.index_select(0, take).reshape(width, k).T
-            block_valid = torch.ones((k, width), dtype=torch.bool, device=device)
-            block_keys = keys.index_select(0, source).reshape(width, k, 4).transpose(0, 1)
-            block_payload = payload.index_select(0, source).reshape(width, k, payload.shape[1]).transpose(0, 1)
-        else:
-            rank = torch.arange(values.numel(), device=device) - starts[columns]
-            kept = torch.nonzero(rank < k).reshape(-1)
-            slot = rank.index_select(0, kept) * width + columns.index_select(0, kept)  # (rank, neuron), flattened
-            source = order.index_select(0, kept)
-            block_values = torch.full((k * width,), float("-inf"), device=device)
-            block_values.index_copy_(0, slot, values.index_select(0, kept))
-            block_values = block_values.reshape(k, width)
-            block_valid = torch.zeros((k * width,), dtype=torch.bool, device=device)
-            block_valid.index_fill_(0, slot, True)
-            block_valid = block_valid.reshape(k, width)
-            block_keys = torch.full((k * width, 4), torch.iinfo(torch.int64).max, dtype=torch.int64, device=device)
-            block_keys.index_copy_(0, slot, keys.index_select(0, source))
-            block_keys = block_keys.reshape(k, width, 4)
-            block_payload = torch.zeros((k * width, payload.shape[1]), dtype=payload.dtype, device=device)
-            block_payload.index_copy_(0, slot, payload.index_select(0, source))
-            block_payload = block_payload.reshape(k, width, payload.shape[1])
+        ranked = order.index_select(0, (starts[:, None] + torch.arange(k, device=device)).reshape(-1)).view(t, k)
+        new_values = every_value.index_select(0, ranked.reshape(-1)).view(t, k)
+        held = ranked < k * t  # (t, k): the rank holds an entry kept from before
+        # a kept entry keeps its storage slot; an entering candidate takes one its neuron freed (as many
+        # are freed as enter): the i-th entering candidate of a neuron the i-th free slot of that neuron
+        kept = _flat_nonzero(held)  # (t * k) positions of kept entries, by neuron then rank
+        new_slot = torch.zeros(t * k, dtype=torch.int64, device=device)
+        new_slot.index_copy_(0, kept, held_slot.reshape(-1).index_select(0, ranked.view(-1).index_select(0, kept)))
+        new_slot = new_slot.view(t, k)
+        entering = _flat_nonzero(~held)  # (t * k) positions of entering candidates, by neuron then rank
+        if entering.numel():
+            used = torch.zeros(t * k, dtype=torch.bool, device=device)
+            used.index_fill_(0, (kept // k) * k + new_slot.view(-1).index_select(0, kept), True)
+            free = _flat_nonzero(~used)  # (neuron, slot) positions, by neuron then slot: as many as enter
+            slots = free % k
+            new_slot.view(-1).index_copy_(0, entering, slots)
+            candidate = ranked.view(-1).index_select(0, entering) - k * t
+            neuron = touched.index_select(0, entering // k) if not every else entering // k
+            self.keys.index_put_((slots, neuron), keys.index_select(0, candidate))
+            self.payload.index_put_((slots, neuron), payload.index_select(0, candidate))
         if every:
-            self.values, self.valid, self.keys, self.payload = block_values, block_valid, block_keys, block_payload
+            self.values, self.slot = new_values.T.contiguous(), new_slot.T.contiguous()
         else:
-            assert touched is not None and self.values is not None and self.valid is not None
-            assert self.keys is not None and self.payload is not None
-            self.values.index_copy_(1, touched, block_values)
-            self.valid.index_copy_(1, touched, block_valid)
-            self.keys.index_copy_(1, touched, block_keys)
-            self.payload.index_copy_(1, touched, block_payload)
-        # every slot holds an example (the merged neurons now have k; the others had k before)
-        self.full = filled and (every or self.full)
-        full = self.valid[k - 1]
-        self.threshold = torch.where(full, self.values[k - 1], torch.full_like(self.values[k - 1], float("-inf")))
+            self.values.index_copy_(1, touched, new_values.T)
+            self.slot.index_copy_(1, touched, new_slot.T)
 
     def flush(self) -> None:
         """Move the running top into the ``top`` state (before a merge or finish); an empty slot (a neuron
         with fewer than ``k`` rows that are numbers) goes as NaN, which never displaces a number."""
-        if self.values is None or self.valid is None or self.keys is None or self.payload is None:
+        if self.values is None or self.slot is None or self.keys is None or self.payload is None:
             return
-        j = int(self.valid.sum(0).max())
-        values = torch.where(self.valid, self.values, torch.full_like(self.values, float("nan")))[:j]
-        self.top.add(values.double().cpu().numpy(), self.keys[:j].cpu().numpy(), self.payload[:j].cpu(), ordered=True)
-        self.values = self.valid = self.keys = self.payload = self.threshold = None
-        self.full = False
+        valid = self.values > float("-inf")
+        j = int(valid.sum(0).max())
+        values = torch.where(valid, self.values, torch.full_like(self.values, float("nan")))[:j]
+        slot = self.slot[:j]
+        keys = torch.take_along_dim(self.keys, slot[:, :, None], dim=0)
+        keys = torch.where(valid[:j, :, None], keys, torch.full_like(keys, torch.iinfo(torch.int64).max))
+        payload = torch.take_along_dim(self.payload, slot[:, :, None], dim=0)
+        payload = torch.where(valid[:j, :, None], payload, torch.zeros_like(payload))
+        self.top.add(values.double().cpu().numpy(), keys.cpu().numpy(), payload.cpu(), ordered=True)
+        self.values = self.slot = self.keys = self.payload = None
 
     def finish(
         self,
