@@ -353,3 +353,25 @@ def test_many_small_batches_with_ties_keep_the_exact_top_and_each_example_its_ow
     np.testing.assert_array_equal(top.rows[known], x[order[known]])
     assert (top.samples[~known] == -1).all() and np.isnan(top.values[~known]).all()
     assert known[5].sum() == min(k, len(sizes)) and not known[6].any()
+
+
+def test_the_census_hands_the_top_examples_the_chunk_maxima_of_the_output_it_counted():
+    """The census computes the top examples' chunk maxima block by block (while a block is in the cache):
+    the same as computed from the whole output, for row counts that end mid-block and mid-chunk."""
+    from inspector.analysis.activations import SiteCensus
+    from inspector.analysis.sites import Site
+    from inspector.analysis.top_examples import chunk_maxima
+
+    site = Site(layer="fc", in_features=3, out_features=7, activation="relu", found_by="module", module="a", tap="fc")
+    g = torch.Generator().manual_seed(0)
+    for rows in (5, 16, 300, 1000, 4096 + 24):
+        census = SiteCensus(site, keep_samples=0)
+        out = torch.randn(rows, 7, generator=g)
+        out[3, 2] = float("nan")
+        census.update(Batch(torch.zeros(rows, 3)), 0, out, out.relu(), peaks=True)
+        if rows < 16:
+            assert census.peaks is None
+        else:
+            np.testing.assert_array_equal(census.peaks.numpy(), chunk_maxima(out.relu()).numpy())
+        census.update(Batch(torch.zeros(rows, 3)), 1, out, out.relu())
+        assert census.peaks is None  # not asked for

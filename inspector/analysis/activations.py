@@ -57,7 +57,14 @@ from inspector.analysis.sites import (
     discover_sites,
     near_zero,
 )
-from inspector.analysis.top_examples import BatchSizes, TopExamples, TopExamplesStatistic, attach
+from inspector.analysis.top_examples import (
+    ABOVE_CHUNK,
+    BatchSizes,
+    TopExamples,
+    TopExamplesStatistic,
+    attach,
+    chunk_maxima,
+)
 from inspector.core.counting import SATURATION as SATURATION  # re-exported: the tail the census calls saturated
 from inspector.core.counting import Sums, activation_group, saturated
 from inspector.core.statistic import Rows, Statistic, merge_statistics
@@ -67,6 +74,7 @@ from inspector.results import result
 HISTOGRAM_BINS = 30
 # rows counted per block on the CPU: a block's float32 indicator (SUM_ROWS x width) stays in the cache
 SUM_ROWS = 256
+assert SUM_ROWS % ABOVE_CHUNK == 0  # each block holds whole chunks of the top examples' maxima
 # the projection's solver: exact up to this many rows or columns (fast there), Lanczos above
 EXACT_PCA_SIDE = 256
 LANCZOS_VECTORS = 32
@@ -192,15 +200,24 @@ class SiteCensus(Statistic):
         self.sums: Sums | None = None  # from the first call, when the width and device are known
         self.last_batch = -1
         self.rows_in_batch = 0
+        # the top examples' chunk maxima of the last call's output (see update's ``peaks``), and their buffer
+        self.peaks: torch.Tensor | None = None
+        self._peaks_buffer: torch.Tensor | None = None
 
     @property
     def reached(self) -> bool:
         """Whether the data reached the site (on some rank, once merged)."""
         return bool(np.ndim(self.totals))
 
-    def update(self, batch: Batch, batch_index: int, pre: torch.Tensor, out: torch.Tensor) -> None:
+    def update(
+        self, batch: Batch, batch_index: int, pre: torch.Tensor, out: torch.Tensor, peaks: bool = False
+    ) -> None:
         """Add one application of the site's activation: ``pre``/``out`` ``(..., m)``; ``batch_index``
-        is the batch's global index (it orders the kept rows across ranks as one process would)."""
+        is the batch's global index (it orders the kept rows across ranks as one process would).
+        ``peaks``: also leave in :attr:`peaks` the top examples' chunk maxima of ``out``'s float32 rows
+        (:func:`~inspector.analysis.top_examples.chunk_maxima`), computed while each block of rows is in
+        the cache for the counts (else ``None``: the top examples compute their own)."""
+        self.peaks = None
         # called once per site and batch: kept to the few tensor calls a 2-D float32 output needs
         width = out.shape[-1]
         positions = batch.position_mask(out.shape) if batch.mask is not None else None
@@ -228,6 +245,7 @@ class SiteCensus(Statistic):
         real: torch.Tensor | None = None
         weights: torch.Tensor | None = None
         rows = out.shape[0]
+        peaks_out = self._peaks_out(rows, width, out) if peaks else None
         if positions is not None:
             # padded positions are not data: they weigh 0 in the column sums' GEMM (indexing the real
             # rows out would copy both tensors on every call, the largest cost of the census after
@@ -242,18 +260,38 @@ class SiteCensus(Statistic):
                 # one (a model need not compute anything sensible there) are zeroed in a copy first
                 padded = torch.nonzero(~real).reshape(-1)
                 if not bool(torch.isfinite(out.index_select(0, padded)).all()):
+                    peaks_out = None  # the maxima must be of the output itself, not of this copy
                     out = torch.where(real[:, None], out, torch.zeros((), dtype=out.dtype, device=out.device))
                     pre = torch.where(real[:, None], pre, torch.zeros((), dtype=pre.dtype, device=pre.device))
         if rows:
-            self._sum(sums, pre, out, weights)
+            self._sum(sums, pre, out, weights, peaks_out)
+            self.peaks = peaks_out
         if not self.kept.full:
             self._keep(batch, out if real is None else _first_real(out, real, self.keep_samples), positions is None)
         self.n_rows += rows
         self.rows_in_batch += rows
 
-    def _sum(self, sums: Sums, pre: torch.Tensor, out: torch.Tensor, weights: torch.Tensor | None) -> None:
+    def _peaks_out(self, rows: int, width: int, out: torch.Tensor) -> torch.Tensor | None:
+        """The buffer for ``out``'s chunk maxima ``(rows // ABOVE_CHUNK, m)`` (reused while the shape stays),
+        or ``None`` when ``out`` is not contiguous or has no whole chunk."""
+        count = rows // ABOVE_CHUNK
+        if count == 0 or not out.is_contiguous():
+            return None
+        buffer = self._peaks_buffer
+        if buffer is None or buffer.shape != (count, width) or buffer.device != out.device:
+            buffer = self._peaks_buffer = torch.empty(count, width, device=out.device)
+        return buffer
+
+    def _sum(
+        self,
+        sums: Sums,
+        pre: torch.Tensor,
+        out: torch.Tensor,
+        weights: torch.Tensor | None,
+        peaks: torch.Tensor | None = None,
+    ) -> None:
         """Add the rows of ``pre``/``out`` ``(r, m)``, each weighted by ``weights`` ``(1, r)`` (0 or 1;
-        ``None``: all 1) into the sums.
+        ``None``: all 1) into the sums; with ``peaks``, write ``out``'s chunk maxima there as well.
 
         Block by block of :data:`SUM_ROWS` rows on the CPU: the indicator of a block stays in the cache
         between the comparison that writes it and the GEMM that reads it, so each row of ``out`` comes
@@ -286,6 +324,10 @@ class SiteCensus(Statistic):
                 torch.lt(indicator, near_zero(kind), out=indicator)
                 zero.addmm_(weight, indicator)
             total.addmm_(weight, block)
+            if peaks is not None:  # SUM_ROWS is a multiple of ABOVE_CHUNK: the chunks of this block
+                first, last = start // ABOVE_CHUNK, stop // ABOVE_CHUNK
+                if last > first:
+                    chunk_maxima(block, out=peaks[first:last])
 
     def _keep(self, batch: Batch, out: torch.Tensor, unmasked: bool) -> None:
         take = out[: self.keep_samples - self.kept.count]
@@ -512,9 +554,10 @@ def activation_census(
     sizes = BatchSizes()
 
     def observe(layer: str, pre: torch.Tensor, out: torch.Tensor) -> None:
-        accumulators[layer].update(current[0], current[1], pre, out)
+        census = accumulators[layer]
+        census.update(current[0], current[1], pre, out, peaks=bool(tops))
         if tops:
-            tops[layer].update(current[0], current[1], out)
+            tops[layer].update(current[0], current[1], out, census.peaks)
 
     shard = source.shard
     with distributed.together("the activation census"), inspecting(model) as guard:

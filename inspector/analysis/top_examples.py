@@ -194,8 +194,9 @@ class TopExamplesStatistic(Statistic):
         """What a new row must beat per neuron ``(m,)``: its ``k``-th value, -inf while it has fewer."""
         return None if self.values is None else self.values[self.k - 1]
 
-    def update(self, batch: Batch, batch_index: int, out: torch.Tensor) -> None:
-        """Add one application: ``out`` ``(n, ..., m)``, the site's output on ``batch`` (global index ``batch_index``).
+    def update(self, batch: Batch, batch_index: int, out: torch.Tensor, peaks: torch.Tensor | None = None) -> None:
+        """Add one application: ``out`` ``(n, ..., m)``, the site's output on ``batch`` (global index ``batch_index``);
+        ``peaks``: :func:`chunk_maxima` of its float32 rows ``(rows, m)``, when the caller computed them.
 
         Only the rows that beat a neuron's running ``k``-th value are candidates (one comparison over
         ``out``; after the first batches, few rows): they and the running top are merged by one stable
@@ -222,7 +223,7 @@ class TopExamplesStatistic(Statistic):
             self.kind_code = KINDS.index(self.kind) + 1
         found = None
         if self.values is None and real is None:
-            found = _first_candidates(flat, self.k)  # None: the batch's exact top below
+            found = _first_candidates(flat, self.k, peaks)  # None: the batch's exact top below
         if found is not None:
             rows, columns, values = found
             finite = values > float("-inf")  # -inf never enters (as below)
@@ -241,7 +242,7 @@ class TopExamplesStatistic(Statistic):
         else:
             if self.values.shape[1] != width:
                 raise ValueError(f"layer {self.layer}: {width} neurons on one call, {self.values.shape[1]} on another")
-            rows, columns, values = _above(flat, self.values[self.k - 1])  # by row within a neuron
+            rows, columns, values = _above(flat, self.values[self.k - 1], peaks=peaks)  # by row within a neuron
             if real is not None:
                 keep = real[rows]
                 rows, columns, values = rows[keep], columns[keep], values[keep]
@@ -408,7 +409,11 @@ FIRST_CANDIDATES = 4  # the first batch's shortcut gives up above this many cand
 
 
 def _above(
-    flat: torch.Tensor, threshold: torch.Tensor, inclusive: bool = False, limit: int | None = None
+    flat: torch.Tensor,
+    threshold: torch.Tensor,
+    inclusive: bool = False,
+    limit: int | None = None,
+    peaks: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The entries of ``flat`` ``(rows, m)`` above their column's ``threshold`` ``(m,)`` (at or above it when
     ``inclusive``): their rows, columns and values ``(E,)``, each column's in row order (the columns
@@ -417,15 +422,17 @@ def _above(
     Few entries are above (after the first batches): the maximum of each column over each chunk of
     :data:`ABOVE_CHUNK` rows is compared first (one reduction over ``flat``, cheaper than a comparison
     that writes a mask as large as ``flat``), and only the chunks whose maximum is above (or NaN) are
-    looked at entry by entry. ``limit``: raise :class:`_TooMany` when more chunks than that are."""
+    looked at entry by entry. ``limit``: raise :class:`_TooMany` when more chunks than that are.
+    ``peaks``: :func:`chunk_maxima` of ``flat`` when the caller has them (the census computes them
+    while each block of rows is in the cache for its own counts)."""
     compare = torch.ge if inclusive else torch.gt
     rows, width = flat.shape
     whole = rows - rows % ABOVE_CHUNK
     if whole == 0 or not flat.is_contiguous():
         found = torch.nonzero(compare(flat, threshold))
         return found[:, 0], found[:, 1], flat[found[:, 0], found[:, 1]]
-    chunks = flat[:whole].view(whole // ABOVE_CHUNK, ABOVE_CHUNK, width)
-    peak = chunks.amax(1)  # (chunks, m); NaN where the chunk holds a NaN (then looked at entry by entry)
+    # (chunks, m); NaN where the chunk holds a NaN (then looked at entry by entry)
+    peak = peaks if peaks is not None else chunk_maxima(flat)
     # not (peak below the threshold): true where it is above, and where either is NaN
     where = _flat_nonzero(~(peak < threshold if inclusive else peak <= threshold))
     if limit is not None and where.numel() > limit:
@@ -447,6 +454,15 @@ def _above(
     return found_rows, found_columns, found_values
 
 
+def chunk_maxima(flat: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """The maximum of each column over each whole chunk of :data:`ABOVE_CHUNK` rows of ``flat`` ``(rows, m)``,
+    contiguous: ``(rows // ABOVE_CHUNK, m)`` (NaN where the chunk holds one), into ``out`` when given."""
+    rows, width = flat.shape
+    whole = rows - rows % ABOVE_CHUNK
+    chunks = flat[:whole].view(whole // ABOVE_CHUNK, ABOVE_CHUNK, width)
+    return chunks.amax(1) if out is None else torch.amax(chunks, 1, out=out)
+
+
 def _flat_nonzero(mask: torch.Tensor) -> torch.Tensor:
     """The flat indices ``(E,)`` int64 of the true entries of ``mask``, ascending (numpy's on the CPU: a few
     times faster than ``torch.nonzero``)."""
@@ -459,7 +475,9 @@ class _TooMany(Exception):
     """More candidates than the shortcut is worth (see :func:`_first_candidates`)."""
 
 
-def _first_candidates(flat: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+def _first_candidates(
+    flat: torch.Tensor, k: int, peaks: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
     """A first batch's entries that can be in their column's top ``k``: every entry at or above the
     column's ``k``-th largest chunk maximum (``k`` chunks hold a value at least that large, so no entry
     below it is among the top ``k``); rows, columns and values ``(E,)`` as :func:`_above` gives them.
@@ -469,12 +487,12 @@ def _first_candidates(flat: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.T
     count = rows // ABOVE_CHUNK
     if count < 2 * k or not flat.is_contiguous():
         return None
-    peak = flat[: count * ABOVE_CHUNK].view(count, ABOVE_CHUNK, width).amax(1)  # (chunks, m)
+    peak = peaks if peaks is not None else chunk_maxima(flat)  # (chunks, m)
     if bool(torch.isnan(peak).any()):
         return None
     bound = torch.topk(peak.T.contiguous(), k, dim=1, sorted=False).values.amin(1)  # the k-th largest maximum
     try:
-        return _above(flat, bound, inclusive=True, limit=FIRST_CANDIDATES * k * width)
+        return _above(flat, bound, inclusive=True, limit=FIRST_CANDIDATES * k * width, peaks=peak)
     except _TooMany:
         return None
 
