@@ -500,3 +500,51 @@ def test_death_warnings_count_samples_not_positions(tmp_path):
     run = read_run(tmp_path / "run")
     assert run.scalar("dead", "0").values.max() - run.scalar("dead", "0").values.min() >= 0.1 * 64
     assert not [e for e in run.events if "died" in e.message]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_each_unit_s_count_equals_a_recount_as_batch_shapes_change(tmp_path, dtype):
+    # every rule (leaky: positive inputs; GELU: |out| < 0.01; sigmoid, hardtanh: the tails), on sequences
+    # whose batch and length change from step to step (each new shape makes the count anew), in float32
+    # and float64 (converted before counting); lr 0 keeps the weights, so hooks written here recount it all
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Linear(6, 10), nn.LeakyReLU(0.1), nn.Linear(10, 12), nn.GELU(), nn.Linear(12, 8), nn.Sigmoid(),
+        nn.Linear(8, 8), nn.Hardtanh(), nn.Linear(8, 1),
+    ).to(dtype)  # fmt: skip
+    with torch.no_grad():
+        model[4].weight.mul_(40.0)  # into the sigmoid's tails
+        model[6].weight.mul_(3.0)  # and the hardtanh's
+    seen: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {i: [] for i in (1, 3, 5, 7)}
+    for i in seen:
+        model[i].register_forward_hook(
+            lambda m, args, out, i=i: seen[i].append((args[0].detach().float().numpy(), out.detach().float().numpy()))
+        )
+    shapes = [(4, 7), (4, 7), (2, 5), (3, 7), (4, 7), (1, 9)]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    with Monitor(model, tmp_path / "run", every=3, snapshot_every=0) as monitor:
+        for batch, length in shapes:
+            loss = model(torch.randn(batch, length, 6, dtype=dtype)).pow(2).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            monitor.step(loss)
+    run = read_run(tmp_path / "run")
+    rules = {
+        1: ("fire_rate", lambda pre, out: pre > 0),
+        3: ("zero_rate", lambda pre, out: np.abs(out) < 0.01),
+        5: ("saturation", lambda pre, out: np.abs(out - 0.5) > 0.49),
+        7: ("saturation", lambda pre, out: np.abs(out) > 0.99),
+    }
+    for i, (name, rule) in rules.items():
+        layer = str(i - 1)
+        steps, rates = run.vector(name, layer)
+        assert list(steps) == [3, 6]
+        calls = seen[i][1:]  # the first call is the Monitor's site discovery (two rows, eval mode)
+        assert len(calls) == 6
+        for record, window in enumerate((calls[:3], calls[3:])):
+            hits = sum(rule(pre, out).reshape(-1, pre.shape[-1]).sum(0) for pre, out in window)
+            rows = sum(pre.shape[0] * pre.shape[1] for pre, _ in window)
+            assert run.scalar("rows", layer).values[record] == rows
+            np.testing.assert_allclose(rates[record], hits / rows, rtol=1e-6, err_msg=f"{name} {layer}")
+        assert 0 < rates.mean() < 1, (name, layer)  # neither rule trivially all or nothing
