@@ -548,3 +548,48 @@ def test_each_unit_s_count_equals_a_recount_as_batch_shapes_change(tmp_path, dty
             assert run.scalar("rows", layer).values[record] == rows
             np.testing.assert_allclose(rates[record], hits / rows, rtol=1e-6, err_msg=f"{name} {layer}")
         assert 0 < rates.mean() < 1, (name, layer)  # neither rule trivially all or nothing
+
+
+class _Reuse(nn.Module):
+    """A ReLU of an inner Sequential called once more on a tensor that is no layer's output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(6, 16), nn.ReLU())
+        self.head = nn.Linear(16, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body[1](self.body(x) - 0.5))
+
+
+@pytest.mark.parametrize("kind", ["sequential", "reuse"])
+def test_an_activation_is_counted_on_its_layer_s_output_only(tmp_path, kind):
+    # an nn.Sequential watched whole, dropout between the layer and its ReLU (each call of that ReLU is
+    # on the layer's output); and a model calling the ReLU again on another tensor (not counted)
+    torch.manual_seed(0)
+    if kind == "sequential":
+        model: nn.Module = nn.Sequential(nn.Linear(6, 16), nn.Dropout(0.3), nn.ReLU(), nn.Linear(16, 1))
+        act, layer, per_forward = model[2], "0", 1
+    else:
+        model = _Reuse()
+        act, layer, per_forward = model.body[1], "body.0", 2
+    seen: list[np.ndarray] = []
+    act.register_forward_hook(lambda m, args, out: seen.append(out.detach().numpy()))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    X, y = torch.randn(32, 6), torch.randn(32, 1)
+    with Monitor(model, tmp_path / "run", every=2, snapshot_every=0) as monitor:
+        for _ in range(4):
+            loss = nn.functional.mse_loss(model(X), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            monitor.step(loss)
+    run = read_run(tmp_path / "run")
+    training = seen[per_forward:]  # after the discovery's forward
+    assert len(training) == 4 * per_forward
+    layer_calls = training[::per_forward]  # the call on the layer's output comes first
+    _, rates = run.vector("fire_rate", layer)
+    for record in range(2):
+        window = layer_calls[2 * record : 2 * record + 2]
+        np.testing.assert_allclose(rates[record], sum((out > 0).sum(0) for out in window) / 64, rtol=1e-6)
+    np.testing.assert_array_equal(run.scalar("rows", layer).values, [64, 64])

@@ -52,7 +52,7 @@ from torch import nn
 
 from inspector.analysis.guard import _Guard
 from inspector.analysis.inputs import LABEL_KEYS, MASK_KEY, Batch, to_batch
-from inspector.analysis.sites import Site, SiteObserver, discover_sites, near_zero
+from inspector.analysis.sites import TRANSPARENT, Site, SiteObserver, discover_sites, near_zero
 from inspector.core import counting
 from inspector.core.counting import Sums, activation_group, indicator_writer
 from inspector.core.dense import dense_layers, is_dense, weight_parameter
@@ -254,6 +254,37 @@ def _prefixed(site: Site, prefix: str) -> Site:
     )
 
 
+def _direct_sites(model: nn.Module, entry: nn.Module, entry_name: str, sites: tuple[Site, ...]) -> set[str]:
+    """The layers whose activation module receives their output on every call by construction: the
+    watched module ``entry`` (path ``entry_name``) is a stock ``nn.Sequential``, the layer and its
+    (unshared) activation module are its children with nothing but transparent modules (dropout,
+    normalisation) between them, and each of these appears once in ``model``. While the entry's forward
+    runs (the only time the Monitor counts), ``nn.Sequential.forward`` hands each child the previous one's
+    output, so every call of the activation module is a call on the layer's output, as the observer's
+    two hooks would find."""
+    if type(entry).forward is not nn.Sequential.forward or "forward" in vars(entry):
+        return set()
+    uses: dict[int, int] = {}
+    for _, module in model.named_modules(remove_duplicate=False):
+        uses[id(module)] = uses.get(id(module), 0) + 1
+    names = list(entry._modules)
+    direct = set()
+    for site in sites:
+        if site.found_by not in ("module", "convention") or site.shared_with or not site.module:
+            continue
+        parent, _, layer = site.layer.rpartition(".")
+        act_parent, _, act = site.module.rpartition(".")
+        if parent != entry_name or act_parent != entry_name or layer not in names or act not in names:
+            continue
+        first, last = names.index(layer), names.index(act)
+        chain = [entry._modules[name] for name in names[first : last + 1]]
+        if first >= last or not all(isinstance(m, TRANSPARENT) for m in chain[1:-1]):
+            continue
+        if all(m is not None and uses.get(id(m)) == 1 for m in chain):
+            direct.add(site.layer)
+    return direct
+
+
 def _is_2d(value: Any) -> bool:
     return isinstance(value, torch.Tensor) and value.dim() == 2
 
@@ -451,7 +482,16 @@ class Monitor:
         scratch = Scratch()
         self._counts = {s.layer: SiteCounts(s, scratch) for s in sites if s.counted}
         self.writer.set_layers([(s.layer, s.in_features, s.out_features, s.activation) for s in sites])
-        self._observer = SiteObserver(self.model, sites, self._on_activation, self._guard)
+        # a site whose activation module receives the layer's output by construction is watched by one hook
+        # on that module; the others by the observer's two (the layer marks its output, the activation
+        # module counts what it receives from a marked layer)
+        direct = _direct_sites(self.model, module, name, sites)
+        for site in sites:
+            if site.layer in direct and site.layer in self._counts:
+                module = self.model.get_submodule(site.module)  # type: ignore[arg-type]
+                self._guard.hook(module.register_forward_hook(self._direct_hook(self._counts[site.layer])))
+        observed = tuple(s for s in sites if s.layer not in direct and s.counted)
+        self._observer = SiteObserver(self.model, observed, self._on_activation, self._guard) if observed else None
 
     def _find_sites(
         self, module: nn.Module, batch: Batch | None, declared: dict[str, str], prefix: str
@@ -470,6 +510,13 @@ class Monitor:
         except Exception as error:  # noqa: BLE001 - nothing to watch, said once in the run and the log
             self._problem = f"the sites could not be found ({type(error).__name__}: {error})".splitlines()[0]
             return ()
+
+    def _direct_hook(self, counts: SiteCounts) -> Any:
+        def hook(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+            if self._counting and inputs and isinstance(output, torch.Tensor):
+                counts.update(inputs[0], output, self._mask)
+
+        return hook
 
     def _on_activation(self, layer: str, pre: torch.Tensor, out: torch.Tensor) -> None:
         if self._counting:
