@@ -185,18 +185,22 @@ class SiteCounts(Statistic):
         return count
 
     def finish(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """``(fired (m,), other (m,))`` float64 since the last reset, or ``None`` when nothing was counted."""
+        """``(fired (m,), other (m,))`` float64 since the last reset (zeros when nothing was counted since), or
+        ``None`` before the first call."""
         if self.sums is not None:
             self.sums.flush()
         if not np.ndim(self.totals):
             return None
-        totals = torch.as_tensor(self.totals).cpu().numpy()
+        totals = torch.as_tensor(self.totals).cpu().numpy().copy()  # the totals are zeroed in place at reset
         return totals[0], totals[1]
 
     def reset(self) -> None:
         super().reset()
-        self.sums = None
-        self._key = self._count = None
+        sums = self.sums
+        if sums is not None:  # zeroed in place: the count made for the current shape goes on with them
+            sums.flush()
+            sums.totals.zero_()
+            self.totals = sums.totals
 
 
 def _call_batch(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Batch | None:
