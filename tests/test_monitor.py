@@ -593,3 +593,44 @@ def test_an_activation_is_counted_on_its_layer_s_output_only(tmp_path, kind):
         window = layer_calls[2 * record : 2 * record + 2]
         np.testing.assert_allclose(rates[record], sum((out > 0).sum(0) for out in window) / 64, rtol=1e-6)
     np.testing.assert_array_equal(run.scalar("rows", layer).values, [64, 64])
+
+
+def test_a_mask_counts_only_where_it_fits_the_layer_s_rows(tmp_path):
+    # per position (3-D) the padding is left out; after pooling (2-D) the mask does not fit: every row counts
+    class Pooled(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = nn.Embedding(10, 4)
+            self.fc = nn.Linear(4, 6)
+            self.act = nn.ReLU()
+            self.pool_fc = nn.Linear(6, 5)
+            self.pool_act = nn.ReLU()
+            self.head = nn.Linear(5, 1)
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            h = self.act(self.fc(self.embed(input_ids)))
+            pooled = (h * attention_mask[..., None]).sum(1) / attention_mask.sum(1, keepdim=True)
+            return self.head(self.pool_act(self.pool_fc(pooled))).sum()
+
+    torch.manual_seed(0)
+    model = Pooled()
+    seen: dict[str, list[np.ndarray]] = {"act": [], "pool_act": []}
+    for name in seen:
+        getattr(model, name).register_forward_hook(lambda m, a, out, name=name: seen[name].append(out.detach().numpy()))
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 0, 0, 0, 0]])
+    with Monitor(model, tmp_path / "run", every=3, snapshot_every=0) as monitor:
+        for _ in range(3):
+            model(input_ids=torch.randint(0, 10, (3, 5)), attention_mask=mask).backward()
+            monitor.step(0.0)
+    run = read_run(tmp_path / "run")
+    kept = mask.bool().numpy()
+    positions = [out[kept] for out in seen["act"][1:]]  # after the discovery's forward
+    assert run.scalar("rows", "fc").values[0] == 3 * 9
+    np.testing.assert_allclose(
+        run.vector("fire_rate", "fc")[1][0], sum((p > 0).sum(0) for p in positions) / 27, rtol=1e-6
+    )
+    pooled = seen["pool_act"][1:]
+    assert run.scalar("rows", "pool_fc").values[0] == 3 * 3
+    np.testing.assert_allclose(
+        run.vector("fire_rate", "pool_fc")[1][0], sum((p > 0).sum(0) for p in pooled) / 9, rtol=1e-6
+    )

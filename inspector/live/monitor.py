@@ -135,6 +135,9 @@ class SiteCounts(Statistic):
         width = int(shape[-1])
         if mask is not None and (len(shape) != 3 or tuple(shape[:2]) != tuple(mask.shape)):
             mask = None  # not a per-position tensor of this batch: every row counts
+            if (shape, values.dtype, values.device) == self._key:
+                self._count(values)  # type: ignore[misc]
+                return
         sums = self.sums
         if sums is None:
             sums = self.sums = Sums(width, values.device, k=2)
@@ -150,10 +153,10 @@ class SiteCounts(Statistic):
         # comparison itself into the reused float buffer: a bool tensor converted to float costs five
         # times as much on the CPU
         indicator, flat, ones = self.scratch.get(shape, sums.totals.device)
-        count = self._counter(sums, values, indicator, flat, ones)
         if mask is None:
-            self._key, self._count = (shape, values.dtype, values.device), count
-            count(values)
+            self._key = (shape, values.dtype, values.device)
+            self._count = self._counter(sums, values, indicator, flat, ones)
+            self._count(values)
             return
         weights = mask.reshape(1, -1).to(device=flat.device, dtype=torch.float32)
         sums.add_rows(int(flat.shape[0]))
@@ -492,8 +495,8 @@ class Monitor:
         direct = _direct_sites(self.model, module, name, sites)
         for site in sites:
             if site.layer in direct and site.layer in self._counts:
-                module = self.model.get_submodule(site.module)  # type: ignore[arg-type]
-                self._guard.hook(module.register_forward_hook(self._direct_hook(self._counts[site.layer])))
+                act = self.model.get_submodule(site.module)  # type: ignore[arg-type]
+                self._guard.hook(act.register_forward_hook(self._direct_hook(self._counts[site.layer])))
         observed = tuple(s for s in sites if s.layer not in direct and s.counted)
         self._observer = SiteObserver(self.model, observed, self._on_activation, self._guard) if observed else None
 
