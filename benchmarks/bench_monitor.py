@@ -1,6 +1,6 @@
 """Training step time with and without a Monitor. Prints; asserts nothing.
 
-    .venv/bin/python benchmarks/bench_monitor.py [--every 50] [--repeats 15] [--steps 100]
+    .venv/bin/python benchmarks/bench_monitor.py [--every 50] [--repeats 15] [--steps 100] [--turn-ms 25]
 
 Two models, each trained with plain SGD on synthetic data, one thread (``torch.set_num_threads(1)``):
 
@@ -8,11 +8,13 @@ Two models, each trained with plain SGD on synthetic data, one thread (``torch.s
 - ``block``: a transformer MLP block (LayerNorm, 128 -> 512 GELU -> 128, residual) twice, on
   (16 sequences x 64 tokens x 128), a regression loss.
 
-The plain model and an identical monitored copy are timed back to back, in alternating order,
-``--steps`` optimizer steps per timing (so each monitored timing holds ``steps / every`` records,
-and a weight snapshot every ``10 x every`` steps as by default), ``--repeats`` times, on process CPU
-time; the median step time of each and the median (min..max) of the paired overheads
-``monitored / plain - 1`` are printed. Target (issue 12): below 5% at
+The plain model and an identical monitored copy take turns of about ``--turn-ms`` of steps (10 MLP
+steps, 1 block step; the side going first alternating from turn to turn, so that load from other
+processes falls on both alike; ``--turn-ms 1e9``: one turn per side and repeat, as before) until
+each has run ``--steps`` optimizer steps: one timing per side (each monitored timing holds
+``steps / every`` records, and a weight snapshot every ``10 x every`` steps as by default), repeated
+``--repeats`` times, on process CPU time; the median step time of each and the median (min..max) of
+the paired overheads ``monitored / plain - 1`` are printed. Target (issue 12): below 5% at
 every=50.
 """
 
@@ -71,9 +73,14 @@ def _time_steps(model: nn.Module, optimizer: torch.optim.Optimizer, monitor: Mon
     return (time.process_time() - start) / steps
 
 
-def bench(name: str, build, every: int, repeats: int, steps: int, root: Path) -> tuple[float, float, list[float]]:
-    """Median plain and monitored seconds per step, and the paired ratios ``monitored / plain`` (one per
-    repeat; the two sides of a pair run back to back, their order alternating from repeat to repeat)."""
+def bench(
+    name: str, build, every: int, repeats: int, steps: int, turn_s: float, root: Path
+) -> tuple[float, float, list[float], int]:
+    """Median plain and monitored seconds per step, the paired ratios ``monitored / plain`` (one per
+    repeat) and the steps per turn. Within a repeat the two sides take turns of about ``turn_s`` seconds
+    (the side going first alternating), so a burst of load from another process falls on both sides
+    alike; each side runs ``steps`` steps per repeat, the monitored one recording every ``every`` of its
+    own steps as always."""
     torch.manual_seed(0)
     plain, X, y, loss_fn = build()
     watched = copy.deepcopy(plain)
@@ -81,16 +88,24 @@ def bench(name: str, build, every: int, repeats: int, steps: int, root: Path) ->
     opt_watched = torch.optim.SGD(watched.parameters(), lr=0.01)
     monitor = Monitor(watched, root / name, every=every, optimizer=opt_watched)
     data = (X, y, loss_fn)
-    _time_steps(plain, opt_plain, None, data, every)  # warm-up: allocator, site discovery
+    step_s = _time_steps(plain, opt_plain, None, data, every)  # warm-up: allocator, site discovery
     _time_steps(watched, opt_watched, monitor, data, every)
+    chunk = max(1, min(steps, round(turn_s / step_s)))
     times: dict[str, list[float]] = {"plain": [], "monitored": []}
-    for i in range(repeats):
-        sides = [("plain", plain, opt_plain, None), ("monitored", watched, opt_watched, monitor)]
-        for side, model, optimizer, watcher in sides if i % 2 == 0 else sides[::-1]:
-            times[side].append(_time_steps(model, optimizer, watcher, data, steps))
+    sides = [("plain", plain, opt_plain, None), ("monitored", watched, opt_watched, monitor)]
+    turn = 0
+    for _ in range(repeats):
+        spent = {"plain": 0.0, "monitored": 0.0}
+        for start in range(0, steps, chunk):
+            n = min(chunk, steps - start)
+            for side, model, optimizer, watcher in sides if turn % 2 == 0 else sides[::-1]:
+                spent[side] += n * _time_steps(model, optimizer, watcher, data, n)
+            turn += 1
+        for side, total in spent.items():
+            times[side].append(total / steps)
     monitor.close()
     ratios = [m / p for p, m in zip(times["plain"], times["monitored"], strict=True)]
-    return statistics.median(times["plain"]), statistics.median(times["monitored"]), ratios
+    return statistics.median(times["plain"]), statistics.median(times["monitored"]), ratios, chunk
 
 
 def main() -> None:
@@ -98,16 +113,22 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--turn-ms", type=float, default=25.0, help="each side's turn, in ms of steps (default 25)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    print(f"torch {torch.__version__}, 1 thread, every={args.every}, {args.repeats} x {args.steps} steps")
+    print(
+        f"torch {torch.__version__}, 1 thread, every={args.every}, {args.repeats} x {args.steps} steps "
+        f"in turns of about {args.turn_ms:g} ms"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for name, build in (("mlp", _mlp), ("block", _block)):
-            plain, monitored, ratios = bench(name, build, args.every, args.repeats, args.steps, Path(tmp))
+            plain, monitored, ratios, chunk = bench(
+                name, build, args.every, args.repeats, args.steps, args.turn_ms / 1e3, Path(tmp)
+            )
             spread = f"[{100 * (min(ratios) - 1):+.1f}%..{100 * (max(ratios) - 1):+.1f}%]"
             print(
                 f"{name:6s} plain {1e3 * plain:7.3f} ms/step  monitored {1e3 * monitored:7.3f} ms/step (CPU time)  "
-                f"overhead {100 * (statistics.median(ratios) - 1):+5.1f}% {spread}"
+                f"overhead {100 * (statistics.median(ratios) - 1):+5.1f}% {spread}  (turns of {chunk} steps)"
             )
 
 

@@ -500,3 +500,137 @@ def test_death_warnings_count_samples_not_positions(tmp_path):
     run = read_run(tmp_path / "run")
     assert run.scalar("dead", "0").values.max() - run.scalar("dead", "0").values.min() >= 0.1 * 64
     assert not [e for e in run.events if "died" in e.message]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_each_unit_s_count_equals_a_recount_as_batch_shapes_change(tmp_path, dtype):
+    # every rule (leaky: positive inputs; GELU: |out| < 0.01; sigmoid, hardtanh: the tails), on sequences
+    # whose batch and length change from step to step (each new shape makes the count anew), in float32
+    # and float64 (converted before counting); lr 0 keeps the weights, so hooks written here recount it all
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Linear(6, 10), nn.LeakyReLU(0.1), nn.Linear(10, 12), nn.GELU(), nn.Linear(12, 8), nn.Sigmoid(),
+        nn.Linear(8, 8), nn.Hardtanh(), nn.Linear(8, 1),
+    ).to(dtype)  # fmt: skip
+    with torch.no_grad():
+        model[4].weight.mul_(40.0)  # into the sigmoid's tails
+        model[6].weight.mul_(3.0)  # and the hardtanh's
+    seen: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {i: [] for i in (1, 3, 5, 7)}
+    for i in seen:
+        model[i].register_forward_hook(
+            lambda m, args, out, i=i: seen[i].append((args[0].detach().float().numpy(), out.detach().float().numpy()))
+        )
+    shapes = [(4, 7), (4, 7), (2, 5), (3, 7), (4, 7), (1, 9)]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    with Monitor(model, tmp_path / "run", every=3, snapshot_every=0) as monitor:
+        for batch, length in shapes:
+            loss = model(torch.randn(batch, length, 6, dtype=dtype)).pow(2).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            monitor.step(loss)
+    run = read_run(tmp_path / "run")
+    rules = {
+        1: ("fire_rate", lambda pre, out: pre > 0),
+        3: ("zero_rate", lambda pre, out: np.abs(out) < 0.01),
+        5: ("saturation", lambda pre, out: np.abs(out - 0.5) > 0.49),
+        7: ("saturation", lambda pre, out: np.abs(out) > 0.99),
+    }
+    for i, (name, rule) in rules.items():
+        layer = str(i - 1)
+        steps, rates = run.vector(name, layer)
+        assert list(steps) == [3, 6]
+        calls = seen[i][1:]  # the first call is the Monitor's site discovery (two rows, eval mode)
+        assert len(calls) == 6
+        for record, window in enumerate((calls[:3], calls[3:])):
+            hits = sum(rule(pre, out).reshape(-1, pre.shape[-1]).sum(0) for pre, out in window)
+            rows = sum(pre.shape[0] * pre.shape[1] for pre, _ in window)
+            assert run.scalar("rows", layer).values[record] == rows
+            np.testing.assert_allclose(rates[record], hits / rows, rtol=1e-6, err_msg=f"{name} {layer}")
+        assert 0 < rates.mean() < 1, (name, layer)  # neither rule trivially all or nothing
+
+
+class _Reuse(nn.Module):
+    """A ReLU of an inner Sequential called once more on a tensor that is no layer's output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(6, 16), nn.ReLU())
+        self.head = nn.Linear(16, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body[1](self.body(x) - 0.5))
+
+
+@pytest.mark.parametrize("kind", ["sequential", "reuse"])
+def test_an_activation_is_counted_on_its_layer_s_output_only(tmp_path, kind):
+    # an nn.Sequential watched whole, dropout between the layer and its ReLU (each call of that ReLU is
+    # on the layer's output); and a model calling the ReLU again on another tensor (not counted)
+    torch.manual_seed(0)
+    if kind == "sequential":
+        model: nn.Module = nn.Sequential(nn.Linear(6, 16), nn.Dropout(0.3), nn.ReLU(), nn.Linear(16, 1))
+        act, layer, per_forward = model[2], "0", 1
+    else:
+        model = _Reuse()
+        act, layer, per_forward = model.body[1], "body.0", 2
+    seen: list[np.ndarray] = []
+    act.register_forward_hook(lambda m, args, out: seen.append(out.detach().numpy()))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    X, y = torch.randn(32, 6), torch.randn(32, 1)
+    with Monitor(model, tmp_path / "run", every=2, snapshot_every=0) as monitor:
+        for _ in range(4):
+            loss = nn.functional.mse_loss(model(X), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            monitor.step(loss)
+    run = read_run(tmp_path / "run")
+    training = seen[per_forward:]  # after the discovery's forward
+    assert len(training) == 4 * per_forward
+    layer_calls = training[::per_forward]  # the call on the layer's output comes first
+    _, rates = run.vector("fire_rate", layer)
+    for record in range(2):
+        window = layer_calls[2 * record : 2 * record + 2]
+        np.testing.assert_allclose(rates[record], sum((out > 0).sum(0) for out in window) / 64, rtol=1e-6)
+    np.testing.assert_array_equal(run.scalar("rows", layer).values, [64, 64])
+
+
+def test_a_mask_counts_only_where_it_fits_the_layer_s_rows(tmp_path):
+    # per position (3-D) the padding is left out; after pooling (2-D) the mask does not fit: every row counts
+    class Pooled(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = nn.Embedding(10, 4)
+            self.fc = nn.Linear(4, 6)
+            self.act = nn.ReLU()
+            self.pool_fc = nn.Linear(6, 5)
+            self.pool_act = nn.ReLU()
+            self.head = nn.Linear(5, 1)
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            h = self.act(self.fc(self.embed(input_ids)))
+            pooled = (h * attention_mask[..., None]).sum(1) / attention_mask.sum(1, keepdim=True)
+            return self.head(self.pool_act(self.pool_fc(pooled))).sum()
+
+    torch.manual_seed(0)
+    model = Pooled()
+    seen: dict[str, list[np.ndarray]] = {"act": [], "pool_act": []}
+    for name in seen:
+        getattr(model, name).register_forward_hook(lambda m, a, out, name=name: seen[name].append(out.detach().numpy()))
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 0, 0, 0, 0]])
+    with Monitor(model, tmp_path / "run", every=3, snapshot_every=0) as monitor:
+        for _ in range(3):
+            model(input_ids=torch.randint(0, 10, (3, 5)), attention_mask=mask).backward()
+            monitor.step(0.0)
+    run = read_run(tmp_path / "run")
+    kept = mask.bool().numpy()
+    positions = [out[kept] for out in seen["act"][1:]]  # after the discovery's forward
+    assert run.scalar("rows", "fc").values[0] == 3 * 9
+    np.testing.assert_allclose(
+        run.vector("fire_rate", "fc")[1][0], sum((p > 0).sum(0) for p in positions) / 27, rtol=1e-6
+    )
+    pooled = seen["pool_act"][1:]
+    assert run.scalar("rows", "pool_fc").values[0] == 3 * 3
+    np.testing.assert_allclose(
+        run.vector("fire_rate", "pool_fc")[1][0], sum((p > 0).sum(0) for p in pooled) / 9, rtol=1e-6
+    )

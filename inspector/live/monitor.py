@@ -42,7 +42,7 @@ import dataclasses
 import logging
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +52,9 @@ from torch import nn
 
 from inspector.analysis.guard import _Guard
 from inspector.analysis.inputs import LABEL_KEYS, MASK_KEY, Batch, to_batch
-from inspector.analysis.sites import Site, SiteObserver, discover_sites, near_zero
-from inspector.core.counting import Sums, activation_group, saturated
+from inspector.analysis.sites import TRANSPARENT, Site, SiteObserver, discover_sites, near_zero
+from inspector.core import counting
+from inspector.core.counting import Sums, activation_group, indicator_writer
 from inspector.core.dense import dense_layers, is_dense, weight_parameter
 from inspector.core.statistic import Statistic
 from inspector.errors import InspectorError
@@ -65,6 +66,25 @@ CHANCE = 1e-6  # the largest chance probability of a reported die-off (tested at
 DEATH_JUMP = 0.10  # this share of a layer's neurons dying between two records (beyond chance) is a warning
 VANISHING = 1e-4  # a layer's grad norm below this share of the largest layer's is a warning
 SATURATED = 0.5  # a squashing layer with more than half its values in the tails is a warning
+
+
+class Scratch:
+    """The float32 indicator buffers and rows of ones the sites count with, shared by the sites of one
+    width (a forward counts its sites one after another): fewer buffers for the caches to hold. Only the
+    latest shape per width is kept, so variable-length batches do not grow it."""
+
+    def __init__(self) -> None:
+        self._buffers: dict[tuple[int, torch.device], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+
+    def get(self, shape: torch.Size, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(indicator shape, its (rows, m) view, ones (1, rows))`` on ``device``."""
+        key = (int(shape[-1]), device)
+        buffers = self._buffers.get(key)
+        if buffers is None or buffers[0].shape != shape:
+            indicator = torch.empty(shape, device=device)
+            flat = indicator.view(-1, key[0])
+            buffers = self._buffers[key] = (indicator, flat, torch.ones(1, flat.shape[0], device=device))
+        return buffers
 
 
 class SiteCounts(Statistic):
@@ -80,31 +100,49 @@ class SiteCounts(Statistic):
     rows: torch.Tensor | int
     samples: int
 
-    def __init__(self, site: Site) -> None:
+    def __init__(self, site: Site, scratch: Scratch | None = None) -> None:
         super().__init__()
         self.site = site
         self.group = activation_group(site.activation)
         self.near_zero = near_zero(site.activation)  # smooth units: the |output| counted as zero
+        # one count per unit, the one its statistics need (each pass over the batch's values is most of
+        # the Monitor's cost): ReLU its positive outputs, leaky and unknown units their positive inputs
+        # (the fired row), squashers their saturated values, smooth units their near-zero ones (the other)
+        self.on_pre = self.group in ("leaky", "unknown")
+        self.counted_row = 0 if self.group in ("rectifier", "leaky", "unknown") else 1
+        self.scratch = scratch if scratch is not None else Scratch()
         self.sums: Sums | None = None
+        self._write: Any = None  # the unit's indicator rule, made on the sums' device at the first call
+        self._key: tuple[Any, ...] | None = None  # (shape, dtype, device) that _count was made for
+        self._count: Callable[[torch.Tensor], None] | None = None
         self.add_state("totals", 0.0, "sum")  # becomes the Sums' float64 totals on the first call
         self.add_state("rows", 0, "sum")
         self.add_state("samples", 0, "sum")
 
     def update(self, pre: torch.Tensor, out: torch.Tensor, mask: torch.Tensor | None) -> None:
-        # called for every site on every training forward: kept to the tensor calls the count needs
-        shape = out.shape
+        """Count one call of the site: ``pre`` its pre-activation, ``out`` its output, ``mask`` the
+        batch's ``attention_mask`` ``(batch, positions)`` (its zeros are not counted) or ``None``."""
+        # called for every site on every training forward: after the first call of a shape, one check
+        # and the closure made for it (two or three tensor calls), nothing else
+        values = pre if self.on_pre else out
+        if mask is None and (values.shape, values.dtype, values.device) == self._key:
+            self._count(values)  # type: ignore[misc]
+        else:
+            self._update(values, mask)
+
+    def _update(self, values: torch.Tensor, mask: torch.Tensor | None) -> None:
+        shape = values.shape
         width = int(shape[-1])
-        self.samples += int(shape[0]) if len(shape) > 1 else 1
-        out = out.detach()
-        if len(shape) != 2:
-            out = out.reshape(-1, width)
-        if out.dtype != torch.float32:
-            out = out.float()
-        rows = int(out.shape[0])
+        if mask is not None and (len(shape) != 3 or tuple(shape[:2]) != tuple(mask.shape)):
+            mask = None  # not a per-position tensor of this batch: every row counts
+            if (shape, values.dtype, values.device) == self._key:
+                self._count(values)  # type: ignore[misc]
+                return
         sums = self.sums
         if sums is None:
-            sums = self.sums = Sums(width, out.device, k=2)
+            sums = self.sums = Sums(width, values.device, k=2)
             self.totals = sums.totals  # the same tensor: each flush adds into it in place
+            self._write = indicator_writer(self.site.activation, values.device, self.near_zero)
         elif sums.width != width:
             raise InspectorError(
                 f"layer {self.site.layer}: its activation saw {width} features on one call and "
@@ -114,47 +152,58 @@ class SiteCounts(Statistic):
         # indexed by a mask (which would wait for the device). The indicator is written by the
         # comparison itself into the reused float buffer: a bool tensor converted to float costs five
         # times as much on the CPU
-        sums.add_rows(rows)
-        indicator, ones = sums.scratch(rows)
+        indicator, flat, ones = self.scratch.get(shape, sums.totals.device)
         if mask is None:
-            weights = ones
-            self.rows = self.rows + rows
-        else:
-            weights = mask.reshape(1, -1).to(device=out.device, dtype=torch.float32)
-            self.rows = self.rows + weights.sum()
-        # one count per unit, the one its statistics need (each pass over the batch's values is most of
-        # the Monitor's cost): squashers their saturated values, smooth units their near-zero ones,
-        # ReLU its positive outputs, leaky and unknown units their positive inputs
-        group = self.group
-        if group == "rectifier":
-            torch.gt(out, 0, out=indicator)
-            sums.rows[0].addmm_(weights, indicator)
-        elif group == "smooth":
-            torch.abs(out, out=indicator)
-            torch.lt(indicator, self.near_zero, out=indicator)
-            sums.rows[1].addmm_(weights, indicator)
-        elif group == "squasher":
-            saturated(self.site.activation, out, indicator)
-            sums.rows[1].addmm_(weights, indicator)
-        else:
-            source = pre.detach()
-            if len(shape) != 2:
-                source = source.reshape(-1, width)
-            torch.gt(source if source.dtype == torch.float32 else source.float(), 0, out=indicator)
-            sums.rows[0].addmm_(weights, indicator)
+            self._key = (shape, values.dtype, values.device)
+            self._count = self._counter(sums, values, indicator, flat, ones)
+            self._count(values)
+            return
+        weights = mask.reshape(1, -1).to(device=flat.device, dtype=torch.float32)
+        sums.add_rows(int(flat.shape[0]))
+        self._write(values if values.dtype == torch.float32 else values.detach().float(), indicator)
+        sums.rows[self.counted_row].addmm_(weights, flat)
+        self.rows = self.rows + weights.sum()
+        self.samples += int(shape[0]) if len(shape) > 1 else 1
+
+    def _counter(
+        self, sums: Sums, values: torch.Tensor, indicator: torch.Tensor, flat: torch.Tensor, ones: torch.Tensor
+    ) -> Callable[[torch.Tensor], None]:
+        """The count of one unmasked call with the shape, dtype and device of ``values``."""
+        write, row = self._write, sums.rows[self.counted_row]
+        shape = values.shape
+        rows, samples = int(flat.shape[0]), int(shape[0]) if len(shape) > 1 else 1
+        convert = values.dtype != torch.float32
+
+        def count(values: torch.Tensor) -> None:
+            pending = sums.pending_rows + rows  # Sums.add_rows, inline: room in the float32 sums
+            if pending > counting.FLUSH_ROWS:
+                sums.flush()
+                pending = rows
+            sums.pending_rows = pending
+            write(values.detach().float() if convert else values, indicator)
+            row.addmm_(ones, flat)
+            self.rows += rows
+            self.samples += samples
+
+        return count
 
     def finish(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """``(fired (m,), other (m,))`` float64 since the last reset, or ``None`` when nothing was counted."""
+        """``(fired (m,), other (m,))`` float64 since the last reset (zeros when nothing was counted since), or
+        ``None`` before the first call."""
         if self.sums is not None:
             self.sums.flush()
         if not np.ndim(self.totals):
             return None
-        totals = torch.as_tensor(self.totals).cpu().numpy()
+        totals = torch.as_tensor(self.totals).cpu().numpy().copy()  # the totals are zeroed in place at reset
         return totals[0], totals[1]
 
     def reset(self) -> None:
         super().reset()
-        self.sums = None
+        sums = self.sums
+        if sums is not None:  # zeroed in place: the count made for the current shape goes on with them
+            sums.flush()
+            sums.totals.zero_()
+            self.totals = sums.totals
 
 
 def _call_batch(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Batch | None:
@@ -210,6 +259,37 @@ def _prefixed(site: Site, prefix: str) -> Site:
         tap=prefix + site.tap,
         shared_with=tuple(prefix + other for other in site.shared_with),
     )
+
+
+def _direct_sites(model: nn.Module, entry: nn.Module, entry_name: str, sites: tuple[Site, ...]) -> set[str]:
+    """The layers whose activation module receives their output on every call by construction: the
+    watched module ``entry`` (path ``entry_name``) is a stock ``nn.Sequential``, the layer and its
+    (unshared) activation module are its children with nothing but transparent modules (dropout,
+    normalisation) between them, and each of these appears once in ``model``. While the entry's forward
+    runs (the only time the Monitor counts), ``nn.Sequential.forward`` hands each child the previous one's
+    output, so every call of the activation module is a call on the layer's output, as the observer's
+    two hooks would find."""
+    if type(entry).forward is not nn.Sequential.forward or "forward" in vars(entry):
+        return set()
+    uses: dict[int, int] = {}
+    for _, module in model.named_modules(remove_duplicate=False):
+        uses[id(module)] = uses.get(id(module), 0) + 1
+    names = list(entry._modules)
+    direct = set()
+    for site in sites:
+        if site.found_by not in ("module", "convention") or site.shared_with or not site.module:
+            continue
+        parent, _, layer = site.layer.rpartition(".")
+        act_parent, _, act = site.module.rpartition(".")
+        if parent != entry_name or act_parent != entry_name or layer not in names or act not in names:
+            continue
+        first, last = names.index(layer), names.index(act)
+        chain = [entry._modules[name] for name in names[first : last + 1]]
+        if first >= last or not all(isinstance(m, TRANSPARENT) for m in chain[1:-1]):
+            continue
+        if all(m is not None and uses.get(id(m)) == 1 for m in chain):
+            direct.add(site.layer)
+    return direct
 
 
 def _is_2d(value: Any) -> bool:
@@ -406,9 +486,19 @@ class Monitor:
         self._guard.hook(module.register_forward_pre_hook(self._pre_forward, with_kwargs=True))
         self._guard.hook(module.register_forward_hook(self._post_forward))
         self.sites = sites
-        self._counts = {s.layer: SiteCounts(s) for s in sites if s.counted}
+        scratch = Scratch()
+        self._counts = {s.layer: SiteCounts(s, scratch) for s in sites if s.counted}
         self.writer.set_layers([(s.layer, s.in_features, s.out_features, s.activation) for s in sites])
-        self._observer = SiteObserver(self.model, sites, self._on_activation, self._guard)
+        # a site whose activation module receives the layer's output by construction is watched by one hook
+        # on that module; the others by the observer's two (the layer marks its output, the activation
+        # module counts what it receives from a marked layer)
+        direct = _direct_sites(self.model, module, name, sites)
+        for site in sites:
+            if site.layer in direct and site.layer in self._counts:
+                act = self.model.get_submodule(site.module)  # type: ignore[arg-type]
+                self._guard.hook(act.register_forward_hook(self._direct_hook(self._counts[site.layer])))
+        observed = tuple(s for s in sites if s.layer not in direct and s.counted)
+        self._observer = SiteObserver(self.model, observed, self._on_activation, self._guard) if observed else None
 
     def _find_sites(
         self, module: nn.Module, batch: Batch | None, declared: dict[str, str], prefix: str
@@ -428,14 +518,18 @@ class Monitor:
             self._problem = f"the sites could not be found ({type(error).__name__}: {error})".splitlines()[0]
             return ()
 
+    def _direct_hook(self, counts: SiteCounts) -> Any:
+        def hook(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+            if self._counting and inputs and isinstance(output, torch.Tensor):
+                counts.update(inputs[0], output, self._mask)
+
+        return hook
+
     def _on_activation(self, layer: str, pre: torch.Tensor, out: torch.Tensor) -> None:
-        counts = self._counts.get(layer)
-        if not self._counting or counts is None:
-            return
-        mask = self._mask
-        if mask is not None and (out.dim() != 3 or tuple(out.shape[:2]) != tuple(mask.shape)):
-            mask = None  # not a per-position tensor of this batch: every row counts
-        counts.update(pre, out, mask)
+        if self._counting:
+            counts = self._counts.get(layer)
+            if counts is not None:
+                counts.update(pre, out, self._mask)
 
     def _arm_grad_hooks(self) -> None:
         # only for the backward passes of a step that will be recorded: a Python hook on every
@@ -518,7 +612,8 @@ class Monitor:
             if before is None:
                 ratio = math.nan
             else:
-                ratio = float(torch.linalg.vector_norm((w - before).float()) / torch.linalg.vector_norm(before.float()))
+                # one pass for the change's norm, with no (out, in) temporary
+                ratio = float(torch.dist(w.float(), before.float()) / torch.linalg.vector_norm(before.float()))
             scalars[("weight_norm", layer)] = weight_norm
             scalars[("grad_norm", layer)] = grad_norm
             scalars[("update_ratio", layer)] = ratio

@@ -331,10 +331,11 @@ class RunWriter:
                     for (name, layer), v in (vectors or {}).items()
                 ],
             )
-            conn.executemany(
-                "INSERT INTO events (step, severity, layer, message, time) VALUES (?, ?, ?, ?, ?)",
-                [(step, sev, layer, msg, now) for sev, layer, msg in events],
-            )
+            rows = [(step, sev, layer, msg, now) for sev, layer, msg in events]
+            if rows:  # most records raise nothing: no statement to prepare
+                conn.executemany(
+                    "INSERT INTO events (step, severity, layer, message, time) VALUES (?, ?, ?, ?, ?)", rows
+                )
         self.last_step = step
 
     def event(self, step: int, severity: str, layer: str, message: str) -> None:
