@@ -78,9 +78,10 @@ def input_embedding(model: nn.Module, batch: AdaptedBatch | None = None) -> str 
 
     def record(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         received.append((module, args[0] if args else next(iter(kwargs.values()), None)))
-        if (
-            received[-1][1] is ids
-        ):  # the first to receive the ids tensor itself wins: the rest of the pass is not needed
+        # the rest of the pass cannot change the answer: the first to receive the ids tensor itself wins,
+        # and the declared input embedding wins among those that receive the same ids (a model may reshape them)
+        x = received[-1][1]
+        if x is ids or (module is declared and _same_ids(x, ids)):
             raise _Found
 
     handles = [m.register_forward_pre_hook(record, with_kwargs=True) for m in candidates]
