@@ -16,9 +16,10 @@ import torch
 from torch import nn
 
 from inspector import AnalysisOptions, analyze
-from inspector.analysis.conductance import conductance, hidden_layers, output_layer, output_layers, returned_tensors
+from inspector.analysis.conductance import conductance, hidden_layers, output_layer, output_layers
 from inspector.analysis.inputs import as_source, make_adapter
 from inspector.analysis.task import make_task
+from inspector.core.evaluator import nested_tensors
 from tests.models import padded_batch
 
 # --------------------------------------------------------------------------- a BertModel
@@ -69,11 +70,11 @@ def _token_change(model: nn.Module, raw: list[dict[str, torch.Tensor]], target) 
     return np.concatenate(changes)
 
 
-def test_returned_tensors_walks_tuples_dicts_and_model_outputs():
+def test_nested_tensors_walks_tuples_dicts_and_model_outputs():
     a, b, c = torch.zeros(1), torch.ones(1), torch.full((1,), 2.0)
-    found = returned_tensors({"x": a, "rest": (b, [c]), "none": None})
+    found = list(nested_tensors({"x": a, "rest": (b, [c]), "none": None}))
     assert len(found) == 3 and found[0] is a and found[1] is b and found[2] is c
-    assert returned_tensors("text") == []
+    assert list(nested_tensors("text")) == []
 
 
 def test_the_default_analysis_with_target_explains_the_bert_pooler_output():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +30,7 @@ from inspector.analysis.samples import class_labels, real_positions
 from inspector.analysis.sites import Site, discover_sites
 from inspector.analysis.task import Task, forward_args, output_tensor
 from inspector.core.dense import is_dense, out_features
+from inspector.core.evaluator import nested_tensors
 from inspector.errors import InspectorError
 from inspector.results import result
 
@@ -71,22 +72,6 @@ class LayerConductanceResult:
     error: str | None = None
 
 
-def returned_tensors(output: Any) -> list[torch.Tensor]:
-    """Every tensor a model's output holds as it is: the tensor itself, or a tuple's, a list's, a dict's
-    or a ``ModelOutput``'s tensors (nested ones too), in order."""
-    found: list[torch.Tensor] = []
-    pending = [output]
-    while pending:
-        item = pending.pop(0)
-        if isinstance(item, torch.Tensor):
-            found.append(item)
-        elif isinstance(item, Mapping):
-            pending[:0] = list(item.values())
-        elif isinstance(item, (tuple, list)):
-            pending[:0] = list(item)
-    return found
-
-
 def _linear_outputs(model: nn.Module, batch: Batch) -> tuple[dict[str, torch.Tensor], Any]:
     """``({linear layer path: its output}, the model's output)`` on the first sample of ``batch``."""
     produced: dict[str, torch.Tensor] = {}
@@ -99,11 +84,11 @@ def _linear_outputs(model: nn.Module, batch: Batch) -> tuple[dict[str, torch.Ten
 
 
 def output_layers(model: nn.Module, batch: Batch) -> list[str]:
-    """The dense layers whose output the model returns as it is (:func:`returned_tensors`), in
+    """The dense layers whose output the model returns as it is (:func:`~inspector.core.evaluator.nested_tensors`), in
     registration order: its output layer (a classifier head), and for a model returning several tensors
     (a tuple, a dict, a ``ModelOutput``) each layer producing one of them."""
     produced, output = _linear_outputs(model, batch)
-    returned = returned_tensors(output)
+    returned = list(nested_tensors(output))
     return [name for name, t in produced.items() if any(t is r for r in returned)]
 
 
@@ -115,7 +100,7 @@ def output_layer(model: nn.Module, batch: Batch) -> str | None:
     try:
         main = [output_tensor(output)]
     except InspectorError:
-        main = returned_tensors(output)
+        main = list(nested_tensors(output))
     return next((name for name, t in produced.items() if any(t is r for r in main)), None)
 
 

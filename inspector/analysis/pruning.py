@@ -51,7 +51,7 @@ from __future__ import annotations
 import copy
 import math
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,7 +73,14 @@ from inspector.analysis.sites import (
 )
 from inspector.analysis.task import Task, make_task
 from inspector.core.dense import dense_bias, dense_weight, in_features, is_dense, out_features, weight_parameter
-from inspector.core.evaluator import evaluate_task, label_classes, output_tensor, per_sample, regression_output
+from inspector.core.evaluator import (
+    evaluate_task,
+    label_classes,
+    nested_tensors,
+    output_tensor,
+    per_sample,
+    regression_output,
+)
 from inspector.errors import InspectorError
 from inspector.results import result
 
@@ -182,18 +189,6 @@ def shared_outside(model: nn.Module) -> set[int]:
 def _frozen(layer: nn.Module, shared: set[int]) -> bool:
     """Whether the neuron scope must leave ``layer``'s rows alone (its weight or bias is held elsewhere)."""
     return id(layer.weight) in shared or (layer.bias is not None and id(layer.bias) in shared)
-
-
-def nested_tensors(value: Any) -> Iterator[torch.Tensor]:
-    """Every tensor in a model output (a tensor, tuple, dict or ``ModelOutput``)."""
-    if isinstance(value, torch.Tensor):
-        yield value
-    elif isinstance(value, Mapping):
-        for v in value.values():
-            yield from nested_tensors(v)
-    elif isinstance(value, (tuple, list)):
-        for v in value:
-            yield from nested_tensors(v)
 
 
 class _ConsumerObserver:

@@ -55,7 +55,6 @@ from inspector.analysis.pruning import (
     dead_keep,
     finetune_data,
     finetune_masked,
-    nested_tensors,
     neuron_keep,
     neuron_masks,
     neuron_plan,
@@ -64,6 +63,7 @@ from inspector.analysis.sites import Site
 from inspector.analysis.task import Task
 from inspector.core.batches import model_device
 from inspector.core.dense import dense_bias, dense_weight, is_conv1d, out_features
+from inspector.core.evaluator import nested_tensors
 from inspector.errors import InspectorError
 
 # Torch functions that compute feature j of their output from feature j of their inputs alone.

@@ -59,7 +59,7 @@ from inspector.analysis.inputs import Batch
 from inspector.analysis.uses import OutputUses, verdict
 from inspector.core.counting import KINDS, SMOOTH
 from inspector.core.dense import dense_layers, in_features, is_dense, out_features
-from inspector.core.evaluator import output_tensor
+from inspector.core.evaluator import nested_tensors, output_tensor
 from inspector.errors import InspectorError
 from inspector.results import result
 
@@ -416,7 +416,7 @@ def discover_sites(
             if outputs is not None:
                 outputs.append(output)
             observed = observer.pairs
-            for tensor in _output_tensors(output):
+            for tensor in nested_tensors(output):
                 uses.ended(tensor)
             verdicts = {layer: verdict(found) for layer, found in uses.uses.items()}
             called = {layer: v for layer, v in verdicts.items() if v is not None}
@@ -475,15 +475,6 @@ def _marker(uses: OutputUses, layer: str) -> Callable[..., None]:
         uses.mark(output, layer)
 
     return hook
-
-
-def _output_tensors(output: Any) -> list[torch.Tensor]:
-    """The tensors a model returned: a tensor, a tuple or list of them, or a mapping's values
-    (a Hugging Face ``ModelOutput``), one level deep."""
-    if isinstance(output, torch.Tensor):
-        return [output]
-    values = output.values() if isinstance(output, Mapping) else output if isinstance(output, (tuple, list)) else ()
-    return [v for v in values if isinstance(v, torch.Tensor)]
 
 
 def near_zero(kind: str) -> float:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +56,19 @@ class Evaluation:
     n_samples: int
     metric_name: str
     loss_name: str | None
+
+
+def nested_tensors(value: Any) -> Iterator[torch.Tensor]:
+    """Every tensor a model's output holds, in order: the tensor itself, or a tuple's, a list's, a dict's
+    or a ``ModelOutput``'s tensors (nested ones too)."""
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, Mapping):
+        for v in value.values():
+            yield from nested_tensors(v)
+    elif isinstance(value, (tuple, list)):
+        for v in value:
+            yield from nested_tensors(v)
 
 
 def output_tensor(output: Any) -> torch.Tensor:
