@@ -305,21 +305,17 @@ class SiteCensus(Statistic):
         buffer, ones = sums.scratch(step)
         fired, zero, total = sums.rows
         group, kind = self.group, self.site.activation
-        source = (
-            out if group in ("rectifier", "squasher") else pre
-        )  # ReLU fires where its output is > 0, the rest where their input is
+        # ReLU fires where its output is > 0, every other unit where its input is
+        source = out if group in ("rectifier", "squasher") else pre
         for start in range(0, rows, step):
             stop = min(start + step, rows)
-            indicator = buffer if stop - start == step else buffer[: stop - start]
-            if weights is not None:
-                weight = weights[:, start:stop]
-            else:
-                weight = ones if stop - start == step else ones[:, : stop - start]
-            block = out[start:stop] if step != rows else out
+            indicator = buffer[: stop - start]
+            weight = weights[:, start:stop] if weights is not None else ones[:, : stop - start]
+            block = out[start:stop]
             if group == "squasher":
                 saturated(kind, block, indicator)
             else:
-                torch.gt(source[start:stop] if step != rows else source, 0, out=indicator)
+                torch.gt(source[start:stop], 0, out=indicator)
             fired.addmm_(weight, indicator)
             if group == "smooth":
                 torch.abs(block, out=indicator)

@@ -189,11 +189,6 @@ class TopExamplesStatistic(Statistic):
         self.last_batch = -1
         self.calls = 0
 
-    @property
-    def threshold(self) -> torch.Tensor | None:
-        """What a new row must beat per neuron ``(m,)``: its ``k``-th value, -inf while it has fewer."""
-        return None if self.values is None else self.values[self.k - 1]
-
     def update(self, batch: Batch, batch_index: int, out: torch.Tensor, peaks: torch.Tensor | None = None) -> None:
         """Add one application: ``out`` ``(n, ..., m)``, the site's output on ``batch`` (global index ``batch_index``);
         ``peaks``: :func:`chunk_maxima` of its float32 rows ``(rows, m)``, when the caller computed them.
@@ -242,7 +237,8 @@ class TopExamplesStatistic(Statistic):
         else:
             if self.values.shape[1] != width:
                 raise ValueError(f"layer {self.layer}: {width} neurons on one call, {self.values.shape[1]} on another")
-            rows, columns, values = _above(flat, self.values[self.k - 1], peaks=peaks)  # by row within a neuron
+            # what a new row must beat: each neuron's k-th value (-inf while it has fewer); by row within a neuron
+            rows, columns, values = _above(flat, self.values[self.k - 1], peaks=peaks)
             if real is not None:
                 keep = real[rows]
                 rows, columns, values = rows[keep], columns[keep], values[keep]

@@ -112,7 +112,7 @@ class OutputUses(TorchFunctionMode):
         sources = [found for found in map(self.source, _tensors(args, kwargs)) if found is not None]
         if not sources:
             return
-        kind = self.activations.get(name[:-1] if name.endswith("_") and name != "add_" else name)
+        kind = self.activations.get(name.removesuffix("_"))  # relu_ is relu
         for layer, direct in sources:
             if name in FOLLOW:
                 same = direct and name in SAME
