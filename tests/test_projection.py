@@ -49,10 +49,13 @@ def _low_rank_plus_noise(rng: np.random.Generator, k: int, m: int) -> np.ndarray
     return (rng.standard_normal((k, 5)) * scales) @ basis + 0.01 * rng.standard_normal((k, m)) + 3.0
 
 
+@pytest.mark.parametrize("width", [3072, 1536])  # the Gram side (k x k), and the covariance side (m x m)
 @pytest.mark.parametrize("kind", ["random", "low-rank"])
-def test_lanczos_matches_the_exact_components_on_2048_by_3072(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_lanczos_matches_the_exact_components_on_2048_rows(
+    kind: str, width: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     rng = np.random.default_rng(7)
-    a = rng.standard_normal((2048, 3072)) if kind == "random" else _low_rank_plus_noise(rng, 2048, 3072)
+    a = rng.standard_normal((2048, width)) if kind == "random" else _low_rank_plus_noise(rng, 2048, width)
     calls = _lanczos_only(monkeypatch)
     scores, ratio = A._pca_2d(torch.from_numpy(a).float())
     assert calls == [2]
@@ -113,7 +116,12 @@ def test_the_sign_rule_makes_each_axis_largest_entry_positive() -> None:
     centred = a - a.mean(axis=0)
     found = A._top_eigenpairs(centred, 2)
     assert found is not None
-    values, vectors = found
+    values, vectors, scores = found
     assert values[0] >= values[1] > 0
+    assert scores is None  # more columns than rows: the Gram side, whose scores need no product
     assert np.all(vectors[np.abs(vectors).argmax(axis=0), [0, 1]] > 0)
     np.testing.assert_allclose(vectors.T @ vectors, np.eye(2), atol=1e-9)
+    tall = centred[:, :500]  # fewer columns than rows: the scores come with the axes
+    values, vectors, scores = A._top_eigenpairs(tall, 2)  # type: ignore[misc]
+    np.testing.assert_allclose(scores, tall @ vectors, rtol=1e-12)
+    assert np.all(vectors[np.abs(vectors).argmax(axis=0), [0, 1]] > 0)

@@ -359,7 +359,10 @@ class SiteCensus(Statistic):
         totals = torch.as_tensor(self.totals).cpu()
         width = int(totals.shape[1])
         rows_chunks = self.kept.column(0)
-        kept = torch.cat(rows_chunks).float().cpu() if rows_chunks else torch.zeros(0, width)
+        if len(rows_chunks) == 1:  # the usual case, one batch held them all: no copy
+            kept = rows_chunks[0].float().cpu()
+        else:
+            kept = torch.cat(rows_chunks).float().cpu() if rows_chunks else torch.zeros(0, width)
         counts, edges = _histogram(kept)
         projection, variance = _pca_2d(kept)
         labels = torch.cat(self.kept.column(1)).cpu().numpy() if rows_chunks and not self.unlabelled else None
@@ -404,20 +407,50 @@ def _first_real(out: torch.Tensor, real: torch.Tensor, limit: int) -> torch.Tens
 
 
 def _histogram(kept: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Per-neuron counts ``(m, bins)`` of the kept rows ``(k, m)`` over shared edges ``(bins + 1,)``."""
+    """Per-neuron counts ``(m, bins)`` of the kept rows ``(k, m)`` over shared edges ``(bins + 1,)``.
+
+    Block by block of :data:`SUM_ROWS` rows into buffers made once, so that the bin numbers of a block
+    are counted while they are in the cache (and no temporary as large as ``kept`` is made)."""
     width = kept.shape[1]
-    lo, hi = (float(kept.min()), float(kept.max())) if kept.numel() else (0.0, 1.0)
+    lo, hi = (float(v) for v in torch.aminmax(kept)) if kept.numel() else (0.0, 1.0)
     if hi <= lo:
         hi = lo + 1.0
     edges = np.linspace(lo, hi, HISTOGRAM_BINS + 1)
-    # the same float32 operations as ((kept - lo) / (hi - lo) * bins).long(), done in place: one
-    # temporary instead of five (the same bins, bit for bit)
-    scaled = kept - lo
-    scaled.div_(hi - lo).mul_(HISTOGRAM_BINS)
-    flat = scaled.long().clamp_(0, HISTOGRAM_BINS - 1)
-    flat.add_(torch.arange(width) * HISTOGRAM_BINS)
-    counts = torch.bincount(flat.reshape(-1), minlength=width * HISTOGRAM_BINS).reshape(width, HISTOGRAM_BINS)
-    return counts.numpy().astype(np.int64), edges
+    counts = torch.zeros(width * HISTOGRAM_BINS, dtype=torch.int64)
+    offsets = torch.arange(width) * HISTOGRAM_BINS  # neuron j's bins start at j * bins
+    step = max(min(kept.shape[0], SUM_ROWS), 1)  # no row kept: no block
+    scaled, bins = torch.empty(step, width), torch.empty(step, width, dtype=torch.int64)
+    for start in range(0, kept.shape[0], step):
+        block = kept[start : start + step]
+        rows = block.shape[0]
+        # the same float32 operations as ((kept - lo) / (hi - lo) * bins).long(): the same bins, bit for bit
+        scaled_block, flat = scaled[:rows], bins[:rows]
+        torch.sub(block, lo, out=scaled_block).div_(hi - lo).mul_(HISTOGRAM_BINS)
+        flat.copy_(scaled_block).clamp_(0, HISTOGRAM_BINS - 1).add_(offsets)
+        counts.add_(torch.bincount(flat.view(-1), minlength=width * HISTOGRAM_BINS))
+    return counts.view(width, HISTOGRAM_BINS).numpy(), edges
+
+
+def _centred(a: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """``a`` ``(k, m)`` in float64 with each column's mean taken off, and its total sum of squares.
+
+    Block by block of :data:`SUM_ROWS` rows: each block is converted, centred and squared while it is in
+    the cache, into the one float64 matrix the solver needs (no float64 temporary besides it). The sum
+    of squares is summed per column (down the rows, in row order) and then over the columns: the same
+    order, and so the same bits, whatever the thread count (one process and torchrun's one-thread
+    ranks must give the same ratio to the bit)."""
+    k, m = a.shape
+    mean = a.sum(dim=0, dtype=torch.float64).div_(k)
+    centred = torch.empty((k, m), dtype=torch.float64)
+    squares = torch.zeros(m, dtype=torch.float64)
+    step = min(k, SUM_ROWS)
+    scratch = torch.empty((step, m), dtype=torch.float64)
+    for start in range(0, k, step):
+        block = centred[start : start + step]
+        torch.sub(a[start : start + step], mean, out=block)
+        squared = torch.mul(block, block, out=scratch[: block.shape[0]])
+        squares.add_(squared.sum(dim=0))
+    return centred, float(squares.sum())
 
 
 def _pca_2d(a: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -433,11 +466,7 @@ def _pca_2d(a: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     ratio = np.zeros(2)
     if k < 2 or m == 0:
         return scores, ratio
-    wide = a.to(torch.float64, copy=True)  # converted once (each conversion is a pass over the rows), centred in place
-    centred = wide.sub_(wide.mean(dim=0, keepdim=True))
-    # the total variance; a reduction, not a BLAS dot, whose sum order (and last bits) would follow the
-    # thread count: one process and torchrun's one-thread ranks must give the same ratio to the bit
-    total = float((centred**2).sum())
+    centred, total = _centred(a)
     if total <= 0:
         return scores, ratio
     q = min(k, m, 2)
@@ -447,20 +476,21 @@ def _pca_2d(a: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         n = gram.shape[0]
         # only the top q eigenpairs (LAPACK's subset driver): exact, and a few times faster than all n
         values, vectors = scipy.linalg.eigh(gram.numpy(), subset_by_index=[n - q, n - 1])  # ascending
-        found = values[::-1].copy(), vectors[:, ::-1].copy()
-    eigenvalues, top = torch.from_numpy(found[0]), torch.from_numpy(found[1])
-    if m <= k:
-        projected = centred @ top
-    else:
+        found = values[::-1].copy(), vectors[:, ::-1].copy(), None
+    eigenvalues, top, product = torch.from_numpy(found[0]), torch.from_numpy(found[1]), found[2]
+    if m <= k:  # the scores are the rows on the principal axes (the solver's check computed them)
+        projected = torch.from_numpy(product) if product is not None else centred @ top
+    else:  # the Gram side's eigenvectors, scaled: the same scores without another product
         projected = top * eigenvalues.clamp_min(0).sqrt()
     scores[:, :q] = projected.float().numpy()
     ratio[:q] = eigenvalues.clamp_min(0).numpy() / total
     return scores, ratio
 
 
-def _top_eigenpairs(centred: np.ndarray, q: int) -> tuple[np.ndarray, np.ndarray] | None:
+def _top_eigenpairs(centred: np.ndarray, q: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None] | None:
     """The top ``q`` eigenpairs (descending) of the smaller Gram side of ``centred`` ``(k, m)`` float64,
-    the matrix never formed: ``O(k m)`` per step.
+    the matrix never formed: ``O(k m)`` per step; with them ``centred @ vectors`` ``(k, q)`` when
+    ``m <= k`` (the scores, a by-product of the residual check), else ``None``.
 
     First by Lanczos bidiagonalization of ``centred`` itself (PROPACK, Larsen 1998, as scipy's
     ``svds(solver="propack")``: the top singular triplets, ``lambda = s^2``; about two thirds of the
@@ -485,14 +515,19 @@ def _top_eigenpairs(centred: np.ndarray, q: int) -> tuple[np.ndarray, np.ndarray
         def gram(x: np.ndarray) -> np.ndarray:
             return centred @ (centred.T @ x)
 
-    def checked(values: np.ndarray, vectors: np.ndarray, bound: float) -> tuple[np.ndarray, np.ndarray] | None:
+    def checked(
+        values: np.ndarray, vectors: np.ndarray, bound: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None] | None:
         order = np.argsort(values)[::-1]
         values, vectors = values[order], vectors[:, order]
-        residual = np.linalg.norm(gram(vectors) - vectors * values, axis=0)
+        signs = np.sign(vectors[np.abs(vectors).argmax(axis=0), np.arange(q)])
+        vectors = vectors * np.where(signs == 0, 1.0, signs)
+        product = centred @ vectors if m <= k else None  # the scores, kept: gram's first half
+        applied = centred.T @ product if product is not None else gram(vectors)
+        residual = np.linalg.norm(applied - vectors * values, axis=0)
         if values[0] <= 0 or not np.all(residual <= bound * values[0]):
             return None
-        signs = np.sign(vectors[np.abs(vectors).argmax(axis=0), np.arange(q)])
-        return values, vectors * np.where(signs == 0, 1.0, signs)
+        return values, vectors, product
 
     found = None
     if q < min(k, m):  # PROPACK asks for fewer triplets than the smaller side
