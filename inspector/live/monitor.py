@@ -190,8 +190,15 @@ class SiteCounts(Statistic):
     def finish(self) -> tuple[np.ndarray, np.ndarray] | None:
         """``(fired (m,), other (m,))`` float64 since the last reset (zeros when nothing was counted since), or
         ``None`` before the first call."""
-        if self.sums is not None:
-            self.sums.flush()
+        sums = self.sums
+        if sums is not None and self.totals is sums.totals:
+            # the float64 totals plus the float32 sums not folded in yet, added on the host: the exact counts a
+            # flush would give (whole numbers below 2**24), in one host copy each instead of three device calls
+            # (the record resets both right after)
+            totals = sums.totals.cpu().numpy() + sums.partial[:, 0].cpu().numpy()
+            return totals[0], totals[1]
+        if sums is not None:
+            sums.flush()
         if not np.ndim(self.totals):
             return None
         totals = torch.as_tensor(self.totals).cpu().numpy().copy()  # the totals are zeroed in place at reset
@@ -201,8 +208,9 @@ class SiteCounts(Statistic):
         super().reset()
         sums = self.sums
         if sums is not None:  # zeroed in place: the count made for the current shape goes on with them
-            sums.flush()
             sums.totals.zero_()
+            sums.partial.zero_()
+            sums.pending_rows = 0
             self.totals = sums.totals
 
 
