@@ -634,3 +634,41 @@ def test_a_mask_counts_only_where_it_fits_the_layer_s_rows(tmp_path):
     np.testing.assert_allclose(
         run.vector("fire_rate", "pool_fc")[1][0], sum((p > 0).sum(0) for p in pooled) / 9, rtol=1e-6
     )
+
+
+def test_weight_grad_and_update_numbers_of_every_layer_equal_numpy_and_nan_where_none(tmp_path):
+    # three dense layers: one frozen (no gradient, no update: NaN), two trained;
+    # the numbers of all layers are read back together, each must be its own layer's
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 6), nn.Tanh(), nn.Linear(6, 2))
+    model[0].weight.requires_grad_(False)
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.3)
+    X, y = torch.randn(16, 5), torch.randn(16, 2)
+    expected: dict[int, dict[tuple[str, str], float]] = {}
+    with Monitor(model, tmp_path / "run", every=2, snapshot_every=0, optimizer=optimizer) as monitor:
+        for step in range(1, 7):
+            loss = nn.functional.mse_loss(model(X), y)
+            optimizer.zero_grad()
+            loss.backward()
+            before = {name: model[i].weight.detach().numpy().astype(np.float64) for i, name in ((2, "2"), (4, "4"))}
+            grads = {name: model[i].weight.grad.numpy().astype(np.float64) for i, name in ((2, "2"), (4, "4"))}
+            optimizer.step()
+            monitor.step(loss)
+            if step % 2 == 0:
+                want = {("weight_norm", "0"): np.linalg.norm(model[0].weight.numpy().astype(np.float64))}
+                for i, name in ((2, "2"), (4, "4")):
+                    after = model[i].weight.detach().numpy().astype(np.float64)
+                    want[("weight_norm", name)] = np.linalg.norm(after)
+                    want[("grad_norm", name)] = np.linalg.norm(grads[name])
+                    want[("update_ratio", name)] = np.linalg.norm(after - before[name]) / np.linalg.norm(before[name])
+                expected[step] = want
+    run = read_run(tmp_path / "run")
+    assert list(run.steps) == [2, 4, 6]
+    for i, step in enumerate((2, 4, 6)):
+        for (name, layer), value in expected[step].items():
+            assert run.scalar(name, layer).values[i] == pytest.approx(value, rel=1e-5), (step, name, layer)
+        assert math.isnan(run.scalar("grad_norm", "0").values[i]) and math.isnan(
+            run.scalar("update_ratio", "0").values[i]
+        )
+    ratios = {layer: run.scalar("update_ratio", layer).values for layer in ("2", "4")}
+    assert not np.allclose(ratios["2"], ratios["4"])  # each layer its own numbers

@@ -190,8 +190,15 @@ class SiteCounts(Statistic):
     def finish(self) -> tuple[np.ndarray, np.ndarray] | None:
         """``(fired (m,), other (m,))`` float64 since the last reset (zeros when nothing was counted since), or
         ``None`` before the first call."""
-        if self.sums is not None:
-            self.sums.flush()
+        sums = self.sums
+        if sums is not None and self.totals is sums.totals:
+            # the float64 totals plus the float32 sums not folded in yet, added on the host: the exact counts a
+            # flush would give (whole numbers below 2**24), in one host copy each instead of three device calls
+            # (the record resets both right after)
+            totals = sums.totals.cpu().numpy() + sums.partial[:, 0].cpu().numpy()
+            return totals[0], totals[1]
+        if sums is not None:
+            sums.flush()
         if not np.ndim(self.totals):
             return None
         totals = torch.as_tensor(self.totals).cpu().numpy().copy()  # the totals are zeroed in place at reset
@@ -201,8 +208,9 @@ class SiteCounts(Statistic):
         super().reset()
         sums = self.sums
         if sums is not None:  # zeroed in place: the count made for the current shape goes on with them
-            sums.flush()
             sums.totals.zero_()
+            sums.partial.zero_()
+            sums.pending_rows = 0
             self.totals = sums.totals
 
 
@@ -550,7 +558,7 @@ class Monitor:
             if param.grad is None:
                 return
             grad = param.grad.detach()
-            self._grad_norm[name] = torch.linalg.vector_norm(grad.float())
+            self._grad_norm[name] = torch.linalg.vector_norm(grad if grad.dtype == torch.float32 else grad.float())
             if name not in self._before:  # the first backward of the step: the weight before its update
                 self._before[name] = param.detach().clone()
 
@@ -591,8 +599,8 @@ class Monitor:
         loss_value = math.nan if loss is None else float(loss.detach() if isinstance(loss, torch.Tensor) else loss)
         scalars[("loss", "")] = loss_value
         scalars[("lr", "")] = self._learning_rate(lr)
-        self._edge(events, "", "loss", not math.isfinite(loss_value) and loss is not None,
-                   "warning", f"the loss is {loss_value} at step {step}")  # fmt: skip
+        if self._starts("", "loss", not math.isfinite(loss_value) and loss is not None):
+            events.append(("warning", "", f"the loss is {loss_value} at step {step}"))
         if not self._said_unwatched and not self._counts:
             self._said_unwatched = True
             why = self._problem or (
@@ -603,31 +611,22 @@ class Monitor:
             events.append(("warning", "", f"{why}; no layer statistics are recorded (check that the loop calls the "
                            "model in training mode, model.train(), or pass example= one batch)"))  # fmt: skip
         grad_norms: dict[str, float] = {}
-        for layer, weight in self._weights.items():
-            w = weight.detach()
-            weight_norm = float(torch.linalg.vector_norm(w.float()))
-            grad = self._grad_norm.get(layer)
-            grad_norm = math.nan if grad is None else float(grad)
-            before = self._before.get(layer)
-            if before is None:
-                ratio = math.nan
-            else:
-                # one pass for the change's norm, with no (out, in) temporary
-                ratio = float(torch.dist(w.float(), before.float()) / torch.linalg.vector_norm(before.float()))
+        for layer, (weight_norm, grad_norm, ratio) in self._weight_numbers().items():
             scalars[("weight_norm", layer)] = weight_norm
             scalars[("grad_norm", layer)] = grad_norm
             scalars[("update_ratio", layer)] = ratio
-            if grad is not None:
+            if layer in self._grad_norm:
                 grad_norms[layer] = grad_norm
-            self._edge(events, layer, "grad", grad is not None and not math.isfinite(grad_norm),
-                       "warning", f"{layer}: the gradient is not finite at step {step}")  # fmt: skip
+            if self._starts(layer, "grad", layer in self._grad_norm and not math.isfinite(grad_norm)):
+                events.append(("warning", layer, f"{layer}: the gradient is not finite at step {step}"))
         finite = [g for g in grad_norms.values() if math.isfinite(g)]
         largest = max(finite, default=0.0)
         for layer, g in grad_norms.items():
             vanishing = largest > 0 and math.isfinite(g) and g < VANISHING * largest
-            self._edge(events, layer, "vanishing", vanishing, "warning",
-                       f"{layer}: its gradient norm {g:.3g} is below {VANISHING:g} of the largest layer's "
-                       f"({largest:.3g}) at step {step}; the gradient vanishes before it reaches this layer")  # fmt: skip
+            if self._starts(layer, "vanishing", vanishing):
+                events.append(("warning", layer, f"{layer}: its gradient norm {g:.3g} is below {VANISHING:g} of the "
+                               f"largest layer's ({largest:.3g}) at step {step}; the gradient vanishes before it "
+                               "reaches this layer"))  # fmt: skip
         for site in self.sites or ():
             self._record_site(site, step, scalars, vectors, events)
         self._grad_norm.clear()
@@ -642,6 +641,38 @@ class Monitor:
             for (name, layer), value in scalars.items():
                 self._tb.add_scalar(f"dense/{layer}/{name}" if layer else f"train/{name}", value, step)
             self._tb.flush()
+
+    def _weight_numbers(self) -> dict[str, tuple[float, float, float]]:
+        """Per dense layer ``(weight_norm, grad_norm, update_ratio)`` (NaN where there is none), computed as
+        0-d float32 tensors and read back in one transfer (a Python float per tensor is a host read each)."""
+        tensors: list[torch.Tensor] = []
+        where: dict[str, tuple[int, int, int]] = {}  # each number's position in tensors, -1: NaN
+        for layer, weight in self._weights.items():
+            w = weight.detach()
+            if w.dtype != torch.float32:
+                w = w.float()
+            tensors.append(torch.linalg.vector_norm(w))
+            grad = self._grad_norm.get(layer)
+            if grad is not None:
+                tensors.append(grad)
+            before = self._before.get(layer)
+            if before is not None:
+                if before.dtype != torch.float32:
+                    before = before.float()
+                # one pass for the change's norm, with no (out, in) temporary
+                tensors.append(torch.dist(w, before) / torch.linalg.vector_norm(before))
+            n = len(tensors)
+            where[layer] = (n - 1 - (grad is not None) - (before is not None),
+                            n - 1 - (before is not None) if grad is not None else -1,
+                            n - 1 if before is not None else -1)  # fmt: skip
+        if not tensors:
+            return {}
+        try:
+            values = torch.stack(tensors).tolist()
+        except RuntimeError:  # on several devices
+            values = [float(t) for t in tensors]
+        values.append(math.nan)  # position -1
+        return {layer: (values[i], values[j], values[k]) for layer, (i, j, k) in where.items()}
 
     def _record_site(
         self,
@@ -695,9 +726,9 @@ class Monitor:
                         "the learning rate may be too high",
                     )
                 )
-        self._edge(events, layer, "saturation", math.isfinite(saturation) and saturation > SATURATED, "warning",
-                   f"{layer}: {100 * saturation:.0f}% of its {site.activation} values are saturated at step {step}; "
-                   "its gradient is nearly zero there")  # fmt: skip
+        if self._starts(layer, "saturation", math.isfinite(saturation) and saturation > SATURATED):
+            events.append(("warning", layer, f"{layer}: {100 * saturation:.0f}% of its {site.activation} values are "
+                           f"saturated at step {step}; its gradient is nearly zero there"))  # fmt: skip
 
     def _deaths(self, layer: str, fired: np.ndarray, rows: float, samples: int) -> float | None:
         """The share of ``layer``'s neurons that fired in the previous window and never in this one, when
@@ -730,16 +761,17 @@ class Monitor:
             return None
         return float(k / len(fired))
 
-    def _edge(
-        self, events: list[tuple[str, str, str]], layer: str, kind: str, on: bool, severity: str, msg: str
-    ) -> None:
-        """Raise ``msg`` once when the condition ``kind`` of ``layer`` starts (again after it stopped)."""
+    def _starts(self, layer: str, kind: str, on: bool) -> bool:
+        """Whether the condition ``kind`` of ``layer`` starts now (again after it stopped): its warning is
+        raised once, and only then written (formatting one for every layer at every record costs more)."""
         key = (layer, kind)
-        if on and key not in self._warned:
-            self._warned.add(key)
-            events.append((severity, layer, msg))
-        elif not on:
+        if not on:
             self._warned.discard(key)
+            return False
+        if key in self._warned:
+            return False
+        self._warned.add(key)
+        return True
 
     def history(self) -> RunHistory:
         """What the run directory holds now."""
