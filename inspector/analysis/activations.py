@@ -359,10 +359,10 @@ class SiteCensus(Statistic):
         totals = torch.as_tensor(self.totals).cpu()
         width = int(totals.shape[1])
         rows_chunks = self.kept.column(0)
-        if len(rows_chunks) == 1:  # the usual case, one batch held them all: no copy
-            kept = rows_chunks[0].float().cpu()
-        else:
-            kept = torch.cat(rows_chunks).float().cpu() if rows_chunks else torch.zeros(0, width)
+        if not rows_chunks:
+            kept = torch.zeros(0, width)
+        else:  # usually one batch held them all: then no copy
+            kept = (rows_chunks[0] if len(rows_chunks) == 1 else torch.cat(rows_chunks)).float().cpu()
         counts, edges = _histogram(kept)
         projection, variance = _pca_2d(kept)
         labels = torch.cat(self.kept.column(1)).cpu().numpy() if rows_chunks and not self.unlabelled else None

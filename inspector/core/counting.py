@@ -128,3 +128,15 @@ class Sums:
             self.totals += self.partial[:, 0]
             self.partial.zero_()
             self.pending_rows = 0
+
+    def current(self) -> torch.Tensor:
+        """``(k, m)`` float64 on the host: the totals plus the partial sums not folded in yet, added there:
+        what :meth:`flush` would leave in ``totals`` (exact for whole-number counts), leaving both as they are,
+        in one host copy of each (a flush is three device calls)."""
+        return self.totals.cpu() + self.partial[:, 0].cpu()
+
+    def zero_(self) -> None:
+        """The totals and the partial sums back to zero, in place (views of them stay valid)."""
+        self.totals.zero_()
+        self.partial.zero_()
+        self.pending_rows = 0

@@ -192,10 +192,8 @@ class SiteCounts(Statistic):
         ``None`` before the first call."""
         sums = self.sums
         if sums is not None and self.totals is sums.totals:
-            # the float64 totals plus the float32 sums not folded in yet, added on the host: the exact counts a
-            # flush would give (whole numbers below 2**24), in one host copy each instead of three device calls
-            # (the record resets both right after)
-            totals = sums.totals.cpu().numpy() + sums.partial[:, 0].cpu().numpy()
+            # the exact counts a flush would give, read without one (the record resets both right after)
+            totals = sums.current().numpy()
             return totals[0], totals[1]
         if sums is not None:
             sums.flush()
@@ -208,9 +206,7 @@ class SiteCounts(Statistic):
         super().reset()
         sums = self.sums
         if sums is not None:  # zeroed in place: the count made for the current shape goes on with them
-            sums.totals.zero_()
-            sums.partial.zero_()
-            sums.pending_rows = 0
+            sums.zero_()
             self.totals = sums.totals
 
 
@@ -646,25 +642,28 @@ class Monitor:
         """Per dense layer ``(weight_norm, grad_norm, update_ratio)`` (NaN where there is none), computed as
         0-d float32 tensors and read back in one transfer (a Python float per tensor is a host read each)."""
         tensors: list[torch.Tensor] = []
-        where: dict[str, tuple[int, int, int]] = {}  # each number's position in tensors, -1: NaN
+
+        def position(tensor: torch.Tensor | None) -> int:
+            """Where ``tensor`` goes in ``tensors`` (-1: none, read as NaN)."""
+            if tensor is None:
+                return -1
+            tensors.append(tensor)
+            return len(tensors) - 1
+
+        where: dict[str, tuple[int, int, int]] = {}
         for layer, weight in self._weights.items():
             w = weight.detach()
             if w.dtype != torch.float32:
                 w = w.float()
-            tensors.append(torch.linalg.vector_norm(w))
-            grad = self._grad_norm.get(layer)
-            if grad is not None:
-                tensors.append(grad)
             before = self._before.get(layer)
-            if before is not None:
-                if before.dtype != torch.float32:
-                    before = before.float()
+            if before is not None and before.dtype != torch.float32:
+                before = before.float()
+            where[layer] = (
+                position(torch.linalg.vector_norm(w)),
+                position(self._grad_norm.get(layer)),
                 # one pass for the change's norm, with no (out, in) temporary
-                tensors.append(torch.dist(w, before) / torch.linalg.vector_norm(before))
-            n = len(tensors)
-            where[layer] = (n - 1 - (grad is not None) - (before is not None),
-                            n - 1 - (before is not None) if grad is not None else -1,
-                            n - 1 if before is not None else -1)  # fmt: skip
+                position(torch.dist(w, before) / torch.linalg.vector_norm(before) if before is not None else None),
+            )
         if not tensors:
             return {}
         try:
