@@ -212,10 +212,10 @@ def timed_projection() -> Iterator[list[tuple[int, int, float]]]:
     records: list[tuple[int, int, float]] = []
     original = census_module._pca_2d
 
-    def wrapped(a: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    def wrapped(a: torch.Tensor, *rest: Any) -> tuple[np.ndarray, np.ndarray]:
         start = time.process_time()
         try:
-            return original(a)
+            return original(a, *rest)
         finally:
             records.append((int(a.shape[0]), int(a.shape[1]), time.process_time() - start))
 

@@ -125,3 +125,20 @@ def test_the_sign_rule_makes_each_axis_largest_entry_positive() -> None:
     values, vectors, scores = A._top_eigenpairs(tall, 2)  # type: ignore[misc]
     np.testing.assert_allclose(scores, tall @ vectors, rtol=1e-12)
     assert np.all(vectors[np.abs(vectors).argmax(axis=0), [0, 1]] > 0)
+
+
+def test_layers_finished_one_after_another_in_one_scratch_get_their_own_projection() -> None:
+    """The census finish centres each layer's kept rows into the memory the previous layer used: a
+    larger layer after a smaller one (the memory grows), then a smaller one again (inside it), each gives
+    the same scores and ratios as with memory of its own, and as the SVD reference."""
+    rng = np.random.default_rng(3)
+    layers = [_low_rank_plus_noise(rng, k, m) for k, m in ((300, 280), (600, 320), (40, 30))]
+    scratch = A.Scratch()
+    shared = [A._pca_2d(torch.from_numpy(a).float(), scratch) for a in layers]
+    for a, (scores, ratio) in zip(layers, shared, strict=True):
+        alone_scores, alone_ratio = A._pca_2d(torch.from_numpy(a).float())
+        np.testing.assert_array_equal(scores, alone_scores)
+        np.testing.assert_array_equal(ratio, alone_ratio)
+        want_scores, want_ratio = _reference(a.astype(np.float32).astype(np.float64))
+        _same_up_to_sign(scores.astype(np.float64), want_scores, 1e-4)
+        np.testing.assert_allclose(ratio, want_ratio, rtol=1e-5)

@@ -188,14 +188,20 @@ class TopExamplesStatistic(Statistic):
         self.payload: torch.Tensor | None = None
         self.last_batch = -1
         self.calls = 0
+        # candidates found since the last merge, in global order: (values, columns, keys, payload) per call
+        self.pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self.pending_count = 0
 
     def update(self, batch: Batch, batch_index: int, out: torch.Tensor, peaks: torch.Tensor | None = None) -> None:
         """Add one application: ``out`` ``(n, ..., m)``, the site's output on ``batch`` (global index ``batch_index``);
         ``peaks``: :func:`chunk_maxima` of its float32 rows ``(rows, m)``, when the caller computed them.
 
         Only the rows that beat a neuron's running ``k``-th value are candidates (one comparison over
-        ``out``; after the first batches, few rows): they and the running top are merged by one stable
-        sort. The first batch is cut to its own top ``k`` by ``torch.topk`` first."""
+        ``out``; after the first batches, few rows). They wait until they are as many as the running top
+        holds (``k x m``), then they and the running top are merged by one stable sort: a merge costs about
+        the same for a few candidates as for ``k x m``, and a candidate that a fresher ``k``-th value would
+        have turned away changes nothing (it does not enter). The first batch is cut to its own top ``k``
+        (its candidates by chunk maxima, else ``torch.topk``) and merged at once."""
         if batch_index != self.last_batch:
             self.last_batch, self.calls = batch_index, 0
         else:
@@ -255,7 +261,22 @@ class TopExamplesStatistic(Statistic):
             dim=-1,
         )
         payload = _payload(self.kind, batch, sample, position if per_sample > 1 else None)
-        self._merge(values, columns, keys, payload, width)
+        if self.values is None:  # the first candidates: merged now, to give the next calls their threshold
+            self._merge(values, columns, keys, payload, width)
+            return
+        self.pending.append((values, columns, keys, payload))
+        self.pending_count += int(values.numel())
+        if self.pending_count >= self.k * width:
+            self._merge_pending()
+
+    def _merge_pending(self) -> None:
+        """Merge the candidates waiting since the last merge (in the order they came: global order)."""
+        if not self.pending:
+            return
+        values, columns, keys, payload = (torch.cat(part) for part in zip(*self.pending))
+        self.pending, self.pending_count = [], 0
+        assert self.values is not None
+        self._merge(values, columns, keys, payload, self.values.shape[1])
 
     def _merge(
         self, values: torch.Tensor, columns: torch.Tensor, keys: torch.Tensor, payload: torch.Tensor, width: int
@@ -315,6 +336,7 @@ class TopExamplesStatistic(Statistic):
     def flush(self) -> None:
         """Move the running top into the ``top`` state (before a merge or finish); an empty slot (a neuron
         with fewer than ``k`` rows that are numbers) goes as NaN, which never displaces a number."""
+        self._merge_pending()
         if self.values is None or self.slot is None or self.keys is None or self.payload is None:
             return
         valid = self.values > float("-inf")
@@ -367,7 +389,8 @@ class TopExamplesStatistic(Statistic):
             selectivity=np.zeros(values.shape[0]),
         )
         mean = census.mean_activation if census is not None else None
-        return replace(result_, summary=summaries(result_), selectivity=selectivity(result_, mean))
+        counted = _frequencies(context[:, :, CONTEXT]) if context is not None and values.shape[1] else None
+        return replace(result_, summary=summaries(result_, counted), selectivity=selectivity(result_, mean, counted))
 
 
 _NUMBERED: list[str] = []  # "#<id>" at index id, made once (every layer names mostly the same ids)
@@ -576,15 +599,16 @@ def _frequencies(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return same.sum(axis=2), same.argmax(axis=2)
 
 
-def summaries(top: TopExamples) -> tuple[str, ...]:
+def summaries(top: TopExamples, frequencies: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[str, ...]:
     """One line per neuron: ``fires on: rain, storm, forecast`` (its most frequent firing tokens, the
     more frequent first, then the stronger) or ``fires on samples 3, 17, 42, ...``; ``never positive``
-    when even its top activation is not above 0."""
+    when even its top activation is not above 0. ``frequencies``: :func:`_frequencies` of the firing
+    tokens, when the caller has them."""
     m, j = top.values.shape
     fires = top.values[:, 0] > 0 if j else np.zeros(m, bool)
     if top.context is not None and j:
         firing = top.context[:, :, CONTEXT].astype(np.int64)
-        counts, first = _frequencies(firing)
+        counts, first = frequencies if frequencies is not None else _frequencies(firing)
         lead = first == np.arange(j)[None, :]  # each id once, at its first occurrence
         score = np.where(lead & (firing >= 0), counts * (j + 1) + (j - np.arange(j))[None, :], -1)
         chosen = np.argsort(-score, axis=1, kind="stable")[:, :SUMMARY_ITEMS]
@@ -604,15 +628,17 @@ def summaries(top: TopExamples) -> tuple[str, ...]:
     )
 
 
-def selectivity(top: TopExamples, mean: np.ndarray | None = None) -> np.ndarray:
+def selectivity(
+    top: TopExamples, mean: np.ndarray | None = None, frequencies: tuple[np.ndarray, np.ndarray] | None = None
+) -> np.ndarray:
     """Per neuron in ``[0, 1]`` (see the module docstring): the share of the most frequent firing token
     among the top ``k`` (tokens), else how far the strongest example stands above the ``k``-th,
-    relative to the neuron's ``mean`` activation ``(m,)``."""
+    relative to the neuron's ``mean`` activation ``(m,)``. ``frequencies`` as for :func:`summaries`."""
     m, j = top.values.shape
     if j == 0:
         return np.zeros(m)
     if top.context is not None:
-        counts, _ = _frequencies(top.context[:, :, CONTEXT])
+        counts, _ = frequencies if frequencies is not None else _frequencies(top.context[:, :, CONTEXT])
         return np.where(top.values[:, 0] > 0, counts.max(axis=1) / j, 0.0)
     centre = np.zeros(m) if mean is None else np.asarray(mean, dtype=np.float64)
     high = top.values[:, 0].astype(np.float64) - centre
