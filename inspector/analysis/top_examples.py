@@ -282,7 +282,7 @@ class TopExamplesStatistic(Statistic):
         self, values: torch.Tensor, columns: torch.Tensor, keys: torch.Tensor, payload: torch.Tensor, width: int
     ) -> None:
         """The running top with the candidates ``values`` ``(E,)`` (E >= 1) of neurons ``columns`` ``(E,)``
-        (rows of this batch, in global order), their ``keys`` ``(E, 4)`` and ``payload`` ``(E, P)``."""
+        (rows since the last merge, in global order), their ``keys`` ``(E, 4)`` and ``payload`` ``(E, P)``."""
         k, device = self.k, values.device
         if self.values is None:  # the first candidates: an empty top, every slot free
             self.values = torch.full((k, width), float("-inf"), device=device)
