@@ -360,6 +360,7 @@ def broken(tmp_path_factory: pytest.TempPathFactory, folders: dict[str, Path]) -
         ("label", r"unknown label 'meh'; the model's labels are neg, pos"),
         ("base", "BertModel has no head to explain by default: pass --target"),
         ("target-name", "--target nope: not a named target"),
+        ("logit-of-base", r"--target predicted-logit needs a model with a classification head \(logits\)"),
         ("target-alone", "--target applies to a model folder read with --text"),
         ("txt-column", "--text-column body: a .txt file has no columns"),
     ],
@@ -381,6 +382,8 @@ def test_each_problem_is_one_line(case, message, folders, broken, texts, tmp_pat
         folder = folders["base"]
     elif case == "target-name":
         extra = ["--target", "nope"]
+    elif case == "logit-of-base":  # a base encoder has no logits: once a hint at target=lambda out, batch: ...
+        folder, extra = folders["base"], ["--target", "predicted-logit"]
     elif case == "txt-column":
         extra = ["--text-column", "body"]
     argv = ["analyze", folder, "--text", text, "--out", tmp_path / "x", "--sections", "parameters", *extra]
