@@ -360,6 +360,8 @@ def broken(tmp_path_factory: pytest.TempPathFactory, folders: dict[str, Path]) -
         ("label", r"unknown label 'meh'; the model's labels are neg, pos"),
         ("base", "BertModel has no head to explain by default: pass --target"),
         ("target-name", "--target nope: not a named target"),
+        ("max-length-special", r"--max-length 2 is too short: the tokenizer adds 2 special tokens to each text"),
+        ("max-length-causal", r"--max-length 1 is too short: a causal LM needs two tokens of a text to predict one"),
         ("logit-of-base", r"--target predicted-logit needs a model with a classification head \(logits\)"),
         ("target-alone", "--target applies to a model folder read with --text"),
         ("txt-column", "--text-column body: a .txt file has no columns"),
@@ -382,6 +384,10 @@ def test_each_problem_is_one_line(case, message, folders, broken, texts, tmp_pat
         folder = folders["base"]
     elif case == "target-name":
         extra = ["--target", "nope"]
+    elif case == "max-length-special":  # [CLS] and [SEP], no token of the text (at 1 the tokenizer cut nothing)
+        extra = ["--max-length", "2"]
+    elif case == "max-length-causal":  # no next token to predict; the census once raised IndexError
+        folder, extra = folders["gpt2"], ["--max-length", "1"]
     elif case == "logit-of-base":  # a base encoder has no logits: once a hint at target=lambda out, batch: ...
         folder, extra = folders["base"], ["--target", "predicted-logit"]
     elif case == "txt-column":
