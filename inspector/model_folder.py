@@ -169,6 +169,12 @@ def load_model_folder(folder: str | os.PathLike[str], *, trust_pickle: bool = Fa
             f"(token ids >= {rows} cannot be looked up); save the tokenizer the model was trained with"
         )
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    model_config: Any = getattr(model, "config", None)
+    if head_kind(architecture) == CLASSIFIER and pad is not None and getattr(model_config, "pad_token_id", 0) is None:
+        # a decoder's classifier (GPT2ForSequenceClassification) reads the logit at the last token that is not
+        # padding, and refuses batches of more than one text when its config names no pad token: the batches
+        # are padded with ``pad`` on the right, so that is the id it must skip
+        model_config.pad_token_id = int(pad)
     label_ids = config.get("label2id") or {}
     positions = next(
         (

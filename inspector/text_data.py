@@ -80,6 +80,7 @@ class TextFile:
             )
         if self.max_length < 1 or self.batch_size < 1:
             raise ValueError("max_length and batch_size must be positive")
+        self._check_max_length()
         columns = self._columns()
         if self.suffix == ".txt":
             for flag, given in (("--label-column", label_column), ("--text-column", text_column)):
@@ -205,6 +206,24 @@ class TextFile:
             f"--text {self.path}, line {number}: unknown label {text[:40]!r}; the model's labels are {known} "
             "(or give class numbers)"
         )
+
+    def _check_max_length(self) -> None:
+        """``max_length`` keeps at least one token of each text besides the tokenizer's special tokens (a
+        tokenizer asked to cut below them does not cut at all), and two for next-token labels (a causal LM
+        predicts the second from the first)."""
+        count = getattr(self.tokenizer, "num_special_tokens_to_add", None)
+        special = int(count(pair=False)) if callable(count) else 0
+        least = special + (2 if self.next_token_labels else 1)
+        if self.max_length < least:
+            reasons = [f"the tokenizer adds {special} special token{'s' if special != 1 else ''} to each text"] * (
+                special > 0
+            )
+            if self.next_token_labels:
+                reasons.append("a causal LM needs two tokens of a text to predict one")
+            why = " and ".join(reasons)
+            raise InspectorError(
+                f"--max-length {self.max_length} is too short: {why}; give --max-length {least} or more"
+            )
 
     # --- batches -----------------------------------------------------------------------------------
 

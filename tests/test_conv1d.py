@@ -24,6 +24,7 @@ from inspector.analysis.result import Analysis
 from inspector.analysis.weights import weight_report
 from inspector.cli import main
 from inspector.core.dense import dense_layers, dense_weight, in_features, is_dense, out_features
+from inspector.render.compare import comparison_markdown
 from inspector.sources.base import CONV1D_NOTICE
 from tests.models import padded_batches
 
@@ -304,6 +305,36 @@ def test_two_gpt2_models_compare_layer_by_layer_in_out_by_in_orientation():
     assert row.shape_a == row.shape_b == (128, 32)
     assert row.relative_change == pytest.approx(np.linalg.norm(wb - wa) / np.linalg.norm(wa), rel=1e-5)
     np.testing.assert_allclose(row.change.values, np.abs(wb - wa), rtol=1e-6)
+
+
+def test_two_gpt2_analyses_on_text_compare_token_importance_by_token_id_and_render():
+    """Token importance is per distinct token id of each analysis's own data: the comparison ranks the ids
+    both saw (by id, not by index) and names them by their text; comparing two analyses on text once
+    raised IndexError in the report (no feature names)."""
+    model = gpt2(seed=0).eval()
+    vocabulary = [f"w{i}" for i in range(100)]
+    options = AnalysisOptions(sections=("importance",), methods=("saliency",), conductance=False)
+
+    def analysis(ids: list[list[int]]) -> Analysis:
+        batch = torch.tensor(ids)
+        data = [{"input_ids": batch, "attention_mask": torch.ones_like(batch)}]
+        return analyze(model, data, target=lambda out, b: out.logits[:, -1, 0], vocabulary=vocabulary, options=options)
+
+    a = analysis([[1, 2, 3, 4], [5, 6, 7, 8]])
+    b = analysis([[50, 5, 6, 7], [8, 60, 70, 80]])  # shares 5, 6, 7, 8 with a, at other indices
+    result = compare(a, b, model_a=model, model_b=model)
+    (shift,) = result.importance
+    assert result.feature_names == ("w5", "w6", "w7", "w8")
+    ia = {int(t): i for i, t in enumerate(a.importance.token_ids)}
+    ib = {int(t): i for i, t in enumerate(b.importance.token_ids)}
+    ga = a.importance.methods[0].global_importance[[ia[t] for t in (5, 6, 7, 8)]]
+    gb = b.importance.methods[0].global_importance[[ib[t] for t in (5, 6, 7, 8)]]
+    assert shift.top_a[0] == int(np.argmax(ga)) and shift.top_b[0] == int(np.argmax(gb))
+    same = compare(a, a, model_a=model, model_b=model)
+    assert same.importance[0].rank_correlation == pytest.approx(1.0)
+    assert len(same.feature_names) == len(a.importance.token_ids)
+    text = comparison_markdown(result)
+    assert "w5" in text or "w6" in text or "w7" in text or "w8" in text
 
 
 # --------------------------------------------------------------------------- a saved GPT-2, weight only

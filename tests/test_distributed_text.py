@@ -80,3 +80,46 @@ def test_two_ranks_on_one_batch_of_texts_write_one_process_analysis(
     assert one.data is not None and one.data.n_samples == len(TEXTS)
     for name in ("data", "activations", "importance", "pruning"):
         _same_result(getattr(two, name), getattr(one, name), name)
+
+
+def _two_ranks(argv: list[str]) -> list[tuple[int, str, str]]:
+    """``python -m inspector *argv`` on two ranks as torchrun starts them: (exit code, stdout, stderr) per rank."""
+    world, port = 2, free_port()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
+    env.update(WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), INSPECTOR_DIST_TIMEOUT="60")
+    env["HF_HUB_OFFLINE"] = "1"
+    ranks = [
+        subprocess.Popen(
+            [sys.executable, "-m", "inspector", *argv],
+            env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for r in range(world)
+    ]
+    outputs = [p.communicate(timeout=240) for p in ranks]
+    return [(p.returncode, out, err) for p, (out, err) in zip(ranks, outputs, strict=True)]
+
+
+def test_report_and_prune_under_two_ranks_write_and_say_it_once(
+    folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """report and prune of a model folder on a text file under torchrun: one analysis or score over the
+    ranks' shares, rank 0 alone checks --out, writes and prints (each rank used to do it all and write the
+    same file, racing the other's "already exists")."""
+    text = ["--text", str(folder / "t.jsonl"), "--batch-size", "1"]
+    assert (
+        main(["prune", str(folder / "cls"), *text, "--sparsity", "0.5", "--out", str(tmp_path / "one.safetensors")])
+        == 0
+    )
+    one_line = capsys.readouterr().out.splitlines()[0]
+    prune = ["prune", str(folder / "cls"), *text, "--sparsity", "0.5", "--out", str(tmp_path / "two.safetensors")]
+    report = ["report", str(folder / "cls"), *text, "--out", str(tmp_path / "two.json")]
+    for argv, said in ((prune, "saved "), (report, "wrote ")):
+        (code0, out0, err0), (code1, out1, err1) = _two_ranks(argv)
+        assert code0 == 0 and code1 == 0, (err0, err1)
+        assert out0.count(said) == 1 and out1 == "", (out0, out1)
+    assert (tmp_path / "two.json").is_file()
+    (code0, out0, _), _ = _two_ranks(prune + ["--force"])
+    assert code0 == 0 and out0.splitlines()[0] == one_line  # the score over both shares is one process's

@@ -175,6 +175,31 @@ def test_classifier_target_is_the_true_labels_logit(folders, texts) -> None:
     torch.testing.assert_close(target, torch.tensor(expected), atol=1e-5, rtol=1e-5)
 
 
+def test_a_gpt2_classifier_saved_without_a_pad_token_reads_batches_of_texts(folders, texts, tmp_path) -> None:
+    """GPT2ForSequenceClassification reads the logit at each text's last real token and refuses batches of
+    several texts when its config names no pad token (as a config built for it does): the folder's model
+    is told the id the batches are padded with, and each text's logits equal the model's on it alone."""
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folders["gpt2"])
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(
+        vocab_size=len(tokenizer), n_embd=16, n_layer=1, n_head=2, n_positions=32, num_labels=2,
+        id2label={0: "neg", 1: "pos"}, label2id={"neg": 0, "pos": 1},
+    )  # fmt: skip
+    assert config.pad_token_id is None
+    folder = _save(transformers.GPT2ForSequenceClassification(config), tokenizer, tmp_path / "gpt2-cls")
+    opened = open_text_model(folder, texts["jsonl"])
+    batch = as_source(opened.data).first()
+    assert bool((batch.mask == 0).any())  # texts of different lengths: padded
+    task = make_task(opened.task, batch, target=opened.target)
+    with torch.no_grad():
+        target = task.target(batch.call(opened.folder.model), batch)
+    model = transformers.GPT2ForSequenceClassification.from_pretrained(folder).eval()
+    expected = [
+        float(_alone(model, tokenizer, s)[1].logits[0, label]) for s, label in zip(SENTENCES, [0, 1, 0, 1, 0, 0])
+    ]
+    torch.testing.assert_close(target, torch.tensor(expected), atol=1e-5, rtol=1e-5)
+
+
 def test_classifier_without_labels_explains_the_predicted_logit(folders, texts) -> None:
     opened = open_text_model(folders["classifier"], texts["txt"])
     batch = as_source(opened.data).first()
@@ -360,6 +385,9 @@ def broken(tmp_path_factory: pytest.TempPathFactory, folders: dict[str, Path]) -
         ("label", r"unknown label 'meh'; the model's labels are neg, pos"),
         ("base", "BertModel has no head to explain by default: pass --target"),
         ("target-name", "--target nope: not a named target"),
+        ("max-length-special", r"--max-length 2 is too short: the tokenizer adds 2 special tokens to each text"),
+        ("max-length-causal", r"--max-length 1 is too short: a causal LM needs two tokens of a text to predict one"),
+        ("logit-of-base", r"--target predicted-logit needs a model with a classification head \(logits\)"),
         ("target-alone", "--target applies to a model folder read with --text"),
         ("txt-column", "--text-column body: a .txt file has no columns"),
     ],
@@ -381,6 +409,12 @@ def test_each_problem_is_one_line(case, message, folders, broken, texts, tmp_pat
         folder = folders["base"]
     elif case == "target-name":
         extra = ["--target", "nope"]
+    elif case == "max-length-special":  # [CLS] and [SEP], no token of the text (at 1 the tokenizer cut nothing)
+        extra = ["--max-length", "2"]
+    elif case == "max-length-causal":  # no next token to predict; the census once raised IndexError
+        folder, extra = folders["gpt2"], ["--max-length", "1"]
+    elif case == "logit-of-base":  # a base encoder has no logits: once a hint at target=lambda out, batch: ...
+        folder, extra = folders["base"], ["--target", "predicted-logit"]
     elif case == "txt-column":
         extra = ["--text-column", "body"]
     argv = ["analyze", folder, "--text", text, "--out", tmp_path / "x", "--sections", "parameters", *extra]

@@ -32,7 +32,7 @@ def top_examples(state: DashboardState, name: str, j: int) -> list[Any]:
     acts = state.activations(name)
     top = acts.top_examples if acts is not None else None
     if top is None:
-        return [html.P("no top examples for this layer (needs data and top_k > 0)")]
+        return [html.P(_no_top_examples(state, name, counted=acts is not None))]
     if not 0 <= j < top.width:
         return [html.P("pick a neuron")]
     children: list[Any] = [
@@ -48,6 +48,18 @@ def top_examples(state: DashboardState, name: str, j: int) -> list[Any]:
                 tokens.append(html.Span(text, style=style))
         children.append(html.Div([html.B(example_heading(line) + " "), *tokens], className="top-example"))
     return children
+
+
+def _no_top_examples(state: DashboardState, name: str, counted: bool) -> str:
+    """Why layer ``name`` has no top examples, and where to find some."""
+    kept = [a.layer for a in state.analysis.activations or () if a.top_examples is not None]
+    if counted or not kept:
+        return "no top examples for this layer (needs data and top_k > 0)"
+    shown = ", ".join(kept[:3]) + (f" and {len(kept) - 3} more" if len(kept) > 3 else "")
+    return (
+        f"no top examples for {name}: the activation census does not count it (its output goes on with no "
+        f"activation of its own, as attention projections do); layers with top examples: {shown}"
+    )
 
 
 def panels(state: DashboardState, name: str, j: int) -> tuple[Any, ...]:

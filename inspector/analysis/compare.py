@@ -7,6 +7,7 @@ from torch import nn
 
 from inspector.analysis import Analysis
 from inspector.analysis.findings import Finding
+from inspector.analysis.importance import ImportanceReport
 from inspector.analysis.methods import METHOD_LABELS, lead_method
 from inspector.analysis.parameters import linear_weights
 from inspector.analysis.weights import PooledMap, pool_magnitude
@@ -64,6 +65,19 @@ class Comparison:
     importance: tuple[ImportanceShift, ...]
     feature_names: tuple[str, ...]
     findings: tuple[Finding, ...]
+
+
+def _shared_features(
+    a: ImportanceReport, b: ImportanceReport
+) -> tuple[np.ndarray | None, np.ndarray | None, tuple[str, ...] | None]:
+    """For token inputs, where each importance is per distinct token id of its own analysis (an index
+    means a different token in a and in b): the positions in a's and in b's importances of the ids both
+    saw, and their text; ``(None, None, None)`` for other inputs (their features are the same columns)."""
+    if a.input_kind != "tokens" or b.input_kind != "tokens":
+        return None, None, None
+    shared, in_a, in_b = np.intersect1d(a.token_ids, b.token_ids, return_indices=True)
+    names = tuple(a.feature_label(int(i)) for i in in_a) if len(a.feature_names) else tuple(f"#{t}" for t in shared)
+    return in_a, in_b, names
 
 
 def _weights_of(analysis: Analysis, model: nn.Module | None) -> dict[str, np.ndarray]:
@@ -151,12 +165,21 @@ def compare(
                 )
             )
     shifts = []
+    feature_names = a.model.feature_names
     if a.importance is not None and b.importance is not None:
+        in_a, in_b, aligned_names = _shared_features(a.importance, b.importance)
+        if aligned_names is not None:
+            feature_names = aligned_names
         for ma in a.importance.methods:
             mb = next((m for m in b.importance.methods if m.method == ma.method), None)
-            if mb is None or ma.error or mb.error or ma.global_importance.shape != mb.global_importance.shape:
+            if mb is None or ma.error or mb.error:
                 continue
-            ra, rb = _ranks(ma.global_importance), _ranks(mb.global_importance)
+            ga, gb = ma.global_importance, mb.global_importance
+            if in_a is not None and in_b is not None:  # tokens: the ids both analyses saw, in one order
+                ga, gb = ga[in_a], gb[in_b]
+            if ga.shape != gb.shape or not ga.size:
+                continue
+            ra, rb = _ranks(ga), _ranks(gb)
             n = len(ra)
             rho = 1 - 6 * float(((ra - rb) ** 2).sum()) / (n * (n * n - 1)) if n > 1 else 1.0
             shifts.append(
@@ -203,6 +226,6 @@ def compare(
         accuracy_b=acc_b,
         layers=tuple(layers),
         importance=tuple(shifts),
-        feature_names=a.model.feature_names,
+        feature_names=feature_names,
         findings=tuple(found),
     )

@@ -77,6 +77,11 @@ def mean_norm(output: Any, batch: Any) -> torch.Tensor:
 
 def predicted_logit(output: Any, batch: Any) -> torch.Tensor:
     """``(n,)``: the largest logit of each sample (the predicted class's), for ``(n, classes)`` logits."""
+    if not isinstance(output, torch.Tensor) and _field(output, "logits") is None:
+        raise InspectorError(
+            "--target predicted-logit needs a model with a classification head (logits); this one returns "
+            "hidden states: choose pooled-norm or mean-norm, or --target file.py:fn"
+        )
     logits = output_tensor(output)
     if logits.dim() != 2:
         raise InspectorError(

@@ -68,8 +68,8 @@ def shift_rows(c: Comparison) -> list[dict[str, object]]:
         {
             "method": METHOD_LABELS[s.method],
             "rank correlation": f"{s.rank_correlation:.2f}",
-            "top in a": ", ".join(names[i] for i in s.top_a),
-            "top in b": ", ".join(names[i] for i in s.top_b),
+            "top in a": ", ".join(names[i] if i < len(names) else f"x{i}" for i in s.top_a),
+            "top in b": ", ".join(names[i] if i < len(names) else f"x{i}" for i in s.top_b),
         }
         for s in c.importance
     ]

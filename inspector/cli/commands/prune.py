@@ -6,7 +6,10 @@ The neuron scope of a checkpoint writes the smaller model: pruned neurons remove
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from pathlib import Path
 
+from inspector.analysis import distributed
 from inspector.analysis.inputs import as_source
 from inspector.analysis.task import make_task
 from inspector.checkpoints import checkpoint_suffix, is_own_checkpoint, load, save_checkpoint
@@ -30,13 +33,27 @@ from inspector.workflows import PruneOutcome, check_sparsity, open_text_model, p
 
 def run(args: argparse.Namespace) -> int:
     check_subject(args, args.checkpoint is not None, "a checkpoint")
+    if distributed.launched_by_torchrun():  # torchrun --nproc_per_node N: the scores over N shares, rank 0 writes
+        with distributed.process_group(device_for(args)):
+            return _prune(args)
+    return _prune(args)
+
+
+def _check_out(args: argparse.Namespace, inputs: list[Path], ours: Callable[[Path], bool]) -> None:
+    """``--out`` is writable (checked by rank 0 alone under torchrun: the only rank that writes it)."""
+    with distributed.together("checking --out"):
+        if distributed.is_writer():
+            check_writable(args.out, force=args.force, inputs=inputs, ours=ours)
+
+
+def _prune(args: argparse.Namespace) -> int:
     if text_given(args):
         return _prune_text_model(args)
     if args.model is not None:
         return _prune_factory_model(args)
     if data_factory_given(args):
         raise InspectorError("prune of a checkpoint reads built-in or file --data; a --data factory goes with --model")
-    check_writable(args.out, force=args.force, inputs=input_files(args.checkpoint, args.data), ours=is_own_checkpoint)
+    _check_out(args, input_files(args.checkpoint, args.data), is_own_checkpoint)
     checkpoint_suffix(args.out)
     check_sparsity(args.sparsity)
     ckpt = load(args.checkpoint, activation=args.activation, trust_pickle=args.trust_pickle)
@@ -53,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
     line = _pruned_line(outcome)
     if data is not None:
         line += f"; {data.name} {data.split} {_scores(outcome)}" + _dtype_note(args.dtype)
+    if not distributed.is_writer():  # every rank pruned the same model; rank 0 writes it
+        return 0
     save_checkpoint(pruned, args.out, force=args.force)
     print(line)
     if outcome.size_before is not None and outcome.size_after is not None:
@@ -63,12 +82,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _prune_factory_model(args: argparse.Namespace) -> int:
     """prune --model: the user's model pruned, its state_dict() written; the metric before -> after on --data."""
-    check_writable(
-        args.out,
-        force=args.force,
-        inputs=input_files(*factory_inputs(args)),
-        ours=lambda p: is_own_state_dict(p) or is_own_checkpoint(p),
-    )
+    _check_out(args, input_files(*factory_inputs(args)), lambda p: is_own_state_dict(p) or is_own_checkpoint(p))
     checkpoint_suffix(args.out)
     check_sparsity(args.sparsity)
     if args.finetune_epochs:
@@ -97,11 +111,10 @@ def _prune_factory_model(args: argparse.Namespace) -> int:
 def _prune_text_model(args: argparse.Namespace) -> int:
     """prune MODEL_DIR --text FILE: the folder's model pruned, its state_dict() written; the metric before ->
     after on the texts (accuracy, perplexity, or the mean --target)."""
-    check_writable(
-        args.out,
-        force=args.force,
-        inputs=input_files(args.checkpoint, *factory_inputs(args)),
-        ours=lambda p: is_own_state_dict(p) or is_own_checkpoint(p),
+    _check_out(
+        args,
+        input_files(args.checkpoint, *factory_inputs(args)),
+        lambda p: is_own_state_dict(p) or is_own_checkpoint(p),
     )
     checkpoint_suffix(args.out)
     check_sparsity(args.sparsity)
@@ -141,6 +154,8 @@ def _save_pruned(outcome: PruneOutcome, args: argparse.Namespace) -> int:
     line = _pruned_line(outcome)
     if outcome.metric_name is not None:
         line += f"; {_scores(outcome)} ({outcome.n_samples} samples)" + _dtype_note(args.dtype)
+    if not distributed.is_writer():  # every rank pruned the same model; rank 0 writes it
+        return 0
     save_state_dict(outcome.model, args.out, force=args.force)
     print(line)
     if outcome.scope == "neuron":

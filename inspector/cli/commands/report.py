@@ -6,11 +6,13 @@ import argparse
 from functools import partial
 from pathlib import Path
 
+from inspector.analysis import distributed
 from inspector.analysis.compare import compare
 from inspector.cli import unescaped_stdout
 from inspector.cli.commands.common import (
     analysis_for,
     check_subject,
+    device_for,
     factory_inputs,
     input_files,
     note,
@@ -30,23 +32,41 @@ def run(args: argparse.Namespace) -> int:
     check_subject(args, bool(args.paths), "a PATH")
     to_stdout = str(args.out) == "-"
     fmt = format_for(args.out, args.format)
+    if to_stdout and fmt in ("pdf", "png"):
+        raise InspectorError(f"{fmt} reports can't go to standard output; give a file name to --out")
+    if distributed.launched_by_torchrun():  # torchrun --nproc_per_node N: one analysis over N shares, rank 0 writes
+        with distributed.process_group(device_for(args)):
+            with distributed.together("checking --out"):
+                if distributed.is_writer():
+                    _check_out(args, fmt, to_stdout)
+            return _report(args, fmt, to_stdout)
+    _check_out(args, fmt, to_stdout)
+    return _report(args, fmt, to_stdout)
+
+
+def _check_out(args: argparse.Namespace, fmt: str, to_stdout: bool) -> None:
     inputs = input_files(*args.paths, *factory_inputs(args))
     if to_stdout:
-        if fmt in ("pdf", "png"):
-            raise InspectorError(f"{fmt} reports can't go to standard output; give a file name to --out")
-    elif fmt == "png":  # before the analysis, not after
+        return
+    if fmt == "png":  # before the analysis, not after
         check_png_folder(args.out, force=args.force, inputs=inputs)
     else:
         check_writable(args.out, force=args.force, inputs=inputs, ours=partial(is_own_report, fmt=fmt))
+
+
+def _report(args: argparse.Namespace, fmt: str, to_stdout: bool) -> int:
     runs = runs_in(args.paths[0]) if len(args.paths) == 1 and args.model is None else []
     if runs:
-        _write_run_report(runs, args, fmt, to_stdout)
+        if distributed.is_writer():  # nothing to share out: rank 0 alone reads the runs and writes
+            _write_run_report(runs, args, fmt, to_stdout)
         return 0
     analysis, model = analysis_for(args.paths[0] if args.paths else None, args)
     subject = analysis
     if len(args.paths) == 2:
         other, other_model = analysis_for(args.paths[1], args)
         subject = compare(analysis, other, model_a=model, model_b=other_model)
+    if not distributed.is_writer():  # every rank holds the same merged analysis; rank 0 writes it
+        return 0
     if to_stdout:
         unescaped_stdout().write(render_text(subject, fmt))  # a document; Markdown's names escaped already
         return 0
