@@ -375,3 +375,32 @@ def test_the_census_hands_the_top_examples_the_chunk_maxima_of_the_output_it_cou
             np.testing.assert_array_equal(census.peaks.numpy(), chunk_maxima(out.relu()).numpy())
         census.update(Batch(torch.zeros(rows, 3)), 1, out, out.relu())
         assert census.peaks is None  # not asked for
+
+
+@pytest.mark.parametrize("order", ["long first", "short first", "short only"])
+def test_a_batch_of_one_token_texts_keeps_token_examples(order):
+    """GPT-2 adds no start token, so a one-word text is a (1, 1) batch and its MLP output (1, 1, m): still
+    a token's row, with its position and context, beside the other batches' (it was read as a sample,
+    with no context, and the merge then failed on the mismatched payloads). Against hooks of the test's own:
+    every neuron's top 2 over every position, in global order."""
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(vocab_size=20, n_embd=8, n_layer=1, n_head=2, n_positions=16)
+    model = transformers.GPT2LMHeadModel(config).eval()
+    long, short = torch.tensor([[3, 4, 5]]), torch.tensor([[6]])
+    texts = {"long first": [long, short], "short first": [short, long], "short only": [short]}[order]
+    batches = [{"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids} for ids in texts]
+    analysis = analyze(model, batches, task="causal-lm", options=AnalysisOptions(sections=("activations",), top_k=2))
+    census = {c.layer: c for c in analysis.activations}
+    top = census["transformer.h.0.mlp.c_fc"].top_examples
+    assert top is not None and top.kind == "tokens" and top.context.shape[2] == 2 * CONTEXT + 1
+    outs = _recorded(model.transformer.h[0].mlp.act, model, batches)
+    values = np.concatenate([o[0].numpy() for o in outs])  # (rows, m) in global order
+    ids = np.concatenate([b["input_ids"][0].numpy() for b in batches])
+    samples = np.concatenate([np.full(b["input_ids"].shape[1], i) for i, b in enumerate(batches)])
+    positions = np.concatenate([np.arange(b["input_ids"].shape[1]) for b in batches])
+    best = np.argsort(-values, axis=0, kind="stable")[: top.values.shape[1]].T  # (m, j)
+    np.testing.assert_allclose(top.values, np.take_along_axis(values.T, best, axis=1), rtol=1e-6)
+    np.testing.assert_array_equal(top.samples, samples[best])
+    np.testing.assert_array_equal(top.positions, positions[best])
+    np.testing.assert_array_equal(top.context[:, :, CONTEXT], ids[best])

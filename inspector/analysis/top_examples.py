@@ -219,8 +219,11 @@ class TopExamplesStatistic(Statistic):
         real = positions.reshape(-1) if positions is not None else None
         if real is not None and bool(real.all()):  # no padding in this batch: no row to leave out
             real = None
+        # a row per token position: several rows a sample, or a per-position output (n, T, m) of T = 1 (a
+        # batch of one-token texts), which is as much a token's as the (n, m) of a pooled layer is not
+        positional = per_sample > 1 or (out.dim() >= 3 and tuple(out.shape[:2]) == tuple(batch.inputs.shape[:2]))
         if self.kind is None:
-            self.kind = _kind(batch.inputs, per_sample)
+            self.kind = _kind(batch.inputs, per_sample, positional)
             self.kind_code = KINDS.index(self.kind) + 1
         found = None
         if self.values is None and real is None:
@@ -251,16 +254,18 @@ class TopExamplesStatistic(Statistic):
         if values.numel() == 0:
             return
         sample, position = rows // per_sample, rows % per_sample
+        # a token layer's examples are always tokens (a flattened (n * T, m) output of T = 1: position 0)
+        positional = positional or self.kind == "tokens"
         keys = torch.stack(
             [
                 torch.full_like(rows, batch_index),
                 torch.full_like(rows, self.calls),
                 sample,
-                position if per_sample > 1 else torch.full_like(rows, -1),  # -1: the example is the sample
+                position if positional else torch.full_like(rows, -1),  # -1: the example is the sample
             ],
             dim=-1,
         )
-        payload = _payload(self.kind, batch, sample, position if per_sample > 1 else None)
+        payload = _payload(self.kind, batch, sample, position if positional else None)
         if self.values is None:  # the first candidates: merged now, to give the next calls their threshold
             self._merge(values, columns, keys, payload, width)
             return
@@ -557,8 +562,8 @@ def _top_rows(flat: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
 KINDS = ("samples", "features", "tokens")
 
 
-def _kind(inputs: torch.Tensor, per_sample: int) -> str:
-    if not inputs.is_floating_point() and inputs.dim() == 2 and per_sample == inputs.shape[1]:
+def _kind(inputs: torch.Tensor, per_sample: int, positional: bool) -> str:
+    if not inputs.is_floating_point() and inputs.dim() == 2 and positional and per_sample == inputs.shape[1]:
         return "tokens"
     if inputs.is_floating_point() and inputs.dim() == 2 and per_sample == 1:
         return "features"
