@@ -279,6 +279,8 @@ def test_an_unknown_activation_is_counted_on_its_pre_activation_and_says_so():
     np.testing.assert_allclose(census[0].mean_activation, z1.double().mean(0).numpy(), rtol=1e-5, atol=1e-7)
     (finding,) = activation_findings(census, "test")
     assert "fc1: activation unknown, counted on its pre-activation" in finding.text
+    # how to declare it, in Python and on the command line (whose flag the finding names as the parser does)
+    assert "activations= in Python, --activations LAYER=ACT on the command line" in finding.text
 
 
 @pytest.mark.parametrize("kind", ["relu", "silu", "tanh"])

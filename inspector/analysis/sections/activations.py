@@ -93,14 +93,14 @@ def _unknown_finding(layers: list[LayerActivations], split: str) -> Finding:
     if len(layers) == 1:
         head = (
             f"layer {layers[0].layer}: activation unknown, counted on its pre-activation (declare it with "
-            f"activations=); its neurons are positive on {pct(fires)} of the "
+            f"activations= in Python, --activations LAYER=ACT on the command line); its neurons are positive on {pct(fires)} of the "
             f"{_census_rows(layers[0], split)} on average"
         )
     else:
         names = ", ".join(a.layer for a in layers[:4]) + (f" and {len(layers) - 4} more" if len(layers) > 4 else "")
         head = (
             f"{len(layers)} layers ({names}): activation unknown, each counted on its pre-activation "
-            f"(declare them with activations=); their neurons are positive on {pct(fires)} of rows on average"
+            f"(declare them with activations= in Python, --activations LAYER=ACT on the command line); their neurons are positive on {pct(fires)} of rows on average"
         )
     tail = f"; {never} of {count(width, 'neuron')} {agree(never, 'is', 'are')} never positive" if never else ""
     return Finding(
