@@ -97,6 +97,11 @@ class TextFile:
             raise InspectorError(
                 f"--text {self.path}: no label column {label_column!r}; its columns are {', '.join(columns)}"
             )
+        if label_column is not None and next_token_labels:  # said, not dropped in silence
+            raise InspectorError(
+                f"--label-column {label_column}: a causal LM's labels are each text's next tokens, not a column; "
+                "drop --label-column (or give a sequence-classification model folder)"
+            )
         if label_column is None and DEFAULT_LABEL_COLUMN in columns and self.suffix != ".txt":
             label_column = DEFAULT_LABEL_COLUMN
         self.label_column = None if next_token_labels else label_column

@@ -390,6 +390,7 @@ def broken(tmp_path_factory: pytest.TempPathFactory, folders: dict[str, Path]) -
         ("logit-of-base", r"--target predicted-logit needs a model with a classification head \(logits\)"),
         ("target-alone", "--target applies to a model folder read with --text"),
         ("txt-column", "--text-column body: a .txt file has no columns"),
+        ("causal-label", r"--label-column sentiment: a causal LM's labels are each text's next tokens"),
     ],
 )
 def test_each_problem_is_one_line(case, message, folders, broken, texts, tmp_path, capsys) -> None:
@@ -417,6 +418,12 @@ def test_each_problem_is_one_line(case, message, folders, broken, texts, tmp_pat
         folder, extra = folders["base"], ["--target", "predicted-logit"]
     elif case == "txt-column":
         extra = ["--text-column", "body"]
+    elif case == "causal-label":  # once ignored in silence
+        folder, text, extra = (
+            folders["gpt2"],
+            texts["csv"],
+            ["--text-column", "sentence", "--label-column", "sentiment"],
+        )
     argv = ["analyze", folder, "--text", text, "--out", tmp_path / "x", "--sections", "parameters", *extra]
     if case == "target-alone":
         argv = ["analyze", folder, "--target", "pooled-norm", "--out", tmp_path / "x"]
