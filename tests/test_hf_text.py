@@ -383,7 +383,7 @@ def broken(tmp_path_factory: pytest.TempPathFactory, folders: dict[str, Path]) -
         ("empty", "holds no text"),
         ("column", r"no column 'text'; its columns are sentence, sentiment"),
         ("label", r"unknown label 'meh'; the model's labels are neg, pos"),
-        ("base", "BertModel has no head to explain by default: pass --target"),
+        ("base", r"BertModel has no head to explain by default: pass --target NAME \(pooled-norm, mean-norm\)"),
         ("target-name", "--target nope: not a named target"),
         ("max-length-special", r"--max-length 2 is too short: the tokenizer adds 2 special tokens to each text"),
         ("max-length-causal", r"--max-length 1 is too short: a causal LM needs two tokens of a text to predict one"),

@@ -108,6 +108,8 @@ TARGETS: dict[str, NamedTarget] = {
     )
 }
 
+HIDDEN_TARGETS = ("pooled-norm", "mean-norm")  # the named targets a model without a head (no logits) can take
+
 
 def named_target(name: str) -> NamedTarget:
     """The target ``name`` names; an error listing the names for any other."""
@@ -132,7 +134,7 @@ def text_task(
         return None, target if target is not None else predicted_logit
     if target is None:
         raise InspectorError(
-            f"{architecture} has no head to explain by default: pass --target NAME ({', '.join(TARGETS)}) "
+            f"{architecture} has no head to explain by default: pass --target NAME ({', '.join(HIDDEN_TARGETS)}) "
             "or --target file.py:fn"
         )
     return None, target
