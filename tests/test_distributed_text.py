@@ -51,37 +51,6 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def test_two_ranks_on_one_batch_of_texts_write_one_process_analysis(
-    folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    argv = ["analyze", str(folder / "cls"), "--text", str(folder / "t.jsonl"), *ARGS]
-    assert main([*argv, "--out", str(tmp_path / "one")]) == 0
-    out, err = capsys.readouterr()
-    assert "\x1b" not in out + err and "\x07" not in out + err
-    world, port = 2, free_port()
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
-    env.update(WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), INSPECTOR_DIST_TIMEOUT="60")
-    env["HF_HUB_OFFLINE"] = "1"
-    ranks = [
-        subprocess.Popen(
-            [sys.executable, "-m", "inspector", *argv, "--out", str(tmp_path / "two")],
-            env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for r in range(world)
-    ]
-    outputs = [p.communicate(timeout=240) for p in ranks]
-    for r, (p, (out, err)) in enumerate(zip(ranks, outputs, strict=True)):
-        assert p.returncode == 0, (r, err)
-        assert "\x1b" not in out + err and "\x07" not in out + err
-    one, two = Analysis.load(tmp_path / "one"), Analysis.load(tmp_path / "two")
-    assert one.data is not None and one.data.n_samples == len(TEXTS)
-    for name in ("data", "activations", "importance", "pruning"):
-        _same_result(getattr(two, name), getattr(one, name), name)
-
-
 def _two_ranks(argv: list[str]) -> list[tuple[int, str, str]]:
     """``python -m inspector *argv`` on two ranks as torchrun starts them: (exit code, stdout, stderr) per rank."""
     world, port = 2, free_port()
@@ -100,6 +69,22 @@ def _two_ranks(argv: list[str]) -> list[tuple[int, str, str]]:
     ]
     outputs = [p.communicate(timeout=240) for p in ranks]
     return [(p.returncode, out, err) for p, (out, err) in zip(ranks, outputs, strict=True)]
+
+
+def test_two_ranks_on_one_batch_of_texts_write_one_process_analysis(
+    folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["analyze", str(folder / "cls"), "--text", str(folder / "t.jsonl"), *ARGS]
+    assert main([*argv, "--out", str(tmp_path / "one")]) == 0
+    out, err = capsys.readouterr()
+    assert "\x1b" not in out + err and "\x07" not in out + err
+    for r, (code, out, err) in enumerate(_two_ranks([*argv, "--out", str(tmp_path / "two")])):
+        assert code == 0, (r, err)
+        assert "\x1b" not in out + err and "\x07" not in out + err
+    one, two = Analysis.load(tmp_path / "one"), Analysis.load(tmp_path / "two")
+    assert one.data is not None and one.data.n_samples == len(TEXTS)
+    for name in ("data", "activations", "importance", "pruning"):
+        _same_result(getattr(two, name), getattr(one, name), name)
 
 
 def test_report_and_prune_under_two_ranks_write_and_say_it_once(
