@@ -220,9 +220,9 @@ class TextFile:
         special = int(count(pair=False)) if callable(count) else 0
         least = special + (2 if self.next_token_labels else 1)
         if self.max_length < least:
-            reasons = [f"the tokenizer adds {special} special token{'s' if special != 1 else ''} to each text"] * (
-                special > 0
-            )
+            reasons = []
+            if special:
+                reasons.append(f"the tokenizer adds {special} special token{'s' if special != 1 else ''} to each text")
             if self.next_token_labels:
                 reasons.append("a causal LM needs two tokens of a text to predict one")
             why = " and ".join(reasons)

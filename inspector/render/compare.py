@@ -64,12 +64,16 @@ def comparison_rows(c: Comparison) -> list[dict[str, object]]:
 
 def shift_rows(c: Comparison) -> list[dict[str, object]]:
     names = c.feature_names
+
+    def name(i: int) -> str:  # x<i> for a feature without a name
+        return names[i] if i < len(names) else f"x{i}"
+
     return [
         {
             "method": METHOD_LABELS[s.method],
             "rank correlation": f"{s.rank_correlation:.2f}",
-            "top in a": ", ".join(names[i] if i < len(names) else f"x{i}" for i in s.top_a),
-            "top in b": ", ".join(names[i] if i < len(names) else f"x{i}" for i in s.top_b),
+            "top in a": ", ".join(map(name, s.top_a)),
+            "top in b": ", ".join(map(name, s.top_b)),
         }
         for s in c.importance
     ]

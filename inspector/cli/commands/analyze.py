@@ -8,10 +8,11 @@ from pathlib import Path
 from inspector.analysis import AnalysisOptions, distributed
 from inspector.cli.commands.common import (
     analysis_for,
+    check_out_as_writer,
     check_subject,
-    device_for,
     factory_inputs,
     input_files,
+    on_ranks,
     options_for,
 )
 from inspector.render.tables import format_summary
@@ -24,14 +25,7 @@ def _csv(text: str | None) -> tuple[str, ...] | None:
 
 def run(args: argparse.Namespace) -> int:
     check_subject(args, args.checkpoint is not None, "a checkpoint")
-    if distributed.launched_by_torchrun():  # torchrun --nproc_per_node N: join the group, only rank 0 writes
-        with distributed.process_group(device_for(args)):
-            with distributed.together("checking --out"):
-                if distributed.is_writer():
-                    check_result_folder(args.out, force=args.force, inputs=_analysis_inputs(args))
-            return _analyze_and_write(args)
-    check_result_folder(args.out, force=args.force, inputs=_analysis_inputs(args))
-    return _analyze_and_write(args)
+    return on_ranks(args, lambda: _analyze_and_write(args))
 
 
 def _analysis_inputs(args: argparse.Namespace) -> list[Path]:
@@ -39,6 +33,7 @@ def _analysis_inputs(args: argparse.Namespace) -> list[Path]:
 
 
 def _analyze_and_write(args: argparse.Namespace) -> int:
+    check_out_as_writer(lambda: check_result_folder(args.out, force=args.force, inputs=_analysis_inputs(args)))
     defaults = AnalysisOptions()
     options = options_for(
         args,

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-from inspector.analysis import AnalysisOptions, analyze_path
+from inspector.analysis import AnalysisOptions, analyze_path, distributed
 from inspector.checks import printable
 from inspector.errors import InspectorError
 from inspector.factories import analyze_factory, factory_file, is_data_factory, is_factory_spec
@@ -19,6 +20,7 @@ from inspector.workflows import analyze_text, input_files
 
 __all__ = [
     "analysis_for",
+    "check_out_as_writer",
     "check_subject",
     "data_factory_given",
     "device_for",
@@ -26,6 +28,7 @@ __all__ = [
     "factory_run",
     "input_files",
     "note",
+    "on_ranks",
     "opens_as_analysis",
     "options_for",
     "runs_in",
@@ -68,6 +71,23 @@ def analysis_for(path: Path | None, args: argparse.Namespace, options=None):
 
 def device_for(args: argparse.Namespace):
     return resolve_device(args.device) if getattr(args, "device", None) else None
+
+
+def on_ranks(args: argparse.Namespace, work: Callable[[], int]) -> int:
+    """``work()``, inside the process group when torchrun launched this process (``--nproc_per_node N``: the
+    statistics over N shares of the data, rank 0 alone writing), else as it is."""
+    if distributed.launched_by_torchrun():
+        with distributed.process_group(device_for(args)):
+            return work()
+    return work()
+
+
+def check_out_as_writer(check: Callable[[], object]) -> None:
+    """``check()`` of ``--out`` on rank 0 alone under torchrun (the only rank that writes it), every rank
+    stopping if it fails; in one process, simply ``check()``."""
+    with distributed.together("checking --out"):
+        if distributed.is_writer():
+            check()
 
 
 def options_for(args: argparse.Namespace, **chosen):

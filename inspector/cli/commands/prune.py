@@ -14,12 +14,14 @@ from inspector.analysis.inputs import as_source
 from inspector.analysis.task import make_task
 from inspector.checkpoints import checkpoint_suffix, is_own_checkpoint, load, save_checkpoint
 from inspector.cli.commands.common import (
+    check_out_as_writer,
     check_subject,
     data_factory_given,
     device_for,
     factory_inputs,
     input_files,
     note,
+    on_ranks,
     text_given,
 )
 from inspector.core.evaluator import format_metric
@@ -33,17 +35,12 @@ from inspector.workflows import PruneOutcome, check_sparsity, open_text_model, p
 
 def run(args: argparse.Namespace) -> int:
     check_subject(args, args.checkpoint is not None, "a checkpoint")
-    if distributed.launched_by_torchrun():  # torchrun --nproc_per_node N: the scores over N shares, rank 0 writes
-        with distributed.process_group(device_for(args)):
-            return _prune(args)
-    return _prune(args)
+    return on_ranks(args, lambda: _prune(args))
 
 
 def _check_out(args: argparse.Namespace, inputs: list[Path], ours: Callable[[Path], bool]) -> None:
     """``--out`` is writable (checked by rank 0 alone under torchrun: the only rank that writes it)."""
-    with distributed.together("checking --out"):
-        if distributed.is_writer():
-            check_writable(args.out, force=args.force, inputs=inputs, ours=ours)
+    check_out_as_writer(lambda: check_writable(args.out, force=args.force, inputs=inputs, ours=ours))
 
 
 def _prune(args: argparse.Namespace) -> int:

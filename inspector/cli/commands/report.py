@@ -11,11 +11,12 @@ from inspector.analysis.compare import compare
 from inspector.cli import unescaped_stdout
 from inspector.cli.commands.common import (
     analysis_for,
+    check_out_as_writer,
     check_subject,
-    device_for,
     factory_inputs,
     input_files,
     note,
+    on_ranks,
     runs_in,
 )
 from inspector.errors import InspectorError
@@ -34,14 +35,7 @@ def run(args: argparse.Namespace) -> int:
     fmt = format_for(args.out, args.format)
     if to_stdout and fmt in ("pdf", "png"):
         raise InspectorError(f"{fmt} reports can't go to standard output; give a file name to --out")
-    if distributed.launched_by_torchrun():  # torchrun --nproc_per_node N: one analysis over N shares, rank 0 writes
-        with distributed.process_group(device_for(args)):
-            with distributed.together("checking --out"):
-                if distributed.is_writer():
-                    _check_out(args, fmt, to_stdout)
-            return _report(args, fmt, to_stdout)
-    _check_out(args, fmt, to_stdout)
-    return _report(args, fmt, to_stdout)
+    return on_ranks(args, lambda: _report(args, fmt, to_stdout))
 
 
 def _check_out(args: argparse.Namespace, fmt: str, to_stdout: bool) -> None:
@@ -55,6 +49,7 @@ def _check_out(args: argparse.Namespace, fmt: str, to_stdout: bool) -> None:
 
 
 def _report(args: argparse.Namespace, fmt: str, to_stdout: bool) -> int:
+    check_out_as_writer(lambda: _check_out(args, fmt, to_stdout))
     runs = runs_in(args.paths[0]) if len(args.paths) == 1 and args.model is None else []
     if runs:
         if distributed.is_writer():  # nothing to share out: rank 0 alone reads the runs and writes
