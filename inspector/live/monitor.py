@@ -554,7 +554,7 @@ class Monitor:
             if param.grad is None:
                 return
             grad = param.grad.detach()
-            self._grad_norm[name] = torch.linalg.vector_norm(grad if grad.dtype == torch.float32 else grad.float())
+            self._grad_norm[name] = torch.linalg.vector_norm(grad.float())  # float() of float32 is the tensor itself
             if name not in self._before:  # the first backward of the step: the weight before its update
                 self._before[name] = param.detach().clone()
 
@@ -652,11 +652,9 @@ class Monitor:
 
         where: dict[str, tuple[int, int, int]] = {}
         for layer, weight in self._weights.items():
-            w = weight.detach()
-            if w.dtype != torch.float32:
-                w = w.float()
+            w = weight.detach().float()  # float() of float32 is the tensor itself: no copy
             before = self._before.get(layer)
-            if before is not None and before.dtype != torch.float32:
+            if before is not None:
                 before = before.float()
             where[layer] = (
                 position(torch.linalg.vector_norm(w)),
