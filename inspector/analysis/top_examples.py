@@ -225,6 +225,8 @@ class TopExamplesStatistic(Statistic):
         if self.kind is None:
             self.kind = _kind(batch.inputs, per_sample, positional)
             self.kind_code = KINDS.index(self.kind) + 1
+        # a token layer's examples are always tokens (a flattened (n * T, m) output of T = 1: position 0)
+        positional = positional or self.kind == "tokens"
         found = None
         if self.values is None and real is None:
             found = _first_candidates(flat, self.k, peaks)  # None: the batch's exact top below
@@ -254,8 +256,6 @@ class TopExamplesStatistic(Statistic):
         if values.numel() == 0:
             return
         sample, position = rows // per_sample, rows % per_sample
-        # a token layer's examples are always tokens (a flattened (n * T, m) output of T = 1: position 0)
-        positional = positional or self.kind == "tokens"
         keys = torch.stack(
             [
                 torch.full_like(rows, batch_index),
