@@ -14,6 +14,7 @@ from torch import nn
 from dashboards.app import create_app
 from dashboards.state import DashboardState
 from dashboards.views import importance as importance_view
+from dashboards.views import neurons as neurons_view
 from dashboards.views import text as text_view
 from inspector import analyze
 from inspector import figures as F
@@ -324,12 +325,10 @@ def test_the_neurons_view_says_why_an_attention_projection_has_no_top_examples()
     """A layer the census does not count (BERT's query: into attention, no activation of its own) has no top
     examples: the view says so and names layers that have them, instead of asking for data and top_k > 0,
     which the analysis has."""
-    from dashboards.views import neurons
-
     model = tiny_bert(num_labels=2, num_hidden_layers=1)
     analysis = analyze(model, padded_batches(2, 4, 8, num_labels=2), options=AnalysisOptions(sections=("activations",)))
     state = DashboardState.build(analysis)
-    counted = neurons.top_examples(state, "bert.encoder.layer.0.intermediate.dense", 0)
+    counted = neurons_view.top_examples(state, "bert.encoder.layer.0.intermediate.dense", 0)
     assert counted[0].children.startswith("fires on")
-    (why,) = neurons.top_examples(state, "bert.encoder.layer.0.attention.self.query", 0)
+    (why,) = neurons_view.top_examples(state, "bert.encoder.layer.0.attention.self.query", 0)
     assert "does not count it" in why.children and "bert.encoder.layer.0.intermediate.dense" in why.children
