@@ -4,9 +4,9 @@
 
 Models built from a config with random weights (nothing is downloaded): ``minilm`` (BertConfig 384
 hidden, 6 layers, 12 heads, 1536 intermediate, vocab 30522: all-MiniLM-L6-v2's shape), ``bert-base``
-(12 x 768 -> 3072) and ``gpt2`` (GPT2Config 768, 12 layers, 12 heads: GPT-2 small's shape; its
-``Conv1D`` layers are dense sites once Conv1D is a site kind, until then only ``lm_head``, which the
-census does not count), plus every Hugging Face folder given as an argument (loaded with
+(12 x 768 -> 3072) and ``gpt2`` (GPT2LMHeadModel, GPT2Config 768, 12 layers, 12 heads: GPT-2 small's
+shape; its ``Conv1D`` layers are dense sites, of which the census counts the 12 ``mlp.c_fc`` followed by
+GELU), plus every Hugging Face folder given as an argument (loaded with
 ``AutoModel``, offline). The text: ``--text FILE`` (one text a line), or by default the docstrings of
 Python's standard library (its modules and their public functions and classes, a paragraph a text),
 tokenized by a WordPiece vocabulary trained here on that text with the ``tokenizers`` library.
@@ -17,7 +17,9 @@ Measured on one thread (``torch.set_num_threads(1)``), numerator and denominator
 - ``census / forward``: ``analyze(model, data, options=AnalysisOptions(sections=("activations",)))``
   (the first forwards, site discovery, the census pass and its finish) against the bare forwards
   over the same batches under ``inference_mode``; ``--sequences`` sequences of ``--tokens`` tokens
-  (packed from the text), in batches of 32. Target (issue 19): <= 1.10.
+  (packed from the text), in batches of 32. Target (issue 19): <= 1.10. Where the census's forwards
+  end before the model's last module (:mod:`inspector.analysis.cut`: GPT-2's ``lm_head``), also the
+  census against the bare forward ending at the same module: the census's own cost.
 - the projection solver's time per layer (the census finish's PCA of the 2048 kept rows), from the
   census above; and on a 2048 x 3072 matrix. Target: <= 1 s per layer of 3072 neurons.
 - ``analysis / forward``: the default full analysis (``analyze`` with defaults and a ``target=``,
@@ -58,6 +60,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from inspector.analysis import activations as census_module  # noqa: E402
 from inspector.analysis import analyze  # noqa: E402
+from inspector.analysis.cut import ForwardCut, _Cut  # noqa: E402
 from inspector.analysis.options import AnalysisOptions  # noqa: E402
 
 BATCH = 32
@@ -186,24 +189,44 @@ def cpu_seconds(fn: Callable[[], object]) -> float:
     return time.process_time() - start
 
 
-def interleaved(numerator: Callable[[], object], denominator: Callable[[], object], rounds: int) -> dict[str, Any]:
-    """Median and spread of ``numerator / denominator`` over ``rounds`` interleaved rounds (process CPU time)."""
-    ratios, nums, dens = [], [], []
+def interleaved(
+    numerator: Callable[[], object], denominators: dict[str, Callable[[], object]], rounds: int
+) -> dict[str, dict[str, Any]]:
+    """Per denominator, the median and spread of ``numerator / denominator`` over ``rounds`` rounds, each
+    timing all of them once (in reversed order every other round; process CPU time)."""
+    runs = {"numerator": numerator, **denominators}
+    times: dict[str, list[float]] = {name: [] for name in runs}
     for i in range(rounds):
-        if i % 2 == 0:
-            den, num = cpu_seconds(denominator), cpu_seconds(numerator)
-        else:
-            num, den = cpu_seconds(numerator), cpu_seconds(denominator)
-        nums.append(num)
-        dens.append(den)
-        ratios.append(num / den)
-    return {
-        "median": statistics.median(ratios),
-        "min": min(ratios),
-        "max": max(ratios),
-        "numerator_s": statistics.median(nums),
-        "denominator_s": statistics.median(dens),
-    }
+        for name in runs if i % 2 == 0 else reversed(runs):
+            times[name].append(cpu_seconds(runs[name]))
+    out = {}
+    for name in denominators:
+        ratios = [n / d for n, d in zip(times["numerator"], times[name], strict=True)]
+        out[name] = {
+            "median": statistics.median(ratios),
+            "min": min(ratios),
+            "max": max(ratios),
+            "numerator_s": statistics.median(times["numerator"]),
+            "denominator_s": statistics.median(times[name]),
+        }
+    return out
+
+
+@contextlib.contextmanager
+def census_cut() -> Iterator[list[str | None]]:
+    """Record the module each census's forwards end at (:class:`inspector.analysis.cut.ForwardCut`)."""
+    found: list[str | None] = []
+    original = ForwardCut._decide
+
+    def decide(self: ForwardCut) -> None:
+        original(self)
+        found.append(self.at)
+
+    ForwardCut._decide = decide  # type: ignore[method-assign]
+    try:
+        yield found
+    finally:
+        ForwardCut._decide = original  # type: ignore[method-assign]
 
 
 @contextlib.contextmanager
@@ -276,6 +299,10 @@ def full_analysis(name: str, batches: list[dict[str, torch.Tensor]], timeout: fl
         child.join()
 
 
+def _stop_here(module: torch.nn.Module, args: Any) -> None:
+    raise _Cut
+
+
 # --- main -----------------------------------------------------------------------------------------
 
 
@@ -338,11 +365,30 @@ def main() -> None:
             analyze(model, data, options=census_options)
 
         forward()  # warm-up
-        with timed_projection() as solved:
+        with timed_projection() as solved, census_cut() as cut:
             analysis = analyze(model, data, options=census_options)
         layers = len(analysis.activations or ())
-        ratio = interleaved(census, forward, rounds)
+        denominators = {"forward": forward}
+        at = cut[0] if cut else None
+        if at is not None:  # the census's own cost: against the bare forward ending at the same module
+
+            def to_cut(model: torch.nn.Module = model, at: str = at) -> None:
+                handle = model.get_submodule(at).register_forward_pre_hook(_stop_here)
+                try:
+                    with torch.inference_mode():
+                        for batch in data:
+                            with contextlib.suppress(_Cut):
+                                model(**batch)
+                finally:
+                    handle.remove()
+
+            denominators["forward_to_cut"] = to_cut
+        ratios = interleaved(census, denominators, rounds)
+        ratio = ratios["forward"]
         entry["census"] = ratio
+        entry["census_cut_at"] = at
+        if at is not None:
+            entry["census_over_forward_to_cut"] = ratios["forward_to_cut"]
         entry["census_layers"] = layers
         entry["projection_per_layer_s"] = [{"rows": r, "width": w, "seconds": s} for r, w, s in solved]
         per_width: dict[int, list[float]] = {}
@@ -355,6 +401,12 @@ def main() -> None:
             f"{name:10s} census / forward {fmt(ratio)}  (target <= 1.10; forward {ratio['denominator_s']:.2f} s, "
             f"census {ratio['numerator_s']:.2f} s, {layers} counted layers)"
         )
+        if at is not None:
+            own = ratios["forward_to_cut"]
+            print(
+                f"{'':10s} the census's forwards end before {at} (nothing after the last site is read); against "
+                f"the bare forward ending there too: {fmt(own)} (that forward {own['denominator_s']:.2f} s)"
+            )
         print(f"{'':10s} projection per layer: {solver_text or 'none'}")
         if not args.no_analysis:
             with torch.inference_mode():

@@ -48,6 +48,8 @@ FORMAT_NAME = "dense-inspector"
 # regression one is version 2, so they refuse it rather than analyse it as a classifier.
 FORMAT_VERSION = 2
 TASKS = ("classification", "regression")
+STATE_DICT_FORMAT = "dense-inspector-state-dict"  # marks a state dict this tool wrote (what --force may replace)
+TIED_KEY = "tied"  # its safetensors metadata: {"later name": "first name"} of tied weights stored as copies
 
 
 @dataclass(frozen=True)
@@ -494,6 +496,23 @@ def _parts(path: Path, contents: Contents) -> _Parts:
     return _Parts("state-dict", dict(contents.state), metadata=dict(contents.metadata))
 
 
+def declared_ties(metadata: Mapping[str, Any], state: Mapping[str, torch.Tensor]) -> dict[str, str]:
+    """``{later name: first name}`` that a safetensors state dict this tool wrote declares tied (its copies
+    of one model tensor, :data:`TIED_KEY`): each pair of the same shape and dtype, the first not itself a
+    copy; ``{}`` for any other file or a declaration that does not fit its tensors."""
+    # the header's metadata, each value decoded from its JSON where it is JSON
+    if metadata.get("format") != STATE_DICT_FORMAT or not isinstance(metadata.get(TIED_KEY), dict):
+        return {}
+    declared = metadata[TIED_KEY]
+    out = {}
+    for name, first in declared.items():
+        a, b = state.get(name), state.get(first) if isinstance(first, str) else None
+        if a is not None and b is not None and name != first and first not in declared:
+            if tuple(a.shape) == tuple(b.shape) and a.dtype == b.dtype:
+                out[name] = first
+    return out
+
+
 @dataclass(frozen=True)
 class FileHeader:
     """What a checkpoint declares, validated against its bytes; no tensor data was read.
@@ -529,7 +548,7 @@ def read_header(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> 
     conv1d = conv1d_weights(contents.state) if contents.extras is None and contents.module is None else frozenset()
     contents = transposed(contents, conv1d)
     parts = _parts(source.path, contents)
-    tied = shared_storage(parts.state)
+    tied = shared_storage(parts.state) | declared_ties(parts.metadata, parts.state)
     tensors = tuple(
         TensorInfo(
             name, tuple(t.shape), str(t.dtype).removeprefix("torch."), t.numel() * t.element_size(), tied.get(name)

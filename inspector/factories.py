@@ -44,17 +44,25 @@ from inspector._version import __version__
 from inspector.analysis import analyze
 from inspector.analysis.inputs import as_source
 from inspector.analysis.sites import KINDS
-from inspector.checkpoints import Checkpoint, checkpoint_suffix, is_own_checkpoint, load, read_header, read_parts
+from inspector.checkpoints import (
+    STATE_DICT_FORMAT,
+    TIED_KEY,
+    Checkpoint,
+    checkpoint_suffix,
+    is_own_checkpoint,
+    load,
+    read_header,
+    read_parts,
+)
 from inspector.checks import printable
 from inspector.core.dense import dense_layers
 from inspector.data import BUILTIN_DATASETS
 from inspector.errors import InspectorError
 from inspector.evaluation import eval_data_for
 from inspector.fileio import atomic_path, read_prefix
-from inspector.formats import read_safetensors_header, read_torch_header, safetensors_magic
+from inspector.formats import read_safetensors_header, read_torch_header, safetensors_magic, shared_storage
 
 WHATS = ("model", "data", "target")
-STATE_DICT_FORMAT = "dense-inspector-state-dict"  # marks a state dict this tool wrote (what --force may replace)
 
 _IDENTIFIER = r"[A-Za-z_]\w*"
 _ATTRIBUTE = rf"{_IDENTIFIER}(?:\.{_IDENTIFIER})*"
@@ -454,17 +462,37 @@ def save_state_dict(model: nn.Module, path: str | os.PathLike[str], *, force: bo
     safetensors: the tensors as they are (``safetensors.torch.load_file`` gives the state dict);
     ``.pt``: ``{"format": ..., "state_dict": ...}`` (``torch.load(f)["state_dict"]``). An existing
     file is replaced only with ``force`` and only when dense-inspector wrote it.
+
+    Tied weights (GPT-2's ``lm_head.weight``, the same tensor as ``transformer.wte.weight``) are stored
+    under each name, so that every key loads; the file says which ones repeat (a ``.pt`` file stores them
+    as one tensor, safetensors, which refuses shared storage, as copies and the ``tied`` metadata), and
+    ``inspector info`` counts them once, as the model does.
     """
     path = Path(path)
     suffix = checkpoint_suffix(path)
-    # clones: tied weights become separate tensors (safetensors refuses shared storage)
-    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    source = model.state_dict()
+    ties = {  # later name -> first name, for exact ties (the same bytes, shape and strides)
+        k: first
+        for k, first in shared_storage(source).items()
+        if source[k].shape == source[first].shape
+        and source[k].stride() == source[first].stride()
+        and source[k].storage_offset() == source[first].storage_offset()
+    }
+    state: dict[str, torch.Tensor] = {}
+    for k, v in source.items():
+        tied = ties.get(k)
+        if tied is not None and suffix != ".safetensors":
+            state[k] = state[tied]
+        else:
+            state[k] = v.detach().cpu().contiguous().clone()  # a clone: no storage shared with the model
     with atomic_path(path, force=force, ours=lambda p: is_own_state_dict(p) or is_own_checkpoint(p)) as tmp:
         if suffix == ".safetensors":
             from safetensors.torch import save_file
 
             mode = tmp.stat().st_mode & 0o777
             metadata = {"format": json.dumps(STATE_DICT_FORMAT), "package_version": json.dumps(__version__)}
+            if ties:
+                metadata[TIED_KEY] = json.dumps(ties)
             save_file(state, str(tmp), metadata=metadata)
             os.chmod(tmp, mode)  # safetensors replaces the file with a private (0600) one
         else:

@@ -208,7 +208,14 @@ def layers_from_tensors(
     the same layers. Tied tensors (:attr:`TensorInfo.tied_to`) count 0 where they repeat.
     """
     by_name = {t.name: t for t in tensors}
+    # every tensor's layer first: a tied copy may come before the tensor it repeats (safetensors sorts names)
     layer_of: dict[str, str] = {}
+    for t in tensors:
+        if len(t.shape) == 2 and not is_integer_dtype(t.dtype):
+            prefix, _, leaf = t.name.rpartition(".")
+            layer_of[t.name] = (prefix or t.name) if leaf == "weight" else t.name
+            if leaf == "weight" and f"{prefix}.bias" in by_name:
+                layer_of.setdefault(f"{prefix}.bias", layer_of[t.name])
     layers: list[LinearLayerInfo] = []
     embeddings: list[EmbeddingInfo] = []
     for t in tensors:
@@ -220,7 +227,6 @@ def layers_from_tensors(
         name = (prefix or t.name) if named_weight else t.name
         tied_to = layer_of.get(t.tied_to, t.tied_to) if t.tied_to is not None else None
         if is_embedding_name(t.name):
-            layer_of[t.name] = name
             embeddings.append(
                 EmbeddingInfo(
                     layer=name,
@@ -237,9 +243,6 @@ def layers_from_tensors(
         bias = by_name.get(f"{prefix}.bias") if named_weight else None
         if bias is not None and (bias.shape != (m,) or is_integer_dtype(bias.dtype)):
             bias = None
-        for member in (t, bias):
-            if member is not None:
-                layer_of[member.name] = name
         counted = [x for x in (t, bias) if x is not None and x.tied_to is None]
         layers.append(
             LinearLayerInfo(

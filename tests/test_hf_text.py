@@ -277,6 +277,28 @@ def test_prune_and_report_read_a_model_folder(folders, texts, tmp_path, capsys) 
     )
     assert status == 0, err
     assert "perplexity" in out and out_file.is_file()
+    # GPT-2's lm_head is wte's tensor: the pruned file holds it under both names (every key loads) and
+    # says so, so info counts it once, as the model does
+    model, _ = _load(folders["gpt2"])
+    own = sum(p.numel() for p in model.parameters())
+    pt_file = tmp_path / "pruned.pt"
+    status, _, err = run(
+        capsys, "prune", folders["gpt2"], "--text", texts["txt"], "--sparsity", "0.5", "--out", pt_file
+    )
+    assert status == 0, err
+    for path in (out_file, pt_file):
+        status, out, err = run(capsys, "info", path, "--json")
+        assert status == 0, err
+        info = json.loads(out)
+        assert info["totals"]["total_parameters"] == own, path
+        assert {row["layer"]: row["tied_to"] for row in info["layers"]}["lm_head"] == "transformer.wte", path
+    from safetensors.torch import load_file
+
+    pruned = load_file(out_file)
+    model.load_state_dict(pruned)  # strict: every key is there
+    assert torch.equal(pruned["lm_head.weight"], pruned["transformer.wte.weight"])
+    assert model.lm_head.weight is model.transformer.wte.weight  # still tied after loading
+    assert int((model.transformer.h[0].mlp.c_fc.weight == 0).sum()) > 0  # the pruned weights came in
     status, out, err = run(
         capsys, "report", folders["classifier"], "--text", texts["jsonl"], "--out", "-", "--format", "md",
         "--max-samples", "3",

@@ -490,3 +490,33 @@ def test_info_says_what_the_reader_noticed(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "inspector: note: 1 tensor in the shards is not in the index ('fc1.bias')" in captured.err
     assert "fc1" in captured.out
+
+
+def _tied_file(path, tied: dict, format_: str = "dense-inspector-state-dict") -> None:
+    tensors = {"emb.weight": torch.ones(10, 4), "head.weight": torch.ones(10, 4), "fc.weight": torch.ones(3, 4)}
+    save_file(tensors, str(path), metadata={"format": json.dumps(format_), "tied": json.dumps(tied)})
+
+
+def test_a_state_dict_this_tool_wrote_counts_its_declared_tied_copies_once(tmp_path):
+    _tied_file(tmp_path / "a.safetensors", {"head.weight": "emb.weight"})
+    inv = read_inventory(tmp_path / "a.safetensors")
+    head = {layer.layer: layer for layer in inv.linear_layers}["head"]
+    assert head.tied_to == "emb" and head.parameters == 0 and head.bytes == 0
+    assert inv.totals()["total_parameters"] == 10 * 4 + 3 * 4
+
+
+@pytest.mark.parametrize(
+    "tied, format_",
+    [
+        ({"head.weight": "emb.weight"}, "someone-else"),  # not this tool's file: its metadata is not trusted
+        ({"head.weight": "fc.weight"}, "dense-inspector-state-dict"),  # another shape
+        ({"head.weight": "nowhere.weight"}, "dense-inspector-state-dict"),
+        ({"head.weight": "head.weight"}, "dense-inspector-state-dict"),
+        ({"head.weight": "emb.weight", "emb.weight": "fc.weight"}, "dense-inspector-state-dict"),  # a chain
+        (["head.weight"], "dense-inspector-state-dict"),
+    ],
+)
+def test_a_tie_that_does_not_fit_the_tensors_is_not_believed(tmp_path, tied, format_):
+    _tied_file(tmp_path / "b.safetensors", tied, format_)
+    inv = read_inventory(tmp_path / "b.safetensors")
+    assert inv.totals()["total_parameters"] == 2 * 10 * 4 + 3 * 4

@@ -34,6 +34,10 @@ Memory grows with the number of neurons (plus the bounded rows kept for the
 histogram and projection), not with the data: the per-batch sums stay on the
 device in float32 (one GEMM against a row of ones per statistic) and are folded
 into float64 totals before a float32 count could lose a unit.
+
+Nothing reads the model's output: from the second batch on, each forward ends where the first showed
+that no site is left (:mod:`inspector.analysis.cut`), so what comes after the last counted layer (GPT-2's
+final norm and its 50,257-wide ``lm_head``, a classifier head) runs on the first batch only.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ import torch
 from torch import nn
 
 from inspector.analysis import distributed
+from inspector.analysis.cut import ForwardCut
 from inspector.analysis.guard import inspecting
 from inspector.analysis.inputs import Batch, DataSource, as_source, model_device
 from inspector.analysis.sites import (
@@ -643,13 +648,14 @@ def activation_census(
         accumulators.update((s.layer, SiteCensus(s, keep_samples, nearly_dead_threshold)) for s in counted)
         tops.update((s.layer, TopExamplesStatistic(s.layer, top_k)) for s in counted if top_k > 0)
         observer = SiteObserver(model, counted, observe, guard)
+        cut = ForwardCut(model, counted, guard)  # the forwards end after the last site: the output is not read
         with torch.inference_mode():
             for index, batch in enumerate(source):
                 # the global batch index: it orders the kept rows across ranks as one process would
                 current[:] = [batch, index * shard.world + shard.rank if shard is not None else index]
                 sizes.update(current[1], len(batch))
                 observer.start_batch()
-                batch.call(model)
+                cut.run(batch, model)
             for acc in accumulators.values():  # the totals are inference tensors: fold them in while still in the mode
                 acc.flush()
             for top in tops.values():

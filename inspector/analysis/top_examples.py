@@ -462,12 +462,15 @@ def _above(
     if limit is not None and where.numel() > limit:
         raise _TooMany
     chunk, column = where // width, where % width
-    within = torch.arange(ABOVE_CHUNK, device=flat.device)
-    candidate_rows = chunk[:, None] * ABOVE_CHUNK + within  # (pairs, ABOVE_CHUNK)
-    values = flat.view(-1).index_select(0, (candidate_rows * width + column[:, None]).view(-1)).view(-1, ABOVE_CHUNK)
+    # each pair's entries in ``flat.view(-1)``: its chunk's first row at its column, then a row further each;
+    # one index per entry (pairs x ABOVE_CHUNK), the rest per pair or per entry found
+    first = chunk * (ABOVE_CHUNK * width) + column
+    steps = torch.arange(0, ABOVE_CHUNK * width, width, device=flat.device)
+    values = flat.view(-1).index_select(0, (first[:, None] + steps).view(-1)).view(-1, ABOVE_CHUNK)
     entry = _flat_nonzero(compare(values, threshold.index_select(0, column)[:, None]))  # by pair, then row
-    found_rows = candidate_rows.view(-1).index_select(0, entry)
-    found_columns = column.index_select(0, entry // ABOVE_CHUNK)
+    pair = entry // ABOVE_CHUNK
+    found_rows = chunk.index_select(0, pair) * ABOVE_CHUNK + entry % ABOVE_CHUNK
+    found_columns = column.index_select(0, pair)
     found_values = values.view(-1).index_select(0, entry)
     if whole < rows:  # the last rows, fewer than a chunk: compared directly (after every chunk's rows)
         tail = flat[whole:]

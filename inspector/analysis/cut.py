@@ -1,0 +1,145 @@
+"""Ending a census's forward passes after the last site: what runs after it (GPT-2's 50,257-wide ``lm_head``,
+a classifier, a final norm) is not computed when nothing reads the output.
+
+The first forward runs whole and shows where the sites end: the *candidates* are the modules that hold no
+site (no counted layer, activation module or tap in them) and are children of a module holding all the
+sites (the model, ``transformer``, ``model``: the chain down to where the sites part ways), and the cut is
+the first candidate to start after the last site's activation was observed. From the second forward on,
+that module's forward pre-hook ends the pass (:class:`_Cut`, a ``BaseException``: no ``except Exception``
+in a model catches it). A layer inside a block, an expert of a mixture, a layer called once more later in
+the same block: all lie inside a module that holds a site, so the cut is never among them.
+
+Not cut (the forward runs whole): no candidate starts after the last site; a candidate also started
+before it; a model wrapped by ``torch.distributed`` or ``torch.nn.parallel`` (DDP, FSDP: their forward holds
+collectives and state) or compiled (``torch.compile``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from torch import nn
+
+from inspector.analysis.guard import _Guard
+from inspector.analysis.inputs import Batch
+from inspector.analysis.sites import Site
+
+
+class _Cut(BaseException):
+    """Raised by the cut module's pre-hook: this forward has done all the census needs."""
+
+
+def _observed_at(site: Site) -> str:
+    """The module whose forward hook observes ``site``'s activation (its activation module, or its tap)."""
+    return site.module if site.found_by in ("module", "convention") and site.module else site.tap
+
+
+def _holds(path: str, inside: Iterable[str]) -> bool:
+    """Whether the module ``path`` is, or contains, one of the modules ``inside``."""
+    prefix = f"{path}."
+    return any(name == path or name.startswith(prefix) for name in inside) if path else True
+
+
+def candidates(model: nn.Module, sites: tuple[Site, ...]) -> dict[str, nn.Module]:
+    """The modules a forward may be cut at (see the module docstring), by path; ``{}`` when none can be."""
+    if any(_wrapped(m) for m in model.modules()):
+        return {}
+    related = {p for s in sites for p in (s.layer, s.tap, _observed_at(s)) if p}
+    if not related:
+        return {}
+    # the chain of modules that hold every site: the model, then each common leading part of their paths
+    parts = [p.split(".") for p in related]
+    common: list[str] = []
+    for names in zip(*parts, strict=False):
+        if len(set(names)) != 1:
+            break
+        common.append(names[0])
+    modules = dict(model.named_modules())
+    chain = [".".join(common[:i]) for i in range(len(common) + 1)]
+    out: dict[str, nn.Module] = {}
+    for parent in chain:
+        holder = modules.get(parent)
+        if holder is None:
+            continue
+        for name, child in holder.named_children():
+            path = f"{parent}.{name}" if parent else name
+            if not _holds(path, related) and path not in chain:
+                out[path] = child
+    return out
+
+
+def _wrapped(module: nn.Module) -> bool:
+    """A module whose forward must run whole: a ``torch.distributed`` wrapper, or a compiled module."""
+    return any(
+        c.__module__.startswith(("torch.distributed", "torch.nn.parallel", "torch._dynamo"))
+        for c in type(module).__mro__
+    )
+
+
+class ForwardCut:
+    """Runs a census's forwards (``run(batch, model)``), the first whole, the later ones ending where the
+    first showed that no site is left (:attr:`at`, ``None`` while uncut). Its hooks live on ``guard``."""
+
+    def __init__(self, model: nn.Module, sites: tuple[Site, ...], guard: _Guard) -> None:
+        self.model = model
+        self.guard = guard
+        self.at: str | None = None
+        self._clock = 0
+        self._last_site = -1
+        self._starts: dict[str, list[int]] = {}
+        self._first = True
+        self._handles: list[Any] = []
+        found = candidates(model, sites)
+        if not found:
+            self._first = False  # nothing to learn: every forward runs whole
+            return
+        modules = dict(model.named_modules())
+        for path, module in found.items():
+            self._handles.append(module.register_forward_pre_hook(self._started(path)))
+        for path in {_observed_at(s) for s in sites}:
+            if path in modules:
+                self._handles.append(modules[path].register_forward_hook(self._site_done))
+
+    def _started(self, path: str) -> Callable[..., None]:
+        def hook(module: nn.Module, args: Any) -> None:
+            self._clock += 1
+            self._starts.setdefault(path, []).append(self._clock)
+
+        return hook
+
+    def _site_done(self, module: nn.Module, args: Any, output: Any) -> None:
+        self._clock += 1
+        self._last_site = self._clock
+
+    def run(self, batch: Batch, model: nn.Module) -> None:
+        """``model``'s forward on ``batch``, for its hooks' sake (the output is dropped)."""
+        if not self._first:
+            try:
+                batch.call(model)
+            except _Cut:
+                pass
+            return
+        try:
+            batch.call(model)
+        finally:
+            self._first = False
+            for handle in self._handles:
+                handle.remove()
+            self._handles.clear()
+        self._decide()
+
+    def _decide(self) -> None:
+        """The cut: the first candidate to start after the last site was observed, and never before."""
+        if self._last_site < 0:
+            return
+        after = [(min(starts), path) for path, starts in self._starts.items() if min(starts) > self._last_site]
+        if not after:
+            return
+        self.at = min(after)[1]
+        module = self.model.get_submodule(self.at)
+        self.guard.hook(module.register_forward_pre_hook(_stop))
+
+
+def _stop(module: nn.Module, args: Any) -> None:
+    raise _Cut
