@@ -37,9 +37,9 @@ def _same(a: object, b: object, where: str = "") -> None:
 
 
 def _calls(module: nn.Module) -> list[int]:
-    """The forwards of ``module`` that ran to the end, appended to as they do."""
+    """The rows of each forward of ``module`` that ran to the end, appended to as they do."""
     calls: list[int] = []
-    module.register_forward_hook(lambda *args: calls.append(1))
+    module.register_forward_hook(lambda module, args, out: calls.append(int(args[0].shape[0])))
     return calls
 
 
@@ -69,8 +69,9 @@ def test_an_mlp_census_skips_its_output_layer_after_the_first_batch(monkeypatch)
     with_cut, at, whole = _census_both_ways(model, (X, torch.randint(0, 3, (200,))), monkeypatch, batch_size=32)
     assert at == "4"
     _same(with_cut, whole)
-    # site discovery's forward and the first of 7 batches; then discovery's and 7 whole forwards uncut
-    assert len(head) == 2 + 8
+    # site discovery's forward (on the first batch) and the cut's (on its first two rows); then
+    # discovery's and the 7 whole forwards uncut
+    assert head == [32, 2] + [32, 32, 32, 32, 32, 32, 32, 8]
     assert [a.layer for a in with_cut] == ["0", "2"]
 
 
@@ -91,8 +92,9 @@ def test_gpt2_ends_before_the_final_norm_and_lm_head_and_counts_the_same(monkeyp
     assert at == "transformer.ln_f"
     _same(with_cut, whole)
     assert with_cut[0].top_examples is not None and with_cut[0].top_examples.kind == "tokens"
-    # site discovery's forward and the census's first batch; then discovery's and 4 whole forwards uncut
-    assert len(head) == 2 + 5
+    # site discovery's forward (on the first batch) and the cut's (on its first two rows): no census batch
+    # reaches lm_head; then discovery's and the 4 whole forwards uncut
+    assert head == [4, 2] + [4, 4, 4, 4, 4]
 
 
 class _Experts(nn.Module):
@@ -192,3 +194,27 @@ def test_the_cut_hooks_are_gone_after_the_census():
     with inspecting(model) as guard:
         cut = ForwardCut(model, discover_sites(model, None), guard)
         assert cut.at is None  # decided on the first forward, not before
+
+
+class _FixedBatch(nn.Module):
+    """A model that runs only on batches of 16 rows: the cut is learned on the first batch, run whole."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(3, 6), nn.ReLU())
+        self.head = nn.Linear(6, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] != 16:
+            raise ValueError("this model takes batches of 16")
+        return self.head(self.body(x))
+
+
+def test_a_model_that_cannot_run_on_two_rows_is_cut_from_its_second_batch(monkeypatch):
+    torch.manual_seed(0)
+    model = _FixedBatch()
+    head = _calls(model.head)
+    with_cut, at, whole = _census_both_ways(model, torch.randn(64, 3), monkeypatch, batch_size=16)
+    assert at == "head"
+    _same(with_cut, whole)
+    assert head == [16, 16] + [16] * 5  # discovery's and the first batch's; then discovery's and 4 uncut

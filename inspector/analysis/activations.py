@@ -35,9 +35,9 @@ histogram and projection), not with the data: the per-batch sums stay on the
 device in float32 (one GEMM against a row of ones per statistic) and are folded
 into float64 totals before a float32 count could lose a unit.
 
-Nothing reads the model's output: from the second batch on, each forward ends where the first showed
-that no site is left (:mod:`inspector.analysis.cut`), so what comes after the last counted layer (GPT-2's
-final norm and its 50,257-wide ``lm_head``, a classifier head) runs on the first batch only.
+Nothing reads the model's output: each forward ends where a first one (of two rows) showed that no site
+is left (:mod:`inspector.analysis.cut`), so what comes after the last counted layer (GPT-2's final norm
+and its 50,257-wide ``lm_head``, a classifier head) is not computed.
 """
 
 from __future__ import annotations
@@ -635,6 +635,8 @@ def activation_census(
     sizes = BatchSizes()
 
     def observe(layer: str, pre: torch.Tensor, out: torch.Tensor) -> None:
+        if cut.probing:  # the rows that show where the forwards can end are counted with their batch
+            return
         census = accumulators[layer]
         census.update(current[0], current[1], pre, out, peaks=bool(tops))
         if tops:

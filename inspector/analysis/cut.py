@@ -1,11 +1,12 @@
 """Ending a census's forward passes after the last site: what runs after it (GPT-2's 50,257-wide ``lm_head``,
 a classifier, a final norm) is not computed when nothing reads the output.
 
-The first forward runs whole and shows where the sites end: the *candidates* are the modules that hold no
+A first forward shows where the sites end (of the first batch's first two rows, or of the first batch
+itself, run whole: see :class:`ForwardCut`): the *candidates* are the modules that hold no
 site (no counted layer, activation module or tap in them) and are children of a module holding all the
 sites (the model, ``transformer``, ``model``: the chain down to where the sites part ways), and the cut is
-the first candidate to start after the last site's activation was observed. From the second forward on,
-that module's forward pre-hook ends the pass (:class:`_Cut`, a ``BaseException``: no ``except Exception``
+the first candidate to start after the last site's activation was observed. From then on, that
+module's forward pre-hook ends each pass (:class:`_Cut`, a ``BaseException``: no ``except Exception``
 in a model catches it). A layer inside a block, an expert of a mixture, a layer called once more later in
 the same block: all lie inside a module that holds a site, so the cut is never among them.
 
@@ -77,14 +78,21 @@ def _wrapped(module: nn.Module) -> bool:
     )
 
 
+PROBE_ROWS = 2  # the rows of the first batch whose forward shows where to cut, when it is worth a look
+
+
 class ForwardCut:
-    """Runs a census's forwards (``run(batch, model)``), the first whole, the later ones ending where the
-    first showed that no site is left (:attr:`at`, ``None`` while uncut). Its hooks live on ``guard``."""
+    """Runs a census's forwards (``run(batch, model)``), each ending where a first forward showed that no
+    site is left (:attr:`at`, ``None`` while uncut). That first forward is of the first batch's first
+    :data:`PROBE_ROWS` rows when some candidate comes after every site in the model's module order (then
+    the first batch is cut too; the caller's hooks see :attr:`probing` and count nothing of it), else of
+    the first batch itself, run whole. Its hooks live on ``guard``."""
 
     def __init__(self, model: nn.Module, sites: tuple[Site, ...], guard: _Guard) -> None:
         self.model = model
         self.guard = guard
         self.at: str | None = None
+        self.probing = False
         self._clock = 0
         self._last_site = -1
         self._starts: dict[str, list[int]] = {}
@@ -94,10 +102,14 @@ class ForwardCut:
         if not found:
             self._first = False  # nothing to learn: every forward runs whole
             return
-        modules = dict(model.named_modules())
+        order = {name: i for i, (name, _) in enumerate(model.named_modules())}
+        watched = {_observed_at(s) for s in sites}
+        last = max((order[p] for s in sites for p in (s.layer, s.tap, _observed_at(s)) if p in order), default=-1)
+        self._worth_probe = any(order.get(path, -1) > last for path in found)  # else likely all before the sites
         for path, module in found.items():
             self._handles.append(module.register_forward_pre_hook(self._started(path)))
-        for path in {_observed_at(s) for s in sites}:
+        modules = dict(model.named_modules())
+        for path in watched:
             if path in modules:
                 self._handles.append(modules[path].register_forward_hook(self._site_done))
 
@@ -114,6 +126,8 @@ class ForwardCut:
 
     def run(self, batch: Batch, model: nn.Module) -> None:
         """``model``'s forward on ``batch``, for its hooks' sake (the output is dropped)."""
+        if self._first and self._worth_probe and len(batch) > PROBE_ROWS:
+            self._probe(batch, model)
         if not self._first:
             try:
                 batch.call(model)
@@ -123,10 +137,26 @@ class ForwardCut:
         try:
             batch.call(model)
         finally:
-            self._first = False
-            for handle in self._handles:
-                handle.remove()
-            self._handles.clear()
+            self._learned()
+
+    def _probe(self, batch: Batch, model: nn.Module) -> None:
+        """Learn the cut on the first rows of ``batch``; a model that cannot run on them (a fixed batch
+        size) is learned on the whole first batch instead."""
+        self.probing = True
+        try:
+            batch.rows(slice(0, PROBE_ROWS)).call(model)
+        except Exception:  # noqa: BLE001 - the whole first batch decides instead
+            self._clock, self._last_site, self._starts = 0, -1, {}
+            return
+        finally:
+            self.probing = False
+        self._learned()
+
+    def _learned(self) -> None:
+        self._first = False
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
         self._decide()
 
     def _decide(self) -> None:
