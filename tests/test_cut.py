@@ -84,8 +84,8 @@ def test_gpt2_ends_before_the_final_norm_and_lm_head_and_counts_the_same(monkeyp
     model = transformers.GPT2LMHeadModel(config).eval()
     head = _calls(model.lm_head)
     data = [
-        {"input_ids": torch.randint(0, 100, (4, 16)), "attention_mask": torch.ones(4, 16, dtype=torch.long)}
-        for _ in range(4)
+        {"input_ids": torch.randint(0, 100, (32, 16)), "attention_mask": torch.ones(32, 16, dtype=torch.long)}
+        for _ in range(3)
     ]
     data[2]["attention_mask"][1, 10:] = 0  # a padded batch: the masked counts too
     with_cut, at, whole = _census_both_ways(model, data, monkeypatch, top_k=3)
@@ -93,8 +93,19 @@ def test_gpt2_ends_before_the_final_norm_and_lm_head_and_counts_the_same(monkeyp
     _same(with_cut, whole)
     assert with_cut[0].top_examples is not None and with_cut[0].top_examples.kind == "tokens"
     # site discovery's forward (on the first batch) and the cut's (on its first two rows): no census batch
-    # reaches lm_head; then discovery's and the 4 whole forwards uncut
-    assert head == [4, 2] + [4, 4, 4, 4, 4]
+    # reaches lm_head; then discovery's and the 3 whole forwards uncut
+    assert head == [32, 2] + [32, 32, 32, 32]
+
+
+def test_a_small_head_is_learned_on_the_first_batch_not_on_a_probe(monkeypatch):
+    torch.manual_seed(0)
+    # the head holds 1.4% of the parameters, less than two rows are of a batch of 32: no probe forward
+    model = nn.Sequential(nn.Linear(6, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 1))
+    head = _calls(model[4])
+    with_cut, at, whole = _census_both_ways(model, torch.randn(96, 6), monkeypatch, batch_size=32)
+    assert at == "4"
+    _same(with_cut, whole)
+    assert head == [32, 32] + [32] * 4  # discovery's and the first batch's; then discovery's and 3 uncut
 
 
 class _Experts(nn.Module):

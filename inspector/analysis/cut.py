@@ -84,9 +84,11 @@ PROBE_ROWS = 2  # the rows of the first batch whose forward shows where to cut, 
 class ForwardCut:
     """Runs a census's forwards (``run(batch, model)``), each ending where a first forward showed that no
     site is left (:attr:`at`, ``None`` while uncut). That first forward is of the first batch's first
-    :data:`PROBE_ROWS` rows when some candidate comes after every site in the model's module order (then
-    the first batch is cut too; the caller's hooks see :attr:`probing` and count nothing of it), else of
-    the first batch itself, run whole. Its hooks live on ``guard``."""
+    :data:`PROBE_ROWS` rows when that is likely to cost less than it saves (the candidates after every site
+    in the model's module order hold a larger share of its parameters than those rows are of the batch:
+    GPT-2's ``lm_head``, not a classifier's head), and then the first batch is cut too (the caller's hooks
+    see :attr:`probing` and count nothing of it); else of the first batch itself, run whole. Its hooks
+    live on ``guard``."""
 
     def __init__(self, model: nn.Module, sites: tuple[Site, ...], guard: _Guard) -> None:
         self.model = model
@@ -97,6 +99,7 @@ class ForwardCut:
         self._last_site = -1
         self._starts: dict[str, list[int]] = {}
         self._first = True
+        self._tail_share = 0.0
         self._handles: list[Any] = []
         found = candidates(model, sites)
         if not found:
@@ -105,7 +108,11 @@ class ForwardCut:
         order = {name: i for i, (name, _) in enumerate(model.named_modules())}
         watched = {_observed_at(s) for s in sites}
         last = max((order[p] for s in sites for p in (s.layer, s.tap, _observed_at(s)) if p in order), default=-1)
-        self._worth_probe = any(order.get(path, -1) > last for path in found)  # else likely all before the sites
+        # the share of the parameters in candidates after every site in module order (likely run after them):
+        # a rough share of the forward the cut saves, against the probe's share of a batch (its rows)
+        after = {id(p): p.numel() for path in found if order.get(path, -1) > last for p in found[path].parameters()}
+        total = sum({id(p): p.numel() for p in model.parameters()}.values())
+        self._tail_share = sum(after.values()) / total if total else 0.0
         for path, module in found.items():
             self._handles.append(module.register_forward_pre_hook(self._started(path)))
         modules = dict(model.named_modules())
@@ -126,7 +133,7 @@ class ForwardCut:
 
     def run(self, batch: Batch, model: nn.Module) -> None:
         """``model``'s forward on ``batch``, for its hooks' sake (the output is dropped)."""
-        if self._first and self._worth_probe and len(batch) > PROBE_ROWS:
+        if self._first and len(batch) > PROBE_ROWS and self._tail_share > PROBE_ROWS / len(batch):
             self._probe(batch, model)
         if not self._first:
             try:
