@@ -477,3 +477,17 @@ def test_dashboard_opens_a_model_folder_on_text(folders, texts, monkeypatch, cap
     status, _, err = run(capsys, *argv, "--max-samples", "3")
     assert status == 0, err
     assert len(served) == 1
+
+
+def test_a_causal_lm_on_texts_of_one_token_says_why_nothing_is_scored(folders, tmp_path, capsys) -> None:
+    one = tmp_path / "one.txt"
+    one.write_text("\n".join(s.split()[0] for s in SENTENCES) + "\n")  # one word, one token, a line
+    status, out, err = run(capsys, "analyze", folders["gpt2"], "--text", one, "--out", tmp_path / "a")
+    assert status == 0, err
+    analysis = Analysis.load(tmp_path / "a")
+    assert analysis.data is not None and not math.isfinite(analysis.data.metric)
+    texts = [f.text for f in analysis.findings]
+    assert any(t.startswith("the perplexity is not a number") and "single token" in t for t in texts), texts
+    failed = [m for m in analysis.importance.methods if m.error] if analysis.importance is not None else []
+    assert failed and all("does not depend on the inputs" in m.error for m in failed)
+    assert "not a number" in out

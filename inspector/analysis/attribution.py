@@ -339,6 +339,11 @@ _EXPLAINED_ERRORS = (
     ("Tensors must have same number of dimensions", "the model fails on inputs of the shape attributed"),
     ("shapes cannot be multiplied", "the model fails on inputs of the shape attributed"),
     ("must match the size of tensor", "the model fails on inputs of the shape attributed"),
+    (
+        "does not require grad and does not have a grad_fn",
+        "the target does not depend on the inputs (a causal LM's texts of a single token have no next token to "
+        "explain: give texts of two or more tokens)",
+    ),
 )
 
 
