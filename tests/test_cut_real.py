@@ -5,43 +5,21 @@ it cuts at is the one after the last site (never before an encoder-decoder's dec
 
 from __future__ import annotations
 
-import dataclasses
 import json
-from typing import Any
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from inspector.analysis import cut as cut_module
 from inspector.analysis.activations import activation_census
-from inspector.analysis.cut import ForwardCut
 from inspector.cli import main
 from inspector.factories import save_state_dict
+from tests.test_cut import _census_both_ways as both_ways
+from tests.test_cut import _same
 
 transformers = pytest.importorskip("transformers")
 
 VOCAB = 60
-
-
-def _same(a: Any, b: Any, where: str = "") -> None:
-    if dataclasses.is_dataclass(a):
-        assert type(a) is type(b), where
-        for field in dataclasses.fields(a):
-            _same(getattr(a, field.name), getattr(b, field.name), f"{where}.{field.name}")
-    elif isinstance(a, np.ndarray):
-        np.testing.assert_array_equal(a, b, err_msg=where)
-    elif isinstance(a, (tuple, list)):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            _same(x, y, f"{where}[{i}]")
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), where
-        for key in a:
-            _same(a[key], b[key], f"{where}[{key}]")
-    else:
-        assert a == b, where
 
 
 def _batches(lengths: tuple[int, ...] = (9, 5, 12), rows: int = 6, decoder: bool = False) -> list[dict]:
@@ -69,21 +47,10 @@ def _loaded(tmp_path, cls, config) -> nn.Module:
 
 
 def _census_both_ways(model: nn.Module, data, monkeypatch):
-    cuts: list[str | None] = []
-    decide = ForwardCut._decide
-
-    def recorded(self: ForwardCut) -> None:
-        decide(self)
-        cuts.append(self.at)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(ForwardCut, "_decide", recorded)
-        with_cut = activation_census(model, data, top_k=5)
+    """:func:`tests.test_cut._census_both_ways` with the top 5 examples; no hook is left on the model."""
+    out = both_ways(model, data, monkeypatch, top_k=5)
     assert all(not m._forward_pre_hooks and not m._forward_hooks for m in model.modules())
-    with monkeypatch.context() as patch:
-        patch.setattr(cut_module, "candidates", lambda *args: {})
-        whole = activation_census(model, data, top_k=5)
-    return with_cut, cuts[0] if cuts else None, whole
+    return out
 
 
 def _bert(**kw):
@@ -180,7 +147,7 @@ def test_a_census_under_the_models_own_hooks_counts_the_same_and_leaves_them(tmp
     head = model.lm_head.register_forward_hook(lambda m, a, out: seen.append(out.shape[0]))
     pre = model.transformer.h[1].register_forward_pre_hook(lambda m, args: None)
     data = _batches()
-    with_cut, at, whole = _census_both_ways_keeping(model, data, monkeypatch)
+    with_cut, at, whole = both_ways(model, data, monkeypatch, top_k=5)
     assert at == "transformer.ln_f"
     _same(with_cut, whole)
     # the steering hook acted: the census differs from the model without it
@@ -191,24 +158,6 @@ def test_a_census_under_the_models_own_hooks_counts_the_same_and_leaves_them(tmp
     assert list(model.lm_head._forward_hooks) == [head.id]
     assert list(model.transformer.h[1]._forward_pre_hooks) == [pre.id]
     assert seen  # the head's hook ran on the forwards that reached it
-
-
-def _census_both_ways_keeping(model: nn.Module, data, monkeypatch):
-    """As :func:`_census_both_ways`, for a model that has hooks of its own."""
-    cuts: list[str | None] = []
-    decide = ForwardCut._decide
-
-    def recorded(self: ForwardCut) -> None:
-        decide(self)
-        cuts.append(self.at)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(ForwardCut, "_decide", recorded)
-        with_cut = activation_census(model, data, top_k=5)
-    with monkeypatch.context() as patch:
-        patch.setattr(cut_module, "candidates", lambda *args: {})
-        whole = activation_census(model, data, top_k=5)
-    return with_cut, cuts[0] if cuts else None, whole
 
 
 class _NoTwoRows(nn.Module):
