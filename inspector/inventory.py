@@ -208,23 +208,23 @@ def layers_from_tensors(
     the same layers. Tied tensors (:attr:`TensorInfo.tied_to`) count 0 where they repeat.
     """
     by_name = {t.name: t for t in tensors}
-    # every tensor's layer first: a tied copy may come before the tensor it repeats (safetensors sorts names)
-    layer_of: dict[str, str] = {}
-    for t in tensors:
-        if len(t.shape) == 2 and not is_integer_dtype(t.dtype):
-            prefix, _, leaf = t.name.rpartition(".")
-            layer_of[t.name] = (prefix or t.name) if leaf == "weight" else t.name
-            if leaf == "weight" and f"{prefix}.bias" in by_name:
-                layer_of.setdefault(f"{prefix}.bias", layer_of[t.name])
-    layers: list[LinearLayerInfo] = []
-    embeddings: list[EmbeddingInfo] = []
+    # each 2-D floating tensor's layer name and bias first: a tied copy may come before the tensor it repeats
+    # (safetensors sorts names), and its tied_to names that tensor's layer
+    found: list[tuple[TensorInfo, str, TensorInfo | None]] = []
     for t in tensors:
         if len(t.shape) != 2 or is_integer_dtype(t.dtype):
             continue
         prefix, _, leaf = t.name.rpartition(".")
         named_weight = leaf == "weight"
+        bias = by_name.get(f"{prefix}.bias") if named_weight and not is_embedding_name(t.name) else None
+        if bias is not None and (bias.shape != (t.shape[0],) or is_integer_dtype(bias.dtype)):
+            bias = None
+        found.append((t, (prefix or t.name) if named_weight else t.name, bias))
+    layer_of = {x.name: name for t, name, bias in found for x in (t, bias) if x is not None}
+    layers: list[LinearLayerInfo] = []
+    embeddings: list[EmbeddingInfo] = []
+    for t, name, bias in found:
         m, n = t.shape
-        name = (prefix or t.name) if named_weight else t.name
         tied_to = layer_of.get(t.tied_to, t.tied_to) if t.tied_to is not None else None
         if is_embedding_name(t.name):
             embeddings.append(
@@ -240,9 +240,6 @@ def layers_from_tensors(
                 )
             )
             continue
-        bias = by_name.get(f"{prefix}.bias") if named_weight else None
-        if bias is not None and (bias.shape != (m,) or is_integer_dtype(bias.dtype)):
-            bias = None
         counted = [x for x in (t, bias) if x is not None and x.tied_to is None]
         layers.append(
             LinearLayerInfo(

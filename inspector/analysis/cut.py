@@ -36,6 +36,11 @@ def _observed_at(site: Site) -> str:
     return site.module if site.found_by in ("module", "convention") and site.module else site.tap
 
 
+def _related(sites: tuple[Site, ...]) -> set[str]:
+    """The modules of ``sites``: each counted layer, its tap and the module observing its activation."""
+    return {p for s in sites for p in (s.layer, s.tap, _observed_at(s)) if p}
+
+
 def _holds(path: str, inside: Iterable[str]) -> bool:
     """Whether the module ``path`` is, or contains, one of the modules ``inside``."""
     prefix = f"{path}."
@@ -46,7 +51,7 @@ def candidates(model: nn.Module, sites: tuple[Site, ...]) -> dict[str, nn.Module
     """The modules a forward may be cut at (see the module docstring), by path; ``{}`` when none can be."""
     if any(_wrapped(m) for m in model.modules()):
         return {}
-    related = {p for s in sites for p in (s.layer, s.tap, _observed_at(s)) if p}
+    related = _related(sites)
     if not related:
         return {}
     # the chain of modules that hold every site: the model, then each common leading part of their paths
@@ -105,9 +110,9 @@ class ForwardCut:
         if not found:
             self._first = False  # nothing to learn: every forward runs whole
             return
-        order = {name: i for i, (name, _) in enumerate(model.named_modules())}
-        watched = {_observed_at(s) for s in sites}
-        last = max((order[p] for s in sites for p in (s.layer, s.tap, _observed_at(s)) if p in order), default=-1)
+        modules = dict(model.named_modules())
+        order = {name: i for i, name in enumerate(modules)}
+        last = max((order[p] for p in _related(sites) if p in order), default=-1)
         # the share of the parameters in candidates after every site in module order (likely run after them):
         # a rough share of the forward the cut saves, against the probe's share of a batch (its rows)
         after = {id(p): p.numel() for path in found if order.get(path, -1) > last for p in found[path].parameters()}
@@ -115,8 +120,7 @@ class ForwardCut:
         self._tail_share = sum(after.values()) / total if total else 0.0
         for path, module in found.items():
             self._handles.append(module.register_forward_pre_hook(self._started(path)))
-        modules = dict(model.named_modules())
-        for path in watched:
+        for path in {_observed_at(s) for s in sites}:
             if path in modules:
                 self._handles.append(modules[path].register_forward_hook(self._site_done))
 
