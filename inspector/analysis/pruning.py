@@ -10,6 +10,9 @@ Scopes:
   weakest first, a fraction s of each hidden layer: a removed neuron's row of
   weights and its bias are zeroed, and so is its column in the layer that
   consumes it, where that consumer is known for certain (see :class:`NeuronPlan`).
+  A gated unit's neuron (SwiGLU, GeGLU: Llama's ``down_proj(silu(gate_proj(x)) * up_proj(x))``) is
+  one neuron of both factors: its rows in the gate and in its partner (``up_proj``) go together,
+  ranked by the norm of both rows, and so does its column in the consumer (``down_proj``).
   :func:`inspector.analysis.shrink.shrink` then takes those neurons out (a smaller model).
 
 A *hidden layer* is a site (:mod:`~inspector.analysis.sites`) with a known
@@ -18,7 +21,10 @@ whose input is exactly that activation's output tensor, seen by tensor identity
 in one observed forward pass (through dropout, identity and batch-norm modules,
 which act per neuron), or in the model's ``torch.fx`` graph for functional
 activations. A layer of the same width that merely comes next (a transformer's
-query then key) is no consumer: its columns are never touched.
+query then key) is no consumer: its columns are never touched. Its *partner* is a
+dense layer whose own output multiplies that activation output element by element
+(the same shape) on the way to the consumer: the linear half of a gated unit
+(Shazeer 2020, "GLU Variants Improve Transformer").
 
 Each scope's ranking is computed once (one sort per scope), not once per level,
 always on the caller's original weights, and every level is evaluated on a copy
@@ -51,6 +57,7 @@ from __future__ import annotations
 import copy
 import math
 import weakref
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,6 +65,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from inspector.analysis.guard import inspecting
 from inspector.analysis.inputs import Batch, DataSource, as_source
@@ -72,6 +80,7 @@ from inspector.analysis.sites import (
     discover_sites,
 )
 from inspector.analysis.task import Task, make_task
+from inspector.analysis.uses import NEUTRAL
 from inspector.core.dense import dense_bias, dense_weight, in_features, is_dense, out_features, weight_parameter
 from inspector.core.evaluator import (
     evaluate_task,
@@ -101,6 +110,8 @@ PER_NEURON: tuple[type[nn.Module], ...] = (
     nn.BatchNorm3d,
     nn.SyncBatchNorm,
 )
+# Element-by-element products: a gated unit's activation output times its partner's output.
+PRODUCTS = frozenset({"mul", "mul_", "__mul__", "__rmul__", "__imul__"})
 
 
 @result
@@ -160,10 +171,14 @@ class NeuronPlan:
     ``hidden``: the module paths of the hidden layers, in registration order.
     ``consumers``: ``{hidden layer: linear layers whose input is its activation output}``;
     a layer with no entry has no consumer known for certain, so only its rows are zeroed.
+    ``partners``: ``{hidden layer: dense layers whose output multiplies its activation output element
+    by element}`` (a gated unit's linear half: Llama's ``up_proj`` for ``gate_proj``): neuron j of the
+    hidden layer is neuron j of each partner too, and goes with it.
     """
 
     hidden: tuple[str, ...] = ()
     consumers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    partners: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def _weights(model: nn.Module) -> list[nn.Module]:
@@ -192,19 +207,25 @@ def _frozen(layer: nn.Module, shared: set[int]) -> bool:
 
 
 class _ConsumerObserver:
-    """One observed forward pass: which linear layer takes each site's activation output as its input.
+    """One observed forward pass: which linear layer takes each site's activation output as its input,
+    and which dense layer's output multiplies it first (its partner in a gated unit).
 
     The activation outputs come from :class:`SiteObserver` (module sites: the very tensor the
-    activation module returned); they are followed through :data:`PER_NEURON` modules and
-    matched by identity (``id`` plus a weak reference, so a recycled id never matches) with
-    each linear layer's input.
+    activation module returned); they are followed through :data:`PER_NEURON` modules and through
+    a product (:data:`PRODUCTS`, seen by a :class:`~torch.overrides.TorchFunctionMode`) with a dense
+    layer's own output of the same shape, and matched by identity (``id`` plus a weak reference, so
+    a recycled id never matches) with each linear layer's input.
     """
 
     def __init__(self, model: nn.Module, sites: tuple[Site, ...]) -> None:
         self.model = model
         self.sites = sites
         self._produced: dict[int, tuple[weakref.ref[torch.Tensor], str]] = {}
+        # each dense layer's own output: [weak reference, layer, torch calls that read it]
+        self._dense: dict[int, list[Any]] = {}
+        self._paired: list[tuple[str, list[Any]]] = []  # (hidden layer, its partner's output entry)
         self.consumers: dict[str, list[str]] = {}
+        self.partners: dict[str, list[str]] = {}
         self.outputs: set[str] = set()
 
     def _mark(self, tensor: Any, layer: str) -> None:
@@ -223,12 +244,21 @@ class _ConsumerObserver:
             for name, module in self.model.named_modules():
                 if is_dense(module):
                     guard.hook(module.register_forward_pre_hook(self._consume(name, module)))
+                    guard.hook(module.register_forward_hook(self._dense_output(name)))
                 elif isinstance(module, PER_NEURON):
                     guard.hook(module.register_forward_hook(self._pass_on))
             observer.start_batch()
-            with torch.no_grad():
+            with torch.no_grad(), _Products(self):
                 output = batch.call(self.model)
             self.outputs = {layer for t in nested_tensors(output) if (layer := self._source(t)) is not None}
+            returned = {id(t) for t in nested_tensors(output)}
+        # a partner's output read by anything but the product (a residual, another layer, the model's
+        # output) is no partner: removing its rows would change that reader
+        for layer, entry in self._paired:
+            if entry[2] == 1 and not (entry[0]() is not None and id(entry[0]()) in returned):
+                found = self.partners.setdefault(layer, [])
+                if entry[1] not in found:
+                    found.append(entry[1])
         return self
 
     def _consume(self, name: str, module: nn.Module) -> Any:
@@ -246,11 +276,69 @@ class _ConsumerObserver:
         if layer is not None and isinstance(output, torch.Tensor) and output.shape == inputs[0].shape:
             self._mark(output, layer)
 
+    def _dense_output(self, name: str) -> Any:
+        def hook(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+            if isinstance(output, torch.Tensor):
+                self._dense[id(output)] = [weakref.ref(output), name, 0]
 
-def _traced_consumers(model: nn.Module, layers: set[str]) -> tuple[dict[str, tuple[str, ...]], set[str]] | None:
-    """From the ``torch.fx`` graph: ``({layer: consumers}, {layers whose activation output is a model output})``
-    for the ``layers`` whose output reaches a recognised activation (through per-neuron modules);
-    ``None`` when the model does not trace."""
+        return hook
+
+    def _entry(self, tensor: Any) -> list[Any] | None:
+        entry = self._dense.get(id(tensor)) if isinstance(tensor, torch.Tensor) else None
+        return entry if entry is not None and entry[0]() is tensor else None
+
+    def called(self, name: str, tensors: list[torch.Tensor], out: Any) -> None:
+        """A torch call ``name`` on ``tensors`` returned ``out``: each dense output among them is read once
+        more; ``out = a * b`` of a site's activation output and a dense layer's own output of the same
+        shape may make that layer the site's partner (when nothing else reads it: see :meth:`run`), and
+        ``out`` is followed as the site's."""
+        for tensor in tensors:
+            if (entry := self._entry(tensor)) is not None:
+                entry[2] += 1
+        if name not in PRODUCTS or len(tensors) != 2 or not isinstance(out, torch.Tensor):
+            return
+        for gated, other in (tensors, tensors[::-1]):
+            layer, entry = self._source(gated), self._entry(other)
+            if (
+                layer is not None
+                and entry is not None
+                and entry[1] != layer
+                and gated.shape == other.shape == out.shape
+            ):
+                self._paired.append((layer, entry))
+                self._mark(out, layer)
+                return
+
+
+class _Products(TorchFunctionMode):
+    """Within ``with``: every torch call and the tensors it reads, shown to ``watch``
+    (:meth:`_ConsumerObserver.called`); never raises into the model."""
+
+    def __init__(self, watch: _ConsumerObserver) -> None:
+        super().__init__()
+        self.watch = watch
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        name = str(getattr(func, "__name__", ""))
+        if name not in NEUTRAL:
+            try:
+                self.watch.called(name, [*nested_tensors(list(args)), *nested_tensors(list(kwargs.values()))], out)
+            except Exception:  # noqa: BLE001 - watching must never break the user's forward pass
+                pass
+        return out
+
+
+def _traced_consumers(
+    model: nn.Module, layers: set[str]
+) -> tuple[dict[str, tuple[str, ...]], set[str], dict[str, tuple[str, ...]]] | None:
+    """From the ``torch.fx`` graph: ``({layer: consumers}, {layers whose activation output is a model output},
+    {layer: partners})`` for the ``layers`` whose output reaches a recognised activation (through per-neuron
+    modules); the activation output is followed through per-neuron modules and through a product with a
+    dense layer's own output (that layer: a partner). ``None`` when the model does not trace."""
+    import operator
+
     import torch.fx
 
     try:
@@ -273,8 +361,22 @@ def _traced_consumers(model: nn.Module, layers: set[str]) -> tuple[dict[str, tup
             return node.target in METHOD_KINDS
         return node.op == "call_module" and activation_kind(modules[str(node.target)]) is not None
 
+    def partner(node: torch.fx.Node, factor: torch.fx.Node) -> str | None:
+        """The dense layer whose output ``node`` multiplies ``factor`` by, if it is such a product."""
+        product = (node.op == "call_function" and node.target in (operator.mul, torch.mul)) or (
+            node.op == "call_method" and node.target in ("mul", "mul_")
+        )
+        if not product or node.kwargs or len(node.args) != 2 or factor not in node.args:
+            return None
+        other = node.args[1] if node.args[0] is factor else node.args[0]
+        if isinstance(other, torch.fx.Node) and other.op == "call_module" and len(other.users) == 1:
+            if is_dense(modules.get(str(other.target), nn.Identity())) and str(other.target) in modules:
+                return str(other.target)
+        return None
+
     consumers: dict[str, tuple[str, ...]] = {}
     outputs: set[str] = set()
+    partners: dict[str, tuple[str, ...]] = {}
     for node in graph.nodes:
         if node.op != "call_module" or str(node.target) not in layers:
             continue
@@ -285,9 +387,11 @@ def _traced_consumers(model: nn.Module, layers: set[str]) -> tuple[dict[str, tup
         if len(users) != 1 or not is_activation(users[0]):
             continue
         found = list(consumers.get(str(node.target), ()))  # a layer called twice: both calls' consumers
+        paired = list(partners.get(str(node.target), ()))
         frontier = [users[0]]
         while frontier:
-            for user in frontier.pop().users:
+            current = frontier.pop()
+            for user in current.users:
                 if user.op == "output":
                     outputs.add(str(node.target))
                 elif user.op == "call_module" and is_dense(modules.get(str(user.target), nn.Identity())):
@@ -295,8 +399,14 @@ def _traced_consumers(model: nn.Module, layers: set[str]) -> tuple[dict[str, tup
                         found.append(str(user.target))
                 elif passes(user, PER_NEURON):
                     frontier.append(user)
+                elif (other := partner(user, current)) is not None and other != str(node.target):
+                    if other not in paired:
+                        paired.append(other)
+                    frontier.append(user)
         consumers[str(node.target)] = tuple(found)
-    return consumers, outputs
+        if paired:
+            partners[str(node.target)] = tuple(paired)
+    return consumers, outputs, partners
 
 
 def neuron_plan(model: nn.Module, batch: Batch | None = None, sites: tuple[Site, ...] | None = None) -> NeuronPlan:
@@ -313,12 +423,14 @@ def neuron_plan(model: nn.Module, batch: Batch | None = None, sites: tuple[Site,
     if not candidates:
         return NeuronPlan()
     consumers: dict[str, tuple[str, ...]] = {}
+    partners: dict[str, tuple[str, ...]] = {}
     outputs: set[str] = set()
     observed: set[str] = set()
     module_sites = tuple(s for s in candidates if s.found_by in ("module", "convention"))
     if batch is not None and module_sites:
         watch = _ConsumerObserver(model, module_sites).run(batch)
         consumers.update({layer: tuple(found) for layer, found in watch.consumers.items()})
+        partners.update({layer: tuple(found) for layer, found in watch.partners.items()})
         outputs |= watch.outputs
         observed = {s.layer for s in module_sites}
     traced = _traced_consumers(model, {s.layer for s in candidates})
@@ -326,11 +438,22 @@ def neuron_plan(model: nn.Module, batch: Batch | None = None, sites: tuple[Site,
         for layer, found in traced[0].items():
             if layer not in observed:
                 consumers[layer] = found
+        partners.update({layer: found for layer, found in traced[2].items() if layer not in observed})
         outputs |= {layer for layer in traced[1] if layer not in observed}
     elif linear_layers(model)[-1][0] not in observed:  # nothing says what the model returns: the usual layout
         outputs.add(linear_layers(model)[-1][0])
     hidden = tuple(s.layer for s in candidates if s.layer not in outputs)
-    return NeuronPlan(hidden, {layer: consumers[layer] for layer in hidden if consumers.get(layer)})
+    # a partner that is itself a hidden layer is pruned as its own layer; one that multiplies two hidden
+    # layers' outputs is neither's (its rows are two neurons at once): either stays whole, as without it
+    shared = Counter(p for layer in hidden for p in partners.get(layer, ()))
+    paired = {
+        layer: tuple(p for p in partners.get(layer, ()) if p not in hidden and shared[p] == 1) for layer in hidden
+    }
+    return NeuronPlan(
+        hidden,
+        {layer: consumers[layer] for layer in hidden if consumers.get(layer)},
+        {layer: found for layer, found in paired.items() if found},
+    )
 
 
 # --------------------------------------------------------------------------- masks
@@ -397,16 +520,21 @@ def layer_masks(model: nn.Module, sparsities: tuple[float, ...]) -> list[list[to
 
 
 def neuron_keep(model: nn.Module, plan: NeuronPlan, sparsities: tuple[float, ...]) -> list[dict[str, torch.Tensor]]:
-    """Per level, ``{hidden layer: (m,) keep}``: drops the ``floor(s * m)`` weakest neurons by incoming norm.
+    """Per level, ``{hidden layer: (m,) keep}``: drops the ``floor(s * m)`` weakest neurons by incoming norm
+    (of a gated unit: of its rows in the layer and in its partners together).
 
     A hidden layer whose weight or bias a non-linear module also holds is left out (never pruned).
     """
     modules = dict(linear_layers(model))
     shared = shared_outside(model)
     hidden = [(name, modules[name]) for name in plan.hidden if not _frozen(modules[name], shared)]
-    orders = [
-        torch.argsort(torch.linalg.vector_norm(dense_weight(layer).detach(), dim=1), stable=True) for _, layer in hidden
-    ]
+
+    def incoming(name: str, layer: nn.Module) -> torch.Tensor:
+        rows = [dense_weight(modules[p]).detach() for p in _partners(plan, modules, name, shared)]
+        weight = dense_weight(layer).detach()
+        return torch.linalg.vector_norm(torch.cat([weight, *rows], dim=1) if rows else weight, dim=1)
+
+    orders = [torch.argsort(incoming(name, layer), stable=True) for name, layer in hidden]
     out = []
     for s in sparsities:
         level = {}
@@ -443,11 +571,29 @@ def neuron_masks(
             continue
         w_masks[k] &= kv[:, None]
         b_masks[k] &= kv
+        for partner in _partners(plan, dict(zip(names, layers)), layer, shared):
+            w_masks[index[partner]] &= kv[:, None]
+            b_masks[index[partner]] &= kv
         for consumer in plan.consumers.get(layer, ()):
             c = index[consumer]
             if in_features(layers[c]) == kv.numel() and id(layers[c].weight) not in shared:
                 w_masks[c] &= kv[None, :]
     return w_masks, b_masks
+
+
+def gated_partners(model: nn.Module, plan: NeuronPlan, layer: str) -> list[str]:
+    """``layer``'s partners in ``plan`` that lose its removed neurons' rows (see :func:`_partners`)."""
+    return _partners(plan, dict(linear_layers(model)), layer, shared_outside(model))
+
+
+def _partners(plan: NeuronPlan, modules: Mapping[str, nn.Module], layer: str, shared: set[int]) -> list[str]:
+    """``layer``'s partners in ``plan`` whose rows go with its neurons: of its width, and not held elsewhere."""
+    width = out_features(modules[layer])
+    return [
+        p
+        for p in plan.partners.get(layer, ())
+        if p in modules and out_features(modules[p]) == width and not _frozen(modules[p], shared)
+    ]
 
 
 def dead_keep(model: nn.Module, dead_masks: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:

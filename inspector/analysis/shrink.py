@@ -20,6 +20,9 @@ applied to the layer's output and to what is computed from it:
 * a dense layer (``nn.Linear`` via ``linear``, a Hugging Face ``Conv1D`` via ``addmm``) taking it as
   its input is a consumer; the consumers must be the pruning plan's
   (:func:`~inspector.analysis.pruning.neuron_plan`) and must read nothing else;
+* a gated unit's product (Llama's ``silu(gate_proj(x)) * up_proj(x)``) of the layer's activation output
+  with its partner's output (:attr:`~inspector.analysis.pruning.NeuronPlan.partners`) passes it on, and
+  the partner loses the same rows, provided nothing else reads the partner's output;
 * anything else (a residual ``add`` with another tensor, ``layer_norm``, which mixes features, an
   attention ``matmul``, a model output) keeps the layer masked, and :attr:`Shrunk.kept_masked`
   says why in one line (``"encoder.x: its output feeds layer_norm; kept masked"``).
@@ -49,12 +52,14 @@ from inspector.analysis.guard import inspecting
 from inspector.analysis.inputs import Batch, as_source
 from inspector.analysis.parameters import linear_layers
 from inspector.analysis.pruning import (
+    PRODUCTS,
     NeuronPlan,
     apply_masks,
     check_sparsity,
     dead_keep,
     finetune_data,
     finetune_masked,
+    gated_partners,
     neuron_keep,
     neuron_masks,
     neuron_plan,
@@ -122,9 +127,11 @@ class _Readers(TorchFunctionMode):
     feature by feature) during one forward pass: the dense consumers, the batch-norm modules on the
     way, and the first step that is neither (the reason a layer cannot be shrunk)."""
 
-    def __init__(self, model: nn.Module, layers: set[str]) -> None:
+    def __init__(self, model: nn.Module, layers: set[str], partners: Mapping[str, str] | None = None) -> None:
         super().__init__()
         self.layers = layers
+        self.partner_of = dict(partners or {})  # {partner: the layer whose gated product it is the other factor of}
+        self.joined: dict[str, str] = {}  # {partner: the layer it was seen multiplying}
         modules = dict(model.named_modules())
         self.dense_by_weight = {id(m.weight): name for name, m in linear_layers(model)}
         self.norm_by_tensor = {
@@ -135,8 +142,8 @@ class _Readers(TorchFunctionMode):
             if t is not None
         }
         self._origin: dict[int, tuple[weakref.ref[torch.Tensor], str]] = {}
-        self.consumers: dict[str, list[str]] = {layer: [] for layer in layers}
-        self.norms: dict[str, list[str]] = {layer: [] for layer in layers}
+        self.consumers: dict[str, list[str]] = {layer: [] for layer in (*layers, *self.partner_of)}
+        self.norms: dict[str, list[str]] = {layer: [] for layer in (*layers, *self.partner_of)}
         self.blocked: dict[str, str] = {}
         self.inputs: dict[str, set[str | None]] = {}  # dense module -> origins of its inputs
 
@@ -173,6 +180,8 @@ class _Readers(TorchFunctionMode):
         if not origins:
             return out
         name = _name(func)
+        if self._gated(name, origins, given, out):
+            return out
         if len(origins) > 1:
             for layer in origins:
                 self.block(layer, f"its output meets {', '.join(sorted(origins - {layer}))}'s in {name}")
@@ -180,6 +189,20 @@ class _Readers(TorchFunctionMode):
         (layer,) = origins
         self._follow(layer, name, args, given, out)
         return out
+
+    def _gated(self, name: str, origins: set[str], given: list[torch.Tensor], out: Any) -> bool:
+        """Whether this call is a gated unit's product (a layer's output times its partner's, the same shape):
+        then its result is followed as the layer's."""
+        pair = [o for o in origins if o in self.partner_of]
+        if name not in PRODUCTS or len(origins) != 2 or len(pair) != 1 or len(given) != 2:
+            return False
+        partner = pair[0]
+        layer = self.partner_of[partner]
+        if origins != {layer, partner} or not isinstance(out, torch.Tensor) or any(t.shape != out.shape for t in given):
+            return False
+        self.joined.setdefault(partner, layer)
+        self.mark(out, layer)
+        return True
 
     def _follow(self, layer: str, name: str, args: Any, given: list[torch.Tensor], out: Any) -> None:
         if name in METADATA and not isinstance(out, torch.Tensor):
@@ -225,13 +248,14 @@ class _Readers(TorchFunctionMode):
             self.consumers[layer].append(consumer)
 
 
-def _trace(model: nn.Module, batch: Batch, layers: set[str]) -> _Readers:
-    """One forward pass of ``model`` on ``batch``, every reader of ``layers``' outputs recorded."""
-    readers = _Readers(model, layers)
+def _trace(model: nn.Module, batch: Batch, layers: set[str], partners: Mapping[str, str] | None = None) -> _Readers:
+    """One forward pass of ``model`` on ``batch``, every reader of ``layers``' outputs (and of their
+    ``partners``' outputs, ``{partner: layer}``) recorded."""
+    readers = _Readers(model, layers, partners)
     with inspecting(model) as guard:
         for name, module in linear_layers(model):
             guard.hook(module.register_forward_pre_hook(readers.reads(name)))
-            if name in layers:
+            if name in layers or name in readers.partner_of:
                 guard.hook(module.register_forward_hook(readers.produced(name)))
         with torch.no_grad(), readers:
             output = batch.call(model)
@@ -322,9 +346,25 @@ def _removable(
             masked[layer] = "a consumer of its output also reads another input"
         elif any(norm_use[n] > 1 for n in readers.norms[layer]):
             masked[layer] = "its batch norm also normalises another layer"
+        elif (why := _partner_problem(layer, gated_partners(model, plan, layer), readers, tied)) is not None:
+            masked[layer] = why
         else:
             removable[layer] = tuple(readers.norms[layer])
     return removable, masked
+
+
+def _partner_problem(layer: str, partners: list[str], readers: _Readers, tied: Any) -> str | None:
+    """Why ``layer``'s gated partners cannot lose its removed rows, or ``None`` when they can."""
+    for partner in partners:
+        if readers.joined.get(partner) != layer:
+            return f"its partner {partner} was not seen multiplying its output"
+        if partner in readers.blocked:
+            return f"its partner {partner}: {readers.blocked[partner]}"
+        if readers.consumers.get(partner) or readers.norms.get(partner):
+            return f"its partner {partner}'s output is also read by {', '.join(readers.consumers[partner]) or 'a norm'}"
+        if tied(partner):
+            return f"its partner {partner}'s weights are shared with another module"
+    return None
 
 
 # --------------------------------------------------------------------------- cutting
@@ -412,7 +452,9 @@ def shrink_model(
     if dead is not None:
         keep = dead_keep(model, dead)
     keep = zeroed_neurons(model, plan) if keep is None else _check_keep(model, keep)
-    readers = _trace(model, batch, {layer for layer, kv in keep.items() if not bool(kv.all())})
+    pruned = {layer for layer, kv in keep.items() if not bool(kv.all())}
+    partners = {p: layer for layer in pruned for p in gated_partners(model, plan, layer)}
+    readers = _trace(model, batch, pruned, partners)
     removable, masked = _removable(model, keep, plan, readers)
     w_masks, b_masks = neuron_masks(model, keep, plan)
 
@@ -426,6 +468,8 @@ def shrink_model(
     for layer, norms in removable.items():
         kept = torch.nonzero(keep[layer]).flatten()
         rows[layer] = kept
+        for partner in gated_partners(model, plan, layer):
+            rows[partner] = kept
         for consumer in plan.consumers[layer]:
             cols[consumer] = kept
         for norm in norms:

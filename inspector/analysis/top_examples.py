@@ -621,19 +621,31 @@ def summaries(top: TopExamples, frequencies: tuple[np.ndarray, np.ndarray] | Non
         score = np.where(lead & (firing >= 0), counts * (j + 1) + (j - np.arange(j))[None, :], -1)
         chosen = np.argsort(-score, axis=1, kind="stable")[:, :SUMMARY_ITEMS]
         picked = np.take_along_axis(firing, chosen, axis=1)
-        valid = np.take_along_axis(score, chosen, axis=1) >= 0
-        text = dict(zip(top.token_ids.tolist(), top.token_text))
+        # the valid ids lead each row (the others scored -1, below every valid score): a count per row
+        count = (np.take_along_axis(score, chosen, axis=1) >= 0).sum(axis=1)
+        words = _token_words(top, picked).tolist()  # one text lookup for the whole layer, not one per word
         return tuple(
-            "fires on: " + ", ".join(text.get(i, f"#{i}") for i, ok in zip(ids, ok_row) if ok)
-            if fires[neuron]
-            else "never positive"
-            for neuron, (ids, ok_row) in enumerate(zip(picked.tolist(), valid.tolist()))
+            "fires on: " + ", ".join(row[:n]) if fired else "never positive"
+            for row, n, fired in zip(words, count.tolist(), fires.tolist())
         )
     more = ", ..." if j > SUMMARY_ITEMS else ""
     return tuple(
         "fires on samples " + ", ".join(str(s) for s in row) + more if fires[neuron] else "never positive"
         for neuron, row in enumerate(top.samples[:, :SUMMARY_ITEMS].tolist())
     )
+
+
+def _token_words(top: TopExamples, ids: np.ndarray) -> np.ndarray:
+    """The text of each token id in ``ids`` (any shape; ``#<id>`` for an id without text), an object array."""
+    known = top.token_ids
+    text = np.empty(len(known), dtype=object)
+    text[:] = top.token_text
+    where = np.clip(np.searchsorted(known, ids), 0, max(len(known) - 1, 0))
+    found = known[where] == ids if len(known) else np.zeros(ids.shape, bool)
+    words = text[where] if len(known) else np.empty(ids.shape, dtype=object)
+    for index in zip(*np.nonzero(~found), strict=True):  # none for ids taken from the context itself
+        words[index] = f"#{int(ids[index])}"
+    return words
 
 
 def selectivity(
