@@ -131,6 +131,12 @@ def load_model_folder(folder: str | os.PathLike[str], *, trust_pickle: bool = Fa
     folder = Path(folder)
     config = read_config(folder)
     architecture = config["architectures"][0]
+    if config.get("is_encoder_decoder"):
+        raise InspectorError(
+            f"{folder}: {architecture} is an encoder-decoder model, whose decoder needs its own input besides "
+            "the text; --text takes classifiers, causal LMs and encoders: from Python, give inspector.analyze "
+            "batches that hold decoder_input_ids and a target="
+        )
     transformers = _transformers()
     model_class = getattr(transformers, architecture, None)
     if not isinstance(model_class, type) or not hasattr(model_class, "from_pretrained"):

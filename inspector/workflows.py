@@ -29,7 +29,7 @@ from inspector.analysis.pruning import prune, prune_and_finetune
 from inspector.analysis.reduced_dtype import forward_model, torch_dtype
 from inspector.analysis.shrink import Shrunk, model_size, shrink_and_finetune
 from inspector.analysis.task import Target, Task, task_for_labels
-from inspector.analysis.text_targets import CAUSAL_LM, named_target, text_task
+from inspector.analysis.text_targets import CAUSAL_LM, named_target, text_task, wants_hidden_states
 from inspector.analysis.weights_file import analyze_weights_file
 from inspector.checkpoints import Checkpoint
 from inspector.core.dense import out_features
@@ -323,6 +323,8 @@ def open_text_model(
         pad_id=loaded.pad_id,
     )
     task, the_target = text_task(loaded.kind, loaded.architecture, data.has_labels, user_target)
+    if wants_hidden_states(loaded.model, the_target):  # a masked LM's output holds no last_hidden_state
+        loaded.model.config.output_hidden_states = True  # type: ignore[union-attr]
     if device is not None:
         loaded.model.to(device)
     return TextModel(loaded, data, task, the_target)

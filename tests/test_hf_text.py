@@ -352,6 +352,22 @@ def test_base_encoder_explains_a_named_or_own_target(folders, texts, tmp_path, c
     torch.testing.assert_close(value, torch.tensor(expected), atol=1e-5, rtol=1e-5)
 
 
+def test_a_masked_lm_takes_the_hidden_state_targets(folders, texts, tmp_path, capsys) -> None:
+    # a masked LM's output holds logits, not last_hidden_state: both named targets once raised "the model
+    # returns none"; they read its encoder's last hidden state (the last of the hidden_states it is asked for)
+    torch.manual_seed(0)
+    folder = _save(transformers.BertForMaskedLM(_bert_config()), _load(folders["base"])[1], tmp_path / "mlm")
+    model, tokenizer = _load(folder)
+    for name, of in (("mean-norm", lambda h: h[0].mean(0)), ("pooled-norm", lambda h: h[0, 0])):
+        status, _, err = run(capsys, "analyze", folder, "--text", texts["txt"], "--target", name, "--out",
+                             tmp_path / name, "--sections", "parameters,activations")  # fmt: skip
+        assert status == 0, err
+        with torch.no_grad():
+            want = [float(of(model.bert(_alone(model, tokenizer, s)[0]).last_hidden_state).norm()) for s in SENTENCES]
+        analysis = Analysis.load(tmp_path / name)
+        assert analysis.data is not None and analysis.data.metric == pytest.approx(sum(want) / len(want), rel=1e-5)
+
+
 # ------------------------------------------------------------------------------------- the text file
 
 
@@ -391,6 +407,10 @@ def broken(tmp_path_factory: pytest.TempPathFactory, folders: dict[str, Path]) -
     transformers.BertModel(_bert_config()).save_pretrained(made["no-tokenizer"])
     small = transformers.BertModel(_bert_config(vocab_size=8))
     made["vocab"] = _save(small, transformers.AutoTokenizer.from_pretrained(folders["base"]), root / "vocab")
+    t5 = transformers.T5ForConditionalGeneration(
+        transformers.T5Config(vocab_size=32, d_model=16, d_ff=24, num_layers=1, num_heads=2, d_kv=8)
+    )
+    made["encoder-decoder"] = _save(t5, transformers.AutoTokenizer.from_pretrained(folders["base"]), root / "t5")
     return made
 
 
@@ -402,6 +422,8 @@ def broken(tmp_path_factory: pytest.TempPathFactory, folders: dict[str, Path]) -
         ("unknown-architecture", "'NoSuchModelForSequenceClassification' is not a model class"),
         ("no-tokenizer", "holds no tokenizer"),
         ("vocab", r"tokenizer has 22 tokens but the model's input embedding has 8 rows"),
+        # once "the model could not run on the first batch (ValueError: You must specify exactly one of input_ids...)"
+        ("encoder-decoder", r"T5ForConditionalGeneration is an encoder-decoder model, .* hold decoder_input_ids"),
         ("empty", "holds no text"),
         ("column", r"no column 'text'; its columns are sentence, sentiment"),
         ("label", r"unknown label 'meh'; the model's labels are neg, pos"),

@@ -37,9 +37,13 @@ def _field(output: Any, name: str) -> torch.Tensor | None:
 
 
 def _hidden(output: Any) -> torch.Tensor:
-    """``(n, T, h)``: the last hidden state of a base model's output (its ``last_hidden_state``, else its
-    first tensor)."""
+    """``(n, T, h)``: the last hidden state of a base model's output (its ``last_hidden_state``), of a model
+    with a head (a masked LM: the last of its ``hidden_states``, which :func:`wants_hidden_states` asks
+    for), else the first tensor of a tuple."""
     hidden = _field(output, "last_hidden_state")
+    states = output.get("hidden_states") if isinstance(output, Mapping) else getattr(output, "hidden_states", None)
+    if hidden is None and isinstance(states, (tuple, list)) and states and isinstance(states[-1], torch.Tensor):
+        hidden = states[-1]
     if hidden is None and isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
         hidden = output[0]
     if hidden is None or hidden.dim() != 3:
@@ -109,6 +113,15 @@ TARGETS: dict[str, NamedTarget] = {
 }
 
 HIDDEN_TARGETS = ("pooled-norm", "mean-norm")  # the named targets a model without a head (no logits) can take
+
+
+def wants_hidden_states(model: Any, target: Any) -> bool:
+    """Whether ``target`` reads the last hidden state (``pooled-norm``, ``mean-norm``) of a model with a head
+    on its base model (a masked LM), whose output holds it only among its ``hidden_states``: then the
+    caller sets ``model.config.output_hidden_states``."""
+    reads_hidden = any(target is TARGETS[name].function for name in HIDDEN_TARGETS)
+    base = getattr(model, "base_model", model)
+    return reads_hidden and base is not model and getattr(model, "config", None) is not None
 
 
 def named_target(name: str) -> NamedTarget:
