@@ -61,6 +61,7 @@ def _census_both_ways(model: nn.Module, data, monkeypatch, **kwargs):
         with_cut = activation_census(model, data, **kwargs)
     with monkeypatch.context() as patch:
         patch.setattr(cut_module, "candidates", lambda *args: {})
+        patch.setattr(cut_module, "later_candidates", lambda *args: {})
         whole = activation_census(model, data, **kwargs)
     return with_cut, cuts[0] if cuts else None, whole
 
@@ -140,6 +141,45 @@ def test_an_expert_first_used_after_the_first_batch_is_still_counted(monkeypatch
     counted = {a.layer: a for a in with_cut}
     assert counted["experts.0.0"].n_positions == 96  # rows the layer saw
     assert counted["experts.1.0"].n_positions == int((X[:, 0] > 3).sum()) >= 4
+
+
+class _ExpertsLast(nn.Module):
+    """A mixture at the end of the model, each expert a Linear, ReLU, LayerNorm: nothing without a site follows
+    it at the top, so only a module inside an expert could end a forward. The rare expert is used only from
+    the second batch on: expert 1, run after expert 0; or, ``reverse``, expert 0, run after expert 1 (which
+    is registered after it)."""
+
+    def __init__(self, reverse: bool = False) -> None:
+        super().__init__()
+        self.experts = nn.ModuleList(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.LayerNorm(8)) for _ in range(2))
+        self.common, self.rare = (1, 0) if reverse else (0, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.experts[self.common](x)
+        rare = x[:, 0] > 3
+        if bool(rare.any()):
+            routed = self.experts[self.rare](x[rare])
+            out = out + torch.zeros_like(out).index_add(0, torch.nonzero(rare)[:, 0], routed)
+        return out
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["rare-registered-last", "rare-registered-first"])
+def test_an_expert_the_first_forward_did_not_see_keeps_the_forward_whole(reverse, monkeypatch):
+    # the first batch, which the cut is learned on, never reaches the rare expert; a later batch's would run
+    # after a cut inside the common one (reversed, experts.1.2 is registered after every site and starts
+    # after the last site that first forward saw), so none is made
+    torch.manual_seed(0)
+    model = _ExpertsLast(reverse)
+    probe = as_source(torch.randn(4, 4)).first()
+    assert "experts.1.2" in cut_module.later_candidates(model, discover_sites(model, probe))
+    X = torch.randn(96, 4)
+    X[40:44, 0] = 5.0
+    assert not bool((X[:32, 0] > 3).any())
+    with_cut, at, whole = _census_both_ways(model, X, monkeypatch, batch_size=32)
+    assert at is None
+    _same(with_cut, whole)
+    rare = f"experts.{model.rare}.0"
+    assert {a.layer: a.n_positions for a in with_cut}[rare] == int((X[:, 0] > 3).sum()) >= 4
 
 
 class _HeadBetween(nn.Module):

@@ -37,7 +37,7 @@ into float64 totals before a float32 count could lose a unit.
 
 Nothing reads the model's output: each forward ends where a first one (of two rows) showed that no site
 is left (:mod:`inspector.analysis.cut`), so what comes after the last counted layer (GPT-2's final norm
-and its 50,257-wide ``lm_head``, a classifier head) is not computed.
+and its 50,257-wide ``lm_head``, a classifier head, a masked LM's decoder to its vocabulary) is not computed.
 """
 
 from __future__ import annotations

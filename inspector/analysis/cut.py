@@ -10,6 +10,13 @@ module's forward pre-hook ends each pass (:class:`_Cut`, a ``BaseException``: no
 in a model catches it). A layer inside a block, an expert of a mixture, a layer called once more later in
 the same block: all lie inside a module that holds a site, so the cut is never among them.
 
+Where no candidate starts after the last site (a masked LM, whose last site, the head's transform, and
+its 30,522-wide decoder share the module ``cls.predictions``), the cut may go one level deeper: a module
+without a site inside a module holding the last site observed (``cls.predictions.transform.LayerNorm``),
+when that first forward observed every site, and the module is registered after every site's modules
+(so no site declared after it, an expert that forward did not route to, is left out) and first started
+after the last site (:func:`later_candidates`).
+
 Not cut (the forward runs whole): no candidate starts after the last site; a candidate also started
 before it; a model wrapped by ``torch.distributed`` or ``torch.nn.parallel`` (DDP, FSDP: their forward holds
 collectives and state) or compiled (``torch.compile``).
@@ -54,15 +61,8 @@ def candidates(model: nn.Module, sites: tuple[Site, ...]) -> dict[str, nn.Module
     related = _related(sites)
     if not related:
         return {}
-    # the chain of modules that hold every site: the model, then each common leading part of their paths
-    parts = [p.split(".") for p in related]
-    common: list[str] = []
-    for names in zip(*parts, strict=False):
-        if len(set(names)) != 1:
-            break
-        common.append(names[0])
     modules = dict(model.named_modules())
-    chain = [".".join(common[:i]) for i in range(len(common) + 1)]
+    chain = _chain(related)  # the modules that hold every site
     out: dict[str, nn.Module] = {}
     for parent in chain:
         holder = modules.get(parent)
@@ -73,6 +73,40 @@ def candidates(model: nn.Module, sites: tuple[Site, ...]) -> dict[str, nn.Module
             if not _holds(path, related) and path not in chain:
                 out[path] = child
     return out
+
+
+def later_candidates(model: nn.Module, sites: tuple[Site, ...]) -> dict[str, nn.Module]:
+    """The modules a forward may be cut at one level deeper (see the module docstring), by path: the
+    children without a site of a module holding a site, other than :func:`candidates`' parents, that are
+    registered after every site's modules; ``{}`` when none can be."""
+    if any(_wrapped(m) for m in model.modules()):
+        return {}
+    related = _related(sites)
+    modules = dict(model.named_modules())
+    order = {name: i for i, name in enumerate(modules)}
+    last = max((order[p] for p in related if p in order), default=-1)
+    if last < 0:
+        return {}
+    chain = set(_chain(related))
+    holders = {name for name in modules if name not in chain and _holds(name, related)}
+    out: dict[str, nn.Module] = {}
+    for parent in holders:
+        for name, child in modules[parent].named_children():
+            path = f"{parent}.{name}" if parent else name
+            if order.get(path, -1) > last and not _holds(path, related):
+                out[path] = child
+    return out
+
+
+def _chain(related: set[str]) -> list[str]:
+    """The modules holding every one of ``related``: the model, then each common leading part of their paths."""
+    parts = [p.split(".") for p in related]
+    common: list[str] = []
+    for names in zip(*parts, strict=False):
+        if len(set(names)) != 1:
+            break
+        common.append(names[0])
+    return [".".join(common[:i]) for i in range(len(common) + 1)]
 
 
 def _wrapped(module: nn.Module) -> bool:
@@ -106,7 +140,12 @@ class ForwardCut:
         self._first = True
         self._tail_share = 0.0
         self._handles: list[Any] = []
+        self._observed = {_observed_at(s) for s in sites}
+        self._seen: set[str] = set()  # the sites' observing modules seen by the first forward
+        self._last_path = ""  # the one observed last
         found = candidates(model, sites)
+        self._later = later_candidates(model, sites)
+        found.update(self._later)
         if not found:
             self._first = False  # nothing to learn: every forward runs whole
             return
@@ -120,9 +159,9 @@ class ForwardCut:
         self._tail_share = sum(after.values()) / total if total else 0.0
         for path, module in found.items():
             self._handles.append(module.register_forward_pre_hook(self._started(path)))
-        for path in {_observed_at(s) for s in sites}:
+        for path in self._observed:
             if path in modules:
-                self._handles.append(modules[path].register_forward_hook(self._site_done))
+                self._handles.append(modules[path].register_forward_hook(self._site_done(path)))
 
     def _started(self, path: str) -> Callable[..., None]:
         def hook(module: nn.Module, args: Any) -> None:
@@ -131,9 +170,14 @@ class ForwardCut:
 
         return hook
 
-    def _site_done(self, module: nn.Module, args: Any, output: Any) -> None:
-        self._clock += 1
-        self._last_site = self._clock
+    def _site_done(self, path: str) -> Callable[..., None]:
+        def hook(module: nn.Module, args: Any, output: Any) -> None:
+            self._clock += 1
+            self._last_site = self._clock
+            self._last_path = path
+            self._seen.add(path)
+
+        return hook
 
     def run(self, batch: Batch, model: nn.Module) -> None:
         """``model``'s forward on ``batch``, for its hooks' sake (the output is dropped)."""
@@ -157,7 +201,7 @@ class ForwardCut:
         try:
             batch.rows(slice(0, PROBE_ROWS)).call(model)
         except Exception:  # noqa: BLE001 - the whole first batch decides instead
-            self._clock, self._last_site, self._starts = 0, -1, {}
+            self._clock, self._last_site, self._starts, self._seen = 0, -1, {}, set()
             return
         finally:
             self.probing = False
@@ -171,13 +215,19 @@ class ForwardCut:
         self._decide()
 
     def _decide(self) -> None:
-        """The cut: the first candidate to start after the last site was observed, and never before."""
+        """The cut: the first candidate to start after the last site was observed, and never before; else
+        the first such later candidate inside a module holding the last site observed, when every site was."""
         if self._last_site < 0:
             return
         after = [(min(starts), path) for path, starts in self._starts.items() if min(starts) > self._last_site]
-        if not after:
+        first = [(start, path) for start, path in after if path not in self._later]
+        if not first and self._seen == self._observed:
+            holding = self._last_path.split(".")
+            ancestors = {".".join(holding[:i]) for i in range(len(holding))}
+            first = [(start, path) for start, path in after if path.rpartition(".")[0] in ancestors]
+        if not first:
             return
-        self.at = min(after)[1]
+        self.at = min(first)[1]
         module = self.model.get_submodule(self.at)
         self.guard.hook(module.register_forward_pre_hook(_stop))
 
