@@ -131,6 +131,87 @@ def test_a_partner_whose_output_is_read_elsewhere_keeps_its_rows() -> None:
         torch.testing.assert_close(shrunk.model(X), masked(X))
 
 
+class SwiGLUElsewhere(SwiGLU):
+    """A SwiGLU block whose ``up`` also serves another reader: called a second time, on the block's result,
+    into the head (``tied=False``), or its weight tied to ``twin``'s, a linear layer of its shape read there
+    (``tied=True``). Either way zeroing up's rows would change that reader, so up is no partner."""
+
+    def __init__(self, functional: bool, tied: bool) -> None:
+        super().__init__(functional=functional, width=8, hidden=8)
+        self.tied = tied
+        self.twin = nn.Linear(8, 8)
+        if tied:
+            self.twin.weight = self.up.weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.inp(x)
+        gated = (F.silu(self.gate(h)) if self.functional else self.act(self.gate(h))) * self.up(h)
+        h = h + self.down(gated)
+        return self.head(h + (self.twin(h) if self.tied else self.up(h)))
+
+
+@pytest.mark.parametrize("functional", [False, True], ids=["module", "functional"])
+@pytest.mark.parametrize("tied", [False, True], ids=["called-twice", "tied"])
+def test_a_partner_that_serves_another_reader_keeps_its_rows(functional: bool, tied: bool) -> None:
+    # once up was taken as gate's partner (its product output read once): its rows were zeroed, and the
+    # second call (or the tied twin) fed the head something else, so the pruned model was not the one below
+    torch.manual_seed(0)
+    model = SwiGLUElsewhere(functional, tied).eval()
+    plan = neuron_plan(model, as_source(X).first())
+    assert dict(plan.partners) == {}
+    assert dict(plan.consumers) == {"gate": ("down",)}
+    pruned = prune(model, 0.5, "neuron", data=X)
+    assert isinstance(pruned, SwiGLUElsewhere)
+    assert torch.equal(pruned.up.weight, model.up.weight) and torch.equal(pruned.up.bias, model.up.bias)
+    removed = torch.argsort(model.gate.weight.norm(dim=1), stable=True)[:4]  # ranked on gate's own rows
+    by_hand = copy.deepcopy(model)
+    with torch.no_grad():
+        by_hand.gate.weight[removed] = 0
+        by_hand.gate.bias[removed] = 0
+        by_hand.down.weight[:, removed] = 0
+        torch.testing.assert_close(pruned(X), by_hand(X), rtol=0, atol=0)
+        torch.testing.assert_close(inspector.shrink(pruned, data=X)(X), by_hand(X), rtol=1e-5, atol=1e-6)
+
+
+class SwiGLUInPlace(SwiGLU):
+    """The product written in place: into the partner's output (``up.mul_(act)``, ``into="up"``) or into the
+    activation's (``act *= up``, ``into="act"``)."""
+
+    def __init__(self, into: str) -> None:
+        super().__init__()
+        self.into = into
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.inp(x)
+        up, act = self.up(h), self.act(self.gate(h))
+        if self.into == "up":
+            gated = up.mul_(act)
+        else:
+            act *= up
+            gated = act
+        return self.head(h + self.down(gated))
+
+
+@pytest.mark.parametrize("into", ["up", "act"])
+def test_an_in_place_product_is_a_gated_unit_too(into: str) -> None:
+    # once up.mul_(act) left up with two readers (the product and down, which reads the same tensor): no
+    # partner, so gate's neurons went alone and shrink kept them masked ("its output feeds mul")
+    torch.manual_seed(0)
+    model = SwiGLUInPlace(into).eval()
+    plan = neuron_plan(model, as_source(X).first())
+    assert dict(plan.partners) == {"gate": ("up",)}
+    assert dict(plan.consumers) == {"gate": ("down",)}
+    norms = torch.cat([model.gate.weight, model.up.weight], dim=1).norm(dim=1)
+    kept = torch.sort(torch.argsort(norms, stable=True)[6:]).values
+    small = _by_hand(model, kept)
+    pruned = prune(model, 0.5, "neuron", data=X)
+    shrunk = shrink_model(pruned, data=X)
+    assert shrunk.kept_masked == {} and shrunk.widths == {"gate": (12, 6)}
+    with torch.no_grad():
+        torch.testing.assert_close(pruned(X), small(X), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(shrunk.model(X), small(X), rtol=1e-5, atol=1e-6)
+
+
 def _tiny(kind: str) -> tuple[nn.Module, dict[str, torch.Tensor], list[tuple[str, str, str]]]:
     """A Llama or gated-GELU T5 built from a config, a batch, and its (gate, partner, consumer) triples."""
     transformers = pytest.importorskip("transformers")
