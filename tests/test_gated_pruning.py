@@ -212,6 +212,23 @@ def test_an_in_place_product_is_a_gated_unit_too(into: str) -> None:
         torch.testing.assert_close(shrunk.model(X), small(X), rtol=1e-5, atol=1e-6)
 
 
+def test_a_bf16_model_drops_its_truly_weakest_gated_neuron() -> None:
+    # neuron 0's rows have norm sqrt(1 + 1/256) ~ 1.002, neuron 1's exactly 1: both round to 1.0 in bf16, so a
+    # norm taken in bf16 once tied them and the stable sort dropped neuron 0, the stronger of the two
+    torch.manual_seed(0)
+    model = _model().to(torch.bfloat16)
+    with torch.no_grad():
+        for layer in (model.gate, model.up):
+            layer.weight.mul_(4.0)  # every other neuron's norm well above 2
+            layer.weight[:2] = 0
+        model.gate.weight[0, 0] = model.gate.weight[1, 0] = 1.0
+        model.up.weight[0, 0] = 1 / 16
+    plan = neuron_plan(model, as_source(X.to(torch.bfloat16)).first())
+    assert dict(plan.partners) == {"gate": ("up",)}
+    (keep,) = neuron_keep(model, plan, (0.1,))  # floor(0.1 * 12) = 1 neuron goes
+    assert torch.nonzero(~keep["gate"]).flatten().tolist() == [1]
+
+
 def _tiny(kind: str) -> tuple[nn.Module, dict[str, torch.Tensor], list[tuple[str, str, str]]]:
     """A Llama or gated-GELU T5 built from a config, a batch, and its (gate, partner, consumer) triples."""
     transformers = pytest.importorskip("transformers")

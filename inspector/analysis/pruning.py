@@ -570,7 +570,9 @@ def neuron_keep(model: nn.Module, plan: NeuronPlan, sparsities: tuple[float, ...
     def incoming(name: str, layer: nn.Module) -> torch.Tensor:
         rows = [dense_weight(modules[p]).detach() for p in _partners(plan, modules, name, shared)]
         weight = dense_weight(layer).detach()
-        return torch.linalg.vector_norm(torch.cat([weight, *rows], dim=1) if rows else weight, dim=1)
+        # in float32 at least: a bf16 norm rounds to 3 significant digits, and ties would drop the stronger
+        dtype = torch.promote_types(weight.dtype, torch.float32)
+        return torch.linalg.vector_norm(torch.cat([weight, *rows], dim=1) if rows else weight, dim=1, dtype=dtype)
 
     orders = [torch.argsort(incoming(name, layer), stable=True) for name, layer in hidden]
     out = []
