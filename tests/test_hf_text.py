@@ -22,6 +22,7 @@ import pytest
 import torch
 
 import dashboards.app
+import inspector
 from inspector.analysis import Analysis
 from inspector.analysis.inputs import as_source
 from inspector.analysis.pruning import PruningCurve, PruningReport
@@ -474,6 +475,37 @@ def test_each_problem_is_one_line(case, message, folders, broken, texts, tmp_pat
     status, _, err = run(capsys, *argv)
     assert status != 0
     assert re.search(message, one_line_error(err))
+
+
+def test_an_encoder_decoder_folder_is_analysed_as_its_error_says(broken, texts) -> None:
+    # the one-line error's advice: from Python, inspector.analyze on batches that hold decoder_input_ids, with a
+    # target=; here the log-probability of each text read back by the decoder (teacher forcing)
+    model, tokenizer = _load(broken["encoder-decoder"])
+    batches = []
+    for start in (0, 4):
+        encoded = tokenizer(SENTENCES[start : start + 4], padding=True, return_tensors="pt")
+        labels = encoded["input_ids"].masked_fill(encoded["attention_mask"] == 0, -100)
+        decoder_input_ids = torch.nn.functional.pad(encoded["input_ids"][:, :-1], (1, 0))  # shifted right, pad 0 first
+        batches.append({**encoded, "decoder_input_ids": decoder_input_ids, "labels": labels})
+
+    def read_back(out: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        picked = out.logits.log_softmax(-1).gather(-1, batch["labels"].clamp(min=0)[..., None])[..., 0]
+        return (picked * (batch["labels"] != -100)).sum(dim=1)
+
+    options = inspector.AnalysisOptions(sections=("parameters", "activations", "pruning"))
+    analysis = inspector.analyze(model, batches, target=read_back, options=options)
+    with torch.no_grad():
+        want = torch.cat([read_back(model(**batch), batch) for batch in batches]).mean()
+    assert analysis.data is not None and analysis.data.metric == pytest.approx(float(want), rel=1e-5)
+    assert {census.layer for census in analysis.activations} == {
+        "encoder.block.0.layer.1.DenseReluDense.wi",
+        "decoder.block.0.layer.2.DenseReluDense.wi",
+    }
+    # each ReLU unit: 16 weights in, 16 out (wo); floor(s * 24) of them go from each of the two blocks
+    assert analysis.pruning is not None
+    curve = analysis.pruning.curve("neuron")
+    linear = analysis.pruning.total_parameters
+    assert curve.parameters_left.tolist() == [linear - 2 * math.floor(s * 24) * 32 for s in curve.sparsity]
 
 
 def test_pruning_findings_count_a_rise_in_perplexity_as_the_cost() -> None:
