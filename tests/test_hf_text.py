@@ -412,6 +412,8 @@ def broken(tmp_path_factory: pytest.TempPathFactory, folders: dict[str, Path]) -
         transformers.T5Config(vocab_size=32, d_model=16, d_ff=24, num_layers=1, num_heads=2, d_kv=8)
     )
     made["encoder-decoder"] = _save(t5, transformers.AutoTokenizer.from_pretrained(folders["base"]), root / "t5")
+    mlm = transformers.BertForMaskedLM(_bert_config())
+    made["logit-of-mlm"] = _save(mlm, transformers.AutoTokenizer.from_pretrained(folders["base"]), root / "mlm")
     return made
 
 
@@ -433,6 +435,8 @@ def broken(tmp_path_factory: pytest.TempPathFactory, folders: dict[str, Path]) -
         ("max-length-special", r"--max-length 2 is too short: the tokenizer adds 2 special tokens to each text"),
         ("max-length-causal", r"--max-length 1 is too short: a causal LM needs two tokens of a text to predict one"),
         ("logit-of-base", r"--target predicted-logit needs a model with a classification head \(logits\)"),
+        # once it stopped at "the model returns (6, 9, 22)", saying nothing of what to do
+        ("logit-of-mlm", r"returns \(\d+, \d+, 22\) \(one row per token\): choose pooled-norm or mean-norm, or"),
         ("target-alone", "--target applies to a model folder read with --text"),
         ("txt-column", "--text-column body: a .txt file has no columns"),
         ("causal-label", r"--label-column sentiment: a causal LM's labels are each text's next tokens"),
@@ -469,6 +473,8 @@ def test_each_problem_is_one_line(case, message, folders, broken, texts, tmp_pat
             texts["csv"],
             ["--text-column", "sentence", "--label-column", "sentiment"],
         )
+    if case == "logit-of-mlm":
+        extra = ["--target", "predicted-logit"]
     argv = ["analyze", folder, "--text", text, "--out", tmp_path / "x", "--sections", "parameters", *extra]
     if case == "target-alone":
         argv = ["analyze", folder, "--target", "pooled-norm", "--out", tmp_path / "x"]
