@@ -285,6 +285,83 @@ def test_transformer_gated_mlps_shrink_to_the_model_built_by_hand(kind: str) -> 
         torch.testing.assert_close(shrunk.model(**batch).logits, want, rtol=1e-5, atol=1e-5)
 
 
+FAMILIES = {  # (config class, model class, extra config): SwiGLU, SwiGLU with biases, GeGLU (tanh GELU)
+    "mistral": ("MistralConfig", "MistralForCausalLM", {"head_dim": 8}),
+    "qwen2": ("Qwen2Config", "Qwen2ForCausalLM", {}),
+    "llama-mlp-bias": ("LlamaConfig", "LlamaForCausalLM", {"mlp_bias": True}),
+    "gemma": ("GemmaConfig", "GemmaForCausalLM", {"head_dim": 8, "hidden_activation": "gelu_pytorch_tanh"}),
+    "phi3": ("Phi3Config", "Phi3ForCausalLM", {}),  # gate_up_proj: one layer whose output is chunked in two
+}
+
+
+def _saved(kind: str, tmp_path: Path, intermediate: int = 40) -> tuple[nn.Module, Any]:
+    transformers = pytest.importorskip("transformers")
+    config_class, model_class, extra = FAMILIES[kind]
+    config = getattr(transformers, config_class)(
+        vocab_size=50, hidden_size=16, intermediate_size=intermediate, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, max_position_embeddings=32, pad_token_id=0, **extra,
+    )  # fmt: skip
+    cls = getattr(transformers, model_class)
+    torch.manual_seed(0)
+    model = cls(config)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name.endswith("bias"):  # initialised to zero: give the pruned ones something to remove
+                parameter.normal_()
+    model.save_pretrained(tmp_path / kind)
+    return cls.from_pretrained(tmp_path / kind).eval(), config
+
+
+@pytest.mark.parametrize("kind", ["mistral", "qwen2", "llama-mlp-bias", "gemma"])
+def test_saved_gated_transformers_prune_to_a_smaller_model_of_their_family(kind: str, tmp_path: Path) -> None:
+    model, config = _saved(kind, tmp_path)
+    ids = torch.randint(0, 50, (3, 9), generator=torch.Generator().manual_seed(2))
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    pruned = prune(model, 0.5, "neuron", data=[batch])
+    # by hand: per MLP the 20 neurons with the largest norm of their gate and up rows together (float64)
+    # stay; the same family built with intermediate_size 20 holds them
+    config.intermediate_size = 20
+    small = type(model)(config).eval()
+    state = model.state_dict()
+    for i in range(2):
+        mlp = f"model.layers.{i}.mlp"
+        rows = torch.cat([state[f"{mlp}.gate_proj.weight"], state[f"{mlp}.up_proj.weight"]], dim=1).double()
+        kept = torch.sort(torch.argsort(rows.norm(dim=1), stable=True)[20:]).values
+        for name in ("gate_proj", "up_proj"):
+            for tensor in ("weight", "bias"):
+                if f"{mlp}.{name}.{tensor}" in state:
+                    state[f"{mlp}.{name}.{tensor}"] = state[f"{mlp}.{name}.{tensor}"][kept]
+        state[f"{mlp}.down_proj.weight"] = state[f"{mlp}.down_proj.weight"][:, kept]
+    biases = "model.layers.0.mlp.up_proj.bias" in state
+    removed_per_neuron = 16 + 16 + 16 + (2 if biases else 0)  # gate row, up row, down column (+ their biases)
+    small.load_state_dict(state)
+    with torch.no_grad():
+        want = small(**batch).logits
+        torch.testing.assert_close(pruned(**batch).logits, want, rtol=1e-5, atol=1e-5)
+        shrunk = inspector.shrink(pruned, data=[batch])
+        torch.testing.assert_close(shrunk(**batch).logits, want, rtol=1e-5, atol=1e-5)
+    assert sum(p.numel() for p in shrunk.parameters()) == sum(p.numel() for p in small.parameters())
+    nonzero = {name: int((p != 0).sum()) for name, p in model.named_parameters()}
+    left = sum(int((p != 0).sum()) for p in pruned.parameters())
+    assert left == sum(nonzero.values()) - 2 * 20 * removed_per_neuron
+
+
+def test_a_fused_gate_up_projection_is_no_partner_and_stays_whole(tmp_path: Path) -> None:
+    # Phi-3: gate_up_proj's output is chunked into gate and up, so no layer's output meets an activation
+    # alone: nothing in the MLP is a hidden layer, and the neuron scope leaves it as it is
+    model, _ = _saved("phi3", tmp_path)
+    ids = torch.randint(0, 50, (3, 9), generator=torch.Generator().manual_seed(2))
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    plan = neuron_plan(model, as_source([batch]).first())
+    assert dict(plan.partners) == {} and not any(".mlp." in layer for layer in plan.hidden)
+    pruned = prune(model, 0.5, "neuron", data=[batch])
+    for name, tensor in model.state_dict().items():
+        if ".mlp." in name:
+            assert torch.equal(pruned.state_dict()[name], tensor), name
+    with torch.no_grad():
+        torch.testing.assert_close(inspector.shrink(pruned, data=[batch])(**batch).logits, pruned(**batch).logits)
+
+
 def test_prune_cli_on_a_llama_folder_removes_whole_gated_neurons(tmp_path: Path, capsys) -> None:
     transformers = pytest.importorskip("transformers")
     tokenizers = pytest.importorskip("tokenizers")
