@@ -229,6 +229,39 @@ def test_a_bf16_model_drops_its_truly_weakest_gated_neuron() -> None:
     assert torch.nonzero(~keep["gate"]).flatten().tolist() == [1]
 
 
+class SwiGLUCastToConsumer(SwiGLU):
+    """T5's gated unit loaded in float16: its consumer ``wo`` is kept in float32 (``_keep_in_fp32_modules``) and
+    the product is cast to the consumer's dtype first. Here: float32 layers, a float64 ``down``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down.double()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.inp(x)
+        gated = self.act(self.gate(h)) * self.up(h)
+        return self.head(h + self.down(gated.to(self.down.weight.dtype)).float())
+
+
+def test_a_product_cast_to_its_consumers_dtype_still_reaches_the_consumer() -> None:
+    # once the observed pass lost the product at .to(float64): no consumer known, down's columns stayed and
+    # shrink removed nothing (and said nothing)
+    torch.manual_seed(0)
+    model = SwiGLUCastToConsumer().eval()
+    plan = neuron_plan(model, as_source(X).first())
+    assert dict(plan.partners) == {"gate": ("up",)} and dict(plan.consumers) == {"gate": ("down",)}
+    norms = torch.cat([model.gate.weight, model.up.weight], dim=1).double().norm(dim=1)
+    kept = torch.sort(torch.argsort(norms, stable=True)[6:]).values
+    small = _by_hand(model, kept)
+    small.down.double()
+    pruned = prune(model, 0.5, "neuron", data=X)
+    shrunk = shrink_model(pruned, data=X)
+    assert shrunk.widths == {"gate": (12, 6)} and shrunk.kept_masked == {}
+    with torch.no_grad():
+        torch.testing.assert_close(pruned(X), small(X), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(shrunk.model(X), small(X), rtol=1e-5, atol=1e-6)
+
+
 def _tiny(kind: str) -> tuple[nn.Module, dict[str, torch.Tensor], list[tuple[str, str, str]]]:
     """A Llama or gated-GELU T5 built from a config, a batch, and its (gate, partner, consumer) triples."""
     transformers = pytest.importorskip("transformers")

@@ -112,6 +112,8 @@ PER_NEURON: tuple[type[nn.Module], ...] = (
 )
 # Element-by-element products: a gated unit's activation output times its partner's output.
 PRODUCTS = frozenset({"mul", "mul_", "__mul__", "__rmul__", "__imul__"})
+# Casts that keep feature j in feature j (T5 casts its gated product to the dtype of ``wo``, kept in float32).
+CASTS = frozenset({"to", "type", "type_as", "float", "double", "half", "bfloat16", "contiguous"})
 
 
 @result
@@ -302,10 +304,14 @@ class _ConsumerObserver:
         """A torch call ``name`` on ``tensors`` returned ``out``: each dense output among them is read once
         more; ``out = a * b`` of a site's activation output and a dense layer's own output of the same
         shape may make that layer the site's partner (when nothing else reads it: see :meth:`run`), and
-        ``out`` is followed as the site's."""
+        ``out`` is followed as the site's, as it is through a cast (:data:`CASTS`)."""
         for tensor in tensors:
             if (entry := self._entry(tensor)) is not None:
                 entry[2] += 1
+        if name in CASTS and tensors and isinstance(out, torch.Tensor) and out.shape == tensors[0].shape:
+            if (layer := self._source(tensors[0])) is not None:
+                self._mark(out, layer)
+            return
         if name not in PRODUCTS or len(tensors) != 2 or not isinstance(out, torch.Tensor):
             return
         for gated, other in (tensors, tensors[::-1]):
