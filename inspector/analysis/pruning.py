@@ -19,7 +19,7 @@ A *hidden layer* is a site (:mod:`~inspector.analysis.sites`) with a known
 activation whose output is not a model output. Its *consumer* is a linear layer
 whose input is exactly that activation's output tensor, seen by tensor identity
 in one observed forward pass (through dropout, identity and batch-norm modules,
-which act per neuron), or in the model's ``torch.fx`` graph for functional
+which act per neuron, and dtype casts), or in the model's ``torch.fx`` graph for functional
 activations. A layer of the same width that merely comes next (a transformer's
 query then key) is no consumer: its columns are never touched. Its *partner* is a
 dense layer whose own output multiplies that activation output element by element
