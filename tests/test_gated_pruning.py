@@ -131,6 +131,137 @@ def test_a_partner_whose_output_is_read_elsewhere_keeps_its_rows() -> None:
         torch.testing.assert_close(shrunk.model(X), masked(X))
 
 
+class SwiGLUElsewhere(SwiGLU):
+    """A SwiGLU block whose ``up`` also serves another reader: called a second time, on the block's result,
+    into the head (``tied=False``), or its weight tied to ``twin``'s, a linear layer of its shape read there
+    (``tied=True``). Either way zeroing up's rows would change that reader, so up is no partner."""
+
+    def __init__(self, functional: bool, tied: bool) -> None:
+        super().__init__(functional=functional, width=8, hidden=8)
+        self.tied = tied
+        self.twin = nn.Linear(8, 8)
+        if tied:
+            self.twin.weight = self.up.weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.inp(x)
+        gated = (F.silu(self.gate(h)) if self.functional else self.act(self.gate(h))) * self.up(h)
+        h = h + self.down(gated)
+        return self.head(h + (self.twin(h) if self.tied else self.up(h)))
+
+
+@pytest.mark.parametrize("functional", [False, True], ids=["module", "functional"])
+@pytest.mark.parametrize("tied", [False, True], ids=["called-twice", "tied"])
+def test_a_partner_that_serves_another_reader_keeps_its_rows(functional: bool, tied: bool) -> None:
+    # once up was taken as gate's partner (its product output read once): its rows were zeroed, and the
+    # second call (or the tied twin) fed the head something else, so the pruned model was not the one below
+    torch.manual_seed(0)
+    model = SwiGLUElsewhere(functional, tied).eval()
+    plan = neuron_plan(model, as_source(X).first())
+    assert dict(plan.partners) == {}
+    assert dict(plan.consumers) == {"gate": ("down",)}
+    pruned = prune(model, 0.5, "neuron", data=X)
+    assert isinstance(pruned, SwiGLUElsewhere)
+    assert torch.equal(pruned.up.weight, model.up.weight) and torch.equal(pruned.up.bias, model.up.bias)
+    removed = torch.argsort(model.gate.weight.norm(dim=1), stable=True)[:4]  # ranked on gate's own rows
+    by_hand = copy.deepcopy(model)
+    with torch.no_grad():
+        by_hand.gate.weight[removed] = 0
+        by_hand.gate.bias[removed] = 0
+        by_hand.down.weight[:, removed] = 0
+        torch.testing.assert_close(pruned(X), by_hand(X), rtol=0, atol=0)
+        torch.testing.assert_close(inspector.shrink(pruned, data=X)(X), by_hand(X), rtol=1e-5, atol=1e-6)
+
+
+class SwiGLUInPlace(SwiGLU):
+    """The product written in place: into the partner's output (``up.mul_(act)``, ``into="up"``) or into the
+    activation's (``act *= up``, ``into="act"``)."""
+
+    def __init__(self, into: str) -> None:
+        super().__init__()
+        self.into = into
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.inp(x)
+        up, act = self.up(h), self.act(self.gate(h))
+        if self.into == "up":
+            gated = up.mul_(act)
+        else:
+            act *= up
+            gated = act
+        return self.head(h + self.down(gated))
+
+
+@pytest.mark.parametrize("into", ["up", "act"])
+def test_an_in_place_product_is_a_gated_unit_too(into: str) -> None:
+    # once up.mul_(act) left up with two readers (the product and down, which reads the same tensor): no
+    # partner, so gate's neurons went alone and shrink kept them masked ("its output feeds mul")
+    torch.manual_seed(0)
+    model = SwiGLUInPlace(into).eval()
+    plan = neuron_plan(model, as_source(X).first())
+    assert dict(plan.partners) == {"gate": ("up",)}
+    assert dict(plan.consumers) == {"gate": ("down",)}
+    norms = torch.cat([model.gate.weight, model.up.weight], dim=1).norm(dim=1)
+    kept = torch.sort(torch.argsort(norms, stable=True)[6:]).values
+    small = _by_hand(model, kept)
+    pruned = prune(model, 0.5, "neuron", data=X)
+    shrunk = shrink_model(pruned, data=X)
+    assert shrunk.kept_masked == {} and shrunk.widths == {"gate": (12, 6)}
+    with torch.no_grad():
+        torch.testing.assert_close(pruned(X), small(X), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(shrunk.model(X), small(X), rtol=1e-5, atol=1e-6)
+
+
+def test_a_bf16_model_drops_its_truly_weakest_gated_neuron() -> None:
+    # neuron 0's rows have norm sqrt(1 + 1/256) ~ 1.002, neuron 1's exactly 1: both round to 1.0 in bf16, so a
+    # norm taken in bf16 once tied them and the stable sort dropped neuron 0, the stronger of the two
+    torch.manual_seed(0)
+    model = _model().to(torch.bfloat16)
+    with torch.no_grad():
+        for layer in (model.gate, model.up):
+            layer.weight.mul_(4.0)  # every other neuron's norm well above 2
+            layer.weight[:2] = 0
+        model.gate.weight[0, 0] = model.gate.weight[1, 0] = 1.0
+        model.up.weight[0, 0] = 1 / 16
+    plan = neuron_plan(model, as_source(X.to(torch.bfloat16)).first())
+    assert dict(plan.partners) == {"gate": ("up",)}
+    (keep,) = neuron_keep(model, plan, (0.1,))  # floor(0.1 * 12) = 1 neuron goes
+    assert torch.nonzero(~keep["gate"]).flatten().tolist() == [1]
+
+
+class SwiGLUCastToConsumer(SwiGLU):
+    """T5's gated unit loaded in float16: its consumer ``wo`` is kept in float32 (``_keep_in_fp32_modules``) and
+    the product is cast to the consumer's dtype first. Here: float32 layers, a float64 ``down``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down.double()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.inp(x)
+        gated = self.act(self.gate(h)) * self.up(h)
+        return self.head(h + self.down(gated.to(self.down.weight.dtype)).float())
+
+
+def test_a_product_cast_to_its_consumers_dtype_still_reaches_the_consumer() -> None:
+    # once the observed pass lost the product at .to(float64): no consumer known, down's columns stayed and
+    # shrink removed nothing (and said nothing)
+    torch.manual_seed(0)
+    model = SwiGLUCastToConsumer().eval()
+    plan = neuron_plan(model, as_source(X).first())
+    assert dict(plan.partners) == {"gate": ("up",)} and dict(plan.consumers) == {"gate": ("down",)}
+    norms = torch.cat([model.gate.weight, model.up.weight], dim=1).double().norm(dim=1)
+    kept = torch.sort(torch.argsort(norms, stable=True)[6:]).values
+    small = _by_hand(model, kept)
+    small.down.double()
+    pruned = prune(model, 0.5, "neuron", data=X)
+    shrunk = shrink_model(pruned, data=X)
+    assert shrunk.widths == {"gate": (12, 6)} and shrunk.kept_masked == {}
+    with torch.no_grad():
+        torch.testing.assert_close(pruned(X), small(X), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(shrunk.model(X), small(X), rtol=1e-5, atol=1e-6)
+
+
 def _tiny(kind: str) -> tuple[nn.Module, dict[str, torch.Tensor], list[tuple[str, str, str]]]:
     """A Llama or gated-GELU T5 built from a config, a batch, and its (gate, partner, consumer) triples."""
     transformers = pytest.importorskip("transformers")
@@ -185,6 +316,83 @@ def test_transformer_gated_mlps_shrink_to_the_model_built_by_hand(kind: str) -> 
         want = by_hand(**batch).logits
         torch.testing.assert_close(masked(**batch).logits, want, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(shrunk.model(**batch).logits, want, rtol=1e-5, atol=1e-5)
+
+
+FAMILIES = {  # (config class, model class, extra config): SwiGLU, SwiGLU with biases, GeGLU (tanh GELU)
+    "mistral": ("MistralConfig", "MistralForCausalLM", {"head_dim": 8}),
+    "qwen2": ("Qwen2Config", "Qwen2ForCausalLM", {}),
+    "llama-mlp-bias": ("LlamaConfig", "LlamaForCausalLM", {"mlp_bias": True}),
+    "gemma": ("GemmaConfig", "GemmaForCausalLM", {"head_dim": 8, "hidden_activation": "gelu_pytorch_tanh"}),
+    "phi3": ("Phi3Config", "Phi3ForCausalLM", {}),  # gate_up_proj: one layer whose output is chunked in two
+}
+
+
+def _saved(kind: str, tmp_path: Path, intermediate: int = 40) -> tuple[nn.Module, Any]:
+    transformers = pytest.importorskip("transformers")
+    config_class, model_class, extra = FAMILIES[kind]
+    config = getattr(transformers, config_class)(
+        vocab_size=50, hidden_size=16, intermediate_size=intermediate, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, max_position_embeddings=32, pad_token_id=0, **extra,
+    )  # fmt: skip
+    cls = getattr(transformers, model_class)
+    torch.manual_seed(0)
+    model = cls(config)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name.endswith("bias"):  # initialised to zero: give the pruned ones something to remove
+                parameter.normal_()
+    model.save_pretrained(tmp_path / kind)
+    return cls.from_pretrained(tmp_path / kind).eval(), config
+
+
+@pytest.mark.parametrize("kind", ["mistral", "qwen2", "llama-mlp-bias", "gemma"])
+def test_saved_gated_transformers_prune_to_a_smaller_model_of_their_family(kind: str, tmp_path: Path) -> None:
+    model, config = _saved(kind, tmp_path)
+    ids = torch.randint(0, 50, (3, 9), generator=torch.Generator().manual_seed(2))
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    pruned = prune(model, 0.5, "neuron", data=[batch])
+    # by hand: per MLP the 20 neurons with the largest norm of their gate and up rows together (float64)
+    # stay; the same family built with intermediate_size 20 holds them
+    config.intermediate_size = 20
+    small = type(model)(config).eval()
+    state = model.state_dict()
+    for i in range(2):
+        mlp = f"model.layers.{i}.mlp"
+        rows = torch.cat([state[f"{mlp}.gate_proj.weight"], state[f"{mlp}.up_proj.weight"]], dim=1).double()
+        kept = torch.sort(torch.argsort(rows.norm(dim=1), stable=True)[20:]).values
+        for name in ("gate_proj", "up_proj"):
+            for tensor in ("weight", "bias"):
+                if f"{mlp}.{name}.{tensor}" in state:
+                    state[f"{mlp}.{name}.{tensor}"] = state[f"{mlp}.{name}.{tensor}"][kept]
+        state[f"{mlp}.down_proj.weight"] = state[f"{mlp}.down_proj.weight"][:, kept]
+    biases = "model.layers.0.mlp.up_proj.bias" in state
+    removed_per_neuron = 16 + 16 + 16 + (2 if biases else 0)  # gate row, up row, down column (+ their biases)
+    small.load_state_dict(state)
+    with torch.no_grad():
+        want = small(**batch).logits
+        torch.testing.assert_close(pruned(**batch).logits, want, rtol=1e-5, atol=1e-5)
+        shrunk = inspector.shrink(pruned, data=[batch])
+        torch.testing.assert_close(shrunk(**batch).logits, want, rtol=1e-5, atol=1e-5)
+    assert sum(p.numel() for p in shrunk.parameters()) == sum(p.numel() for p in small.parameters())
+    nonzero = {name: int((p != 0).sum()) for name, p in model.named_parameters()}
+    left = sum(int((p != 0).sum()) for p in pruned.parameters())
+    assert left == sum(nonzero.values()) - 2 * 20 * removed_per_neuron
+
+
+def test_a_fused_gate_up_projection_is_no_partner_and_stays_whole(tmp_path: Path) -> None:
+    # Phi-3: gate_up_proj's output is chunked into gate and up, so no layer's output meets an activation
+    # alone: nothing in the MLP is a hidden layer, and the neuron scope leaves it as it is
+    model, _ = _saved("phi3", tmp_path)
+    ids = torch.randint(0, 50, (3, 9), generator=torch.Generator().manual_seed(2))
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    plan = neuron_plan(model, as_source([batch]).first())
+    assert dict(plan.partners) == {} and not any(".mlp." in layer for layer in plan.hidden)
+    pruned = prune(model, 0.5, "neuron", data=[batch])
+    for name, tensor in model.state_dict().items():
+        if ".mlp." in name:
+            assert torch.equal(pruned.state_dict()[name], tensor), name
+    with torch.no_grad():
+        torch.testing.assert_close(inspector.shrink(pruned, data=[batch])(**batch).logits, pruned(**batch).logits)
 
 
 def test_prune_cli_on_a_llama_folder_removes_whole_gated_neurons(tmp_path: Path, capsys) -> None:

@@ -22,6 +22,7 @@ import pytest
 import torch
 
 import dashboards.app
+import inspector
 from inspector.analysis import Analysis
 from inspector.analysis.inputs import as_source
 from inspector.analysis.pruning import PruningCurve, PruningReport
@@ -411,6 +412,8 @@ def broken(tmp_path_factory: pytest.TempPathFactory, folders: dict[str, Path]) -
         transformers.T5Config(vocab_size=32, d_model=16, d_ff=24, num_layers=1, num_heads=2, d_kv=8)
     )
     made["encoder-decoder"] = _save(t5, transformers.AutoTokenizer.from_pretrained(folders["base"]), root / "t5")
+    mlm = transformers.BertForMaskedLM(_bert_config())
+    made["logit-of-mlm"] = _save(mlm, transformers.AutoTokenizer.from_pretrained(folders["base"]), root / "mlm")
     return made
 
 
@@ -432,6 +435,8 @@ def broken(tmp_path_factory: pytest.TempPathFactory, folders: dict[str, Path]) -
         ("max-length-special", r"--max-length 2 is too short: the tokenizer adds 2 special tokens to each text"),
         ("max-length-causal", r"--max-length 1 is too short: a causal LM needs two tokens of a text to predict one"),
         ("logit-of-base", r"--target predicted-logit needs a model with a classification head \(logits\)"),
+        # once it stopped at "the model returns (6, 9, 22)", saying nothing of what to do
+        ("logit-of-mlm", r"returns \(\d+, \d+, 22\) \(one row per token\): choose pooled-norm or mean-norm, or"),
         ("target-alone", "--target applies to a model folder read with --text"),
         ("txt-column", "--text-column body: a .txt file has no columns"),
         ("causal-label", r"--label-column sentiment: a causal LM's labels are each text's next tokens"),
@@ -468,12 +473,45 @@ def test_each_problem_is_one_line(case, message, folders, broken, texts, tmp_pat
             texts["csv"],
             ["--text-column", "sentence", "--label-column", "sentiment"],
         )
+    if case == "logit-of-mlm":
+        extra = ["--target", "predicted-logit"]
     argv = ["analyze", folder, "--text", text, "--out", tmp_path / "x", "--sections", "parameters", *extra]
     if case == "target-alone":
         argv = ["analyze", folder, "--target", "pooled-norm", "--out", tmp_path / "x"]
     status, _, err = run(capsys, *argv)
     assert status != 0
     assert re.search(message, one_line_error(err))
+
+
+def test_an_encoder_decoder_folder_is_analysed_as_its_error_says(broken, texts) -> None:
+    # the one-line error's advice: from Python, inspector.analyze on batches that hold decoder_input_ids, with a
+    # target=; here the log-probability of each text read back by the decoder (teacher forcing)
+    model, tokenizer = _load(broken["encoder-decoder"])
+    batches = []
+    for start in (0, 4):
+        encoded = tokenizer(SENTENCES[start : start + 4], padding=True, return_tensors="pt")
+        labels = encoded["input_ids"].masked_fill(encoded["attention_mask"] == 0, -100)
+        decoder_input_ids = torch.nn.functional.pad(encoded["input_ids"][:, :-1], (1, 0))  # shifted right, pad 0 first
+        batches.append({**encoded, "decoder_input_ids": decoder_input_ids, "labels": labels})
+
+    def read_back(out: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        picked = out.logits.log_softmax(-1).gather(-1, batch["labels"].clamp(min=0)[..., None])[..., 0]
+        return (picked * (batch["labels"] != -100)).sum(dim=1)
+
+    options = inspector.AnalysisOptions(sections=("parameters", "activations", "pruning"))
+    analysis = inspector.analyze(model, batches, target=read_back, options=options)
+    with torch.no_grad():
+        want = torch.cat([read_back(model(**batch), batch) for batch in batches]).mean()
+    assert analysis.data is not None and analysis.data.metric == pytest.approx(float(want), rel=1e-5)
+    assert {census.layer for census in analysis.activations} == {
+        "encoder.block.0.layer.1.DenseReluDense.wi",
+        "decoder.block.0.layer.2.DenseReluDense.wi",
+    }
+    # each ReLU unit: 16 weights in, 16 out (wo); floor(s * 24) of them go from each of the two blocks
+    assert analysis.pruning is not None
+    curve = analysis.pruning.curve("neuron")
+    linear = analysis.pruning.total_parameters
+    assert curve.parameters_left.tolist() == [linear - 2 * math.floor(s * 24) * 32 for s in curve.sparsity]
 
 
 def test_pruning_findings_count_a_rise_in_perplexity_as_the_cost() -> None:

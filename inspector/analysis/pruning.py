@@ -19,7 +19,7 @@ A *hidden layer* is a site (:mod:`~inspector.analysis.sites`) with a known
 activation whose output is not a model output. Its *consumer* is a linear layer
 whose input is exactly that activation's output tensor, seen by tensor identity
 in one observed forward pass (through dropout, identity and batch-norm modules,
-which act per neuron), or in the model's ``torch.fx`` graph for functional
+which act per neuron, and dtype casts), or in the model's ``torch.fx`` graph for functional
 activations. A layer of the same width that merely comes next (a transformer's
 query then key) is no consumer: its columns are never touched. Its *partner* is a
 dense layer whose own output multiplies that activation output element by element
@@ -112,6 +112,8 @@ PER_NEURON: tuple[type[nn.Module], ...] = (
 )
 # Element-by-element products: a gated unit's activation output times its partner's output.
 PRODUCTS = frozenset({"mul", "mul_", "__mul__", "__rmul__", "__imul__"})
+# Casts that keep feature j in feature j (T5 casts its gated product to the dtype of ``wo``, kept in float32).
+CASTS = frozenset({"to", "type", "type_as", "float", "double", "half", "bfloat16", "contiguous"})
 
 
 @result
@@ -223,6 +225,7 @@ class _ConsumerObserver:
         self._produced: dict[int, tuple[weakref.ref[torch.Tensor], str]] = {}
         # each dense layer's own output: [weak reference, layer, torch calls that read it]
         self._dense: dict[int, list[Any]] = {}
+        self._calls: dict[str, list[list[Any]]] = {}  # {dense layer: the entry of each of its outputs}
         self._paired: list[tuple[str, list[Any]]] = []  # (hidden layer, its partner's output entry)
         self.consumers: dict[str, list[str]] = {}
         self.partners: dict[str, list[str]] = {}
@@ -253,9 +256,18 @@ class _ConsumerObserver:
             self.outputs = {layer for t in nested_tensors(output) if (layer := self._source(t)) is not None}
             returned = {id(t) for t in nested_tensors(output)}
         # a partner's output read by anything but the product (a residual, another layer, the model's
-        # output) is no partner: removing its rows would change that reader
+        # output) is no partner: removing its rows would change that reader; so is a layer called again
+        # outside the product (each of its outputs must be one of this layer's products' factors)
+        paired = {(layer, id(entry)) for layer, entry in self._paired}
+
+        def only_factor(layer: str, entry: list[Any]) -> bool:
+            tensor = entry[0]()
+            return (
+                (layer, id(entry)) in paired and entry[2] == 1 and not (tensor is not None and id(tensor) in returned)
+            )
+
         for layer, entry in self._paired:
-            if entry[2] == 1 and not (entry[0]() is not None and id(entry[0]()) in returned):
+            if all(only_factor(layer, call) for call in self._calls[entry[1]]):
                 found = self.partners.setdefault(layer, [])
                 if entry[1] not in found:
                     found.append(entry[1])
@@ -279,7 +291,8 @@ class _ConsumerObserver:
     def _dense_output(self, name: str) -> Any:
         def hook(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
             if isinstance(output, torch.Tensor):
-                self._dense[id(output)] = [weakref.ref(output), name, 0]
+                self._dense[id(output)] = entry = [weakref.ref(output), name, 0]
+                self._calls.setdefault(name, []).append(entry)
 
         return hook
 
@@ -291,10 +304,14 @@ class _ConsumerObserver:
         """A torch call ``name`` on ``tensors`` returned ``out``: each dense output among them is read once
         more; ``out = a * b`` of a site's activation output and a dense layer's own output of the same
         shape may make that layer the site's partner (when nothing else reads it: see :meth:`run`), and
-        ``out`` is followed as the site's."""
+        ``out`` is followed as the site's, as it is through a cast (:data:`CASTS`)."""
         for tensor in tensors:
             if (entry := self._entry(tensor)) is not None:
                 entry[2] += 1
+        if name in CASTS and tensors and isinstance(out, torch.Tensor) and out.shape == tensors[0].shape:
+            if (layer := self._source(tensors[0])) is not None:
+                self._mark(out, layer)
+            return
         if name not in PRODUCTS or len(tensors) != 2 or not isinstance(out, torch.Tensor):
             return
         for gated, other in (tensors, tensors[::-1]):
@@ -306,6 +323,8 @@ class _ConsumerObserver:
                 and gated.shape == other.shape == out.shape
             ):
                 self._paired.append((layer, entry))
+                if out is other:  # up.mul_(act): that tensor is the product now, whose readers are the layer's
+                    del self._dense[id(other)]
                 self._mark(out, layer)
                 return
 
@@ -361,8 +380,8 @@ def _traced_consumers(
             return node.target in METHOD_KINDS
         return node.op == "call_module" and activation_kind(modules[str(node.target)]) is not None
 
-    def partner(node: torch.fx.Node, factor: torch.fx.Node) -> str | None:
-        """The dense layer whose output ``node`` multiplies ``factor`` by, if it is such a product."""
+    def partner(node: torch.fx.Node, factor: torch.fx.Node) -> torch.fx.Node | None:
+        """The call of a dense layer whose output ``node`` multiplies ``factor`` by, if it is such a product."""
         product = (node.op == "call_function" and node.target in (operator.mul, torch.mul)) or (
             node.op == "call_method" and node.target in ("mul", "mul_")
         )
@@ -371,12 +390,13 @@ def _traced_consumers(
         other = node.args[1] if node.args[0] is factor else node.args[0]
         if isinstance(other, torch.fx.Node) and other.op == "call_module" and len(other.users) == 1:
             if is_dense(modules.get(str(other.target), nn.Identity())) and str(other.target) in modules:
-                return str(other.target)
+                return other
         return None
 
     consumers: dict[str, tuple[str, ...]] = {}
     outputs: set[str] = set()
     partners: dict[str, tuple[str, ...]] = {}
+    factors: dict[str, set[torch.fx.Node]] = {}  # {layer: the partners' calls seen multiplying its activation}
     for node in graph.nodes:
         if node.op != "call_module" or str(node.target) not in layers:
             continue
@@ -399,14 +419,24 @@ def _traced_consumers(
                         found.append(str(user.target))
                 elif passes(user, PER_NEURON):
                     frontier.append(user)
-                elif (other := partner(user, current)) is not None and other != str(node.target):
-                    if other not in paired:
-                        paired.append(other)
+                elif (other := partner(user, current)) is not None and str(other.target) != str(node.target):
+                    factors.setdefault(str(node.target), set()).add(other)
+                    if str(other.target) not in paired:
+                        paired.append(str(other.target))
                     frontier.append(user)
         consumers[str(node.target)] = tuple(found)
         if paired:
             partners[str(node.target)] = tuple(paired)
-    return consumers, outputs, partners
+    # a partner called again outside the product (each of its calls must be one of this layer's factors)
+    calls: dict[str, list[torch.fx.Node]] = {}
+    for node in graph.nodes:
+        if node.op == "call_module":
+            calls.setdefault(str(node.target), []).append(node)
+    only_factors = {
+        layer: tuple(p for p in found if all(call in factors[layer] for call in calls[p]))
+        for layer, found in partners.items()
+    }
+    return consumers, outputs, {layer: found for layer, found in only_factors.items() if found}
 
 
 def neuron_plan(model: nn.Module, batch: Batch | None = None, sites: tuple[Site, ...] | None = None) -> NeuronPlan:
@@ -444,10 +474,24 @@ def neuron_plan(model: nn.Module, batch: Batch | None = None, sites: tuple[Site,
         outputs.add(linear_layers(model)[-1][0])
     hidden = tuple(s.layer for s in candidates if s.layer not in outputs)
     # a partner that is itself a hidden layer is pruned as its own layer; one that multiplies two hidden
-    # layers' outputs is neither's (its rows are two neurons at once): either stays whole, as without it
+    # layers' outputs is neither's (its rows are two neurons at once); one whose weight or bias another
+    # module also holds (tied) would lose that module's rows too; one of another width (a broadcast
+    # factor) has no neuron j: each stays whole, as without it
     shared = Counter(p for layer in hidden for p in partners.get(layer, ()))
+    owners = Counter(id(t) for module in model.modules() for t in module.parameters(recurse=False))
+    dense = dict(linear_layers(model))
+
+    def own_rows(layer: str, partner: str) -> bool:
+        module = dense.get(partner)
+        return (
+            module is not None
+            and out_features(module) == out_features(dense[layer])
+            and all(owners[id(t)] == 1 for t in (module.weight, module.bias) if t is not None)
+        )
+
     paired = {
-        layer: tuple(p for p in partners.get(layer, ()) if p not in hidden and shared[p] == 1) for layer in hidden
+        layer: tuple(p for p in partners.get(layer, ()) if p not in hidden and shared[p] == 1 and own_rows(layer, p))
+        for layer in hidden
     }
     return NeuronPlan(
         hidden,
@@ -532,7 +576,9 @@ def neuron_keep(model: nn.Module, plan: NeuronPlan, sparsities: tuple[float, ...
     def incoming(name: str, layer: nn.Module) -> torch.Tensor:
         rows = [dense_weight(modules[p]).detach() for p in _partners(plan, modules, name, shared)]
         weight = dense_weight(layer).detach()
-        return torch.linalg.vector_norm(torch.cat([weight, *rows], dim=1) if rows else weight, dim=1)
+        # in float32 at least: a bf16 norm rounds to 3 significant digits, and ties would drop the stronger
+        dtype = torch.promote_types(weight.dtype, torch.float32)
+        return torch.linalg.vector_norm(torch.cat([weight, *rows], dim=1) if rows else weight, dim=1, dtype=dtype)
 
     orders = [torch.argsort(incoming(name, layer), stable=True) for name, layer in hidden]
     out = []

@@ -88,8 +88,10 @@ def predicted_logit(output: Any, batch: Any) -> torch.Tensor:
         )
     logits = output_tensor(output)
     if logits.dim() != 2:
+        per_token = " (one row per token)" if logits.dim() == 3 else ""
         raise InspectorError(
-            f"predicted-logit needs logits of shape (n, classes); the model returns {tuple(logits.shape)}"
+            f"predicted-logit needs logits of shape (n, classes); the model returns {tuple(logits.shape)}{per_token}: "
+            "choose pooled-norm or mean-norm, or --target file.py:fn"
         )
     return logits.max(dim=1).values
 
