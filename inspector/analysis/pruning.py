@@ -813,7 +813,14 @@ def prune(
     them; without them it reads the model's ``torch.fx`` graph.
     """
     check_sparsity(sparsity)
-    (masks,) = level_masks(model, scope, (sparsity,), _plan_for(model, scope, data, sites))
+    plan = _plan_for(model, scope, data, sites)
+    if plan is not None and not plan.hidden and sparsity > 0:
+        raise InspectorError(
+            "the neuron scope found no hidden layer to prune (a dense layer followed by an activation it "
+            "recognises, whose output is not the model's: a fused gate_up_proj is not one); use the global "
+            "or layer scope"
+        )
+    (masks,) = level_masks(model, scope, (sparsity,), plan)
     return apply_masks(copy.deepcopy(model), *masks)
 
 
