@@ -167,13 +167,18 @@ def test_without_a_graph_the_forward_passs_calls_say_what_follows_each_layer():
         "gelu": ("gelu", "called"),
         "tanh": ("tanh", "called"),
         "gate": ("silu", "called"),
-        "up": ("unknown", "unknown"),
+        "up": ("none", "gated"),  # once "unknown": counted on its pre-activation, as if its neurons were its own
         "late": ("unknown", "unknown"),
         "res": ("none", "called-none"),
         "head": ("none", "called-none"),
     }
     assert sites["gelu"].describe() == "gelu: function gelu called on its output in the forward pass"
     assert sites["tanh"].tap == "tanh"  # counted at the layer's own output, the function applied there
+    assert sites["up"].module == "gate" and not sites["up"].counted
+    assert (
+        sites["up"].describe()
+        == "no activation: the linear half of a gated unit (its output multiplies gate's activation)"
+    )
 
 
 def test_watching_the_calls_leaves_the_output_and_the_model_as_they_were():
@@ -201,7 +206,7 @@ def test_a_called_activation_is_censused_like_a_hook_written_here():
     for h in handles:
         h.remove()
     census = {c.layer: c for c in activation_census(model, x)}
-    assert set(census) == {"gelu", "tanh", "gate", "up", "late"}
+    assert set(census) == {"gelu", "tanh", "gate", "late"}
     assert census["gelu"].fire_rate == pytest.approx((seen["gelu"] > 0).float().mean(0).numpy())
     assert census["gelu"].zero_rate == pytest.approx((F.gelu(seen["gelu"]).abs() < 0.01).float().mean(0).numpy())
     assert census["tanh"].saturation_rate == pytest.approx((seen["tanh"].tanh().abs() > 0.99).float().mean(0).numpy())
@@ -225,6 +230,56 @@ def test_gpt2_attention_and_block_outputs_have_no_activation_and_c_fc_is_gelu():
             "convention",
         )
     assert sites["lm_head"].found_by == "output"
+
+
+@pytest.mark.slow  # importing transformers takes most of it
+@pytest.mark.parametrize("family", ["llama", "gemma"])
+def test_a_gated_mlps_linear_half_and_rotary_projections_have_no_activation(family):
+    # Llama's q_proj and k_proj are rotated (q * cos + rotate_half(q) * sin: products with a table no layer
+    # made, and a sign flip) before attention, and up_proj multiplies silu(gate_proj(x)): all three were
+    # "unknown", counted on their pre-activation; only gate_proj's neurons are the MLP's own
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    common = dict(vocab_size=50, hidden_size=16, intermediate_size=24, num_hidden_layers=2, num_attention_heads=2,
+                  num_key_value_heads=1, max_position_embeddings=32)  # fmt: skip
+    if family == "llama":
+        model = transformers.LlamaForCausalLM(transformers.LlamaConfig(**common)).eval()
+        kind = "silu"
+    else:  # GeGLU (tanh GELU), its own rotary embedding, tied embeddings
+        model = transformers.GemmaForCausalLM(transformers.GemmaConfig(**common, head_dim=8)).eval()
+        kind = "gelu"
+    sites = {s.layer: s for s in discover_sites(model, to_batch({"input_ids": torch.randint(0, 50, (2, 7))}))}
+    for k in range(2):
+        block = f"model.layers.{k}"
+        for part in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.down_proj"):
+            assert (sites[f"{block}.{part}"].activation, sites[f"{block}.{part}"].found_by) == ("none", "called-none")
+        assert sites[f"{block}.mlp.gate_proj"].activation == kind
+        up = sites[f"{block}.mlp.up_proj"]
+        assert (up.activation, up.found_by, up.module, up.counted) == ("none", "gated", f"{block}.mlp.gate_proj", False)
+    assert [s.layer for s in sites.values() if s.counted] == [f"model.layers.{k}.mlp.gate_proj" for k in range(2)]
+
+
+class _Rescaled(nn.Module):
+    """A layer's output rescaled by a mask and negated before the residual sum (no activation), and a
+    hand-written swish (h * sigmoid(h): a product with its own activation, which is no gate)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scaled, self.swish, self.head = nn.Linear(8, 8), nn.Linear(8, 8), nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.sum() > -1e30:  # symbolic tracing fails here
+            x = x + 0
+        mask = (torch.arange(8) % 2).float()
+        h = x + -(self.scaled(x) * mask)
+        s = self.swish(h)
+        return self.head(s * torch.sigmoid(s))
+
+
+def test_a_rescaled_output_has_no_activation_and_a_hand_written_swish_stays_unknown():
+    sites = {s.layer: s for s in discover_sites(_Rescaled().eval(), Batch(_x(d=8)))}
+    assert (sites["scaled"].activation, sites["scaled"].found_by) == ("none", "called-none")
+    assert (sites["swish"].activation, sites["swish"].found_by) == ("unknown", "unknown")
 
 
 def _bert_batch() -> Batch:

@@ -34,6 +34,11 @@ A :class:`Site` is one linear layer (named by its module path), its activation
     through reshapes, head splits and dropout into an attention product, a residual sum,
     another dense layer or the model's output (a transformer's query, key, value and output
     projections). Not counted by the census.
+``gated``
+    the same observation shows that the output's one use multiplies, element by element,
+    another layer's activation output: the linear half of a gated unit (Llama's ``up_proj``,
+    whose output multiplies ``silu(gate_proj(x))``; ``module`` names that other layer). It
+    has no activation of its own (its neurons are the gate's): not counted by the census.
 ``unknown``
     none of the above; the census counts the layer on its pre-activation and says so.
 
@@ -56,14 +61,17 @@ from torch.nn import functional as F
 
 from inspector.analysis.guard import _Guard, inspecting
 from inspector.analysis.inputs import Batch
-from inspector.analysis.uses import OutputUses, verdict
+from inspector.analysis.uses import GATED, OutputUses, verdict
 from inspector.core.counting import KINDS, SMOOTH
 from inspector.core.dense import dense_layers, in_features, is_dense, out_features
 from inspector.core.evaluator import nested_tensors, output_tensor
 from inspector.errors import InspectorError
 from inspector.results import result
 
-FOUND_BY = ("module", "convention", "traced", "declared", "output", "traced-none", "called", "called-none", "unknown")
+FOUND_BY = (
+    "module", "convention", "traced", "declared", "output", "traced-none", "called", "called-none", "gated",
+    "unknown",
+)  # fmt: skip
 
 MODULE_KINDS: dict[type[nn.Module], str] = {
     nn.ReLU: "relu",
@@ -181,6 +189,7 @@ class Site:
             "traced-none": "no activation (its output goes on unchanged in the torch.fx graph)",
             "called": f"{self.activation}: function {self.module} called on its output in the forward pass",
             "called-none": "no activation (every use of its output in the forward pass goes on unchanged)",
+            "gated": f"no activation: the linear half of a gated unit (its output multiplies {self.module}'s activation)",
             "unknown": "activation unknown: counted on its pre-activation",
         }[self.found_by]
 
@@ -404,6 +413,7 @@ def discover_sites(
     observed: dict[str, dict[str, tuple[str, str]]] = {}
     output_layer = None
     called: dict[str, str] = {}
+    gates: dict[str, str] = {}
     if batch is not None:
         with inspecting(model) as guard:
             observer = SiteObserver(model, (), lambda *a: None, guard, record=True)
@@ -420,6 +430,7 @@ def discover_sites(
                 uses.ended(tensor)
             verdicts = {layer: verdict(found) for layer, found in uses.uses.items()}
             called = {layer: v for layer, v in verdicts.items() if v is not None}
+            gates = dict(uses.gates)
             try:
                 output_layer = observer._source(output_tensor(output))
             except InspectorError:  # an output with no one tensor: the target function decides
@@ -463,6 +474,8 @@ def discover_sites(
             kind = called[name]
             if kind == "none":
                 sites.append(Site(**common, activation="none", found_by="called-none", module=None, tap=name))
+            elif kind == GATED:
+                sites.append(Site(**common, activation="none", found_by="gated", module=gates[name], tap=name))
             else:
                 sites.append(Site(**common, activation=kind, found_by="called", module=kind, tap=name))
         else:

@@ -11,12 +11,17 @@ dropout or a normalisation) is classified:
   the model's output: the output goes on with no activation of its own;
 * it **is an activation** (:data:`ACTIVATION_NAMES`): applied directly (through dropout at most)
   it is the layer's activation, after a reshape or a normalisation it is not attributed;
-* it **follows** the output (:data:`FOLLOW`): reshapes, splits, dropout, casts, normalisations;
-  their results are tracked in turn;
-* anything else (a product, a hand-written swish, a reduction): the layer's activation is not known.
+* it **follows** the output (:data:`FOLLOW`): reshapes, splits, dropout, casts, normalisations, and a
+  rescaling by a number or by a tensor no layer made (a rotary embedding's ``q * cos`` and ``-x2``, a
+  mask); their results are tracked in turn;
+* it **gates** another layer: multiplied element by element (the same shape) by another layer's
+  activation output, as the linear half of a gated unit (Llama's ``up_proj`` in
+  ``silu(gate_proj(x)) * up_proj(x)``): it has no activation of its own, its neurons are the gate's;
+* anything else (another product, a hand-written swish, a reduction): the layer's activation is not known.
 
 :func:`verdict` turns a layer's uses into ``"none"`` (every use ends the layer), an activation kind
-(its one use), or ``None`` (not known: the census counts it on its pre-activation). Only what this
+(its one use), :data:`GATED` (its one use gates another layer: :attr:`OutputUses.gates` names which), or
+``None`` (not known: the census counts it on its pre-activation). Only what this
 one batch's forward pass did is seen: a branch not taken is not, as for every observed rule.
 """
 
@@ -49,6 +54,9 @@ ENDS = frozenset(
 )  # fmt: skip
 # Calls on tensors that read no values (their attributes): neither a use nor followed.
 NEUTRAL = frozenset({"__get__", "size", "dim", "numel", "__len__", "stride", "is_contiguous", "data_ptr"})
+# Element-by-element products: the gate of a gated unit meets its linear half in one.
+PRODUCTS = frozenset({"mul", "mul_", "__mul__", "__rmul__", "__imul__"})
+GATED = "gated"  # the verdict of a gated unit's linear half
 
 
 def _as_name(func: Any) -> str:
@@ -68,7 +76,9 @@ class OutputUses(TorchFunctionMode):
         super().__init__()
         self.activations = dict(activations)
         self.uses: dict[str, list[tuple[str, str | None]]] = {}
+        self.gates: dict[str, str] = {}  # {a gated unit's linear half: the layer whose activation it multiplies}
         self._derived: dict[int, tuple[weakref.ref[torch.Tensor], str, bool]] = {}
+        self._activated: dict[int, tuple[weakref.ref[torch.Tensor], str]] = {}  # activation outputs, by layer
 
     def mark(self, tensor: Any, layer: str) -> None:
         """``tensor`` is ``layer``'s output (called from the layer's forward hook)."""
@@ -109,12 +119,16 @@ class OutputUses(TorchFunctionMode):
     def _record(self, name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any], result: Any) -> None:
         if name in NEUTRAL:
             return
-        sources = [found for found in map(self.source, _tensors(args, kwargs)) if found is not None]
+        tensors = list(_tensors(args, kwargs))
+        sources = [found for found in map(self.source, tensors) if found is not None]
         if not sources:
             return
+        if self._gates(name, tensors, result):
+            return
         kind = self.activations.get(name.removesuffix("_"))  # relu_ is relu
+        scaled = self._scaled(name, tensors, sources)
         for layer, direct in sources:
-            if name in FOLLOW:
+            if name in FOLLOW or scaled:
                 same = direct and name in SAME
                 for tensor in _tensors((result,), {}):
                     if self.source(tensor) is None:
@@ -123,8 +137,40 @@ class OutputUses(TorchFunctionMode):
                 self.uses[layer].append(("ends", None))
             elif kind is not None:
                 self.uses[layer].append(("activation" if direct else "activation-after", kind))
+                if direct and isinstance(result, torch.Tensor):
+                    self._activated[id(result)] = (weakref.ref(result), layer)
             else:
                 self.uses[layer].append(("other", None))
+
+    def _scaled(self, name: str, tensors: list[torch.Tensor], sources: list[tuple[str, bool]]) -> bool:
+        """Whether this call rescales one layer's output feature by feature, by a number or by a tensor that
+        no layer made and no activation returned (a rotary embedding's ``q * cos``, its ``-x2``, a mask):
+        followed like a reshape, not its activation (the sign flip or scale is no nonlinearity)."""
+        if name in ("neg", "__neg__"):
+            return len(tensors) == 1
+        if name not in PRODUCTS or len(sources) != 1:
+            return False
+        return not any(
+            (entry := self._activated.get(id(t))) is not None and entry[0]() is t
+            for t in tensors
+            if self.source(t) is None
+        )
+
+    def _gates(self, name: str, tensors: list[torch.Tensor], result: Any) -> bool:
+        """Whether this call is a product of one layer's own output (reshaped or cast at most) with another
+        layer's activation output, of the same shape: then that is the first layer's use, it gates."""
+        if name not in PRODUCTS or len(tensors) != 2 or not isinstance(result, torch.Tensor):
+            return False
+        for linear, gate in (tensors, tensors[::-1]):
+            found = self.source(linear)
+            entry = self._activated.get(id(gate))
+            if found is None or not found[1] or entry is None or entry[0]() is not gate:
+                continue
+            if entry[1] != found[0] and linear.shape == gate.shape == result.shape:
+                self.uses[found[0]].append((GATED, None))
+                self.gates[found[0]] = entry[1]
+                return True
+        return False
 
 
 def _tensors(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Iterator[torch.Tensor]:
@@ -145,4 +191,6 @@ def verdict(uses: list[tuple[str, str | None]]) -> str | None:
         return "none"
     if len(uses) == 1 and uses[0][0] == "activation":
         return uses[0][1]
+    if len(uses) == 1 and uses[0][0] == GATED:
+        return GATED
     return None
