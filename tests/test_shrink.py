@@ -228,6 +228,32 @@ def test_a_layer_with_an_unknown_reader_stays_masked_and_says_why_in_one_line():
     torch.testing.assert_close(_out(shrunk.model, X), _out(masked, X), **TOL)
 
 
+class Cumulative(nn.Module):
+    """``a`` -> ReLU -> a running sum over its features -> ``b``: no layer reads ``a``'s neurons one by one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(8, 8), nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(torch.relu(self.a(x)).cumsum(-1))
+
+
+def test_shrinking_a_pruned_model_says_why_a_layer_without_a_consumer_stays_masked():
+    # read off the zeros (keep=None): a has no known consumer, so its zeroed rows are all that tell of its
+    # pruning; shrink once passed it over in silence, as if the neuron scope had left it alone
+    torch.manual_seed(3)
+    model = Cumulative().eval()
+    X = torch.randn(20, 8)
+    pruned = prune(model, 0.5, "neuron", data=X)
+    assert int((pruned.a.weight == 0).all(dim=1).sum()) == 4
+    shrunk = shrink_model(pruned, data=X)
+    assert shrunk.notes() == ["a: its output feeds cumsum; kept masked"]
+    assert dict(shrunk.widths) == {}
+    torch.testing.assert_close(_out(shrunk.model, X), _out(pruned, X), **TOL)
+    assert shrink_model(model, data=X).notes() == []  # an unpruned model: nothing to say
+
+
 class TiedConsumer(nn.Module):
     """``a`` -> ReLU -> ``b``, where ``b``'s weight is also ``c``'s (c reads another input)."""
 

@@ -286,19 +286,20 @@ def _check_keep(model: nn.Module, keep: Mapping[str, Any]) -> dict[str, torch.Te
 
 def zeroed_neurons(model: nn.Module, plan: NeuronPlan) -> dict[str, torch.Tensor]:
     """``{hidden layer: (m,) keep}`` read off a masked model (what ``prune(..., "neuron")`` returns):
-    a neuron is removed when its row, its bias and its column in every consumer are exactly zero.
-    Only layers with known consumers are listed."""
+    a neuron is removed when its row, its bias and its column in every consumer are exactly zero. A layer
+    with no known consumer is listed only when some of its rows and biases are zero (the neuron scope
+    pruned it by its rows alone): :func:`shrink_model` then says it stays masked, and why."""
     modules = dict(linear_layers(model))
     keep = {}
     for layer in plan.hidden:
         consumers = plan.consumers.get(layer, ())
-        if not consumers:
-            continue
         module = modules[layer]
         zero = (dense_weight(module).detach() == 0).all(dim=1)
         bias = dense_bias(module)
         if bias is not None:
             zero &= bias.detach() == 0
+        if not consumers and not bool(zero.any()):
+            continue
         for consumer in consumers:
             zero &= (dense_weight(modules[consumer]).detach() == 0).all(dim=0)
         keep[layer] = ~zero
