@@ -80,7 +80,7 @@ from inspector.analysis.sites import (
     discover_sites,
 )
 from inspector.analysis.task import Task, make_task
-from inspector.analysis.uses import NEUTRAL
+from inspector.analysis.uses import NEUTRAL, PRODUCTS
 from inspector.core.dense import dense_bias, dense_weight, in_features, is_dense, out_features, weight_parameter
 from inspector.core.evaluator import (
     evaluate_task,
@@ -110,8 +110,6 @@ PER_NEURON: tuple[type[nn.Module], ...] = (
     nn.BatchNorm3d,
     nn.SyncBatchNorm,
 )
-# Element-by-element products: a gated unit's activation output times its partner's output.
-PRODUCTS = frozenset({"mul", "mul_", "__mul__", "__rmul__", "__imul__"})
 # Casts that keep feature j in feature j (T5 casts its gated product to the dtype of ``wo``, kept in float32).
 CASTS = frozenset({"to", "type", "type_as", "float", "double", "half", "bfloat16", "contiguous"})
 
@@ -609,6 +607,7 @@ def neuron_masks(
     index = {name: k for k, name in enumerate(names)}
     layers = _weights(model)
     shared = shared_outside(model)
+    by_name = dict(zip(names, layers))
     w_masks = [torch.ones_like(dense_weight(layer), dtype=torch.bool) for layer in layers]
     b_masks = [torch.ones(out_features(layer), dtype=torch.bool, device=dense_weight(layer).device) for layer in layers]
     for layer, kv in keep.items():
@@ -617,7 +616,7 @@ def neuron_masks(
             continue
         w_masks[k] &= kv[:, None]
         b_masks[k] &= kv
-        for partner in _partners(plan, dict(zip(names, layers)), layer, shared):
+        for partner in _partners(plan, by_name, layer, shared):
             w_masks[index[partner]] &= kv[:, None]
             b_masks[index[partner]] &= kv
         for consumer in plan.consumers.get(layer, ()):
@@ -627,9 +626,14 @@ def neuron_masks(
     return w_masks, b_masks
 
 
-def gated_partners(model: nn.Module, plan: NeuronPlan, layer: str) -> list[str]:
-    """``layer``'s partners in ``plan`` that lose its removed neurons' rows (see :func:`_partners`)."""
-    return _partners(plan, dict(linear_layers(model)), layer, shared_outside(model))
+def gated_partners(model: nn.Module, plan: NeuronPlan) -> dict[str, list[str]]:
+    """``{hidden layer: its partners in plan that lose its removed neurons' rows}`` (see :func:`_partners`)."""
+    modules, shared = dict(linear_layers(model)), shared_outside(model)
+    return {
+        layer: found
+        for layer in plan.partners
+        if layer in modules and (found := _partners(plan, modules, layer, shared))
+    }
 
 
 def _partners(plan: NeuronPlan, modules: Mapping[str, nn.Module], layer: str, shared: set[int]) -> list[str]:

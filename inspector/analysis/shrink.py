@@ -311,9 +311,14 @@ def _owners(model: nn.Module) -> Counter[int]:
 
 
 def _removable(
-    model: nn.Module, keep: Mapping[str, torch.Tensor], plan: NeuronPlan, readers: _Readers
+    model: nn.Module,
+    keep: Mapping[str, torch.Tensor],
+    plan: NeuronPlan,
+    readers: _Readers,
+    gated: Mapping[str, list[str]],
 ) -> tuple[dict[str, tuple[str, ...]], dict[str, str]]:
-    """``({layer: its batch-norm modules}, {layer: why it stays masked})`` for the layers ``keep`` prunes."""
+    """``({layer: its batch-norm modules}, {layer: why it stays masked})`` for the layers ``keep`` prunes;
+    ``gated``: each layer's partners (:func:`~inspector.analysis.pruning.gated_partners`)."""
     modules = dict(linear_layers(model))
     owners = _owners(model)
     norm_use = Counter(n for layer in keep for n in readers.norms.get(layer, ()))
@@ -347,7 +352,7 @@ def _removable(
             masked[layer] = "a consumer of its output also reads another input"
         elif any(norm_use[n] > 1 for n in readers.norms[layer]):
             masked[layer] = "its batch norm also normalises another layer"
-        elif (why := _partner_problem(layer, gated_partners(model, plan, layer), readers, tied)) is not None:
+        elif (why := _partner_problem(layer, gated.get(layer, []), readers, tied)) is not None:
             masked[layer] = why
         else:
             removable[layer] = tuple(readers.norms[layer])
@@ -454,9 +459,10 @@ def shrink_model(
         keep = dead_keep(model, dead)
     keep = zeroed_neurons(model, plan) if keep is None else _check_keep(model, keep)
     pruned = {layer for layer, kv in keep.items() if not bool(kv.all())}
-    partners = {p: layer for layer in pruned for p in gated_partners(model, plan, layer)}
+    gated = gated_partners(model, plan)
+    partners = {p: layer for layer in pruned for p in gated.get(layer, [])}
     readers = _trace(model, batch, pruned, partners)
-    removable, masked = _removable(model, keep, plan, readers)
+    removable, masked = _removable(model, keep, plan, readers, gated)
     w_masks, b_masks = neuron_masks(model, keep, plan)
 
     new = copy.deepcopy(model)
@@ -469,7 +475,7 @@ def shrink_model(
     for layer, norms in removable.items():
         kept = torch.nonzero(keep[layer]).flatten()
         rows[layer] = kept
-        for partner in gated_partners(model, plan, layer):
+        for partner in gated.get(layer, []):
             rows[partner] = kept
         for consumer in plan.consumers[layer]:
             cols[consumer] = kept
