@@ -10,6 +10,8 @@ from collections.abc import Callable
 
 import torch
 
+from inspector.core import kernels
+
 # Units whose output is exactly zero for every non-positive input: a neuron that never
 # receives a positive input is dead (Lu et al. 2019).
 RECTIFIERS = ("relu", "relu6")
@@ -40,6 +42,20 @@ def saturated(kind: str, out: torch.Tensor, indicator: torch.Tensor) -> None:
         torch.gt(out.abs(), SATURATION, out=indicator)
     else:  # sigmoid, hardsigmoid: range (0, 1)
         torch.gt((out - 0.5).abs(), SATURATION - 0.5, out=indicator)
+
+
+def loop_rule(kind: str, near_zero: float = 0.01) -> tuple[int, float]:
+    """The compiled loops' rule and threshold (:mod:`inspector.core.kernels`) for the one count of a unit of
+    ``kind`` that :func:`indicator_writer` writes: rectifiers, leaky and unknown units ``v > 0``, smooth
+    units ``|v| < near_zero``, squashers their flat tail (as :func:`saturated`)."""
+    group = activation_group(kind)
+    if group == "smooth":
+        return kernels.NEAR_ZERO, near_zero
+    if group == "squasher":
+        if kind in ("tanh", "hardtanh"):  # range (-1, 1)
+            return kernels.BEYOND, SATURATION
+        return kernels.OFF_HALF, SATURATION - 0.5  # sigmoid, hardsigmoid: range (0, 1)
+    return kernels.POSITIVE, 0.0
 
 
 def indicator_writer(

@@ -1,0 +1,129 @@
+"""A compiled CPU loop for the census's per-neuron counts (numba).
+
+With stock PyTorch operations each statistic of a dense site is its own pass over the site's output: a
+comparison that writes an indicator, a GEMM against a row of ones that reads it back, the maximum of
+each chunk for the top examples. On a CPU those passes are memory-bound: on a MiniLM-sized census,
+seven passes over each 4096 x 1536 intermediate, about as long as reading it from memory three times.
+:func:`site_counts` reads each value once and writes only the ``(m,)`` sums and the chunk maxima: every
+statistic of a row while the row is in the L1 cache (about half the time).
+
+It counts exactly what :mod:`inspector.core.counting`'s operations count (the same float32 comparisons:
+a Python threshold compares in float32 there too) and sums in float32 within a block of
+:data:`FOLD_ROWS` rows, then in float64: counts exactly, sums to float32 rounding within a block. It
+applies to float32, C-contiguous CPU tensors; the census uses the operations everywhere else (a GPU,
+other dtypes), when numba is missing or fails to compile, or when ``DENSE_INSPECTOR_KERNELS=torch`` is
+set (the same numbers, the earlier way). Compiled once per installation (a few seconds): numba caches
+the machine code beside :mod:`inspector.core._loops` (or in its user cache directory).
+
+Not for the live Monitor: its per-step counts of a 128 x 256 batch are dominated by calls, not memory,
+and a compiled call (with its tensor-to-array conversion) measured no cheaper there than the
+operations' two.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+
+# the rules a count applies to each value v, by number (the loops' argument)
+NONE, POSITIVE, BEYOND, OFF_HALF, NEAR_ZERO = -1, 0, 1, 2, 3
+# float32 sums are folded into the float64 totals after this many rows (counts stay exact far below 2**24)
+FOLD_ROWS = 1024
+
+ENABLED = os.environ.get("DENSE_INSPECTOR_KERNELS", "numba").strip().lower() != "torch"
+_failed: list[str] = []  # why the loops could not be compiled, once (then the operations count)
+
+
+def usable(*tensors: torch.Tensor) -> bool:
+    """Whether the loops can count these tensors: numba is there, not switched off, and each is a
+    float32, C-contiguous CPU tensor."""
+    if not ENABLED or _failed or _loops() is None:
+        return False
+    return all(t.device.type == "cpu" and t.dtype == torch.float32 and t.is_contiguous() for t in tensors)
+
+
+def site_counts(
+    source: torch.Tensor,
+    out: torch.Tensor,
+    real: torch.Tensor | None,
+    fire_rule: int,
+    fire_limit: float,
+    near_zero: float | None,
+    totals: torch.Tensor,
+    peaks: torch.Tensor | None,
+    chunk: int,
+) -> bool:
+    """Add a census call's rows into ``totals`` ``(3, m)`` float64: row 0 the rows where ``fire_rule``
+    holds for ``source`` ``(r, m)``, row 1 those where ``|out| < near_zero`` (``None``: not counted), row
+    2 the sum of ``out`` ``(r, m)``; ``real`` ``(r,)`` bool: only its true rows count (``None``: all).
+    ``peaks`` ``(r // chunk, m)``: each whole chunk's column maxima of ``out`` (every row, real or not).
+
+    Returns ``False`` (and adds nothing) when the loops are unavailable; the caller then counts with the
+    operations. A NaN in ``out`` has its chunk's maximum rewritten here by ``torch.amax`` (NaN), as the
+    operations give it."""
+    if not usable(source, out):
+        return False
+    width = out.shape[-1]
+    mask = real.numpy() if real is not None else _NO_ROWS
+    peaks_array = peaks.numpy() if peaks is not None else np.zeros((0, width), dtype=np.float32)
+    near = NEAR_ZERO if near_zero is not None else NONE
+    arguments = (
+        source.numpy(),
+        out.numpy(),
+        mask,
+        fire_rule,
+        np.float32(fire_limit),
+        near,
+        np.float32(near_zero if near_zero is not None else 0.0),
+        totals.numpy(),
+        peaks_array,
+        chunk,
+    )
+    ran, nan = _run("site_counts", *arguments)
+    if not ran:
+        return False
+    if nan and peaks is not None:  # the compiled maximum does not carry NaN through: the operations' here
+        whole = peaks.shape[0] * chunk
+        torch.amax(out[:whole].view(peaks.shape[0], chunk, width), 1, out=peaks)
+    return True
+
+
+_NO_ROWS = np.zeros(0, dtype=np.bool_)
+
+
+def _run(name: str, *arguments: Any) -> tuple[bool, Any]:
+    """Call loop ``name``: ``(True, what it returned)``, or ``(False, None)`` if it cannot be compiled here
+    (said once; from then on the operations count)."""
+    loops = _loops()
+    assert loops is not None
+    try:
+        return True, loops[name](*arguments)
+    except Exception as error:  # noqa: BLE001 - a compiler failure must not stop an analysis or a training loop
+        if not _failed:
+            _failed.append(f"{type(error).__name__}: {error}".splitlines()[0])
+            warnings.warn(
+                f"dense-inspector: numba could not compile its counting loops ({_failed[0]}); counting with "
+                "PyTorch operations instead (the same numbers, more slowly)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        return False, None
+
+
+_LOADED: list[dict[str, Any] | None] = []  # the loops once imported (None: numba is not installed)
+
+
+def _loops() -> dict[str, Any] | None:
+    """The compiled loops by name, imported on first use; ``None`` without numba."""
+    if not _LOADED:
+        try:
+            _LOADED.append(importlib.import_module("inspector.core._loops").LOOPS)
+        except ImportError as error:  # numba missing (or failing to import): the operations count
+            _LOADED.append(None)
+            _failed.append(f"{type(error).__name__}: {error}".splitlines()[0])
+    return _LOADED[0]

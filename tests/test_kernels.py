@@ -1,0 +1,191 @@
+"""The census's compiled counting loop (inspector/core/kernels.py) against first principles and against the
+PyTorch operations it replaces on the CPU: the same counts to the unit, the same chunk maxima (NaN
+included), sums to float32 rounding; and the census falls back to the operations when it cannot compile."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from inspector.analysis.activations import activation_census
+from inspector.core import kernels
+from inspector.core.counting import SATURATION, loop_rule
+from tests.models import padded_batches, tiny_bert
+
+CHUNK = 16
+# values at and beside every threshold a rule compares with, and the IEEE specials
+SPECIAL = [0.0, -0.0, 0.01, -0.01, 0.00999, 0.0100001, 0.99, -0.99, 0.49, 0.51, 0.5, 1.0, -1.0, 1e-45, -1e-45]
+SPECIAL += [float("nan"), float("inf"), float("-inf"), 1.0e30, -1.0e30]  # (sums of float32 maxima would overflow)
+
+
+def _reference(source, out, real, rule, limit, near):
+    """What the census counts, written out: float32 comparisons per row, sums of the real rows in float64,
+    and each whole chunk's maximum (NaN if the chunk holds one)."""
+    rows = real if real is not None else torch.ones(out.shape[0], dtype=torch.bool)
+    src, o = source[rows], out[rows]
+    limit32 = torch.tensor(limit, dtype=torch.float32)
+    fired = {
+        kernels.POSITIVE: src > 0,
+        kernels.BEYOND: src.abs() > limit32,
+        kernels.OFF_HALF: (src - torch.tensor(0.5)).abs() > limit32,
+    }[rule]
+    zero = (
+        o.abs() < torch.tensor(near, dtype=torch.float32) if near is not None else torch.zeros_like(o, dtype=torch.bool)
+    )
+    whole = out.shape[0] // CHUNK * CHUNK
+    peaks = out[:whole].view(-1, CHUNK, out.shape[1]).amax(1)
+    return fired.sum(0).double(), zero.sum(0).double(), o.double().sum(0), peaks
+
+
+def _compare(source, out, real, rule, limit, near):
+    totals = torch.zeros(3, out.shape[1], dtype=torch.float64)
+    peaks = torch.full((out.shape[0] // CHUNK, out.shape[1]), 7.0)
+    assert kernels.site_counts(source, out, real, rule, limit, near, totals, peaks, CHUNK)
+    fired, zero, total, expected_peaks = _reference(source, out, real, rule, limit, near)
+    assert torch.equal(totals[0], fired)
+    assert torch.equal(totals[1], zero)
+    # summed in float32 in another order: within float32 rounding of the column's absolute sum
+    size = out[real if real is not None else slice(None)].double().abs().sum(0)
+    finite = torch.isfinite(total)
+    assert torch.equal(total[~finite].isnan(), totals[2][~finite].isnan())
+    assert torch.equal(total[~finite].nan_to_num(0), totals[2][~finite].nan_to_num(0))  # +-inf alike
+    assert bool(((totals[2] - total)[finite].abs() <= 1e-6 * size[finite] + 1e-30).all())
+    assert np.array_equal(peaks.numpy(), expected_peaks.numpy(), equal_nan=True)
+
+
+RULES = [(kernels.POSITIVE, 0.0, None), (kernels.POSITIVE, 0.0, 0.01)]
+RULES += [(*loop_rule("tanh"), None), (*loop_rule("sigmoid"), None)]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    rows=st.integers(1, 70),
+    width=st.integers(1, 9),
+    rule=st.sampled_from(RULES),
+    masked=st.booleans(),
+    data=st.data(),
+)
+def test_counts_and_chunk_maxima_equal_the_comparisons_on_any_values(rows, width, rule, masked, data):
+    value = st.one_of(st.sampled_from(SPECIAL), st.floats(-2, 2, width=32))
+    cells = data.draw(st.lists(value, min_size=2 * rows * width, max_size=2 * rows * width))
+    both = torch.tensor(cells, dtype=torch.float32).view(2, rows, width)
+    real = torch.tensor(data.draw(st.lists(st.booleans(), min_size=rows, max_size=rows))) if masked else None
+    fire_rule, limit, near = rule
+    source = both[0] if fire_rule == kernels.POSITIVE else both[1]
+    _compare(source.contiguous(), both[1].contiguous(), real, fire_rule, limit, near)
+
+
+def test_many_rows_fold_into_float64_and_stay_exact():
+    # more rows than one float32 block (kernels.FOLD_ROWS): counts exact, the sum as exact as float32 blocks
+    gen = torch.Generator().manual_seed(0)
+    pre = torch.randn(5000, 33, generator=gen)
+    out = torch.nn.functional.gelu(pre)
+    _compare(pre, out, None, kernels.POSITIVE, 0.0, 0.01)
+    real = torch.rand(5000, generator=gen) > 0.3
+    _compare(pre, out, real, kernels.POSITIVE, 0.0, 0.01)
+
+
+def test_the_thresholds_are_the_float32_ones_the_operations_use():
+    # 0.99 and 0.49 are not float32 numbers: a value at float32(0.99) is not beyond it, the next one up is
+    at = float(np.float32(SATURATION))
+    above = float(np.nextafter(np.float32(SATURATION), np.float32(2)))
+    out = torch.tensor([[at], [above], [-above]], dtype=torch.float32)
+    totals = torch.zeros(3, 1, dtype=torch.float64)
+    assert kernels.site_counts(out, out, None, *loop_rule("tanh"), None, totals, None, CHUNK)
+    assert totals[0].item() == 2.0
+
+
+def test_non_float32_or_strided_tensors_are_left_to_the_operations():
+    x = torch.randn(32, 4)
+    totals = torch.zeros(3, 4, dtype=torch.float64)
+    assert not kernels.site_counts(x.double(), x.double(), None, kernels.POSITIVE, 0.0, None, totals, None, CHUNK)
+    assert not kernels.site_counts(x.T, x.T, None, kernels.POSITIVE, 0.0, None, totals, None, CHUNK)
+    assert not totals.any()
+
+
+class Kinds(nn.Module):
+    """Five dense sites, one of each rule: ReLU, LeakyReLU, GELU, tanh, sigmoid."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.relu, self.leaky = nn.Linear(6, 40), nn.Linear(40, 40)
+        self.gelu, self.tanh, self.sigmoid = nn.Linear(40, 40), nn.Linear(40, 40), nn.Linear(40, 40)
+        self.head = nn.Linear(40, 3)
+        with torch.no_grad():  # large enough to saturate often
+            self.tanh.weight.mul_(40)
+            self.sigmoid.weight.mul_(60)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.relu(x))
+        h = nn.functional.leaky_relu(self.leaky(h))
+        h = nn.functional.gelu(self.gelu(h))
+        h = torch.tanh(self.tanh(h))
+        return self.head(torch.sigmoid(self.sigmoid(h)))
+
+
+def _fields(census):
+    return [
+        (c.layer, c.fire_rate, c.dead_mask, c.zero_rate, c.saturation_rate, c.histogram_counts, c.projection)
+        for c in census
+    ]
+
+
+def _same(a, b):
+    assert len(a) == len(b)
+    for left, right in zip(a, b):
+        for x, y in zip(_fields([left])[0], _fields([right])[0]):
+            assert (x is None and y is None) or np.array_equal(np.asarray(x), np.asarray(y)), left.layer
+        np.testing.assert_allclose(left.mean_activation, right.mean_activation, rtol=1e-6, atol=1e-7)
+        if left.top_examples is not None:
+            assert np.array_equal(left.top_examples.values, right.top_examples.values)
+            assert np.array_equal(left.top_examples.samples, right.top_examples.samples)
+            assert np.array_equal(left.top_examples.positions, right.top_examples.positions)
+
+
+def test_a_census_by_the_loop_equals_one_by_the_operations(monkeypatch):
+    torch.manual_seed(0)
+    model, X = Kinds(), torch.randn(600, 6)
+    compiled = activation_census(model, X, batch_size=128, top_k=5)
+    assert [c.activation for c in compiled] == ["relu", "leaky_relu", "gelu", "tanh", "sigmoid"]
+    assert compiled[3].saturation_rate.mean() > 0.05 and compiled[4].saturation_rate.mean() > 0.05
+    monkeypatch.setattr(kernels, "ENABLED", False)
+    _same(compiled, activation_census(model, X, batch_size=128, top_k=5))
+
+
+def test_a_padded_token_census_by_the_loop_equals_one_by_the_operations(monkeypatch):
+    model = tiny_bert(intermediate_size=40)
+    batches = padded_batches(n_batches=4, batch_size=6, width=20, vocab_size=50)
+    compiled = activation_census(model, batches, top_k=4)
+    monkeypatch.setattr(kernels, "ENABLED", False)
+    _same(compiled, activation_census(model, batches, top_k=4))
+
+
+def test_a_loop_that_cannot_compile_warns_once_and_the_operations_count(monkeypatch):
+    torch.manual_seed(0)
+    model, X = Kinds(), torch.randn(300, 6)
+    expected = activation_census(model, X, batch_size=100)
+
+    def broken(*arguments):
+        raise RuntimeError("no LLVM here")
+
+    monkeypatch.setattr(kernels, "_failed", [])
+    monkeypatch.setattr(kernels, "_loops", lambda: {"site_counts": broken})
+    with pytest.warns(RuntimeWarning, match="numba could not compile its counting loops .*no LLVM here"):
+        fallen_back = activation_census(model, X, batch_size=100)
+    _same(expected, fallen_back)
+    assert not kernels.usable(X)  # said once; the operations count from then on
+
+
+def test_the_environment_variable_switches_the_loop_off():
+    code = "import inspector.core.kernels as k; print(k.ENABLED)"
+    environment = dict(os.environ, DENSE_INSPECTOR_KERNELS="torch")
+    done = subprocess.run([sys.executable, "-c", code], env=environment, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
