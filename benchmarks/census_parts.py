@@ -28,19 +28,22 @@ import bench_transformer as bt  # noqa: E402
 
 from inspector.analysis import activations, analyze, top_examples  # noqa: E402
 from inspector.analysis.options import AnalysisOptions  # noqa: E402
+from inspector.core import kernels  # noqa: E402
 
 # (module or class, attribute, label): the parts timed, nested ones inside their callers' time
 PARTS: tuple[tuple[Any, str, str], ...] = (
     (activations.SiteCensus, "update", "counts: update"),
-    (activations.SiteCensus, "_sum", "counts: blocked passes"),
+    (activations.SiteCensus, "_sum", "counts: passes"),
+    (kernels, "site_counts", "counts: compiled loop"),
     (top_examples.TopExamplesStatistic, "update", "top examples: update"),
-    (top_examples, "_above", "top examples: candidate search"),
-    (top_examples.TopExamplesStatistic, "_merge", "top examples: merges"),
-    (top_examples, "_first_candidates", "top examples: first batch"),
+    (kernels, "top_update", "top examples: compiled loop"),
+    (top_examples, "_above", "top examples: candidate search (operations)"),
+    (top_examples.TopExamplesStatistic, "_merge", "top examples: merges (operations)"),
     (top_examples, "_payload", "top examples: contexts"),
     (activations.SiteCensus, "finish", "finish: census"),
     (activations, "_pca_2d", "finish: projection"),
-    (activations, "_centred", "finish: centring"),
+    (kernels, "centred_rows", "finish: column means"),
+    (activations, "_centred", "finish: centring (formed matrix)"),
     (activations, "_histogram", "finish: histograms"),
     (top_examples.TopExamplesStatistic, "finish", "finish: top examples"),
 )

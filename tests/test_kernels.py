@@ -189,3 +189,121 @@ def test_the_environment_variable_switches_the_loop_off():
     environment = dict(os.environ, DENSE_INSPECTOR_KERNELS="torch")
     done = subprocess.run([sys.executable, "-c", code], env=environment, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def _top_reference(calls, reals, k):
+    """Each column's top k of every real row of every call that is a number above -inf: descending, equal
+    values by global row (the first seen first); values ``(k, m)`` (-inf where fewer) and global rows."""
+    every = torch.cat(calls)
+    real = torch.cat([r if r is not None else torch.ones(len(c), dtype=torch.bool) for c, r in zip(calls, reals)])
+    width = every.shape[1]
+    values = torch.full((k, width), float("-inf"))
+    rows = torch.full((k, width), -1, dtype=torch.int64)
+    for j in range(width):
+        column = every[:, j]
+        ok = real & ~torch.isnan(column) & (column > float("-inf"))
+        index = torch.nonzero(ok).reshape(-1)
+        order = torch.sort(-column[index], stable=True).indices[:k]
+        values[: len(order), j] = column[index[order]]
+        rows[: len(order), j] = index[order]
+    return values, rows
+
+
+def _top_by_loop(calls, reals, k):
+    width = calls[0].shape[1]
+    values = torch.full((width, k), float("-inf"))
+    slot = torch.arange(k)[None, :].expand(width, k).contiguous()
+    entered = torch.empty(k, width, dtype=torch.int64)
+    stored = torch.full((k, width), -1, dtype=torch.int64)  # the global row held in each (slot, neuron)
+    offset = 0
+    for flat, real in zip(calls, reals):
+        whole = flat.shape[0] // CHUNK * CHUNK
+        peaks = flat[:whole].view(-1, CHUNK, width).amax(1)  # NaN where the chunk holds one, as the counts give
+        assert kernels.top_update(flat, real, peaks, values, slot, entered, CHUNK)
+        stored = torch.where(entered >= 0, entered + offset, stored)
+        offset += flat.shape[0]
+    ranked, ranked_slot = values.T, slot.T
+    return ranked, torch.where(ranked > float("-inf"), stored.gather(0, ranked_slot), torch.full_like(ranked_slot, -1))
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    sizes=st.lists(st.integers(1, 300), min_size=1, max_size=3),
+    width=st.integers(1, 5),
+    k=st.integers(1, 6),
+    masked=st.booleans(),
+    ties=st.booleans(),
+    data=st.data(),
+)
+def test_the_compiled_top_k_is_the_top_k_of_every_row_ties_by_global_order(sizes, width, k, masked, ties, data):
+    # few distinct values (ties everywhere, -0.0 beside 0.0) or any, with NaN and infinities; calls of any size
+    value = st.sampled_from([0.0, -0.0, 1.0, 2.0, -1.0, float("nan"), float("-inf"), float("inf")]) if ties else None
+    calls, reals = [], []
+    for rows in sizes:
+        seed = data.draw(st.integers(0, 2**31 - 1))
+        flat = torch.randn(rows, width, generator=torch.Generator().manual_seed(seed))
+        if ties:
+            flat = torch.tensor(data.draw(st.lists(value, min_size=rows * width, max_size=rows * width))).view(
+                rows, width
+            )
+        else:
+            for _ in range(data.draw(st.integers(0, 3))):
+                flat[data.draw(st.integers(0, rows - 1)), data.draw(st.integers(0, width - 1))] = float("nan")
+        calls.append(flat.float().contiguous())
+        reals.append(torch.rand(rows, generator=torch.Generator().manual_seed(seed)) > 0.3 if masked else None)
+    got_values, got_rows = _top_by_loop(calls, reals, k)
+    expected_values, expected_rows = _top_reference(calls, reals, k)
+    assert torch.equal(got_values, expected_values)
+    assert torch.equal(got_rows, expected_rows)
+
+
+def test_a_first_call_reads_only_the_chunks_that_can_hold_a_top_value():
+    # 64 chunks, k = 3: the bound is the 3rd largest chunk maximum; every top value is found all the same
+    flat = torch.randn(64 * CHUNK + 5, 7, generator=torch.Generator().manual_seed(1))
+    flat[100:110, 2] = 50.0  # ten equal top values in one column: the first three rows win
+    got_values, got_rows = _top_by_loop([flat], [None], 3)
+    expected_values, expected_rows = _top_reference([flat], [None], 3)
+    assert torch.equal(got_values, expected_values) and torch.equal(got_rows, expected_rows)
+    assert got_rows[:, 2].tolist() == [100, 101, 102]
+
+
+def test_a_token_census_takes_the_compiled_top_k(monkeypatch):
+    calls = []
+    loop = kernels.top_update
+    monkeypatch.setattr(kernels, "top_update", lambda *a: calls.append(1) or loop(*a))
+    model = tiny_bert(intermediate_size=40)
+    census = activation_census(model, padded_batches(n_batches=2, batch_size=6, width=20), top_k=4)
+    assert calls and all(c.top_examples is not None for c in census)
+
+
+def test_centred_rows_give_the_products_of_the_formed_centred_matrix():
+    rng = np.random.default_rng(4)
+    a = (rng.standard_normal((300, 70)) * 3 + rng.standard_normal(70) * 50).astype(np.float32)  # far from 0
+    rows = kernels.centred_rows(torch.from_numpy(a))
+    assert rows is not None
+    centred = a.astype(np.float64) - a.astype(np.float64).mean(axis=0)
+    np.testing.assert_allclose(rows.mean, a.astype(np.float64).mean(axis=0), rtol=1e-14)
+    assert rows.total == pytest.approx(float((centred**2).sum()), rel=1e-13)
+    x, y = rng.standard_normal(70), rng.standard_normal(300)
+    scale_x, scale_y = np.abs(centred).sum(1).max(), np.abs(centred).sum(0).max()
+    assert np.abs(rows.matvec(x) - centred @ x).max() <= 1e-13 * scale_x * np.abs(x).max()
+    assert np.abs(rows.rmatvec(y) - centred.T @ y).max() <= 1e-13 * scale_y * np.abs(y).max()
+    several = rng.standard_normal((70, 3))
+    np.testing.assert_allclose(rows.matvec(several), centred @ several, rtol=1e-10, atol=1e-10)
+    assert rows.matvec(x[:, None]).shape == (300, 1)
+
+
+def test_the_projection_by_centred_rows_equals_the_formed_one(monkeypatch):
+    from inspector.analysis import activations
+
+    rng = np.random.default_rng(8)
+    basis = rng.standard_normal((4, 600)) / np.sqrt(600)
+    a = torch.from_numpy(((rng.standard_normal((900, 4)) * [9.0, 5.0, 2.0, 1.0]) @ basis + 4.0).astype(np.float32))
+    scores, ratio = activations._pca_2d(a)
+    monkeypatch.setattr(kernels, "ENABLED", False)
+    formed_scores, formed_ratio = activations._pca_2d(a)
+    np.testing.assert_allclose(ratio, formed_ratio, rtol=1e-9)
+    for j in range(2):  # each axis's sign is fixed by the same rule on both routes
+        np.testing.assert_allclose(
+            scores[:, j], formed_scores[:, j], rtol=1e-5, atol=1e-5 * np.abs(formed_scores[:, j]).max()
+        )

@@ -501,11 +501,22 @@ def _pca_2d(a: torch.Tensor, scratch: Scratch | None = None) -> tuple[np.ndarray
     ratio = np.zeros(2)
     if k < 2 or m == 0:
         return scores, ratio
-    centred, total = _centred(a, scratch)
-    if total <= 0:
-        return scores, ratio
     q = min(k, m, 2)
-    found = _top_eigenpairs(centred.numpy(), q) if min(k, m) > EXACT_PCA_SIDE else None
+    found = None
+    # above the exact side, on the CPU: products of the kept float32 rows less their means, never formed
+    # (else, or when Lanczos does not converge there, the centred float64 matrix is formed)
+    rows = kernels.centred_rows(a) if min(k, m) > EXACT_PCA_SIDE else None
+    if rows is not None:
+        total = rows.total
+        if total <= 0:
+            return scores, ratio
+        found = _top_eigenpairs(rows, q)
+    if found is None:
+        centred, total = _centred(a, scratch)
+        if total <= 0:
+            return scores, ratio
+        if rows is None and min(k, m) > EXACT_PCA_SIDE:
+            found = _top_eigenpairs(centred.numpy(), q)
     if found is None:
         gram = centred.T @ centred if m <= k else centred @ centred.T
         n = gram.shape[0]
@@ -522,9 +533,12 @@ def _pca_2d(a: torch.Tensor, scratch: Scratch | None = None) -> tuple[np.ndarray
     return scores, ratio
 
 
-def _top_eigenpairs(centred: np.ndarray, q: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None] | None:
-    """The top ``q`` eigenpairs (descending) of the smaller Gram side of ``centred`` ``(k, m)`` float64,
-    the matrix never formed: ``O(k m)`` per step; with them ``centred @ vectors`` ``(k, q)`` when
+def _top_eigenpairs(
+    centred: np.ndarray | kernels.CentredRows, q: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None] | None:
+    """The top ``q`` eigenpairs (descending) of the smaller Gram side of ``centred`` ``(k, m)`` float64
+    (a matrix, or :class:`~inspector.core.kernels.CentredRows`: its products), the Gram matrix never
+    formed: ``O(k m)`` per step; with them ``centred @ vectors`` ``(k, q)`` when
     ``m <= k`` (the scores, a by-product of the residual check), else ``None``.
 
     First by Lanczos bidiagonalization of ``centred`` itself (PROPACK, Larsen 1998, as scipy's
@@ -538,17 +552,22 @@ def _top_eigenpairs(centred: np.ndarray, q: int) -> tuple[np.ndarray, np.ndarray
     only the spanned subspace, and the eigenvalues, are determined.
     """
     k, m = centred.shape
+    if isinstance(centred, np.ndarray):
+        formed = centred
+        matvec, rmatvec = formed.__matmul__, formed.T.__matmul__
+    else:
+        matvec, rmatvec = centred.matvec, centred.rmatvec
     if m <= k:
         n = m
 
         def gram(x: np.ndarray) -> np.ndarray:
-            return centred.T @ (centred @ x)
+            return rmatvec(matvec(x))
 
     else:
         n = k
 
         def gram(x: np.ndarray) -> np.ndarray:
-            return centred @ (centred.T @ x)
+            return matvec(rmatvec(x))
 
     def checked(
         values: np.ndarray, vectors: np.ndarray, bound: float
@@ -557,8 +576,8 @@ def _top_eigenpairs(centred: np.ndarray, q: int) -> tuple[np.ndarray, np.ndarray
         values, vectors = values[order], vectors[:, order]
         signs = np.sign(vectors[np.abs(vectors).argmax(axis=0), np.arange(q)])
         vectors = vectors * np.where(signs == 0, 1.0, signs)
-        product = centred @ vectors if m <= k else None  # the scores, kept: gram's first half
-        applied = centred.T @ product if product is not None else gram(vectors)
+        product = matvec(vectors) if m <= k else None  # the scores, kept: gram's first half
+        applied = rmatvec(product) if product is not None else gram(vectors)
         residual = np.linalg.norm(applied - vectors * values, axis=0)
         if values[0] <= 0 or not np.all(residual <= bound * values[0]):
             return None
@@ -566,9 +585,7 @@ def _top_eigenpairs(centred: np.ndarray, q: int) -> tuple[np.ndarray, np.ndarray
 
     found = None
     if q < min(k, m):  # PROPACK asks for fewer triplets than the smaller side
-        product = scipy.sparse.linalg.LinearOperator(
-            (k, m), matvec=centred.__matmul__, rmatvec=centred.T.__matmul__, dtype=np.float64
-        )
+        product = scipy.sparse.linalg.LinearOperator((k, m), matvec=matvec, rmatvec=rmatvec, dtype=np.float64)
         try:
             u, s, vt = scipy.sparse.linalg.svds(
                 product, k=q, solver="propack", maxiter=PROPACK_STEPS, random_state=np.random.default_rng(0)

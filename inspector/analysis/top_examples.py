@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from inspector.core import kernels
 from inspector.core.batches import Batch
 from inspector.core.statistic import Rows, Statistic, TopK
 from inspector.errors import InspectorError
@@ -178,8 +179,9 @@ class TopExamplesStatistic(Statistic):
         # the kind as a merged state (1 + its index in KINDS, 0: no row seen), so that a rank that read no
         # batch finishes with the kind of the ranks that did
         self.add_state("kind_code", default=0, reduction="max")
-        # the running top on the device. Ranked per neuron: ``values`` (k, m) float32, descending, ties by
-        # global order, -inf where no example is yet; ``slot`` (k, m): where rank r's example is stored.
+        # the running top on the device. Ranked per neuron: ``values`` (m, k) float32, descending, ties by
+        # global order, -inf where no example is yet; ``slot`` (m, k): where rank r's example is stored (each
+        # neuron's ranking contiguous: an insertion touches one or two cache lines, not k).
         # Stored, never moved once written: ``keys`` (k, m, 4) int64 and ``payload`` (k, m, P) by (slot,
         # neuron), so a merge writes only the examples that enter (not every kept one it outranks)
         self.values: torch.Tensor | None = None
@@ -191,6 +193,7 @@ class TopExamplesStatistic(Statistic):
         # candidates found since the last merge, in global order: (values, columns, keys, payload) per call
         self.pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self.pending_count = 0
+        self._entered: torch.Tensor | None = None  # the compiled loop's (k, m) record of the rows that entered
 
     def update(self, batch: Batch, batch_index: int, out: torch.Tensor, peaks: torch.Tensor | None = None) -> None:
         """Add one application: ``out`` ``(n, ..., m)``, the site's output on ``batch`` (global index ``batch_index``);
@@ -227,6 +230,9 @@ class TopExamplesStatistic(Statistic):
             self.kind_code = KINDS.index(self.kind) + 1
         # a token layer's examples are always tokens (a flattened (n * T, m) output of T = 1: position 0)
         positional = positional or self.kind == "tokens"
+        if peaks is not None and peaks.shape[0] == total // ABOVE_CHUNK and kernels.usable(flat, peaks):
+            self._enter_compiled(batch, batch_index, flat, real, peaks, per_sample, positional)
+            return
         found = None
         if self.values is None and real is None:
             found = _first_candidates(flat, self.k, peaks)  # None: the batch's exact top below
@@ -246,10 +252,10 @@ class TopExamplesStatistic(Statistic):
             finite = values > float("-inf")  # NaN (mapped to -inf) never enters
             rows, columns, values = rows[finite], columns[finite], values[finite]
         else:
-            if self.values.shape[1] != width:
-                raise ValueError(f"layer {self.layer}: {width} neurons on one call, {self.values.shape[1]} on another")
+            if self.values.shape[0] != width:
+                raise ValueError(f"layer {self.layer}: {width} neurons on one call, {self.values.shape[0]} on another")
             # what a new row must beat: each neuron's k-th value (-inf while it has fewer); by row within a neuron
-            rows, columns, values = _above(flat, self.values[self.k - 1], peaks=peaks)
+            rows, columns, values = _above(flat, self.values[:, self.k - 1], peaks=peaks)
             if real is not None:
                 keep = real[rows]
                 rows, columns, values = rows[keep], columns[keep], values[keep]
@@ -274,6 +280,61 @@ class TopExamplesStatistic(Statistic):
         if self.pending_count >= self.k * width:
             self._merge_pending()
 
+    def _enter_compiled(
+        self,
+        batch: Batch,
+        batch_index: int,
+        flat: torch.Tensor,
+        real: torch.Tensor | None,
+        peaks: torch.Tensor,
+        per_sample: int,
+        positional: bool,
+    ) -> None:
+        """:meth:`update` by the compiled loop (:func:`inspector.core.kernels.top_update`): the rows enter
+        the running top one by one in row order, then the keys and payload of those that entered are
+        written into their slots. The same top as the merge (its ties by global order included)."""
+        width = flat.shape[1]
+        self._merge_pending()  # candidates an earlier call left for the merge go first (global order)
+        if self.values is None:
+            empty = torch.zeros(0, dtype=torch.int64)
+            self._allocate(width, _payload(self.kind or "samples", batch, empty, empty if positional else None))
+        assert self.values is not None and self.slot is not None and self.keys is not None and self.payload is not None
+        if self.values.shape[0] != width:
+            raise ValueError(f"layer {self.layer}: {width} neurons on one call, {self.values.shape[0]} on another")
+        if self._entered is None or self._entered.shape != (self.k, width):
+            self._entered = torch.empty((self.k, width), dtype=torch.int64)
+        entered = self._entered
+        if not kernels.top_update(flat, real, peaks, self.values, self.slot, entered, ABOVE_CHUNK):
+            raise RuntimeError("the compiled top examples failed after the counts compiled")  # pragma: no cover
+        where = _flat_nonzero(entered >= 0)
+        if where.numel() == 0:
+            return
+        slots, neurons = where // width, where % width
+        rows = entered.view(-1).index_select(0, where)
+        sample, position = rows // per_sample, rows % per_sample
+        keys = torch.stack(
+            [
+                torch.full_like(rows, batch_index),
+                torch.full_like(rows, self.calls),
+                sample,
+                position if positional else torch.full_like(rows, -1),
+            ],
+            dim=-1,
+        )
+        self.keys.index_put_((slots, neurons), keys)
+        self.payload.index_put_(
+            (slots, neurons), _payload(self.kind or "samples", batch, sample, position if positional else None)
+        )
+
+    def _allocate(self, width: int, payload: torch.Tensor) -> None:
+        """The empty running top of ``width`` neurons (every slot free) on ``payload``'s device, with room for
+        its payload's ``(E, P)`` rows."""
+        k, device = self.k, payload.device
+        self.values = torch.full((width, k), float("-inf"), device=device)
+        self.slot = torch.arange(k, device=device)[None, :].expand(width, k).contiguous()
+        self.keys = torch.zeros((k, width, 4), dtype=torch.int64, device=device)
+        self.payload = torch.zeros((k, width, payload.shape[1]), dtype=payload.dtype, device=device)
+
     def _merge_pending(self) -> None:
         """Merge the candidates waiting since the last merge (in the order they came: global order)."""
         if not self.pending:
@@ -281,7 +342,7 @@ class TopExamplesStatistic(Statistic):
         values, columns, keys, payload = (torch.cat(part) for part in zip(*self.pending))
         self.pending, self.pending_count = [], 0
         assert self.values is not None
-        self._merge(values, columns, keys, payload, self.values.shape[1])
+        self._merge(values, columns, keys, payload, self.values.shape[0])
 
     def _merge(
         self, values: torch.Tensor, columns: torch.Tensor, keys: torch.Tensor, payload: torch.Tensor, width: int
@@ -290,10 +351,7 @@ class TopExamplesStatistic(Statistic):
         (rows since the last merge, in global order), their ``keys`` ``(E, 4)`` and ``payload`` ``(E, P)``."""
         k, device = self.k, values.device
         if self.values is None:  # the first candidates: an empty top, every slot free
-            self.values = torch.full((k, width), float("-inf"), device=device)
-            self.slot = torch.arange(k, device=device)[:, None].expand(k, width).contiguous()
-            self.keys = torch.zeros((k, width, 4), dtype=torch.int64, device=device)
-            self.payload = torch.zeros((k, width, payload.shape[1]), dtype=payload.dtype, device=device)
+            self._allocate(width, payload)
         assert self.slot is not None and self.keys is not None and self.payload is not None
         # only the neurons with candidates (after the first batches, a few) are merged
         touched = _flat_nonzero(torch.bincount(columns, minlength=width) > 0)  # ascending
@@ -302,11 +360,11 @@ class TopExamplesStatistic(Statistic):
         held_values, held_slot = self.values, self.slot
         if not every:
             columns = torch.searchsorted(touched, columns)
-            held_values, held_slot = held_values.index_select(1, touched), held_slot.index_select(1, touched)
+            held_values, held_slot = held_values.index_select(0, touched), held_slot.index_select(0, touched)
         # the k ranked entries of each neuron first (-inf where empty; each is before this batch in global
-        # order, so it wins a tie), rank by rank, then the candidates: one stable sort by (neuron, value
+        # order, so it wins a tie), neuron by neuron, then the candidates: one stable sort by (neuron, value
         # descending) ranks them all; each neuron has k entries or more, its first k are the new top
-        held_columns = torch.arange(t, device=device).repeat(k)
+        held_columns = torch.arange(t, device=device).repeat_interleave(k)
         every_value = torch.cat([held_values.reshape(-1), values])
         every_column = torch.cat([held_columns, columns])
         order = torch.sort(_neuron_value_key(every_column, every_value), stable=True).indices
@@ -333,10 +391,10 @@ class TopExamplesStatistic(Statistic):
             self.keys.index_put_((slots, neuron), keys.index_select(0, candidate))
             self.payload.index_put_((slots, neuron), payload.index_select(0, candidate))
         if every:
-            self.values, self.slot = new_values.T.contiguous(), new_slot.T.contiguous()
+            self.values, self.slot = new_values.contiguous(), new_slot.contiguous()
         else:
-            self.values.index_copy_(1, touched, new_values.T)
-            self.slot.index_copy_(1, touched, new_slot.T)
+            self.values.index_copy_(0, touched, new_values)
+            self.slot.index_copy_(0, touched, new_slot)
 
     def flush(self) -> None:
         """Move the running top into the ``top`` state (before a merge or finish); an empty slot (a neuron
@@ -344,10 +402,11 @@ class TopExamplesStatistic(Statistic):
         self._merge_pending()
         if self.values is None or self.slot is None or self.keys is None or self.payload is None:
             return
-        valid = self.values > float("-inf")
+        ranked, ranked_slot = self.values.T, self.slot.T  # (k, m): rank by rank, as the TopK state holds them
+        valid = ranked > float("-inf")
         j = int(valid.sum(0).max())
-        values = torch.where(valid, self.values, torch.full_like(self.values, float("nan")))[:j]
-        slot = self.slot[:j]
+        values = torch.where(valid, ranked, torch.full_like(ranked, float("nan")))[:j]
+        slot = ranked_slot[:j]
         keys = torch.take_along_dim(self.keys, slot[:, :, None], dim=0)
         keys = torch.where(valid[:j, :, None], keys, torch.full_like(keys, torch.iinfo(torch.int64).max))
         payload = torch.take_along_dim(self.payload, slot[:, :, None], dim=0)

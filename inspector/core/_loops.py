@@ -102,4 +102,138 @@ def site_counts(
     return nan
 
 
-LOOPS = {"site_counts": site_counts}
+@_loop
+def insert(values: Any, slot: Any, entered: Any, threshold: Any, j: int, value: Any, row: int) -> None:
+    # into neuron j's ranking values[j] (descending; an equal value already held stays ahead: it came
+    # first), in the storage slot of the value that drops out; entered[slot, j] := row; threshold[j] := the
+    # new k-th value
+    k = values.shape[1]
+    rank = k - 1
+    while rank > 0 and values[j, rank - 1] < value:
+        rank -= 1
+    freed = slot[j, k - 1]
+    for r in range(k - 1, rank, -1):
+        values[j, r] = values[j, r - 1]
+        slot[j, r] = slot[j, r - 1]
+    values[j, rank] = value
+    slot[j, rank] = freed
+    entered[freed, j] = row
+    threshold[j] = values[j, k - 1]
+
+
+@_compiled
+def top_update(flat: Any, real: Any, peaks: Any, values: Any, slot: Any, entered: Any, chunk: int) -> None:
+    rows, width = flat.shape
+    k = values.shape[1]
+    masked = real.shape[0] > 0
+    # each neuron's k-th value (-inf while it holds fewer), side by side: what a row must beat
+    threshold = values[:, k - 1].copy()
+    entered[:] = -1
+    chunks = peaks.shape[0]
+    # on a first call (nothing held) without padding: no entry below a column's k-th largest chunk maximum
+    # can be in its top k (k chunks hold one at least that large), so only chunks reaching it are read
+    floor = np.full(width, -np.inf, dtype=np.float32)
+    if not masked and chunks >= 2 * k and np.all(threshold == -np.inf):
+        column = np.empty(chunks, dtype=np.float32)
+        for j in range(width):
+            n = 0
+            for c in range(chunks):
+                peak = peaks[c, j]
+                if peak == peak:  # a chunk holding a NaN is read whole anyway
+                    column[n] = peak
+                    n += 1
+            if n >= k:
+                floor[j] = np.partition(column[:n], n - k)[n - k]
+    flagged = np.empty(width, dtype=np.int64)
+    for c in range(chunks):
+        # the columns whose chunk maximum beats their k-th value (or is NaN), then those columns of each
+        # row of the chunk in row order: each row read left to right (not a column down the rows)
+        count = 0
+        for j in range(width):
+            peak = peaks[c, j]
+            if peak != peak or (peak > threshold[j] and peak >= floor[j]):
+                flagged[count] = j
+                count += 1
+        if count == 0:
+            continue
+        for i in range(c * chunk, (c + 1) * chunk):
+            if masked and not real[i]:
+                continue
+            row = flat[i]
+            for f in range(count):
+                j = flagged[f]
+                value = row[j]
+                if value > threshold[j] and value >= floor[j]:
+                    insert(values, slot, entered, threshold, j, value, i)
+    for i in range(chunks * chunk, rows):  # the rows after the last whole chunk
+        if masked and not real[i]:
+            continue
+        row = flat[i]
+        for j in range(width):
+            value = row[j]
+            if value > threshold[j] and value >= floor[j]:
+                insert(values, slot, entered, threshold, j, value, i)
+
+
+@_compiled
+def column_moments(a: Any) -> tuple[Any, float]:
+    # each column's mean and the total sum of squares about the means, in float64, rows in order (one
+    # thread: the same bits wherever the same rows are finished)
+    rows, width = a.shape
+    mean = np.zeros(width)
+    for i in range(rows):
+        row = a[i]
+        for j in range(width):
+            mean[j] += np.float64(row[j])
+    for j in range(width):
+        mean[j] /= rows
+    squares = np.zeros(width)
+    for i in range(rows):
+        row = a[i]
+        for j in range(width):
+            d = np.float64(row[j]) - mean[j]
+            squares[j] += d * d
+    total = 0.0
+    for j in range(width):
+        total += squares[j]
+    return mean, total
+
+
+# a row's dot product summed in vector lanes (reassociated): the float32 rows are read once, as float64
+@numba.njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})
+def shifted_matvec(a: Any, mean: Any, x: Any, out: Any) -> None:
+    rows, width = a.shape
+    shift = 0.0
+    for j in range(width):
+        shift += mean[j] * x[j]
+    for i in range(rows):
+        row = a[i]
+        total = 0.0
+        for j in range(width):
+            total += np.float64(row[j]) * x[j]
+        out[i] = total - shift
+
+
+@numba.njit(nogil=True, cache=True, fastmath={"contract"})
+def shifted_rmatvec(a: Any, mean: Any, y: Any, out: Any) -> None:
+    rows, width = a.shape
+    for j in range(width):
+        out[j] = 0.0
+    weight = 0.0
+    for i in range(rows):
+        row = a[i]
+        yi = y[i]
+        weight += yi
+        for j in range(width):
+            out[j] += np.float64(row[j]) * yi
+    for j in range(width):
+        out[j] -= mean[j] * weight
+
+
+LOOPS = {
+    "site_counts": site_counts,
+    "top_update": top_update,
+    "column_moments": column_moments,
+    "shifted_matvec": shifted_matvec,
+    "shifted_rmatvec": shifted_rmatvec,
+}

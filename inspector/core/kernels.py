@@ -93,6 +93,82 @@ def site_counts(
     return True
 
 
+def top_update(
+    flat: torch.Tensor,
+    real: torch.Tensor | None,
+    peaks: torch.Tensor,
+    values: torch.Tensor,
+    slot: torch.Tensor,
+    entered: torch.Tensor,
+    chunk: int,
+) -> bool:
+    """Enter a call's rows ``flat`` ``(r, m)`` into each neuron's running top ``k``, in row order (an equal
+    value already held stays ahead): ``values`` ``(m, k)`` float32, each neuron's descending (-inf where
+    empty), and ``slot`` ``(m, k)`` int64, where its rank r's example is stored, both updated in place; an
+    entering row takes the storage slot of the one it pushes out. ``entered`` ``(k, m)`` int64 := the row
+    now stored at each (slot, neuron) if it entered on this call, else -1. ``real`` ``(r,)`` bool: only
+    its true rows enter (``None``: all). ``peaks``: :func:`site_counts`' chunk maxima of ``flat``: only the
+    chunks whose maximum beats a column's k-th value (or holds a NaN) are read entry by entry; on the
+    first call without ``real``, only those reaching the column's k-th largest chunk maximum (no entry
+    below it can be among the top k). NaN and -inf never enter.
+
+    ``False`` (nothing changed) when the loop is unavailable: then the operations' merge."""
+    if not usable(flat, peaks, values) or slot.dtype != torch.int64 or entered.dtype != torch.int64:
+        return False
+    mask = real.numpy() if real is not None else _NO_ROWS
+    arguments = (flat.numpy(), mask, peaks.numpy(), values.numpy(), slot.numpy(), entered.numpy(), chunk)
+    return _run("top_update", *arguments)[0]
+
+
+class CentredRows:
+    """The kept rows ``a`` ``(k, m)`` float32 less their column means, in float64, as products: the centred
+    matrix is never formed (``(a - mean) x = a x - (mean . x)``, each float32 value read once as float64:
+    half the memory of the float64 centred copy, which need not be written either). ``mean`` ``(m,)`` and
+    ``total`` (the sum of squares about it) are computed at construction; products as scipy's
+    ``LinearOperator`` calls them: ``x`` ``(m,)`` or ``(m, q)``, ``y`` ``(k,)`` or ``(k, q)``. Equal to
+    the formed matrix's products to float64 rounding (the means are exact to it; no cancellation beyond
+    what the centred values carry)."""
+
+    def __init__(self, a: np.ndarray, loops: dict[str, Any]) -> None:
+        self.a = a
+        self.shape = a.shape
+        self._matvec, self._rmatvec = loops["shifted_matvec"], loops["shifted_rmatvec"]
+        self.mean, self.total = loops["column_moments"](a)
+
+    def matvec(self, x: np.ndarray) -> np.ndarray:
+        """``(a - mean) @ x``."""
+        return self._apply(self._matvec, x, self.shape[0])
+
+    def rmatvec(self, y: np.ndarray) -> np.ndarray:
+        """``(a - mean).T @ y``."""
+        return self._apply(self._rmatvec, y, self.shape[1])
+
+    def _apply(self, loop: Any, x: np.ndarray, size: int) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim == 1 or (x.ndim == 2 and x.shape[1] == 1):
+            out = np.empty(size)
+            loop(self.a, self.mean, np.ascontiguousarray(x.reshape(-1)), out)
+            return out.reshape(size, 1) if x.ndim == 2 else out
+        out = np.empty((x.shape[1], size))
+        for column in range(x.shape[1]):
+            loop(self.a, self.mean, np.ascontiguousarray(x[:, column]), out[column])
+        return out.T
+
+
+def centred_rows(a: torch.Tensor) -> CentredRows | None:
+    """:class:`CentredRows` of ``a`` (a float32, C-contiguous CPU tensor), or ``None`` when the loops are
+    unavailable (then the caller forms the centred matrix)."""
+    if not usable(a):
+        return None
+    loops = _loops()
+    assert loops is not None
+    try:
+        return CentredRows(a.numpy(), loops)
+    except Exception as error:  # noqa: BLE001 - as _run: said once, then the formed matrix
+        _run_failed(error)
+        return None
+
+
 _NO_ROWS = np.zeros(0, dtype=np.bool_)
 
 
@@ -104,15 +180,20 @@ def _run(name: str, *arguments: Any) -> tuple[bool, Any]:
     try:
         return True, loops[name](*arguments)
     except Exception as error:  # noqa: BLE001 - a compiler failure must not stop an analysis or a training loop
-        if not _failed:
-            _failed.append(f"{type(error).__name__}: {error}".splitlines()[0])
-            warnings.warn(
-                f"dense-inspector: numba could not compile its counting loops ({_failed[0]}); counting with "
-                "PyTorch operations instead (the same numbers, more slowly)",
-                RuntimeWarning,
-                stacklevel=3,
-            )
+        _run_failed(error)
         return False, None
+
+
+def _run_failed(error: Exception) -> None:
+    """Say once why the loops cannot run here; from then on :func:`usable` is ``False``."""
+    if not _failed:
+        _failed.append(f"{type(error).__name__}: {error}".splitlines()[0])
+        warnings.warn(
+            f"dense-inspector: numba could not compile its counting loops ({_failed[0]}); counting with "
+            "PyTorch operations instead (the same numbers, more slowly)",
+            RuntimeWarning,
+            stacklevel=4,
+        )
 
 
 _LOADED: list[dict[str, Any] | None] = []  # the loops once imported (None: numba is not installed)
