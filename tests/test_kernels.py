@@ -21,6 +21,18 @@ from inspector.core.counting import SATURATION, loop_rule
 from tests.models import padded_batches, tiny_bert
 
 CHUNK = 16
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _every_call_compiled():
+    """The loops take calls of any size here (the census leaves calls below kernels.MIN_VALUES to the
+    operations, so that a small analysis does not import numba)."""
+    size = kernels.MIN_VALUES
+    kernels.MIN_VALUES = 0
+    yield
+    kernels.MIN_VALUES = size
+
+
 # values at and beside every threshold a rule compares with, and the IEEE specials
 SPECIAL = [0.0, -0.0, 0.01, -0.01, 0.00999, 0.0100001, 0.99, -0.99, 0.49, 0.51, 0.5, 1.0, -1.0, 1e-45, -1e-45]
 SPECIAL += [float("nan"), float("inf"), float("-inf"), 1.0e30, -1.0e30]  # (sums of float32 maxima would overflow)
@@ -103,11 +115,13 @@ def test_the_thresholds_are_the_float32_ones_the_operations_use():
     assert totals[0].item() == 2.0
 
 
-def test_non_float32_or_strided_tensors_are_left_to_the_operations():
+def test_non_float32_or_strided_or_small_tensors_are_left_to_the_operations(monkeypatch):
     x = torch.randn(32, 4)
     totals = torch.zeros(3, 4, dtype=torch.float64)
     assert not kernels.site_counts(x.double(), x.double(), None, kernels.POSITIVE, 0.0, None, totals, None, CHUNK)
     assert not kernels.site_counts(x.T, x.T, None, kernels.POSITIVE, 0.0, None, totals, None, CHUNK)
+    monkeypatch.setattr(kernels, "MIN_VALUES", 129)
+    assert not kernels.site_counts(x, x, None, kernels.POSITIVE, 0.0, None, totals, None, CHUNK)
     assert not totals.any()
 
 
@@ -150,9 +164,11 @@ def _same(a, b):
             assert np.array_equal(left.top_examples.positions, right.top_examples.positions)
 
 
-def test_a_census_by_the_loop_equals_one_by_the_operations(monkeypatch):
+@pytest.mark.parametrize("smallest", [0, 4000])  # 4000: the last batch (88 x 40 values) by the operations
+def test_a_census_by_the_loop_equals_one_by_the_operations(monkeypatch, smallest):
     torch.manual_seed(0)
     model, X = Kinds(), torch.randn(600, 6)
+    monkeypatch.setattr(kernels, "MIN_VALUES", smallest)
     compiled = activation_census(model, X, batch_size=128, top_k=5)
     assert [c.activation for c in compiled] == ["relu", "leaky_relu", "gelu", "tanh", "sigmoid"]
     assert compiled[3].saturation_rate.mean() > 0.05 and compiled[4].saturation_rate.mean() > 0.05
@@ -307,3 +323,13 @@ def test_the_projection_by_centred_rows_equals_the_formed_one(monkeypatch):
         np.testing.assert_allclose(
             scores[:, j], formed_scores[:, j], rtol=1e-5, atol=1e-5 * np.abs(formed_scores[:, j]).max()
         )
+
+
+def test_a_small_analysis_does_not_import_numba():
+    code = (
+        "import sys, torch; from inspector.analysis.activations import activation_census; "
+        "m = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2)); "
+        "activation_census(m, torch.randn(500, 8), top_k=3); print('numba' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"

@@ -35,16 +35,22 @@ NONE, POSITIVE, BEYOND, OFF_HALF, NEAR_ZERO = -1, 0, 1, 2, 3
 # float32 sums are folded into the float64 totals after this many rows (counts stay exact far below 2**24)
 FOLD_ROWS = 1024
 
+# the loops pay once per process (importing numba and loading its cached machine code: about 0.6 s here)
+# and gain about 1 ns per value counted: below this many values in a call, the operations count, and a
+# small model's analysis never imports numba
+MIN_VALUES = 2**20
 ENABLED = os.environ.get("DENSE_INSPECTOR_KERNELS", "numba").strip().lower() != "torch"
 _failed: list[str] = []  # why the loops could not be compiled, once (then the operations count)
 
 
 def usable(*tensors: torch.Tensor) -> bool:
-    """Whether the loops can count these tensors: numba is there, not switched off, and each is a
-    float32, C-contiguous CPU tensor."""
-    if not ENABLED or _failed or _loops() is None:
+    """Whether the loops take these tensors: each a float32, C-contiguous CPU tensor, the first of at least
+    :data:`MIN_VALUES` values, and numba there and not switched off (imported here, on the first such call)."""
+    if not ENABLED or _failed or tensors[0].numel() < MIN_VALUES:
         return False
-    return all(t.device.type == "cpu" and t.dtype == torch.float32 and t.is_contiguous() for t in tensors)
+    if not all(t.device.type == "cpu" and t.dtype == torch.float32 and t.is_contiguous() for t in tensors):
+        return False
+    return _loops() is not None
 
 
 def site_counts(
