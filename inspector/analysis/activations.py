@@ -43,7 +43,7 @@ and its 50,257-wide ``lm_head``, a classifier head, a masked LM's decoder to its
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -552,6 +552,8 @@ def _top_eigenpairs(
     only the spanned subspace, and the eigenvalues, are determined.
     """
     k, m = centred.shape
+    matvec: Callable[[np.ndarray], np.ndarray]
+    rmatvec: Callable[[np.ndarray], np.ndarray]
     if isinstance(centred, np.ndarray):
         formed = centred
         matvec, rmatvec = formed.__matmul__, formed.T.__matmul__

@@ -352,7 +352,8 @@ class TopExamplesStatistic(Statistic):
         k, device = self.k, values.device
         if self.values is None:  # the first candidates: an empty top, every slot free
             self._allocate(width, payload)
-        assert self.slot is not None and self.keys is not None and self.payload is not None
+        assert self.values is not None and self.slot is not None
+        assert self.keys is not None and self.payload is not None
         # only the neurons with candidates (after the first batches, a few) are merged
         touched = _flat_nonzero(torch.bincount(columns, minlength=width) > 0)  # ascending
         t = int(touched.numel())
