@@ -253,7 +253,7 @@ def projection_2048_by_3072() -> dict[str, float]:
     rng = np.random.default_rng(0)
     out = {}
     # the compiled loops load once per process (numba and its cached machine code, about 0.5 s): not timed
-    census_module._pca_2d(torch.from_numpy(rng.standard_normal((300, 300))).float())
+    census_module._pca_2d(torch.from_numpy(rng.standard_normal((1024, 1100))).float())  # >= kernels.MIN_VALUES
     for kind in ("random", "low-rank"):
         if kind == "random":
             a = rng.standard_normal((2048, 3072))

@@ -1,19 +1,27 @@
-"""A compiled CPU loop for the census's per-neuron counts (numba).
+"""Compiled CPU loops for the census (numba): its counts, its top examples and its projection's products.
 
 With stock PyTorch operations each statistic of a dense site is its own pass over the site's output: a
 comparison that writes an indicator, a GEMM against a row of ones that reads it back, the maximum of
 each chunk for the top examples. On a CPU those passes are memory-bound: on a MiniLM-sized census,
 seven passes over each 4096 x 1536 intermediate, about as long as reading it from memory three times.
-:func:`site_counts` reads each value once and writes only the ``(m,)`` sums and the chunk maxima: every
-statistic of a row while the row is in the L1 cache (about half the time).
+The loops here:
 
-It counts exactly what :mod:`inspector.core.counting`'s operations count (the same float32 comparisons:
-a Python threshold compares in float32 there too) and sums in float32 within a block of
-:data:`FOLD_ROWS` rows, then in float64: counts exactly, sums to float32 rounding within a block. It
-applies to float32, C-contiguous CPU tensors; the census uses the operations everywhere else (a GPU,
-other dtypes), when numba is missing or fails to compile, or when ``DENSE_INSPECTOR_KERNELS=torch`` is
-set (the same numbers, the earlier way). Compiled once per installation (a few seconds): numba caches
-the machine code beside :mod:`inspector.core._loops` (or in its user cache directory).
+* :func:`site_counts` reads each value once and writes only the ``(m,)`` sums and the chunk maxima:
+  every statistic of a row while the row is in the L1 cache (about half the time);
+* :func:`top_update` enters each row into its neurons' running top ``k`` in row order, reading only
+  the chunks whose maximum beats a neuron's ``k``-th value (no candidate lists, sorts or merges);
+* :class:`CentredRows` gives the projection's products of the kept float32 rows less their column
+  means in float64 without forming the centred float64 matrix (half the memory read per product).
+
+They count exactly what :mod:`inspector.core.counting`'s operations count (the same float32
+comparisons: a Python threshold compares in float32 there too) and sum in float32 within a block of
+:data:`FOLD_ROWS` rows, then in float64: counts exactly, sums to float32 rounding within a block. They
+take float32, C-contiguous CPU tensors of at least :data:`MIN_VALUES` values; the census uses the
+operations everywhere else (smaller calls, a GPU, other dtypes), when numba is missing or fails to
+compile (warned once), or when ``DENSE_INSPECTOR_KERNELS=torch`` is set (the same numbers, the
+earlier way). Compiled once per installation (about 16 s): numba caches the machine code beside
+:mod:`inspector.core._loops` (or in its user cache directory); then importing numba and loading that
+code cost about 0.6 s once per process.
 
 Not for the live Monitor: its per-step counts of a 128 x 256 batch are dominated by calls, not memory,
 and a compiled call (with its tensor-to-array conversion) measured no cheaper there than the
