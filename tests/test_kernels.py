@@ -333,3 +333,21 @@ def test_a_small_analysis_does_not_import_numba():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("data", ["normal", "on the edges"])
+def test_the_compiled_histogram_puts_every_value_in_the_operations_bin(monkeypatch, data):
+    from inspector.analysis import activations
+
+    gen = torch.Generator().manual_seed(3)
+    kept = torch.randn(700, 13, generator=gen) * 4 + 1
+    if data == "on the edges":  # values at each bin edge (and the bounds) as float32 computes them
+        lo, hi = -3.0, 5.0
+        grid = torch.tensor([lo + (hi - lo) * b / 30 for b in range(31)], dtype=torch.float32)
+        kept = grid[torch.randint(0, 31, (700, 13), generator=gen)]
+    counts, edges = activations._histogram(kept)
+    assert kernels.histogram(kept, float(kept.min()), float(kept.max()), 30) is not None  # the loop counted
+    monkeypatch.setattr(kernels, "ENABLED", False)
+    formed_counts, formed_edges = activations._histogram(kept)
+    assert np.array_equal(counts, formed_counts) and np.array_equal(edges, formed_edges)
+    assert counts.sum(axis=1).tolist() == [700] * 13

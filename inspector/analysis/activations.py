@@ -431,6 +431,9 @@ def _histogram(kept: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     if hi <= lo:
         hi = lo + 1.0
     edges = np.linspace(lo, hi, HISTOGRAM_BINS + 1)
+    compiled = kernels.histogram(kept, lo, hi, HISTOGRAM_BINS) if np.isfinite([lo, hi]).all() else None
+    if compiled is not None:  # on the CPU: one pass, the same bins
+        return compiled, edges
     counts = torch.zeros(width * HISTOGRAM_BINS, dtype=torch.int64)
     offsets = torch.arange(width) * HISTOGRAM_BINS  # neuron j's bins start at j * bins
     step = max(min(kept.shape[0], SUM_ROWS), 1)  # no row kept: no block

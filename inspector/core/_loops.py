@@ -230,7 +230,21 @@ def shifted_rmatvec(a: Any, mean: Any, y: Any, out: Any) -> None:
         out[j] -= mean[j] * weight
 
 
+@_compiled
+def histogram(a: Any, lo: Any, span: Any, bins: int, counts: Any) -> None:
+    # counts[j, b] += rows whose value v in column j has int((v - lo) / span * bins) == b (clamped): the
+    # operations' float32 arithmetic, step by step
+    rows, width = a.shape
+    scale = np.float32(bins)
+    for i in range(rows):
+        row = a[i]
+        for j in range(width):
+            b = int((row[j] - lo) / span * scale)
+            counts[j, min(max(b, 0), bins - 1)] += 1
+
+
 LOOPS = {
+    "histogram": histogram,
     "site_counts": site_counts,
     "top_update": top_update,
     "column_moments": column_moments,

@@ -10,6 +10,7 @@ The loops here:
   every statistic of a row while the row is in the L1 cache (about half the time);
 * :func:`top_update` enters each row into its neurons' running top ``k`` in row order, reading only
   the chunks whose maximum beats a neuron's ``k``-th value (no candidate lists, sorts or merges);
+* :func:`histogram` counts the kept rows into each neuron's bins in one pass;
 * :class:`CentredRows` gives the projection's products of the kept float32 rows less their column
   means in float64 without forming the centred float64 matrix (half the memory read per product).
 
@@ -132,6 +133,18 @@ def top_update(
     mask = real.numpy() if real is not None else _NO_ROWS
     arguments = (flat.numpy(), mask, peaks.numpy(), values.numpy(), slot.numpy(), entered.numpy(), chunk)
     return _run("top_update", *arguments)[0]
+
+
+def histogram(kept: torch.Tensor, lo: float, hi: float, bins: int) -> np.ndarray | None:
+    """Per-column counts ``(m, bins)`` int64 of ``kept`` ``(k, m)`` over ``bins`` equal bins from ``lo`` to
+    ``hi`` (finite, ``hi > lo``: the bounds of ``kept``): a value's bin is ``(v - lo) / (hi - lo) * bins``
+    in float32, truncated and clamped, as the census's operations compute it; ``None`` when the loop is
+    unavailable."""
+    if not usable(kept):
+        return None
+    counts = np.zeros((kept.shape[1], bins), dtype=np.int64)
+    ran, _ = _run("histogram", kept.numpy(), np.float32(lo), np.float32(hi - lo), bins, counts)
+    return counts if ran else None
 
 
 class CentredRows:
