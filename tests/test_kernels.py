@@ -17,7 +17,7 @@ from torch import nn
 
 from inspector.analysis.activations import activation_census
 from inspector.core import kernels
-from inspector.core.counting import SATURATION, loop_rule
+from inspector.core.counting import SATURATION, fire_rule
 from tests.models import padded_batches, tiny_bert
 
 CHUNK = 16
@@ -74,7 +74,7 @@ def _compare(source, out, real, rule, limit, near):
 
 
 RULES = [(kernels.POSITIVE, 0.0, None), (kernels.POSITIVE, 0.0, 0.01)]
-RULES += [(*loop_rule("tanh"), None), (*loop_rule("sigmoid"), None)]
+RULES += [(*fire_rule("tanh"), None), (*fire_rule("sigmoid"), None)]
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -111,7 +111,7 @@ def test_the_thresholds_are_the_float32_ones_the_operations_use():
     above = float(np.nextafter(np.float32(SATURATION), np.float32(2)))
     out = torch.tensor([[at], [above], [-above]], dtype=torch.float32)
     totals = torch.zeros(3, 1, dtype=torch.float64)
-    assert kernels.site_counts(out, out, None, *loop_rule("tanh"), None, totals, None, CHUNK)
+    assert kernels.site_counts(out, out, None, *fire_rule("tanh"), None, totals, None, CHUNK)
     assert totals[0].item() == 2.0
 
 
@@ -184,19 +184,29 @@ def test_a_padded_token_census_by_the_loop_equals_one_by_the_operations(monkeypa
     _same(compiled, activation_census(model, batches, top_k=4))
 
 
-def test_a_loop_that_cannot_compile_warns_once_and_the_operations_count(monkeypatch):
+@pytest.mark.parametrize("failing", ["site_counts", "top_update", "shifted_rmatvec"])
+def test_a_loop_that_cannot_compile_warns_once_and_the_operations_count(monkeypatch, failing):
+    from inspector.analysis import activations
+
     torch.manual_seed(0)
     model, X = Kinds(), torch.randn(300, 6)
-    expected = activation_census(model, X, batch_size=100)
+    kept = torch.randn(400, 300) + torch.linspace(0, 3, 300)  # wider than the exact side: the products
+    expected = activation_census(model, X, batch_size=100, top_k=5)
+    expected_scores, expected_ratio = activations._pca_2d(kept)
 
     def broken(*arguments):
         raise RuntimeError("no LLVM here")
 
+    loops = dict(kernels._loops() or {})
+    loops[failing] = broken
     monkeypatch.setattr(kernels, "_failed", [])
-    monkeypatch.setattr(kernels, "_loops", lambda: {"site_counts": broken})
+    monkeypatch.setattr(kernels, "_loops", lambda: loops)
     with pytest.warns(RuntimeWarning, match="numba could not compile its counting loops .*no LLVM here"):
-        fallen_back = activation_census(model, X, batch_size=100)
+        fallen_back = activation_census(model, X, batch_size=100, top_k=5)
+        scores, ratio = activations._pca_2d(kept)
     _same(expected, fallen_back)
+    np.testing.assert_allclose(ratio, expected_ratio, rtol=1e-9)
+    np.testing.assert_allclose(scores, expected_scores, rtol=1e-5, atol=1e-5 * np.abs(expected_scores).max())
     assert not kernels.usable(X)  # said once; the operations count from then on
 
 

@@ -72,7 +72,7 @@ from inspector.analysis.top_examples import (
 )
 from inspector.core import kernels
 from inspector.core.counting import SATURATION as SATURATION  # re-exported: the tail the census calls saturated
-from inspector.core.counting import Sums, activation_group, loop_rule, saturated
+from inspector.core.counting import Sums, activation_group, fire_rule, saturated
 from inspector.core.statistic import Rows, Statistic, merge_statistics
 from inspector.errors import InspectorError
 from inspector.results import result
@@ -251,7 +251,6 @@ class SiteCensus(Statistic):
             self.n_samples += len(batch)
             self.rows_in_batch = 0
         real: torch.Tensor | None = None
-        weights: torch.Tensor | None = None
         rows = out.shape[0]
         peaks_out = self._peaks_out(rows, width, out) if peaks else None
         if positions is not None:
@@ -263,7 +262,6 @@ class SiteCensus(Statistic):
             if rows == real.numel():  # no padding in this batch: every row counts, as without a mask
                 real = None
             else:
-                weights = real.reshape(1, -1).to(torch.float32)
                 # a weight of 0 does not cancel a NaN or an infinity (0 * inf is NaN): padded rows that hold
                 # one (a model need not compute anything sensible there) are zeroed in a copy first
                 padded = torch.nonzero(~real).reshape(-1)
@@ -272,7 +270,7 @@ class SiteCensus(Statistic):
                     out = torch.where(real[:, None], out, torch.zeros((), dtype=out.dtype, device=out.device))
                     pre = torch.where(real[:, None], pre, torch.zeros((), dtype=pre.dtype, device=pre.device))
         if rows:
-            self._sum(sums, pre, out, weights, peaks_out)
+            self._sum(sums, pre, out, real, peaks_out)
             self.peaks = peaks_out
         if not self.kept.full:
             self._keep(batch, out if real is None else _first_real(out, real, self.keep_samples), positions is None)
@@ -295,11 +293,11 @@ class SiteCensus(Statistic):
         sums: Sums,
         pre: torch.Tensor,
         out: torch.Tensor,
-        weights: torch.Tensor | None,
+        real: torch.Tensor | None,
         peaks: torch.Tensor | None = None,
     ) -> None:
-        """Add the rows of ``pre``/``out`` ``(r, m)``, each weighted by ``weights`` ``(1, r)`` (0 or 1;
-        ``None``: all 1) into the sums; with ``peaks``, write ``out``'s chunk maxima there as well.
+        """Add the rows of ``pre``/``out`` ``(r, m)`` that ``real`` ``(r,)`` bool marks (``None``: all) into
+        the sums; with ``peaks``, write ``out``'s chunk maxima there as well.
 
         On the CPU, one compiled pass (:func:`inspector.core.kernels.site_counts`: every statistic of a row
         while it is in the L1 cache; about half the time of the operations below on a transformer MLP's
@@ -311,11 +309,11 @@ class SiteCensus(Statistic):
         # ReLU fires where its output is > 0, every other unit where its input is
         source = out if group in ("rectifier", "squasher") else pre
         if kernels.usable(source, out):  # on the CPU: every statistic in one compiled pass over the rows
-            rule, limit = loop_rule(kind) if group == "squasher" else (kernels.POSITIVE, 0.0)
-            real = weights[0] > 0 if weights is not None else None
             near = near_zero(kind) if group == "smooth" else None
-            if kernels.site_counts(source, out, real, rule, limit, near, sums.totals, peaks, ABOVE_CHUNK):
+            if kernels.site_counts(source, out, real, *fire_rule(kind), near, sums.totals, peaks, ABOVE_CHUNK):
                 return
+        # the real rows weigh 1 and padded ones 0 in the column sums' GEMM (counts of 0/1 indicators stay exact)
+        weights = real.reshape(1, -1).to(torch.float32) if real is not None else None
         sums.add_rows(rows)
         step = rows if out.device.type != "cpu" else min(rows, SUM_ROWS)
         buffer, ones = sums.scratch(step)
@@ -505,20 +503,20 @@ def _pca_2d(a: torch.Tensor, scratch: Scratch | None = None) -> tuple[np.ndarray
     if k < 2 or m == 0:
         return scores, ratio
     q = min(k, m, 2)
+    lanczos = min(k, m) > EXACT_PCA_SIDE
     found = None
-    # above the exact side, on the CPU: products of the kept float32 rows less their means, never formed
-    # (else, or when Lanczos does not converge there, the centred float64 matrix is formed)
-    rows = kernels.centred_rows(a) if min(k, m) > EXACT_PCA_SIDE else None
+    # Lanczos on the CPU: products of the kept float32 rows less their means, never formed
+    rows = kernels.centred_rows(a) if lanczos else None
     if rows is not None:
         total = rows.total
         if total <= 0:
             return scores, ratio
         found = _top_eigenpairs(rows, q)
-    if found is None:
+    if found is None:  # the centred float64 matrix: Lanczos on it without the loops, then the exact solver
         centred, total = _centred(a, scratch)
         if total <= 0:
             return scores, ratio
-        if rows is None and min(k, m) > EXACT_PCA_SIDE:
+        if lanczos and rows is None:
             found = _top_eigenpairs(centred.numpy(), q)
     if found is None:
         gram = centred.T @ centred if m <= k else centred @ centred.T

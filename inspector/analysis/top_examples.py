@@ -230,9 +230,11 @@ class TopExamplesStatistic(Statistic):
             self.kind_code = KINDS.index(self.kind) + 1
         # a token layer's examples are always tokens (a flattened (n * T, m) output of T = 1: position 0)
         positional = positional or self.kind == "tokens"
+        if self.values is not None and self.values.shape[0] != width:
+            raise ValueError(f"layer {self.layer}: {width} neurons on one call, {self.values.shape[0]} on another")
         if peaks is not None and peaks.shape[0] == total // ABOVE_CHUNK and kernels.usable(flat, peaks):
-            self._enter_compiled(batch, batch_index, flat, real, peaks, per_sample, positional)
-            return
+            if self._enter_compiled(batch, batch_index, flat, real, peaks, per_sample, positional):
+                return
         found = None
         if self.values is None and real is None:
             found = _first_candidates(flat, self.k, peaks)  # None: the batch's exact top below
@@ -252,8 +254,6 @@ class TopExamplesStatistic(Statistic):
             finite = values > float("-inf")  # NaN (mapped to -inf) never enters
             rows, columns, values = rows[finite], columns[finite], values[finite]
         else:
-            if self.values.shape[0] != width:
-                raise ValueError(f"layer {self.layer}: {width} neurons on one call, {self.values.shape[0]} on another")
             # what a new row must beat: each neuron's k-th value (-inf while it has fewer); by row within a neuron
             rows, columns, values = _above(flat, self.values[:, self.k - 1], peaks=peaks)
             if real is not None:
@@ -261,17 +261,7 @@ class TopExamplesStatistic(Statistic):
                 rows, columns, values = rows[keep], columns[keep], values[keep]
         if values.numel() == 0:
             return
-        sample, position = rows // per_sample, rows % per_sample
-        keys = torch.stack(
-            [
-                torch.full_like(rows, batch_index),
-                torch.full_like(rows, self.calls),
-                sample,
-                position if positional else torch.full_like(rows, -1),  # -1: the example is the sample
-            ],
-            dim=-1,
-        )
-        payload = _payload(self.kind, batch, sample, position if positional else None)
+        keys, payload = self._examples(batch, batch_index, rows, per_sample, positional)
         if self.values is None:  # the first candidates: merged now, to give the next calls their threshold
             self._merge(values, columns, keys, payload, width)
             return
@@ -280,37 +270,11 @@ class TopExamplesStatistic(Statistic):
         if self.pending_count >= self.k * width:
             self._merge_pending()
 
-    def _enter_compiled(
-        self,
-        batch: Batch,
-        batch_index: int,
-        flat: torch.Tensor,
-        real: torch.Tensor | None,
-        peaks: torch.Tensor,
-        per_sample: int,
-        positional: bool,
-    ) -> None:
-        """:meth:`update` by the compiled loop (:func:`inspector.core.kernels.top_update`): the rows enter
-        the running top one by one in row order, then the keys and payload of those that entered are
-        written into their slots. The same top as the merge (its ties by global order included)."""
-        width = flat.shape[1]
-        self._merge_pending()  # candidates an earlier call left for the merge go first (global order)
-        if self.values is None:
-            empty = torch.zeros(0, dtype=torch.int64)
-            self._allocate(width, _payload(self.kind or "samples", batch, empty, empty if positional else None))
-        assert self.values is not None and self.slot is not None and self.keys is not None and self.payload is not None
-        if self.values.shape[0] != width:
-            raise ValueError(f"layer {self.layer}: {width} neurons on one call, {self.values.shape[0]} on another")
-        if self._entered is None or self._entered.shape != (self.k, width):
-            self._entered = torch.empty((self.k, width), dtype=torch.int64)
-        entered = self._entered
-        if not kernels.top_update(flat, real, peaks, self.values, self.slot, entered, ABOVE_CHUNK):
-            raise RuntimeError("the compiled top examples failed after the counts compiled")  # pragma: no cover
-        where = _flat_nonzero(entered >= 0)
-        if where.numel() == 0:
-            return
-        slots, neurons = where // width, where % width
-        rows = entered.view(-1).index_select(0, where)
+    def _examples(
+        self, batch: Batch, batch_index: int, rows: torch.Tensor, per_sample: int, positional: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The keys ``(E, 4)`` (batch, call, sample, position; -1: the example is the sample) and the
+        payload ``(E, P)`` of the rows ``rows`` ``(E,)`` of this call's flattened output."""
         sample, position = rows // per_sample, rows % per_sample
         keys = torch.stack(
             [
@@ -321,10 +285,42 @@ class TopExamplesStatistic(Statistic):
             ],
             dim=-1,
         )
-        self.keys.index_put_((slots, neurons), keys)
-        self.payload.index_put_(
-            (slots, neurons), _payload(self.kind or "samples", batch, sample, position if positional else None)
-        )
+        return keys, _payload(self.kind or "samples", batch, sample, position if positional else None)
+
+    def _enter_compiled(
+        self,
+        batch: Batch,
+        batch_index: int,
+        flat: torch.Tensor,
+        real: torch.Tensor | None,
+        peaks: torch.Tensor,
+        per_sample: int,
+        positional: bool,
+    ) -> bool:
+        """:meth:`update` by the compiled loop (:func:`inspector.core.kernels.top_update`): the rows enter
+        the running top one by one in row order, then the keys and payload of those that entered are
+        written into their slots. The same top as the merge (its ties by global order included).
+        ``False`` (nothing entered) when the loop cannot run: then the merge."""
+        width = flat.shape[1]
+        self._merge_pending()  # candidates an earlier call left for the merge go first (global order)
+        if self.values is None:
+            empty = torch.zeros(0, dtype=torch.int64)
+            self._allocate(width, self._examples(batch, batch_index, empty, per_sample, positional)[1])
+        assert self.values is not None and self.slot is not None and self.keys is not None and self.payload is not None
+        if self._entered is None or self._entered.shape != (self.k, width):
+            self._entered = torch.empty((self.k, width), dtype=torch.int64)
+        entered = self._entered
+        if not kernels.top_update(flat, real, peaks, self.values, self.slot, entered, ABOVE_CHUNK):
+            return False
+        where = _flat_nonzero(entered >= 0)
+        if where.numel():
+            slots, neurons = where // width, where % width
+            keys, payload = self._examples(
+                batch, batch_index, entered.view(-1).index_select(0, where), per_sample, positional
+            )
+            self.keys.index_put_((slots, neurons), keys)
+            self.payload.index_put_((slots, neurons), payload)
+        return True
 
     def _allocate(self, width: int, payload: torch.Tensor) -> None:
         """The empty running top of ``width`` neurons (every slot free) on ``payload``'s device, with room for

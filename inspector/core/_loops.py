@@ -83,9 +83,7 @@ def site_counts(
                     nan = True
         c, k = i // chunk, i % chunk
         if c < peaks.shape[0]:  # the running maximum alternates between two buffers (no aliasing: it vectorizes)
-            if chunk == 1:
-                peaks[c][:] = row
-            elif k == 0:
+            if k == 0:
                 even[:] = row
             elif k == chunk - 1:
                 max_into(peaks[c], even if k % 2 == 1 else odd, row)

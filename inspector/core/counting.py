@@ -44,18 +44,14 @@ def saturated(kind: str, out: torch.Tensor, indicator: torch.Tensor) -> None:
         torch.gt((out - 0.5).abs(), SATURATION - 0.5, out=indicator)
 
 
-def loop_rule(kind: str, near_zero: float = 0.01) -> tuple[int, float]:
-    """The compiled loops' rule and threshold (:mod:`inspector.core.kernels`) for the one count of a unit of
-    ``kind`` that :func:`indicator_writer` writes: rectifiers, leaky and unknown units ``v > 0``, smooth
-    units ``|v| < near_zero``, squashers their flat tail (as :func:`saturated`)."""
-    group = activation_group(kind)
-    if group == "smooth":
-        return kernels.NEAR_ZERO, near_zero
-    if group == "squasher":
-        if kind in ("tanh", "hardtanh"):  # range (-1, 1)
-            return kernels.BEYOND, SATURATION
-        return kernels.OFF_HALF, SATURATION - 0.5  # sigmoid, hardsigmoid: range (0, 1)
-    return kernels.POSITIVE, 0.0
+def fire_rule(kind: str) -> tuple[int, float]:
+    """The compiled loops' rule and threshold (:mod:`inspector.core.kernels`) for the census's first count
+    of a unit of ``kind``: squashers their flat tail (as :func:`saturated`), every other unit ``v > 0``."""
+    if activation_group(kind) != "squasher":
+        return kernels.POSITIVE, 0.0
+    if kind in ("tanh", "hardtanh"):  # range (-1, 1)
+        return kernels.BEYOND, SATURATION
+    return kernels.OFF_HALF, SATURATION - 0.5  # sigmoid, hardsigmoid: range (0, 1)
 
 
 def indicator_writer(

@@ -31,6 +31,7 @@ operations' two.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import warnings
@@ -76,13 +77,15 @@ def site_counts(
     """Add a census call's rows into ``totals`` ``(3, m)`` float64: row 0 the rows where ``fire_rule``
     holds for ``source`` ``(r, m)``, row 1 those where ``|out| < near_zero`` (``None``: not counted), row
     2 the sum of ``out`` ``(r, m)``; ``real`` ``(r,)`` bool: only its true rows count (``None``: all).
-    ``peaks`` ``(r // chunk, m)``: each whole chunk's column maxima of ``out`` (every row, real or not).
+    ``peaks`` ``(r // chunk, m)``: each whole chunk's column maxima of ``out`` (every row, real or not;
+    ``chunk >= 2``).
 
     Returns ``False`` (and adds nothing) when the loops are unavailable; the caller then counts with the
     operations. A NaN in ``out`` has its chunk's maximum rewritten here by ``torch.amax`` (NaN), as the
     operations give it."""
     if not usable(source, out):
         return False
+    assert chunk >= 2, "a chunk's maximum is kept over two rows or more"
     width = out.shape[-1]
     mask = real.numpy() if real is not None else _NO_ROWS
     peaks_array = peaks.numpy() if peaks is not None else np.zeros((0, width), dtype=np.float32)
@@ -148,19 +151,18 @@ def histogram(kept: torch.Tensor, lo: float, hi: float, bins: int) -> np.ndarray
 
 
 class CentredRows:
-    """The kept rows ``a`` ``(k, m)`` float32 less their column means, in float64, as products: the centred
-    matrix is never formed (``(a - mean) x = a x - (mean . x)``, each float32 value read once as float64:
-    half the memory of the float64 centred copy, which need not be written either). ``mean`` ``(m,)`` and
-    ``total`` (the sum of squares about it) are computed at construction; products as scipy's
-    ``LinearOperator`` calls them: ``x`` ``(m,)`` or ``(m, q)``, ``y`` ``(k,)`` or ``(k, q)``. Equal to
-    the formed matrix's products to float64 rounding (the means are exact to it; no cancellation beyond
-    what the centred values carry)."""
+    """The kept rows ``a`` ``(k, m)`` float32 less their column means ``mean`` ``(m,)`` float64, as products:
+    the centred matrix is never formed (``(a - mean) x = a x - (mean . x)``, each float32 value read once
+    as float64: half the memory of the float64 centred copy, which need not be written either). ``total``:
+    the sum of squares about the means. Products as scipy's ``LinearOperator`` calls them: ``x`` ``(m,)``
+    or ``(m, q)``, ``y`` ``(k,)`` or ``(k, q)``. Equal to the formed matrix's products to float64 rounding
+    (the means are exact to it; no cancellation beyond what the centred values carry). Made by
+    :func:`centred_rows`."""
 
-    def __init__(self, a: np.ndarray, loops: dict[str, Any]) -> None:
-        self.a = a
+    def __init__(self, a: np.ndarray, mean: np.ndarray, total: float, loops: dict[str, Any]) -> None:
+        self.a, self.mean, self.total = a, mean, total
         self.shape = a.shape
         self._matvec, self._rmatvec = loops["shifted_matvec"], loops["shifted_rmatvec"]
-        self.mean, self.total = loops["column_moments"](a)
 
     def matvec(self, x: np.ndarray) -> np.ndarray:
         """``(a - mean) @ x``."""
@@ -184,16 +186,24 @@ class CentredRows:
 
 def centred_rows(a: torch.Tensor) -> CentredRows | None:
     """:class:`CentredRows` of ``a`` (a float32, C-contiguous CPU tensor), or ``None`` when the loops are
-    unavailable (then the caller forms the centred matrix)."""
+    unavailable (then the caller forms the centred matrix). Both products run once here, on ``a``'s first
+    row: a loop that cannot compile falls back now, not inside the solver."""
     if not usable(a):
         return None
-    loops = _loops()
-    assert loops is not None
-    try:
-        return CentredRows(a.numpy(), loops)
-    except Exception as error:  # noqa: BLE001 - as _run: said once, then the formed matrix
-        _run_failed(error)
+    rows = a.numpy()
+    ran, moments = _run("column_moments", rows)
+    if not ran:
         return None
+    mean, total = moments
+    first, width = rows[:1], rows.shape[1]
+    if not (
+        _run("shifted_matvec", first, mean, np.zeros(width), np.empty(1))[0]
+        and _run("shifted_rmatvec", first, mean, np.zeros(1), np.empty(width))[0]
+    ):
+        return None
+    loops = _loops()
+    assert loops is not None  # usable() imported them
+    return CentredRows(rows, mean, total, loops)
 
 
 _NO_ROWS = np.zeros(0, dtype=np.bool_)
@@ -223,15 +233,11 @@ def _run_failed(error: Exception) -> None:
         )
 
 
-_LOADED: list[dict[str, Any] | None] = []  # the loops once imported (None: numba is not installed)
-
-
+@functools.cache
 def _loops() -> dict[str, Any] | None:
-    """The compiled loops by name, imported on first use; ``None`` without numba."""
-    if not _LOADED:
-        try:
-            _LOADED.append(importlib.import_module("inspector.core._loops").LOOPS)
-        except ImportError as error:  # numba missing (or failing to import): the operations count
-            _LOADED.append(None)
-            _failed.append(f"{type(error).__name__}: {error}".splitlines()[0])
-    return _LOADED[0]
+    """The compiled loops by name, imported on first use; ``None`` without numba (then the operations count)."""
+    try:
+        return importlib.import_module("inspector.core._loops").LOOPS
+    except ImportError as error:  # numba missing (or failing to import)
+        _failed.append(f"{type(error).__name__}: {error}".splitlines()[0])
+        return None
