@@ -36,22 +36,22 @@ def activation_group(kind: str) -> str:
     return "unknown"
 
 
-def saturated(kind: str, out: torch.Tensor, indicator: torch.Tensor) -> None:
-    """``indicator`` := 1 where the squashing unit ``kind`` sits in a flat tail."""
-    if kind in ("tanh", "hardtanh"):  # range (-1, 1)
-        torch.gt(out.abs(), SATURATION, out=indicator)
-    else:  # sigmoid, hardsigmoid: range (0, 1)
-        torch.gt((out - 0.5).abs(), SATURATION - 0.5, out=indicator)
-
-
 def fire_rule(kind: str) -> tuple[int, float]:
-    """The compiled loops' rule and threshold (:mod:`inspector.core.kernels`) for the census's first count
-    of a unit of ``kind``: squashers their flat tail (as :func:`saturated`), every other unit ``v > 0``."""
+    """The census's first count of a unit of ``kind`` as a rule of :mod:`inspector.core.kernels` and its
+    threshold: every unit ``v > 0`` but squashers, which count their flat tail: ``|v| > SATURATION``
+    (tanh, hardtanh: range (-1, 1)) or ``|v - 0.5| > SATURATION - 0.5`` (sigmoid, hardsigmoid: range (0, 1)).
+    The one place that says which tail a squasher has: :func:`saturated` and :func:`indicator_writer` ask it."""
     if activation_group(kind) != "squasher":
         return kernels.POSITIVE, 0.0
-    if kind in ("tanh", "hardtanh"):  # range (-1, 1)
+    if kind in ("tanh", "hardtanh"):
         return kernels.BEYOND, SATURATION
-    return kernels.OFF_HALF, SATURATION - 0.5  # sigmoid, hardsigmoid: range (0, 1)
+    return kernels.OFF_HALF, SATURATION - 0.5
+
+
+def saturated(kind: str, out: torch.Tensor, indicator: torch.Tensor) -> None:
+    """``indicator`` := 1 where the squashing unit ``kind`` sits in a flat tail (:func:`fire_rule`)."""
+    rule, limit = fire_rule(kind)
+    torch.gt((out if rule == kernels.BEYOND else out - 0.5).abs(), limit, out=indicator)
 
 
 def indicator_writer(
@@ -71,6 +71,7 @@ def indicator_writer(
         return torch.tensor(value, dtype=torch.float32, device=device)
 
     group = activation_group(kind)
+    rule, limit = fire_rule(kind)
     if group in ("rectifier", "leaky", "unknown"):
         zero = const(0.0)
 
@@ -84,15 +85,15 @@ def indicator_writer(
             torch.abs(values.detach(), out=indicator)
             torch.lt(indicator, near, out=indicator)
 
-    elif kind in ("tanh", "hardtanh"):  # range (-1, 1)
-        tail = const(SATURATION)
+    elif rule == kernels.BEYOND:  # squashers: their tail (tanh, hardtanh)
+        tail = const(limit)
 
         def write(values: torch.Tensor, indicator: torch.Tensor) -> None:
             torch.abs(values.detach(), out=indicator)
             torch.gt(indicator, tail, out=indicator)
 
-    else:  # sigmoid, hardsigmoid: range (0, 1)
-        half, half_tail = const(0.5), const(SATURATION - 0.5)
+    else:  # sigmoid, hardsigmoid: about 0.5
+        half, half_tail = const(0.5), const(limit)
 
         def write(values: torch.Tensor, indicator: torch.Tensor) -> None:
             torch.sub(values.detach(), half, out=indicator)
