@@ -12,7 +12,10 @@ Python's standard library (its modules and their public functions and classes, a
 tokenized by a WordPiece vocabulary trained here on that text with the ``tokenizers`` library.
 
 Measured on one thread (``torch.set_num_threads(1)``), numerator and denominator interleaved
-``--rounds`` times, each ratio's median and spread (min..max) over the rounds, on process CPU time:
+``--rounds`` times, each ratio's median and spread (min..max) over the rounds, on process CPU time, with
+glibc's heap held steady (:mod:`steady_heap`: re-executed with heap trimming off, so that page faults
+from memory returned to the system do not land at random on either side; ``--system-malloc`` keeps
+glibc's defaults):
 
 - ``census / forward``: ``analyze(model, data, options=AnalysisOptions(sections=("activations",)))``
   (the first forwards, site discovery, the census pass and its finish) against the bare forwards
@@ -52,6 +55,11 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from steady_heap import steady_heap  # noqa: E402
+
+HEAP = steady_heap() if __name__ == "__main__" else "as the caller's"  # before torch: a re-execution starts here
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -344,7 +352,7 @@ def main() -> None:
         f"torch {torch.__version__}, 1 thread, {len(texts):,} texts ({'--text' if args.text else 'stdlib docstrings'}), "
         f"vocab {tokenizer.get_vocab_size():,}; census on {sequences} x {tokens} tokens, analysis on "
         f"{len(sentence_data) and sum(len(b['input_ids']) for b in sentence_data)} texts ({n_tokens:,} tokens); "
-        f"{rounds} interleaved rounds, CPU time"
+        f"{rounds} interleaved rounds, CPU time; {HEAP}"
     )
     report: dict[str, Any] = {"sequences": sequences, "tokens": tokens, "rounds": rounds, "models": {}}
     solver = projection_2048_by_3072()

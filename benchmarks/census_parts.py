@@ -5,7 +5,7 @@ Prints; asserts nothing.
     HF_HUB_OFFLINE=1 python benchmarks/census_parts.py [--builtin minilm] [--sequences 256] [--tokens 128] [--rounds 2]
 
 The model and data are ``bench_transformer.py``'s (built from a config, the standard library's docstrings
-as text); one thread. Each round times the bare forward, then one census with the timers on.
+as text); one thread, glibc's heap held steady as there (``--system-malloc``: glibc's defaults). Each round times the bare forward, then one census with the timers on.
 """
 
 from __future__ import annotations
@@ -23,6 +23,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from steady_heap import steady_heap  # noqa: E402
+
+HEAP = steady_heap() if __name__ == "__main__" else "as the caller's"  # see bench_transformer
 
 import bench_transformer as bt  # noqa: E402
 
@@ -73,6 +77,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    print(HEAP)
     texts = bt.read_texts(None)
     data = bt.packed_batches(bt.train_tokenizer(texts, 30522), texts, args.sequences, args.tokens)
     model = bt.build_model(args.builtin)

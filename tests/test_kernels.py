@@ -38,7 +38,7 @@ SPECIAL = [0.0, -0.0, 0.01, -0.01, 0.00999, 0.0100001, 0.99, -0.99, 0.49, 0.51, 
 SPECIAL += [float("nan"), float("inf"), float("-inf"), 1.0e30, -1.0e30]  # (sums of float32 maxima would overflow)
 
 
-def _reference(source, out, real, rule, limit, near):
+def _reference(source, out, real, rule, limit, near, chunk=CHUNK):
     """What the census counts, written out: float32 comparisons per row, sums of the real rows in float64,
     and each whole chunk's maximum (NaN if the chunk holds one)."""
     rows = real if real is not None else torch.ones(out.shape[0], dtype=torch.bool)
@@ -52,16 +52,16 @@ def _reference(source, out, real, rule, limit, near):
     zero = (
         o.abs() < torch.tensor(near, dtype=torch.float32) if near is not None else torch.zeros_like(o, dtype=torch.bool)
     )
-    whole = out.shape[0] // CHUNK * CHUNK
-    peaks = out[:whole].view(-1, CHUNK, out.shape[1]).amax(1)
+    whole = out.shape[0] // chunk * chunk
+    peaks = out[:whole].view(-1, chunk, out.shape[1]).amax(1)
     return fired.sum(0).double(), zero.sum(0).double(), o.double().sum(0), peaks
 
 
-def _compare(source, out, real, rule, limit, near):
+def _compare(source, out, real, rule, limit, near, chunk=CHUNK):
     totals = torch.zeros(3, out.shape[1], dtype=torch.float64)
-    peaks = torch.full((out.shape[0] // CHUNK, out.shape[1]), 7.0)
-    assert kernels.site_counts(source, out, real, rule, limit, near, totals, peaks, CHUNK)
-    fired, zero, total, expected_peaks = _reference(source, out, real, rule, limit, near)
+    peaks = torch.full((out.shape[0] // chunk, out.shape[1]), 7.0)
+    assert kernels.site_counts(source, out, real, rule, limit, near, totals, peaks, chunk)
+    fired, zero, total, expected_peaks = _reference(source, out, real, rule, limit, near, chunk)
     assert torch.equal(totals[0], fired)
     assert torch.equal(totals[1], zero)
     # summed in float32 in another order: within float32 rounding of the column's absolute sum
@@ -83,16 +83,17 @@ RULES += [(*fire_rule("tanh"), None), (*fire_rule("sigmoid"), None)]
     width=st.integers(1, 9),
     rule=st.sampled_from(RULES),
     masked=st.booleans(),
+    chunk=st.sampled_from([CHUNK, 2, 3, 4, 6]),  # the loop takes rows four at a time where a chunk allows
     data=st.data(),
 )
-def test_counts_and_chunk_maxima_equal_the_comparisons_on_any_values(rows, width, rule, masked, data):
+def test_counts_and_chunk_maxima_equal_the_comparisons_on_any_values(rows, width, rule, masked, chunk, data):
     value = st.one_of(st.sampled_from(SPECIAL), st.floats(-2, 2, width=32))
     cells = data.draw(st.lists(value, min_size=2 * rows * width, max_size=2 * rows * width))
     both = torch.tensor(cells, dtype=torch.float32).view(2, rows, width)
     real = torch.tensor(data.draw(st.lists(st.booleans(), min_size=rows, max_size=rows))) if masked else None
     fire_rule, limit, near = rule
     source = both[0] if fire_rule == kernels.POSITIVE else both[1]
-    _compare(source.contiguous(), both[1].contiguous(), real, fire_rule, limit, near)
+    _compare(source.contiguous(), both[1].contiguous(), real, fire_rule, limit, near, chunk)
 
 
 def test_many_rows_fold_into_float64_and_stay_exact():

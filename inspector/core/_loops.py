@@ -24,6 +24,12 @@ def max_into(destination: Any, a: Any, b: Any) -> None:
         destination[j] = max(a[j], b[j])
 
 
+@_fast
+def max4_into(destination: Any, previous: Any, a: Any, b: Any, c: Any, d: Any) -> None:
+    for j in range(destination.shape[0]):
+        destination[j] = max(max(previous[j], a[j]), max(max(b[j], c[j]), d[j]))
+
+
 @_loop
 def add_rule(counts: Any, values: Any, rule: int, limit: Any) -> None:
     # one loop per rule: a test inside the loop would keep it from vectorizing
@@ -39,6 +45,44 @@ def add_rule(counts: Any, values: Any, rule: int, limit: Any) -> None:
     elif rule == NEAR_ZERO:
         for j in range(counts.shape[0]):
             counts[j] += np.float32(abs(values[j]) < limit)
+
+
+@_loop
+def add_rule4(counts: Any, a: Any, b: Any, c: Any, d: Any, rule: int, limit: Any) -> None:
+    # add_rule over four rows at once: each count is loaded and stored once per four values (the single-row
+    # loop is bound by those loads and stores, not by the values); 0/1 sums in float32 are exact
+    if rule == POSITIVE:
+        for j in range(counts.shape[0]):
+            counts[j] += (np.float32(a[j] > 0) + np.float32(b[j] > 0)) + (np.float32(c[j] > 0) + np.float32(d[j] > 0))
+    elif rule == BEYOND:
+        for j in range(counts.shape[0]):
+            counts[j] += (np.float32(abs(a[j]) > limit) + np.float32(abs(b[j]) > limit)) + (
+                np.float32(abs(c[j]) > limit) + np.float32(abs(d[j]) > limit)
+            )
+    elif rule == OFF_HALF:
+        half = np.float32(0.5)
+        for j in range(counts.shape[0]):
+            counts[j] += (np.float32(abs(a[j] - half) > limit) + np.float32(abs(b[j] - half) > limit)) + (
+                np.float32(abs(c[j] - half) > limit) + np.float32(abs(d[j] - half) > limit)
+            )
+    elif rule == NEAR_ZERO:
+        for j in range(counts.shape[0]):
+            counts[j] += (np.float32(abs(a[j]) < limit) + np.float32(abs(b[j]) < limit)) + (
+                np.float32(abs(c[j]) < limit) + np.float32(abs(d[j]) < limit)
+            )
+
+
+@_loop
+def add_sum(total: Any, row: Any) -> None:
+    for j in range(total.shape[0]):
+        total[j] += row[j]
+
+
+@_loop
+def add_sum4(total: Any, a: Any, b: Any, c: Any, d: Any) -> None:
+    # the four rows added one after the other, as four add_sum calls would add them (no reassociation)
+    for j in range(total.shape[0]):
+        total[j] = total[j] + a[j] + b[j] + c[j] + d[j]
 
 
 @_loop
@@ -61,37 +105,68 @@ def site_counts(
     totals: Any,
     peaks: Any,
     chunk: int,
+    partial: Any,
+    running: Any,
 ) -> bool:
+    # partial (3, m) float32 and running (2, m) float32: scratch (see kernels._buffer)
     rows, width = out.shape
-    partial = np.zeros((3, width), dtype=np.float32)
+    chunks = peaks.shape[0]
+    partial[:] = 0
     fired, zero, total = partial[0], partial[1], partial[2]
-    even, odd = np.empty(width, dtype=np.float32), np.empty(width, dtype=np.float32)
+    current = 0  # a chunk's running maximum alternates between running's two rows (no aliasing: it vectorizes)
     masked = real.shape[0] > 0
     nan = False
     pending = 0
-    for i in range(rows):
-        row = out[i]
-        if not masked or real[i]:
-            add_rule(fired, source[i], fire_rule, fire_limit)
-            add_rule(zero, row, near_rule, near_limit)
-            for j in range(width):
-                total[j] += row[j]
-            pending += 1
-        else:  # not counted, but in its chunk's maximum: a NaN here must be seen as well
-            for j in range(width):
-                if row[j] != row[j]:
-                    nan = True
-        c, k = i // chunk, i % chunk
-        if c < peaks.shape[0]:  # the running maximum alternates between two buffers (no aliasing: it vectorizes)
-            if k == 0:
-                even[:] = row
-            elif k == chunk - 1:
-                max_into(peaks[c], even if k % 2 == 1 else odd, row)
-            elif k % 2 == 1:
-                max_into(odd, even, row)
-            else:
-                max_into(even, odd, row)
-        if pending == FOLD_ROWS or i == rows - 1:
+    # rows go four at a time where the four are counted and in one chunk, else one at a time
+    grouped = chunk % 4 == 0
+    i = 0
+    while i < rows:
+        whole = grouped and i + 4 <= rows
+        if whole and masked:
+            whole = real[i] and real[i + 1] and real[i + 2] and real[i + 3]
+        if whole:
+            a, b, c, d = out[i], out[i + 1], out[i + 2], out[i + 3]
+            add_rule4(fired, source[i], source[i + 1], source[i + 2], source[i + 3], fire_rule, fire_limit)
+            add_rule4(zero, a, b, c, d, near_rule, near_limit)
+            add_sum4(total, a, b, c, d)
+            pending += 4
+            n, k = i // chunk, i % chunk
+            if n < chunks:
+                if k == 0 and chunk == 4:
+                    max4_into(peaks[n], a, a, b, c, d)
+                elif k == 0:
+                    max4_into(running[current], a, a, b, c, d)
+                elif k + 4 == chunk:
+                    max4_into(peaks[n], running[current], a, b, c, d)
+                else:
+                    max4_into(running[1 - current], running[current], a, b, c, d)
+                    current = 1 - current
+            i += 4
+        else:
+            stop = min(i + 4, rows) if grouped else i + 1
+            for r in range(i, stop):
+                row = out[r]
+                if not masked or real[r]:
+                    add_rule(fired, source[r], fire_rule, fire_limit)
+                    add_rule(zero, row, near_rule, near_limit)
+                    add_sum(total, row)
+                    pending += 1
+                else:  # not counted, but in its chunk's maximum: a NaN here must be seen as well
+                    for j in range(width):
+                        if row[j] != row[j]:
+                            nan = True
+                n, k = r // chunk, r % chunk
+                if n < chunks:
+                    if k == 0:
+                        for j in range(width):
+                            running[current, j] = row[j]
+                    elif k == chunk - 1:
+                        max_into(peaks[n], running[current], row)
+                    else:
+                        max_into(running[1 - current], running[current], row)
+                        current = 1 - current
+            i = stop
+        if pending >= FOLD_ROWS or i == rows:
             for j in range(width):
                 if total[j] != total[j]:
                     nan = True
@@ -119,20 +194,61 @@ def insert(values: Any, slot: Any, entered: Any, threshold: Any, j: int, value: 
     threshold[j] = values[j, k - 1]
 
 
+@_loop
+def kth_smallest(a: Any, n: int, index: int) -> Any:
+    # a[:n] (no NaN) reordered in place until a[index] holds what sorting would put there (quickselect:
+    # np.partition would allocate a copy per column)
+    lo, hi = 0, n - 1
+    while lo < hi:
+        pivot = a[(lo + hi) // 2]
+        i, j = lo, hi
+        while i <= j:
+            while a[i] < pivot:
+                i += 1
+            while a[j] > pivot:
+                j -= 1
+            if i <= j:
+                a[i], a[j] = a[j], a[i]
+                i += 1
+                j -= 1
+        if index <= j:
+            hi = j
+        elif index >= i:
+            lo = i
+        else:
+            break
+    return a[index]
+
+
 @_compiled
-def top_update(flat: Any, real: Any, peaks: Any, values: Any, slot: Any, entered: Any, chunk: int) -> None:
+def top_update(
+    flat: Any,
+    real: Any,
+    peaks: Any,
+    values: Any,
+    slot: Any,
+    entered: Any,
+    chunk: int,
+    threshold: Any,
+    floor: Any,
+    column: Any,
+    flagged: Any,
+) -> None:
+    # threshold, floor (m,) float32, column (chunks,) float32, flagged (m,) int64: scratch (see kernels._buffer)
     rows, width = flat.shape
     k = values.shape[1]
     masked = real.shape[0] > 0
     # each neuron's k-th value (-inf while it holds fewer), side by side: what a row must beat
-    threshold = values[:, k - 1].copy()
+    first = True  # nothing held yet
+    for j in range(width):
+        threshold[j] = values[j, k - 1]
+        first = first and threshold[j] == -np.inf
     entered[:] = -1
     chunks = peaks.shape[0]
     # on a first call (nothing held) without padding: no entry below a column's k-th largest chunk maximum
     # can be in its top k (k chunks hold one at least that large), so only chunks reaching it are read
-    floor = np.full(width, -np.inf, dtype=np.float32)
-    if not masked and chunks >= 2 * k and np.all(threshold == -np.inf):
-        column = np.empty(chunks, dtype=np.float32)
+    floor[:] = -np.inf
+    if not masked and chunks >= 2 * k and first:
         for j in range(width):
             n = 0
             for c in range(chunks):
@@ -141,8 +257,7 @@ def top_update(flat: Any, real: Any, peaks: Any, values: Any, slot: Any, entered
                     column[n] = peak
                     n += 1
             if n >= k:
-                floor[j] = np.partition(column[:n], n - k)[n - k]
-    flagged = np.empty(width, dtype=np.int64)
+                floor[j] = kth_smallest(column, n, n - k)
     for c in range(chunks):
         # the columns whose chunk maximum beats their k-th value (or is NaN), then those columns of each
         # row of the chunk in row order: each row read left to right (not a column down the rows)
