@@ -4,8 +4,9 @@ same result document (structure, text, every number) as when the golden files we
 These guard refactors that promise "behaviour unchanged". The files were written by this test with
 ``DENSE_INSPECTOR_REGOLD=1`` on the pinned CPU torch; regenerate them only for a change that is meant
 to change results, and say so in the commit. Timings, every ``seconds`` field and the package version
-are left out (measurements, not results); the checkpoint path is compared by its file name; numbers agree to 1e-6 relative
-(summation order may move the last bits, nothing more).
+are left out (measurements, not results); the checkpoint path is compared by its file name; numbers agree to 1e-5 relative
+(summation order and the CPU's vector width, AVX-512 or AVX2, move the last bits of float32 results,
+nothing more; see the tolerances below for the numbers that rounding moves further).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,19 @@ from tests.models import padded_batches, tiny_bert
 
 GOLDEN = Path(__file__).parent / "data" / "golden"
 REGOLD = os.environ.get("DENSE_INSPECTOR_REGOLD") == "1"
-RTOL, ATOL = 1e-6, 1e-9
+RTOL, ATOL = 1e-5, 1e-9
+# Numbers that float32 rounding moves with the CPU's kernels (AVX-512 or AVX2), not with the analysis:
+# - completeness errors, |sum of attributions - (f(x) - f(baseline))| (Integrated Gradients' convergence
+#   delta, conductance's completeness gap), what rounding leaves after that cancellation (0.0096402
+#   against 0.0096404 on digits, 1.8e-09 against 2.2e-09 on the tiny BERT): compared to 1e-6 absolute (a
+#   change to the attributions moves them far more), and in a finding's text the delta is left out;
+# - an array's entries near zero, whose rounding error is that of the array's scale (a mean of 0.0005
+#   among means up to 0.056 moved by 3e-9): each array to RTOL of its largest magnitude;
+# - a histogram's counts, where a value on a bin's edge can fall on either side: each row's total
+#   exact, its cumulative counts within one value per thousand (at least one).
+DELTA_ATOL = 1e-6
+ERROR_TERMS = ("convergence_delta", "completeness_gap")
+DELTA_TEXT = re.compile(r"(convergence delta )[-+0-9.eE]+")
 
 
 def _normalised(analysis: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -64,7 +78,13 @@ def _check(name: str, analysis: Any) -> None:
             want, got = stored[key], arrays[key]
             assert got.dtype == want.dtype and got.shape == want.shape, f"{name}{key}: {got.dtype}{got.shape}"
             if want.dtype.kind in "fc":
-                np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL, err_msg=f"{name}{key}")
+                finite = np.abs(want[np.isfinite(want)])
+                atol = max(ATOL, RTOL * float(finite.max())) if finite.size else ATOL
+                np.testing.assert_allclose(got, want, rtol=RTOL, atol=atol, err_msg=f"{name}{key}")
+            elif key.endswith("histogram_counts"):
+                np.testing.assert_array_equal(got.sum(-1), want.sum(-1), err_msg=f"{name}{key}")
+                moved = np.abs(np.cumsum(got, -1) - np.cumsum(want, -1)).max(initial=0)
+                assert moved <= max(1, want.sum(-1).max(initial=0) // 1000), f"{name}{key}: {moved} values changed bins"
             else:
                 np.testing.assert_array_equal(got, want, err_msg=f"{name}{key}")
 
@@ -79,9 +99,12 @@ def _same_tree(got: Any, want: Any, path: str) -> None:
         for i, (g, w) in enumerate(zip(got, want)):
             _same_tree(g, w, f"{path}[{i}]")
     elif isinstance(want, float) and not isinstance(want, bool):
-        assert isinstance(got, (int, float)) and math.isclose(got, want, rel_tol=RTOL, abs_tol=ATOL), (
+        atol = DELTA_ATOL if path.endswith(ERROR_TERMS) else ATOL
+        assert isinstance(got, (int, float)) and math.isclose(got, want, rel_tol=RTOL, abs_tol=atol), (
             f"{path}: {got!r} != {want!r}"
         )
+    elif isinstance(want, str) and isinstance(got, str):
+        assert DELTA_TEXT.sub(r"\1#", got) == DELTA_TEXT.sub(r"\1#", want), f"{path}: {got!r} != {want!r}"
     else:
         assert got == want, f"{path}: {got!r} != {want!r}"
 
