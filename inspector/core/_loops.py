@@ -19,15 +19,31 @@ _compiled = numba.njit(nogil=True, cache=True)  # compiled on the first call, th
 # no NaN assumed: a plain maximum that vectorizes (vmaxps); a chunk holding a NaN is redone by the caller.
 # Compiled apart, not inlined by numba (the caller's flags would replace these)
 @_fast
-def max_into(destination: Any, a: Any, b: Any) -> None:
-    for j in range(destination.shape[0]):
-        destination[j] = max(a[j], b[j])
-
-
-@_fast
 def max4_into(destination: Any, previous: Any, a: Any, b: Any, c: Any, d: Any) -> None:
     for j in range(destination.shape[0]):
         destination[j] = max(max(previous[j], a[j]), max(max(b[j], c[j]), d[j]))
+
+
+@_loop
+def chunk_maximum(
+    peaks: Any, running: Any, current: int, chunk: int, start: int, size: int, a: Any, b: Any, c: Any, d: Any
+) -> int:
+    # rows start .. start + size - 1 (size 1 or 4, within one chunk; a single row passed as a = b = c = d)
+    # into their chunk's running maximum, which alternates between running's two rows (no aliasing: it
+    # vectorizes), or into peaks at the chunk's last row; returns the running row now current
+    n, k = start // chunk, start % chunk
+    if n >= peaks.shape[0]:  # rows after the last whole chunk
+        return current
+    if k == 0 and size == chunk:
+        max4_into(peaks[n], a, a, b, c, d)
+    elif k == 0:
+        max4_into(running[current], a, a, b, c, d)
+    elif k + size == chunk:
+        max4_into(peaks[n], running[current], a, b, c, d)
+    else:
+        max4_into(running[1 - current], running[current], a, b, c, d)
+        return 1 - current
+    return current
 
 
 @_loop
@@ -110,10 +126,9 @@ def site_counts(
 ) -> bool:
     # partial (3, m) float32 and running (2, m) float32: scratch (see kernels._buffer)
     rows, width = out.shape
-    chunks = peaks.shape[0]
     partial[:] = 0
     fired, zero, total = partial[0], partial[1], partial[2]
-    current = 0  # a chunk's running maximum alternates between running's two rows (no aliasing: it vectorizes)
+    current = 0  # which of running's two rows holds the chunk's maximum so far (see chunk_maximum)
     masked = real.shape[0] > 0
     nan = False
     pending = 0
@@ -130,17 +145,7 @@ def site_counts(
             add_rule4(zero, a, b, c, d, near_rule, near_limit)
             add_sum4(total, a, b, c, d)
             pending += 4
-            n, k = i // chunk, i % chunk
-            if n < chunks:
-                if k == 0 and chunk == 4:
-                    max4_into(peaks[n], a, a, b, c, d)
-                elif k == 0:
-                    max4_into(running[current], a, a, b, c, d)
-                elif k + 4 == chunk:
-                    max4_into(peaks[n], running[current], a, b, c, d)
-                else:
-                    max4_into(running[1 - current], running[current], a, b, c, d)
-                    current = 1 - current
+            current = chunk_maximum(peaks, running, current, chunk, i, 4, a, b, c, d)
             i += 4
         else:
             stop = min(i + 4, rows) if grouped else i + 1
@@ -155,16 +160,7 @@ def site_counts(
                     for j in range(width):
                         if row[j] != row[j]:
                             nan = True
-                n, k = r // chunk, r % chunk
-                if n < chunks:
-                    if k == 0:
-                        for j in range(width):
-                            running[current, j] = row[j]
-                    elif k == chunk - 1:
-                        max_into(peaks[n], running[current], row)
-                    else:
-                        max_into(running[1 - current], running[current], row)
-                        current = 1 - current
+                current = chunk_maximum(peaks, running, current, chunk, r, 1, row, row, row, row)
             i = stop
         if pending >= FOLD_ROWS or i == rows:
             for j in range(width):

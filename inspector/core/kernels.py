@@ -141,9 +141,17 @@ def top_update(
     mask = real.numpy() if real is not None else _NO_ROWS
     width = flat.shape[1]
     arguments = (
-        *(flat.numpy(), mask, peaks.numpy(), values.numpy(), slot.numpy(), entered.numpy(), chunk),
-        *(_buffer("threshold", (width,), np.float32), _buffer("floor", (width,), np.float32)),
-        *(_buffer("column", (peaks.shape[0],), np.float32), _buffer("flagged", (width,), np.int64)),
+        flat.numpy(),
+        mask,
+        peaks.numpy(),
+        values.numpy(),
+        slot.numpy(),
+        entered.numpy(),
+        chunk,
+        _buffer("threshold", (width,), np.float32),
+        _buffer("floor", (width,), np.float32),
+        _buffer("column", (peaks.shape[0],), np.float32),
+        _buffer("flagged", (width,), np.int64),
     )
     return _run("top_update", *arguments)[0]
 
