@@ -211,6 +211,68 @@ def test_a_loop_that_cannot_compile_warns_once_and_the_operations_count(monkeypa
     assert not kernels.usable(X)  # said once; the operations count from then on
 
 
+def _rule_reference(values, rule, limit):
+    """Where the Monitor's rule holds, by float32 comparisons written out."""
+    limit32 = torch.tensor(limit, dtype=torch.float32)
+    return {
+        kernels.POSITIVE: lambda: values > limit32,
+        kernels.BEYOND: lambda: values.abs() > limit32,
+        kernels.OFF_HALF: lambda: (values - torch.tensor(0.5)).abs() > limit32,
+        kernels.NEAR_ZERO: lambda: values.abs() < limit32,
+    }[rule]()
+
+
+MONITOR_RULES = [(kernels.POSITIVE, 0.0), (kernels.NEAR_ZERO, 0.01), fire_rule("tanh"), fire_rule("sigmoid")]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    batch=st.integers(1, 6),
+    positions=st.integers(1, 7),
+    width=st.integers(1, 9),
+    rule=st.sampled_from(MONITOR_RULES),
+    masked=st.booleans(),
+    data=st.data(),
+)
+def test_the_monitor_s_compiled_count_equals_the_comparisons_on_any_values(batch, positions, width, rule, masked, data):
+    # (batch, positions, m) values of every kind, every row or the real ones (gathered four at a time, the
+    # rest one by one: any count of real rows), added to what the sums already hold
+    value = st.one_of(st.sampled_from(SPECIAL), st.floats(-2, 2, width=32))
+    rows = batch * positions
+    cells = data.draw(st.lists(value, min_size=rows * width, max_size=rows * width))
+    values = torch.tensor(cells, dtype=torch.float32).view(batch, positions, width)
+    real = torch.tensor(data.draw(st.lists(st.booleans(), min_size=rows, max_size=rows))) if masked else None
+    counts = torch.full((width,), 3.0)
+    count = kernels.row_counter(counts, *rule)
+    assert count is not None
+    counted = count(values, real)
+    keep = real if real is not None else torch.ones(rows, dtype=torch.bool)
+    assert counted == int(keep.sum())
+    expected = _rule_reference(values.view(rows, width)[keep], *rule).sum(0)
+    assert torch.equal(counts, 3.0 + expected.float())
+
+
+def test_the_monitor_s_compiled_count_copies_strided_values_and_refuses_the_wrong_layout():
+    values = torch.randn(9, 5)
+    counts = torch.zeros(9)
+    count = kernels.row_counter(counts, kernels.POSITIVE, 0.0)
+    assert count is not None
+    assert count(values.T) == 5  # a transposed view: counted as its values, not its memory
+    assert torch.equal(counts, (values.T > 0).sum(0).float())
+    for wrong in (values.T.double(), torch.randn(5, 8), values.T.half()):
+        with pytest.raises(ValueError, match="float32 CPU values of width 9"):
+            count(wrong)
+    with pytest.raises(ValueError, match="5 bools"):
+        count(values.T.contiguous(), torch.ones(4, dtype=torch.bool))
+    assert kernels.row_counter(torch.zeros(9, dtype=torch.float64), kernels.POSITIVE, 0.0) is None
+    assert kernels.row_counter(torch.zeros(2, 9)[:, 0], kernels.POSITIVE, 0.0) is None
+
+
+def test_the_monitor_s_count_is_off_with_the_loops(monkeypatch):
+    monkeypatch.setattr(kernels, "ENABLED", False)
+    assert kernels.row_counter(torch.zeros(4), kernels.POSITIVE, 0.0) is None
+
+
 def test_the_environment_variable_switches_the_loop_off():
     code = "import inspector.core.kernels as k; print(k.ENABLED)"
     environment = dict(os.environ, DENSE_INSPECTOR_KERNELS="torch")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -13,8 +14,16 @@ from safetensors.torch import load_file
 from torch import nn
 
 import inspector
+from inspector.core import kernels
 from inspector.errors import InspectorError
 from inspector.live import Monitor, read_run
+
+# the Monitor counts on the CPU by a compiled loop (numba), else by operations (a GPU, DENSE_INSPECTOR_KERNELS=torch)
+COUNTED_BY = pytest.mark.parametrize("counted_by", ["loop", "operations"])
+
+
+def _count_by(monkeypatch: pytest.MonkeyPatch, counted_by: str) -> None:
+    monkeypatch.setattr(kernels, "ENABLED", counted_by == "loop")
 
 
 def _relu_net(seed: int = 0) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
@@ -209,7 +218,10 @@ def test_eval_forwards_are_not_counted_and_a_model_output_loss_is_used(tmp_path)
     assert run.snapshots == ()  # snapshot_every=0: never
 
 
-def test_padding_is_not_counted(tmp_path):
+@COUNTED_BY
+def test_padding_is_not_counted(tmp_path, monkeypatch, counted_by):
+    _count_by(monkeypatch, counted_by)
+
     class Tokens(nn.Module):
         def __init__(self) -> None:
             super().__init__()
@@ -502,11 +514,13 @@ def test_death_warnings_count_samples_not_positions(tmp_path):
     assert not [e for e in run.events if "died" in e.message]
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_each_unit_s_count_equals_a_recount_as_batch_shapes_change(tmp_path, dtype):
+@COUNTED_BY
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_each_unit_s_count_equals_a_recount_as_batch_shapes_change(tmp_path, monkeypatch, dtype, counted_by):
     # every rule (leaky: positive inputs; GELU: |out| < 0.01; sigmoid, hardtanh: the tails), on sequences
-    # whose batch and length change from step to step (each new shape makes the count anew), in float32
-    # and float64 (converted before counting); lr 0 keeps the weights, so hooks written here recount it all
+    # whose batch and length change from step to step (each new shape makes the count anew), in float32,
+    # float64 and bfloat16 (converted before counting); lr 0 keeps the weights, so hooks written here recount it all
+    _count_by(monkeypatch, counted_by)
     torch.manual_seed(0)
     model = nn.Sequential(
         nn.Linear(6, 10), nn.LeakyReLU(0.1), nn.Linear(10, 12), nn.GELU(), nn.Linear(12, 8), nn.Sigmoid(),
@@ -529,6 +543,7 @@ def test_each_unit_s_count_equals_a_recount_as_batch_shapes_change(tmp_path, dty
             loss.backward()
             optimizer.step()
             monitor.step(loss)
+        assert {c._compiled is not None for c in monitor._counts.values()} == {counted_by == "loop"}
     run = read_run(tmp_path / "run")
     rules = {
         1: ("fire_rate", lambda pre, out: pre > 0),
@@ -595,8 +610,11 @@ def test_an_activation_is_counted_on_its_layer_s_output_only(tmp_path, kind):
     np.testing.assert_array_equal(run.scalar("rows", layer).values, [64, 64])
 
 
-def test_a_mask_counts_only_where_it_fits_the_layer_s_rows(tmp_path):
+@COUNTED_BY
+def test_a_mask_counts_only_where_it_fits_the_layer_s_rows(tmp_path, monkeypatch, counted_by):
     # per position (3-D) the padding is left out; after pooling (2-D) the mask does not fit: every row counts
+    _count_by(monkeypatch, counted_by)
+
     class Pooled(nn.Module):
         def __init__(self) -> None:
             super().__init__()
@@ -672,3 +690,34 @@ def test_weight_grad_and_update_numbers_of_every_layer_equal_numpy_and_nan_where
         )
     ratios = {layer: run.scalar("update_ratio", layer).values for layer in ("2", "4")}
     assert not np.allclose(ratios["2"], ratios["4"])  # each layer its own numbers
+
+
+def test_a_count_that_cannot_compile_warns_once_and_the_operations_count(tmp_path, monkeypatch):
+    class Broken:
+        @property
+        def count_rows(self):
+            raise RuntimeError("no LLVM here")
+
+    def train(run: str) -> np.ndarray:
+        model, X, y = _relu_net()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+        with Monitor(model, tmp_path / run, every=2, snapshot_every=0) as monitor:
+            for _ in range(4):
+                loss = nn.functional.mse_loss(model(X), y)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                monitor.step(loss)
+        return read_run(tmp_path / run).vector("fire_rate", "0")[1]
+
+    expected = train("compiled")
+    monkeypatch.setattr(kernels, "_failed", [])
+    monkeypatch.setitem(sys.modules, "inspector.core._row_counts", Broken())
+    kernels._count_rows.cache_clear()
+    try:
+        with pytest.warns(RuntimeWarning, match="numba could not compile its counting loops .*no LLVM here"):
+            fallen_back = train("operations")
+    finally:
+        kernels._count_rows.cache_clear()
+    np.testing.assert_array_equal(fallen_back, expected)
+    assert kernels.row_counter(torch.zeros(3), kernels.POSITIVE, 0.0) is None  # said once; operations from then on

@@ -54,51 +54,55 @@ def saturated(kind: str, out: torch.Tensor, indicator: torch.Tensor) -> None:
     torch.gt((out if rule == kernels.BEYOND else out - 0.5).abs(), limit, out=indicator)
 
 
+def count_rule(kind: str, near_zero: float = 0.01) -> tuple[int, float]:
+    """The live Monitor's one count of a unit of ``kind`` as a rule of :mod:`inspector.core.kernels` and its
+    threshold, by its :func:`activation_group`: rectifiers, leaky and unknown units ``v > 0`` (their output,
+    or their pre-activation), smooth units ``|v| < near_zero``, squashers their flat tail (:func:`fire_rule`)."""
+    group = activation_group(kind)
+    if group in ("rectifier", "leaky", "unknown"):
+        return kernels.POSITIVE, 0.0
+    if group == "smooth":
+        return kernels.NEAR_ZERO, near_zero
+    return fire_rule(kind)
+
+
 def indicator_writer(
     kind: str, device: torch.device, near_zero: float = 0.01
 ) -> Callable[[torch.Tensor, torch.Tensor], None]:
     """``write(values, indicator)``: ``indicator`` (float32, the shape of ``values``) := 1 where the one count
-    of a unit of ``kind`` holds (by its :func:`activation_group`), else 0: rectifiers, leaky and unknown
-    units ``values > 0`` (their output, or their pre-activation), smooth units ``|values| < near_zero``,
-    squashers their flat tail (as :func:`saturated`).
+    of a unit of ``kind`` holds (:func:`count_rule`), else 0: the count by operations, where
+    :func:`inspector.core.kernels.row_counter` cannot (another device or dtype, numba switched off).
 
     The same numbers as :func:`saturated` and the comparisons written with Python numbers (those compare
     in float32, as the 0-d float32 tensors here do), in fewer, cheaper calls: the thresholds are tensors
     made once on ``device`` (a Python number is wrapped into a tensor on every call, about 3 us on a CPU),
     and every step writes into ``indicator``. ``values`` that need autograd are only read."""
-
-    def const(value: float) -> torch.Tensor:
-        return torch.tensor(value, dtype=torch.float32, device=device)
-
-    group = activation_group(kind)
-    rule, limit = fire_rule(kind)
-    if group in ("rectifier", "leaky", "unknown"):
-        zero = const(0.0)
+    rule, limit = count_rule(kind, near_zero)
+    threshold = torch.tensor(limit, dtype=torch.float32, device=device)
+    if rule == kernels.POSITIVE:
 
         def write(values: torch.Tensor, indicator: torch.Tensor) -> None:
-            torch.gt(values, zero, out=indicator)  # a comparison writes into out= even when values need autograd
+            torch.gt(values, threshold, out=indicator)  # a comparison writes into out= even when values need autograd
 
-    elif group == "smooth":
-        near = const(near_zero)
+    elif rule == kernels.NEAR_ZERO:
 
         def write(values: torch.Tensor, indicator: torch.Tensor) -> None:
             torch.abs(values.detach(), out=indicator)
-            torch.lt(indicator, near, out=indicator)
+            torch.lt(indicator, threshold, out=indicator)
 
     elif rule == kernels.BEYOND:  # squashers: their tail (tanh, hardtanh)
-        tail = const(limit)
 
         def write(values: torch.Tensor, indicator: torch.Tensor) -> None:
             torch.abs(values.detach(), out=indicator)
-            torch.gt(indicator, tail, out=indicator)
+            torch.gt(indicator, threshold, out=indicator)
 
     else:  # sigmoid, hardsigmoid: about 0.5
-        half, half_tail = const(0.5), const(limit)
+        half = torch.tensor(0.5, dtype=torch.float32, device=device)
 
         def write(values: torch.Tensor, indicator: torch.Tensor) -> None:
             torch.sub(values.detach(), half, out=indicator)
             indicator.abs_()
-            torch.gt(indicator, half_tail, out=indicator)
+            torch.gt(indicator, threshold, out=indicator)
 
     return write
 

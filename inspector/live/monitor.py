@@ -19,7 +19,9 @@ What is measured, and when:
   rectifiers (output > 0) and leaky or unknown units (pre-activation > 0); the rows in a flat tail
   for squashers (sigmoid, tanh); the near-zero rows for smooth units (GELU, SiLU). One count, not
   two: each pass over a batch's values is most of the Monitor's cost. Padded positions (a batch's
-  ``attention_mask``) are left out.
+  ``attention_mask``) are left out. On the CPU one compiled call per site reads the values once
+  (:func:`inspector.core.kernels.row_counter`; numba, as the census's loops); elsewhere, or with
+  ``DENSE_INSPECTOR_KERNELS=torch``, a comparison into a reused buffer and a one-row GEMM: the same counts.
 - Every ``every`` steps a record: per layer ``dead`` (rectifiers and leaky units: neurons that
   never fired since the last record), ``nearly_dead`` (fired on fewer than the threshold's share of
   rows), ``dead_fraction``, ``saturation`` (squashers) or ``zero_rate`` (smooth units), the same
@@ -53,8 +55,8 @@ from torch import nn
 from inspector.analysis.guard import _Guard
 from inspector.analysis.inputs import LABEL_KEYS, MASK_KEY, Batch, to_batch
 from inspector.analysis.sites import TRANSPARENT, Site, SiteObserver, discover_sites, near_zero
-from inspector.core import counting
-from inspector.core.counting import Sums, activation_group, indicator_writer
+from inspector.core import counting, kernels
+from inspector.core.counting import Sums, activation_group, count_rule, indicator_writer
 from inspector.core.dense import dense_layers, is_dense, weight_parameter
 from inspector.core.statistic import Statistic
 from inspector.errors import InspectorError
@@ -92,8 +94,8 @@ class SiteCounts(Statistic):
 
     States ("sum"): ``totals`` ``(2, m)``, the :class:`~inspector.core.counting.Sums` (k = 2) on the
     device: ``fired`` (rows where the neuron fired) and ``other`` (saturated rows for squashers,
-    near-zero rows for smooth units) per neuron; ``rows`` (a 0-d tensor, or a Python int while no mask
-    was applied); ``samples``, the calls' first dimension (sequences, not their positions).
+    near-zero rows for smooth units) per neuron; ``rows`` (a Python int, or a 0-d tensor once a masked call
+    was counted by operations); ``samples``, the calls' first dimension (sequences, not their positions).
     """
 
     totals: torch.Tensor | np.ndarray | float
@@ -113,6 +115,7 @@ class SiteCounts(Statistic):
         self.scratch = scratch if scratch is not None else Scratch()
         self.sums: Sums | None = None
         self._write: Any = None  # the unit's indicator rule, made on the sums' device at the first call
+        self._compiled: Any = None  # kernels.row_counter into the counted row: CPU sums, numba there
         self._key: tuple[Any, ...] | None = None  # (shape, dtype, device) that _count was made for
         self._count: Callable[[torch.Tensor], None] | None = None
         self.add_state("totals", 0.0, "sum")  # becomes the Sums' float64 totals on the first call
@@ -143,32 +146,59 @@ class SiteCounts(Statistic):
             sums = self.sums = Sums(width, values.device, k=2)
             self.totals = sums.totals  # the same tensor: each flush adds into it in place
             self._write = indicator_writer(self.site.activation, values.device, self.near_zero)
+            rule = count_rule(self.site.activation, self.near_zero)
+            self._compiled = kernels.row_counter(sums.rows[self.counted_row].view(-1), *rule)
         elif sums.width != width:
             raise InspectorError(
                 f"layer {self.site.layer}: its activation saw {width} features on one call and "
                 f"{sums.width} on another; declare its activation with activations="
             )
+        rows = values.numel() // width if width else 0
+        compiled = self._compiled if values.is_cpu and values.is_floating_point() else None
+        if mask is None:
+            self._key = (shape, values.dtype, values.device)
+            self._count = self._counter(sums, values, rows) if compiled else self._operations(sums, values)
+            self._count(values)
+            return
+        sums.add_rows(rows)
+        self.samples += int(shape[0]) if len(shape) > 1 else 1
+        if compiled is not None and mask.is_cpu:
+            self.rows = self.rows + compiled(values.detach().float(), mask.reshape(-1).to(torch.bool))
+            return
         # a weighted column sum by one GEMM: the weights are the row mask (padding 0), so nothing is
         # indexed by a mask (which would wait for the device). The indicator is written by the
         # comparison itself into the reused float buffer: a bool tensor converted to float costs five
         # times as much on the CPU
-        indicator, flat, ones = self.scratch.get(shape, sums.totals.device)
-        if mask is None:
-            self._key = (shape, values.dtype, values.device)
-            self._count = self._counter(sums, values, indicator, flat, ones)
-            self._count(values)
-            return
+        indicator, flat, _ = self.scratch.get(shape, sums.totals.device)
         weights = mask.reshape(1, -1).to(device=flat.device, dtype=torch.float32)
-        sums.add_rows(int(flat.shape[0]))
         self._write(values if values.dtype == torch.float32 else values.detach().float(), indicator)
         sums.rows[self.counted_row].addmm_(weights, flat)
         self.rows = self.rows + weights.sum()
-        self.samples += int(shape[0]) if len(shape) > 1 else 1
 
-    def _counter(
-        self, sums: Sums, values: torch.Tensor, indicator: torch.Tensor, flat: torch.Tensor, ones: torch.Tensor
-    ) -> Callable[[torch.Tensor], None]:
-        """The count of one unmasked call with the shape, dtype and device of ``values``."""
+    def _counter(self, sums: Sums, values: torch.Tensor, rows: int) -> Callable[[torch.Tensor], None]:
+        """The compiled count of one unmasked call with the shape, dtype and device of ``values`` (CPU):
+        one C call that reads the values once and adds to the float32 sums (no indicator written)."""
+        compiled = self._compiled
+        shape = values.shape
+        samples = int(shape[0]) if len(shape) > 1 else 1
+        convert = values.dtype != torch.float32
+
+        def count(values: torch.Tensor) -> None:
+            pending = sums.pending_rows + rows  # Sums.add_rows, inline: room in the float32 sums
+            if pending > counting.FLUSH_ROWS:
+                sums.flush()
+                pending = rows
+            sums.pending_rows = pending
+            compiled(values.detach().float() if convert else values)
+            self.rows += rows
+            self.samples += samples
+
+        return count
+
+    def _operations(self, sums: Sums, values: torch.Tensor) -> Callable[[torch.Tensor], None]:
+        """The count of one unmasked call with the shape, dtype and device of ``values`` by operations (a GPU,
+        numba switched off): the comparison written into a reused float buffer, and a one-row GEMM."""
+        indicator, flat, ones = self.scratch.get(values.shape, sums.totals.device)
         write, row = self._write, sums.rows[self.counted_row]
         shape = values.shape
         rows, samples = int(flat.shape[0]), int(shape[0]) if len(shape) > 1 else 1
