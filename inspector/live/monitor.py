@@ -154,14 +154,14 @@ class SiteCounts(Statistic):
                 f"{sums.width} on another; declare its activation with activations="
             )
         rows = values.numel() // width if width else 0
-        compiled = self._compiled if values.is_cpu and values.is_floating_point() else None
         if mask is None:
             self._key = (shape, values.dtype, values.device)
-            self._count = self._counter(sums, values, rows) if compiled else self._operations(sums, values)
+            self._count = self._counter(sums, values, rows)
             self._count(values)
             return
         sums.add_rows(rows)
         self.samples += int(shape[0]) if len(shape) > 1 else 1
+        compiled = self._compiled if values.is_cpu and values.is_floating_point() else None
         if compiled is not None and mask.is_cpu:
             self.rows = self.rows + compiled(values.detach().float(), mask.reshape(-1).to(torch.bool))
             return
@@ -176,9 +176,14 @@ class SiteCounts(Statistic):
         self.rows = self.rows + weights.sum()
 
     def _counter(self, sums: Sums, values: torch.Tensor, rows: int) -> Callable[[torch.Tensor], None]:
-        """The compiled count of one unmasked call with the shape, dtype and device of ``values`` (CPU):
-        one C call that reads the values once and adds to the float32 sums (no indicator written)."""
-        compiled = self._compiled
+        """The count of one unmasked call with the shape, dtype and device of ``values``: on the CPU one
+        compiled call that reads the values once and adds to the float32 sums (no indicator written);
+        elsewhere (or with numba switched off) the comparison written into a reused float buffer and a
+        one-row GEMM."""
+        compiled = self._compiled if values.is_cpu and values.is_floating_point() else None
+        if compiled is None:
+            indicator, flat, ones = self.scratch.get(values.shape, sums.totals.device)
+        write, row = self._write, sums.rows[self.counted_row]
         shape = values.shape
         samples = int(shape[0]) if len(shape) > 1 else 1
         convert = values.dtype != torch.float32
@@ -189,29 +194,13 @@ class SiteCounts(Statistic):
                 sums.flush()
                 pending = rows
             sums.pending_rows = pending
-            compiled(values.detach().float() if convert else values)
-            self.rows += rows
-            self.samples += samples
-
-        return count
-
-    def _operations(self, sums: Sums, values: torch.Tensor) -> Callable[[torch.Tensor], None]:
-        """The count of one unmasked call with the shape, dtype and device of ``values`` by operations (a GPU,
-        numba switched off): the comparison written into a reused float buffer, and a one-row GEMM."""
-        indicator, flat, ones = self.scratch.get(values.shape, sums.totals.device)
-        write, row = self._write, sums.rows[self.counted_row]
-        shape = values.shape
-        rows, samples = int(flat.shape[0]), int(shape[0]) if len(shape) > 1 else 1
-        convert = values.dtype != torch.float32
-
-        def count(values: torch.Tensor) -> None:
-            pending = sums.pending_rows + rows  # Sums.add_rows, inline: room in the float32 sums
-            if pending > counting.FLUSH_ROWS:
-                sums.flush()
-                pending = rows
-            sums.pending_rows = pending
-            write(values.detach().float() if convert else values, indicator)
-            row.addmm_(ones, flat)
+            if convert:
+                values = values.detach().float()
+            if compiled is not None:
+                compiled(values)
+            else:
+                write(values, indicator)
+                row.addmm_(ones, flat)
             self.rows += rows
             self.samples += samples
 
