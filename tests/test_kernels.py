@@ -259,7 +259,11 @@ def test_the_monitor_s_compiled_count_copies_strided_values_and_refuses_the_wron
     assert count is not None
     assert count(values.T) == 5  # a transposed view: counted as its values, not its memory
     assert torch.equal(counts, (values.T > 0).sum(0).float())
-    for wrong in (values.T.double(), torch.randn(5, 8), values.T.half()):
+    negated = torch._neg_view(values.T.contiguous())  # contiguous, its memory holding the negatives
+    before = counts.clone()
+    assert count(negated) == 5
+    assert torch.equal(counts - before, (-values.T > 0).sum(0).float())
+    for wrong in (values.T.double(), torch.randn(5, 8), values.T.half(), torch.tensor(1.0)):
         with pytest.raises(ValueError, match="float32 CPU values of width 9"):
             count(wrong)
     with pytest.raises(ValueError, match="5 bools"):

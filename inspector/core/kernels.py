@@ -187,12 +187,12 @@ def row_counter(
     float32 = torch.float32
 
     def count(values: torch.Tensor, real: torch.Tensor | None = None) -> int:
-        if values.dtype is not float32 or not values.is_cpu or values.shape[-1] != width:
+        if values.dtype is not float32 or not values.is_cpu or not values.dim() or values.shape[-1] != width:
             raise ValueError(
                 f"row_counter counts float32 CPU values of width {width}, got {values.dtype} {tuple(values.shape)} on {values.device}"
             )
-        if not values.is_contiguous():
-            values = values.contiguous()
+        if not values.is_contiguous() or values.is_neg():  # read by address: the values as laid out in memory
+            values = values.resolve_neg().contiguous()
         rows = values.numel() // width if width else 0
         if real is None:
             return function(values.data_ptr(), target, everything, 0, rows, width, rule, limit)
