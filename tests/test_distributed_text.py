@@ -53,13 +53,18 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _two_ranks(argv: list[str]) -> list[tuple[int, str, str]]:
     """``python -m inspector *argv`` on two ranks as torchrun starts them: (exit code, stdout, stderr) per rank."""
+    return _ranks(["-m", "inspector", *argv])
+
+
+def _ranks(args: list[str]) -> list[tuple[int, str, str]]:
+    """``python *args`` on two ranks as torchrun starts them: (exit code, stdout, stderr) per rank."""
     world, port = 2, free_port()
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
     env.update(WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), INSPECTOR_DIST_TIMEOUT="60")
     env["HF_HUB_OFFLINE"] = "1"
     ranks = [
         subprocess.Popen(
-            [sys.executable, "-m", "inspector", *argv],
+            [sys.executable, *args],
             env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -108,3 +113,26 @@ def test_report_and_prune_under_two_ranks_write_and_say_it_once(
     assert (tmp_path / "two.json").is_file()
     (code0, out0, _), _ = _two_ranks(prune + ["--force"])
     assert code0 == 0 and out0.splitlines()[0] == one_line  # the score over both shares is one process's
+
+
+LEFT_THREADS = """
+import os, transformers
+from inspector.core import distributed
+with distributed.process_group():
+    config = transformers.BertConfig(vocab_size=10, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                                     intermediate_size=8)
+    transformers.BertModel(config)  # imports torch.distributed.nn, whose defaults read the group at import
+    distributed.all_gather_objects(distributed.rank())
+names = [open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")]
+print(sum("gloo" in name for name in names))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="counts threads in /proc")
+def test_the_group_is_freed_with_its_threads_when_a_model_was_built_inside_it() -> None:
+    # a group still held after destroy_process_group keeps its gloo threads to the end of the process,
+    # where one still dropping its last collective's tensors aborts it ("terminate called without an
+    # active exception", a rank's exit code -6 now and then): no gloo thread is left when the group ends
+    for code, out, err in _ranks(["-c", LEFT_THREADS]):
+        assert code == 0, err
+        assert out.split() == ["0"], (out, err)

@@ -13,6 +13,7 @@ The backend decides where a reduced tensor lives: NCCL reduces CUDA tensors (on
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -217,6 +218,7 @@ def process_group(device: torch.device | str | None = None, timeout_s: float | N
     seconds = timeout_s if timeout_s is not None else float(os.environ.get("INSPECTOR_DIST_TIMEOUT", "600"))
     timeout = timedelta(seconds=seconds)
     where = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
+    _import_before_the_group()
     try:
         store, me, world = next(iter(dist.rendezvous("env://", timeout=timeout)))
         dist.init_process_group("nccl" if cuda else "gloo", store=store, rank=me, world_size=world, timeout=timeout)
@@ -242,6 +244,19 @@ def process_group(device: torch.device | str | None = None, timeout_s: float | N
             # when not the launcher's agent) waits for every rank to be done with it
             _stopped(store, me, world, wait=failure is not None and not isinstance(failure, PeerFailure))
             _store = None
+
+
+def _import_before_the_group() -> None:
+    """Import ``torch.distributed.nn`` before the group exists. Its functions take ``group=group.WORLD`` as a
+    default argument, read once, at import: imported while a group is up (``transformers`` imports it
+    when it builds a model), they hold that group for the life of the process. ``destroy_process_group``
+    then cannot free it, and its gloo worker threads outlive it. One of them may still be dropping its
+    last collective's tensors when Python finalizes; it then needs the GIL, cannot take it, and the
+    process aborts ("terminate called without an active exception") after its work is done."""
+    try:
+        importlib.import_module("torch.distributed.nn")
+    except Exception:  # noqa: BLE001 - a build without it has nothing to hold the group either
+        pass
 
 
 def _leave_line(store: Any, me: int, world: int, line: str) -> None:
