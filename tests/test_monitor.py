@@ -39,6 +39,18 @@ def _never_fire(model: nn.Module, X: torch.Tensor) -> int:
     return int((hidden > 0).sum(0).eq(0).sum())
 
 
+def _train(
+    model: nn.Module, X: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer, monitor: Monitor, steps: int
+) -> None:
+    """``steps`` full-batch steps of mean squared error, each followed by ``monitor.step(loss)``."""
+    for _ in range(steps):
+        loss = nn.functional.mse_loss(model(X), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        monitor.step(loss)
+
+
 def test_high_learning_rate_deaths_equal_a_recount_from_the_snapshots(tmp_path):
     # full-batch SGD: every record's window sees the whole data. A neuron that never fires on it gets a
     # zero gradient (weights and bias), so plain SGD leaves it dead for good: the neurons dead in the
@@ -49,12 +61,7 @@ def test_high_learning_rate_deaths_equal_a_recount_from_the_snapshots(tmp_path):
     initial = {name: t.clone() for name, t in model.state_dict().items()}
     optimizer = torch.optim.SGD(model.parameters(), lr=0.2)
     with Monitor(model, tmp_path / "run", every=k, snapshot_every=k, optimizer=optimizer) as monitor:
-        for _ in range(30):
-            loss = nn.functional.mse_loss(model(X), y)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            monitor.step(loss)
+        _train(model, X, y, optimizer, monitor, 30)
     run = read_run(tmp_path / "run")
     assert run.status == "finished"
     assert run.layers == ("0", "2") and run.activations == ("relu", "none")
@@ -301,12 +308,7 @@ def test_tensorboard_gets_the_same_scalars(tmp_path):
     model, X, y = _relu_net()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.2)
     with Monitor(model, tmp_path / "run", every=2, optimizer=optimizer, tensorboard=True) as monitor:
-        for _ in range(6):
-            loss = nn.functional.mse_loss(model(X), y)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            monitor.step(loss)
+        _train(model, X, y, optimizer, monitor, 6)
     run = read_run(tmp_path / "run")
     events = EventAccumulator(str(tmp_path / "run"))
     events.Reload()
@@ -593,12 +595,7 @@ def test_an_activation_is_counted_on_its_layer_s_output_only(tmp_path, kind):
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     X, y = torch.randn(32, 6), torch.randn(32, 1)
     with Monitor(model, tmp_path / "run", every=2, snapshot_every=0) as monitor:
-        for _ in range(4):
-            loss = nn.functional.mse_loss(model(X), y)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            monitor.step(loss)
+        _train(model, X, y, optimizer, monitor, 4)
     run = read_run(tmp_path / "run")
     training = seen[per_forward:]  # after the discovery's forward
     assert len(training) == 4 * per_forward
@@ -702,12 +699,7 @@ def test_a_count_that_cannot_compile_warns_once_and_the_operations_count(tmp_pat
         model, X, y = _relu_net()
         optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
         with Monitor(model, tmp_path / run, every=2, snapshot_every=0) as monitor:
-            for _ in range(4):
-                loss = nn.functional.mse_loss(model(X), y)
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                monitor.step(loss)
+            _train(model, X, y, optimizer, monitor, 4)
         return read_run(tmp_path / run).vector("fire_rate", "0")[1]
 
     expected = train("compiled")
