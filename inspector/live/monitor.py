@@ -161,7 +161,7 @@ class SiteCounts(Statistic):
             return
         sums.add_rows(rows)
         self.samples += int(shape[0]) if len(shape) > 1 else 1
-        compiled = self._compiled if values.is_cpu and values.is_floating_point() else None
+        compiled = self._compiled_for(values)
         if compiled is not None and mask.is_cpu:
             self.rows = self.rows + compiled(values.detach().float(), mask.reshape(-1).to(torch.bool))
             return
@@ -175,12 +175,17 @@ class SiteCounts(Statistic):
         sums.rows[self.counted_row].addmm_(weights, flat)
         self.rows = self.rows + weights.sum()
 
+    def _compiled_for(self, values: torch.Tensor) -> Any:
+        """The compiled count when it takes ``values`` (floating point on the CPU, converted to float32 before
+        it), else ``None``: the operations count."""
+        return self._compiled if values.is_cpu and values.is_floating_point() else None
+
     def _counter(self, sums: Sums, values: torch.Tensor, rows: int) -> Callable[[torch.Tensor], None]:
         """The count of one unmasked call with the shape, dtype and device of ``values``: on the CPU one
         compiled call that reads the values once and adds to the float32 sums (no indicator written);
         elsewhere (or with numba switched off) the comparison written into a reused float buffer and a
         one-row GEMM."""
-        compiled = self._compiled if values.is_cpu and values.is_floating_point() else None
+        compiled = self._compiled_for(values)
         if compiled is None:
             indicator, flat, ones = self.scratch.get(values.shape, sums.totals.device)
         write, row = self._write, sums.rows[self.counted_row]
